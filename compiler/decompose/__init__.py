@@ -23,11 +23,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
+from lrfc.decompose import cp, tt, tucker
+from lrfc.decompose import qr, svd, ttm
 
 # The registry: one entry per method module, in the order reports list them.
 # Adding a method = a new module + its name in this import and this tuple.
 # (conv methods: tucker, cp, tt; dense methods: svd, qr, ttm)
-_MODULES: tuple[ModuleType, ...] = ()
+_MODULES: tuple[ModuleType, ...] = (tucker, cp, tt, svd, qr, ttm)
 
 METHODS: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
 

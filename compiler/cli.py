@@ -1,0 +1,169 @@
+"""The `lrfc` command line. Thin: parse, resolve, call the library, print.
+
+Heavy imports (TensorFlow, Keras, tf2onnx, tensorly) happen inside command
+bodies, so `lrfc --help` and `lrfc profiles ...` start fast. A ``UserError``
+becomes one line on stderr and exit status 2; ``--verbose`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+from lrfc.errors import UserError
+
+app = typer.Typer(
+    name="lrfc",
+    help="Edge-deployment compiler for CNNs: hybrid low-rank factorization, verified TFLite/ONNX artifacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+profiles_app = typer.Typer(help="Target hardware profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+_state = {"verbose": False}
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and progress detail.")] = False):
+    _state["verbose"] = verbose
+
+
+def _emit_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2))
+
+
+def _parse_shape(text: Optional[str]) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"--input-shape: received {text!r}; expected comma-separated positive integers like 224,224,3") from None
+    if not shape or min(shape) <= 0:
+        raise UserError(f"--input-shape: received {text!r}; expected comma-separated positive integers like 224,224,3")
+    return shape
+
+
+# --------------------------------------------------------------------- inspect
+
+
+@app.command()
+def inspect(
+    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape without batch, e.g. 224,224,3, for models whose spatial size is undefined.")] = None,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+):
+    """List every layer: type, output shape, params, MACs and the factorizations that apply."""
+    from lrfc.inspection import inspect_model, render_table
+
+    report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
+    if as_json:
+        _emit_json(report)
+    else:
+        typer.echo(render_table(report))
+
+
+# ------------------------------------------------------------------ decompose
+
+
+@app.command()
+def decompose(
+    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="tucker, cp, tt (convolutions); svd, qr, ttm (dense, 1x1 convolutions).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="The .keras file to write.")],
+    rank: Annotated[str, typer.Option(help="'full', one integer for every rank, or a comma list (e.g. 8,16 for Tucker).")] = "full",
+    layers: Annotated[Optional[str], typer.Option(help="Comma-separated layer names; default: every layer the method applies to.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="fashion-mnist, digits, an .npz (x, y) or an image folder: reports output similarity.")] = None,
+    data_aware: Annotated[bool, typer.Option("--data-aware", help="Fit factors to each layer's output on --data instead of to its weights.")] = False,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data.")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-layer report as JSON.")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+):
+    """Factorize layers with one method at ranks you choose (no search, no fine-tuning)."""
+    from lrfc.manual import decompose_model
+
+    if calib_samples < 1:
+        raise UserError(f"--calib-samples: received {calib_samples}; expected a positive integer")
+    names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
+    report = decompose_model(model, method, rank, names, data, data_aware, out, calib_samples, trust=trust_model)
+    if as_json:
+        _emit_json(report)
+        return
+    for entry in report["layers"]:
+        sim = f"  similarity {entry['similarity']:.4f}" if "similarity" in entry else ""
+        typer.echo(f"{entry['name']}: {entry['method']} ranks {entry['ranks']}  params {entry['params_before']:,} -> "
+                   f"{entry['params_after']:,}  MACs {entry['macs_before']:,} -> {entry['macs_after']:,}{sim}")
+    typer.echo(f"total params {report['total_params_before']:,} -> {report['total_params_after']:,}; "
+               f"MACs {report['total_macs_before']:,} -> {report['total_macs_after']:,}; wrote {report['out']}")
+
+
+# -------------------------------------------------------------------- profiles
+
+
+@profiles_app.command("list")
+def profiles_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """List the built-in target profiles."""
+    from lrfc.targets import list_profiles, profile_to_dict
+
+    profiles = list_profiles()
+    if as_json:
+        _emit_json([profile_to_dict(p) for p in profiles])
+        return
+    width = max(len(p.name) for p in profiles)
+    for p in profiles:
+        typer.echo(f"{p.name:<{width}}  {p.precision:<5} {','.join(p.runtimes):<62} {p.description}")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="A profile name (see `lrfc profiles list`), 'jetson', or a path to a .toml file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+):
+    """Show one target profile."""
+    from lrfc.targets import load_profile, profile_to_dict
+
+    data = profile_to_dict(load_profile(name))
+    if as_json:
+        _emit_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"lrfc: error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("lrfc: aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

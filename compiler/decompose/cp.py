@@ -1,0 +1,198 @@
+"""CP (canonical polyadic) factorization of a convolution.
+
+Rank ``(R,)``: the kernel, read as ``W[c, i, j, o]``, becomes a sum of R
+rank-one terms
+
+    W[c, i, j, o] ~= sum_r A[c, r] H[i, r] V[j, r] O[r, o]
+
+and the layer becomes 1x1 cin->R (A), depthwise kh x 1 (H; stride and
+dilation of H, original padding), depthwise 1 x kw (V; stride and dilation of
+W), 1x1 R->cout (O, with the bias and activation). TensorFlow pads each axis
+independently, so the per-axis split is exact. A size-1 depthwise stage
+(kh == 1, e.g. a Conv1D, or kw == 1) is a per-channel scale: it is folded into
+A, so the chain never holds a trivial stage.
+``Factors.arrays = (A, H, V, O)``, A (cin, R), H (kh, R), V (kw, R), O (R, cout).
+
+CP is not exact at any fixed rank; ``max_ranks`` is a cap: the largest R
+whose chain has no more parameters than the original kernel.
+
+Fitting: alternating least squares in numpy (not tensorly's parafac, which is
+slow), started from the leading eigenvectors of each mode's Gram (HOSVD; a
+mode with fewer than R of them is completed with seeded Gaussian columns), at
+most ``MAX_ITER`` sweeps, stopping when the relative error improves by less
+than ``TOL``. One sweep costs two contractions of the kernel with a factor
+(cout first, then cin): 2 kh kw cin cout R multiply-adds. Deterministic:
+the same kernel and rank give the same factors. ``prepare`` computes the
+(whitened) tensor and the Gram eigenvectors once; ``truncate`` runs ALS.
+
+Data-aware (``stats`` given): the output error per tap is
+``||S (W[i,j] - W'[i,j])||`` with ``channel_cov = S S`` (see ``tucker``), so
+ALS runs on the whitened tensor ``S W`` and the input factor is un-whitened,
+``A = S^-1 A_white``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
+from lrfc.decompose.stats import whitener
+from lrfc.decompose.tt import separable_steps
+from lrfc.decompose.tucker import chain_cost, check_conv, check_ranks, to_stages, top_eigvecs
+from lrfc.geometry import ConvGeometry
+
+NAME = "cp"
+KIND = "conv"
+NUM_RANKS = 1
+
+MAX_ITER = 60
+TOL = 1e-6
+SEED = 0
+
+
+def max_ranks(geom: ConvGeometry) -> tuple[int]:
+    """The largest R whose chain has at most the original's parameters (at least 1)."""
+    check_conv(geom)
+    (kh, kw), cin, cout = geom.kernel, geom.cin, geom.cout
+    return (max(1, (kh * kw * cin * cout) // (cin + kh + kw + cout)),)
+
+
+def _layers(geom: ConvGeometry, rank: int):
+    steps = separable_steps(geom)
+    inner = [("depthwise", st, rank, rank) for st in steps[1:-1]]
+    return [("conv", steps[0], geom.cin, rank), *inner, ("conv", steps[-1], rank, geom.cout)]
+
+
+def cost(geom: ConvGeometry, ranks) -> Cost:
+    """Params and MACs: R (cin + kh + kw + cout) (+ bias), size-1 depthwise stages left out."""
+    (rank,) = check_ranks(ranks, max_ranks(geom), NAME)
+    return chain_cost(_layers(geom, rank), geom.cout if geom.use_bias else 0)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The tensor ALS fits (whitened when data-aware) and each mode's Gram eigenvectors."""
+
+    tensor: np.ndarray             # (cin, kh, kw, cout), float64
+    modes: tuple[np.ndarray, ...]  # eigenvectors per mode, largest first
+    unwhiten: np.ndarray | None    # S^-1 (cin, cin) when data-aware
+    bias: np.ndarray | None
+    geom: ConvGeometry
+
+
+def prepare(weights: LayerWeights, geom: ConvGeometry, stats: LayerStats | None = None) -> Prepared:
+    """The (whitened) kernel as (cin, kh, kw, cout) and the HOSVD bases ALS starts from."""
+    check_conv(geom, weights)
+    x = np.asarray(weights.kernel, np.float64).transpose(2, 0, 1, 3)
+    unwhiten = None
+    if stats is not None:
+        cin = geom.cin
+        if stats.channel_cov.shape != (cin, cin):
+            raise ValueError(f"channel_cov {stats.channel_cov.shape} does not fit cin={cin}")
+        s, unwhiten = whitener(stats.channel_cov)
+        x = np.einsum("dc,cijo->dijo", s, x)
+    modes = []
+    for axis in range(4):
+        unf = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+        modes.append(top_eigvecs(unf @ unf.T))
+    return Prepared(np.ascontiguousarray(x), tuple(modes), unwhiten, weights.bias, geom)
+
+
+def _init(modes: tuple[np.ndarray, ...], rank: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(SEED)
+    out = []
+    for basis in modes:
+        n = basis.shape[0]
+        f = basis[:, :rank]
+        if rank > f.shape[1]:
+            f = np.concatenate([f, rng.standard_normal((n, rank - f.shape[1])) / np.sqrt(n)], axis=1)
+        out.append(f)
+    return out
+
+
+def _solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``rhs @ gram^-1`` for a symmetric PSD gram, lightly regularised against degenerate terms."""
+    ridge = 1e-10 * max(np.trace(gram) / len(gram), np.finfo(np.float64).tiny)
+    g = gram + ridge * np.eye(len(gram))
+    try:
+        return np.linalg.solve(g, rhs.T).T
+    except np.linalg.LinAlgError:
+        return rhs @ np.linalg.pinv(g)
+
+
+def _normalise(f: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(f, axis=0)
+    return f / np.where(norms > 0, norms, 1.0)
+
+
+def als(x: np.ndarray, factors: list[np.ndarray], max_iter: int = MAX_ITER, tol: float = TOL):
+    """CP-ALS on a 4-way tensor from the given factors.
+
+    Returns:
+        ``(factors, rel_error, sweeps)``; the scale sits in the last factor.
+    """
+    ci, kh, kw, co = x.shape
+    a, h, v, o = factors
+    rank = a.shape[1]
+    norm_sq = float(np.sum(x * x))
+    flat = x.reshape(ci * kh * kw, co)
+    err, sweeps = np.inf, 0
+    for sweeps in range(1, max_iter + 1):
+        t = (flat @ o).reshape(ci, kh, kw, rank)                 # X x_cout O
+        g_o = o.T @ o
+        a = _normalise(_solve((h.T @ h) * (v.T @ v) * g_o, np.einsum("cijr,ir,jr->cr", t, h, v)))
+        h = _normalise(_solve((a.T @ a) * (v.T @ v) * g_o, np.einsum("cijr,cr,jr->ir", t, a, v)))
+        v = _normalise(_solve((a.T @ a) * (h.T @ h) * g_o, np.einsum("cijr,cr,ir->jr", t, a, h)))
+        u = (a.T @ x.reshape(ci, -1)).reshape(rank, kh, kw, co)  # X x_cin A
+        m_o = np.einsum("rijo,ir,jr->or", u, h, v)
+        g_rest = (a.T @ a) * (h.T @ h) * (v.T @ v)
+        o = _solve(g_rest, m_o)
+        fit_sq = norm_sq - 2 * np.sum(m_o * o) + np.sum(g_rest * (o.T @ o))
+        new = np.sqrt(max(fit_sq, 0.0) / max(norm_sq, np.finfo(np.float64).tiny))
+        if err - new < tol:
+            err = min(err, new)
+            break
+        err = new
+    return [a, h, v, o], float(err), sweeps
+
+
+def _balance(factors: list[np.ndarray]) -> list[np.ndarray]:
+    """Equal column norms across the factors of each term (keeps float32 chains well scaled)."""
+    norms = np.stack([np.linalg.norm(f, axis=0) for f in factors])  # (4, R)
+    scale = np.prod(norms, axis=0) ** (1.0 / len(factors))
+    return [f * (scale / np.where(n > 0, n, 1.0)) for f, n in zip(factors, norms)]
+
+
+def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = TOL) -> Factors:
+    """ALS at rank R from the prepared HOSVD start; the input factor un-whitened when data-aware."""
+    (rank,) = check_ranks(ranks, max_ranks(prepared.geom), NAME)
+    fs, _, _ = als(prepared.tensor, _init(prepared.modes, rank), max_iter, tol)
+    a, h, v, o = _balance(fs)
+    if prepared.unwhiten is not None:
+        a = prepared.unwhiten @ a
+    return Factors(NAME, (rank,), (a, h, v, o.T.copy()), prepared.bias, prepared.unwhiten is not None)
+
+
+def decompose(weights: LayerWeights, geom: ConvGeometry, ranks, stats: LayerStats | None = None) -> Factors:
+    """``prepare`` + ``truncate`` for one rank."""
+    return truncate(prepare(weights, geom, stats), ranks)
+
+
+def stages(factors: Factors, geom: ConvGeometry, activation: str | None = None) -> list[Stage]:
+    """1x1 conv, depthwise kh x 1, depthwise 1 x kw, 1x1 conv (+bias, activation); size-1 scales folded into A."""
+    a, h, v, o = factors.arrays
+    (kh, kw) = geom.kernel
+    kernels = []
+    if kh == 1:
+        a = a * h[0]
+    if kw == 1:
+        a = a * v[0]
+    kernels.append(a[None, None])
+    if kh > 1:
+        kernels.append(h[:, None, :, None])   # (kh, 1, R, 1)
+    if kw > 1:
+        kernels.append(v[None, :, :, None])   # (1, kw, R, 1)
+    kernels.append(o[None, None])
+    return to_stages(_layers(geom, factors.ranks[0]), kernels, factors.bias, activation)

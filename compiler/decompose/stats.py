@@ -1,0 +1,150 @@
+"""Second moments of a layer's captured inputs, for data-aware factorization.
+
+Calibration runs a few hundred samples through the model and keeps each
+layer's inputs. A convolution's output at one position is ``W_mat^T p`` (plus
+bias), with ``p`` the im2col patch under the kernel and ``W_mat`` the kernel
+reshaped to ``(kh*kw*cin, cout)``. The error of an approximate kernel ``W'``
+on that data is therefore ``E||(W - W')^T p||^2 = tr(E^T Sigma E)`` with
+``Sigma = E[p p^T]``: the second moment of the patches is all a method needs
+to fit its factors to the layer's output instead of to its weights.
+
+Memory stays bounded: each batch contributes at most ``max_positions``
+patches (and as many input pixels), drawn with a fixed seed, and batches are
+merged with ``accumulate``. Moments are uncentred (the layer is linear in its
+input, the bias does not depend on it) and kept in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrfc.decompose.base import LayerStats
+from lrfc.geometry import ConvGeometry, conv_out_len
+
+DEFAULT_MAX_POSITIONS = 4096
+
+
+def _same_pad(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of one axis: (before, after); the extra pixel goes after."""
+    out = conv_out_len(n, k, stride, dilation, "same")
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def _as_nhwc(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    x = np.asarray(x)
+    if geom.spatial_rank == 1 and x.ndim == 3:
+        x = x[:, None, :, :]  # (N, L, C) -> (N, 1, L, C)
+    if x.ndim != 4 or x.shape[1:] != (*geom.in_hw, geom.cin):
+        raise ValueError(f"expected inputs of shape (N, {geom.in_hw[0]}, {geom.in_hw[1]}, {geom.cin}) "
+                         f"for this layer, received {x.shape}")
+    return x
+
+
+def _pick(total: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``total`` items; all of them when they fit."""
+    if total <= limit:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
+
+
+def patches(x: np.ndarray, geom: ConvGeometry, max_positions: int = DEFAULT_MAX_POSITIONS,
+            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """im2col of captured inputs at a deterministic subset of output positions.
+
+    Args:
+        x: the layer's inputs, NHWC (or (N, L, C) for a Conv1D).
+        geom: the layer; its stride, dilation and padding (TensorFlow rules) place the patches.
+        max_positions: at most this many (sample, row, column) output positions are used.
+        seed: fixes which positions are drawn when there are more.
+
+    Returns:
+        ``(rows, where)``: rows (S, kh*kw*cin) ordered like a flattened HWI kernel, and
+        where (S, 3) the (sample, out_row, out_col) of each row.
+    """
+    x = _as_nhwc(x, geom)
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = geom.kernel, geom.strides, geom.dilation
+    oh = conv_out_len(h, kh, sh, dh, geom.padding)
+    ow = conv_out_len(w, kw, sw, dw, geom.padding)
+    if geom.padding == "same":
+        pads = (_same_pad(h, kh, sh, dh), _same_pad(w, kw, sw, dw))
+        x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    flat = _pick(n * oh * ow, max_positions, seed)
+    s, p, q = np.unravel_index(flat, (n, oh, ow))
+    rows = p[:, None] * sh + np.arange(kh)[None, :] * dh  # (S, kh)
+    cols = q[:, None] * sw + np.arange(kw)[None, :] * dw  # (S, kw)
+    got = x[s[:, None, None], rows[:, :, None], cols[:, None, :], :]  # (S, kh, kw, C)
+    return got.reshape(len(flat), kh * kw * c), np.stack([s, p, q], axis=1)
+
+
+def _moment(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows.T @ rows / max(len(rows), 1)
+
+
+def conv_stats(x: np.ndarray, geom: ConvGeometry, max_positions: int = DEFAULT_MAX_POSITIONS,
+               seed: int = 0) -> LayerStats:
+    """Patch and pixel second moments of one batch of a convolution's inputs.
+
+    ``input_cov`` averages ``p p^T`` over the sampled im2col patches (zero
+    padding included, as the layer sees it); ``channel_cov`` averages ``x x^T``
+    over as many input pixels, drawn with the same seed.
+    """
+    x = _as_nhwc(x, geom)
+    rows, _ = patches(x, geom, max_positions, seed)
+    pixels = x.reshape(-1, geom.cin)
+    pixels = pixels[_pick(len(pixels), len(rows), seed)]
+    return LayerStats(input_cov=_moment(rows), channel_cov=_moment(pixels), samples=len(rows))
+
+
+def dense_stats(x: np.ndarray, max_positions: int = DEFAULT_MAX_POSITIONS, seed: int = 0) -> LayerStats:
+    """Second moment of a dense layer's inputs; leading dimensions are flattened (tokens)."""
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"dense inputs need a batch axis and a feature axis, received shape {x.shape}")
+    vectors = x.reshape(-1, x.shape[-1])
+    cov = _moment(vectors[_pick(len(vectors), max_positions, seed)])
+    return LayerStats(input_cov=cov, channel_cov=cov, samples=min(len(vectors), max_positions))
+
+
+def accumulate(total: LayerStats | None, batch: LayerStats) -> LayerStats:
+    """Merge the statistics of one more batch into a running total (None to start).
+
+    Each side is weighted by its ``samples``, so the result is the moment
+    over every vector both have seen.
+    """
+    if total is None:
+        return batch
+    if total.input_cov.shape != batch.input_cov.shape or total.channel_cov.shape != batch.channel_cov.shape:
+        raise ValueError(f"cannot merge statistics of different layers: input_cov {total.input_cov.shape} "
+                         f"vs {batch.input_cov.shape}, channel_cov {total.channel_cov.shape} vs {batch.channel_cov.shape}")
+    n = total.samples + batch.samples
+    a, b = total.samples / n, batch.samples / n
+    return LayerStats(input_cov=a * total.input_cov + b * batch.input_cov,
+                      channel_cov=a * total.channel_cov + b * batch.channel_cov, samples=n)
+
+
+def whitener(cov: np.ndarray, eps: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric square root ``S`` of a second moment and its inverse.
+
+    ``E||E^T x||^2 = ||S E||_F^2`` for ``cov = S S``, so a truncated SVD of
+    ``S W`` is the best low-rank fit of ``W`` on the data. The moment is
+    regularised with ``eps * trace / n`` on the diagonal first, so dead or
+    linearly dependent channels (rank deficiency) keep ``S`` invertible and
+    ``S^-1`` bounded.
+
+    Returns:
+        ``(S, S_inv)``, both (n, n) float64.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    cov = 0.5 * (cov + cov.T)
+    n = cov.shape[0]
+    floor = eps * max(np.trace(cov) / n, np.finfo(np.float64).tiny)
+    vals, vecs = np.linalg.eigh(cov)
+    vals = np.maximum(vals, 0.0) + floor
+    root = np.sqrt(vals)
+    return (vecs * root) @ vecs.T, (vecs / root) @ vecs.T
+
+
+__all__ = ["DEFAULT_MAX_POSITIONS", "accumulate", "conv_stats", "dense_stats", "patches", "whitener"]

@@ -1,0 +1,177 @@
+"""Truncated SVD of a dense layer (or a pointwise convolution).
+
+Rank ``(R,)``, ``1 <= R <= min(in, out)``: the kernel ``W`` (in, out) of
+``y = x W + b`` becomes ``W ~= A B`` with ``A`` (in, R) and ``B`` (R, out),
+i.e. Dense in->R (no bias) then Dense R->out (with the original bias and
+activation). A 1x1 stride-1 convolution is the same thing over channels and
+becomes two 1x1 convolutions. ``Factors.arrays = (A, B)``.
+
+Weight-only: ``W = U S V^T``; ``A = U_R S_R^1/2``, ``B = S_R^1/2 V_R^T``
+(the singular values are split evenly so neither layer is badly scaled for
+fine-tuning). This is the best rank-R fit of the weights (Eckart-Young).
+
+Data-aware (``stats`` given, ``C = stats.input_cov = E[x x^T]``): the error
+that matters is on the layer's output,
+
+    E||x^T (W - W')||^2 = tr((W - W')^T C (W - W')) = ||S (W - W')||_F^2
+
+with ``S`` the symmetric square root of ``C`` (regularised by
+``eps * trace(C) / in`` on the diagonal and computed with ``eigh``, so a
+rank-deficient ``C`` -- dead or duplicated inputs -- keeps ``S`` invertible;
+see ``stats.whitener``). Writing ``W' = S^-1 M'``, the problem is the
+best rank-R fit ``M'`` of the whitened kernel ``M = S W``: its truncated SVD
+``M ~= U_R S_R V_R^T``. Un-whitening gives ``A = S^-1 U_R S_R^1/2`` and
+``B = S_R^1/2 V_R^T``; at full rank ``A B = S^-1 M = W``, so the chain stays
+exact. ``Factors.data_aware`` is then True.
+
+Rank reuse: ``prepare`` does the one SVD (and the whitening) and keeps the
+full-rank ``A`` and ``B``; the columns are ordered by singular value, so
+``truncate`` only slices the leading R.
+
+This module also holds what the three dense methods (svd, qr, ttm) share:
+the dense view of a pointwise convolution, the kernel check, the whitener of
+the input moment, and the two-layer chain (its cost, truncation and stages;
+qr reuses all of them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
+from lrfc.decompose.stats import whitener
+from lrfc.decompose.tucker import check_ranks
+from lrfc.geometry import ConvGeometry, DenseGeometry
+
+NAME = "svd"
+KIND = "dense"
+NUM_RANKS = 1
+
+
+# --- shared by svd, qr and ttm ----------------------------------------------------------------
+
+def dense_view(geom: DenseGeometry | ConvGeometry) -> DenseGeometry:
+    """The dense layer ``geom`` is: itself, or a pointwise convolution's view over channels."""
+    if isinstance(geom, DenseGeometry):
+        return geom
+    if isinstance(geom, ConvGeometry):
+        if not geom.is_pointwise:
+            raise ValueError(f"a dense method takes a Dense layer or a 1x1 stride-1 convolution; received a "
+                             f"convolution with kernel {geom.kernel}, strides {geom.strides}, groups {geom.groups}")
+        return geom.as_dense()
+    raise ValueError(f"a dense method needs a DenseGeometry or a pointwise ConvGeometry, received {type(geom).__name__}")
+
+
+def dense_kernel(weights: LayerWeights, view: DenseGeometry) -> np.ndarray:
+    """The kernel as a float64 (in, out) matrix; a 1x1 kernel (1, 1, in, out) is flattened."""
+    kernel = np.asarray(weights.kernel, dtype=np.float64)
+    shape = (view.in_features, view.out_features)
+    if kernel.shape not in (shape, (1, 1, *shape)):
+        raise ValueError(f"kernel shape {kernel.shape} does not match the geometry, expected {shape} or {(1, 1, *shape)}")
+    if view.use_bias != (weights.bias is not None):
+        raise ValueError(f"geometry says use_bias={view.use_bias} but the weights "
+                         f"{'have' if weights.bias is not None else 'lack'} a bias")
+    return kernel.reshape(shape)
+
+
+def input_whitener(stats: LayerStats | None, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(S, S^-1)`` of the input moment (``stats.whitener``), or None without statistics.
+
+    Also None when the moment is zero (the layer never saw a non-zero input):
+    there is nothing to weight by, and the factorization stays weight-only
+    (``Factors.data_aware`` False records it).
+    """
+    if stats is None:
+        return None
+    cov = np.asarray(stats.input_cov, dtype=np.float64)
+    if cov.shape != (n, n):
+        raise ValueError(f"input_cov of shape {cov.shape} does not fit a dense layer with {n} inputs, expected ({n}, {n})")
+    if not np.trace(cov) > 0:
+        return None
+    return whitener(cov)
+
+
+def pair_max_ranks(geom) -> tuple[int]:
+    """``(min(in, out),)``: the rank at which a two-layer chain is exact."""
+    view = dense_view(geom)
+    return (min(view.in_features, view.out_features),)
+
+
+def pair_cost(geom, ranks: tuple[int, ...]) -> Cost:
+    """Params ``R (in + out) (+ out)`` and MACs ``tokens R (in + out)`` of in->R->out."""
+    view = dense_view(geom)
+    (r,) = ranks
+    per_token = r * (view.in_features + view.out_features)
+    return Cost(per_token + (view.out_features if view.use_bias else 0), view.tokens * per_token)
+
+
+@dataclass(frozen=True)
+class PairPrepared:
+    """Full-rank ``W = left @ right`` with the columns of ``left`` in truncation order."""
+
+    method: str
+    left: np.ndarray   # (in, K)
+    right: np.ndarray  # (K, out)
+    bias: np.ndarray | None
+    data_aware: bool
+    max_rank: int
+
+
+def truncate_pair(prepared: PairPrepared, ranks) -> Factors:
+    """The leading R columns of ``left`` and rows of ``right``."""
+    (r,) = check_ranks(ranks, (prepared.max_rank,), prepared.method)
+    return Factors(prepared.method, (r,), (prepared.left[:, :r].copy(), prepared.right[:r].copy()),
+                   prepared.bias, prepared.data_aware)
+
+
+def pair_stages(factors: Factors, geom, activation: str | None) -> list[Stage]:
+    """Two dense stages, or two 1x1 conv stages for a pointwise convolution."""
+    view = dense_view(geom)
+    a, b = (np.asarray(x, np.float32) for x in factors.arrays)
+    r = a.shape[1]
+    if a.shape != (view.in_features, r) or b.shape != (r, view.out_features):
+        raise ValueError(f"{factors.method} factors {a.shape} and {b.shape} do not fit a {view.in_features}x{view.out_features} layer")
+    bias = () if factors.bias is None else (np.asarray(factors.bias, np.float32),)
+    if isinstance(geom, ConvGeometry):
+        return [Stage("conv", (a.reshape(1, 1, *a.shape),)),
+                Stage("conv", (b.reshape(1, 1, *b.shape), *bias), use_bias=bool(bias), activation=activation)]
+    return [Stage("dense", (a,)), Stage("dense", (b, *bias), use_bias=bool(bias), activation=activation)]
+
+
+# --- the svd method ---------------------------------------------------------------------------
+
+def max_ranks(geom) -> tuple[int]:
+    """``(min(in, out),)``."""
+    return pair_max_ranks(geom)
+
+
+def cost(geom, ranks: tuple[int, ...]) -> Cost:
+    """Closed-form params and MACs at ``ranks = (R,)``."""
+    return pair_cost(geom, ranks)
+
+
+def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> PairPrepared:
+    """One (whitened) SVD of the kernel, kept at full rank."""
+    view = dense_view(geom)
+    w = dense_kernel(weights, view)
+    white = input_whitener(stats, view.in_features)
+    m = w if white is None else white[0] @ w
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    root = np.sqrt(s)
+    left = u * root
+    if white is not None:
+        left = white[1] @ left
+    bias = None if weights.bias is None else np.asarray(weights.bias, np.float64)
+    return PairPrepared(NAME, left, root[:, None] * vt, bias, white is not None, len(s))
+
+
+def truncate(prepared: PairPrepared, ranks) -> Factors:
+    """``A = left[:, :R]``, ``B = right[:R]``."""
+    return truncate_pair(prepared, ranks)
+
+
+def stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]:
+    """Dense in->R (no bias), Dense R->out (+bias, activation); 1x1 convs for a pointwise conv."""
+    return pair_stages(factors, geom, activation)

@@ -1,0 +1,184 @@
+"""The layer catalogue: what lrfc does with each Keras layer type, and what it costs.
+
+Per layer: its type, output shape, parameters, MACs (multiply-accumulates for
+one sample; only the linear layers — convolutions and dense — are counted,
+the rest cost 0), the factorization methods that apply, and its geometry
+(the numbers a method needs). A layer no method applies to is *passed
+through* with a note saying why.
+
+| layer type | handling |
+|---|---|
+| Conv2D, Conv1D (groups 1, channels_last, same/valid) | tucker, cp, tt; a 1x1 stride-1 one is dense over channels: svd, qr, ttm |
+| Dense (any input rank; applied to the last axis) | svd, qr, ttm |
+| SeparableConv2D | its pointwise part is a 1x1 convolution: svd, qr, ttm; the depthwise part is kept |
+| DepthwiseConv2D/1D, grouped Conv, causal Conv1D, Conv transpose, Conv3D | passed through (MACs counted) |
+| everything else (BatchNorm, pooling, activations, Add, ...) | passed through, 0 MACs |
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
+
+CONV_METHODS = ("tucker", "cp", "tt")
+DENSE_METHODS = ("svd", "qr", "ttm")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of `lrfc inspect`."""
+
+    name: str
+    type: str
+    output_shape: tuple
+    params: int
+    macs: int
+    methods: tuple[str, ...]
+    geometry: Geometry | None = None
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "output_shape": [d for d in self.output_shape],
+            "params": self.params,
+            "macs": self.macs,
+            "methods": list(self.methods),
+        }
+
+
+def _shape(tensor) -> tuple:
+    return tuple(None if d is None else int(d) for d in tensor.shape)
+
+
+def _node_shapes(layer, node=None) -> tuple[tuple, tuple]:
+    """Input and output shape of the layer at ``node`` (default: its first call)."""
+    node = node if node is not None else layer._inbound_nodes[0]
+    ins = node.input_tensors
+    outs = node.outputs
+    return (_shape(ins[0]) if ins else ()), (_shape(outs[0]) if outs else ())
+
+
+def _spatial(shape: tuple, channels_last: bool) -> tuple:
+    return shape[1:-1] if channels_last else shape[2:]
+
+
+def _known(dims) -> bool:
+    return all(d is not None for d in dims)
+
+
+def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int, tuple[str, ...], Geometry | None, str]:
+    """MACs, methods, geometry and note for a convolution-family layer."""
+    cfg = layer.get_config()
+    channels_last = cfg.get("data_format", "channels_last") == "channels_last"
+    kernel_spatial = tuple(int(k) for k in layer.kernel.shape[:-2]) if hasattr(layer, "kernel") else ()
+    out_sp, in_sp = _spatial(out_shape, channels_last), _spatial(in_shape, channels_last)
+    if not (_known(out_sp) and _known(in_sp)):
+        return 0, (), None, "spatial size unknown (give --input-shape): MACs not counted"
+    cin = in_shape[-1] if channels_last else in_shape[1]
+    cout = out_shape[-1] if channels_last else out_shape[1]
+    groups = int(cfg.get("groups", 1) or 1)
+
+    if kind == "depthwise":
+        k = kernel_spatial
+        return math.prod(out_sp) * math.prod(k) * cout, (), None, "depthwise convolution: passed through"
+    if kind == "separable":
+        k = tuple(int(d) for d in layer.depthwise_kernel.shape[:-2])
+        mid = int(layer.pointwise_kernel.shape[-2])
+        dw = math.prod(out_sp) * math.prod(k) * mid
+        pw = math.prod(out_sp) * mid * cout
+        geom = None
+        methods: tuple[str, ...] = ()
+        note = "depthwise part kept; pointwise part factorizable"
+        if channels_last and len(out_sp) == 2:
+            geom = ConvGeometry((1, 1), mid, cout, tuple(out_sp), tuple(out_sp), use_bias=bool(cfg.get("use_bias")))
+            methods = DENSE_METHODS
+        else:
+            note = "separable convolution outside 2-D channels_last: passed through"
+        return dw + pw, methods, geom, note
+    if kind == "transpose":
+        return math.prod(in_sp) * math.prod(kernel_spatial) * cin * cout // groups, (), None, "transposed convolution: passed through"
+
+    macs = math.prod(out_sp) * math.prod(kernel_spatial) * (cin // groups) * cout
+    padding = cfg.get("padding", "valid")
+    reason = None
+    if len(out_sp) not in (1, 2):
+        reason = f"{len(out_sp)}-D convolution: passed through"
+    elif groups != 1:
+        reason = f"grouped convolution (groups={groups}): passed through"
+    elif not channels_last:
+        reason = "channels_first convolution: passed through"
+    elif padding not in ("same", "valid"):
+        reason = f"padding '{padding}': passed through"
+    if reason:
+        return macs, (), None, reason
+    rank = len(out_sp)
+    as2d = (lambda t: (1, int(t[0]))) if rank == 1 else (lambda t: (int(t[0]), int(t[1])))
+    geom = ConvGeometry(
+        kernel=as2d(kernel_spatial),
+        cin=int(cin),
+        cout=int(cout),
+        in_hw=as2d(in_sp),
+        out_hw=as2d(out_sp),
+        strides=as2d(cfg["strides"]),
+        dilation=as2d(cfg["dilation_rate"]),
+        padding=padding,
+        use_bias=bool(cfg.get("use_bias", True)),
+        spatial_rank=rank,
+    )
+    methods = DENSE_METHODS if geom.is_pointwise else CONV_METHODS
+    return macs, methods, geom, ""
+
+
+def _kind(layer) -> str | None:
+    import keras
+
+    L = keras.layers
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        return "separable"
+    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        return "depthwise"
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        return "transpose"
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        return "conv"
+    if isinstance(layer, L.Dense):
+        return "dense"
+    return None
+
+
+def describe_layer(layer, node=None) -> LayerInfo:
+    """Catalogue one leaf layer of a built graph (see module docstring).
+
+    ``node`` is the layer's call in the model being described
+    (``graph.layer_nodes``); by default its first call anywhere.
+    """
+    in_shape, out_shape = _node_shapes(layer, node)
+    params = int(layer.count_params())
+    kind = _kind(layer)
+    if kind == "dense":
+        fin, fout = (int(d) for d in layer.kernel.shape)
+        lead = in_shape[1:-1]
+        if _known(lead):
+            geom = DenseGeometry(fin, fout, tokens=math.prod(lead), use_bias=layer.bias is not None)
+            return LayerInfo(layer.name, type(layer).__name__, out_shape, params, geom.macs, DENSE_METHODS, geom)
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, DENSE_METHODS,
+                         DenseGeometry(fin, fout, 1, layer.bias is not None), "sequence length unknown: MACs not counted")
+    if kind is not None:
+        macs, methods, geom, note = _conv_info(layer, kind, in_shape, out_shape)
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, macs, methods, geom, note)
+    return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, (), None, "")
+
+
+def describe_model(flat_model) -> list[LayerInfo]:
+    """One ``LayerInfo`` per leaf layer of a flattened model (see graph.rebuild), input layers excluded."""
+    import keras
+
+    from lrfc.frontend.graph import layer_nodes
+
+    nodes = layer_nodes(flat_model)
+    return [describe_layer(layer, nodes.get(layer.name)) for layer in flat_model.layers
+            if not isinstance(layer, keras.layers.InputLayer)]

@@ -1,0 +1,122 @@
+"""Load a user's Keras model from `.keras`, legacy `.h5`/`.hdf5` or a SavedModel directory.
+
+Safe mode stays on: a model whose loading would run arbitrary Python (a
+``Lambda`` layer) is refused unless the caller passes ``trust=True``
+(``--trust-model`` on the CLI). Every problem the user can cause becomes a
+``UserError`` that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from lrfc.errors import UserError
+
+# Layer classes whose deserialization executes code stored in the file.
+UNSAFE_CLASSES = frozenset({"Lambda", "TFOpLambda"})
+
+
+def _unsafe_layers(config) -> list[str]:
+    """Names of layers in a (possibly nested) model config that run stored code."""
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in UNSAFE_CLASSES:
+                cfg = node.get("config") or {}
+                found.append(f"{node['class_name']} '{cfg.get('name', '?')}'")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _refuse_unsafe(path: Path, config) -> None:
+    unsafe = _unsafe_layers(config)
+    if unsafe:
+        raise UserError(
+            f"{path}: the model contains {', '.join(unsafe)}, whose loading runs code stored in the file; "
+            "pass --trust-model if you trust this file"
+        )
+
+
+def _keras_config(path: Path) -> dict:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise UserError(f"{path}: not a readable .keras model archive ({exc})") from exc
+
+
+def _h5_config(path: Path) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as exc:
+        raise UserError(f"{path}: not a readable HDF5 model file ({exc})") from exc
+    if raw is None:
+        raise UserError(f"{path}: HDF5 file holds weights only (no 'model_config'); save the whole model, not save_weights()")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    return json.loads(raw)
+
+
+def _load_with_keras(path: Path, trust: bool):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except UserError:
+        raise
+    except Exception as exc:  # Keras raises many types for a bad file
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Could not locate class" in str(exc) or "Unknown layer" in str(exc):
+            message = (f"it uses a class Keras does not know ({message}); lrfc loads models built from "
+                       "Keras layers, or custom layers registered with keras.saving.register_keras_serializable before loading")
+        raise UserError(f"{path}: cannot load model: {message}") from exc
+
+
+def load_model(path: str | Path, trust: bool = False):
+    """Load a Keras model for compilation.
+
+    Args:
+        path: a `.keras` file, a legacy `.h5`/`.hdf5` file, or a SavedModel
+            directory written by tf.keras 2 (`model.save("dir")`).
+        trust: allow layers whose loading runs code stored in the file.
+
+    Returns:
+        The loaded ``keras.Model`` (uncompiled).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"model not found: {path}")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise UserError(f"{path}: a directory, but not a SavedModel (no saved_model.pb)")
+        from lrfc.frontend.savedmodel import load_keras2_savedmodel
+
+        model = load_keras2_savedmodel(path, safe_mode=not trust)
+    else:
+        suffix = path.suffix.lower()
+        if suffix == ".keras":
+            config = _keras_config(path)
+        elif suffix in (".h5", ".hdf5"):
+            config = _h5_config(path)
+        else:
+            raise UserError(f"{path}: unsupported model format {suffix or '(no suffix)'!r}; expected .keras, .h5, .hdf5 or a SavedModel directory")
+        if not trust:
+            _refuse_unsafe(path, config)
+        model = _load_with_keras(path, trust)
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise UserError(f"{path}: holds a {type(model).__name__}, not a Keras model")
+    return model

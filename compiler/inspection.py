@@ -1,0 +1,66 @@
+"""`lrfc inspect`: the layer catalogue of a model file as data and as a table."""
+
+from __future__ import annotations
+
+from lrfc.quiet import import_keras
+
+
+def load_flat(path: str, trust: bool = False, input_shape: tuple[int, ...] | None = None):
+    """Load a model file and flatten nested models into one Functional graph."""
+    import_keras()
+    from lrfc.frontend.graph import rebuild
+    from lrfc.frontend.load import load_model
+
+    return rebuild(load_model(path, trust=trust), input_shape=input_shape)
+
+
+def inspect_model(path: str, trust: bool = False, input_shape: tuple[int, ...] | None = None) -> dict:
+    """The `lrfc inspect --json` document for a model file.
+
+    Returns:
+        ``{"model", "input_shape", "layers": [{"name", "type", "output_shape",
+        "params", "macs", "methods"}...], "total_params", "total_macs",
+        "factorizable_layers"}``.
+    """
+    from lrfc.frontend.catalogue import describe_model
+
+    flat = load_flat(path, trust, input_shape)
+    rows = describe_model(flat)
+    return {
+        "model": flat.name,
+        "input_shape": [list(t.shape[1:]) for t in flat.inputs],
+        "layers": [r.to_json() | ({"note": r.note} if r.note else {}) for r in rows],
+        "total_params": sum(r.params for r in rows),
+        "total_macs": sum(r.macs for r in rows),
+        "factorizable_layers": sum(1 for r in rows if r.methods),
+    }
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def render_table(report: dict) -> str:
+    """A fixed-width table of an inspect report, totals at the bottom."""
+    head = ("layer", "type", "output shape", "params", "MACs", "methods")
+    rows = [
+        (
+            r["name"],
+            r["type"],
+            "(" + ", ".join("None" if d is None else str(d) for d in r["output_shape"]) + ")",
+            _fmt_int(r["params"]),
+            _fmt_int(r["macs"]),
+            ",".join(r["methods"]) or "-",
+        )
+        for r in report["layers"]
+    ]
+    total = ("total", f"{len(rows)} layers", "", _fmt_int(report["total_params"]), _fmt_int(report["total_macs"]),
+             f"{report['factorizable_layers']} factorizable")
+    widths = [max(len(str(c[i])) for c in [head, total, *rows]) for i in range(len(head))]
+    right = {3, 4}
+
+    def line(cells) -> str:
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(head), rule, *map(line, rows), rule, line(total)])

@@ -1,0 +1,164 @@
+"""Apply a plan to a model: each chosen layer becomes its factorized chain.
+
+The result is a new Functional model (nested models inlined). Every other
+layer — BatchNorm, pooling, residual adds, depthwise layers, activations —
+is re-created from its config with its weights copied, so the new model
+shares no state with the original.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrfc.decompose.base import LayerStats, LayerWeights
+from lrfc.errors import UserError
+from lrfc.frontend.catalogue import LayerInfo, describe_layer
+from lrfc.plan import LayerChoice, Plan
+
+
+def layer_weights(layer) -> LayerWeights:
+    """The weights a method factorizes, in the layouts ``LayerWeights`` documents.
+
+    A Conv1D kernel (k, cin, cout) becomes (1, k, cin, cout); for a
+    SeparableConv2D it is the pointwise kernel (1, 1, mid, cout).
+    """
+    kernel = getattr(layer, "pointwise_kernel", None)
+    if kernel is None:
+        kernel = layer.kernel
+    kernel = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float64)
+    if kernel.ndim == 3:
+        kernel = kernel[None]
+    bias = getattr(layer, "bias", None)
+    bias = None if bias is None else np.asarray(bias.numpy() if hasattr(bias, "numpy") else bias, dtype=np.float64)
+    return LayerWeights(kernel, bias)
+
+
+def _activation(layer) -> str | None:
+    act = layer.get_config().get("activation")
+    if act in (None, "linear"):
+        return None
+    if not isinstance(act, str):
+        raise UserError(f"layer '{layer.name}': activation {act!r} is not a built-in Keras activation name; it cannot be carried into a factorized chain")
+    return act
+
+
+def check_choice(info: LayerInfo, choice: LayerChoice) -> None:
+    """A clear error when the plan asks for something the layer cannot take."""
+    from lrfc import decompose
+
+    if choice.method not in decompose.METHODS:
+        raise UserError(f"layer '{info.name}': unknown method {choice.method!r}; known: {', '.join(decompose.METHODS)}")
+    if choice.method not in info.methods:
+        why = info.note or f"a {info.type} takes {', '.join(info.methods) or 'no method'}"
+        raise UserError(f"layer '{info.name}' ({info.type}): method {choice.method!r} does not apply ({why})")
+    mod = decompose.get(choice.method)
+    geom = info.geometry
+    limits = mod.max_ranks(geom)
+    if len(choice.ranks) != len(limits) or any(r < 1 or r > m for r, m in zip(choice.ranks, limits)):
+        raise UserError(f"layer '{info.name}': {choice.method} ranks {list(choice.ranks)} out of range; expected {len(limits)} ranks within 1..{list(limits)}")
+
+
+def factorized_stages(layer, info: LayerInfo, choice: LayerChoice, stats: LayerStats | None = None, prepared=None):
+    """The chain of stages for one layer under ``choice`` (``prepared`` reuses a factorization)."""
+    from lrfc import decompose
+
+    mod = decompose.get(choice.method)
+    if prepared is None:
+        prepared = mod.prepare(layer_weights(layer), info.geometry, stats if choice.data_aware else None)
+    factors = mod.truncate(prepared, tuple(choice.ranks))
+    return mod.stages(factors, info.geometry, _activation(layer))
+
+
+def _depthwise_part(layer):
+    """The depthwise half of a SeparableConv2D as its own layer (weights set after the call)."""
+    import keras
+
+    cfg = layer.get_config()
+    return keras.layers.DepthwiseConv2D(
+        cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"], depth_multiplier=cfg["depth_multiplier"],
+        dilation_rate=cfg["dilation_rate"], use_bias=False, name=f"{layer.name}__dw",
+    )
+
+
+def plan_stages(flat_model, plan: Plan, stats: dict[str, LayerStats] | None = None, prepared: dict | None = None) -> dict:
+    """Factorize every layer the plan names: ``{layer name: (LayerInfo, [Stage, ...])}``.
+
+    Args:
+        flat_model: a flattened model (``frontend.graph.rebuild``).
+        plan: the choices.
+        stats: captured input statistics per layer name, used by choices
+            marked ``data_aware``.
+        prepared: optional cache ``{(layer, method, data_aware): prepared}``
+            of factorizations to truncate instead of recomputing.
+    """
+    from lrfc.frontend.graph import layer_nodes
+
+    stats = stats or {}
+    prepared = prepared or {}
+    nodes = layer_nodes(flat_model)
+    result = {}
+    for choice in plan.choices:
+        if choice.layer not in nodes:
+            raise UserError(f"plan names layer {choice.layer!r}, which the model does not have")
+        layer = flat_model.get_layer(choice.layer)
+        info = describe_layer(layer, nodes[choice.layer])
+        check_choice(info, choice)
+        if choice.data_aware and choice.layer not in stats:
+            raise UserError(f"layer '{choice.layer}': data-aware factorization needs captured inputs (pass --data)")
+        key = (choice.layer, choice.method, choice.data_aware)
+        result[choice.layer] = (info, factorized_stages(layer, info, choice, stats.get(choice.layer), prepared.get(key)))
+    return result
+
+
+def apply_stages(flat_model, stages_by_layer: dict):
+    """A new Functional model in which each named layer is replaced by its chain.
+
+    Args:
+        flat_model: a flattened model.
+        stages_by_layer: ``plan_stages`` output.
+
+    Returns:
+        The rewritten ``keras.Model``; all other layers are fresh copies.
+    """
+    from lrfc.decompose.chain import apply_chain
+    from lrfc.frontend.graph import rebuild
+
+    copies: dict[int, object] = {}
+
+    def copy_of(layer):
+        if id(layer) not in copies:
+            clone = layer.__class__.from_config(layer.get_config())
+            weights = layer.get_weights()
+            loaded = []
+
+            def call(*args, **kwargs):
+                out = clone(*args, **kwargs)
+                if weights and not loaded:
+                    clone.set_weights(weights)
+                    loaded.append(True)
+                return out
+
+            copies[id(layer)] = call
+        return copies[id(layer)]
+
+    def replace(layer):
+        if layer.name not in stages_by_layer:
+            return copy_of(layer)
+        info, stages = stages_by_layer[layer.name]
+
+        def call(x, **kwargs):
+            if hasattr(layer, "pointwise_kernel"):
+                dw = _depthwise_part(layer)
+                x_dw = dw(x)
+                dw.set_weights([layer.depthwise_kernel.numpy()])
+                x = x_dw
+            return apply_chain(x, stages, info.geometry.spatial_rank, layer.name)
+
+        return call
+
+    return rebuild(flat_model, replace=replace)
+
+
+def apply_plan(flat_model, plan: Plan, stats: dict[str, LayerStats] | None = None, prepared: dict | None = None):
+    """``apply_stages(flat_model, plan_stages(...))``: the plan's model in one call."""
+    return apply_stages(flat_model, plan_stages(flat_model, plan, stats, prepared))

@@ -1,0 +1,334 @@
+"""Target hardware profiles: TOML files read into a frozen, validated ``Profile``.
+
+A profile says which runtimes a device offers (in order of preference), the
+precision to compile for, how many CPU threads and how much memory the model
+may use, what lrfc optimizes for, and the device's published peak compute and
+memory bandwidth. Every peak figure carries the public source it came from, so
+a number in a report can be traced back to a data sheet.
+
+The built-in profiles are the ``*.toml`` files of the ``lrfc.profiles`` data
+package (the repository's ``profiles/`` folder); a user's profile is any
+``.toml`` file with the same schema. A profile's name is its file stem.
+
+Schema (every key below is required unless marked optional; no other key is
+accepted)::
+
+    description = "Jetson Orin Nano 8GB, 15 W mode"    # one line
+    runtimes = ["onnxruntime-tensorrt", "onnxruntime-cuda", "litert"]
+                    # preference order; each one of litert, onnxruntime-cpu,
+                    # onnxruntime-cuda, onnxruntime-tensorrt; no repeats
+    precision = "fp16"            # fp32 | fp16 | int8
+    threads = 6                   # CPU threads, integer >= 1
+    memory_budget_mb = 4096       # integer > 0
+    objective = "latency"         # optional, default "latency":
+                                  # latency | flops | params | memory
+    requires_full_int8 = false    # optional, default false; true means the
+                                  # device runs fully int8 TFLite only, so
+                                  # precision must be int8 and runtimes
+                                  # exactly ["litert"] (Coral Edge TPU)
+
+    [peak_gflops.fp16]            # one table per precision (fp32, fp16,
+    value = 10000.0               # int8); the profile's own precision is
+    source = "NVIDIA ... (URL)"   # required. For int8 the value is GOP/s.
+
+    [memory_bandwidth_gbps]       # GB/s
+    value = 68.0
+    source = "NVIDIA ... (URL)"
+
+Every error is a ``UserError`` whose one-line message names the file and the
+key, the value received and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from lrfc.errors import UserError
+
+RUNTIMES = ("litert", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+OBJECTIVES = ("latency", "flops", "params", "memory")
+
+DEFAULT_JETSON = "jetson-orin-nano"
+"""The profile the short name ``jetson`` stands for."""
+
+ALIASES = {"jetson": DEFAULT_JETSON}
+
+_REQUIRED = ("description", "runtimes", "precision", "threads", "memory_budget_mb",
+             "peak_gflops", "memory_bandwidth_gbps")
+_OPTIONAL = ("objective", "requires_full_int8")
+_FIGURE_KEYS = ("value", "source")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A published hardware figure and where it was published."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One target device, as read from a profile file.
+
+    ``peak_gflops`` maps a precision to its peak (GOP/s for int8); it always
+    holds the profile's own ``precision``. ``path`` is the file the profile was
+    read from (None for one built in code).
+    """
+
+    name: str
+    description: str
+    runtimes: tuple[str, ...]
+    precision: str
+    threads: int
+    memory_budget_mb: int
+    peak_gflops: Mapping[str, Figure] = field(hash=False)
+    memory_bandwidth_gbps: Figure
+    objective: str = "latency"
+    requires_full_int8: bool = False
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        # The rules that tie keys together live here, so that a profile made
+        # with dataclasses.replace() obeys them as well as one read from a file.
+        object.__setattr__(self, "runtimes", tuple(self.runtimes))
+        object.__setattr__(self, "peak_gflops", dict(self.peak_gflops))
+        label = str(self.path) if self.path is not None else self.name
+        if self.precision not in self.peak_gflops:
+            raise _error(label, f"peak_gflops.{self.precision}", "nothing (the table is missing)",
+                         f"the peak for the profile's precision {self.precision}")
+        if self.requires_full_int8:
+            why = "requires_full_int8 = true: the device runs fully int8-quantized TFLite models only"
+            if self.precision != "int8":
+                raise _error(label, "precision", repr(self.precision), f"'int8' ({why})")
+            if self.runtimes != ("litert",):
+                raise _error(label, "runtimes", repr(list(self.runtimes)), f"['litert'] ({why})")
+
+    @property
+    def peak(self) -> Figure:
+        """The peak figure at the profile's own precision."""
+        return self.peak_gflops[self.precision]
+
+
+# ----------------------------------------------------------------- public API
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in profiles, sorted."""
+    return sorted(p.name[: -len(".toml")] for p in _builtin_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
+    """Read a profile by built-in name, alias (``jetson``) or file path.
+
+    Args:
+        name_or_path: a built-in name (see ``builtin_names()``), ``"jetson"``
+            (= ``DEFAULT_JETSON``), or a path to a ``.toml`` file; anything
+            that ends in ``.toml`` or holds a path separator is a path.
+
+    Returns:
+        The validated profile.
+
+    Raises:
+        UserError: unknown name, unreadable file, bad TOML or a bad key.
+    """
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or "/" in text or os.sep in text:
+        return _load_file(Path(text))
+    name = ALIASES.get(text, text)
+    resource = _builtin_dir() / f"{name}.toml"
+    if not resource.is_file():
+        raise UserError(
+            f"unknown profile {text!r}: expected a built-in profile ({', '.join(builtin_names())}; "
+            f"'jetson' means {DEFAULT_JETSON}) or a path to a .toml file"
+        )
+    return _load_file(Path(str(resource)))
+
+
+def list_profiles() -> list[Profile]:
+    """Every built-in profile, sorted by name."""
+    return [load_profile(name) for name in builtin_names()]
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    """A JSON-ready dict of ``profile``; ``profile_from_dict`` reads it back."""
+    return {
+        "name": profile.name,
+        "description": profile.description,
+        "runtimes": list(profile.runtimes),
+        "precision": profile.precision,
+        "threads": profile.threads,
+        "memory_budget_mb": profile.memory_budget_mb,
+        "objective": profile.objective,
+        "requires_full_int8": profile.requires_full_int8,
+        "peak_gflops": {p: _figure_to_dict(profile.peak_gflops[p]) for p in PRECISIONS if p in profile.peak_gflops},
+        "memory_bandwidth_gbps": _figure_to_dict(profile.memory_bandwidth_gbps),
+        "path": None if profile.path is None else str(profile.path),
+    }
+
+
+def profile_from_dict(data: Mapping[str, Any]) -> Profile:
+    """The profile a ``profile_to_dict`` result (e.g. saved JSON) describes.
+
+    ``name`` is required, ``path`` optional; the other keys follow the file
+    schema and are validated the same way.
+    """
+    data = dict(data)
+    name = data.pop("name", None)
+    path = data.pop("path", None)
+    if not isinstance(name, str) or not name:
+        raise _error("profile dict", "name", _show(name), "a non-empty string")
+    if path is not None and not isinstance(path, str):
+        raise _error(name, "path", _show(path), "a string or null")
+    return _parse(data, label=path or name, name=name, path=None if path is None else Path(path))
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _builtin_dir():
+    return resources.files("lrfc.profiles")
+
+
+def _load_file(path: Path) -> Profile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such profile file; expected a .toml file or a built-in profile "
+                        f"({', '.join(builtin_names())})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the profile: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    return _parse(data, label=str(path), name=path.stem, path=path)
+
+
+def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None) -> Profile:
+    """Check every key of one profile table and build the ``Profile``."""
+    allowed = _REQUIRED + _OPTIONAL
+    for key in data:
+        if key not in allowed:
+            raise UserError(f"{label}: key {key!r}: not a profile key, expected one of {', '.join(allowed)}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise _error(label, key, "nothing (the key is missing)", _EXPECTED[key])
+
+    description = data["description"]
+    if not isinstance(description, str) or not description.strip():
+        raise _error(label, "description", _show(description), _EXPECTED["description"])
+    return Profile(
+        name=name,
+        description=description.strip(),
+        runtimes=_runtimes(data["runtimes"], label),
+        precision=_choice(data["precision"], PRECISIONS, label, "precision"),
+        threads=_positive_int(data["threads"], label, "threads", minimum=1),
+        memory_budget_mb=_positive_int(data["memory_budget_mb"], label, "memory_budget_mb", minimum=1),
+        peak_gflops=_peaks(data["peak_gflops"], label),
+        memory_bandwidth_gbps=_figure(data["memory_bandwidth_gbps"], label, "memory_bandwidth_gbps"),
+        objective=_choice(data.get("objective", "latency"), OBJECTIVES, label, "objective"),
+        requires_full_int8=_boolean(data.get("requires_full_int8", False), label, "requires_full_int8"),
+        path=path,
+    )
+
+
+_EXPECTED = {
+    "description": "a non-empty string",
+    "runtimes": f"a non-empty array of distinct names from {', '.join(RUNTIMES)}",
+    "precision": f"one of {', '.join(PRECISIONS)}",
+    "threads": "an integer >= 1",
+    "memory_budget_mb": "an integer >= 1 (megabytes)",
+    "peak_gflops": f"a table of {{value, source}} tables keyed by precision ({', '.join(PRECISIONS)})",
+    "memory_bandwidth_gbps": "a table with value (GB/s, > 0) and source (string)",
+}
+
+
+def _runtimes(value: Any, label: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _error(label, "runtimes", _show(value), _EXPECTED["runtimes"])
+    for item in value:
+        if item not in RUNTIMES:
+            raise _error(label, "runtimes", f"{item!r} in {value!r}", f"names from {', '.join(RUNTIMES)}")
+    if len(set(value)) != len(value):
+        raise _error(label, "runtimes", repr(value), "each runtime at most once")
+    return tuple(value)
+
+
+def _choice(value: Any, choices: tuple[str, ...], label: str, key: str) -> str:
+    if value not in choices:
+        received = repr(value) if isinstance(value, str) else _show(value)
+        raise _error(label, key, received, f"one of {', '.join(choices)}")
+    return value
+
+
+def _positive_int(value: Any, label: str, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(label, key, _show(value), _EXPECTED[key])
+    if value < minimum:
+        raise _error(label, key, repr(value), _EXPECTED[key])
+    return value
+
+
+def _boolean(value: Any, label: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _error(label, key, _show(value), "true or false")
+    return value
+
+
+def _peaks(value: Any, label: str) -> dict[str, Figure]:
+    if not isinstance(value, dict):
+        raise _error(label, "peak_gflops", _show(value), _EXPECTED["peak_gflops"])
+    for precision in value:
+        if precision not in PRECISIONS:
+            raise UserError(f"{label}: key 'peak_gflops.{precision}': not a precision, "
+                            f"expected one of {', '.join(PRECISIONS)}")
+    return {p: _figure(value[p], label, f"peak_gflops.{p}") for p in PRECISIONS if p in value}
+
+
+def _figure(value: Any, label: str, key: str) -> Figure:
+    if not isinstance(value, dict):
+        raise _error(label, key, _show(value), "a table with value (> 0) and source (string)")
+    for sub in value:
+        if sub not in _FIGURE_KEYS:
+            raise UserError(f"{label}: key '{key}.{sub}': not a figure key, expected one of value, source")
+    for sub in _FIGURE_KEYS:
+        if sub not in value:
+            raise _error(label, f"{key}.{sub}", "nothing (the key is missing)",
+                         "a number > 0" if sub == "value" else "a non-empty string")
+    number, source = value["value"], value["source"]
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise _error(label, f"{key}.value", _show(number), "a number > 0")
+    if not math.isfinite(number) or number <= 0:
+        raise _error(label, f"{key}.value", repr(number), "a finite number > 0")
+    if not isinstance(source, str) or not source.strip():
+        raise _error(label, f"{key}.source", _show(source), "a non-empty string naming the public source")
+    return Figure(value=float(number), source=source.strip())
+
+
+def _figure_to_dict(figure: Figure) -> dict[str, Any]:
+    return {"value": figure.value, "source": figure.source}
+
+
+def _error(label: str, key: str, received: str, expected: str) -> UserError:
+    return UserError(f"{label}: key {key!r}: received {received}, expected {expected}")
+
+
+_TOML_TYPES = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+               (list, "an array"), (dict, "a table"))
+
+
+def _show(value: Any) -> str:
+    """A received value for an error message: short repr and its TOML type."""
+    kind = next((name for t, name in _TOML_TYPES if isinstance(value, t)), type(value).__name__)
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({kind})"

@@ -1,0 +1,33 @@
+"""Shared fixtures: quiet Keras import, small real models saved to disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from lrfc.quiet import import_keras
+
+    return import_keras()
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `lrfc` entry point in a child process."""
+    return subprocess.run([sys.executable, "-m", "lrfc.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, keras):
+    """The `tiny` baseline trained for one epoch on 6,000 Fashion-MNIST images."""
+    from lrfc.baselines import train
+
+    out = tmp_path_factory.mktemp("tiny")
+    train("tiny", out, epochs=1, train_samples=6000)
+    return out / "tiny.keras"

@@ -1,0 +1,242 @@
+"""Target profiles: the built-in TOML files and the loader's validation (no TensorFlow)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from lrfc.errors import UserError
+from lrfc.targets import (
+    DEFAULT_JETSON,
+    RUNTIMES,
+    Figure,
+    Profile,
+    builtin_names,
+    list_profiles,
+    load_profile,
+    profile_from_dict,
+    profile_to_dict,
+)
+
+EXPECTED_BUILTINS = {
+    "coral-edgetpu", "host", "jetson-agx-orin", "jetson-nano", "jetson-orin-nano", "jetson-xavier-nx",
+    "raspberry-pi-4", "raspberry-pi-5", "x86-nvidia-gpu",
+}
+
+# A valid user profile; the error tests break one line of it at a time.
+VALID = """\
+description = "My board"
+runtimes = ["litert", "onnxruntime-cpu"]
+precision = "fp32"
+threads = 4
+memory_budget_mb = 512
+
+[peak_gflops.fp32]
+value = 48
+source = "product brief, https://example.org/brief.pdf"
+
+[memory_bandwidth_gbps]
+value = 12.8
+source = "product brief, https://example.org/brief.pdf"
+"""
+
+
+FULL_INT8 = "memory_budget_mb = 512\nrequires_full_int8 = true"
+
+
+def write(tmp_path: Path, text: str, name: str = "board.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        load_profile(str(path))
+    return str(info.value)
+
+
+# ------------------------------------------------------------------ built-ins
+
+
+def test_builtin_names_are_the_documented_set():
+    assert set(builtin_names()) >= EXPECTED_BUILTINS
+    assert builtin_names() == sorted(builtin_names())
+
+
+def test_every_builtin_loads_and_round_trips():
+    profiles = list_profiles()
+    assert [p.name for p in profiles] == builtin_names()
+    for p in profiles:
+        assert p.path is not None and p.path.name == f"{p.name}.toml"
+        assert p.objective == "latency"
+        assert p.precision in p.peak_gflops
+        assert set(p.runtimes) <= set(RUNTIMES)
+        for figure in (*p.peak_gflops.values(), p.memory_bandwidth_gbps):
+            assert figure.value > 0
+            assert "http" in figure.source or "Nominal" in figure.source, (p.name, figure)
+        data = profile_to_dict(p)
+        assert json.loads(json.dumps(data)) == data
+        assert profile_from_dict(json.loads(json.dumps(data))) == p
+
+
+def test_jetson_resolves_to_orin_nano():
+    assert DEFAULT_JETSON == "jetson-orin-nano"
+    p = load_profile("jetson")
+    assert p == load_profile("jetson-orin-nano")
+    assert p.name == "jetson-orin-nano"
+    assert p.runtimes[0] == "onnxruntime-tensorrt"
+    assert p.precision == "fp16"
+    assert p.memory_bandwidth_gbps.value == 68.0
+    assert p.peak_gflops["int8"].value == 20000.0
+
+
+def test_coral_is_full_int8_litert_only():
+    p = load_profile("coral-edgetpu")
+    assert p.requires_full_int8 is True
+    assert p.precision == "int8"
+    assert p.runtimes == ("litert",)
+    assert p.peak == Figure(4000.0, p.peak_gflops["int8"].source)
+    assert "4 TOPS" in p.peak.source
+
+
+def test_published_figures():
+    assert load_profile("jetson-nano").peak_gflops["fp16"].value == 472.0
+    assert load_profile("jetson-nano").memory_bandwidth_gbps.value == 25.6
+    assert load_profile("jetson-agx-orin").memory_bandwidth_gbps.value == 204.8
+    assert load_profile("raspberry-pi-4").memory_bandwidth_gbps.value == 12.8
+    host = load_profile("host")
+    assert host.runtimes == ("litert", "onnxruntime-cpu")
+    assert (host.precision, host.threads) == ("fp32", 2)
+    assert "measures host latency directly" in host.peak.source
+    gpu = load_profile("x86-nvidia-gpu")
+    assert gpu.runtimes == ("onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+
+
+# -------------------------------------------------------------- user profiles
+
+
+def test_user_toml_path(tmp_path):
+    path = write(tmp_path, VALID)
+    p = load_profile(str(path))
+    assert p.name == "board"
+    assert p.path == path
+    assert p.runtimes == ("litert", "onnxruntime-cpu")
+    assert (p.precision, p.threads, p.memory_budget_mb) == ("fp32", 4, 512)
+    assert p.objective == "latency" and p.requires_full_int8 is False
+    assert p.peak_gflops["fp32"] == Figure(48.0, "product brief, https://example.org/brief.pdf")
+    assert load_profile(path) == p  # a Path works as well as a str
+
+
+def test_int8_with_litert_is_allowed(tmp_path):
+    text = VALID.replace('precision = "fp32"', 'precision = "int8"').replace("peak_gflops.fp32", "peak_gflops.int8")
+    p = load_profile(str(write(tmp_path, text)))
+    assert p.precision == "int8" and "litert" in p.runtimes
+
+
+# --------------------------------------------------------------------- errors
+
+
+def test_unknown_key(tmp_path):
+    message = load_error(tmp_path, VALID.replace('threads = 4', 'threads = 4\ncolour = 2'))
+    assert message.startswith(f"{tmp_path / 'board.toml'}: key 'colour': not a profile key")
+    assert "expected one of description, runtimes, precision" in message
+
+
+def test_unknown_key_in_figure(tmp_path):
+    message = load_error(tmp_path, VALID.replace("value = 12.8", "value = 12.8\nunit = 'GB/s'"))
+    assert "board.toml: key 'memory_bandwidth_gbps.unit': not a figure key, expected one of value, source" in message
+
+
+def test_missing_key(tmp_path):
+    message = load_error(tmp_path, VALID.replace("threads = 4\n", ""))
+    assert message == (f"{tmp_path / 'board.toml'}: key 'threads': received nothing (the key is missing), "
+                       "expected an integer >= 1")
+
+
+def test_wrong_type(tmp_path):
+    message = load_error(tmp_path, VALID.replace("threads = 4", 'threads = "4"'))
+    assert message == f"{tmp_path / 'board.toml'}: key 'threads': received '4' (a string), expected an integer >= 1"
+
+
+def test_bad_enum(tmp_path):
+    message = load_error(tmp_path, VALID.replace('precision = "fp32"', 'precision = "fp64"'))
+    assert message == f"{tmp_path / 'board.toml'}: key 'precision': received 'fp64', expected one of fp32, fp16, int8"
+
+
+def test_unknown_precision_in_peaks(tmp_path):
+    message = load_error(tmp_path, VALID.replace("peak_gflops.fp32]", "peak_gflops.fp64]"))
+    assert message.endswith("board.toml: key 'peak_gflops.fp64': not a precision, expected one of fp32, fp16, int8")
+
+
+def test_bad_runtime(tmp_path):
+    message = load_error(tmp_path, VALID.replace('"onnxruntime-cpu"]', '"tensorflow"]'))
+    assert "board.toml: key 'runtimes': received 'tensorflow' in ['litert', 'tensorflow']" in message
+    assert "onnxruntime-tensorrt" in message
+
+
+def test_negative_threads(tmp_path):
+    message = load_error(tmp_path, VALID.replace("threads = 4", "threads = -1"))
+    assert message == f"{tmp_path / 'board.toml'}: key 'threads': received -1, expected an integer >= 1"
+
+
+def test_non_positive_figure(tmp_path):
+    message = load_error(tmp_path, VALID.replace("value = 48", "value = 0"))
+    assert message.endswith("board.toml: key 'peak_gflops.fp32.value': received 0, expected a finite number > 0")
+
+
+def test_peak_for_own_precision_is_required(tmp_path):
+    message = load_error(tmp_path, VALID.replace('precision = "fp32"', 'precision = "fp16"'))
+    assert "board.toml: key 'peak_gflops.fp16': received nothing" in message
+    assert "expected the peak for the profile's precision fp16" in message
+
+
+def test_full_int8_device_refuses_fp32(tmp_path):
+    text = VALID.replace('runtimes = ["litert", "onnxruntime-cpu"]', 'runtimes = ["litert"]')
+    message = load_error(tmp_path, text.replace("memory_budget_mb = 512", FULL_INT8))
+    assert message.startswith(f"{tmp_path / 'board.toml'}: key 'precision': received 'fp32', expected 'int8'")
+    assert "requires_full_int8 = true" in message
+
+
+def test_full_int8_device_refuses_other_runtimes(tmp_path):
+    text = VALID.replace('precision = "fp32"', 'precision = "int8"').replace("peak_gflops.fp32", "peak_gflops.int8")
+    message = load_error(tmp_path, text.replace("memory_budget_mb = 512", FULL_INT8))
+    assert "board.toml: key 'runtimes': received ['litert', 'onnxruntime-cpu'], expected ['litert']" in message
+
+
+def test_full_int8_rule_holds_for_replace():
+    coral = load_profile("coral-edgetpu")
+    with pytest.raises(UserError, match=r"coral-edgetpu\.toml: key 'precision': received 'fp32', expected 'int8'"):
+        dataclasses.replace(coral, precision="fp32", peak_gflops={"fp32": Figure(1.0, "x")})
+
+
+def test_bad_toml_syntax(tmp_path):
+    message = load_error(tmp_path, VALID.replace("threads = 4", "threads = "))
+    assert message.startswith(f"{tmp_path / 'board.toml'}: invalid TOML: ")
+    assert "line 4" in message
+
+
+def test_unknown_profile_name_lists_known_names():
+    with pytest.raises(UserError) as info:
+        load_profile("jetson-tx2")
+    message = str(info.value)
+    assert message.startswith("unknown profile 'jetson-tx2': expected a built-in profile (")
+    for name in EXPECTED_BUILTINS:
+        assert name in message
+    assert "'jetson' means jetson-orin-nano" in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match=r"nope\.toml: no such profile file"):
+        load_profile(str(tmp_path / "nope.toml"))
+
+
+def test_profile_is_frozen_and_hashable():
+    p = load_profile("host")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.threads = 8  # type: ignore[misc]
+    assert isinstance(p, Profile) and hash(p) == hash(load_profile("host"))
