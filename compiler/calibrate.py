@@ -57,7 +57,7 @@ def capture(flat_model, layer_names: list[str], x: np.ndarray, batch_size: int =
         t_in, t_out = node.input_tensors[0], node.outputs[0]
         taps += [t_in, t_out]
         limits[name] = max(1, min(len(x), budget_bytes // (_per_sample_bytes(t_in) + _per_sample_bytes(t_out))))
-    tap_model = keras.Model(flat_model.inputs, taps)
+    tap_model = keras.Model(flat_model.input, taps)
     need = max(limits.values()) if limits else 0
     ins: dict[str, list] = {n: [] for n in layer_names}
     outs: dict[str, list] = {n: [] for n in layer_names}
@@ -89,3 +89,11 @@ def feature_similarity(reference: np.ndarray, candidate: np.ndarray) -> float:
     both_zero = (na == 0) & (nb == 0)
     cos = np.where(both_zero, 1.0, dot / np.maximum(na * nb, 1e-30))
     return float(cos.mean())
+
+
+def input_stats(x: np.ndarray, geom):
+    """``LayerStats`` of one layer's captured inputs (im2col patches for a convolution)."""
+    from lrfc.decompose import stats
+    from lrfc.geometry import ConvGeometry
+
+    return stats.conv_stats(x, geom) if isinstance(geom, ConvGeometry) else stats.dense_stats(x)

@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("lrfc: aborted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
+    except Exception as exc:  # usage errors (typer's bundled click exceptions) print themselves
+        from typer.exceptions import TyperException
 
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, TyperException) and hasattr(exc, "show"):
             exc.show()
             return exc.exit_code
         raise

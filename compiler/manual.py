@@ -52,13 +52,14 @@ class RankSpec:
 def _similarities(stages_by_layer: dict, cap) -> dict[str, float]:
     from lrfc.calibrate import feature_similarity
     from lrfc.decompose.chain import chain_model
+    from lrfc.rewrite import chain_rank
 
     result = {}
     for name, (info, stages) in stages_by_layer.items():
         x = cap.inputs[name]
         if info.type.startswith("Separable"):
             continue  # the chain's input is the depthwise output, which is not captured
-        chain = chain_model(x.shape[1:], stages, info.geometry.spatial_rank)
+        chain = chain_model(x.shape[1:], stages, chain_rank(info.geometry))
         result[name] = feature_similarity(cap.outputs[name], np.asarray(chain.predict(x, verbose=0, batch_size=64)))
     return result
 
@@ -113,21 +114,22 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
             raise UserError(f"method {method!r} applies to no layer of {model}")
     mod = decompose.get(method)
     plan = Plan(tuple(
-        LayerChoice(n, method, spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'"), data_aware) for n in targets
+        LayerChoice(n, method, spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'"),
+                    data_aware and not rows[n].type.startswith("Separable")) for n in targets
     ))
 
     cap, stats = None, {}
     if data:
-        from lrfc.calibrate import capture
+        from lrfc.calibrate import capture, input_stats
         from lrfc.data import load_data
-        from lrfc.decompose import stats as stats_mod
 
         ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]))
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(ds.x))[:calib_samples]
         cap = capture(flat, targets, ds.x[pick])
         if data_aware:
-            stats = {n: stats_mod.layer_stats(cap.inputs[n], rows[n].geometry) for n in targets}
+            # A separable layer's pointwise part sees the depthwise output, which is not captured.
+            stats = {n: input_stats(cap.inputs[n], rows[n].geometry) for n in targets if not rows[n].type.startswith("Separable")}
     stages = plan_stages(flat, plan, stats)
     new_model = apply_stages(flat, stages)
     sims = _similarities(stages, cap) if cap is not None else {}

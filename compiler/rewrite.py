@@ -13,6 +13,7 @@ import numpy as np
 from lrfc.decompose.base import LayerStats, LayerWeights
 from lrfc.errors import UserError
 from lrfc.frontend.catalogue import LayerInfo, describe_layer
+from lrfc.geometry import ConvGeometry
 from lrfc.plan import LayerChoice, Plan
 
 
@@ -67,6 +68,11 @@ def factorized_stages(layer, info: LayerInfo, choice: LayerChoice, stats: LayerS
         prepared = mod.prepare(layer_weights(layer), info.geometry, stats if choice.data_aware else None)
     factors = mod.truncate(prepared, tuple(choice.ranks))
     return mod.stages(factors, info.geometry, _activation(layer))
+
+
+def chain_rank(geom) -> int:
+    """The spatial rank ``apply_chain`` builds for (1 for Conv1D; dense chains ignore it)."""
+    return geom.spatial_rank if isinstance(geom, ConvGeometry) else 2
 
 
 def _depthwise_part(layer):
@@ -152,7 +158,7 @@ def apply_stages(flat_model, stages_by_layer: dict):
                 x_dw = dw(x)
                 dw.set_weights([layer.depthwise_kernel.numpy()])
                 x = x_dw
-            return apply_chain(x, stages, info.geometry.spatial_rank, layer.name)
+            return apply_chain(x, stages, chain_rank(info.geometry), layer.name)
 
         return call
 

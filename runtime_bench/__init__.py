@@ -1,0 +1,1 @@
+"""Run exported models on a device: numpy and one runtime (LiteRT or ONNX Runtime), no TensorFlow."""

@@ -28,7 +28,12 @@ the same kernel and rank give the same factors. ``prepare`` computes the
 Data-aware (``stats`` given): the output error per tap is
 ``||S (W[i,j] - W'[i,j])||`` with ``channel_cov = S S`` (see ``tucker``), so
 ALS runs on the whitened tensor ``S W`` and the input factor is un-whitened,
-``A = S^-1 A_white``.
+``A = S^-1 A_white``. ALS cannot see correlations between taps, so the last
+factor is then re-fit to the output on the full patch moment
+``Sigma = input_cov``: with ``F`` (kh kw cin, R) the kernel of the first three
+stages, ``E||W_mat^T p - O^T F^T p||^2`` is least at
+``O = (F^T Sigma F)^-1 F^T Sigma W_mat`` (closed form; ``Sigma W_mat`` is
+computed in ``prepare``).
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class Prepared:
     tensor: np.ndarray             # (cin, kh, kw, cout), float64
     modes: tuple[np.ndarray, ...]  # eigenvectors per mode, largest first
     unwhiten: np.ndarray | None    # S^-1 (cin, cin) when data-aware
+    sigma: np.ndarray | None       # input_cov (kh kw cin)^2 when data-aware
+    sigma_w: np.ndarray | None     # input_cov @ W_mat (kh kw cin, cout) when data-aware
     bias: np.ndarray | None
     geom: ConvGeometry
 
@@ -85,19 +92,23 @@ class Prepared:
 def prepare(weights: LayerWeights, geom: ConvGeometry, stats: LayerStats | None = None) -> Prepared:
     """The (whitened) kernel as (cin, kh, kw, cout) and the HOSVD bases ALS starts from."""
     check_conv(geom, weights)
-    x = np.asarray(weights.kernel, np.float64).transpose(2, 0, 1, 3)
-    unwhiten = None
+    kernel = np.asarray(weights.kernel, np.float64)
+    x = kernel.transpose(2, 0, 1, 3)
+    unwhiten = sigma = sigma_w = None
     if stats is not None:
-        cin = geom.cin
-        if stats.channel_cov.shape != (cin, cin):
-            raise ValueError(f"channel_cov {stats.channel_cov.shape} does not fit cin={cin}")
+        (kh, kw), cin = geom.kernel, geom.cin
+        if stats.channel_cov.shape != (cin, cin) or stats.input_cov.shape != (kh * kw * cin,) * 2:
+            raise ValueError(f"statistics do not fit a {kernel.shape} kernel: channel_cov {stats.channel_cov.shape}, "
+                             f"input_cov {stats.input_cov.shape}, expected ({cin}, {cin}) and ({kh * kw * cin}, {kh * kw * cin})")
         s, unwhiten = whitener(stats.channel_cov)
         x = np.einsum("dc,cijo->dijo", s, x)
+        sigma = np.asarray(stats.input_cov, np.float64)
+        sigma_w = sigma @ kernel.reshape(-1, geom.cout)
     modes = []
     for axis in range(4):
         unf = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
         modes.append(top_eigvecs(unf @ unf.T))
-    return Prepared(np.ascontiguousarray(x), tuple(modes), unwhiten, weights.bias, geom)
+    return Prepared(np.ascontiguousarray(x), tuple(modes), unwhiten, sigma, sigma_w, weights.bias, geom)
 
 
 def _init(modes: tuple[np.ndarray, ...], rank: int) -> list[np.ndarray]:
@@ -172,6 +183,8 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
     a, h, v, o = _balance(fs)
     if prepared.unwhiten is not None:
         a = prepared.unwhiten @ a
+        f = np.einsum("cr,ir,jr->ijcr", a, h, v).reshape(-1, rank)
+        o = _solve(f.T @ prepared.sigma @ f, prepared.sigma_w.T @ f)
     return Factors(NAME, (rank,), (a, h, v, o.T.copy()), prepared.bias, prepared.unwhiten is not None)
 
 

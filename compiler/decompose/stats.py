@@ -9,8 +9,7 @@ on that data is therefore ``E||(W - W')^T p||^2 = tr(E^T Sigma E)`` with
 to fit its factors to the layer's output instead of to its weights.
 
 Memory stays bounded: each batch contributes at most ``max_positions``
-patches (and as many input pixels), drawn with a fixed seed, and batches are
-merged with ``accumulate``. Moments are uncentred (the layer is linear in its
+patches, drawn with a fixed seed, and batches are merged with ``accumulate``. Moments are uncentred (the layer is linear in its
 input, the bias does not depend on it) and kept in float64.
 """
 
@@ -88,14 +87,20 @@ def conv_stats(x: np.ndarray, geom: ConvGeometry, max_positions: int = DEFAULT_M
     """Patch and pixel second moments of one batch of a convolution's inputs.
 
     ``input_cov`` averages ``p p^T`` over the sampled im2col patches (zero
-    padding included, as the layer sees it); ``channel_cov`` averages ``x x^T``
-    over as many input pixels, drawn with the same seed.
+    padding included, as the layer sees it). ``channel_cov`` averages ``x x^T``
+    over the input pixels those patches read, each tap once: the mean of the
+    kh*kw diagonal blocks of ``input_cov``. That is the pixel moment the layer
+    actually sees (stride, padding and borders included), it is exactly the
+    per-tap block the whitening of the cin mode assumes, and it merges across
+    batches with the same weights as ``input_cov``.
     """
     x = _as_nhwc(x, geom)
     rows, _ = patches(x, geom, max_positions, seed)
-    pixels = x.reshape(-1, geom.cin)
-    pixels = pixels[_pick(len(pixels), len(rows), seed)]
-    return LayerStats(input_cov=_moment(rows), channel_cov=_moment(pixels), samples=len(rows))
+    cov = _moment(rows)
+    taps, c = geom.kernel[0] * geom.kernel[1], geom.cin
+    blocks = cov.reshape(taps, c, taps, c)
+    channel = blocks[np.arange(taps), :, np.arange(taps), :].mean(axis=0)
+    return LayerStats(input_cov=cov, channel_cov=channel, samples=len(rows))
 
 
 def dense_stats(x: np.ndarray, max_positions: int = DEFAULT_MAX_POSITIONS, seed: int = 0) -> LayerStats:

@@ -102,7 +102,9 @@ def pair_max_ranks(geom) -> tuple[int]:
 def pair_cost(geom, ranks: tuple[int, ...]) -> Cost:
     """Params ``R (in + out) (+ out)`` and MACs ``tokens R (in + out)`` of in->R->out."""
     view = dense_view(geom)
-    (r,) = ranks
+    if len(ranks) != 1:
+        raise ValueError(f"a two-layer dense chain has one rank, received {tuple(ranks)}")
+    r = int(ranks[0])
     per_token = r * (view.in_features + view.out_features)
     return Cost(per_token + (view.out_features if view.use_bias else 0), view.tokens * per_token)
 

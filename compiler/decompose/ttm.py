@@ -16,8 +16,8 @@ contraction sequence is ``contraction_steps``, which ``cost`` counts).
 Mode factorization (``tt_modes``): each of ``in`` and ``out`` is split into
 ``NUM_MODES`` factors by ``factor_modes``, the most balanced ones (smallest
 largest factor, then largest smallest factor). Sizes with too few prime
-factors get modes of size 1 (13 -> (13, 1, 1), 10 -> (5, 2, 1)), which is
-exact and costs nothing; nothing is padded (padding would add a Pad op and
+factors get modes of size 1 (as in-modes, 13 -> (13, 1, 1) and 10 -> (5, 2, 1)),
+which is exact and costs nothing; nothing is padded (padding would add a Pad op and
 MACs on zeros). ``d`` is fixed so that every layer has the same number of
 ranks (``NUM_RANKS``), which the rank search relies on; ``factor_modes``
 itself takes any ``d``. In-modes are ordered largest first and out-modes

@@ -1,0 +1,1 @@
+"""Lowering: Keras models to deployable files, one module and one entry function per target."""

@@ -1,0 +1,75 @@
+"""The real `lrfc` entry point: exit codes, one-line errors, lazy imports, JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import run_cli
+
+
+def test_user_errors_are_one_line_exit_2(tmp_path):
+    for args, needle in [
+        (["inspect", str(tmp_path / "missing.keras")], "model not found"),
+        (["profiles", "show", "jetson-tx9"], "unknown profile 'jetson-tx9'"),
+        (["inspect", str(tmp_path / "missing.keras"), "--input-shape", "a,b"], "--input-shape"),
+    ]:
+        res = run_cli(*args)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lrfc: error:") and needle in lines[0], res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    res = run_cli("--verbose", "inspect", str(tmp_path / "missing.keras"))
+    assert res.returncode == 2
+    assert "Traceback" in res.stderr and "model not found" in res.stderr.splitlines()[-1]
+
+
+def test_usage_error_exit_2():
+    res = run_cli("inspect")
+    assert res.returncode == 2 and "Missing argument" in res.stderr
+
+
+def test_help_and_profiles_do_not_import_tensorflow():
+    code = (
+        "import sys, io, contextlib\n"
+        "from lrfc.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['profiles', 'list']) == 0\n"
+        "    assert main(['profiles', 'show', 'jetson', '--json']) == 0\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'tensorly', 'numpy', 'onnxruntime') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_profiles_json():
+    res = run_cli("profiles", "list", "--json")
+    names = [p["name"] for p in json.loads(res.stdout)]
+    for name in ("host", "jetson-nano", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin", "raspberry-pi-4",
+                 "raspberry-pi-5", "coral-edgetpu", "x86-nvidia-gpu"):
+        assert name in names
+    shown = json.loads(run_cli("profiles", "show", "jetson", "--json").stdout)
+    assert shown["name"] == "jetson-orin-nano"
+
+
+def test_inspect_json_on_a_legacy_h5_sequential(keras, tmp_path):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "seq.h5")
+    res = run_cli("inspect", str(tmp_path / "seq.h5"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["total_params"] == model.count_params()
+    conv = report["layers"][0]
+    assert conv == {"name": conv["name"], "type": "Conv2D", "output_shape": [None, 13, 13, 8], "params": 80,
+                    "macs": 13 * 13 * 9 * 8, "methods": ["tucker", "cp", "tt"]}
+    assert report["layers"][-1]["methods"] == ["svd", "qr", "ttm"]
+    assert report["total_macs"] == 13 * 13 * 9 * 8 + 13 * 13 * 8 * 10
+    table = run_cli("inspect", str(tmp_path / "seq.h5")).stdout
+    assert "total" in table.splitlines()[-1] and f"{model.count_params():,}" in table.splitlines()[-1]

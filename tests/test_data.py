@@ -1,0 +1,94 @@
+"""`--data`: built-in datasets, npz, image folders, the mapping rule and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrfc.data import fit_to_input, load_data, read_fashion_mnist
+from lrfc.errors import UserError
+
+
+def test_fashion_mnist_is_the_real_dataset():
+    x, y, xt, yt = read_fashion_mnist()
+    assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
+    assert x.dtype == np.uint8 and x.max() == 255
+    assert np.bincount(y).tolist() == [6000] * 10
+    assert np.bincount(yt).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_mapped_to_cifar_shape_pads_and_repeats():
+    ds = load_data("fashion-mnist", (32, 32, 3), num_classes=10)
+    assert ds.x.shape == (60000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
+    assert ds.x.dtype == np.float32 and 0.0 <= ds.x.min() and ds.x.max() == 1.0
+    raw = read_fashion_mnist()[0][0].astype(np.float32) / 255.0
+    np.testing.assert_array_equal(ds.x[0, 2:30, 2:30, 1], raw)  # centred zero padding, channel repeated
+    assert ds.x[0, :2].max() == 0.0
+
+
+def test_digits_scaled_and_flattened_for_an_mlp():
+    ds = load_data("digits", (64,), num_classes=10)
+    assert ds.x.shape == (1797, 64) and ds.x.max() == 1.0 and ds.x_test is None
+    assert ds.summary()["classes"] == 10
+
+
+def test_npz_with_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8), y=rng.integers(0, 5, 40),
+             x_test=rng.integers(0, 256, (8, 12, 12, 3), dtype=np.uint8), y_test=rng.integers(0, 5, 8))
+    ds = load_data(str(tmp_path / "d.npz"), (12, 12, 1), num_classes=5)
+    assert ds.x.shape == (40, 12, 12, 1) and ds.x_test.shape == (8, 12, 12, 1)
+    assert ds.x.max() <= 1.0
+
+
+def test_image_folder(keras, tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            img = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            tf.io.write_file(str(tmp_path / cls / f"{i}.png"), tf.io.encode_png(img))
+    (tmp_path / "cat" / "notes.txt").write_text("ignored")
+    ds = load_data(str(tmp_path), (16, 16, 3), num_classes=2)
+    assert ds.x.shape == (12, 16, 16, 3)
+    assert ds.y.tolist() == [0] * 6 + [1] * 6  # sorted class folders: cat=0, dog=1
+
+
+def test_mapping_rule():
+    grey = np.zeros((2, 20, 20), np.uint8)
+    assert fit_to_input(grey, (20, 20, 3)).shape == (2, 20, 20, 3)
+    rgb = np.ones((2, 10, 10, 3), np.float32)
+    np.testing.assert_allclose(fit_to_input(rgb, (10, 10, 1)), 1.0, rtol=1e-6)  # luma of white is white
+    assert fit_to_input(np.zeros((2, 8, 8, 1), np.float32), (32, 32, 1)).shape == (2, 32, 32, 1)  # resized, too small to pad
+    with pytest.raises(UserError, match=r"samples of shape \(5, 7\) cannot be mapped to the model input \(6,\)"):
+        fit_to_input(np.zeros((3, 5, 7), np.float32), (6,))
+
+
+def _npz(tmp_path, x, y, name="d.npz"):
+    np.savez(tmp_path / name, x=x, y=y)
+    return str(tmp_path / name)
+
+
+def test_refusals(tmp_path):
+    x = np.random.default_rng(0).random((20, 4, 4, 1)).astype(np.float32)
+    y = np.arange(20) % 3
+    bad = x.copy()
+    bad[3, 0, 0, 0] = np.nan
+    with pytest.raises(UserError, match="NaN or Inf"):
+        load_data(_npz(tmp_path, bad, y), (4, 4, 1), 3)
+    with pytest.raises(UserError, match=r"labels span 0..2; the model has 2 classes"):
+        load_data(_npz(tmp_path, x, y), (4, 4, 1), 2)
+    with pytest.raises(UserError, match="5 samples; at least 10 are needed"):
+        load_data(_npz(tmp_path, x[:5], y[:5]), (4, 4, 1), 3)
+    with pytest.raises(UserError, match="20 samples but 19 labels"):
+        load_data(_npz(tmp_path, x, y[:19]), (4, 4, 1), 3)
+    np.savez(tmp_path / "nox.npz", images=x, y=y)
+    with pytest.raises(UserError, match=r"no array 'x' \(found: images, y\)"):
+        load_data(str(tmp_path / "nox.npz"), (4, 4, 1), 3)
+    with pytest.raises(UserError, match="data not found: nowhere.npz"):
+        load_data("nowhere.npz", (4, 4, 1), 3)
+    (tmp_path / "d.csv").write_text("1,2")
+    with pytest.raises(UserError, match="unsupported data format '.csv'"):
+        load_data(str(tmp_path / "d.csv"), (4, 4, 1), 3)

@@ -1,0 +1,388 @@
+"""The convolution methods (tucker, cp, tt) and input statistics, against real Keras layers.
+
+Fixed seeds throughout. Exactness and costs are checked on the Keras chains
+the stages build, data-aware fitting on a small conv net trained on
+scikit-learn's digits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from lrfc.decompose import METHODS, LayerStats, LayerWeights, cp, tt, tucker  # noqa: E402
+from lrfc.decompose.chain import chain_model  # noqa: E402
+from lrfc.decompose.stats import accumulate, conv_stats, dense_stats, patches  # noqa: E402
+from lrfc.geometry import ConvGeometry, conv_out_len  # noqa: E402
+
+CIN, COUT = 6, 10
+
+
+def geometry(kernel, in_hw=(11, 11), strides=(1, 1), dilation=(1, 1), padding="same", use_bias=True,
+             spatial_rank=2, cin=CIN, cout=COUT) -> ConvGeometry:
+    out = tuple(conv_out_len(n, k, s, d, padding) for n, k, s, d in zip(in_hw, kernel, strides, dilation))
+    return ConvGeometry(kernel=tuple(kernel), cin=cin, cout=cout, in_hw=tuple(in_hw), out_hw=out,
+                        strides=tuple(strides), dilation=tuple(dilation), padding=padding, use_bias=use_bias,
+                        spatial_rank=spatial_rank)
+
+
+def random_layer(geom: ConvGeometry, seed: int = 0) -> LayerWeights:
+    rng = np.random.default_rng(seed)
+    kernel = rng.standard_normal((*geom.kernel, geom.cin, geom.cout)).astype(np.float32)
+    bias = rng.standard_normal(geom.cout).astype(np.float32) if geom.use_bias else None
+    return LayerWeights(kernel, bias)
+
+
+def input_shape(geom: ConvGeometry) -> tuple[int, ...]:
+    return (geom.in_hw[1], geom.cin) if geom.spatial_rank == 1 else (*geom.in_hw, geom.cin)
+
+
+def reference(geom: ConvGeometry, weights: LayerWeights, activation="relu"):
+    """The original layer as a real Keras Conv2D / Conv1D model."""
+    if geom.spatial_rank == 1:
+        layer = keras.layers.Conv1D(geom.cout, geom.kernel[1], strides=geom.strides[1], dilation_rate=geom.dilation[1],
+                                    padding=geom.padding, use_bias=geom.use_bias, activation=activation)
+        kernel = weights.kernel[0]
+    else:
+        layer = keras.layers.Conv2D(geom.cout, geom.kernel, strides=geom.strides, dilation_rate=geom.dilation,
+                                    padding=geom.padding, use_bias=geom.use_bias, activation=activation)
+        kernel = weights.kernel
+    model = keras.Sequential([keras.Input(input_shape(geom)), layer])
+    layer.set_weights([kernel] + ([weights.bias] if geom.use_bias else []))
+    return model
+
+
+def run(model, x) -> np.ndarray:
+    return np.asarray(model(x, training=False), dtype=np.float64)
+
+
+def rel_err(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def random_input(geom: ConvGeometry, n: int = 2, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *input_shape(geom))).astype(np.float32)
+
+
+def keras_macs(model) -> int:
+    """MACs of a built chain, from each layer's own output shape."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        positions = int(np.prod(layer.output.shape[1:-1]))
+        kernel = layer.get_weights()[0]
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)):
+            total += positions * int(np.prod(kernel.shape[:-1]))
+        else:
+            total += positions * int(kernel.size)
+    return total
+
+
+def reconstruct(factors) -> np.ndarray:
+    """The HWIO kernel a method's factors stand for."""
+    arr = factors.arrays
+    if factors.method == "tucker":
+        return np.einsum("ca,ijab,bo->ijco", *arr)
+    if factors.method == "tt":
+        return np.einsum("ca,aib,bje,eo->ijco", *arr)
+    return np.einsum("cr,ir,jr,ro->ijco", *arr)
+
+
+# Geometries the exactness, CP-chain and cost tests share (kernel, strides, dilation, padding, bias, in_hw, 1-D).
+GEOMS = {
+    "3x3-s1-same": geometry((3, 3)),
+    "3x3-s2-same": geometry((3, 3), strides=(2, 2)),
+    "3x3-s2-valid-nobias": geometry((3, 3), in_hw=(10, 9), strides=(2, 2), padding="valid", use_bias=False),
+    "3x3-d2-valid": geometry((3, 3), dilation=(2, 2), padding="valid"),
+    "3x3-d2-same-nobias": geometry((3, 3), dilation=(2, 2), use_bias=False),
+    "5x5-s2-valid": geometry((5, 5), strides=(2, 2), padding="valid"),
+    "1x7-s1-same-nobias": geometry((1, 7), use_bias=False),
+    "7x1-s2-valid": geometry((7, 1), in_hw=(13, 8), strides=(2, 2), padding="valid"),
+    "1x1-s1": geometry((1, 1)),
+    "1x1-s2-same": geometry((1, 1), strides=(2, 2)),
+    "conv1d-k5-s2-same": geometry((1, 5), in_hw=(1, 17), strides=(1, 2), spatial_rank=1),
+    "conv1d-k3-d2-valid-nobias": geometry((1, 3), in_hw=(1, 16), dilation=(1, 2), padding="valid",
+                                          use_bias=False, spatial_rank=1),
+}
+
+
+# --- exactness --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["tucker", "tt"])
+@pytest.mark.parametrize("name", list(GEOMS))
+def test_exact_at_max_ranks(method, name):
+    geom = GEOMS[name]
+    mod, weights = METHODS[method], random_layer(geom)
+    factors = mod.decompose(weights, geom, mod.max_ranks(geom))
+    chain = chain_model(input_shape(geom), mod.stages(factors, geom, "relu"), geom.spatial_rank)
+    x = random_input(geom)
+    assert rel_err(run(chain, x), run(reference(geom, weights), x)) < 1e-4
+
+
+@pytest.mark.parametrize("method", ["tucker", "tt"])
+def test_data_aware_exact_at_max_ranks(method):
+    geom = GEOMS["3x3-s2-same"]
+    mod, weights = METHODS[method], random_layer(geom)
+    x = random_input(geom, n=4) ** 2  # non-white, correlated statistics
+    factors = mod.decompose(weights, geom, mod.max_ranks(geom), conv_stats(x, geom))
+    assert factors.data_aware
+    chain = chain_model(input_shape(geom), mod.stages(factors, geom, "relu"), geom.spatial_rank)
+    assert rel_err(run(chain, x), run(reference(geom, weights), x)) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["3x3-s2-same", "3x3-d2-valid", "1x7-s1-same-nobias", "7x1-s2-valid",
+                                  "1x1-s2-same", "conv1d-k5-s2-same"])
+def test_cp_chain_computes_its_factors(name):
+    """The CP chain (depthwise split, folded size-1 stages) equals a conv with the CP kernel."""
+    geom = GEOMS[name]
+    weights = random_layer(geom)
+    factors = cp.decompose(weights, geom, (3,))
+    chain = chain_model(input_shape(geom), cp.stages(factors, geom, "relu"), geom.spatial_rank)
+    approx = LayerWeights(reconstruct(factors).astype(np.float32), weights.bias)
+    x = random_input(geom)
+    assert rel_err(run(chain, x), run(reference(geom, approx), x)) < 1e-4
+    assert len(chain.layers) - 1 == 2 + (geom.kernel[0] > 1) + (geom.kernel[1] > 1)
+
+
+# --- CP quality ---------------------------------------------------------------------------------
+
+def test_cp_error_falls_with_rank():
+    geom = geometry((3, 3), cin=16, cout=16, use_bias=False)
+    weights = random_layer(geom, seed=3)
+    prepared = cp.prepare(weights, geom)
+    errs = [rel_err(reconstruct(cp.truncate(prepared, (r,))), weights.kernel) for r in (2, 8, 32)]
+    print(f"\ncp relative error at ranks 2, 8, 32 on a random 3x3x16x16 kernel: {errs}")
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 0.6
+
+
+@pytest.mark.filterwarnings("ignore:Trying to compute SVD")
+def test_cp_recovers_low_rank_kernel_and_matches_tensorly():
+    rng = np.random.default_rng(3)
+    kernel = np.einsum("ir,jr,cr,or->ijco", *(rng.standard_normal((n, 4)) for n in (3, 3, 8, 12)))
+    geom = geometry((3, 3), cin=8, cout=12, use_bias=False)
+    prepared = cp.prepare(LayerWeights(kernel), geom)
+    assert rel_err(reconstruct(cp.truncate(prepared, (4,))), kernel) < 1e-4
+    assert rel_err(reconstruct(cp.truncate(prepared, (6,))), kernel) < 1e-3
+
+    import tensorly as tl
+    from tensorly.decomposition import parafac
+
+    noisy = random_layer(geometry((3, 3), cin=16, cout=16), seed=1).kernel.astype(np.float64)
+    ours = rel_err(reconstruct(cp.decompose(LayerWeights(noisy), geometry((3, 3), cin=16, cout=16, use_bias=False),
+                                            (12,))), noisy)
+    cp_tensor = parafac(tl.tensor(noisy.transpose(2, 0, 1, 3)), 12, init="svd", n_iter_max=200, tol=1e-8)
+    theirs = rel_err(tl.cp_to_tensor(cp_tensor).transpose(1, 2, 0, 3), noisy)
+    print(f"\ncp rank 12 relative error: ours {ours:.4f}, tensorly parafac {theirs:.4f}")
+    assert ours < 1.02 * theirs
+
+
+# --- cost ---------------------------------------------------------------------------------------
+
+COST_CASES = [
+    ("tucker", "3x3-s2-same", (4, 7)), ("tucker", "3x3-d2-valid", (2, 3)), ("tucker", "5x5-s2-valid", (6, 10)),
+    ("tucker", "1x1-s2-same", (3, 5)), ("tucker", "conv1d-k5-s2-same", (4, 4)),
+    ("tt", "3x3-s2-same", (4, 7, 5)), ("tt", "3x3-s2-valid-nobias", (2, 3, 4)), ("tt", "3x3-d2-valid", (6, 18, 10)),
+    ("tt", "1x7-s1-same-nobias", (3, 5, 4)), ("tt", "7x1-s2-valid", (5, 9, 7)), ("tt", "conv1d-k5-s2-same", (2, 4, 6)),
+    ("tt", "1x1-s2-same", (4, 4, 2)),
+    ("cp", "3x3-s2-same", (5,)), ("cp", "3x3-s2-valid-nobias", (2,)), ("cp", "3x3-d2-valid", (9,)),
+    ("cp", "1x7-s1-same-nobias", (4,)), ("cp", "7x1-s2-valid", (6,)), ("cp", "conv1d-k3-d2-valid-nobias", (3,)),
+    ("cp", "1x1-s2-same", (2,)),
+]
+
+
+@pytest.mark.parametrize("method,name,ranks", COST_CASES)
+def test_cost_matches_built_chain(method, name, ranks):
+    geom, mod = GEOMS[name], METHODS[method]
+    factors = mod.decompose(random_layer(geom), geom, ranks)
+    chain = chain_model(input_shape(geom), mod.stages(factors, geom, None), geom.spatial_rank)
+    got = mod.cost(geom, ranks)
+    assert (got.params, got.macs) == (chain.count_params(), keras_macs(chain))
+    assert chain.output.shape[1:] == (*(geom.out_hw[1:] if geom.spatial_rank == 1 else geom.out_hw), geom.cout)
+
+
+def test_cost_at_paper_formulas():
+    geom = geometry((3, 3), in_hw=(8, 8), cin=32, cout=64, use_bias=False)
+    assert tucker.cost(geom, (8, 16)).params == 32 * 8 + 9 * 8 * 16 + 16 * 64
+    assert cp.cost(geom, (12,)).params == 12 * (32 + 3 + 3 + 64)
+    assert tt.cost(geom, (8, 16, 12)).params == 32 * 8 + 3 * 8 * 16 + 3 * 16 * 12 + 12 * 64
+    assert tucker.cost(geom, tucker.max_ranks(geom)).params > geom.params  # exact, not smaller
+    assert cp.cost(geom, cp.max_ranks(geom)).params <= geom.params         # the cap: no larger than the layer
+
+
+# --- rank reuse ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,ranks", [("tucker", [(2, 3), (5, 9), (6, 10)]),
+                                          ("tt", [(2, 4, 3), (5, 12, 8), (6, 18, 10)])])
+def test_truncate_reuses_prepare(method, ranks, monkeypatch):
+    geom = GEOMS["3x3-s1-same"]
+    mod, weights = METHODS[method], random_layer(geom)
+    stats = conv_stats(random_input(geom, n=3) ** 2, geom)
+    for st in (None, stats):
+        prepared = mod.prepare(weights, geom, st)
+        fresh = [reconstruct(mod.decompose(weights, geom, r, st)) for r in ranks]
+        with monkeypatch.context() as m:  # truncate must not redo the channel eigendecompositions
+            m.setattr(np.linalg, "eigh", lambda *a, **k: pytest.fail("eigh called in truncate"))
+            reused = [reconstruct(mod.truncate(prepared, r)) for r in ranks]
+        for a, b in zip(reused, fresh):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_tucker_truncation_is_hosvd_and_close_to_hooi():
+    import tensorly as tl
+    from tensorly.decomposition import partial_tucker
+
+    geom = geometry((3, 3), cin=16, cout=16, use_bias=False)
+    kernel = random_layer(geom, seed=3).kernel.astype(np.float64)
+    got = reconstruct(tucker.decompose(LayerWeights(kernel), geom, (4, 6)))
+    # HOSVD from scratch: leading singular vectors of the cin and cout unfoldings, projected
+    u = np.linalg.svd(kernel.transpose(2, 0, 1, 3).reshape(16, -1))[0][:, :4]
+    v = np.linalg.svd(kernel.reshape(-1, 16).T)[0][:, :6]
+    np.testing.assert_allclose(got, np.einsum("ijco,ca,da,ob,eb->ijde", kernel, u, u, v, v), atol=1e-10)
+    (core, facs), _ = partial_tucker(tl.tensor(kernel), rank=[4, 6], modes=[2, 3], n_iter_max=100)
+    hooi = rel_err(tl.tenalg.multi_mode_dot(core, facs, modes=[2, 3]), kernel)
+    print(f"\ntucker (4, 6) relative error: HOSVD {rel_err(got, kernel):.4f}, tensorly HOOI {hooi:.4f}")
+    assert rel_err(got, kernel) < 1.05 * hooi
+
+
+def test_tt_close_to_tt_svd():
+    import tensorly as tl
+    from tensorly.decomposition import tensor_train
+
+    geom = geometry((3, 3), cin=16, cout=16, use_bias=False)
+    kernel = random_layer(geom, seed=3).kernel.astype(np.float64)
+    for ranks in [(4, 8, 4), (8, 20, 8)]:
+        ours = rel_err(reconstruct(tt.decompose(LayerWeights(kernel), geom, ranks)), kernel)
+        cores = tensor_train(tl.tensor(kernel.transpose(2, 0, 1, 3)), rank=[1, *ranks, 1])
+        theirs = rel_err(tl.tt_to_tensor(cores).transpose(1, 2, 0, 3), kernel)
+        print(f"\ntt {ranks} relative error: ours {ours:.4f}, tensorly TT-SVD {theirs:.4f}")
+        assert ours < 1.03 * theirs
+
+
+def test_tt_size_one_axes_collapse_ranks():
+    geom = GEOMS["1x7-s1-same-nobias"]
+    assert tt.max_ranks(geom) == (6, 6, 10)
+    assert tt.effective_ranks(geom, (2, 5, 4)) == (2, 2, 4)
+    assert tt.effective_ranks(GEOMS["7x1-s2-valid"], (3, 9, 4)) == (3, 4, 4)
+    assert tt.effective_ranks(GEOMS["1x1-s2-same"], (5, 4, 3)) == (3, 3, 3)
+
+
+# --- contract and errors --------------------------------------------------------------------------
+
+def test_registry_order_and_contract():
+    assert list(METHODS)[:3] == ["tucker", "cp", "tt"]
+    for name in ("tucker", "cp", "tt"):
+        mod = METHODS[name]
+        assert (mod.NAME, mod.KIND) == (name, "conv")
+        assert len(mod.max_ranks(GEOMS["3x3-s1-same"])) == mod.NUM_RANKS
+
+
+@pytest.mark.parametrize("method", ["tucker", "cp", "tt"])
+def test_rejects_grouped_and_bad_ranks(method):
+    mod = METHODS[method]
+    grouped = ConvGeometry(kernel=(3, 3), cin=8, cout=8, in_hw=(6, 6), out_hw=(4, 4), groups=2)
+    with pytest.raises(ValueError, match="groups=2"):
+        mod.max_ranks(grouped)
+    geom = GEOMS["3x3-s1-same"]
+    too_big = tuple(r + 1 for r in mod.max_ranks(geom))
+    with pytest.raises(ValueError, match=r"received \("):
+        mod.cost(geom, too_big)
+    with pytest.raises(ValueError, match="kernel shape"):
+        mod.prepare(LayerWeights(np.zeros((3, 3, 5, 10), np.float32), np.zeros(10, np.float32)), geom)
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["3x3-s2-same", "3x3-d2-valid", "5x5-s2-valid", "conv1d-k5-s2-same"])
+def test_patches_follow_the_layer(name):
+    """Each im2col row times the kernel is the Keras conv output at its position (TF padding rules)."""
+    geom = GEOMS[name]
+    weights = random_layer(geom)
+    x = random_input(geom, n=3)
+    rows, where = patches(x, geom, max_positions=40)
+    assert rows.shape == (min(40, 3 * geom.out_hw[0] * geom.out_hw[1]), geom.kernel[0] * geom.kernel[1] * geom.cin)
+    y = run(reference(geom, weights, activation=None), x)
+    y = y[:, None] if geom.spatial_rank == 1 else y
+    want = y[where[:, 0], where[:, 1], where[:, 2]]
+    got = rows @ weights.kernel.reshape(-1, geom.cout) + (weights.bias if geom.use_bias else 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_stats_accumulate_over_batches():
+    geom = GEOMS["3x3-s2-same"]
+    x = random_input(geom, n=6)
+    whole = conv_stats(x, geom, max_positions=10_000)
+    merged = None
+    for part in (x[:1], x[1:4], x[4:]):
+        merged = accumulate(merged, conv_stats(part, geom, max_positions=10_000))
+    assert merged.samples == whole.samples == 6 * 36
+    np.testing.assert_allclose(merged.input_cov, whole.input_cov, atol=1e-12)
+    np.testing.assert_allclose(merged.channel_cov, whole.channel_cov, atol=1e-12)
+    taps = whole.input_cov.reshape(9, CIN, 9, CIN)
+    np.testing.assert_allclose(whole.channel_cov, np.mean([taps[t, :, t] for t in range(9)], axis=0))
+    one_by_one = GEOMS["1x1-s1"]  # every pixel read once: the plain pixel moment
+    pixels = x.reshape(-1, CIN).astype(np.float64)
+    np.testing.assert_allclose(conv_stats(x, one_by_one, max_positions=10_000).channel_cov,
+                               pixels.T @ pixels / len(pixels), atol=1e-12)
+    bounded = conv_stats(x, geom, max_positions=50)
+    assert bounded.samples == 50 and bounded.input_cov.shape == (54, 54)
+
+    tokens = np.random.default_rng(0).standard_normal((4, 5, 7))
+    dense = dense_stats(tokens)
+    np.testing.assert_allclose(dense.input_cov, tokens.reshape(20, 7).T @ tokens.reshape(20, 7) / 20)
+    assert dense.samples == 20 and dense.channel_cov is dense.input_cov
+
+
+# --- data-aware on real data ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_layer():
+    """A conv net trained briefly on sklearn digits; the 2nd conv layer, its weights and captured inputs."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inp)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(h)
+    out = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.MaxPooling2D()(h)))
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x[:1200], digits.target[:1200], epochs=3, batch_size=64, verbose=0)
+    acc = model.evaluate(x[1200:], digits.target[1200:], verbose=0)[1]
+    conv2 = model.get_layer("conv2")
+    captured = np.asarray(keras.Model(inp, model.get_layer("conv1").output)(x))
+    kernel, bias = (np.asarray(w) for w in conv2.get_weights())
+    geom = geometry((3, 3), in_hw=(8, 8), cin=16, cout=32)
+    stats = None
+    for start in range(0, 1000, 250):  # calibration streams batches
+        stats = accumulate(stats, conv_stats(captured[start:start + 250], geom, max_positions=2048))
+    held_out = captured[1000:]
+    return dict(geom=geom, weights=LayerWeights(kernel, bias), stats=stats, x=held_out,
+                y=run(conv2, held_out), acc=acc)
+
+
+def cosine(a, b) -> float:
+    a, b = a.ravel(), b.ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("method,ranks", [("tucker", (4, 4)), ("tt", (4, 4, 4)), ("cp", (4,)), ("cp", (8,))])
+def test_data_aware_beats_weight_only_on_digits(digits_layer, method, ranks):
+    d, mod = digits_layer, METHODS[method]
+    sims = {}
+    for label, stats in (("weight-only", None), ("data-aware", d["stats"])):
+        factors = mod.decompose(d["weights"], d["geom"], ranks, stats)
+        assert factors.data_aware == (stats is not None)
+        chain = chain_model((8, 8, 16), mod.stages(factors, d["geom"], "relu"), 2)
+        sims[label] = cosine(run(chain, d["x"]), d["y"])
+    print(f"\ndigits conv2 (3x3 16->32, net acc {d['acc']:.3f}), {method} {ranks}, output cosine on 797 "
+          f"held-out images: weight-only {sims['weight-only']:.4f}, data-aware {sims['data-aware']:.4f}")
+    assert sims["data-aware"] >= sims["weight-only"]
+    if method in ("tucker", "tt"):
+        assert sims["data-aware"] > sims["weight-only"] + 0.02

@@ -1,0 +1,137 @@
+"""Applying plans to whole models, and `lrfc decompose` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from lrfc.errors import UserError
+from lrfc.plan import LayerChoice, Plan
+
+
+def _mixed_model(keras):
+    """Functional: conv, BN, residual add, depthwise, separable, 1x1, Conv1D-free, nested Sequential, dense on rank 3."""
+    L = keras.layers
+    inner = keras.Sequential([keras.Input((8, 8, 12)), L.Conv2D(12, 3, padding="same", name="inner_conv")], name="inner")
+    inp = keras.Input((16, 16, 3), name="image")
+    x = L.Conv2D(12, 3, strides=2, padding="same", activation="relu", name="stem")(inp)
+    x = L.BatchNormalization(name="bn")(x)
+    y = inner(x)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    x = L.Add(name="add")([x, y])
+    x = L.SeparableConv2D(10, 3, padding="same", name="sep")(x)
+    x = L.Conv2D(8, 1, name="pw")(x)
+    x = L.Reshape((64, 8), name="tokens")(x)
+    x = L.Dense(6, activation="relu", name="tok_dense")(x)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(inp, L.Dense(5, name="head")(x), name="mixed")
+
+
+@pytest.fixture(scope="module")
+def mixed(keras):
+    model = _mixed_model(keras)
+    rng = np.random.default_rng(0)
+    # Non-trivial BN statistics so that copying them matters.
+    bn = model.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 1.5, 12), rng.normal(size=12), rng.normal(size=12), rng.uniform(0.5, 2, 12)])
+    return model
+
+
+def _flat(model):
+    from lrfc.frontend.graph import rebuild
+
+    return rebuild(model)
+
+
+FULL_PLANS = {
+    "tucker+svd": [("stem", "tucker"), ("inner_conv", "tucker"), ("sep", "svd"), ("pw", "svd"), ("tok_dense", "svd"), ("head", "svd")],
+    "tt+qr": [("stem", "tt"), ("inner_conv", "tt"), ("sep", "qr"), ("pw", "qr"), ("tok_dense", "qr"), ("head", "qr")],
+    "ttm": [("pw", "ttm"), ("tok_dense", "ttm"), ("head", "ttm")],
+}
+
+
+@pytest.mark.parametrize("plan_name", sorted(FULL_PLANS))
+def test_full_rank_plan_reproduces_the_model_and_round_trips(keras, mixed, tmp_path, plan_name):
+    from lrfc import decompose
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.rewrite import apply_plan
+
+    flat = _flat(mixed)
+    rows = {r.name: r for r in describe_model(flat)}
+    plan = Plan(tuple(LayerChoice(n, m, decompose.get(m).max_ranks(rows[n].geometry)) for n, m in FULL_PLANS[plan_name]))
+    new = apply_plan(flat, plan)
+    x = np.random.default_rng(1).normal(size=(4, 16, 16, 3)).astype("float32")
+    ref = mixed.predict(x, verbose=0)
+    out = new.predict(x, verbose=0)
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
+    kept = {"bn", "dw", "add", "gap", "tokens"}
+    assert kept <= {layer.name for layer in new.layers}
+    for name in ("bn", "dw"):  # copied, not shared
+        assert new.get_layer(name) is not mixed.get_layer(name)
+        for a, b in zip(new.get_layer(name).get_weights(), mixed.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    path = tmp_path / "m.keras"
+    new.save(path)
+    loaded = keras.saving.load_model(path)  # no custom_objects from the user
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), out, atol=1e-6)
+
+
+def test_low_rank_plan_shrinks_and_keeps_names(keras, mixed):
+    from lrfc.rewrite import apply_plan
+
+    flat = _flat(mixed)
+    plan = Plan((LayerChoice("stem", "tucker", (2, 4)), LayerChoice("head", "svd", (2,))))
+    new = apply_plan(flat, plan)
+    names = [layer.name for layer in new.layers]
+    assert {"stem__0", "stem__1", "stem__2", "head__0", "head__1"} <= set(names)
+    assert "stem" not in names and "head" not in names
+    stem_params = 3 * 2 + 9 * 2 * 4 + 4 * 12 + 12
+    head_params = 6 * 2 + 2 * 5 + 5
+    original = mixed.get_layer("stem").count_params() + mixed.get_layer("head").count_params()
+    assert new.count_params() == mixed.count_params() - original + stem_params + head_params
+
+
+def test_plan_errors(keras, mixed, tmp_path):
+    from lrfc.rewrite import apply_plan
+
+    flat = _flat(mixed)
+    with pytest.raises(UserError, match="plan names layer 'nope'"):
+        apply_plan(flat, Plan((LayerChoice("nope", "svd", (1,)),)))
+    with pytest.raises(UserError, match=r"layer 'dw' \(DepthwiseConv2D\): method 'tucker' does not apply"):
+        apply_plan(flat, Plan((LayerChoice("dw", "tucker", (1, 1)),)))
+    with pytest.raises(UserError, match=r"layer 'stem': tucker ranks \[99, 1\] out of range; expected 2 ranks within 1..\[3, 12\]"):
+        apply_plan(flat, Plan((LayerChoice("stem", "tucker", (99, 1)),)))
+    with pytest.raises(UserError, match="unknown method 'magic'"):
+        apply_plan(flat, Plan((LayerChoice("stem", "magic", (1,)),)))
+    plan = Plan((LayerChoice("stem", "tucker", (2, 4), True), LayerChoice("head", "svd", (2,))))
+    (tmp_path / "plan.json").write_text(json.dumps(plan.to_json()))
+    assert Plan.load(tmp_path / "plan.json") == plan
+    (tmp_path / "bad.json").write_text('{"layers": [{"layer": "x"}]}')
+    with pytest.raises(UserError, match="not a valid plan"):
+        Plan.load(tmp_path / "bad.json")
+
+
+def test_decompose_cli_end_to_end(tiny_model_path, tmp_path):
+    out = tmp_path / "tiny-tucker.keras"
+    res = run_cli("decompose", str(tiny_model_path), "--method", "tucker", "--rank", "4", "--data", "fashion-mnist",
+                  "--data-aware", "--calib-samples", "128", "-o", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    layers = {entry["name"]: entry for entry in report["layers"]}
+    assert set(layers) == {"conv1", "conv2"}
+    assert layers["conv2"]["ranks"] == [4, 4]
+    assert layers["conv2"]["params_after"] == 8 * 4 + 9 * 4 * 4 + 4 * 16 + 16
+    assert layers["conv1"]["ranks"] == [1, 4]  # capped at cin = 1
+    assert 0.9 < layers["conv2"]["similarity"] <= 1.0
+    assert out.exists() and not list(tmp_path.glob(".*partial*"))
+
+    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--layers", "conv1", "-o", str(tmp_path / "x.keras"))
+    assert res.returncode == 2 and "method 'svd' does not apply to layer 'conv1'" in res.stderr
+    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--layers", "fc9", "-o", str(tmp_path / "x.keras"))
+    assert res.returncode == 2 and "the model has no layer 'fc9'" in res.stderr
+    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "0", "-o", str(tmp_path / "x.keras"))
+    assert res.returncode == 2 and "--rank: received '0'" in res.stderr
+    assert not (tmp_path / "x.keras").exists()
