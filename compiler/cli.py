@@ -71,6 +71,59 @@ def inspect(
         typer.echo(render_table(report))
 
 
+# ---------------------------------------------------------------------- build
+
+
+@app.command()
+def build(
+    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    data: Annotated[str, typer.Option(help="fashion-mnist, digits, an .npz (x, y) or a folder of images in class subfolders.")],
+    target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = "host",
+    objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
+    threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = 0.92,
+    max_acc_drop: Annotated[float, typer.Option(help="Largest accepted top-1 drop, in points, before recovery rounds.")] = 1.0,
+    methods: Annotated[str, typer.Option(help="Comma list of methods to try.")] = "tucker,cp,tt,svd,qr,ttm",
+    step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = 2.0,
+    max_sol: Annotated[int, typer.Option(help="Whole-model solutions kept in the report.")] = 5,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples for feature maps and statistics.")] = 1000,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 10,
+    finetune: Annotated[str, typer.Option(help="oneshot, iterative (the paper's baseline) or none.")] = "oneshot",
+    rank_selection: Annotated[str, typer.Option(help="similarity (the paper's), vbmf or energy (weight-based baselines).")] = "similarity",
+    energy: Annotated[float, typer.Option(help="Singular-value energy kept by --rank-selection energy.")] = 0.9,
+    data_aware: Annotated[str, typer.Option(help="auto (keep the better fit per rank), on or off.")] = "auto",
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning.")] = True,
+    train_samples: Annotated[Optional[int], typer.Option(help="Use at most this many training samples for fine-tuning.")] = None,
+    max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds at most (recovery included).")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of splits, factorizations and training.")] = 0,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "lrfc-out",
+    plan: Annotated[Optional[str], typer.Option(help="A plan.json to rebuild without searching.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the on-disk cache.")] = False,
+    cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
+):
+    """Compress a model: similarity-driven hybrid factorization, one-shot fine-tuning, report."""
+    from lrfc.options import BuildOptions
+
+    options = BuildOptions(
+        model=model, data=data, target=target, objective=objective, threshold=threshold, max_acc_drop=max_acc_drop,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()), step=step, max_sol=max_sol,
+        calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
+        seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
+        max_rounds=max_rounds, distill=distill, data_aware=data_aware, batch_size=batch_size, trust_model=trust_model,
+    ).validate()
+    from lrfc.build import run_build
+    from lrfc.report import summary_table
+
+    state = run_build(options)
+    if as_json:
+        _emit_json(state.report)
+    else:
+        typer.echo(summary_table(state.report))
+        typer.echo(f"wrote {', '.join(str(p) for p in state.outputs.values())}")
+
+
 # ------------------------------------------------------------------ decompose
 
 

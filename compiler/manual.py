@@ -120,16 +120,16 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
 
     cap, stats = None, {}
     if data:
-        from lrfc.calibrate import capture, input_stats
+        from lrfc.calibrate import capture
         from lrfc.data import load_data
 
         ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]))
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(ds.x))[:calib_samples]
-        cap = capture(flat, targets, ds.x[pick])
-        if data_aware:
-            # A separable layer's pointwise part sees the depthwise output, which is not captured.
-            stats = {n: input_stats(cap.inputs[n], rows[n].geometry) for n in targets if not rows[n].type.startswith("Separable")}
+        # A separable layer's pointwise part sees the depthwise output, which is not captured.
+        geoms = {n: rows[n].geometry for n in targets if not rows[n].type.startswith("Separable")} if data_aware else None
+        cap = capture(flat, targets, ds.x[pick], stats_geometry=geoms)
+        stats = cap.stats
     stages = plan_stages(flat, plan, stats)
     new_model = apply_stages(flat, stages)
     sims = _similarities(stages, cap) if cap is not None else {}

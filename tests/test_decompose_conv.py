@@ -12,7 +12,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lrfc.decompose import METHODS, LayerStats, LayerWeights, cp, tt, tucker  # noqa: E402
+from lrfc.decompose import METHODS, LayerWeights, cp, tt, tucker  # noqa: E402
 from lrfc.decompose.chain import chain_model  # noqa: E402
 from lrfc.decompose.stats import accumulate, conv_stats, dense_stats, patches  # noqa: E402
 from lrfc.geometry import ConvGeometry, conv_out_len  # noqa: E402

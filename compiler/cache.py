@@ -1,0 +1,118 @@
+"""The on-disk cache of factorizations and similarity scores.
+
+Lives under the user cache directory (``$LRFC_CACHE_DIR``, else
+``$XDG_CACHE_HOME/lrfc``, else ``~/.cache/lrfc``) and never elsewhere.
+Keys are content hashes: the layer's weights, its geometry and its captured
+calibration inputs, plus method, ranks and whether the fit was data-aware.
+So a second build of the same model and data with another threshold,
+objective or step reuses every score it can, and a changed model or data set
+can never hit a stale entry.
+
+* scores: one SQLite file (WAL journal, so two builds can share it);
+* prepared factorizations: one pickle per (layer, method, fit), written
+  atomically. They are lrfc's own files in the user's own cache directory;
+  delete the directory to clear it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+
+def default_cache_dir() -> Path:
+    """The user cache directory lrfc writes to."""
+    if os.environ.get("LRFC_CACHE_DIR"):
+        return Path(os.environ["LRFC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lrfc"
+
+
+# Bump when a factorization or the similarity measure changes meaning: old
+# entries then simply stop matching.
+CACHE_VERSION = 2
+
+
+def content_hash(*parts) -> str:
+    """A stable hash of arrays (dtype, shape and bytes) and plain values (and ``CACHE_VERSION``)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"lrfc-cache-{CACHE_VERSION}|".encode())
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            a = np.ascontiguousarray(part)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+class Cache:
+    """Scores and prepared factorizations; ``enabled=False`` keeps them in memory only."""
+
+    def __init__(self, root: Path | None = None, enabled: bool = True):
+        self.enabled = enabled
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self._scores: dict[str, float] = {}
+        self._prepared: dict[str, object] = {}
+        self.hits = 0
+        self.misses = 0
+        self._db = None
+        if enabled:
+            (self.root / "prepared").mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.root / "scores.sqlite", timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, similarity REAL NOT NULL)")
+
+    # -- similarity scores
+    def score(self, key: str) -> float | None:
+        if key in self._scores:
+            self.hits += 1
+            return self._scores[key]
+        if self._db is not None:
+            row = self._db.execute("SELECT similarity FROM scores WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                self.hits += 1
+                self._scores[key] = float(row[0])
+                return self._scores[key]
+        self.misses += 1
+        return None
+
+    def put_score(self, key: str, similarity: float) -> None:
+        self._scores[key] = similarity
+        if self._db is not None:
+            self._db.execute("INSERT OR REPLACE INTO scores (key, similarity) VALUES (?, ?)", (key, similarity))
+
+    # -- prepared factorizations
+    def prepared(self, key: str, compute):
+        """The prepared factorization under ``key``, computing and storing it on a miss."""
+        if key in self._prepared:
+            return self._prepared[key]
+        path = self.root / "prepared" / f"{key}.pkl"
+        value = None
+        if self.enabled and path.exists():
+            try:
+                with open(path, "rb") as f:
+                    value = pickle.load(f)
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+                value = None  # a damaged or outdated entry is recomputed
+        if value is None:
+            value = compute()
+            if self.enabled:
+                from lrfc.atomic import atomic_path
+
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._prepared[key] = value
+        return value
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

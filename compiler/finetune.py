@@ -1,0 +1,301 @@
+"""One-shot fine-tuning of a factorized model, with distillation from the original.
+
+The paper fine-tunes the whole model once, after *every* layer has been
+factorized. lrfc adds knowledge distillation: the original model's outputs on
+the training split (``teacher_logits``, computed once) are a second target,
+
+    loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+so the factorized model learns the original's whole output distribution, not
+only its argmax. ``T^2`` keeps the soft term's gradients on the scale of the
+hard term's (Hinton et al., 2015).
+
+Targets travel as one float32 array per sample, ``[label, teacher logits...]``
+(just ``[label]`` without distillation), and one loss function splits them:
+``model.fit`` then sees an ordinary single-output model, and shuffling keeps
+every label with its teacher row.
+
+Models may end in a softmax (probabilities) or not (logits); ``outputs_probabilities``
+tells which by looking at the output layer. Probabilities are turned into
+log-probabilities wherever logits are needed: softmax(log p) = p, so this is
+exact for both the cross-entropy and the tempered softmax.
+
+BatchNormalization stays in training mode (batch statistics, moving averages
+updated, gamma/beta trained), Keras' default for ``fit``. A factorized
+convolution feeds its BN a shifted distribution, and re-estimating the
+statistics is part of what fine-tuning repairs; on the VGG benchmark freezing
+BN (inference mode) was no better (numbers in the finetune section of the
+design notes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from lrfc.errors import UserError
+from lrfc.quiet import import_keras
+
+# Floor for probabilities before taking their log (Keras' own epsilon for
+# cross-entropy on probabilities).
+_EPSILON = 1e-7
+
+Progress = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How to fine-tune.
+
+    Attributes:
+        epochs: passes over the training split (the paper: ~10).
+        batch_size: samples per step.
+        learning_rate: Adam's initial rate; it decays to 0 along a cosine
+            over all steps. Lower than training from scratch: the factorized
+            weights start close to a good solution.
+        distill: add the distillation term (needs ``teacher`` in ``finetune``).
+        temperature: softens both distributions in the distillation term.
+        alpha: weight of the hard-label loss; ``1 - alpha`` goes to distillation.
+        seed: for shuffling, dropout and any initialisation.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    distill: bool = True
+    temperature: float = 4.0
+    alpha: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"fine-tuning epochs must be at least 1; received {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"fine-tuning batch size must be at least 1; received {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise UserError(f"fine-tuning learning rate must be positive; received {self.learning_rate}")
+        if not self.temperature > 0:
+            raise UserError(f"distillation temperature must be positive; received {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"distillation alpha (weight of the hard-label loss) must be within [0, 1]; received {self.alpha}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What one ``finetune`` call did.
+
+    Attributes:
+        epochs: epochs run.
+        seconds: wall time of the training (excluding validation passes).
+        history: per-epoch ``loss`` and training ``accuracy``, plus
+            ``val_accuracy`` when validation data was given.
+    """
+
+    epochs: int
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "seconds": round(self.seconds, 2),
+            "history": {k: [round(float(v), 6) for v in vs] for k, vs in self.history.items()},
+        }
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _output_layer(model):
+    outputs = model.outputs
+    if len(outputs) != 1:
+        raise UserError(f"model '{model.name}' has {len(outputs)} outputs; fine-tuning needs a single classifier output")
+    history = getattr(outputs[0], "_keras_history", None)
+    return history.operation if history is not None else model.layers[-1]
+
+
+def outputs_probabilities(model) -> bool:
+    """True when the model's output layer applies a softmax (it outputs probabilities, not logits)."""
+    import keras
+
+    layer = _output_layer(model)
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    act = layer.get_config().get("activation")
+    return act == "softmax" or getattr(act, "__name__", None) == "softmax"
+
+
+def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def _labels(y, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        y = y.argmax(axis=1)
+    if y.size != n:
+        raise UserError(f"{where}: {n} samples but {y.size} labels")
+    return y.reshape(n).astype(np.int64)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``, in [0, 1].
+
+    Args:
+        model: a single-output classifier (logits or probabilities: the
+            argmax is the same).
+        x: samples fitting the model input.
+        y: integer labels (or one-hot rows).
+        batch_size: samples per inference batch.
+    """
+    if len(x) == 0:
+        raise UserError("evaluate: no samples")
+    y = _labels(y, len(x), "evaluate")
+    predicted = _predict(model, x, batch_size).argmax(axis=-1)
+    return float(np.mean(predicted == y))
+
+
+def teacher_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The original model's logits on ``x`` (float32, one row per sample), for distillation.
+
+    A model ending in a softmax gives probabilities; they are returned as
+    log-probabilities (floored at 1e-7), which are logits up to a per-sample
+    constant that no softmax can see.
+    """
+    import_keras()
+    out = _predict(model, x, batch_size)
+    if outputs_probabilities(model):
+        out = np.log(np.clip(out, _EPSILON, 1.0)).astype(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------- loss and metric
+
+
+def _loss_fn(config: FinetuneConfig, probabilities: bool):
+    """The loss on targets ``[label, teacher logits...]`` (just ``[label]`` without distillation)."""
+    from keras import ops
+
+    alpha, t = config.alpha, config.temperature
+
+    def as_logits(y_pred):
+        return ops.log(ops.clip(y_pred, _EPSILON, 1.0)) if probabilities else y_pred
+
+    def hard_label_loss(y_true, y_pred):
+        labels = ops.cast(y_true[:, 0], "int32")
+        return ops.sparse_categorical_crossentropy(labels, as_logits(y_pred), from_logits=True)
+
+    def distillation_loss(y_true, y_pred):
+        student = as_logits(y_pred)
+        labels = ops.cast(y_true[:, 0], "int32")
+        hard = ops.sparse_categorical_crossentropy(labels, student, from_logits=True)
+        log_p_teacher = ops.log_softmax(y_true[:, 1:] / t, axis=-1)
+        log_p_student = ops.log_softmax(student / t, axis=-1)
+        kl = ops.sum(ops.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
+        return alpha * hard + (1.0 - alpha) * (t * t) * kl
+
+    return distillation_loss if config.distill else hard_label_loss
+
+
+def _accuracy_metric(keras):
+    from keras import ops
+
+    def label_accuracy(y_true, y_pred):
+        labels = ops.cast(y_true[:, 0], "int32")
+        return ops.cast(ops.equal(labels, ops.cast(ops.argmax(y_pred, axis=-1), "int32")), "float32")
+
+    return keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
+
+
+def _targets(y: np.ndarray, teacher: np.ndarray | None, n: int, classes: int) -> np.ndarray:
+    labels = _labels(y, n, "fine-tuning data").astype(np.float32)[:, None]
+    if teacher is None:
+        return labels
+    teacher = np.asarray(teacher, dtype=np.float32)
+    if teacher.shape != (n, classes):
+        raise UserError(f"teacher logits have shape {teacher.shape}; expected ({n}, {classes}): one row of model outputs per training sample")
+    if not np.isfinite(teacher).all():
+        raise UserError("teacher logits contain NaN or Inf")
+    return np.concatenate([labels, teacher], axis=1)
+
+
+# ---------------------------------------------------------------- training
+
+
+def finetune(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: FinetuneConfig = FinetuneConfig(),
+    teacher: np.ndarray | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` in place with Adam (see the module docstring for the loss).
+
+    The model is compiled for the run and, afterwards, re-compiled with plain
+    cross-entropy and a fresh Adam, so that saving it needs nothing from lrfc.
+    Calling it again (e.g. on the next model of an iterative schedule) starts
+    from fresh optimizer state.
+
+    Args:
+        model: a single-output classifier, usually the factorized model.
+        x: training samples fitting the model input.
+        y: integer labels (or one-hot rows).
+        config: epochs, rate, distillation settings, seed.
+        teacher: the original model's logits on ``x`` (``teacher_logits``);
+            required when ``config.distill``.
+        validation: optional ``(x, y)`` scored after every epoch.
+        progress: called after each epoch with (epoch index from 0, total
+            epochs, logs) where logs hold ``loss``, ``accuracy`` and, with
+            validation data, ``val_accuracy``.
+
+    Returns:
+        The epochs run, the training time and the per-epoch history.
+    """
+    keras = import_keras()
+    if len(x) == 0:
+        raise UserError("fine-tuning: no training samples")
+    if config.distill and teacher is None:
+        raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
+    probabilities = outputs_probabilities(model)
+    classes = int(model.outputs[0].shape[-1])
+    targets = _targets(y, teacher if config.distill else None, len(x), classes)
+    x = np.asarray(x, dtype=np.float32)
+
+    keras.utils.set_random_seed(config.seed)
+    steps = config.epochs * -(-len(x) // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, probabilities),
+                  metrics=[_accuracy_metric(keras)])
+
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    if validation is not None:
+        history["val_accuracy"] = []
+    validation_seconds = 0.0
+
+    def on_epoch_end(epoch: int, logs: dict | None) -> None:
+        nonlocal validation_seconds
+        row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
+        if validation is not None:
+            start = time.perf_counter()
+            row["val_accuracy"] = evaluate(model, *validation)
+            validation_seconds += time.perf_counter() - start
+        for k, v in row.items():
+            history[k].append(v)
+        if progress is not None:
+            progress(epoch, config.epochs, row)
+
+    start = time.perf_counter()
+    model.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+    seconds = time.perf_counter() - start - validation_seconds
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), metrics=["accuracy"])
+    return FinetuneResult(config.epochs, seconds, history)

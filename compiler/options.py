@@ -1,0 +1,90 @@
+"""`lrfc build` options: one frozen record, validated before any heavy work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrfc.errors import UserError
+
+ALL_METHODS = ("tucker", "cp", "tt", "svd", "qr", "ttm")
+OBJECTIVES = ("latency", "flops", "params", "memory")
+FINETUNE_MODES = ("oneshot", "iterative", "none")
+RANK_SELECTIONS = ("similarity", "vbmf", "energy")
+DATA_AWARE = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything `lrfc build` takes; the CLI flags map one to one.
+
+    ``objective=None`` means the target profile's default objective.
+    """
+
+    model: str
+    data: str
+    target: str = "host"
+    objective: str | None = None
+    threshold: float = 0.92
+    max_acc_drop: float = 1.0
+    methods: tuple[str, ...] = ALL_METHODS
+    step: float = 2.0
+    max_sol: int = 5
+    calib_samples: int = 1000
+    epochs: int = 10
+    finetune: str = "oneshot"
+    rank_selection: str = "similarity"
+    energy: float = 0.9
+    seed: int = 0
+    out: str = "lrfc-out"
+    cache: bool = True
+    cache_dir: str | None = None
+    plan: str | None = None
+    train_samples: int | None = None
+    max_rounds: int = 4
+    distill: bool = True
+    data_aware: str = "auto"
+    batch_size: int = 128
+    trust_model: bool = False
+
+    def validate(self) -> "BuildOptions":
+        """Raise ``UserError`` naming the first bad option; return self."""
+
+        def bad(flag: str, value, expected: str):
+            raise UserError(f"{flag}: received {value!r}; expected {expected}")
+
+        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1 and math.isfinite(self.threshold)):
+            bad("--threshold", self.threshold, "a number in (0, 1]")
+        if not (0 < self.step <= 50):
+            bad("--step", self.step, "a percentage in (0, 50]")
+        if not (0 <= self.max_acc_drop <= 100):
+            bad("--max-acc-drop", self.max_acc_drop, "accuracy points in [0, 100]")
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if not self.methods or unknown:
+            bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(ALL_METHODS)}")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            bad("--objective", self.objective, f"one of {', '.join(OBJECTIVES)}")
+        if self.finetune not in FINETUNE_MODES:
+            bad("--finetune", self.finetune, f"one of {', '.join(FINETUNE_MODES)}")
+        if self.rank_selection not in RANK_SELECTIONS:
+            bad("--rank-selection", self.rank_selection, f"one of {', '.join(RANK_SELECTIONS)}")
+        if self.data_aware not in DATA_AWARE:
+            bad("--data-aware", self.data_aware, f"one of {', '.join(DATA_AWARE)}")
+        if not (0 < self.energy <= 1):
+            bad("--energy", self.energy, "a fraction in (0, 1]")
+        for flag, value, low in (("--max-sol", self.max_sol, 1), ("--calib-samples", self.calib_samples, 1),
+                                 ("--epochs", self.epochs, 0), ("--max-rounds", self.max_rounds, 1),
+                                 ("--batch-size", self.batch_size, 1)):
+            if not isinstance(value, int) or value < low:
+                bad(flag, value, f"an integer >= {low}")
+        if self.train_samples is not None and self.train_samples < 1:
+            bad("--train-samples", self.train_samples, "a positive integer")
+        if not Path(self.model).exists():
+            raise UserError(f"model not found: {self.model}")
+        if self.plan is not None and not Path(self.plan).exists():
+            raise UserError(f"plan not found: {self.plan}")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            bad("--out", self.out, "a directory (it exists as a file)")
+        return self

@@ -1,0 +1,177 @@
+"""Score candidate factorizations by feature-map similarity on calibration data.
+
+For one layer and one method the expensive factorization is prepared once
+(weight-only and, with statistics, data-aware) and truncated for each
+candidate rank; the factorized chain runs eagerly on the layer's captured
+inputs and its output is compared with the original layer's output on the
+same inputs.
+
+Similarity is measured on the layer's *linear* response without its bias
+(every chain reproduces the bias exactly, and a shared offset would only
+inflate the cosine) and before its fused activation. A fused ReLU would make every map non-negative,
+and the cosine of two unrelated non-negative maps is already high (about
+0.75 for random ones), so post-activation scores rank candidates poorly. For
+a SeparableConv2D, whose pointwise part is what gets factorized, the inputs
+are the captured inputs passed through its (kept) depthwise part.
+Following the paper, ranks are walked from maximum compression upward and
+the walk stops a few grid points after the first rank that reaches the
+threshold (those extra points extend the layer's Pareto front, which the
+accuracy-recovery loop steps along).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lrfc.cache import Cache, content_hash
+from lrfc.calibrate import feature_similarity
+from lrfc.decompose.base import LayerStats, LayerWeights, Stage
+from lrfc.frontend.catalogue import LayerInfo
+from lrfc.select import Candidate
+
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class LayerTask:
+    """Everything scoring needs about one layer, captured once per build.
+
+    ``inputs`` are what the factorized part sees; ``reference`` is the
+    original's linear response to them.
+    """
+
+    info: LayerInfo
+    weights: LayerWeights
+    inputs: np.ndarray
+    reference: np.ndarray
+    stats: LayerStats | None = None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def key(self) -> str:
+        """Content hash of the layer's weights, geometry and captured data."""
+        bias = self.weights.bias if self.weights.bias is not None else np.zeros(0)
+        return content_hash(self.weights.kernel, bias, repr(self.info.geometry), self.inputs)
+
+
+def original_stage(weights: LayerWeights, geom) -> Stage:
+    """The unfactorized layer's kernel (its factorized part's, for a separable one) as one stage, without bias."""
+    from lrfc.geometry import ConvGeometry
+
+    if isinstance(geom, ConvGeometry):
+        return Stage("conv", (weights.kernel,), geom.kernel, geom.strides, geom.dilation, geom.padding)
+    return Stage("dense", (weights.kernel,))
+
+
+def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerStats | None = None,
+              data_aware: bool = True) -> LayerTask:
+    """A ``LayerTask`` from a layer, its captured inputs and their streamed statistics.
+
+    For a SeparableConv2D the inputs are first run through its depthwise
+    part, and (when ``data_aware``) statistics are taken from those, since
+    the streamed ones describe the depthwise part's input.
+    """
+    from lrfc.calibrate import input_stats
+    from lrfc.rewrite import chain_rank, layer_weights
+
+    x = captured_inputs
+    if hasattr(layer, "pointwise_kernel"):
+        depthwise = Stage("depthwise", (np.asarray(layer.depthwise_kernel.numpy()),), tuple(layer.kernel_size),
+                          tuple(layer.strides), tuple(layer.dilation_rate), layer.padding)
+        x = run_stages(x, [depthwise], 2)
+        stats = input_stats(x, info.geometry) if data_aware else None
+    weights = layer_weights(layer)
+    reference = run_stages(x, [original_stage(weights, info.geometry)], chain_rank(info.geometry))
+    return LayerTask(info, weights, x, reference, stats)
+
+
+def run_stages(x: np.ndarray, stages, spatial_rank: int) -> np.ndarray:
+    """Run a chain of stages eagerly on ``x`` (no model building, no tracing)."""
+    from lrfc.decompose.chain import _keras_weights, _layer_for
+
+    layers = []
+    for i, stage in enumerate(stages):
+        layer = _layer_for(stage, spatial_rank, f"score__{i}")
+        layers.append((layer, _keras_weights(stage, spatial_rank)))
+    outs = []
+    for start in range(0, len(x), EVAL_BATCH):
+        y = x[start:start + EVAL_BATCH]
+        for layer, weights in layers:
+            if not layer.built:
+                layer.build(tuple(y.shape))
+                layer.set_weights(weights)
+            y = layer(y)
+        outs.append(np.asarray(y))
+    return np.concatenate(outs)
+
+
+def prepared_for(task: LayerTask, method: str, data_aware: bool, cache: Cache):
+    """The method's prepared factorization of the layer (cached by content)."""
+    from lrfc import decompose
+
+    mod = decompose.get(method)
+    stats = task.stats if data_aware else None
+    key = content_hash("prepared", task.key(), method, data_aware)
+    return cache.prepared(key, lambda: mod.prepare(task.weights, task.info.geometry, stats))
+
+
+def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware: bool, cache: Cache) -> float:
+    """Output cosine similarity of the factorized layer on the captured data (cached)."""
+    from lrfc import decompose
+    from lrfc.rewrite import chain_rank
+
+    key = content_hash("score", task.key(), method, tuple(ranks), data_aware)
+    cached = cache.score(key)
+    if cached is not None:
+        return cached
+    mod = decompose.get(method)
+    factors = replace(mod.truncate(prepared_for(task, method, data_aware, cache), tuple(ranks)), bias=None)
+    stages = mod.stages(factors, task.info.geometry, None)
+    value = feature_similarity(task.reference, run_stages(task.inputs, stages, chain_rank(task.info.geometry)))
+    cache.put_score(key, value)
+    return value
+
+
+def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], threshold: float, cache: Cache,
+                 data_aware: str = "auto", extra: int = 3) -> list[Candidate]:
+    """Candidates of one layer and method along its rank grid.
+
+    Args:
+        task: the layer and its captured data.
+        method: a registry name that applies to the layer.
+        grid: candidate ranks from maximum compression upward (``select.rank_grid``).
+        threshold: similarity the walk looks for.
+        cache: score and factorization cache.
+        data_aware: ``auto`` scores both fits and keeps the better one per
+            rank; ``on``/``off`` force one.
+        extra: grid points scored after the first passing one.
+
+    Returns:
+        The scored candidates in grid order.
+    """
+    from lrfc import decompose
+
+    mod = decompose.get(method)
+    modes = {"auto": (False, True), "on": (True,), "off": (False,)}[data_aware]
+    if task.stats is None:
+        modes = (False,)
+    out: list[Candidate] = []
+    remaining = None
+    for ranks in grid:
+        best = max(((similarity(task, method, ranks, m, cache), m) for m in modes), key=lambda t: (t[0], not t[1]))
+        cost = mod.cost(task.info.geometry, ranks)
+        extra_params = task.info.params - task.info.geometry.params  # e.g. a separable layer's depthwise part
+        extra_macs = task.info.macs - task.info.geometry.macs
+        out.append(Candidate(task.name, method, tuple(ranks), cost.params + extra_params, cost.macs + extra_macs,
+                             round(best[0], 6), best[1]))
+        if remaining is None and best[0] >= threshold:
+            remaining = extra
+        elif remaining is not None:
+            remaining -= 1
+        if remaining == 0:
+            break
+    return out

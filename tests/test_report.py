@@ -1,0 +1,257 @@
+"""Report rendering and the progress bar: fast, no TensorFlow."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import math
+import re
+import struct
+
+import pytest
+
+from lrfc.progress import Progress
+from lrfc.report import pareto_png, render_html, summary_table, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# A 3x3 conv 32->64 on a 14x14 output, a dense 3136->128 and a kept 128->10 head,
+# with the costs the factorized structures in docs/METHOD.md give.
+CONV = {"kh": 3, "kw": 3, "cin": 32, "cout": 64, "hw": 14 * 14}
+DENSE = {"din": 3136, "dout": 128}
+
+
+def _conv_weights(method: str, ranks: list[int]) -> int:
+    kh, kw, cin, cout = CONV["kh"], CONV["kw"], CONV["cin"], CONV["cout"]
+    if method == "tucker":
+        r1, r2 = ranks
+        return cin * r1 + kh * kw * r1 * r2 + r2 * cout
+    if method == "cp":
+        (r,) = ranks
+        return r * (cin + kh + kw + cout)
+    r1, r2, r3 = ranks  # tt
+    return cin * r1 + kh * r1 * r2 + kw * r2 * r3 + r3 * cout
+
+
+def _candidate(layer: str, method: str, ranks: list[int], weights: int, macs: int, similarity: float,
+               bias: int, data_aware: bool = False) -> dict:
+    return {"layer": layer, "method": method, "ranks": ranks, "params": weights + bias, "macs": macs,
+            "similarity": similarity, "data_aware": data_aware}
+
+
+def _candidates() -> list[dict]:
+    conv_full = CONV["kh"] * CONV["kw"] * CONV["cin"] * CONV["cout"]
+    out = []
+    for method, ranks in [("tucker", [4, 8]), ("tucker", [8, 16]), ("tucker", [16, 24]), ("tucker", [24, 48]),
+                          ("cp", [16]), ("cp", [48]), ("cp", [96]), ("tt", [4, 8, 4]), ("tt", [8, 16, 8]), ("tt", [16, 24, 16])]:
+        w = _conv_weights(method, ranks)
+        sim = round(1 - 0.35 * math.exp(-13.7 * w / conv_full) - {"cp": 0.03, "tt": 0.015}.get(method, 0), 4)
+        out.append(_candidate("block<1>/conv", method, ranks, w, w * CONV["hw"], sim, bias=64, data_aware=method == "tucker"))
+    dense_full = DENSE["din"] * DENSE["dout"]
+    for method, r in [("svd", 8), ("svd", 16), ("svd", 32), ("qr", 16), ("qr", 32)]:
+        w = r * (DENSE["din"] + DENSE["dout"])
+        sim = round(1 - 0.3 * math.exp(-12.1 * w / dense_full) - (0.02 if method == "qr" else 0), 4)
+        out.append(_candidate("fc", method, [r], w, w, sim, bias=128, data_aware=method == "svd"))
+    out.append(_candidate("fc", "ttm", [1, 8, 1], 8 * (56 * 8 + 56 * 16), 8 * (56 * 8 + 56 * 16), 0.9012, bias=128))
+    for method, r in [("svd", 2), ("svd", 4), ("qr", 2), ("qr", 4)]:
+        w = r * 138
+        out.append(_candidate("head", method, [r], w, w, round(0.55 + 0.07 * r - (0.04 if method == "qr" else 0), 4), bias=10))
+    return out
+
+
+@pytest.fixture
+def report() -> dict:
+    return {
+        "model": "models/tiny.keras",
+        "target": "jetson-orin-nano",
+        "objective": "flops",
+        "threshold": 0.92,
+        "seed": 0,
+        "cost_source": "macs-stand-in",
+        "original": {"params": 421_642, "macs": 4_241_152, "accuracy": 0.9134},
+        "compressed": {"params": 56_458, "macs": 755_968, "accuracy": 0.9071},
+        "layers": [
+            {"name": "block<1>/conv", "type": "Conv2D", "method": "tucker", "ranks": [8, 16], "similarity": 0.9426,
+             "params_before": 18_496, "params_after": 2_496, "macs_before": 3_612_672, "macs_after": 476_672, "data_aware": True},
+            {"name": "fc", "type": "Dense", "method": "svd", "ranks": [16], "similarity": 0.9379,
+             "params_before": 401_536, "params_after": 52_352, "macs_before": 401_408, "macs_after": 52_224, "data_aware": True,
+             "note": "rank rounded up to a multiple of 8"},
+            {"name": "head", "type": "Dense", "method": None, "ranks": None, "similarity": None,
+             "params_before": 1_290, "params_after": 1_290, "macs_before": 1_280, "macs_after": 1_280, "data_aware": None},
+        ],
+        "finetune": {"mode": "oneshot", "rounds": 1, "epochs": 10, "seconds": 84.25, "distill": True},
+        "timings": {"load": 1.2, "calibrate": 3.4, "score": 41.0, "select": 0.3, "factorize": 2.1, "finetune": 84.3, "report": 0.9},
+        "search": {
+            "candidates": _candidates(),
+            "solutions": [
+                {"cost": 755_968.0, "min_similarity": 0.9379, "mean_similarity": 0.9403,
+                 "choices": {"block<1>/conv": {"method": "tucker", "ranks": [8, 16]}, "fc": {"method": "svd", "ranks": [16]}, "head": None}},
+                {"cost": 1_120_000.0, "min_similarity": 0.9512, "mean_similarity": 0.9601,
+                 "choices": {"block<1>/conv": {"method": "tucker", "ranks": [16, 24]}, "fc": {"method": "svd", "ranks": [32]}, "head": None}},
+                {"cost": 4_241_152.0, "min_similarity": 1.0, "mean_similarity": 1.0,
+                 "choices": {"block<1>/conv": None, "fc": None, "head": None}},
+            ],
+        },
+        "unfactorized": [{"name": "stem", "type": "Conv2D", "reason": "1 input channel: every rank below full costs more"}],
+    }
+
+
+def test_sample_report_is_consistent(report):
+    """The fixture's own numbers add up, so the tests below check the renderer and not the fixture."""
+    assert len(report["search"]["candidates"]) == 20
+    stem = {"params": 320, "macs": 225_792}
+    for side, suffix in (("original", "before"), ("compressed", "after")):
+        for key in ("params", "macs"):
+            assert report[side][key] == stem[key] + sum(l[f"{key}_{suffix}"] for l in report["layers"])
+
+
+def test_summary_table_totals_and_percentages(report):
+    text = summary_table(report)
+    lines = text.splitlines()
+    assert lines[0] == "lrfc build: models/tiny.keras -> jetson-orin-nano  (objective flops, threshold 0.92, seed 0)"
+    total = next(l for l in lines if l.startswith("model total"))
+    assert re.search(r"3 layers\s+2 factorized\s+421,642 -> 56,458\s+4,241,152 -> 755,968$", total)
+    # 1 - 56,458/421,642 = 86.6098%; 1 - 755,968/4,241,152 = 82.1754%
+    assert "removed     86.6% of params, 82.2% of MACs" in lines
+    assert "accuracy    91.34% -> 90.71% (drop 0.63 points)" in lines
+    assert "cost        MACs counted analytically (objective flops)" in lines
+    assert "fine-tune   oneshot, 1 round x 10 epochs, distillation, 84.2s" in lines
+    conv = next(l for l in lines if l.startswith("block<1>/conv"))
+    assert re.search(r"Conv2D\s+tucker\*\s+8x16\s+0\.9426\s+18,496 ->\s+2,496\s+3,612,672 -> 476,672$", conv)
+    head = next(l for l in lines if l.startswith("head "))
+    assert re.search(r"Dense\s+kept\s+-\s+-\s+1,290 ->\s+1,290\s+1,280 ->\s+1,280$", head)
+    assert "note        fc: rank rounded up to a multiple of 8" in lines
+    assert "skipped     stem (Conv2D): 1 input channel: every rank below full costs more" in lines
+    assert "\x1b" not in text
+    # fixed width: every layer row and the total line up on the arrows
+    table = [l for l in lines if l.startswith(("block<1>/conv", "fc ", "head ", "model total"))]
+    assert len({l.index(" -> ") for l in table}) == 1
+
+
+@pytest.mark.parametrize("source, objective, expected", [
+    ("macs-stand-in", "latency", "MACs stand in for latency"),
+    ("measured", "latency", "latency measured on jetson-orin-nano"),
+    ("estimated", "latency", "latency estimated for jetson-orin-nano"),
+    ("macs-stand-in", "params", "parameters counted analytically"),
+])
+def test_summary_names_the_cost_source(report, source, objective, expected):
+    report.update(cost_source=source, objective=objective)
+    cost = next(l for l in summary_table(report).splitlines() if l.startswith("cost "))
+    assert expected in cost
+
+
+def test_summary_without_accuracy(report):
+    report["original"]["accuracy"] = report["compressed"]["accuracy"] = None
+    assert "accuracy    not evaluated (no data given)" in summary_table(report).splitlines()
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", png[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", png[16:24])
+
+
+def test_html_has_rows_escaped_names_and_an_embedded_png(report):
+    page = render_html(report)
+    assert page.startswith("<!DOCTYPE html>")
+    assert "block&lt;1&gt;/conv" in page and "block<1>" not in page
+    body = page.split("<h2>Layers</h2>", 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr") == 1 + 3 + 1  # header, three layers, total
+    assert "<td>tucker</td><td>8x16</td><td class=n>0.9426</td><td>data</td>" in body
+    assert "<td class=n>18,496 &rarr; 2,496</td><td class=n>3,612,672 &rarr; 476,672</td>" in body
+    assert "<tr class=kept><td>head</td><td>Dense</td><td>kept</td>" in body
+    assert "86.6% removed" in page and "82.2% removed" in page
+    assert "91.34% &rarr; 90.71%" in page and "drop 0.63 points" in page
+    assert "1 input channel: every rank below full costs more" in page
+    assert "<tr class=chosen><td>1 (chosen)</td>" in page and page.count("class=chosen") == 1
+    assert "finetune" in page and "84.30" in page
+    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert match
+    width, height = _png_size(base64.b64decode(match.group(1), validate=True))
+    assert width > 200 and height > 200
+
+
+def test_pareto_png_is_deterministic_and_handles_no_candidates(report):
+    png = pareto_png(report)
+    assert png == pareto_png(copy.deepcopy(report))
+    assert b"Software" not in png and b"Matplotlib" not in png
+    report["search"] = {"candidates": [], "solutions": []}
+    width, height = _png_size(pareto_png(report))
+    assert width > 200 and height > 200
+
+
+def test_pareto_png_caps_subplots(report):
+    """60 layers with candidates draw as 24 subplots plus a caption, not as 60 unreadable ones."""
+    cands = [dict(c, layer=f"conv{i}") for i in range(60) for c in report["search"]["candidates"][:3]]
+    report["search"]["candidates"] = cands
+    width, height = _png_size(pareto_png(report))
+    assert width > 1000 and height < 3000
+
+
+def test_write_report_writes_html_then_json(report, tmp_path):
+    paths = write_report(report, tmp_path / "out")
+    assert set(paths) == {"html", "json"}
+    assert paths["json"] == tmp_path / "out" / "report.json"
+    assert json.loads(paths["json"].read_text()) == report
+    assert list(json.loads(paths["json"].read_text())) == list(report)  # documented key order kept
+    assert paths["html"].read_text().startswith("<!DOCTYPE html>")
+    assert paths["html"].stat().st_mtime_ns <= paths["json"].stat().st_mtime_ns
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json"]
+
+
+def test_write_report_keeps_json_strict(report, tmp_path):
+    report["layers"][0]["similarity"] = float("nan")
+    text = write_report(report, tmp_path)["json"].read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["layers"][0]["similarity"] is None
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_not_a_tty_prints_one_final_line():
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress("score", 40, stream=stream, clock=clock) as bar:
+        for i in range(40):
+            clock.now += 0.3
+            bar.update(info=f"layer{i}")
+    assert stream.getvalue() == "score: 40/40 done in 12.0s\n"
+
+
+def test_progress_reports_failure_and_can_be_disabled():
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError):
+        with Progress("finetune", 10, stream=stream, clock=FakeClock()) as bar:
+            bar.update(3)
+            raise RuntimeError("boom")
+    assert stream.getvalue() == "finetune: 3/10 failed after 0.0s\n"
+    quiet = io.StringIO()
+    with Progress("score", 5, stream=quiet, enabled=False) as bar:
+        bar.update(5)
+    assert quiet.getvalue() == ""
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_tty_redraws_in_place_at_most_ten_times_a_second():
+    stream, clock = FakeTTY(), FakeClock()
+    with Progress("score", 40, stream=stream, clock=clock) as bar:
+        for i in range(40):
+            clock.now += 0.01  # 400 ms in all: about 4 redraws, not 40
+            bar.update(info=f"layer{i}")
+    out = stream.getvalue()
+    draws = out.split("\r")[1:]
+    assert 4 <= len(draws) <= 8
+    assert "\n" not in out[:-1] and out.endswith("\n")
+    assert draws[-1].startswith("score [" + "#" * 30 + "] 40/40 layer39")
