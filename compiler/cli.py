@@ -91,7 +91,7 @@ def build(
     rank_selection: Annotated[str, typer.Option(help="similarity (the paper's), vbmf or energy (weight-based baselines).")] = "similarity",
     energy: Annotated[float, typer.Option(help="Singular-value energy kept by --rank-selection energy.")] = 0.9,
     data_aware: Annotated[str, typer.Option(help="auto (keep the better fit per rank), on or off.")] = "auto",
-    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning.")] = True,
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning (off: it did not measurably help here).")] = False,
     train_samples: Annotated[Optional[int], typer.Option(help="Use at most this many training samples for fine-tuning.")] = None,
     max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds at most (recovery included).")] = 4,
     batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = 128,

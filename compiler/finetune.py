@@ -23,9 +23,19 @@ exact for both the cross-entropy and the tempered softmax.
 BatchNormalization stays in training mode (batch statistics, moving averages
 updated, gamma/beta trained), Keras' default for ``fit``. A factorized
 convolution feeds its BN a shifted distribution, and re-estimating the
-statistics is part of what fine-tuning repairs; on the VGG benchmark freezing
-BN (inference mode) was no better (numbers in the finetune section of the
-design notes).
+statistics is part of what fine-tuning repairs: on a VGG factorized at 1/4 of
+its ranks, 2 epochs on 12k Fashion-MNIST images reached 81.3% test accuracy
+with BN training and 76.6% with BN frozen (``trainable = False``, inference
+mode). A caller who wants BN frozen sets that on the layers beforehand.
+
+Defaults, measured on the ``tiny`` baseline factorized at 1/2 and 1/4 of its
+ranks (Fashion-MNIST, 2-5 epochs, 2k-12k samples): a peak rate of 1e-3 beat
+5e-4 in every comparison (by 0.1 to 1.9 points). Distillation at T = 2,
+alpha = 0.5 was level with plain cross-entropy (-0.2 to +0.3 points); T = 4
+was -0.7 to +0.1 points and alpha <= 0.1 0.6 to 1.4 points worse. On the
+VGG, whose 1-epoch original (79.3%) was weaker than what the student reached
+alone (81.3%), distilling at T = 4 cost 2.6 points: distill from a converged
+original.
 """
 
 from __future__ import annotations
@@ -64,9 +74,9 @@ class FinetuneConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     distill: bool = True
-    temperature: float = 4.0
+    temperature: float = 2.0
     alpha: float = 0.5
     seed: int = 0
 
@@ -239,10 +249,11 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place with Adam (see the module docstring for the loss).
 
-    The model is compiled for the run and, afterwards, re-compiled with plain
-    cross-entropy and a fresh Adam, so that saving it needs nothing from lrfc.
-    Calling it again (e.g. on the next model of an iterative schedule) starts
-    from fresh optimizer state.
+    Training runs through a second Functional model over the same layers, so
+    ``model``'s weights (BN statistics included) change but its compile state
+    does not: it saves and loads with nothing from lrfc, and a later call
+    (e.g. on the next model of an iterative schedule) starts from fresh
+    optimizer state.
 
     Args:
         model: a single-output classifier, usually the factorized model.
@@ -272,8 +283,9 @@ def finetune(
     keras.utils.set_random_seed(config.seed)
     steps = config.epochs * -(-len(x) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, probabilities),
-                  metrics=[_accuracy_metric(keras)])
+    trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, probabilities),
+                    metrics=[_accuracy_metric(keras)])
 
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if validation is not None:
@@ -293,9 +305,7 @@ def finetune(
             progress(epoch, config.epochs, row)
 
     start = time.perf_counter()
-    model.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
-              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+    trainer.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
+                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
     seconds = time.perf_counter() - start - validation_seconds
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities), metrics=["accuracy"])
     return FinetuneResult(config.epochs, seconds, history)

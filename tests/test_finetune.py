@@ -1,0 +1,188 @@
+"""One-shot fine-tuning: accuracy, the distillation loss, recovery of a damaged model, determinism."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from lrfc.errors import UserError
+from lrfc.finetune import FinetuneConfig, FinetuneResult, evaluate, finetune, outputs_probabilities, teacher_logits
+from lrfc.plan import LayerChoice, Plan
+
+# Ranks that leave the `tiny` baseline badly damaged: Tucker (1, 2) and (2, 4)
+# on its 8- and 16-filter convolutions, SVD rank 4 on its 784 -> 32 dense layer.
+DAMAGE = Plan((LayerChoice("conv1", "tucker", (1, 2)), LayerChoice("conv2", "tucker", (2, 4)), LayerChoice("fc1", "svd", (4,))))
+
+
+def _identity_model(keras, activation=None):
+    """Three inputs, three classes; the output is the input itself (or its softmax)."""
+    inp = keras.Input((3,))
+    dense = keras.layers.Dense(3, activation=activation, name="head")
+    model = keras.Model(inp, dense(inp))
+    dense.set_weights([np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])
+    return model
+
+
+def test_evaluate_counts_exact_top1(keras):
+    x = np.array([[5, 1, 0], [0, 3, 1], [0, 1, 9], [2, 0, 1], [0, 0, 1], [1, 4, 0], [7, 0, 0], [0, 2, 1]], np.float32)
+    # argmax:       0          1          2          0          2          1          0          1
+    y = np.array([0, 1, 2, 1, 2, 0, 0, 1])  # 6 of 8 right
+    assert evaluate(_identity_model(keras), x, y) == 0.75
+    assert evaluate(_identity_model(keras, "softmax"), x, y, batch_size=3) == 0.75
+    assert evaluate(_identity_model(keras), x, np.eye(3)[y]) == 0.75  # one-hot labels
+    with pytest.raises(UserError, match="8 samples but 7 labels"):
+        evaluate(_identity_model(keras), x, y[:7])
+
+
+def test_softmax_outputs_are_detected_and_turned_into_logits(keras):
+    L = keras.layers
+    assert not outputs_probabilities(_identity_model(keras))
+    assert outputs_probabilities(_identity_model(keras, "softmax"))
+    inp = keras.Input((3,))
+    assert outputs_probabilities(keras.Model(inp, L.Softmax()(L.Dense(3)(inp))))
+    assert outputs_probabilities(keras.Model(inp, L.Activation("softmax")(L.Dense(3)(inp))))
+    assert not outputs_probabilities(keras.Model(inp, L.Activation("relu")(L.Dense(3)(inp))))
+
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(teacher_logits(_identity_model(keras), x), x, rtol=1e-6)
+    logp = teacher_logits(_identity_model(keras, "softmax"), x)
+    assert logp.dtype == np.float32
+    # log-probabilities: logits up to a per-row constant
+    np.testing.assert_allclose(logp - logp[:, :1], x - x[:, :1], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from lrfc.data import load_data
+
+    ds = load_data("fashion-mnist", (28, 28, 1), 10)
+    # Training samples the tiny baseline (trained on the first 6,000) has not seen; test images held out.
+    return ds.x[6000:12000], ds.y[6000:12000], ds.x_test[:2000], ds.y_test[:2000]
+
+
+@pytest.fixture(scope="module")
+def tiny(keras, tiny_model_path):
+    from lrfc.frontend.graph import rebuild
+
+    return rebuild(keras.models.load_model(tiny_model_path))
+
+
+def _damaged(tiny):
+    from lrfc.rewrite import apply_plan
+
+    return apply_plan(tiny, DAMAGE)
+
+
+def test_finetune_recovers_a_damaged_model(tiny, data):
+    x, y, x_test, y_test = data
+    model = _damaged(tiny)
+    before = evaluate(model, x_test, y_test)
+    calls = []
+    result = finetune(model, x, y, FinetuneConfig(epochs=2, distill=False), validation=(x_test, y_test),
+                      progress=lambda epoch, total, logs: calls.append((epoch, total, sorted(logs))))
+    after = evaluate(model, x_test, y_test)
+    assert after > before + 0.05, f"accuracy {before:.3f} -> {after:.3f}"
+    assert calls == [(0, 2, ["accuracy", "loss", "val_accuracy"]), (1, 2, ["accuracy", "loss", "val_accuracy"])]
+    assert result.history["val_accuracy"][-1] == after
+
+
+def test_distillation_runs_and_its_loss_decreases(tiny, data):
+    x, y, x_test, y_test = data
+    teacher = teacher_logits(tiny, x)
+    assert teacher.shape == (len(x), 10) and teacher.dtype == np.float32
+    model = _damaged(tiny)
+    before = evaluate(model, x_test, y_test)
+    result = finetune(model, x, y, FinetuneConfig(epochs=2, distill=True, temperature=2.0, alpha=0.5), teacher=teacher)
+    loss = result.history["loss"]
+    assert len(loss) == 2 and all(np.isfinite(loss)) and loss[1] < loss[0]
+    assert evaluate(model, x_test, y_test) > before
+
+
+def test_distillation_on_a_softmax_model(keras):
+    """Probabilities in, log-probabilities as logits: the loss stays finite and the student moves toward the labels."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 3)).astype(np.float32)
+    y = x.argmax(axis=1)
+    teacher = teacher_logits(_identity_model(keras, "softmax"), x)
+    inp = keras.Input((3,))
+    student = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    before = evaluate(student, x, y)
+    result = finetune(student, x, y, FinetuneConfig(epochs=8, batch_size=32, learning_rate=5e-2), teacher=teacher)
+    assert all(np.isfinite(result.history["loss"]))
+    assert evaluate(student, x, y) > max(before, 0.8)
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_loss_matches_the_formula(keras, probabilities):
+    """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), per sample, against numpy."""
+    from lrfc.finetune import _loss_fn
+
+    rng = np.random.default_rng(1)
+    student, teacher = rng.normal(size=(6, 4)) * 3, rng.normal(size=(6, 4)) * 3
+    labels = rng.integers(0, 4, 6)
+    alpha, t = 0.3, 2.5
+    log_s = _log_softmax(student)
+    ce = -log_s[np.arange(6), labels]
+    p_t, log_pt, log_ps = np.exp(_log_softmax(teacher / t)), _log_softmax(teacher / t), _log_softmax(student / t)
+    expected = alpha * ce + (1 - alpha) * t * t * (p_t * (log_pt - log_ps)).sum(axis=1)
+
+    y_pred = np.exp(log_s) if probabilities else student
+    y_true = np.concatenate([labels[:, None], teacher], axis=1).astype(np.float32)
+    distill = _loss_fn(FinetuneConfig(alpha=alpha, temperature=t), probabilities)
+    np.testing.assert_allclose(np.asarray(distill(y_true, y_pred.astype(np.float32))), expected, rtol=1e-4, atol=1e-5)
+    hard = _loss_fn(FinetuneConfig(distill=False), probabilities)
+    np.testing.assert_allclose(np.asarray(hard(y_true[:, :1], y_pred.astype(np.float32))), ce, rtol=1e-4, atol=1e-5)
+
+
+def test_result_json_and_save_after_finetune(keras, tiny, data, tmp_path):
+    x, y, *_ = data
+    model = _damaged(tiny)
+    result = finetune(model, x[:512], y[:512], FinetuneConfig(epochs=1, distill=False))
+    assert isinstance(result, FinetuneResult)
+    record = json.loads(json.dumps(result.to_json()))
+    assert set(record) == {"epochs", "seconds", "history"}
+    assert record["epochs"] == 1 and record["seconds"] > 0
+    assert set(record["history"]) == {"loss", "accuracy"} and len(record["history"]["loss"]) == 1
+    assert FinetuneConfig().to_json()["temperature"] == FinetuneConfig().temperature
+    again = finetune(model, x[:256], y[:256], FinetuneConfig(epochs=1, distill=False, seed=1))  # successive calls
+    assert len(again.history["loss"]) == 1
+    # Trained through a twin model: the model itself is left uncompiled and saves and loads cleanly.
+    assert not model.compiled
+    model.save(tmp_path / "ft.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.models.load_model(tmp_path / "ft.keras")
+    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-6)
+
+
+def test_same_seed_gives_the_same_weights(tiny, data):
+    x, y, *_ = data
+    teacher = teacher_logits(tiny, x[:1024])
+    runs = []
+    for _ in range(2):
+        model = _damaged(tiny)
+        finetune(model, x[:1024], y[:1024], FinetuneConfig(epochs=1, seed=3), teacher=teacher)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_inputs_are_refused(keras):
+    model = _identity_model(keras)
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, int)
+    with pytest.raises(UserError, match="needs the original model's outputs"):
+        finetune(model, x, y, FinetuneConfig(epochs=1))
+    with pytest.raises(UserError, match=r"shape \(4, 2\); expected \(4, 3\)"):
+        finetune(model, x, y, FinetuneConfig(epochs=1), teacher=np.zeros((4, 2), np.float32))
+    with pytest.raises(UserError, match="alpha"):
+        FinetuneConfig(alpha=1.5)
+    with pytest.raises(UserError, match="epochs must be at least 1; received 0"):
+        FinetuneConfig(epochs=0)

@@ -1,0 +1,79 @@
+"""Similarity scoring: the reference response, the search along the grid, the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrfc.cache import Cache
+
+
+@pytest.fixture(scope="module")
+def conv_task(keras):
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.scoring import make_task
+
+    inp = keras.Input((12, 12, 6))
+    model = rebuild(keras.Model(inp, keras.layers.Conv2D(10, 3, strides=2, padding="same", activation="relu", name="c")(inp)))
+    rng = np.random.default_rng(0)
+    layer = model.get_layer("c")
+    layer.set_weights([rng.normal(size=(3, 3, 6, 10)).astype("float32"), rng.normal(size=10).astype("float32")])
+    x = rng.normal(size=(40, 12, 12, 6)).astype("float32")
+    return make_task(layer, describe_model(model)[0], x), layer, x
+
+
+def test_reference_is_the_linear_response_without_bias(keras, conv_task):
+    task, layer, x = conv_task
+    import tensorflow as tf
+
+    expected = tf.nn.conv2d(x, layer.kernel, strides=2, padding="SAME").numpy()
+    np.testing.assert_allclose(task.reference, expected, atol=1e-5)
+    assert task.reference.min() < 0  # before the fused ReLU
+
+
+def test_full_rank_scores_one_and_lower_ranks_less(conv_task):
+    from lrfc.scoring import similarity
+
+    task, _, _ = conv_task
+    cache = Cache(enabled=False)
+    assert similarity(task, "tucker", (6, 10), False, cache) == pytest.approx(1.0, abs=1e-6)
+    low = similarity(task, "tucker", (2, 2), False, cache)
+    mid = similarity(task, "tucker", (4, 6), False, cache)
+    assert 0 < low < mid < 1.0
+
+
+def test_search_finds_the_first_passing_grid_point_with_few_scores(monkeypatch, conv_task):
+    from lrfc import scoring
+
+    task, _, _ = conv_task
+    grid = [(a, b) for a in range(1, 7) for b in range(1, 11)]  # 60 points, all within max ranks (6, 10)
+    index = {r: i for i, r in enumerate(grid)}
+    calls = []
+
+    def fake(task_, method, ranks, aware, cache):
+        calls.append(ranks)
+        return (index[ranks] + 1) / 60.0  # monotone in the grid index
+
+    monkeypatch.setattr(scoring, "similarity", fake)
+    cands = scoring.score_method(task, "tucker", grid, 0.62, Cache(enabled=False), data_aware="off", extra=3)
+    passing = [c for c in cands if c.similarity >= 0.62]
+    first = next(i for i in range(60) if (i + 1) / 60 >= 0.62)  # what a linear walk finds
+    assert [index[c.ranks] for c in passing][:4] == [first, first + 1, first + 2, first + 3]  # + gallop probes above
+    assert len(set(calls)) <= 16 < len(grid)
+    assert [index[c.ranks] for c in cands] == sorted(index[c.ranks] for c in cands)
+    none = scoring.score_method(task, "tucker", grid, 1.5, Cache(enabled=False), data_aware="off")
+    assert all(c.similarity < 1.5 for c in none) and none[-1].ranks == grid[-1]
+
+
+def test_scores_persist_in_the_cache(tmp_path, conv_task):
+    from lrfc.scoring import similarity
+
+    task, _, _ = conv_task
+    first = Cache(tmp_path)
+    value = similarity(task, "cp", (3,), False, first)
+    first.close()
+    second = Cache(tmp_path)
+    assert similarity(task, "cp", (3,), False, second) == value
+    assert (second.hits, second.misses) == (1, 0)
+    second.close()
