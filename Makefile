@@ -36,10 +36,15 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # Slow checks (marked `slow`) and the benchmarks; not part of CI.
-bench: setup
+bench: setup models/.trained
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider || [ $$? = 5 ]
 	$(BIN)/python -m bench.decompose_time
+	$(BIN)/python -m bench.builds
 	$(BIN)/python -m bench.render
+
+models/.trained: | setup
+	$(BIN)/python -m lrfc.baselines --out models
+	touch $@
 
 baselines: setup
 	$(BIN)/python -m lrfc.baselines --out models

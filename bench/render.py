@@ -37,7 +37,27 @@ def decompose_time(record: dict) -> list[str]:
     return lines + [""]
 
 
-RENDERERS = {"decompose_time.json": decompose_time}
+def builds(record: dict) -> list[str]:
+    lines = [
+        "## `lrfc build` on the Fashion-MNIST baselines",
+        "",
+        f"Machine: {_machine(record)}. Each row is one `lrfc build`; the command is listed under the table.",
+        "Accuracy is top-1 on Fashion-MNIST's 10,000 test images; fine-tuning used the training subset the command names.",
+        "",
+        "| run | accuracy before → after | drop (points) | params removed | MACs removed | factorized / layers | methods | fine-tune (mode, rounds, s) | score s | total s |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for name, r in record["runs"].items():
+        ft = r["finetune"]
+        lines.append(
+            f"| {name} | {100 * r['accuracy_before']:.2f}% → {100 * r['accuracy_after']:.2f}% | {r['drop_points']} | "
+            f"{r['params_removed_pct']}% | {r['macs_removed_pct']}% | {r['layers_factorized']} / {r['layers']} | "
+            f"{', '.join(r['methods_chosen'])} | {ft['mode']}, {ft['rounds']}, {ft['seconds']} | {r['timings'].get('score', 0):.0f} | {r['wall_s']:.0f} |")
+    lines += ["", "Commands:", ""] + [f"- {name}: `{r['command']}` ({r['date']})" for name, r in record["runs"].items()]
+    return lines + [""]
+
+
+RENDERERS = {"decompose_time.json": decompose_time, "builds.json": builds}
 
 
 def main() -> None:

@@ -123,3 +123,37 @@ def test_cli_errors_exit_2_before_heavy_work(tiny_model_path, keras, tmp_path):
     np.savez(tmp_path / "d.npz", x=rng.random((50, 28, 28, 1)).astype("float32"), y=np.full(50, 12))
     res = run_cli("build", str(tiny_model_path), "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "labels span 12..12; the model has 10 classes" in res.stderr
+
+
+@pytest.mark.parametrize("rule", ["vbmf", "energy"])
+def test_weight_based_rank_selection_baselines(tiny_model_path, tmp_path, rule):
+    res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--rank-selection", rule, "--finetune", "none",
+                  "--calib-samples", "200", "--methods", "tucker,svd", "--no-cache", "--out", str(tmp_path / rule), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["rank_selection"] == rule
+    # One candidate per layer and method: the rank the rule picks from the weights alone.
+    per = {}
+    for c in report["search"]["candidates"]:
+        per.setdefault((c["layer"], c["method"]), []).append(c)
+    assert per and all(len(v) == 1 for v in per.values())
+    assert {m for _, m in per} == {"tucker", "svd"}
+    for e in report["layers"]:
+        if e["method"] is not None:
+            assert e["params_after"] < e["params_before"] or e["macs_after"] < e["macs_before"]
+
+
+def test_iterative_finetuning_baseline_runs(first_build, tiny_model_path):
+    root, cache, report = first_build
+    res = run_cli("build", str(tiny_model_path), *FAST, "--finetune", "iterative", "--out", str(root / "it"),
+                  "--cache-dir", str(cache), "--json")
+    assert res.returncode == 0, res.stderr
+    it = json.loads(res.stdout)
+    assert it["finetune"]["mode"] == "iterative" and it["finetune"]["rounds"] == 1 and it["finetune"]["seconds"] > 0
+    from lrfc.frontend.load import load_model
+
+    assert load_model(root / "it" / "model.keras").count_params() == it["compressed"]["params"]
+    # Same search, same plan as the one-shot build (the plan comes before fine-tuning).
+    first_plan = json.loads((root / "a" / "plan.json").read_text())
+    if report["finetune"]["rounds"] == 1:
+        assert json.loads((root / "it" / "plan.json").read_text()) == first_plan
