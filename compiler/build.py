@@ -289,12 +289,14 @@ def _recover(state: BuildState) -> bool:
     choices move up their Pareto fronts. Returns False when nothing changed.
     """
     factorized = sorted((c for c in state.chosen.values() if c is not None), key=lambda c: (c.similarity, c.layer))
-    if not factorized or state.options.rank_selection != "similarity":
-        return False
+    if not factorized or state.options.rank_selection != "similarity" or state.options.plan is not None:
+        return False  # nothing to move, or no search to move along (weight-based ranks, a given plan)
     worst = [c.layer for c in factorized[: max(1, math.ceil(len(factorized) / 2))]]
+    start = time.perf_counter()
     for name in worst:
         state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
         state.candidates[name] = _score_layer(state, name)
+    state.timings["score"] = state.timings.get("score", 0.0) + time.perf_counter() - start
     before = dict(state.chosen)
     state.chosen.update(_choose(state, worst))
     if state.chosen == before:
@@ -369,7 +371,7 @@ def _report(state: BuildState) -> dict:
     layers, unfactorized = [], []
     for r in state.rows:
         if not r.methods:
-            if r.macs or r.params:
+            if r.macs:  # a convolution/dense-family layer no method takes (depthwise, grouped, ...)
                 unfactorized.append({"name": r.name, "type": r.type, "reason": r.note or "no factorization applies"})
             continue
         c = chosen.get(r.name)

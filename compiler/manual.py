@@ -2,7 +2,8 @@
 
 No search and no fine-tuning: for users who want to pick ranks themselves,
 and for checking a method on a model. With ``--data`` each layer's output
-cosine similarity on captured calibration samples is reported, and
+cosine similarity on captured calibration samples is reported (the same
+measure `lrfc build` uses: the linear response, see ``scoring``), and
 ``--data-aware`` fits the factors to the layer's output on that data.
 """
 
@@ -47,21 +48,6 @@ class RankSpec:
         if len(values) != len(max_ranks):
             raise UserError(f"{where}: --rank gives {len(self.values)} values; this method takes 1 or {len(max_ranks)}")
         return tuple(min(v, m) for v, m in zip(values, max_ranks))
-
-
-def _similarities(stages_by_layer: dict, cap) -> dict[str, float]:
-    from lrfc.calibrate import feature_similarity
-    from lrfc.decompose.chain import chain_model
-    from lrfc.rewrite import chain_rank
-
-    result = {}
-    for name, (info, stages) in stages_by_layer.items():
-        x = cap.inputs[name]
-        if info.type.startswith("Separable"):
-            continue  # the chain's input is the depthwise output, which is not captured
-        chain = chain_model(x.shape[1:], stages, chain_rank(info.geometry))
-        result[name] = feature_similarity(cap.outputs[name], np.asarray(chain.predict(x, verbose=0, batch_size=64)))
-    return result
 
 
 def decompose_model(model: str, method: str, rank: str = "full", layers: list[str] | None = None,
@@ -114,25 +100,31 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
             raise UserError(f"method {method!r} applies to no layer of {model}")
     mod = decompose.get(method)
     plan = Plan(tuple(
-        LayerChoice(n, method, spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'"),
-                    data_aware and not rows[n].type.startswith("Separable")) for n in targets
+        LayerChoice(n, method, spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'"), data_aware) for n in targets
     ))
 
-    cap, stats = None, {}
+    tasks = {}
     if data:
         from lrfc.calibrate import capture
         from lrfc.data import load_data
+        from lrfc.scoring import make_task
 
         ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]))
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(ds.x))[:calib_samples]
-        # A separable layer's pointwise part sees the depthwise output, which is not captured.
+        # A separable layer's statistics are taken from its depthwise output by make_task.
         geoms = {n: rows[n].geometry for n in targets if not rows[n].type.startswith("Separable")} if data_aware else None
         cap = capture(flat, targets, ds.x[pick], stats_geometry=geoms)
-        stats = cap.stats
-    stages = plan_stages(flat, plan, stats)
-    new_model = apply_stages(flat, stages)
-    sims = _similarities(stages, cap) if cap is not None else {}
+        tasks = {n: make_task(flat.get_layer(n), rows[n], cap.inputs[n], cap.stats.get(n), data_aware) for n in targets}
+    stats = {n: t.stats for n, t in tasks.items() if t.stats is not None}
+    new_model = apply_stages(flat, plan_stages(flat, plan, stats))
+    sims = {}
+    if tasks:
+        from lrfc.cache import Cache
+        from lrfc.scoring import similarity
+
+        cache = Cache(enabled=False)
+        sims = {c.layer: similarity(tasks[c.layer], method, c.ranks, c.data_aware, cache) for c in plan.choices}
     with atomic_path(out) as tmp:
         new_model.save(tmp)
 
