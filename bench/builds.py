@@ -53,10 +53,22 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-samples", type=int, default=20000)
     parser.add_argument("--cache-dir", default="bench/work/cache")
+    parser.add_argument("--record", nargs=3, metavar=("NAME", "REPORT_JSON", "COMMAND"),
+                        help="add a finished build's report.json (run by hand with COMMAND) instead of running builds")
     args = parser.parse_args(argv)
     runs = configs(args.epochs, args.train_samples)
     names = args.only.split(",") if args.only else list(runs)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    if args.record:
+        name, path, command = args.record
+        report = json.loads(Path(path).read_text())
+        wall = sum(report["timings"].values())
+        results["runs"][name] = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(path).stat().st_mtime)),
+                                 "wall_s": round(wall, 1), **headline(report)}
+        results["machine"] = machine()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        return
     for name in names:
         cmd = ["lrfc", "build", *runs[name], "--out", f"bench/work/{name}", "--cache-dir", args.cache_dir, "--json"]
         start = time.perf_counter()

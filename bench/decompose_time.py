@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -81,10 +82,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = measure(args.methods.split(","), args.layers)
-    record = {"command": "python -m bench.decompose_time " + " ".join(argv or []), "date": start, "machine": machine(),
-              "ranks": "1/8, 1/4, 1/2 of each maximum rank", "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    command = "python -m bench.decompose_time " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {"results": {}}
+    for method, r in results.items():  # one file for all methods; each row keeps the command that measured it
+        record["results"][method] = {**r, "command": command.strip(), "date": start, "layer_limit": args.layers}
+    record.update(machine=machine(), ranks="1/8, 1/4, 1/2 of each maximum rank")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,15 +23,16 @@ def decompose_time(record: dict) -> list[str]:
     lines = [
         "## Factorization time: every Conv and Dense layer of ResNet50",
         "",
-        f"Command: `{record['command'].strip()}` — {record['date']} — {_machine(record)}.",
+        f"Machine: {_machine(record)}.",
         f"keras.applications ResNet50 (weights=None), weight-only factorization, 3 ranks per layer ({record['ranks']}).",
         "'with reuse' = one `prepare` per layer and a `truncate` per rank; 'without' = `prepare` + `truncate` for every rank.",
         "",
-        "| method | layers | with reuse (s) | without reuse (s) | speed-up |",
-        "|---|---:|---:|---:|---:|",
+        "| method | layers | with reuse (s) | without reuse (s) | speed-up | command (date) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for method, r in record["results"].items():
-        lines.append(f"| {method} | {r['layers']} | {r['with_reuse_s']} | {r['without_reuse_s']} | {r['speedup']}x |")
+        lines.append(f"| {method} | {r['layers']} | {r['with_reuse_s']} | {r['without_reuse_s']} | {r['speedup']}x | "
+                     f"`{r['command']}` ({r['date']}) |")
     if record.get("note"):
         lines += ["", record["note"]]
     return lines + [""]
