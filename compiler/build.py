@@ -407,15 +407,10 @@ def _report(state: BuildState) -> dict:
         "timings": {k: round(v, 3) for k, v in state.timings.items()},
         "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},
         "search": {
-            "candidates": [c_json(c) for cands in state.candidates.values() for c in cands],
+            "candidates": [c.to_json() for cands in state.candidates.values() for c in cands],
             "solutions": [s.to_json() for s in state.solutions],
         },
     }
-
-
-def c_json(c) -> dict:
-    return {"layer": c.layer, "method": c.method, "ranks": list(c.ranks), "params": c.params, "macs": c.macs,
-            "similarity": c.similarity, "data_aware": c.data_aware}
 
 
 def report(state: BuildState) -> None:

@@ -91,12 +91,12 @@ def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerS
 
 def run_stages(x: np.ndarray, stages, spatial_rank: int) -> np.ndarray:
     """Run a chain of stages eagerly on ``x`` (no model building, no tracing)."""
-    from lrfc.decompose.chain import _keras_weights, _layer_for
+    from lrfc.decompose.chain import keras_weights, layer_for
 
     layers = []
     for i, stage in enumerate(stages):
-        layer = _layer_for(stage, spatial_rank, f"score__{i}")
-        layers.append((layer, _keras_weights(stage, spatial_rank)))
+        layer = layer_for(stage, spatial_rank, f"score__{i}")
+        layers.append((layer, keras_weights(stage, spatial_rank)))
     outs = []
     for start in range(0, len(x), EVAL_BATCH):
         y = x[start:start + EVAL_BATCH]

@@ -16,7 +16,8 @@ import numpy as np
 from lrfc.decompose.base import Stage
 
 
-def _layer_for(stage: Stage, spatial_rank: int, name: str):
+def layer_for(stage: Stage, spatial_rank: int, name: str):
+    """The (unbuilt) Keras layer that computes one stage."""
     import keras
 
     act = stage.activation
@@ -52,7 +53,8 @@ def _layer_for(stage: Stage, spatial_rank: int, name: str):
     raise ValueError(f"no Keras layer for stage kind {stage.kind!r} at spatial rank {spatial_rank}")
 
 
-def _keras_weights(stage: Stage, spatial_rank: int) -> list[np.ndarray]:
+def keras_weights(stage: Stage, spatial_rank: int) -> list[np.ndarray]:
+    """The stage's weights in the layout its Keras layer's ``set_weights`` takes."""
     w = [np.asarray(a, dtype=np.float32) for a in stage.weights]
     if spatial_rank == 1 and stage.kind in ("conv", "depthwise"):
         w[0] = w[0][0]  # (1, k, cin, cout) -> (k, cin, cout)
@@ -69,9 +71,9 @@ def apply_chain(x, stages: Sequence[Stage], spatial_rank: int, name: str):
         The chain's output tensor.
     """
     for i, stage in enumerate(stages):
-        layer = _layer_for(stage, spatial_rank, f"{name}__{i}")
+        layer = layer_for(stage, spatial_rank, f"{name}__{i}")
         x = layer(x)
-        layer.set_weights(_keras_weights(stage, spatial_rank))
+        layer.set_weights(keras_weights(stage, spatial_rank))
     return x
 
 
