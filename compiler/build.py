@@ -284,21 +284,23 @@ def _recover(state: BuildState) -> bool:
     """Raise the thresholds of the layers that lost most, re-score and re-select them.
 
     The worse-scoring half of the factorized layers (at least one) get their
-    threshold moved halfway to 1 (0.92 -> 0.96 -> 0.98 ...); their walks
-    continue up the rank grid (earlier scores come from the cache) and their
-    choices move up their Pareto fronts. Returns False when nothing changed.
+    threshold moved halfway to 1 (0.92 -> 0.96 -> 0.98 ...), again while that
+    changes none of their choices; their walks continue up the rank grid
+    (earlier scores come from the cache) and their choices move up their
+    Pareto fronts. Returns False when no choice can move any more.
     """
     factorized = sorted((c for c in state.chosen.values() if c is not None), key=lambda c: (c.similarity, c.layer))
     if not factorized or state.options.rank_selection != "similarity" or state.options.plan is not None:
         return False  # nothing to move, or no search to move along (weight-based ranks, a given plan)
     worst = [c.layer for c in factorized[: max(1, math.ceil(len(factorized) / 2))]]
     start = time.perf_counter()
-    for name in worst:
-        state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
-        state.candidates[name] = _score_layer(state, name)
-    state.timings["score"] = state.timings.get("score", 0.0) + time.perf_counter() - start
     before = dict(state.chosen)
-    state.chosen.update(_choose(state, worst))
+    while state.chosen == before and min(state.thresholds[n] for n in worst) < 1.0 - 1e-6:
+        for name in worst:
+            state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
+            state.candidates[name] = _score_layer(state, name)
+        state.chosen.update(_choose(state, worst))
+    state.timings["score"] = state.timings.get("score", 0.0) + time.perf_counter() - start
     if state.chosen == before:
         return False
     state.plan = _plan_from(state.chosen)
