@@ -47,6 +47,15 @@ def headline(report: dict) -> dict:
     }
 
 
+def _save(name: str, row: dict) -> None:
+    """Merge one run into the results file, re-read just before writing (runs may overlap)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    results["runs"][name] = row
+    results["machine"] = machine()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None)
@@ -58,16 +67,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     runs = configs(args.epochs, args.train_samples)
     names = args.only.split(",") if args.only else list(runs)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     if args.record:
         name, path, command = args.record
         report = json.loads(Path(path).read_text())
         wall = sum(report["timings"].values())
-        results["runs"][name] = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(path).stat().st_mtime)),
-                                 "wall_s": round(wall, 1), **headline(report)}
-        results["machine"] = machine()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        _save(name, {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(path).stat().st_mtime)),
+                     "wall_s": round(wall, 1), **headline(report)})
         return
     for name in names:
         cmd = ["lrfc", "build", *runs[name], "--out", f"bench/work/{name}", "--cache-dir", args.cache_dir, "--json"]
@@ -76,12 +81,10 @@ def main(argv=None) -> None:
         if res.returncode != 0:
             print(res.stderr, file=sys.stderr)
             raise SystemExit(f"{name}: lrfc build failed ({res.returncode})")
-        results["runs"][name] = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                 "wall_s": round(time.perf_counter() - start, 1), **headline(json.loads(res.stdout))}
-        results["machine"] = machine()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps({name: results["runs"][name]}), flush=True)
+        row = {"command": " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "wall_s": round(time.perf_counter() - start, 1), **headline(json.loads(res.stdout))}
+        _save(name, row)
+        print(json.dumps({name: row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,24 @@ def builds(record: dict) -> list[str]:
             f"| {name} | {100 * r['accuracy_before']:.2f}% → {100 * r['accuracy_after']:.2f}% | {r['drop_points']} | "
             f"{r['params_removed_pct']}% | {r['macs_removed_pct']}% | {r['layers_factorized']} / {r['layers']} | "
             f"{', '.join(r['methods_chosen'])} | {ft['mode']}, {ft['rounds']}, {ft['seconds']} | {r['timings'].get('score', 0):.0f} | {r['wall_s']:.0f} |")
-    lines += ["", "Commands:", ""] + [f"- {name}: `{r['command']}` ({r['date']})" for name, r in record["runs"].items()]
+    runs = record["runs"]
+    derived = []
+    one, it = runs.get("vgg-plan-oneshot-1ep"), runs.get("vgg-plan-iterative-1ep")
+    if one and it:
+        derived.append(f"- One-shot vs iterative fine-tuning, same plan, model and data (1 epoch per fine-tune): "
+                       f"{it['finetune']['seconds']:.0f} s / {one['finetune']['seconds']:.0f} s = "
+                       f"**{it['finetune']['seconds'] / one['finetune']['seconds']:.1f}x** less fine-tuning time for one-shot "
+                       f"(whole build {it['wall_s'] / one['wall_s']:.1f}x), accuracy {100 * one['accuracy_after']:.2f}% vs "
+                       f"{100 * it['accuracy_after']:.2f}%.")
+    cold, warm = runs.get("vgg-t0.95-nofinetune-cold"), runs.get("vgg-t0.95-nofinetune-warm")
+    if cold and warm:
+        derived.append(f"- Cache: the same build with a cold cache vs the cache of an earlier build at another threshold: "
+                       f"scoring {cold['timings']['score']:.0f} s -> {warm['timings']['score']:.0f} s "
+                       f"(**{cold['timings']['score'] / warm['timings']['score']:.1f}x**), whole build "
+                       f"{cold['wall_s']:.0f} s -> {warm['wall_s']:.0f} s.")
+    if derived:
+        lines += ["", "Derived from the rows above:", "", *derived]
+    lines += ["", "Commands:", ""] + [f"- {name}: `{r['command']}` ({r['date']})" for name, r in runs.items()]
     return lines + [""]
 
 
