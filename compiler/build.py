@@ -38,7 +38,6 @@ class BuildState:
     rows: list = field(default_factory=list)  # LayerInfo per layer
     targets: list = field(default_factory=list)  # names of factorizable layers
     splits: dict = field(default_factory=dict)   # train/val/calib arrays
-    capture: object = None
     tasks: dict = field(default_factory=dict)    # name -> scoring.LayerTask
     candidates: dict = field(default_factory=dict)  # name -> [Candidate]
     thresholds: dict = field(default_factory=dict)  # name -> similarity threshold (raised by recovery)
@@ -127,7 +126,6 @@ def calibrate(state: BuildState) -> None:
     geoms = {n: rows[n].geometry for n in state.targets if not rows[n].type.startswith("Separable")}
     with _progress(state, "calibrate", len(x)) as bar:
         cap = capture(state.flat, state.targets, x, stats_geometry=geoms if aware else None, progress=bar.update)
-    state.capture = cap
     for name in state.targets:
         state.tasks[name] = make_task(state.flat.get_layer(name), rows[name], cap.inputs[name], cap.stats.get(name), aware)
 

@@ -31,9 +31,6 @@ class Capture:
     outputs: dict[str, np.ndarray]
     stats: dict = field(default_factory=dict)
 
-    def samples(self, layer: str) -> int:
-        return len(self.inputs[layer])
-
 
 def _per_sample_bytes(tensor) -> int:
     return 4 * math.prod(int(d) for d in tensor.shape[1:])
