@@ -365,7 +365,6 @@ def _iterative(state: BuildState, teacher) -> tuple[float, float]:
 
 def _report(state: BuildState) -> dict:
     opts = state.options
-    rows = {r.name: r for r in state.rows}
     chosen = {n: c for n, c in state.chosen.items() if c is not None}
 
     layers, unfactorized = [], []
