@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SSHD   := /usr/sbin/sshd
 DEMO   := demo-out
 
 .PHONY: setup demo test test-all bench baselines clean
 
-setup: $(STAMP) $(FMNIST)
+setup: $(STAMP) $(FMNIST) $(SSHD)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,11 @@ $(FMNIST):
 
 # The main job on the built-in default: train the tiny Fashion-MNIST CNN
 # (seconds), inspect it, then compress it with `lrfc build` for the host.
+# A real sshd for the remote-device tests (they start it on loopback themselves).
+$(SSHD):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssh-server openssh-client
+
 demo: setup
 	$(BIN)/python -m lrfc.baselines --out $(DEMO) --models tiny --epochs 3
 	$(BIN)/lrfc inspect $(DEMO)/tiny.keras

@@ -71,7 +71,16 @@ def machine() -> dict:
         pass
     import os
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx", "tensorly"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "versions": versions}
 
 
 def main(argv=None) -> None:

@@ -82,7 +82,91 @@ def builds(record: dict) -> list[str]:
     return lines + [""]
 
 
-RENDERERS = {"decompose_time.json": decompose_time, "builds.json": builds}
+def _versions(record: dict) -> str:
+    v = record.get("machine", {}).get("versions", {})
+    return ", ".join(f"{k} {v[k]}" for k in sorted(v)) or "?"
+
+
+def latency(record: dict) -> list[str]:
+    models = record.get("models", {})
+    lines = [
+        "## Real latency: original vs compressed (LiteRT and ONNX Runtime CPU, fp32 and int8)",
+        "",
+        f"Machine: {_machine(record)}; {_versions(record)}. Batch 1, 2 threads (the `host` profile). Each pair was "
+        "timed side by side in one runtime_bench run: one worker process per file, warm-up, then alternating "
+        "rounds; p50 over all timed runs. Ratios are original / compressed. Peak RSS is the worker's VmHWM.",
+        "",
+        "| model | runtime | precision | p50 ms original → compressed | latency ratio | MAC ratio | latency / MAC | peak RSS MB | file bytes |",
+        "|---|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for name, m in models.items():
+        for run in m.get("runs", []):
+            o, c, r = run["original"], run["compressed"], run["ratios"]
+            mac = r.get("macs") or m.get("mac_ratio")
+            lines.append(f"| {name} | {run['runtime']} | {run['precision']} | {o['p50_ms']:.3f} → {c['p50_ms']:.3f} | "
+                         f"{r['latency_p50']:.2f}x | {mac:.2f}x | {r['latency_p50'] / mac:.2f} | "
+                         f"{o['peak_rss_mb']:.0f} → {c['peak_rss_mb']:.0f} | {o['file_bytes']:,} → {c['file_bytes']:,} |")
+    lines += ["", "![latency ratio against MAC ratio](latency_vs_macs.png)", ""]
+    for name, m in models.items():
+        if "runs" not in m:
+            continue
+        costs = m.get("costs") or {}
+        acc = (f"accuracy {100 * m['accuracy_before']:.2f}% → {100 * m['accuracy_after']:.2f}%"
+               if m.get("accuracy_before") is not None else "")
+        lines.append(f"- {name}: `{m['command']}` ({m['date']}, {m['wall_s']:.0f} s; {acc}; latency costs "
+                     f"{costs.get('source')}: {costs.get('measured')} chains measured, {costs.get('reused')} reused, "
+                     f"{costs.get('seconds')} s); int8: `lrfc export --precision int8` of both models, then `lrfc bench` of the pair.")
+    obj = models.get("objective")
+    if obj:
+        lines += ["", "### The latency objective against the MAC objective", "",
+                  "The same model, scores and threshold, no fine-tuning (so only the choice differs):", "",
+                  "| layer | original ms | MAC objective: method, ranks, MACs | latency objective: method, ranks, MACs, ms |",
+                  "|---|---:|---|---|"]
+        for d in obj["layers_differ"]:
+            f, l = d["flops"], d["latency"]
+            lines.append(f"| {d['layer']} | {d['original_ms']} | {f[0]} {f[1]}, {f[2]:,} | {l[0]} {l[1]}, {l[2]:,}, {l[3]} |")
+        lines += ["", f"Whole model MACs: original {obj['macs']['original']:,}, MAC objective {obj['macs']['flops']:,}, "
+                  f"latency objective {obj['macs']['latency']:,}.", ""]
+        for runtime, b in obj["bench"].items():
+            lines.append(f"- {runtime}: MAC-objective model p50 {b['flops_p50_ms']:.3f} ms, latency-objective model "
+                         f"{b['latency_p50_ms']:.3f} ms: **{b['speedup']:.2f}x** (`{b['command']}`)")
+        lines += [""] + [f"- {k} objective: `{c}`" for k, c in obj["commands"].items()]
+    return lines + [""]
+
+
+def latency_plot(record: dict, path: Path) -> None:
+    """Latency ratio against MAC ratio, one point per model x runtime x precision, with y = x and y = 0.8 x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    top = 1.0
+    for name, m in record.get("models", {}).items():
+        for run in m.get("runs", []):
+            mac = run["ratios"].get("macs") or m["mac_ratio"]
+            lat = run["ratios"]["latency_p50"]
+            top = max(top, mac, lat)
+            marker = "o" if run["precision"] == "fp32" else "s"
+            color = "#1f77b4" if run["runtime"] == "litert" else "#d62728"
+            ax.scatter(mac, lat, marker=marker, color=color)
+            ax.annotate(f"{name} {run['precision']}", (mac, lat), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    xs = [1, top * 1.1]
+    ax.plot(xs, xs, "k--", lw=0.8, label="latency ratio = MAC ratio")
+    ax.plot(xs, [0.8 * x for x in xs], "k:", lw=0.8, label="0.8 x MAC ratio (goal)")
+    ax.scatter([], [], color="#1f77b4", label="LiteRT"); ax.scatter([], [], color="#d62728", label="ONNX Runtime CPU")
+    ax.set_xlabel("MAC reduction (original / compressed)")
+    ax.set_ylabel("measured latency reduction (p50)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+RENDERERS = {"decompose_time.json": decompose_time, "builds.json": builds, "latency.json": latency}
+PLOTS = {"latency.json": (latency_plot, Path("docs/latency_vs_macs.png"))}
 
 
 def main() -> None:
@@ -92,7 +176,11 @@ def main() -> None:
     for name, render in RENDERERS.items():
         path = RESULTS / name
         if path.exists():
-            parts += render(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            parts += render(record)
+            if name in PLOTS:
+                plot, target = PLOTS[name]
+                plot(record, target)
     DOC.write_text("\n".join(parts))
     print(f"wrote {DOC}")
 

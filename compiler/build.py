@@ -1,13 +1,15 @@
 """`lrfc build`: the compiler pipeline, one named stage after another.
 
-    load -> calibrate -> score -> select -> factorize -> finetune -> report
+    load -> calibrate -> score -> price -> select -> factorize -> finetune -> lower -> benchmark -> report
 
 Every stage is a function ``stage(state)`` that reads and extends one
 ``BuildState``; ``STAGES`` lists them in order and ``run_build`` is the only
 place that times them and reports progress. The intermediate results — the
 candidate table, the plan, the fine-tuning record — are plain data that
-``report.json`` and ``plan.json`` carry. The lowering, verification and
-benchmark stages (issue 5) slot in between finetune and report.
+``report.json`` and ``plan.json`` carry. ``price`` (latency objective only)
+measures candidate chains on the target device or estimates them
+(``lrfc.latency``); ``lower`` and ``benchmark`` (``lrfc.deploy``) write the
+verified TFLite/ONNX artifacts and time them against the original's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrfc.deploy import benchmark_stage, lower_stage
 from lrfc.errors import UserError
 from lrfc.options import BuildOptions
 from lrfc.plan import LayerChoice, Plan
@@ -51,6 +54,11 @@ class BuildState:
     cache: object = None
     report: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    link: object = None                              # devices.DeviceLink, or None: the target is out of reach
+    pricer: object = None                            # latency.Pricer under --objective latency
+    original_ms: dict = field(default_factory=dict)  # name -> the original layer's latency (price stage)
+    artifacts: list = field(default_factory=list)    # lowered, verified files (lower stage)
+    benchmarks: dict = field(default_factory=dict)
 
 
 def _progress(state: BuildState, label: str, total: int):
@@ -109,6 +117,9 @@ def load(state: BuildState) -> None:
     from lrfc.cache import Cache
 
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache)
+    from lrfc.devices import link_for
+
+    state.link = link_for(state.profile, opts.device, opts.device_python, opts.identity_file, opts.ssh_options)
 
 
 # ------------------------------------------------------------------------ calibrate
@@ -190,6 +201,59 @@ def score(state: BuildState) -> None:
             bar.update(1, name)
 
 
+# ---------------------------------------------------------------------------- price
+
+
+def _priced(state: BuildState) -> bool:
+    return state.objective == "latency" and state.options.plan is None
+
+
+def _price_layers(state: BuildState, names) -> None:
+    """Latency of each layer's original and of its candidates that pass the base threshold.
+
+    Candidates under the base threshold can never be chosen (layer thresholds
+    only rise), so they are not priced; ones priced before keep their price.
+    """
+    from dataclasses import replace
+
+    from lrfc import decompose
+    from lrfc.latency import Chain
+    from lrfc.rewrite import activation_of, chain_rank
+    from lrfc.scoring import original_stage, prepared_for
+
+    base = state.options.threshold if state.options.rank_selection == "similarity" else 0.0
+    chains = {}
+    for name in names:
+        task = state.tasks[name]
+        geom, act = task.info.geometry, activation_of(state.flat.get_layer(name))
+        shape, rank = tuple(task.inputs.shape[1:]), chain_rank(geom)
+        bias = () if task.weights.bias is None else (task.weights.bias,)
+        original = original_stage(task.weights, geom)
+        original = replace(original, weights=original.weights + bias, use_bias=bool(bias), activation=act)
+        chains[(name, None)] = Chain(shape, [original], rank)
+        for c in state.candidates[name]:
+            if c.similarity >= base and c.measured_ms is None:
+                mod = decompose.get(c.method)
+                prepared = prepared_for(task, c.method, c.data_aware and task.stats is not None, state.cache)
+                chains[(name, c)] = Chain(shape, mod.stages(mod.truncate(prepared, tuple(c.ranks)), geom, act), rank)
+    ms = state.pricer.price(chains)
+    for name in names:
+        state.original_ms[name] = ms[(name, None)]
+        state.candidates[name] = [replace(c, measured_ms=round(ms[(name, c)], 5)) if (name, c) in ms else c
+                                  for c in state.candidates[name]]
+
+
+def price(state: BuildState) -> None:
+    """Under the latency objective: each candidate's latency, measured on the device or estimated."""
+    if not _priced(state):
+        return
+    from lrfc.latency import Pricer
+
+    state.pricer = Pricer(state.profile, state.link, state.options.cost_db, log=state.log)
+    _price_layers(state, state.targets)
+    state.log(state.pricer.info.summary())
+
+
 # --------------------------------------------------------------------------- select
 
 
@@ -213,7 +277,7 @@ def _choose(state: BuildState, names) -> dict:
     for name in names:
         threshold = state.thresholds[name] if state.options.rank_selection == "similarity" else 0.0
         chosen.update(select.choose_hybrid({name: state.candidates.get(name, [])}, {name: costs[name]}, threshold,
-                                           state.objective))
+                                           state.objective, original_ms=state.original_ms or None))
     return chosen
 
 
@@ -228,7 +292,7 @@ def select_stage(state: BuildState) -> None:
         state.chosen = _choose(state, state.targets)
         threshold = opts.threshold if opts.rank_selection == "similarity" else 0.0
         state.solutions = select.best_solutions(state.candidates, _original_costs(state), threshold, state.objective,
-                                                opts.max_sol)
+                                                opts.max_sol, original_ms=state.original_ms or None)
     state.plan = _plan_from(state.chosen)
 
 
@@ -297,6 +361,8 @@ def _recover(state: BuildState) -> bool:
         for name in worst:
             state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
             state.candidates[name] = _score_layer(state, name)
+        if _priced(state):
+            _price_layers(state, worst)
         state.chosen.update(_choose(state, worst))
     state.timings["score"] = state.timings.get("score", 0.0) + time.perf_counter() - start
     if state.chosen == before:
@@ -377,9 +443,13 @@ def _report(state: BuildState) -> dict:
         entry = {"name": r.name, "type": r.type, "method": None, "ranks": None, "similarity": None,
                  "params_before": r.params, "params_after": r.params, "macs_before": r.macs, "macs_after": r.macs,
                  "data_aware": None}
+        if r.name in state.original_ms:
+            entry["latency_ms_before"] = entry["latency_ms_after"] = round(state.original_ms[r.name], 5)
         if c is not None:
             entry.update(method=c.method, ranks=list(c.ranks), similarity=c.similarity, data_aware=c.data_aware,
                          params_after=c.params, macs_after=c.macs)
+            if c.measured_ms is not None:
+                entry["latency_ms_after"] = round(c.measured_ms, 5)
         elif r.name in state.targets:
             entry["note"] = "kept: no candidate met the threshold at a lower cost"
         else:
@@ -387,13 +457,16 @@ def _report(state: BuildState) -> dict:
         layers.append(entry)
     total_macs_before = sum(r.macs for r in state.rows)
     total_macs_after = total_macs_before + sum(l["macs_after"] - l["macs_before"] for l in layers)
-    latency = state.objective == "latency"
+    costs = state.pricer.info.to_json() if state.pricer is not None else None
+    for run in state.benchmarks.get("runs", []):
+        run["ratios"]["macs"] = round(total_macs_before / max(1, total_macs_after), 4)
     return {
         "model": opts.model, "data": opts.data, "target": state.profile.name, "objective": state.objective,
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
         "seed": opts.seed, "step": opts.step, "rank_selection": opts.rank_selection,
         "methods": list(opts.methods),
-        "cost_source": "macs-stand-in" if latency else "closed-form",
+        "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
+        "costs": costs,
         "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
                      "accuracy": round(state.accuracy["original"], 6)},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
@@ -403,6 +476,8 @@ def _report(state: BuildState) -> dict:
         "layers": layers,
         "unfactorized": unfactorized,
         "finetune": state.finetune,
+        "artifacts": state.artifacts,
+        "benchmarks": state.benchmarks,
         "timings": {k: round(v, 3) for k, v in state.timings.items()},
         "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},
         "search": {
@@ -432,9 +507,12 @@ STAGES = (
     ("load", load),
     ("calibrate", calibrate),
     ("score", score),
+    ("price", price),
     ("select", select_stage),
     ("factorize", factorize),
     ("finetune", finetune_stage),
+    ("lower", lower_stage),
+    ("benchmark", benchmark_stage),
     ("report", report),
 )
 
@@ -465,4 +543,6 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
     finally:
         if state.cache is not None:
             state.cache.close()
+        if state.pricer is not None:
+            state.pricer.close()
     return state

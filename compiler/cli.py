@@ -101,9 +101,16 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the on-disk cache.")] = False,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated).")] = None,
+    device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = "python3",
+    identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
+    cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB or the cache directory's costs.sqlite).")] = None,
+    bench_runs: Annotated[int, typer.Option(help="Timed runs per artifact in the final original-vs-compressed benchmark (0: skip).")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
-    """Compress a model: similarity-driven hybrid factorization, one-shot fine-tuning, report."""
+    """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
     from lrfc.options import BuildOptions
 
     options = BuildOptions(
@@ -112,6 +119,9 @@ def build(
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
         max_rounds=max_rounds, distill=distill, data_aware=data_aware, batch_size=batch_size, trust_model=trust_model,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()) if formats is not None else None,
+        device=device, device_python=device_python, identity_file=identity_file, ssh_options=tuple(ssh_option or ()),
+        cost_db=cost_db, bench_runs=bench_runs,
     ).validate()
     from lrfc.build import run_build
     from lrfc.report import summary_table
@@ -158,6 +168,82 @@ def decompose(
                f"MACs {report['total_macs_before']:,} -> {report['total_macs_after']:,}; wrote {report['out']}")
 
 
+# --------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")],
+    formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: the target's).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="fashion-mnist, digits, an .npz (x, y) or an image folder: calibration and verification samples; required for int8.")] = None,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data (at most 256).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the sample draws.")] = 0,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print export.json instead of the table.")] = False,
+):
+    """Lower a model as it is (no compression) to verified TFLite/ONNX artifacts and export.json."""
+    from lrfc.lower.artifacts import export_model, render_table
+
+    fmts = tuple(f for f in formats.split(",")) if formats is not None else None
+    doc = export_model(model, target, out, formats=fmts, precision=precision, data=data,
+                       calib_samples=calib_samples, trust=trust_model, seed=seed)
+    if as_json:
+        _emit_json(doc)
+    else:
+        typer.echo(render_table(doc))
+        typer.echo(f"wrote {', '.join(a['path'] for a in doc['artifacts'])}, {out}/export.json")
+
+
+# ---------------------------------------------------------------------- bench
+
+
+@app.command()
+def bench(
+    artifacts: Annotated[list[str], typer.Argument(help=".tflite or .onnx files, all for one runtime.")],
+    runtime: Annotated[Optional[str], typer.Option(help="litert, onnxruntime-cpu, onnxruntime-cuda or onnxruntime-tensorrt (default: from the file suffix).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Runtime threads (default: the runtime's).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed inferences per file.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed inferences per file first.")] = 5,
+    rounds: Annotated[int, typer.Option(help="Passes over the files, in alternating order.")] = 5,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Load all files in one worker; no peak-memory figures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="Run on ssh://user@host[:port] instead of here.")] = None,
+    device_python: Annotated[str, typer.Option(help="The device's Python (needs numpy and the runtime).")] = "python3",
+    identity_file: Annotated[Optional[str], typer.Option(help="Private key for ssh -i.")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(help="An ssh -o option, e.g. StrictHostKeyChecking=accept-new (repeatable).")] = None,
+):
+    """Time exported models and measure their peak memory, here or on an ssh device (numpy + runtime only)."""
+    import os
+
+    for path in artifacts:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file; expected a .tflite or .onnx file")
+    from runtime_bench.measure import format_table
+    from runtime_bench.remote import run_bench
+
+    kwargs = dict(runtime=runtime, threads=threads, runs=runs, warmup=warmup, rounds=rounds, batch=batch,
+                  memory=not no_memory)
+    if device not in (None, "local"):
+        kwargs.update(python=device_python, identity=identity_file, ssh_options=tuple(ssh_option or ()))
+    elif identity_file or ssh_option or device_python != "python3":
+        raise UserError("--device-python, --identity-file and --ssh-option apply to --device ssh://...; "
+                        "received them without a device")
+    try:
+        report = run_bench(artifacts, device=device, **kwargs)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    except RuntimeError as exc:  # a worker or ssh failed: the message names the file or the device
+        raise UserError(f"benchmark failed: {exc}") from None
+    if as_json:
+        _emit_json(report)
+    else:
+        typer.echo(format_table(report))
+
+
 # -------------------------------------------------------------------- profiles
 
 
@@ -195,7 +281,16 @@ def profiles_show(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    0: success. 2: a ``UserError`` (bad input), printed as one line
+    ``lrfc: error: ...``. 1: a ``VerificationError`` (an exported artifact
+    failed the gate against its Keras model), printed the same way with the
+    numbers. 130: interrupted. Any other exception is a bug and propagates
+    with its traceback.
+    """
+    from lrfc.errors import VerificationError
+
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
@@ -203,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"lrfc: error: {exc}", file=sys.stderr)
         return 2
+    except VerificationError as exc:
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"lrfc: error: {exc}", file=sys.stderr)
+        return 1
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):

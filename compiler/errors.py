@@ -1,9 +1,19 @@
-"""The one exception type that means "the user gave us something wrong"."""
+"""The exception types the CLI turns into one-line errors: bad input (`UserError`), failed verification."""
 
 
 class UserError(Exception):
     """A mistake in the user's input (file, option, data, profile).
 
     The CLI prints its message as one line and exits with status 2; any other
-    exception is a bug in lrfc and is shown with its traceback.
+    exception but ``VerificationError`` is a bug in lrfc and is shown with its
+    traceback.
+    """
+
+
+class VerificationError(Exception):
+    """An exported artifact disagreed with its Keras model beyond the tolerance of its precision.
+
+    Not a ``UserError``: the input was valid, the lowering went wrong. The
+    message is one line with the numbers (max_abs_diff, top1_agreement,
+    samples); the CLI prints it and exits with status 1.
     """

@@ -47,6 +47,13 @@ class BuildOptions:
     data_aware: str = "auto"
     batch_size: int = 128
     trust_model: bool = False
+    formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)
+    device: str | None = None          # "local", "ssh://user@host[:port]"; None: host is local, others estimated
+    device_python: str = "python3"
+    identity_file: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    cost_db: str | None = None
+    bench_runs: int = 100              # timed runs per artifact in the final benchmark; 0 skips it
 
     def validate(self) -> "BuildOptions":
         """Raise ``UserError`` naming the first bad option; return self."""
@@ -78,6 +85,21 @@ class BuildOptions:
                                  ("--batch-size", self.batch_size, 1)):
             if not isinstance(value, int) or value < low:
                 bad(flag, value, f"an integer >= {low}")
+        if not isinstance(self.bench_runs, int) or self.bench_runs < 0:
+            bad("--bench-runs", self.bench_runs, "an integer >= 0 (0 skips the benchmark)")
+        if self.formats is not None:
+            known = ("tflite", "onnx")
+            if not self.formats or any(f not in known for f in self.formats):
+                bad("--formats", ",".join(self.formats), f"a comma list of {', '.join(known)}")
+        if self.device is not None and self.device != "local":
+            from runtime_bench.remote import parse_device
+
+            try:
+                parse_device(self.device)
+            except ValueError as exc:
+                raise UserError(f"--device: {exc}") from None
+        if self.identity_file is not None and not Path(self.identity_file).is_file():
+            raise UserError(f"--identity-file: no such file: {self.identity_file}")
         if self.train_samples is not None and self.train_samples < 1:
             bad("--train-samples", self.train_samples, "a positive integer")
         if not Path(self.model).exists():

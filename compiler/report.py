@@ -38,10 +38,18 @@ def cost_key(objective: str) -> str:
 def cost_source_line(report: dict) -> str:
     """Say where the selection's costs came from, so nobody reads MACs as milliseconds."""
     source, objective, target = report.get("cost_source"), report["objective"], report.get("target", "the target")
+    costs = report.get("costs") or {}
     if source == "measured":
-        return f"latency measured on {target}"
+        where = (costs.get("device") or {}).get("transport") or "this machine"
+        how = f" ({costs['runtime']}, {costs['precision']}, {costs['threads']} threads)" if costs.get("runtime") else ""
+        return f"latency measured on {target} via {where}{how}" if costs else f"latency measured on {target}"
     if source == "estimated":
-        return f"latency estimated for {target} (not measured)"
+        basis = f": {costs['basis']}" if costs.get("basis") else ""
+        return f"latency estimated for {target} (not measured){basis}"
+    if source == "closed-form":
+        return f"{'parameters' if cost_key(objective) == 'params' else 'MACs'} counted analytically (objective {objective})"
+    if source == "given plan":
+        return "the plan was given (--plan); no search"
     if source == "macs-stand-in":
         if objective == "latency":
             return f"MACs stand in for latency (no measured or estimated latency for {target})"
@@ -81,6 +89,14 @@ def summary_table(report: dict) -> str:
     out.append(f"cost        {cost_source_line(report)}")
     if report.get("finetune"):
         out.append(f"fine-tune   {_finetune_line(report['finetune'])}")
+    for a in report.get("artifacts") or []:
+        if a.get("model") == "compressed":
+            out.append(f"artifact    {_artifact_line(a)}")
+    bench = report.get("benchmarks") or {}
+    for run in bench.get("runs") or []:
+        out.append(f"latency     {_bench_line(run)}")
+    if bench.get("status") and bench["status"] != "measured":
+        out.append(f"latency     {bench['status']}")
     if report.get("timings"):
         out.append(f"time        {_timings_line(report['timings'])}")
     if any(l.get("data_aware") for l in report["layers"]):
@@ -154,6 +170,23 @@ def _finetune_line(ft: dict) -> str:
         parts.append("distillation")
     parts.append(f"{ft.get('seconds', 0.0):.1f}s")
     return ", ".join(parts)
+
+
+def _artifact_line(a: dict) -> str:
+    note = f" ({a['note']})" if a.get("note") else ""
+    return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
+            f"max abs diff {a['max_abs_diff']:.3g}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
+
+
+def _bench_line(run: dict) -> str:
+    o, c, r = run["original"], run["compressed"], run["ratios"]
+
+    def mb(x):
+        return "n/a" if x is None else f"{x:.1f}"
+
+    return (f"{run['runtime']} {run['precision']}: p50 {o['p50_ms']:.3f} -> {c['p50_ms']:.3f} ms "
+            f"(speed-up {r['latency_p50']:.2f}x; MAC reduction {r.get('macs') or 0:.2f}x), peak RSS "
+            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
 
 
 def _timings_line(timings: dict) -> str:
@@ -360,6 +393,7 @@ def render_html(report: dict) -> str:
         parts += ["<h2>Not factorized</h2>", "<table><thead><tr><th>layer</th><th>type</th><th>reason</th></tr></thead><tbody>"]
         parts += [f"<tr><td>{e(u['name'])}</td><td>{e(u['type'])}</td><td>{e(u['reason'])}</td></tr>" for u in skipped]
         parts.append("</tbody></table>")
+    parts += _deployment(report, e)
     parts += _solutions(report, e)
     parts.append("<h2>Candidates: cost against similarity</h2>")
     try:
@@ -375,6 +409,42 @@ def render_html(report: dict) -> str:
         parts.append(f"</tbody><tfoot><tr><td>total</td><td class=n>{sum(timings.values()):.2f}</td><td></td></tr></tfoot></table>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _deployment(report: dict, e) -> list[str]:
+    """Artifacts with their verification numbers, and the original-vs-compressed benchmark."""
+    parts = []
+    artifacts = report.get("artifacts") or []
+    if artifacts:
+        parts += ["<h2>Artifacts</h2>", "<table><thead><tr><th>model</th><th>file</th><th>precision</th>"
+                  "<th class=n>bytes</th><th class=n>max abs diff</th><th class=n>top-1 agreement</th><th>note</th></tr></thead><tbody>"]
+        parts += [f"<tr><td>{e(a['model'])}</td><td><code>{e(Path(a['path']).name)}</code></td><td>{e(a['precision'])}</td>"
+                  f"<td class=n>{a['bytes']:,}</td><td class=n>{a['max_abs_diff']:.3g}</td>"
+                  f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td>{e(a.get('note', ''))}</td></tr>" for a in artifacts]
+        parts.append("</tbody></table>")
+    bench = report.get("benchmarks") or {}
+    if bench:
+        parts.append("<h2>Benchmark: original vs compressed</h2>")
+        device = bench.get("device") or {}
+        if device:
+            parts.append(f"<p class=muted>{e(device.get('cpu', '?'))}, {e(device.get('cores', '?'))} cores, "
+                         f"{e(device.get('transport', 'this machine'))}</p>")
+        if bench.get("runs"):
+            parts.append("<table><thead><tr><th>runtime</th><th>precision</th><th class=n>p50 ms</th><th class=n>p90 ms</th>"
+                         "<th class=n>latency ratio</th><th class=n>MAC ratio</th><th class=n>peak RSS MB</th><th class=n>file bytes</th></tr></thead><tbody>")
+            for run in bench["runs"]:
+                o, c, r = run["original"], run["compressed"], run["ratios"]
+                parts.append(f"<tr><td>{e(run['runtime'])}</td><td>{e(run['precision'])}</td>"
+                             f"<td class=n>{o['p50_ms']:.3f} &rarr; {c['p50_ms']:.3f}</td><td class=n>{o['p90_ms']:.3f} &rarr; {c['p90_ms']:.3f}</td>"
+                             f"<td class=n>{r['latency_p50']:.2f}x</td><td class=n>{(r.get('macs') or 0):.2f}x</td>"
+                             f"<td class=n>{e(o.get('peak_rss_mb'))} &rarr; {e(c.get('peak_rss_mb'))}</td>"
+                             f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
+            parts.append("</tbody></table>")
+        if bench.get("status") and bench["status"] != "measured":
+            parts.append(f"<p>{e(bench['status'])}</p>")
+        for runtime, why in (bench.get("skipped") or {}).items():
+            parts.append(f"<p class=muted>{e(runtime)} not run: {e(why)}</p>")
+    return parts
 
 
 def _cost(x: float) -> str:

@@ -34,7 +34,8 @@ def layer_weights(layer) -> LayerWeights:
     return LayerWeights(kernel, bias)
 
 
-def _activation(layer) -> str | None:
+def activation_of(layer) -> str | None:
+    """The layer's fused activation as a built-in name (None for linear); a chain's last stage carries it."""
     act = layer.get_config().get("activation")
     if act in (None, "linear"):
         return None
@@ -67,7 +68,7 @@ def factorized_stages(layer, info: LayerInfo, choice: LayerChoice, stats: LayerS
     if prepared is None:
         prepared = mod.prepare(layer_weights(layer), info.geometry, stats if choice.data_aware else None)
     factors = mod.truncate(prepared, tuple(choice.ranks))
-    return mod.stages(factors, info.geometry, _activation(layer))
+    return mod.stages(factors, info.geometry, activation_of(layer))
 
 
 def chain_rank(geom) -> int:

@@ -12,21 +12,26 @@ import numpy as np
 
 
 def run_tflite(path: str | Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """Outputs of a ``.tflite`` model's first output for the batch ``x``.
+    """Outputs of a ``.tflite`` model's first output for the batch ``x``, as float32 when quantized.
 
     The input is resized to the batch; a model that refuses the resize is
-    run one sample at a time and the outputs are stacked.
+    run one sample at a time and the outputs are stacked. A fully-integer
+    model (int8/uint8 input with a scale and zero point, as the Edge TPU
+    needs) takes float samples: they are quantized with the input tensor's
+    parameters, and quantized outputs are dequantized, so callers compare
+    float outputs whatever the model's I/O types.
 
     Args:
         path: the ``.tflite`` file.
-        x: the batch, leading axis = samples; cast to the model's input dtype.
+        x: the batch, leading axis = samples; float data is quantized for a
+            quantized input, anything else is cast to the input dtype.
         threads: interpreter threads (None: the runtime's default).
     """
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
     inp = interp.get_input_details()[0]
-    x = np.asarray(x, dtype=inp["dtype"])
+    x = _to_input(np.asarray(x), inp)
     try:
         interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
         interp.allocate_tensors()
@@ -37,10 +42,36 @@ def run_tflite(path: str | Path, x: np.ndarray, threads: int | None = None) -> n
         return np.concatenate([_invoke(interp, x[i:i + 1]) for i in range(len(x))])
 
 
+def _quantization(details: dict) -> tuple[float, int] | None:
+    """(scale, zero_point) of an integer tensor quantized per tensor, else None."""
+    scale, zero_point = details.get("quantization", (0.0, 0))
+    if np.issubdtype(details["dtype"], np.integer) and scale:
+        return float(scale), int(zero_point)
+    return None
+
+
+def _to_input(x: np.ndarray, details: dict) -> np.ndarray:
+    """Quantize float samples for a quantized input (round, clip to the dtype); cast otherwise."""
+    dtype = np.dtype(details["dtype"])
+    quant = _quantization(details)
+    if quant is None or not np.issubdtype(x.dtype, np.floating):
+        return x.astype(dtype, copy=False)
+    scale, zero_point = quant
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
 def _invoke(interp, x: np.ndarray) -> np.ndarray:
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
+    out = interp.get_output_details()[0]
+    y = interp.get_tensor(out["index"]).copy()
+    quant = _quantization(out)
+    if quant is None:
+        return y
+    scale, zero_point = quant
+    return ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
 def run_onnx(path: str | Path, x: np.ndarray, providers: list[str] | None = None) -> np.ndarray:

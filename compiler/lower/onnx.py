@@ -1,19 +1,35 @@
-"""Lower a Keras model to ONNX with tf2onnx.
+"""Lower a Keras model to ONNX with tf2onnx; quantize it to int8 with ONNX Runtime.
 
 ``tf2onnx.convert.from_function`` on ``model(t, training=False)`` worked on
 every model the dependency notes tried (``from_keras`` fails on Sequential
-models). The input is named ``input`` with a dynamic batch dimension; the
+models). The graph is then given stable names: the input ``input``, the
+output ``output`` (``output_<i>`` for several), and the batch dimension
+``batch`` on the input and the outputs (tf2onnx generates ``unk__NN``). The
 written file passes ``onnx.checker`` with ``full_check`` (shape inference
 included) before it is moved into place.
+
+int8 is ONNX Runtime static quantization in the QDQ format (QuantizeLinear /
+DequantizeLinear pairs around int8 weights, per output channel, and int8
+activations calibrated by min/max on samples): the form ORT's CPU kernels and
+the TensorRT execution provider both run as int8. Pre-processing runs ORT's
+graph optimizer and ONNX shape inference but not symbolic shape inference,
+which needs sympy (not a dependency).
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from lrfc.atomic import atomic_path
 
 MAX_OPSET = 18  # tf2onnx 1.17 refuses newer opsets
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+BATCH_DIM = "batch"
+CALIBRATION_BATCH = 16  # samples per calibration run; the batch axis is dynamic
 
 
 def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
@@ -41,11 +57,87 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
         import tf2onnx
 
     inp = model.inputs[0]
-    spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name="input")
+    spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=INPUT_NAME)
     fn = tf.function(lambda t: model(t, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
+    _name_outputs(proto.graph)
+    _name_batch_dim(proto.graph)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(proto.SerializeToString())
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
+
+
+def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+    """Statically quantize an fp32 ``.onnx`` file to int8 (QDQ, per-channel weights), written atomically.
+
+    Args:
+        fp32_path: an fp32 model written by ``export_onnx``; left untouched.
+        out_path: the file to write; its directory is created if needed.
+        calibration: float32 samples shaped like the model input (N, ...);
+            every sample is run once to collect activation ranges.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ValueError: no calibration samples.
+    """
+    if calibration is None or len(calibration) == 0:
+        received = "None" if calibration is None else "an empty array"
+        raise ValueError(f"int8 quantization needs calibration samples shaped like the model input; received {received}")
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    samples = np.asarray(calibration, dtype=np.float32)
+    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(range(0, len(samples), CALIBRATION_BATCH))
+
+        def get_next(self):
+            start = next(self._batches, None)
+            return None if start is None else {input_name: samples[start:start + CALIBRATION_BATCH]}
+
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        onnx.checker.check_model(str(tmp), full_check=True)
+    return out_path
+
+
+def _name_outputs(graph) -> None:
+    """Rename the graph outputs to ``output`` (``output_<i>`` for several), with every reference to them.
+
+    A name already used by another tensor is left alone: renaming would merge
+    two tensors.
+    """
+    olds = [o.name for o in graph.output]
+    news = [OUTPUT_NAME] if len(olds) == 1 else [f"{OUTPUT_NAME}_{i}" for i in range(len(olds))]
+    taken = {t for node in graph.node for t in (*node.input, *node.output)}
+    taken |= {t.name for t in (*graph.input, *graph.initializer, *graph.value_info)}
+    mapping = {old: new for old, new in zip(olds, news) if old != new and new not in taken}
+    if not mapping:
+        return
+    for node in graph.node:
+        node.input[:] = [mapping.get(t, t) for t in node.input]
+        node.output[:] = [mapping.get(t, t) for t in node.output]
+    for info in (*graph.output, *graph.value_info):
+        info.name = mapping.get(info.name, info.name)
+
+
+def _name_batch_dim(graph) -> None:
+    """Call the leading dimension ``batch`` on the input and outputs, and wherever its generated name appears."""
+    generated = {info.type.tensor_type.shape.dim[0].dim_param
+                 for info in (*graph.input, *graph.output) if info.type.tensor_type.shape.dim}
+    generated.discard("")
+    for info in (*graph.input, *graph.output, *graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param in generated:
+                dim.dim_param = BATCH_DIM

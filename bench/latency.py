@@ -1,0 +1,175 @@
+"""Real latency of original vs compressed models, and the latency objective against the MAC objective.
+
+For each model: ``lrfc build --objective latency`` on this machine (host
+profile: LiteRT and ONNX Runtime CPU, 2 threads, costs measured into a cost
+database), which writes verified fp32 artifacts and benchmarks original and
+compressed side by side; then ``lrfc export --precision int8`` of both
+models and ``lrfc bench`` of the pair (alternating, one process each) on
+both runtimes. Models: the ``make baselines`` ResNet-style Fashion-MNIST
+model, and keras.applications MobileNetV2 and ResNet50 (weights=None,
+224x224x3, 10 classes; random weights are fine for latency, so those builds
+skip fine-tuning and calibrate on 32 Fashion-MNIST images resized to 224).
+
+``objective`` compares ``--objective flops`` with ``--objective latency`` on
+the same scores (no fine-tuning, so only the choice differs): which layers
+get another method, and what each compressed model measures, side by side.
+
+    python -m bench.latency [--only resnet,mobilenetv2,resnet50,objective] [--runs N]
+
+Writes ``bench/results/latency.json``; needs models/resnet.keras (make baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.decompose_time import machine
+
+RESULTS = Path("bench/results/latency.json")
+WORK = Path("bench/work/latency")
+CACHE = "bench/work/cache"
+COSTS = "bench/work/costs.sqlite"
+
+
+def lrfc(*args: str) -> str:
+    """Run the real CLI; its stdout (JSON where asked). A failure stops the benchmark with its stderr."""
+    cmd = [sys.executable, "-m", "lrfc.cli", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.stderr.write(res.stderr)
+        raise SystemExit(f"failed ({res.returncode}): lrfc {' '.join(args)}")
+    return res.stdout
+
+
+def _apps_model(name: str) -> Path:
+    """keras.applications MobileNetV2 / ResNet50, weights=None, 224x224x3, 10 classes, saved once."""
+    path = WORK / f"{name}.keras"
+    if not path.exists():
+        from lrfc.quiet import import_keras
+
+        keras = import_keras()
+        ctor = {"mobilenetv2": keras.applications.MobileNetV2, "resnet50": keras.applications.ResNet50}[name]
+        WORK.mkdir(parents=True, exist_ok=True)
+        ctor(weights=None, input_shape=(224, 224, 3), classes=10).save(path)
+    return path
+
+
+def _small_data() -> Path:
+    """320 Fashion-MNIST training images as an .npz (lrfc maps them to 224x224x3)."""
+    path = WORK / "fmnist-320.npz"
+    if not path.exists():
+        import numpy as np
+
+        from lrfc.data import load_data
+
+        ds = load_data("fashion-mnist", (28, 28, 1), 10)
+        WORK.mkdir(parents=True, exist_ok=True)
+        np.savez(path, x=(ds.x[:320, ..., 0] * 255).round().astype("uint8"), y=ds.y[:320])
+    return path
+
+
+def _build(name: str, model: Path, extra: list[str], runs: int) -> dict:
+    out = WORK / name
+    args = ["build", str(model), "--target", "host", "--objective", "latency", *extra, "--out", str(out),
+            "--cache-dir", CACHE, "--cost-db", COSTS, "--bench-runs", str(runs), "--json"]
+    start = time.perf_counter()
+    report = json.loads(lrfc(*args))
+    return {"command": "lrfc " + " ".join(args), "wall_s": round(time.perf_counter() - start, 1), "report": report}
+
+
+def _int8_pair(name: str, original: Path, compressed: Path, data: str, runs: int) -> list[dict]:
+    """int8 exports of both models, then each runtime's side-by-side benchmark."""
+    rows = []
+    for role, model in (("original", original), ("compressed", compressed)):
+        lrfc("export", str(model), "--target", "host", "--precision", "int8", "--data", data,
+             "--out", str(WORK / name / f"int8-{role}"), "--json")
+    for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
+        paths = [str(WORK / name / f"int8-{role}" / f"model.{fmt}") for role in ("original", "compressed")]
+        args = ["bench", *paths, "--runtime", runtime, "--threads", "2", "--runs", str(runs), "--json"]
+        result = json.loads(lrfc(*args))
+        before, after = result["results"]
+        rows.append({"runtime": runtime, "precision": "int8", "command": "lrfc " + " ".join(args),
+                     "original": before, "compressed": after,
+                     "ratios": {"latency_p50": round(before["p50_ms"] / after["p50_ms"], 4),
+                                "peak_rss": round(before["peak_rss_mb"] / after["peak_rss_mb"], 4),
+                                "file_bytes": round(before["file_bytes"] / after["file_bytes"], 4)}})
+    return rows
+
+
+def model_row(name: str, runs: int) -> dict:
+    if name == "resnet":
+        model, data = Path("models/resnet.keras"), "fashion-mnist"
+        extra = ["--data", data, "--epochs", "1", "--train-samples", "10000", "--max-rounds", "2"]
+    else:
+        model, data = _apps_model(name), str(_small_data())
+        extra = ["--data", data, "--finetune", "none", "--calib-samples", "32"]
+    build = _build(name, model, extra, runs)
+    report = build.pop("report")
+    macs = report["original"]["macs"] / report["compressed"]["macs"]
+    fp32 = [{k: r[k] for k in ("runtime", "precision", "original", "compressed", "ratios")} for r in report["benchmarks"]["runs"]]
+    int8 = _int8_pair(name, model, WORK / name / "model.keras", data, runs)
+    for r in int8:
+        r["ratios"]["macs"] = round(macs, 4)
+    return {**build, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "macs_before": report["original"]["macs"], "macs_after": report["compressed"]["macs"],
+            "mac_ratio": round(macs, 4), "accuracy_before": report["original"]["accuracy"],
+            "accuracy_after": report["compressed"]["accuracy"], "costs": report["costs"],
+            "methods": {l["name"]: l["method"] for l in report["layers"] if l["method"]},
+            "artifacts": report["artifacts"], "runs": fp32 + int8}
+
+
+def objective_row(runs: int) -> dict:
+    """The same model, scores and threshold under --objective flops and --objective latency."""
+    plans, commands = {}, {}
+    for objective in ("flops", "latency"):
+        out = WORK / f"objective-{objective}"
+        args = ["build", "models/resnet.keras", "--data", "fashion-mnist", "--target", "host", "--objective", objective,
+                "--finetune", "none", "--out", str(out), "--cache-dir", CACHE, "--cost-db", COSTS,
+                "--bench-runs", "0", "--json"]
+        report = json.loads(lrfc(*args))
+        commands[objective] = "lrfc " + " ".join(args)
+        plans[objective] = report
+    lat, flo = plans["latency"], plans["flops"]
+    differ = []
+    for a, b in zip(flo["layers"], lat["layers"]):
+        if (a["method"], a["ranks"]) != (b["method"], b["ranks"]):
+            differ.append({"layer": a["name"], "flops": [a["method"], a["ranks"], a["macs_after"]],
+                           "latency": [b["method"], b["ranks"], b["macs_after"], b.get("latency_ms_after")],
+                           "original_ms": b.get("latency_ms_before")})
+    bench = {}
+    for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
+        paths = [str(WORK / f"objective-{o}" / f"model.{fmt}") for o in ("flops", "latency")]
+        args = ["bench", *paths, "--runtime", runtime, "--threads", "2", "--runs", str(runs), "--json"]
+        res = json.loads(lrfc(*args))
+        f, l = res["results"]
+        bench[runtime] = {"command": "lrfc " + " ".join(args), "flops_p50_ms": f["p50_ms"], "latency_p50_ms": l["p50_ms"],
+                          "speedup": round(f["p50_ms"] / l["p50_ms"], 4)}
+    return {"commands": commands, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "macs": {"flops": flo["compressed"]["macs"], "latency": lat["compressed"]["macs"],
+                     "original": flo["original"]["macs"]},
+            "accuracy_no_finetune": {"flops": flo["compressed"]["accuracy"], "latency": lat["compressed"]["accuracy"]},
+            "layers_differ": differ, "bench": bench}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="resnet,objective,mobilenetv2,resnet50")
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args(argv)
+    for name in args.only.split(","):
+        row = objective_row(args.runs) if name == "objective" else model_row(name, args.runs)
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
+        results.setdefault("models", {})[name] = row
+        results["machine"] = machine()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"{name}: done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The cost database: measured latencies of single layers and factorized chains.
+
+One SQLite file (default ``costs.sqlite`` in the user cache directory, see
+``lrfc.cache.default_cache_dir``; ``--cost-db`` or ``$LRFC_COST_DB`` move it).
+A row is one micro-benchmark: the median latency of one op signature on one
+device, runtime, precision and thread count::
+
+    (device, runtime, precision, threads, signature) -> median_ms, p90_ms, runs, description, measured_at
+
+``device`` is runtime_bench's device fingerprint id (CPU model, core count,
+machine, runtime and its version), so a measurement never leaks to another
+device or runtime release. ``signature`` is a hash of the op's exact shape —
+input shape, and per stage its kind, weight shapes, kernel, strides,
+dilation, padding, bias and activation (``op_signature``) — so equal chains
+of different layers or models share one row, and ``description`` keeps the
+readable form for whoever opens the file.
+
+Two builds may share the file: the journal is WAL, writers wait (busy
+timeout) instead of failing, and a row written twice keeps the first value
+(``INSERT OR IGNORE``): both were real measurements of the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def default_path() -> Path:
+    """``$LRFC_COST_DB``, else ``costs.sqlite`` in lrfc's user cache directory."""
+    if os.environ.get("LRFC_COST_DB"):
+        return Path(os.environ["LRFC_COST_DB"])
+    from lrfc.cache import default_cache_dir
+
+    return default_cache_dir() / "costs.sqlite"
+
+
+def op_signature(input_shape, stages) -> tuple[str, str]:
+    """``(hash, description)`` of a chain of ``decompose.base.Stage`` records on one input shape.
+
+    Only what changes the runtime's work counts: weight values do not.
+    """
+    parts = [{"input": [int(d) for d in input_shape]}]
+    for s in stages:
+        parts.append({"kind": s.kind, "weights": [list(map(int, w.shape)) for w in s.weights],
+                      "kernel": list(s.kernel), "strides": list(s.strides), "dilation": list(s.dilation),
+                      "padding": s.padding, "bias": bool(s.use_bias), "activation": s.activation,
+                      "meta": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(s.meta.items())}})
+    description = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(description.encode(), digest_size=12).hexdigest(), description
+
+
+class CostDB:
+    """Measured op latencies keyed by device, runtime, precision, threads and op signature."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS costs ("
+            " device TEXT NOT NULL, runtime TEXT NOT NULL, precision TEXT NOT NULL, threads INTEGER NOT NULL,"
+            " signature TEXT NOT NULL, median_ms REAL NOT NULL, p90_ms REAL, runs INTEGER NOT NULL,"
+            " description TEXT NOT NULL, measured_at REAL NOT NULL,"
+            " PRIMARY KEY (device, runtime, precision, threads, signature))")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if found != str(SCHEMA_VERSION):
+            raise ValueError(f"{self.path}: cost database schema {found}, this lrfc reads {SCHEMA_VERSION}; "
+                             "move the file away to start a new one")
+
+    def get_many(self, device: str, runtime: str, precision: str, threads: int,
+                 signatures) -> dict[str, float]:
+        """``{signature: median_ms}`` for the signatures already measured under this key."""
+        found: dict[str, float] = {}
+        sigs = list(dict.fromkeys(signatures))
+        for start in range(0, len(sigs), 500):  # SQLite's bound-parameter limit
+            chunk = sigs[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT signature, median_ms FROM costs WHERE device = ? AND runtime = ? AND precision = ? "
+                f"AND threads = ? AND signature IN ({marks})", (device, runtime, precision, int(threads), *chunk))
+            found.update(dict(rows.fetchall()))
+        return found
+
+    def put_many(self, device: str, runtime: str, precision: str, threads: int, rows) -> int:
+        """Store ``(signature, median_ms, p90_ms, runs, description)`` rows in one transaction; returns rows added."""
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(device, runtime, precision, int(threads), sig, float(ms), None if p90 is None else float(p90),
+                  int(runs), desc, now) for sig, ms, p90, runs, desc in rows])
+            return self._db.total_changes - before
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM costs").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "CostDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,99 @@
+"""The build's deployment stages: lower and verify the artifacts, then benchmark them.
+
+``lower_stage`` writes the compressed model as ``model.<fmt>`` and the
+original as ``original.<fmt>`` in the target's formats and precision (int8 calibrated on
+the calibration samples); each file passes the verification gate
+(``lrfc.lower.verify``) against its Keras model on held-out validation
+samples, or the build fails with the numbers (exit status 1).
+
+``benchmark_stage`` times original and compressed side by side on every
+runtime of the target that the device offers: one runtime_bench run per
+runtime, the two artifacts alternating in rounds, each in its own process
+so its peak memory is its own. Ratios are original / compressed (above 1:
+the compressed model is faster, smaller, lighter). When the target cannot be
+reached the benchmark is not run and the report says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FORMAT_OF_RUNTIME = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
+                     "onnxruntime-tensorrt": "onnx"}
+WARMUP, ROUNDS = 10, 5
+
+
+def lower_stage(state) -> None:
+    """Lower, verify and write the compressed and the original model in the target's formats."""
+    from lrfc.lower.artifacts import formats_for, lower
+
+    opts = state.options
+    formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
+    out = Path(opts.out)
+    calib, held_out = state.splits["x_calib"], state.splits["x_val"]
+    state.artifacts = []
+    for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
+        records = lower(model, out, precision=state.profile.precision, formats=formats, calibration=calib,
+                        verify_samples=held_out, stem=stem)
+        for r in records:
+            r["model"] = role
+            r["path"] = str(r["path"])
+        state.artifacts += records
+    for r in state.artifacts:
+        if r["model"] == "compressed":
+            state.log(f"{Path(r['path']).name}: {r['bytes']:,} bytes, verified: max_abs_diff {r['max_abs_diff']:.3g}, "
+                      f"top-1 agreement {100 * r['top1_agreement']:.2f}% on {r['samples']} samples")
+
+
+def _artifact(state, role: str, fmt: str) -> dict | None:
+    return next((a for a in state.artifacts if a["model"] == role and a["format"] == fmt), None)
+
+
+def _ratio(before, after) -> float | None:
+    if before is None or after is None or after == 0:
+        return None
+    return round(float(before) / float(after), 4)
+
+
+def benchmark_stage(state) -> None:
+    """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
+    from lrfc.devices import measured_runtimes
+
+    opts = state.options
+    if opts.bench_runs == 0:
+        state.benchmarks = {"status": "skipped (--bench-runs 0)", "runs": []}
+        return
+    if state.link is None:
+        state.benchmarks = {"status": f"not measured: target {state.profile.name} is not reachable from this machine "
+                                      "(pass --device ssh://user@host[:port], or --device local on the device itself)",
+                            "runs": []}
+        state.log(state.benchmarks["status"])
+        return
+    usable, skipped = measured_runtimes(state.profile, state.link)
+    runs, device = [], {}
+    for runtime in usable:
+        fmt = FORMAT_OF_RUNTIME[runtime]
+        original, compressed = _artifact(state, "original", fmt), _artifact(state, "compressed", fmt)
+        if original is None or compressed is None:
+            skipped[runtime] = f"no {fmt} artifact (--formats)"
+            continue
+        try:
+            result = state.link.bench([original["path"], compressed["path"]], runtime=runtime,
+                                      threads=state.profile.threads, runs=opts.bench_runs, warmup=WARMUP,
+                                      rounds=ROUNDS, batch=1, memory=True)
+        except RuntimeError as exc:  # e.g. the remote device lacks this runtime
+            skipped[runtime] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        device = result["device"]
+        before, after = result["results"]
+        runs.append({
+            "runtime": runtime, "format": fmt, "precision": original["precision"],
+            "original": before, "compressed": after,
+            "ratios": {"latency_p50": _ratio(before["p50_ms"], after["p50_ms"]),
+                       "peak_rss": _ratio(before.get("peak_rss_mb"), after.get("peak_rss_mb")),
+                       "file_bytes": _ratio(before["file_bytes"], after["file_bytes"])},
+        })
+        state.log(f"{runtime}: p50 {before['p50_ms']:.3f} -> {after['p50_ms']:.3f} ms "
+                  f"(speed-up {runs[-1]['ratios']['latency_p50']:.2f}x)")
+    state.benchmarks = {"status": "measured" if runs else "not measured: no runtime of the target could run",
+                        "device": device, "runs": runs, "skipped": skipped}

@@ -1,0 +1,102 @@
+"""Where latency is measured: this machine, a device over ssh, or nowhere (estimate).
+
+``link_for`` turns a target profile and the ``--device`` option into a
+``DeviceLink`` (or None when the target cannot be reached), and a link runs
+runtime_bench there. The rule:
+
+* ``--device ssh://user@host[:port]``: measure on that device (runtime_bench
+  is copied there and run with the device's Python, see ``runtime_bench.remote``);
+* ``--device local``: measure on this machine, whatever the profile says
+  (for running lrfc on the device itself);
+* no ``--device``: the ``host`` profile is this machine; any other profile is a
+  device lrfc cannot reach, so latencies are roofline *estimates*.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from lrfc.errors import UserError
+
+HOST_PROFILE = "host"
+
+
+@dataclass(frozen=True)
+class DeviceLink:
+    """How to reach the device that runs the benchmarks (``url`` None: this machine)."""
+
+    url: str | None = None
+    python: str = "python3"
+    identity: str | None = None
+    ssh_options: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.url or "this machine"
+
+    def bench(self, paths, **options) -> dict:
+        """``runtime_bench`` results on this device: ``{"device": ..., "results": [...]}``."""
+        if self.url is None:
+            from runtime_bench.measure import bench
+
+            return bench([str(p) for p in paths], **options)
+        from runtime_bench.remote import bench_remote, parse_device
+
+        return bench_remote(parse_device(self.url), [str(p) for p in paths], python=self.python,
+                            identity=self.identity, ssh_options=self.ssh_options, **options)
+
+    def describe(self, runtime: str) -> dict:
+        """``{"device": fingerprint for runtime, "runtimes": {name: None | why not}}``, asked once per link."""
+        return _describe(self, runtime)
+
+    def fingerprint(self, runtime: str) -> dict:
+        return dict(self.describe(runtime)["device"])
+
+    def runtime_reason(self, runtime: str) -> str | None:
+        """None when ``runtime`` can run on this device, else why not."""
+        return self.describe(runtime)["runtimes"].get(runtime, f"unknown runtime {runtime!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _describe(link: DeviceLink, runtime: str) -> dict:
+    if link.url is None:
+        from runtime_bench.device import fingerprint
+        from runtime_bench.runners import RUNNERS
+
+        return {"device": fingerprint(runtime), "runtimes": {n: r.available() for n, r in RUNNERS.items()}}
+    from runtime_bench.remote import describe_remote
+
+    try:
+        return describe_remote(link.url, runtime, python=link.python, identity=link.identity,
+                               ssh_options=link.ssh_options)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise UserError(f"--device: {exc}") from None
+
+
+def link_for(profile, device: str | None, python: str = "python3", identity: str | None = None,
+             ssh_options=()) -> DeviceLink | None:
+    """The link to ``profile``'s device, or None when latency can only be estimated."""
+    if device is None:
+        return DeviceLink() if profile.name == HOST_PROFILE else None
+    if device == "local":
+        return DeviceLink()
+    from runtime_bench.remote import parse_device
+
+    try:
+        parse_device(device)
+    except ValueError as exc:
+        raise UserError(f"--device: {exc}") from None
+    return DeviceLink(device, python, identity, tuple(ssh_options))
+
+
+def measured_runtimes(profile, link: DeviceLink) -> tuple[list[str], dict[str, str]]:
+    """The profile's runtimes that can run on ``link``, in preference order, and why the others can't."""
+    usable, skipped = [], {}
+    for runtime in profile.runtimes:
+        reason = link.runtime_reason(runtime)
+        if reason is None:
+            usable.append(runtime)
+        else:
+            skipped[runtime] = reason
+    return usable, skipped

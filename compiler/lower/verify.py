@@ -1,0 +1,152 @@
+"""The verification gate: an exported artifact must reproduce its Keras model.
+
+The artifact is run in the runtime that will run it on the device
+(``runtime_bench.run``: LiteRT or ONNX Runtime) on real samples, and its
+first output is compared with the Keras model's on the same samples:
+
+* ``max_abs_diff``: the largest absolute difference over every output value;
+* ``top1_agreement``: the fraction of samples whose arg-max (predicted class)
+  is the same in both.
+
+Both must be within the tolerance of the artifact's precision. The absolute
+bound is relative to the output's scale, ``abs * max(1, max|ref|)``, so that
+a logits model is not held to a probability's bound; for a softmax output
+(values <= 1) it is the plain ``abs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrfc.errors import VerificationError
+
+REFERENCE_BATCH = 64  # samples per Keras call
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an artifact of one precision may stray from Keras."""
+
+    max_abs_diff: float   # scaled by max(1, max|ref|)
+    top1_agreement: float
+
+
+TOLERANCES = {
+    "fp32": Tolerance(max_abs_diff=1e-3, top1_agreement=0.99),
+    "fp16": Tolerance(max_abs_diff=3e-2, top1_agreement=0.98),
+    "int8": Tolerance(max_abs_diff=0.25, top1_agreement=0.90),
+}
+"""Per precision. Measured on the trained Fashion-MNIST VGG and ResNet (logit outputs, max|ref| 20-44;
+512 test samples; numbers in the project notes), the justification:
+
+* fp32: the same float graph, reordered by the converter and run by other
+  kernels (XNNPACK, MLAS). Measured max_abs_diff 0.7-2.1e-5 on logits up to
+  44 (relative ~5e-7), agreement 1.0. The bound 1e-3 (relative) leaves ~1000x
+  margin and still catches any real error: a wrong layout, a dropped layer or
+  a stale weight moves outputs by >1e-2. Agreement 0.99, not 1.0: a sample
+  whose two top classes are within float rounding may flip.
+* fp16: weights rounded to 11 significant bits (relative error <= 2^-11 per
+  weight), accumulated over the depth. Measured 0.0097-0.0099 (relative
+  ~2-5e-4), agreement 1.0. 3e-2 keeps room for deeper nets than these, while
+  a broken artifact is off by O(0.1..1) relative. A few near-ties flip: 0.98.
+* int8: weights and activations on 256 levels each. Measured max_abs_diff
+  2.5-5.8 on one outlier sample (relative 0.12-0.13; 99th percentile ~0.3
+  absolute), agreement 0.994-0.998. Per-value differences are not the useful
+  check here; the prediction is: 0.90 of samples must keep their class (a
+  broken calibration or layout gives ~0.1, chance on 10 classes). The
+  relative bound 0.25 (~2x the measured worst) still catches outputs that
+  are garbage.
+"""
+
+
+def reference_outputs(model, x: np.ndarray, batch_size: int = REFERENCE_BATCH) -> np.ndarray:
+    """The Keras model's first output on ``x`` (inference mode), as float32, computed in batches."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        y = model(x[start:start + batch_size], training=False)
+        if isinstance(y, (list, tuple)):
+            y = y[0]
+        elif isinstance(y, dict):
+            y = next(iter(y.values()))
+        outs.append(np.asarray(y, dtype=np.float32))
+    return np.concatenate(outs)
+
+
+def run_artifact(path: str | Path, fmt: str, x: np.ndarray) -> np.ndarray:
+    """The artifact's first output on ``x`` in its runtime (``fmt``: ``tflite`` or ``onnx``), as float32."""
+    from lrfc.lower.tflite import _captured_output
+    from runtime_bench.run import run_onnx, run_tflite
+
+    runners = {"tflite": run_tflite, "onnx": run_onnx}
+    if fmt not in runners:
+        raise ValueError(f"format must be one of {', '.join(runners)}, received {fmt!r}")
+    with _captured_output():  # LiteRT logs its delegate on every load; shown only if the run fails
+        return np.asarray(runners[fmt](path, x), dtype=np.float32)
+
+
+def compare(ref: np.ndarray, out: np.ndarray, precision: str) -> dict:
+    """Gate numbers of ``out`` against ``ref`` (same samples) under ``precision``'s tolerance.
+
+    Returns:
+        ``{"max_abs_diff", "top1_agreement", "samples", "tolerance":
+        {"max_abs_diff", "top1_agreement"}, "passed"}``; the tolerance's
+        ``max_abs_diff`` is the scaled bound actually applied.
+    """
+    if precision not in TOLERANCES:
+        raise ValueError(f"precision must be one of {', '.join(TOLERANCES)}, received {precision!r}")
+    ref = np.asarray(ref, dtype=np.float32)
+    out = np.asarray(out, dtype=np.float32)
+    if out.shape != ref.shape:
+        raise VerificationError(f"artifact output shape {out.shape} differs from the Keras output shape {ref.shape}")
+    tol = TOLERANCES[precision]
+    n = len(ref)
+    finite = bool(np.isfinite(out).all())
+    diff = float(np.abs(out - ref).max()) if finite and ref.size else (float("inf") if not finite else 0.0)
+    flat_ref, flat_out = ref.reshape(n, -1), out.reshape(n, -1)
+    agree = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1))) if n else 1.0
+    bound = tol.max_abs_diff * max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
+    return {
+        "max_abs_diff": diff,
+        "top1_agreement": agree,
+        "samples": int(n),
+        "tolerance": {"max_abs_diff": bound, "top1_agreement": tol.top1_agreement},
+        "passed": bool(finite and diff <= bound and agree >= tol.top1_agreement),
+    }
+
+
+def verify(model, path: str | Path, fmt: str, x: np.ndarray, precision: str, reference: np.ndarray | None = None) -> dict:
+    """Run the artifact at ``path`` on ``x`` and compare it with ``model``; never raises on a mismatch.
+
+    Args:
+        model: the Keras model the artifact was lowered from.
+        path: the artifact.
+        fmt: ``"tflite"`` or ``"onnx"``.
+        x: float32 samples shaped like the model input.
+        precision: the artifact's precision, which picks the tolerance.
+        reference: the Keras outputs on ``x`` if already computed.
+
+    Returns:
+        The ``compare`` dict; ``require`` turns a failed one into an error.
+    """
+    ref = reference_outputs(model, x) if reference is None else reference
+    return compare(ref, run_artifact(path, fmt, x), precision)
+
+
+def failure_message(name: str, result: dict) -> str:
+    """One line with the numbers: ``NAME failed verification: max_abs_diff 0.41 > 0.25, ...``."""
+    tol = result["tolerance"]
+    diff_op = "<=" if result["max_abs_diff"] <= tol["max_abs_diff"] else ">"
+    top1_op = ">=" if result["top1_agreement"] >= tol["top1_agreement"] else "<"
+    return (f"{name} failed verification: max_abs_diff {result['max_abs_diff']:.3g} {diff_op} {tol['max_abs_diff']:.3g}, "
+            f"top1_agreement {result['top1_agreement']:.3f} {top1_op} {tol['top1_agreement']:.2f} "
+            f"on {result['samples']} samples")
+
+
+def require(name: str, result: dict) -> dict:
+    """``result`` if it passed; otherwise raise ``VerificationError`` with its numbers."""
+    if not result["passed"]:
+        raise VerificationError(failure_message(name, result))
+    return result

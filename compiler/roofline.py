@@ -1,0 +1,83 @@
+"""Roofline latency estimates, for a target lrfc cannot reach.
+
+When the target device is not at hand (``--target jetson-orin-nano`` on a
+laptop, no ``--device``), a layer's or chain's latency is estimated from the
+profile's published peak compute and memory bandwidth: per stage,
+
+    time = max(2 * MACs / peak_ops, bytes moved / bandwidth)
+
+where bytes moved = (input + output activations + weights) x bytes per
+element of the profile's precision (4 fp32, 2 fp16, 1 int8), and a chain's
+time is the sum of its stages'. This is the classic roofline bound: it
+ignores launch overheads, cache reuse and kernel quality, so it is an
+optimistic *estimate*, and reports and the terminal call it that, never
+"measured".
+"""
+
+from __future__ import annotations
+
+import math
+
+from lrfc.geometry import conv_out_len
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def stage_work(input_shape, stages) -> list[tuple[int, int]]:
+    """Per stage ``(macs, elements moved)`` for one sample, propagating the shape through the chain.
+
+    Args:
+        input_shape: the chain's input without the batch axis: ``(H, W, C)``
+            for a 2-D convolution, ``(1, L, C)`` or ``(L, C)`` for 1-D, ``(..., F)`` for dense.
+        stages: ``decompose.base.Stage`` records.
+    """
+    shape = [int(d) for d in input_shape]
+    work = []
+    for s in stages:
+        size_in = math.prod(shape)
+        weights = sum(int(w.size) for w in s.weights)
+        if s.kind in ("conv", "depthwise"):
+            spatial = shape[:-1]
+            if len(spatial) == 1:  # a 1-D convolution described over a 1 x L image
+                spatial = [1, *spatial]
+            out_sp = [conv_out_len(n, k, st, d, s.padding)
+                      for n, k, st, d in zip(spatial, s.kernel, s.strides, s.dilation)]
+            kh, kw = s.kernel
+            cin = shape[-1]
+            cout = int(s.weights[0].shape[3]) if s.kind == "conv" else cin
+            per_pixel = kh * kw * (cin * cout if s.kind == "conv" else cin)
+            macs = math.prod(out_sp) * per_pixel
+            shape = [*out_sp[-len(shape[:-1]):], cout] if len(shape) > 2 else [out_sp[-1], cout]
+        elif s.kind == "dense":
+            n_in, n_out = (int(d) for d in s.weights[0].shape)
+            tokens = math.prod(shape[:-1])
+            macs = tokens * n_in * n_out
+            shape = [*shape[:-1], n_out]
+        elif s.kind == "ttm":
+            from lrfc.decompose.ttm import contraction_steps
+
+            in_modes, out_modes = tuple(s.meta["in_modes"]), tuple(s.meta["out_modes"])
+            ranks = tuple(int(c.shape[-1]) for c in s.weights[: len(in_modes)][:-1])
+            tokens = math.prod(shape[:-1])
+            macs = tokens * sum(m * rest * rp * n * r for m, rest, rp, n, r in contraction_steps(in_modes, out_modes, ranks))
+            shape = [*shape[:-1], math.prod(out_modes)]
+        else:
+            raise ValueError(f"no roofline for stage kind {s.kind!r}")
+        work.append((int(macs), int(size_in + math.prod(shape) + weights)))
+    return work
+
+
+def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, precision: str) -> float:
+    """The roofline time of a chain for one sample, in milliseconds.
+
+    Args:
+        peak_gops: the profile's peak for ``precision`` in GFLOP/s (GOP/s for int8).
+        bandwidth_gbps: memory bandwidth in GB/s.
+        precision: ``fp32``, ``fp16`` or ``int8`` (sets bytes per element).
+    """
+    if peak_gops <= 0 or bandwidth_gbps <= 0:
+        raise ValueError(f"peak and bandwidth must be positive, received {peak_gops} GOP/s, {bandwidth_gbps} GB/s")
+    nbytes = BYTES_PER_ELEMENT[precision]
+    seconds = sum(max(2.0 * macs / (peak_gops * 1e9), elements * nbytes / (bandwidth_gbps * 1e9))
+                  for macs, elements in stage_work(input_shape, stages))
+    return 1e3 * seconds

@@ -1,0 +1,77 @@
+"""Which machine and runtime a measurement came from.
+
+A latency is only comparable with latencies from the same CPU (or GPU), core
+count and runtime version, so every report carries a fingerprint and its
+``id``: a short hash of exactly those fields, the key a cost database files
+measurements under. The OS, Python version and host name are reported but
+left out of the id (they rarely change the numbers and change often).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from typing import Optional
+
+GPU_RUNTIMES = ("onnxruntime-cuda", "onnxruntime-tensorrt")
+_CPUINFO_KEYS = ("model name", "Hardware", "Model", "cpu model")  # x86, older ARM, Raspberry Pi, MIPS
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else ``platform.processor()``, else ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    for key in _CPUINFO_KEYS:
+        for line in lines:
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or "unknown"
+
+
+def gpu_name() -> Optional[str]:
+    """The first GPU's name from ``nvidia-smi``; None when there is none or it does not answer."""
+    try:
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    return names[0] if proc.returncode == 0 and names else None
+
+
+def fingerprint(runtime: str) -> dict:
+    """Describe this machine and ``runtime`` (a key of ``runners.RUNNERS``).
+
+    Returns:
+        ``machine``, ``cpu``, ``cores``, ``system``, ``python``, ``runtime``,
+        ``runtime_version``, ``gpu`` (GPU runtimes only, when nvidia-smi
+        answers) and ``id``: the first 16 hex digits of the SHA-256 of the
+        canonical JSON of cpu, cores, machine, runtime, runtime_version (and
+        gpu when present).
+    """
+    from runtime_bench.runners import get_runner
+
+    info = {
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "runtime": runtime,
+        "runtime_version": get_runner(runtime).version(),
+    }
+    if runtime in GPU_RUNTIMES:
+        gpu = gpu_name()
+        if gpu:
+            info["gpu"] = gpu
+    keyed = {k: info[k] for k in ("cpu", "cores", "machine", "runtime", "runtime_version", "gpu") if k in info}
+    canonical = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
+    info["id"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return info

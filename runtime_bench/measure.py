@@ -1,0 +1,332 @@
+"""Measure latency and peak memory of model files: the one measuring function, ``bench``.
+
+Models run in worker processes (``runtime_bench.worker``), never in the
+caller: the caller may hold TensorFlow or other models, and a worker per
+artifact gives each artifact its own peak resident memory. Several workers
+stay loaded at once and take turns, in an order that reverses every round
+(A B C, C B A, ...), so a slow drift in machine load hits every artifact
+alike; only one artifact runs at any moment.
+
+Peak memory is the worker's VmHWM, read by the worker as it quits. The
+``ru_maxrss`` that ``os.wait4`` returns for the worker (the parent reaps every
+worker with it) is used only where /proc is missing: on Linux it includes the
+parent's resident size at spawn time (see ``runtime_bench.worker``).
+
+Works on Python 3.8+ with numpy and one runtime; Unix only (select on pipes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from runtime_bench.device import fingerprint
+from runtime_bench.runners import UnavailableError, get_runner, runtime_for
+
+MIB = 2 ** 20
+
+
+def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None, runs: int = 50, warmup: int = 5,
+          rounds: int = 5, batch: int = 1, memory: bool = True, max_workers: int = 8, timeout: float = 600) -> dict:
+    """Time each model file and measure its peak resident memory.
+
+    Args:
+        paths: ``.tflite`` / ``.onnx`` files, all for one runtime.
+        runtime: a key of ``runners.RUNNERS``; None picks it from the suffix.
+        threads: runtime threads (None: the runtime's default).
+        runs: timed inferences per artifact, spread over the rounds (the
+            count actually timed is ``rounds * ceil(runs / rounds)``).
+        warmup: untimed inferences per artifact before the first round.
+        rounds: passes over the artifacts (at most ``runs``), alternating order.
+        batch: the batch every input is fixed to.
+        memory: True gives every artifact its own worker (at most
+            ``max_workers`` alive at once) and reports its peak memory;
+            False loads all artifacts into one worker (cheap, for many tiny
+            micro-benchmarks) and reports memory as None.
+        max_workers: workers alive at once when ``memory`` is True.
+        timeout: seconds a worker may take to load, or to answer one batch of runs.
+
+    Returns:
+        ``{"device": fingerprint, "results": [one dict per path, in order]}``;
+        times in ms, memory in MiB, floats rounded to 4 decimals.
+
+    Raises:
+        FileNotFoundError: a path is not a file.
+        ValueError: a bad option, an unknown runtime, a file the runtime does
+            not run, or a model the runtime refuses at this batch.
+        UnavailableError: the runtime cannot run here (a ``ValueError``).
+        RuntimeError: a worker died or timed out (with its stderr tail).
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("no model files given; expected at least one .tflite or .onnx path")
+    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("rounds", rounds, 1), ("batch", batch, 1),
+                             ("max_workers", max_workers, 1), ("threads", 1 if threads is None else threads, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, received {value!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds, received {timeout!r}")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file")
+    runtime = _resolve_runtime(paths, runtime)
+    reason = get_runner(runtime).available()
+    if reason:
+        raise UnavailableError(f"runtime {runtime} is unavailable: {reason}")
+
+    rounds = min(rounds, runs)
+    plan = dict(runtime=runtime, threads=threads, warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
+                batch=batch, memory=memory, timeout=timeout)
+    groups = [paths[i:i + max_workers] for i in range(0, len(paths), max_workers)] if memory else [paths]
+    results = []
+    for group in groups:
+        results.extend(_bench_group(group, **plan))
+    return {"device": fingerprint(runtime), "results": results}
+
+
+def _resolve_runtime(paths: List[str], runtime: Optional[str]) -> str:
+    """One runtime for every path: the one named, or the one their suffixes agree on."""
+    if runtime is None:
+        found = sorted({runtime_for(p) for p in paths})
+        if len(found) > 1:
+            raise ValueError(f"the files need different runtimes ({', '.join(found)}); "
+                             "benchmark them in separate calls or name one runtime")
+        return found[0]
+    runner = get_runner(runtime)
+    for path in paths:
+        if Path(path).suffix.lower() != runner.suffix:
+            raise ValueError(f"{path}: runtime {runtime} runs {runner.suffix} files, received {Path(path).suffix!r}")
+    return runtime
+
+
+def _schedule(n: int, rounds: int) -> List[List[int]]:
+    """The artifact order of every round: 0..n-1, then reversed, and so on."""
+    forward = list(range(n))
+    return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
+
+
+def _bench_group(paths: List[str], *, runtime, threads, warmup, rounds, per_round, batch, memory, timeout) -> List[dict]:
+    """Load ``paths`` into workers, warm up, run the alternating rounds, quit and reap."""
+    workers: List[_Worker] = []
+    try:
+        for files in ([p] for p in paths) if memory else [paths]:
+            workers.append(_Worker(runtime, files, threads, batch, timeout))  # one by one: a failed start leaves none behind
+        slots = [(w, 0) for w in workers] if memory else [(workers[0], i) for i in range(len(paths))]
+        ready = {id(w): w.ready() for w in workers}
+        for worker, index in slots:
+            if warmup:
+                worker.run(index, warmup)
+        times: List[List[float]] = [[] for _ in paths]
+        for order in _schedule(len(paths), rounds):
+            for a in order:
+                worker, index = slots[a]
+                times[a].extend(worker.run(index, per_round))
+        peaks = {id(w): w.close() for w in workers}
+    finally:
+        for worker in workers:
+            worker.kill()
+
+    results = []
+    for a, (path, (worker, index)) in enumerate(zip(paths, slots)):
+        info = ready[id(worker)]
+        ms = np.asarray(times[a], dtype=np.float64)
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99], method="linear")
+        mean = float(ms.mean())
+        results.append({
+            "path": path,
+            "name": os.path.basename(path),
+            "runtime": runtime,
+            "runtime_version": info["runtime_version"],
+            "threads": threads,
+            "batch": batch,
+            "runs": len(ms),
+            "warmup": warmup,
+            "rounds": rounds,
+            "p50_ms": _r(p50),
+            "p90_ms": _r(p90),
+            "p99_ms": _r(p99),
+            "mean_ms": _r(mean),
+            "min_ms": _r(ms.min()),
+            "throughput_ips": _r(batch * 1000 / mean) if mean > 0 else None,
+            "peak_rss_mb": _r(peaks[id(worker)]) if memory else None,
+            "load_rss_mb": _r(info["rss_mb"]) if memory else None,
+            "file_bytes": os.path.getsize(path),
+            "inputs": info["artifacts"][index]["inputs"],
+        })
+    return results
+
+
+def _r(value) -> Optional[float]:
+    return None if value is None else round(float(value), 4)
+
+
+def _child_env() -> dict:
+    """The environment for workers: this copy of runtime_bench first on PYTHONPATH.
+
+    A site-packages install is found without help (and putting site-packages
+    ahead of the standard library would be wrong), so only other locations
+    (a source tree, the temporary folder of a remote run) are added.
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    if Path(root).name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _exit_code(status: int) -> int:
+    """``os.waitstatus_to_exitcode`` (Python 3.9+), spelled out for 3.8 devices."""
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+class _Worker:
+    """The parent's handle on one worker process: JSON line requests with a deadline."""
+
+    def __init__(self, runtime: str, paths: List[str], threads: Optional[int], batch: int, timeout: float):
+        self.paths = paths
+        self.timeout = timeout
+        self.rusage = None
+        self._buffer = b""
+        self._stderr = tempfile.TemporaryFile()
+        cmd = [sys.executable, "-m", "runtime_bench.worker", "--runtime", runtime, "--batch", str(batch)]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
+        self.proc = subprocess.Popen([*cmd, "--", *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, env=_child_env(), bufsize=0)
+
+    def ready(self) -> dict:
+        """The worker's ready line (load RSS, runtime version, inputs per artifact)."""
+        return self._read("loading")
+
+    def run(self, index: int, count: int) -> List[float]:
+        """Milliseconds of ``count`` timed inferences of artifact ``index``."""
+        return self._request(f"run {index} {count}", f"running {self.paths[index]}")["ms"]
+
+    def close(self) -> Optional[float]:
+        """Quit, reap with ``os.wait4`` and return the peak resident memory in MiB."""
+        peak = self._request("quit", "quitting").get("peak_rss_mb")
+        self.proc.stdin.close()
+        self._reap(time.monotonic() + self.timeout)
+        if peak is None and self.rusage is not None:
+            peak = self.rusage.ru_maxrss / (MIB if sys.platform == "darwin" else 1024)
+        return peak
+
+    def kill(self) -> None:
+        """Stop the worker if it still runs, reap it, close its pipes; safe to call twice."""
+        self._stop()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+    def _reap(self, deadline: Optional[float]) -> None:
+        """Collect the exit status and rusage with ``os.wait4`` (so Popen never reaps it first)."""
+        while self.proc.returncode is None:
+            try:
+                pid, status, rusage = os.wait4(self.proc.pid, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:
+                self.proc.returncode = -1
+                return
+            if pid:
+                self.proc.returncode, self.rusage = _exit_code(status), rusage
+            elif time.monotonic() > deadline:
+                self.proc.kill()
+                deadline = None
+            else:
+                time.sleep(0.005)
+
+    def _request(self, line: str, what: str) -> dict:
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+        except (BrokenPipeError, ValueError):
+            raise self._failure(f"the worker exited before {what}") from None
+        return self._read(what)
+
+    def _read(self, what: str) -> dict:
+        deadline = time.monotonic() + self.timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._failure(f"no answer within {self.timeout} s while {what}")
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise self._failure(f"the worker exited while {what}")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise self._failure(f"garbled reply {line[:200]!r} while {what}") from None
+        if "error" in reply:
+            if reply.get("type") == "ValueError":
+                raise ValueError(reply["error"])
+            raise self._failure(reply["error"])
+        return reply
+
+    def _failure(self, message: str) -> RuntimeError:
+        """A RuntimeError naming the files, the exit status and the tail of the worker's stderr."""
+        self._stop()
+        status = f" (exit status {self.proc.returncode})" if self.proc.returncode not in (None, 0) else ""
+        return RuntimeError(f"benchmark worker for {', '.join(self.paths)}: {message}{status}\n{self._stderr_tail()}")
+
+    def _stop(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            self._reap(None)
+
+    def _stderr_tail(self, chars: int = 2000) -> str:
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return ("worker stderr (last lines):\n" + text[-chars:]) if text else "the worker wrote nothing on stderr"
+
+
+def format_table(report: dict) -> str:
+    """The report of ``bench`` as a plain-text table, one row per artifact."""
+    d = report["device"]
+    gpu = f", {d['gpu']}" if d.get("gpu") else ""
+    head = (f"device {d['id']}: {d['cpu']} ({d['cores']} cores, {d['machine']}{gpu}), "
+            f"{d['runtime']} {d['runtime_version']}")
+    if d.get("transport"):
+        head += f", via {d['transport']}"
+    rows = [("name", "runtime", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MB", "size")]
+    names = [r["name"] for r in report["results"]]
+    key = "name" if len(set(names)) == len(names) else "path"  # model.tflite thrice says nothing
+    for r in report["results"]:
+        peak = "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f}"
+        rows.append((r[key], r["runtime"], f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                     f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-", peak, _size(r["file_bytes"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [head]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:], widths[2:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MB", MIB), ("KB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -1,0 +1,241 @@
+"""How to run a model in each runtime: one registry entry per runtime.
+
+A runner is three plain functions: whether the runtime can run here, how to
+load a file into a session with a fixed batch, and the runtime's version.
+A session knows its inputs and runs one inference. Each runtime is imported
+inside its own functions, so a device needs only the runtime it uses (and
+numpy); adding a runtime is a new pair of functions plus one line in
+``RUNNERS``.
+
+Importing this module imports numpy only; runtime_bench must stay importable
+on a device without TensorFlow (a test checks it).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+Input = Tuple[str, Tuple[int, ...], np.dtype]
+
+
+class UnavailableError(ValueError):
+    """The requested runtime cannot run on this machine (not installed, no such provider).
+
+    A ``ValueError``: asking for a runtime the device lacks is a mistake in
+    the request, reported like an unknown runtime name.
+    """
+
+
+class Session:
+    """One loaded model with its batch fixed.
+
+    Attributes:
+        inputs: ``(name, shape, dtype)`` per model input, the batch dimension
+            set to the requested batch.
+    """
+
+    def __init__(self, inputs: List[Input], run: Callable[[List[np.ndarray]], None]):
+        self.inputs = inputs
+        self._run = run
+
+    def run(self, feeds: List[np.ndarray]) -> None:
+        """One inference on ``feeds`` (one array per input, in order); outputs are fetched and dropped."""
+        self._run(feeds)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A runtime: ``available() -> reason or None``, ``load(path, threads, batch) -> Session``, ``version()``.
+
+    ``suffix`` is the file type it runs (``.tflite`` or ``.onnx``), checked
+    before any worker starts.
+    """
+
+    name: str
+    suffix: str
+    available: Callable[[], Optional[str]]
+    load: Callable[..., Session]
+    version: Callable[[], str]
+
+
+def random_feeds(inputs: List[Input], seed: int = 0) -> List[np.ndarray]:
+    """Timing inputs: random with a fixed seed, one array per input, of the input's dtype.
+
+    Floats are uniform in [0, 1); 8- and 16-bit integers uniform over their
+    whole range (quantized images); wider integers in [0, 128) so that index
+    inputs stay small; booleans fair coin flips.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _, shape, dtype in inputs:
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f":
+            feeds.append(rng.random(shape, dtype=np.float64).astype(dtype))
+        elif dtype.kind in "iu" and dtype.itemsize <= 2:
+            info = np.iinfo(dtype)
+            feeds.append(rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype))
+        elif dtype.kind in "iu":
+            feeds.append(rng.integers(0, 128, size=shape, dtype=dtype))
+        elif dtype.kind == "b":
+            feeds.append(rng.random(shape) < 0.5)
+        else:
+            raise ValueError(f"cannot make random inputs of dtype {dtype}; expected float, integer or bool")
+    return feeds
+
+
+def _fixed_shape(name: str, shape, batch: int, path) -> Tuple[int, ...]:
+    """``shape`` with its first dimension set to ``batch``; other dimensions must be known."""
+    rest = list(shape[1:])
+    if any(not isinstance(d, int) or d < 0 for d in rest):
+        raise ValueError(f"{path}: input {name!r} has dynamic dimensions {list(shape)} besides the batch; "
+                         "expected fixed sizes (export the model with a fixed input shape)")
+    return (batch, *rest)
+
+
+# ---------------------------------------------------------------------- LiteRT
+
+
+def _litert_available() -> Optional[str]:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError as exc:
+        return f"ai_edge_litert is not installed here ({exc})"
+    return None
+
+
+def _litert_version() -> str:
+    try:
+        return importlib.metadata.version("ai-edge-litert")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _litert_load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
+    """A LiteRT interpreter (XNNPACK on, the runtime's default), inputs resized to ``batch``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    for d in interp.get_input_details():
+        signature = [int(v) for v in d.get("shape_signature", d["shape"])]
+        shape = _fixed_shape(d["name"], signature, batch, path)
+        if int(d["shape"][0]) != batch:
+            try:
+                interp.resize_tensor_input(d["index"], list(shape), strict=False)
+            except (RuntimeError, ValueError) as exc:
+                raise ValueError(f"{path}: input {d['name']!r} cannot be resized to batch {batch}: {exc}") from None
+    try:
+        interp.allocate_tensors()
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: cannot allocate tensors at batch {batch}: {exc}") from None
+    details = interp.get_input_details()
+    inputs = [(d["name"], tuple(int(v) for v in d["shape"]), np.dtype(d["dtype"])) for d in details]
+    in_index = [d["index"] for d in details]
+    out_index = [d["index"] for d in interp.get_output_details()]
+
+    def run(feeds: List[np.ndarray]) -> None:
+        for index, x in zip(in_index, feeds):
+            interp.set_tensor(index, x)
+        interp.invoke()
+        for index in out_index:
+            interp.get_tensor(index)
+
+    return Session(inputs, run)
+
+
+# ---------------------------------------------------------------- ONNX Runtime
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16, "tensor(uint16)": np.uint16,
+    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def _ort_available(providers: Tuple[str, ...]) -> Callable[[], Optional[str]]:
+    def available() -> Optional[str]:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            return f"onnxruntime is not installed here ({exc})"
+        have = onnxruntime.get_available_providers()
+        if providers[0] not in have:
+            return f"onnxruntime has no {providers[0]} here (it has {', '.join(have)})"
+        return None
+
+    return available
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "unknown"
+    return onnxruntime.__version__
+
+
+def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
+    def load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
+        """An InferenceSession with all graph optimizations on ``providers``; the first must be used."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        if session.get_providers()[0] != providers[0]:
+            # ORT falls back to CPU silently when a GPU provider fails to initialise.
+            raise RuntimeError(f"{path}: onnxruntime did not start {providers[0]} "
+                               f"(the session runs on {', '.join(session.get_providers())})")
+        inputs = []
+        for i in session.get_inputs():
+            if i.type not in _ORT_DTYPES:
+                raise ValueError(f"{path}: input {i.name!r} has type {i.type}; expected one of {', '.join(_ORT_DTYPES)}")
+            shape = list(i.shape)
+            if shape and isinstance(shape[0], int) and shape[0] != batch:
+                raise ValueError(f"{path}: input {i.name!r} has a fixed batch of {shape[0]}, received batch {batch}")
+            inputs.append((i.name, _fixed_shape(i.name, shape, batch, path), np.dtype(_ORT_DTYPES[i.type])))
+        names = [name for name, _, _ in inputs]
+
+        def run(feeds: List[np.ndarray]) -> None:
+            session.run(None, dict(zip(names, feeds)))
+
+        return Session(inputs, run)
+
+    return load
+
+
+def _ort_runner(name: str, providers: Tuple[str, ...]) -> Runner:
+    return Runner(name, ".onnx", _ort_available(providers), _ort_load(providers), _ort_version)
+
+
+RUNNERS = {
+    "litert": Runner("litert", ".tflite", _litert_available, _litert_load, _litert_version),
+    "onnxruntime-cpu": _ort_runner("onnxruntime-cpu", ("CPUExecutionProvider",)),
+    "onnxruntime-cuda": _ort_runner("onnxruntime-cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")),
+    "onnxruntime-tensorrt": _ort_runner(
+        "onnxruntime-tensorrt", ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")),
+}
+
+DEFAULT_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime-cpu"}
+
+
+def get_runner(name: str) -> Runner:
+    """The runner called ``name``; ValueError naming the known runtimes otherwise."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]
+
+
+def runtime_for(path) -> str:
+    """The default runtime for a file, by suffix: ``.tflite`` → litert, ``.onnx`` → onnxruntime-cpu."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in DEFAULT_RUNTIME:
+        raise ValueError(f"{path}: cannot tell the runtime from the suffix {suffix!r}; "
+                         f"expected {' or '.join(DEFAULT_RUNTIME)}, or name one with --runtime")
+    return DEFAULT_RUNTIME[suffix]

@@ -1,0 +1,127 @@
+"""A persistent child process that holds loaded models and times them on request.
+
+``python -m runtime_bench.worker --runtime R [--threads N] [--batch B] PATH...``
+loads every PATH, answers one JSON line::
+
+    {"ready": true, "rss_mb": 41.2, "runtime_version": "1.32.0", "artifacts": [{"inputs": [...]}, ...]}
+
+(or ``{"error": "...", "type": "ValueError"}`` and exit status 1), then reads
+commands from stdin, one per line, and answers each with one JSON line:
+
+* ``run I N``: one untimed inference of artifact I (the turn's first pays for caches
+  another artifact evicted), then N runs, each timed with ``perf_counter_ns``
+  → ``{"ms": [...]}``.
+* ``quit`` → ``{"peak_rss_mb": ...}`` (VmHWM, this process's own high-water
+  mark; null where /proc is missing), then exit 0.
+
+Why the worker reports its own VmHWM although the parent also reaps it with
+``os.wait4``: on Linux a child's ``ru_maxrss`` includes the resident size of
+the parent at the moment it was spawned (exec keeps the maximum over the
+pre-exec address space, which for vfork/fork is the parent's). A parent with
+TensorFlow loaded would make every tiny model look 600 MB big. VmHWM belongs
+to the address space created by exec, so it counts the worker alone.
+
+The protocol goes through a private copy of stdout; file descriptor 1 is
+pointed at stderr so that anything a runtime prints cannot corrupt it.
+Memory sizes are MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import Optional
+
+# Runtimes' worker threads (XNNPACK's pthreadpool, ORT's intra-op pool) spin for a while after
+# an inference before they sleep. Measured here with 2 threads: a 5 us conv timed right after
+# another interpreter's turn read 0.0074 ms instead of 0.0052 ms alone. A pause before each
+# turn lets the previous artifact's threads park, so artifacts do not slow each other.
+TURN_PAUSE_S = 0.005
+
+
+def status_mb(field: str) -> Optional[float]:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in MiB; None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return round(int(match.group(1)) / 1024, 4) if match else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime_bench.worker")
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--runtime", required=True)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    sys.stdout.flush()
+    reply_to = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def reply(obj) -> None:
+        reply_to.write(json.dumps(obj) + "\n")
+        reply_to.flush()
+
+    try:
+        from runtime_bench.runners import get_runner, random_feeds
+
+        runner = get_runner(args.runtime)
+    except ValueError as exc:
+        reply({"error": str(exc), "type": "ValueError"})
+        return 1
+    sessions, feeds = [], []
+    for path in args.paths:
+        try:
+            session = runner.load(path, args.threads, args.batch)
+            feeds.append(random_feeds(session.inputs))
+        except Exception as exc:  # reported, not raised: the parent re-raises it with the file's name
+            message = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
+            reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError"})
+            return 1
+        sessions.append(session)
+    reply({
+        "ready": True,
+        "rss_mb": status_mb("VmRSS"),
+        "runtime_version": runner.version(),
+        "artifacts": [{"inputs": [{"name": n, "shape": list(s), "dtype": str(d)} for n, s, d in se.inputs]}
+                      for se in sessions],
+    })
+
+    while True:
+        line = sys.stdin.readline()
+        if not line:  # the parent went away
+            return 0
+        words = line.split()
+        if words == ["quit"]:
+            reply({"peak_rss_mb": status_mb("VmHWM")})
+            return 0
+        if (len(words) != 3 or words[0] != "run" or not words[1].isdigit() or not words[2].isdigit()
+                or int(words[1]) >= len(sessions)):
+            reply({"error": f"unknown command {line.strip()!r}; expected 'run I N' (I < {len(sessions)}) or 'quit'"})
+            continue
+        index, count = int(words[1]), int(words[2])
+        session, x = sessions[index], feeds[index]
+        ms = []
+        try:
+            time.sleep(TURN_PAUSE_S)  # let the thread pools of the artifact that ran before park
+            session.run(x)  # untimed: the first inference of a turn pays for caches another artifact evicted
+            for _ in range(count):
+                start = time.perf_counter_ns()
+                session.run(x)
+                ms.append((time.perf_counter_ns() - start) / 1e6)
+        except Exception as exc:
+            reply({"error": f"{args.paths[index]}: {type(exc).__name__}: {exc}"})
+            continue
+        reply({"ms": ms})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The cost database, op signatures and roofline estimates (no runtime needed)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+
+from lrfc.costdb import CostDB, op_signature
+from lrfc.decompose.base import Stage
+from lrfc.geometry import ConvGeometry
+from lrfc.roofline import estimate_ms, stage_work
+
+
+def conv(cin, cout, k=3, strides=(1, 1), padding="same", seed=0, bias=False, act=None):
+    w = np.random.default_rng(seed).standard_normal((k, k, cin, cout)).astype(np.float32)
+    weights = (w, np.zeros(cout, np.float32)) if bias else (w,)
+    return Stage("conv", weights, (k, k), strides, (1, 1), padding, bias, act)
+
+
+def test_signature_ignores_values_but_not_shapes():
+    a, _ = op_signature((16, 16, 8), [conv(8, 4, seed=0), conv(4, 16, k=1)])
+    b, _ = op_signature((16, 16, 8), [conv(8, 4, seed=1), conv(4, 16, k=1, seed=5)])
+    assert a == b
+    variants = [
+        op_signature((16, 16, 8), [conv(8, 5), conv(5, 16, k=1)])[0],             # rank
+        op_signature((32, 32, 8), [conv(8, 4), conv(4, 16, k=1)])[0],             # input
+        op_signature((16, 16, 8), [conv(8, 4, strides=(2, 2)), conv(4, 16, k=1)])[0],
+        op_signature((16, 16, 8), [conv(8, 4, padding="valid"), conv(4, 16, k=1)])[0],
+        op_signature((16, 16, 8), [conv(8, 4), conv(4, 16, k=1, act="relu")])[0],
+        op_signature((16, 16, 8), [conv(8, 4), conv(4, 16, k=1, bias=True)])[0],
+    ]
+    assert len({a, *variants}) == 7
+
+
+def test_costdb_round_trip_and_first_value_wins(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with CostDB(path) as db:
+        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 1.5, 1.7, 40, "d1"), ("s2", 0.25, None, 40, "d2")]) == 2
+        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 9.0, 9.0, 40, "d1")]) == 0
+        assert db.get_many("dev", "litert", "fp32", 2, ["s1", "s2", "s3"]) == {"s1": 1.5, "s2": 0.25}
+        # every part of the key separates rows
+        assert db.get_many("dev", "litert", "fp32", 4, ["s1"]) == {}
+        assert db.get_many("dev", "onnxruntime-cpu", "fp32", 2, ["s1"]) == {}
+        assert db.get_many("other", "litert", "fp32", 2, ["s1"]) == {}
+        assert db.get_many("dev", "litert", "int8", 2, ["s1"]) == {}
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _writer(path, worker, n):
+    with CostDB(path) as db:
+        for i in range(n):
+            db.put_many("dev", "litert", "fp32", 2, [(f"w{worker}-{i}", float(i), None, 10, "x"), ("shared", 7.0, None, 10, "x")])
+
+
+def test_costdb_two_writers_at_once(tmp_path):
+    path = tmp_path / "c.sqlite"
+    CostDB(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 60)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with CostDB(path) as db:
+        assert db.count() == 2 * 60 + 1
+
+
+def test_costdb_refuses_another_schema(tmp_path):
+    path = tmp_path / "c.sqlite"
+    CostDB(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(ValueError, match="schema 99"):
+        CostDB(path)
+
+
+def test_stage_work_matches_the_closed_form_macs():
+    geom = ConvGeometry((3, 3), 8, 16, (15, 15), (8, 8), strides=(2, 2), padding="same")
+    ((macs, elements),) = stage_work((15, 15, 8), [conv(8, 16, strides=(2, 2))])
+    assert macs == geom.macs
+    assert elements == 15 * 15 * 8 + 8 * 8 * 16 + 3 * 3 * 8 * 16
+    # a chain: 1x1 down, 3x3, 1x1 up; the shape flows through
+    chain = [conv(64, 8, k=1), conv(8, 8), conv(8, 64, k=1)]
+    work = stage_work((10, 10, 64), chain)
+    assert [m for m, _ in work] == [100 * 64 * 8, 100 * 9 * 64, 100 * 8 * 64]
+    dense = Stage("dense", (np.zeros((128, 10), np.float32),))
+    assert stage_work((128,), [dense]) == [(1280, 128 + 10 + 1280)]
+
+
+def test_roofline_is_compute_or_memory_bound():
+    big = [conv(256, 256)]  # 3x3x256x256 on 32x32: compute-bound
+    ms = estimate_ms((32, 32, 256), big, peak_gops=1000.0, bandwidth_gbps=100.0, precision="fp32")
+    assert ms == pytest.approx(1e3 * 2 * 32 * 32 * 9 * 256 * 256 / 1e12)
+    small = [Stage("dense", (np.zeros((1024, 1024), np.float32),))]  # one matrix-vector product: memory-bound
+    ms = estimate_ms((1024,), small, peak_gops=1000.0, bandwidth_gbps=100.0, precision="fp32")
+    assert ms == pytest.approx(1e3 * 4 * (1024 + 1024 + 1024 * 1024) / 100e9)
+    assert estimate_ms((1024,), small, 1000.0, 100.0, "int8") == pytest.approx(ms / 4)

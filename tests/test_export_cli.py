@@ -1,0 +1,125 @@
+"""`lrfc export`: a small trained model file lowered through `lrfc.cli.main`, real converters and runtimes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lrfc.cli import main
+
+SHAPE = (16, 16, 1)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, keras):
+    """A residual CNN (logits) trained on digits at 16x16x1, saved as .keras."""
+    from lrfc.data import load_data
+
+    ds = load_data("digits", SHAPE, 10)
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input(SHAPE)
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
+    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
+    h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
+    model = keras.Model(inp, layers.Dense(10)(h), name="cli_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ds.x, ds.y, epochs=12, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("export_model") / "cnn.keras"
+    model.save(path)
+    return path
+
+
+def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["export", str(model_path), "--target", "host", "--precision", "int8", "--data", "digits",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx", "model.tflite"]
+    doc = json.loads((out / "export.json").read_text())
+    assert doc["target"] == "host" and doc["precision"] == "int8" and doc["model"] == str(model_path)
+    assert doc["formats"] == ["tflite", "onnx"] and doc["calibration_samples"] == 256
+    assert doc["verification_data"] == "digits, 512 samples disjoint from calibration"
+    for art, fmt in zip(doc["artifacts"], ("tflite", "onnx")):
+        assert art["format"] == fmt and art["precision"] == "int8" and art["passed"]
+        assert art["samples"] == 512 and art["top1_agreement"] >= 0.9
+        assert art["bytes"] == (out / f"model.{fmt}").stat().st_size
+    lines = printed.splitlines()
+    assert lines[0].split() == ["format", "precision", "size", "max_abs_diff", "top1_agreement", "passed"]
+    assert lines[2].startswith("tflite") and lines[2].endswith("yes") and lines[3].startswith("onnx")
+    assert "verified on digits, 512 samples disjoint from calibration" in printed
+
+
+def test_export_default_precision_verifies_on_random_inputs_without_data(model_path, tmp_path, capsys):
+    out = tmp_path / "jetson"
+    assert main(["export", str(model_path), "--target", "jetson", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == json.loads((out / "export.json").read_text())
+    assert doc["target"] == "jetson-orin-nano" and doc["precision"] == "fp16" and doc["formats"] == ["onnx", "tflite"]
+    assert doc["verification_data"] == "random uniform [0,1], 64 samples" and doc["calibration_samples"] == 0
+    onnx_art, tflite_art = doc["artifacts"]
+    assert onnx_art["precision"] == "fp32" and "fp16" in onnx_art["note"] and onnx_art["max_abs_diff"] < 1e-4
+    assert tflite_art["precision"] == "fp16" and tflite_art["samples"] == 64 and tflite_art["passed"]
+
+
+def test_export_formats_option_and_coral_rules(model_path, tmp_path, capsys):
+    out = tmp_path / "only"
+    assert main(["export", str(model_path), "--target", "host", "--formats", "onnx", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx"]
+    capsys.readouterr()
+    code = main(["export", str(model_path), "--target", "coral-edgetpu", "--precision", "fp32", "--data", "digits",
+                 "--out", str(tmp_path / "coral")])
+    err = capsys.readouterr().err
+    assert code == 2 and "runs fully int8 TFLite models only" in err and len(err.strip().splitlines()) == 1
+    code = main(["export", str(model_path), "--target", "host", "--formats", "tflite,pb", "--out", str(tmp_path / "x")])
+    assert code == 2 and "--formats: received 'tflite,pb'" in capsys.readouterr().err
+
+
+def test_int8_without_data_is_a_one_line_error(model_path, tmp_path, capsys):
+    out = tmp_path / "none"
+    code = main(["export", str(model_path), "--target", "host", "--precision", "int8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "lrfc: error: --data is required for int8 (calibration samples)\n"
+    assert not out.exists()
+
+
+def test_unknown_target_exits_2(model_path, tmp_path, capsys):
+    code = main(["export", str(model_path), "--target", "no-such-board", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lrfc: error: unknown profile 'no-such-board'") and err.count("\n") == 1
+
+
+def test_failed_verification_exits_1_with_the_numbers(model_path, tmp_path, capsys, monkeypatch, keras):
+    """The ONNX artifact is lowered from a copy whose last kernel got noise: a real mismatch, caught by the gate."""
+    from lrfc.lower import artifacts
+
+    real = artifacts._export_onnx
+
+    def corrupted(model, path, precision, calibration, work):
+        bad = keras.models.clone_model(model)
+        weights = model.get_weights()
+        weights[-2] = weights[-2] + np.random.default_rng(1).standard_normal(weights[-2].shape).astype(np.float32)
+        bad.set_weights(weights)
+        return real(bad, path, precision, calibration, work)
+
+    monkeypatch.setitem(artifacts._EXPORTERS, "onnx", corrupted)
+    out = tmp_path / "bad"
+    code = main(["export", str(model_path), "--target", "host", "--data", "digits", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("lrfc: error: model.onnx (fp32) failed verification: max_abs_diff ")
+    assert "top1_agreement" in err and "on 512 samples" in err
+    assert list(out.iterdir()) == []  # no artifact, no export.json
+
+
+def test_export_help_imports_nothing_heavy():
+    code = ("import sys; from lrfc.cli import main; main(['export', '--help']); "
+            "bad = [m for m in ('numpy', 'tensorflow', 'keras', 'onnx') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True)

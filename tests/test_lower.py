@@ -1,0 +1,254 @@
+"""Lowering to verified artifacts: every precision x format, on small trained models, real converters and runtimes.
+
+No mocked converter or runtime: each artifact is produced by the TFLite
+converter / tf2onnx / ONNX Runtime's quantizer and run in LiteRT / ONNX
+Runtime. The failing-gate test exports a model whose weights really differ
+from the reference model's.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from lrfc.quiet import import_keras
+
+keras = import_keras()
+
+from lrfc.errors import VerificationError  # noqa: E402
+from lrfc.lower import artifacts  # noqa: E402
+from lrfc.lower.artifacts import FORMATS, formats_for, lower  # noqa: E402
+from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
+from lrfc.lower.tflite import export_tflite  # noqa: E402
+from lrfc.lower.verify import TOLERANCES, compare, failure_message, require, verify  # noqa: E402
+from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
+
+SHAPE = (16, 16, 1)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Digits resized to 16x16x1: (calibration, verification, train x, train y), disjoint."""
+    from lrfc.data import load_data
+
+    ds = load_data("digits", SHAPE, 10)
+    perm = np.random.default_rng(0).permutation(len(ds.x))
+    x, y = ds.x[perm], ds.y[perm]
+    return x[:128], x[128:384], x[384:], y[384:]
+
+
+def _train(model, digits, epochs: int = 12):
+    keras.utils.set_random_seed(0)
+    _, _, x, y = digits
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=model.layers[-1].get_config().get("activation") != "softmax"), metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def sequential(digits):
+    """Conv-BN-ReLU-Pool-Conv-ReLU-Pool-Dense-softmax, trained on digits (probability outputs)."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input(SHAPE), layers.Conv2D(8, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+        layers.MaxPooling2D(), layers.Conv2D(16, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dense(10, activation="softmax"),
+    ], name="seq")
+    return _train(model, digits)
+
+
+@pytest.fixture(scope="module")
+def functional(digits):
+    """A residual Functional CNN with logit outputs (no softmax), trained on digits."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input(SHAPE)
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
+    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
+    h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
+    model = keras.Model(inp, layers.Dense(10)(h), name="func")
+    return _train(model, digits)
+
+
+@pytest.fixture(scope="module")
+def models(sequential, functional):
+    return {"sequential": sequential, "functional": functional}
+
+
+# ------------------------------------------------------------------ every precision x format
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_every_precision_and_format_passes_the_gate(kind, precision, models, digits, tmp_path):
+    calib, x_val = digits[0], digits[1]
+    records = lower(models[kind], tmp_path, precision=precision, formats=FORMATS, calibration=calib,
+                    verify_samples=x_val)
+    print(kind, precision, [(r["format"], r["precision"], r["bytes"], f"{r['max_abs_diff']:.2e}",
+                             r["top1_agreement"], r["seconds"]) for r in records])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.tflite"]  # staging removed
+    keys = {"format", "path", "precision", "bytes", "max_abs_diff", "top1_agreement", "samples", "tolerance",
+            "passed", "seconds"}
+    for r in records:
+        assert keys <= set(r) and r["passed"] and r["samples"] == len(x_val)
+        assert r["bytes"] == (tmp_path / f"model.{r['format']}").stat().st_size and r["path"].endswith(r["format"])
+        assert r["tolerance"]["top1_agreement"] == TOLERANCES[r["precision"]].top1_agreement
+        # the published file is the verified one: run it again from its final name
+        out = (run_tflite if r["format"] == "tflite" else run_onnx)(r["path"], x_val[:5])
+        assert out.shape == (5, 10) and out.dtype == np.float32
+    by_format = {r["format"]: r for r in records}
+    scale = max(1.0, float(np.abs(np.asarray(models[kind](x_val))).max()))
+    if precision == "fp32":
+        assert all(r["max_abs_diff"] < 1e-4 * scale and r["top1_agreement"] == 1.0 for r in records)
+    elif precision == "fp16":
+        assert by_format["tflite"]["precision"] == "fp16" and by_format["tflite"]["max_abs_diff"] < 1e-2 * scale
+        assert by_format["onnx"]["precision"] == "fp32" and "TensorRT" in by_format["onnx"]["note"]
+        assert by_format["onnx"]["max_abs_diff"] < 1e-4 * scale
+    else:
+        assert all(r["precision"] == "int8" and r["top1_agreement"] >= 0.9 for r in records)
+        fp32_bytes = export_tflite(models[kind], tmp_path / "ref" / "fp32.tflite").stat().st_size
+        assert by_format["tflite"]["bytes"] < fp32_bytes
+
+
+def test_int8_tflite_has_integer_io_and_runs_float_batches(sequential, digits, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    calib, x_val = digits[0], digits[1]
+    path = export_tflite(sequential, tmp_path / "q.tflite", "int8", representative=calib)
+    interp = Interpreter(model_path=str(path))
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert inp["quantization"][0] > 0 and out["quantization"][0] > 0
+    ops = {op["op_name"] for op in interp._get_ops_details()}
+    assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DEQUANTIZE")], ops
+    probs = run_tflite(path, x_val)  # float in, float out, any batch
+    assert probs.dtype == np.float32 and probs.shape == (len(x_val), 10)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
+    with pytest.raises(ValueError, match="received 'int8' with representative=None"):
+        export_tflite(sequential, tmp_path / "none.tflite", "int8")
+    assert not (tmp_path / "none.tflite").exists()
+
+
+def test_run_tflite_quantizes_float_inputs_by_round_and_clip():
+    details = {"dtype": np.int8, "quantization": (0.5, -3)}
+    q = _to_input(np.array([[-100.0, -1.24, 0.0, 0.26, 1.0, 100.0]], np.float32), details)
+    assert q.dtype == np.int8 and q.tolist() == [[-128, -5, -3, -2, -1, 127]]
+    assert _to_input(np.array([[1.0, 2.0]]), {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32
+    raw = np.array([[5, -7]], np.int8)
+    assert _to_input(raw, details) is raw  # already quantized: passed as is
+
+
+def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
+    import onnx
+
+    calib, x_val = digits[0], digits[1]
+    fp32 = export_onnx(functional, tmp_path / "m.onnx")
+    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib)
+    onnx.checker.check_model(str(q), full_check=True)
+    proto = onnx.load(str(q))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    inits = {i.name: i for i in proto.graph.initializer}
+    int8_weights = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert int8_weights, "no int8 convolution kernel"
+    scales = [inits[n.input[1]] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits]
+    assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in scales), "weights are not quantized per channel"
+    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["output"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "q.onnx"]
+    result = verify(functional, q, "onnx", x_val, "int8")
+    assert result["passed"] and result["top1_agreement"] >= 0.9, result
+    with pytest.raises(ValueError, match="received an empty array"):
+        quantize_onnx_int8(fp32, tmp_path / "e.onnx", calib[:0])
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_onnx_names_input_output_and_dynamic_batch(kind, models, tmp_path):
+    import onnx
+
+    path = export_onnx(models[kind], tmp_path / "m.onnx")
+    onnx.checker.check_model(str(path), full_check=True)
+    graph = onnx.load(str(path)).graph
+    (inp,), (out,) = graph.input, graph.output
+    assert inp.name == "input" and out.name == "output"
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert out.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == list(SHAPE)
+    assert any("output" in n.output for n in graph.node)
+    x = np.random.default_rng(4).uniform(0, 1, (7, *SHAPE)).astype(np.float32)
+    ref = np.asarray(models[kind](x))
+    for batch in (1, 7):
+        assert float(np.abs(run_onnx(path, x[:batch]) - ref[:batch]).max()) < 1e-4
+
+
+# ------------------------------------------------------------------ the gate fails on a real discrepancy
+
+
+def _corrupted_exporter(real, noise: float):
+    """An exporter that lowers a copy of the model whose last kernel got noise: a real weight mismatch."""
+
+    def export(model, path, precision, calibration, work):
+        bad = keras.models.clone_model(model)
+        weights = model.get_weights()
+        rng = np.random.default_rng(7)
+        weights[-2] = weights[-2] + noise * rng.standard_normal(weights[-2].shape).astype(np.float32)
+        bad.set_weights(weights)
+        return real(bad, path, precision, calibration, work)
+
+    return export
+
+
+def test_a_corrupted_artifact_fails_the_gate_and_is_not_published(functional, digits, tmp_path, monkeypatch):
+    calib, x_val = digits[0], digits[1]
+    monkeypatch.setitem(artifacts._EXPORTERS, "tflite", _corrupted_exporter(artifacts._export_tflite, 1.0))
+    with pytest.raises(VerificationError) as info:
+        lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
+    message = str(info.value)
+    print(message)
+    assert "\n" not in message and "onnx" not in message  # the honest ONNX artifact passed
+    match = re.fullmatch(r"model\.tflite \(fp32\) failed verification: max_abs_diff (\S+) > (\S+), "
+                         r"top1_agreement (\S+) < 0\.99 on 256 samples", message)
+    assert match, message
+    diff, bound, agree = (float(g) for g in match.groups())
+    assert diff > bound and agree < 0.99
+    assert list(tmp_path.iterdir()) == []  # nothing published, staging removed, not even the ONNX file
+
+
+def test_compare_and_failure_message_numbers():
+    ref = np.array([[0.1, 0.9], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    ok = compare(ref + 1e-5, ref, "fp32")
+    assert ok["passed"] and ok["top1_agreement"] == 1.0 and ok["samples"] == 4
+    assert ok["tolerance"] == {"max_abs_diff": pytest.approx(1e-3), "top1_agreement": 0.99}
+    flipped = ref[:, ::-1].copy()
+    bad = compare(ref, flipped, "int8")
+    assert not bad["passed"] and bad["top1_agreement"] == 0.0 and bad["max_abs_diff"] == pytest.approx(0.8)
+    assert failure_message("model.tflite (int8)", bad) == (
+        "model.tflite (int8) failed verification: max_abs_diff 0.8 > 0.25, top1_agreement 0.000 < 0.90 on 4 samples")
+    logits = compare(ref * 40, ref * 40 + 0.5, "fp16")  # bound scales with max|ref| = 36
+    assert logits["tolerance"]["max_abs_diff"] == pytest.approx(3e-2 * 36) and logits["passed"]
+    nan = compare(ref, np.full_like(ref, np.nan), "fp32")
+    assert not nan["passed"] and nan["max_abs_diff"] == float("inf")
+    with pytest.raises(VerificationError, match="failed verification: max_abs_diff 0.8 > 0.25"):
+        require("model.tflite (int8)", bad)
+
+
+def test_formats_for_profiles_and_bad_lower_arguments(sequential, tmp_path):
+    from lrfc.targets import load_profile
+
+    assert formats_for(load_profile("host")) == ("tflite", "onnx")
+    assert formats_for(load_profile("jetson")) == ("onnx", "tflite")
+    assert formats_for(load_profile("coral-edgetpu")) == ("tflite",)
+    x = np.zeros((4, *SHAPE), np.float32)
+    with pytest.raises(ValueError, match=r"received \['tflite', 'pb'\]"):
+        lower(sequential, tmp_path, precision="fp32", formats=["tflite", "pb"], calibration=x)
+    with pytest.raises(ValueError, match="received 'bf16'"):
+        lower(sequential, tmp_path, precision="bf16", formats=FORMATS, calibration=x)
+    with pytest.raises(ValueError, match="received 0 calibration"):
+        lower(sequential, tmp_path, precision="int8", formats=FORMATS, calibration=x[:0], verify_samples=x)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,284 @@
+"""runtime_bench: real models in real runtimes, real worker processes, real peak memory.
+
+ONNX models are written with ``onnx.helper`` (no TensorFlow); the TFLite
+model comes from a tiny Keras model through ``lrfc.lower.tflite``. Only the
+tests import TensorFlow: runtime_bench itself must not (checked in a clean
+interpreter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from runtime_bench.device import fingerprint
+from runtime_bench.measure import _schedule, bench, format_table
+from runtime_bench.runners import RUNNERS, UnavailableError, get_runner, random_feeds, runtime_for
+
+RESULT_KEYS = {"path", "name", "runtime", "runtime_version", "threads", "batch", "runs", "warmup", "rounds",
+               "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput_ips", "peak_rss_mb", "load_rss_mb",
+               "file_bytes", "inputs"}
+FAST = dict(runs=6, warmup=1, rounds=2)
+
+
+def write_onnx(path, hidden: int = 10, input_shape=("N", 3, 16, 16)):
+    """Conv(3→8, 3x3, same) + Relu + Flatten + Gemm(→hidden); the Gemm weight sets the file size."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    conv = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "conv_w")
+    gemm = numpy_helper.from_array(rng.standard_normal((8 * 16 * 16, hidden)).astype(np.float32), "gemm_w")
+    nodes = [helper.make_node("Conv", ["input", "conv_w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "gemm_w"], ["out"])]
+    graph = helper.make_graph(nodes, "conv_gemm", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(input_shape))],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [input_shape[0], hidden])],
+                              [conv, gemm])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory):
+    """A small (80 KB) and a big (64 MB of Gemm weights) model of the same graph."""
+    d = tmp_path_factory.mktemp("onnx")
+    return write_onnx(d / "small.onnx"), write_onnx(d / "big.onnx", hidden=8192)
+
+
+@pytest.fixture(scope="session")
+def tflite_model(tmp_path_factory, keras):
+    from lrfc.lower.tflite import export_tflite
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
+    export_tflite(keras.Model(inputs, outputs), path)
+    return str(path)
+
+
+def _children() -> set[int]:
+    """Child processes of this test process, zombies included (they were not reaped).
+
+    Compare before/after: a session fixture (the sshd of test_remote) may own one.
+    """
+    me, found = os.getpid(), set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if f"\nPPid:\t{me}\n" in f.read():
+                    found.add(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_schedule_alternates_the_order_every_round():
+    assert _schedule(3, 4) == [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]
+    assert _schedule(1, 2) == [[0], [0]]
+
+
+def test_registry_names_and_default_runtimes():
+    assert set(RUNNERS) == {"litert", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt"}
+    assert runtime_for("m.tflite") == "litert" and runtime_for("dir/M.ONNX") == "onnxruntime-cpu"
+    with pytest.raises(ValueError, match=r"m\.pb.*\.tflite or \.onnx"):
+        runtime_for("m.pb")
+    with pytest.raises(ValueError, match="unknown runtime 'tvm'.*litert, onnxruntime-cpu, onnxruntime-cuda"):
+        get_runner("tvm")
+    assert RUNNERS["litert"].available() is None and RUNNERS["onnxruntime-cpu"].available() is None
+    assert RUNNERS["onnxruntime-cpu"].version().count(".") >= 1
+
+
+def test_gpu_runners_say_why_they_are_unavailable(onnx_models):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    reason = RUNNERS["onnxruntime-cuda"].available()
+    assert reason and "CUDAExecutionProvider" in reason
+    assert "TensorrtExecutionProvider" in RUNNERS["onnxruntime-tensorrt"].available()
+    with pytest.raises(UnavailableError, match="onnxruntime-cuda is unavailable"):
+        bench([onnx_models[0]], runtime="onnxruntime-cuda")
+
+
+def test_random_feeds_follow_dtype_and_seed():
+    inputs = [("f", (2, 3), np.dtype(np.float32)), ("q", (4096,), np.dtype(np.int8)), ("u", (4096,), np.dtype(np.uint8))]
+    f, q, u = random_feeds(inputs)
+    assert f.dtype == np.float32 and f.shape == (2, 3) and 0 <= f.min() and f.max() < 1
+    assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127
+    assert u.dtype == np.uint8 and u.min() == 0 and u.max() == 255
+    assert np.array_equal(random_feeds(inputs)[0], f)
+
+
+def test_fingerprint_id_is_the_hash_of_hardware_and_runtime():
+    fp = fingerprint("onnxruntime-cpu")
+    assert fp["cores"] == os.cpu_count() and fp["cpu"] and fp["machine"] and fp["runtime"] == "onnxruntime-cpu"
+    keyed = {k: fp[k] for k in ("cpu", "cores", "machine", "runtime", "runtime_version")}
+    expected = hashlib.sha256(json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert fp["id"] == expected and fingerprint("onnxruntime-cpu")["id"] == expected
+    assert fingerprint("litert")["id"] != expected
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _check_throughput(r):
+    """throughput = batch * 1000 / mean, within the rounding of mean_ms to 4 decimals."""
+    high, low = (r["batch"] * 1000 / (r["mean_ms"] + d) for d in (-5e-5, 5e-5))
+    assert low <= r["throughput_ips"] <= high, r
+
+
+def test_bench_onnx_fields_percentiles_and_per_artifact_memory(onnx_models):
+    small, big = onnx_models
+    before = _children()
+    report = bench([small, big], runs=10, warmup=2, rounds=2)
+    assert report["device"]["runtime"] == "onnxruntime-cpu" and len(report["device"]["id"]) == 16
+    a, b = report["results"]
+    for r, path in ((a, small), (b, big)):
+        assert set(r) == RESULT_KEYS
+        assert r["path"] == path and r["name"] == os.path.basename(path) and r["runtime"] == "onnxruntime-cpu"
+        assert r["runs"] == 10 and r["warmup"] == 2 and r["rounds"] == 2 and r["batch"] == 1 and r["threads"] is None
+        assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        _check_throughput(r)
+        assert isinstance(r["peak_rss_mb"], float) and r["peak_rss_mb"] > r["load_rss_mb"] > 20
+        assert r["file_bytes"] == os.path.getsize(path)
+        assert r["inputs"] == [{"name": "input", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+    # 64 MB of weights: its own worker, its own peak.
+    assert b["peak_rss_mb"] - a["peak_rss_mb"] > 50, (a["peak_rss_mb"], b["peak_rss_mb"])
+    assert "small.onnx" in format_table(report) and "big.onnx" in format_table(report)
+    assert _children() <= before
+
+
+def test_peak_memory_is_the_workers_not_the_callers(onnx_models):
+    """A worker's wait4 ru_maxrss includes the caller's RSS at spawn; the reported peak must not."""
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this process
+    r = bench([onnx_models[0]], **FAST)["results"][0]
+    assert ballast[-1] == 1 and r["peak_rss_mb"] < 300, r["peak_rss_mb"]
+
+
+def test_bench_without_memory_shares_one_worker(onnx_models):
+    report = bench(list(onnx_models), runs=7, warmup=0, rounds=3, memory=False)
+    for r in report["results"]:
+        assert r["peak_rss_mb"] is None and r["load_rss_mb"] is None
+        assert r["runs"] == 3 * math.ceil(7 / 3) and r["rounds"] == 3
+
+
+def test_bench_tflite_at_batch_2_with_threads(tflite_model):
+    report = bench([tflite_model], batch=2, threads=1, **FAST)
+    r = report["results"][0]
+    assert report["device"]["runtime"] == "litert" and r["runtime"] == "litert" and r["threads"] == 1
+    assert r["inputs"][0]["shape"] == [2, 8, 8, 3] and r["inputs"][0]["dtype"] == "float32"
+    _check_throughput(r)
+    assert r["peak_rss_mb"] > r["load_rss_mb"] > 20
+
+
+def test_bench_rejects_bad_requests(tmp_path, onnx_models, tflite_model):
+    small = onnx_models[0]
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        bench([str(tmp_path / "missing.onnx")])
+    with pytest.raises(ValueError, match="different runtimes"):
+        bench([small, tflite_model])
+    with pytest.raises(ValueError, match=r"litert runs \.tflite files"):
+        bench([small], runtime="litert")
+    with pytest.raises(ValueError, match="runs must be an integer >= 1, received 0"):
+        bench([small], runs=0)
+    with pytest.raises(ValueError, match="unknown runtime"):
+        bench([small], runtime="tensorrt")
+
+
+def test_dynamic_spatial_dims_are_an_error_naming_the_input(tmp_path):
+    path = write_onnx(tmp_path / "dyn.onnx", input_shape=("N", 3, "H", "W"))
+    before = _children()
+    with pytest.raises(ValueError, match="input 'input' has dynamic dimensions"):
+        bench([path], **FAST)
+    assert _children() <= before
+
+
+def test_a_failing_worker_raises_and_leaves_no_process(tmp_path, onnx_models):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    before = _children()
+    with pytest.raises(RuntimeError, match="broken.onnx"):
+        bench([onnx_models[0], str(broken), onnx_models[1]], **FAST)
+    assert _children() <= before
+    with pytest.raises(RuntimeError, match=r"no answer within 0\.001 s while loading"):
+        bench([onnx_models[0]], timeout=0.001)
+    assert _children() <= before
+
+
+# ---------------------------------------------------------------- the agent
+
+
+def _agent(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime_bench", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_agent_prints_json(onnx_models):
+    res = _agent(onnx_models[0], "--runs", "4", "--rounds", "2", "--warmup", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["results"][0]["name"] == "small.onnx" and report["results"][0]["runs"] == 4
+
+
+def test_agent_errors_are_one_line_exit_2(tmp_path, onnx_models):
+    cases = [([str(tmp_path / "nope.onnx")], "nope.onnx: no such file"),
+             ([onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
+             ([onnx_models[0], "--runs", "many"], "--runs")]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        cases.append(([onnx_models[0], "--runtime", "onnxruntime-cuda"], "no CUDAExecutionProvider"))
+    for args, needle in cases:
+        res = _agent(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert lines[0].startswith("runtime_bench: error:") and needle in lines[0], res.stderr
+
+
+def test_runtime_bench_never_imports_tensorflow():
+    code = ("import runtime_bench.measure, runtime_bench.remote, runtime_bench.runners, runtime_bench.device, "
+            "runtime_bench.worker, runtime_bench.__main__; import sys; "
+            "assert not any(m.split('.')[0] in {'tensorflow','keras','tf2onnx','tensorly'} for m in sys.modules), "
+            "sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow','keras','tf2onnx','tensorly'})")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+# --------------------------------------------------------------- lrfc bench
+
+
+def test_lrfc_bench_json_and_table(onnx_models, capsys):
+    from lrfc.cli import main
+
+    assert main(["bench", onnx_models[0], "--runs", "4", "--rounds", "2", "--warmup", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["results"][0]["path"] == onnx_models[0] and report["results"][0]["runs"] == 4
+    assert main(["bench", onnx_models[0], "--runs", "2", "--rounds", "1", "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "small.onnx" in out and "p50 ms" in out and "onnxruntime-cpu" in out
+
+
+def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
+    from lrfc.cli import main
+
+    for args, needle in [(["bench", str(tmp_path / "missing.onnx")], "missing.onnx: no such file"),
+                         (["bench", onnx_models[0], "--device", "http://x"], "only ssh:// is supported"),
+                         (["bench", onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
+                         (["bench", onnx_models[0], "--identity-file", "k"], "without a device")]:
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lrfc: error:") and needle in lines[0], lines
