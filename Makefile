@@ -46,6 +46,7 @@ bench: setup models/.trained
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider || [ $$? = 5 ]
 	$(BIN)/python -m bench.decompose_time
 	$(BIN)/python -m bench.builds
+	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.render
 
 models/.trained: | setup

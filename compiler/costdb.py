@@ -2,10 +2,13 @@
 
 One SQLite file (default ``costs.sqlite`` in the user cache directory, see
 ``lrfc.cache.default_cache_dir``; ``--cost-db`` or ``$LRFC_COST_DB`` move it).
-A row is one micro-benchmark: the median latency of one op signature on one
-device, runtime, precision and thread count::
+A row is one micro-benchmark of one op signature on one device, runtime,
+precision and thread count::
 
-    (device, runtime, precision, threads, signature) -> median_ms, p90_ms, runs, description, measured_at
+    (device, runtime, precision, threads, signature) -> min_ms, median_ms, p90_ms, runs, description, measured_at
+
+``min_ms`` is the price the search uses (see ``lrfc.latency``); the median
+and p90 are kept so that whoever opens the file sees the spread.
 
 ``device`` is runtime_bench's device fingerprint id (CPU model, core count,
 machine, runtime and its version), so a measurement never leaks to another
@@ -68,7 +71,7 @@ class CostDB:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS costs ("
             " device TEXT NOT NULL, runtime TEXT NOT NULL, precision TEXT NOT NULL, threads INTEGER NOT NULL,"
-            " signature TEXT NOT NULL, median_ms REAL NOT NULL, p90_ms REAL, runs INTEGER NOT NULL,"
+            " signature TEXT NOT NULL, min_ms REAL NOT NULL, median_ms REAL NOT NULL, p90_ms REAL, runs INTEGER NOT NULL,"
             " description TEXT NOT NULL, measured_at REAL NOT NULL,"
             " PRIMARY KEY (device, runtime, precision, threads, signature))")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -80,28 +83,28 @@ class CostDB:
 
     def get_many(self, device: str, runtime: str, precision: str, threads: int,
                  signatures) -> dict[str, float]:
-        """``{signature: median_ms}`` for the signatures already measured under this key."""
+        """``{signature: min_ms}`` for the signatures already measured under this key."""
         found: dict[str, float] = {}
         sigs = list(dict.fromkeys(signatures))
         for start in range(0, len(sigs), 500):  # SQLite's bound-parameter limit
             chunk = sigs[start:start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT signature, median_ms FROM costs WHERE device = ? AND runtime = ? AND precision = ? "
+                f"SELECT signature, min_ms FROM costs WHERE device = ? AND runtime = ? AND precision = ? "
                 f"AND threads = ? AND signature IN ({marks})", (device, runtime, precision, int(threads), *chunk))
             found.update(dict(rows.fetchall()))
         return found
 
     def put_many(self, device: str, runtime: str, precision: str, threads: int, rows) -> int:
-        """Store ``(signature, median_ms, p90_ms, runs, description)`` rows in one transaction; returns rows added."""
+        """Store ``(signature, min_ms, median_ms, p90_ms, runs, description)`` rows in one transaction; returns rows added."""
         now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(device, runtime, precision, int(threads), sig, float(ms), None if p90 is None else float(p90),
-                  int(runs), desc, now) for sig, ms, p90, runs, desc in rows])
+                "INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(device, runtime, precision, int(threads), sig, float(low), float(mid), None if p90 is None else float(p90),
+                  int(runs), desc, now) for sig, low, mid, p90, runs, desc in rows])
             return self._db.total_changes - before
 
     def count(self) -> int:

@@ -14,7 +14,13 @@ shape) in milliseconds, one of two ways:
 * **estimated** — otherwise, from the profile's peak compute and memory
   bandwidth (``roofline``).
 
-Timing is at batch 1 (edge inference) with the profile's thread count. The
+Timing is at batch 1 (edge inference) with the profile's thread count, and a
+chain's price is the fastest of its timed runs. A chain runs for
+microseconds, so a single burst of outside load covers many of its runs; on
+this 2-core machine medians of the same chain measured minutes apart differed
+by up to 3x, while load only ever adds time, so the minimum is the stable
+estimate of what the chain itself costs (the final whole-model benchmark
+reports medians). The
 runtime is the profile's first runtime that can run on the device; a chain
 costs what that runtime takes for it, so a method that looks cheap in MACs but
 lowers to slow kernels (a TT-matrix chain of small matmuls, say) is priced as
@@ -31,9 +37,11 @@ from pathlib import Path
 from lrfc.costdb import CostDB, op_signature
 from lrfc.roofline import estimate_ms
 
-# Few rounds: at microsecond scale, alternating every few runs mostly measures the previous
-# artifact's thread pool winding down; chains of one layer are timed back to back anyway.
-RUNS, WARMUP, ROUNDS = 30, 5, 2
+# A chain runs for microseconds, so one turn of 10 runs lasts well under a millisecond and a
+# single burst of outside load can cover a whole turn. Six turns per chain, alternating with
+# the others, keep such a burst to a sixth of a chain's samples, below the median. (The worker
+# pauses before each turn so the previous chain's thread pool has parked.)
+RUNS, WARMUP, ROUNDS = 60, 5, 6
 BATCH_LIMIT = 64  # artifacts per runtime_bench call
 FORMAT_OF_RUNTIME = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
                      "onnxruntime-tensorrt": "onnx"}
@@ -143,8 +151,8 @@ class Pricer:
             for start in range(0, len(missing), BATCH_LIMIT):
                 batch = missing[start:start + BATCH_LIMIT]
                 rows = self._time([by_sig[s] for s in batch])
-                self._store([(s, r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in zip(batch, rows)])
-                known.update({s: r["p50_ms"] for s, r in zip(batch, rows)})
+                self._store([(s, r["min_ms"], r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in zip(batch, rows)])
+                known.update({s: r["min_ms"] for s, r in zip(batch, rows)})
                 self.info.measured += len(batch)
         return {key: float(known[sig]) for key, sig in sigs.items()}
 

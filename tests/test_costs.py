@@ -38,8 +38,8 @@ def test_signature_ignores_values_but_not_shapes():
 def test_costdb_round_trip_and_first_value_wins(tmp_path):
     path = tmp_path / "c.sqlite"
     with CostDB(path) as db:
-        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 1.5, 1.7, 40, "d1"), ("s2", 0.25, None, 40, "d2")]) == 2
-        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 9.0, 9.0, 40, "d1")]) == 0
+        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 1.5, 1.6, 1.7, 40, "d1"), ("s2", 0.25, 0.3, None, 40, "d2")]) == 2
+        assert db.put_many("dev", "litert", "fp32", 2, [("s1", 9.0, 9.0, 9.0, 40, "d1")]) == 0
         assert db.get_many("dev", "litert", "fp32", 2, ["s1", "s2", "s3"]) == {"s1": 1.5, "s2": 0.25}
         # every part of the key separates rows
         assert db.get_many("dev", "litert", "fp32", 4, ["s1"]) == {}
@@ -52,7 +52,7 @@ def test_costdb_round_trip_and_first_value_wins(tmp_path):
 def _writer(path, worker, n):
     with CostDB(path) as db:
         for i in range(n):
-            db.put_many("dev", "litert", "fp32", 2, [(f"w{worker}-{i}", float(i), None, 10, "x"), ("shared", 7.0, None, 10, "x")])
+            db.put_many("dev", "litert", "fp32", 2, [(f"w{worker}-{i}", float(i), float(i), None, 10, "x"), ("shared", 7.0, 7.0, None, 10, "x")])
 
 
 def test_costdb_two_writers_at_once(tmp_path):
