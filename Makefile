@@ -10,7 +10,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SSHD   := /usr/sbin/sshd
 DEMO   := demo-out
 
-.PHONY: setup demo test test-all bench baselines clean
+.PHONY: setup demo test test-all bench bench-quick baselines clean
 
 setup: $(STAMP) $(FMNIST) $(SSHD)
 
@@ -47,6 +47,12 @@ bench: setup models/.trained
 	$(BIN)/python -m bench.decompose_time
 	$(BIN)/python -m bench.builds
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.render
+
+# The quality harness at a small budget (VGG only, 1 epoch on 5,000 images); under 15 minutes here.
+bench-quick: setup models/.trained
+	$(BIN)/python -m bench.quality --quick
 	$(BIN)/python -m bench.render
 
 models/.trained: | setup

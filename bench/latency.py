@@ -15,6 +15,11 @@ leave CP out: see ``model_row``).
 the same scores (no fine-tuning, so only the choice differs): which layers
 get another method, and what each compressed model measures, side by side.
 
+``mobilenetv2-plan`` / ``resnet50-plan`` rebuild those two models at a fixed
+quarter-rank plan (``_fixed_plan``): with random weights the search keeps
+rank 1 almost everywhere (40x fewer MACs), which says nothing about how a
+realistic compression turns MACs into time.
+
     python -m bench.latency [--only resnet,mobilenetv2,resnet50,objective] [--runs N]
 
 Writes ``bench/results/latency.json``; needs models/resnet.keras (make baselines).
@@ -37,13 +42,18 @@ CACHE = "bench/work/cache"
 COSTS = "bench/work/costs.sqlite"
 
 
+class Failed(Exception):
+    """An lrfc command failed; the message is its last stderr line."""
+
+
 def lrfc(*args: str) -> str:
-    """Run the real CLI; its stdout (JSON where asked). A failure stops the benchmark with its stderr."""
+    """Run the real CLI; its stdout (JSON where asked). A failure raises ``Failed`` with its error line."""
     cmd = [sys.executable, "-m", "lrfc.cli", *args]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         sys.stderr.write(res.stderr)
-        raise SystemExit(f"failed ({res.returncode}): lrfc {' '.join(args)}")
+        last = [line for line in res.stderr.splitlines() if line.strip()][-1:] or [f"exit {res.returncode}"]
+        raise Failed(f"exit {res.returncode}: {last[0]}")
     return res.stdout
 
 
@@ -74,6 +84,44 @@ def _small_data() -> Path:
     return path
 
 
+def _round8(x: float) -> int:
+    return max(8, int(round(x / 8)) * 8)
+
+
+def _fixed_plan(model: Path, fraction: float) -> Path:
+    """A plan at ``fraction`` of every layer's channels: Tucker-2 for spatial convolutions, SVD for 1x1 and dense.
+
+    For the random-weight keras.applications models the similarity search is
+    no guide (their feature maps collapse, and rank 1 passes any threshold),
+    so the latency comparison also runs at a fixed, realistic compression.
+    Ranks are multiples of 8 (SIMD-friendly); a layer is left out when the
+    chain would not have fewer MACs.
+    """
+    from lrfc import decompose
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.geometry import ConvGeometry
+    from lrfc.inspection import load_flat
+
+    choices = []
+    for info in describe_model(load_flat(str(model), False)):
+        geom = info.geometry
+        if geom is None or not info.methods:
+            continue
+        if isinstance(geom, ConvGeometry) and geom.kernel != (1, 1) and "tucker" in info.methods:
+            method, ranks = "tucker", (_round8(geom.cin * fraction), _round8(geom.cout * fraction))
+        elif "svd" in info.methods:
+            method, ranks = "svd", (_round8(min(decompose.get("svd").max_ranks(geom)) * fraction),)
+        else:
+            continue
+        limits = decompose.get(method).max_ranks(geom)
+        ranks = tuple(min(r, m) for r, m in zip(ranks, limits))
+        if decompose.get(method).cost(geom, ranks).macs < geom.macs:
+            choices.append({"layer": info.name, "method": method, "ranks": list(ranks), "data_aware": False})
+    path = WORK / f"{model.stem}-plan-{fraction}.json"
+    path.write_text(json.dumps({"version": 1, "layers": choices}, indent=2) + "\n")
+    return path
+
+
 def _build(name: str, model: Path, extra: list[str], runs: int) -> dict:
     out = WORK / name
     args = ["build", str(model), "--target", "host", "--objective", "latency", *extra, "--out", str(out),
@@ -86,10 +134,20 @@ def _build(name: str, model: Path, extra: list[str], runs: int) -> dict:
 def _int8_pair(name: str, original: Path, compressed: Path, data: str, runs: int) -> list[dict]:
     """int8 exports of both models, then each runtime's side-by-side benchmark."""
     rows = []
-    for role, model in (("original", original), ("compressed", compressed)):
-        lrfc("export", str(model), "--target", "host", "--precision", "int8", "--data", data,
-             "--out", str(WORK / name / f"int8-{role}"), "--json")
     for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
+        failed = None
+        for role, model in (("original", original), ("compressed", compressed)):
+            args = ["export", str(model), "--target", "host", "--precision", "int8", "--data", data,
+                    "--formats", fmt, "--out", str(WORK / name / f"int8-{role}"), "--json"]
+            try:
+                lrfc(*args)
+            except Failed as exc:  # the gate refused it: that is a result too
+                failed = {"runtime": runtime, "precision": "int8", "model": role, "command": "lrfc " + " ".join(args),
+                          "error": str(exc)}
+                break
+        if failed:
+            rows.append(failed)
+            continue
         paths = [str(WORK / name / f"int8-{role}" / f"model.{fmt}") for role in ("original", "compressed")]
         args = ["bench", *paths, "--runtime", runtime, "--threads", "2", "--runs", str(runs), "--json"]
         result = json.loads(lrfc(*args))
@@ -106,6 +164,9 @@ def model_row(name: str, runs: int) -> dict:
     if name == "resnet":
         model, data = Path("models/resnet.keras"), "fashion-mnist"
         extra = ["--data", data, "--epochs", "1", "--train-samples", "10000", "--max-rounds", "2"]
+    elif name.endswith("-plan"):  # keras.applications at a fixed quarter-rank plan
+        model, data = _apps_model(name[: -len("-plan")]), str(_small_data())
+        extra = ["--data", data, "--finetune", "none", "--calib-samples", "32", "--plan", str(_fixed_plan(model, 0.25))]
     else:
         model, data = _apps_model(name), str(_small_data())
         # CP is left out here: its ALS at the high ranks of 512/1024-channel layers takes minutes per
@@ -118,13 +179,15 @@ def model_row(name: str, runs: int) -> dict:
     fp32 = [{k: r[k] for k in ("runtime", "precision", "original", "compressed", "ratios")} for r in report["benchmarks"]["runs"]]
     int8 = _int8_pair(name, model, WORK / name / "model.keras", data, runs)
     for r in int8:
-        r["ratios"]["macs"] = round(macs, 4)
+        if "ratios" in r:
+            r["ratios"]["macs"] = round(macs, 4)
     return {**build, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "failures": [r for r in int8 if "error" in r],
             "macs_before": report["original"]["macs"], "macs_after": report["compressed"]["macs"],
             "mac_ratio": round(macs, 4), "accuracy_before": report["original"]["accuracy"],
             "accuracy_after": report["compressed"]["accuracy"], "costs": report["costs"],
             "methods": {l["name"]: l["method"] for l in report["layers"] if l["method"]},
-            "artifacts": report["artifacts"], "runs": fp32 + int8}
+            "artifacts": report["artifacts"], "runs": fp32 + [r for r in int8 if "error" not in r]}
 
 
 def objective_row(runs: int) -> dict:
@@ -162,7 +225,7 @@ def objective_row(runs: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="resnet,objective,mobilenetv2,resnet50")
+    parser.add_argument("--only", default="resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for name in args.only.split(","):

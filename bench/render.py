@@ -106,6 +106,20 @@ def latency(record: dict) -> list[str]:
             lines.append(f"| {name} | {run['runtime']} | {run['precision']} | {o['p50_ms']:.3f} → {c['p50_ms']:.3f} | "
                          f"{r['latency_p50']:.2f}x | {mac:.2f}x | {r['latency_p50'] / mac:.2f} | "
                          f"{o['peak_rss_mb']:.0f} → {c['peak_rss_mb']:.0f} | {o['file_bytes']:,} → {c['file_bytes']:,} |")
+    for name, m in models.items():
+        for f in m.get("failures", []):
+            lines.append(f"| {name} | {f['runtime']} | {f['precision']} | {f['model']} model refused by the "
+                         f"verification gate: {f['error']} | | | | | |")
+    measured = [(name, run) for name, m in models.items() for run in m.get("runs", [])]
+    if measured:
+        fidelity = sorted(((run["ratios"]["latency_p50"] / (run["ratios"].get("macs") or models[n]["mac_ratio"]), n, run)
+                           for n, run in measured), key=lambda t: t[0])
+        goal = [t for t in fidelity if t[0] >= 0.8]
+        lo, hi = fidelity[0], fidelity[-1]
+        lines += ["", f"What the numbers show: {len(goal)} of {len(fidelity)} model x runtime x precision pairs reach the "
+                  f"goal of a latency reduction within 0.8 of the MAC reduction. Fidelity (latency ratio / MAC ratio) "
+                  f"ranges from {lo[0]:.2f} ({lo[1]}, {lo[2]['runtime']} {lo[2]['precision']}) to {hi[0]:.2f} "
+                  f"({hi[1]}, {hi[2]['runtime']} {hi[2]['precision']})."]
     lines += ["", "![latency ratio against MAC ratio](latency_vs_macs.png)", ""]
     for name, m in models.items():
         if "runs" not in m:
@@ -122,11 +136,17 @@ def latency(record: dict) -> list[str]:
                   "The same model, scores and threshold, no fine-tuning (so only the choice differs):", "",
                   "| layer | original ms | MAC objective: method, ranks, MACs | latency objective: method, ranks, MACs, ms |",
                   "|---|---:|---|---|"]
+        def choice(method, ranks) -> str:
+            return "kept" if method is None else f"{method} {ranks}"
+
         for d in obj["layers_differ"]:
             f, l = d["flops"], d["latency"]
-            lines.append(f"| {d['layer']} | {d['original_ms']} | {f[0]} {f[1]}, {f[2]:,} | {l[0]} {l[1]}, {l[2]:,}, {l[3]} |")
+            lines.append(f"| {d['layer']} | {d['original_ms']} | {choice(f[0], f[1])}, {f[2]:,} | "
+                         f"{choice(l[0], l[1])}, {l[2]:,}, {l[3]} |")
+        acc = obj["accuracy_no_finetune"]
         lines += ["", f"Whole model MACs: original {obj['macs']['original']:,}, MAC objective {obj['macs']['flops']:,}, "
-                  f"latency objective {obj['macs']['latency']:,}.", ""]
+                  f"latency objective {obj['macs']['latency']:,}. Accuracy before any fine-tuning: MAC objective "
+                  f"{100 * acc['flops']:.2f}%, latency objective {100 * acc['latency']:.2f}%.", ""]
         for runtime, b in obj["bench"].items():
             lines.append(f"- {runtime}: MAC-objective model p50 {b['flops_p50_ms']:.3f} ms, latency-objective model "
                          f"{b['latency_p50_ms']:.3f} ms: **{b['speedup']:.2f}x** (`{b['command']}`)")
@@ -155,7 +175,9 @@ def latency_plot(record: dict, path: Path) -> None:
     xs = [1, top * 1.1]
     ax.plot(xs, xs, "k--", lw=0.8, label="latency ratio = MAC ratio")
     ax.plot(xs, [0.8 * x for x in xs], "k:", lw=0.8, label="0.8 x MAC ratio (goal)")
-    ax.scatter([], [], color="#1f77b4", label="LiteRT"); ax.scatter([], [], color="#d62728", label="ONNX Runtime CPU")
+    for label, kw in (("LiteRT", dict(color="#1f77b4")), ("ONNX Runtime CPU", dict(color="#d62728")),
+                      ("fp32", dict(color="grey", marker="o")), ("int8", dict(color="grey", marker="s"))):
+        ax.scatter([], [], label=label, **kw)
     ax.set_xlabel("MAC reduction (original / compressed)")
     ax.set_ylabel("measured latency reduction (p50)")
     ax.legend(fontsize=7)
@@ -165,8 +187,88 @@ def latency_plot(record: dict, path: Path) -> None:
     plt.close(fig)
 
 
-RENDERERS = {"decompose_time.json": decompose_time, "builds.json": builds, "latency.json": latency}
-PLOTS = {"latency.json": (latency_plot, Path("docs/latency_vs_macs.png"))}
+def _quality_rows(runs: dict, group: str) -> list[str]:
+    lines = ["| run | accuracy before → after | drop (points) | params removed | MACs removed | factorized / layers | "
+             "candidates scored | search s (calibrate + score) | total s | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in runs.items():
+        if r["group"] != group:
+            continue
+        t = r["timings"]
+        lines.append(f"| {name} | {100 * r['accuracy_before']:.2f}% → {100 * r['accuracy_after']:.2f}% | {r['drop_points']} | "
+                     f"{r['params_removed_pct']}% | {r['macs_removed_pct']}% | {r['layers_factorized']} / {r['layers']} | "
+                     f"{r['candidates_scored']} | {t.get('calibrate', 0) + t.get('score', 0):.0f} | {r['wall_s']:.0f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
+    return lines
+
+
+def quality(record: dict) -> list[str]:
+    lines = []
+    titles = {"methods": "Hybrid vs single methods vs weight-based ranks (`--max-acc-drop 1.0`)",
+              "threshold": "Threshold sweep: compression against accuracy",
+              "step": "Step-size sweep: compression against search time (cold cache, no fine-tuning)",
+              "calib": "Calibration-set size",
+              "scale": "Compiler cost per phase, by model size (cold cache)"}
+    for key in ("full", "quick"):
+        rec = record.get(key)
+        if not rec:
+            continue
+        runs = rec["runs"]
+        label = "`make bench` (full)" if key == "full" else "`make bench-quick`"
+        lines += [f"## Compression quality and design trade-offs — {label}", "",
+                  f"Machine: {_machine(rec)}; {_versions(rec)}. Each row is one `lrfc build` "
+                  "(command under the group); accuracy is top-1 on the 10,000 Fashion-MNIST test images.", ""]
+        for group, title in titles.items():
+            rows = {n: r for n, r in runs.items() if r["group"] == group}
+            if not rows:
+                continue
+            lines += [f"### {title}", "", *_quality_rows(runs, group), ""]
+            if group == "scale":
+                phases = sorted({p for r in rows.values() for p in r["timings"]})
+                lines += ["| run | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
+                lines += [f"| {n} | " + " | ".join(f"{r['timings'].get(p, 0):.1f}" for p in phases) + " |"
+                          for n, r in rows.items()]
+                lines.append("")
+            lines += [f"- {n}: `{r['command']}` ({r['date']})" for n, r in rows.items()] + [""]
+        if any(r["group"] == "methods" for r in runs.values()):
+            lines += ["![accuracy against MACs per method](quality_methods.png)", ""]
+    return lines
+
+
+def quality_plot(record: dict, path: Path) -> None:
+    """Accuracy against remaining MACs: one point per method-group build (hybrid, single methods, vbmf, energy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rec = record.get("full") or record.get("quick")
+    runs = {n: r for n, r in rec["runs"].items() if r["group"] in ("methods", "threshold")}
+    if not runs:
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
+    for name, r in runs.items():
+        model, _, what = name.partition("/")
+        x = 100 - r["macs_removed_pct"]
+        y = 100 * r["accuracy_after"]
+        style = dict(marker="*", s=120, color="black") if what == "hybrid" else (
+            dict(marker="x", color="#d62728") if what in ("vbmf", "energy") else
+            dict(marker="o", color="#7f7f7f") if r["group"] == "threshold" else dict(marker="o", color="#1f77b4"))
+        ax.scatter(x, y, **style)
+        ax.annotate(name, (x, y), fontsize=6.5, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("MACs kept (% of the original)")
+    ax.set_ylabel("top-1 accuracy after fine-tuning (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title("hybrid (star), single methods (blue), vbmf/energy (red x), thresholds (grey)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+RENDERERS = {"decompose_time.json": decompose_time, "builds.json": builds, "latency.json": latency,
+             "quality.json": quality}
+PLOTS = {"latency.json": (latency_plot, Path("docs/latency_vs_macs.png")),
+         "quality.json": (quality_plot, Path("docs/quality_methods.png"))}
 
 
 def main() -> None:

@@ -94,6 +94,7 @@ def _split(state: BuildState, ds) -> dict:
 def load(state: BuildState) -> None:
     """Model, target profile, data splits, catalogue, original accuracy."""
     from lrfc.data import load_data
+    from lrfc.devices import link_for
     from lrfc.finetune import evaluate
     from lrfc.frontend.catalogue import describe_model
     from lrfc.inspection import load_flat
@@ -102,6 +103,9 @@ def load(state: BuildState) -> None:
     opts = state.options
     state.profile = load_profile(opts.target)
     state.objective = opts.objective or state.profile.objective
+    state.link = link_for(state.profile, opts.device, opts.device_python, opts.identity_file, opts.ssh_options)
+    if state.link is not None and state.link.url is not None:
+        state.link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
     state.flat = load_flat(opts.model, opts.trust_model)
     state.rows = describe_model(state.flat)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
@@ -117,9 +121,6 @@ def load(state: BuildState) -> None:
     from lrfc.cache import Cache
 
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache)
-    from lrfc.devices import link_for
-
-    state.link = link_for(state.profile, opts.device, opts.device_python, opts.identity_file, opts.ssh_options)
 
 
 # ------------------------------------------------------------------------ calibrate
@@ -249,7 +250,8 @@ def price(state: BuildState) -> None:
         return
     from lrfc.latency import Pricer
 
-    state.pricer = Pricer(state.profile, state.link, state.options.cost_db, log=state.log)
+    state.pricer = Pricer(state.profile, state.link, state.options.cost_db, log=state.log,
+                          cache_dir=state.options.cache_dir)
     _price_layers(state, state.targets)
     state.log(state.pricer.info.summary())
 

@@ -106,7 +106,7 @@ def build(
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = "python3",
     identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
-    cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB or the cache directory's costs.sqlite).")] = None,
+    cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB, else costs.sqlite in the cache directory).")] = None,
     bench_runs: Annotated[int, typer.Option(help="Timed runs per artifact in the final original-vs-compressed benchmark (0: skip).")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):

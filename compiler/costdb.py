@@ -1,7 +1,9 @@
 """The cost database: measured latencies of single layers and factorized chains.
 
-One SQLite file (default ``costs.sqlite`` in the user cache directory, see
-``lrfc.cache.default_cache_dir``; ``--cost-db`` or ``$LRFC_COST_DB`` move it).
+One SQLite file (default ``costs.sqlite`` in the cache directory:
+``--cache-dir``, else ``lrfc.cache.default_cache_dir``; ``--cost-db`` or
+``$LRFC_COST_DB`` move it). The table's name carries ``SCHEMA_VERSION``, so
+a file written by another lrfc version is shared without misreading it.
 A row is one micro-benchmark of one op signature on one device, runtime,
 precision and thread count::
 
@@ -32,16 +34,17 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TABLE = f"costs_v{SCHEMA_VERSION}"  # a file written by another version keeps its rows in its own table, unread
 
 
-def default_path() -> Path:
-    """``$LRFC_COST_DB``, else ``costs.sqlite`` in lrfc's user cache directory."""
+def default_path(cache_dir: str | Path | None = None) -> Path:
+    """``$LRFC_COST_DB``, else ``costs.sqlite`` in ``cache_dir`` (default: lrfc's user cache directory)."""
     if os.environ.get("LRFC_COST_DB"):
         return Path(os.environ["LRFC_COST_DB"])
     from lrfc.cache import default_cache_dir
 
-    return default_cache_dir() / "costs.sqlite"
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()) / "costs.sqlite"
 
 
 def op_signature(input_shape, stages) -> tuple[str, str]:
@@ -69,17 +72,11 @@ class CostDB:
         self._db.execute("PRAGMA busy_timeout = 60000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS costs ("
+            f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             " device TEXT NOT NULL, runtime TEXT NOT NULL, precision TEXT NOT NULL, threads INTEGER NOT NULL,"
             " signature TEXT NOT NULL, min_ms REAL NOT NULL, median_ms REAL NOT NULL, p90_ms REAL, runs INTEGER NOT NULL,"
             " description TEXT NOT NULL, measured_at REAL NOT NULL,"
             " PRIMARY KEY (device, runtime, precision, threads, signature))")
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        if found != str(SCHEMA_VERSION):
-            raise ValueError(f"{self.path}: cost database schema {found}, this lrfc reads {SCHEMA_VERSION}; "
-                             "move the file away to start a new one")
 
     def get_many(self, device: str, runtime: str, precision: str, threads: int,
                  signatures) -> dict[str, float]:
@@ -90,7 +87,7 @@ class CostDB:
             chunk = sigs[start:start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT signature, min_ms FROM costs WHERE device = ? AND runtime = ? AND precision = ? "
+                f"SELECT signature, min_ms FROM {TABLE} WHERE device = ? AND runtime = ? AND precision = ? "
                 f"AND threads = ? AND signature IN ({marks})", (device, runtime, precision, int(threads), *chunk))
             found.update(dict(rows.fetchall()))
         return found
@@ -102,13 +99,13 @@ class CostDB:
             self._db.execute("BEGIN IMMEDIATE")
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(device, runtime, precision, int(threads), sig, float(low), float(mid), None if p90 is None else float(p90),
                   int(runs), desc, now) for sig, low, mid, p90, runs, desc in rows])
             return self._db.total_changes - before
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM costs").fetchone()[0]
+        return self._db.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

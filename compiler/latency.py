@@ -90,7 +90,7 @@ class PricingLog:
 class Pricer:
     """Prices chains in milliseconds, measured on a device or estimated; see the module doc."""
 
-    def __init__(self, profile, link, db_path=None, log=None):
+    def __init__(self, profile, link, db_path=None, log=None, cache_dir=None):
         from lrfc.devices import measured_runtimes
 
         self.profile = profile
@@ -111,7 +111,11 @@ class Pricer:
             raise UserError(f"target {profile.name}: none of its runtimes {', '.join(profile.runtimes)} can run on "
                             f"{link.label} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
         self.info.runtime = usable[0]
-        self._db = CostDB(db_path)
+        if FORMAT_OF_RUNTIME[self.info.runtime] == "onnx":
+            self.info.precision = "fp32"  # what lower_chain writes for ONNX Runtime (see there)
+        from lrfc.costdb import default_path
+
+        self._db = CostDB(db_path if db_path is not None else default_path(cache_dir))
         self.info.db = str(self._db.path)
         self.info.device = link.fingerprint(self.info.runtime)
         self.info.device.pop("workdir", None)
@@ -183,7 +187,10 @@ def lower_chain(chain: Chain, path: Path, precision: str) -> Path:
 
     TFLite gets the profile's precision (int8 calibrated on random inputs:
     the values do not change the kernels that run, only the scales). ONNX
-    micro-benchmarks are fp32: ORT's CPU kernels are what the chain runs on.
+    chains are fp32 whatever the profile says: the fp16 artifact is an fp32
+    file too (``lower.artifacts``), and static int8 quantization of hundreds
+    of one-layer ONNX files would cost more than the search it informs; the
+    pricing record says ``fp32`` so the cost database never mixes them up.
     """
     import numpy as np
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Builds that name no --cache-dir / --cost-db write here, never into the user's ~/.cache/lrfc
+# (child processes inherit it).
+os.environ["LRFC_CACHE_DIR"] = tempfile.mkdtemp(prefix="lrfc-test-cache-")
+os.environ.pop("LRFC_COST_DB", None)
+atexit.register(shutil.rmtree, os.environ["LRFC_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

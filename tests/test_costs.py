@@ -69,15 +69,26 @@ def test_costdb_two_writers_at_once(tmp_path):
         assert db.count() == 2 * 60 + 1
 
 
-def test_costdb_refuses_another_schema(tmp_path):
+def test_costdb_leaves_another_versions_rows_unread(tmp_path):
     path = tmp_path / "c.sqlite"
-    CostDB(path).close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con = sqlite3.connect(path)  # what an older lrfc wrote: another table, other columns
+    con.execute("CREATE TABLE costs (device TEXT, signature TEXT, median_ms REAL)")
+    con.execute("INSERT INTO costs VALUES ('dev', 's1', 99.0)")
     con.commit()
     con.close()
-    with pytest.raises(ValueError, match="schema 99"):
-        CostDB(path)
+    with CostDB(path) as db:
+        assert db.get_many("dev", "litert", "fp32", 2, ["s1"]) == {}
+        db.put_many("dev", "litert", "fp32", 2, [("s1", 1.0, 1.1, None, 10, "x")])
+        assert db.get_many("dev", "litert", "fp32", 2, ["s1"]) == {"s1": 1.0}
+
+
+def test_default_path_follows_the_cache_dir_unless_the_environment_says(tmp_path, monkeypatch):
+    from lrfc.costdb import default_path
+
+    monkeypatch.delenv("LRFC_COST_DB", raising=False)
+    assert default_path(tmp_path) == tmp_path / "costs.sqlite"
+    monkeypatch.setenv("LRFC_COST_DB", str(tmp_path / "x.sqlite"))
+    assert default_path(tmp_path) == tmp_path / "x.sqlite"
 
 
 def test_stage_work_matches_the_closed_form_macs():

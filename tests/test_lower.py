@@ -220,6 +220,24 @@ def test_a_corrupted_artifact_fails_the_gate_and_is_not_published(functional, di
     assert list(tmp_path.iterdir()) == []  # nothing published, staging removed, not even the ONNX file
 
 
+def test_an_artifact_the_runtime_refuses_fails_the_gate_in_one_line(functional, digits, tmp_path, monkeypatch):
+    """A file LiteRT cannot load (here: a truncated flatbuffer) is a gate failure, not a traceback."""
+    calib, x_val = digits[0], digits[1]
+
+    def truncated(model, path, precision, calibration, work):
+        result = artifacts._export_tflite(model, path, precision, calibration, work)
+        path.write_bytes(path.read_bytes()[:200])
+        return result
+
+    monkeypatch.setitem(artifacts._EXPORTERS, "tflite", truncated)
+    with pytest.raises(VerificationError) as info:
+        lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("model.tflite (fp32) does not run in LiteRT (XNNPACK on, its default): ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_compare_and_failure_message_numbers():
     ref = np.array([[0.1, 0.9], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]], np.float32)
     ok = compare(ref + 1e-5, ref, "fp32")

@@ -33,6 +33,8 @@ RANDOM_VERIFY_SAMPLES = 64  # uniform [0, 1] inputs when no data is given (fp32/
 _RUNTIME_FORMAT = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
                    "onnxruntime-tensorrt": "onnx"}
 
+_FORMAT_RUNTIME = {"tflite": "LiteRT (XNNPACK on, its default)", "onnx": "ONNX Runtime (CPU)"}
+
 ONNX_FP16_NOTE = ("kept in fp32: ONNX Runtime's CPU provider has no fp16 speed path, and the TensorRT "
                   "execution provider converts to fp16 at run time (trt_fp16_enable)")
 
@@ -103,7 +105,13 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
             start = time.perf_counter()
             artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, staging)
             seconds = time.perf_counter() - start
-            result = compare(reference, run_artifact(staged, fmt, x_verify), artifact_precision)
+            try:
+                outputs = run_artifact(staged, fmt, x_verify)
+            except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: the gate fails
+                why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                failures.append(f"{final.name} ({artifact_precision}) does not run in {_FORMAT_RUNTIME[fmt]}: {why}")
+                continue
+            result = compare(reference, outputs, artifact_precision)
             record = {"format": fmt, "path": str(final), "precision": artifact_precision,
                       "bytes": staged.stat().st_size, **result, "seconds": round(seconds, 3)}
             if note:

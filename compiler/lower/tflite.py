@@ -32,8 +32,10 @@ REPRESENTATIVE_BATCH = 1  # samples per calibration step: single samples, the fo
 
 
 @contextlib.contextmanager
-def _captured_output():
+def _captured_output(replay: bool = True):
     """Capture fds 1 and 2 and Python's sys.stdout/sys.stderr inside the block; replay them if it raises.
+
+    ``replay=False`` drops them even then, for callers whose exception says it all.
 
     The converter prints artifact lists (Python, stdout) and MLIR/absl lines
     (C++, stderr) on every call; LiteRT logs its delegate. They only matter
@@ -53,8 +55,9 @@ def _captured_output():
         except BaseException:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace") + text.getvalue())
+            if replay:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace") + text.getvalue())
             raise
         finally:
             os.dup2(saved[0], 1)

@@ -83,7 +83,8 @@ def run_artifact(path: str | Path, fmt: str, x: np.ndarray) -> np.ndarray:
     runners = {"tflite": run_tflite, "onnx": run_onnx}
     if fmt not in runners:
         raise ValueError(f"format must be one of {', '.join(runners)}, received {fmt!r}")
-    with _captured_output():  # LiteRT logs its delegate on every load; shown only if the run fails
+    # LiteRT logs its delegate on every load; a failure's message is carried by the exception itself
+    with _captured_output(replay=False):
         return np.asarray(runners[fmt](path, x), dtype=np.float32)
 
 

@@ -1,0 +1,142 @@
+"""Compression quality, the paper's design trade-offs, and what `lrfc build` costs to run.
+
+Every row is one real ``lrfc build`` (the CLI, in a child process) on a
+``make baselines`` Fashion-MNIST model; the row keeps the command, its wall
+time, the child's peak resident memory (``os.wait4``'s ``ru_maxrss``: this
+harness imports no TensorFlow, so the child's figure is its own to within the
+harness's ~30 MB) and the report's headline numbers. Groups:
+
+* ``methods``   hybrid vs each single method applied alone vs the weight-based
+                rank selections (vbmf, energy), at ``--max-acc-drop 1.0``;
+* ``threshold`` similarity thresholds 0.85 ... 0.98;
+* ``step``      rank-grid steps 2, 5, 10 (% of a layer's cost), each with a
+                cold cache, so the search time is the search's own;
+* ``calib``     calibration-set sizes 100, 500, 1000, 2000;
+* ``scale``     compiler cost per phase for the tiny, VGG- and ResNet-style models.
+
+``--quick`` (``make bench-quick``, under 15 minutes here) runs the VGG model
+only, with 1 fine-tuning epoch on 5,000 images and no recovery rounds; the
+full run (``make bench``) fine-tunes 3 epochs on 20,000 images with up to 4
+rounds, on both models. Results: ``bench/results/quality.json`` (quick and
+full runs are kept apart).
+
+    python -m bench.quality [--quick] [--only methods,threshold,step,calib,scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.decompose_time import machine
+
+RESULTS = Path("bench/results/quality.json")
+WORK = Path("bench/work/quality")
+MODELS = {"tiny": "models/tiny.keras", "vgg": "models/vgg.keras", "resnet": "models/resnet.keras"}
+SINGLE = ("tucker", "cp", "tt", "svd", "qr", "ttm")
+
+
+def budget(quick: bool) -> list[str]:
+    """Fine-tuning budget and the flags every quality build shares (no benchmark: quality only)."""
+    if quick:
+        tune = ["--epochs", "1", "--train-samples", "5000", "--max-rounds", "1"]
+    else:
+        tune = ["--epochs", "3", "--train-samples", "20000", "--max-rounds", "4"]
+    return ["--data", "fashion-mnist", "--target", "host", "--objective", "flops", "--max-acc-drop", "1.0",
+            *tune, "--formats", "tflite", "--bench-runs", "0"]
+
+
+def plan(quick: bool, groups: list[str]) -> list[tuple[str, str, str, list[str], str]]:
+    """``(group, name, model, extra flags, cache)`` per build; ``cache`` "shared" or "cold"."""
+    models = ["vgg"] if quick else ["vgg", "resnet"]
+    runs = []
+    if "methods" in groups:
+        for m in models:
+            runs.append(("methods", f"{m}/hybrid", m, [], "shared"))
+            runs += [("methods", f"{m}/{method}", m, ["--methods", method], "shared") for method in SINGLE]
+            runs += [("methods", f"{m}/{rule}", m, ["--rank-selection", rule], "shared") for rule in ("vbmf", "energy")]
+    if "threshold" in groups:
+        runs += [("threshold", f"vgg/t{t}", "vgg", ["--threshold", str(t)], "shared") for t in (0.85, 0.88, 0.92, 0.95, 0.98)]
+    if "step" in groups:
+        runs += [("step", f"vgg/step{s}", "vgg", ["--step", str(s), "--finetune", "none"], "cold") for s in (2, 5, 10)]
+    if "calib" in groups:
+        runs += [("calib", f"vgg/calib{n}", "vgg", ["--calib-samples", str(n)], "shared") for n in (100, 500, 1000, 2000)]
+    if "scale" in groups:
+        runs += [("scale", f"{m}/scale", m, [], "cold") for m in ("tiny", "vgg", "resnet")]
+    return runs
+
+
+def run_build(args: list[str]) -> tuple[dict, float, float]:
+    """Run ``lrfc build ... --json``; returns (report, wall seconds, peak RSS MB of the child).
+
+    The child is reaped with ``os.wait4`` for its own ``ru_maxrss`` (its stderr
+    goes to a file, so reading stdout to the end cannot deadlock).
+    """
+    import tempfile
+
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "lrfc.cli", *args], stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout.read()
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.stderr.write(err.read().decode(errors="replace"))
+            raise SystemExit(f"lrfc {' '.join(args)} failed ({proc.returncode})")
+    return json.loads(out), wall, usage.ru_maxrss / 1024
+
+
+def headline(report: dict) -> dict:
+    o, c = report["original"], report["compressed"]
+    return {
+        "accuracy_before": o["accuracy"], "accuracy_after": c["accuracy"],
+        "drop_points": round(100 * (o["accuracy"] - c["accuracy"]), 2),
+        "params_removed_pct": round(100 * (1 - c["params"] / o["params"]), 2),
+        "macs_removed_pct": round(100 * (1 - c["macs"] / o["macs"]), 2),
+        "macs_after": c["macs"], "params_after": c["params"],
+        "finetune": report["finetune"], "timings": report["timings"],
+        "methods_chosen": {e["name"]: e["method"] for e in report["layers"] if e["method"]},
+        "layers_factorized": sum(1 for e in report["layers"] if e["method"]), "layers": len(report["layers"]),
+        "candidates_scored": len(report["search"]["candidates"]),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="methods,threshold,step,calib,scale")
+    args = parser.parse_args(argv)
+    key = "quick" if args.quick else "full"
+    for group, name, model, extra, cache in plan(args.quick, args.only.split(",")):
+        cache_dir = WORK / key / "cache"
+        if cache == "cold":
+            cache_dir = WORK / key / "cold" / name.replace("/", "-")
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        out = WORK / key / name.replace("/", "-")
+        cmd = ["build", MODELS[model], *budget(args.quick), *extra, "--out", str(out), "--cache-dir", str(cache_dir), "--json"]
+        # --step/--finetune given twice: the last one wins (typer), so the extra flags override the budget
+        report, wall, peak = run_build(cmd)
+        row = {"group": group, "model": model, "command": "lrfc " + " ".join(cmd),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(wall, 1),
+               "peak_rss_mb": round(peak, 1), **headline(report)}
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results.setdefault(key, {"runs": {}})["runs"][name] = row
+        results[key]["machine"] = machine()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        tmp = RESULTS.with_suffix(".partial")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp, RESULTS)
+        print(f"{name}: {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
