@@ -50,7 +50,7 @@ bench: setup models/.trained
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.render
 
-# The quality harness at a small budget (VGG only, 1 epoch on 5,000 images); under 15 minutes here.
+# The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 3,000 images).
 bench-quick: setup models/.trained
 	$(BIN)/python -m bench.quality --quick
 	$(BIN)/python -m bench.render

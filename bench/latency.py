@@ -181,7 +181,11 @@ def model_row(name: str, runs: int) -> dict:
     for r in int8:
         if "ratios" in r:
             r["ratios"]["macs"] = round(macs, 4)
+    priced = [l for l in report["layers"] if "latency_ms_before" in l]
+    layer_sum = ({"before_ms": round(sum(l["latency_ms_before"] for l in priced), 4),
+                  "after_ms": round(sum(l["latency_ms_after"] for l in priced), 4)} if priced else None)
     return {**build, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "layer_latency_sum": layer_sum,
             "failures": [r for r in int8 if "error" in r],
             "macs_before": report["original"]["macs"], "macs_after": report["compressed"]["macs"],
             "mac_ratio": round(macs, 4), "accuracy_before": report["original"]["accuracy"],

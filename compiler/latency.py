@@ -174,8 +174,14 @@ class Pricer:
         fmt = FORMAT_OF_RUNTIME[self.info.runtime]
         with tempfile.TemporaryDirectory(prefix="lrfc-microbench-") as tmp:
             paths = [lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", self.info.precision) for i, c in enumerate(chains)]
-            result = self.link.bench(paths, runtime=self.info.runtime, threads=self.info.threads, runs=RUNS,
-                                     warmup=WARMUP, rounds=ROUNDS, batch=1, memory=False)
+            try:
+                result = self.link.bench(paths, runtime=self.info.runtime, threads=self.info.threads, runs=RUNS,
+                                         warmup=WARMUP, rounds=ROUNDS, batch=1, memory=False)
+            except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
+                from lrfc.errors import UserError
+
+                why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise UserError(f"latency micro-benchmarks on {self.link.label} failed: {why}") from exc
         if result["device"]["id"] != self.info.device["id"]:
             raise RuntimeError(f"{self.link.label}: the device changed during the build "
                                f"({self.info.device['id']} -> {result['device']['id']})")
