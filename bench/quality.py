@@ -15,7 +15,9 @@ harness's ~30 MB) and the report's headline numbers. Groups:
 * ``scale``     compiler cost per phase for the tiny, VGG- and ResNet-style models.
 
 ``--quick`` (``make bench-quick``) runs the VGG model only, fewer points per
-group, 1 fine-tuning epoch on 3,000 images and no recovery rounds; the
+group, no ``scale`` group, 500 calibration samples, 1 fine-tuning epoch on 3,000 images and at most one
+recovery round. Measured here: 18 minutes with 1,000 calibration samples, 17 (1,007 s) with 500 — still
+over issue 6's 15-minute target (the 0.98-threshold row alone takes 3 minutes); the
 full run (``make bench``) fine-tunes 3 epochs on 20,000 images with up to 4
 rounds, on both models. Results: ``bench/results/quality.json`` (quick and
 full runs are kept apart).
@@ -45,7 +47,7 @@ SINGLE = ("tucker", "cp", "tt", "svd", "qr", "ttm")
 def budget(quick: bool) -> list[str]:
     """Fine-tuning budget and the flags every quality build shares (no benchmark: quality only)."""
     if quick:
-        tune = ["--epochs", "1", "--train-samples", "3000", "--max-rounds", "1"]
+        tune = ["--epochs", "1", "--train-samples", "3000", "--max-rounds", "2", "--calib-samples", "500"]
     else:
         tune = ["--epochs", "3", "--train-samples", "20000", "--max-rounds", "4"]
     return ["--data", "fashion-mnist", "--target", "host", "--objective", "flops", "--max-acc-drop", "1.0",
@@ -59,10 +61,10 @@ def plan(quick: bool, groups: list[str]) -> list[tuple[str, str, str, list[str],
     hybrid row already is) so that every question gets an answer in minutes.
     """
     models = ["vgg"] if quick else ["vgg", "resnet"]
-    singles = ("tucker", "cp", "tt", "svd") if quick else SINGLE
+    singles = ("tucker", "cp", "tt") if quick else SINGLE  # VGG's only dense layers are fc1/logits: svd alone removes <1%
     thresholds = (0.85, 0.98) if quick else (0.85, 0.88, 0.95, 0.98)  # 0.92 is the hybrid row
     steps = (5, 10) if quick else (2, 5, 10)
-    calibs = (100, 2000) if quick else (100, 500, 2000)  # 1000 is the hybrid row
+    calibs = (100, 2000) if quick else (100, 500, 2000)  # the hybrid row is the default (quick: 500, full: 1000)
     runs = []
     if "methods" in groups:
         for m in models:
@@ -76,7 +78,7 @@ def plan(quick: bool, groups: list[str]) -> list[tuple[str, str, str, list[str],
     if "calib" in groups:
         runs += [("calib", f"vgg/calib{n}", "vgg", ["--calib-samples", str(n)], "shared") for n in calibs]
     if "scale" in groups:
-        runs += [("scale", f"{m}/scale", m, [], "cold") for m in (("tiny", "vgg") if quick else ("tiny", "vgg", "resnet"))]
+        runs += [("scale", f"{m}/scale", m, [], "cold") for m in (() if quick else ("tiny", "vgg", "resnet"))]
     return runs
 
 

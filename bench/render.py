@@ -245,6 +245,33 @@ def _quality_rows(runs: dict, group: str) -> list[str]:
     return lines
 
 
+def _methods_reading(runs: dict) -> list[str]:
+    """Hybrid against every other method-group row: who removes more MACs for less accuracy."""
+    lines = ["What the method rows show (hybrid against each other row of the same model; *dominates* = more "
+             "MACs removed and no larger accuracy drop):", ""]
+    for model in sorted({n.split("/")[0] for n, r in runs.items() if r["group"] == "methods"}):
+        hybrid = runs.get(f"{model}/hybrid")
+        if hybrid is None:
+            continue
+        for name, r in runs.items():
+            if r["group"] != "methods" or name == f"{model}/hybrid" or not name.startswith(model + "/"):
+                continue
+            more = hybrid["macs_removed_pct"] >= r["macs_removed_pct"]
+            less = hybrid["drop_points"] <= r["drop_points"]
+            verdict = ("hybrid dominates" if more and less else f"{name} dominates" if not more and not less
+                       else "a trade-off")
+            lines.append(f"- {name}: {r['macs_removed_pct']}% MACs removed at {r['drop_points']} points vs hybrid "
+                         f"{hybrid['macs_removed_pct']}% at {hybrid['drop_points']} points: {verdict}.")
+    budget = next(iter(runs.values()))["command"]
+    met = sum(1 for r in runs.values() if r["drop_points"] <= 1.0)
+    lines += ["", f"{met} of {len(runs)} builds met `--max-acc-drop 1.0`. "
+              + ("At this budget (`--epochs 1 --train-samples 3000 --max-rounds 2`: one short fine-tune and at most "
+                 "one recovery round) fine-tuning cannot recover what the search gives away, so these rows compare "
+                 "the methods at equal effort, not at matched accuracy; `make bench` runs the full budget."
+                 if "--train-samples 3000" in budget else ""), ""]
+    return lines
+
+
 def quality(record: dict) -> list[str]:
     lines = []
     titles = {"methods": "Hybrid vs single methods vs weight-based ranks (`--max-acc-drop 1.0`)",
@@ -274,7 +301,7 @@ def quality(record: dict) -> list[str]:
                 lines.append("")
             lines += [f"- {n}: `{r['command']}` ({r['date']})" for n, r in rows.items()] + [""]
         if any(r["group"] == "methods" for r in runs.values()):
-            lines += ["![accuracy against MACs per method](quality_methods.png)", ""]
+            lines += [*_methods_reading(runs), "![accuracy against MACs per method](quality_methods.png)", ""]
     return lines
 
 
