@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import builds
 from bench.decompose_time import machine
 
 RESULTS = Path("bench/results/quality.json")
@@ -106,18 +107,11 @@ def run_build(args: list[str]) -> tuple[dict, float, float]:
 
 
 def headline(report: dict) -> dict:
-    o, c = report["original"], report["compressed"]
-    return {
-        "accuracy_before": o["accuracy"], "accuracy_after": c["accuracy"],
-        "drop_points": round(100 * (o["accuracy"] - c["accuracy"]), 2),
-        "params_removed_pct": round(100 * (1 - c["params"] / o["params"]), 2),
-        "macs_removed_pct": round(100 * (1 - c["macs"] / o["macs"]), 2),
-        "macs_after": c["macs"], "params_after": c["params"],
-        "finetune": report["finetune"], "timings": report["timings"],
-        "methods_chosen": {e["name"]: e["method"] for e in report["layers"] if e["method"]},
-        "layers_factorized": sum(1 for e in report["layers"] if e["method"]), "layers": len(report["layers"]),
-        "candidates_scored": len(report["search"]["candidates"]),
-    }
+    """``bench.builds.headline`` plus what the quality tables add: the choice per layer and the search's size."""
+    return {**builds.headline(report), "macs_after": report["compressed"]["macs"],
+            "params_after": report["compressed"]["params"],
+            "layer_methods": {e["name"]: e["method"] for e in report["layers"] if e["method"]},
+            "candidates_scored": len(report["search"]["candidates"])}
 
 
 def main(argv=None) -> None:

@@ -163,6 +163,17 @@ def _fidelity(models: dict, name: str, runtime: str, precision: str) -> str:
     return f"{run['ratios']['latency_p50']:.2f}x for {run['ratios']['macs']:.2f}x fewer MACs"
 
 
+def _int8_rate(models: dict) -> str:
+    """The LiteRT int8 ResNet50 original's MACs, p50 and implied MAC rate, read from the results."""
+    m = models.get("resnet50", {})
+    run = next((r for r in m.get("runs", []) if r["runtime"] == "litert" and r["precision"] == "int8"), None)
+    if run is None:
+        return "n/a"
+    ms = run["original"]["p50_ms"]
+    return (f"{m['macs_before'] / 1e9:.1f} GMACs in {ms:.1f} ms, about {m['macs_before'] / ms / 1e9:.1f} T int8 MAC/s "
+            "on 2 vCPUs")
+
+
 def _latency_reading(models: dict) -> list[str]:
     """What the table says, in words; every figure is read from the results."""
     f = lambda *k: _fidelity(models, *k)  # noqa: E731
@@ -180,7 +191,8 @@ def _latency_reading(models: dict) -> list[str]:
         "microseconds, so per-operator overhead, which a factorized chain multiplies (3-4 operators per layer), "
         f"dominates; the per-layer micro-benchmarks of the build already predict it ({predicted}).",
         f"- **Extreme compression hits the unfactorized rest.** With random weights the search keeps rank 1 almost "
-        f"everywhere (ResNet50: 42x fewer MACs); the latency then sits in batch-norm, add, ReLU and pooling over "
+        f"everywhere (ResNet50: {models.get('resnet50', {}).get('mac_ratio', float('nan')):.0f}x fewer MACs); "
+        "the latency then sits in batch-norm, add, ReLU and pooling over "
         f"full-size activations, which factorization does not touch: LiteRT {f('resnet50', 'litert', 'fp32')}.",
         f"- **MobileNetV2 is a poor candidate.** Its cost is in depthwise convolutions (not factorizable) and its 1x1 "
         f"convolutions are already thin: LiteRT {f('mobilenetv2-plan', 'litert', 'fp32')}, ONNX Runtime "
@@ -188,7 +200,7 @@ def _latency_reading(models: dict) -> list[str]:
         "- **int8 and random weights do not mix.** The keras.applications models have no trained weights here (weights=None, "
         "offline); their activations collapse, so int8 calibration yields degenerate scales: the ResNet50 plan's "
         "int8 TFLite failed the gate (near-uniform outputs, top-1 agreement 0), and the LiteRT int8 ResNet50 "
-        "original runs 3.9 GMACs in a few milliseconds, about 0.8 T int8 MAC/s on 2 vCPUs, implausibly fast: most "
+        f"original runs {_int8_rate(models)}, implausibly fast: most "
         "likely XNNPACK skips work on tensors whose calibrated range is empty. Read the "
         "int8 rows of those two models as unreliable; the int8 rows of the trained ResNet-style model are real, and "
         f"show little gain there (LiteRT {f('resnet', 'litert', 'int8')}): int8 already removed most of the time.",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FORMAT_OF_RUNTIME = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
-                     "onnxruntime-tensorrt": "onnx"}
 WARMUP, ROUNDS = 10, 5
 
 
@@ -35,10 +33,7 @@ def lower_stage(state) -> None:
     for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
         records = lower(model, out, precision=state.profile.precision, formats=formats, calibration=calib,
                         verify_samples=held_out, stem=stem)
-        for r in records:
-            r["model"] = role
-            r["path"] = str(r["path"])
-        state.artifacts += records
+        state.artifacts += [{**r, "model": role} for r in records]
     for r in state.artifacts:
         if r["model"] == "compressed":
             state.log(f"{Path(r['path']).name}: {r['bytes']:,} bytes, verified: max_abs_diff {r['max_abs_diff']:.3g}, "
@@ -58,6 +53,7 @@ def _ratio(before, after) -> float | None:
 def benchmark_stage(state) -> None:
     """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
     from lrfc.devices import measured_runtimes
+    from lrfc.lower.artifacts import format_of
 
     opts = state.options
     if opts.bench_runs == 0:
@@ -72,7 +68,7 @@ def benchmark_stage(state) -> None:
     usable, skipped = measured_runtimes(state.profile, state.link)
     runs, device = [], {}
     for runtime in usable:
-        fmt = FORMAT_OF_RUNTIME[runtime]
+        fmt = format_of(runtime)
         original, compressed = _artifact(state, "original", fmt), _artifact(state, "compressed", fmt)
         if original is None or compressed is None:
             skipped[runtime] = f"no {fmt} artifact (--formats)"

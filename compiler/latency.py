@@ -43,8 +43,6 @@ from lrfc.roofline import estimate_ms
 # pauses before each turn so the previous chain's thread pool has parked.)
 RUNS, WARMUP, ROUNDS = 60, 5, 6
 BATCH_LIMIT = 64  # artifacts per runtime_bench call
-FORMAT_OF_RUNTIME = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
-                     "onnxruntime-tensorrt": "onnx"}
 
 
 @dataclass
@@ -111,7 +109,9 @@ class Pricer:
             raise UserError(f"target {profile.name}: none of its runtimes {', '.join(profile.runtimes)} can run on "
                             f"{link.label} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
         self.info.runtime = usable[0]
-        if FORMAT_OF_RUNTIME[self.info.runtime] == "onnx":
+        from lrfc.lower.artifacts import format_of
+
+        if format_of(self.info.runtime) == "onnx":
             self.info.precision = "fp32"  # what lower_chain writes for ONNX Runtime (see there)
         from lrfc.costdb import default_path
 
@@ -171,7 +171,9 @@ class Pricer:
 
     def _time(self, chains: list) -> list[dict]:
         """Lower each chain to the runtime's format and time them all in one runtime_bench run."""
-        fmt = FORMAT_OF_RUNTIME[self.info.runtime]
+        from lrfc.lower.artifacts import format_of
+
+        fmt = format_of(self.info.runtime)
         with tempfile.TemporaryDirectory(prefix="lrfc-microbench-") as tmp:
             paths = [lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", self.info.precision) for i, c in enumerate(chains)]
             try:

@@ -50,7 +50,7 @@ def cost_source_line(report: dict) -> str:
         return f"{'parameters' if cost_key(objective) == 'params' else 'MACs'} counted analytically (objective {objective})"
     if source == "given plan":
         return "the plan was given (--plan); no search"
-    if source == "macs-stand-in":
+    if source == "macs-stand-in":  # reports written before latency was measured
         if objective == "latency":
             return f"MACs stand in for latency (no measured or estimated latency for {target})"
         return f"{'parameters' if cost_key(objective) == 'params' else 'MACs'} counted analytically (objective {objective})"

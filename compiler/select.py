@@ -22,9 +22,9 @@ Objectives and units (``objective_cost``):
   * ``flops``: MACs of one sample.
   * ``params``: parameter count.
   * ``memory``: bytes of the weights in fp32, ``params * BYTES_PER_PARAM``.
-  * ``latency``: a candidate's ``measured_ms`` when it has one; otherwise its MACs
-    stand in for latency. Until a cost database supplies measurements, a report of a
-    latency-objective run must say that MACs stood in for latency. Measured and MAC
+  * ``latency``: a candidate's ``measured_ms`` when it has one (``lrfc.latency`` fills
+    it: measured on the device, or a roofline estimate); otherwise its MACs stand in
+    for latency. Measured and MAC
     costs are never compared with each other: under ``latency`` the candidates being
     compared must be all measured or all unmeasured (ValueError otherwise), and when
     they are measured the original layers' latencies must be given too.

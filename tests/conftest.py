@@ -26,6 +26,17 @@ def keras():
     return import_keras()
 
 
+def residual_cnn(keras, shape, name: str):
+    """A small residual Functional CNN with logit outputs (Conv-BN-ReLU, a residual conv, GAP, Dense), seed 0."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input(shape)
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
+    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
+    h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
+    return keras.Model(inp, layers.Dense(10)(h), name=name)
+
+
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `lrfc` entry point in a child process."""
     return subprocess.run([sys.executable, "-m", "lrfc.cli", *args], capture_output=True, text=True, timeout=timeout)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import residual_cnn
 from lrfc.cli import main
 
 SHAPE = (16, 16, 1)
@@ -20,13 +21,7 @@ def model_path(tmp_path_factory, keras):
     from lrfc.data import load_data
 
     ds = load_data("digits", SHAPE, 10)
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    inp = keras.Input(SHAPE)
-    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
-    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
-    h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
-    model = keras.Model(inp, layers.Dense(10)(h), name="cli_cnn")
+    model = residual_cnn(keras, SHAPE, "cli_cnn")
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(ds.x, ds.y, epochs=12, batch_size=64, verbose=0)

@@ -23,6 +23,7 @@ from lrfc.lower.artifacts import FORMATS, formats_for, lower  # noqa: E402
 from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
 from lrfc.lower.tflite import export_tflite  # noqa: E402
 from lrfc.lower.verify import TOLERANCES, compare, failure_message, require, verify  # noqa: E402
+from conftest import residual_cnn  # noqa: E402
 from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
 
 SHAPE = (16, 16, 1)
@@ -67,14 +68,7 @@ def sequential(digits):
 @pytest.fixture(scope="module")
 def functional(digits):
     """A residual Functional CNN with logit outputs (no softmax), trained on digits."""
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    inp = keras.Input(SHAPE)
-    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inp)))
-    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
-    h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
-    model = keras.Model(inp, layers.Dense(10)(h), name="func")
-    return _train(model, digits)
+    return _train(residual_cnn(keras, SHAPE, "func"), digits)
 
 
 @pytest.fixture(scope="module")

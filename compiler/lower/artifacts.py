@@ -30,13 +30,17 @@ CALIBRATION_SAMPLES = 256  # at most this many feed the TFLite representative da
 VERIFY_SAMPLES = 512       # at most this many are run through the gate
 RANDOM_VERIFY_SAMPLES = 64  # uniform [0, 1] inputs when no data is given (fp32/fp16 only)
 
-_RUNTIME_FORMAT = {"litert": "tflite", "onnxruntime-cpu": "onnx", "onnxruntime-cuda": "onnx",
-                   "onnxruntime-tensorrt": "onnx"}
-
 _FORMAT_RUNTIME = {"tflite": "LiteRT (XNNPACK on, its default)", "onnx": "ONNX Runtime (CPU)"}
 
 ONNX_FP16_NOTE = ("kept in fp32: ONNX Runtime's CPU provider has no fp16 speed path, and the TensorRT "
                   "execution provider converts to fp16 at run time (trt_fp16_enable)")
+
+
+def format_of(runtime: str) -> str:
+    """The artifact format a runtime runs (``tflite`` or ``onnx``), from runtime_bench's runner registry."""
+    from runtime_bench.runners import get_runner
+
+    return get_runner(runtime).suffix.lstrip(".")
 
 
 def formats_for(profile) -> tuple[str, ...]:
@@ -46,7 +50,7 @@ def formats_for(profile) -> tuple[str, ...]:
     """
     out: list[str] = []
     for runtime in profile.runtimes:
-        fmt = _RUNTIME_FORMAT[runtime]
+        fmt = format_of(runtime)
         if fmt not in out:
             out.append(fmt)
     return tuple(out)
