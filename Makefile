@@ -48,12 +48,11 @@ test: setup
 bench: setup models/.trained
 	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider || [ $$? = 5 ]
 	$(BIN)/python -m bench.decompose_time
-	$(BIN)/python -m bench.builds
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.render
 
-# The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 3,000 images).
+# The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 2,000 images).
 bench-quick: setup models/.trained
 	$(BIN)/python -m bench.quality --quick
 	$(BIN)/python -m bench.render

@@ -161,8 +161,8 @@ def _int8_pair(name: str, original: Path, compressed: Path, data: str, runs: int
 
 
 def model_row(name: str, runs: int) -> dict:
-    if name == "resnet":
-        model, data = Path("models/resnet.keras"), "fashion-mnist"
+    if name in ("vgg", "resnet"):  # the make-baselines models
+        model, data = Path(f"models/{name}.keras"), "fashion-mnist"
         extra = ["--data", data, "--epochs", "1", "--train-samples", "10000", "--max-rounds", "2"]
     elif name.endswith("-plan"):  # keras.applications at a fixed quarter-rank plan
         model, data = _apps_model(name[: -len("-plan")]), str(_small_data())
@@ -229,7 +229,7 @@ def objective_row(runs: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan")
+    parser.add_argument("--only", default="vgg,resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for name in args.only.split(","):

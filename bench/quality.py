@@ -1,28 +1,37 @@
 """Compression quality, the paper's design trade-offs, and what `lrfc build` costs to run.
 
 Every row is one real ``lrfc build`` (the CLI, in a child process) on a
-``make baselines`` Fashion-MNIST model; the row keeps the command, its wall
-time, the child's peak resident memory (``os.wait4``'s ``ru_maxrss``: this
-harness imports no TensorFlow, so the child's figure is its own to within the
-harness's ~30 MB) and the report's headline numbers. Groups:
+``make baselines`` Fashion-MNIST model. A row keeps the command, its wall
+time, its peak resident memory (the largest of the report's per-phase peaks
+and ``os.wait4``'s ``ru_maxrss``), the report's per-phase time and peak
+memory, and its headline numbers. Groups:
 
 * ``methods``   hybrid vs each single method applied alone vs the weight-based
-                rank selections (vbmf, energy), at ``--max-acc-drop 1.0``;
-* ``threshold`` similarity thresholds 0.85 ... 0.98;
-* ``step``      rank-grid steps 2, 5, 10 (% of a layer's cost), each with a
-                cold cache, so the search time is the search's own;
-* ``calib``     calibration-set sizes 100, 500, 1000, 2000;
-* ``scale``     compiler cost per phase for the tiny, VGG- and ResNet-style models.
+                rank selections (vbmf, energy), at ``--max-acc-drop 1.0`` with
+                recovery rounds; VGG- and ResNet-style models. Each model's
+                hybrid row runs first on an emptied cache: it is also that
+                model's compiler-cost (``scale``) row;
+* ``threshold`` the hybrid at similarity thresholds 0.85 ... 0.98, one
+                fine-tuning round and no recovery (which would move them);
+* ``pareto``    tucker, cp and tt alone at thresholds 0.85/0.92/0.98 and
+                energy at 0.8/0.97 (one round each): with ``threshold`` and the
+                one-round ``methods`` rows, each method's accuracy-vs-MACs front,
+                from which methods are compared at matched accuracy;
+* ``step``      rank-grid steps 2, 5, 10 (% of a layer's cost), each on an
+                empty cache and without fine-tuning, so the time is the search's own;
+* ``calib``     calibration-set sizes 100, 500, 1000, 2000, one round each;
+* ``finetune``  one-shot vs the paper's iterative baseline on the hybrid row's
+                plan (``--plan``): one-shot at 1 and 3 epochs, iterative at 1
+                epoch after every layer;
+* ``scale``     the tiny model's build, next to the VGG and ResNet hybrid rows.
 
-``--quick`` (``make bench-quick``) runs the VGG model only, fewer points per
-group, no ``scale`` group, 500 calibration samples, 1 fine-tuning epoch on 3,000 images and at most one
-recovery round. Measured here: 18 minutes with 1,000 calibration samples, 17 (1,007 s) with 500 — still
-over issue 6's 15-minute target (the 0.98-threshold row alone takes 3 minutes); the
-full run (``make bench``) fine-tunes 3 epochs on 20,000 images with up to 4
-rounds, on both models. Results: ``bench/results/quality.json`` (quick and
-full runs are kept apart).
+The full run (``make bench``) fine-tunes 1 epoch on 10,000 images per round
+with 500 calibration samples and up to 3 rounds. ``--quick``
+(``make bench-quick``) is VGG only: 2,000 images, 250 calibration samples,
+up to 2 rounds, the end points of each sweep, no ResNet. Results:
+``bench/results/quality.json``, quick and full runs kept apart.
 
-    python -m bench.quality [--quick] [--only methods,threshold,step,calib,scale]
+    python -m bench.quality [--quick] [--only methods,threshold,finetune,calib,pareto,step,scale]
 """
 
 from __future__ import annotations
@@ -33,54 +42,72 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from bench import builds
 from bench.decompose_time import machine
 
 RESULTS = Path("bench/results/quality.json")
 WORK = Path("bench/work/quality")
 MODELS = {"tiny": "models/tiny.keras", "vgg": "models/vgg.keras", "resnet": "models/resnet.keras"}
-SINGLE = ("tucker", "cp", "tt", "svd", "qr", "ttm")
+GROUPS = ("methods", "threshold", "finetune", "calib", "pareto", "step", "scale")
+SINGLE = ("tucker", "cp", "tt")  # the conv methods: these models' dense layers hold <1% of their MACs
 
 
-def budget(quick: bool) -> list[str]:
-    """Fine-tuning budget and the flags every quality build shares (no benchmark: quality only)."""
+def budget(quick: bool) -> dict[str, str]:
+    """The flags every quality build shares; rows override some (a later flag wins)."""
+    flags = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
+             "--formats": "tflite", "--bench-runs": "0", "--epochs": "1"}
     if quick:
-        tune = ["--epochs", "1", "--train-samples", "3000", "--max-rounds", "2", "--calib-samples", "500"]
-    else:
-        tune = ["--epochs", "3", "--train-samples", "20000", "--max-rounds", "4"]
-    return ["--data", "fashion-mnist", "--target", "host", "--objective", "flops", "--max-acc-drop", "1.0",
-            *tune, "--formats", "tflite", "--bench-runs", "0"]
+        return {**flags, "--train-samples": "2000", "--calib-samples": "250", "--max-rounds": "2"}
+    return {**flags, "--train-samples": "10000", "--calib-samples": "500", "--max-rounds": "3"}
 
 
-def plan(quick: bool, groups: list[str]) -> list[tuple[str, str, str, list[str], str]]:
-    """``(group, name, model, extra flags, cache)`` per build; ``cache`` "shared" or "cold".
+def plan(quick: bool, groups: list[str]) -> list[dict]:
+    """One dict per build: group, name, model, extra flags, cache ("shared", "fresh": empty the shared
+    cache first, or "cold": a private empty cache)."""
+    rows: list[dict] = []
 
-    The quick plan keeps each group's end points (and the defaults, which the
-    hybrid row already is) so that every question gets an answer in minutes.
-    """
-    models = ["vgg"] if quick else ["vgg", "resnet"]
-    singles = ("tucker", "cp", "tt") if quick else SINGLE  # VGG's only dense layers are fc1/logits: svd alone removes <1%
-    thresholds = (0.85, 0.98) if quick else (0.85, 0.88, 0.95, 0.98)  # 0.92 is the hybrid row
-    steps = (5, 10) if quick else (2, 5, 10)
-    calibs = (100, 2000) if quick else (100, 500, 2000)  # the hybrid row is the default (quick: 500, full: 1000)
-    runs = []
+    def add(group, name, model, flags, cache="shared"):
+        rows.append({"group": group, "name": name, "model": model, "flags": flags, "cache": cache})
+
+    one = {"--max-rounds": "1"}
     if "methods" in groups:
-        for m in models:
-            runs.append(("methods", f"{m}/hybrid", m, [], "shared"))
-            runs += [("methods", f"{m}/{method}", m, ["--methods", method], "shared") for method in singles]
-            runs += [("methods", f"{m}/{rule}", m, ["--rank-selection", rule], "shared") for rule in ("vbmf", "energy")]
+        add("methods", "vgg/hybrid", "vgg", {}, "fresh")
+        for method in SINGLE:
+            add("methods", f"vgg/{method}", "vgg", {"--methods": method})
+        for rule in ("vbmf", "energy"):
+            add("methods", f"vgg/{rule}", "vgg", {"--rank-selection": rule})
     if "threshold" in groups:
-        runs += [("threshold", f"vgg/t{t}", "vgg", ["--threshold", str(t)], "shared") for t in thresholds]
-    if "step" in groups:
-        runs += [("step", f"vgg/step{s}", "vgg", ["--step", str(s), "--finetune", "none"], "cold") for s in steps]
+        for t in ((0.85, 0.92, 0.98) if quick else (0.85, 0.88, 0.92, 0.95, 0.98)):
+            add("threshold", f"vgg/hybrid-t{t}", "vgg", {"--threshold": str(t), **one})
+    if "finetune" in groups:
+        hybrid_plan = str(WORK / ("quick" if quick else "full") / "vgg-hybrid" / "plan.json")
+        for mode, epochs in (("oneshot", 1),) + ((("oneshot", 3),) if not quick else ()) + (("iterative", 1),):
+            add("finetune", f"vgg/{mode}-e{epochs}", "vgg",
+                {"--plan": hybrid_plan, "--finetune": mode, "--epochs": str(epochs), **one})
     if "calib" in groups:
-        runs += [("calib", f"vgg/calib{n}", "vgg", ["--calib-samples", str(n)], "shared") for n in calibs]
+        for n in ((100,) if quick else (100, 1000, 2000)):  # the default size is the hybrid-t0.92 row
+            add("calib", f"vgg/calib{n}", "vgg", {"--calib-samples": str(n), **one})
+    if "pareto" in groups and not quick:
+        for method in SINGLE:
+            for t in (0.85, 0.92, 0.98):
+                add("pareto", f"vgg/{method}-t{t}", "vgg", {"--methods": method, "--threshold": str(t), **one})
+        for e in (0.8, 0.97):
+            add("pareto", f"vgg/energy-{e}", "vgg", {"--rank-selection": "energy", "--energy": str(e)})
+    if "step" in groups:
+        for s in ((5, 10) if quick else (2, 5, 10)):
+            add("step", f"vgg/step{s}", "vgg", {"--step": str(s), "--finetune": "none"}, "cold")
     if "scale" in groups:
-        runs += [("scale", f"{m}/scale", m, [], "cold") for m in (() if quick else ("tiny", "vgg", "resnet"))]
-    return runs
+        add("scale", "tiny/hybrid", "tiny", {}, "cold")
+    if "methods" in groups and not quick:  # ResNet last: its rows take the longest
+        add("methods", "resnet/hybrid", "resnet", {}, "fresh")
+        for method in SINGLE:
+            add("methods", f"resnet/{method}", "resnet", {"--methods": method})
+        for rule in ("vbmf", "energy"):
+            add("methods", f"resnet/{rule}", "resnet", {"--rank-selection": rule})
+    return rows
 
 
 def run_build(args: list[str]) -> tuple[dict, float, float]:
@@ -89,57 +116,85 @@ def run_build(args: list[str]) -> tuple[dict, float, float]:
     The child is reaped with ``os.wait4`` for its own ``ru_maxrss`` (its stderr
     goes to a file, so reading stdout to the end cannot deadlock).
     """
-    import tempfile
-
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "lrfc.cli", *args], stdout=subprocess.PIPE, stderr=err)
         out = proc.stdout.read()
         proc.stdout.close()
         _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
-        if proc.returncode != 0:
+        if code != 0:
             err.seek(0)
             sys.stderr.write(err.read().decode(errors="replace"))
-            raise SystemExit(f"lrfc {' '.join(args)} failed ({proc.returncode})")
+            raise SystemExit(f"lrfc {' '.join(args)} failed ({code})")
     return json.loads(out), wall, usage.ru_maxrss / 1024
 
 
 def headline(report: dict) -> dict:
-    """``bench.builds.headline`` plus what the quality tables add: the choice per layer and the search's size."""
-    return {**builds.headline(report), "macs_after": report["compressed"]["macs"],
-            "params_after": report["compressed"]["params"],
-            "layer_methods": {e["name"]: e["method"] for e in report["layers"] if e["method"]},
-            "candidates_scored": len(report["search"]["candidates"])}
+    """What the tables need from one report.json."""
+    o, c = report["original"], report["compressed"]
+    factorized = [e for e in report["layers"] if e["method"]]
+    return {
+        "accuracy_before": o["accuracy"], "accuracy_after": c["accuracy"],
+        "drop_points": round(100 * (o["accuracy"] - c["accuracy"]), 2),
+        "params_before": o["params"], "params_after": c["params"], "macs_before": o["macs"], "macs_after": c["macs"],
+        "params_removed_pct": round(100 * (1 - c["params"] / o["params"]), 2),
+        "macs_removed_pct": round(100 * (1 - c["macs"] / o["macs"]), 2),
+        "finetune": {k: v for k, v in report["finetune"].items() if k != "history"},
+        "timings": report["timings"], "phase_peak_rss_mb": report.get("peak_rss_mb", {}),
+        "choices": {e["name"]: [e["method"], e["ranks"]] for e in factorized},
+        "methods_chosen": sorted({e["method"] for e in factorized}),
+        "layers_factorized": len(factorized), "layers": len(report["layers"]),
+        "candidates_scored": len(report["search"]["candidates"]),
+    }
+
+
+def _save(key: str, name: str, row: dict) -> None:
+    """Merge one row into the results file (written atomically, re-read first)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault(key, {"runs": {}})["runs"][name] = row
+    results[key]["machine"] = machine()
+    results[key]["budget"] = budget(key == "quick")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".partial")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="methods,threshold,step,calib,scale")
+    parser.add_argument("--only", default=",".join(GROUPS))
     args = parser.parse_args(argv)
     key = "quick" if args.quick else "full"
-    for group, name, model, extra, cache in plan(args.quick, args.only.split(",")):
-        cache_dir = WORK / key / "cache"
-        if cache == "cold":
+    groups = args.only.split(",")
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise SystemExit(f"--only: unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    started = time.perf_counter()
+    for spec in plan(args.quick, groups):
+        name, model = spec["name"], spec["model"]
+        cache_dir = WORK / key / f"cache-{model}"
+        if spec["cache"] == "cold":
             cache_dir = WORK / key / "cold" / name.replace("/", "-")
+        if spec["cache"] in ("cold", "fresh"):
             shutil.rmtree(cache_dir, ignore_errors=True)
+        if "--plan" in spec["flags"] and not Path(spec["flags"]["--plan"]).exists():
+            raise SystemExit(f"{name}: needs {spec['flags']['--plan']} (run the methods group first)")
+        flags = {**budget(args.quick), **spec["flags"]}
         out = WORK / key / name.replace("/", "-")
-        cmd = ["build", MODELS[model], *budget(args.quick), *extra, "--out", str(out), "--cache-dir", str(cache_dir), "--json"]
-        # --step/--finetune given twice: the last one wins (typer), so the extra flags override the budget
+        cmd = ["build", MODELS[model], *[x for kv in flags.items() for x in kv], "--out", str(out),
+               "--cache-dir", str(cache_dir), "--json"]
         report, wall, peak = run_build(cmd)
-        row = {"group": group, "model": model, "command": "lrfc " + " ".join(cmd),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(wall, 1),
-               "peak_rss_mb": round(peak, 1), **headline(report)}
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        results.setdefault(key, {"runs": {}})["runs"][name] = row
-        results[key]["machine"] = machine()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".partial")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        os.replace(tmp, RESULTS)
-        print(f"{name}: {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s", flush=True)
+        # lrfc resets the kernel's high-water mark per phase (lrfc.memory), which ru_maxrss follows
+        peak = max([peak, *[v for v in report.get("peak_rss_mb", {}).values() if v is not None]])
+        row = {"group": spec["group"], "model": model, "cache": spec["cache"], "flags": spec["flags"],
+               "command": "lrfc " + " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **headline(report)}
+        _save(key, name, row)
+        print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s "
+              f"(total {time.perf_counter() - started:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

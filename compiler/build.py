@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrfc import memory
 from lrfc.deploy import benchmark_stage, lower_stage
 from lrfc.errors import UserError
 from lrfc.options import BuildOptions
@@ -51,6 +52,7 @@ class BuildState:
     accuracy: dict = field(default_factory=dict)
     finetune: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    peak_rss_mb: dict = field(default_factory=dict)  # stage -> peak resident MB while it ran (lrfc.memory)
     cache: object = None
     report: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
@@ -481,6 +483,7 @@ def _report(state: BuildState) -> dict:
         "artifacts": state.artifacts,
         "benchmarks": state.benchmarks,
         "timings": {k: round(v, 3) for k, v in state.timings.items()},
+        "peak_rss_mb": dict(state.peak_rss_mb),
         "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},
         "search": {
             "candidates": [c.to_json() for cands in state.candidates.values() for c in cands],
@@ -535,6 +538,7 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
     state = BuildState(options, log=log)
     try:
         for name, stage in STAGES:
+            fresh = memory.reset_peak()
             start = time.perf_counter()
             before = state.timings.get(name, 0.0)
             others = sum(v for k, v in state.timings.items() if k != name)
@@ -542,6 +546,9 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
             nested = sum(v for k, v in state.timings.items() if k != name) - others  # e.g. re-factorizing in recovery
             if name != "report":  # report times itself before it writes report.json
                 state.timings[name] = before + time.perf_counter() - start - nested
+                peak = memory.peak_mb()
+                if fresh and peak is not None:  # without a reset it would be the whole run's peak so far
+                    state.peak_rss_mb[name] = round(peak, 1)
     finally:
         if state.cache is not None:
             state.cache.close()

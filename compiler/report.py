@@ -25,7 +25,7 @@ _METHOD_STYLE = {
 }
 _FALLBACK_STYLE = [("#e377c2", "X"), ("#7f7f7f", "h"), ("#bcbd22", "*"), ("#17becf", "p")]
 _TOP_KEYS = ("model", "target", "objective", "threshold", "seed", "cost_source", "original", "compressed",
-             "layers", "finetune", "timings", "search", "unfactorized")
+             "layers", "finetune", "timings", "peak_rss_mb", "search", "unfactorized")
 _MAX_SUBPLOTS = 24
 _MAX_SOLUTIONS = 10
 
@@ -99,6 +99,10 @@ def summary_table(report: dict) -> str:
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
         out.append(f"time        {_timings_line(report['timings'])}")
+    peaks = {k: v for k, v in (report.get("peak_rss_mb") or {}).items() if v is not None}
+    if peaks:
+        top = max(peaks, key=peaks.get)
+        out.append(f"memory      peak {peaks[top]:.0f} MB resident, in {top}")
     if any(l.get("data_aware") for l in report["layers"]):
         out.append("            * fit to the calibration data (data-aware)")
     for l in report["layers"]:
@@ -404,8 +408,11 @@ def render_html(report: dict) -> str:
     if report.get("timings"):
         timings = report["timings"]
         total = sum(timings.values()) or 1.0
-        parts += ["<h2>Time per phase</h2>", '<table><thead><tr><th>phase</th><th class=n>seconds</th><th class=n>share</th></tr></thead><tbody>']
-        parts += [f"<tr><td>{e(k)}</td><td class=n>{v:.2f}</td><td class=n>{100 * v / total:.0f}%</td></tr>" for k, v in timings.items()]
+        peaks = report.get("peak_rss_mb") or {}
+        parts += ["<h2>Time and peak memory per phase</h2>", '<table><thead><tr><th>phase</th><th class=n>seconds</th>'
+                  '<th class=n>share</th><th class=n>peak RSS MB</th></tr></thead><tbody>']
+        parts += [f"<tr><td>{e(k)}</td><td class=n>{v:.2f}</td><td class=n>{100 * v / total:.0f}%</td>"
+                  f"<td class=n>{'' if peaks.get(k) is None else f'{peaks[k]:.0f}'}</td></tr>" for k, v in timings.items()]
         parts.append(f"</tbody><tfoot><tr><td>total</td><td class=n>{sum(timings.values()):.2f}</td><td></td></tr></tfoot></table>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -33,6 +33,9 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
     assert report["objective"] == "flops" and report["target"] == "host" and report["threshold"] == 0.92
     assert report["finetune"]["mode"] == "oneshot" and 1 <= report["finetune"]["rounds"] <= 2
     assert set(report["timings"]) >= {"load", "calibrate", "score", "select", "factorize", "finetune", "report"}
+    peaks = report["peak_rss_mb"]  # per phase, the kernel's high-water mark reset at each phase's start
+    assert set(peaks) >= {"load", "calibrate", "score", "finetune", "lower"}
+    assert all(100 < v < 8000 for v in peaks.values()), peaks  # TensorFlow alone is a few hundred MB
     names = [entry["name"] for entry in report["layers"]]
     assert names == ["conv1", "conv2", "fc1", "logits"]
     factorized = [e for e in report["layers"] if e["method"] is not None]

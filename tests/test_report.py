@@ -83,6 +83,7 @@ def report() -> dict:
         ],
         "finetune": {"mode": "oneshot", "rounds": 1, "epochs": 10, "seconds": 84.25, "distill": True},
         "timings": {"load": 1.2, "calibrate": 3.4, "score": 41.0, "select": 0.3, "factorize": 2.1, "finetune": 84.3, "report": 0.9},
+        "peak_rss_mb": {"load": 610.0, "calibrate": 702.4, "score": 1893.6, "finetune": 1420.2},
         "search": {
             "candidates": _candidates(),
             "solutions": [
@@ -118,6 +119,7 @@ def test_summary_table_totals_and_percentages(report):
     assert "accuracy    91.34% -> 90.71% (drop 0.63 points)" in lines
     assert "cost        MACs counted analytically (objective flops)" in lines
     assert "fine-tune   oneshot, 1 round x 10 epochs, distillation, 84.2s" in lines
+    assert "memory      peak 1894 MB resident, in score" in lines
     conv = next(l for l in lines if l.startswith("block<1>/conv"))
     assert re.search(r"Conv2D\s+tucker\*\s+8x16\s+0\.9426\s+18,496 ->\s+2,496\s+3,612,672 -> 476,672$", conv)
     head = next(l for l in lines if l.startswith("head "))

@@ -1,0 +1,22 @@
+"""lrfc.memory: the per-phase peak is the peak of what ran after the reset, not of the whole process."""
+
+from lrfc import memory
+
+
+def test_reset_peak_forgets_an_earlier_allocation():
+    block = bytearray(200 * 2**20)  # 200 MiB, touched (bytearray zero-fills)
+    before = memory.peak_mb()
+    assert before is not None and before >= 200
+    del block
+    assert memory.reset_peak() is True  # Linux >= 4.0 allows it; CI runs on Linux
+    after = memory.peak_mb()
+    assert after < before - 150, (before, after)
+
+
+def test_peak_counts_what_ran_after_the_reset():
+    memory.reset_peak()
+    start = memory.peak_mb()
+    block = bytearray(120 * 2**20)
+    peak = memory.peak_mb()
+    del block
+    assert peak - start >= 110, (start, peak)
