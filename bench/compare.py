@@ -8,7 +8,7 @@ same fine-tuning effort (one round), never by extrapolating a front.
 
 from __future__ import annotations
 
-DROP_LEVELS = (1.0, 2.0, 5.0, 10.0)
+DROP_LEVELS = (1.0, 2.0, 3.0, 5.0, 10.0)
 
 
 def family(row: dict) -> str:
@@ -32,7 +32,8 @@ def fronts(rows: dict, model: str) -> dict[str, list[tuple[float, float, str]]]:
     out: dict[str, list] = {}
     for name, r in one_round(rows).items():
         if r["model"] == model:
-            out.setdefault(family(r), []).append((round(100 - r["macs_removed_pct"], 2), 100 * r["accuracy_after"], name))
+            point = (round(100 - r["macs_removed_pct"], 2), 100 * r["accuracy_after"], name)
+            out.setdefault(family(r), []).append(point)
     return {f: sorted(points) for f, points in out.items()}
 
 
@@ -50,14 +51,30 @@ def best_at_drop(rows: dict, model: str, levels=DROP_LEVELS) -> dict[str, dict[f
     return table
 
 
-def verdict(table: dict, challenger: str, level: float) -> str | None:
-    """``wins``/``ties``/``loses`` for ``challenger`` against the best other family at ``level``; None if unknown."""
+def verdict(table: dict, challenger: str, level: float, rivals=None) -> str | None:
+    """``wins``/``ties``/``loses`` (by more than 0.05 points of MACs removed) for ``challenger`` against the
+    best of ``rivals`` (default: every other family) at ``level``: ``loses`` when only a rival has a build
+    within that drop, None when no rival has one."""
     mine = (table.get(challenger) or {}).get(level)
-    others = [v[level] for f, v in table.items() if f != challenger and v.get(level) is not None]
-    if mine is None or not others:
+    others = [v[level] for f, v in table.items() if f != challenger and (rivals is None or f in rivals)
+              and v.get(level) is not None]
+    if not others:
         return None
+    if mine is None:  # a rival gets there and the challenger does not
+        return "loses"
     best_other = max(o[0] for o in others)
     return "wins" if mine[0] > best_other + 0.05 else "ties" if mine[0] >= best_other - 0.05 else "loses"
+
+
+def by_threshold(rows: dict, model: str) -> dict[str, dict[float, tuple[float, float, str]]]:
+    """Per family and similarity threshold (0.92 when not given): (MACs removed %, drop points, row name)
+    of the model's one-round similarity rows; the same threshold means the same per-layer bar."""
+    out: dict[str, dict] = {}
+    for name, r in one_round(rows).items():
+        if r["model"] == model and family(r) not in ("vbmf", "energy"):
+            t = float(r["flags"].get("--threshold", 0.92))
+            out.setdefault(family(r), {})[t] = (r["macs_removed_pct"], r["drop_points"], name)
+    return out
 
 
 def plan_agreement(a: dict, b: dict) -> tuple[int, int, int]:

@@ -13,7 +13,8 @@ memory, and its headline numbers. Groups:
                 model's compiler-cost (``scale``) row;
 * ``threshold`` the hybrid at similarity thresholds 0.85 ... 0.98, one
                 fine-tuning round and no recovery (which would move them);
-* ``pareto``    tucker, cp and tt alone at thresholds 0.85/0.92/0.98 and
+* ``pareto``    tucker, cp and tt alone at thresholds 0.85/0.92/0.98, the
+                hybrid of those three (dense layers kept) at 0.92/0.98, and
                 energy at 0.8/0.97 (one round each): with ``threshold`` and the
                 one-round ``methods`` rows, each method's accuracy-vs-MACs front,
                 from which methods are compared at matched accuracy;
@@ -21,17 +22,18 @@ memory, and its headline numbers. Groups:
                 empty cache and without fine-tuning, so the time is the search's own;
 * ``calib``     calibration-set sizes 100, 500, 1000, 2000, one round each;
 * ``finetune``  one-shot vs the paper's iterative baseline on the hybrid row's
-                plan (``--plan``): one-shot at 1 and 3 epochs, iterative at 1
+                plan (``--plan``): one-shot at 1, 2 and 3 epochs, iterative at 1
                 epoch after every layer;
 * ``scale``     the tiny model's build, next to the VGG and ResNet hybrid rows.
 
-The full run (``make bench``) fine-tunes 1 epoch on 10,000 images per round
-with 500 calibration samples and up to 3 rounds. ``--quick``
-(``make bench-quick``) is VGG only: 2,000 images, 250 calibration samples,
-up to 2 rounds, the end points of each sweep, no ResNet. Results:
-``bench/results/quality.json``, quick and full runs kept apart.
+The full run (``make bench``, 69 minutes here) fine-tunes 1 epoch on 10,000
+images per round with 500 calibration samples and up to 3 rounds.
+``--quick`` (``make bench-quick``, under 15 minutes) is VGG only (and the
+tiny model's cost row): 2,000 images, 250 calibration samples, one round
+(no recovery), tucker and cp as the single methods, the end points of each
+sweep. Results: ``bench/results/quality.json``, quick and full runs kept apart.
 
-    python -m bench.quality [--quick] [--only methods,threshold,finetune,calib,pareto,step,scale]
+    python -m bench.quality [--quick] [--only methods,threshold,finetune,calib,pareto,step,scale] [--rows NAME,...]
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def budget(quick: bool) -> dict[str, str]:
     flags = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
              "--formats": "tflite", "--bench-runs": "0", "--epochs": "1"}
     if quick:
-        return {**flags, "--train-samples": "2000", "--calib-samples": "250", "--max-rounds": "2"}
+        return {**flags, "--train-samples": "2000", "--calib-samples": "250", "--max-rounds": "1"}
     return {**flags, "--train-samples": "10000", "--calib-samples": "500", "--max-rounds": "3"}
 
 
@@ -75,16 +77,17 @@ def plan(quick: bool, groups: list[str]) -> list[dict]:
     one = {"--max-rounds": "1"}
     if "methods" in groups:
         add("methods", "vgg/hybrid", "vgg", {}, "fresh")
-        for method in SINGLE:
+        for method in SINGLE[:2] if quick else SINGLE:
             add("methods", f"vgg/{method}", "vgg", {"--methods": method})
         for rule in ("vbmf", "energy"):
             add("methods", f"vgg/{rule}", "vgg", {"--rank-selection": rule})
-    if "threshold" in groups:
-        for t in ((0.85, 0.92, 0.98) if quick else (0.85, 0.88, 0.92, 0.95, 0.98)):
+    if "threshold" in groups:  # quick: one round everywhere, so vgg/hybrid is the 0.92 point
+        for t in ((0.85, 0.98) if quick else (0.85, 0.88, 0.92, 0.95, 0.98)):
             add("threshold", f"vgg/hybrid-t{t}", "vgg", {"--threshold": str(t), **one})
     if "finetune" in groups:
         hybrid_plan = str(WORK / ("quick" if quick else "full") / "vgg-hybrid" / "plan.json")
-        for mode, epochs in (("oneshot", 1),) + ((("oneshot", 3),) if not quick else ()) + (("iterative", 1),):
+        shots = (1,) if quick else (1, 2, 3)
+        for mode, epochs in [("oneshot", e) for e in shots] + [("iterative", 1)]:
             add("finetune", f"vgg/{mode}-e{epochs}", "vgg",
                 {"--plan": hybrid_plan, "--finetune": mode, "--epochs": str(epochs), **one})
     if "calib" in groups:
@@ -94,6 +97,8 @@ def plan(quick: bool, groups: list[str]) -> list[dict]:
         for method in SINGLE:
             for t in (0.85, 0.92, 0.98):
                 add("pareto", f"vgg/{method}-t{t}", "vgg", {"--methods": method, "--threshold": str(t), **one})
+        for t in (0.92, 0.98):  # the hybrid without the dense methods: what factorizing fc1/logits costs
+            add("pareto", f"vgg/hybrid-conv-t{t}", "vgg", {"--methods": ",".join(SINGLE), "--threshold": str(t), **one})
         for e in (0.8, 0.97):
             add("pareto", f"vgg/energy-{e}", "vgg", {"--rank-selection": "energy", "--energy": str(e)})
     if "step" in groups:
@@ -107,6 +112,10 @@ def plan(quick: bool, groups: list[str]) -> list[dict]:
             add("methods", f"resnet/{method}", "resnet", {"--methods": method})
         for rule in ("vbmf", "energy"):
             add("methods", f"resnet/{rule}", "resnet", {"--rank-selection": rule})
+    if "pareto" in groups and not quick:  # ResNet, after its cost row: three families at the 0.98 threshold
+        for method in ("hybrid", "cp", "tt"):
+            flags = {} if method == "hybrid" else {"--methods": method}
+            add("pareto", f"resnet/{method}-t0.98", "resnet", {**flags, "--threshold": "0.98", **one})
     return rows
 
 
@@ -166,14 +175,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(GROUPS))
+    parser.add_argument("--rows", default=None, help="comma list of row names (e.g. vgg/oneshot-e2): only these")
     args = parser.parse_args(argv)
     key = "quick" if args.quick else "full"
     groups = args.only.split(",")
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         raise SystemExit(f"--only: unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    specs = plan(args.quick, groups)
+    if args.rows:
+        wanted = args.rows.split(",")
+        missing = sorted(set(wanted) - {spec["name"] for spec in specs})
+        if missing:
+            raise SystemExit(f"--rows: no such row(s) in the chosen groups: {', '.join(missing)}")
+        specs = [spec for spec in specs if spec["name"] in wanted]
     started = time.perf_counter()
-    for spec in plan(args.quick, groups):
+    for spec in specs:
         name, model = spec["name"], spec["model"]
         cache_dir = WORK / key / f"cache-{model}"
         if spec["cache"] == "cold":

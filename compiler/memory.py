@@ -5,7 +5,10 @@ to ``/proc/self/clear_refs`` (Linux >= 4.0), so ``peak_mb`` afterwards is
 the peak of what ran in between, not of the whole process so far. Where
 ``/proc`` is missing or the reset is refused, ``reset_peak`` returns False
 and ``peak_mb`` is the process's peak since it started (still an upper
-bound), or None without ``/proc``.
+bound), or None without ``/proc``. The reset is process-wide: it also
+lowers what ``getrusage``/``wait4`` report as ``ru_maxrss`` for this process
+(measured), so a caller that wants the whole run's peak takes the largest
+per-stretch peak.
 """
 
 from __future__ import annotations

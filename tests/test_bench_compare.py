@@ -42,6 +42,10 @@ def test_verdict_against_the_best_other_family():
     assert compare.verdict(table, "hybrid", 2.0) == "loses"    # 70 vs tucker 85
     assert compare.verdict(table, "hybrid", 10.0) == "wins"    # 94 vs 85 and 80
     assert compare.verdict({"hybrid": {1.0: (70.0, "a")}}, "hybrid", 1.0) is None
+    assert compare.verdict(table, "hybrid", 5.0, rivals={"energy"}) == "loses"  # 70 vs 80
+    assert compare.verdict(table, "hybrid", 1.0, rivals={"energy"}) is None      # energy has no build within 1
+    only_rival = {"hybrid": {3.0: None}, "cp": {3.0: (78.1, "vgg/cp-t0.98")}}
+    assert compare.verdict(only_rival, "hybrid", 3.0) == "loses"
 
 
 def test_fronts_sorted_by_macs_kept():
@@ -54,3 +58,10 @@ def test_plan_agreement_counts_methods_and_ranks():
     a = {"c1": ["tucker", [8, 8]], "c2": ["cp", [16]], "fc": ["svd", [4]]}
     b = {"c1": ["tucker", [8, 8]], "c2": ["cp", [12]], "c3": ["tt", [2, 2]]}
     assert compare.plan_agreement(a, b) == (2, 1, 4)
+
+
+def test_by_threshold_keeps_similarity_rows_per_threshold():
+    table = compare.by_threshold(ROWS, "vgg")
+    assert set(table) == {"hybrid", "tucker"}
+    assert table["hybrid"] == {0.85: (94.0, 6.0, "vgg/hybrid-t0.85"), 0.98: (70.0, 0.8, "vgg/hybrid-t0.98")}
+    assert table["tucker"][0.85] == (85.0, 1.5, "vgg/tucker-t0.85")
