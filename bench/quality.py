@@ -91,7 +91,7 @@ def plan(quick: bool, groups: list[str]) -> list[dict]:
             add("finetune", f"vgg/{mode}-e{epochs}", "vgg",
                 {"--plan": hybrid_plan, "--finetune": mode, "--epochs": str(epochs), **one})
     if "calib" in groups:
-        for n in ((100,) if quick else (100, 1000, 2000)):  # the default size is the hybrid-t0.92 row
+        for n in ((100,) if quick else (100, 1000, 2000)):  # the default size: hybrid-t0.92 (quick: vgg/hybrid)
             add("calib", f"vgg/calib{n}", "vgg", {"--calib-samples": str(n), **one})
     if "pareto" in groups and not quick:
         for method in SINGLE:

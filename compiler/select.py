@@ -343,7 +343,8 @@ def _check_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
 def _layer_options(cands_by_layer: Mapping[str, Sequence[Candidate]], original_cost: Mapping[str, Cost],
                    threshold: float, objective: str, methods: Iterable[str] | None,
                    original_ms: Mapping[str, float] | None) -> tuple[dict[str, float], dict[str, list[tuple[float, Candidate]]]]:
-    """Per layer: the original's price, and the passing candidates cheaper than it, in tie-breaking order."""
+    """Per layer: the original's price, and the passing candidates cheaper than it (and smaller in parameters
+    or MACs), in tie-breaking order."""
     allowed = _check_methods(methods)
     passing = {layer: [c for c in cands if c.similarity >= threshold and (allowed is None or c.method in allowed)]
                for layer, cands in cands_by_layer.items()}
@@ -362,7 +363,11 @@ def _layer_options(cands_by_layer: Mapping[str, Sequence[Candidate]], original_c
             originals[layer] = float(original_ms[layer])
         else:
             originals[layer] = _static_cost(original_cost[layer], objective)
-        options[layer] = [(p, c) for p, c in _sorted(cands, objective) if p < originals[layer]]
+        # A chain with more parameters and more MACs than the layer is no compression, whatever a timer
+        # says: at microsecond scale a "faster" measurement of a bigger chain is noise.
+        base = original_cost[layer]
+        options[layer] = [(p, c) for p, c in _sorted(cands, objective)
+                          if p < originals[layer] and (c.params < base.params or c.macs < base.macs)]
     return originals, options
 
 

@@ -192,6 +192,18 @@ def test_latency_uses_measurements_consistently():
         choose_hybrid(mixed, originals, 0.9, "latency", original_ms={"a": 1.2})
 
 
+def test_a_bigger_chain_is_never_chosen_however_fast_it_measured():
+    # 346 params / 336 MACs against a 330 / 320 layer: the failure CI met on a 32->10 logits layer,
+    # where a timer at microsecond scale called the bigger chain faster
+    bigger = Candidate("fc", "svd", (10,), 346, 336, 0.99, measured_ms=0.001)
+    smaller = Candidate("fc", "svd", (4,), 170, 160, 0.97, measured_ms=0.0012)
+    originals = {"fc": Cost(330, 320)}
+    assert choose_hybrid({"fc": [bigger]}, originals, 0.9, "latency", original_ms={"fc": 0.002}) == {"fc": None}
+    chosen = choose_hybrid({"fc": [bigger, smaller]}, originals, 0.9, "latency", original_ms={"fc": 0.002})
+    assert chosen["fc"] is smaller
+    assert choose_hybrid({"fc": [bigger]}, originals, 0.0, "params") == {"fc": None}
+
+
 def _brute_force(table, originals, threshold, objective):
     layers = list(table)
     per_layer = []
