@@ -26,7 +26,7 @@ memory, and its headline numbers. Groups:
                 epoch after every layer;
 * ``scale``     the tiny model's build, next to the VGG and ResNet hybrid rows.
 
-The full run (``make bench``, 69 minutes here) fine-tunes 1 epoch on 10,000
+The full run (``make bench``: 41 builds, 79 minutes here) fine-tunes 1 epoch on 10,000
 images per round with 500 calibration samples and up to 3 rounds.
 ``--quick`` (``make bench-quick``, under 15 minutes) is VGG only (and the
 tiny model's cost row): 2,000 images, 250 calibration samples, one round

@@ -175,6 +175,24 @@ def calib_section(runs: dict, reference: dict | None = None) -> list[str]:
     return lines + _commands(rows)
 
 
+def oneshot_verdict(rows: dict) -> str | None:
+    """The cheapest one-shot row at the iterative row's accuracy or better, against it; None without both."""
+    it = next((r for r in rows.values() if r["finetune"]["mode"] == "iterative"), None)
+    shots = sorted((r for r in rows.values() if r["finetune"]["mode"] == "oneshot"), key=lambda r: r["finetune"]["seconds"])
+    if not (it and shots):
+        return None
+    match = next((r for r in shots if r["accuracy_after"] >= it["accuracy_after"] - 1e-9), None)
+    if match:
+        return (f"At equal or better accuracy ({100 * match['accuracy_after']:.2f}% vs iterative "
+                f"{100 * it['accuracy_after']:.2f}%), one-shot fine-tuning took {match['finetune']['seconds']:.0f} s "
+                f"against {it['finetune']['seconds']:.0f} s: **{it['finetune']['seconds'] / match['finetune']['seconds']:.1f}x "
+                f"cheaper** (the paper: ~8x).")
+    best = max(shots, key=lambda r: r["accuracy_after"])
+    return (f"No one-shot row reached the iterative accuracy ({100 * it['accuracy_after']:.2f}%; best one-shot "
+            f"{100 * best['accuracy_after']:.2f}% in {best['finetune']['seconds']:.0f} s against iterative's "
+            f"{it['finetune']['seconds']:.0f} s): the ~8x claim is not shown at equal accuracy here.")
+
+
 def finetune_section(runs: dict, reference: dict | None = None) -> list[str]:
     rows = _group(runs, "finetune")
     if not rows:
@@ -187,22 +205,10 @@ def finetune_section(runs: dict, reference: dict | None = None) -> list[str]:
         count = r["layers_factorized"] if ft["mode"] == "iterative" else ft["rounds"]
         lines.append(f"| {n} | {ft['mode']} | {ft['epochs']} | {count} | {ft['seconds']:.0f} | {_acc(r)} | "
                      f"{r['drop_points']} | {r['wall_s']:.0f} |")
-    it = next((r for r in rows.values() if r["finetune"]["mode"] == "iterative"), None)
-    shots = sorted((r for r in rows.values() if r["finetune"]["mode"] == "oneshot"), key=lambda r: r["finetune"]["seconds"])
     lines.append("")
-    if it and shots:
-        match = next((r for r in shots if r["accuracy_after"] >= it["accuracy_after"] - 1e-9), None)
-        if match:
-            lines.append(f"At equal or better accuracy ({100 * match['accuracy_after']:.2f}% vs iterative "
-                         f"{100 * it['accuracy_after']:.2f}%), one-shot fine-tuning took {match['finetune']['seconds']:.0f} s "
-                         f"against {it['finetune']['seconds']:.0f} s: **{it['finetune']['seconds'] / match['finetune']['seconds']:.1f}x "
-                         f"cheaper** (the paper: ~8x).")
-        else:
-            best = max(shots, key=lambda r: r["accuracy_after"])
-            lines.append(f"No one-shot row reached the iterative accuracy ({100 * it['accuracy_after']:.2f}%; best one-shot "
-                         f"{100 * best['accuracy_after']:.2f}% in {best['finetune']['seconds']:.0f} s against iterative's "
-                         f"{it['finetune']['seconds']:.0f} s): the ~8x claim is not shown at equal accuracy here.")
-        lines.append("")
+    verdict = oneshot_verdict(rows)
+    if verdict:
+        lines += [verdict, ""]
     return lines + _commands(rows)
 
 
@@ -283,8 +289,7 @@ def claims_section(runs: dict, reference: dict | None = None) -> list[str]:
         if sim_wins:
             lines.append(f"- *Similarity-based ranks beat weight-based ones* ({model}; MACs removed, similarity vs "
                          f"vbmf/energy): " + "; ".join(sim_wins) + ".")
-    body = finetune_section(runs)
-    verdict = next((l for l in body if l.startswith(("At equal", "No one-shot"))), None)
+    verdict = oneshot_verdict(_group(runs, "finetune"))
     if verdict:
         lines.append(f"- *One-shot fine-tuning is ~8x cheaper than iterative*: {verdict}")
     return lines + [""] if lines else []

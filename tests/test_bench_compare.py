@@ -65,3 +65,18 @@ def test_by_threshold_keeps_similarity_rows_per_threshold():
     assert set(table) == {"hybrid", "tucker"}
     assert table["hybrid"] == {0.85: (94.0, 6.0, "vgg/hybrid-t0.85"), 0.98: (70.0, 0.8, "vgg/hybrid-t0.98")}
     assert table["tucker"][0.85] == (85.0, 1.5, "vgg/tucker-t0.85")
+
+
+def test_oneshot_verdict_takes_the_cheapest_oneshot_at_iterative_accuracy():
+    from bench.render_quality import oneshot_verdict
+
+    def ft(mode, seconds, acc):
+        return {"finetune": {"mode": mode, "seconds": seconds}, "accuracy_after": acc}
+
+    rows = {"e1": ft("oneshot", 20, 0.8859), "e2": ft("oneshot", 34, 0.9062), "e3": ft("oneshot", 53, 0.9115),
+            "it": ft("iterative", 224, 0.9027)}
+    text = oneshot_verdict(rows)
+    assert "90.62% vs iterative 90.27%" in text and "**6.6x cheaper**" in text
+    del rows["e2"], rows["e3"]
+    assert oneshot_verdict(rows).startswith("No one-shot row reached the iterative accuracy (90.27%")
+    assert oneshot_verdict({"e1": rows["e1"]}) is None
