@@ -1,0 +1,68 @@
+"""A golden build: the reorganised code gives the same plan, candidates and report keys as before.
+
+The fixture (tests/fixtures/golden/, see its README) was written by the code before the package was
+reorganised; this build must reproduce it. Report keys may grow, never shrink.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+
+
+def key_paths(obj, prefix: str = "") -> set[str]:
+    """Every key of a JSON document as a dotted path; list items share one ``[]`` path."""
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{prefix}.{k}" if prefix else k
+            out.add(path)
+            out |= key_paths(v, path)
+    elif isinstance(obj, list):
+        for v in obj:
+            out |= key_paths(v, prefix + "[]")
+    return out
+
+
+def test_key_paths_sees_nested_keys_and_list_items():
+    assert key_paths({"a": [{"b": 1}, {"c": {"d": 2}}]}) == {"a", "a[].b", "a[].c", "a[].c.d"}
+
+
+@pytest.fixture(scope="module")
+def golden_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("golden")
+    res = run_cli("build", str(GOLDEN / "tiny.keras"), "--data", "fashion-mnist", "--objective", "flops",
+                  "--finetune", "none", "--calib-samples", "200", "--step", "10", "--bench-runs", "0",
+                  "--formats", "tflite", "--out", str(out / "o"), "--cache-dir", str(out / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    return out / "o", json.loads(res.stdout)
+
+
+def test_same_plan_as_before(golden_build):
+    out, _ = golden_build
+    assert json.loads((out / "plan.json").read_text()) == json.loads((GOLDEN / "plan.json").read_text())
+
+
+def test_same_candidates_and_costs_as_before(golden_build):
+    _, report = golden_build
+    golden = json.loads((GOLDEN / "search.json").read_text())
+    got = report["search"]["candidates"]
+    assert [(c["layer"], c["method"], c["ranks"], c["params"], c["macs"], c["data_aware"]) for c in got] == \
+           [(c["layer"], c["method"], c["ranks"], c["params"], c["macs"], c["data_aware"]) for c in golden["candidates"]]
+    for new, old in zip(got, golden["candidates"]):
+        assert new["similarity"] == pytest.approx(old["similarity"], abs=1e-4)
+    assert {k: report["compressed"][k] for k in ("params", "macs")} == golden["compressed"]
+    assert report["original"]["accuracy"] == pytest.approx(golden["original"]["accuracy"], abs=1e-9)
+
+
+def test_report_keeps_every_key_it_had(golden_build):
+    _, report = golden_build
+    before = set(json.loads((GOLDEN / "report_keys.json").read_text()))
+    missing = sorted(before - key_paths(report))
+    assert not missing, f"report keys lost: {missing}"
