@@ -36,7 +36,7 @@ $(SSHD):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssh-server openssh-client
 
 demo: setup
-	$(BIN)/python -m lrfc.baselines --out $(DEMO) --models tiny --epochs 3
+	$(BIN)/python -m lrfc.train.baselines --out $(DEMO) --models tiny --epochs 3
 	$(BIN)/lrfc inspect $(DEMO)/tiny.keras
 	$(BIN)/lrfc build $(DEMO)/tiny.keras --data fashion-mnist --target host --objective flops --epochs 3 --train-samples 20000 --out $(DEMO)/build
 	@echo "report: $(DEMO)/build/report.html"
@@ -59,14 +59,14 @@ bench-quick: setup models/vgg.keras models/tiny.keras
 	$(BIN)/python -m bench.render
 
 models/vgg.keras models/tiny.keras: | setup
-	$(BIN)/python -m lrfc.baselines --out models --models $(basename $(notdir $@))
+	$(BIN)/python -m lrfc.train.baselines --out models --models $(basename $(notdir $@))
 
 models/.trained: | setup
-	$(BIN)/python -m lrfc.baselines --out models
+	$(BIN)/python -m lrfc.train.baselines --out models
 	touch $@
 
 baselines: setup
-	$(BIN)/python -m lrfc.baselines --out models
+	$(BIN)/python -m lrfc.train.baselines --out models
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -61,7 +61,7 @@ def _apps_model(name: str) -> Path:
     """keras.applications MobileNetV2 / ResNet50, weights=None, 224x224x3, 10 classes, saved once."""
     path = WORK / f"{name}.keras"
     if not path.exists():
-        from lrfc.quiet import import_keras
+        from lrfc.common.quiet import import_keras
 
         keras = import_keras()
         ctor = {"mobilenetv2": keras.applications.MobileNetV2, "resnet50": keras.applications.ResNet50}[name]
@@ -76,7 +76,7 @@ def _small_data() -> Path:
     if not path.exists():
         import numpy as np
 
-        from lrfc.data import load_data
+        from lrfc.frontend.data import load_data
 
         ds = load_data("fashion-mnist", (28, 28, 1), 10)
         WORK.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def _fixed_plan(model: Path, fraction: float) -> Path:
     from lrfc import decompose
     from lrfc.frontend.catalogue import describe_model
     from lrfc.geometry import ConvGeometry
-    from lrfc.inspection import load_flat
+    from lrfc.frontend.load import load_flat
 
     choices = []
     for info in describe_model(load_flat(str(model), False)):

@@ -204,7 +204,7 @@ def main(argv=None) -> None:
         cmd = ["build", MODELS[model], *[x for kv in flags.items() for x in kv], "--out", str(out),
                "--cache-dir", str(cache_dir), "--json"]
         report, wall, peak = run_build(cmd)
-        # lrfc resets the kernel's high-water mark per phase (lrfc.memory), which ru_maxrss follows
+        # lrfc resets the kernel's high-water mark per phase (lrfc.common.memory), which ru_maxrss follows
         peak = max([peak, *[v for v in report.get("peak_rss_mb", {}).values() if v is not None]])
         row = {"group": spec["group"], "model": model, "cache": spec["cache"], "flags": spec["flags"],
                "command": "lrfc " + " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

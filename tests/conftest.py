@@ -21,7 +21,7 @@ atexit.register(shutil.rmtree, os.environ["LRFC_CACHE_DIR"], ignore_errors=True)
 
 @pytest.fixture(scope="session")
 def keras():
-    from lrfc.quiet import import_keras
+    from lrfc.common.quiet import import_keras
 
     return import_keras()
 
@@ -45,7 +45,7 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory, keras):
     """The `tiny` baseline trained for one epoch on 6,000 Fashion-MNIST images."""
-    from lrfc.baselines import train
+    from lrfc.train.baselines import train
 
     out = tmp_path_factory.mktemp("tiny")
     train("tiny", out, epochs=1, train_samples=6000)

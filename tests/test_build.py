@@ -77,7 +77,7 @@ def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
 
 
 def test_failed_build_leaves_no_finished_looking_output(tiny_model_path, tmp_path, monkeypatch):
-    from lrfc import build
+    from lrfc import pipeline as build
 
     def boom(state):
         raise RuntimeError("interrupted during fine-tuning")

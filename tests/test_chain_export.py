@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 keras = import_keras()
 

@@ -8,10 +8,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from lrfc.costdb import CostDB, op_signature
+from lrfc.cost.costdb import CostDB, op_signature
 from lrfc.decompose.base import Stage
 from lrfc.geometry import ConvGeometry
-from lrfc.roofline import estimate_ms, stage_work
+from lrfc.cost.roofline import estimate_ms, stage_work
 
 
 def conv(cin, cout, k=3, strides=(1, 1), padding="same", seed=0, bias=False, act=None):
@@ -83,7 +83,7 @@ def test_costdb_leaves_another_versions_rows_unread(tmp_path):
 
 
 def test_default_path_follows_the_cache_dir_unless_the_environment_says(tmp_path, monkeypatch):
-    from lrfc.costdb import default_path
+    from lrfc.cost.costdb import default_path
 
     monkeypatch.delenv("LRFC_COST_DB", raising=False)
     assert default_path(tmp_path) == tmp_path / "costs.sqlite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrfc.data import fit_to_input, load_data, read_fashion_mnist
+from lrfc.frontend.data import fit_to_input, load_data, read_fashion_mnist
 from lrfc.errors import UserError
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 keras = import_keras()
 

@@ -18,7 +18,7 @@ SHAPE = (16, 16, 1)
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory, keras):
     """A residual CNN (logits) trained on digits at 16x16x1, saved as .keras."""
-    from lrfc.data import load_data
+    from lrfc.frontend.data import load_data
 
     ds = load_data("digits", SHAPE, 10)
     model = residual_cnn(keras, SHAPE, "cli_cnn")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lrfc.errors import UserError
-from lrfc.finetune import FinetuneConfig, FinetuneResult, evaluate, finetune, outputs_probabilities, teacher_logits
+from lrfc.train.finetune import FinetuneConfig, FinetuneResult, evaluate, finetune, outputs_probabilities, teacher_logits
 from lrfc.plan import LayerChoice, Plan
 
 # Ranks that leave the `tiny` baseline badly damaged: Tucker (1, 2) and (2, 4)
@@ -56,7 +56,7 @@ def test_softmax_outputs_are_detected_and_turned_into_logits(keras):
 
 @pytest.fixture(scope="module")
 def data():
-    from lrfc.data import load_data
+    from lrfc.frontend.data import load_data
 
     ds = load_data("fashion-mnist", (28, 28, 1), 10)
     # Training samples the tiny baseline (trained on the first 6,000) has not seen; test images held out.
@@ -71,7 +71,7 @@ def tiny(keras, tiny_model_path):
 
 
 def _damaged(tiny):
-    from lrfc.rewrite import apply_plan
+    from lrfc.factorize.rewrite import apply_plan
 
     return apply_plan(tiny, DAMAGE)
 
@@ -123,7 +123,7 @@ def _log_softmax(z):
 @pytest.mark.parametrize("probabilities", [False, True])
 def test_loss_matches_the_formula(keras, probabilities):
     """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), per sample, against numpy."""
-    from lrfc.finetune import _loss_fn
+    from lrfc.train.finetune import _loss_fn
 
     rng = np.random.default_rng(1)
     student, teacher = rng.normal(size=(6, 4)) * 3, rng.normal(size=(6, 4)) * 3

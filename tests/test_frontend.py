@@ -179,7 +179,7 @@ def test_undefined_spatial_size_needs_input_shape(keras):
 
 @pytest.mark.parametrize("name", ["ResNet50", "MobileNetV2", "VGG16", "EfficientNetB0", "DenseNet121"])
 def test_inspect_keras_applications(keras, tmp_path, name):
-    from lrfc.inspection import inspect_model
+    from lrfc.frontend.inspect import inspect_model
 
     model = getattr(keras.applications, name)(weights=None)
     model.save(tmp_path / f"{name}.keras")

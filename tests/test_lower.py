@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 keras = import_keras()
 
@@ -35,7 +35,7 @@ SHAPE = (16, 16, 1)
 @pytest.fixture(scope="module")
 def digits():
     """Digits resized to 16x16x1: (calibration, verification, train x, train y), disjoint."""
-    from lrfc.data import load_data
+    from lrfc.frontend.data import load_data
 
     ds = load_data("digits", SHAPE, 10)
     perm = np.random.default_rng(0).permutation(len(ds.x))

@@ -1,6 +1,6 @@
-"""lrfc.memory: the per-phase peak is the peak of what ran after the reset, not of the whole process."""
+"""lrfc.common.memory: the per-phase peak is the peak of what ran after the reset, not of the whole process."""
 
-from lrfc import memory
+from lrfc.common import memory
 
 
 def test_reset_peak_forgets_an_earlier_allocation():

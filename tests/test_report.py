@@ -12,8 +12,11 @@ import struct
 
 import pytest
 
-from lrfc.progress import Progress
-from lrfc.report import pareto_png, render_html, summary_table, write_report
+from lrfc.common.progress import Progress
+from lrfc.report.files import write_report
+from lrfc.report.html import render_html
+from lrfc.report.plot import pareto_png
+from lrfc.report.text import summary_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -57,7 +57,7 @@ FULL_PLANS = {
 def test_full_rank_plan_reproduces_the_model_and_round_trips(keras, mixed, tmp_path, plan_name):
     from lrfc import decompose
     from lrfc.frontend.catalogue import describe_model
-    from lrfc.rewrite import apply_plan
+    from lrfc.factorize.rewrite import apply_plan
 
     flat = _flat(mixed)
     rows = {r.name: r for r in describe_model(flat)}
@@ -80,7 +80,7 @@ def test_full_rank_plan_reproduces_the_model_and_round_trips(keras, mixed, tmp_p
 
 
 def test_low_rank_plan_shrinks_and_keeps_names(keras, mixed):
-    from lrfc.rewrite import apply_plan
+    from lrfc.factorize.rewrite import apply_plan
 
     flat = _flat(mixed)
     plan = Plan((LayerChoice("stem", "tucker", (2, 4)), LayerChoice("head", "svd", (2,))))
@@ -95,7 +95,7 @@ def test_low_rank_plan_shrinks_and_keeps_names(keras, mixed):
 
 
 def test_plan_errors(keras, mixed, tmp_path):
-    from lrfc.rewrite import apply_plan
+    from lrfc.factorize.rewrite import apply_plan
 
     flat = _flat(mixed)
     with pytest.raises(UserError, match="plan names layer 'nope'"):

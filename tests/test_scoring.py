@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrfc.cache import Cache
+from lrfc.search.cache import Cache
 
 
 @pytest.fixture(scope="module")
 def conv_task(keras):
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.graph import rebuild
-    from lrfc.scoring import make_task
+    from lrfc.search.scoring import make_task
 
     inp = keras.Input((12, 12, 6))
     model = rebuild(keras.Model(inp, keras.layers.Conv2D(10, 3, strides=2, padding="same", activation="relu", name="c")(inp)))
@@ -33,7 +33,7 @@ def test_reference_is_the_linear_response_without_bias(keras, conv_task):
 
 
 def test_full_rank_scores_one_and_lower_ranks_less(conv_task):
-    from lrfc.scoring import similarity
+    from lrfc.search.scoring import similarity
 
     task, _, _ = conv_task
     cache = Cache(enabled=False)
@@ -44,7 +44,7 @@ def test_full_rank_scores_one_and_lower_ranks_less(conv_task):
 
 
 def test_search_finds_the_first_passing_grid_point_with_few_scores(monkeypatch, conv_task):
-    from lrfc import scoring
+    from lrfc.search import scoring
 
     task, _, _ = conv_task
     grid = [(a, b) for a in range(1, 7) for b in range(1, 11)]  # 60 points, all within max ranks (6, 10)
@@ -67,7 +67,7 @@ def test_search_finds_the_first_passing_grid_point_with_few_scores(monkeypatch, 
 
 
 def test_scores_persist_in_the_cache(tmp_path, conv_task):
-    from lrfc.scoring import similarity
+    from lrfc.search.scoring import similarity
 
     task, _, _ = conv_task
     first = Cache(tmp_path)

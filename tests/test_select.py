@@ -15,9 +15,11 @@ import pytest
 from lrfc.decompose import METHODS, Cost
 from lrfc.errors import UserError
 from lrfc.geometry import ConvGeometry, DenseGeometry
-from lrfc.select import (OBJECTIVES, Candidate, Solution, baseline_ranks, best_solutions, cheapest_passing,
-                         choose_hybrid, energy_rank, objective_cost, pareto_front, rank_grid, step_back,
-                         table_from_json, table_to_json, vbmf_rank)
+from lrfc.objectives import OBJECTIVES
+from lrfc.search.grid import rank_grid
+from lrfc.search.rank_rules import baseline_ranks, energy_rank, vbmf_rank
+from lrfc.search.select import (Candidate, Solution, best_solutions, cheapest_passing, choose_hybrid, objective_cost,
+                                pareto_front, step_back, table_from_json, table_to_json)
 
 CONV = ConvGeometry((3, 3), 32, 48, (16, 16), (16, 16), padding="same")
 POINTWISE = ConvGeometry((1, 1), 64, 96, (8, 8), (8, 8))
@@ -331,7 +333,7 @@ def test_baseline_ranks_find_planted_structure():
 
 
 def test_select_imports_no_tensorflow():
-    code = "import sys, lrfc.select; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    code = "import sys, lrfc.search.select; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from lrfc.errors import UserError
 from lrfc.frontend.load import UNSAFE_CLASSES
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 if TYPE_CHECKING:
     import keras

@@ -168,7 +168,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         out: the output directory.
         formats: subset of ``FORMATS``; None: the target's (``formats_for``).
         precision: ``fp32``, ``fp16`` or ``int8``; None: the target's.
-        data: a ``--data`` spec (see ``lrfc.data``); required for int8.
+        data: a ``--data`` spec (see ``lrfc.frontend.data``); required for int8.
             Without it the gate runs on ``RANDOM_VERIFY_SAMPLES`` seeded
             uniform [0, 1] inputs.
         calib_samples: calibration samples drawn from ``data``
@@ -185,7 +185,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         UserError: bad options, model, profile or data.
         VerificationError: an artifact failed the gate (nothing published).
     """
-    from lrfc.atomic import write_text
+    from lrfc.common.atomic import write_text
     from lrfc.targets import load_profile
 
     profile = load_profile(target)
@@ -234,7 +234,7 @@ def _check_formats(formats, profile) -> tuple[str, ...]:
 
 
 def _load_model(model_path: str, trust: bool):
-    from lrfc.inspection import load_flat
+    from lrfc.frontend.load import load_flat
 
     model = load_flat(model_path, trust)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -253,7 +253,7 @@ def _draw(data: str, model, calib_samples: int, rng) -> tuple[np.ndarray, np.nda
     Verification uses the data's test split when it has one, else the
     samples left after calibration, else (tiny data) the calibration samples.
     """
-    from lrfc.data import load_data
+    from lrfc.frontend.data import load_data
 
     out_shape = model.outputs[0].shape
     num_classes = int(out_shape[-1]) if len(out_shape) == 2 and out_shape[-1] else None

@@ -72,10 +72,10 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
         after, similarity (with data); and totals.
     """
     from lrfc import decompose
-    from lrfc.atomic import atomic_path
+    from lrfc.common.atomic import atomic_path
     from lrfc.frontend.catalogue import describe_model
-    from lrfc.inspection import load_flat
-    from lrfc.rewrite import apply_stages, plan_stages
+    from lrfc.frontend.load import load_flat
+    from lrfc.factorize.rewrite import apply_stages, plan_stages
 
     if method not in decompose.METHODS:
         raise UserError(f"--method: received {method!r}; expected one of {', '.join(decompose.METHODS)}")
@@ -105,9 +105,9 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
 
     tasks = {}
     if data:
-        from lrfc.calibrate import capture
-        from lrfc.data import load_data
-        from lrfc.scoring import make_task
+        from lrfc.search.calibrate import capture
+        from lrfc.frontend.data import load_data
+        from lrfc.search.scoring import make_task
 
         ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]))
         rng = np.random.default_rng(seed)
@@ -120,8 +120,8 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
     new_model = apply_stages(flat, plan_stages(flat, plan, stats))
     sims = {}
     if tasks:
-        from lrfc.cache import Cache
-        from lrfc.scoring import similarity
+        from lrfc.search.cache import Cache
+        from lrfc.search.scoring import similarity
 
         cache = Cache(enabled=False)
         sims = {c.layer: similarity(tasks[c.layer], method, c.ranks, c.data_aware, cache) for c in plan.choices}

@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lrfc.costdb import CostDB, op_signature
-from lrfc.roofline import estimate_ms
+from lrfc.cost.costdb import CostDB, op_signature
+from lrfc.cost.roofline import estimate_ms
 
 # A chain runs for microseconds, so one turn of 10 runs lasts well under a millisecond and a
 # single burst of outside load can cover a whole turn. Six turns per chain, alternating with
@@ -89,7 +89,7 @@ class Pricer:
     """Prices chains in milliseconds, measured on a device or estimated; see the module doc."""
 
     def __init__(self, profile, link, db_path=None, log=None, cache_dir=None):
-        from lrfc.devices import measured_runtimes
+        from lrfc.cost.devices import measured_runtimes
 
         self.profile = profile
         self.link = link
@@ -113,7 +113,7 @@ class Pricer:
 
         if format_of(self.info.runtime) == "onnx":
             self.info.precision = "fp32"  # what lower_chain writes for ONNX Runtime (see there)
-        from lrfc.costdb import default_path
+        from lrfc.cost.costdb import default_path
 
         self._db = CostDB(db_path if db_path is not None else default_path(cache_dir))
         self.info.db = str(self._db.path)

@@ -120,3 +120,13 @@ def load_model(path: str | Path, trust: bool = False):
     if not isinstance(model, keras.Model):
         raise UserError(f"{path}: holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+def load_flat(path: str | Path, trust: bool = False, input_shape: tuple[int, ...] | None = None):
+    """Load a model file and flatten nested models into one Functional graph (``frontend.graph.rebuild``)."""
+    from lrfc.common.quiet import import_keras
+
+    import_keras()
+    from lrfc.frontend.graph import rebuild
+
+    return rebuild(load_model(path, trust=trust), input_shape=input_shape)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrfc.atomic import atomic_path
+from lrfc.common.atomic import atomic_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 REPRESENTATIVE_BATCH = 1  # samples per calibration step: single samples, the form every TF release accepts
@@ -91,7 +91,7 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
         received = "None" if representative is None else "an empty array"
         raise ValueError("int8 needs representative samples shaped like the model input (calibration data); "
                          f"received 'int8' with representative={received}")
-    from lrfc.quiet import import_keras
+    from lrfc.common.quiet import import_keras
 
     import_keras()
     import tensorflow as tf

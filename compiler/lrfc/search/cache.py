@@ -105,7 +105,7 @@ class Cache:
         if value is None:
             value = compute()
             if self.enabled:
-                from lrfc.atomic import atomic_path
+                from lrfc.common.atomic import atomic_path
 
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,43 +1,14 @@
-"""The build's deployment stages: lower and verify the artifacts, then benchmark them.
+"""The ``benchmark`` stage: original against compressed, side by side, on every runtime of the target.
 
-``lower_stage`` writes the compressed model as ``model.<fmt>`` and the
-original as ``original.<fmt>`` in the target's formats and precision (int8 calibrated on
-the calibration samples); each file passes the verification gate
-(``lrfc.lower.verify``) against its Keras model on held-out validation
-samples, or the build fails with the numbers (exit status 1).
-
-``benchmark_stage`` times original and compressed side by side on every
-runtime of the target that the device offers: one runtime_bench run per
-runtime, the two artifacts alternating in rounds, each in its own process
-so its peak memory is its own. Ratios are original / compressed (above 1:
-the compressed model is faster, smaller, lighter). When the target cannot be
-reached the benchmark is not run and the report says so.
+One runtime_bench run per runtime, the two artifacts alternating in rounds,
+each in its own process so its peak memory is its own. Ratios are original /
+compressed (above 1: the compressed model is faster, smaller, lighter). When
+the target cannot be reached the benchmark is not run and the report says so.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 WARMUP, ROUNDS = 10, 5
-
-
-def lower_stage(state) -> None:
-    """Lower, verify and write the compressed and the original model in the target's formats."""
-    from lrfc.lower.artifacts import formats_for, lower
-
-    opts = state.options
-    formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
-    out = Path(opts.out)
-    calib, held_out = state.splits["x_calib"], state.splits["x_val"]
-    state.artifacts = []
-    for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
-        records = lower(model, out, precision=state.profile.precision, formats=formats, calibration=calib,
-                        verify_samples=held_out, stem=stem)
-        state.artifacts += [{**r, "model": role} for r in records]
-    for r in state.artifacts:
-        if r["model"] == "compressed":
-            state.log(f"{Path(r['path']).name}: {r['bytes']:,} bytes, verified: max_abs_diff {r['max_abs_diff']:.3g}, "
-                      f"top-1 agreement {100 * r['top1_agreement']:.2f}% on {r['samples']} samples")
 
 
 def _artifact(state, role: str, fmt: str) -> dict | None:
@@ -50,9 +21,9 @@ def _ratio(before, after) -> float | None:
     return round(float(before) / float(after), 4)
 
 
-def benchmark_stage(state) -> None:
+def benchmark(state) -> None:
     """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
-    from lrfc.devices import measured_runtimes
+    from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
 
     opts = state.options

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from lrfc.quiet import import_keras
-
-
-def load_flat(path: str, trust: bool = False, input_shape: tuple[int, ...] | None = None):
-    """Load a model file and flatten nested models into one Functional graph."""
-    import_keras()
-    from lrfc.frontend.graph import rebuild
-    from lrfc.frontend.load import load_model
-
-    return rebuild(load_model(path, trust=trust), input_shape=input_shape)
+from lrfc.frontend.load import load_flat
 
 
 def inspect_model(path: str, trust: bool = False, input_shape: tuple[int, ...] | None = None) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrfc.atomic import atomic_path
+from lrfc.common.atomic import atomic_path
 
 MAX_OPSET = 18  # tf2onnx 1.17 refuses newer opsets
 INPUT_NAME = "input"
@@ -47,7 +47,7 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
         raise ValueError(f"opset must be in 7..{MAX_OPSET} (the range tf2onnx 1.17 converts to), received {opset}")
     if len(model.inputs) != 1:
         raise ValueError(f"export_onnx takes a model with one input, received {len(model.inputs)} inputs")
-    from lrfc.quiet import import_keras, silenced_stderr
+    from lrfc.common.quiet import import_keras, silenced_stderr
 
     import_keras()
     import onnx

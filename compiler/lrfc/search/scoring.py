@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lrfc.cache import Cache, content_hash
-from lrfc.calibrate import feature_similarity
+from lrfc.search.cache import Cache, content_hash
+from lrfc.search.calibrate import feature_similarity
 from lrfc.decompose.base import LayerStats, LayerWeights, Stage
 from lrfc.frontend.catalogue import LayerInfo
-from lrfc.select import Candidate
+from lrfc.search.select import Candidate
 
 EVAL_BATCH = 256
 
@@ -75,8 +75,8 @@ def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerS
     part, and (when ``data_aware``) statistics are taken from those, since
     the streamed ones describe the depthwise part's input.
     """
-    from lrfc.calibrate import input_stats
-    from lrfc.rewrite import chain_rank, layer_weights
+    from lrfc.search.calibrate import input_stats
+    from lrfc.factorize.rewrite import chain_rank, layer_weights
 
     x = captured_inputs
     if hasattr(layer, "pointwise_kernel"):
@@ -122,7 +122,7 @@ def prepared_for(task: LayerTask, method: str, data_aware: bool, cache: Cache):
 def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware: bool, cache: Cache) -> float:
     """Output cosine similarity of the factorized layer on the captured data (cached)."""
     from lrfc import decompose
-    from lrfc.rewrite import chain_rank
+    from lrfc.factorize.rewrite import chain_rank
 
     key = content_hash("score", task.key(), method, tuple(ranks), data_aware)
     cached = cache.score(key)
@@ -149,7 +149,7 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
     Args:
         task: the layer and its captured data.
         method: a registry name that applies to the layer.
-        grid: candidate ranks from maximum compression upward (``select.rank_grid``).
+        grid: candidate ranks from maximum compression upward (``search.grid.rank_grid``).
         threshold: similarity the search looks for.
         cache: score and factorization cache.
         data_aware: ``auto`` scores both fits and keeps the better one per

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from lrfc.errors import UserError
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 # Floor for probabilities before taking their log (Keras' own epsilon for
 # cross-entropy on probabilities).

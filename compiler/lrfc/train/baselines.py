@@ -1,6 +1,6 @@
 """The benchmark models: CNNs trained on Fashion-MNIST with a fixed seed.
 
-`make baselines` runs ``python -m lrfc.baselines --out models``, which trains
+`make baselines` runs ``python -m lrfc.train.baselines --out models``, which trains
 and writes ``models/<name>.keras`` plus ``models/<name>.json`` holding the
 test accuracy on Fashion-MNIST's official 10,000 test images, the seed,
 epochs and training time. ``tiny`` trains in seconds and serves the tests.
@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from lrfc.quiet import import_keras
+from lrfc.common.quiet import import_keras
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -99,8 +99,8 @@ def train(name: str, out_dir: str | Path, epochs: int | None = None, seed: int =
         The record written to ``<name>.json`` (test accuracy etc.).
     """
     keras = import_keras()
-    from lrfc.atomic import atomic_path, write_text
-    from lrfc.data import load_data
+    from lrfc.common.atomic import atomic_path, write_text
+    from lrfc.frontend.data import load_data
 
     keras.utils.set_random_seed(seed)
     ds = load_data("fashion-mnist", INPUT_SHAPE, NUM_CLASSES)

@@ -62,7 +62,7 @@ def inspect(
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
 ):
     """List every layer: type, output shape, params, MACs and the factorizations that apply."""
-    from lrfc.inspection import inspect_model, render_table
+    from lrfc.frontend.inspect import inspect_model, render_table
 
     report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
     if as_json:
@@ -123,8 +123,8 @@ def build(
         device=device, device_python=device_python, identity_file=identity_file, ssh_options=tuple(ssh_option or ()),
         cost_db=cost_db, bench_runs=bench_runs,
     ).validate()
-    from lrfc.build import run_build
-    from lrfc.report import summary_table
+    from lrfc.pipeline import run_build
+    from lrfc.report.text import summary_table
 
     state = run_build(options)
     if as_json:
@@ -151,7 +151,7 @@ def decompose(
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
 ):
     """Factorize layers with one method at ranks you choose (no search, no fine-tuning)."""
-    from lrfc.manual import decompose_model
+    from lrfc.factorize.manual import decompose_model
 
     if calib_samples < 1:
         raise UserError(f"--calib-samples: received {calib_samples}; expected a positive integer")

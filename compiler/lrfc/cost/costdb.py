@@ -1,7 +1,7 @@
 """The cost database: measured latencies of single layers and factorized chains.
 
 One SQLite file (default ``costs.sqlite`` in the cache directory:
-``--cache-dir``, else ``lrfc.cache.default_cache_dir``; ``--cost-db`` or
+``--cache-dir``, else ``lrfc.search.cache.default_cache_dir``; ``--cost-db`` or
 ``$LRFC_COST_DB`` move it). The table's name carries ``SCHEMA_VERSION``, so
 a file written by another lrfc version is shared without misreading it.
 A row is one micro-benchmark of one op signature on one device, runtime,
@@ -9,7 +9,7 @@ precision and thread count::
 
     (device, runtime, precision, threads, signature) -> min_ms, median_ms, p90_ms, runs, description, measured_at
 
-``min_ms`` is the price the search uses (see ``lrfc.latency``); the median
+``min_ms`` is the price the search uses (see ``lrfc.cost.latency``); the median
 and p90 are kept so that whoever opens the file sees the spread.
 
 ``device`` is runtime_bench's device fingerprint id (CPU model, core count,
@@ -42,7 +42,7 @@ def default_path(cache_dir: str | Path | None = None) -> Path:
     """``$LRFC_COST_DB``, else ``costs.sqlite`` in ``cache_dir`` (default: lrfc's user cache directory)."""
     if os.environ.get("LRFC_COST_DB"):
         return Path(os.environ["LRFC_COST_DB"])
-    from lrfc.cache import default_cache_dir
+    from lrfc.search.cache import default_cache_dir
 
     return Path(cache_dir if cache_dir is not None else default_cache_dir()) / "costs.sqlite"
 

@@ -1,0 +1,1 @@
+"""Timing deployed artifacts: ``stage`` is the build's original-vs-compressed benchmark."""

@@ -1,0 +1,60 @@
+"""The ``price`` stage: under ``--objective latency``, each candidate chain's latency on the target.
+
+Measured on the device when it can be reached, roofline-estimated otherwise
+(``cost.latency.Pricer``); other objectives need no pricing and the stage
+does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+
+def priced(state) -> bool:
+    """Whether this build prices candidates in milliseconds."""
+    return state.objective == "latency" and state.options.plan is None
+
+
+def price_layers(state, names) -> None:
+    """Latency of each layer's original and of its candidates that pass the base threshold.
+
+    Candidates under the base threshold can never be chosen (layer thresholds
+    only rise), so they are not priced; ones priced before keep their price.
+    """
+    from lrfc import decompose
+    from lrfc.cost.latency import Chain
+    from lrfc.factorize.rewrite import activation_of, chain_rank
+    from lrfc.search.scoring import original_stage, prepared_for
+
+    base = state.options.threshold if state.options.rank_selection == "similarity" else 0.0
+    chains = {}
+    for name in names:
+        task = state.tasks[name]
+        geom, act = task.info.geometry, activation_of(state.flat.get_layer(name))
+        shape, rank = tuple(task.inputs.shape[1:]), chain_rank(geom)
+        bias = () if task.weights.bias is None else (task.weights.bias,)
+        original = original_stage(task.weights, geom)
+        original = replace(original, weights=original.weights + bias, use_bias=bool(bias), activation=act)
+        chains[(name, None)] = Chain(shape, [original], rank)
+        for c in state.candidates[name]:
+            if c.similarity >= base and c.measured_ms is None:
+                mod = decompose.get(c.method)
+                prepared = prepared_for(task, c.method, c.data_aware and task.stats is not None, state.cache)
+                chains[(name, c)] = Chain(shape, mod.stages(mod.truncate(prepared, tuple(c.ranks)), geom, act), rank)
+    ms = state.pricer.price(chains)
+    for name in names:
+        state.original_ms[name] = ms[(name, None)]
+        state.candidates[name] = [replace(c, measured_ms=round(ms[(name, c)], 5)) if (name, c) in ms else c
+                                  for c in state.candidates[name]]
+
+
+def price(state) -> None:
+    """Under the latency objective: each candidate's latency, measured on the device or estimated."""
+    if not priced(state):
+        return
+    from lrfc.cost.latency import Pricer
+
+    state.pricer = Pricer(state.profile, state.link, state.options.cost_db, log=state.log,
+                          cache_dir=state.options.cache_dir)
+    price_layers(state, state.targets)
+    state.log(state.pricer.info.summary())

@@ -1,0 +1,76 @@
+"""Formatting shared by the terminal summary, the HTML page and the plot of a build report."""
+
+from __future__ import annotations
+
+from lrfc.objectives import cost_key
+
+
+def cost_source_line(report: dict) -> str:
+    """Say where the selection's costs came from, so nobody reads MACs as milliseconds."""
+    source, objective, target = report.get("cost_source"), report["objective"], report.get("target", "the target")
+    costs = report.get("costs") or {}
+    if source == "measured":
+        where = (costs.get("device") or {}).get("transport") or "this machine"
+        how = f" ({costs['runtime']}, {costs['precision']}, {costs['threads']} threads)" if costs.get("runtime") else ""
+        return f"latency measured on {target} via {where}{how}" if costs else f"latency measured on {target}"
+    if source == "estimated":
+        basis = f": {costs['basis']}" if costs.get("basis") else ""
+        return f"latency estimated for {target} (not measured){basis}"
+    if source == "closed-form":
+        return f"{'parameters' if cost_key(objective) == 'params' else 'MACs'} counted analytically (objective {objective})"
+    if source == "given plan":
+        return "the plan was given (--plan); no search"
+    if source == "macs-stand-in":  # reports written before latency was measured
+        if objective == "latency":
+            return f"MACs stand in for latency (no measured or estimated latency for {target})"
+        return f"{'parameters' if cost_key(objective) == 'params' else 'MACs'} counted analytically (objective {objective})"
+    return f"cost source {source!r}"
+
+
+def check_report(report: dict) -> None:
+    missing = [k for k in ("objective", "threshold", "original", "compressed", "layers") if k not in report]
+    if missing:
+        raise ValueError(f"not a build report: missing {missing}; received keys {sorted(report)}")
+
+
+def short(name: str, width: int = 36) -> str:
+    name = str(name)
+    return name if len(name) <= width else name[: width // 2 - 2] + "..." + name[-(width - width // 2 - 1):]
+
+
+def ranks_text(ranks) -> str:
+    return "x".join(str(r) for r in ranks) if ranks else "-"
+
+
+def sim_text(sim) -> str:
+    return "-" if sim is None else f"{sim:.4f}"
+
+
+def pct_removed(before: int, after: int) -> str:
+    """Share of ``before`` that is gone, one decimal; negative when the model grew."""
+    return "n/a" if not before else f"{100 * (1 - after / before):.1f}%"
+
+
+def accuracy_line(before, after) -> str:
+    if before is None and after is None:
+        return "not evaluated (no data given)"
+    if before is None or after is None:
+        return f"{acc_text(before)} -> {acc_text(after)}"
+    drop = 100 * (before - after)
+    change = f"drop {drop:.2f} points" if drop >= 0 else f"gain {-drop:.2f} points"
+    return f"{acc_text(before)} -> {acc_text(after)} ({change})"
+
+
+def acc_text(a) -> str:
+    return "n/a" if a is None else f"{100 * a:.2f}%"
+
+
+def finetune_line(ft: dict) -> str:
+    if ft.get("mode", "none") == "none":
+        return "none"
+    rounds, epochs = ft.get("rounds", 0), ft.get("epochs", 0)
+    parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"]
+    if ft.get("distill"):
+        parts.append("distillation")
+    parts.append(f"{ft.get('seconds', 0.0):.1f}s")
+    return ", ".join(parts)

@@ -1,0 +1,161 @@
+"""The HTML page of a build report: one self-contained file (inline CSS, the plot as a data URI)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from lrfc.objectives import cost_key
+from lrfc.report.fmt import (acc_text, accuracy_line, check_report, cost_source_line, finetune_line, pct_removed,
+                             ranks_text, sim_text)
+from lrfc.report.plot import pareto_png
+
+_MAX_SOLUTIONS = 10
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0} th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#f6f6f6} td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.kept td{color:#777} tr.chosen td{background:#eef6ee} tfoot td{font-weight:600;border-top:2px solid #ccc}
+.cards{display:flex;gap:1em;flex-wrap:wrap} .card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;min-width:12em}
+.card b{display:block;font-size:1.3em} .muted{color:#777} code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+img{max-width:100%;height:auto;border:1px solid #eee}
+"""
+
+
+def render_html(report: dict) -> str:
+    """One self-contained page (inline CSS, the Pareto plot as a data URI); every string is escaped."""
+    check_report(report)
+    e = lambda x: html.escape(str(x))  # noqa: E731
+    orig, comp = report["original"], report["compressed"]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">',
+        f"<title>lrfc report: {e(report.get('model', ''))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>lrfc report: <code>{e(report.get('model', '?'))}</code></h1>",
+        f"<p>target <b>{e(report.get('target', '?'))}</b> &middot; objective <b>{e(report['objective'])}</b> &middot; "
+        f"threshold <b>{e(report['threshold'])}</b> &middot; seed {e(report.get('seed', '?'))}<br>"
+        f"<span class=muted>cost: {e(cost_source_line(report))}</span></p>",
+        '<div class="cards">',
+        _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),
+        _card("MACs", f"{orig['macs']:,} &rarr; {comp['macs']:,}", f"{pct_removed(orig['macs'], comp['macs'])} removed"),
+        _card("accuracy", f"{e(acc_text(orig.get('accuracy')))} &rarr; {e(acc_text(comp.get('accuracy')))}",
+              e(accuracy_line(orig.get("accuracy"), comp.get("accuracy")).partition("(")[2].rstrip(")"))),
+        _card("fine-tuning", *map(e, finetune_line(report.get("finetune") or {"mode": "none"}).partition(", ")[::2])),
+        "</div>",
+        "<h2>Layers</h2>", _layer_table(report, e),
+    ]
+    skipped = report.get("unfactorized") or []
+    if skipped:
+        parts += ["<h2>Not factorized</h2>", "<table><thead><tr><th>layer</th><th>type</th><th>reason</th></tr></thead><tbody>"]
+        parts += [f"<tr><td>{e(u['name'])}</td><td>{e(u['type'])}</td><td>{e(u['reason'])}</td></tr>" for u in skipped]
+        parts.append("</tbody></table>")
+    parts += _deployment(report, e)
+    parts += _solutions(report, e)
+    parts.append("<h2>Candidates: cost against similarity</h2>")
+    try:
+        png = base64.b64encode(pareto_png(report)).decode("ascii")
+        parts.append(f'<img alt="Pareto plot of candidate cost against similarity per layer" src="data:image/png;base64,{png}">')
+    except ImportError as exc:  # matplotlib is a dependency; a broken install should not lose the rest
+        parts.append(f"<p class=muted>plot unavailable: {e(exc)}</p>")
+    if report.get("timings"):
+        timings = report["timings"]
+        total = sum(timings.values()) or 1.0
+        peaks = report.get("peak_rss_mb") or {}
+        parts += ["<h2>Time and peak memory per phase</h2>", '<table><thead><tr><th>phase</th><th class=n>seconds</th>'
+                  '<th class=n>share</th><th class=n>peak RSS MB</th></tr></thead><tbody>']
+        parts += [f"<tr><td>{e(k)}</td><td class=n>{v:.2f}</td><td class=n>{100 * v / total:.0f}%</td>"
+                  f"<td class=n>{'' if peaks.get(k) is None else f'{peaks[k]:.0f}'}</td></tr>" for k, v in timings.items()]
+        parts.append(f"</tbody><tfoot><tr><td>total</td><td class=n>{sum(timings.values()):.2f}</td><td></td></tr></tfoot></table>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _deployment(report: dict, e) -> list[str]:
+    """Artifacts with their verification numbers, and the original-vs-compressed benchmark."""
+    parts = []
+    artifacts = report.get("artifacts") or []
+    if artifacts:
+        parts += ["<h2>Artifacts</h2>", "<table><thead><tr><th>model</th><th>file</th><th>precision</th>"
+                  "<th class=n>bytes</th><th class=n>max abs diff</th><th class=n>top-1 agreement</th><th>note</th></tr></thead><tbody>"]
+        parts += [f"<tr><td>{e(a['model'])}</td><td><code>{e(Path(a['path']).name)}</code></td><td>{e(a['precision'])}</td>"
+                  f"<td class=n>{a['bytes']:,}</td><td class=n>{a['max_abs_diff']:.3g}</td>"
+                  f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td>{e(a.get('note', ''))}</td></tr>" for a in artifacts]
+        parts.append("</tbody></table>")
+    bench = report.get("benchmarks") or {}
+    if bench:
+        parts.append("<h2>Benchmark: original vs compressed</h2>")
+        device = bench.get("device") or {}
+        if device:
+            parts.append(f"<p class=muted>{e(device.get('cpu', '?'))}, {e(device.get('cores', '?'))} cores, "
+                         f"{e(device.get('transport', 'this machine'))}</p>")
+        if bench.get("runs"):
+            parts.append("<table><thead><tr><th>runtime</th><th>precision</th><th class=n>p50 ms</th><th class=n>p90 ms</th>"
+                         "<th class=n>latency ratio</th><th class=n>MAC ratio</th><th class=n>peak RSS MB</th><th class=n>file bytes</th></tr></thead><tbody>")
+            for run in bench["runs"]:
+                o, c, r = run["original"], run["compressed"], run["ratios"]
+                parts.append(f"<tr><td>{e(run['runtime'])}</td><td>{e(run['precision'])}</td>"
+                             f"<td class=n>{o['p50_ms']:.3f} &rarr; {c['p50_ms']:.3f}</td><td class=n>{o['p90_ms']:.3f} &rarr; {c['p90_ms']:.3f}</td>"
+                             f"<td class=n>{r['latency_p50']:.2f}x</td><td class=n>{(r.get('macs') or 0):.2f}x</td>"
+                             f"<td class=n>{e(o.get('peak_rss_mb'))} &rarr; {e(c.get('peak_rss_mb'))}</td>"
+                             f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
+            parts.append("</tbody></table>")
+        if bench.get("status") and bench["status"] != "measured":
+            parts.append(f"<p>{e(bench['status'])}</p>")
+        for runtime, why in (bench.get("skipped") or {}).items():
+            parts.append(f"<p class=muted>{e(runtime)} not run: {e(why)}</p>")
+    return parts
+
+
+def _cost(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _card(title: str, value: str, sub: str) -> str:
+    return f'<div class="card"><span class=muted>{html.escape(title)}</span><b>{value}</b><span class=muted>{sub}</span></div>'
+
+
+def _layer_table(report: dict, e) -> str:
+    head = ("layer", "type", "method", "ranks", "similarity", "fit", "params", "MACs", "note")
+    numeric = {"similarity", "params", "MACs"}
+    rows = ["<table><thead><tr>" + "".join(f"<th{' class=n' if h in numeric else ''}>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for l in report["layers"]:
+        fit = "-" if l.get("data_aware") is None else ("data" if l["data_aware"] else "weights")
+        cells = (f"<td>{e(l['name'])}</td><td>{e(l['type'])}</td><td>{e(l.get('method') or 'kept')}</td>"
+                 f"<td>{e(ranks_text(l.get('ranks')))}</td><td class=n>{e(sim_text(l.get('similarity')))}</td><td>{e(fit)}</td>"
+                 f"<td class=n>{l['params_before']:,} &rarr; {l['params_after']:,}</td>"
+                 f"<td class=n>{l['macs_before']:,} &rarr; {l['macs_after']:,}</td><td>{e(l.get('note', ''))}</td>")
+        rows.append(f"<tr{' class=kept' if l.get('method') is None else ''}>{cells}</tr>")
+    orig, comp = report["original"], report["compressed"]
+    rows.append(f"</tbody><tfoot><tr><td>model total</td><td colspan=5></td><td class=n>{orig['params']:,} &rarr; {comp['params']:,}</td>"
+                f"<td class=n>{orig['macs']:,} &rarr; {comp['macs']:,}</td><td></td></tr></tfoot></table>")
+    return "\n".join(rows)
+
+
+def _solutions(report: dict, e) -> list[str]:
+    sols = (report.get("search") or {}).get("solutions") or []
+    if not sols:
+        return []
+    final = {l["name"]: (l["method"], list(l.get("ranks") or [])) if l.get("method") else None for l in report["layers"]}
+    out = ["<h2>Top solutions</h2>"]
+    if len(sols) > _MAX_SOLUTIONS:
+        out.append(f"<p class=muted>The first {_MAX_SOLUTIONS} of {len(sols)}; all are in report.json.</p>")
+    unit = {"params": " (params)", "macs": " (MACs)"}[cost_key(report["objective"])] if report.get("cost_source") == "macs-stand-in" else ""
+    out.append(f"<table><thead><tr><th>#</th><th class=n>cost{unit}</th><th class=n>min similarity</th><th class=n>mean similarity</th>"
+               "<th>choices</th></tr></thead><tbody>")
+    for i, s in enumerate(sols[:_MAX_SOLUTIONS], 1):
+        choices = s.get("choices") or {}
+        picked = {k: (v["method"], list(v["ranks"])) if v else None for k, v in choices.items()}
+        chosen = bool(choices) and all(final.get(k) == v for k, v in picked.items())
+        text = "; ".join(f"{k}: {v[0]} {ranks_text(v[1])}" if v else f"{k}: kept" for k, v in picked.items())
+        out.append(f"<tr{' class=chosen' if chosen else ''}><td>{i}{' (chosen)' if chosen else ''}</td><td class=n>{_cost(s['cost'])}</td>"
+                   f"<td class=n>{sim_text(s.get('min_similarity'))}</td><td class=n>{sim_text(s.get('mean_similarity'))}</td><td>{e(text)}</td></tr>")
+    out.append("</tbody></table>")
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+

@@ -1,0 +1,80 @@
+"""The ``report`` stage: model.keras, plan.json, report.html and (last) report.json, from the build's state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def build_report(state) -> dict:
+    """The ``report.json`` document of a finished build."""
+    opts = state.options
+    chosen = {n: c for n, c in state.chosen.items() if c is not None}
+
+    layers, unfactorized = [], []
+    for r in state.rows:
+        if not r.methods:
+            if r.macs:  # a convolution/dense-family layer no method takes (depthwise, grouped, ...)
+                unfactorized.append({"name": r.name, "type": r.type, "reason": r.note or "no factorization applies"})
+            continue
+        c = chosen.get(r.name)
+        entry = {"name": r.name, "type": r.type, "method": None, "ranks": None, "similarity": None,
+                 "params_before": r.params, "params_after": r.params, "macs_before": r.macs, "macs_after": r.macs,
+                 "data_aware": None}
+        if r.name in state.original_ms:
+            entry["latency_ms_before"] = entry["latency_ms_after"] = round(state.original_ms[r.name], 5)
+        if c is not None:
+            entry.update(method=c.method, ranks=list(c.ranks), similarity=c.similarity, data_aware=c.data_aware,
+                         params_after=c.params, macs_after=c.macs)
+            if c.measured_ms is not None:
+                entry["latency_ms_after"] = round(c.measured_ms, 5)
+        elif r.name in state.targets:
+            entry["note"] = "kept: no candidate met the threshold at a lower cost"
+        else:
+            entry["note"] = "kept: none of --methods applies"
+        layers.append(entry)
+    total_macs_before = sum(r.macs for r in state.rows)
+    total_macs_after = total_macs_before + sum(l["macs_after"] - l["macs_before"] for l in layers)
+    costs = state.pricer.info.to_json() if state.pricer is not None else None
+    for run in state.benchmarks.get("runs", []):
+        run["ratios"]["macs"] = round(total_macs_before / max(1, total_macs_after), 4)
+    return {
+        "model": opts.model, "data": opts.data, "target": state.profile.name, "objective": state.objective,
+        "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
+        "seed": opts.seed, "step": opts.step, "rank_selection": opts.rank_selection,
+        "methods": list(opts.methods),
+        "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
+        "costs": costs,
+        "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
+                     "accuracy": round(state.accuracy["original"], 6)},
+        "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
+                       "accuracy": round(state.accuracy["compressed"], 6)},
+        "splits": {"calibration": int(len(state.splits["x_calib"])), "train": int(len(state.splits["x_train"])),
+                   "validation": int(len(state.splits["x_val"]))},
+        "layers": layers,
+        "unfactorized": unfactorized,
+        "finetune": state.finetune,
+        "artifacts": state.artifacts,
+        "benchmarks": state.benchmarks,
+        "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
+        "peak_rss_mb": dict(state.peak_rss_mb),
+        "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},
+        "search": {
+            "candidates": [c.to_json() for cands in state.candidates.values() for c in cands],
+            "solutions": [s.to_json() for s in state.solutions],
+        },
+    }
+
+
+def report(state) -> None:
+    """Write model.keras, plan.json, report.html and — last — report.json, each atomically."""
+    from lrfc.common.atomic import atomic_path, write_text
+    from lrfc.report.files import write_report
+
+    out = Path(state.options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.keras") as tmp:
+        state.compressed.save(tmp)
+    write_text(out / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
+    state.report = build_report(state)
+    state.outputs = {"model": out / "model.keras", "plan": out / "plan.json", **write_report(state.report, out)}

@@ -1,0 +1,98 @@
+"""The terminal summary of a build report (what `lrfc build` prints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrfc.report.fmt import (accuracy_line, check_report, cost_source_line, finetune_line, pct_removed, ranks_text,
+                             short, sim_text)
+
+
+def summary_table(report: dict) -> str:
+    """The terminal summary: one row per layer, then totals, accuracy, cost source and timings."""
+    check_report(report)
+    head = ("layer", "type", "method", "ranks", "similarity", "params before", "after", "MACs before", "after")
+    rows = [(short(l["name"]), str(l["type"]), _method(l), ranks_text(l.get("ranks")), sim_text(l.get("similarity")),
+             f"{l['params_before']:,}", f"{l['params_after']:,}", f"{l['macs_before']:,}", f"{l['macs_after']:,}")
+            for l in report["layers"]]
+    orig, comp = report["original"], report["compressed"]
+    n_fact = sum(l.get("method") is not None for l in report["layers"])
+    total = ("model total", f"{len(rows)} layers", f"{n_fact} factorized", "", "",
+             f"{orig['params']:,}", f"{comp['params']:,}", f"{orig['macs']:,}", f"{comp['macs']:,}")
+    widths = [max(len(r[i]) for r in [head, total, *rows]) for i in range(len(head))]
+    right = {4, 5, 6, 7, 8}
+
+    def line(cells, arrow: str = " -> ", sep: str = "  ") -> str:
+        """Cells padded to the column widths; ``arrow`` joins each before/after pair."""
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths)):
+            cell = c.rjust(w) if i in right else c.ljust(w)
+            out.append(cell + (arrow if i in (5, 7) else sep if i < len(cells) - 1 else ""))
+        return "".join(out).rstrip()
+
+    rule = line(tuple("-" * w for w in widths), arrow="----")
+    out = [_title(report), "", line(head, arrow="    "), rule, *map(line, rows), rule, line(total), ""]
+    out.append(f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
+               f"{pct_removed(orig['macs'], comp['macs'])} of MACs")
+    out.append(f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))}")
+    out.append(f"cost        {cost_source_line(report)}")
+    if report.get("finetune"):
+        out.append(f"fine-tune   {finetune_line(report['finetune'])}")
+    for a in report.get("artifacts") or []:
+        if a.get("model") == "compressed":
+            out.append(f"artifact    {_artifact_line(a)}")
+    bench = report.get("benchmarks") or {}
+    for run in bench.get("runs") or []:
+        out.append(f"latency     {_bench_line(run)}")
+    if bench.get("status") and bench["status"] != "measured":
+        out.append(f"latency     {bench['status']}")
+    if report.get("timings"):
+        out.append(f"time        {_timings_line(report['timings'])}")
+    peaks = {k: v for k, v in (report.get("peak_rss_mb") or {}).items() if v is not None}
+    if peaks:
+        top = max(peaks, key=peaks.get)
+        out.append(f"memory      peak {peaks[top]:.0f} MB resident, in {top}")
+    if any(l.get("data_aware") for l in report["layers"]):
+        out.append("            * fit to the calibration data (data-aware)")
+    for l in report["layers"]:
+        if l.get("note"):
+            out.append(f"note        {l['name']}: {l['note']}")
+    skipped = report.get("unfactorized") or []
+    for u in skipped[:5]:
+        out.append(f"skipped     {u['name']} ({u['type']}): {u['reason']}")
+    if len(skipped) > 5:
+        out.append(f"skipped     ... and {len(skipped) - 5} more (see report.html)")
+    return "\n".join(out)
+
+
+def _title(report: dict) -> str:
+    return (f"lrfc build: {report.get('model', '?')} -> {report.get('target', '?')}  "
+            f"(objective {report['objective']}, threshold {report['threshold']}, seed {report.get('seed', '?')})")
+
+
+def _method(layer: dict) -> str:
+    if layer.get("method") is None:
+        return "kept"
+    return layer["method"] + ("*" if layer.get("data_aware") else "")
+
+
+def _artifact_line(a: dict) -> str:
+    note = f" ({a['note']})" if a.get("note") else ""
+    return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
+            f"max abs diff {a['max_abs_diff']:.3g}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
+
+
+def _bench_line(run: dict) -> str:
+    o, c, r = run["original"], run["compressed"], run["ratios"]
+
+    def mb(x):
+        return "n/a" if x is None else f"{x:.1f}"
+
+    return (f"{run['runtime']} {run['precision']}: p50 {o['p50_ms']:.3f} -> {c['p50_ms']:.3f} ms "
+            f"(speed-up {r['latency_p50']:.2f}x; MAC reduction {r.get('macs') or 0:.2f}x), peak RSS "
+            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
+
+
+def _timings_line(timings: dict) -> str:
+    total = sum(timings.values())
+    return f"{total:.1f}s (" + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ")"

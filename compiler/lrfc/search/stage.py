@@ -1,0 +1,168 @@
+"""The search stages: ``calibrate`` (capture feature maps), ``score`` (candidates by similarity), ``select``.
+
+``recover`` is the search side of a recovery round: ``train.stage`` calls it
+when fine-tuning misses the accuracy budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lrfc.errors import UserError
+from lrfc.plan import LayerChoice, Plan
+
+
+# ------------------------------------------------------------------------ calibrate
+
+
+def calibrate(state) -> None:
+    """Capture each target layer's input/output maps and input statistics, once."""
+    from lrfc.search.calibrate import capture
+    from lrfc.search.scoring import make_task
+
+    rows = {r.name: r for r in state.rows}
+    x = state.splits["x_calib"]
+    aware = state.options.data_aware != "off"
+    # A separable layer's pointwise part sees its depthwise output: make_task derives that and its statistics.
+    geoms = {n: rows[n].geometry for n in state.targets if not rows[n].type.startswith("Separable")}
+    with state.progress("calibrate", len(x)) as bar:
+        cap = capture(state.flat, state.targets, x, stats_geometry=geoms if aware else None, progress=bar.update)
+    for name in state.targets:
+        state.tasks[name] = make_task(state.flat.get_layer(name), rows[name], cap.inputs[name], cap.stats.get(name), aware)
+
+
+# ---------------------------------------------------------------------------- score
+
+
+def _methods_for(state, name: str) -> list[str]:
+    info = state.tasks[name].info
+    return [m for m in state.options.methods if m in info.methods]
+
+
+def score_layer(state, name: str) -> list:
+    """Every applicable method's candidates for one layer, walking to the layer's threshold."""
+    from lrfc.search.grid import rank_grid
+    from lrfc.search.rank_rules import baseline_ranks
+    from lrfc.search.scoring import score_method
+
+    opts = state.options
+    task = state.tasks[name]
+    cands = []
+    for method in _methods_for(state, name):
+        if opts.rank_selection == "similarity":
+            grid = rank_grid(method, task.info.geometry, opts.step, state.objective)
+            threshold = state.thresholds[name]
+        else:  # weight-based baselines: one rank per method, scored for the report
+            grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]
+            threshold = 0.0
+        cands += score_method(task, method, grid, threshold, state.cache, opts.data_aware)
+    return cands
+
+
+def _plan_candidates(state, plan: Plan) -> dict:
+    """Score a given plan's choices (``--plan``) so the report can show their similarity."""
+    from lrfc import decompose
+    from lrfc.factorize.rewrite import check_choice
+    from lrfc.search import select
+    from lrfc.search.scoring import similarity
+
+    result = {}
+    for c in plan.choices:
+        if c.layer not in state.tasks:
+            raise UserError(f"{state.options.plan}: layer {c.layer!r} is not a factorizable layer of {state.options.model}")
+        task = state.tasks[c.layer]
+        check_choice(task.info, c)
+        cost = decompose.get(c.method).cost(task.info.geometry, c.ranks)
+        aware = c.data_aware and task.stats is not None
+        sim = similarity(task, c.method, c.ranks, aware, state.cache)
+        result[c.layer] = [select.Candidate(c.layer, c.method, tuple(c.ranks), cost.params + task.info.params - task.info.geometry.params,
+                                            cost.macs + task.info.macs - task.info.geometry.macs, round(sim, 6), aware)]
+    return result
+
+
+def score(state) -> None:
+    """Candidates per layer and method: ranks on the step grid, scored by similarity."""
+    opts = state.options
+    state.thresholds = {n: opts.threshold for n in state.targets}
+    if opts.plan is not None:
+        state.candidates = _plan_candidates(state, Plan.load(opts.plan))
+        return
+    with state.progress("score", len(state.targets)) as bar:
+        for name in state.targets:
+            state.candidates[name] = score_layer(state, name)
+            bar.update(1, name)
+
+
+# --------------------------------------------------------------------------- select
+
+
+def original_costs(state) -> dict:
+    from lrfc.decompose.base import Cost
+
+    return {n: Cost(state.tasks[n].info.params, state.tasks[n].info.macs) for n in state.targets}
+
+
+def plan_from(choices: dict) -> Plan:
+    return Plan(tuple(LayerChoice(c.layer, c.method, tuple(c.ranks), bool(c.data_aware))
+                      for c in choices.values() if c is not None))
+
+
+def choose(state, names) -> dict:
+    """Per layer, the cheapest candidate meeting that layer's threshold (None = keep)."""
+    from lrfc.search import select
+
+    costs = original_costs(state)
+    chosen = {}
+    for name in names:
+        threshold = state.thresholds[name] if state.options.rank_selection == "similarity" else 0.0
+        chosen.update(select.choose_hybrid({name: state.candidates.get(name, [])}, {name: costs[name]}, threshold,
+                                           state.objective, original_ms=state.original_ms or None))
+    return chosen
+
+
+def select(state) -> None:
+    """Per layer the method and rank that minimise the objective at the threshold; the best whole-model solutions."""
+    from lrfc.search import select as selector
+
+    opts = state.options
+    if opts.plan is not None:  # a given plan is taken as it is
+        state.chosen = {n: cands[0] for n, cands in state.candidates.items()}
+    else:
+        state.chosen = choose(state, state.targets)
+        threshold = opts.threshold if opts.rank_selection == "similarity" else 0.0
+        state.solutions = selector.best_solutions(state.candidates, original_costs(state), threshold, state.objective,
+                                                  opts.max_sol, original_ms=state.original_ms or None)
+    state.plan = plan_from(state.chosen)
+
+
+# ------------------------------------------------------------------------- recovery
+
+
+def recover(state) -> bool:
+    """Raise the thresholds of the layers that lost most, re-score and re-select them.
+
+    The worse-scoring half of the factorized layers (at least one) get their
+    threshold moved halfway to 1 (0.92 -> 0.96 -> 0.98 ...), again while that
+    changes none of their choices; their walks continue up the rank grid
+    (earlier scores come from the cache) and their choices move up their
+    Pareto fronts. Returns False when no choice can move any more.
+    """
+    from lrfc.cost.stage import price_layers, priced
+
+    factorized = sorted((c for c in state.chosen.values() if c is not None), key=lambda c: (c.similarity, c.layer))
+    if not factorized or state.options.rank_selection != "similarity" or state.options.plan is not None:
+        return False  # nothing to move, or no search to move along (weight-based ranks, a given plan)
+    worst = [c.layer for c in factorized[: max(1, math.ceil(len(factorized) / 2))]]
+    before = dict(state.chosen)
+    with state.timer.stage("score"):
+        while state.chosen == before and min(state.thresholds[n] for n in worst) < 1.0 - 1e-6:
+            for name in worst:
+                state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
+                state.candidates[name] = score_layer(state, name)
+            if priced(state):
+                price_layers(state, worst)
+            state.chosen.update(choose(state, worst))
+    if state.chosen == before:
+        return False
+    state.plan = plan_from(state.chosen)
+    return True
