@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from runtime_bench.runners import RUNNERS
 
     p = _Parser(prog=f"python -m {PROG}", description="Time .tflite/.onnx files and measure their peak memory.")
-    p.add_argument("paths", nargs="*", metavar="PATH", help=".tflite or .onnx files, all for one runtime")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=".tflite or .onnx files; each runs in its own runtime unless --runtime names one")
     p.add_argument("--describe", action="store_true",
                    help="time nothing: print this device's fingerprint for --runtime and which runtimes can run here")
     p.add_argument("--runtime", help=f"one of {', '.join(RUNNERS)} (default: from the file suffix)")

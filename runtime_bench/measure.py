@@ -41,7 +41,8 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
     """Time each model file and measure its peak resident memory.
 
     Args:
-        paths: ``.tflite`` / ``.onnx`` files, all for one runtime.
+        paths: ``.tflite`` / ``.onnx`` files; each runs in the runtime its suffix calls for
+            (``runners.DEFAULT_RUNTIME``) unless ``runtime`` names one for all.
         runtime: a key of ``runners.RUNNERS``; None picks it from the suffix.
         threads: runtime threads (None: the runtime's default).
         runs: timed inferences per artifact, spread over the rounds (the
@@ -79,34 +80,35 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
-    runtime = _resolve_runtime(paths, runtime)
-    reason = get_runner(runtime).available()
-    if reason:
-        raise UnavailableError(f"runtime {runtime} is unavailable: {reason}")
+    runtimes = _resolve_runtimes(paths, runtime)
+    for name in dict.fromkeys(runtimes):
+        reason = get_runner(name).available()
+        if reason:
+            raise UnavailableError(f"runtime {name} is unavailable: {reason}")
 
     rounds = min(rounds, runs)
-    plan = dict(runtime=runtime, threads=threads, warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
+    plan = dict(threads=threads, warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
                 batch=batch, memory=memory, timeout=timeout)
-    groups = [paths[i:i + max_workers] for i in range(0, len(paths), max_workers)] if memory else [paths]
+    pairs = list(zip(paths, runtimes))
+    groups = [pairs[i:i + max_workers] for i in range(0, len(pairs), max_workers)] if memory else [pairs]
     results = []
     for group in groups:
         results.extend(_bench_group(group, **plan))
-    return {"device": fingerprint(runtime), "results": results}
+    prints = {name: fingerprint(name) for name in dict.fromkeys(runtimes)}
+    for r in results:
+        r["device_id"] = prints[r["runtime"]]["id"]
+    return {"device": prints[runtimes[0]], "results": results}
 
 
-def _resolve_runtime(paths: List[str], runtime: Optional[str]) -> str:
-    """One runtime for every path: the one named, or the one their suffixes agree on."""
+def _resolve_runtimes(paths: List[str], runtime: Optional[str]) -> List[str]:
+    """The runtime of each path: the one named (every file must suit it), or each file's own by its suffix."""
     if runtime is None:
-        found = sorted({runtime_for(p) for p in paths})
-        if len(found) > 1:
-            raise ValueError(f"the files need different runtimes ({', '.join(found)}); "
-                             "benchmark them in separate calls or name one runtime")
-        return found[0]
+        return [runtime_for(p) for p in paths]
     runner = get_runner(runtime)
     for path in paths:
         if Path(path).suffix.lower() != runner.suffix:
             raise ValueError(f"{path}: runtime {runtime} runs {runner.suffix} files, received {Path(path).suffix!r}")
-    return runtime
+    return [runtime] * len(paths)
 
 
 def _schedule(n: int, rounds: int) -> List[List[int]]:
@@ -115,13 +117,24 @@ def _schedule(n: int, rounds: int) -> List[List[int]]:
     return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
 
 
-def _bench_group(paths: List[str], *, runtime, threads, warmup, rounds, per_round, batch, memory, timeout) -> List[dict]:
-    """Load ``paths`` into workers, warm up, run the alternating rounds, quit and reap."""
+def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batch, memory, timeout) -> List[dict]:
+    """Load ``(path, runtime)`` pairs into workers, warm up, run the alternating rounds, quit and reap.
+
+    With ``memory`` every file has its own worker (of its own runtime), so
+    files of different runtimes alternate just like files of one; without it
+    one worker per runtime holds that runtime's files.
+    """
+    paths = [p for p, _ in pairs]
     workers: List[_Worker] = []
+    slots: List[tuple] = [None] * len(pairs)
     try:
-        for files in ([p] for p in paths) if memory else [paths]:
-            workers.append(_Worker(runtime, files, threads, batch, timeout))  # one by one: a failed start leaves none behind
-        slots = [(w, 0) for w in workers] if memory else [(workers[0], i) for i in range(len(paths))]
+        members = ([[i] for i in range(len(pairs))] if memory else
+                   [[i for i, (_, r) in enumerate(pairs) if r == name] for name in dict.fromkeys(r for _, r in pairs)])
+        for indices in members:  # one by one: a failed start leaves none behind
+            worker = _Worker(pairs[indices[0]][1], [paths[i] for i in indices], threads, batch, timeout)
+            workers.append(worker)
+            for k, i in enumerate(indices):
+                slots[i] = (worker, k)
         ready = {id(w): w.ready() for w in workers}
         for worker, index in slots:
             if warmup:
@@ -145,7 +158,7 @@ def _bench_group(paths: List[str], *, runtime, threads, warmup, rounds, per_roun
         results.append({
             "path": path,
             "name": os.path.basename(path),
-            "runtime": runtime,
+            "runtime": pairs[a][1],
             "runtime_version": info["runtime_version"],
             "threads": threads,
             "batch": batch,
@@ -306,17 +319,17 @@ def format_table(report: dict) -> str:
     """The report of ``bench`` as a plain-text table, one row per artifact."""
     d = report["device"]
     gpu = f", {d['gpu']}" if d.get("gpu") else ""
-    head = (f"device {d['id']}: {d['cpu']} ({d['cores']} cores, {d['machine']}{gpu}), "
-            f"{d['runtime']} {d['runtime_version']}")
+    versions = dict.fromkeys(f"{r['runtime']} {r['runtime_version']}" for r in report["results"])
+    head = f"device: {d['cpu']} ({d['cores']} cores, {d['machine']}{gpu}), {', '.join(versions)}"
     if d.get("transport"):
         head += f", via {d['transport']}"
-    rows = [("name", "runtime", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MB", "size")]
+    rows = [("name", "runtime", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MiB", "size")]
     names = [r["name"] for r in report["results"]]
     key = "name" if len(set(names)) == len(names) else "path"  # model.tflite thrice says nothing
     for r in report["results"]:
         peak = "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f}"
         rows.append((r[key], r["runtime"], f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                     f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-", peak, _size(r["file_bytes"])))
+                     f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-", peak, size_text(r["file_bytes"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [head]
     for row in rows:
@@ -325,8 +338,9 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("MB", MIB), ("KB", 1024)):
+def size_text(n: int) -> str:
+    """A file size in binary units, as every lrfc table prints it: ``1.5 MiB``, ``17.0 KiB``, ``312 B``."""
+    for unit, scale in (("MiB", MIB), ("KiB", 1024)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"

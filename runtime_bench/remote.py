@@ -208,13 +208,13 @@ def run_bench(paths, device: Optional[str] = None, **kw) -> dict:
 
 def _agent_argv(paths, kwargs: dict) -> list:
     """The agent's options as an argument list (shipped in options.json, never through a shell)."""
-    from runtime_bench.measure import _resolve_runtime
+    from runtime_bench.measure import _resolve_runtimes
 
     unknown = sorted(set(kwargs) - set(_BENCH_OPTIONS) - {"memory"})
     if unknown:
         raise TypeError(f"bench_remote got unexpected options {', '.join(unknown)}; "
                         f"expected some of {', '.join(sorted([*_BENCH_OPTIONS, 'memory']))}")
-    _resolve_runtime(paths, kwargs.get("runtime"))  # a wrong name or a mixed set fails here, before ssh
+    _resolve_runtimes(paths, kwargs.get("runtime"))  # a wrong name or a file it cannot run fails here, before ssh
     argv = []
     for key, flag in _BENCH_OPTIONS.items():
         if kwargs.get(key) is not None:

@@ -72,4 +72,6 @@ def test_inspect_json_on_a_legacy_h5_sequential(keras, tmp_path):
     assert report["layers"][-1]["methods"] == ["svd", "qr", "ttm"]
     assert report["total_macs"] == 13 * 13 * 9 * 8 + 13 * 13 * 8 * 10
     table = run_cli("inspect", str(tmp_path / "seq.h5")).stdout
-    assert "total" in table.splitlines()[-1] and f"{model.count_params():,}" in table.splitlines()[-1]
+    assert "total" in table.splitlines()[-2] and f"{model.count_params():,}" in table.splitlines()[-2]
+    assert table.splitlines()[-1].startswith("input: pixel values 0-1, inferred: no Rescaling/Normalization layer")
+    assert report["input"]["range"] == "0-1" and report["input"]["source"] == "inferred"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from lrfc.common.quiet import import_keras
+
+keras = import_keras()  # a hard dependency: never skipped
 
 from lrfc.decompose import METHODS, LayerWeights, cp, tt, tucker  # noqa: E402
 from lrfc.decompose.chain import chain_model  # noqa: E402

@@ -58,7 +58,8 @@ def test_export_default_precision_verifies_on_random_inputs_without_data(model_p
     doc = json.loads(capsys.readouterr().out)
     assert doc == json.loads((out / "export.json").read_text())
     assert doc["target"] == "jetson-orin-nano" and doc["precision"] == "fp16" and doc["formats"] == ["onnx", "tflite"]
-    assert doc["verification_data"] == "random uniform [0,1], 64 samples" and doc["calibration_samples"] == 0
+    assert doc["verification_data"] == "random pixel values mapped as 0-1, 64 samples" and doc["calibration_samples"] == 0
+    assert doc["input"]["range"] == "0-1" and doc["input"]["source"] == "inferred"
     onnx_art, tflite_art = doc["artifacts"]
     assert onnx_art["precision"] == "fp32" and "fp16" in onnx_art["note"] and onnx_art["max_abs_diff"] < 1e-4
     assert tflite_art["precision"] == "fp16" and tflite_art["samples"] == 64 and tflite_art["passed"]
@@ -111,7 +112,10 @@ def test_failed_verification_exits_1_with_the_numbers(model_path, tmp_path, caps
     assert code == 1 and err.count("\n") == 1, err
     assert err.startswith("lrfc: error: model.onnx (fp32) failed verification: max_abs_diff ")
     assert "top1_agreement" in err and "on 512 samples" in err
-    assert list(out.iterdir()) == []  # no artifact, no export.json
+    # formats are independent: the TFLite file passed and is published with export.json; the ONNX file is not
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.tflite"]
+    doc = json.loads((out / "export.json").read_text())
+    assert [(a["format"], a["passed"]) for a in doc["artifacts"]] == [("tflite", True), ("onnx", False)]
 
 
 def test_export_help_imports_nothing_heavy():

@@ -164,15 +164,20 @@ def test_result_json_and_save_after_finetune(keras, tiny, data, tmp_path):
 
 
 def test_same_seed_gives_the_same_weights(tiny, data):
+    """Same seed: the same shuffles and initial state, so the same weights up to the order of float reductions
+    (TF's op determinism is off: it costs speed); another seed gives clearly different weights."""
     x, y, *_ = data
     teacher = teacher_logits(tiny, x[:1024])
-    runs = []
-    for _ in range(2):
+
+    def run(seed):
         model = _damaged(tiny)
-        finetune(model, x[:1024], y[:1024], FinetuneConfig(epochs=1, seed=3), teacher=teacher)
-        runs.append(model.get_weights())
-    for a, b in zip(*runs):
-        np.testing.assert_array_equal(a, b)
+        finetune(model, x[:1024], y[:1024], FinetuneConfig(epochs=1, seed=seed), teacher=teacher)
+        return model.get_weights()
+
+    first, second, other = run(3), run(3), run(4)
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    assert max(float(np.abs(a - c).max()) for a, c in zip(first, other)) > 1e-3
 
 
 def test_bad_inputs_are_refused(keras):

@@ -22,7 +22,7 @@ from lrfc.lower import artifacts  # noqa: E402
 from lrfc.lower.artifacts import FORMATS, formats_for, lower  # noqa: E402
 from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
 from lrfc.lower.tflite import export_tflite  # noqa: E402
-from lrfc.lower.verify import TOLERANCES, compare, failure_message, require, verify  # noqa: E402
+from lrfc.lower.verify import TOLERANCES, compare, failure_message, gate, reference_outputs  # noqa: E402
 from conftest import residual_cnn  # noqa: E402
 from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
 
@@ -34,18 +34,18 @@ SHAPE = (16, 16, 1)
 
 @pytest.fixture(scope="module")
 def digits():
-    """Digits resized to 16x16x1: (calibration, verification, train x, train y), disjoint."""
+    """Digits resized to 16x16x1: (calibration, verification, train x, train y, verification y), disjoint."""
     from lrfc.frontend.data import load_data
 
     ds = load_data("digits", SHAPE, 10)
     perm = np.random.default_rng(0).permutation(len(ds.x))
     x, y = ds.x[perm], ds.y[perm]
-    return x[:128], x[128:384], x[384:], y[384:]
+    return x[:128], x[128:384], x[384:], y[384:], y[128:384]
 
 
 def _train(model, digits, epochs: int = 12):
     keras.utils.set_random_seed(0)
-    _, _, x, y = digits
+    _, _, x, y, _ = digits
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=model.layers[-1].get_config().get("activation") != "softmax"), metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
@@ -83,17 +83,19 @@ def models(sequential, functional):
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
 def test_every_precision_and_format_passes_the_gate(kind, precision, models, digits, tmp_path):
     calib, x_val = digits[0], digits[1]
-    records = lower(models[kind], tmp_path, precision=precision, formats=FORMATS, calibration=calib,
-                    verify_samples=x_val)
+    records = [r.to_json() for r in lower(models[kind], tmp_path, precision=precision, formats=FORMATS,
+                                          calibration=calib, verify_samples=x_val, verify_labels=digits[4])]
     print(kind, precision, [(r["format"], r["precision"], r["bytes"], f"{r['max_abs_diff']:.2e}",
                              r["top1_agreement"], r["seconds"]) for r in records])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.tflite"]  # staging removed
-    keys = {"format", "path", "precision", "bytes", "max_abs_diff", "top1_agreement", "samples", "tolerance",
-            "passed", "seconds"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.tflite"]  # work folders removed
+    keys = {"format", "path", "precision", "bytes", "sha256", "max_abs_diff", "top1_agreement", "samples",
+            "tolerance", "passed", "seconds", "accuracy", "reference_accuracy"}
     for r in records:
         assert keys <= set(r) and r["passed"] and r["samples"] == len(x_val)
         assert r["bytes"] == (tmp_path / f"model.{r['format']}").stat().st_size and r["path"].endswith(r["format"])
         assert r["tolerance"]["top1_agreement"] == TOLERANCES[r["precision"]].top1_agreement
+        # the labels give both models' own top-1 on the verification samples; the artifact tracks Keras
+        assert r["reference_accuracy"] > 0.2 and abs(r["accuracy"] - r["reference_accuracy"]) <= 0.05  # chance: 0.1
         # the published file is the verified one: run it again from its final name
         out = (run_tflite if r["format"] == "tflite" else run_onnx)(r["path"], x_val[:5])
         assert out.shape == (5, 10) and out.dtype == np.float32
@@ -156,8 +158,8 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
     assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in scales), "weights are not quantized per channel"
     assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["output"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "q.onnx"]
-    result = verify(functional, q, "onnx", x_val, "int8")
-    assert result["passed"] and result["top1_agreement"] >= 0.9, result
+    record = gate(q, "onnx", "int8", x_val, reference_outputs(functional, x_val))
+    assert record.passed and record.top1_agreement >= 0.9, record
     with pytest.raises(ValueError, match="received an empty array"):
         quantize_onnx_int8(fp32, tmp_path / "e.onnx", calib[:0])
 
@@ -201,17 +203,19 @@ def _corrupted_exporter(real, noise: float):
 def test_a_corrupted_artifact_fails_the_gate_and_is_not_published(functional, digits, tmp_path, monkeypatch):
     calib, x_val = digits[0], digits[1]
     monkeypatch.setitem(artifacts._EXPORTERS, "tflite", _corrupted_exporter(artifacts._export_tflite, 1.0))
-    with pytest.raises(VerificationError) as info:
-        lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
-    message = str(info.value)
-    print(message)
-    assert "\n" not in message and "onnx" not in message  # the honest ONNX artifact passed
+    records = lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
+    bad, good = records
+    assert not bad.passed and good.passed  # formats are independent: the honest ONNX artifact passed
+    message = bad.error
+    assert "\n" not in message and "onnx" not in message
     match = re.fullmatch(r"model\.tflite \(fp32\) failed verification: max_abs_diff (\S+) > (\S+), "
                          r"top1_agreement (\S+) < 0\.99 on 256 samples", message)
     assert match, message
     diff, bound, agree = (float(g) for g in match.groups())
     assert diff > bound and agree < 0.99
-    assert list(tmp_path.iterdir()) == []  # nothing published, staging removed, not even the ONNX file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # the failed file is gone, the good one stays
+    with pytest.raises(VerificationError, match=r"^model\.tflite \(fp32\) failed verification"):
+        artifacts.require_passed(records)
 
 
 def test_an_artifact_the_runtime_refuses_fails_the_gate_in_one_line(functional, digits, tmp_path, monkeypatch):
@@ -224,12 +228,23 @@ def test_an_artifact_the_runtime_refuses_fails_the_gate_in_one_line(functional, 
         return result
 
     monkeypatch.setitem(artifacts._EXPORTERS, "tflite", truncated)
-    with pytest.raises(VerificationError) as info:
-        lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith("model.tflite (fp32) does not run in LiteRT (XNNPACK on, its default): ")
+    (record,) = lower(functional, tmp_path, precision="fp32", formats=["tflite"], calibration=calib, verify_samples=x_val)
+    assert not record.passed and "\n" not in record.error
+    assert record.error.startswith("model.tflite (fp32) does not run in LiteRT (XNNPACK on, its default): ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_converter_that_crashes_fails_only_its_format(functional, digits, tmp_path, monkeypatch):
+    calib, x_val = digits[0], digits[1]
+
+    def crash(model, path, precision, calibration, work):
+        raise RuntimeError("tf2onnx gave up\nwith a long trace")
+
+    monkeypatch.setitem(artifacts._EXPORTERS, "onnx", crash)
+    good, bad = lower(functional, tmp_path, precision="fp32", formats=FORMATS, calibration=calib, verify_samples=x_val)
+    assert good.passed and not bad.passed
+    assert bad.error == "model.onnx: conversion to onnx failed: tf2onnx gave up"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
 
 
 def test_compare_and_failure_message_numbers():
@@ -246,8 +261,7 @@ def test_compare_and_failure_message_numbers():
     assert logits["tolerance"]["max_abs_diff"] == pytest.approx(3e-2 * 36) and logits["passed"]
     nan = compare(ref, np.full_like(ref, np.nan), "fp32")
     assert not nan["passed"] and nan["max_abs_diff"] == float("inf")
-    with pytest.raises(VerificationError, match="failed verification: max_abs_diff 0.8 > 0.25"):
-        require("model.tflite (int8)", bad)
+    assert "\n" not in failure_message("x", bad)
 
 
 def test_formats_for_profiles_and_bad_lower_arguments(sequential, tmp_path):

@@ -1,8 +1,9 @@
 """runtime_bench.remote against a real sshd on loopback: real keys, real ssh, real artifacts.
 
 The fixture starts Debian's ``/usr/sbin/sshd`` (package openssh-server) on a
-free port of 127.0.0.1 with throw-away host and client keys; when sshd is
-missing or does not start, the ssh tests are skipped with its own message.
+free port of 127.0.0.1 with throw-away host and client keys. ``make test``
+installs it, so a missing or silent sshd fails these tests (with sshd's own
+message); it is never a reason to skip them.
 The device's Python is this interpreter (``python=sys.executable``): the
 system python3 may lack numpy and the runtimes.
 """
@@ -52,7 +53,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     if not os.access(SSHD, os.X_OK) or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
-        pytest.skip(f"{SSHD}, ssh or ssh-keygen missing (Debian packages openssh-server, openssh-client)")
+        pytest.fail(f"{SSHD}, ssh or ssh-keygen missing (Debian packages openssh-server, openssh-client; "
+                    "`make setup` installs them)")
     d = tmp_path_factory.mktemp("sshd")
     host, client, stranger = (_keygen(d / name) for name in ("host_key", "client_key", "stranger_key"))
     shutil.copy(client + ".pub", d / "authorized_keys")
@@ -71,7 +73,7 @@ def sshd(tmp_path_factory):
     try:
         probe = ["ssh", "-p", str(port), "-o", "BatchMode=yes", "-i", client,
                  *(x for o in options for x in ("-o", o)), "--", f"{getpass.getuser()}@127.0.0.1", "true"]
-        deadline, res = time.monotonic() + 10, None
+        deadline, res = time.monotonic() + 60, None  # a loaded machine can take a while to start sshd
         while time.monotonic() < deadline and proc.poll() is None:
             res = subprocess.run(probe, capture_output=True, text=True, timeout=10)
             if res.returncode == 0:
@@ -79,7 +81,7 @@ def sshd(tmp_path_factory):
             time.sleep(0.2)
         if proc.poll() is not None or res is None or res.returncode != 0:
             lines = (d / "sshd.log").read_text(errors="replace").strip().splitlines() or [res.stderr if res else ""]
-            pytest.skip(f"sshd did not start on 127.0.0.1:{port}: {lines[-1]}")
+            pytest.fail(f"sshd did not start on 127.0.0.1:{port}: {lines[-1]}")
         yield Server(url, client, stranger, options)
     finally:
         proc.terminate()
@@ -184,7 +186,7 @@ def test_bench_remote_onnx_returns_the_callers_paths_and_cleans_up(sshd, models)
     assert [r["name"] for r in report["results"]] == ["model.onnx", "model.onnx"]
     assert report["results"][0]["file_bytes"] < report["results"][1]["file_bytes"]
     for r in report["results"]:
-        assert r["runs"] == 4 and r["p50_ms"] <= r["p99_ms"] and r["peak_rss_mb"] > r["load_rss_mb"] > 20
+        assert r["runs"] == 4 and r["min_ms"] > 0 and r["peak_rss_mb"] > r["load_rss_mb"] > 20
 
 
 def test_bench_remote_tflite_without_memory(sshd, models):

@@ -122,7 +122,7 @@ def test_summary_table_totals_and_percentages(report):
     assert "accuracy    91.34% -> 90.71% (drop 0.63 points)" in lines
     assert "cost        MACs counted analytically (objective flops)" in lines
     assert "fine-tune   oneshot, 1 round x 10 epochs, distillation, 84.2s" in lines
-    assert "memory      peak 1894 MB resident, in score" in lines
+    assert "memory      peak 1894 MiB resident, in score" in lines
     conv = next(l for l in lines if l.startswith("block<1>/conv"))
     assert re.search(r"Conv2D\s+tucker\*\s+8x16\s+0\.9426\s+18,496 ->\s+2,496\s+3,612,672 -> 476,672$", conv)
     head = next(l for l in lines if l.startswith("head "))
@@ -196,14 +196,19 @@ def test_pareto_png_caps_subplots(report):
     assert width > 1000 and height < 3000
 
 
-def test_write_report_writes_html_then_json(report, tmp_path):
+def test_write_report_writes_html_then_json(report, tmp_path, monkeypatch):
+    from lrfc.report import files
+
+    written = []
+    real = files.write_text
+    monkeypatch.setattr(files, "write_text", lambda path, text: written.append(path.name) or real(path, text))
     paths = write_report(report, tmp_path / "out")
+    assert written == ["report.html", "report.json"]  # report.json last: it marks a finished report
     assert set(paths) == {"html", "json"}
     assert paths["json"] == tmp_path / "out" / "report.json"
     assert json.loads(paths["json"].read_text()) == report
     assert list(json.loads(paths["json"].read_text())) == list(report)  # documented key order kept
     assert paths["html"].read_text().startswith("<!DOCTYPE html>")
-    assert paths["html"].stat().st_mtime_ns <= paths["json"].stat().st_mtime_ns
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json"]
 
 

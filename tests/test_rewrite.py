@@ -124,9 +124,19 @@ def test_decompose_cli_end_to_end(tiny_model_path, tmp_path):
     assert set(layers) == {"conv1", "conv2"}
     assert layers["conv2"]["ranks"] == [4, 4]
     assert layers["conv2"]["params_after"] == 8 * 4 + 9 * 4 * 4 + 4 * 16 + 16
-    assert layers["conv1"]["ranks"] == [1, 4]  # capped at cin = 1
+    assert layers["conv1"]["ranks"] == [1, 4] and layers["conv1"]["capped"]  # capped at cin = 1, and it says so
+    assert not layers["conv2"]["capped"]
     assert 0.9 < layers["conv2"]["similarity"] <= 1.0
     assert out.exists() and not list(tmp_path.glob(".*partial*"))
+    text = run_cli("decompose", str(tiny_model_path), "--method", "tucker", "--rank", "4", "-o", str(out)).stdout
+    assert "conv1: tucker ranks [1, 4]" in text and "(--rank capped at the layer's maximum [1, 4])" in text
+    # A rank that makes the model bigger is refused before anything is written, unless asked for.
+    big = tmp_path / "big.keras"
+    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "-o", str(big))
+    assert res.returncode == 2 and "make the model bigger" in res.stderr and res.stderr.count("\n") == 1
+    assert not big.exists()
+    assert run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "--allow-larger",
+                   "-o", str(big)).returncode == 0 and big.exists()
 
     res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--layers", "conv1", "-o", str(tmp_path / "x.keras"))
     assert res.returncode == 2 and "method 'svd' does not apply to layer 'conv1'" in res.stderr
@@ -135,3 +145,29 @@ def test_decompose_cli_end_to_end(tiny_model_path, tmp_path):
     res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "0", "-o", str(tmp_path / "x.keras"))
     assert res.returncode == 2 and "--rank: received '0'" in res.stderr
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_decomposed_model_runs_in_a_fresh_interpreter_with_plain_keras(tiny_model_path, tmp_path):
+    """The README's promise: `import lrfc`, then plain keras.saving.load_model opens what lrfc wrote
+    (TT-matrix layers included), and it computes what it computed here."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from lrfc.frontend.data import load_data
+    from lrfc.frontend.load import load_model
+
+    out = tmp_path / "tiny-ttm.keras"
+    res = run_cli("decompose", str(tiny_model_path), "--method", "ttm", "--layers", "fc1", "--allow-larger", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    x = load_data("fashion-mnist", (28, 28, 1), 10).x_test[:64]
+    np.save(tmp_path / "x.npy", x)
+    script = ("import numpy as np, lrfc, keras; m = keras.saving.load_model(%r); "
+              "np.save(%r, m.predict(np.load(%r), verbose=0))" % (str(out), str(tmp_path / "y.npy"), str(tmp_path / "x.npy")))
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    fresh = np.load(tmp_path / "y.npy")
+    here = load_model(out).predict(x, verbose=0)
+    np.testing.assert_allclose(fresh, here, atol=1e-5)
+    original = load_model(tiny_model_path).predict(x, verbose=0)
+    np.testing.assert_allclose(fresh, original, atol=1e-3)  # full-rank TT-matrix (bigger, hence --allow-larger): exact

@@ -1,9 +1,11 @@
 """The `lrfc` command line. Thin: parse, resolve, call the library, print.
 
 Heavy imports (TensorFlow, Keras, tf2onnx, tensorly) happen inside command
-bodies, so `lrfc --help` and `lrfc profiles ...` start fast. A ``UserError``
-becomes one line on stderr and exit status 2; ``--verbose`` adds the
-traceback.
+bodies, so `lrfc --help` and `lrfc profiles ...` start fast. Exit statuses:
+0 success; 2 a ``UserError`` (bad input), one line ``lrfc: error: ...``; 1 an
+artifact that failed verification, one line with its numbers; 130 / 143
+interrupted by SIGINT / SIGTERM, one line. ``--verbose`` adds tracebacks and
+other libraries' warnings.
 """
 
 from __future__ import annotations
@@ -29,14 +31,39 @@ app.add_typer(profiles_app, name="profiles")
 
 _state = {"verbose": False}
 
+# Options several commands share: one definition each.
+ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
+DataHelp = "fashion-mnist, digits, an .npz (x, y) or a folder of images in class subfolders (folder names 0..N-1 are the class indices)."
+TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+InputRange = Annotated[Optional[str], typer.Option(
+    "--input-range", help="Pixel values the model expects: 0-1, 0-255 or -1-1 (default: inferred; a model that starts "
+                          "with its own Rescaling/Normalization takes 0-255, others 0-1).")]
+InputMean = Annotated[Optional[str], typer.Option(
+    "--input-mean", help="Per-channel mean subtracted after --input-range, e.g. 0.485,0.456,0.406 (ImageNet, 0-1) "
+                         "or 103.939,116.779,123.68 (Caffe, 0-255).")]
+InputStd = Annotated[Optional[str], typer.Option(
+    "--input-std", help="Per-channel std divided by after --input-mean, e.g. 0.229,0.224,0.225.")]
+ChannelOrder = Annotated[Optional[str], typer.Option(
+    "--channel-order", help="rgb (default) or bgr (Caffe-trained models such as keras.applications ResNet50).")]
+AllowLow = Annotated[bool, typer.Option(
+    "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]
+
 
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and progress detail.")] = False):
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks, other libraries' warnings and progress detail.")] = False):
+    from lrfc.common.quiet import set_verbose
+
     _state["verbose"] = verbose
+    set_verbose(verbose)
 
 
 def _emit_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2))
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _parse_shape(text: Optional[str]) -> tuple[int, ...] | None:
@@ -51,17 +78,27 @@ def _parse_shape(text: Optional[str]) -> tuple[int, ...] | None:
     return shape
 
 
+def _split(text: Optional[str]) -> tuple[str, ...] | None:
+    return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _contract(input_range, input_mean, input_std, channel_order):
+    from lrfc.frontend.contract import given_contract
+
+    return given_contract(input_range, input_mean, input_std, channel_order)
+
+
 # --------------------------------------------------------------------- inspect
 
 
 @app.command()
 def inspect(
-    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    model: ModelArg,
+    as_json: AsJson = False,
     input_shape: Annotated[Optional[str], typer.Option(help="Input shape without batch, e.g. 224,224,3, for models whose spatial size is undefined.")] = None,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    trust_model: TrustModel = False,
 ):
-    """List every layer: type, output shape, params, MACs and the factorizations that apply."""
+    """List every layer: type, output shape, params, MACs, the factorizations that apply, and the input contract."""
     from lrfc.frontend.inspect import inspect_model, render_table
 
     report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
@@ -76,8 +113,8 @@ def inspect(
 
 @app.command()
 def build(
-    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
-    data: Annotated[str, typer.Option(help="fashion-mnist, digits, an .npz (x, y) or a folder of images in class subfolders.")],
+    model: ModelArg,
+    data: Annotated[str, typer.Option(help=DataHelp)],
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = "host",
     objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = 0.92,
@@ -96,11 +133,11 @@ def build(
     max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds at most (recovery included).")] = 4,
     batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of splits, factorizations and training.")] = 0,
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "lrfc-out",
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (its results are replaced as one set at the end).")] = "lrfc-out",
     plan: Annotated[Optional[str], typer.Option(help="A plan.json to rebuild without searching.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the on-disk cache.")] = False,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    trust_model: TrustModel = False,
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated).")] = None,
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = "python3",
@@ -108,6 +145,11 @@ def build(
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
     cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB, else costs.sqlite in the cache directory).")] = None,
     bench_runs: Annotated[int, typer.Option(help="Timed runs per artifact in the final original-vs-compressed benchmark (0: skip).")] = 100,
+    input_range: InputRange = None,
+    input_mean: InputMean = None,
+    input_std: InputStd = None,
+    channel_order: ChannelOrder = None,
+    allow_low_accuracy: AllowLow = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
@@ -115,23 +157,27 @@ def build(
 
     options = BuildOptions(
         model=model, data=data, target=target, objective=objective, threshold=threshold, max_acc_drop=max_acc_drop,
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()), step=step, max_sol=max_sol,
+        methods=_split(methods) or (), step=step, max_sol=max_sol,
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
         max_rounds=max_rounds, distill=distill, data_aware=data_aware, batch_size=batch_size, trust_model=trust_model,
-        formats=tuple(f.strip() for f in formats.split(",") if f.strip()) if formats is not None else None,
-        device=device, device_python=device_python, identity_file=identity_file, ssh_options=tuple(ssh_option or ()),
-        cost_db=cost_db, bench_runs=bench_runs,
+        formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
+        ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, input_range=input_range,
+        input_mean=input_mean, input_std=input_std, channel_order=channel_order,
+        allow_low_accuracy=allow_low_accuracy,
     ).validate()
+    from lrfc.errors import VerificationError
     from lrfc.pipeline import run_build
     from lrfc.report.text import summary_table
 
-    state = run_build(options)
+    state = run_build(options, log=_warn)
     if as_json:
         _emit_json(state.report)
     else:
         typer.echo(summary_table(state.report))
         typer.echo(f"wrote {', '.join(str(p) for p in state.outputs.values())}")
+    if state.failed:
+        raise VerificationError("; ".join(a.error for a in state.failed))
 
 
 # ------------------------------------------------------------------ decompose
@@ -139,31 +185,39 @@ def build(
 
 @app.command()
 def decompose(
-    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    model: ModelArg,
     method: Annotated[str, typer.Option("--method", "-m", help="tucker, cp, tt (convolutions); svd, qr, ttm (dense, 1x1 convolutions).")],
     out: Annotated[str, typer.Option("--out", "-o", help="The .keras file to write.")],
-    rank: Annotated[str, typer.Option(help="'full', one integer for every rank, or a comma list (e.g. 8,16 for Tucker).")] = "full",
+    rank: Annotated[str, typer.Option(help="'full', one integer for every rank, or a comma list (e.g. 8,16 for Tucker). "
+                                           "A rank above a layer's maximum is capped at it, and the output says so.")] = "full",
     layers: Annotated[Optional[str], typer.Option(help="Comma-separated layer names; default: every layer the method applies to.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="fashion-mnist, digits, an .npz (x, y) or an image folder: reports output similarity.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DataHelp + " Reports output similarity.")] = None,
     data_aware: Annotated[bool, typer.Option("--data-aware", help="Fit factors to each layer's output on --data instead of to its weights.")] = False,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data.")] = 256,
+    allow_larger: Annotated[bool, typer.Option("--allow-larger", help="Write the result even when it has more parameters and MACs than the original.")] = False,
+    input_range: InputRange = None,
+    input_mean: InputMean = None,
+    input_std: InputStd = None,
+    channel_order: ChannelOrder = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-layer report as JSON.")] = False,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    trust_model: TrustModel = False,
 ):
     """Factorize layers with one method at ranks you choose (no search, no fine-tuning)."""
     from lrfc.factorize.manual import decompose_model
 
     if calib_samples < 1:
         raise UserError(f"--calib-samples: received {calib_samples}; expected a positive integer")
-    names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
-    report = decompose_model(model, method, rank, names, data, data_aware, out, calib_samples, trust=trust_model)
+    report = decompose_model(model, method, rank, list(_split(layers)) if layers else None, data, data_aware, out,
+                             calib_samples, trust=trust_model, allow_larger=allow_larger,
+                             contract=_contract(input_range, input_mean, input_std, channel_order))
     if as_json:
         _emit_json(report)
         return
     for entry in report["layers"]:
         sim = f"  similarity {entry['similarity']:.4f}" if "similarity" in entry else ""
+        capped = f"  (--rank capped at the layer's maximum {entry['ranks']})" if entry.get("capped") else ""
         typer.echo(f"{entry['name']}: {entry['method']} ranks {entry['ranks']}  params {entry['params_before']:,} -> "
-                   f"{entry['params_after']:,}  MACs {entry['macs_before']:,} -> {entry['macs_after']:,}{sim}")
+                   f"{entry['params_after']:,}  MACs {entry['macs_before']:,} -> {entry['macs_after']:,}{sim}{capped}")
     typer.echo(f"total params {report['total_params_before']:,} -> {report['total_params_after']:,}; "
                f"MACs {report['total_macs_before']:,} -> {report['total_macs_after']:,}; wrote {report['out']}")
 
@@ -173,23 +227,29 @@ def decompose(
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")],
+    model: ModelArg,
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")],
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: the target's).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="fashion-mnist, digits, an .npz (x, y) or an image folder: calibration and verification samples; required for int8.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DataHelp + " Calibration and verification samples; required for int8.")] = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data (at most 256).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sample draws.")] = 0,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")] = False,
+    input_range: InputRange = None,
+    input_mean: InputMean = None,
+    input_std: InputStd = None,
+    channel_order: ChannelOrder = None,
+    allow_low_accuracy: AllowLow = False,
+    trust_model: TrustModel = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print export.json instead of the table.")] = False,
 ):
     """Lower a model as it is (no compression) to verified TFLite/ONNX artifacts and export.json."""
-    from lrfc.lower.artifacts import export_model, render_table
+    from lrfc.lower.export import export_model, render_table
 
-    fmts = tuple(f for f in formats.split(",")) if formats is not None else None
-    doc = export_model(model, target, out, formats=fmts, precision=precision, data=data,
-                       calib_samples=calib_samples, trust=trust_model, seed=seed)
+    doc = export_model(model, target, out, formats=_split(formats), precision=precision, data=data,
+                       calib_samples=calib_samples, trust=trust_model, seed=seed,
+                       contract=_contract(input_range, input_mean, input_std, channel_order),
+                       allow_low_accuracy=allow_low_accuracy, log=_warn)
     if as_json:
         _emit_json(doc)
     else:
@@ -197,20 +257,65 @@ def export(
         typer.echo(f"wrote {', '.join(a['path'] for a in doc['artifacts'])}, {out}/export.json")
 
 
+# --------------------------------------------------------------------- verify
+
+
+@app.command()
+def verify(
+    artifact: Annotated[Optional[str], typer.Argument(help="A .tflite or .onnx file to check against --model.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The Keras model the artifact was lowered from.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DataHelp + " Verification samples (random inputs without it; required for int8).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: the tolerance to apply (default: read from the file).")] = None,
+    report: Annotated[Optional[str], typer.Option(help="A report.json or export.json: check its files still have the recorded sha256.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample draw.")] = 0,
+    input_range: InputRange = None,
+    input_mean: InputMean = None,
+    input_std: InputStd = None,
+    channel_order: ChannelOrder = None,
+    allow_low_accuracy: AllowLow = False,
+    trust_model: TrustModel = False,
+    as_json: AsJson = False,
+):
+    """Rerun the verification gate on an existing artifact, or check a report's files by their sha256. Exit 0 or 1."""
+    from lrfc.lower.check import check_report_files, render_checks, render_record, verify_artifact
+
+    if report is not None:
+        if artifact is not None or model is not None:
+            raise UserError("--report checks the files a report lists; give it alone, or ARTIFACT --model MODEL")
+        checks = check_report_files(report)
+        _emit_json(checks) if as_json else typer.echo(render_checks(checks))
+        bad = [c for c in checks if c["status"] != "match"]
+        if bad:
+            from lrfc.errors import VerificationError
+
+            raise VerificationError("; ".join(f"{c['name']}: {c['status']}" for c in bad))
+        return
+    if artifact is None or model is None:
+        raise UserError("lrfc verify takes ARTIFACT --model MODEL (or --report report.json)")
+    record = verify_artifact(artifact, model, data=data, precision=precision, seed=seed, trust=trust_model,
+                             contract=_contract(input_range, input_mean, input_std, channel_order),
+                             allow_low_accuracy=allow_low_accuracy, log=_warn)
+    _emit_json(record.to_json()) if as_json else typer.echo(render_record(record))
+    if not record.passed:
+        from lrfc.errors import VerificationError
+
+        raise VerificationError(record.error)
+
+
 # ---------------------------------------------------------------------- bench
 
 
 @app.command()
 def bench(
-    artifacts: Annotated[list[str], typer.Argument(help=".tflite or .onnx files, all for one runtime.")],
-    runtime: Annotated[Optional[str], typer.Option(help="litert, onnxruntime-cpu, onnxruntime-cuda or onnxruntime-tensorrt (default: from the file suffix).")] = None,
+    artifacts: Annotated[list[str], typer.Argument(help=".tflite or .onnx files; each runs in its own runtime (alternating) unless --runtime names one.")],
+    runtime: Annotated[Optional[str], typer.Option(help="litert, onnxruntime-cpu, onnxruntime-cuda or onnxruntime-tensorrt (default: from each file's suffix).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Runtime threads (default: the runtime's).")] = None,
     runs: Annotated[int, typer.Option(help="Timed inferences per file.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed inferences per file first.")] = 5,
     rounds: Annotated[int, typer.Option(help="Passes over the files, in alternating order.")] = 5,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    no_memory: Annotated[bool, typer.Option("--no-memory", help="Load all files in one worker; no peak-memory figures.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Load all files in one worker per runtime; no peak-memory figures.")] = False,
+    as_json: AsJson = False,
     device: Annotated[Optional[str], typer.Option(help="Run on ssh://user@host[:port] instead of here.")] = None,
     device_python: Annotated[str, typer.Option(help="The device's Python (needs numpy and the runtime).")] = "python3",
     identity_file: Annotated[Optional[str], typer.Option(help="Private key for ssh -i.")] = None,
@@ -222,6 +327,7 @@ def bench(
     for path in artifacts:
         if not os.path.isfile(path):
             raise UserError(f"{path}: no such file; expected a .tflite or .onnx file")
+    from lrfc.lower.check import stale_artifacts
     from runtime_bench.measure import format_table
     from runtime_bench.remote import run_bench
 
@@ -232,6 +338,8 @@ def bench(
     elif identity_file or ssh_option or device_python != "python3":
         raise UserError("--device-python, --identity-file and --ssh-option apply to --device ssh://...; "
                         "received them without a device")
+    for warning in stale_artifacts(artifacts):
+        _warn(f"lrfc: warning: {warning}")
     try:
         report = run_bench(artifacts, device=device, **kwargs)
     except (ValueError, OSError) as exc:
@@ -248,7 +356,7 @@ def bench(
 
 
 @profiles_app.command("list")
-def profiles_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def profiles_list(as_json: AsJson = False):
     """List the built-in target profiles."""
     from lrfc.targets import list_profiles, profile_to_dict
 
@@ -264,7 +372,7 @@ def profiles_list(as_json: Annotated[bool, typer.Option("--json", help="Print JS
 @profiles_app.command("show")
 def profiles_show(
     name: Annotated[str, typer.Argument(help="A profile name (see `lrfc profiles list`), 'jetson', or a path to a .toml file.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ):
     """Show one target profile."""
     from lrfc.targets import load_profile, profile_to_dict
@@ -280,42 +388,64 @@ def profiles_show(
 # ------------------------------------------------------------------------ main
 
 
+def one_line(exc: BaseException) -> str:
+    """An error message on one line, whatever the exception carried (a worker's stderr tail, ...)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _on_signal(signum, frame):
+    from lrfc.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status.
+    """Entry point of the console script; returns the exit status (see the module doc).
 
-    0: success. 2: a ``UserError`` (bad input), printed as one line
-    ``lrfc: error: ...``. 1: a ``VerificationError`` (an exported artifact
-    failed the gate against its Keras model), printed the same way with the
-    numbers. 130: interrupted. Any other exception is a bug and propagates
-    with its traceback.
+    Any exception other than ``UserError``, ``VerificationError`` and an
+    interruption is a bug and propagates with its traceback.
     """
-    from lrfc.errors import VerificationError
+    import signal
 
+    from lrfc.errors import Interrupted, VerificationError
+
+    handled = (signal.SIGINT, signal.SIGTERM)
     try:
-        app(args=argv, standalone_mode=False)
-    except UserError as exc:
+        previous = {s: signal.signal(s, _on_signal) for s in handled}
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = {}
+    try:
+        status = app(args=argv, standalone_mode=False)
+    except (UserError, VerificationError) as exc:
         if _state["verbose"]:
             traceback.print_exc()
-        print(f"lrfc: error: {exc}", file=sys.stderr)
-        return 2
-    except VerificationError as exc:
+        print(f"lrfc: error: {one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UserError) else 1
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         if _state["verbose"]:
             traceback.print_exc()
-        print(f"lrfc: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"lrfc: interrupted by {signal.Signals(signum).name}: an unfinished run publishes nothing, so the output "
+              "folder keeps its earlier results (the cache keeps what was scored)", file=sys.stderr)
+        return 128 + int(signum)
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:
         print("lrfc: aborted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # usage errors (typer's bundled click exceptions) print themselves
+        return 1
+    except Exception as exc:  # usage errors (typer's bundled click exceptions): one line too
         from typer.exceptions import TyperException
 
-        if isinstance(exc, TyperException) and hasattr(exc, "show"):
-            exc.show()
+        if isinstance(exc, TyperException) and hasattr(exc, "format_message"):
+            where = getattr(getattr(exc, "ctx", None), "command_path", "lrfc")
+            print(f"lrfc: error: {one_line(exc.format_message())} (see `{where} --help`)", file=sys.stderr)
             return exc.exit_code
         raise
-    return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -17,3 +17,19 @@ class VerificationError(Exception):
     message is one line with the numbers (max_abs_diff, top1_agreement,
     samples); the CLI prints it and exits with status 1.
     """
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM arrived.
+
+    A ``BaseException`` so that no ``except Exception`` on the way swallows
+    it; every ``finally`` still runs (staging folders are removed, workers
+    stopped). The CLI prints one line and exits with ``128 + signum``: 130
+    for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrfc.errors import UserError
+from lrfc.objectives import OBJECTIVES
 
 ALL_METHODS = ("tucker", "cp", "tt", "svd", "qr", "ttm")
-OBJECTIVES = ("latency", "flops", "params", "memory")
 FINETUNE_MODES = ("oneshot", "iterative", "none")
 RANK_SELECTIONS = ("similarity", "vbmf", "energy")
 DATA_AWARE = ("auto", "on", "off")
@@ -54,6 +54,17 @@ class BuildOptions:
     ssh_options: tuple[str, ...] = ()
     cost_db: str | None = None
     bench_runs: int = 100              # timed runs per artifact in the final benchmark; 0 skips it
+    input_range: str | None = None     # the input contract (frontend.contract); None: inferred from the model
+    input_mean: str | None = None
+    input_std: str | None = None
+    channel_order: str | None = None
+    allow_low_accuracy: bool = False   # go on when the original scores at chance on the data (a warning instead)
+
+    def given_contract(self):
+        """The input contract the flags state, or None to infer it from the model."""
+        from lrfc.frontend.contract import given_contract
+
+        return given_contract(self.input_range, self.input_mean, self.input_std, self.channel_order)
 
     def validate(self) -> "BuildOptions":
         """Raise ``UserError`` naming the first bad option; return self."""
@@ -104,9 +115,19 @@ class BuildOptions:
             bad("--train-samples", self.train_samples, "a positive integer")
         if not Path(self.model).exists():
             raise UserError(f"model not found: {self.model}")
+        check_data_spec(self.data)
+        self.given_contract()
         if self.plan is not None and not Path(self.plan).exists():
             raise UserError(f"plan not found: {self.plan}")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             bad("--out", self.out, "a directory (it exists as a file)")
         return self
+
+
+def check_data_spec(spec: str) -> None:
+    """A missing ``--data`` path fails here, before TensorFlow loads (20-30 s), not after."""
+    from lrfc.frontend.data import BUILTIN
+
+    if spec not in BUILTIN and not Path(spec).exists():
+        raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")

@@ -19,6 +19,7 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lrfc.common import memory
 from lrfc.options import BuildOptions
@@ -67,7 +68,10 @@ class BuildState:
     flat: object = None                      # the flattened original model
     rows: list = field(default_factory=list)  # LayerInfo per layer
     targets: list = field(default_factory=list)  # names of factorizable layers
-    splits: dict = field(default_factory=dict)   # train/val/calib arrays
+    output: object = None                    # common.outputs.OutputDir: staging, then one publish at the end
+    contract: object = None                  # frontend.contract.InputContract: how data values reach the model
+    data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
+    splits: object = None                    # frontend.splits.Splits
     tasks: dict = field(default_factory=dict)    # name -> scoring.LayerTask
     candidates: dict = field(default_factory=dict)  # name -> [Candidate]
     thresholds: dict = field(default_factory=dict)  # name -> similarity threshold (raised by recovery)
@@ -85,8 +89,13 @@ class BuildState:
     link: object = None                              # devices.DeviceLink, or None: the target is out of reach
     pricer: object = None                            # latency.Pricer under --objective latency
     original_ms: dict = field(default_factory=dict)  # name -> the original layer's latency (price stage)
-    artifacts: list = field(default_factory=list)    # lowered, verified files (lower stage)
+    artifacts: list = field(default_factory=list)    # lower.records.ArtifactRecord per file (lower stage)
     benchmarks: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list:
+        """Artifacts that failed verification (not published)."""
+        return [a for a in self.artifacts if not a.passed]
 
     def progress(self, label: str, total: int):
         """A progress bar for a long loop inside a stage."""
@@ -118,16 +127,39 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_build(options: BuildOptions, log=_stderr) -> BuildState:
-    """Run every stage in order, timing each and recording its peak memory; returns the final state."""
-    options.validate()
+def preflight(options: BuildOptions, log):
+    """Every check that needs no TensorFlow, before any heavy work: options, profile, paths.
+
+    Returns the prepared ``OutputDir``.
+    """
+    from lrfc.common.outputs import OutputDir
+    from lrfc.cost.costdb import check_cost_db
+    from lrfc.search.cache import check_cache_dir, default_cache_dir
     from lrfc.targets import load_profile
 
-    load_profile(options.target)  # a bad --target fails before any heavy import
+    options.validate()
+    load_profile(options.target)
+    output = OutputDir(options.out)
+    output.prepare(log)
+    if options.cache:
+        check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
+    check_cost_db(options.cost_db)
+    return output
+
+
+def run_build(options: BuildOptions, log=_stderr) -> BuildState:
+    """Run every stage in order, timing each and recording its peak memory; returns the final state.
+
+    Results are staged and published as one set at the end (``common.outputs``);
+    a failure or an interruption leaves the output folder as it was. Artifacts
+    that failed verification are not published; ``state.failed`` lists them
+    (the CLI exits 1 on them).
+    """
+    output = preflight(options, log)
     from lrfc.common.quiet import import_keras
 
     import_keras()
-    state = BuildState(options, log=log)
+    state = BuildState(options, log=log, output=output)
     try:
         for name, stage in STAGES:
             fresh = memory.reset_peak()
@@ -136,7 +168,9 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
             peak = memory.peak_mb()
             if name != "report" and fresh and peak is not None:  # without a reset it would be the run's peak so far
                 state.peak_rss_mb[name] = round(peak, 1)
+        state.outputs = output.publish()
     finally:
+        output.discard()
         if state.cache is not None:
             state.cache.close()
         if state.pricer is not None:

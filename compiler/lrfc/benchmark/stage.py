@@ -11,8 +11,11 @@ from __future__ import annotations
 WARMUP, ROUNDS = 10, 5
 
 
-def _artifact(state, role: str, fmt: str) -> dict | None:
-    return next((a for a in state.artifacts if a["model"] == role and a["format"] == fmt), None)
+RUNTIME_KEYS = ("runtime", "runtime_version", "id", "workdir")  # per run; the rest describes the machine
+
+
+def _artifact(state, role: str, fmt: str):
+    return next((a for a in state.artifacts if a.model == role and a.format == fmt and a.passed), None)
 
 
 def _ratio(before, after) -> float | None:
@@ -22,7 +25,12 @@ def _ratio(before, after) -> float | None:
 
 
 def benchmark(state) -> None:
-    """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
+    """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach).
+
+    The files are timed where the build staged them (they are published after
+    the report), and each result names its published path. ``device``
+    describes the machine; each run names its runtime and version.
+    """
     from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
 
@@ -42,19 +50,21 @@ def benchmark(state) -> None:
         fmt = format_of(runtime)
         original, compressed = _artifact(state, "original", fmt), _artifact(state, "compressed", fmt)
         if original is None or compressed is None:
-            skipped[runtime] = f"no {fmt} artifact (--formats)"
+            skipped[runtime] = f"no verified {fmt} artifact of both models"
             continue
         try:
-            result = state.link.bench([original["path"], compressed["path"]], runtime=runtime,
-                                      threads=state.profile.threads, runs=opts.bench_runs, warmup=WARMUP,
-                                      rounds=ROUNDS, batch=1, memory=True)
+            result = state.link.bench([state.output.staging / original.name, state.output.staging / compressed.name],
+                                      runtime=runtime, threads=state.profile.threads, runs=opts.bench_runs,
+                                      warmup=WARMUP, rounds=ROUNDS, batch=1, memory=True)
         except RuntimeError as exc:  # e.g. the remote device lacks this runtime
             skipped[runtime] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
-        device = result["device"]
+        device = {k: v for k, v in result["device"].items() if k not in RUNTIME_KEYS}
         before, after = result["results"]
+        before["path"], after["path"] = original.path, compressed.path
         runs.append({
-            "runtime": runtime, "format": fmt, "precision": original["precision"],
+            "runtime": runtime, "runtime_version": result["device"].get("runtime_version"),
+            "device_id": result["device"].get("id"), "format": fmt, "precision": original.precision,
             "original": before, "compressed": after,
             "ratios": {"latency_p50": _ratio(before["p50_ms"], after["p50_ms"]),
                        "peak_rss": _ratio(before.get("peak_rss_mb"), after.get("peak_rss_mb")),

@@ -1,15 +1,40 @@
-"""Import TensorFlow/Keras without the banner of oneDNN/absl lines on stderr.
+"""Keep the terminal for lrfc's own lines: TensorFlow's banner, its log lines and Python warnings stay out.
 
-``TF_CPP_MIN_LOG_LEVEL=3`` alone does not silence them and disabling oneDNN
-costs speed (see the dependency notes), so file descriptor 2 is pointed at
-/dev/null for the duration of the import only.
+``TF_CPP_MIN_LOG_LEVEL=3`` alone does not silence the oneDNN/absl lines and
+disabling oneDNN costs speed (see the dependency notes), so file descriptor
+2 is pointed at /dev/null for the duration of the import only. After it,
+TensorFlow's Python loggers (tf.function retracing warnings in recovery
+rounds, ...) are set to errors only and Python warnings (a Keras
+``UserWarning`` when loading a legacy .h5, ...) are ignored, unless
+``set_verbose(True)`` (``lrfc --verbose``) asked to see everything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import warnings
+
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show (True) or hide (False) other libraries' warnings and log lines from now on."""
+    global _verbose
+    _verbose = verbose
+    if not verbose:
+        warnings.filterwarnings("ignore")
+    _quiet_loggers()
+
+
+def _quiet_loggers() -> None:
+    level = logging.WARNING if _verbose else logging.ERROR
+    for name in ("tensorflow", "absl", "keras", "tf2onnx", "h5py"):
+        logging.getLogger(name).setLevel(level)
+    if "absl.logging" in sys.modules:
+        sys.modules["absl.logging"].set_verbosity("warning" if _verbose else "error")
 
 
 @contextlib.contextmanager
@@ -35,4 +60,5 @@ def import_keras():
     with silenced_stderr():
         import tensorflow  # noqa: F401
         import keras
+    _quiet_loggers()
     return keras

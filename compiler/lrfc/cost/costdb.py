@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
@@ -62,21 +61,49 @@ def op_signature(input_shape, stages) -> tuple[str, str]:
     return hashlib.blake2b(description.encode(), digest_size=12).hexdigest(), description
 
 
-class CostDB:
-    """Measured op latencies keyed by device, runtime, precision, threads and op signature."""
+def user_path(cost_db: str | Path | None) -> Path | None:
+    """The cost database the user named (``--cost-db``, else ``$LRFC_COST_DB``), or None: lrfc's own."""
+    if cost_db is not None:
+        return Path(cost_db)
+    return Path(os.environ["LRFC_COST_DB"]) if os.environ.get("LRFC_COST_DB") else None
 
-    def __init__(self, path: str | Path | None = None):
+
+def check_cost_db(cost_db: str | Path | None) -> None:
+    """Before heavy work: a cost database the user named must be SQLite (or absent) in a folder lrfc can write."""
+    from lrfc.common.outputs import check_writable_dir
+    from lrfc.common.sqlite import is_sqlite
+    from lrfc.errors import UserError
+
+    path = user_path(cost_db)
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"--cost-db {path}: is a folder; expected an SQLite file (lrfc creates it when missing)")
+    if not is_sqlite(path):
+        raise UserError(f"--cost-db {path}: not an SQLite file; expected a cost database written by lrfc "
+                        "(or a path where lrfc may create one)")
+    check_writable_dir(path.parent, "--cost-db folder")
+
+
+class CostDB:
+    """Measured op latencies keyed by device, runtime, precision, threads and op signature.
+
+    Its own file in lrfc's cache directory is set aside and rebuilt when
+    corrupt (``common.sqlite``); a file the user named never is.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, owned: bool | None = None, log=None):
+        from lrfc.common.sqlite import open_db
+
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout = 60000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
+        owned = (user_path(None) is None and path is None) if owned is None else owned
+        self._db = open_db(self.path, (
             f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             " device TEXT NOT NULL, runtime TEXT NOT NULL, precision TEXT NOT NULL, threads INTEGER NOT NULL,"
             " signature TEXT NOT NULL, min_ms REAL NOT NULL, median_ms REAL NOT NULL, p90_ms REAL, runs INTEGER NOT NULL,"
             " description TEXT NOT NULL, measured_at REAL NOT NULL,"
-            " PRIMARY KEY (device, runtime, precision, threads, signature))")
+            " PRIMARY KEY (device, runtime, precision, threads, signature))",), owned=owned, what="the cost database",
+            log=log)
 
     def get_many(self, device: str, runtime: str, precision: str, threads: int,
                  signatures) -> dict[str, float]:

@@ -113,9 +113,10 @@ class Pricer:
 
         if format_of(self.info.runtime) == "onnx":
             self.info.precision = "fp32"  # what lower_chain writes for ONNX Runtime (see there)
-        from lrfc.cost.costdb import default_path
+        from lrfc.cost.costdb import default_path, user_path
 
-        self._db = CostDB(db_path if db_path is not None else default_path(cache_dir))
+        mine = user_path(db_path) is None
+        self._db = CostDB(default_path(cache_dir) if mine else user_path(db_path), owned=mine, log=log)
         self.info.db = str(self._db.path)
         self.info.device = link.fingerprint(self.info.runtime)
         self.info.device.pop("workdir", None)

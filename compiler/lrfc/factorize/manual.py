@@ -24,7 +24,7 @@ class RankSpec:
 
     One integer applies to every rank of a multi-rank method; a comma list
     gives each (``8,16`` for Tucker's (R1, R2)). Values above the layer's
-    maximum are capped at it.
+    maximum are capped at it, and ``resolve`` says so.
     """
 
     values: tuple[int, ...] | None  # None = full
@@ -41,24 +41,83 @@ class RankSpec:
             raise UserError(f"--rank: received {text!r}; expected 'full', a positive integer, or a comma list like 8,16")
         return cls(values)
 
-    def resolve(self, max_ranks: tuple[int, ...], where: str) -> tuple[int, ...]:
+    def resolve(self, max_ranks: tuple[int, ...], where: str) -> tuple[tuple[int, ...], bool]:
+        """The ranks for one layer, and whether any was capped at the layer's maximum."""
         if self.values is None:
-            return tuple(max_ranks)
+            return tuple(max_ranks), False
         values = self.values * len(max_ranks) if len(self.values) == 1 else self.values
         if len(values) != len(max_ranks):
             raise UserError(f"{where}: --rank gives {len(self.values)} values; this method takes 1 or {len(max_ranks)}")
-        return tuple(min(v, m) for v, m in zip(values, max_ranks))
+        ranks = tuple(min(v, m) for v, m in zip(values, max_ranks))
+        return ranks, ranks != tuple(values)
+
+
+def _targets(rows: dict, method: str, layers: list[str] | None, model: str) -> list[str]:
+    """The layers to factorize: the ones named (each must take the method), or every one that takes it."""
+    if not layers:
+        targets = [n for n, r in rows.items() if method in r.methods]
+        if not targets:
+            raise UserError(f"method {method!r} applies to no layer of {model}")
+        return targets
+    for name in layers:
+        if name not in rows:
+            raise UserError(f"--layers: the model has no layer {name!r}")
+        if method not in rows[name].methods:
+            raise UserError(f"--layers: method {method!r} does not apply to layer {name!r} ({rows[name].type}: "
+                            f"{rows[name].note or 'takes ' + (', '.join(rows[name].methods) or 'no method')})")
+    return list(layers)
+
+
+def _layer_entries(plan: Plan, rows: dict, capped: set[str]) -> list[dict]:
+    """Per factorized layer: ranks and closed-form params/MACs before and after (known before factorizing)."""
+    entries = []
+    for choice in plan.choices:
+        info = rows[choice.layer]
+        after = info.factorized_cost(choice.method, choice.ranks)
+        entries.append({"name": choice.layer, "method": choice.method, "ranks": list(choice.ranks),
+                        "capped": choice.layer in capped, "params_before": info.params, "params_after": after.params,
+                        "macs_before": info.macs, "macs_after": after.macs})
+    return entries
+
+
+def _check_not_larger(entries: list[dict]) -> None:
+    before = sum(e["params_before"] for e in entries), sum(e["macs_before"] for e in entries)
+    after = sum(e["params_after"] for e in entries), sum(e["macs_after"] for e in entries)
+    if after[0] > before[0]:
+        raise UserError(f"the factorized layers would have {after[0]:,} parameters ({after[1]:,} MACs) against the "
+                        f"original's {before[0]:,} ({before[1]:,} MACs): these ranks make the model bigger, not "
+                        "smaller; lower --rank, or pass --allow-larger to write it anyway")
+
+
+def _similarities(flat, rows: dict, plan: Plan, data: str, data_aware: bool, calib_samples: int, seed: int,
+                  contract) -> tuple[dict, dict]:
+    """Calibrate on ``data`` as a build does: the layers' statistics and each choice's output similarity."""
+    from lrfc.frontend.contract import resolve
+    from lrfc.frontend.data import load_data
+    from lrfc.search.cache import Cache
+    from lrfc.search.scoring import similarity
+    from lrfc.search.stage import capture_tasks
+
+    contract = resolve(flat, contract)
+    ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]), contract)
+    pick = np.random.default_rng(seed).permutation(len(ds.x))[:calib_samples]
+    tasks = capture_tasks(flat, rows, [c.layer for c in plan.choices], ds.x[pick], data_aware)
+    cache = Cache(enabled=False)
+    sims = {c.layer: round(similarity(tasks[c.layer], c.method, c.ranks, c.data_aware, cache), 6) for c in plan.choices}
+    return {n: t.stats for n, t in tasks.items() if t.stats is not None}, sims
 
 
 def decompose_model(model: str, method: str, rank: str = "full", layers: list[str] | None = None,
                     data: str | None = None, data_aware: bool = False, out: str | Path = "decomposed.keras",
-                    calib_samples: int = 256, seed: int = 0, trust: bool = False) -> dict:
+                    calib_samples: int = 256, seed: int = 0, trust: bool = False, allow_larger: bool = False,
+                    contract=None) -> dict:
     """Factorize a model's layers with one method and save the result.
 
     Args:
         model: the model file.
         method: a registry name (tucker, cp, tt, svd, qr, ttm).
-        rank: a ``RankSpec`` string.
+        rank: a ``RankSpec`` string; ranks above a layer's maximum are capped
+            (the layer's entry says ``capped``).
         layers: layer names; None = every layer the method applies to.
         data: a ``--data`` spec for similarity scores and data-aware fits.
         data_aware: fit factors to the layers' outputs on ``data``.
@@ -66,6 +125,9 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
         calib_samples: calibration samples drawn from ``data``.
         seed: seed of the calibration sample draw.
         trust: allow Lambda layers.
+        allow_larger: write a result with more parameters and MACs than the
+            original layers (refused otherwise, before any factorization).
+        contract: the input contract for ``data`` (None: inferred from the model).
 
     Returns:
         The report: per layer name, method, ranks, params/MACs before and
@@ -73,9 +135,10 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
     """
     from lrfc import decompose
     from lrfc.common.atomic import atomic_path
+    from lrfc.factorize.rewrite import apply_plan
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import load_flat
-    from lrfc.factorize.rewrite import apply_stages, plan_stages
+    from lrfc.options import check_data_spec
 
     if method not in decompose.METHODS:
         raise UserError(f"--method: received {method!r}; expected one of {', '.join(decompose.METHODS)}")
@@ -83,69 +146,29 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
         raise UserError("--data-aware needs --data (the samples the factors are fit to)")
     if Path(out).suffix != ".keras":
         raise UserError(f"-o/--out: received {str(out)!r}; expected a path ending in .keras")
+    if data:
+        check_data_spec(data)
     spec = RankSpec.parse(rank)
     flat = load_flat(model, trust)
     rows = {r.name: r for r in describe_model(flat)}
-    if layers:
-        for name in layers:
-            if name not in rows:
-                raise UserError(f"--layers: the model has no layer {name!r}")
-            if method not in rows[name].methods:
-                raise UserError(f"--layers: method {method!r} does not apply to layer {name!r} ({rows[name].type}: "
-                                f"{rows[name].note or 'takes ' + (', '.join(rows[name].methods) or 'no method')})")
-        targets = list(layers)
-    else:
-        targets = [n for n, r in rows.items() if method in r.methods]
-        if not targets:
-            raise UserError(f"method {method!r} applies to no layer of {model}")
     mod = decompose.get(method)
-    plan = Plan(tuple(
-        LayerChoice(n, method, spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'"), data_aware) for n in targets
-    ))
-
-    tasks = {}
-    if data:
-        from lrfc.search.calibrate import capture
-        from lrfc.frontend.data import load_data
-        from lrfc.search.scoring import make_task
-
-        ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]))
-        rng = np.random.default_rng(seed)
-        pick = rng.permutation(len(ds.x))[:calib_samples]
-        # A separable layer's statistics are taken from its depthwise output by make_task.
-        geoms = {n: rows[n].geometry for n in targets if not rows[n].type.startswith("Separable")} if data_aware else None
-        cap = capture(flat, targets, ds.x[pick], stats_geometry=geoms)
-        tasks = {n: make_task(flat.get_layer(n), rows[n], cap.inputs[n], cap.stats.get(n), data_aware) for n in targets}
-    stats = {n: t.stats for n, t in tasks.items() if t.stats is not None}
-    new_model = apply_stages(flat, plan_stages(flat, plan, stats))
-    sims = {}
-    if tasks:
-        from lrfc.search.cache import Cache
-        from lrfc.search.scoring import similarity
-
-        cache = Cache(enabled=False)
-        sims = {c.layer: similarity(tasks[c.layer], method, c.ranks, c.data_aware, cache) for c in plan.choices}
+    resolved = {n: spec.resolve(mod.max_ranks(rows[n].geometry), f"layer '{n}'") for n in _targets(rows, method, layers, model)}
+    plan = Plan(tuple(LayerChoice(n, method, ranks, data_aware) for n, (ranks, _) in resolved.items()))
+    entries = _layer_entries(plan, rows, {n for n, (_, capped) in resolved.items() if capped})
+    if not allow_larger:
+        _check_not_larger(entries)
+    stats, sims = _similarities(flat, rows, plan, data, data_aware, calib_samples, seed, contract) if data else ({}, {})
+    new_model = apply_plan(flat, plan, stats)
     with atomic_path(out) as tmp:
         new_model.save(tmp)
-
-    report_layers = []
-    for choice in plan.choices:
-        info = rows[choice.layer]
-        c = mod.cost(info.geometry, choice.ranks)
-        entry = {
-            "name": choice.layer, "method": method, "ranks": list(choice.ranks),
-            "params_before": info.params, "params_after": info.params - info.geometry.params + c.params,
-            "macs_before": info.macs, "macs_after": info.macs - info.geometry.macs + c.macs,
-        }
-        if choice.layer in sims:
-            entry["similarity"] = round(sims[choice.layer], 6)
-        report_layers.append(entry)
-    total_before = sum(r.params for r in rows.values())
+    for entry in entries:
+        if entry["name"] in sims:
+            entry["similarity"] = sims[entry["name"]]
     macs_before = sum(r.macs for r in rows.values())
     return {
-        "model": str(model), "out": str(out), "method": method, "data_aware": data_aware, "layers": report_layers,
-        "total_params_before": total_before,
+        "model": str(model), "out": str(out), "method": method, "data_aware": data_aware, "layers": entries,
+        "total_params_before": sum(r.params for r in rows.values()),
         "total_params_after": int(new_model.count_params()),
         "total_macs_before": macs_before,
-        "total_macs_after": macs_before + sum(l["macs_after"] - l["macs_before"] for l in report_layers),
+        "total_macs_after": macs_before + sum(e["macs_after"] - e["macs_before"] for e in entries),
     }

@@ -117,6 +117,17 @@ def plan_stages(flat_model, plan: Plan, stats: dict[str, LayerStats] | None = No
     return result
 
 
+def _stateless_code(layer) -> bool:
+    """A layer that runs stored Python and holds no weights (Lambda): it is shared, not copied.
+
+    Copying goes through ``from_config``, which Keras' safe mode refuses for
+    Lambda layers; the model could only have been loaded with ``--trust-model``.
+    """
+    import keras
+
+    return isinstance(layer, keras.layers.Lambda) and not layer.weights
+
+
 def apply_stages(flat_model, stages_by_layer: dict):
     """A new Functional model in which each named layer is replaced by its chain.
 
@@ -133,6 +144,8 @@ def apply_stages(flat_model, stages_by_layer: dict):
     copies: dict[int, object] = {}
 
     def copy_of(layer):
+        if id(layer) not in copies and _stateless_code(layer):
+            copies[id(layer)] = layer  # a Lambda holds no state; re-creating it would deserialize its code again
         if id(layer) not in copies:
             clone = layer.__class__.from_config(layer.get_config())
             weights = layer.get_weights()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lrfc.decompose.base import Cost
 from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
 
 CONV_METHODS = ("tucker", "cp", "tt")
@@ -38,6 +39,17 @@ class LayerInfo:
     methods: tuple[str, ...]
     geometry: Geometry | None = None
     note: str = ""
+
+    def factorized_cost(self, method: str, ranks) -> Cost:
+        """Params and MACs of the whole layer with its factorizable part replaced by ``method`` at ``ranks``.
+
+        The one place this is computed: the chain's closed-form cost plus what
+        the layer keeps (a separable layer's depthwise part).
+        """
+        from lrfc.decompose import get
+
+        chain = get(method).cost(self.geometry, tuple(ranks))
+        return Cost(chain.params + self.params - self.geometry.params, chain.macs + self.macs - self.geometry.macs)
 
     def to_json(self) -> dict:
         return {

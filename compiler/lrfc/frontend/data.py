@@ -7,20 +7,27 @@ Accepted forms:
   * ``PATH.npz`` with arrays ``x`` and ``y`` (and optionally ``x_test``,
     ``y_test``);
   * ``DIR/`` of images in class subfolders (the Keras
-    ``image_dataset_from_directory`` convention; classes are the sorted
-    subfolder names).
+    ``image_dataset_from_directory`` convention). Folder names that are all
+    whole numbers are the class indices themselves (``DIR/3/`` holds class 3,
+    whatever folders are missing); other names are sorted and numbered
+    0..N-1, so there must be exactly one folder per model class.
 
-The one mapping rule (``fit_to_input``), applied in this order:
-  1. values: integer images are scaled to [0, 1] (by 255, or by 16 for
-     ``digits``); float data is used as given;
-  2. a sample whose shape already equals the model input is used as is;
-  3. images (N, H, W[, C]) for a model input (H', W', C'): channels are
-     converted (1 -> C' by repetition; 3/4 -> 1 by ITU-R BT.601 luma, alpha
-     dropped; 4 -> 3 drops alpha); then, if the image is no larger than the
-     input and each side is at least 3/4 of the input's, it is zero-padded
-     centred (Fashion-MNIST 28 -> 32); otherwise it is resized bilinearly;
-  4. a model with a flat input (D,) takes images whose size is D, flattened;
-  anything else is an error naming both shapes.
+The one mapping rule, applied in this order:
+  1. values to *unit* pixel values in [0, 1] (``to_unit``): integers by their
+     scale (8-bit 0..255, 16-bit 0..65535, 0/1 as is; ``digits`` 0..16);
+     floats in [0, 1] as they are, in [0, 255] divided by 255, in [-1, 1]
+     mapped to [0, 1]. Floats outside those (already normalised data) are
+     passed to the model as given, and an input contract cannot be applied
+     to them;
+  2. shape (``fit_to_input``): a sample whose shape equals the model input is
+     used as is; images (N, H, W[, C]) for a model input (H', W', C') get
+     their channels converted (1 -> C' by repetition; 3/4 -> 1 by ITU-R
+     BT.601 luma, alpha dropped; 4 -> 3 drops alpha), then, if no larger than
+     the input and each side at least 3/4 of the input's, zero-padded
+     (black) centred (Fashion-MNIST 28 -> 32), otherwise resized bilinearly;
+     a flat model input (D,) takes images whose size is D, flattened;
+  3. values to the model's input values by its ``InputContract``
+     (``frontend.contract``: range, channel order, mean/std).
 Data with NaN/Inf, labels outside the model's classes, or fewer than
 ``min_samples`` samples is refused before any work.
 """
@@ -35,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from lrfc.errors import UserError
+from lrfc.frontend.contract import InputContract
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 BUILTIN = ("fashion-mnist", "digits")
@@ -47,6 +55,10 @@ class Dataset:
 
     ``x_test``/``y_test`` hold a split the data came with (Fashion-MNIST's
     official test set, or an npz's ``x_test``); None when it has none.
+    ``values`` says what the source values were (e.g. ``uint8 0..255``) and
+    ``contract`` how they were mapped; ``classes`` names the class of each
+    label for an image folder; ``notes`` are things the user should know
+    (e.g. class folders that are missing).
     """
 
     name: str
@@ -54,6 +66,10 @@ class Dataset:
     y: np.ndarray
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    values: str = ""
+    contract: InputContract | None = None
+    classes: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> dict:
         return {
@@ -98,29 +114,90 @@ def _read_npz(path: Path):
     return arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test")
 
 
-def _read_image_dir(path: Path, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    if not classes:
+def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tuple[dict[str, int], list[str]]:
+    """Folder name -> label, and notes. Whole-number names are the labels; others are numbered in sorted order."""
+    notes = []
+    if all(name.isdigit() for name in folders):
+        labels = {name: int(name) for name in folders}
+        if num_classes is not None:
+            beyond = sorted(n for n, v in labels.items() if v >= num_classes)
+            if beyond:
+                raise UserError(f"{path}: class folder '{beyond[0]}' names class {labels[beyond[0]]}; the model has "
+                                f"{num_classes} classes (0..{num_classes - 1})")
+            missing = [str(v) for v in range(num_classes) if v not in labels.values()]
+            if missing:
+                notes.append(f"{path}: no folder for class{'es' * (len(missing) > 1)} {', '.join(missing[:10])}"
+                             f"{' ...' if len(missing) > 10 else ''}: accuracy covers the other classes only")
+        return labels, notes
+    if num_classes is not None and len(folders) != num_classes:
+        raise UserError(f"{path}: {len(folders)} class folders ({', '.join(folders[:4])}{', ...' if len(folders) > 4 else ''}) "
+                        f"but the model has {num_classes} classes: sorted folder names become labels 0..N-1, so a "
+                        "missing or extra folder shifts every label; name the folders by class index (0, 1, ...) instead")
+    return {name: i for i, name in enumerate(folders)}, notes
+
+
+def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
+    """Unit images fitted to ``input_shape``, labels, class names by label, notes."""
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
-    if len(input_shape) != 3:
+    if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
+    labels, notes = _class_labels(path, folders, num_classes)
     import tensorflow as tf
 
-    h, w, c = input_shape
     xs, ys = [], []
-    for label, cls in enumerate(classes):
+    for cls in folders:
         for f in sorted((path / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
             except Exception as exc:
-                raise UserError(f"{f}: cannot decode image ({str(exc).splitlines()[0]})") from exc
-            xs.append(_fit_image(img[None].astype(np.float32) / 255.0, (h, w, c), f)[0])
-            ys.append(label)
+                raise UserError(f"{f}: cannot decode image ({str(exc).strip().splitlines()[0]})") from None
+            xs.append(_fit_image(to_unit(img[None], str(f))[0], input_shape, f)[0])
+            ys.append(labels[cls])
     if not xs:
         raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})")
-    return np.stack(xs), np.asarray(ys)
+    names = [""] * (max(labels.values()) + 1)
+    for cls, label in labels.items():
+        names[label] = cls
+    return np.stack(xs), np.asarray(ys), tuple(names), notes
+
+
+def to_unit(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    """Pixel values -> unit values in [0, 1] by the module's rule; also says what the values were.
+
+    Returns ``(values, description)``; the description starts with ``as given``
+    when the values were left alone (already normalised data).
+    """
+    x = np.asarray(x)
+    if x.dtype == bool:
+        return x.astype(np.float32), "bool 0/1"
+    if not np.issubdtype(x.dtype, np.number):
+        raise UserError(f"{where}: samples have dtype {x.dtype}; expected numbers")
+    if x.size == 0:
+        return x.astype(np.float32), "empty"
+    if np.issubdtype(x.dtype, np.integer):
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0:
+            raise UserError(f"{where}: integer samples span {lo}..{hi}; expected pixel values (0..255 or 0..65535)")
+        for top in (1, 255, 65535):
+            if hi <= top:
+                return (x.astype(np.float32) / np.float32(top) if top > 1 else x.astype(np.float32)), f"{x.dtype} 0..{top}"
+        raise UserError(f"{where}: integer samples reach {hi}; expected pixel values (0..255 or 0..65535)")
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise UserError(f"{where}: samples contain NaN or Inf ({int((~finite).sum())} values)")
+    lo, hi = float(x.min()), float(x.max())
+    x = x.astype(np.float32, copy=False)
+    if lo >= 0 and hi <= 1:
+        return x, f"{x.dtype} 0..1"
+    if lo >= 0 and hi <= 255:
+        return x / np.float32(255), f"{x.dtype} 0..255"
+    if lo >= -1 and hi <= 1:
+        return (x + np.float32(1)) / np.float32(2), f"{x.dtype} -1..1"
+    return x, f"as given ({x.dtype} {lo:.4g}..{hi:.4g}: not pixel values, so fed to the model unchanged)"
 
 
 # ---------------------------------------------------------------- mapping rule
@@ -155,7 +232,7 @@ def _fit_image(x: np.ndarray, target: tuple, where) -> np.ndarray:
 
 
 def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.ndarray:
-    """Map samples onto a model input shape (without batch axis) by the module's rule."""
+    """Map samples (unit values) onto a model input shape (without batch axis) by the module's rule."""
     x = np.asarray(x)
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise UserError(f"{where}: samples have dtype {x.dtype}; expected numbers")
@@ -163,8 +240,6 @@ def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.n
         raise UserError(f"{where}: samples have shape {x.shape}; expected (N, ...) with at least one axis per sample")
     sample = tuple(x.shape[1:])
     input_shape = tuple(input_shape)
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
-        x = x.astype(np.float32) / (255.0 if x.max(initial=0) > 1 else 1.0)
     x = x.astype(np.float32, copy=False)
     if sample == input_shape:
         return x
@@ -198,7 +273,19 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, min_samples: i
     return y
 
 
-def load_data(spec: str, input_shape: tuple, num_classes: int | None = None, min_samples: int = 10) -> Dataset:
+def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where: str) -> tuple[np.ndarray, str]:
+    """Source values -> unit values -> the input shape -> the model's values; and what the source values were."""
+    unit, values = to_unit(x, where)
+    if values.startswith("as given") and contract.source == "given":
+        raise UserError(f"{where}: values span {values.split('(', 1)[1].split(':')[0].split(' ', 1)[1]}, which are not "
+                        "pixel values (0..1, 0..255 or -1..1); --input-range/--input-mean/--input-std/--channel-order "
+                        "apply to pixel data, so leave them out for data that is already normalised")
+    unit = fit_to_input(unit, input_shape, where)
+    return (unit if values.startswith("as given") else contract.apply(unit)), values
+
+
+def load_data(spec: str, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
+              min_samples: int = 10) -> Dataset:
     """Load ``--data`` and map it onto a model input.
 
     Args:
@@ -206,35 +293,40 @@ def load_data(spec: str, input_shape: tuple, num_classes: int | None = None, min
             path, or a directory of images in class subfolders.
         input_shape: the model input without the batch axis.
         num_classes: the model's number of classes, to validate labels.
+        contract: how unit pixel values become the model's input values
+            (``frontend.contract``); None: [0, 1].
         min_samples: fewer samples than this is an error.
 
     Returns:
-        A ``Dataset`` whose samples fit ``input_shape``.
+        A ``Dataset`` whose samples fit ``input_shape``, in the model's units.
     """
-    x_test = y_test = None
+    contract = contract or InputContract(reason="the default")
+    x_test = y_test = classes = None
+    notes: list[str] = []
     if spec == "fashion-mnist":
         x, y, x_test, y_test = read_fashion_mnist()
     elif spec == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        x, y = (d.images / 16.0).astype(np.float32), d.target
+        x, y = (d.images / 16.0).astype(np.float32), d.target  # its pixels are 0..16
     else:
         path = Path(spec)
         if not path.exists():
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
         if path.is_dir():
-            x, y = _read_image_dir(path, tuple(input_shape))
+            x, y, classes, notes = _read_image_dir(path, tuple(input_shape), num_classes)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path)
         else:
             raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz or a folder of images in class subfolders")
     y = _check(x, y, num_classes, min_samples, spec)
-    x = fit_to_input(x, input_shape, spec)
-    _check(x, y, num_classes, min_samples, spec)  # NaN/Inf after scaling too
+    x, values = _to_model(x, input_shape, contract, spec)
+    if spec == "digits":
+        values = "digits 0..16"
     if x_test is not None:
         if y_test is None:
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
         y_test = _check(x_test, y_test, num_classes, 1, f"{spec} (test split)")
-        x_test = fit_to_input(x_test, input_shape, f"{spec} (test split)")
-    return Dataset(spec, x, y, x_test, y_test)
+        x_test, _ = _to_model(x_test, input_shape, contract, f"{spec} (test split)")
+    return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes))

@@ -9,17 +9,20 @@ def inspect_model(path: str, trust: bool = False, input_shape: tuple[int, ...] |
     """The `lrfc inspect --json` document for a model file.
 
     Returns:
-        ``{"model", "input_shape", "layers": [{"name", "type", "output_shape",
-        "params", "macs", "methods"}...], "total_params", "total_macs",
-        "factorizable_layers"}``.
+        ``{"model", "input_shape", "input", "layers": [{"name", "type",
+        "output_shape", "params", "macs", "methods"}...], "total_params",
+        "total_macs", "factorizable_layers"}``; ``input`` is the input
+        contract inferred from the graph (``frontend.contract``).
     """
     from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.contract import infer_contract
 
     flat = load_flat(path, trust, input_shape)
     rows = describe_model(flat)
     return {
         "model": flat.name,
         "input_shape": [list(t.shape[1:]) for t in flat.inputs],
+        "input": infer_contract(flat).to_json() if len(flat.inputs) == 1 else None,
         "layers": [r.to_json() | ({"note": r.note} if r.note else {}) for r in rows],
         "total_params": sum(r.params for r in rows),
         "total_macs": sum(r.macs for r in rows),
@@ -54,4 +57,9 @@ def render_table(report: dict) -> str:
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), rule, *map(line, rows), rule, line(total)])
+    lines = [line(head), rule, *map(line, rows), rule, line(total)]
+    if report.get("input"):
+        from lrfc.frontend.contract import InputContract
+
+        lines.append(f"input: {InputContract(**report['input']).describe()}")
+    return "\n".join(lines)

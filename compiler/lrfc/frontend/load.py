@@ -72,6 +72,8 @@ def _h5_config(path: Path) -> dict:
 def _load_with_keras(path: Path, trust: bool):
     import keras
 
+    import lrfc.decompose.ttm_layer  # noqa: F401  lrfc's own layer, for models lrfc wrote
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)
     except UserError:

@@ -1,43 +1,55 @@
-"""The ``load`` stage: target profile, device link, model, catalogue, data splits, the original's accuracy."""
+"""The ``load`` stage: target profile, device link, model, input contract, data splits, and the sanity gate.
+
+Everything a user can get wrong is found here, before any heavy work: the
+model, the data and how its values reach the model (``frontend.contract``),
+and whether the original model actually works on that data
+(``frontend.sanity``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lrfc.errors import UserError
 
 
-def split(options, ds) -> dict:
-    """Disjoint, seeded calibration / training / held-out splits of a ``Dataset``."""
-    rng = np.random.default_rng(options.seed)
-    perm = rng.permutation(len(ds.x))
-    n_calib = min(options.calib_samples, len(ds.x))
-    calib, rest = perm[:n_calib], perm[n_calib:]
-    if ds.x_test is not None:
-        x_val, y_val = ds.x_test, ds.y_test
-    else:
-        n_val = max(1, len(rest) // 5)
-        val, rest = rest[:n_val], rest[n_val:]
-        x_val, y_val = ds.x[val], ds.y[val]
-    if options.finetune != "none" and len(rest) < 1:
-        raise UserError(f"--data: {len(ds.x)} samples leave none to fine-tune on after {n_calib} calibration samples; "
-                        "lower --calib-samples or pass more data")
-    if options.train_samples is not None:
-        rest = rest[: options.train_samples]
-    return {"x_calib": ds.x[calib], "x_train": ds.x[rest], "y_train": ds.y[rest], "x_val": x_val, "y_val": y_val}
+def load_inputs(options, model, log):
+    """The input contract, the dataset in the model's units, its splits and the original's accuracy.
+
+    Shared by ``lrfc build`` (this stage) and the Python API; ``log`` gets
+    the lines a user should see (the contract, the split, warnings).
+    """
+    from lrfc.frontend.contract import resolve
+    from lrfc.frontend.data import load_data
+    from lrfc.frontend.sanity import check_original, samples_to_resolve, validation_resolution
+    from lrfc.frontend.splits import make_splits
+
+    contract = resolve(model, options.given_contract())
+    num_classes = int(model.outputs[0].shape[-1])
+    ds = load_data(options.data, tuple(model.inputs[0].shape[1:]), num_classes, contract)
+    splits = make_splits(ds, options.calib_samples, options.seed, options.finetune != "none", options.train_samples)
+    log(f"input: {ds.values} -> {contract.describe()}")
+    log(f"data: {options.data}: {splits.describe()}")
+    for note in (*ds.notes, *splits.notes):
+        log(f"lrfc: warning: {note}")
+    accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
+                              allow_low=options.allow_low_accuracy, log=log)
+    error = validation_resolution(accuracy, len(splits.x_val))
+    if options.finetune != "none" and error > options.max_acc_drop:
+        need = samples_to_resolve(accuracy, options.max_acc_drop)
+        log(f"lrfc: warning: the validation split has {len(splits.x_val):,} samples, so its top-1 is uncertain by "
+            f"about {error:.1f} points (one standard error), more than --max-acc-drop {options.max_acc_drop:g}; "
+            f"about {need:,} samples resolve it")
+    return contract, ds, splits, accuracy
 
 
 def load(state) -> None:
-    """Model, target profile, data splits, catalogue, original accuracy."""
+    """Model, target profile, data splits, catalogue, input contract, the original's accuracy (sanity-checked)."""
     from lrfc.cost.devices import link_for
     from lrfc.frontend.catalogue import describe_model
-    from lrfc.frontend.data import load_data
     from lrfc.frontend.load import load_flat
     from lrfc.search.cache import Cache
     from lrfc.targets import load_profile
-    from lrfc.train.finetune import evaluate
 
     opts = state.options
     state.profile = load_profile(opts.target)
@@ -53,8 +65,6 @@ def load(state) -> None:
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
     if not state.targets:
         raise UserError(f"{opts.model}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
-    num_classes = int(state.flat.outputs[0].shape[-1])
-    ds = load_data(opts.data, tuple(state.flat.inputs[0].shape[1:]), num_classes)
-    state.splits = split(opts, ds)
-    state.accuracy["original"] = evaluate(state.flat, state.splits["x_val"], state.splits["y_val"])
-    state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache)
+    state.contract, dataset, state.splits, state.accuracy["original"] = load_inputs(opts, state.flat, state.log)
+    state.data_values = dataset.values
+    state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)

@@ -24,6 +24,7 @@ import numpy as np
 from lrfc.errors import VerificationError
 
 REFERENCE_BATCH = 64  # samples per Keras call
+RUNTIME_OF = {"tflite": "LiteRT (XNNPACK on, its default)", "onnx": "ONNX Runtime (CPU)"}
 
 
 @dataclass(frozen=True)
@@ -118,22 +119,40 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str) -> dict:
     }
 
 
-def verify(model, path: str | Path, fmt: str, x: np.ndarray, precision: str, reference: np.ndarray | None = None) -> dict:
-    """Run the artifact at ``path`` on ``x`` and compare it with ``model``; never raises on a mismatch.
-
-    Args:
-        model: the Keras model the artifact was lowered from.
-        path: the artifact.
-        fmt: ``"tflite"`` or ``"onnx"``.
-        x: float32 samples shaped like the model input.
-        precision: the artifact's precision, which picks the tolerance.
-        reference: the Keras outputs on ``x`` if already computed.
+def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: np.ndarray,
+         labels: np.ndarray | None = None):
+    """Run the artifact at ``path`` on ``x`` against ``reference`` (the Keras outputs); never raises on a mismatch.
 
     Returns:
-        The ``compare`` dict; ``require`` turns a failed one into an error.
+        An ``ArtifactRecord`` with the gate's numbers, the file's size and
+        SHA-256, and (with ``labels``) both models' top-1; ``error`` holds the
+        one-line failure when it did not pass (a runtime that refuses the file
+        is a failure too).
     """
-    ref = reference_outputs(model, x) if reference is None else reference
-    return compare(ref, run_artifact(path, fmt, x), precision)
+    from lrfc.lower.records import ArtifactRecord, sha256_of
+
+    path = Path(path)
+    record = ArtifactRecord(fmt, str(path), precision, False, bytes=path.stat().st_size, sha256=sha256_of(path))
+    try:
+        outputs = run_artifact(path, fmt, x)
+    except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: the gate fails
+        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        record.error = f"{path.name} ({precision}) does not run in {RUNTIME_OF[fmt]}: {why}"
+        return record
+    try:
+        result = compare(reference, outputs, precision)
+    except VerificationError as exc:  # e.g. a different output shape
+        record.error = f"{path.name} ({precision}): {exc}"
+        return record
+    record.max_abs_diff, record.top1_agreement = result["max_abs_diff"], result["top1_agreement"]
+    record.samples, record.tolerance, record.passed = result["samples"], result["tolerance"], result["passed"]
+    if labels is not None and len(labels) == len(x):
+        y = np.asarray(labels).reshape(len(x))
+        record.accuracy = round(float(np.mean(outputs.reshape(len(x), -1).argmax(1) == y)), 6)
+        record.reference_accuracy = round(float(np.mean(reference.reshape(len(x), -1).argmax(1) == y)), 6)
+    if not record.passed:
+        record.error = failure_message(f"{path.name} ({precision})", result)
+    return record
 
 
 def failure_message(name: str, result: dict) -> str:
@@ -144,10 +163,3 @@ def failure_message(name: str, result: dict) -> str:
     return (f"{name} failed verification: max_abs_diff {result['max_abs_diff']:.3g} {diff_op} {tol['max_abs_diff']:.3g}, "
             f"top1_agreement {result['top1_agreement']:.3f} {top1_op} {tol['top1_agreement']:.2f} "
             f"on {result['samples']} samples")
-
-
-def require(name: str, result: dict) -> dict:
-    """``result`` if it passed; otherwise raise ``VerificationError`` with its numbers."""
-    if not result["passed"]:
-        raise VerificationError(failure_message(name, result))
-    return result

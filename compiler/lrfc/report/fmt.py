@@ -74,3 +74,34 @@ def finetune_line(ft: dict) -> str:
         parts.append("distillation")
     parts.append(f"{ft.get('seconds', 0.0):.1f}s")
     return ", ".join(parts)
+
+
+def splits_line(splits: dict) -> str:
+    """Calibration / training / validation sample counts, and where validation came from."""
+    source = {"test split": "the data's test split", "held out": "held out from the data"}.get(
+        splits.get("validation_source"), splits.get("validation_source") or "?")
+    return (f"{splits['calibration']:,} calibration, {splits['train']:,} training, {splits['validation']:,} "
+            f"validation samples ({source})")
+
+
+def input_line(contract: dict) -> str:
+    """What the data's values were and how they reached the model."""
+    parts = [f"pixel values {contract['range']}"]
+    if contract.get("channel_order", "rgb") != "rgb":
+        parts.append(f"channel order {contract['channel_order']}")
+    for key in ("mean", "std"):
+        if contract.get(key) is not None:
+            parts.append(f"{key} " + ",".join(f"{v:g}" for v in contract[key]))
+    data = f"data {contract['data_values']} -> " if contract.get("data_values") else ""
+    why = f": {contract['reason']}" if contract.get("reason") else ""
+    return f"{data}{', '.join(parts)} ({contract.get('source', '?')}{why})"
+
+
+def budget_line(budget: dict) -> str:
+    """Whether the top-1 drop stayed within --max-acc-drop, and by how much."""
+    drop, limit = budget["drop"], budget["max_drop"]
+    verdict = (f"met: drop {drop:.2f} points within --max-acc-drop {limit:g}" if budget["met"] else
+               f"MISSED by {drop - limit:.2f} points: drop {drop:.2f} against --max-acc-drop {limit:g}")
+    if not budget.get("enforced", True):
+        verdict += " (--finetune none: measured, not enforced)"
+    return f"{verdict}, on {budget['validation_samples']:,} validation samples"

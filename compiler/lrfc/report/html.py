@@ -7,8 +7,8 @@ import html
 from pathlib import Path
 
 from lrfc.objectives import cost_key
-from lrfc.report.fmt import (acc_text, accuracy_line, check_report, cost_source_line, finetune_line, pct_removed,
-                             ranks_text, sim_text)
+from lrfc.report.fmt import (acc_text, accuracy_line, budget_line, check_report, cost_source_line, finetune_line,
+                             input_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -37,13 +37,18 @@ def render_html(report: dict) -> str:
         f"<h1>lrfc report: <code>{e(report.get('model', '?'))}</code></h1>",
         f"<p>target <b>{e(report.get('target', '?'))}</b> &middot; objective <b>{e(report['objective'])}</b> &middot; "
         f"threshold <b>{e(report['threshold'])}</b> &middot; seed {e(report.get('seed', '?'))}<br>"
-        f"<span class=muted>cost: {e(cost_source_line(report))}</span></p>",
+        f"<span class=muted>cost: {e(cost_source_line(report))}</span>"
+        + (f"<br><span class=muted>data: {e(splits_line(report['splits']))}</span>" if report.get("splits") else "")
+        + (f"<br><span class=muted>input: {e(input_line(report['input']))}</span>" if report.get("input") else "")
+        + "</p>",
         '<div class="cards">',
         _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),
         _card("MACs", f"{orig['macs']:,} &rarr; {comp['macs']:,}", f"{pct_removed(orig['macs'], comp['macs'])} removed"),
         _card("accuracy", f"{e(acc_text(orig.get('accuracy')))} &rarr; {e(acc_text(comp.get('accuracy')))}",
               e(accuracy_line(orig.get("accuracy"), comp.get("accuracy")).partition("(")[2].rstrip(")"))),
         _card("fine-tuning", *map(e, finetune_line(report.get("finetune") or {"mode": "none"}).partition(", ")[::2])),
+        *([_card("accuracy budget", "met" if report["accuracy_budget"]["met"] else "missed",
+                 e(budget_line(report["accuracy_budget"]).partition(": ")[2]))] if report.get("accuracy_budget") else []),
         "</div>",
         "<h2>Layers</h2>", _layer_table(report, e),
     ]
@@ -65,7 +70,7 @@ def render_html(report: dict) -> str:
         total = sum(timings.values()) or 1.0
         peaks = report.get("peak_rss_mb") or {}
         parts += ["<h2>Time and peak memory per phase</h2>", '<table><thead><tr><th>phase</th><th class=n>seconds</th>'
-                  '<th class=n>share</th><th class=n>peak RSS MB</th></tr></thead><tbody>']
+                  '<th class=n>share</th><th class=n>peak RSS MiB</th></tr></thead><tbody>']
         parts += [f"<tr><td>{e(k)}</td><td class=n>{v:.2f}</td><td class=n>{100 * v / total:.0f}%</td>"
                   f"<td class=n>{'' if peaks.get(k) is None else f'{peaks[k]:.0f}'}</td></tr>" for k, v in timings.items()]
         parts.append(f"</tbody><tfoot><tr><td>total</td><td class=n>{sum(timings.values()):.2f}</td><td></td></tr></tfoot></table>")
@@ -79,10 +84,17 @@ def _deployment(report: dict, e) -> list[str]:
     artifacts = report.get("artifacts") or []
     if artifacts:
         parts += ["<h2>Artifacts</h2>", "<table><thead><tr><th>model</th><th>file</th><th>precision</th>"
-                  "<th class=n>bytes</th><th class=n>max abs diff</th><th class=n>top-1 agreement</th><th>note</th></tr></thead><tbody>"]
-        parts += [f"<tr><td>{e(a['model'])}</td><td><code>{e(Path(a['path']).name)}</code></td><td>{e(a['precision'])}</td>"
-                  f"<td class=n>{a['bytes']:,}</td><td class=n>{a['max_abs_diff']:.3g}</td>"
-                  f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td>{e(a.get('note', ''))}</td></tr>" for a in artifacts]
+                  "<th class=n>bytes</th><th class=n>max abs diff</th><th class=n>top-1 agreement</th><th>sha256</th>"
+                  "<th>note</th></tr></thead><tbody>"]
+        for a in artifacts:
+            if not a.get("passed", True):
+                parts.append(f"<tr><td>{e(a.get('model', ''))}</td><td><code>{e(Path(a['path']).name)}</code></td>"
+                             f"<td>{e(a['precision'])}</td><td colspan=5><b>not published</b>: {e(a.get('error', ''))}</td></tr>")
+                continue
+            parts.append(f"<tr><td>{e(a.get('model', ''))}</td><td><code>{e(Path(a['path']).name)}</code></td>"
+                         f"<td>{e(a['precision'])}</td><td class=n>{a['bytes']:,}</td><td class=n>{a['max_abs_diff']:.3g}</td>"
+                         f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td><code>{e((a.get('sha256') or '')[:16])}</code></td>"
+                         f"<td>{e(a.get('note') or '')}</td></tr>")
         parts.append("</tbody></table>")
     bench = report.get("benchmarks") or {}
     if bench:
@@ -93,13 +105,13 @@ def _deployment(report: dict, e) -> list[str]:
                          f"{e(device.get('transport', 'this machine'))}</p>")
         if bench.get("runs"):
             parts.append("<table><thead><tr><th>runtime</th><th>precision</th><th class=n>p50 ms</th><th class=n>p90 ms</th>"
-                         "<th class=n>latency ratio</th><th class=n>MAC ratio</th><th class=n>peak RSS MB</th><th class=n>file bytes</th></tr></thead><tbody>")
+                         "<th class=n>latency ratio</th><th class=n>MAC ratio</th><th class=n>peak RSS MiB</th><th class=n>file bytes</th></tr></thead><tbody>")
             for run in bench["runs"]:
                 o, c, r = run["original"], run["compressed"], run["ratios"]
                 parts.append(f"<tr><td>{e(run['runtime'])}</td><td>{e(run['precision'])}</td>"
                              f"<td class=n>{o['p50_ms']:.3f} &rarr; {c['p50_ms']:.3f}</td><td class=n>{o['p90_ms']:.3f} &rarr; {c['p90_ms']:.3f}</td>"
                              f"<td class=n>{r['latency_p50']:.2f}x</td><td class=n>{(r.get('macs') or 0):.2f}x</td>"
-                             f"<td class=n>{e(o.get('peak_rss_mb'))} &rarr; {e(c.get('peak_rss_mb'))}</td>"
+                             f"<td class=n>{_mib(o.get('peak_rss_mb'))} &rarr; {_mib(c.get('peak_rss_mb'))}</td>"
                              f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
             parts.append("</tbody></table>")
         if bench.get("status") and bench["status"] != "measured":
@@ -107,6 +119,10 @@ def _deployment(report: dict, e) -> list[str]:
         for runtime, why in (bench.get("skipped") or {}).items():
             parts.append(f"<p class=muted>{e(runtime)} not run: {e(why)}</p>")
     return parts
+
+
+def _mib(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def _cost(x: float) -> str:

@@ -65,13 +65,14 @@ def pareto_png(report: dict) -> bytes:
                                    facecolors=color if (fit or not two_fits) else "none", edgecolors=color, alpha=0.85, zorder=3)
                 front = _frontier(pts)
                 ax.plot([p[0] for p in front], [p[1] for p in front], color=color, lw=0.9, alpha=0.6, drawstyle="steps-post", zorder=2)
-            ax.axhline(threshold, color="#444444", ls="--", lw=0.9, zorder=1)
+            limit = float((report.get("layer_thresholds") or {}).get(name, threshold))  # recovery may have raised it
+            ax.axhline(limit, color="#444444", ls="--", lw=0.9, zorder=1)
             ax.axvline(1.0, color="#bbbbbb", ls=":", lw=0.8, zorder=0)
             chosen = _chosen_point(layer, cands, key)
             if chosen:
                 ax.scatter([chosen[0]], [chosen[1]], s=110, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
             ax.set_xlim(0, 1.04 * max(1.0, max(c[key] / base for c in cands)))
-            ys = [c["similarity"] for c in cands] + [threshold]
+            ys = [c["similarity"] for c in cands] + [limit]
             ax.set_ylim(min(ys) - 0.02 * (1.0 - min(ys)) - 0.005, max(1.0, max(ys)) + 0.01)
             ax.xaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
             ax.grid(True, lw=0.4, alpha=0.4)
@@ -85,7 +86,9 @@ def pareto_png(report: dict) -> bytes:
             ax.remove()
         if shown:
             methods = [Line2D([], [], ls="", marker=styles[m][1], color=styles[m][0], label=m) for m in styles]
-            marks = [Line2D([], [], ls="--", color="#444444", label=f"threshold {threshold:g}"),
+            raised = any(v > threshold + 1e-9 for v in (report.get("layer_thresholds") or {}).values())
+            marks = [Line2D([], [], ls="--", color="#444444",
+                            label="layer's final threshold" if raised else f"threshold {threshold:g}"),
                      Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=1.6, label="chosen")]
             if two_fits:
                 marks.append(Line2D([], [], ls="", marker="o", color="#666666", label="data-aware fit"))

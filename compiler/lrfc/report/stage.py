@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+
+def accuracy_budget(options, accuracy: dict, validation_samples: int) -> dict:
+    """``--max-acc-drop`` against the measured drop: ``{max_drop, drop, met, validation_samples, enforced}``.
+
+    ``enforced`` is False under ``--finetune none``: no round could recover a
+    drop, so the budget is measured and reported, not held.
+    """
+    drop = round(100.0 * (accuracy["original"] - accuracy["compressed"]), 4)
+    return {"max_drop": options.max_acc_drop, "drop": drop, "met": drop <= options.max_acc_drop + 1e-9,
+            "validation_samples": int(validation_samples), "enforced": options.finetune != "none"}
 
 
 def build_report(state) -> dict:
@@ -49,12 +59,13 @@ def build_report(state) -> dict:
                      "accuracy": round(state.accuracy["original"], 6)},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
                        "accuracy": round(state.accuracy["compressed"], 6)},
-        "splits": {"calibration": int(len(state.splits["x_calib"])), "train": int(len(state.splits["x_train"])),
-                   "validation": int(len(state.splits["x_val"]))},
+        "input": {**state.contract.to_json(), "data_values": state.data_values},
+        "splits": state.splits.to_json(),
+        "accuracy_budget": accuracy_budget(opts, state.accuracy, len(state.splits.x_val)),
         "layers": layers,
         "unfactorized": unfactorized,
         "finetune": state.finetune,
-        "artifacts": state.artifacts,
+        "artifacts": [a.to_json() for a in state.artifacts],
         "benchmarks": state.benchmarks,
         "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
         "peak_rss_mb": dict(state.peak_rss_mb),
@@ -67,14 +78,13 @@ def build_report(state) -> dict:
 
 
 def report(state) -> None:
-    """Write model.keras, plan.json, report.html and — last — report.json, each atomically."""
+    """Stage model.keras, plan.json, report.html and report.json; ``run_build`` publishes them with the artifacts."""
     from lrfc.common.atomic import atomic_path, write_text
     from lrfc.report.files import write_report
 
-    out = Path(state.options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.keras") as tmp:
+    staging = state.output.staging
+    with atomic_path(staging / "model.keras") as tmp:
         state.compressed.save(tmp)
-    write_text(out / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
+    write_text(staging / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
     state.report = build_report(state)
-    state.outputs = {"model": out / "model.keras", "plan": out / "plan.json", **write_report(state.report, out)}
+    write_report(state.report, staging)

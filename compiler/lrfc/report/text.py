@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrfc.report.fmt import (accuracy_line, check_report, cost_source_line, finetune_line, pct_removed, ranks_text,
-                             short, sim_text)
+from lrfc.report.fmt import (accuracy_line, budget_line, check_report, cost_source_line, finetune_line, input_line,
+                             pct_removed, ranks_text, short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
@@ -35,11 +35,15 @@ def summary_table(report: dict) -> str:
     out.append(f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
                f"{pct_removed(orig['macs'], comp['macs'])} of MACs")
     out.append(f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))}")
+    if report.get("splits"):
+        out.append(f"data        {splits_line(report['splits'])}")
+    if report.get("input"):
+        out.append(f"input       {input_line(report['input'])}")
     out.append(f"cost        {cost_source_line(report)}")
     if report.get("finetune"):
         out.append(f"fine-tune   {finetune_line(report['finetune'])}")
     for a in report.get("artifacts") or []:
-        if a.get("model") == "compressed":
+        if a.get("model") == "compressed" or not a.get("passed", True):
             out.append(f"artifact    {_artifact_line(a)}")
     bench = report.get("benchmarks") or {}
     for run in bench.get("runs") or []:
@@ -51,7 +55,7 @@ def summary_table(report: dict) -> str:
     peaks = {k: v for k, v in (report.get("peak_rss_mb") or {}).items() if v is not None}
     if peaks:
         top = max(peaks, key=peaks.get)
-        out.append(f"memory      peak {peaks[top]:.0f} MB resident, in {top}")
+        out.append(f"memory      peak {peaks[top]:.0f} MiB resident, in {top}")
     if any(l.get("data_aware") for l in report["layers"]):
         out.append("            * fit to the calibration data (data-aware)")
     for l in report["layers"]:
@@ -62,6 +66,8 @@ def summary_table(report: dict) -> str:
         out.append(f"skipped     {u['name']} ({u['type']}): {u['reason']}")
     if len(skipped) > 5:
         out.append(f"skipped     ... and {len(skipped) - 5} more (see report.html)")
+    if report.get("accuracy_budget"):
+        out.append(f"budget      {budget_line(report['accuracy_budget'])}")
     return "\n".join(out)
 
 
@@ -77,6 +83,8 @@ def _method(layer: dict) -> str:
 
 
 def _artifact_line(a: dict) -> str:
+    if not a.get("passed", True):
+        return f"{Path(a['path']).name}  {a['precision']}  NOT PUBLISHED: {a.get('error') or 'failed verification'}"
     note = f" ({a['note']})" if a.get("note") else ""
     return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
             f"max abs diff {a['max_abs_diff']:.3g}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
@@ -90,7 +98,7 @@ def _bench_line(run: dict) -> str:
 
     return (f"{run['runtime']} {run['precision']}: p50 {o['p50_ms']:.3f} -> {c['p50_ms']:.3f} ms "
             f"(speed-up {r['latency_p50']:.2f}x; MAC reduction {r.get('macs') or 0:.2f}x), peak RSS "
-            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
+            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MiB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
 
 
 def _timings_line(timings: dict) -> str:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import sqlite3
 from pathlib import Path
 
 import numpy as np
+
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +31,13 @@ def default_cache_dir() -> Path:
         return Path(os.environ["LRFC_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lrfc"
+
+
+def check_cache_dir(root: Path) -> None:
+    """A ``UserError`` unless ``root`` is (or can become) a folder lrfc can write; checked before heavy work."""
+    from lrfc.common.outputs import check_writable_dir
+
+    check_writable_dir(root, "cache folder", hint="pass --cache-dir DIR, or --no-cache")
 
 
 # Bump when a factorization or the similarity measure changes meaning: old
@@ -54,9 +61,16 @@ def content_hash(*parts) -> str:
 
 
 class Cache:
-    """Scores and prepared factorizations; ``enabled=False`` keeps them in memory only."""
+    """Scores and prepared factorizations; ``enabled=False`` keeps them in memory only.
 
-    def __init__(self, root: Path | None = None, enabled: bool = True):
+    A corrupt ``scores.sqlite`` is set aside and rebuilt with a warning through
+    ``log`` (``common.sqlite``); a cache folder that cannot be written is a
+    ``UserError``.
+    """
+
+    def __init__(self, root: Path | None = None, enabled: bool = True, log=None):
+        from lrfc.common.sqlite import open_db
+
         self.enabled = enabled
         self.root = Path(root) if root is not None else default_cache_dir()
         self._scores: dict[str, float] = {}
@@ -65,10 +79,11 @@ class Cache:
         self.misses = 0
         self._db = None
         if enabled:
+            check_cache_dir(self.root)
             (self.root / "prepared").mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.root / "scores.sqlite", timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, similarity REAL NOT NULL)")
+            self._db = open_db(self.root / "scores.sqlite",
+                               ("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, similarity REAL NOT NULL)",),
+                               owned=True, what="the score cache", log=log)
 
     # -- similarity scores
     def score(self, key: str) -> float | None:
@@ -85,6 +100,8 @@ class Cache:
         return None
 
     def put_score(self, key: str, similarity: float) -> None:
+        if not np.isfinite(similarity):
+            raise ValueError(f"similarity must be finite, received {similarity!r}")
         self._scores[key] = similarity
         if self._db is not None:
             self._db.execute("INSERT OR REPLACE INTO scores (key, similarity) VALUES (?, ?)", (key, similarity))

@@ -159,23 +159,17 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
     Returns:
         The scored candidates in grid order.
     """
-    from lrfc import decompose
-
-    mod = decompose.get(method)
     modes = {"auto": (False, True), "on": (True,), "off": (False,)}[data_aware]
     if task.stats is None:
         modes = (False,)
     scored: dict[int, Candidate] = {}
-    extra_params = task.info.params - task.info.geometry.params  # e.g. a separable layer's depthwise part
-    extra_macs = task.info.macs - task.info.geometry.macs
 
     def at(i: int) -> Candidate:
         if i not in scored:
             ranks = tuple(grid[i])
             sim, aware = max(((similarity(task, method, ranks, m, cache), m) for m in modes), key=lambda t: (t[0], not t[1]))
-            cost = mod.cost(task.info.geometry, ranks)
-            scored[i] = Candidate(task.name, method, ranks, cost.params + extra_params, cost.macs + extra_macs,
-                                  round(sim, 6), aware)
+            cost = task.info.factorized_cost(method, ranks)
+            scored[i] = Candidate(task.name, method, ranks, cost.params, cost.macs, round(sim, 6), aware)
         return scored[i]
 
     n = len(grid)

@@ -190,13 +190,21 @@ def _check_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
     return methods
 
 
+def _threshold_of(threshold: float | Mapping[str, float]):
+    """``layer -> threshold`` for one threshold for all layers or one per layer."""
+    if isinstance(threshold, Mapping):
+        return lambda layer: float(threshold[layer])
+    return lambda layer: float(threshold)
+
+
 def _layer_options(cands_by_layer: Mapping[str, Sequence[Candidate]], original_cost: Mapping[str, Cost],
-                   threshold: float, objective: str, methods: Iterable[str] | None,
+                   threshold: float | Mapping[str, float], objective: str, methods: Iterable[str] | None,
                    original_ms: Mapping[str, float] | None) -> tuple[dict[str, float], dict[str, list[tuple[float, Candidate]]]]:
     """Per layer: the original's price, and the passing candidates cheaper than it (and smaller in parameters
     or MACs), in tie-breaking order."""
     allowed = _check_methods(methods)
-    passing = {layer: [c for c in cands if c.similarity >= threshold and (allowed is None or c.method in allowed)]
+    limit = _threshold_of(threshold)
+    passing = {layer: [c for c in cands if c.similarity >= limit(layer) and (allowed is None or c.method in allowed)]
                for layer, cands in cands_by_layer.items()}
     for layer, cands in passing.items():
         wrong = next((c for c in cands if c.layer != layer), None)
@@ -222,14 +230,15 @@ def _layer_options(cands_by_layer: Mapping[str, Sequence[Candidate]], original_c
 
 
 def choose_hybrid(cands_by_layer: Mapping[str, Sequence[Candidate]], original_cost: Mapping[str, Cost],
-                  threshold: float, objective: str, methods: Iterable[str] | None = None,
+                  threshold: float | Mapping[str, float], objective: str, methods: Iterable[str] | None = None,
                   original_ms: Mapping[str, float] | None = None) -> dict[str, Candidate | None]:
     """Per layer, the method and ranks of least objective cost that meet ``threshold``.
 
     Args:
         cands_by_layer: every scored candidate, by layer (all methods together).
         original_cost: the original layers' costs; must cover every layer.
-        threshold: the least similarity a candidate needs.
+        threshold: the least similarity a candidate needs: one for all layers, or per layer (recovery
+            rounds raise some layers' thresholds).
         objective: one of ``lrfc.objectives.OBJECTIVES``.
         methods: restrict to these methods (default: all).
         original_ms: the original layers' measured latencies, needed when the
@@ -280,7 +289,8 @@ def to_plan(choices: Mapping[str, Candidate | None]) -> Plan:
 
 
 def best_solutions(cands_by_layer: Mapping[str, Sequence[Candidate]], original_cost: Mapping[str, Cost],
-                   threshold: float, objective: str, max_sol: int, methods: Iterable[str] | None = None,
+                   threshold: float | Mapping[str, float], objective: str, max_sol: int,
+                   methods: Iterable[str] | None = None,
                    original_ms: Mapping[str, float] | None = None) -> list[Solution]:
     """The ``max_sol`` cheapest whole-model combinations, cheapest first.
 

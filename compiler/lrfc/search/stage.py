@@ -15,20 +15,26 @@ from lrfc.plan import LayerChoice, Plan
 # ------------------------------------------------------------------------ calibrate
 
 
-def calibrate(state) -> None:
-    """Capture each target layer's input/output maps and input statistics, once."""
+def capture_tasks(flat, rows: dict, targets, x, aware: bool, progress=None) -> dict:
+    """``{layer: scoring.LayerTask}``: each target layer's captured inputs, reference output and statistics.
+
+    Shared by the build's ``calibrate`` stage and ``lrfc decompose --data``.
+    """
     from lrfc.search.calibrate import capture
     from lrfc.search.scoring import make_task
 
-    rows = {r.name: r for r in state.rows}
-    x = state.splits["x_calib"]
-    aware = state.options.data_aware != "off"
     # A separable layer's pointwise part sees its depthwise output: make_task derives that and its statistics.
-    geoms = {n: rows[n].geometry for n in state.targets if not rows[n].type.startswith("Separable")}
+    geoms = {n: rows[n].geometry for n in targets if not rows[n].type.startswith("Separable")}
+    cap = capture(flat, targets, x, stats_geometry=geoms if aware else None, progress=progress)
+    return {n: make_task(flat.get_layer(n), rows[n], cap.inputs[n], cap.stats.get(n), aware) for n in targets}
+
+
+def calibrate(state) -> None:
+    """Capture each target layer's input/output maps and input statistics, once."""
+    x = state.splits.x_calib
     with state.progress("calibrate", len(x)) as bar:
-        cap = capture(state.flat, state.targets, x, stats_geometry=geoms if aware else None, progress=bar.update)
-    for name in state.targets:
-        state.tasks[name] = make_task(state.flat.get_layer(name), rows[name], cap.inputs[name], cap.stats.get(name), aware)
+        state.tasks = capture_tasks(state.flat, {r.name: r for r in state.rows}, state.targets, x,
+                                    state.options.data_aware != "off", progress=bar.update)
 
 
 # ---------------------------------------------------------------------------- score
@@ -61,7 +67,6 @@ def score_layer(state, name: str) -> list:
 
 def _plan_candidates(state, plan: Plan) -> dict:
     """Score a given plan's choices (``--plan``) so the report can show their similarity."""
-    from lrfc import decompose
     from lrfc.factorize.rewrite import check_choice
     from lrfc.search import select
     from lrfc.search.scoring import similarity
@@ -72,11 +77,10 @@ def _plan_candidates(state, plan: Plan) -> dict:
             raise UserError(f"{state.options.plan}: layer {c.layer!r} is not a factorizable layer of {state.options.model}")
         task = state.tasks[c.layer]
         check_choice(task.info, c)
-        cost = decompose.get(c.method).cost(task.info.geometry, c.ranks)
+        cost = task.info.factorized_cost(c.method, c.ranks)
         aware = c.data_aware and task.stats is not None
         sim = similarity(task, c.method, c.ranks, aware, state.cache)
-        result[c.layer] = [select.Candidate(c.layer, c.method, tuple(c.ranks), cost.params + task.info.params - task.info.geometry.params,
-                                            cost.macs + task.info.macs - task.info.geometry.macs, round(sim, 6), aware)]
+        result[c.layer] = [select.Candidate(c.layer, c.method, tuple(c.ranks), cost.params, cost.macs, round(sim, 6), aware)]
     return result
 
 
@@ -113,7 +117,7 @@ def choose(state, names) -> dict:
 
     costs = original_costs(state)
     chosen = {}
-    for name in names:
+    for name in names:  # one layer at a time: a layer's candidates are priced (or not) together
         threshold = state.thresholds[name] if state.options.rank_selection == "similarity" else 0.0
         chosen.update(select.choose_hybrid({name: state.candidates.get(name, [])}, {name: costs[name]}, threshold,
                                            state.objective, original_ms=state.original_ms or None))
@@ -122,17 +126,22 @@ def choose(state, names) -> dict:
 
 def select(state) -> None:
     """Per layer the method and rank that minimise the objective at the threshold; the best whole-model solutions."""
-    from lrfc.search import select as selector
-
     opts = state.options
     if opts.plan is not None:  # a given plan is taken as it is
         state.chosen = {n: cands[0] for n, cands in state.candidates.items()}
     else:
         state.chosen = choose(state, state.targets)
-        threshold = opts.threshold if opts.rank_selection == "similarity" else 0.0
-        state.solutions = selector.best_solutions(state.candidates, original_costs(state), threshold, state.objective,
-                                                  opts.max_sol, original_ms=state.original_ms or None)
+        state.solutions = solutions(state)
     state.plan = plan_from(state.chosen)
+
+
+def solutions(state) -> list:
+    """The ``--max-sol`` best whole-model solutions at the layers' current thresholds."""
+    from lrfc.search import select as selector
+
+    thresholds = state.thresholds if state.options.rank_selection == "similarity" else 0.0
+    return selector.best_solutions(state.candidates, original_costs(state), thresholds, state.objective,
+                                   state.options.max_sol, original_ms=state.original_ms or None)
 
 
 # ------------------------------------------------------------------------- recovery
@@ -165,4 +174,5 @@ def recover(state) -> bool:
     if state.chosen == before:
         return False
     state.plan = plan_from(state.chosen)
+    state.solutions = solutions(state)  # the report's top solutions at the thresholds the final plan met
     return True

@@ -22,10 +22,10 @@ def _oneshot_round(state, teacher) -> tuple[float, float]:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
-            result = finetune(state.compressed, s["x_train"], s["y_train"], _config(state), teacher=teacher,
+            result = finetune(state.compressed, s.x_train, s.y_train, _config(state), teacher=teacher,
                               progress=on_epoch)
         seconds = result.seconds
-    return evaluate(state.compressed, s["x_val"], s["y_val"]), seconds
+    return evaluate(state.compressed, s.x_val, s.y_val), seconds
 
 
 def finetune(state) -> None:
@@ -38,13 +38,13 @@ def finetune(state) -> None:
     s = state.splits
     teacher = None
     if opts.finetune != "none" and opts.distill and opts.epochs > 0:
-        teacher = teacher_logits(state.flat, s["x_train"])
+        teacher = teacher_logits(state.flat, s.x_train)
     rounds, total_seconds = 0, 0.0
     if opts.finetune == "iterative":
         acc, total_seconds = _iterative(state, teacher)
         rounds = 1
     elif opts.finetune == "none":
-        acc = evaluate(state.compressed, s["x_val"], s["y_val"])
+        acc = evaluate(state.compressed, s.x_val, s.y_val)
         rounds = 0
     else:
         while True:
@@ -77,8 +77,8 @@ def _iterative(state, teacher) -> tuple[float, float]:
         for choice in state.plan.choices:
             model = apply_plan(model, Plan((choice,)), stats)
             if state.options.epochs > 0:
-                result = finetune(model, s["x_train"], s["y_train"], _config(state), teacher=teacher)
+                result = finetune(model, s.x_train, s.y_train, _config(state), teacher=teacher)
                 seconds += result.seconds
             bar.update(1, choice.layer)
     state.compressed = model
-    return evaluate(model, s["x_val"], s["y_val"]), seconds
+    return evaluate(model, s.x_val, s.y_val), seconds

@@ -1,0 +1,145 @@
+"""The sanity gate: the original model must work on the data it is given before anything is measured against it.
+
+A number that looks too good is a bug until proven otherwise: an original
+model scored at chance (input values scaled twice, channels swapped, labels
+shifted) makes every later number meaningless, and a "drop of 0.00 points" at
+99 % compression is what it produces. So the original is evaluated on the
+validation split first; if its top-1 is within ``CHANCE_MARGIN`` of chance
+(1 / classes) the run stops with exit status 2 and one line naming the
+likely cause and the flag that fixes it, found by trying the alternatives on
+a few hundred samples:
+
+* other input contracts (each range, BGR order, the Caffe and torchvision
+  ImageNet conventions for 3-channel inputs);
+* a one-to-one relabelling (Hungarian assignment on the confusion matrix):
+  a model that is right under another class order has its labels mapped
+  wrongly.
+
+``--allow-low-accuracy`` turns the stop into a warning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lrfc.errors import UserError
+from lrfc.frontend.contract import RANGES, InputContract
+
+CHANCE_MARGIN = 0.05   # top-1 below chance + 5 points is "at chance"
+CLEAR_GAIN = 0.20      # an alternative must beat the data as given by 20 points to be named as the cause
+PROBE_SAMPLES = 256
+PREDICT_BATCH = 256
+
+IMAGENET = {
+    "caffe": InputContract("0-255", (103.939, 116.779, 123.68), None, "bgr", "inferred", "Caffe-style ImageNet"),
+    "torch": InputContract("0-1", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb", "inferred",
+                           "torchvision-style ImageNet"),
+}
+
+
+def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """The model's outputs on ``x`` (inference mode), float32, in batches."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def validation_resolution(accuracy: float, samples: int) -> float:
+    """One standard error of a top-1 accuracy measured on ``samples`` samples, in points."""
+    p = min(max(accuracy, 0.05), 0.95)  # a floor, so a perfect score does not claim infinite precision
+    return 100.0 * math.sqrt(p * (1 - p) / max(1, samples))
+
+
+def samples_to_resolve(accuracy: float, points: float) -> int:
+    """Validation samples whose standard error is ``points`` at this accuracy."""
+    p = min(max(accuracy, 0.05), 0.95)
+    return math.ceil(p * (1 - p) / (points / 100.0) ** 2) if points > 0 else 0
+
+
+def _alternatives(contract: InputContract, channels: int | None) -> list[InputContract]:
+    orders = ("rgb", "bgr") if channels == 3 else ("rgb",)
+    out = [InputContract(r, None, None, o, "inferred", "") for r in RANGES for o in orders]
+    if channels == 3:
+        out += list(IMAGENET.values())
+    same = (contract.range, contract.mean, contract.std, contract.channel_order)
+    return [c for c in out if (c.range, c.mean, c.std, c.channel_order) != same]
+
+
+def _best_relabelling(y: np.ndarray, pred: np.ndarray, classes: int) -> float:
+    """Top-1 under the one-to-one class mapping that agrees most with the labels."""
+    from scipy.optimize import linear_sum_assignment
+
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (y, np.clip(pred, 0, classes - 1)), 1)
+    rows, cols = linear_sum_assignment(-confusion)
+    return float(confusion[rows, cols].sum()) / max(1, len(y))
+
+
+def _diagnose(model, x: np.ndarray, y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int,
+              contract: InputContract, passthrough: bool) -> str:
+    """The likely cause of a chance-level score, and the flag that fixes it."""
+    chance = 1.0 / classes
+    shape = tuple(model.inputs[0].shape[1:])
+    channels = int(shape[-1]) if len(shape) == 3 else None
+    pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]
+    best = None
+    if not passthrough:
+        unit = contract.unapply(x[pick])
+        tried = [(float(np.mean(predict(model, alt.apply(unit)).argmax(-1) == y[pick])), alt)
+                 for alt in _alternatives(contract, channels)]
+        best = max(tried, key=lambda t: t[0])
+        if best[0] >= chance + CLEAR_GAIN and best[0] >= accuracy + CLEAR_GAIN:
+            return (f"the input values look wrong: lrfc fed {contract.describe()}; with {best[1].flags()} the model "
+                    f"scores {100 * best[0]:.1f}% on {len(pick)} samples. Pass {best[1].flags()}")
+    relabelled = _best_relabelling(y, pred, classes)
+    if relabelled >= chance + CLEAR_GAIN and relabelled >= accuracy + CLEAR_GAIN:
+        return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}% with the best "
+                "one-to-one relabelling): the label mapping looks wrong (for an image folder, name the class folders "
+                "by the model's output index 0..N-1)")
+    counts = np.bincount(pred, minlength=classes)
+    top = int(np.argmax(counts))
+    tried_text = (f"no other input range helps (best {100 * best[0]:.1f}% with {best[1].flags()})" if best
+                  else "the data is already normalised, so lrfc could not try other input ranges")
+    return (f"{tried_text}, nor does relabelling; the model predicts class {top} for "
+            f"{100 * counts[top] / max(1, len(pred)):.0f}% of samples. Check that the model is trained and that "
+            "the data matches it: input range (--input-range, --input-mean/--input-std), channel order "
+            "(--channel-order) and label mapping")
+
+
+def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract, *, passthrough: bool = False,
+                   allow_low: bool = False, where: str = "the validation split", log=None) -> float:
+    """The original's top-1 on ``(x, y)``; a ``UserError`` when it is at chance (see the module doc).
+
+    Args:
+        model: the original model (single output, one score per class).
+        x: samples in the model's units; y: integer labels.
+        contract: the input contract the samples were mapped with.
+        passthrough: the data was already normalised (the contract was not applied).
+        allow_low: warn through ``log`` instead of stopping.
+        where: names the samples in the message.
+        log: where a warning goes.
+
+    Raises:
+        UserError: the outputs are not finite, or the score is at chance and ``allow_low`` is False.
+    """
+    if len(x) == 0:
+        raise UserError(f"{where}: no samples to evaluate the original model on")
+    out = predict(model, x)
+    bad = ~np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
+    if bad.any():
+        raise UserError(f"the original model's outputs are not finite on {int(bad.sum())} of {len(x)} samples of "
+                        f"{where} (input values span {float(np.min(x)):.3g}..{float(np.max(x)):.3g}): its layers "
+                        "overflow on this data; check the input range (--input-range, --input-mean/--input-std)")
+    classes = int(out.shape[-1])
+    pred = out.reshape(len(out), -1).argmax(-1)
+    accuracy = float(np.mean(pred == y))
+    if classes < 2 or accuracy >= 1.0 / classes + CHANCE_MARGIN:
+        return accuracy
+    cause = _diagnose(model, x, y, pred, accuracy, classes, contract, passthrough)
+    message = (f"the original model scores {100 * accuracy:.1f}% top-1 on {where} ({len(x):,} samples; chance is "
+               f"{100 / classes:.1f}%): {cause}")
+    if not allow_low:
+        raise UserError(f"{message}; or pass --allow-low-accuracy to go on anyway")
+    if log is not None:
+        log(f"lrfc: warning: {message}; going on (--allow-low-accuracy)")
+    return accuracy
