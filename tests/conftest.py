@@ -50,3 +50,36 @@ def tiny_model_path(tmp_path_factory, keras):
     out = tmp_path_factory.mktemp("tiny")
     train("tiny", out, epochs=1, train_samples=6000)
     return out / "tiny.keras"
+
+
+@pytest.fixture(scope="session")
+def untrained_model_path(tmp_path_factory, keras):
+    """The `tiny` architecture with its random initial weights: it scores at chance on any data."""
+    from lrfc.train.baselines import build_tiny
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("untrained") / "untrained.keras"
+    build_tiny().save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def rescaling_model_path(tmp_path_factory, keras):
+    """A CNN that starts with its own Rescaling(1/255), trained 1 epoch on 6,000 raw 0-255 Fashion-MNIST images."""
+    from lrfc.frontend.data import read_fashion_mnist
+
+    keras.utils.set_random_seed(0)
+    x, y, _, _ = read_fashion_mnist()
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1), name="input")
+    h = layers.Rescaling(1 / 255.0, name="rescale")(inp)
+    h = layers.Conv2D(8, 3, activation="relu", name="conv1")(h)
+    h = layers.MaxPooling2D(name="pool1")(h)
+    h = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(h)
+    h = layers.Dense(32, activation="relu", name="fc1")(layers.Flatten(name="flatten")(h))
+    model = keras.Model(inp, layers.Dense(10, name="logits")(h), name="rescaled")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:6000, ..., None].astype("float32"), y[:6000], batch_size=128, epochs=1, verbose=0)
+    path = tmp_path_factory.mktemp("rescaling") / "rescaling.keras"
+    model.save(path)
+    return path

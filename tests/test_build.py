@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from conftest import run_cli
 from lrfc.errors import UserError
 from lrfc.options import BuildOptions
 
+# ONNX lowering and the benchmark are covered by test_build_deploy.py; these builds skip them to keep `make test` short.
 FAST = ["--data", "fashion-mnist", "--objective", "flops", "--epochs", "1", "--train-samples", "2000",
-        "--calib-samples", "200", "--step", "10", "--max-rounds", "2", "--methods", "tucker,tt,svd,qr"]
+        "--calib-samples", "200", "--step", "10", "--max-rounds", "2", "--methods", "tucker,tt,svd,qr",
+        "--bench-runs", "0", "--formats", "tflite"]
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +34,11 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
     for side in ("original", "compressed"):
         assert set(report[side]) >= {"params", "macs", "accuracy"}
     assert report["objective"] == "flops" and report["target"] == "host" and report["threshold"] == 0.92
-    assert report["finetune"]["mode"] == "oneshot" and 1 <= report["finetune"]["rounds"] <= 2
+    assert report["finetune"]["mode"] == "oneshot" and report["finetune"]["epochs"] == 1
     assert set(report["timings"]) >= {"load", "calibrate", "score", "select", "factorize", "finetune", "report"}
     peaks = report["peak_rss_mb"]  # per phase, the kernel's high-water mark reset at each phase's start
     assert set(peaks) >= {"load", "calibrate", "score", "finetune", "lower"}
+    assert all(v == round(v, 1) for v in peaks.values())
     assert all(100 < v < 8000 for v in peaks.values()), peaks  # TensorFlow alone is a few hundred MB
     names = [entry["name"] for entry in report["layers"]]
     assert names == ["conv1", "conv2", "fc1", "logits"]
@@ -49,7 +53,13 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
     model = load_model(root / "a" / "model.keras")
     assert model.count_params() == report["compressed"]["params"]
     assert report["compressed"]["macs"] < report["original"]["macs"]
-    assert 0.0 <= report["compressed"]["accuracy"] <= 1.0
+    # the tiny model (1 epoch on 6,000 images) scores ~0.7; compressed and fine-tuned 1 epoch on 2,000 it keeps
+    # well above chance (0.1), and the budget line says how far it is from --max-acc-drop
+    assert report["original"]["accuracy"] > 0.6 and report["compressed"]["accuracy"] > 0.3
+    budget = report["accuracy_budget"]
+    assert budget["drop"] == pytest.approx(100 * (report["original"]["accuracy"] - report["compressed"]["accuracy"]), abs=1e-3)
+    assert budget["met"] == (budget["drop"] <= 1.0) and budget["validation_samples"] == 10000
+    assert report["splits"] == {"calibration": 200, "train": 2000, "validation": 10000, "validation_source": "test split"}
     assert (root / "a" / "report.html").read_text().count("<tr") >= 4
     plan = json.loads((root / "a" / "plan.json").read_text())
     assert [c["layer"] for c in plan["layers"]] == [e["name"] for e in factorized]
@@ -61,8 +71,8 @@ def test_second_build_is_deterministic_and_served_by_the_cache(first_build, tiny
     assert res.returncode == 0, res.stderr
     again = json.loads(res.stdout)
     assert (root / "b" / "plan.json").read_text() == (root / "a" / "plan.json").read_text()
-    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 0
-    assert again["timings"]["score"] < report["timings"]["score"]
+    # every score came from the cache (counted, not timed: a timing comparison fails on a loaded machine)
+    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] == report["cache"]["hits"] + report["cache"]["misses"]
 
 
 def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
@@ -76,19 +86,49 @@ def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
     assert rebuilt["finetune"] == {"mode": "none", "rounds": 0, "epochs": 0, "seconds": 0.0, "distill": False}
 
 
-def test_failed_build_leaves_no_finished_looking_output(tiny_model_path, tmp_path, monkeypatch):
-    from lrfc import pipeline as build
+@pytest.mark.parametrize("failing", ["lower", "report"])
+def test_a_build_that_fails_late_leaves_the_earlier_results(first_build, tiny_model_path, tmp_path, monkeypatch, failing):
+    """The failure comes after artifacts (lower) or every file (report) was written to staging: none of it may
+    show, and the earlier finished build in the folder stays whole."""
+    from lrfc import pipeline
 
-    def boom(state):
-        raise RuntimeError("interrupted during fine-tuning")
+    root, _, _ = first_build
+    out = tmp_path / "out"
+    shutil.copytree(root / "a", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    monkeypatch.setattr(build, "STAGES", tuple((n, boom if n == "finetune" else f) for n, f in build.STAGES))
-    opts = BuildOptions(model=str(tiny_model_path), data="fashion-mnist", calib_samples=100, train_samples=500,
-                        step=25, methods=("svd",), out=str(tmp_path / "out"), cache=False)
-    with pytest.raises(RuntimeError, match="interrupted"):
-        build.run_build(opts, log=lambda m: None)
-    leftovers = list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
-    assert leftovers == []
+    def after_then_boom(stage):
+        def run(state):
+            stage(state)
+            assert list(state.output.staging.iterdir())  # something really was written
+            raise RuntimeError(f"failed after {failing}")
+        return run
+
+    monkeypatch.setattr(pipeline, "STAGES", tuple((n, after_then_boom(f) if n == failing else f) for n, f in pipeline.STAGES))
+    opts = BuildOptions(model=str(tiny_model_path), data="fashion-mnist", calib_samples=100, train_samples=500, epochs=1,
+                        step=25, methods=("svd",), out=str(out), cache=False, bench_runs=0, formats=("tflite",))
+    with pytest.raises(RuntimeError, match="failed after"):
+        pipeline.run_build(opts, log=lambda m: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging left, nothing replaced
+
+
+def test_recovery_rounds_raise_thresholds_until_accuracy_recovers(tiny_model_path, tmp_path):
+    """An aggressive threshold misses the budget; each recovery round raises the weaker layers' thresholds."""
+    res = run_cli("build", str(tiny_model_path), *FAST, "--threshold", "0.8", "--max-rounds", "3",  # the last one counts
+                  "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    rounds = [float(line.split("accuracy ")[1].split("%")[0]) for line in res.stderr.splitlines() if line.startswith("round ")]
+    assert report["finetune"]["rounds"] == len(rounds) == 3  # the budget (1 point) is never met at this budget
+    assert max(report["layer_thresholds"].values()) > 0.8  # raised
+    assert rounds[-1] > rounds[0] + 5, rounds  # higher ranks recover accuracy
+    assert report["compressed"]["accuracy"] == pytest.approx(rounds[-1] / 100, abs=1e-4)
+    assert not report["accuracy_budget"]["met"]
+    assert res.stderr.splitlines()[-1].startswith("budget: MISSED by ")  # the terminal's last line says so
+    # the report's top solutions are at the final thresholds: the chosen plan is the first of them
+    first = report["search"]["solutions"][0]["choices"]
+    chosen = {layer["name"]: layer["method"] for layer in report["layers"] if layer["method"]}
+    assert {name: c["method"] for name, c in first.items() if c} == chosen
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -170,12 +170,15 @@ def build(
     from lrfc.pipeline import run_build
     from lrfc.report.text import summary_table
 
+    from lrfc.report.fmt import budget_line
+
     state = run_build(options, log=_warn)
     if as_json:
         _emit_json(state.report)
+        _warn(f"budget: {budget_line(state.report['accuracy_budget'])}")  # the last line, whatever the output
     else:
-        typer.echo(summary_table(state.report))
         typer.echo(f"wrote {', '.join(str(p) for p in state.outputs.values())}")
+        typer.echo(summary_table(state.report))  # it ends with the accuracy budget: met, or missed by how much
     if state.failed:
         raise VerificationError("; ".join(a.error for a in state.failed))
 

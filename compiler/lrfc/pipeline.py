@@ -76,6 +76,7 @@ class BuildState:
     candidates: dict = field(default_factory=dict)  # name -> [Candidate]
     thresholds: dict = field(default_factory=dict)  # name -> similarity threshold (raised by recovery)
     chosen: dict = field(default_factory=dict)      # name -> Candidate | None (kept)
+    given_plan: Plan | None = None           # --plan, checked by the load stage
     plan: Plan | None = None
     solutions: list = field(default_factory=list)
     compressed: object = None
@@ -139,11 +140,11 @@ def preflight(options: BuildOptions, log):
 
     options.validate()
     load_profile(options.target)
-    output = OutputDir(options.out)
-    output.prepare(log)
     if options.cache:
         check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
     check_cost_db(options.cost_db)
+    output = OutputDir(options.out)
+    output.prepare(log)  # last: it may create the folder, and nothing after it can fail
     return output
 
 

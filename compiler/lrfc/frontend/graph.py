@@ -88,7 +88,14 @@ def rebuild(model, replace: Replace | None = None, input_shape: tuple[int, ...] 
         for i, t in enumerate(originals)
     ]
     args = new_inputs if len(new_inputs) > 1 else [new_inputs[0]]
-    outputs = _call_flat(model, args, {}, replace)
+    if input_shape is None:
+        outputs = _call_flat(model, args, {}, replace)
+    else:
+        try:
+            outputs = _call_flat(model, args, {}, replace)
+        except (ValueError, TypeError) as exc:  # Keras' message for a shape the first layer cannot take
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise UserError(f"--input-shape {','.join(map(str, input_shape))}: the model cannot take it ({first})") from None
     return keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs, name=model.name)
 
 

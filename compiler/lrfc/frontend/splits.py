@@ -46,9 +46,11 @@ def make_splits(ds, calib_samples: int, seed: int, finetune: bool, train_samples
     notes = []
     # What calibration may take and still leave a validation split (unless the data has its own)
     # and a training split (when fine-tuning).
-    reserve = (0 if has_test else max(1, n // 5)) + (max(1, n // 5) if finetune else 0)
+    val_reserve = 0 if has_test else max(1, n // 5)
+    reserve = val_reserve + (max(1, n // 5) if finetune else 0)
     n_calib = min(calib_samples, n)
-    if n_calib > n - reserve:
+    shrunk = n_calib > n - reserve
+    if shrunk:
         n_calib = n - reserve
         if n_calib < 1:
             raise UserError(f"--data: {n} samples are too few to split into calibration"
@@ -60,7 +62,7 @@ def make_splits(ds, calib_samples: int, seed: int, finetune: bool, train_samples
     if has_test:
         x_val, y_val, source = ds.x_test, ds.y_test, "test split"
     else:
-        n_val = max(1, len(rest) // 5) if finetune else len(rest)
+        n_val = (val_reserve if shrunk else max(1, len(rest) // 5)) if finetune else len(rest)
         val, rest = rest[:n_val], rest[n_val:]
         x_val, y_val, source = ds.x[val], ds.y[val], "held out"
     if train_samples is not None:

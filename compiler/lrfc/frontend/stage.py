@@ -28,12 +28,12 @@ def load_inputs(options, model, log):
     num_classes = int(model.outputs[0].shape[-1])
     ds = load_data(options.data, tuple(model.inputs[0].shape[1:]), num_classes, contract)
     splits = make_splits(ds, options.calib_samples, options.seed, options.finetune != "none", options.train_samples)
-    log(f"input: {ds.values} -> {contract.describe()}")
-    log(f"data: {options.data}: {splits.describe()}")
-    for note in (*ds.notes, *splits.notes):
-        log(f"lrfc: warning: {note}")
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
                               allow_low=options.allow_low_accuracy, log=log)
+    log(f"input: {ds.values} -> {contract.describe()}")
+    log(f"data: {options.data}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
+    for note in (*ds.notes, *splits.notes):
+        log(f"lrfc: warning: {note}")
     error = validation_resolution(accuracy, len(splits.x_val))
     if options.finetune != "none" and error > options.max_acc_drop:
         need = samples_to_resolve(accuracy, options.max_acc_drop)
@@ -41,6 +41,20 @@ def load_inputs(options, model, log):
             f"about {error:.1f} points (one standard error), more than --max-acc-drop {options.max_acc_drop:g}; "
             f"about {need:,} samples resolve it")
     return contract, ds, splits, accuracy
+
+
+def _given_plan(options, targets: dict):
+    """``--plan``, checked against the model's factorizable layers before any heavy work."""
+    from lrfc.factorize.rewrite import check_choice
+    from lrfc.plan import Plan
+
+    plan = Plan.load(options.plan)
+    for choice in plan.choices:
+        if choice.layer not in targets:
+            raise UserError(f"{options.plan}: layer {choice.layer!r} is not a factorizable layer of {options.model} "
+                            f"(with --methods {','.join(options.methods)})")
+        check_choice(targets[choice.layer], choice)
+    return plan
 
 
 def load(state) -> None:
@@ -65,6 +79,11 @@ def load(state) -> None:
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
     if not state.targets:
         raise UserError(f"{opts.model}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
+    if opts.plan is not None:
+        state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
     state.contract, dataset, state.splits, state.accuracy["original"] = load_inputs(opts, state.flat, state.log)
+    if opts.finetune == "none":
+        state.log(f"fine-tune: none, so the top-1 drop is measured and reported against --max-acc-drop "
+                  f"{opts.max_acc_drop:g} but not recovered")
     state.data_values = dataset.values
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)

@@ -4,7 +4,10 @@
 every model the dependency notes tried (``from_keras`` fails on Sequential
 models). The graph is then given stable names: the input ``input``, the
 output ``output`` (``output_<i>`` for several), and the batch dimension
-``batch`` on the input and the outputs (tf2onnx generates ``unk__NN``). The
+``batch`` on the input and the outputs (tf2onnx generates ``unk__NN``);
+constants the traced model captured are folded into initializers (tf2onnx
+leaves them as unfed inputs: keras.applications EfficientNet's
+``Normalization``). The
 written file passes ``onnx.checker`` with ``full_check`` (shape inference
 included) before it is moved into place.
 
@@ -59,7 +62,9 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
     inp = model.inputs[0]
     spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=INPUT_NAME)
     fn = tf.function(lambda t: model(t, training=False))
+    captured = _captured_constants(fn.get_concrete_function(spec))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
+    _fold_captured_constants(proto.graph, captured)
     _name_outputs(proto.graph)
     _name_batch_dim(proto.graph)
     path = Path(path)
@@ -110,6 +115,35 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         onnx.checker.check_model(str(tmp), full_check=True)
     return out_path
+
+
+def _captured_constants(concrete) -> dict:
+    """``{placeholder name: array}`` for the constant tensors a traced model captured (not its variables).
+
+    Keras keeps some values as plain tensors rather than variables (a
+    ``Normalization`` layer's mean and variance, as in keras.applications
+    EfficientNet); tf2onnx freezes variables but leaves such captures as
+    graph inputs that nothing feeds.
+    """
+    import tensorflow as tf
+
+    out = {}
+    for external, internal in concrete.graph.captures:
+        if isinstance(external, tf.Tensor) and external.dtype != tf.resource and hasattr(external, "numpy"):
+            out[internal.name] = external.numpy()
+    return out
+
+
+def _fold_captured_constants(graph, captured: dict) -> None:
+    """Turn graph inputs that are captured constants into initializers holding their values."""
+    from onnx import numpy_helper
+
+    used = {name for node in graph.node for name in node.input}
+    for info in list(graph.input):
+        if info.name in captured:
+            graph.input.remove(info)
+            if info.name in used:  # tf2onnx may already have folded the op that read it
+                graph.initializer.append(numpy_helper.from_array(captured[info.name], info.name))
 
 
 def _name_outputs(graph) -> None:

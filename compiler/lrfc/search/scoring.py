@@ -28,6 +28,7 @@ import numpy as np
 from lrfc.search.cache import Cache, content_hash
 from lrfc.search.calibrate import feature_similarity
 from lrfc.decompose.base import LayerStats, LayerWeights, Stage
+from lrfc.errors import UserError
 from lrfc.frontend.catalogue import LayerInfo
 from lrfc.search.select import Candidate
 
@@ -132,6 +133,10 @@ def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware:
     factors = replace(mod.truncate(prepared_for(task, method, data_aware, cache), tuple(ranks)), bias=None)
     stages = mod.stages(factors, task.info.geometry, None)
     value = feature_similarity(task.reference, run_stages(task.inputs, stages, chain_rank(task.info.geometry)))
+    if not np.isfinite(value):
+        top = float(np.max(np.abs(task.inputs))) if task.inputs.size else 0.0
+        raise UserError(f"layer '{task.name}': its output overflows on this data (its inputs reach {top:.3g}), so no "
+                        "factorization can be scored; check the data's value range (--input-range, --input-mean/--input-std)")
     cache.put_score(key, value)
     return value
 

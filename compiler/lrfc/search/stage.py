@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-from lrfc.errors import UserError
 from lrfc.plan import LayerChoice, Plan
 
 
@@ -67,16 +66,12 @@ def score_layer(state, name: str) -> list:
 
 def _plan_candidates(state, plan: Plan) -> dict:
     """Score a given plan's choices (``--plan``) so the report can show their similarity."""
-    from lrfc.factorize.rewrite import check_choice
     from lrfc.search import select
     from lrfc.search.scoring import similarity
 
     result = {}
-    for c in plan.choices:
-        if c.layer not in state.tasks:
-            raise UserError(f"{state.options.plan}: layer {c.layer!r} is not a factorizable layer of {state.options.model}")
+    for c in plan.choices:  # checked against the model by the load stage
         task = state.tasks[c.layer]
-        check_choice(task.info, c)
         cost = task.info.factorized_cost(c.method, c.ranks)
         aware = c.data_aware and task.stats is not None
         sim = similarity(task, c.method, c.ranks, aware, state.cache)
@@ -89,7 +84,7 @@ def score(state) -> None:
     opts = state.options
     state.thresholds = {n: opts.threshold for n in state.targets}
     if opts.plan is not None:
-        state.candidates = _plan_candidates(state, Plan.load(opts.plan))
+        state.candidates = _plan_candidates(state, state.given_plan)
         return
     with state.progress("score", len(state.targets)) as bar:
         for name in state.targets:

@@ -1,0 +1,167 @@
+"""The input contract: how data values reach a model, inferred from its graph or given, applied everywhere;
+the sanity gate that stops a run whose original model scores at chance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from lrfc.errors import UserError
+from lrfc.frontend.contract import InputContract, given_contract, infer_contract
+from lrfc.frontend.data import load_data, read_fashion_mnist, to_unit
+
+
+# ------------------------------------------------------------------ the contract itself
+
+
+def test_apply_and_unapply_are_inverse_for_every_range_and_convention():
+    unit = np.random.default_rng(0).random((4, 5, 5, 3)).astype(np.float32)
+    for contract in (InputContract("0-1"), InputContract("0-255"), InputContract("-1-1"),
+                     InputContract("0-255", (103.939, 116.779, 123.68), None, "bgr"),
+                     InputContract("0-1", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))):
+        np.testing.assert_allclose(contract.unapply(contract.apply(unit)), unit, atol=1e-5)
+    assert InputContract("0-255").apply(np.ones((1, 2), np.float32)).tolist() == [[255.0, 255.0]]
+    assert InputContract("-1-1").apply(np.array([[0.0, 0.5, 1.0]], np.float32)).tolist() == [[-1.0, 0.0, 1.0]]
+    caffe = InputContract("0-255", (103.939, 116.779, 123.68), None, "bgr").apply(np.array([[[[1.0, 0.0, 0.0]]]]))
+    np.testing.assert_allclose(caffe.ravel(), [-103.939, -116.779, 255 - 123.68], atol=1e-4)  # red is last in BGR
+
+
+def test_given_flags_and_their_errors():
+    assert given_contract(None, None, None, None) is None
+    torch = given_contract(None, "0.485,0.456,0.406", "0.229,0.224,0.225", None)
+    assert torch.range == "0-1" and torch.source == "given" and torch.std == (0.229, 0.224, 0.225)
+    assert given_contract(None, "103.9,116.8,123.7", None, "bgr").range == "0-255"  # the mean's scale says so
+    assert given_contract("-1-1", None, None, None).flags() == "--input-range -1-1"
+    with pytest.raises(UserError, match="--input-range: received '0-100'"):
+        given_contract("0-100", None, None, None)
+    with pytest.raises(UserError, match="--input-std: received 0"):
+        given_contract("0-1", None, "0", None)
+    with pytest.raises(UserError, match="expected 1 or 3"):
+        given_contract("0-1", "1,2", None, None).check_channels(3)
+
+
+def test_inferred_from_the_graph(keras):
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+
+    def head(x):
+        return keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+
+    assert infer_contract(head(layers.Rescaling(1 / 255.0)(inp))).range == "0-255"
+    assert infer_contract(head(layers.Rescaling(1 / 127.5, offset=-1)(inp))).range == "0-255"
+    assert infer_contract(head(layers.Rescaling(2.0, offset=-1)(inp))).range == "0-1"  # [0, 1] -> [-1, 1]
+    assert infer_contract(head(layers.Normalization(mean=[120.0] * 3, variance=[900.0] * 3)(inp))).range == "0-255"
+    assert infer_contract(head(layers.Normalization(mean=[0.45] * 3, variance=[0.05] * 3)(inp))).range == "0-1"
+    assert infer_contract(head(layers.Lambda(lambda t: t / 127.5 - 1)(inp))).range == "0-255"
+    plain = infer_contract(head(layers.Conv2D(2, 3)(inp)))
+    assert plain.range == "0-1" and plain.source == "inferred" and "no Rescaling/Normalization" in plain.reason
+    # keras.applications models that carry their own preprocessing
+    assert infer_contract(keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3))).range == "0-255"
+    assert infer_contract(keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3))).range == "0-255"
+
+
+def test_values_are_brought_to_unit_pixels_by_their_scale():
+    assert to_unit(np.array([[0, 255]], np.uint8), "d")[0].tolist() == [[0.0, 1.0]]
+    assert to_unit(np.array([[0, 65535]], np.uint16), "d")[0].tolist() == [[0.0, 1.0]]
+    assert to_unit(np.array([[0.0, 127.5, 255.0]], np.float32), "d")[0].tolist() == [[0.0, 0.5, 1.0]]
+    assert to_unit(np.array([[-1.0, 0.0, 1.0]], np.float32), "d")[0].tolist() == [[0.0, 0.5, 1.0]]
+    values, described = to_unit(np.array([[-3.0, 2.5]], np.float32), "d")
+    assert values.tolist() == [[-3.0, 2.5]] and described.startswith("as given")
+    with pytest.raises(UserError, match="integer samples span -3..4"):
+        to_unit(np.array([[-3, 4]]), "d")
+
+
+def test_data_reaches_the_model_in_its_units_and_zero_padding_is_black():
+    raw = read_fashion_mnist()[0][0].astype(np.float32)
+    ds = load_data("fashion-mnist", (32, 32, 1), 10, InputContract("-1-1"))
+    assert ds.values == "uint8 0..255" and ds.contract.range == "-1-1"
+    np.testing.assert_allclose(ds.x[0, 2:30, 2:30, 0], raw / 127.5 - 1, atol=1e-5)
+    assert ds.x[0, 0, 0, 0] == -1.0  # the padding is black in the model's units, not 0
+
+
+def test_image_folder_with_class_indices_keeps_labels_when_a_class_is_missing(keras, tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for cls in ("0", "1", "3"):  # class 2 has no folder
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            tf.io.write_file(str(tmp_path / cls / f"{i}.png"), tf.io.encode_png(rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)))
+    ds = load_data(str(tmp_path), (8, 8, 1), 4)
+    assert sorted(set(ds.y.tolist())) == [0, 1, 3] and ds.classes == ("0", "1", "", "3")
+    assert len(ds.notes) == 1 and "no folder for class 2" in ds.notes[0]
+
+
+def test_splits_shrink_calibration_instead_of_evaluating_nothing():
+    from lrfc.frontend.data import Dataset
+    from lrfc.frontend.splits import make_splits
+
+    ds = Dataset("d", np.zeros((100, 4), np.float32), np.arange(100) % 10)
+    s = make_splits(ds, calib_samples=1000, seed=0, finetune=True)
+    assert (len(s.x_calib), len(s.x_train), len(s.x_val)) == (60, 20, 20) and s.validation_source == "held out"
+    assert "--calib-samples 1000" in s.notes[0]
+    s = make_splits(ds, calib_samples=10, seed=0, finetune=False)
+    assert (len(s.x_calib), len(s.x_val), s.notes) == (10, 90, ())  # no fine-tuning: the rest validates
+    with pytest.raises(UserError, match="too few to split"):
+        make_splits(Dataset("d", np.zeros((1, 4), np.float32), np.zeros(1, int)), 10, 0, True)
+
+
+# ------------------------------------------------------------------ the sanity gate on real models
+
+
+def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_model_path, keras, tmp_path):
+    """The defect that started it: a Rescaling(1/255) model fed uint8 images was scaled twice and scored 10%."""
+    from lrfc.frontend.load import load_model
+
+    _, _, x_test, y_test = read_fashion_mnist()
+    keras_acc = float(np.mean(load_model(rescaling_model_path).predict(x_test[..., None].astype("float32"), verbose=0)
+                              .argmax(1) == y_test))
+    assert keras_acc > 0.6  # the model is real: this is the accuracy lrfc must see
+
+    res = run_cli("build", str(rescaling_model_path), "--data", "fashion-mnist", "--objective", "flops", "--epochs", "1",
+                  "--threshold", "0.98",
+                  "--train-samples", "2000", "--calib-samples", "200", "--step", "10", "--max-rounds", "1",
+                  "--methods", "tucker,svd", "--bench-runs", "0", "--formats", "tflite", "--out", str(tmp_path / "b"),
+                  "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["range"] == "0-255" and report["input"]["source"] == "inferred"
+    assert "Rescaling" in report["input"]["reason"] and report["input"]["data_values"] == "uint8 0..255"
+    assert report["original"]["accuracy"] == pytest.approx(keras_acc, abs=1e-6)
+    assert report["compressed"]["accuracy"] > 0.5  # fine-tuned on data it can read, far above chance
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "200 calibration, 2,000 training, 10,000 validation samples (the data&#x27;s test split)" in html
+
+    res = run_cli("export", str(rescaling_model_path), "--target", "host", "--precision", "int8", "--data",
+                  "fashion-mnist", "--out", str(tmp_path / "e"), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["input"]["range"] == "0-255"
+    for artifact in doc["artifacts"]:
+        assert artifact["precision"] == "int8" and artifact["passed"]
+        assert artifact["reference_accuracy"] > 0.6 and abs(artifact["accuracy"] - artifact["reference_accuracy"]) < 0.05
+
+
+def test_stating_the_wrong_range_stops_and_names_the_right_one(rescaling_model_path, tmp_path):
+    res = run_cli("export", str(rescaling_model_path), "--target", "host", "--precision", "int8", "--data",
+                  "fashion-mnist", "--input-range", "0-1", "--out", str(tmp_path / "e"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "scores" in res.stderr and "Pass --input-range 0-255" in res.stderr
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_range_that_is_clearly_worse_but_above_chance_is_a_warning(tiny_model_path, keras):
+    """Fed [-1, 1] instead of [0, 1], the tiny model still beats chance (by far less): a warning names the fix.
+    (Fed 0-255 it loses only a few points: a ReLU net without normalisation is nearly scale-invariant.)"""
+    from lrfc.frontend.load import load_flat
+    from lrfc.frontend.sanity import check_original
+
+    model = load_flat(tiny_model_path)
+    wrong = InputContract("-1-1", source="given")
+    ds = load_data("fashion-mnist", (28, 28, 1), 10, wrong)
+    warnings = []
+    accuracy = check_original(model, ds.x_test, ds.y_test, wrong, log=warnings.append)
+    assert accuracy > 0.15 and len(warnings) == 1 and "pass --input-range 0-1" in warnings[0], warnings

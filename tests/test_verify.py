@@ -1,0 +1,116 @@
+"""`lrfc verify`: the gate on existing files, reports checked by sha256; `lrfc bench` warns about a changed file;
+a corrupt cache is set aside and rebuilt; a trusted Lambda model builds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from lrfc.cli import main
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify") / "e"
+    res = run_cli("export", str(tiny_model_path), "--target", "host", "--data", "fashion-mnist", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _tamper(path) -> None:
+    """Change bytes in the middle of the file (weights), keeping its size."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes((b + 97) % 256 for b in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def test_verify_passes_on_the_exported_files_and_reports_both_accuracies(exported, tiny_model_path, capsys):
+    assert main(["verify", str(exported / "model.tflite"), "--model", str(tiny_model_path), "--data", "fashion-mnist",
+                 "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["passed"] and record["precision"] == "fp32" and record["samples"] == 512
+    assert record["reference_accuracy"] > 0.6 and abs(record["accuracy"] - record["reference_accuracy"]) < 0.01
+    doc = json.loads((exported / "export.json").read_text())
+    assert record["sha256"] == next(a["sha256"] for a in doc["artifacts"] if a["format"] == "tflite")
+    assert main(["verify", "--report", str(exported / "export.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["model.tflite  match", "model.onnx    match"]
+
+
+def test_a_tampered_artifact_of_the_same_size_is_caught(exported, tiny_model_path, tmp_path, capsys):
+    copy = tmp_path / "e"
+    shutil.copytree(exported, copy)
+    size = (copy / "model.tflite").stat().st_size
+    _tamper(copy / "model.tflite")
+    assert (copy / "model.tflite").stat().st_size == size
+    assert main(["verify", "--report", str(copy / "export.json")]) == 1
+    captured = capsys.readouterr()
+    assert "model.tflite  changed" in captured.out and "model.onnx    match" in captured.out
+    assert captured.err == "lrfc: error: model.tflite: changed\n"
+    # the gate itself catches it too: the changed weights no longer reproduce the Keras model (or do not load)
+    assert main(["verify", str(copy / "model.tflite"), "--model", str(tiny_model_path), "--data", "fashion-mnist"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lrfc: error: model.tflite (fp32) ")
+    # and `lrfc bench` says the file is not the one its report describes
+    assert main(["bench", str(copy / "model.tflite"), "--runs", "2", "--rounds", "1", "--warmup", "0"]) in (0, 2)
+    assert "differs from the file" in capsys.readouterr().err
+
+
+def test_verify_reads_the_precision_from_the_file(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["export", str(tiny_model_path), "--target", "host", "--precision", "int8", "--data", "fashion-mnist",
+                 "--formats", "tflite", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out / "model.tflite"), "--model", str(tiny_model_path), "--data", "fashion-mnist"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("model.tflite (int8): passed") and "at least 90%" in text
+    assert main(["verify", str(out / "model.tflite"), "--model", str(tiny_model_path)]) == 2
+    assert "needs --data" in capsys.readouterr().err
+
+
+def test_a_corrupt_score_cache_is_set_aside_and_rebuilt(tiny_model_path, tmp_path, capfd):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "scores.sqlite").write_bytes(b"garbage, not a database" * 40)
+    argv = ["build", str(tiny_model_path), "--data", "fashion-mnist", "--finetune", "none", "--calib-samples", "100",
+            "--step", "25", "--methods", "svd", "--objective", "flops", "--bench-runs", "0", "--formats", "tflite",
+            "--out", str(tmp_path / "o"), "--cache-dir", str(cache)]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("lrfc: warning:")]
+    assert len(warnings) == 1 and "the score cache" in warnings[0] and "was corrupt" in warnings[0], err
+    aside = list(cache.glob("scores.sqlite.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"garbage")
+    assert (cache / "scores.sqlite").read_bytes().startswith(b"SQLite format 3\x00")
+    assert main(argv) == 0  # the rebuilt cache serves the second build
+    assert "warning" not in capfd.readouterr().err
+
+
+def test_a_trusted_lambda_model_builds(keras, tmp_path):
+    """--trust-model used to crash in factorize after the whole search (the Lambda was re-deserialized in safe mode)."""
+    from lrfc.frontend.data import read_fashion_mnist
+
+    x, y, _, _ = read_fashion_mnist()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Lambda(lambda t: t / 255.0, name="scale")(inp)  # its own preprocessing: takes raw pixels
+    h = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(h)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D(4)(h))
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:4000, ..., None].astype("float32"), y[:4000], epochs=1, verbose=0)
+    model.save(tmp_path / "lambda.keras")
+    res = run_cli("build", str(tmp_path / "lambda.keras"), "--trust-model", "--data", "fashion-mnist", "--objective",
+                  "flops", "--finetune", "none", "--calib-samples", "100", "--step", "25", "--bench-runs", "0",
+                  "--formats", "tflite", "--out", str(tmp_path / "o"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["range"] == "0-255" and "Lambda" in report["input"]["reason"]
+    assert report["original"]["accuracy"] > 0.5 and (tmp_path / "o" / "model.tflite").exists()
+    assert any(layer["method"] for layer in report["layers"])
+    np.testing.assert_array_equal(sorted(p.name for p in (tmp_path / "o").iterdir())[:2], ["model.keras", "model.tflite"])
