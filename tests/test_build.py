@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -125,6 +124,7 @@ def test_recovery_rounds_raise_thresholds_until_accuracy_recovers(tiny_model_pat
     assert report["compressed"]["accuracy"] == pytest.approx(rounds[-1] / 100, abs=1e-4)
     assert not report["accuracy_budget"]["met"]
     assert res.stderr.splitlines()[-1].startswith("budget: MISSED by ")  # the terminal's last line says so
+    assert "retracing" not in res.stderr.lower() and "Warning" not in res.stderr  # lrfc's own lines only
     # the report's top solutions are at the final thresholds: the chosen plan is the first of them
     first = report["search"]["solutions"][0]["choices"]
     chosen = {layer["name"]: layer["method"] for layer in report["layers"] if layer["method"]}
@@ -147,25 +147,6 @@ def test_options_fail_fast(tiny_model_path, overrides, message):
     with pytest.raises(UserError) as err:
         BuildOptions(**opts).validate()
     assert message in str(err.value)
-
-
-def test_cli_errors_exit_2_before_heavy_work(tiny_model_path, keras, tmp_path):
-    res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--threshold", "2")
-    assert res.returncode == 2 and "--threshold: received 2.0" in res.stderr
-    res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--target", "jetson-tx9")
-    assert res.returncode == 2 and "unknown profile 'jetson-tx9'" in res.stderr
-    # A model with nothing to factorize.
-    inp = keras.Input((28, 28, 1))
-    x = keras.layers.DepthwiseConv2D(3)(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inp, keras.layers.Softmax()(x)).save(tmp_path / "none.keras")
-    res = run_cli("build", str(tmp_path / "none.keras"), "--data", "fashion-mnist", "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and "nothing to factorize" in res.stderr
-    # Data whose labels the model cannot have.
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x=rng.random((50, 28, 28, 1)).astype("float32"), y=np.full(50, 12))
-    res = run_cli("build", str(tiny_model_path), "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and "labels span 12..12; the model has 10 classes" in res.stderr
 
 
 @pytest.mark.parametrize("rule", ["vbmf", "energy"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,9 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
     bench = report["benchmarks"]
     assert bench["status"] == "measured"
     assert [r["runtime"] for r in bench["runs"]] == ["litert", "onnxruntime-cpu"]
+    # the device is the machine; each run names its own runtime and version
+    assert "runtime" not in bench["device"] and bench["device"]["cores"] == os.cpu_count()
+    assert all(r["runtime_version"] and len(r["device_id"]) == 16 for r in bench["runs"])
     for run in bench["runs"]:
         o, c = run["original"], run["compressed"]
         assert o["name"] == f"original.{run['format']}" and c["name"] == f"model.{run['format']}"

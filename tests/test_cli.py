@@ -28,9 +28,23 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert "Traceback" in res.stderr and "model not found" in res.stderr.splitlines()[-1]
 
 
-def test_usage_error_exit_2():
+def test_usage_error_exit_2_in_one_line():
     res = run_cli("inspect")
-    assert res.returncode == 2 and "Missing argument" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Missing argument" in res.stderr
+
+
+def test_a_missing_data_path_fails_before_tensorflow_loads(tmp_path):
+    """It used to be reported after TensorFlow had loaded (20-30 s)."""
+    code = (
+        "import sys\n"
+        "from lrfc.cli import main\n"
+        f"status = main(['build', {str(tmp_path / 'm.keras')!r}, '--data', {str(tmp_path / 'nowhere.npz')!r}])\n"
+        "print(status, 'tensorflow' in sys.modules)\n"
+    )
+    (tmp_path / "m.keras").write_bytes(b"")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.split() == ["2", "False"], res.stderr
+    assert res.stderr.strip().endswith("nowhere.npz (expected fashion-mnist, digits, an .npz file or an image folder)")
 
 
 def test_help_and_profiles_do_not_import_tensorflow():
@@ -71,6 +85,7 @@ def test_inspect_json_on_a_legacy_h5_sequential(keras, tmp_path):
                     "macs": 13 * 13 * 9 * 8, "methods": ["tucker", "cp", "tt"]}
     assert report["layers"][-1]["methods"] == ["svd", "qr", "ttm"]
     assert report["total_macs"] == 13 * 13 * 9 * 8 + 13 * 13 * 8 * 10
+    assert "Warning" not in res.stderr, res.stderr  # Keras' legacy-.h5 UserWarning is not lrfc's to print
     table = run_cli("inspect", str(tmp_path / "seq.h5")).stdout
     assert "total" in table.splitlines()[-2] and f"{model.count_params():,}" in table.splitlines()[-2]
     assert table.splitlines()[-1].startswith("input: pixel values 0-1, inferred: no Rescaling/Normalization layer")

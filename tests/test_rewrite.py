@@ -114,7 +114,7 @@ def test_plan_errors(keras, mixed, tmp_path):
         Plan.load(tmp_path / "bad.json")
 
 
-def test_decompose_cli_end_to_end(tiny_model_path, tmp_path):
+def test_decompose_cli_end_to_end(tiny_model_path, tmp_path, capfd):
     out = tmp_path / "tiny-tucker.keras"
     res = run_cli("decompose", str(tiny_model_path), "--method", "tucker", "--rank", "4", "--data", "fashion-mnist",
                   "--data-aware", "--calib-samples", "128", "-o", str(out), "--json")
@@ -128,22 +128,27 @@ def test_decompose_cli_end_to_end(tiny_model_path, tmp_path):
     assert not layers["conv2"]["capped"]
     assert 0.9 < layers["conv2"]["similarity"] <= 1.0
     assert out.exists() and not list(tmp_path.glob(".*partial*"))
-    text = run_cli("decompose", str(tiny_model_path), "--method", "tucker", "--rank", "4", "-o", str(out)).stdout
-    assert "conv1: tucker ranks [1, 4]" in text and "(--rank capped at the layer's maximum [1, 4])" in text
+    # the rest in-process (the same entry point, no interpreter start per call)
+    from lrfc.cli import main
+
+    def cli(*args):
+        code = main(list(args))
+        captured = capfd.readouterr()
+        return code, captured.out, captured.err
+
+    code, text, _ = cli("decompose", str(tiny_model_path), "--method", "tucker", "--rank", "4", "-o", str(out))
+    assert code == 0 and "conv1: tucker ranks [1, 4]" in text and "(--rank capped at the layer's maximum [1, 4])" in text
     # A rank that makes the model bigger is refused before anything is written, unless asked for.
     big = tmp_path / "big.keras"
-    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "-o", str(big))
-    assert res.returncode == 2 and "make the model bigger" in res.stderr and res.stderr.count("\n") == 1
+    code, _, err = cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "-o", str(big))
+    assert code == 2 and "make the model bigger" in err and err.count("\n") == 1
     assert not big.exists()
-    assert run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "--allow-larger",
-                   "-o", str(big)).returncode == 0 and big.exists()
-
-    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--layers", "conv1", "-o", str(tmp_path / "x.keras"))
-    assert res.returncode == 2 and "method 'svd' does not apply to layer 'conv1'" in res.stderr
-    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--layers", "fc9", "-o", str(tmp_path / "x.keras"))
-    assert res.returncode == 2 and "the model has no layer 'fc9'" in res.stderr
-    res = run_cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "0", "-o", str(tmp_path / "x.keras"))
-    assert res.returncode == 2 and "--rank: received '0'" in res.stderr
+    code, _, _ = cli("decompose", str(tiny_model_path), "--method", "svd", "--rank", "500", "--allow-larger", "-o", str(big))
+    assert code == 0 and big.exists()
+    for args, words in ((["--layers", "conv1"], "method 'svd' does not apply to layer 'conv1'"),
+                        (["--layers", "fc9"], "the model has no layer 'fc9'"), (["--rank", "0"], "--rank: received '0'")):
+        code, _, err = cli("decompose", str(tiny_model_path), "--method", "svd", *args, "-o", str(tmp_path / "x.keras"))
+        assert code == 2 and words in err
     assert not (tmp_path / "x.keras").exists()
 
 

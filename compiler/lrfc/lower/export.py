@@ -96,7 +96,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
         described = f"{data}, the {len(calibration)} calibration samples (no others left)"
     if num_classes is not None:
         check_original(model, x, y, contract, passthrough=ds.values.startswith("as given"),
-                       allow_low=allow_low_accuracy, where=f"the verification samples ({described})", log=log)
+                       allow_low=allow_low_accuracy, where=described.split(",")[0], log=log)
     return Samples(calibration, x, y, described)
 
 
