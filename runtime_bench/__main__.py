@@ -70,7 +70,7 @@ def _describe(args) -> int:
     from runtime_bench.device import fingerprint
     from runtime_bench.runners import RUNNERS
 
-    runtime = args.runtime or "litert"
+    runtime = args.runtime or next(iter(RUNNERS))
     if runtime not in RUNNERS:
         print(f"{PROG}: error: unknown runtime {runtime!r}; known: {', '.join(RUNNERS)}", file=sys.stderr)
         return 2

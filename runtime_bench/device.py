@@ -16,7 +16,6 @@ import platform
 import subprocess
 from typing import Optional
 
-GPU_RUNTIMES = ("onnxruntime-cuda", "onnxruntime-tensorrt")
 _CPUINFO_KEYS = ("model name", "Hardware", "Model", "cpu model")  # x86, older ARM, Raspberry Pi, MIPS
 
 
@@ -67,7 +66,7 @@ def fingerprint(runtime: str) -> dict:
         "runtime": runtime,
         "runtime_version": get_runner(runtime).version(),
     }
-    if runtime in GPU_RUNTIMES:
+    if get_runner(runtime).gpu:
         gpu = gpu_name()
         if gpu:
             info["gpu"] = gpu

@@ -7,8 +7,10 @@ inside its own functions, so a device needs only the runtime it uses (and
 numpy); adding a runtime is a new pair of functions plus one line in
 ``RUNNERS``.
 
-Importing this module imports numpy only; runtime_bench must stay importable
-on a device without TensorFlow (a test checks it).
+Importing this module imports nothing heavy (numpy is imported inside the
+functions that need it): lrfc reads the runtime names for its profiles and
+its CLI help from ``RUNNERS`` without paying for numpy. runtime_bench must
+stay importable on a device without TensorFlow (a test checks it).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from __future__ import annotations
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-Input = Tuple[str, Tuple[int, ...], np.dtype]
+Input = Tuple[str, Tuple[int, ...], "np.dtype"]
 
 
 class UnavailableError(ValueError):
@@ -50,10 +53,12 @@ class Session:
 
 @dataclass(frozen=True)
 class Runner:
-    """A runtime: ``available() -> reason or None``, ``load(path, threads, batch) -> Session``, ``version()``.
+    """A runtime: ``available() -> reason or None``, ``load(path, threads, batch) -> Session``, ``version()``,
+    and ``outputs(path, x) -> first output`` (what verification compares with Keras).
 
     ``suffix`` is the file type it runs (``.tflite`` or ``.onnx``), checked
-    before any worker starts.
+    before any worker starts; ``description`` names it in messages; ``gpu``
+    says whether it needs an NVIDIA GPU (the device fingerprint then names it).
     """
 
     name: str
@@ -61,6 +66,9 @@ class Runner:
     available: Callable[[], Optional[str]]
     load: Callable[..., Session]
     version: Callable[[], str]
+    outputs: Callable[..., "np.ndarray"]
+    description: str
+    gpu: bool = False
 
 
 def random_feeds(inputs: List[Input], seed: int = 0) -> List[np.ndarray]:
@@ -70,6 +78,8 @@ def random_feeds(inputs: List[Input], seed: int = 0) -> List[np.ndarray]:
     whole range (quantized images); wider integers in [0, 128) so that index
     inputs stay small; booleans fair coin flips.
     """
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     feeds = []
     for _, shape, dtype in inputs:
@@ -117,6 +127,7 @@ def _litert_version() -> str:
 
 def _litert_load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
     """A LiteRT interpreter (XNNPACK on, the runtime's default), inputs resized to ``batch``."""
+    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
@@ -150,9 +161,9 @@ def _litert_load(path, threads: Optional[int] = None, batch: int = 1) -> Session
 # ---------------------------------------------------------------- ONNX Runtime
 
 _ORT_DTYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16, "tensor(uint16)": np.uint16,
-    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
 }
 
 
@@ -181,6 +192,7 @@ def _ort_version() -> str:
 def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
     def load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
         """An InferenceSession with all graph optimizations on ``providers``; the first must be used."""
+        import numpy as np
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -210,19 +222,38 @@ def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
     return load
 
 
-def _ort_runner(name: str, providers: Tuple[str, ...]) -> Runner:
-    return Runner(name, ".onnx", _ort_available(providers), _ort_load(providers), _ort_version)
+def _ort_runner(name: str, providers: Tuple[str, ...], description: str) -> Runner:
+    def outputs(path, x):
+        from runtime_bench.run import run_onnx
+
+        return run_onnx(path, x, providers=list(providers))
+
+    return Runner(name, ".onnx", _ort_available(providers), _ort_load(providers), _ort_version, outputs, description,
+                  gpu=providers[0] != "CPUExecutionProvider")
 
 
+def _litert_outputs(path, x):
+    from runtime_bench.run import run_tflite
+
+    return run_tflite(path, x)
+
+
+# The registry: one line per runtime. lrfc's profiles, CLI help, lowering formats and verification read it.
 RUNNERS = {
-    "litert": Runner("litert", ".tflite", _litert_available, _litert_load, _litert_version),
-    "onnxruntime-cpu": _ort_runner("onnxruntime-cpu", ("CPUExecutionProvider",)),
-    "onnxruntime-cuda": _ort_runner("onnxruntime-cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")),
+    "litert": Runner("litert", ".tflite", _litert_available, _litert_load, _litert_version, _litert_outputs,
+                     "LiteRT (XNNPACK on, its default)"),
+    "onnxruntime-cpu": _ort_runner("onnxruntime-cpu", ("CPUExecutionProvider",), "ONNX Runtime (CPU)"),
+    "onnxruntime-cuda": _ort_runner("onnxruntime-cuda", ("CUDAExecutionProvider", "CPUExecutionProvider"),
+                                    "ONNX Runtime (CUDA)"),
     "onnxruntime-tensorrt": _ort_runner(
-        "onnxruntime-tensorrt", ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")),
+        "onnxruntime-tensorrt", ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        "ONNX Runtime (TensorRT)"),
 }
 
-DEFAULT_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime-cpu"}
+DEFAULT_RUNTIME = {}
+"""The runtime a file runs in unless one is named: the first registry entry for its suffix."""
+for _runner in RUNNERS.values():
+    DEFAULT_RUNTIME.setdefault(_runner.suffix, _runner.name)
 
 
 def get_runner(name: str) -> Runner:

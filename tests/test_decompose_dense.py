@@ -21,6 +21,7 @@ keras = import_keras()
 
 from lrfc.decompose import LayerStats, LayerWeights, decompose, qr, svd, ttm  # noqa: E402
 from lrfc.decompose.chain import chain_model  # noqa: E402
+from lrfc.decompose.dense_chain import dense_view  # noqa: E402
 from lrfc.decompose.ttm_layer import TTMatrixDense  # noqa: E402
 from lrfc.geometry import ConvGeometry, DenseGeometry  # noqa: E402
 
@@ -42,7 +43,7 @@ def with_bias(geom, use_bias: bool):
 def random_layer(geom, seed: int = 0, decay: bool = False) -> LayerWeights:
     """Random kernel in Keras layout; ``decay`` gives it a decaying spectrum (ranks then matter)."""
     rng = np.random.default_rng(seed)
-    view = svd.dense_view(geom)
+    view = dense_view(geom)
     w = rng.standard_normal((view.in_features, view.out_features))
     if decay:
         u, _, vt = np.linalg.svd(w, full_matrices=False)

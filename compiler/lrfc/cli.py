@@ -17,7 +17,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from lrfc.decompose import names as method_names
 from lrfc.errors import UserError
+from runtime_bench.runners import RUNNERS
 
 app = typer.Typer(
     name="lrfc",
@@ -119,7 +121,7 @@ def build(
     objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = 0.92,
     max_acc_drop: Annotated[float, typer.Option(help="Largest accepted top-1 drop, in points, before recovery rounds.")] = 1.0,
-    methods: Annotated[str, typer.Option(help="Comma list of methods to try.")] = "tucker,cp,tt,svd,qr,ttm",
+    methods: Annotated[Optional[str], typer.Option(help=f"Comma list of methods to try (default: all of {', '.join(method_names())}).")] = None,
     step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = 2.0,
     max_sol: Annotated[int, typer.Option(help="Whole-model solutions kept in the report.")] = 5,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for feature maps and statistics.")] = 1000,
@@ -157,7 +159,7 @@ def build(
 
     options = BuildOptions(
         model=model, data=data, target=target, objective=objective, threshold=threshold, max_acc_drop=max_acc_drop,
-        methods=_split(methods) or (), step=step, max_sol=max_sol,
+        methods=_split(methods) if methods is not None else method_names(), step=step, max_sol=max_sol,
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
         max_rounds=max_rounds, distill=distill, data_aware=data_aware, batch_size=batch_size, trust_model=trust_model,
@@ -189,7 +191,7 @@ def build(
 @app.command()
 def decompose(
     model: ModelArg,
-    method: Annotated[str, typer.Option("--method", "-m", help="tucker, cp, tt (convolutions); svd, qr, ttm (dense, 1x1 convolutions).")],
+    method: Annotated[str, typer.Option("--method", "-m", help=f"One of {', '.join(method_names())}.")],
     out: Annotated[str, typer.Option("--out", "-o", help="The .keras file to write.")],
     rank: Annotated[str, typer.Option(help="'full', one integer for every rank, or a comma list (e.g. 8,16 for Tucker). "
                                            "A rank above a layer's maximum is capped at it, and the output says so.")] = "full",
@@ -311,7 +313,7 @@ def verify(
 @app.command()
 def bench(
     artifacts: Annotated[list[str], typer.Argument(help=".tflite or .onnx files; each runs in its own runtime (alternating) unless --runtime names one.")],
-    runtime: Annotated[Optional[str], typer.Option(help="litert, onnxruntime-cpu, onnxruntime-cuda or onnxruntime-tensorrt (default: from each file's suffix).")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help=f"One of {', '.join(RUNNERS)} (default: from each file's suffix).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Runtime threads (default: the runtime's).")] = None,
     runs: Annotated[int, typer.Option(help="Timed inferences per file.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed inferences per file first.")] = 5,

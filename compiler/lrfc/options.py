@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrfc import decompose
 from lrfc.errors import UserError
 from lrfc.objectives import OBJECTIVES
 
-ALL_METHODS = ("tucker", "cp", "tt", "svd", "qr", "ttm")
 FINETUNE_MODES = ("oneshot", "iterative", "none")
 RANK_SELECTIONS = ("similarity", "vbmf", "energy")
 DATA_AWARE = ("auto", "on", "off")
@@ -28,7 +28,7 @@ class BuildOptions:
     objective: str | None = None
     threshold: float = 0.92
     max_acc_drop: float = 1.0
-    methods: tuple[str, ...] = ALL_METHODS
+    methods: tuple[str, ...] = field(default_factory=lambda: decompose.names())  # every registered method
     step: float = 2.0
     max_sol: int = 5
     calib_samples: int = 1000
@@ -78,9 +78,9 @@ class BuildOptions:
             bad("--step", self.step, "a percentage in (0, 50]")
         if not (0 <= self.max_acc_drop <= 100):
             bad("--max-acc-drop", self.max_acc_drop, "accuracy points in [0, 100]")
-        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        unknown = [m for m in self.methods if m not in decompose.METHODS]
         if not self.methods or unknown:
-            bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(ALL_METHODS)}")
+            bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(decompose.names())}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             bad("--objective", self.objective, f"one of {', '.join(OBJECTIVES)}")
         if self.finetune not in FINETUNE_MODES:
@@ -99,9 +99,10 @@ class BuildOptions:
         if not isinstance(self.bench_runs, int) or self.bench_runs < 0:
             bad("--bench-runs", self.bench_runs, "an integer >= 0 (0 skips the benchmark)")
         if self.formats is not None:
-            known = ("tflite", "onnx")
-            if not self.formats or any(f not in known for f in self.formats):
-                bad("--formats", ",".join(self.formats), f"a comma list of {', '.join(known)}")
+            from lrfc.lower.artifacts import FORMATS
+
+            if not self.formats or any(f not in FORMATS for f in self.formats):
+                bad("--formats", ",".join(self.formats), f"a comma list of {', '.join(FORMATS)}")
         if self.device is not None and self.device != "local":
             from runtime_bench.remote import parse_device
 

@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lrfc.errors import UserError
+from lrfc.objectives import OBJECTIVES
+from runtime_bench.runners import RUNNERS
 
-RUNTIMES = ("litert", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-OBJECTIVES = ("latency", "flops", "params", "memory")
 
 DEFAULT_JETSON = "jetson-orin-nano"
 """The profile the short name ``jetson`` stands for."""
@@ -158,7 +158,7 @@ def list_profiles() -> list[Profile]:
 
 
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
-    """A JSON-ready dict of ``profile``; ``profile_from_dict`` reads it back."""
+    """A JSON-ready dict of ``profile`` (what ``lrfc profiles show --json`` prints)."""
     return {
         "name": profile.name,
         "description": profile.description,
@@ -172,25 +172,6 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "memory_bandwidth_gbps": _figure_to_dict(profile.memory_bandwidth_gbps),
         "path": None if profile.path is None else str(profile.path),
     }
-
-
-def profile_from_dict(data: Mapping[str, Any]) -> Profile:
-    """The profile a ``profile_to_dict`` result (e.g. saved JSON) describes.
-
-    ``name`` is required, ``path`` optional; the other keys follow the file
-    schema and are validated the same way.
-    """
-    data = dict(data)
-    name = data.pop("name", None)
-    path = data.pop("path", None)
-    if not isinstance(name, str) or not name:
-        raise _error("profile dict", "name", _show(name), "a non-empty string")
-    if path is not None and not isinstance(path, str):
-        raise _error(name, "path", _show(path), "a string or null")
-    return _parse(data, label=path or name, name=name, path=None if path is None else Path(path))
-
-
-# ------------------------------------------------------------------ internals
 
 
 def _builtin_dir():
@@ -220,11 +201,11 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
             raise UserError(f"{label}: key {key!r}: not a profile key, expected one of {', '.join(allowed)}")
     for key in _REQUIRED:
         if key not in data:
-            raise _error(label, key, "nothing (the key is missing)", _EXPECTED[key])
+            raise _error(label, key, "nothing (the key is missing)", _expected(key))
 
     description = data["description"]
     if not isinstance(description, str) or not description.strip():
-        raise _error(label, "description", _show(description), _EXPECTED["description"])
+        raise _error(label, "description", _show(description), _expected("description"))
     return Profile(
         name=name,
         description=description.strip(),
@@ -240,9 +221,15 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
     )
 
 
+def _expected(key: str) -> str:
+    """What a key must hold, for error messages (runtimes: read from the registry when asked)."""
+    if key == "runtimes":
+        return f"a non-empty array of distinct names from {', '.join(RUNNERS)}"
+    return _EXPECTED[key]
+
+
 _EXPECTED = {
     "description": "a non-empty string",
-    "runtimes": f"a non-empty array of distinct names from {', '.join(RUNTIMES)}",
     "precision": f"one of {', '.join(PRECISIONS)}",
     "threads": "an integer >= 1",
     "memory_budget_mb": "an integer >= 1 (megabytes)",
@@ -253,10 +240,10 @@ _EXPECTED = {
 
 def _runtimes(value: Any, label: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise _error(label, "runtimes", _show(value), _EXPECTED["runtimes"])
+        raise _error(label, "runtimes", _show(value), _expected("runtimes"))
     for item in value:
-        if item not in RUNTIMES:
-            raise _error(label, "runtimes", f"{item!r} in {value!r}", f"names from {', '.join(RUNTIMES)}")
+        if item not in RUNNERS:  # runtime_bench's registry: a runtime added there is valid here
+            raise _error(label, "runtimes", f"{item!r} in {value!r}", f"names from {', '.join(RUNNERS)}")
     if len(set(value)) != len(value):
         raise _error(label, "runtimes", repr(value), "each runtime at most once")
     return tuple(value)
@@ -271,9 +258,9 @@ def _choice(value: Any, choices: tuple[str, ...], label: str, key: str) -> str:
 
 def _positive_int(value: Any, label: str, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _error(label, key, _show(value), _EXPECTED[key])
+        raise _error(label, key, _show(value), _expected(key))
     if value < minimum:
-        raise _error(label, key, repr(value), _EXPECTED[key])
+        raise _error(label, key, repr(value), _expected(key))
     return value
 
 
@@ -285,7 +272,7 @@ def _boolean(value: Any, label: str, key: str) -> bool:
 
 def _peaks(value: Any, label: str) -> dict[str, Figure]:
     if not isinstance(value, dict):
-        raise _error(label, "peak_gflops", _show(value), _EXPECTED["peak_gflops"])
+        raise _error(label, "peak_gflops", _show(value), _expected("peak_gflops"))
     for precision in value:
         if precision not in PRECISIONS:
             raise UserError(f"{label}: key 'peak_gflops.{precision}': not a precision, "

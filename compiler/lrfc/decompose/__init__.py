@@ -1,4 +1,4 @@
-"""Low-rank factorizations of Conv and Dense layers, one module per method.
+"""Low-rank factorizations of Conv and Dense layers, one module per method, named in one registry.
 
 Every method module has the same small surface (the contract test in
 tests/test_decompose_contract.py runs each registry entry through it):
@@ -14,32 +14,98 @@ tests/test_decompose_contract.py runs each registry entry through it):
                                  is truncated for every candidate rank
   truncate(prepared, ranks) -> Factors
   stages(factors, geom, activation) -> list[Stage]
+  baseline(kernel, geom, rank_of) -> tuple
+                                 ranks from the weights alone: ``rank_of`` (VBMF
+                                 or an energy rule) applied to the method's own
+                                 unfoldings of the kernel
 
-``decompose`` is prepare + truncate for a single rank.
+Shared helpers live beside them: ``common`` (rank checks, eigenbases),
+``conv_chain`` (the convolution methods' chains), ``dense_chain`` (the dense
+methods'), ``stats`` (input statistics), ``chain`` (stages -> Keras layers).
+
+The registry is the one list of method names. The CLI's ``--methods``, the
+options, the catalogue (which layers take which method, by ``KIND``), the
+selector's tie-break order and the weight-only rank rules all read it, so a
+new method is one module plus one line in ``_REGISTRY``. Modules are imported
+on first use: reading the names costs nothing (the CLI's help needs them).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from types import ModuleType
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
-from lrfc.decompose import cp, tt, tucker
-from lrfc.decompose import qr, svd, ttm
 
-# The registry: one entry per method module, in the order reports list them.
-# Adding a method = a new module + its name in this import and this tuple.
-# (conv methods: tucker, cp, tt; dense methods: svd, qr, ttm)
-_MODULES: tuple[ModuleType, ...] = (tucker, cp, tt, svd, qr, ttm)
+# The registry, in the order reports list methods (conv methods, then dense): name -> module.
+_REGISTRY: dict[str, str | ModuleType] = {
+    "tucker": "lrfc.decompose.tucker",
+    "cp": "lrfc.decompose.cp",
+    "tt": "lrfc.decompose.tt",
+    "svd": "lrfc.decompose.svd",
+    "qr": "lrfc.decompose.qr",
+    "ttm": "lrfc.decompose.ttm",
+}
 
-METHODS: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
+
+class _Methods(Mapping):
+    """``name -> method module``, imported on first access, in registry order."""
+
+    def __getitem__(self, name: str) -> ModuleType:
+        entry = _REGISTRY[name]
+        if isinstance(entry, str):
+            entry = _REGISTRY[name] = importlib.import_module(entry)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __contains__(self, name) -> bool:
+        return name in _REGISTRY
+
+
+METHODS = _Methods()
+
+
+def names() -> tuple[str, ...]:
+    """Every registered method's name, in registry order (no module is imported)."""
+    return tuple(_REGISTRY)
+
+
+def of_kind(kind: str) -> tuple[str, ...]:
+    """The methods that factorize ``conv`` or ``dense`` layers."""
+    return tuple(name for name in _REGISTRY if METHODS[name].KIND == kind)
+
+
+def register(module: ModuleType | str, name: str | None = None) -> str:
+    """Add a method (a module with the surface above, or its import path); returns its name.
+
+    For plugins and tests; lrfc's own methods are the ``_REGISTRY`` lines.
+    """
+    if isinstance(module, str):
+        module = importlib.import_module(module)
+    name = name or module.NAME
+    if module.KIND not in ("conv", "dense"):
+        raise ValueError(f"method {name!r}: KIND must be 'conv' or 'dense', received {module.KIND!r}")
+    _REGISTRY[name] = module
+    return name
+
+
+def unregister(name: str) -> None:
+    """Remove a method ``register`` added."""
+    _REGISTRY.pop(name, None)
 
 
 def get(name: str) -> ModuleType:
     """The method module called ``name``; a clear error for an unknown one."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown decomposition method {name!r}; known: {', '.join(METHODS)}") from None
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown decomposition method {name!r}; known: {', '.join(_REGISTRY)}")
+    return METHODS[name]
 
 
 def decompose(method: str, weights: LayerWeights, geom, ranks: tuple[int, ...], stats: LayerStats | None = None) -> Factors:
@@ -48,4 +114,17 @@ def decompose(method: str, weights: LayerWeights, geom, ranks: tuple[int, ...], 
     return mod.truncate(mod.prepare(weights, geom, stats), tuple(ranks))
 
 
-__all__ = ["METHODS", "Cost", "Factors", "LayerStats", "LayerWeights", "Stage", "decompose", "get"]
+def chain_stages(method: str, prepared, ranks, geom, activation: str | None = None, bias: bool = True) -> list[Stage]:
+    """The chain of stages of a prepared factorization at ``ranks``: the one way factors become a chain.
+
+    ``bias=False`` drops the layer's bias (similarity is measured on the linear response).
+    """
+    mod = get(method)
+    factors = mod.truncate(prepared, tuple(ranks))
+    if not bias:
+        factors = replace(factors, bias=None)
+    return mod.stages(factors, geom, activation)
+
+
+__all__ = ["METHODS", "Cost", "Factors", "LayerStats", "LayerWeights", "Stage", "chain_stages", "decompose", "get",
+           "names", "of_kind", "register", "unregister"]

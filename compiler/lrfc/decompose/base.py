@@ -10,9 +10,10 @@ data that can be printed, costed and compared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing lrfc.decompose (the registry's names) stays numpy-free
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ import numpy as np
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.stats import whitener
-from lrfc.decompose.tt import separable_steps
-from lrfc.decompose.tucker import chain_cost, check_conv, check_ranks, to_stages, top_eigvecs
+from lrfc.decompose.common import check_ranks, top_eigvecs
+from lrfc.decompose.conv_chain import chain_cost, channel_unfoldings, check_conv, separable_steps, to_stages
 from lrfc.geometry import ConvGeometry
 
 NAME = "cp"
@@ -209,3 +209,8 @@ def stages(factors: Factors, geom: ConvGeometry, activation: str | None = None) 
         kernels.append(v[None, :, :, None])   # (1, kw, R, 1)
     kernels.append(o[None, None])
     return to_stages(_layers(geom, factors.ranks[0]), kernels, factors.bias, activation)
+
+
+def baseline(kernel, geom: ConvGeometry, rank_of) -> tuple[int]:
+    """CP has no unfolding rank of its own: the usual heuristic takes the larger of the two Tucker ranks."""
+    return (max(rank_of(m) for m in channel_unfoldings(kernel, geom, NAME)),)

@@ -33,8 +33,8 @@ import numpy as np
 import scipy.linalg
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
-from lrfc.decompose.svd import (PairPrepared, dense_kernel, dense_view, input_whitener, pair_cost, pair_max_ranks,
-                                pair_stages, truncate_pair)
+from lrfc.decompose.dense_chain import (PairPrepared, dense_kernel, dense_matrix, dense_view, input_whitener, pair_cost,
+                                        pair_max_ranks, pair_stages, truncate_pair)
 
 NAME = "qr"
 KIND = "dense"
@@ -73,3 +73,8 @@ def truncate(prepared: PairPrepared, ranks) -> Factors:
 def stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]:
     """Dense in->R (no bias), Dense R->out (+bias, activation); 1x1 convs for a pointwise conv."""
     return pair_stages(factors, geom, activation)
+
+
+def baseline(kernel, geom, rank_of) -> tuple[int]:
+    """The rank from the weights alone: ``rank_of`` the (in, out) matrix."""
+    return (rank_of(dense_matrix(kernel, geom)),)

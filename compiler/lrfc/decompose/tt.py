@@ -18,7 +18,7 @@ G1, so r1 and r2 collapse to min(r1, r2); likewise r2, r3 when kw == 1
 (``effective_ranks``; Factors.ranks holds the collapsed tuple).
 
 Scheme (rank reuse): G1 and G4 are the Tucker-2 channel bases
-(``tucker.channel_bases``: eigendecompositions of the cin- and cout-mode
+(``conv_chain.channel_bases``: eigendecompositions of the cin- and cout-mode
 Grams, done once in ``prepare``), and the middle of the TT is the core in
 those bases. Per rank, ``truncate`` takes its leading (r1, :, :, r3) block,
 reshapes it to (r1 kh, kw r3) and splits it with one small SVD for r2.
@@ -41,8 +41,9 @@ import numpy as np
 import scipy.linalg
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
-from lrfc.decompose.tucker import (ChannelBases, Step, chain_cost, channel_bases, check_conv, check_ranks,
-                                   pointwise_step, remaining, step, to_stages)
+from lrfc.decompose.common import check_ranks
+from lrfc.decompose.conv_chain import (ChannelBases, Step, chain_cost, channel_bases, check_conv, conv_kernel_cijo,
+                                       separable_steps, to_stages)
 from lrfc.geometry import ConvGeometry
 
 NAME = "tt"
@@ -50,25 +51,6 @@ KIND = "conv"
 NUM_RANKS = 3
 
 _EPS = 1e-6  # regularisation of Cz, relative to its mean eigenvalue
-
-
-def separable_steps(geom: ConvGeometry) -> list[Step]:
-    """Spatial steps of a separable chain: 1x1, [kh x 1], [1 x kw], 1x1.
-
-    The kh x 1 step is left out when kh == 1 and the 1 x kw step when
-    kw == 1 (their stride moves to the first 1x1, see ``pointwise_step``).
-    Shared with ``cp``.
-    """
-    steps = [pointwise_step(geom)]
-    (kh, kw), pad = geom.kernel, geom.padding
-    if kh > 1:
-        s, d = remaining(geom, 0)
-        steps.append(step(steps[-1].out_hw, (kh, 1), (s, 1), (d, 1), pad))
-    if kw > 1:
-        s, d = remaining(geom, 1)
-        steps.append(step(steps[-1].out_hw, (1, kw), (1, s), (1, d), pad))
-    steps.append(step(steps[-1].out_hw, (1, 1)))
-    return steps
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int, int, int]:
@@ -180,3 +162,10 @@ def stages(factors: Factors, geom: ConvGeometry, activation: str | None = None) 
         kernels += [g3[:, 0, :] @ g4]                            # fold: (r2, cout)
     kernels = [k[None, None] if k.ndim == 2 else k for k in kernels]
     return to_stages(_layers(geom, factors.ranks), kernels, factors.bias, activation)
+
+
+def baseline(kernel, geom: ConvGeometry, rank_of) -> tuple[int, int, int]:
+    """Ranks from the weights alone: ``rank_of`` the TT unfoldings (cin | kh kw cout), (cin kh | kw cout), (cin kh kw | cout)."""
+    t = conv_kernel_cijo(kernel, geom, NAME)
+    cin, kh, kw, cout = t.shape
+    return rank_of(t.reshape(cin, -1)), rank_of(t.reshape(cin * kh, -1)), rank_of(t.reshape(cin * kh * kw, cout))

@@ -58,8 +58,8 @@ import numpy as np
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.stats import whitener
-from lrfc.decompose.svd import dense_kernel, dense_view
-from lrfc.decompose.tucker import check_ranks, top_eigvecs
+from lrfc.decompose.common import check_ranks, top_eigvecs
+from lrfc.decompose.dense_chain import dense_kernel, dense_matrix, dense_view
 
 NAME = "ttm"
 KIND = "dense"
@@ -228,3 +228,11 @@ def stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]
     bias = () if factors.bias is None else (np.asarray(factors.bias, np.float32),)
     return [Stage("ttm", (*cores, *bias), use_bias=bool(bias), activation=activation,
                   meta={"in_modes": in_modes, "out_modes": out_modes})]
+
+
+def baseline(kernel, geom, rank_of) -> tuple[int, int]:
+    """Ranks from the weights alone: ``rank_of`` the two unfoldings of ``prepare``'s 3-way tensor (m1 n1, m2 n2, m3 n3)."""
+    w = dense_matrix(kernel, geom)
+    (m1, m2, m3), (n1, n2, n3) = tt_modes(*w.shape)
+    t = w.reshape(m1, m2, m3, n1, n2, n3).transpose(0, 3, 1, 4, 2, 5)
+    return rank_of(t.reshape(m1 * n1, -1)), rank_of(t.reshape(m1 * n1 * m2 * n2, -1))

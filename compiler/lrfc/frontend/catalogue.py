@@ -20,11 +20,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lrfc.decompose import of_kind
 from lrfc.decompose.base import Cost
 from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
 
-CONV_METHODS = ("tucker", "cp", "tt")
-DENSE_METHODS = ("svd", "qr", "ttm")
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int
         note = "depthwise part kept; pointwise part factorizable"
         if channels_last and len(out_sp) == 2:
             geom = ConvGeometry((1, 1), mid, cout, tuple(out_sp), tuple(out_sp), use_bias=bool(cfg.get("use_bias")))
-            methods = DENSE_METHODS
+            methods = of_kind("dense")
         else:
             note = "separable convolution outside 2-D channels_last: passed through"
         return dw + pw, methods, geom, note
@@ -141,7 +140,7 @@ def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int
         use_bias=bool(cfg.get("use_bias", True)),
         spatial_rank=rank,
     )
-    methods = DENSE_METHODS if geom.is_pointwise else CONV_METHODS
+    methods = of_kind("dense" if geom.is_pointwise else "conv")
     return macs, methods, geom, ""
 
 
@@ -176,8 +175,8 @@ def describe_layer(layer, node=None) -> LayerInfo:
         lead = in_shape[1:-1]
         if _known(lead):
             geom = DenseGeometry(fin, fout, tokens=math.prod(lead), use_bias=layer.bias is not None)
-            return LayerInfo(layer.name, type(layer).__name__, out_shape, params, geom.macs, DENSE_METHODS, geom)
-        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, DENSE_METHODS,
+            return LayerInfo(layer.name, type(layer).__name__, out_shape, params, geom.macs, of_kind("dense"), geom)
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, of_kind("dense"),
                          DenseGeometry(fin, fout, 1, layer.bias is not None), "sequence length unknown: MACs not counted")
     if kind is not None:
         macs, methods, geom, note = _conv_info(layer, kind, in_shape, out_shape)

@@ -22,7 +22,6 @@ import numpy as np
 from lrfc.errors import VerificationError
 from lrfc.lower.records import ArtifactRecord
 
-FORMATS = ("tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_SAMPLES = 256  # at most this many feed the TFLite representative dataset / ORT calibration
 VERIFY_SAMPLES = 512       # at most this many are run through the gate
@@ -165,6 +164,8 @@ def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, wor
 
 
 _EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx}
+FORMATS = tuple(_EXPORTERS)
+"""The formats lrfc writes, one exporter each; which runtime runs a format is runtime_bench's registry's business."""
 
 
 # ------------------------------------------------------------------ lrfc export

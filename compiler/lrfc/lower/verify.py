@@ -24,7 +24,6 @@ import numpy as np
 from lrfc.errors import VerificationError
 
 REFERENCE_BATCH = 64  # samples per Keras call
-RUNTIME_OF = {"tflite": "LiteRT (XNNPACK on, its default)", "onnx": "ONNX Runtime (CPU)"}
 
 
 @dataclass(frozen=True)
@@ -76,17 +75,23 @@ def reference_outputs(model, x: np.ndarray, batch_size: int = REFERENCE_BATCH) -
     return np.concatenate(outs)
 
 
+def runner_for(fmt: str):
+    """The runtime that runs a format's artifacts by default (runtime_bench's registry): LiteRT, ONNX Runtime CPU."""
+    from runtime_bench.runners import DEFAULT_RUNTIME, get_runner
+
+    if f".{fmt}" not in DEFAULT_RUNTIME:
+        raise ValueError(f"format must be one of {', '.join(s.lstrip('.') for s in DEFAULT_RUNTIME)}, received {fmt!r}")
+    return get_runner(DEFAULT_RUNTIME[f".{fmt}"])
+
+
 def run_artifact(path: str | Path, fmt: str, x: np.ndarray) -> np.ndarray:
     """The artifact's first output on ``x`` in its runtime (``fmt``: ``tflite`` or ``onnx``), as float32."""
     from lrfc.lower.tflite import _captured_output
-    from runtime_bench.run import run_onnx, run_tflite
 
-    runners = {"tflite": run_tflite, "onnx": run_onnx}
-    if fmt not in runners:
-        raise ValueError(f"format must be one of {', '.join(runners)}, received {fmt!r}")
+    runner = runner_for(fmt)
     # LiteRT logs its delegate on every load; a failure's message is carried by the exception itself
     with _captured_output(replay=False):
-        return np.asarray(runners[fmt](path, x), dtype=np.float32)
+        return np.asarray(runner.outputs(path, x), dtype=np.float32)
 
 
 def compare(ref: np.ndarray, out: np.ndarray, precision: str) -> dict:
@@ -137,7 +142,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
         outputs = run_artifact(path, fmt, x)
     except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: the gate fails
         why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        record.error = f"{path.name} ({precision}) does not run in {RUNTIME_OF[fmt]}: {why}"
+        record.error = f"{path.name} ({precision}) does not run in {runner_for(fmt).description}: {why}"
         return record
     try:
         result = compare(reference, outputs, precision)

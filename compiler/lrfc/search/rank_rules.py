@@ -14,9 +14,7 @@ import scipy.linalg
 import scipy.optimize
 
 from lrfc.decompose import get
-from lrfc.decompose.svd import dense_view
-from lrfc.decompose.ttm import tt_modes
-from lrfc.geometry import ConvGeometry, Geometry
+from lrfc.geometry import Geometry
 
 RULES = ("vbmf", "energy")
 
@@ -114,49 +112,13 @@ def energy_rank(singular_values: np.ndarray, fraction: float) -> int:
     return int(min(np.searchsorted(kept, fraction * total * (1 - 1e-12)) + 1, len(e)))
 
 
-def _conv_kernel(kernel: np.ndarray, geom: Geometry, method: str) -> np.ndarray:
-    """The kernel as ``W[c, i, j, o]`` (cin, kh, kw, cout)."""
-    if not isinstance(geom, ConvGeometry):
-        raise ValueError(f"{method} factorizes convolutions; received a {type(geom).__name__}")
-    want = (*geom.kernel, geom.cin, geom.cout)
-    if tuple(kernel.shape) != want:
-        raise ValueError(f"kernel shape {kernel.shape} does not match the geometry, expected {want}")
-    return kernel.transpose(2, 0, 1, 3)
-
-
-def _unfoldings(method: str, w: np.ndarray, geom: Geometry) -> tuple[np.ndarray, ...]:
-    """The matrices whose ranks are the method's ranks (CP: Tucker's two)."""
-    if method in ("tucker", "cp"):
-        t = _conv_kernel(w, geom, method)
-        cin, cout = t.shape[0], t.shape[3]
-        return t.reshape(cin, -1), t.transpose(3, 0, 1, 2).reshape(cout, -1)
-    if method == "tt":
-        t = _conv_kernel(w, geom, method)
-        cin, kh, kw, cout = t.shape
-        return t.reshape(cin, -1), t.reshape(cin * kh, -1), t.reshape(cin * kh * kw, cout)
-    view = dense_view(geom)
-    shape = (view.in_features, view.out_features)
-    if tuple(w.shape) not in (shape, (1, 1, *shape)):
-        raise ValueError(f"kernel shape {w.shape} does not match the geometry, expected {shape} or {(1, 1, *shape)}")
-    w = w.reshape(shape)
-    if method in ("svd", "qr"):
-        return (w,)
-    if method == "ttm":  # the 3-way tensor (m1 n1, m2 n2, m3 n3) of ttm.prepare, on ttm's own modes
-        (m1, m2, m3), (n1, n2, n3) = tt_modes(*shape)
-        t = w.reshape(m1, m2, m3, n1, n2, n3).transpose(0, 3, 1, 4, 2, 5)
-        return t.reshape(m1 * n1, -1), t.reshape(m1 * n1 * m2 * n2, -1)
-    raise ValueError(f"no baseline rank rule for method {method!r}")
-
-
 def baseline_ranks(method: str, kernel: np.ndarray, geom: Geometry, rule: str, fraction: float = 0.9) -> tuple[int, ...]:
     """Ranks for ``method`` from the weights alone, as the comparators pick them.
 
-    Each rank is the ``rule`` rank of one unfolding of the kernel: tucker, the
-    cin- and cout-mode unfoldings (Kim et al. 2016 use VBMF on exactly these);
-    tt, the TT unfoldings (cin | kh kw cout), (cin kh | kw cout), (cin kh kw | cout);
-    svd and qr, W (in x out); ttm, the two unfoldings of ttm's 3-way tensor.
-    CP has no unfolding rank of its own: the usual heuristic takes the larger of
-    the two Tucker ranks. Every rank is clipped to [1, max_ranks].
+    Each rank is the ``rule`` rank of one unfolding of the kernel; which
+    unfoldings is the method's own business (its module's ``baseline``: e.g.
+    Tucker's cin- and cout-mode unfoldings, on which Kim et al. 2016 use
+    VBMF). Every rank is clipped to [1, max_ranks].
 
     Args:
         method: a ``decompose.METHODS`` name.
@@ -167,12 +129,10 @@ def baseline_ranks(method: str, kernel: np.ndarray, geom: Geometry, rule: str, f
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}; received {rule!r}")
-    top = tuple(get(method).max_ranks(geom))
-    mats = _unfoldings(method, np.asarray(kernel, dtype=np.float64), geom)
-    if rule == "vbmf":
-        ranks = [vbmf_rank(m) for m in mats]
-    else:
-        ranks = [energy_rank(scipy.linalg.svdvals(m), fraction) for m in mats]
-    if method == "cp":
-        ranks = [max(ranks)]
-    return tuple(min(max(int(r), 1), t) for r, t in zip(ranks, top))
+    mod = get(method)
+
+    def rank_of(matrix: np.ndarray) -> int:
+        return vbmf_rank(matrix) if rule == "vbmf" else energy_rank(scipy.linalg.svdvals(matrix), fraction)
+
+    ranks = mod.baseline(np.asarray(kernel, dtype=np.float64), geom, rank_of)
+    return tuple(min(max(int(r), 1), t) for r, t in zip(ranks, mod.max_ranks(geom)))

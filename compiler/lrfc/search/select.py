@@ -126,12 +126,10 @@ def _measured(cands: Sequence[Candidate], objective: str) -> bool:
     return n > 0
 
 
-_METHOD_ORDER = {name: n for n, name in enumerate(METHODS)}
-
-
 def _key(c: Candidate, price: float) -> tuple:
     """The documented tie-breaking order."""
-    return (price, -c.similarity, _METHOD_ORDER.get(c.method, len(_METHOD_ORDER)), c.method, c.ranks,
+    order = list(METHODS)
+    return (price, -c.similarity, order.index(c.method) if c.method in order else len(order), c.method, c.ranks,
             c.data_aware, c.layer)
 
 
