@@ -32,7 +32,7 @@ def measure(methods: list[str], max_layers: int | None = None) -> dict:
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.graph import rebuild
     from lrfc.common.quiet import import_keras
-    from lrfc.factorize.rewrite import layer_weights
+    from lrfc.frontend.catalogue import layer_weights
 
     keras = import_keras()
     flat = rebuild(keras.applications.ResNet50(weights=None))

@@ -126,6 +126,7 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
     """
     paths = [p for p, _ in pairs]
     workers: List[_Worker] = []
+    ready, peaks = {}, {}
     slots: List[tuple] = [None] * len(pairs)
     try:
         members = ([[i] for i in range(len(pairs))] if memory else
@@ -149,34 +150,27 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
         for worker in workers:
             worker.kill()
 
-    results = []
-    for a, (path, (worker, index)) in enumerate(zip(paths, slots)):
-        info = ready[id(worker)]
-        ms = np.asarray(times[a], dtype=np.float64)
-        p50, p90, p99 = np.percentile(ms, [50, 90, 99], method="linear")
-        mean = float(ms.mean())
-        results.append({
-            "path": path,
-            "name": os.path.basename(path),
-            "runtime": pairs[a][1],
-            "runtime_version": info["runtime_version"],
-            "threads": threads,
-            "batch": batch,
-            "runs": len(ms),
-            "warmup": warmup,
-            "rounds": rounds,
-            "p50_ms": _r(p50),
-            "p90_ms": _r(p90),
-            "p99_ms": _r(p99),
-            "mean_ms": _r(mean),
-            "min_ms": _r(ms.min()),
-            "throughput_ips": _r(batch * 1000 / mean) if mean > 0 else None,
-            "peak_rss_mb": _r(peaks[id(worker)]) if memory else None,
-            "load_rss_mb": _r(info["rss_mb"]) if memory else None,
-            "file_bytes": os.path.getsize(path),
-            "inputs": info["artifacts"][index]["inputs"],
-        })
-    return results
+    return [_result(path, runtime, times[a], ready[id(worker)], index, peaks[id(worker)] if memory else None,
+                    threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory)
+            for a, ((path, runtime), (worker, index)) in enumerate(zip(pairs, slots))]
+
+
+def _result(path: str, runtime: str, times: List[float], info: dict, index: int, peak, *, threads, batch, warmup,
+            rounds, memory) -> dict:
+    """One file's row: latency percentiles, throughput, memory, size and inputs."""
+    ms = np.asarray(times, dtype=np.float64)
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99], method="linear")
+    mean = float(ms.mean())
+    return {
+        "path": path, "name": os.path.basename(path), "runtime": runtime, "runtime_version": info["runtime_version"],
+        "threads": threads, "batch": batch, "runs": len(ms), "warmup": warmup, "rounds": rounds,
+        "p50_ms": _r(p50), "p90_ms": _r(p90), "p99_ms": _r(p99), "mean_ms": _r(mean), "min_ms": _r(ms.min()),
+        "throughput_ips": _r(batch * 1000 / mean) if mean > 0 else None,
+        "peak_rss_mb": _r(peak) if memory else None,
+        "load_rss_mb": _r(info["rss_mb"]) if memory else None,
+        "file_bytes": os.path.getsize(path),
+        "inputs": info["artifacts"][index]["inputs"],
+    }
 
 
 def _r(value) -> Optional[float]:

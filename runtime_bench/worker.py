@@ -64,19 +64,27 @@ def main(argv=None) -> int:
 
     sys.stdout.flush()
     reply_to = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
+    os.dup2(2, 1)  # whatever a runtime prints goes to stderr; stdout carries only the replies
 
     def reply(obj) -> None:
         reply_to.write(json.dumps(obj) + "\n")
         reply_to.flush()
 
+    loaded = _load(args, reply)
+    if loaded is None:
+        return 1
+    return _serve(args.paths, *loaded, reply)
+
+
+def _load(args, reply):
+    """Load every file into a session with its random inputs; reply ready (or the error) and return them."""
     try:
         from runtime_bench.runners import get_runner, random_feeds
 
         runner = get_runner(args.runtime)
     except ValueError as exc:
         reply({"error": str(exc), "type": "ValueError"})
-        return 1
+        return None
     sessions, feeds = [], []
     for path in args.paths:
         try:
@@ -85,7 +93,7 @@ def main(argv=None) -> int:
         except Exception as exc:  # reported, not raised: the parent re-raises it with the file's name
             message = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
             reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError"})
-            return 1
+            return None
         sessions.append(session)
     reply({
         "ready": True,
@@ -94,7 +102,11 @@ def main(argv=None) -> int:
         "artifacts": [{"inputs": [{"name": n, "shape": list(s), "dtype": str(d)} for n, s, d in se.inputs]}
                       for se in sessions],
     })
+    return sessions, feeds
 
+
+def _serve(paths, sessions, feeds, reply) -> int:
+    """Answer ``run I N`` with N timed inferences of file I, ``quit`` with the peak memory."""
     while True:
         line = sys.stdin.readline()
         if not line:  # the parent went away
@@ -108,19 +120,22 @@ def main(argv=None) -> int:
             reply({"error": f"unknown command {line.strip()!r}; expected 'run I N' (I < {len(sessions)}) or 'quit'"})
             continue
         index, count = int(words[1]), int(words[2])
-        session, x = sessions[index], feeds[index]
-        ms = []
         try:
-            time.sleep(TURN_PAUSE_S)  # let the thread pools of the artifact that ran before park
-            session.run(x)  # untimed: the first inference of a turn pays for caches another artifact evicted
-            for _ in range(count):
-                start = time.perf_counter_ns()
-                session.run(x)
-                ms.append((time.perf_counter_ns() - start) / 1e6)
+            reply({"ms": _timed(sessions[index], feeds[index], count)})
         except Exception as exc:
-            reply({"error": f"{args.paths[index]}: {type(exc).__name__}: {exc}"})
-            continue
-        reply({"ms": ms})
+            reply({"error": f"{paths[index]}: {type(exc).__name__}: {exc}"})
+
+
+def _timed(session, x, count: int) -> list:
+    """Milliseconds of ``count`` inferences, after a pause and one untimed inference."""
+    time.sleep(TURN_PAUSE_S)  # let the thread pools of the artifact that ran before park
+    session.run(x)  # untimed: the first inference of a turn pays for caches another artifact evicted
+    ms = []
+    for _ in range(count):
+        start = time.perf_counter_ns()
+        session.run(x)
+        ms.append((time.perf_counter_ns() - start) / 1e6)
+    return ms
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrfc.search import scoring
 from lrfc.search.cache import Cache
 
 
@@ -56,13 +57,13 @@ def test_search_finds_the_first_passing_grid_point_with_few_scores(monkeypatch, 
         return (index[ranks] + 1) / 60.0  # monotone in the grid index
 
     monkeypatch.setattr(scoring, "similarity", fake)
-    cands = scoring.score_method(task, "tucker", grid, 0.62, Cache(enabled=False), data_aware="off", extra=3)
+    cands = scoring.score_method(task, "tucker", grid, 0.62, Cache(enabled=False), fit="off", extra=3)
     passing = [c for c in cands if c.similarity >= 0.62]
     first = next(i for i in range(60) if (i + 1) / 60 >= 0.62)  # what a linear walk finds
     assert [index[c.ranks] for c in passing][:4] == [first, first + 1, first + 2, first + 3]  # + gallop probes above
     assert len(set(calls)) <= 16 < len(grid)
     assert [index[c.ranks] for c in cands] == sorted(index[c.ranks] for c in cands)
-    none = scoring.score_method(task, "tucker", grid, 1.5, Cache(enabled=False), data_aware="off")
+    none = scoring.score_method(task, "tucker", grid, 1.5, Cache(enabled=False), fit="off")
     assert all(c.similarity < 1.5 for c in none) and none[-1].ranks == grid[-1]
 
 
@@ -77,3 +78,12 @@ def test_scores_persist_in_the_cache(tmp_path, conv_task):
     assert similarity(task, "cp", (3,), False, second) == value
     assert (second.hits, second.misses) == (1, 0)
     second.close()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 64])
+def test_first_passing_finds_the_boundary_in_few_calls(n):
+    for boundary in range(n + 1):  # boundary == n: nothing passes
+        calls = []
+        found = scoring.first_passing(lambda i: calls.append(i) or i >= boundary, n)
+        assert found == (boundary if boundary < n else None)
+        assert len(calls) <= 2 * max(1, n).bit_length() + 2, (n, boundary, calls)

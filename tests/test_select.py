@@ -17,8 +17,7 @@ from lrfc.geometry import ConvGeometry, DenseGeometry
 from lrfc.objectives import OBJECTIVES
 from lrfc.search.grid import rank_grid
 from lrfc.search.rank_rules import baseline_ranks, energy_rank, vbmf_rank
-from lrfc.search.select import (Candidate, Solution, best_solutions, cheapest_passing, choose_hybrid, objective_cost,
-                                pareto_front, step_back, table_from_json, table_to_json)
+from lrfc.search.select import Candidate, Solution, best_solutions, choose_hybrid, objective_cost
 
 CONV = ConvGeometry((3, 3), 32, 48, (16, 16), (16, 16), padding="same")
 POINTWISE = ConvGeometry((1, 1), 64, 96, (8, 8), (8, 8))
@@ -134,27 +133,16 @@ def test_grid_prices_few_points_on_resnet50_layers(monkeypatch):
 
 # --- choosing -----------------------------------------------------------------------------------
 
-def test_cheapest_passing_and_pareto_front():
+def test_the_cheapest_passing_candidate_wins_and_ties_go_by_method_order():
     cands = [cand("a", "tucker", (1, 1), 10, 0.50), cand("a", "tucker", (2, 2), 20, 0.80),
              cand("a", "tucker", (3, 3), 30, 0.93), cand("a", "tucker", (4, 4), 40, 0.97),
              cand("a", "cp", (5,), 25, 0.70), cand("a", "tt", (2, 2, 2), 35, 0.99),
              cand("a", "cp", (9,), 20, 0.80)]  # a tie with tucker (2, 2): tucker comes first
-    assert cheapest_passing(cands, 0.92, "flops") == cands[2]
-    assert cheapest_passing(cands, 0.999, "flops") is None
-    front = pareto_front(cands, "flops")
-    assert [(c.method, c.ranks) for c in front] == [("tucker", (1, 1)), ("tucker", (2, 2)), ("tucker", (3, 3)),
-                                                    ("tt", (2, 2, 2))]
-
-
-def test_step_back_moves_up_the_front():
-    front = [cand("a", "tucker", (1, 1), 10, 0.5), cand("a", "cp", (4,), 20, 0.9), cand("a", "tt", (3, 3, 3), 30, 0.97)]
-    assert step_back(front[0], front) == front[1]
-    assert step_back(front[1], front) == front[2]
-    assert step_back(front[2], front) is None
-    off_front = cand("a", "tucker", (5, 5), 25, 0.85)
-    assert step_back(off_front, front) == front[1]
-    with pytest.raises(ValueError, match="layer 'b'"):
-        step_back(front[0], [cand("b", "svd", (2,), 5, 0.99)])
+    original = {"a": Cost(100, 100)}
+    assert choose_hybrid({"a": cands}, original, 0.92, "flops")["a"] == cands[2]
+    assert choose_hybrid({"a": cands}, original, 0.80, "flops")["a"] == cands[1]
+    assert choose_hybrid({"a": cands}, original, 0.999, "flops")["a"] is None  # nothing passes: kept
+    assert choose_hybrid({"a": cands}, original, {"a": 0.95}, "flops")["a"] == cands[5]  # a per-layer threshold
 
 
 def _table():
@@ -261,14 +249,14 @@ def test_best_solutions_small_case_in_order():
 def test_json_round_trips():
     table, originals = _table()
     table["c1"].append(cand("c1", "tucker", (3, 3), 500, 0.97, data_aware=True, measured_ms=0.4))
-    text = json.dumps(table_to_json(table))
-    assert table_from_json(json.loads(text)) == table
+    for c in table["c1"]:
+        assert Candidate.from_json(json.loads(json.dumps(c.to_json()))) == c
     sol = best_solutions(table, originals, 0.92, "flops", max_sol=3)[2]
     assert Solution.from_json(json.loads(json.dumps(sol.to_json()))) == sol
     plan = sol.to_plan()
     assert [(c.layer, c.method, c.ranks) for c in plan.choices] == [(l, c.method, c.ranks) for l, c in sol.choices.items() if c]
-    with pytest.raises(UserError, match="layer 'x'.*similarity"):
-        table_from_json({"layers": {"x": [{"layer": "x", "method": "svd", "ranks": [1], "params": 1, "macs": 1}]}})
+    with pytest.raises(UserError, match="similarity"):
+        Candidate.from_json({"layer": "x", "method": "svd", "ranks": [1], "params": 1, "macs": 1})
 
 
 # --- baseline ranks -----------------------------------------------------------------------------

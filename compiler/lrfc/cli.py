@@ -162,7 +162,7 @@ def build(
         methods=_split(methods) if methods is not None else method_names(), step=step, max_sol=max_sol,
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
-        max_rounds=max_rounds, distill=distill, data_aware=data_aware, batch_size=batch_size, trust_model=trust_model,
+        max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
         formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, input_range=input_range,
         input_mean=input_mean, input_std=input_std, channel_order=channel_order,

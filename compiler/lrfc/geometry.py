@@ -87,3 +87,8 @@ class DenseGeometry:
 
 
 Geometry = ConvGeometry | DenseGeometry
+
+
+def chain_rank(geom) -> int:
+    """The spatial rank ``apply_chain`` builds for (1 for Conv1D; dense chains ignore it)."""
+    return geom.spatial_rank if isinstance(geom, ConvGeometry) else 2

@@ -18,12 +18,31 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lrfc.common import memory
 from lrfc.options import BuildOptions
 from lrfc.plan import Plan
+
+if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stages here
+    import keras
+
+    from lrfc.benchmark.stage import Benchmarks
+    from lrfc.common.outputs import OutputDir
+    from lrfc.cost.devices import DeviceLink
+    from lrfc.cost.latency import Pricer
+    from lrfc.frontend.catalogue import LayerInfo
+    from lrfc.frontend.contract import InputContract
+    from lrfc.frontend.splits import Splits
+    from lrfc.lower.records import ArtifactRecord
+    from lrfc.search.cache import Cache
+    from lrfc.search.scoring import LayerTask
+    from lrfc.search.select import Candidate, Solution
+    from lrfc.targets import Profile
+    from lrfc.train.stage import FinetuneRecord
 
 
 class StageTimer:
@@ -59,44 +78,53 @@ class StageTimer:
 
 @dataclass
 class BuildState:
-    """What the stages know so far. Fields are filled in stage order."""
+    """What the stages know so far. Fields are filled in stage order (the comment names the stage)."""
 
     options: BuildOptions
-    log: object = print
-    profile: object = None
-    objective: str = ""
-    flat: object = None                      # the flattened original model
-    rows: list = field(default_factory=list)  # LayerInfo per layer
-    targets: list = field(default_factory=list)  # names of factorizable layers
-    output: object = None                    # common.outputs.OutputDir: staging, then one publish at the end
-    contract: object = None                  # frontend.contract.InputContract: how data values reach the model
-    data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
-    splits: object = None                    # frontend.splits.Splits
-    tasks: dict = field(default_factory=dict)    # name -> scoring.LayerTask
-    candidates: dict = field(default_factory=dict)  # name -> [Candidate]
-    thresholds: dict = field(default_factory=dict)  # name -> similarity threshold (raised by recovery)
-    chosen: dict = field(default_factory=dict)      # name -> Candidate | None (kept)
-    given_plan: Plan | None = None           # --plan, checked by the load stage
-    plan: Plan | None = None
-    solutions: list = field(default_factory=list)
-    compressed: object = None
-    accuracy: dict = field(default_factory=dict)
-    finetune: dict = field(default_factory=dict)
+    log: Callable[[str], None] = print
+    output: OutputDir | None = None          # run_build: staging, then one publish at the end
     timer: StageTimer = field(default_factory=StageTimer)
-    peak_rss_mb: dict = field(default_factory=dict)  # stage -> peak resident MB while it ran (lrfc.common.memory)
-    cache: object = None
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # stage -> peak resident MiB while it ran
+    # load
+    profile: Profile | None = None
+    objective: str = ""
+    link: DeviceLink | None = None           # None: the target is out of reach (latency estimated)
+    flat: keras.Model | None = None          # the flattened original model
+    rows: list[LayerInfo] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # names of factorizable layers
+    given_plan: Plan | None = None           # --plan, checked against the model
+    contract: InputContract | None = None    # how data values reach the model
+    data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
+    splits: Splits | None = None
+    accuracy: dict[str, float] = field(default_factory=dict)  # "original", then "compressed"
+    cache: Cache | None = None
+    # calibrate, score, price, select
+    tasks: dict[str, LayerTask] = field(default_factory=dict)
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # per layer; recovery raises them
+    pricer: Pricer | None = None             # --objective latency only
+    original_ms: dict[str, float] = field(default_factory=dict)  # the original layers' latency (price)
+    chosen: dict[str, Candidate | None] = field(default_factory=dict)  # None: kept
+    plan: Plan | None = None
+    solutions: list[Solution] = field(default_factory=list)
+    # factorize, finetune
+    compressed: keras.Model | None = None
+    finetune: FinetuneRecord | None = None
+    # lower, benchmark, report
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    benchmarks: Benchmarks | None = None
     report: dict = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
-    link: object = None                              # devices.DeviceLink, or None: the target is out of reach
-    pricer: object = None                            # latency.Pricer under --objective latency
-    original_ms: dict = field(default_factory=dict)  # name -> the original layer's latency (price stage)
-    artifacts: list = field(default_factory=list)    # lower.records.ArtifactRecord per file (lower stage)
-    benchmarks: dict = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)  # published files, after run_build
 
     @property
-    def failed(self) -> list:
+    def failed(self) -> list[ArtifactRecord]:
         """Artifacts that failed verification (not published)."""
         return [a for a in self.artifacts if not a.passed]
+
+    def mac_totals(self) -> tuple[int, int]:
+        """MACs of one sample through the original model and through the one the plan makes."""
+        before = sum(r.macs for r in self.rows)
+        return before, before + sum(c.macs - self.tasks[n].info.macs for n, c in self.chosen.items() if c is not None)
 
     def progress(self, label: str, total: int):
         """A progress bar for a long loop inside a stage."""

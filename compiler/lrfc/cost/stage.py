@@ -23,7 +23,8 @@ def price_layers(state, names) -> None:
     """
     from lrfc import decompose
     from lrfc.cost.latency import Chain
-    from lrfc.factorize.rewrite import activation_of, chain_rank
+    from lrfc.frontend.catalogue import activation_of
+    from lrfc.geometry import chain_rank
     from lrfc.search.scoring import original_stage, prepared_for
 
     base = state.options.threshold if state.options.rank_selection == "similarity" else 0.0
@@ -38,9 +39,8 @@ def price_layers(state, names) -> None:
         chains[(name, None)] = Chain(shape, [original], rank)
         for c in state.candidates[name]:
             if c.similarity >= base and c.measured_ms is None:
-                mod = decompose.get(c.method)
                 prepared = prepared_for(task, c.method, c.data_aware and task.stats is not None, state.cache)
-                chains[(name, c)] = Chain(shape, mod.stages(mod.truncate(prepared, tuple(c.ranks)), geom, act), rank)
+                chains[(name, c)] = Chain(shape, decompose.chain_stages(c.method, prepared, c.ranks, geom, act), rank)
     ms = state.pricer.price(chains)
     for name in names:
         state.original_ms[name] = ms[(name, None)]

@@ -107,6 +107,22 @@ def _similarities(flat, rows: dict, plan: Plan, data: str, data_aware: bool, cal
     return {n: t.stats for n, t in tasks.items() if t.stats is not None}, sims
 
 
+def _checked(method: str, rank: str, data: str | None, data_aware: bool, out) -> RankSpec:
+    """Every argument checked before the model loads; the parsed ``--rank``."""
+    from lrfc import decompose
+    from lrfc.options import check_data_spec
+
+    if method not in decompose.METHODS:
+        raise UserError(f"--method: received {method!r}; expected one of {', '.join(decompose.METHODS)}")
+    if data_aware and not data:
+        raise UserError("--data-aware needs --data (the samples the factors are fit to)")
+    if Path(out).suffix != ".keras":
+        raise UserError(f"-o/--out: received {str(out)!r}; expected a path ending in .keras")
+    if data:
+        check_data_spec(data)
+    return RankSpec.parse(rank)
+
+
 def decompose_model(model: str, method: str, rank: str = "full", layers: list[str] | None = None,
                     data: str | None = None, data_aware: bool = False, out: str | Path = "decomposed.keras",
                     calib_samples: int = 256, seed: int = 0, trust: bool = False, allow_larger: bool = False,
@@ -138,17 +154,8 @@ def decompose_model(model: str, method: str, rank: str = "full", layers: list[st
     from lrfc.factorize.rewrite import apply_plan
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import load_flat
-    from lrfc.options import check_data_spec
 
-    if method not in decompose.METHODS:
-        raise UserError(f"--method: received {method!r}; expected one of {', '.join(decompose.METHODS)}")
-    if data_aware and not data:
-        raise UserError("--data-aware needs --data (the samples the factors are fit to)")
-    if Path(out).suffix != ".keras":
-        raise UserError(f"-o/--out: received {str(out)!r}; expected a path ending in .keras")
-    if data:
-        check_data_spec(data)
-    spec = RankSpec.parse(rank)
+    spec = _checked(method, rank, data, data_aware, out)
     flat = load_flat(model, trust)
     rows = {r.name: r for r in describe_model(flat)}
     mod = decompose.get(method)

@@ -8,40 +8,12 @@ shares no state with the original.
 
 from __future__ import annotations
 
-import numpy as np
 
-from lrfc.decompose.base import LayerStats, LayerWeights
+from lrfc.decompose.base import LayerStats
 from lrfc.errors import UserError
-from lrfc.frontend.catalogue import LayerInfo, describe_layer
-from lrfc.geometry import ConvGeometry
+from lrfc.frontend.catalogue import LayerInfo, activation_of, describe_layer, layer_weights
+from lrfc.geometry import chain_rank
 from lrfc.plan import LayerChoice, Plan
-
-
-def layer_weights(layer) -> LayerWeights:
-    """The weights a method factorizes, in the layouts ``LayerWeights`` documents.
-
-    A Conv1D kernel (k, cin, cout) becomes (1, k, cin, cout); for a
-    SeparableConv2D it is the pointwise kernel (1, 1, mid, cout).
-    """
-    kernel = getattr(layer, "pointwise_kernel", None)
-    if kernel is None:
-        kernel = layer.kernel
-    kernel = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float64)
-    if kernel.ndim == 3:
-        kernel = kernel[None]
-    bias = getattr(layer, "bias", None)
-    bias = None if bias is None else np.asarray(bias.numpy() if hasattr(bias, "numpy") else bias, dtype=np.float64)
-    return LayerWeights(kernel, bias)
-
-
-def activation_of(layer) -> str | None:
-    """The layer's fused activation as a built-in name (None for linear); a chain's last stage carries it."""
-    act = layer.get_config().get("activation")
-    if act in (None, "linear"):
-        return None
-    if not isinstance(act, str):
-        raise UserError(f"layer '{layer.name}': activation {act!r} is not a built-in Keras activation name; it cannot be carried into a factorized chain")
-    return act
 
 
 def check_choice(info: LayerInfo, choice: LayerChoice) -> None:
@@ -64,16 +36,10 @@ def factorized_stages(layer, info: LayerInfo, choice: LayerChoice, stats: LayerS
     """The chain of stages for one layer under ``choice`` (``prepared`` reuses a factorization)."""
     from lrfc import decompose
 
-    mod = decompose.get(choice.method)
     if prepared is None:
-        prepared = mod.prepare(layer_weights(layer), info.geometry, stats if choice.data_aware else None)
-    factors = mod.truncate(prepared, tuple(choice.ranks))
-    return mod.stages(factors, info.geometry, activation_of(layer))
-
-
-def chain_rank(geom) -> int:
-    """The spatial rank ``apply_chain`` builds for (1 for Conv1D; dense chains ignore it)."""
-    return geom.spatial_rank if isinstance(geom, ConvGeometry) else 2
+        prepared = decompose.get(choice.method).prepare(layer_weights(layer), info.geometry,
+                                                        stats if choice.data_aware else None)
+    return decompose.chain_stages(choice.method, prepared, choice.ranks, info.geometry, activation_of(layer))
 
 
 def _depthwise_part(layer):

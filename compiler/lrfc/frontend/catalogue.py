@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lrfc.decompose import of_kind
-from lrfc.decompose.base import Cost
-from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
+import numpy as np
 
+from lrfc.decompose import of_kind
+from lrfc.decompose.base import Cost, LayerWeights
+from lrfc.errors import UserError
+from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
 
 
 @dataclass(frozen=True)
@@ -97,19 +99,7 @@ def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int
         k = kernel_spatial
         return math.prod(out_sp) * math.prod(k) * cout, (), None, "depthwise convolution: passed through"
     if kind == "separable":
-        k = tuple(int(d) for d in layer.depthwise_kernel.shape[:-2])
-        mid = int(layer.pointwise_kernel.shape[-2])
-        dw = math.prod(out_sp) * math.prod(k) * mid
-        pw = math.prod(out_sp) * mid * cout
-        geom = None
-        methods: tuple[str, ...] = ()
-        note = "depthwise part kept; pointwise part factorizable"
-        if channels_last and len(out_sp) == 2:
-            geom = ConvGeometry((1, 1), mid, cout, tuple(out_sp), tuple(out_sp), use_bias=bool(cfg.get("use_bias")))
-            methods = of_kind("dense")
-        else:
-            note = "separable convolution outside 2-D channels_last: passed through"
-        return dw + pw, methods, geom, note
+        return _separable_info(layer, cfg, out_sp, channels_last, cout)
     if kind == "transpose":
         return math.prod(in_sp) * math.prod(kernel_spatial) * cin * cout // groups, (), None, "transposed convolution: passed through"
 
@@ -142,6 +132,17 @@ def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int
     )
     methods = of_kind("dense" if geom.is_pointwise else "conv")
     return macs, methods, geom, ""
+
+
+def _separable_info(layer, cfg: dict, out_sp: tuple, channels_last: bool, cout: int):
+    """A SeparableConv: the depthwise part is kept; the pointwise part is a 1x1 convolution the dense methods take."""
+    k = tuple(int(d) for d in layer.depthwise_kernel.shape[:-2])
+    mid = int(layer.pointwise_kernel.shape[-2])
+    macs = math.prod(out_sp) * math.prod(k) * mid + math.prod(out_sp) * mid * cout
+    if not (channels_last and len(out_sp) == 2):
+        return macs, (), None, "separable convolution outside 2-D channels_last: passed through"
+    geom = ConvGeometry((1, 1), mid, cout, tuple(out_sp), tuple(out_sp), use_bias=bool(cfg.get("use_bias")))
+    return macs, of_kind("dense"), geom, "depthwise part kept; pointwise part factorizable"
 
 
 def _kind(layer) -> str | None:
@@ -193,3 +194,30 @@ def describe_model(flat_model) -> list[LayerInfo]:
     nodes = layer_nodes(flat_model)
     return [describe_layer(layer, nodes.get(layer.name)) for layer in flat_model.layers
             if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def layer_weights(layer) -> LayerWeights:
+    """The weights a method factorizes, in the layouts ``LayerWeights`` documents.
+
+    A Conv1D kernel (k, cin, cout) becomes (1, k, cin, cout); for a
+    SeparableConv2D it is the pointwise kernel (1, 1, mid, cout).
+    """
+    kernel = getattr(layer, "pointwise_kernel", None)
+    if kernel is None:
+        kernel = layer.kernel
+    kernel = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float64)
+    if kernel.ndim == 3:
+        kernel = kernel[None]
+    bias = getattr(layer, "bias", None)
+    bias = None if bias is None else np.asarray(bias.numpy() if hasattr(bias, "numpy") else bias, dtype=np.float64)
+    return LayerWeights(kernel, bias)
+
+
+def activation_of(layer) -> str | None:
+    """The layer's fused activation as a built-in name (None for linear); a chain's last stage carries it."""
+    act = layer.get_config().get("activation")
+    if act in (None, "linear"):
+        return None
+    if not isinstance(act, str):
+        raise UserError(f"layer '{layer.name}': activation {act!r} is not a built-in Keras activation name; it cannot be carried into a factorized chain")
+    return act

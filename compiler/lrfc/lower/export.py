@@ -135,25 +135,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.common.outputs import OutputDir
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import lower, require_passed
-    from lrfc.options import check_data_spec
-    from lrfc.targets import load_profile
 
-    profile = load_profile(target)
-    precision = precision or profile.precision
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision: received {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    formats = check_formats(formats, profile)
-    if profile.requires_full_int8 and (precision != "int8" or formats != ("tflite",)):
-        raise UserError(f"target {profile.name} runs fully int8 TFLite models only (requires_full_int8); "
-                        f"received --precision {precision} --formats {','.join(formats)}, expected int8 and tflite")
-    if not 1 <= calib_samples <= CALIBRATION_SAMPLES:
-        raise UserError(f"--calib-samples: received {calib_samples}; expected 1..{CALIBRATION_SAMPLES}")
-    if precision == "int8" and data is None:
-        raise UserError("--data is required for int8 (calibration samples)")
-    if data is not None:
-        check_data_spec(data)
-    if not Path(model_path).exists():
-        raise UserError(f"model not found: {model_path}")
+    profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
     output.prepare(log)
     try:
@@ -175,6 +158,30 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         output.discard()
     require_passed(records)
     return doc
+
+
+def _checked(model_path, target: str, formats, precision, data, calib_samples: int):
+    """The profile, precision and formats of an export, every option checked before anything loads."""
+    from lrfc.options import check_data_spec
+    from lrfc.targets import load_profile
+
+    profile = load_profile(target)
+    precision = precision or profile.precision
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: received {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    formats = check_formats(formats, profile)
+    if profile.requires_full_int8 and (precision != "int8" or formats != ("tflite",)):
+        raise UserError(f"target {profile.name} runs fully int8 TFLite models only (requires_full_int8); "
+                        f"received --precision {precision} --formats {','.join(formats)}, expected int8 and tflite")
+    if not 1 <= calib_samples <= CALIBRATION_SAMPLES:
+        raise UserError(f"--calib-samples: received {calib_samples}; expected 1..{CALIBRATION_SAMPLES}")
+    if precision == "int8" and data is None:
+        raise UserError("--data is required for int8 (calibration samples)")
+    if data is not None:
+        check_data_spec(data)
+    if not Path(model_path).exists():
+        raise UserError(f"model not found: {model_path}")
+    return profile, precision, formats
 
 
 def render_table(doc: dict) -> str:

@@ -27,19 +27,16 @@ def pareto_png(report: dict) -> bytes:
 
     One subplot per layer that has candidates, factorized layers first and the
     largest first when there are more than 24; one colour and marker per method;
-    the threshold as a dashed line; the chosen point ringed in black. The bytes
-    are the same for the same report (no timestamp or version in the metadata).
+    the layer's final threshold as a dashed line; the chosen point ringed in
+    black. The bytes are the same for the same report (no timestamp or version
+    in the metadata).
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import PercentFormatter
 
     check_report(report)
     key = cost_key(report["objective"])
-    unit = "params" if key == "params" else "MACs"
-    threshold = float(report["threshold"])
     by_layer: dict[str, list[dict]] = {}
     for c in (report.get("search") or {}).get("candidates") or []:
         if c.get("similarity") is not None:
@@ -48,60 +45,74 @@ def pareto_png(report: dict) -> bytes:
     shown, caption = _pick_layers(by_layer, layers, key)
     styles = _styles({c["method"] for name in shown for c in by_layer[name]})
     two_fits = len({bool(c.get("data_aware")) for name in shown for c in by_layer[name]}) == 2
+    thresholds = report.get("layer_thresholds") or {}
 
     with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 8.5}):
         fig, axes = _grid(Figure, len(shown), caption=bool(caption))
         for ax, name in zip(axes, shown):
-            layer = layers.get(name, {})
-            cands = by_layer[name]
-            base = layer.get(f"{key}_before") or max(c[key] for c in cands) or 1
-            for method in sorted({c["method"] for c in cands}):
-                color, marker = styles[method]
-                pts = sorted((c[key] / base, c["similarity"], bool(c.get("data_aware"))) for c in cands if c["method"] == method)
-                for fit in (False, True):
-                    sel = [p for p in pts if p[2] == fit]
-                    if sel:
-                        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=18, marker=marker, linewidths=1.0,
-                                   facecolors=color if (fit or not two_fits) else "none", edgecolors=color, alpha=0.85, zorder=3)
-                front = _frontier(pts)
-                ax.plot([p[0] for p in front], [p[1] for p in front], color=color, lw=0.9, alpha=0.6, drawstyle="steps-post", zorder=2)
-            limit = float((report.get("layer_thresholds") or {}).get(name, threshold))  # recovery may have raised it
-            ax.axhline(limit, color="#444444", ls="--", lw=0.9, zorder=1)
-            ax.axvline(1.0, color="#bbbbbb", ls=":", lw=0.8, zorder=0)
-            chosen = _chosen_point(layer, cands, key)
-            if chosen:
-                ax.scatter([chosen[0]], [chosen[1]], s=110, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
-            ax.set_xlim(0, 1.04 * max(1.0, max(c[key] / base for c in cands)))
-            ys = [c["similarity"] for c in cands] + [limit]
-            ax.set_ylim(min(ys) - 0.02 * (1.0 - min(ys)) - 0.005, max(1.0, max(ys)) + 0.01)
-            ax.xaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-            ax.grid(True, lw=0.4, alpha=0.4)
-            if layer:
-                pick = f"{layer['method']} {ranks_text(layer.get('ranks'))}" if layer.get("method") else "kept"
-                sub = f"{layer.get('type', '?')}: {pick}"
-            else:
-                sub = "not in the layer table"
-            ax.set_title(f"{_mathsafe(short(name, 34))}\n{_mathsafe(sub)}")
+            limit = float(thresholds.get(name, report["threshold"]))  # recovery may have raised it
+            _draw_layer(ax, name, layers.get(name, {}), by_layer[name], key, limit, styles, two_fits)
         for ax in list(axes)[len(shown):]:
             ax.remove()
         if shown:
-            methods = [Line2D([], [], ls="", marker=styles[m][1], color=styles[m][0], label=m) for m in styles]
-            raised = any(v > threshold + 1e-9 for v in (report.get("layer_thresholds") or {}).values())
-            marks = [Line2D([], [], ls="--", color="#444444",
-                            label="layer's final threshold" if raised else f"threshold {threshold:g}"),
-                     Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=1.6, label="chosen")]
-            if two_fits:
-                marks.append(Line2D([], [], ls="", marker="o", color="#666666", label="data-aware fit"))
-                marks.append(Line2D([], [], ls="", marker="o", mfc="none", mec="#666666", label="weight fit"))
-            handles, ncols_legend = _legend_rows([methods, marks], lambda: Line2D([], [], ls="", label=""))
-            width, height = fig.get_size_inches()
-            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.04 / height), ncols=ncols_legend, frameon=False)
-            fig.supxlabel(f"{unit} of the candidate as a share of the layer's original {unit}"
-                          + (f"\n{caption}" if caption else ""), y=0.04 / height, va="bottom", fontsize=8)
-            fig.supylabel("output similarity on calibration data", x=0.04 / width, ha="left", fontsize=8)
+            _legend(fig, styles, report, two_fits, key, caption)
         buf = io.BytesIO()
         FigureCanvasAgg(fig).print_png(buf, metadata={"Software": None})  # Agg whatever the user's backend
     return buf.getvalue()
+
+
+def _draw_layer(ax, name: str, layer: dict, cands: list[dict], key: str, limit: float, styles: dict, two_fits: bool):
+    """One layer's subplot: each method's candidates and front, the threshold, the chosen point, the title."""
+    from matplotlib.ticker import PercentFormatter
+
+    base = layer.get(f"{key}_before") or max(c[key] for c in cands) or 1
+    for method in sorted({c["method"] for c in cands}):
+        color, marker = styles[method]
+        pts = sorted((c[key] / base, c["similarity"], bool(c.get("data_aware"))) for c in cands if c["method"] == method)
+        for fit in (False, True):
+            sel = [p for p in pts if p[2] == fit]
+            if sel:
+                ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=18, marker=marker, linewidths=1.0,
+                           facecolors=color if (fit or not two_fits) else "none", edgecolors=color, alpha=0.85, zorder=3)
+        front = _frontier(pts)
+        ax.plot([p[0] for p in front], [p[1] for p in front], color=color, lw=0.9, alpha=0.6, drawstyle="steps-post", zorder=2)
+    ax.axhline(limit, color="#444444", ls="--", lw=0.9, zorder=1)
+    ax.axvline(1.0, color="#bbbbbb", ls=":", lw=0.8, zorder=0)
+    chosen = _chosen_point(layer, cands, key)
+    if chosen:
+        ax.scatter([chosen[0]], [chosen[1]], s=110, facecolors="none", edgecolors="black", linewidths=1.6, zorder=4)
+    ax.set_xlim(0, 1.04 * max(1.0, max(c[key] / base for c in cands)))
+    ys = [c["similarity"] for c in cands] + [limit]
+    ax.set_ylim(min(ys) - 0.02 * (1.0 - min(ys)) - 0.005, max(1.0, max(ys)) + 0.01)
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+    ax.grid(True, lw=0.4, alpha=0.4)
+    if layer:
+        pick = f"{layer['method']} {ranks_text(layer.get('ranks'))}" if layer.get("method") else "kept"
+        sub = f"{layer.get('type', '?')}: {pick}"
+    else:
+        sub = "not in the layer table"
+    ax.set_title(f"{_mathsafe(short(name, 34))}\n{_mathsafe(sub)}")
+
+
+def _legend(fig, styles: dict, report: dict, two_fits: bool, key: str, caption: str) -> None:
+    """The legend row (methods, then marks) and the axis labels."""
+    from matplotlib.lines import Line2D
+
+    threshold = float(report["threshold"])
+    unit = "params" if key == "params" else "MACs"
+    methods = [Line2D([], [], ls="", marker=styles[m][1], color=styles[m][0], label=m) for m in styles]
+    raised = any(v > threshold + 1e-9 for v in (report.get("layer_thresholds") or {}).values())
+    marks = [Line2D([], [], ls="--", color="#444444", label="layer's final threshold" if raised else f"threshold {threshold:g}"),
+             Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=1.6, label="chosen")]
+    if two_fits:
+        marks.append(Line2D([], [], ls="", marker="o", color="#666666", label="data-aware fit"))
+        marks.append(Line2D([], [], ls="", marker="o", mfc="none", mec="#666666", label="weight fit"))
+    handles, ncols_legend = _legend_rows([methods, marks], lambda: Line2D([], [], ls="", label=""))
+    width, height = fig.get_size_inches()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.04 / height), ncols=ncols_legend, frameon=False)
+    fig.supxlabel(f"{unit} of the candidate as a share of the layer's original {unit}"
+                  + (f"\n{caption}" if caption else ""), y=0.04 / height, va="bottom", fontsize=8)
+    fig.supylabel("output similarity on calibration data", x=0.04 / width, ha="left", fontsize=8)
 
 
 def _grid(Figure, n: int, caption: bool):

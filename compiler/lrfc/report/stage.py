@@ -43,11 +43,8 @@ def build_report(state) -> dict:
         else:
             entry["note"] = "kept: none of --methods applies"
         layers.append(entry)
-    total_macs_before = sum(r.macs for r in state.rows)
-    total_macs_after = total_macs_before + sum(l["macs_after"] - l["macs_before"] for l in layers)
+    total_macs_before, total_macs_after = state.mac_totals()
     costs = state.pricer.info.to_json() if state.pricer is not None else None
-    for run in state.benchmarks.get("runs", []):
-        run["ratios"]["macs"] = round(total_macs_before / max(1, total_macs_after), 4)
     return {
         "model": opts.model, "data": opts.data, "target": state.profile.name, "objective": state.objective,
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
@@ -64,9 +61,9 @@ def build_report(state) -> dict:
         "accuracy_budget": accuracy_budget(opts, state.accuracy, len(state.splits.x_val)),
         "layers": layers,
         "unfactorized": unfactorized,
-        "finetune": state.finetune,
+        "finetune": state.finetune.to_json(),
         "artifacts": [a.to_json() for a in state.artifacts],
-        "benchmarks": state.benchmarks,
+        "benchmarks": state.benchmarks.to_json(),
         "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
         "peak_rss_mb": dict(state.peak_rss_mb),
         "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},

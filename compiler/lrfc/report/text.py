@@ -32,9 +32,15 @@ def summary_table(report: dict) -> str:
 
     rule = line(tuple("-" * w for w in widths), arrow="----")
     out = [_title(report), "", line(head, arrow="    "), rule, *map(line, rows), rule, line(total), ""]
-    out.append(f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
-               f"{pct_removed(orig['macs'], comp['macs'])} of MACs")
-    out.append(f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))}")
+    return "\n".join(out + _footer(report))
+
+
+def _footer(report: dict) -> list[str]:
+    """The lines under the layer table: what was removed and measured, notes, and the accuracy budget last."""
+    orig, comp = report["original"], report["compressed"]
+    out = [f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
+           f"{pct_removed(orig['macs'], comp['macs'])} of MACs",
+           f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))}"]
     if report.get("splits"):
         out.append(f"data        {splits_line(report['splits'])}")
     if report.get("input"):
@@ -68,7 +74,7 @@ def summary_table(report: dict) -> str:
         out.append(f"skipped     ... and {len(skipped) - 5} more (see report.html)")
     if report.get("accuracy_budget"):
         out.append(f"budget      {budget_line(report['accuracy_budget'])}")
-    return "\n".join(out)
+    return out
 
 
 def _title(report: dict) -> str:

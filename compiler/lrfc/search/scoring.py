@@ -21,7 +21,7 @@ accuracy-recovery loop steps along).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,7 +77,8 @@ def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerS
     the streamed ones describe the depthwise part's input.
     """
     from lrfc.search.calibrate import input_stats
-    from lrfc.factorize.rewrite import chain_rank, layer_weights
+    from lrfc.frontend.catalogue import layer_weights
+    from lrfc.geometry import chain_rank
 
     x = captured_inputs
     if hasattr(layer, "pointwise_kernel"):
@@ -122,16 +123,15 @@ def prepared_for(task: LayerTask, method: str, data_aware: bool, cache: Cache):
 
 def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware: bool, cache: Cache) -> float:
     """Output cosine similarity of the factorized layer on the captured data (cached)."""
-    from lrfc import decompose
-    from lrfc.factorize.rewrite import chain_rank
+    from lrfc.decompose import chain_stages
+    from lrfc.geometry import chain_rank
 
     key = content_hash("score", task.key(), method, tuple(ranks), data_aware)
     cached = cache.score(key)
     if cached is not None:
         return cached
-    mod = decompose.get(method)
-    factors = replace(mod.truncate(prepared_for(task, method, data_aware, cache), tuple(ranks)), bias=None)
-    stages = mod.stages(factors, task.info.geometry, None)
+    prepared = prepared_for(task, method, data_aware, cache)
+    stages = chain_stages(method, prepared, ranks, task.info.geometry, activation=None, bias=False)
     value = feature_similarity(task.reference, run_stages(task.inputs, stages, chain_rank(task.info.geometry)))
     if not np.isfinite(value):
         top = float(np.max(np.abs(task.inputs))) if task.inputs.size else 0.0
@@ -142,7 +142,7 @@ def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware:
 
 
 def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], threshold: float, cache: Cache,
-                 data_aware: str = "auto", extra: int = 3) -> list[Candidate]:
+                 fit: str = "auto", extra: int = 3) -> list[Candidate]:
     """Candidates of one layer and method along its rank grid.
 
     The paper walks the grid from maximum compression upward until the
@@ -157,14 +157,14 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
         grid: candidate ranks from maximum compression upward (``search.grid.rank_grid``).
         threshold: similarity the search looks for.
         cache: score and factorization cache.
-        data_aware: ``auto`` scores both fits and keeps the better one per
-            rank; ``on``/``off`` force one.
+        fit: ``auto`` scores both fits (weight-only and data-aware) and
+            keeps the better one per rank; ``on``/``off`` force one.
         extra: grid points scored after the first passing one.
 
     Returns:
         The scored candidates in grid order.
     """
-    modes = {"auto": (False, True), "on": (True,), "off": (False,)}[data_aware]
+    modes = {"auto": (False, True), "on": (True,), "off": (False,)}[fit]
     if task.stats is None:
         modes = (False,)
     scored: dict[int, Candidate] = {}
@@ -177,28 +177,37 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
             scored[i] = Candidate(task.name, method, ranks, cost.params, cost.macs, round(sim, 6), aware)
         return scored[i]
 
-    n = len(grid)
-    if n:
-        lo, hi, step = -1, None, 1  # grid[lo] fails (or lo = -1), grid[hi] passes
-        i = 0
-        while i < n:
-            if at(i).similarity >= threshold:
-                hi = i
-                break
-            lo, i, step = i, i + step, step * 2
-        if hi is None and lo < n - 1:
-            hi_probe = n - 1
-            if at(hi_probe).similarity >= threshold:
-                hi = hi_probe
-            else:
-                lo = hi_probe
-        if hi is not None:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if at(mid).similarity >= threshold:
-                    hi = mid
-                else:
-                    lo = mid
-            for j in range(hi + 1, min(n, hi + 1 + extra)):
-                at(j)
+    first = first_passing(lambda i: at(i).similarity >= threshold, len(grid))
+    if first is not None:
+        for j in range(first + 1, min(len(grid), first + 1 + extra)):
+            at(j)
     return [scored[i] for i in sorted(scored)]
+
+
+def first_passing(passes, n: int) -> int | None:
+    """The first index in ``range(n)`` where ``passes`` holds, for a ``passes`` that never turns false again.
+
+    A galloping search (0, 1, 3, 7, ...) brackets it, the last index is tried
+    when the gallop runs off the end, and bisection narrows the bracket:
+    about 2 log2(n) calls instead of up to n. None when nothing passes.
+    """
+    lo, hi, i, step = -1, None, 0, 1  # index lo fails (or lo = -1), index hi passes
+    while i < n:
+        if passes(i):
+            hi = i
+            break
+        lo, i, step = i, i + step, step * 2
+    if hi is None and lo < n - 1:
+        if passes(n - 1):
+            hi = n - 1
+        else:
+            lo = n - 1
+    if hi is None:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

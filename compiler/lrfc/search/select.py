@@ -85,19 +85,6 @@ class Candidate:
                             f"{{'layer', 'method', 'ranks', 'params', 'macs', 'similarity'}}, received {data!r}") from exc
 
 
-def table_to_json(cands_by_layer: Mapping[str, Sequence[Candidate]]) -> dict:
-    """A scored candidate table as JSON: ``{"version": 1, "layers": {layer: [candidate...]}}``."""
-    return {"version": 1, "layers": {layer: [c.to_json() for c in cands] for layer, cands in cands_by_layer.items()}}
-
-
-def table_from_json(data: Mapping, where: str = "candidates") -> dict[str, list[Candidate]]:
-    """The inverse of ``table_to_json``; errors name ``where`` and the layer."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("layers"), Mapping):
-        raise UserError(f"{where}: expected {{'layers': {{layer: [candidate...]}}}}, received {type(data).__name__}")
-    return {layer: [Candidate.from_json(c, f"{where}: layer {layer!r}") for c in cands]
-            for layer, cands in data["layers"].items()}
-
-
 def objective_cost(cost: Cost | Candidate, objective: str) -> float:
     """The value the selector minimises; see the module doc for units.
 
@@ -141,42 +128,6 @@ def _sorted(cands: Iterable[Candidate], objective: str) -> list[tuple[float, Can
 
 
 # --- choosing ---------------------------------------------------------------------------------------
-
-def cheapest_passing(cands: Iterable[Candidate], threshold: float, objective: str) -> Candidate | None:
-    """The cheapest candidate with ``similarity >= threshold`` (meant for one layer and method), or None."""
-    passing = [c for c in cands if c.similarity >= threshold]
-    ranked = _sorted(passing, objective)
-    return ranked[0][1] if ranked else None
-
-
-def pareto_front(cands: Iterable[Candidate], objective: str) -> list[Candidate]:
-    """The candidates no other is at least as cheap and as similar as, sorted by cost.
-
-    Meant for one layer's candidates (all methods). Of candidates with equal cost
-    and similarity the first in tie-breaking order stands for all, so along the front
-    cost and similarity both strictly increase.
-    """
-    front: list[Candidate] = []
-    best_sim = -math.inf
-    for _, c in _sorted(cands, objective):
-        if c.similarity > best_sim:
-            front.append(c)
-            best_sim = c.similarity
-    return front
-
-
-def step_back(choice: Candidate, front: Sequence[Candidate]) -> Candidate | None:
-    """The next point up ``choice``'s layer front: the cheapest with a higher similarity.
-
-    ``front`` is sorted by cost, as ``pareto_front`` returns it, so similarity rises
-    along it too. When ``choice`` lies on it the answer is the next point, at a higher
-    cost; None when ``choice`` is already the most similar point.
-    """
-    others = sorted({c.layer for c in front} - {choice.layer})
-    if others:
-        raise ValueError(f"step_back needs the front of layer {choice.layer!r}; it holds layer {others[0]!r}")
-    return next((c for c in front if c.similarity > choice.similarity), None)
-
 
 def _check_methods(methods: Iterable[str] | None) -> frozenset[str] | None:
     if methods is None:

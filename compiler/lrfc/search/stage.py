@@ -33,7 +33,7 @@ def calibrate(state) -> None:
     x = state.splits.x_calib
     with state.progress("calibrate", len(x)) as bar:
         state.tasks = capture_tasks(state.flat, {r.name: r for r in state.rows}, state.targets, x,
-                                    state.options.data_aware != "off", progress=bar.update)
+                                    state.options.fit != "off", progress=bar.update)
 
 
 # ---------------------------------------------------------------------------- score
@@ -60,7 +60,7 @@ def score_layer(state, name: str) -> list:
         else:  # weight-based baselines: one rank per method, scored for the report
             grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]
             threshold = 0.0
-        cands += score_method(task, method, grid, threshold, state.cache, opts.data_aware)
+        cands += score_method(task, method, grid, threshold, state.cache, opts.fit)
     return cands
 
 

@@ -275,37 +275,43 @@ def finetune(
         raise UserError("fine-tuning: no training samples")
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
-    probabilities = outputs_probabilities(model)
-    classes = int(model.outputs[0].shape[-1])
-    targets = _targets(y, teacher if config.distill else None, len(x), classes)
+    targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
     x = np.asarray(x, dtype=np.float32)
-
-    keras.utils.set_random_seed(config.seed)
-    steps = config.epochs * -(-len(x) // config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-    trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, probabilities),
-                    metrics=[_accuracy_metric(keras)])
-
-    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-    if validation is not None:
-        history["val_accuracy"] = []
-    validation_seconds = 0.0
-
-    def on_epoch_end(epoch: int, logs: dict | None) -> None:
-        nonlocal validation_seconds
-        row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
-        if validation is not None:
-            start = time.perf_counter()
-            row["val_accuracy"] = evaluate(model, *validation)
-            validation_seconds += time.perf_counter() - start
-        for k, v in row.items():
-            history[k].append(v)
-        if progress is not None:
-            progress(epoch, config.epochs, row)
-
+    trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size))
+    epochs = _EpochLog(model, config.epochs, validation, progress)
     start = time.perf_counter()
     trainer.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
-                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
-    seconds = time.perf_counter() - start - validation_seconds
-    return FinetuneResult(config.epochs, seconds, history)
+                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)])
+    return FinetuneResult(config.epochs, time.perf_counter() - start - epochs.validation_seconds, epochs.history)
+
+
+def _trainer(keras, model, config: FinetuneConfig, steps: int):
+    """A compiled twin of ``model`` (same layers, own compile state), seeded, with a cosine-decayed Adam."""
+    keras.utils.set_random_seed(config.seed)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, outputs_probabilities(model)),
+                    metrics=[_accuracy_metric(keras)])
+    return trainer
+
+
+class _EpochLog:
+    """The per-epoch history (validation scored on the model itself, and not counted as training time)."""
+
+    def __init__(self, model, epochs: int, validation, progress):
+        self.model, self.epochs, self.validation, self.progress = model, epochs, validation, progress
+        self.history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        if validation is not None:
+            self.history["val_accuracy"] = []
+        self.validation_seconds = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
+        row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
+        if self.validation is not None:
+            start = time.perf_counter()
+            row["val_accuracy"] = evaluate(self.model, *self.validation)
+            self.validation_seconds += time.perf_counter() - start
+        for k, v in row.items():
+            self.history[k].append(v)
+        if self.progress is not None:
+            self.progress(epoch, self.epochs, row)

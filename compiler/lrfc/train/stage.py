@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from lrfc.plan import Plan
+
+
+@dataclass(frozen=True)
+class FinetuneRecord:
+    """What the stage did: ``mode`` (oneshot, iterative, none), rounds run, epochs per round, training seconds."""
+
+    mode: str
+    rounds: int
+    epochs: int
+    seconds: float
+    distill: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def _config(state):
@@ -60,8 +76,8 @@ def finetune(state) -> None:
             with state.timer.stage("factorize"):
                 factorize(state)
     state.accuracy["compressed"] = acc
-    state.finetune = {"mode": opts.finetune, "rounds": rounds, "epochs": opts.epochs if opts.finetune != "none" else 0,
-                      "seconds": round(total_seconds, 2), "distill": bool(teacher is not None)}
+    state.finetune = FinetuneRecord(opts.finetune, rounds, opts.epochs if opts.finetune != "none" else 0,
+                                    round(total_seconds, 2), teacher is not None)
 
 
 def _iterative(state, teacher) -> tuple[float, float]:
