@@ -1,5 +1,8 @@
 """lrfc: an edge-deployment compiler for CNNs built on hybrid low-rank factorization.
 
+The Python API (``lrfc.api``, also reachable as ``lrfc.build``, ``lrfc.export``,
+``lrfc.verify``, ``lrfc.inspect``, ``lrfc.bench``) does what the CLI does.
+
 ``import lrfc`` is cheap (no TensorFlow): the CLI starts fast. It does make
 the one custom layer lrfc writes into ``.keras`` files (``TTMatrixDense``)
 known to Keras, so ``keras.saving.load_model`` opens every model lrfc wrote:
@@ -14,6 +17,17 @@ import importlib.util
 import sys
 
 __version__ = "0.1.0"
+
+_API = ("build", "export", "verify", "inspect", "bench", "BuildResult")
+
+
+def __getattr__(name: str):
+    """``lrfc.build`` and the rest of the API, imported on first use."""
+    if name in _API:
+        from lrfc import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'lrfc' has no attribute {name!r}")
 
 _KERAS_LAYERS = ("lrfc.decompose.ttm_layer",)
 

@@ -101,7 +101,8 @@ def inspect(
     trust_model: TrustModel = False,
 ):
     """List every layer: type, output shape, params, MACs, the factorizations that apply, and the input contract."""
-    from lrfc.frontend.inspect import inspect_model, render_table
+    from lrfc.api import inspect as inspect_model
+    from lrfc.frontend.inspect import render_table
 
     report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
     if as_json:
@@ -155,34 +156,38 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
-    from lrfc.options import BuildOptions
 
-    options = BuildOptions(
-        model=model, data=data, target=target, objective=objective, threshold=threshold, max_acc_drop=max_acc_drop,
+    from lrfc.api import build as build_model
+    from lrfc.errors import VerificationError
+    from lrfc.report.fmt import budget_line
+    from lrfc.report.text import summary_table
+
+    options = dict(
+        objective=objective, threshold=threshold, max_acc_drop=max_acc_drop,
         methods=_split(methods) if methods is not None else method_names(), step=step, max_sol=max_sol,
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
-        seed=seed, out=out, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
+        seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples,
         max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
         formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, input_range=input_range,
         input_mean=input_mean, input_std=input_std, channel_order=channel_order,
         allow_low_accuracy=allow_low_accuracy,
-    ).validate()
-    from lrfc.errors import VerificationError
-    from lrfc.pipeline import run_build
-    from lrfc.report.text import summary_table
-
-    from lrfc.report.fmt import budget_line
-
-    state = run_build(options, log=_warn)
+    )
+    failure = None
+    try:
+        result = build_model(model, data, target, out=out, log=_warn, **options)
+    except VerificationError as exc:  # the rest was published: show it, then exit 1
+        if not hasattr(exc, "result"):
+            raise
+        result, failure = exc.result, exc
     if as_json:
-        _emit_json(state.report)
-        _warn(f"budget: {budget_line(state.report['accuracy_budget'])}")  # the last line, whatever the output
+        _emit_json(result.report)
+        _warn(f"budget: {budget_line(result.report['accuracy_budget'])}")  # the last line, whatever the output
     else:
-        typer.echo(f"wrote {', '.join(str(p) for p in state.outputs.values())}")
-        typer.echo(summary_table(state.report))  # it ends with the accuracy budget: met, or missed by how much
-    if state.failed:
-        raise VerificationError("; ".join(a.error for a in state.failed))
+        typer.echo(f"wrote {', '.join(str(p) for p in result.outputs.values())}")
+        typer.echo(summary_table(result.report))  # it ends with the accuracy budget: met, or missed by how much
+    if failure is not None:
+        raise failure
 
 
 # ------------------------------------------------------------------ decompose
@@ -249,12 +254,13 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print export.json instead of the table.")] = False,
 ):
     """Lower a model as it is (no compression) to verified TFLite/ONNX artifacts and export.json."""
-    from lrfc.lower.export import export_model, render_table
+    from lrfc.api import export as export_model
+    from lrfc.lower.export import render_table
 
-    doc = export_model(model, target, out, formats=_split(formats), precision=precision, data=data,
-                       calib_samples=calib_samples, trust=trust_model, seed=seed,
-                       contract=_contract(input_range, input_mean, input_std, channel_order),
-                       allow_low_accuracy=allow_low_accuracy, log=_warn)
+    doc = export_model(model, target, out=out, formats=_split(formats), precision=precision, data=data,
+                       calib_samples=calib_samples, trust=trust_model, seed=seed, allow_low_accuracy=allow_low_accuracy,
+                       log=_warn, input_range=input_range, input_mean=input_mean, input_std=input_std,
+                       channel_order=channel_order)
     if as_json:
         _emit_json(doc)
     else:
@@ -282,7 +288,8 @@ def verify(
     as_json: AsJson = False,
 ):
     """Rerun the verification gate on an existing artifact, or check a report's files by their sha256. Exit 0 or 1."""
-    from lrfc.lower.check import check_report_files, render_checks, render_record, verify_artifact
+    from lrfc.api import verify as verify_artifact
+    from lrfc.lower.check import check_report_files, render_checks, render_record
 
     if report is not None:
         if artifact is not None or model is not None:
@@ -298,8 +305,8 @@ def verify(
     if artifact is None or model is None:
         raise UserError("lrfc verify takes ARTIFACT --model MODEL (or --report report.json)")
     record = verify_artifact(artifact, model, data=data, precision=precision, seed=seed, trust=trust_model,
-                             contract=_contract(input_range, input_mean, input_std, channel_order),
-                             allow_low_accuracy=allow_low_accuracy, log=_warn)
+                             allow_low_accuracy=allow_low_accuracy, log=_warn, input_range=input_range,
+                             input_mean=input_mean, input_std=input_std, channel_order=channel_order)
     _emit_json(record.to_json()) if as_json else typer.echo(render_record(record))
     if not record.passed:
         from lrfc.errors import VerificationError
@@ -333,8 +340,8 @@ def bench(
         if not os.path.isfile(path):
             raise UserError(f"{path}: no such file; expected a .tflite or .onnx file")
     from lrfc.lower.check import stale_artifacts
+    from lrfc.api import bench as run_bench
     from runtime_bench.measure import format_table
-    from runtime_bench.remote import run_bench
 
     kwargs = dict(runtime=runtime, threads=threads, runs=runs, warmup=warmup, rounds=rounds, batch=batch,
                   memory=not no_memory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from lrfc import decompose
@@ -22,8 +23,8 @@ class BuildOptions:
     ``objective=None`` means the target profile's default objective.
     """
 
-    model: str
-    data: str
+    model: str | Any                   # a path, or (the Python API) a keras.Model
+    data: str | Any                    # a --data spec, or (the Python API) arrays
     target: str = "host"
     objective: str | None = None
     threshold: float = 0.92
@@ -59,6 +60,18 @@ class BuildOptions:
     input_std: str | None = None
     channel_order: str | None = None
     allow_low_accuracy: bool = False   # go on when the original scores at chance on the data (a warning instead)
+
+    @property
+    def model_name(self) -> str:
+        """The model as reports name it: its path, or a keras.Model's name."""
+        return str(self.model) if isinstance(self.model, (str, Path)) else getattr(self.model, "name", "model")
+
+    @property
+    def data_name(self) -> str:
+        """The data as reports name it."""
+        from lrfc.frontend.data import source_name
+
+        return source_name(self.data)
 
     def given_contract(self):
         """The input contract the flags state, or None to infer it from the model."""
@@ -114,8 +127,10 @@ class BuildOptions:
             raise UserError(f"--identity-file: no such file: {self.identity_file}")
         if self.train_samples is not None and self.train_samples < 1:
             bad("--train-samples", self.train_samples, "a positive integer")
-        if not Path(self.model).exists():
+        if isinstance(self.model, (str, Path)) and not Path(self.model).exists():
             raise UserError(f"model not found: {self.model}")
+        if not isinstance(self.model, (str, Path)) and not hasattr(self.model, "inputs"):
+            raise UserError(f"model: received a {type(self.model).__name__}; expected a path or a keras.Model")
         check_data_spec(self.data)
         self.given_contract()
         if self.plan is not None and not Path(self.plan).exists():
@@ -126,9 +141,9 @@ class BuildOptions:
         return self
 
 
-def check_data_spec(spec: str) -> None:
-    """A missing ``--data`` path fails here, before TensorFlow loads (20-30 s), not after."""
+def check_data_spec(spec) -> None:
+    """A missing ``--data`` path fails here, before TensorFlow loads (20-30 s), not after (arrays pass)."""
     from lrfc.frontend.data import BUILTIN
 
-    if spec not in BUILTIN and not Path(spec).exists():
+    if isinstance(spec, str) and spec not in BUILTIN and not Path(spec).exists():
         raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")

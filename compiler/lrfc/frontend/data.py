@@ -273,6 +273,27 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, min_samples: i
     return y
 
 
+def _arrays(spec):
+    """``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping with those keys, from the Python API."""
+    if isinstance(spec, dict):
+        if "x" not in spec or "y" not in spec:
+            raise UserError(f"data: a mapping needs 'x' and 'y' (and optionally 'x_test', 'y_test'); received {sorted(spec)}")
+        return spec["x"], spec["y"], spec.get("x_test"), spec.get("y_test")
+    if isinstance(spec, (tuple, list)) and len(spec) in (2, 4):
+        x, y, *test = spec
+        return (x, y, *test) if test else (x, y, None, None)
+    raise UserError(f"data: received a {type(spec).__name__}; expected a --data string, (x, y), (x, y, x_test, y_test) "
+                    "or a mapping with x and y")
+
+
+def source_name(spec) -> str:
+    """How a data source is named in reports: the ``--data`` string, or ``arrays (N samples)``."""
+    if isinstance(spec, str):
+        return spec
+    x = spec["x"] if isinstance(spec, dict) and "x" in spec else (spec[0] if isinstance(spec, (tuple, list)) and spec else None)
+    return f"arrays ({len(x):,} samples)" if x is not None and hasattr(x, "__len__") else "arrays"
+
+
 def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where: str) -> tuple[np.ndarray, str]:
     """Source values -> unit values -> the input shape -> the model's values; and what the source values were."""
     unit, values = to_unit(x, where)
@@ -284,13 +305,14 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
     return (unit if values.startswith("as given") else contract.apply(unit)), values
 
 
-def load_data(spec: str, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
+def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
               min_samples: int = 10) -> Dataset:
     """Load ``--data`` and map it onto a model input.
 
     Args:
         spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``
-            path, or a directory of images in class subfolders.
+            path, a directory of images in class subfolders, or (the Python
+            API) arrays: ``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping.
         input_shape: the model input without the batch axis.
         num_classes: the model's number of classes, to validate labels.
         contract: how unit pixel values become the model's input values
@@ -303,7 +325,10 @@ def load_data(spec: str, input_shape: tuple, num_classes: int | None = None, con
     contract = contract or InputContract(reason="the default")
     x_test = y_test = classes = None
     notes: list[str] = []
-    if spec == "fashion-mnist":
+    if not isinstance(spec, str):  # the Python API: arrays in memory
+        x, y, x_test, y_test = _arrays(spec)
+        spec = source_name(spec)
+    elif spec == "fashion-mnist":
         x, y, x_test, y_test = read_fashion_mnist()
     elif spec == "digits":
         from sklearn.datasets import load_digits

@@ -124,11 +124,17 @@ def load_model(path: str | Path, trust: bool = False):
     return model
 
 
-def load_flat(path: str | Path, trust: bool = False, input_shape: tuple[int, ...] | None = None):
-    """Load a model file and flatten nested models into one Functional graph (``frontend.graph.rebuild``)."""
+def load_flat(source, trust: bool = False, input_shape: tuple[int, ...] | None = None):
+    """A model file (or, from the Python API, a keras.Model) flattened into one Functional graph.
+
+    The flattened copy shares the given model's layers (``frontend.graph.rebuild``); lrfc never changes them.
+    """
     from lrfc.common.quiet import import_keras
 
-    import_keras()
+    keras = import_keras()
     from lrfc.frontend.graph import rebuild
 
-    return rebuild(load_model(path, trust=trust), input_shape=input_shape)
+    model = load_model(source, trust=trust) if isinstance(source, (str, Path)) else source
+    if not isinstance(model, keras.Model):
+        raise UserError(f"model: received a {type(model).__name__}; expected a path or a keras.Model")
+    return rebuild(model, input_shape=input_shape)

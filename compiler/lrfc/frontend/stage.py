@@ -31,7 +31,7 @@ def load_inputs(options, model, log):
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
                               allow_low=options.allow_low_accuracy, log=log)
     log(f"input: {ds.values} -> {contract.describe()}")
-    log(f"data: {options.data}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
+    log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
     for note in (*ds.notes, *splits.notes):
         log(f"lrfc: warning: {note}")
     error = validation_resolution(accuracy, len(splits.x_val))
@@ -51,7 +51,7 @@ def _given_plan(options, targets: dict):
     plan = Plan.load(options.plan)
     for choice in plan.choices:
         if choice.layer not in targets:
-            raise UserError(f"{options.plan}: layer {choice.layer!r} is not a factorizable layer of {options.model} "
+            raise UserError(f"{options.plan}: layer {choice.layer!r} is not a factorizable layer of {options.model_name} "
                             f"(with --methods {','.join(options.methods)})")
         check_choice(targets[choice.layer], choice)
     return plan
@@ -74,11 +74,11 @@ def load(state) -> None:
     state.flat = load_flat(opts.model, opts.trust_model)
     state.rows = describe_model(state.flat)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
-        raise UserError(f"{opts.model}: lrfc build takes a single-input, single-output classifier")
+        raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier")
     methods = set(opts.methods)
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
     if not state.targets:
-        raise UserError(f"{opts.model}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
+        raise UserError(f"{opts.model_name}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
     state.contract, dataset, state.splits, state.accuracy["original"] = load_inputs(opts, state.flat, state.log)

@@ -1,11 +1,11 @@
-"""Lowering: Keras models to deployable files, one module and one entry function per target.
+"""Lowering: Keras models to deployable files, one module and one entry function per format.
 
 * ``tflite.export_tflite``: TFLite (LiteRT) at fp32, fp16 or full int8;
 * ``onnx.export_onnx`` / ``onnx.quantize_onnx_int8``: ONNX (opset 17) and
   its ONNX Runtime QDQ int8 form;
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
-* ``artifacts.lower``: export + verify + publish, the entry point the
-  compiler and ``lrfc export`` (``artifacts.export_model``) use.
+* ``artifacts.lower``: export + gate per format (the formats are independent);
+* ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).
 
 Submodules are imported on use: importing this package loads no TensorFlow.
 """

@@ -70,7 +70,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     fmt = artifact_format(path)
     if precision is not None and precision not in PRECISIONS:
         raise UserError(f"--precision: received {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    if not Path(model_path).exists():
+    if isinstance(model_path, (str, Path)) and not Path(model_path).exists():
         raise UserError(f"model not found: {model_path}")
     if data is not None:
         check_data_spec(data)

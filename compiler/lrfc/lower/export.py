@@ -146,7 +146,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                                log=log)
         records = lower(model, output.staging, precision=precision, formats=formats, calibration=samples.calibration,
                         verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path)
-        doc = {"model": str(model_path), "target": profile.name, "precision": precision, "formats": list(formats),
+        doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}
         if profile.requires_full_int8:
@@ -179,7 +179,7 @@ def _checked(model_path, target: str, formats, precision, data, calib_samples: i
         raise UserError("--data is required for int8 (calibration samples)")
     if data is not None:
         check_data_spec(data)
-    if not Path(model_path).exists():
+    if isinstance(model_path, (str, Path)) and not Path(model_path).exists():
         raise UserError(f"model not found: {model_path}")
     return profile, precision, formats
 

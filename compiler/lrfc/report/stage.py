@@ -46,7 +46,7 @@ def build_report(state) -> dict:
     total_macs_before, total_macs_after = state.mac_totals()
     costs = state.pricer.info.to_json() if state.pricer is not None else None
     return {
-        "model": opts.model, "data": opts.data, "target": state.profile.name, "objective": state.objective,
+        "model": opts.model_name, "data": opts.data_name, "target": state.profile.name, "objective": state.objective,
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
         "seed": opts.seed, "step": opts.step, "rank_selection": opts.rank_selection,
         "methods": list(opts.methods),
