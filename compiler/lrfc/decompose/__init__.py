@@ -1,7 +1,7 @@
 """Low-rank factorizations of Conv and Dense layers, one module per method, named in one registry.
 
-Every method module has the same small surface (the contract test in
-tests/test_decompose_contract.py runs each registry entry through it):
+Every method module has the same small surface (tests/test_chain_export.py
+runs each registry entry's chain through both runtimes, whatever it holds):
 
   NAME: str                      registry key ("tucker", "cp", ...)
   KIND: "conv" | "dense"         what it factorizes; dense methods also take

@@ -90,7 +90,7 @@ def truncate_pair(prepared: PairPrepared, ranks) -> Factors:
                    prepared.bias, prepared.data_aware)
 
 
-def pair_stages(factors: Factors, geom, activation: str | None) -> list[Stage]:
+def pair_stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]:
     """Two dense stages, or two 1x1 conv stages for a pointwise convolution."""
     view = dense_view(geom)
     a, b = (np.asarray(x, np.float32) for x in factors.arrays)
@@ -111,3 +111,8 @@ def dense_matrix(kernel: np.ndarray, geom) -> np.ndarray:
     if tuple(kernel.shape) not in (shape, (1, 1, *shape)):
         raise ValueError(f"kernel shape {kernel.shape} does not match the geometry, expected {shape} or {(1, 1, *shape)}")
     return np.asarray(kernel, dtype=np.float64).reshape(shape)
+
+
+def matrix_baseline(kernel, geom, rank_of) -> tuple[int]:
+    """The pair methods' rank from the weights alone: ``rank_of`` the (in, out) matrix."""
+    return (rank_of(dense_matrix(kernel, geom)),)

@@ -32,23 +32,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
-from lrfc.decompose.dense_chain import (PairPrepared, dense_kernel, dense_matrix, dense_view, input_whitener, pair_cost,
-                                        pair_max_ranks, pair_stages, truncate_pair)
+from lrfc.decompose.base import LayerStats, LayerWeights
+from lrfc.decompose.dense_chain import (PairPrepared, dense_kernel, dense_view, input_whitener, pair_cost,
+                                        matrix_baseline, pair_max_ranks, pair_stages, truncate_pair)
 
 NAME = "qr"
 KIND = "dense"
 NUM_RANKS = 1
-
-
-def max_ranks(geom) -> tuple[int]:
-    """``(min(in, out),)``."""
-    return pair_max_ranks(geom)
-
-
-def cost(geom, ranks: tuple[int, ...]) -> Cost:
-    """Closed-form params and MACs at ``ranks = (R,)`` (the same chain as svd)."""
-    return pair_cost(geom, ranks)
 
 
 def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> PairPrepared:
@@ -65,16 +55,9 @@ def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> Pai
     return PairPrepared(NAME, left, right, bias, white is not None, r.shape[0])
 
 
-def truncate(prepared: PairPrepared, ranks) -> Factors:
-    """``A = Q[:, :R]`` (un-whitened when data-aware), ``B = (R_ P^T)[:R]``."""
-    return truncate_pair(prepared, ranks)
-
-
-def stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]:
-    """Dense in->R (no bias), Dense R->out (+bias, activation); 1x1 convs for a pointwise conv."""
-    return pair_stages(factors, geom, activation)
-
-
-def baseline(kernel, geom, rank_of) -> tuple[int]:
-    """The rank from the weights alone: ``rank_of`` the (in, out) matrix."""
-    return (rank_of(dense_matrix(kernel, geom)),)
+# The rest of the method surface is the two-matrix chain both dense pair methods share (dense_chain).
+max_ranks = pair_max_ranks
+cost = pair_cost
+truncate = truncate_pair
+stages = pair_stages
+baseline = matrix_baseline

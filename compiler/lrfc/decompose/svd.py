@@ -28,38 +28,22 @@ Rank reuse: ``prepare`` does the one SVD (and the whitening) and keeps the
 full-rank ``A`` and ``B``; the columns are ordered by singular value, so
 ``truncate`` only slices the leading R.
 
-This module also holds what the three dense methods (svd, qr, ttm) share:
-the dense view of a pointwise convolution, the kernel check, the whitener of
-the input moment, and the two-layer chain (its cost, truncation and stages;
-qr reuses all of them).
+What the dense methods share (the dense view of a pointwise convolution,
+the kernel check, the input whitener, and the two-layer chain's cost,
+truncation and stages, which qr uses too) is in ``dense_chain``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
-from lrfc.decompose.dense_chain import (PairPrepared, dense_kernel, dense_matrix, dense_view, input_whitener, pair_cost,
-                                        pair_max_ranks, pair_stages, truncate_pair)
+from lrfc.decompose.base import LayerStats, LayerWeights
+from lrfc.decompose.dense_chain import (PairPrepared, dense_kernel, dense_view, input_whitener, pair_cost,
+                                        matrix_baseline, pair_max_ranks, pair_stages, truncate_pair)
 
 NAME = "svd"
 KIND = "dense"
 NUM_RANKS = 1
-
-
-# --- shared by svd, qr and ttm ----------------------------------------------------------------
-
-
-# --- the svd method ---------------------------------------------------------------------------
-
-def max_ranks(geom) -> tuple[int]:
-    """``(min(in, out),)``."""
-    return pair_max_ranks(geom)
-
-
-def cost(geom, ranks: tuple[int, ...]) -> Cost:
-    """Closed-form params and MACs at ``ranks = (R,)``."""
-    return pair_cost(geom, ranks)
 
 
 def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> PairPrepared:
@@ -77,16 +61,9 @@ def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> Pai
     return PairPrepared(NAME, left, root[:, None] * vt, bias, white is not None, len(s))
 
 
-def truncate(prepared: PairPrepared, ranks) -> Factors:
-    """``A = left[:, :R]``, ``B = right[:R]``."""
-    return truncate_pair(prepared, ranks)
-
-
-def stages(factors: Factors, geom, activation: str | None = None) -> list[Stage]:
-    """Dense in->R (no bias), Dense R->out (+bias, activation); 1x1 convs for a pointwise conv."""
-    return pair_stages(factors, geom, activation)
-
-
-def baseline(kernel, geom, rank_of) -> tuple[int]:
-    """The rank from the weights alone: ``rank_of`` the (in, out) matrix."""
-    return (rank_of(dense_matrix(kernel, geom)),)
+# The rest of the method surface is the two-matrix chain both dense pair methods share (dense_chain).
+max_ranks = pair_max_ranks
+cost = pair_cost
+truncate = truncate_pair
+stages = pair_stages
+baseline = matrix_baseline
