@@ -93,16 +93,16 @@ def parse_device(url: str) -> SshDevice:
     """
     if not isinstance(url, str) or not url.startswith("ssh://"):
         raise ValueError(f"device {url!r}: expected a URL like ssh://user@host:port (only ssh:// is supported)")
-    match = _URL.match(url)
+    match = _URL.fullmatch(url)
     if not match:
         raise ValueError(f"device {url!r}: expected ssh://[user@]host[:port] with nothing after the port")
     user, host, port = match.group("user"), match.group("host"), match.group("port")
     if not host:
         raise ValueError(f"device {url!r}: the host is empty")
-    if host.startswith("-") or not _HOST.match(host):
+    if host.startswith("-") or not _HOST.fullmatch(host):
         raise ValueError(f"device {url!r}: host {host!r} is not a host name or IP address "
                          "(letters, digits, '.', '-', '_'; not starting with '-')")
-    if user is not None and (user.startswith("-") or not _USER.match(user)):
+    if user is not None and (user.startswith("-") or not _USER.fullmatch(user)):
         raise ValueError(f"device {url!r}: user {user!r} is not a plain login name (letters, digits, '.', '-', '_')")
     if port is None or port == "":
         number = 22
@@ -168,7 +168,7 @@ def describe_remote(device, runtime: str = "litert", *, python: str = "python3",
 
 def _run_agent(device: "SshDevice", paths: list, argv: list, python: str, identity, ssh_options, timeout) -> dict:
     """Ship the agent and ``paths`` over one ssh session, run it with ``argv``, parse its JSON."""
-    if not _PYTHON.match(python) or python.startswith("-"):
+    if not _PYTHON.fullmatch(python) or python.startswith("-"):
         raise ValueError(f"python {python!r} is not a plain executable name or path")
     if identity is not None and not os.path.isfile(identity):
         raise FileNotFoundError(f"identity file {identity}: no such file")

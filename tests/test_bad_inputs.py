@@ -148,8 +148,9 @@ CASES = [
      2, "not an SQLite file"),
     ("cost-db-is-a-folder", lambda f: _build(f, "--cost-db", str(f.root / "cost_dir")), 2, "is a folder"),
     # --- options
-    ("device-trailing-newline", lambda f: _build(f, "--device", "ssh://user@host\n"), 2, "--device"),
-    ("device-bad-scheme", lambda f: _build(f, "--device", "http://host"), 2, "--device"),
+    ("device-trailing-newline", lambda f: _build(f, "--device", "ssh://user@host\n"), 2,
+     "host 'host\\n' is not a host name or IP address"),
+    ("device-bad-scheme", lambda f: _build(f, "--device", "http://host"), 2, "only ssh:// is supported"),
     ("identity-file-missing", lambda f: _build(f, "--device", "ssh://u@h", "--identity-file", str(f.root / "nokey")),
      2, "--identity-file: no such file"),
     ("plan-missing", lambda f: _build(f, "--plan", str(f.root / "noplan.json")), 2, "plan not found"),

@@ -77,7 +77,8 @@ def test_second_build_is_deterministic_and_served_by_the_cache(first_build, tiny
 def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
     root, cache, report = first_build
     res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--plan", str(root / "a" / "plan.json"),
-                  "--finetune", "none", "--calib-samples", "200", "--out", str(root / "c"), "--cache-dir", str(cache), "--json")
+                  "--finetune", "none", "--calib-samples", "200", "--bench-runs", "0", "--formats", "tflite",
+                  "--out", str(root / "c"), "--cache-dir", str(cache), "--json")
     assert res.returncode == 0, res.stderr
     rebuilt = json.loads(res.stdout)
     assert json.loads((root / "c" / "plan.json").read_text()) == json.loads((root / "a" / "plan.json").read_text())
@@ -152,7 +153,8 @@ def test_options_fail_fast(tiny_model_path, overrides, message):
 @pytest.mark.parametrize("rule", ["vbmf", "energy"])
 def test_weight_based_rank_selection_baselines(tiny_model_path, tmp_path, rule):
     res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--rank-selection", rule, "--finetune", "none",
-                  "--calib-samples", "200", "--methods", "tucker,svd", "--no-cache", "--out", str(tmp_path / rule), "--json")
+                  "--calib-samples", "200", "--methods", "tucker,svd", "--no-cache", "--bench-runs", "0", "--formats", "tflite",
+                  "--out", str(tmp_path / rule), "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["rank_selection"] == rule

@@ -112,3 +112,21 @@ def test_roofline_is_compute_or_memory_bound():
     ms = estimate_ms((1024,), small, peak_gops=1000.0, bandwidth_gbps=100.0, precision="fp32")
     assert ms == pytest.approx(1e3 * 4 * (1024 + 1024 + 1024 * 1024) / 100e9)
     assert estimate_ms((1024,), small, 1000.0, 100.0, "int8") == pytest.approx(ms / 4)
+
+
+def test_lrfcs_own_cost_database_is_set_aside_when_corrupt_and_a_users_is_not(tmp_path):
+    from lrfc.cost.costdb import CostDB
+    from lrfc.errors import UserError
+
+    path = tmp_path / "costs.sqlite"
+    path.write_bytes(b"not a database " * 100)
+    warnings = []
+    with CostDB(path, owned=True, log=warnings.append) as db:
+        assert db.count() == 0
+    assert len(warnings) == 1 and "was corrupt" in warnings[0]
+    assert [p.read_bytes()[:15] for p in tmp_path.glob("costs.sqlite.corrupt-*")] == [b"not a database "]
+    mine = tmp_path / "mine.db"
+    mine.write_bytes(b"a user's file")
+    with pytest.raises(UserError, match="not an SQLite file"):
+        CostDB(mine, owned=False)
+    assert mine.read_bytes() == b"a user's file"  # never moved or changed

@@ -96,7 +96,7 @@ class BuildState:
     contract: InputContract | None = None    # how data values reach the model
     data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
     splits: Splits | None = None
-    accuracy: dict[str, float] = field(default_factory=dict)  # "original", then "compressed"
+    original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
     cache: Cache | None = None
     # calibrate, score, price, select
     tasks: dict[str, LayerTask] = field(default_factory=dict)
@@ -110,6 +110,7 @@ class BuildState:
     # factorize, finetune
     compressed: keras.Model | None = None
     finetune: FinetuneRecord | None = None
+    compressed_accuracy: float = 0.0        # top-1 on the validation split, after the last round
     # lower, benchmark, report
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     benchmarks: Benchmarks | None = None

@@ -81,7 +81,7 @@ def load(state) -> None:
         raise UserError(f"{opts.model_name}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
-    state.contract, dataset, state.splits, state.accuracy["original"] = load_inputs(opts, state.flat, state.log)
+    state.contract, dataset, state.splits, state.original_accuracy = load_inputs(opts, state.flat, state.log)
     if opts.finetune == "none":
         state.log(f"fine-tune: none, so the top-1 drop is measured and reported against --max-acc-drop "
                   f"{opts.max_acc_drop:g} but not recovered")

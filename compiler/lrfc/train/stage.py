@@ -67,7 +67,7 @@ def finetune(state) -> None:
             rounds += 1
             acc, seconds = _oneshot_round(state, teacher)
             total_seconds += seconds
-            drop = 100.0 * (state.accuracy["original"] - acc)
+            drop = 100.0 * (state.original_accuracy - acc)
             state.log(f"round {rounds}: accuracy {100 * acc:.2f}% (drop {drop:.2f} points)")
             if drop <= opts.max_acc_drop or rounds >= opts.max_rounds or not state.plan.choices:
                 break
@@ -75,7 +75,7 @@ def finetune(state) -> None:
                 break
             with state.timer.stage("factorize"):
                 factorize(state)
-    state.accuracy["compressed"] = acc
+    state.compressed_accuracy = acc
     state.finetune = FinetuneRecord(opts.finetune, rounds, opts.epochs if opts.finetune != "none" else 0,
                                     round(total_seconds, 2), teacher is not None)
 
