@@ -40,9 +40,9 @@ def test_build_takes_a_keras_model_and_arrays(tiny_model_path, keras, tmp_path):
                         formats=("tflite",), out=tmp_path / "out", cache_dir=str(tmp_path / "cache"), log=lambda m: None)
     assert isinstance(result, lrfc.BuildResult) and isinstance(result.model, keras.Model)
     assert result.report["data"] == "arrays (3,000 samples)" and result.report["model"] == model.name
-    assert result.report["input"]["data_values"] == "uint8 0..255" and result.report["splits"]["validation"] == 2000
+    assert result.report["input"]["data_values"] == "uint8 0..255" and result.report["splits"]["test"] == 2000
     expected = float(np.mean(model.predict(x_test[:2000, ..., None] / np.float32(255), verbose=0).argmax(1) == y_test[:2000]))
-    assert result.report["original"]["accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert result.report["original"]["test_accuracy"] == pytest.approx(expected, abs=1e-6)
     assert set(result.outputs) >= {"model.keras", "model.tflite", "report.json"} and not result.failed
     assert result.plan.choices and result.report["compressed"]["params"] < result.report["original"]["params"]
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the caller's model is untouched

@@ -1,7 +1,7 @@
-"""A golden build: the reorganised code gives the same plan, candidates and report keys as before.
+"""A golden build: a fixed model and command give the same plan, candidates and report keys as recorded.
 
-The fixture (tests/fixtures/golden/, see its README) was written by the code before the package was
-reorganised; this build must reproduce it. Report keys may grow, never shrink.
+The fixture (tests/fixtures/golden/, see its README) guards against changes that alter a plan without meaning
+to; one that means to rewrites the fixture and says so. Report keys may grow, never shrink.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def test_same_candidates_and_costs_as_before(golden_build):
         assert new["similarity"] == pytest.approx(old["similarity"], abs=1e-4)
     assert {k: report["compressed"][k] for k in ("params", "macs")} == golden["compressed"]
     assert report["original"]["accuracy"] == pytest.approx(golden["original"]["accuracy"], abs=1e-9)
+    assert report["original"]["test_accuracy"] == pytest.approx(golden["original"]["test_accuracy"], abs=1e-9)
 
 
 def test_report_keeps_every_key_it_had(golden_build):

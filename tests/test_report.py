@@ -119,7 +119,7 @@ def test_summary_table_totals_and_percentages(report):
     assert re.search(r"3 layers\s+2 factorized\s+421,642 -> 56,458\s+4,241,152 -> 755,968$", total)
     # 1 - 56,458/421,642 = 86.6098%; 1 - 755,968/4,241,152 = 82.1754%
     assert "removed     86.6% of params, 82.2% of MACs" in lines
-    assert "accuracy    91.34% -> 90.71% (drop 0.63 points)" in lines
+    assert "accuracy    91.34% -> 90.71% (drop 0.63 points) on validation" in lines
     assert "cost        MACs counted analytically (objective flops)" in lines
     assert "fine-tune   oneshot, 1 round x 10 epochs, distillation, 84.2s" in lines
     assert "memory      peak 1894 MiB resident, in score" in lines
@@ -149,7 +149,7 @@ def test_summary_names_the_cost_source(report, source, objective, expected):
 
 def test_summary_without_accuracy(report):
     report["original"]["accuracy"] = report["compressed"]["accuracy"] = None
-    assert "accuracy    not evaluated (no data given)" in summary_table(report).splitlines()
+    assert "accuracy    not evaluated (no data given) on validation" in summary_table(report).splitlines()
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

@@ -121,7 +121,7 @@ def build(
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = "host",
     objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = 0.92,
-    max_acc_drop: Annotated[float, typer.Option(help="Largest accepted top-1 drop, in points, before recovery rounds.")] = 1.0,
+    max_acc_drop: Annotated[float, typer.Option(help="Largest top-1 drop on the validation split, in points: the published model stays within it (the original, when no plan does).")] = 1.0,
     methods: Annotated[Optional[str], typer.Option(help=f"Comma list of methods to try (default: all of {', '.join(method_names())}).")] = None,
     step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = 2.0,
     max_sol: Annotated[int, typer.Option(help="Whole-model solutions kept in the report.")] = 5,
@@ -133,7 +133,7 @@ def build(
     data_aware: Annotated[str, typer.Option(help="auto (keep the better fit per rank), on or off.")] = "auto",
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning (off: it did not measurably help here).")] = False,
     train_samples: Annotated[Optional[int], typer.Option(help="Use at most this many training samples for fine-tuning.")] = None,
-    max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds at most (recovery included).")] = 4,
+    max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds of the budget search, at most.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of splits, factorizations and training.")] = 0,
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (its results are replaced as one set at the end).")] = "lrfc-out",
@@ -153,6 +153,12 @@ def build(
     input_std: InputStd = None,
     channel_order: ChannelOrder = None,
     allow_low_accuracy: AllowLow = False,
+    allocation: Annotated[str, typer.Option(help="global (each candidate's measured end-to-end effect, allocated under one budget) or threshold (the paper's uniform similarity threshold).")] = "global",
+    min_similarity: Annotated[float, typer.Option(help="Global allocation: the lowest feature-map similarity a candidate may have.")] = 0.8,
+    time_budget: Annotated[Optional[float], typer.Option(help="Minutes for the whole build: the budget search stops trying plans when they would run out.")] = None,
+    reconstruct: Annotated[bool, typer.Option("--reconstruct/--no-reconstruct", help="Refit each factorized layer's last factor to the original layer's output (before fine-tuning).")] = True,
+    bn_reestimate: Annotated[bool, typer.Option("--bn-reestimate/--no-bn-reestimate", help="Re-estimate BatchNorm statistics on the calibration data after factorizing.")] = True,
+    patience: Annotated[int, typer.Option(help="Fine-tuning stops after this many epochs without a better validation accuracy.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
@@ -171,7 +177,8 @@ def build(
         formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, input_range=input_range,
         input_mean=input_mean, input_std=input_std, channel_order=channel_order,
-        allow_low_accuracy=allow_low_accuracy,
+        allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
+        time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience,
     )
     failure = None
     try:

@@ -13,6 +13,7 @@ from lrfc.objectives import OBJECTIVES
 
 FINETUNE_MODES = ("oneshot", "iterative", "none")
 RANK_SELECTIONS = ("similarity", "vbmf", "energy")
+ALLOCATIONS = ("global", "threshold")
 FITS = ("auto", "on", "off")  # --data-aware; a choice's own data_aware is a bool
 
 
@@ -60,6 +61,12 @@ class BuildOptions:
     input_std: str | None = None
     channel_order: str | None = None
     allow_low_accuracy: bool = False   # go on when the original scores at chance on the data (a warning instead)
+    allocation: str = "global"         # global (measured end-to-end effect, Lagrangian) or threshold (the paper's)
+    min_similarity: float = 0.8        # global allocation: candidates below this feature-map similarity are not offered
+    time_budget: float | None = None   # minutes for the whole build; the budget search stops when they run out
+    reconstruct: bool = True           # refit each factorized layer's last factor to the original's output
+    bn_reestimate: bool = True         # BatchNorm statistics re-estimated on calibration data after factorizing
+    patience: int = 2                  # fine-tuning: epochs without a better validation accuracy before stopping
 
     @property
     def model_name(self) -> str:
@@ -104,9 +111,15 @@ class BuildOptions:
             bad("--data-aware", self.fit, f"one of {', '.join(FITS)}")
         if not (0 < self.energy <= 1):
             bad("--energy", self.energy, "a fraction in (0, 1]")
+        if self.allocation not in ALLOCATIONS:
+            bad("--allocation", self.allocation, f"one of {', '.join(ALLOCATIONS)}")
+        if not (isinstance(self.min_similarity, (int, float)) and 0 <= self.min_similarity <= 1):
+            bad("--min-similarity", self.min_similarity, "a number in [0, 1]")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
+            bad("--time-budget", self.time_budget, "minutes, a positive number")
         for flag, value, low in (("--max-sol", self.max_sol, 1), ("--calib-samples", self.calib_samples, 1),
                                  ("--epochs", self.epochs, 0), ("--max-rounds", self.max_rounds, 1),
-                                 ("--batch-size", self.batch_size, 1)):
+                                 ("--batch-size", self.batch_size, 1), ("--patience", self.patience, 1)):
             if not isinstance(value, int) or value < low:
                 bad(flag, value, f"an integer >= {low}")
         if not isinstance(self.bench_runs, int) or self.bench_runs < 0:

@@ -40,8 +40,10 @@ if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stag
     from lrfc.lower.records import ArtifactRecord
     from lrfc.search.cache import Cache
     from lrfc.search.scoring import LayerTask
+    from lrfc.search.allocate import Level
     from lrfc.search.select import Candidate, Solution
     from lrfc.targets import Profile
+    from lrfc.train.contract import BudgetSearch
     from lrfc.train.stage import FinetuneRecord
 
 
@@ -107,10 +109,15 @@ class BuildState:
     chosen: dict[str, Candidate | None] = field(default_factory=dict)  # None: kept
     plan: Plan | None = None
     solutions: list[Solution] = field(default_factory=list)
+    levels: list[Level] = field(default_factory=list)  # the compression ladder, most compressed first
+    enforce_budget: bool = True              # False for a fixed plan (--plan, weight-based ranks)
+    level: int | None = None                 # the rung the model is made of
+    budget: BudgetSearch | None = None       # the factorize and finetune stages' search along the ladder
     # factorize, finetune
     compressed: keras.Model | None = None
     finetune: FinetuneRecord | None = None
-    compressed_accuracy: float = 0.0        # top-1 on the validation split, after the last round
+    compressed_accuracy: float = 0.0        # the published model's top-1 on the validation split
+    test_accuracy: tuple = (None, None)      # original's and published model's top-1 on the data's test split
     # lower, benchmark, report
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     benchmarks: Benchmarks | None = None
@@ -123,9 +130,13 @@ class BuildState:
         return [a for a in self.artifacts if not a.passed]
 
     def mac_totals(self) -> tuple[int, int]:
-        """MACs of one sample through the original model and through the one the plan makes."""
+        """MACs of one sample through the original model and through the one the chosen plan makes."""
+        return self.mac_totals_of(self.chosen)
+
+    def mac_totals_of(self, choices: dict) -> tuple[int, int]:
+        """MACs of one sample through the original model and through the one ``choices`` make."""
         before = sum(r.macs for r in self.rows)
-        return before, before + sum(c.macs - self.tasks[n].info.macs for n, c in self.chosen.items() if c is not None)
+        return before, before + sum(c.macs - self.tasks[n].info.macs for n, c in choices.items() if c is not None)
 
     def progress(self, label: str, total: int):
         """A progress bar for a long loop inside a stage."""

@@ -16,10 +16,10 @@ def priced(state) -> bool:
 
 
 def price_layers(state, names) -> None:
-    """Latency of each layer's original and of its candidates that pass the base threshold.
+    """Latency of each layer's original and of its candidates at or above where the walk starts passing.
 
-    Candidates under the base threshold can never be chosen (layer thresholds
-    only rise), so they are not priced; ones priced before keep their price.
+    Candidates below it are never offered to the allocation, so they are not
+    priced; ones priced before keep their price.
     """
     from lrfc import decompose
     from lrfc.cost.latency import Chain
@@ -27,7 +27,9 @@ def price_layers(state, names) -> None:
     from lrfc.geometry import chain_rank
     from lrfc.search.scoring import original_stage, prepared_for
 
-    base = state.options.threshold if state.options.rank_selection == "similarity" else 0.0
+    from lrfc.search.stage import walk_threshold
+
+    base = walk_threshold(state.options) if state.options.rank_selection == "similarity" else 0.0
     chains = {}
     for name in names:
         task = state.tasks[name]

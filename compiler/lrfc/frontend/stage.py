@@ -82,8 +82,5 @@ def load(state) -> None:
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
     state.contract, dataset, state.splits, state.original_accuracy = load_inputs(opts, state.flat, state.log)
-    if opts.finetune == "none":
-        state.log(f"fine-tune: none, so the top-1 drop is measured and reported against --max-acc-drop "
-                  f"{opts.max_acc_drop:g} but not recovered")
     state.data_values = dataset.values
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)

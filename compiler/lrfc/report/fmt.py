@@ -80,8 +80,9 @@ def splits_line(splits: dict) -> str:
     """Calibration / training / validation sample counts, and where validation came from."""
     source = {"test split": "the data's test split", "held out": "held out from the data"}.get(
         splits.get("validation_source"), splits.get("validation_source") or "?")
+    test = f", {splits['test']:,} test (reported only)" if splits.get("test") else ""
     return (f"{splits['calibration']:,} calibration, {splits['train']:,} training, {splits['validation']:,} "
-            f"validation samples ({source})")
+            f"validation samples ({source}){test}")
 
 
 def input_line(contract: dict) -> str:
@@ -103,5 +104,5 @@ def budget_line(budget: dict) -> str:
     verdict = (f"met: drop {drop:.2f} points within --max-acc-drop {limit:g}" if budget["met"] else
                f"MISSED by {drop - limit:.2f} points: drop {drop:.2f} against --max-acc-drop {limit:g}")
     if not budget.get("enforced", True):
-        verdict += " (--finetune none: measured, not enforced)"
+        verdict += " (a fixed plan: measured, not enforced)"
     return f"{verdict}, on {budget['validation_samples']:,} validation samples"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 
-def accuracy_budget(options, original: float, compressed: float, validation_samples: int) -> dict:
-    """``--max-acc-drop`` against the measured drop: ``{max_drop, drop, met, validation_samples, enforced}``.
+def accuracy_budget(options, original: float, compressed: float, validation_samples: int, enforced: bool) -> dict:
+    """``--max-acc-drop`` against the published model's drop: ``{max_drop, drop, met, validation_samples, enforced}``.
 
-    ``enforced`` is False under ``--finetune none``: no round could recover a
-    drop, so the budget is measured and reported, not held.
+    ``enforced`` is False for a fixed plan (``--plan``, weight-based ranks,
+    the iterative baseline): its budget is measured and reported, not held.
     """
     drop = round(100.0 * (original - compressed), 4)
     return {"max_drop": options.max_acc_drop, "drop": drop, "met": drop <= options.max_acc_drop + 1e-9,
-            "validation_samples": int(validation_samples), "enforced": options.finetune != "none"}
+            "validation_samples": int(validation_samples), "enforced": bool(enforced)}
 
 
 def build_report(state) -> dict:
@@ -53,12 +53,14 @@ def build_report(state) -> dict:
         "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
         "costs": costs,
         "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
-                     "accuracy": round(state.original_accuracy, 6)},
+                     "accuracy": round(state.original_accuracy, 6), "test_accuracy": state.test_accuracy[0]},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
-                       "accuracy": round(state.compressed_accuracy, 6)},
+                       "accuracy": round(state.compressed_accuracy, 6), "test_accuracy": state.test_accuracy[1]},
         "input": {**state.contract.to_json(), "data_values": state.data_values},
         "splits": state.splits.to_json(),
-        "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy, len(state.splits.x_val)),
+        "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
+                                           len(state.splits.x_val), state.enforce_budget),
+        "budget_search": state.budget.to_json(),
         "layers": layers,
         "unfactorized": unfactorized,
         "finetune": state.finetune.to_json(),

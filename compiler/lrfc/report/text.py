@@ -40,7 +40,14 @@ def _footer(report: dict) -> list[str]:
     orig, comp = report["original"], report["compressed"]
     out = [f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
            f"{pct_removed(orig['macs'], comp['macs'])} of MACs",
-           f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))}"]
+           f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))} on validation"]
+    if orig.get("test_accuracy") is not None:
+        out.append(f"test        {accuracy_line(orig['test_accuracy'], comp.get('test_accuracy'))} on the test split")
+    search = report.get("budget_search") or {}
+    if search.get("rounds"):
+        out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
+                   f"{search['levels']} levels ({search['allocation']} allocation): published {search['published']}"
+                   f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}")
     if report.get("splits"):
         out.append(f"data        {splits_line(report['splits'])}")
     if report.get("input"):

@@ -13,10 +13,9 @@ and the cosine of two unrelated non-negative maps is already high (about
 0.75 for random ones), so post-activation scores rank candidates poorly. For
 a SeparableConv2D, whose pointwise part is what gets factorized, the inputs
 are the captured inputs passed through its (kept) depthwise part.
-Following the paper, ranks are walked from maximum compression upward and
-the walk stops a few grid points after the first rank that reaches the
-threshold (those extra points extend the layer's Pareto front, which the
-accuracy-recovery loop steps along).
+Following the paper, ranks are walked from maximum compression upward to the
+first rank that reaches the threshold; the front above it is sampled too
+(``front_points``), so the accuracy budget can walk each layer up it.
 """
 
 from __future__ import annotations
@@ -142,14 +141,16 @@ def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware:
 
 
 def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], threshold: float, cache: Cache,
-                 fit: str = "auto", extra: int = 3) -> list[Candidate]:
+                 fit: str = "auto") -> list[Candidate]:
     """Candidates of one layer and method along its rank grid.
 
     The paper walks the grid from maximum compression upward until the
     threshold holds. Similarity grows with rank, so the same first passing
     point is found with a galloping search (grid points 0, 1, 3, 7, ...)
     followed by bisection — about 2 log2(n) scores instead of up to n — and
-    then ``extra`` further points are scored to extend the layer's front.
+    then the front above it is sampled at doubling distances (1, 2, 4, ...
+    grid points past it, and the last point): the compression levels
+    (``search.allocate``) walk up it when a budget asks for more accuracy.
 
     Args:
         task: the layer and its captured data.
@@ -159,7 +160,6 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
         cache: score and factorization cache.
         fit: ``auto`` scores both fits (weight-only and data-aware) and
             keeps the better one per rank; ``on``/``off`` force one.
-        extra: grid points scored after the first passing one.
 
     Returns:
         The scored candidates in grid order.
@@ -179,9 +179,20 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
 
     first = first_passing(lambda i: at(i).similarity >= threshold, len(grid))
     if first is not None:
-        for j in range(first + 1, min(len(grid), first + 1 + extra)):
+        for j in front_points(first, len(grid)):
             at(j)
     return [scored[i] for i in sorted(scored)]
+
+
+def front_points(first: int, n: int) -> list[int]:
+    """Grid indices scored above the first passing one: 1, 2, 4, 8, ... points past it, and the last."""
+    out, step = [], 1
+    while first + step < n:
+        out.append(first + step)
+        step *= 2
+    if first < n - 1 and (not out or out[-1] != n - 1):
+        out.append(n - 1)
+    return out
 
 
 def first_passing(passes, n: int) -> int | None:

@@ -1,12 +1,7 @@
-"""The search stages: ``calibrate`` (capture feature maps), ``score`` (candidates by similarity), ``select``.
-
-``recover`` is the search side of a recovery round: ``train.stage`` calls it
-when fine-tuning misses the accuracy budget.
-"""
+"""The search stages: ``calibrate`` (capture feature maps), ``score`` (candidates by similarity), ``select``
+(the compression ladder the accuracy budget is searched along)."""
 
 from __future__ import annotations
-
-import math
 
 from lrfc.plan import LayerChoice, Plan
 
@@ -44,6 +39,11 @@ def _methods_for(state, name: str) -> list[str]:
     return [m for m in state.options.methods if m in info.methods]
 
 
+def walk_threshold(options) -> float:
+    """Where a layer's walk up its rank grid starts passing: the threshold, or the global allocator's floor."""
+    return options.threshold if options.allocation == "threshold" else min(options.threshold, options.min_similarity)
+
+
 def score_layer(state, name: str) -> list:
     """Every applicable method's candidates for one layer, walking to the layer's threshold."""
     from lrfc.search.grid import rank_grid
@@ -56,7 +56,7 @@ def score_layer(state, name: str) -> list:
     for method in _methods_for(state, name):
         if opts.rank_selection == "similarity":
             grid = rank_grid(method, task.info.geometry, opts.step, state.objective)
-            threshold = state.thresholds[name]
+            threshold = walk_threshold(opts)
         else:  # weight-based baselines: one rank per method, scored for the report
             grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]
             threshold = 0.0
@@ -120,54 +120,59 @@ def choose(state, names) -> dict:
 
 
 def select(state) -> None:
-    """Per layer the method and rank that minimise the objective at the threshold; the best whole-model solutions."""
+    """The compression ladder (``search.allocate``), most compressed first; the paper's plan at the threshold.
+
+    The budget search (``train.contract``) picks a rung. A given ``--plan``,
+    ranks from the weights alone (``--rank-selection vbmf|energy``) or the
+    iterative baseline's plan is a ladder of one, built as it is: the
+    accuracy budget is measured for it, not enforced.
+    """
+    from lrfc.search.allocate import Level, threshold_levels
+
     opts = state.options
     if opts.plan is not None:  # a given plan is taken as it is
         state.chosen = {n: cands[0] for n, cands in state.candidates.items()}
     else:
         state.chosen = choose(state, state.targets)
         state.solutions = solutions(state)
+    fixed = opts.plan is not None or opts.rank_selection != "similarity" or opts.finetune == "iterative"
+    if fixed:
+        label = ("the given plan" if opts.plan is not None else f"{opts.rank_selection} ranks"
+                 if opts.rank_selection != "similarity" else f"threshold {opts.threshold:g} (iterative baseline)")
+        state.levels = [Level(dict(state.chosen), 0.0, label)] if any(state.chosen.values()) else []
+    elif opts.allocation == "threshold":
+        state.levels = threshold_levels(state.candidates, original_costs(state), opts.threshold, state.objective,
+                                        state.original_ms or None)
+    else:
+        state.levels = global_levels(state)
+    state.enforce_budget = not fixed
     state.plan = plan_from(state.chosen)
 
 
+def global_levels(state) -> list:
+    """The Lagrangian ladder: every front candidate's end-to-end effect measured, then allocated (``search.allocate``)."""
+    from lrfc.search.allocate import front, lagrangian_levels
+    from lrfc.search.sensitivity import Sensitivity
+
+    floor = state.options.min_similarity
+    fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
+              for n in state.targets}
+    stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
+    sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache)
+    options = {}
+    with state.progress("sensitivity", sum(map(len, fronts.values()))) as bar:
+        for name, cands in fronts.items():
+            options[name] = []
+            for c in cands:
+                options[name].append((c, sensitivity.of(state.tasks[name], c)))
+                bar.update(1, name)
+    return lagrangian_levels(options, original_costs(state), state.objective, state.original_ms or None)
+
+
 def solutions(state) -> list:
-    """The ``--max-sol`` best whole-model solutions at the layers' current thresholds."""
+    """The ``--max-sol`` best whole-model solutions at the layers' thresholds."""
     from lrfc.search import select as selector
 
     thresholds = state.thresholds if state.options.rank_selection == "similarity" else 0.0
     return selector.best_solutions(state.candidates, original_costs(state), thresholds, state.objective,
                                    state.options.max_sol, original_ms=state.original_ms or None)
-
-
-# ------------------------------------------------------------------------- recovery
-
-
-def recover(state) -> bool:
-    """Raise the thresholds of the layers that lost most, re-score and re-select them.
-
-    The worse-scoring half of the factorized layers (at least one) get their
-    threshold moved halfway to 1 (0.92 -> 0.96 -> 0.98 ...), again while that
-    changes none of their choices; their walks continue up the rank grid
-    (earlier scores come from the cache) and their choices move up their
-    Pareto fronts. Returns False when no choice can move any more.
-    """
-    from lrfc.cost.stage import price_layers, priced
-
-    factorized = sorted((c for c in state.chosen.values() if c is not None), key=lambda c: (c.similarity, c.layer))
-    if not factorized or state.options.rank_selection != "similarity" or state.options.plan is not None:
-        return False  # nothing to move, or no search to move along (weight-based ranks, a given plan)
-    worst = [c.layer for c in factorized[: max(1, math.ceil(len(factorized) / 2))]]
-    before = dict(state.chosen)
-    with state.timer.stage("score"):
-        while state.chosen == before and min(state.thresholds[n] for n in worst) < 1.0 - 1e-6:
-            for name in worst:
-                state.thresholds[name] = 1.0 - (1.0 - state.thresholds[name]) / 2
-                state.candidates[name] = score_layer(state, name)
-            if priced(state):
-                price_layers(state, worst)
-            state.chosen.update(choose(state, worst))
-    if state.chosen == before:
-        return False
-    state.plan = plan_from(state.chosen)
-    state.solutions = solutions(state)  # the report's top solutions at the thresholds the final plan met
-    return True

@@ -70,6 +70,9 @@ class FinetuneConfig:
         temperature: softens both distributions in the distillation term.
         alpha: weight of the hard-label loss; ``1 - alpha`` goes to distillation.
         seed: for shuffling, dropout and any initialisation.
+        patience: with validation data, stop after this many epochs without a
+            better validation accuracy and keep the best epoch's weights
+            (None: run every epoch).
     """
 
     epochs: int = 10
@@ -79,6 +82,7 @@ class FinetuneConfig:
     temperature: float = 2.0
     alpha: float = 0.5
     seed: int = 0
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -110,6 +114,7 @@ class FinetuneResult:
     epochs: int
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0)
 
     def to_json(self) -> dict:
         return {
@@ -278,11 +283,13 @@ def finetune(
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
     x = np.asarray(x, dtype=np.float32)
     trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size))
-    epochs = _EpochLog(model, config.epochs, validation, progress)
+    epochs = _EpochLog(model, trainer, config, validation, progress)
     start = time.perf_counter()
     trainer.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
                 callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)])
-    return FinetuneResult(config.epochs, time.perf_counter() - start - epochs.validation_seconds, epochs.history)
+    seconds = time.perf_counter() - start - epochs.validation_seconds
+    best = epochs.restore_best()
+    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best)
 
 
 def _trainer(keras, model, config: FinetuneConfig, steps: int):
@@ -296,14 +303,16 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int):
 
 
 class _EpochLog:
-    """The per-epoch history (validation scored on the model itself, and not counted as training time)."""
+    """The per-epoch history (validation scored on the model itself, not counted as training time), and early
+    stopping: the best validation epoch's weights are kept aside and restored at the end."""
 
-    def __init__(self, model, epochs: int, validation, progress):
-        self.model, self.epochs, self.validation, self.progress = model, epochs, validation, progress
+    def __init__(self, model, trainer, config: FinetuneConfig, validation, progress):
+        self.model, self.trainer, self.config, self.validation, self.progress = model, trainer, config, validation, progress
         self.history: dict[str, list[float]] = {"loss": [], "accuracy": []}
         if validation is not None:
             self.history["val_accuracy"] = []
         self.validation_seconds = 0.0
+        self.best: tuple[float, int, list] | None = None  # (val accuracy, epoch, weights)
 
     def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
         row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
@@ -311,7 +320,24 @@ class _EpochLog:
             start = time.perf_counter()
             row["val_accuracy"] = evaluate(self.model, *self.validation)
             self.validation_seconds += time.perf_counter() - start
+            self._early_stop(epoch, row["val_accuracy"])
         for k, v in row.items():
             self.history[k].append(v)
         if self.progress is not None:
-            self.progress(epoch, self.epochs, row)
+            self.progress(epoch, self.config.epochs, row)
+
+    def _early_stop(self, epoch: int, accuracy: float) -> None:
+        if self.config.patience is None:
+            return
+        if self.best is None or accuracy > self.best[0]:
+            self.best = (accuracy, epoch, self.model.get_weights())
+        elif epoch - self.best[1] >= self.config.patience:
+            self.trainer.stop_training = True
+
+    def restore_best(self) -> int | None:
+        """Put the best epoch's weights back (early stopping); that epoch, or None."""
+        if self.best is None:
+            return None
+        if self.best[1] != len(self.history["loss"]) - 1:
+            self.model.set_weights(self.best[2])
+        return self.best[1]

@@ -25,59 +25,51 @@ def _config(state):
     from lrfc.train.finetune import FinetuneConfig
 
     opts = state.options
-    return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed)
+    return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed,
+                          patience=opts.patience)
 
 
-def _oneshot_round(state, teacher) -> tuple[float, float]:
-    from lrfc.train.finetune import evaluate, finetune
+def test_accuracies(state) -> tuple[float | None, float | None]:
+    """The original's and the published model's top-1 on the data's test split (reported only), if it has one."""
+    from lrfc.train.finetune import evaluate
 
     s = state.splits
-    seconds = 0.0
-    if state.options.epochs > 0:
-        with state.progress("finetune", state.options.epochs) as bar:
-            def on_epoch(epoch, total, logs):
-                bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
-
-            result = finetune(state.compressed, s.x_train, s.y_train, _config(state), teacher=teacher,
-                              progress=on_epoch)
-        seconds = result.seconds
-    return evaluate(state.compressed, s.x_val, s.y_val), seconds
+    if s.x_test is None:
+        return None, None
+    return (round(evaluate(state.flat, s.x_test, s.y_test), 6), round(evaluate(state.compressed, s.x_test, s.y_test), 6))
 
 
 def finetune(state) -> None:
-    """One-shot (or iterative) fine-tuning; recovery rounds while the accuracy drop is too large."""
-    from lrfc.factorize.stage import factorize
-    from lrfc.search.stage import recover
-    from lrfc.train.finetune import evaluate, teacher_logits
+    """One-shot fine-tuning inside the budget search (``train.contract``), or the iterative baseline."""
+    from lrfc.train.finetune import finetune as train, teacher_logits
 
     opts = state.options
     s = state.splits
     teacher = None
     if opts.finetune != "none" and opts.distill and opts.epochs > 0:
         teacher = teacher_logits(state.flat, s.x_train)
-    rounds, total_seconds = 0, 0.0
     if opts.finetune == "iterative":
-        acc, total_seconds = _iterative(state, teacher)
-        rounds = 1
-    elif opts.finetune == "none":
-        acc = evaluate(state.compressed, s.x_val, s.y_val)
-        rounds = 0
-    else:
-        while True:
-            rounds += 1
-            acc, seconds = _oneshot_round(state, teacher)
-            total_seconds += seconds
-            drop = 100.0 * (state.original_accuracy - acc)
-            state.log(f"round {rounds}: accuracy {100 * acc:.2f}% (drop {drop:.2f} points)")
-            if drop <= opts.max_acc_drop or rounds >= opts.max_rounds or not state.plan.choices:
-                break
-            if not recover(state):
-                break
-            with state.timer.stage("factorize"):
-                factorize(state)
-    state.compressed_accuracy = acc
-    state.finetune = FinetuneRecord(opts.finetune, rounds, opts.epochs if opts.finetune != "none" else 0,
-                                    round(total_seconds, 2), teacher is not None)
+        state.compressed_accuracy, seconds = _iterative(state, teacher)
+        state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None)
+        state.test_accuracy = test_accuracies(state)
+        return
+    spent = []
+
+    def tune_one(model) -> tuple[int, float]:
+        with state.progress("finetune", opts.epochs) as bar:
+            def on_epoch(epoch, total, logs):
+                bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
+
+            result = train(model, s.x_train, s.y_train, _config(state), teacher=teacher, validation=(s.x_val, s.y_val),
+                           progress=on_epoch)
+        spent.append(result.seconds)
+        return result.epochs, result.seconds
+
+    state.budget.run(tune_one)
+    state.test_accuracy = test_accuracies(state)
+    tuned = opts.finetune == "oneshot" and opts.epochs > 0
+    state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
+                                    teacher is not None)
 
 
 def _iterative(state, teacher) -> tuple[float, float]:

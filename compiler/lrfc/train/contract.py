@@ -1,0 +1,228 @@
+"""The accuracy budget as a contract: the most compressed rung of the ladder whose drop stays within it.
+
+``lrfc build`` publishes only a model whose top-1 drop on the validation
+split is within ``--max-acc-drop``; keeping every layer (the original) always
+is, so a build that finds no such plan publishes the original and says so.
+
+The ladder (``search.allocate``) runs from the most compressed plan to the
+least. The search over it:
+
+1. **A cheap proxy picks the first rung.** Each rung it looks at is built with
+   its starting point repaired (``factorize.stage.build_level``:
+   reconstruction, BN re-estimation) and scored, without any fine-tuning, on
+   ``PROXY_SAMPLES`` training samples. Bisection finds the most compressed
+   rung whose proxy drop fine-tuning is expected to bring within the budget
+   (``RECOVERY``: what one fine-tuning round recovers, until a round has been
+   measured; then the measured ratio).
+2. **Fine-tuning confirms it** on the validation split (early stopping).
+   A rung that meets the budget is the best so far and the search moves to
+   more compression; one that misses it moves to less. Later rounds start
+   from the last fine-tuned weights for every layer whose choice did not
+   change (warm start).
+3. It stops when the bracket between the most compressed failure and the
+   least compressed success is closed, after ``--max-rounds`` fine-tuning
+   rounds, or when ``--time-budget`` would be overrun by another round, and
+   publishes the best rung that met the budget.
+
+With ``--finetune none`` the validation split itself is the measure: the
+bisection finds the most compressed rung that meets the budget as it is.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+PROXY_SAMPLES = 1000
+RECOVERY = 8.0          # proxy drop / fine-tuned drop assumed before any round is measured
+TARGET = 0.8            # aim at this share of the budget, to leave room for the proxy's error
+
+
+@dataclass(frozen=True)
+class Round:
+    """One rung tried: its plan's size, its accuracy before (proxy) and after fine-tuning (validation)."""
+
+    level: int
+    label: str
+    params: int
+    macs: int
+    proxy_drop: float | None
+    accuracy: float
+    drop: float
+    met: bool
+    epochs: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _accuracy(model, x, y) -> float:
+    from lrfc.train.finetune import evaluate
+
+    return evaluate(model, x, y)
+
+
+class BudgetSearch:
+    """The search of one build; ``start`` (the factorize stage) then ``run`` (the finetune stage)."""
+
+    def __init__(self, state):
+        self.state = state
+        self.options = state.options
+        self.levels = state.levels
+        self.tune = self.options.finetune == "oneshot" and self.options.epochs > 0
+        s = state.splits
+        self.x_proxy, self.y_proxy = ((s.x_train[:PROXY_SAMPLES], s.y_train[:PROXY_SAMPLES]) if self.tune
+                                      else (s.x_val, s.y_val))
+        self.proxy_original = None
+        self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
+        self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
+        self.lo_fail, self.hi_pass = -1, len(self.levels)
+        self.best: tuple[int, object, float] | None = None
+        self.rounds: list[Round] = []
+        self.stopped = ""
+
+    # ------------------------------------------------------------------ building and measuring
+
+    def plan(self, i: int):
+        from lrfc.search.stage import plan_from
+
+        return plan_from(self.levels[i].choices)
+
+    def proxy_drop(self, i: int) -> float:
+        """The rung's drop before fine-tuning, in points, on the proxy samples (built once, kept for a try)."""
+        from lrfc.factorize.stage import build_level
+
+        if i not in self.proxy:
+            if self.proxy_original is None:
+                self.proxy_original = _accuracy(self.state.flat, self.x_proxy, self.y_proxy)
+            with self.state.timer.stage("factorize"):
+                model = build_level(self.state, self.plan(i))
+            self.proxy[i] = 100.0 * (self.proxy_original - _accuracy(model, self.x_proxy, self.y_proxy))
+            self.models = {i: model}  # only the latest: a try usually follows the last look
+        return self.proxy[i]
+
+    def _recovery(self) -> float:
+        ratios = [r.proxy_drop / max(r.drop, 0.05) for r in self.rounds if r.proxy_drop and r.proxy_drop > 0.25]
+        return max(1.0, statistics.median(ratios)) if ratios else RECOVERY
+
+    def _pick(self) -> int | None:
+        """The most compressed untried rung predicted to meet the budget (bisection on the proxy)."""
+        lo, hi = self.lo_fail, self.hi_pass
+        if hi - lo <= 1:
+            return None
+        goal = TARGET * self.options.max_acc_drop * self._recovery() if self.tune else self.options.max_acc_drop
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.proxy_drop(mid) <= goal:
+                hi = mid
+            else:
+                lo = mid
+        return min(hi, self.hi_pass - 1)
+
+    # ------------------------------------------------------------------ the search
+
+    def start(self) -> None:
+        """Pick the first rung and build it (the factorize stage); no rung: the original, as it is."""
+        from lrfc.factorize.rewrite import apply_plan
+        from lrfc.plan import Plan
+
+        state = self.state
+        if not self.levels:
+            state.level, state.plan, state.compressed = None, Plan(()), apply_plan(state.flat, Plan(()))
+            return
+        i = self._pick() if state.enforce_budget else 0
+        state.level, state.plan = i, self.plan(i)
+        state.compressed = self.models.pop(i, None) or self._build(i)
+
+    def _build(self, i: int, warm=None):
+        from lrfc.factorize.stage import build_level
+
+        with self.state.timer.stage("factorize"):
+            return build_level(self.state, self.plan(i), warm)
+
+    def _time_left(self, round_seconds: float) -> bool:
+        budget = self.options.time_budget
+        if budget is None:
+            return True
+        spent = sum(self.state.timer.snapshot().values())
+        return spent + 1.5 * round_seconds <= 60.0 * budget  # another round, and room to lower and report after it
+
+    def run(self, tune_one) -> None:
+        """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
+
+        ``tune_one(model) -> (epochs, seconds)`` fine-tunes a model in place (not called with ``--finetune none``).
+        """
+        state = self.state
+        i, model = state.level, state.compressed
+        original = state.original_accuracy
+        while i is not None:
+            start = time.perf_counter()
+            epochs, _ = tune_one(model) if self.tune else (0, 0.0)
+            accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
+            drop = 100.0 * (original - accuracy)
+            met = drop <= self.options.max_acc_drop + 1e-9
+            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start)
+            if not state.enforce_budget:
+                self.best, self.stopped = (i, model, accuracy), "a fixed plan: measured, not enforced"
+                break
+            previous = i
+            i = self._next(time.perf_counter() - start)
+            if i is None:
+                break
+            if self.tune:  # from the last fine-tuned weights wherever the plan did not change
+                model = self._build(i, warm=(model, self.plan(previous)))
+            else:  # judged as it is: the rung the bisection built is the one to take
+                model = self.models.pop(i, None) or self._build(i)
+        self._publish()
+
+    def _record(self, i, model, accuracy, drop, met, epochs, seconds) -> None:
+        plan_params = int(model.count_params())
+        macs = self.state.mac_totals_of(self.levels[i].choices)[1]
+        self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
+                                 round(drop, 4), met, epochs, round(seconds, 2)))
+        self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
+                       f"{100 * accuracy:.2f}% (drop {drop:.2f} points{'' if met else ', over the budget'})")
+        if met:
+            self.hi_pass = min(self.hi_pass, i)
+            if self.best is None or i < self.best[0]:
+                self.best = (i, model, accuracy)
+        else:
+            self.lo_fail = max(self.lo_fail, i)
+
+    def _next(self, round_seconds: float) -> int | None:
+        if self.hi_pass - self.lo_fail <= 1:
+            self.stopped = "converged"
+            return None
+        if self.tune and len(self.rounds) >= self.options.max_rounds:
+            self.stopped = f"--max-rounds {self.options.max_rounds}"
+            return None
+        if not self._time_left(round_seconds):
+            self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
+            return None
+        return self._pick()
+
+    def _publish(self) -> None:
+        from lrfc.factorize.rewrite import apply_plan
+        from lrfc.plan import Plan
+
+        state = self.state
+        if self.best is None:
+            state.log(f"no factorized plan met --max-acc-drop {self.options.max_acc_drop:g} ({self.stopped}); "
+                      "publishing the original model")
+            state.compressed, state.plan, state.level = apply_plan(state.flat, Plan(())), Plan(()), None
+            state.chosen = {n: None for n in state.targets}
+            state.compressed_accuracy = state.original_accuracy
+            return
+        i, model, accuracy = self.best
+        state.level, state.plan, state.compressed, state.compressed_accuracy = i, self.plan(i), model, accuracy
+        state.chosen = dict(self.levels[i].choices)
+
+    def to_json(self) -> dict:
+        return {"allocation": self.options.allocation if self.state.enforce_budget else "fixed",
+                "enforced": bool(self.state.enforce_budget), "levels": len(self.levels),
+                "published": "original" if self.best is None else self.levels[self.best[0]].label,
+                "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),
+                "proxy_drops": {str(k): round(v, 4) for k, v in sorted(self.proxy.items())},
+                "rounds": [r.to_json() for r in self.rounds]}

@@ -1,0 +1,140 @@
+"""The pieces of the accuracy budget: the compression ladder (allocation), BN re-estimation, reconstruction,
+the end-to-end effect of a candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrfc.decompose import Cost
+from lrfc.search.allocate import front, hull, lagrangian_levels, threshold_levels
+from lrfc.search.select import Candidate
+
+
+def cand(layer, method, ranks, cost, sim, **kw) -> Candidate:
+    return Candidate(layer, method, tuple(ranks), cost, cost, sim, **kw)
+
+
+# ------------------------------------------------------------------ allocation (pure Python)
+
+
+def test_hull_keeps_the_points_a_price_can_make_optimal():
+    points = [(10, 5.0, "a"), (20, 2.0, "b"), (30, 1.5, "c"), (40, 0.2, "d"), (100, 0.0, "keep"), (25, 4.0, "dominated")]
+    assert [p[2] for p in hull(points)] == ["a", "b", "d", "keep"]  # c lies above the b-d segment; "dominated" too
+
+
+def test_lagrangian_levels_walk_the_cheapest_price_first():
+    original = {"x": Cost(100, 100), "y": Cost(100, 100)}
+    options = {
+        "x": [(cand("x", "svd", (1,), 10, 0.9), 1.0), (cand("x", "svd", (5,), 50, 0.99), 0.1)],
+        "y": [(cand("y", "svd", (1,), 10, 0.9), 0.05), (cand("y", "svd", (9,), 90, 0.999), 0.0)],
+    }
+    ladder = lagrangian_levels(options, original, "flops")
+    # prices per unit of effect: x 10->50 costs 40/0.9, x 50->kept 50/0.1, y 10->90 80/0.05: cheapest first
+    assert [lv.cost for lv in ladder] == [20, 60, 110, 190]
+    assert [(lv.choices["x"] and lv.choices["x"].ranks, lv.choices["y"].ranks) for lv in ladder] == \
+        [((1,), (1,)), ((5,), (1,)), (None, (1,)), (None, (9,))]  # y is robust: it keeps its cheap chain longest
+    assert [lv.label for lv in ladder][:2] == ["lambda 0", "lambda 44.44"]
+
+
+def test_threshold_levels_raise_one_threshold_for_every_layer():
+    original = {"x": Cost(100, 100), "y": Cost(100, 100)}
+    cands = {"x": [cand("x", "svd", (1,), 10, 0.93), cand("x", "svd", (4,), 40, 0.97)],
+             "y": [cand("y", "svd", (2,), 20, 0.95), cand("y", "svd", (6,), 60, 0.99)]}
+    ladder = threshold_levels(cands, original, 0.92, "flops")
+    assert [lv.label for lv in ladder] == ["threshold 0.9200", "threshold 0.9500", "threshold 0.9700", "threshold 0.9900"]
+    assert [(lv.choices["x"] and lv.choices["x"].ranks, lv.choices["y"] and lv.choices["y"].ranks) for lv in ladder] == \
+        [((1,), (2,)), ((4,), (2,)), ((4,), (6,)), (None, (6,))]
+
+
+def test_front_keeps_only_candidates_no_cheaper_one_matches():
+    cands = [cand("x", "tucker", (1, 1), 10, 0.5), cand("x", "cp", (3,), 20, 0.4), cand("x", "tt", (2, 2, 2), 30, 0.9),
+             cand("x", "tucker", (4, 4), 40, 0.85)]
+    assert [c.method for c in front(cands, "flops")] == ["tucker", "tt"]
+
+
+# ------------------------------------------------------------------ repairs before fine-tuning (real Keras)
+
+
+@pytest.fixture(scope="module")
+def bn_model(keras):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.BatchNormalization(name="bn1")(keras.layers.Conv2D(6, 3, name="c1")(inp))
+    h = keras.layers.Dropout(0.5)(keras.layers.ReLU()(h))
+    h = keras.layers.BatchNormalization(name="bn2")(keras.layers.Conv2D(4, 3, name="c2")(h))
+    return keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+
+
+def test_bn_reestimation_gives_each_bn_the_statistics_of_its_input(bn_model, keras):
+    from lrfc.train.bn import reestimate_bn
+
+    x = np.random.default_rng(1).normal(2.0, 3.0, (300, 8, 8, 3)).astype(np.float32)
+    assert reestimate_bn(bn_model, x, batch_size=64) == 2
+    for name, source in (("bn1", "c1"), ("bn2", "c2")):
+        feed = keras.Model(bn_model.input, bn_model.get_layer(source).output)(x, training=False)
+        feed = np.asarray(feed).reshape(-1, np.asarray(feed).shape[-1])
+        bn = bn_model.get_layer(name)
+        np.testing.assert_allclose(np.asarray(bn.moving_mean), feed.mean(0), rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(np.asarray(bn.moving_variance), feed.var(0), rtol=2e-2, atol=1e-3)
+        assert bn.momentum == 0.99  # restored
+    assert bn_model.layers[4].rate == 0.5  # the dropout is switched back on
+
+
+def test_least_squares_last_factor_recovers_an_exact_map():
+    from lrfc.factorize.reconstruct import solve_last_factor
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 7))
+    w, b = rng.normal(size=(7, 4)), rng.normal(size=4)
+    fit_w, fit_b = solve_last_factor(z, z @ w + b, with_bias=True)
+    np.testing.assert_allclose(fit_w, w, atol=1e-4)
+    np.testing.assert_allclose(fit_b, b, atol=1e-4)
+    only_w, none = solve_last_factor(z.reshape(50, 10, 7), (z @ w).reshape(50, 10, 4), with_bias=False)
+    assert none is None and np.allclose(only_w, w, atol=1e-4)
+
+
+def test_reconstruction_repairs_what_a_damaged_factor_costs(tiny_model_path, keras):
+    """Damage the last factor of a factorized layer; reconstruction brings the model's output back."""
+    from lrfc.factorize.reconstruct import reconstruct
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.data import load_data
+    from lrfc.frontend.load import load_flat
+    from lrfc.plan import LayerChoice, Plan
+    from lrfc.search.stage import capture_tasks
+
+    flat = load_flat(tiny_model_path)
+    x = load_data("fashion-mnist", (28, 28, 1), 10).x[:300]
+    tasks = capture_tasks(flat, {r.name: r for r in describe_model(flat)}, ["conv2", "fc1"], x, aware=False)
+    model = apply_plan(flat, Plan((LayerChoice("conv2", "tucker", (4, 8)), LayerChoice("fc1", "svd", (12,)))))
+    last = model.get_layer("fc1__1")
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel + np.random.default_rng(0).normal(0, 0.5, kernel.shape).astype(np.float32), bias])
+    reference = np.asarray(flat(x, training=False))
+
+    def error() -> float:
+        return float(np.mean((np.asarray(model(x, training=False)) - reference) ** 2))
+
+    damaged = error()
+    assert reconstruct(model, tasks, ["conv2", "fc1"], x) == ["conv2", "fc1"]
+    assert error() < damaged / 10
+
+
+def test_a_full_rank_candidate_has_no_end_to_end_effect(tiny_model_path):
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.data import load_data
+    from lrfc.frontend.load import load_flat
+    from lrfc.search.cache import Cache
+    from lrfc.search.sensitivity import Sensitivity
+    from lrfc.search.stage import capture_tasks
+
+    flat = load_flat(tiny_model_path)
+    rows = {r.name: r for r in describe_model(flat)}
+    x = load_data("fashion-mnist", (28, 28, 1), 10).x[:256]
+    task = capture_tasks(flat, rows, ["fc1"], x, aware=False)["fc1"]
+    sensitivity = Sensitivity(flat, x, {}, Cache(enabled=False))
+    full = rows["fc1"].factorized_cost("svd", (32,))
+    exact = Candidate("fc1", "svd", (32,), full.params, full.macs, 1.0)
+    low = Candidate("fc1", "svd", (1,), 0, 0, 0.5)
+    assert sensitivity.of(task, exact) < 1e-6 < sensitivity.of(task, low)
