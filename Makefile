@@ -50,6 +50,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.decompose_time
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.budget
 	$(BIN)/python -m bench.render
 
 # The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 2,000 images):

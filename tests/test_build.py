@@ -57,8 +57,8 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
     budget = report["accuracy_budget"]
     assert budget["drop"] == pytest.approx(100 * (report["original"]["accuracy"] - report["compressed"]["accuracy"]), abs=1e-3)
     assert budget["met"] and budget["enforced"] and budget["drop"] <= 1.0 and budget["validation_samples"] == 5000
-    assert report["splits"] == {"calibration": 200, "train": 2000, "validation": 5000, "validation_source": "held out",
-                                "test": 10000}
+    assert report["splits"] == {"calibration": 200, "train": 2000, "validation": 5000, "validation_source": "test split",
+                                "test": 5000}
     assert 0.6 < report["original"]["test_accuracy"] and 0.6 < report["compressed"]["test_accuracy"]  # reported
     assert (root / "a" / "report.html").read_text().count("<tr") >= 4
     plan = json.loads((root / "a" / "plan.json").read_text())

@@ -11,7 +11,8 @@ import pytest
 from conftest import run_cli
 from lrfc.errors import UserError
 from lrfc.frontend.contract import InputContract, given_contract, infer_contract
-from lrfc.frontend.data import load_data, read_fashion_mnist, to_unit
+from lrfc.frontend.data import Dataset, load_data, read_fashion_mnist, to_unit
+from lrfc.frontend.splits import make_splits
 
 
 # ------------------------------------------------------------------ the contract itself
@@ -96,9 +97,6 @@ def test_image_folder_with_class_indices_keeps_labels_when_a_class_is_missing(ke
 
 
 def test_splits_shrink_calibration_instead_of_evaluating_nothing():
-    from lrfc.frontend.data import Dataset
-    from lrfc.frontend.splits import make_splits
-
     ds = Dataset("d", np.zeros((100, 4), np.float32), np.arange(100) % 10)
     s = make_splits(ds, calib_samples=1000, seed=0, finetune=True)
     assert (len(s.x_calib), len(s.x_train), len(s.x_val)) == (60, 20, 20) and s.validation_source == "held out"
@@ -109,6 +107,17 @@ def test_splits_shrink_calibration_instead_of_evaluating_nothing():
         make_splits(Dataset("d", np.zeros((1, 4), np.float32), np.zeros(1, int)), 10, 0, True)
 
 
+def test_validation_is_half_the_test_split_the_original_never_saw():
+    """A model scores its training samples from memory; the budget is measured on samples it was not trained on."""
+    x, x_test = np.arange(100, dtype=np.float32)[:, None], 1000 + np.arange(40, dtype=np.float32)[:, None]
+    ds = Dataset("d", x, np.arange(100) % 10, x_test=x_test, y_test=np.arange(40) % 10)
+    s = make_splits(ds, calib_samples=30, seed=0, finetune=True)
+    assert s.validation_source == "test split" and (len(s.x_calib), len(s.x_train), len(s.x_val), len(s.x_test)) == (30, 70, 20, 20)
+    assert set(s.x_val[:, 0]).isdisjoint(s.x_test[:, 0]) and set(s.x_val[:, 0]) | set(s.x_test[:, 0]) == set(x_test[:, 0])
+    assert s.x_calib.max() < 1000 and s.x_train.max() < 1000  # nothing of the test split is trained or calibrated on
+    again = make_splits(ds, calib_samples=30, seed=0, finetune=True)
+    assert np.array_equal(again.x_val, s.x_val) and not np.array_equal(make_splits(ds, 30, 1, True).x_val, s.x_val)
+
 # ------------------------------------------------------------------ the sanity gate on real models
 
 
@@ -116,9 +125,12 @@ def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_mode
     """The defect that started it: a Rescaling(1/255) model fed uint8 images was scaled twice and scored 10%."""
     from lrfc.frontend.load import load_model
 
-    _, _, x_test, y_test = read_fashion_mnist()
-    keras_acc = float(np.mean(load_model(rescaling_model_path).predict(x_test[..., None].astype("float32"), verbose=0)
-                              .argmax(1) == y_test))
+    x, _, x_test, y_test = read_fashion_mnist()
+    correct = load_model(rescaling_model_path).predict(x_test[..., None].astype("float32"), verbose=0).argmax(1) == y_test
+    # the build reports the test half of the test split (the other half validates): these samples, for seed 0
+    which = make_splits(Dataset("i", np.arange(len(x)), np.zeros(len(x), int), x_test=np.arange(len(x_test)),
+                                y_test=np.zeros(len(x_test), int)), 200, 0, True).x_test
+    keras_acc = float(np.mean(correct[which]))
     assert keras_acc > 0.6  # the model is real: this is the accuracy lrfc must see
 
     res = run_cli("build", str(rescaling_model_path), "--data", "fashion-mnist", "--objective", "flops", "--epochs", "1",
@@ -134,7 +146,8 @@ def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_mode
     assert report["original"]["accuracy"] > 0.6  # on the validation split the build holds out: also far above chance
     assert report["accuracy_budget"]["met"]  # and the published model keeps within the budget of it
     html = (tmp_path / "b" / "report.html").read_text()
-    assert "200 calibration, 2,000 training, 5,000 validation samples (held out from the data), 10,000 test" in html
+    assert ("200 calibration, 2,000 training, 5,000 validation samples (half the given test split), "
+            "5,000 test (the other half, reported only)") in html
 
     res = run_cli("export", str(rescaling_model_path), "--target", "host", "--precision", "int8", "--data",
                   "fashion-mnist", "--out", str(tmp_path / "e"), "--json")

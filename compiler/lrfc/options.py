@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 from pathlib import Path
 
@@ -33,8 +33,8 @@ class BuildOptions:
     methods: tuple[str, ...] = field(default_factory=lambda: decompose.names())  # every registered method
     step: float = 2.0
     max_sol: int = 5
-    calib_samples: int = 1000
-    epochs: int = 10
+    calib_samples: int = 500           # same plan as 2,000 on the VGG baseline (docs/BENCHMARKS.md), a quarter of the time
+    epochs: int = 3                    # per round; with train_samples, sized so a VGG/ResNet build fits 15 minutes here
     finetune: str = "oneshot"
     rank_selection: str = "similarity"
     energy: float = 0.9
@@ -43,7 +43,7 @@ class BuildOptions:
     cache: bool = True
     cache_dir: str | None = None
     plan: str | None = None
-    train_samples: int | None = None
+    train_samples: int | None = 20000  # fine-tuning samples per round, at most (None: all)
     max_rounds: int = 4
     distill: bool = False  # measured: no gain at our budgets (see the issue-4 note); --distill turns it on
     fit: str = "auto"                  # --data-aware: auto (the better fit per rank), on (data-aware), off (weights)
@@ -139,7 +139,7 @@ class BuildOptions:
         if self.identity_file is not None and not Path(self.identity_file).is_file():
             raise UserError(f"--identity-file: no such file: {self.identity_file}")
         if self.train_samples is not None and self.train_samples < 1:
-            bad("--train-samples", self.train_samples, "a positive integer")
+            bad("--train-samples", self.train_samples, "a positive integer (0 on the command line: all)")
         if isinstance(self.model, (str, Path)) and not Path(self.model).exists():
             raise UserError(f"model not found: {self.model}")
         if not isinstance(self.model, (str, Path)) and not hasattr(self.model, "inputs"):
@@ -160,3 +160,6 @@ def check_data_spec(spec) -> None:
 
     if isinstance(spec, str) and spec not in BUILTIN and not Path(spec).exists():
         raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
+
+
+DEFAULT = {f.name: f.default for f in fields(BuildOptions) if f.default is not MISSING}  # the CLI's defaults too

@@ -7,7 +7,7 @@ Every stage is a function ``stage(state)`` that reads and extends one
 the folder of its part of the compiler (``frontend/``, ``search/``, ``cost/``,
 ``factorize/``, ``train/``, ``lower/``, ``benchmark/``, ``report/``).
 ``run_build`` runs them, and ``StageTimer`` is the one clock: a stage that
-re-enters another (recovery rounds re-score and re-factorize inside
+re-enters another (the budget search's rounds re-factorize inside
 ``finetune``) charges that time to the other stage, not to itself. The
 intermediate results (the candidate table, the plan, the fine-tuning record)
 are plain data that ``report.json`` and ``plan.json`` carry.
@@ -103,7 +103,7 @@ class BuildState:
     # calibrate, score, price, select
     tasks: dict[str, LayerTask] = field(default_factory=dict)
     candidates: dict[str, list[Candidate]] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)  # per layer; recovery raises them
+    thresholds: dict[str, float] = field(default_factory=dict)  # per layer (all --threshold today; the plot and report read them)
     pricer: Pricer | None = None             # --objective latency only
     original_ms: dict[str, float] = field(default_factory=dict)  # the original layers' latency (price)
     chosen: dict[str, Candidate | None] = field(default_factory=dict)  # None: kept

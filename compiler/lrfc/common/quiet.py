@@ -3,7 +3,7 @@
 ``TF_CPP_MIN_LOG_LEVEL=3`` alone does not silence the oneDNN/absl lines and
 disabling oneDNN costs speed (see the dependency notes), so file descriptor
 2 is pointed at /dev/null for the duration of the import only. After it,
-TensorFlow's Python loggers (tf.function retracing warnings in recovery
+TensorFlow's Python loggers (tf.function retracing warnings in budget
 rounds, ...) are set to errors only and Python warnings (a Keras
 ``UserWarning`` when loading a legacy .h5, ...) are ignored, unless
 ``set_verbose(True)`` (``lrfc --verbose``) asked to see everything.

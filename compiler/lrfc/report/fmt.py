@@ -78,9 +78,9 @@ def finetune_line(ft: dict) -> str:
 
 def splits_line(splits: dict) -> str:
     """Calibration / training / validation sample counts, and where validation came from."""
-    source = {"test split": "the data's test split", "held out": "held out from the data"}.get(
+    source = {"test split": "half the given test split", "held out": "held out from the data"}.get(
         splits.get("validation_source"), splits.get("validation_source") or "?")
-    test = f", {splits['test']:,} test (reported only)" if splits.get("test") else ""
+    test = f", {splits['test']:,} test (the other half, reported only)" if splits.get("test") else ""
     return (f"{splits['calibration']:,} calibration, {splits['train']:,} training, {splits['validation']:,} "
             f"validation samples ({source}){test}")
 

@@ -50,7 +50,7 @@ def pareto_png(report: dict) -> bytes:
     with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 8.5}):
         fig, axes = _grid(Figure, len(shown), caption=bool(caption))
         for ax, name in zip(axes, shown):
-            limit = float(thresholds.get(name, report["threshold"]))  # recovery may have raised it
+            limit = float(thresholds.get(name, report["threshold"]))
             _draw_layer(ax, name, layers.get(name, {}), by_layer[name], key, limit, styles, two_fits)
         for ax in list(axes)[len(shown):]:
             ax.remove()

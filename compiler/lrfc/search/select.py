@@ -186,8 +186,7 @@ def choose_hybrid(cands_by_layer: Mapping[str, Sequence[Candidate]], original_co
     Args:
         cands_by_layer: every scored candidate, by layer (all methods together).
         original_cost: the original layers' costs; must cover every layer.
-        threshold: the least similarity a candidate needs: one for all layers, or per layer (recovery
-            rounds raise some layers' thresholds).
+        threshold: the least similarity a candidate needs: one for all layers, or per layer.
         objective: one of ``lrfc.objectives.OBJECTIVES``.
         methods: restrict to these methods (default: all).
         original_ms: the original layers' measured latencies, needed when the

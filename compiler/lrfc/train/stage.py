@@ -1,4 +1,4 @@
-"""The ``finetune`` stage: one-shot fine-tuning of the factorized model, recovery rounds, the iterative baseline."""
+"""The ``finetune`` stage: the accuracy-budget contract over the ladder (train.contract), the iterative baseline."""
 
 from __future__ import annotations
 

@@ -1,0 +1,136 @@
+"""The accuracy budget as a contract (issue 13): does `lrfc build --max-acc-drop` keep it, how deep, how fast.
+
+Every row is one real ``lrfc build`` (the CLI, in a child process, through
+``bench.quality.run_build``) on a ``make baselines`` Fashion-MNIST model;
+validation is half the data's test split (it decides), the other half is
+the test accuracy (reported). Groups:
+
+* ``contract``  the default build at ``--max-acc-drop 1.0`` (``--objective
+                flops``: the targets are params and MACs removed), each model
+                on an emptied cache: the issue's targets (drop <= 1 point,
+                >= 90 % params and >= 85 % MACs removed, <= 15 minutes);
+* ``ablation``  one fine-tuning round (``--max-rounds 1``) with everything
+                on, then with reconstruction off, BN re-estimation off, the
+                paper's uniform threshold instead of the global allocator,
+                and distillation on: accuracy before fine-tuning (the proxy)
+                and after, MACs removed, build time;
+* ``claims``    the paper's claims at matched accuracy without fine-tuning
+                (``--finetune none``, so each build is the contract's own
+                bisection on validation and the ranking is not fine-tuning
+                noise): the hybrid against each single conv method and
+                against the weight-based ranks (vbmf, energy) at drop budgets
+                1, 2 and 3 points.
+
+Results: ``bench/results/budget.json``; ``python -m bench.render`` writes
+them into docs/BENCHMARKS.md.
+
+    python -m bench.budget [--only contract,ablation,claims] [--models vgg,resnet] [--rows NAME,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from bench.decompose_time import machine
+from bench.quality import MODELS, headline, run_build
+
+RESULTS = Path("bench/results/budget.json")
+WORK = Path("bench/work/budget")
+GROUPS = ("contract", "ablation", "claims")
+BASE = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
+        "--formats": "tflite", "--bench-runs": "0"}
+ABLATIONS = {"all-on": {}, "no-reconstruct": {"--no-reconstruct": None}, "no-bn": {"--no-bn-reestimate": None},
+             "threshold-allocation": {"--allocation": "threshold"}, "distill": {"--distill": None}}
+CLAIMS = {"hybrid": {}, "tucker": {"--methods": "tucker"}, "cp": {"--methods": "cp"}, "tt": {"--methods": "tt"},
+          "vbmf": {"--rank-selection": "vbmf"}, "energy": {"--rank-selection": "energy"}}
+CLAIM_BUDGETS = (1, 2, 3)
+
+
+def plan(groups: list[str], models: list[str]) -> list[dict]:
+    """One dict per build: group, name, model, flags (a None value is a switch), cache ("shared" or "fresh")."""
+    rows = []
+    for model in models:
+        if "contract" in groups:
+            rows.append({"group": "contract", "name": f"{model}/default", "model": model, "flags": {}, "cache": "fresh"})
+        if "ablation" in groups:
+            for name, flags in ABLATIONS.items():
+                rows.append({"group": "ablation", "name": f"{model}/{name}", "model": model,
+                             "flags": {**flags, "--max-rounds": "1"}, "cache": "shared"})
+        if "claims" in groups:
+            for budget in CLAIM_BUDGETS:
+                for name, flags in CLAIMS.items():
+                    rows.append({"group": "claims", "name": f"{model}/{name}-d{budget}", "model": model,
+                                 "flags": {**flags, "--finetune": "none", "--max-acc-drop": str(budget)},
+                                 "cache": "shared"})
+    return rows
+
+
+def budget_headline(report: dict) -> dict:
+    """``bench.quality.headline`` plus what the contract did: rounds, proxy and fine-tuned drops, test accuracy."""
+    search = report.get("budget_search", {})
+    rounds = search.get("rounds", [])
+    first = rounds[0] if rounds else {}
+    return {**headline(report), "budget": report["accuracy_budget"],
+            "test_before": report["original"].get("test_accuracy"), "test_after": report["compressed"].get("test_accuracy"),
+            "published": search.get("published"), "stopped": search.get("stopped"), "rounds": rounds,
+            "first_proxy_drop": first.get("proxy_drop"), "first_drop": first.get("drop")}
+
+
+def command(spec: dict, out: Path, cache_dir: Path) -> list[str]:
+    args = ["build", MODELS[spec["model"]]]
+    for flag, value in {**BASE, **spec["flags"]}.items():
+        args += [flag] if value is None else [flag, value]
+    return args + ["--out", str(out), "--cache-dir", str(cache_dir), "--json"]
+
+
+def save(name: str, row: dict) -> None:
+    """Merge one row into the results file (written atomically, re-read first)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    results["runs"][name] = row
+    results["machine"] = machine()
+    results["base"] = BASE
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".partial")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(GROUPS))
+    parser.add_argument("--models", default="vgg,resnet")
+    parser.add_argument("--rows", default=None, help="comma list of row names (e.g. vgg/no-bn): only these")
+    args = parser.parse_args(argv)
+    groups, models = args.only.split(","), args.models.split(",")
+    for flag, got, known in (("--only", groups, GROUPS), ("--models", models, ("vgg", "resnet"))):
+        if set(got) - set(known):
+            raise SystemExit(f"{flag}: unknown {', '.join(sorted(set(got) - set(known)))}; choose from {', '.join(known)}")
+    specs = plan(groups, models)
+    if args.rows:
+        wanted = set(args.rows.split(","))
+        if wanted - {s["name"] for s in specs}:
+            raise SystemExit(f"--rows: no such row(s): {', '.join(sorted(wanted - {s['name'] for s in specs}))}")
+        specs = [s for s in specs if s["name"] in wanted]
+    started = time.perf_counter()
+    for spec in specs:
+        cache_dir = WORK / f"cache-{spec['model']}"
+        if spec["cache"] == "fresh":
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        args_ = command(spec, WORK / spec["name"].replace("/", "-"), cache_dir)
+        report, wall, peak = run_build(args_)
+        row = {"group": spec["group"], "model": spec["model"], "flags": spec["flags"], "cache": spec["cache"],
+               "command": "lrfc " + " ".join(args_), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report)}
+        save(spec["name"], row)
+        print(f"{spec['name']}: drop {row['drop_points']} points (met {row['budget']['met']}), "
+              f"{row['params_removed_pct']}% params, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s "
+              f"(total {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

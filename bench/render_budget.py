@@ -1,0 +1,143 @@
+"""The accuracy-budget section of docs/BENCHMARKS.md (bench/results/budget.json, written by bench.budget).
+
+Every number, and every verdict against a target, is read from the results.
+"""
+
+from __future__ import annotations
+
+from bench.budget import CLAIM_BUDGETS, CLAIMS
+from bench.render_common import machine_line
+
+TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
+
+
+def _model_title(model: str) -> str:
+    return {"vgg": "VGG-style", "resnet": "ResNet-style"}.get(model, model)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _commands(rows: dict) -> list[str]:
+    return [f"- {n}: `{r['command']}` ({r['date']}, {r['wall_s'] / 60:.1f} min)" for n, r in rows.items()] + [""]
+
+
+def _rows(runs: dict, group: str) -> dict:
+    return {n: r for n, r in runs.items() if r["group"] == group}
+
+
+def target_misses(r: dict) -> list[str]:
+    """What a default build missed of issue 13's targets, by how much; empty when it met them all."""
+    misses = []
+    if not r["budget"]["met"]:
+        misses.append(f"drop {r['drop_points']:.2f} > {TARGETS['drop']:g} point")
+    if r["params_removed_pct"] < TARGETS["params"]:
+        misses.append(f"params removed {r['params_removed_pct']:.1f}% < {TARGETS['params']:g}% "
+                      f"(short by {TARGETS['params'] - r['params_removed_pct']:.1f} points)")
+    if r["macs_removed_pct"] < TARGETS["macs"]:
+        misses.append(f"MACs removed {r['macs_removed_pct']:.1f}% < {TARGETS['macs']:g}% "
+                      f"(short by {TARGETS['macs'] - r['macs_removed_pct']:.1f} points)")
+    if r["wall_s"] / 60 > TARGETS["minutes"]:
+        misses.append(f"build {r['wall_s'] / 60:.1f} min > {TARGETS['minutes']:g} min")
+    return misses
+
+
+def contract_section(runs: dict) -> list[str]:
+    rows = _rows(runs, "contract")
+    if not rows:
+        return []
+    lines = ["### Default builds at `--max-acc-drop 1.0`: the targets", "",
+             f"Targets (issue 13): drop <= {TARGETS['drop']:g} point on validation, >= {TARGETS['params']:g}% of params "
+             f"and >= {TARGETS['macs']:g}% of MACs removed, the whole build <= {TARGETS['minutes']:g} minutes.", "",
+             "| build | validation | drop (points) | met | test split | params removed | MACs removed | rounds | "
+             "stopped | build min | targets |",
+             "|---|---|---:|---|---|---:|---:|---:|---|---:|---|"]
+    for n, r in rows.items():
+        misses = target_misses(r)
+        lines.append(f"| {n} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | {r['drop_points']:.2f} | "
+                     f"{'yes' if r['budget']['met'] else 'no'} | {_pct(r['test_before'])} → {_pct(r['test_after'])} | "
+                     f"{r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% | {len(r['rounds'])} | "
+                     f"{r['stopped']} | {r['wall_s'] / 60:.1f} | {'met' if not misses else 'missed: ' + '; '.join(misses)} |")
+    lines.append("")
+    for n, r in rows.items():
+        steps = ", ".join(f"{x['label']}: {x['params']:,} params, proxy {x['proxy_drop'] if x['proxy_drop'] is not None else '-'}"
+                          f" → {x['drop']:.2f} after {x['epochs']} epochs ({'met' if x['met'] else 'missed'})"
+                          for x in r["rounds"])
+        lines.append(f"{n} rounds: {steps}.")
+    return lines + [""] + _commands(rows)
+
+
+def ablation_section(runs: dict) -> list[str]:
+    rows = _rows(runs, "ablation")
+    if not rows:
+        return []
+    lines = ["### Ablation: one fine-tuning round, each part off (or distillation on)", "",
+             "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
+             "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
+             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning.", "",
+             "| build | drop before fine-tuning | drop after | met | params removed | MACs removed | fine-tune s | build s |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for n, r in rows.items():
+        before = "-" if r["first_proxy_drop"] is None else f"{r['first_proxy_drop']:.2f}"
+        after = "-" if r["first_drop"] is None else f"{r['first_drop']:.2f}"
+        met = "-" if not r["rounds"] else "yes" if r["rounds"][0]["met"] else "no"
+        lines.append(f"| {n} | {before} | {after} | {met} | {r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% "
+                     f"| {r['finetune']['seconds']:.0f} | {r['wall_s']:.0f} |")
+    lines.append("")
+    lines.append("The published model is the original when the one round missed the budget, so 'params/MACs removed' "
+                 "are then 0; the round's own drop is in 'drop after'.")
+    return lines + [""] + _commands(rows)
+
+
+def claims_verdicts(runs: dict, model: str) -> list[str]:
+    """The paper's two claims at each budget, from MACs removed at a met budget (a missed one removes nothing)."""
+    out = []
+    for budget in CLAIM_BUDGETS:
+        macs = {m: runs[f"{model}/{m}-d{budget}"]["macs_removed_pct"] for m in CLAIMS if f"{model}/{m}-d{budget}" in runs}
+        if "hybrid" not in macs:
+            continue
+        singles = {m: v for m, v in macs.items() if m in ("tucker", "cp", "tt")}
+        rules = {m: v for m, v in macs.items() if m in ("vbmf", "energy")}
+        if singles:
+            best = max(singles, key=singles.get)
+            verdict = ("more than" if macs["hybrid"] > singles[best] + 1e-9 else
+                       "as many as" if abs(macs["hybrid"] - singles[best]) <= 1e-9 else "fewer than")
+            out.append(f"- drop <= {budget}: the hybrid removes {macs['hybrid']:.2f}% of MACs, {verdict} the best single "
+                       f"method ({best}, {singles[best]:.2f}%).")
+        for rule, v in rules.items():
+            verdict = "beat" if macs["hybrid"] > v + 1e-9 else "tie" if abs(macs["hybrid"] - v) <= 1e-9 else "lose to"
+            out.append(f"- drop <= {budget}: similarity ranks {verdict} {rule} ({macs['hybrid']:.2f}% vs {v:.2f}% MACs removed).")
+    return out
+
+
+def claims_section(runs: dict) -> list[str]:
+    rows = _rows(runs, "claims")
+    if not rows:
+        return []
+    lines = ["### The paper's claims at matched accuracy (no fine-tuning)", "",
+             "Each cell is a `--finetune none` build at that budget: the contract's bisection on validation "
+             "(reconstruction and BN re-estimation, no fine-tuning) finds the most compressed rung of that "
+             "method's ladder within the budget. Cells: MACs removed / drop in points.", ""]
+    for model in dict.fromkeys(r["model"] for r in rows.values()):
+        lines += [f"#### {_model_title(model)} model", "",
+                  "| drop budget | " + " | ".join(CLAIMS) + " |", "|---|" + "---:|" * len(CLAIMS)]
+        for budget in CLAIM_BUDGETS:
+            cells = []
+            for m in CLAIMS:
+                r = runs.get(f"{model}/{m}-d{budget}")
+                cells.append("-" if r is None else f"{r['macs_removed_pct']:.1f}% / {r['drop_points']:.2f}")
+            lines.append(f"| <= {budget} | " + " | ".join(cells) + " |")
+        lines += [""] + claims_verdicts(runs, model) + [""]
+    return lines + _commands(rows)
+
+
+def budget(record: dict) -> list[str]:
+    runs = record["runs"]
+    return (["## The accuracy budget as a contract — `python -m bench.budget`", "",
+             f"Machine: {machine_line(record)}. Validation (it decides) is a seeded half of Fashion-MNIST's 10,000 "
+             "test images, the test split (reported) the other half. Shared flags: `"
+             + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
+             "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
+            + contract_section(runs) + ablation_section(runs) + claims_section(runs))
+
