@@ -25,20 +25,19 @@ $(FMNIST):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dataset-fashion-mnist
 
-# The main job on the built-in default: train the tiny Fashion-MNIST CNN
-# (seconds), inspect it, then compress it with `lrfc build` for the host.
-# --objective flops: under the host's default (latency) every layer of this
-# tiny model is kept, because no factorized chain of a microsecond layer is
-# faster on this CPU (measured); the demo shows the compression path instead.
 # A real sshd for the remote-device tests (they start it on loopback themselves).
 $(SSHD):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssh-server openssh-client
 
+# The main job on the built-in default: the committed demo model (demo/README.md: a
+# 4-conv Fashion-MNIST CNN, 91.6 % test), inspected, then compressed for this host
+# under the host's own objective (measured latency) within a 1-point budget. One
+# fine-tuning epoch on 10k images per round and two rounds keep it near 4 minutes
+# on a fresh 2-core machine (the cost database and scores are cached after that).
 demo: setup
-	$(BIN)/python -m lrfc.train.baselines --out $(DEMO) --models tiny --epochs 3
-	$(BIN)/lrfc inspect $(DEMO)/tiny.keras
-	$(BIN)/lrfc build $(DEMO)/tiny.keras --data fashion-mnist --target host --objective flops --epochs 3 --train-samples 20000 --out $(DEMO)/build
+	$(BIN)/lrfc inspect demo/demo.keras
+	$(BIN)/lrfc build demo/demo.keras --data fashion-mnist --target host --max-acc-drop 1.0 --epochs 1 --train-samples 10000 --max-rounds 2 --out $(DEMO)/build
 	@echo "report: $(DEMO)/build/report.html"
 
 test: setup

@@ -89,6 +89,20 @@ def test_finetune_recovers_a_damaged_model(tiny, data):
     assert result.history["val_accuracy"][-1] == after
 
 
+def test_early_stopping_never_returns_worse_than_its_start(keras, tiny, data):
+    """The starting weights compete with every epoch: a round that only hurts (a rate far too high) gives them back."""
+    x, y, x_test, y_test = data
+    model = keras.models.clone_model(tiny)
+    model.set_weights(tiny.get_weights())
+    before, start = evaluate(model, x_test, y_test), [w.copy() for w in model.get_weights()]
+    result = finetune(model, x[:2000], y[:2000], FinetuneConfig(epochs=2, learning_rate=5.0, patience=2, distill=False),
+                      validation=(x_test, y_test))
+    assert max(result.history["val_accuracy"]) < before - 0.2  # the round did ruin the model
+    assert result.best_epoch == -1
+    assert evaluate(model, x_test, y_test) == before
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
+
+
 def test_distillation_runs_and_its_loss_decreases(tiny, data):
     x, y, x_test, y_test = data
     teacher = teacher_logits(tiny, x)

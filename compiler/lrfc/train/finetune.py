@@ -114,7 +114,7 @@ class FinetuneResult:
     epochs: int
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
-    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0)
+    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0; -1: the start's)
 
     def to_json(self) -> dict:
         return {
@@ -267,7 +267,11 @@ def finetune(
         config: epochs, rate, distillation settings, seed.
         teacher: the original model's logits on ``x`` (``teacher_logits``);
             required when ``config.distill``.
-        validation: optional ``(x, y)`` scored after every epoch.
+        validation: optional ``(x, y)`` scored after every epoch. With
+            ``config.patience`` the starting weights are scored too and
+            compete with every epoch: fine-tuning never returns a model
+            worse on validation than the one it was given (a reconstructed,
+            BN-re-estimated start can beat a short, high-rate round).
         progress: called after each epoch with (epoch index from 0, total
             epochs, logs) where logs hold ``loss``, ``accuracy`` and, with
             validation data, ``val_accuracy``.
@@ -284,6 +288,7 @@ def finetune(
     x = np.asarray(x, dtype=np.float32)
     trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size))
     epochs = _EpochLog(model, trainer, config, validation, progress)
+    epochs.score_start()
     start = time.perf_counter()
     trainer.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
                 callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)])
@@ -313,6 +318,14 @@ class _EpochLog:
             self.history["val_accuracy"] = []
         self.validation_seconds = 0.0
         self.best: tuple[float, int, list] | None = None  # (val accuracy, epoch, weights)
+
+    def score_start(self) -> None:
+        """With early stopping, the weights before any epoch are the first contender (epoch -1)."""
+        if self.validation is None or self.config.patience is None:
+            return
+        start = time.perf_counter()
+        self.best = (evaluate(self.model, *self.validation), -1, self.model.get_weights())
+        self.validation_seconds += time.perf_counter() - start
 
     def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
         row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
