@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 from bench.decompose_time import machine
+from bench.results_file import update_json
 
 RESULTS = Path("bench/results/quality.json")
 WORK = Path("bench/work/quality")
@@ -160,15 +161,14 @@ def headline(report: dict) -> dict:
 
 
 def _save(key: str, name: str, row: dict) -> None:
-    """Merge one row into the results file (written atomically, re-read first)."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.setdefault(key, {"runs": {}})["runs"][name] = row
-    results[key]["machine"] = machine()
-    results[key]["budget"] = budget(key == "quick")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".partial")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+    """Merge one row into the results file."""
+
+    def change(results: dict) -> None:
+        results.setdefault(key, {"runs": {}})["runs"][name] = row
+        results[key]["machine"] = machine()
+        results[key]["budget"] = budget(key == "quick")
+
+    update_json(RESULTS, change)
 
 
 def main(argv=None) -> None:

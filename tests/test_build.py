@@ -178,21 +178,31 @@ def test_options_fail_fast(tiny_model_path, overrides, message):
 
 @pytest.mark.parametrize("rule", ["vbmf", "energy"])
 def test_weight_based_rank_selection_baselines(tiny_model_path, tmp_path, rule):
-    res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--rank-selection", rule, "--finetune", "none",
-                  "--calib-samples", "200", "--methods", "tucker,svd", "--no-cache", "--bench-runs", "0", "--formats", "tflite",
-                  "--out", str(tmp_path / rule), "--json")
+    args = ["build", str(tiny_model_path), "--data", "fashion-mnist", "--rank-selection", rule, "--finetune", "none",
+            "--objective", "flops", "--calib-samples", "200", "--methods", "tucker,svd", "--no-cache", "--bench-runs", "0",
+            "--formats", "tflite", "--json"]
+    res = run_cli(*args, "--max-acc-drop", "100", "--out", str(tmp_path / rule))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["rank_selection"] == rule
+    # The rule's plan is a ladder of one, enforced: within a budget of 100 points it is the one published.
+    assert report["accuracy_budget"]["enforced"] and report["budget_search"]["published"] == f"{rule} ranks"
+    assert report["budget_search"]["allocation"] == "fixed" and len(report["budget_search"]["rounds"]) == 1
     # One candidate per layer and method: the rank the rule picks from the weights alone.
     per = {}
     for c in report["search"]["candidates"]:
         per.setdefault((c["layer"], c["method"]), []).append(c)
     assert per and all(len(v) == 1 for v in per.values())
     assert {m for _, m in per} == {"tucker", "svd"}
-    for e in report["layers"]:
-        if e["method"] is not None:
-            assert e["params_after"] < e["params_before"] or e["macs_after"] < e["macs_before"]
+    factorized = [e for e in report["layers"] if e["method"] is not None]
+    assert factorized and all(e["params_after"] < e["params_before"] or e["macs_after"] < e["macs_before"]
+                              for e in factorized)
+    if rule == "energy":  # a rule's plan that loses any accuracy misses a zero budget: the original is published
+        drop = report["budget_search"]["rounds"][0]["drop"]
+        res = run_cli(*args, "--max-acc-drop", "0", "--out", str(tmp_path / "zero"))
+        strict = json.loads(res.stdout)
+        assert drop > 0 and strict["budget_search"]["published"] == "original"
+        assert all(e["method"] is None for e in strict["layers"]) and strict["accuracy_budget"]["met"]
 
 
 def test_iterative_finetuning_baseline_runs(first_build, tiny_model_path):

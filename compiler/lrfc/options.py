@@ -45,7 +45,7 @@ class BuildOptions:
     plan: str | None = None
     train_samples: int | None = 20000  # fine-tuning samples per round, at most (None: all)
     max_rounds: int = 4
-    distill: bool = False  # measured: no gain at our budgets (see the issue-4 note); --distill turns it on
+    distill: bool = False  # measured: gains within one round's noise (train.finetune docstring); --distill turns it on
     fit: str = "auto"                  # --data-aware: auto (the better fit per rank), on (data-aware), off (weights)
     batch_size: int = 128
     trust_model: bool = False
@@ -88,10 +88,13 @@ class BuildOptions:
 
     def validate(self) -> "BuildOptions":
         """Raise ``UserError`` naming the first bad option; return self."""
+        self._check_values()
+        self._check_sources()
+        return self
 
-        def bad(flag: str, value, expected: str):
-            raise UserError(f"{flag}: received {value!r}; expected {expected}")
-
+    def _check_values(self) -> None:
+        """Numbers in range and names among the known choices."""
+        bad = _bad
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1 and math.isfinite(self.threshold)):
             bad("--threshold", self.threshold, "a number in (0, 1]")
         if not (0 < self.step <= 50):
@@ -129,6 +132,11 @@ class BuildOptions:
 
             if not self.formats or any(f not in FORMATS for f in self.formats):
                 bad("--formats", ",".join(self.formats), f"a comma list of {', '.join(FORMATS)}")
+        if self.train_samples is not None and self.train_samples < 1:
+            bad("--train-samples", self.train_samples, "a positive integer (0 on the command line: all)")
+
+    def _check_sources(self) -> None:
+        """The device, key, model, data, input contract and plan exist and parse."""
         if self.device is not None and self.device != "local":
             from runtime_bench.remote import parse_device
 
@@ -138,8 +146,6 @@ class BuildOptions:
                 raise UserError(f"--device: {exc}") from None
         if self.identity_file is not None and not Path(self.identity_file).is_file():
             raise UserError(f"--identity-file: no such file: {self.identity_file}")
-        if self.train_samples is not None and self.train_samples < 1:
-            bad("--train-samples", self.train_samples, "a positive integer (0 on the command line: all)")
         if isinstance(self.model, (str, Path)) and not Path(self.model).exists():
             raise UserError(f"model not found: {self.model}")
         if not isinstance(self.model, (str, Path)) and not hasattr(self.model, "inputs"):
@@ -150,8 +156,11 @@ class BuildOptions:
             raise UserError(f"plan not found: {self.plan}")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
-            bad("--out", self.out, "a directory (it exists as a file)")
-        return self
+            _bad("--out", self.out, "a directory (it exists as a file)")
+
+
+def _bad(flag: str, value, expected: str):
+    raise UserError(f"{flag}: received {value!r}; expected {expected}")
 
 
 def check_data_spec(spec) -> None:

@@ -110,7 +110,8 @@ class BuildState:
     plan: Plan | None = None
     solutions: list[Solution] = field(default_factory=list)
     levels: list[Level] = field(default_factory=list)  # the compression ladder, most compressed first
-    enforce_budget: bool = True              # False for a fixed plan (--plan, weight-based ranks)
+    enforce_budget: bool = True              # False for a given --plan and the iterative baseline
+    ladder: str = "global"                  # how the levels were made: global, threshold or fixed (one rung)
     level: int | None = None                 # the rung the model is made of
     budget: BudgetSearch | None = None       # the factorize and finetune stages' search along the ladder
     # factorize, finetune

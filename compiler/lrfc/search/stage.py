@@ -122,9 +122,10 @@ def choose(state, names) -> dict:
 def select(state) -> None:
     """The compression ladder (``search.allocate``), most compressed first; the paper's plan at the threshold.
 
-    The budget search (``train.contract``) picks a rung. A given ``--plan``,
-    ranks from the weights alone (``--rank-selection vbmf|energy``) or the
-    iterative baseline's plan is a ladder of one, built as it is: the
+    The budget search (``train.contract``) picks a rung. Ranks from the
+    weights alone (``--rank-selection vbmf|energy``) are a ladder of one: the
+    rule's plan when it meets the budget, else the original. A given
+    ``--plan`` or the iterative baseline's plan is built as it is: the
     accuracy budget is measured for it, not enforced.
     """
     from lrfc.search.allocate import Level, threshold_levels
@@ -145,7 +146,8 @@ def select(state) -> None:
                                         state.original_ms or None)
     else:
         state.levels = global_levels(state)
-    state.enforce_budget = not fixed
+    state.enforce_budget = opts.plan is None and opts.finetune != "iterative"
+    state.ladder = "fixed" if fixed else opts.allocation
     state.plan = plan_from(state.chosen)
 
 

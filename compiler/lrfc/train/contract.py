@@ -221,7 +221,7 @@ class BudgetSearch:
         state.chosen = dict(self.levels[i].choices)
 
     def to_json(self) -> dict:
-        return {"allocation": self.options.allocation if self.state.enforce_budget else "fixed",
+        return {"allocation": self.state.ladder,
                 "enforced": bool(self.state.enforce_budget), "levels": len(self.levels),
                 "published": "original" if self.best is None else self.levels[self.best[0]].label,
                 "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),

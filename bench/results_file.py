@@ -1,0 +1,18 @@
+"""One results file, updated a row at a time: re-read, changed, written atomically (a killed run leaves the last good one)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def update_json(path: Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to the file's JSON document (``{}`` when there is none yet) and write it back atomically."""
+    document = json.loads(path.read_text()) if path.exists() else {}
+    change(document)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
