@@ -38,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="one worker for all files; no memory figures")
     p.add_argument("--max-workers", type=int, default=8, help="workers alive at once (default 8)")
     p.add_argument("--timeout", type=float, default=600, help="seconds a worker may take for one step (default 600)")
+    p.add_argument("--lifetimes", type=int, default=1,
+                   help="repeat the measurement with fresh workers; each file keeps its lowest median (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)
 
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     try:
         report = bench(args.paths, runtime=args.runtime, threads=args.threads, runs=args.runs, warmup=args.warmup,
                        rounds=args.rounds, batch=args.batch, memory=not args.no_memory,
-                       max_workers=args.max_workers, timeout=args.timeout)
+                       max_workers=args.max_workers, timeout=args.timeout, lifetimes=args.lifetimes)
     except (ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -63,7 +63,8 @@ _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _PYTHON = re.compile(r"^[A-Za-z0-9_./+-]+$")
 _URL = re.compile(r"^ssh://(?:(?P<user>[^@/]*)@)?(?P<host>\[[^\]/]*\]|[^:/]*)(?::(?P<port>[^/]*))?/?$")
 _BENCH_OPTIONS = {"runtime": "--runtime", "threads": "--threads", "runs": "--runs", "warmup": "--warmup",
-                  "rounds": "--rounds", "batch": "--batch", "max_workers": "--max-workers"}
+                  "rounds": "--rounds", "batch": "--batch", "max_workers": "--max-workers",
+                  "lifetimes": "--lifetimes"}
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,24 @@ LATENCY = ["--data", "fashion-mnist", "--objective", "latency", "--epochs", "1",
            "--bench-runs", "20"]
 
 
+DEMO = Path(__file__).resolve().parent.parent / "demo" / "demo.keras"
+
+
 @pytest.fixture(scope="module")
-def latency_builds(tiny_model_path, tmp_path_factory):
-    """The same latency build twice against one cost database."""
+def latency_builds(tmp_path_factory):
+    """The same latency build of the demo model twice against one cost database (about 2 + 1 minutes).
+
+    The demo model, not the tiny one: the tiny model's layers run in
+    microseconds, so no factorization beats them and the ladder is empty;
+    the demo model's 58M MACs give a real ladder to time and choose from.
+    """
     root = tmp_path_factory.mktemp("latency")
-    common = [*LATENCY, "--cache-dir", str(root / "cache"), "--cost-db", str(root / "costs.sqlite"), "--json"]
+    common = ["--data", "fashion-mnist", "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
+              "--calib-samples", "64", "--step", "20", "--max-rounds", "1", "--methods", "cp,svd",
+              "--max-sol", "4", "--cache-dir", str(root / "cache"), "--cost-db", str(root / "costs.sqlite"), "--json"]
     reports = []
-    for name in ("a", "b"):
-        res = run_cli("build", str(tiny_model_path), *common, "--out", str(root / name), timeout=600)
+    for name, extra in (("a", ["--bench-runs", "20"]), ("b", ["--bench-runs", "0", "--formats", "tflite"])):
+        res = run_cli("build", str(DEMO), *common, *extra, "--out", str(root / name), timeout=600)
         assert res.returncode == 0, res.stderr
         reports.append(json.loads(res.stdout))
     return root, reports
@@ -46,16 +56,56 @@ def test_latency_costs_are_measured_then_reused(latency_builds):
             assert layer["latency_ms_after"] < layer["latency_ms_before"]
 
 
+def test_whole_models_are_timed_and_the_published_plan_is_never_slower(latency_builds):
+    root, (report, second) = latency_builds
+    whole = report["whole_model"]
+    assert whole["status"] == "measured" and whole["runtime"] == "litert" and whole["precision"] == "fp32"
+    original = whole["original"]["measured_ms"]
+    assert original > 0 and whole["original"]["predicted_ms"] > 0
+    sols = report["solutions"]
+    assert len(sols) == 4  # --max-sol rungs spread along the ladder
+    assert all(s["predicted_ms"] > 0 and s["measured_ms"] > 0 and s["plan"] for s in sols)
+    # the ladder the budget search walked: the measured rungs faster than the original and every less compressed
+    # one, and the levels between two such neighbours (where latency falls steadily)
+    kept = sorted((s for s in sols if s["rung"] is not None), key=lambda s: s["rung"])
+    assert whole["ladder_rungs"] == report["budget_search"]["levels"] >= len(kept) and whole["measured_rungs"] == 4
+    assert all(s["measured_ms"] < original for s in kept)
+    assert [s["measured_ms"] for s in kept] == sorted(s["measured_ms"] for s in kept)
+    assert kept and sols[0]["measured_ms"] < 0.5 * original  # the most compressed rung halves the latency at least
+    level = report["budget_search"]["published_level"]
+    row = next((s for s in kept if s["rung"] == level), None)
+    if row is not None:  # a measured rung: tried, within the budget, faster than the original
+        assert row["drop"] is not None and row["drop"] <= report["accuracy_budget"]["max_drop"]
+        assert row["measured_ms"] < original and row["label"] == report["budget_search"]["published"]
+    else:  # a level between two measured rungs on the frontier
+        assert any(a["rung"] < level < b["rung"] for a, b in zip(kept, kept[1:]))
+    assert report["accuracy_budget"]["met"] and report["compressed"]["macs"] < 0.7 * report["original"]["macs"]
+    # never slower: the final benchmark, measured apart from the search, agrees
+    assert report["benchmarks"]["runs"][0]["ratios"]["latency_p50"] > 1.0
+    assert set(whole["cost_model_error"]) == {"per_layer_sum", "with_remainder", "rungs"}
+    html = (root / "a" / "report.html").read_text()
+    assert "Whole models timed on the target" in html and "Against the int8 baseline" in html
+    # a second build finds every whole model in the cost database and reads the same numbers back
+    assert second["whole_model"]["original"]["measured_ms"] == original
+    assert [s["measured_ms"] for s in second["solutions"]] == [s["measured_ms"] for s in sols]
+
+
 def test_artifacts_are_written_verified_and_reported(latency_builds):
     root, (report, _) = latency_builds
-    arts = {(a["model"], a["format"]): a for a in report["artifacts"]}
-    assert set(arts) == {("compressed", "tflite"), ("compressed", "onnx"), ("original", "tflite"), ("original", "onnx")}
-    for (role, fmt), a in arts.items():
+    arts = {(a["model"], a["format"], a.get("variant")): a for a in report["artifacts"]}
+    pairs = {("compressed", "tflite"), ("compressed", "onnx"), ("original", "tflite"), ("original", "onnx")}
+    # the target's fp32 files, and both models at int8: the baseline a user would build instead
+    assert set(arts) == {(*p, None) for p in pairs} | {(*p, "int8 baseline") for p in pairs}
+    for (role, fmt, variant), a in arts.items():
         path = Path(a["path"])
-        assert path.name == f"{'model' if role == 'compressed' else 'original'}.{fmt}"
+        stem = "model" if role == "compressed" else "original"
+        assert path.name == (f"{stem}.{fmt}" if variant is None else f"{stem}.int8.{fmt}")
         assert path.stat().st_size == a["bytes"] > 1000
-        assert a["passed"] and a["precision"] == "fp32"
-        assert a["max_abs_diff"] < 1e-4 and a["top1_agreement"] >= 0.99 and a["samples"] > 0
+        assert a["passed"] and a["precision"] == ("fp32" if variant is None else "int8")
+        if variant is None:
+            assert a["max_abs_diff"] < 1e-4 and a["top1_agreement"] >= 0.99 and a["samples"] > 0
+        else:  # int8 is within the gate's int8 tolerance, and far smaller
+            assert a["top1_agreement"] >= 0.9 and a["bytes"] < 0.5 * arts[(role, fmt, None)]["bytes"]
     assert not list((root / "a").glob("*.partial*"))
 
 
@@ -75,6 +125,14 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
         assert run["ratios"]["file_bytes"] == pytest.approx(o["file_bytes"] / c["file_bytes"], rel=1e-3)
         assert run["ratios"]["macs"] == pytest.approx(report["original"]["macs"] / report["compressed"]["macs"], rel=1e-3)
         assert o["peak_rss_mb"] > 20 and c["peak_rss_mb"] > 20
+        assert o["lifetimes"] == c["lifetimes"] == 2  # each file's lower median of two sets of fresh workers
+        # the int8 baseline, timed in the same run: both models at int8, and lrfc's fp32 against the original's int8
+        i8 = run["int8"]
+        fmt = run["format"]
+        assert i8["original"]["name"] == f"original.int8.{fmt}" and i8["compressed"]["name"] == f"model.int8.{fmt}"
+        assert run["ratios"]["vs_original_int8"] == pytest.approx(i8["original"]["p50_ms"] / c["p50_ms"], rel=1e-3)
+        assert i8["ratios"]["latency_p50"] == pytest.approx(i8["original"]["p50_ms"] / i8["compressed"]["p50_ms"], rel=1e-3)
+        assert all(0.5 < row["accuracy"] <= 1 for row in (o, c, i8["original"], i8["compressed"]))
 
 
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, tmp_path):
@@ -91,6 +149,8 @@ def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, tmp_path):
     assert "estimated" in cost_line and "measured" not in cost_line.replace("not measured", "")
     assert "latency costs: estimated, not measured" in res.stderr
     assert not (tmp_path / "costs.sqlite").exists()  # nothing measured, nothing stored
+    assert report["whole_model"]["status"] == "estimated" and report["solutions"]
+    assert all(s["measured_ms"] is None and s["rung"] == s["level"] for s in report["solutions"])
 
 
 def test_bad_device_url_is_one_line_exit_2(tiny_model_path, tmp_path):

@@ -49,6 +49,16 @@ def test_costdb_round_trip_and_first_value_wins(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_costdb_replace_keeps_a_set_timed_together(tmp_path):
+    with CostDB(tmp_path / "c.sqlite") as db:
+        db.put_many("dev", "litert", "fp32", 2, [("orig", 1.0, 1.0, None, 50, "whole"), ("rung", 0.5, 0.5, None, 50, "w")])
+        # a later side-by-side run replaces both, so what is read back comes from one run
+        assert db.put_many("dev", "litert", "fp32", 2, [("orig", 0.8, 0.8, None, 50, "whole"),
+                                                         ("rung", 0.45, 0.45, None, 50, "w")], replace=True) == 2
+        assert db.get_many("dev", "litert", "fp32", 2, ["orig", "rung"]) == {"orig": 0.8, "rung": 0.45}
+        assert db.count() == 2
+
+
 def _writer(path, worker, n):
     with CostDB(path) as db:
         for i in range(n):

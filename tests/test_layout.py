@@ -32,7 +32,8 @@ def test_each_stage_lives_in_its_folder():
     folders = {name: fn.__module__ for name, fn in STAGES}
     assert folders == {
         "load": "lrfc.frontend.stage", "calibrate": "lrfc.search.stage", "score": "lrfc.search.stage",
-        "price": "lrfc.cost.stage", "select": "lrfc.search.stage", "factorize": "lrfc.factorize.stage",
+        "price": "lrfc.cost.stage", "select": "lrfc.search.stage", "measure": "lrfc.cost.stage",
+        "factorize": "lrfc.factorize.stage",
         "finetune": "lrfc.train.stage", "lower": "lrfc.lower.stage", "benchmark": "lrfc.benchmark.stage",
         "report": "lrfc.report.stage",
     }

@@ -239,3 +239,25 @@ def test_profile_is_frozen_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.threads = 8  # type: ignore[misc]
     assert isinstance(p, Profile) and hash(p) == hash(load_profile("host"))
+
+
+def test_rank_multiple_per_runtime_and_precision(tmp_path):
+    text = VALID + '\n[rank_multiple]\nsource = "measured on my board 2026-11-30 by lrfc profiles probe"\n' \
+                   'litert = { fp32 = 8, int8 = 16 }\n'
+    p = load_profile(str(write(tmp_path, text)))
+    assert p.multiple_for("litert") == 8 and p.multiple_for("litert", "int8") == 16
+    assert p.multiple_for("onnxruntime-cpu") == 1 and p.multiple_for("litert", "fp16") == 1  # not named: 1
+    assert p.rank_multiple_source.startswith("measured on my board")
+    assert profile_to_dict(p)["rank_multiple"] == {"litert": {"fp32": 8, "int8": 16}}
+    assert load_profile(str(write(tmp_path, VALID, "plain.toml"))).multiple_for("litert") == 1
+
+
+@pytest.mark.parametrize("table, words", [
+    ('source = "x"\nlitert = { fp32 = 0 }', "rank_multiple.litert.fp32"),
+    ('source = "x"\nlitert = { fp32 = 8.0 }', "an integer from 1 to 256"),
+    ('source = "x"\nlitert = { fp64 = 8 }', "not a precision"),
+    ('source = "x"\ntensorrt = { fp32 = 8 }', "not a runtime"),
+    ('litert = { fp32 = 8 }', "rank_multiple.source"),
+])
+def test_bad_rank_multiple_is_one_clear_error(tmp_path, table, words):
+    assert words in load_error(tmp_path, VALID + "\n[rank_multiple]\n" + table + "\n")

@@ -24,7 +24,7 @@ from runtime_bench.runners import RUNNERS, UnavailableError, get_runner, random_
 
 RESULT_KEYS = {"path", "name", "runtime", "runtime_version", "threads", "batch", "runs", "warmup", "rounds",
                "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput_ips", "peak_rss_mb", "load_rss_mb",
-               "file_bytes", "inputs", "device_id"}
+               "file_bytes", "inputs", "device_id", "lifetimes"}
 FAST = dict(runs=6, warmup=1, rounds=2)
 
 
@@ -300,3 +300,19 @@ def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
         assert main(args) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lrfc: error:") and needle in lines[0], lines
+
+
+def test_lifetimes_keep_each_files_lowest_median(onnx_models, monkeypatch):
+    import runtime_bench.measure as measure
+
+    small, big = onnx_models
+    lives = iter([[{"p50_ms": 2.0, "life": 0, "runtime": "onnxruntime-cpu"}, {"p50_ms": 1.0, "life": 0, "runtime": "onnxruntime-cpu"}],
+                  [{"p50_ms": 1.5, "life": 1, "runtime": "onnxruntime-cpu"}, {"p50_ms": 3.0, "life": 1, "runtime": "onnxruntime-cpu"}]])
+    monkeypatch.setattr(measure, "_bench_group", lambda group, **plan: next(lives))
+    rows = measure.bench([small, big], runs=4, lifetimes=2)["results"]
+    assert [(r["p50_ms"], r["life"], r["lifetimes"]) for r in rows] == [(1.5, 1, 2), (1.0, 0, 2)]
+    with pytest.raises(ValueError, match="lifetimes"):
+        measure.bench([small], lifetimes=0)
+    monkeypatch.undo()  # for real: two lifetimes of fresh workers, every row says so
+    rows = bench([small, big], runs=4, warmup=1, rounds=2, lifetimes=2)["results"]
+    assert all(r["lifetimes"] == 2 and r["runs"] == 4 and r["p50_ms"] > 0 for r in rows)

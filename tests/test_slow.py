@@ -72,3 +72,23 @@ def test_a_keras2_h5_classifier_trained_on_raw_pixels_is_caught_and_the_flag_nam
     for artifact in json.loads(res.stdout)["artifacts"]:
         assert artifact["reference_accuracy"] > 0.6 and abs(artifact["accuracy"] - artifact["reference_accuracy"]) < 0.05
     assert np.isfinite(artifact["max_abs_diff"])
+
+
+def test_probe_measures_this_machine_and_writes_a_profile_that_loads(tmp_path):
+    """`lrfc profiles probe` for real on this machine (about 2 minutes): plausible figures, a loadable profile."""
+    import json
+
+    from conftest import run_cli
+    from lrfc.targets import load_profile
+
+    out = tmp_path / "here.toml"
+    res = run_cli("profiles", "probe", "--out", str(out), "--precisions", "fp32,int8", "--json", timeout=900)
+    assert res.returncode == 0, res.stderr
+    measured = json.loads(res.stdout)
+    assert 5 < measured["peak_gops"]["fp32"] < 2000 and measured["peak_gops"]["int8"] > measured["peak_gops"]["fp32"]
+    assert 0.5 < measured["bandwidth_gbps"] < 500 and 0 <= measured["op_overhead_us"] < 1000
+    assert set(measured["multiples"]) == {"fp32", "int8"} and len(measured["sweep_ms"]["fp32"]) == 32
+    p = load_profile(str(out))
+    assert p.peak_gflops["fp32"].value == measured["peak_gops"]["fp32"]
+    assert "Measured on" in p.peak_gflops["int8"].source and "probe" in p.rank_multiple_source
+    assert p.multiple_for("litert", "int8") == measured["multiples"]["int8"]

@@ -125,7 +125,7 @@ def build(
     max_acc_drop: Annotated[float, typer.Option(help="Largest top-1 drop on the validation split, in points: the published model stays within it (the original, when no plan does).")] = DEFAULT["max_acc_drop"],
     methods: Annotated[Optional[str], typer.Option(help=f"Comma list of methods to try (default: all of {', '.join(method_names())}).")] = None,
     step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = DEFAULT["step"],
-    max_sol: Annotated[int, typer.Option(help="Whole-model solutions kept in the report.")] = DEFAULT["max_sol"],
+    max_sol: Annotated[int, typer.Option(help="Rungs of the ladder timed as whole models beside the original (--objective latency), and solutions kept in the report.")] = DEFAULT["max_sol"],
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for feature maps and statistics.")] = DEFAULT["calib_samples"],
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = DEFAULT["epochs"],
     finetune: Annotated[str, typer.Option(help="oneshot, iterative (the paper's baseline) or none.")] = DEFAULT["finetune"],
@@ -149,6 +149,7 @@ def build(
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
     cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB, else costs.sqlite in the cache directory).")] = None,
     bench_runs: Annotated[int, typer.Option(help="Timed runs per artifact in the final original-vs-compressed benchmark (0: skip).")] = DEFAULT["bench_runs"],
+    int8_baseline: Annotated[bool, typer.Option("--int8-baseline/--no-int8-baseline", help="With the benchmark, also lower both models to int8 (post-training quantization: what you would do instead) and time all four side by side.")] = DEFAULT["int8_baseline"],
     input_range: InputRange = None,
     input_mean: InputMean = None,
     input_std: InputStd = None,
@@ -160,6 +161,7 @@ def build(
     reconstruct: Annotated[bool, typer.Option("--reconstruct/--no-reconstruct", help="Refit each factorized layer's last factor to the original layer's output (before fine-tuning).")] = DEFAULT["reconstruct"],
     bn_reestimate: Annotated[bool, typer.Option("--bn-reestimate/--no-bn-reestimate", help="Re-estimate BatchNorm statistics on the calibration data after factorizing.")] = DEFAULT["bn_reestimate"],
     patience: Annotated[int, typer.Option(help="Fine-tuning stops after this many epochs without a better validation accuracy.")] = DEFAULT["patience"],
+    qat: Annotated[bool, typer.Option("--qat", help="Fine-tune through int8 fake quantization (quantization-aware training); int8 targets only.")] = DEFAULT["qat"],
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
@@ -176,10 +178,10 @@ def build(
         seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples or None,
         max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
         formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
-        ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, input_range=input_range,
-        input_mean=input_mean, input_std=input_std, channel_order=channel_order,
+        ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
+        input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
         allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
-        time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience,
+        time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
     )
     failure = None
     try:
@@ -403,6 +405,34 @@ def profiles_show(
         return
     for key, value in data.items():
         typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+@profiles_app.command("probe")
+def profiles_probe(
+    out: Annotated[str, typer.Option("--out", "-o", help="The .toml profile to write.")],
+    target: Annotated[str, typer.Option(help="The profile to start from: runtimes, precision, threads, memory budget.")] = "host",
+    device: Annotated[Optional[str], typer.Option(help="ssh://user@host[:port] to probe over ssh (default: this machine).")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="The runtime to probe (default: the target's first).")] = None,
+    precisions: Annotated[Optional[str], typer.Option(help="Comma list of fp32, int8 (default: fp32 and the target's precision).")] = None,
+    device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = "python3",
+    identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
+    as_json: AsJson = False,
+):
+    """Measure a device (peak compute, bandwidth, per-operator overhead, channel multiple) and write its profile."""
+    from lrfc.cost.probe import run_probe
+
+    measured, profile = run_probe(target, out, device=device, runtime=runtime, precisions=_split(precisions),
+                                  device_python=device_python, identity_file=identity_file,
+                                  ssh_options=tuple(ssh_option or ()), log=_warn)
+    if as_json:
+        _emit_json(measured.to_json())
+        return
+    typer.echo(f"wrote {out}: {profile.description}")
+    for precision, gops in measured.peak_gops.items():
+        typer.echo(f"peak {precision}: {gops:g} GOP/s; ranks in multiples of {measured.multiples[precision]}")
+    typer.echo(f"memory bandwidth: {measured.bandwidth_gbps:g} GB/s; per-operator overhead: "
+               f"{measured.op_overhead_us:g} us")
 
 
 # ------------------------------------------------------------------------ main

@@ -32,7 +32,7 @@ class BuildOptions:
     max_acc_drop: float = 1.0
     methods: tuple[str, ...] = field(default_factory=lambda: decompose.names())  # every registered method
     step: float = 2.0
-    max_sol: int = 5
+    max_sol: int = 10
     calib_samples: int = 500           # same plan as 2,000 on the VGG baseline (docs/BENCHMARKS.md), a quarter of the time
     epochs: int = 3                    # per round; with train_samples, sized so a VGG/ResNet build fits 15 minutes here
     finetune: str = "oneshot"
@@ -56,6 +56,7 @@ class BuildOptions:
     ssh_options: tuple[str, ...] = ()
     cost_db: str | None = None
     bench_runs: int = 100              # timed runs per artifact in the final benchmark; 0 skips it
+    int8_baseline: bool = True         # benchmark both models at int8 too (the user's alternative), when the target is not int8
     input_range: str | None = None     # the input contract (frontend.contract); None: inferred from the model
     input_mean: str | None = None
     input_std: str | None = None
@@ -67,6 +68,7 @@ class BuildOptions:
     reconstruct: bool = True           # refit each factorized layer's last factor to the original's output
     bn_reestimate: bool = True         # BatchNorm statistics re-estimated on calibration data after factorizing
     patience: int = 2                  # fine-tuning: epochs without a better validation accuracy before stopping
+    qat: bool = False                  # fine-tune through int8 fake quantization (an int8 target only)
 
     @property
     def model_name(self) -> str:
@@ -108,6 +110,9 @@ class BuildOptions:
             bad("--objective", self.objective, f"one of {', '.join(OBJECTIVES)}")
         if self.finetune not in FINETUNE_MODES:
             bad("--finetune", self.finetune, f"one of {', '.join(FINETUNE_MODES)}")
+        if self.qat and (self.finetune == "none" or self.epochs == 0):
+            bad("--qat", f"with --finetune {self.finetune} --epochs {self.epochs}",
+                "fine-tuning to train through int8 rounding in")
         if self.rank_selection not in RANK_SELECTIONS:
             bad("--rank-selection", self.rank_selection, f"one of {', '.join(RANK_SELECTIONS)}")
         if self.fit not in FITS:

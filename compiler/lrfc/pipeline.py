@@ -1,6 +1,6 @@
 """`lrfc build`: the compiler pipeline, one named stage after another.
 
-    load -> calibrate -> score -> price -> select -> factorize -> finetune -> lower -> benchmark -> report
+    load -> calibrate -> score -> price -> select -> measure -> factorize -> finetune -> lower -> benchmark -> report
 
 Every stage is a function ``stage(state)`` that reads and extends one
 ``BuildState``; ``STAGES`` lists them in order and each stage's body lives in
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stag
     from lrfc.common.outputs import OutputDir
     from lrfc.cost.devices import DeviceLink
     from lrfc.cost.latency import Pricer
+    from lrfc.cost.measure import WholeModel
     from lrfc.frontend.catalogue import LayerInfo
     from lrfc.frontend.contract import InputContract
     from lrfc.frontend.splits import Splits
@@ -113,6 +114,7 @@ class BuildState:
     enforce_budget: bool = True              # False for a given --plan and the iterative baseline
     ladder: str = "global"                  # how the levels were made: global, threshold or fixed (one rung)
     level: int | None = None                 # the rung the model is made of
+    whole: WholeModel | None = None          # measure: rungs timed as whole models (--objective latency)
     budget: BudgetSearch | None = None       # the factorize and finetune stages' search along the ladder
     # factorize, finetune
     compressed: keras.Model | None = None
@@ -127,8 +129,11 @@ class BuildState:
 
     @property
     def failed(self) -> list[ArtifactRecord]:
-        """Artifacts that failed verification (not published)."""
-        return [a for a in self.artifacts if not a.passed]
+        """Artifacts at the target's precision that failed verification (not published).
+
+        A failed int8 baseline (``lower.stage``) is reported, not a failure.
+        """
+        return [a for a in self.artifacts if not a.passed and a.variant is None]
 
     def mac_totals(self) -> tuple[int, int]:
         """MACs of one sample through the original model and through the one the chosen plan makes."""
@@ -148,7 +153,7 @@ class BuildState:
 
 def _stages():
     from lrfc.benchmark.stage import benchmark
-    from lrfc.cost.stage import price
+    from lrfc.cost.stage import measure, price
     from lrfc.factorize.stage import factorize
     from lrfc.frontend.stage import load
     from lrfc.lower.stage import lower
@@ -157,8 +162,8 @@ def _stages():
     from lrfc.train.stage import finetune
 
     return (("load", load), ("calibrate", calibrate), ("score", score), ("price", price), ("select", select),
-            ("factorize", factorize), ("finetune", finetune), ("lower", lower), ("benchmark", benchmark),
-            ("report", report))
+            ("measure", measure), ("factorize", factorize), ("finetune", finetune), ("lower", lower),
+            ("benchmark", benchmark), ("report", report))
 
 
 STAGES = _stages()
@@ -180,7 +185,12 @@ def preflight(options: BuildOptions, log):
     from lrfc.targets import load_profile
 
     options.validate()
-    load_profile(options.target)
+    profile = load_profile(options.target)
+    if options.qat and profile.precision != "int8":
+        from lrfc.errors import UserError
+
+        raise UserError(f"--qat trains for int8 rounding, but target {profile.name} compiles for {profile.precision}; "
+                        "use an int8 target (host-int8 here, or a profile with precision = \"int8\")")
     if options.cache:
         check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
     check_cost_db(options.cost_db)

@@ -35,6 +35,12 @@ accepted)::
     value = 68.0
     source = "NVIDIA ... (URL)"
 
+    [rank_multiple]               # optional: factor ranks are rounded to
+    litert = { fp32 = 8 }         # these channel multiples, per runtime and
+    source = "measured on ..."    # precision (where the kernels' latency
+                                  # steps; ``lrfc profiles probe`` measures
+                                  # it); a runtime or precision not named: 1
+
 Every error is a ``UserError`` whose one-line message names the file and the
 key, the value received and what was expected.
 """
@@ -62,7 +68,7 @@ ALIASES = {"jetson": DEFAULT_JETSON}
 
 _REQUIRED = ("description", "runtimes", "precision", "threads", "memory_budget_mb",
              "peak_gflops", "memory_bandwidth_gbps")
-_OPTIONAL = ("objective", "requires_full_int8")
+_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple")
 _FIGURE_KEYS = ("value", "source")
 
 
@@ -94,6 +100,8 @@ class Profile:
     objective: str = "latency"
     requires_full_int8: bool = False
     path: Path | None = None
+    rank_multiple: Mapping[str, Mapping[str, int]] = field(default_factory=dict, hash=False)
+    rank_multiple_source: str = ""
 
     def __post_init__(self) -> None:
         # The rules that tie keys together live here, so that a profile made
@@ -115,6 +123,10 @@ class Profile:
     def peak(self) -> Figure:
         """The peak figure at the profile's own precision."""
         return self.peak_gflops[self.precision]
+
+    def multiple_for(self, runtime: str, precision: str | None = None) -> int:
+        """The channel multiple ranks are rounded to on ``runtime`` at ``precision`` (the profile's own): 1 if none."""
+        return int(self.rank_multiple.get(runtime, {}).get(precision or self.precision, 1))
 
 
 # ----------------------------------------------------------------- public API
@@ -170,6 +182,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "requires_full_int8": profile.requires_full_int8,
         "peak_gflops": {p: _figure_to_dict(profile.peak_gflops[p]) for p in PRECISIONS if p in profile.peak_gflops},
         "memory_bandwidth_gbps": _figure_to_dict(profile.memory_bandwidth_gbps),
+        "rank_multiple": {r: dict(m) for r, m in profile.rank_multiple.items()},
+        "rank_multiple_source": profile.rank_multiple_source or None,
         "path": None if profile.path is None else str(profile.path),
     }
 
@@ -206,6 +220,7 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
     description = data["description"]
     if not isinstance(description, str) or not description.strip():
         raise _error(label, "description", _show(description), _expected("description"))
+    multiples, multiple_source = _multiples(data.get("rank_multiple", {}), label)
     return Profile(
         name=name,
         description=description.strip(),
@@ -218,6 +233,8 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
         objective=_choice(data.get("objective", "latency"), OBJECTIVES, label, "objective"),
         requires_full_int8=_boolean(data.get("requires_full_int8", False), label, "requires_full_int8"),
         path=path,
+        rank_multiple=multiples,
+        rank_multiple_source=multiple_source,
     )
 
 
@@ -278,6 +295,31 @@ def _peaks(value: Any, label: str) -> dict[str, Figure]:
             raise UserError(f"{label}: key 'peak_gflops.{precision}': not a precision, "
                             f"expected one of {', '.join(PRECISIONS)}")
     return {p: _figure(value[p], label, f"peak_gflops.{p}") for p in PRECISIONS if p in value}
+
+
+def _multiples(value: Any, label: str) -> tuple[dict[str, dict[str, int]], str]:
+    """``[rank_multiple]``: ``{runtime: {precision: int >= 1}}`` and the source that says where they came from."""
+    if not isinstance(value, dict):
+        raise _error(label, "rank_multiple", _show(value), "a table of {precision = multiple} tables keyed by runtime")
+    out, source = {}, value.get("source", "")
+    if value and (not isinstance(source, str) or not source.strip()):
+        raise _error(label, "rank_multiple.source", _show(source) if source else "nothing (the key is missing)",
+                     "a non-empty string saying where the multiples came from")
+    for runtime, table in value.items():
+        if runtime == "source":
+            continue
+        if runtime not in RUNNERS:
+            raise UserError(f"{label}: key 'rank_multiple.{runtime}': not a runtime, expected one of {', '.join(RUNNERS)}")
+        if not isinstance(table, dict):
+            raise _error(label, f"rank_multiple.{runtime}", _show(table), "a table of precision = multiple")
+        for precision, multiple in table.items():
+            key = f"rank_multiple.{runtime}.{precision}"
+            if precision not in PRECISIONS:
+                raise UserError(f"{label}: key '{key}': not a precision, expected one of {', '.join(PRECISIONS)}")
+            if isinstance(multiple, bool) or not isinstance(multiple, int) or not 1 <= multiple <= 256:
+                raise _error(label, key, _show(multiple), "an integer from 1 to 256")
+        out[runtime] = dict(table)
+    return out, source.strip() if isinstance(source, str) else ""
 
 
 def _figure(value: Any, label: str, key: str) -> Figure:

@@ -1,9 +1,17 @@
 """The ``benchmark`` stage: original against compressed, side by side, on every runtime of the target.
 
-One runtime_bench run per runtime, the two artifacts alternating in rounds,
-each in its own process so its peak memory is its own. Ratios are original /
-compressed (above 1: the compressed model is faster, smaller, lighter). When
-the target cannot be reached the benchmark is not run and the record says so.
+One runtime_bench run per runtime, the artifacts alternating in rounds,
+each in its own process so its peak memory is its own, repeated with fresh
+workers (``cost.measure.LIFETIMES``; each file keeps its lowest median).
+Ratios are original / compressed (above 1: the compressed model is
+faster, smaller, lighter). When the target cannot be reached the benchmark
+is not run and the record says so.
+
+With the int8 baseline (``lower.stage``) the same run times four files: the
+original and the compressed model at the target's precision and both at
+int8, so the report sets lrfc against what a user would do instead
+(``int8``: the pair and ``ratios.vs_original_int8``, the original at int8
+over lrfc at the target's precision).
 """
 
 from __future__ import annotations
@@ -26,11 +34,12 @@ class BenchmarkRun:
     original: dict
     compressed: dict
     ratios: dict
+    int8: dict | None = None          # {"original", "compressed", "ratios"} at int8, timed in the same run
 
     def to_json(self) -> dict:
         return {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
                 "format": self.format, "precision": self.precision, "original": self.original,
-                "compressed": self.compressed, "ratios": self.ratios}
+                "compressed": self.compressed, "ratios": self.ratios, "int8": self.int8}
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,9 @@ class Benchmarks:
         return out
 
 
-def _artifact(state, role: str, fmt: str):
-    return next((a for a in state.artifacts if a.model == role and a.format == fmt and a.passed), None)
+def _artifact(state, role: str, fmt: str, variant: str | None = None):
+    return next((a for a in state.artifacts
+                 if a.model == role and a.format == fmt and a.passed and a.variant == variant), None)
 
 
 def _ratio(before, after) -> float | None:
@@ -59,27 +69,42 @@ def _ratio(before, after) -> float | None:
     return round(float(before) / float(after), 4)
 
 
-def _run(state, runtime: str, fmt: str, original, compressed) -> tuple[BenchmarkRun, dict]:
-    """Time the staged pair on ``runtime`` (published after the report); the run and the device's fingerprint."""
-    opts = state.options
-    result = state.link.bench([state.output.staging / original.name, state.output.staging / compressed.name],
-                              runtime=runtime, threads=state.profile.threads, runs=opts.bench_runs, warmup=WARMUP,
-                              rounds=ROUNDS, batch=1, memory=True)
-    before, after = result["results"]
-    before["path"], after["path"] = original.path, compressed.path
-    macs_before, macs_after = state.mac_totals()
+def _ratios(before: dict, after: dict, macs: tuple[int, int]) -> dict:
+    return {"latency_p50": _ratio(before["p50_ms"], after["p50_ms"]),
+            "peak_rss": _ratio(before.get("peak_rss_mb"), after.get("peak_rss_mb")),
+            "file_bytes": _ratio(before["file_bytes"], after["file_bytes"]),
+            "macs": _ratio(macs[0], max(1, macs[1]))}
+
+
+def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, dict]:
+    """Time the staged files on ``runtime`` side by side (published after the report); the run and the fingerprint.
+
+    ``records``: original and compressed, then (the int8 baseline) both at int8.
+    """
+    from lrfc.cost.measure import LIFETIMES
+
+    result = state.link.bench([state.output.staging / r.name for r in records], runtime=runtime,
+                              threads=state.profile.threads, runs=state.options.bench_runs, warmup=WARMUP,
+                              rounds=ROUNDS, batch=1, memory=True, lifetimes=LIFETIMES)
+    rows = result["results"]
+    for row, record in zip(rows, records):
+        row["path"], row["accuracy"] = record.path, record.accuracy
+    macs = state.mac_totals()
+    before, after = rows[:2]
+    ratios = _ratios(before, after, macs)
+    int8 = None
+    if len(rows) == 4:
+        ratios["vs_original_int8"] = _ratio(rows[2]["p50_ms"], after["p50_ms"])
+        int8 = {"original": rows[2], "compressed": rows[3], "ratios": _ratios(rows[2], rows[3], macs)}
     return BenchmarkRun(runtime, result["device"].get("runtime_version"), result["device"].get("id"), fmt,
-                        original.precision, before, after,
-                        {"latency_p50": _ratio(before["p50_ms"], after["p50_ms"]),
-                         "peak_rss": _ratio(before.get("peak_rss_mb"), after.get("peak_rss_mb")),
-                         "file_bytes": _ratio(before["file_bytes"], after["file_bytes"]),
-                         "macs": _ratio(macs_before, max(1, macs_after))}), result["device"]
+                        records[0].precision, before, after, ratios, int8), result["device"]
 
 
 def benchmark(state) -> None:
     """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
     from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
+    from lrfc.lower.stage import INT8_BASELINE
 
     if state.options.bench_runs == 0:
         state.benchmarks = Benchmarks("skipped (--bench-runs 0)")
@@ -93,18 +118,23 @@ def benchmark(state) -> None:
     runs, device = [], {}
     for runtime in usable:
         fmt = format_of(runtime)
-        original, compressed = _artifact(state, "original", fmt), _artifact(state, "compressed", fmt)
-        if original is None or compressed is None:
+        records = [_artifact(state, "original", fmt), _artifact(state, "compressed", fmt)]
+        if None in records:
             skipped[runtime] = f"no verified {fmt} artifact of both models"
             continue
+        baseline = [_artifact(state, role, fmt, INT8_BASELINE) for role in ("original", "compressed")]
+        if None not in baseline:
+            records += baseline
         try:
-            run, fingerprint = _run(state, runtime, fmt, original, compressed)
+            run, fingerprint = _run(state, runtime, fmt, records)
         except RuntimeError as exc:  # e.g. the remote device lacks this runtime
             skipped[runtime] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
         runs.append(run)
         device = {k: v for k, v in fingerprint.items() if k not in RUNTIME_KEYS}
         state.log(f"{runtime}: p50 {run.original['p50_ms']:.3f} -> {run.compressed['p50_ms']:.3f} ms "
-                  f"(speed-up {run.ratios['latency_p50']:.2f}x)")
+                  f"(speed-up {run.ratios['latency_p50']:.2f}x)" + (
+                      f"; int8 {run.int8['original']['p50_ms']:.3f} -> {run.int8['compressed']['p50_ms']:.3f} ms"
+                      if run.int8 else ""))
     state.benchmarks = Benchmarks("measured" if runs else "not measured: no runtime of the target could run",
                                   tuple(runs), device, skipped)

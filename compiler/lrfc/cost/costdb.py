@@ -1,4 +1,4 @@
-"""The cost database: measured latencies of single layers and factorized chains.
+"""The cost database: measured latencies of single layers, factorized chains and whole models.
 
 One SQLite file (default ``costs.sqlite`` in the cache directory:
 ``--cache-dir``, else ``lrfc.search.cache.default_cache_dir``; ``--cost-db`` or
@@ -20,9 +20,17 @@ dilation, padding, bias and activation (``op_signature``) — so equal chains
 of different layers or models share one row, and ``description`` keeps the
 readable form for whoever opens the file.
 
+Whole models (``cost.measure``) are rows too, their signature a hash of the
+original's architecture, the plan and the format; a set of them timed side
+by side replaces what was stored for any of them, so a later build reads
+numbers that came from one run.
+
 Two builds may share the file: the journal is WAL, writers wait (busy
-timeout) instead of failing, and a row written twice keeps the first value
-(``INSERT OR IGNORE``): both were real measurements of the same thing.
+timeout) instead of failing, and a chain's row written twice keeps the first
+value (``INSERT OR IGNORE``): both were real measurements of the same thing.
+
+Version 3: every turn of a measurement warms up for ``runtime_bench.worker.WARM_S``
+first (version 2's turns began with the threads still waking, up to 2x slow).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import os
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLE = f"costs_v{SCHEMA_VERSION}"  # a file written by another version keeps its rows in its own table, unread
 
 
@@ -119,14 +127,18 @@ class CostDB:
             found.update(dict(rows.fetchall()))
         return found
 
-    def put_many(self, device: str, runtime: str, precision: str, threads: int, rows) -> int:
-        """Store ``(signature, min_ms, median_ms, p90_ms, runs, description)`` rows in one transaction; returns rows added."""
+    def put_many(self, device: str, runtime: str, precision: str, threads: int, rows, replace: bool = False) -> int:
+        """Store ``(signature, min_ms, median_ms, p90_ms, runs, description)`` rows in one transaction.
+
+        Returns the rows added (or replaced, with ``replace``: a set of
+        whole models timed together replaces what was stored for any of them).
+        """
         now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             before = self._db.total_changes
             self._db.executemany(
-                f"INSERT OR IGNORE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(device, runtime, precision, int(threads), sig, float(low), float(mid), None if p90 is None else float(p90),
                   int(runs), desc, now) for sig, low, mid, p90, runs, desc in rows])
             return self._db.total_changes - before

@@ -8,8 +8,9 @@ runtime_bench there. The rule:
   is copied there and run with the device's Python, see ``runtime_bench.remote``);
 * ``--device local``: measure on this machine, whatever the profile says
   (for running lrfc on the device itself);
-* no ``--device``: the ``host`` profile is this machine; any other profile is a
-  device lrfc cannot reach, so latencies are roofline *estimates*.
+* no ``--device``: the ``host`` profiles (``host``, ``host-int8``) are this
+  machine; any other profile is a device lrfc cannot reach, so latencies are
+  roofline *estimates*.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from lrfc.errors import UserError
 
-HOST_PROFILE = "host"
+HOST_PROFILES = ("host", "host-int8")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def link_for(profile, device: str | None, python: str = "python3", identity: str
              ssh_options=()) -> DeviceLink | None:
     """The link to ``profile``'s device, or None when latency can only be estimated."""
     if device is None:
-        return DeviceLink() if profile.name == HOST_PROFILE else None
+        return DeviceLink() if profile.name in HOST_PROFILES else None
     if device == "local":
         return DeviceLink()
     from runtime_bench.remote import parse_device

@@ -161,14 +161,21 @@ class Pricer:
                 self.info.measured += len(batch)
         return {key: float(known[sig]) for key, sig in sigs.items()}
 
-    def _key(self) -> tuple:
-        return self.info.device["id"], self.info.runtime, self.info.precision, self.info.threads
+    def recall(self, signatures, precision: str | None = None) -> dict:
+        """``{signature: ms}`` stored earlier for this device, runtime and threads (at ``precision``: whole models)."""
+        return self._db.get_many(self.info.device["id"], self.info.runtime, precision or self.info.precision,
+                                 self.info.threads, signatures)
+
+    def remember(self, rows, precision: str | None = None, replace: bool = False) -> None:
+        """Store ``(signature, min_ms, median_ms, p90_ms, runs, description)`` rows under this device's key."""
+        self._db.put_many(self.info.device["id"], self.info.runtime, precision or self.info.precision,
+                          self.info.threads, rows, replace=replace)
 
     def _lookup(self, sigs: list) -> dict:
-        return self._db.get_many(*self._key(), sigs)
+        return self.recall(sigs)
 
     def _store(self, rows: list) -> None:
-        self._db.put_many(*self._key(), rows)
+        self.remember(rows)
 
     def _time(self, chains: list) -> list[dict]:
         """Lower each chain to the runtime's format and time them all in one runtime_bench run."""

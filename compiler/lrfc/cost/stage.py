@@ -60,3 +60,31 @@ def price(state) -> None:
                           cache_dir=state.options.cache_dir)
     price_layers(state, state.targets)
     state.log(state.pricer.info.summary())
+
+
+def measure(state) -> None:
+    """Under the latency objective: the ladder's rungs timed as whole models; the ladder keeps the measured frontier.
+
+    See ``cost.measure``. A fixed plan (``--plan``, weight-based ranks, the
+    iterative baseline) is measured by the final benchmark instead.
+    """
+    if not priced(state) or not state.levels or not state.enforce_budget:
+        return
+    from lrfc.cost.measure import measure_ladder
+
+    state.whole = whole = measure_ladder(state)
+    if whole.status != "measured":
+        state.log(f"whole-model latency {whole.status}: the ladder stays as priced per layer")
+        return
+    kept = [t for t in whole.rungs if t.rung is not None]
+    ladder_before = len(state.levels)
+    state.levels = [state.levels[i] for i in whole.ladder]
+    fastest = min((t.measured_ms for t in whole.rungs), default=None)
+    error = whole.error()
+    state.log(f"measure: {len(whole.rungs)} rungs and the original on {whole.runtime} ({whole.precision}): original "
+              f"{whole.original.measured_ms:.3f} ms, fastest rung {fastest:.3f} ms; {len(kept)} kept (each faster "
+              f"than the original and every less compressed rung), {len(state.levels)} of {ladder_before} rungs "
+              f"stay on the ladder; per-layer cost model off by {100 * error['per_layer_sum']:.0f}% "
+              f"({100 * error['with_remainder']:.0f}% with the original's unpriced remainder)")
+    if not kept:
+        state.log(f"no plan measured faster than the original on {whole.runtime}: the original will be published")

@@ -39,14 +39,20 @@ def warm_start(model, warm_model, warm_plan, plan) -> list[str]:
     return changed
 
 
+def plan_model(state, plan):
+    """The model of ``plan`` as factorized, before any repair: what the ``measure`` stage times."""
+    from lrfc.factorize.rewrite import apply_plan
+
+    stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
+    return apply_plan(state.flat, plan, stats, _prepared(state, plan))
+
+
 def build_level(state, plan, warm=None):
     """The model of ``plan`` with its starting point repaired; ``warm`` is ``(model, plan)`` fine-tuned earlier."""
     from lrfc.factorize.reconstruct import reconstruct
-    from lrfc.factorize.rewrite import apply_plan
     from lrfc.train.bn import reestimate_bn
 
-    stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
-    model = apply_plan(state.flat, plan, stats, _prepared(state, plan))
+    model = plan_model(state, plan)
     changed = [c.layer for c in plan.choices] if warm is None else warm_start(model, *warm, plan)
     order = [r.name for r in state.rows if r.name in set(changed) and r.name in plan.by_layer()]
     if state.options.reconstruct and order:

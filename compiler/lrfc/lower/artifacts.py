@@ -164,6 +164,13 @@ def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, wor
 
 
 _EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx}
+
+
+def export_file(model, fmt: str, path: Path, precision: str, calibration: np.ndarray) -> Path:
+    """Export ``model`` to ``path`` in ``fmt`` at ``precision``, with no gate: for timing, never for publishing."""
+    with tempfile.TemporaryDirectory(prefix="lrfc-export-") as work:
+        _EXPORTERS[fmt](model, Path(path), precision, calibration, Path(work))
+    return Path(path)
 FORMATS = tuple(_EXPORTERS)
 """The formats lrfc writes, one exporter each; which runtime runs a format is runtime_bench's registry's business."""
 

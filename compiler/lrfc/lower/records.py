@@ -42,6 +42,7 @@ class ArtifactRecord:
     error: str | None = None
     accuracy: float | None = None
     reference_accuracy: float | None = None
+    variant: str | None = None        # "int8 baseline": lowered to be measured beside, not the build's deliverable
 
     @property
     def name(self) -> str:

@@ -58,6 +58,7 @@ def render_html(report: dict) -> str:
         parts += [f"<tr><td>{e(u['name'])}</td><td>{e(u['type'])}</td><td>{e(u['reason'])}</td></tr>" for u in skipped]
         parts.append("</tbody></table>")
     parts += _deployment(report, e)
+    parts += _whole_models(report, e)
     parts += _solutions(report, e)
     parts.append("<h2>Candidates: cost against similarity</h2>")
     try:
@@ -114,11 +115,63 @@ def _deployment(report: dict, e) -> list[str]:
                              f"<td class=n>{_mib(o.get('peak_rss_mb'))} &rarr; {_mib(c.get('peak_rss_mb'))}</td>"
                              f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
             parts.append("</tbody></table>")
+            parts += _four_way(bench["runs"], e)
         if bench.get("status") and bench["status"] != "measured":
             parts.append(f"<p>{e(bench['status'])}</p>")
         for runtime, why in (bench.get("skipped") or {}).items():
             parts.append(f"<p class=muted>{e(runtime)} not run: {e(why)}</p>")
     return parts
+
+
+def _whole_models(report: dict, e) -> list[str]:
+    """The rungs timed as whole models beside the original (the measure stage), with what the search made of them."""
+    whole, sols = report.get("whole_model"), report.get("solutions") or []
+    if not whole or not sols:
+        return []
+    original = (whole.get("original") or {}).get("measured_ms")
+    err = whole.get("cost_model_error") or {}
+    out = ["<h2>Whole models timed on the target</h2>",
+           f"<p class=muted>{e(whole['status'])}" + (f" on {e(whole['runtime'])} ({e(whole['precision'])}); original "
+                                                     f"{original:.3f} ms" if original else "") +
+           (f"; per-layer cost model off by {100 * err['per_layer_sum']:.0f}% "
+            f"({100 * err['with_remainder']:.0f}% with the original's unpriced remainder)" if err else "") + "</p>"]
+    rows = [[s["label"], f"{s['predicted_ms']:.3f}", _num(s["measured_ms"], "{:.3f}"),
+             "yes" if s["rung"] is not None else "no", _num(s.get("proxy_drop"), "{:.2f}"),
+             _num(s.get("drop"), "{:.2f}")] for s in sols]
+    return out + _table(["rung", "#per-layer sum ms", "#measured ms", "on the ladder", "#proxy drop",
+                         "#drop after fine-tuning"], rows, e)
+
+
+def _four_way(runs, e) -> list[str]:
+    """Original and lrfc, at the target's precision and at int8, side by side per runtime (the int8 baseline)."""
+    rows = []
+    for run in (r for r in runs if r.get("int8")):
+        for label, row in ((f"original {run['precision']}", run["original"]), ("original int8", run["int8"]["original"]),
+                           (f"lrfc {run['precision']}", run["compressed"]), ("lrfc int8", run["int8"]["compressed"])):
+            acc = None if row.get("accuracy") is None else 100 * row["accuracy"]
+            rows.append([run["runtime"], label, f"{row['p50_ms']:.3f}", _num(acc, "{:.2f}%"), f"{row['file_bytes']:,}",
+                         _mib(row.get("peak_rss_mb"))])
+    if not rows:
+        return []
+    return ["<h3>Against the int8 baseline (post-training quantization of the original)</h3>",
+            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e)]
+
+
+def _table(head: list[str], rows: list[list[str]], e) -> list[str]:
+    """An HTML table; a heading that starts with ``#`` marks a numeric (right-aligned) column."""
+    numeric = [h.startswith("#") for h in head]
+
+    def cell(tag: str, text: str, n: bool) -> str:
+        return f"<{tag}{' class=n' if n else ''}>{e(text)}</{tag}>"
+
+    out = ["<table><thead><tr>" + "".join(cell("th", h.lstrip("#"), n) for h, n in zip(head, numeric))
+           + "</tr></thead><tbody>"]
+    out += ["<tr>" + "".join(cell("td", c, n) for c, n in zip(r, numeric)) + "</tr>" for r in rows]
+    return out + ["</tbody></table>"]
+
+
+def _num(x, fmt: str) -> str:
+    return "-" if x is None else fmt.format(x)
 
 
 def _mib(x) -> str:

@@ -16,8 +16,31 @@ def accuracy_budget(options, original: float, compressed: float, validation_samp
             "validation_samples": int(validation_samples), "enforced": bool(enforced)}
 
 
+def solutions(state) -> list[dict]:
+    """The rungs timed as whole models, each with its plan, predicted and measured latency and what it scored.
+
+    ``proxy_drop``: before fine-tuning, on the proxy samples; ``accuracy``:
+    after fine-tuning, on the validation split (None where the budget search
+    did not try the rung).
+    """
+    whole = state.whole
+    if whole is None:
+        return []
+    tried = {r.level: r for r in state.budget.rounds} if state.budget is not None else {}
+    proxy = state.budget.proxy if state.budget is not None else {}
+    rows = []
+    for t in whole.rungs:
+        done = tried.get(t.rung) if t.rung is not None else None
+        rows.append({**t.to_json(), "plan": whole.choices.get(t.level),
+                     "proxy_drop": None if t.rung is None else proxy.get(t.rung),
+                     "accuracy": None if done is None else done.accuracy, "drop": None if done is None else done.drop})
+    return rows
+
+
 def build_report(state) -> dict:
     """The ``report.json`` document of a finished build."""
+    from lrfc.search.stage import rank_multiple
+
     opts = state.options
     chosen = {n: c for n, c in state.chosen.items() if c is not None}
 
@@ -49,6 +72,7 @@ def build_report(state) -> dict:
         "model": opts.model_name, "data": opts.data_name, "target": state.profile.name, "objective": state.objective,
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
         "seed": opts.seed, "step": opts.step, "rank_selection": opts.rank_selection,
+        "rank_multiple": rank_multiple(state),
         "methods": list(opts.methods),
         "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
         "costs": costs,
@@ -61,6 +85,9 @@ def build_report(state) -> dict:
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
                                            len(state.splits.x_val), state.enforce_budget),
         "budget_search": state.budget.to_json(),
+        "solutions": solutions(state),
+        "whole_model": None if state.whole is None else {k: v for k, v in state.whole.to_json().items()
+                                                         if k != "rungs"},
         "layers": layers,
         "unfactorized": unfactorized,
         "finetune": state.finetune.to_json(),

@@ -61,6 +61,8 @@ def _footer(report: dict) -> list[str]:
     bench = report.get("benchmarks") or {}
     for run in bench.get("runs") or []:
         out.append(f"latency     {_bench_line(run)}")
+        if run.get("int8"):
+            out.append(f"int8        {_int8_line(run)}")
     if bench.get("status") and bench["status"] != "measured":
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
@@ -112,6 +114,18 @@ def _bench_line(run: dict) -> str:
     return (f"{run['runtime']} {run['precision']}: p50 {o['p50_ms']:.3f} -> {c['p50_ms']:.3f} ms "
             f"(speed-up {r['latency_p50']:.2f}x; MAC reduction {r.get('macs') or 0:.2f}x), peak RSS "
             f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MiB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
+
+
+def _int8_line(run: dict) -> str:
+    """The user's alternative beside lrfc: both models at int8, and lrfc at the target precision against it."""
+    o, c, r = run["int8"]["original"], run["int8"]["compressed"], run["int8"]["ratios"]
+
+    def acc(row):
+        return "" if row.get("accuracy") is None else f", top-1 {100 * row['accuracy']:.2f}%"
+
+    return (f"{run['runtime']}: original int8 p50 {o['p50_ms']:.3f} ms{acc(o)}; lrfc int8 {c['p50_ms']:.3f} ms{acc(c)} "
+            f"(speed-up {r['latency_p50']:.2f}x); lrfc {run['precision']} vs original int8: "
+            f"{run['ratios']['vs_original_int8']:.2f}x")
 
 
 def _timings_line(timings: dict) -> str:

@@ -44,6 +44,14 @@ def walk_threshold(options) -> float:
     return options.threshold if options.allocation == "threshold" else min(options.threshold, options.min_similarity)
 
 
+def rank_multiple(state) -> int:
+    """The channel multiple ranks are rounded to: the profile's, for the runtime that will run the model."""
+    from lrfc.cost.devices import measured_runtimes
+
+    usable = measured_runtimes(state.profile, state.link)[0] if state.link is not None else []
+    return state.profile.multiple_for((usable or state.profile.runtimes)[0])
+
+
 def score_layer(state, name: str) -> list:
     """Every applicable method's candidates for one layer, walking to the layer's threshold."""
     from lrfc.search.grid import rank_grid
@@ -55,7 +63,7 @@ def score_layer(state, name: str) -> list:
     cands = []
     for method in _methods_for(state, name):
         if opts.rank_selection == "similarity":
-            grid = rank_grid(method, task.info.geometry, opts.step, state.objective)
+            grid = rank_grid(method, task.info.geometry, opts.step, state.objective, rank_multiple(state))
             threshold = walk_threshold(opts)
         else:  # weight-based baselines: one rank per method, scored for the report
             grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]

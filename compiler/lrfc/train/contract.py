@@ -132,6 +132,8 @@ class BudgetSearch:
         state = self.state
         if not self.levels:
             state.level, state.plan, state.compressed = None, Plan(()), apply_plan(state.flat, Plan(()))
+            slower = state.whole is not None and state.whole.status == "measured" and state.whole.rungs
+            self.stopped = "no plan measured faster than the original" if slower else "no plan on the ladder"
             return
         i = self._pick() if state.enforce_budget else 0
         state.level, state.plan = i, self.plan(i)
@@ -210,8 +212,11 @@ class BudgetSearch:
 
         state = self.state
         if self.best is None:
-            state.log(f"no factorized plan met --max-acc-drop {self.options.max_acc_drop:g} ({self.stopped}); "
-                      "publishing the original model")
+            if self.levels:
+                state.log(f"no factorized plan met --max-acc-drop {self.options.max_acc_drop:g} ({self.stopped}); "
+                          "publishing the original model")
+            else:
+                state.log(f"{self.stopped}: publishing the original model")
             state.compressed, state.plan, state.level = apply_plan(state.flat, Plan(())), Plan(()), None
             state.chosen = {n: None for n in state.targets}
             state.compressed_accuracy = state.original_accuracy
@@ -224,6 +229,7 @@ class BudgetSearch:
         return {"allocation": self.state.ladder,
                 "enforced": bool(self.state.enforce_budget), "levels": len(self.levels),
                 "published": "original" if self.best is None else self.levels[self.best[0]].label,
+                "published_level": None if self.best is None else self.best[0],
                 "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),
                 "proxy_drops": {str(k): round(v, 4) for k, v in sorted(self.proxy.items())},
                 "rounds": [r.to_json() for r in self.rounds]}

@@ -77,6 +77,8 @@ class FinetuneConfig:
         patience: with validation data, stop after this many epochs without a
             better validation accuracy and keep the best epoch's weights
             (None: run every epoch).
+        qat: train through int8 fake quantization (``train.qat``; needs
+            ``calibration`` in ``finetune`` for the activation ranges).
     """
 
     epochs: int = 10
@@ -87,6 +89,7 @@ class FinetuneConfig:
     alpha: float = 0.5
     seed: int = 0
     patience: int | None = None
+    qat: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -255,6 +258,7 @@ def finetune(
     teacher: np.ndarray | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Progress | None = None,
+    calibration: np.ndarray | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place with Adam (see the module docstring for the loss).
 
@@ -279,6 +283,8 @@ def finetune(
         progress: called after each epoch with (epoch index from 0, total
             epochs, logs) where logs hold ``loss``, ``accuracy`` and, with
             validation data, ``val_accuracy``.
+        calibration: samples whose layer outputs give the activation ranges
+            of quantization-aware training (``config.qat``).
 
     Returns:
         The epochs run, the training time and the per-epoch history.
@@ -286,11 +292,14 @@ def finetune(
     keras = import_keras()
     if len(x) == 0:
         raise UserError("fine-tuning: no training samples")
+    if config.qat and (calibration is None or not len(calibration)):
+        raise UserError("quantization-aware fine-tuning needs calibration samples for its activation ranges")
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
     x = np.asarray(x, dtype=np.float32)
-    trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size))
+    trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size),
+                       calibration=calibration)
     epochs = _EpochLog(model, trainer, config, validation, progress)
     epochs.score_start()
     start = time.perf_counter()
@@ -301,11 +310,19 @@ def finetune(
     return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best)
 
 
-def _trainer(keras, model, config: FinetuneConfig, steps: int):
-    """A compiled twin of ``model`` (same layers, own compile state), seeded, with a cosine-decayed Adam."""
+def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None):
+    """A compiled twin of ``model`` (same variables, own compile state), seeded, with a cosine-decayed Adam.
+
+    With ``config.qat`` the twin computes through int8 fake quantization (``train.qat``).
+    """
     keras.utils.set_random_seed(config.seed)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-    trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
+    if config.qat:
+        from lrfc.train.qat import qat_twin
+
+        trainer, _ = qat_twin(model, calibration)
+    else:
+        trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, outputs_probabilities(model)),
                     metrics=[_accuracy_metric(keras)])
     return trainer

@@ -26,7 +26,7 @@ def _config(state):
 
     opts = state.options
     return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed,
-                          patience=opts.patience)
+                          patience=opts.patience, qat=opts.qat)
 
 
 def test_accuracies(state) -> tuple[float | None, float | None]:
@@ -61,7 +61,7 @@ def finetune(state) -> None:
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
             result = train(model, s.x_train, s.y_train, _config(state), teacher=teacher, validation=(s.x_val, s.y_val),
-                           progress=on_epoch)
+                           progress=on_epoch, calibration=s.x_calib)
         spent.append(result.seconds)
         return result.epochs, result.seconds
 
@@ -85,7 +85,7 @@ def _iterative(state, teacher) -> tuple[float, float]:
         for choice in state.plan.choices:
             model = apply_plan(model, Plan((choice,)), stats)
             if state.options.epochs > 0:
-                result = finetune(model, s.x_train, s.y_train, _config(state), teacher=teacher)
+                result = finetune(model, s.x_train, s.y_train, _config(state), teacher=teacher, calibration=s.x_calib)
                 seconds += result.seconds
             bar.update(1, choice.layer)
     state.compressed = model

@@ -1,0 +1,201 @@
+"""The real-speed section of docs/BENCHMARKS.md (bench/results/speed.json, written by bench.speed).
+
+Every number, ratio and verdict is read from the results; the sentences that
+interpret them are conditional on them.
+"""
+
+from __future__ import annotations
+
+from bench.render_common import machine_line
+
+TARGETS = {"litert": 4.0, "onnxruntime-cpu": 2.5, "int8": 1.5, "objective": 1.3, "error": 0.20}  # issue 14
+ROWS = ("original fp32", "original int8", "lrfc fp32", "lrfc int8")
+RUNTIMES = {"litert": "LiteRT (XNNPACK)", "onnxruntime-cpu": "ONNX Runtime CPU"}
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _ratio(a, b) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _x(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _p50(row: dict, runtime: str, name: str):
+    return (row["latency"].get(runtime) or {}).get(name, {}).get("p50_ms")
+
+
+def builds_table(runs: dict) -> list[str]:
+    lines = ["| build | validation | drop (points) | met | test split | params removed | MACs removed | build min |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
+    for n, r in runs.items():
+        lines.append(f"| {n} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | {r['drop_points']:.2f} | "
+                     f"{'yes' if r['budget']['met'] else 'no'} | {_pct(r['test_before'])} → {_pct(r['test_after'])} | "
+                     f"{r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% | {r['wall_s'] / 60:.1f} |")
+    return lines + [""]
+
+
+def four_way_table(runs: dict) -> list[str]:
+    lines = ["| build | runtime | model | p50 ms | p90 ms | top-1 (verify samples) | file bytes | peak RSS MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for n, r in runs.items():
+        for runtime, models in r["latency"].items():
+            for name in ROWS:
+                m = models.get(name)
+                if m is None:
+                    continue
+                rss = "-" if m.get("peak_rss_mb") is None else f"{m['peak_rss_mb']:.1f}"
+                lines.append(f"| {n} | {RUNTIMES.get(runtime, runtime)} | {name} | {m['p50_ms']:.3f} | {m['p90_ms']:.3f} | "
+                             f"{_pct(m.get('accuracy'))} | {m['file_bytes']:,} | {rss} |")
+    return lines + [""]
+
+
+def ratios_table(runs: dict) -> list[str]:
+    lines = ["| build | runtime | lrfc fp32 vs original fp32 | (target) | lrfc int8 vs original int8 | (target) | "
+             "lrfc fp32 vs original int8 | MAC reduction | latency cut / MAC cut |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, r in runs.items():
+        macs = r["macs_before"] / max(1, r["macs_after"])
+        for runtime in r["latency"]:
+            fp = _ratio(_p50(r, runtime, "original fp32"), _p50(r, runtime, "lrfc fp32"))
+            i8 = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc int8"))
+            vs = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc fp32"))
+            cut = None if fp is None or macs <= 1 else (1 - 1 / fp) / (1 - 1 / macs)
+            lines.append(f"| {n} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | {TARGETS.get(runtime, 0):g}x | {_x(i8)} | "
+                         f"{TARGETS['int8']:g}x | {_x(vs)} | {macs:.2f}x | {'-' if cut is None else f'{cut:.2f}'} |")
+    return lines + [""]
+
+
+def loss_lines(runs: dict) -> list[str]:
+    """Where lrfc loses, each case computed: slower than the original, or than the user's int8 alternative."""
+    out = []
+    for n, r in runs.items():
+        for runtime in r["latency"]:
+            where = RUNTIMES.get(runtime, runtime)
+            for mine, theirs in (("lrfc fp32", "original fp32"), ("lrfc int8", "original int8"),
+                                 ("lrfc fp32", "original int8")):
+                a, b = _p50(r, runtime, mine), _p50(r, runtime, theirs)
+                if a is not None and b is not None and a > b:
+                    out.append(f"- {n}, {where}: {mine} {a:.3f} ms is slower than {theirs} {b:.3f} ms "
+                               f"({b / a:.2f}x).")
+    if not out:
+        return ["lrfc was faster than the original and than its int8 in every row.", ""]
+    return out + [""]
+
+
+def objective_lines(runs: dict) -> list[str]:
+    out = []
+    for model in sorted({r["model"] for r in runs.values()}):
+        lat, flo = runs.get(f"{model}/latency"), runs.get(f"{model}/flops")
+        if lat is None or flo is None:
+            continue
+        for runtime in lat["latency"]:
+            a, b = _p50(lat, runtime, "lrfc fp32"), _p50(flo, runtime, "lrfc fp32")
+            if a is None or b is None:
+                continue
+            ratio = b / a
+            verdict = ("meets" if ratio >= TARGETS["objective"] else "misses") + f" the {TARGETS['objective']:g}x target"
+            out.append(f"- {model}, {RUNTIMES.get(runtime, runtime)}: `--objective latency` {a:.3f} ms "
+                       f"(drop {lat['drop_points']:.2f}, {lat['macs_removed_pct']:.1f}% MACs removed) against "
+                       f"`--objective flops` {b:.3f} ms (drop {flo['drop_points']:.2f}, {flo['macs_removed_pct']:.1f}% "
+                       f"MACs removed): {ratio:.2f}x, {verdict}. Each from its own build's benchmark, so measured "
+                       "minutes apart, not side by side.")
+    return out + ([""] if out else [])
+
+
+def cost_model_lines(runs: dict) -> list[str]:
+    out = []
+    for n, r in runs.items():
+        err = r.get("cost_model_error")
+        if not err:
+            continue
+        verdict = "within" if err["with_remainder"] <= TARGETS["error"] else "above"
+        out.append(f"- {n}: over {err['rungs']} whole models timed beside the original (median relative error): "
+                   f"the per-layer sum is off by {100 * err['per_layer_sum']:.0f}%; adding what the original spends "
+                   f"outside its priced layers, {100 * err['with_remainder']:.0f}% ({verdict} the "
+                   f"{100 * TARGETS['error']:.0f}% aim).")
+        sols = r.get("solutions") or []
+        if sols:
+            kept = sum(s["rung"] is not None for s in sols)
+            out.append("  Rungs timed: " + "; ".join(
+                f"{s['label']} {s['predicted_ms']:.3f} predicted / {s['measured_ms']:.3f} ms measured"
+                + (" (kept)" if s["rung"] is not None else " (dropped)") for s in sols if s["measured_ms"] is not None)
+                + f"; original {r['whole_original_ms']:.3f} ms; {kept} of {len(sols)} kept.")
+    return out + ([""] if out else [])
+
+
+def speed(record: dict) -> list[str]:
+    runs = record.get("runs") or {}
+    if not runs:
+        return []
+    lines = ["## Real speed: whole-model latency in the choice, against int8 of the original", "",
+             f"Machine: {machine_line(record)}.",
+             "Each row is one `lrfc build --max-acc-drop 1.0 --target host` (`host-int8` for the int8 rows: "
+             "the whole search at int8) with its own final benchmark: the original and lrfc's model at fp32 and "
+             "both at int8 (post-training quantization, what a user would do instead), timed side by side in one runtime_bench run per runtime (alternating rounds, batch 1, "
+             "2 threads, each file the lower median of two sets of fresh workers). Targets (issue 14): lrfc fp32 "
+             f">= {TARGETS['litert']:g}x the original fp32 on LiteRT and >= {TARGETS['onnxruntime-cpu']:g}x on "
+             f"ONNX Runtime; lrfc int8 >= {TARGETS['int8']:g}x the original int8; `--objective latency` >= "
+             f"{TARGETS['objective']:g}x `--objective flops`; cost-model error <= {100 * TARGETS['error']:.0f}%.", ""]
+    lines += builds_table(runs) + ratios_table(runs) + four_way_table(runs)
+    lines += ["### Where lrfc loses", ""] + loss_lines(runs)
+    lines += ["### `--objective latency` against `--objective flops`", ""] + objective_lines(runs)
+    lines += ["### The per-layer cost model against whole models", ""] + cost_model_lines(runs)
+    lines += [f"- {n}: `{r['command']}` ({r['date']}, {r['wall_s'] / 60:.1f} min)" for n, r in runs.items()] + [""]
+    return lines
+
+
+def probe(record: dict) -> list[str]:
+    """`lrfc profiles probe` on this machine (bench/results/probe.json): the measured figures per runtime."""
+    runs = record.get("runs") or {}
+    if not runs:
+        return []
+    lines = ["## `lrfc profiles probe` on this machine", "",
+             "What the probe measured per runtime (2 threads; each synthetic model's fastest run over 3 sets of "
+             "fresh workers): peak compute of a 3x3 conv (256 -> 256 channels, 28x28), memory bandwidth from "
+             "element-wise adds over 64 MiB, the cost of one more tiny operator, and the channel multiple where a "
+             "1x1 conv's latency steps (output channels 33-64 swept).", "",
+             "| runtime | version | peak fp32 GFLOP/s | peak int8 GOP/s | bandwidth GB/s | op overhead us | "
+             "multiple fp32 | multiple int8 | date |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for runtime, p in runs.items():
+        lines.append(f"| {RUNTIMES.get(runtime, runtime)} | {p['device'].get('runtime_version', '?')} | "
+                     f"{p['peak_gops'].get('fp32', '-')} | {p['peak_gops'].get('int8', '-')} | {p['bandwidth_gbps']} | "
+                     f"{p['op_overhead_us']} | {p['multiples'].get('fp32', '-')} | {p['multiples'].get('int8', '-')} | "
+                     f"{p['date']} |")
+    lines.append("")
+    for runtime, p in runs.items():
+        for precision, sweep in p.get("sweep_ms", {}).items():
+            values = ", ".join(f"{c}: {ms:.3f}" for c, ms in sweep.items())
+            lines.append(f"- {RUNTIMES.get(runtime, runtime)} {precision} sweep (channels: ms): {values}.")
+    commands = record.get("command") or {}
+    lines += [""] + [f"- {RUNTIMES.get(r, r)}: `{c}`" for r, c in commands.items()] + [""]
+    return lines
+
+
+def qat(record: dict) -> list[str]:
+    """`--qat` against post-training quantization on one plan (bench/results/qat.json, written by bench.qat)."""
+    runs = record.get("runs") or {}
+    if not runs:
+        return []
+    lines = ["### Quantization-aware fine-tuning against post-training quantization, one plan", "",
+             "Two `lrfc build --target host-int8 --plan PLAN` builds of the same plan and fine-tuning round, one "
+             "with `--qat`; each published int8 `model.tflite` (and the int8 original) scored in LiteRT on all "
+             "10,000 Fashion-MNIST test images.", "",
+             "| build | float model, validation | lrfc int8, test | original int8, test | build min |",
+             "|---|---:|---:|---:|---:|"]
+    for n, r in runs.items():
+        lines.append(f"| {n} | {_pct(r['float_validation'])} | {_pct(r['int8_test'])} | "
+                     f"{_pct(r['original_int8_test'])} | {r['wall_s'] / 60:.1f} |")
+    for model in sorted({r["model"] for r in runs.values()}):
+        ptq, q = runs.get(f"{model}/ptq"), runs.get(f"{model}/qat")
+        if ptq and q:
+            gain = 100 * (q["int8_test"] - ptq["int8_test"])
+            word = "gains" if gain > 0 else "loses" if gain < 0 else "changes nothing:"
+            lines += ["", f"On {model}, `--qat` {word} {abs(gain):.2f} points of int8 test accuracy against "
+                          f"post-training quantization of the same plan (10,000 images: a point is 100 of them)."]
+    return lines + [""] + [f"- {n}: `{r['command']}` ({r['date']})" for n, r in runs.items()] + [""]

@@ -1,0 +1,221 @@
+"""Whole-model latency: rungs of the ladder and the original, lowered and timed side by side on the target.
+
+The ``price`` stage times each candidate chain alone and the ladder adds the
+prices up; a whole model fuses, overlaps and pays per-operator overheads that
+such a sum cannot see (docs/BENCHMARKS.md). So under ``--objective latency``
+the ``measure`` stage closes the loop on the whole model:
+
+1. up to ``--max-sol`` rungs spread evenly along the ladder (the most and the
+   least compressed included) are built (the plan applied, weights as
+   factorized: latency does not depend on their values) and lowered to the
+   target's first runtime at the profile's precision, beside the original;
+2. all of them are timed in one runtime_bench run (alternating rounds, one
+   worker each), twice with fresh workers, and each file keeps the lower of its
+   two medians: on a busy 2-core machine one worker's thread placement can
+   slow it by up to 1.8x for its whole life (ONNX Runtime, measured);
+3. the measured rungs that are faster, by ``MARGIN``, than the original and
+   than every less compressed rung kept make the frontier; the ladder becomes
+   the frontier plus the unmeasured rungs lying between two neighbouring
+   frontier rungs (``between``: where the measurements say latency falls
+   steadily with the ladder, the rungs in between keep its resolution; next
+   to a dropped rung they go too). The budget search (``train.contract``)
+   then publishes the fastest plan within the accuracy budget, and none
+   slower than the original: when no rung is faster, the original is
+   published and the build says so.
+
+Where the device cannot be reached the ladder stays as priced and the records
+carry the per-layer estimate only (``status`` "estimated").
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MARGIN = 0.03          # a rung must be this much faster than the next less compressed kept rung (and the original)
+LIFETIMES = 2          # fresh sets of workers; each file keeps its lowest median
+WARMUP, ROUNDS = 10, 5
+TURN_MS = 25.0         # each turn of a file runs this long at least (10 to 60 inferences); see time_files
+INT8_CALIBRATION = 32  # samples that calibrate an int8 rung: its latency does not depend on the ranges
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One whole model: a rung of the priced ladder (``level``; None for the original) and its latency.
+
+    ``predicted_ms`` is the per-layer sum the ladder was priced with (priced
+    layers only); ``measured_ms`` the whole model's median on the target
+    (None where not measured); ``rung`` its index in the ladder the budget
+    search walks (None: not kept).
+    """
+
+    level: int | None
+    label: str
+    predicted_ms: float
+    measured_ms: float | None = None
+    rung: int | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WholeModel:
+    """The stage's result: how the rungs were timed and what each cost."""
+
+    status: str                      # measured | estimated | why not
+    runtime: str | None = None
+    precision: str | None = None
+    original: Timed | None = None
+    rungs: tuple[Timed, ...] = ()
+    choices: dict = field(default_factory=dict)   # level -> {layer: [method, ranks] or None}, the rungs listed
+    ladder: tuple[int, ...] = ()                  # the priced ladder's levels the budget search walks, in order
+
+    def error(self) -> dict:
+        """The per-layer cost model against the whole-model measurements, as median relative errors.
+
+        ``per_layer_sum``: the ladder's sum as it stands (priced layers only);
+        ``with_remainder``: that sum plus what the original spends outside its
+        priced layers (its measured time minus its own sum), a fairer model of
+        the whole.
+        """
+        timed = [t for t in self.rungs if t.measured_ms]
+        if not timed or self.original is None or not self.original.measured_ms:
+            return {}
+        rest = self.original.measured_ms - self.original.predicted_ms
+        raw = [abs(t.predicted_ms - t.measured_ms) / t.measured_ms for t in timed]
+        fixed = [abs(t.predicted_ms + rest - t.measured_ms) / t.measured_ms for t in timed]
+        return {"per_layer_sum": round(statistics.median(raw), 4), "with_remainder": round(statistics.median(fixed), 4),
+                "rungs": len(timed)}
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "runtime": self.runtime, "precision": self.precision,
+                "original": None if self.original is None else self.original.to_json(),
+                "rungs": [t.to_json() for t in self.rungs], "cost_model_error": self.error(),
+                "ladder_rungs": len(self.ladder), "measured_rungs": sum(t.measured_ms is not None for t in self.rungs)}
+
+
+def spread(n: int, count: int) -> list[int]:
+    """At most ``count`` indices of ``range(n)`` spread evenly, first and last included."""
+    if n <= count:
+        return list(range(n))
+    if count == 1:
+        return [0]
+    return sorted({round(k * (n - 1) / (count - 1)) for k in range(count)})
+
+
+def frontier(measured: dict[int, float], original_ms: float, margin: float = MARGIN) -> list[int]:
+    """The rungs worth keeping, most compressed first: each faster than the original and every less compressed one.
+
+    ``measured`` maps a rung's ladder index (lower: more compressed) to its
+    whole-model latency. Walking from the least compressed rung down, a rung is
+    kept only if it beats the fastest model kept so far (the original first)
+    by ``margin``: a more compressed rung that is not measurably faster would
+    give up accuracy for nothing.
+    """
+    kept, best = [], original_ms
+    for i in sorted(measured, reverse=True):
+        if measured[i] < best * (1.0 - margin):
+            kept.append(i)
+            best = measured[i]
+    return sorted(kept)
+
+
+def runs_for(guess_ms: float) -> int:
+    """Timed inferences per file so that each of its ``ROUNDS`` turns lasts about ``TURN_MS``.
+
+    Short turns mislead when many workers take turns: measured here with 11
+    LiteRT workers at 2 threads, turns of 10 inferences of a 0.56 ms model
+    read 1.10-1.26 ms (the single-thread time), turns of 40 read 0.56 ms, as
+    if a woken worker's second thread needs a few milliseconds to get its own
+    core back.
+    """
+    per_turn = min(60, max(10, math.ceil(TURN_MS / max(guess_ms, 1e-3))))
+    return ROUNDS * per_turn
+
+
+def between(picks: list[int], kept: list[int]) -> list[int]:
+    """The ladder after measuring: the kept picks, and every level between two picks that are neighbours and both kept."""
+    chosen = set(kept)
+    for lo, hi in zip(picks, picks[1:]):
+        if lo in chosen and hi in chosen:
+            chosen.update(range(lo + 1, hi))
+    return sorted(chosen)
+
+
+def time_files(link, paths, runtime: str, threads: int, guess_ms: float) -> list[dict]:
+    """Each file's whole-model latency on ``link``: its row from the lifetime where its median was lowest."""
+    return link.bench(paths, runtime=runtime, threads=threads, runs=runs_for(guess_ms), warmup=WARMUP, rounds=ROUNDS,
+                      batch=1, memory=True, max_workers=len(paths), lifetimes=LIFETIMES)["results"]
+
+
+def signature(flat, plan, fmt: str) -> str:
+    """What a whole model's latency depends on: the original's architecture, the plan and the format."""
+    import json
+
+    from lrfc.search.cache import content_hash
+
+    return "whole-model " + content_hash(flat.to_json(), json.dumps(plan.to_json(), sort_keys=True), fmt)
+
+
+def timed_ms(state, models, fmt: str, runtime: str) -> list[float]:
+    """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side.
+
+    The cost database keeps them (by ``signature``): when every one is
+    there, nothing is lowered or timed; otherwise all are, together, and
+    replace what was stored, so the numbers compared come from one run.
+    """
+    from lrfc.lower.artifacts import export_file
+
+    pricer, profile = state.pricer, state.profile
+    sigs = [signature(state.flat, plan, fmt) for plan, _ in models]
+    known = pricer.recall(sigs, profile.precision)
+    if all(s in known for s in sigs):
+        return [known[s] for s in sigs]
+    calibration = state.splits.x_calib[:INT8_CALIBRATION]
+    with tempfile.TemporaryDirectory(prefix="lrfc-measure-") as work:
+        paths = []
+        with state.progress("measure", len(models)) as bar:
+            for k, (plan, build) in enumerate(models):
+                model = build()
+                paths.append(export_file(model, fmt, Path(work) / f"model{k}.{fmt}", profile.precision, calibration))
+                del model
+                bar.update(1, f"{len(plan.choices)} layers factorized")
+        rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))
+    pricer.remember([(s, r["p50_ms"], r["p50_ms"], r["p90_ms"], r["runs"], f"whole model, {len(p.choices)} layers "
+                      "factorized") for s, r, (p, _) in zip(sigs, rows, models)], profile.precision, replace=True)
+    return [r["p50_ms"] for r in rows]
+
+
+def measure_ladder(state) -> WholeModel:
+    """Lower ``--max-sol`` rungs and the original, time them side by side, keep the measured frontier (module doc)."""
+    from lrfc.cost.devices import measured_runtimes
+    from lrfc.factorize.stage import plan_model
+    from lrfc.lower.artifacts import format_of
+    from lrfc.plan import Plan
+    from lrfc.search.stage import plan_from
+
+    levels, profile = state.levels, state.profile
+    picks = spread(len(levels), state.options.max_sol)
+    choices = {i: {n: None if c is None else [c.method, list(c.ranks)] for n, c in levels[i].choices.items()}
+               for i in picks}
+    original = Timed(None, "original", round(sum(state.original_ms.values()), 5))
+    usable = measured_runtimes(profile, state.link)[0] if state.link is not None else []
+    if not usable:  # the ladder stays as priced: every rung keeps its index
+        why = "estimated" if state.link is None else "estimated: no runtime of the target can run on the device"
+        estimated = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), rung=i) for i in picks)
+        return WholeModel(why, None, profile.precision, original, estimated, choices, tuple(range(len(levels))))
+    runtime = usable[0]
+    plans = [Plan(())] + [plan_from(levels[i].choices) for i in picks]
+    models = [(p, (lambda p=p: plan_model(state, p))) for p in plans]
+    models[0] = (plans[0], lambda: state.flat)
+    ms = timed_ms(state, models, format_of(runtime), runtime)
+    measured = dict(zip(picks, ms[1:]))
+    ladder = between(picks, frontier(measured, ms[0]))
+    rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),
+                        ladder.index(i) if i in ladder else None) for i in picks)
+    return WholeModel("measured", runtime, profile.precision, Timed(None, "original", original.predicted_ms,
+                                                                      round(ms[0], 5)), rungs, choices, tuple(ladder))

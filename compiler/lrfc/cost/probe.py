@@ -1,0 +1,226 @@
+"""``lrfc profiles probe``: measure a device and write a profile whose figures say where they came from.
+
+A profile's published peaks are data-sheet ceilings; a roofline estimate
+built on them is optimistic by however far a runtime's kernels fall short.
+The probe times small synthetic models on the device, with the runtime and
+thread count a build would use (``runtime_bench``, over ssh or here; each
+model's fastest run over ``LIFETIMES`` fresh workers), and reads off:
+
+* **peak compute** per precision: a 3x3 convolution, 256 -> 256 channels on a
+  28x28 map (462 M MACs), ``2 * MACs / time``: what the runtime's best kernel
+  reaches, the ceiling a roofline should use;
+* **memory bandwidth**: chains of 1 and ``ADDS`` element-wise adds on a 64 MiB
+  tensor, each adding the input to the running sum (no converter can fold
+  them); each extra add reads two such tensors and writes one, so bandwidth
+  is ``(ADDS - 1) * 3 * bytes / (t_chain - t_one)`` (the input and output
+  copies of a run cancel out);
+* **per-operator overhead**: the same difference on a 1x8 tensor, where the
+  data is nothing: what one more operator costs however small it is;
+* **the channel multiple** per precision: a 1x1 convolution on a 56x56x128 map
+  with every output channel count from ``SWEEP[0]`` to ``SWEEP[1]``. The
+  multiple is the largest ``m`` (of 2, 4, 8, 16, 32) for which rounding the
+  channel count up to a multiple of ``m`` is close to free: the median of
+  ``t(round_up(c, m)) / t(c) - 1`` stays below ``FREE_SHARE`` of what the
+  extra channels would cost if latency grew in proportion (the median of
+  ``round_up(c, m) / c - 1``) and below ``FREE_MAX`` outright. Ranks rounded
+  to it (``search.grid``) give away no speed.
+
+The profile written starts from ``--target``'s (runtimes, precision,
+threads, memory budget, objective) and replaces its figures with the
+measured ones, each ``source`` saying "measured on <device> <date> by lrfc
+profiles probe"; precisions the runtime was not probed at keep their
+published figures.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ADDS = 5                    # the long chain's adds (the short one has 1)
+BIG_ELEMENTS = 16 * 2 ** 20  # 64 MiB of fp32: past the last-level cache of an edge (or this) CPU
+SWEEP = (33, 64)            # output channels swept (half-open below, closed above)
+MULTIPLES = (2, 4, 8, 16, 32)
+FREE_SHARE = 0.25           # rounding up may cost this share of its proportional cost and still count as free,
+FREE_MAX = 0.02             # and at most this much (median): about the noise of one p50 here
+RUNS, ROUNDS = 60, 3
+LIFETIMES = 3               # fresh workers each time; a file keeps its lowest median (ONNX Runtime reads bimodal)
+
+
+@dataclass
+class Probe:
+    """What the probe measured on one device and runtime."""
+
+    device: dict
+    runtime: str
+    threads: int
+    date: str
+    peak_gops: dict = field(default_factory=dict)      # precision -> GOP/s (fp32: GFLOP/s)
+    bandwidth_gbps: float = 0.0
+    op_overhead_us: float = 0.0
+    multiples: dict = field(default_factory=dict)      # precision -> channel multiple
+    sweep_ms: dict = field(default_factory=dict)       # precision -> {channels: ms}
+    chain_ms: dict = field(default_factory=dict)       # the add chains' medians, for whoever checks the arithmetic
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def where(self) -> str:
+        cpu = self.device.get("cpu") or self.device.get("machine") or "a device"
+        via = self.device.get("transport") or "this machine"
+        return f"{cpu} via {via}, {self.runtime} {self.device.get('runtime_version', '')}, {self.threads} threads"
+
+
+def channel_multiple(times: dict[int, float], share: float = FREE_SHARE) -> int:
+    """The largest multiple whose round-up is close to free; 1 when none is (see the module doc)."""
+    best = 1
+    for m in MULTIPLES:
+        pairs = [(c, up) for c in times if (up := -(-c // m) * m) in times and up != c]
+        if not pairs:
+            continue
+        cost = statistics.median(times[up] / times[c] - 1.0 for c, up in pairs)
+        proportional = statistics.median(up / c - 1.0 for c, up in pairs)
+        if cost <= min(share * proportional, FREE_MAX):
+            best = m
+    return best
+
+
+def _models(keras, precision: str):
+    """``{name: (keras.Model, MACs or bytes or ops)}``: the probe's synthetic models at one precision."""
+    layers = keras.layers
+
+    def model(shape, body):
+        x = keras.Input(shape)
+        return keras.Model(x, body(x))
+
+    out = {"compute": (model((28, 28, 256), lambda x: layers.Conv2D(256, 3, padding="same", use_bias=False)(x)),
+                       28 * 28 * 9 * 256 * 256)}
+    for c in range(SWEEP[0], SWEEP[1] + 1):
+        out[f"sweep{c}"] = (model((56, 56, 128), lambda x, c=c: layers.Conv2D(c, 1, use_bias=False)(x)), c)
+    if precision == "fp32":
+        side = int(math.sqrt(BIG_ELEMENTS // 8))
+        for name, shape in (("big", (side, side, 8)), ("small", (1, 1, 8))):
+            for n in (1, ADDS):
+                def chain(x, n=n):
+                    y = x
+                    for _ in range(n):
+                        y = layers.Add()([y, x])
+                    return y
+                out[f"{name}{n}"] = (model(shape, chain), int(np.prod(shape)) * 4)
+    return out
+
+
+def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
+    """Lower the synthetic models for each precision, time them on ``link``, read the figures off."""
+    from lrfc.common.quiet import import_keras
+    from lrfc.lower.artifacts import export_file, format_of
+
+    keras = import_keras()
+    fmt = format_of(runtime)
+    rng = np.random.default_rng(0)
+    result = None
+    with tempfile.TemporaryDirectory(prefix="lrfc-probe-") as work:
+        for precision in precisions:
+            models = _models(keras, precision)
+            log(f"probe: lowering {len(models)} models at {precision} for {runtime}")
+            paths = {}
+            for name, (model, _) in models.items():
+                calib = rng.uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
+                paths[name] = export_file(model, fmt, Path(work) / f"{precision}-{name}.{fmt}", precision, calib)
+            log(f"probe: timing them on {link.label}")
+            # One worker for all (one per model read noisier here), several lifetimes (an ONNX Runtime worker
+            # can read up to 2x slow for its whole life), and each model's fastest run: load only adds time,
+            # and the sweep looks for steps of a few percent (as the cost database's prices, cost.latency).
+            report = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=3,
+                                rounds=ROUNDS, batch=1, memory=False, lifetimes=LIFETIMES)
+            ms = {name: row["min_ms"] for name, row in zip(paths, report["results"])}
+            if result is None:
+                result = Probe({k: v for k, v in report["device"].items() if k != "workdir"}, runtime, threads,
+                               time.strftime("%Y-%m-%d"))
+            result.peak_gops[precision] = round(2 * models["compute"][1] / (ms["compute"] * 1e6), 1)
+            sweep = {c: ms[f"sweep{c}"] for c in range(SWEEP[0], SWEEP[1] + 1)}
+            result.sweep_ms[precision] = sweep
+            result.multiples[precision] = channel_multiple(sweep)
+            if precision == "fp32":
+                big = models["big1"][1]
+                extra_ms = max(ms[f"big{ADDS}"] - ms["big1"], 1e-6)
+                result.bandwidth_gbps = round((ADDS - 1) * 3 * big / (extra_ms * 1e6), 2)
+                result.op_overhead_us = round(max(ms[f"small{ADDS}"] - ms["small1"], 0.0) * 1e3 / (ADDS - 1), 2)
+                result.chain_ms = {k: ms[k] for k in ("big1", f"big{ADDS}", "small1", f"small{ADDS}")}
+    return result
+
+
+def profile_toml(base, measured: Probe) -> str:
+    """The profile ``base`` with the measured figures in place of its published ones, as TOML."""
+    source = f"Measured on {measured.where}, {measured.date}, by lrfc profiles probe"
+    lines = [f"# Written by `lrfc profiles probe` from the {base.name} profile on {measured.date}.",
+             f"# Op overhead measured: {measured.op_overhead_us} us per operator (one more tiny add).",
+             f"description = {_q(base.description if base.description.endswith('(measured)') else base.description + ' (measured)')}",
+             f"runtimes = [{', '.join(_q(r) for r in base.runtimes)}]",
+             f"precision = {_q(base.precision)}", f"threads = {measured.threads}",
+             f"memory_budget_mb = {base.memory_budget_mb}", f"objective = {_q(base.objective)}"]
+    if base.requires_full_int8:
+        lines.append("requires_full_int8 = true")
+    for precision in ("fp32", "fp16", "int8"):
+        if precision in measured.peak_gops:
+            value, where = measured.peak_gops[precision], f"{source}: a 3x3 conv, 256 -> 256 channels, 28x28"
+        elif precision in base.peak_gflops:
+            value, where = base.peak_gflops[precision].value, base.peak_gflops[precision].source
+        else:
+            continue
+        lines += ["", f"[peak_gflops.{precision}]", f"value = {value}", f"source = {_q(where)}"]
+    bandwidth, where = ((measured.bandwidth_gbps, f"{source}: element-wise adds over 64 MiB")
+                        if measured.bandwidth_gbps else
+                        (base.memory_bandwidth_gbps.value, base.memory_bandwidth_gbps.source))
+    lines += ["", "[memory_bandwidth_gbps]", f"value = {bandwidth}", f"source = {_q(where)}"]
+    multiples = {**{r: dict(m) for r, m in base.rank_multiple.items()}, measured.runtime: dict(measured.multiples)}
+    lines += ["", "[rank_multiple]", f"source = {_q(source + ': 1x1 conv output channels swept')}"]
+    lines += [f"{_q(r)} = {{ {', '.join(f'{p} = {m}' for p, m in table.items())} }}" for r, table in multiples.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_probe(target: str, out: str, *, device: str | None = None, runtime: str | None = None, precisions=None,
+              device_python: str = "python3", identity_file: str | None = None, ssh_options=(), log=print):
+    """``lrfc profiles probe``: every option checked first, then measure, write ``out`` and read it back.
+
+    Returns ``(Probe, Profile)``: what was measured and the profile as
+    ``--target`` will now read it. Raises ``UserError`` on bad input.
+    """
+    from lrfc.common.atomic import write_text
+    from lrfc.cost.devices import link_for
+    from lrfc.errors import UserError
+    from lrfc.targets import PRECISIONS, load_profile
+
+    base = load_profile(target)
+    path = Path(out)
+    if path.suffix != ".toml" or path.is_dir():
+        raise UserError(f"--out: received {out!r}; expected a .toml file to write the measured profile to")
+    if not path.parent.is_dir():
+        raise UserError(f"--out: the folder {str(path.parent)!r} does not exist")
+    runtime = runtime or base.runtimes[0]
+    if runtime not in base.runtimes:
+        raise UserError(f"--runtime: received {runtime!r}; expected one of the target's runtimes "
+                        f"({', '.join(base.runtimes)})")
+    precisions = tuple(precisions or dict.fromkeys(("fp32", base.precision)))
+    bad = [p for p in precisions if p not in PRECISIONS or p == "fp16"]
+    if bad:
+        raise UserError(f"--precisions: received {', '.join(bad)}; expected fp32 and/or int8 (fp16 runs as fp32 "
+                        "arithmetic on CPUs)")
+    link = link_for(base, device or "local", device_python, identity_file, tuple(ssh_options))
+    reason = link.runtime_reason(runtime)
+    if reason is not None:
+        raise UserError(f"--runtime {runtime} cannot run on {link.label}: {reason}")
+    measured = probe(link, runtime, base.threads, precisions, log=log)
+    write_text(path, profile_toml(base, measured))
+    return measured, load_profile(str(path))

@@ -1,0 +1,131 @@
+"""What each method's chain lowers to, counted: every operator of TFLite (fp32, int8) and ONNX (fp32, QDQ int8).
+
+Real rewrites (``factorize.rewrite.apply_plan``) of a small Conv+BatchNorm+ReLU,
+Dense+ReLU model and real converters. The lists are pinned: BatchNorm folds
+into the chain's last factor, ReLU fuses into it (TFLite) or follows it alone
+(ONNX, where ONNX Runtime fuses it at load), no Transpose/Reshape/Cast
+appears around a chain except TT-matrix's own contractions, and the int8
+files carry no float island: TFLite is integer from input to output (no
+QUANTIZE/DEQUANTIZE at all), every ONNX Conv/MatMul reads quantized inputs,
+and weights are quantized per output channel (symmetric) in both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lrfc.common.quiet import import_keras
+
+keras = import_keras()
+
+from lrfc.factorize.rewrite import apply_plan  # noqa: E402
+from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
+from lrfc.lower.tflite import export_tflite  # noqa: E402
+from lrfc.plan import LayerChoice, Plan  # noqa: E402
+
+HEAD_TFL = ["MEAN"]                                       # GlobalAveragePooling2D
+HEAD_ONNX = ["Relu", "GlobalAveragePool", "Squeeze"]      # the conv chain's ReLU, then the pooling
+TTM_TFL = ["RESHAPE", "TRANSPOSE", "RESHAPE", "FULLY_CONNECTED"] * 3 + ["RESHAPE", "ADD"]  # bias, ReLU fused
+TTM_ONNX = ["Reshape", "Transpose", "Reshape", "MatMul"] * 3 + ["Reshape", "Add", "Relu"]
+
+# (conv method, ranks, dense method, ranks) -> (TFLite ops, ONNX ops after the input Transpose)
+CASES = {
+    "original": (None, None, None, None,
+                 ["CONV_2D", *HEAD_TFL, "FULLY_CONNECTED", "FULLY_CONNECTED"],
+                 ["Conv", *HEAD_ONNX, "MatMul", "Add", "Relu", "MatMul", "Add"]),
+    "tucker+svd": ("tucker", (8, 16), "svd", (8,),
+                   ["CONV_2D"] * 3 + HEAD_TFL + ["FULLY_CONNECTED"] * 3,
+                   ["Conv"] * 3 + HEAD_ONNX + ["MatMul", "MatMul", "Add", "Relu", "MatMul", "Add"]),
+    "cp+qr": ("cp", (12,), "qr", (8,),
+              ["CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", *HEAD_TFL] + ["FULLY_CONNECTED"] * 3,
+              ["Conv"] * 4 + HEAD_ONNX + ["MatMul", "MatMul", "Add", "Relu", "MatMul", "Add"]),
+    "tt+ttm": ("tt", (8, 8, 16), "ttm", (4, 4),
+               ["CONV_2D"] * 4 + HEAD_TFL + TTM_TFL + ["FULLY_CONNECTED"],
+               ["Conv"] * 4 + HEAD_ONNX + TTM_ONNX + ["MatMul", "Add"]),
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    layers = keras.layers
+    x = keras.Input((16, 16, 32))
+    h = layers.Conv2D(64, 3, padding="same", use_bias=False, name="conv")(x)
+    h = layers.BatchNormalization(name="bn")(h)
+    h = layers.ReLU()(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    h = layers.Dense(96, activation="relu", name="fc")(h)
+    m = keras.Model(x, layers.Dense(10, name="logits")(h))
+    rng = np.random.default_rng(0)
+    m.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 64), rng.normal(0, 0.1, 64), rng.normal(0, 0.1, 64),
+                                   rng.uniform(0.5, 1.5, 64)])
+    for name in ("fc", "logits"):  # non-zero biases: a converter may drop an add of zeros
+        kernel, bias = m.get_layer(name).get_weights()
+        m.get_layer(name).set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    return m
+
+
+def tflite_ops(path) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()]
+
+
+def onnx_graph(path):
+    import onnx
+
+    return onnx.load(str(path)).graph
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_chain_lowers_to_the_pinned_operators(case, model, tmp_path):
+    conv, conv_ranks, dense, dense_ranks, want_tfl, want_onnx = CASES[case]
+    choices = () if conv is None else (LayerChoice("conv", conv, conv_ranks, False),
+                                       LayerChoice("fc", dense, dense_ranks, False))
+    factorized = apply_plan(model, Plan(choices))
+    rng = np.random.default_rng(1)
+    calibration = rng.uniform(0, 1, (16, 16, 16, 32)).astype(np.float32)
+
+    fp32 = tflite_ops(export_tflite(factorized, tmp_path / "m.tflite"))
+    assert fp32 == want_tfl
+    int8_path = export_tflite(factorized, tmp_path / "m8.tflite", "int8", representative=calibration)
+    assert tflite_ops(int8_path) == want_tfl  # the same kernels, integer: no QUANTIZE/DEQUANTIZE island
+    _assert_tflite_int8_per_channel(int8_path)
+
+    onnx_path = export_onnx(factorized, tmp_path / "m.onnx")
+    ops = [n.op_type for n in onnx_graph(onnx_path).node]
+    assert ops[0] == "Transpose" and ops[1:] == want_onnx  # one NHWC -> NCHW at the input, none around chains
+    assert "Cast" not in ops and "BatchNormalization" not in ops
+    _assert_onnx_int8_has_no_float_island(quantize_onnx_int8(onnx_path, tmp_path / "m8.onnx", calibration))
+
+
+def _assert_tflite_int8_per_channel(path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weight = tensors[op["inputs"][1]]
+            q = weight["quantization_parameters"]
+            assert weight["dtype"] == np.int8 and not np.any(q["zero_points"])  # symmetric
+            channels = weight["shape"][3] if op["op_name"] == "DEPTHWISE_CONV_2D" else weight["shape"][0]
+            if op["op_name"] != "FULLY_CONNECTED":  # TFLite quantizes FULLY_CONNECTED per tensor
+                assert len(q["scales"]) == channels, (op["op_name"], weight["shape"], len(q["scales"]))
+
+
+def _assert_onnx_int8_has_no_float_island(path) -> None:
+    graph = onnx_graph(path)
+    producer = {out: n for n in graph.node for out in n.output}
+    counts = Counter(n.op_type for n in graph.node)
+    assert counts["QuantizeLinear"] >= 1 and counts["DequantizeLinear"] >= counts["Conv"] + counts["MatMul"]
+    for node in graph.node:
+        if node.op_type in ("Conv", "MatMul"):  # both the activation and the weight arrive quantized
+            sources = [producer.get(i) for i in node.input[:2]]
+            assert all(s is not None and s.op_type == "DequantizeLinear" for s in sources), node.name
+            weight_scale = next(t for t in graph.initializer if t.name == sources[1].input[1])
+            if node.op_type == "Conv":
+                assert weight_scale.dims and weight_scale.dims[0] > 1  # per output channel

@@ -1,0 +1,105 @@
+"""Whole-model measurement's rules (``cost.measure``): which rungs are timed, which the ladder keeps, the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrfc.cost.measure import MARGIN, Timed, WholeModel, frontier, runs_for, spread
+
+
+def test_spread_takes_both_ends_and_evenly_between():
+    assert spread(4, 10) == [0, 1, 2, 3]
+    assert spread(21, 5) == [0, 5, 10, 15, 20]
+    assert spread(100, 10)[0] == 0 and spread(100, 10)[-1] == 99 and len(spread(100, 10)) == 10
+    assert spread(7, 1) == [0]
+    assert spread(0, 10) == []
+
+
+def test_frontier_keeps_only_rungs_faster_than_the_original_and_every_less_compressed_one():
+    # rung 0 is the most compressed; rung 3 is slower than the original (1.0 ms)
+    measured = {0: 0.30, 1: 0.45, 2: 0.40, 3: 1.05, 4: 0.90}
+    # from the least compressed down: 4 (0.90 < 1.0), 3 no (slower), 2 (0.40), 1 no (0.45 > 0.40), 0 (0.30)
+    assert frontier(measured, 1.0) == [0, 2, 4]
+    # a rung within the margin of a faster, less compressed one gives up accuracy for nothing
+    assert frontier({0: 0.9, 1: 1.0}, 2.0) == [0, 1]
+    assert frontier({0: 1.0 - MARGIN / 2, 1: 1.0}, 2.0) == [1]
+    # never slower than the original: nothing kept when every rung loses to it
+    assert frontier({0: 1.2, 1: 1.1}, 1.0) == []
+    assert frontier({0: 0.99}, 1.0) == []          # within the margin of the original
+
+
+def test_runs_per_turn_follow_the_models_time():
+    assert runs_for(0.05) == 5 * 60   # tiny: the most per turn
+    assert runs_for(1.0) == 5 * 25
+    assert runs_for(200.0) == 5 * 10  # big: the fewest
+
+
+def test_cost_model_error_with_and_without_the_originals_remainder():
+    original = Timed(None, "original", predicted_ms=0.8, measured_ms=1.0)
+    rungs = (Timed(0, "a", 0.2, 0.5, 0), Timed(3, "b", 0.4, 0.6, 1))
+    err = WholeModel("measured", "litert", "fp32", original, rungs).error()
+    # per-layer sum: |0.2-0.5|/0.5 = 0.6, |0.4-0.6|/0.6 = 0.333; median 0.4667
+    assert err["per_layer_sum"] == pytest.approx(0.4667, abs=1e-4)
+    # with the original's unpriced 0.2 ms: |0.4-0.5|/0.5 = 0.2, |0.6-0.6| = 0; median 0.1
+    assert err["with_remainder"] == pytest.approx(0.1, abs=1e-4) and err["rungs"] == 2
+    assert WholeModel("estimated", None, "fp32", original, (Timed(0, "a", 0.2),)).error() == {}
+
+
+# ------------------------------------------------------------------ lrfc profiles probe
+
+from lrfc.cost.probe import Probe, channel_multiple, profile_toml  # noqa: E402
+
+
+def test_channel_multiple_is_where_rounding_up_is_free():
+    # latency steps every 8 channels: 33..40 cost what 40 costs, and so on
+    steps = {c: 1.0 + 0.1 * (-(-c // 8)) for c in range(33, 65)}
+    assert channel_multiple(steps) == 8
+    # every channel costs more (smooth): no multiple is free
+    assert channel_multiple({c: 0.01 * c for c in range(33, 65)}) == 1
+    # steps of 16 are also steps of 8, 4 and 2: the largest free multiple wins
+    assert channel_multiple({c: 1.0 + 0.1 * (-(-c // 16)) for c in range(33, 65)}) == 16
+
+
+def test_probed_profile_round_trips_with_measured_sources(tmp_path):
+    from lrfc.targets import load_profile
+
+    base = load_profile("raspberry-pi-5")
+    measured = Probe({"cpu": "Cortex-A76", "transport": "ssh://pi@board", "runtime_version": "1.4.0"}, "litert", 4,
+                     "2026-11-30", peak_gops={"fp32": 61.5, "int8": 210.0}, bandwidth_gbps=7.2, op_overhead_us=3.1,
+                     multiples={"fp32": 8, "int8": 16})
+    path = tmp_path / "pi.toml"
+    path.write_text(profile_toml(base, measured))
+    p = load_profile(str(path))
+    assert p.runtimes == base.runtimes and p.precision == base.precision and p.threads == 4
+    assert p.peak_gflops["fp32"].value == 61.5 and p.peak_gflops["int8"].value == 210.0
+    assert "Measured on Cortex-A76 via ssh://pi@board" in p.peak_gflops["fp32"].source
+    assert p.peak_gflops["fp16"] == base.peak_gflops["fp16"]  # not probed: the published figure stays
+    assert p.memory_bandwidth_gbps.value == 7.2 and "2026-11-30" in p.memory_bandwidth_gbps.source
+    assert p.multiple_for("litert") == 8 and p.multiple_for("litert", "int8") == 16
+    assert p.multiple_for("onnxruntime-cpu") == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--out", "{tmp}/board.txt"], "; expected a .toml file"),
+    (["--out", "{tmp}/nowhere/board.toml"], "/nowhere' does not exist"),
+    (["--out", "{tmp}/board.toml", "--runtime", "onnxruntime-tensorrt"], "--runtime: received 'onnxruntime-tensorrt'"),
+    (["--out", "{tmp}/board.toml", "--precisions", "fp16"], "--precisions: received fp16"),
+    (["--out", "{tmp}/board.toml", "--target", "no-such-board"], "unknown profile 'no-such-board'"),
+])
+def test_probe_bad_input_is_one_line_exit_2(args, words, tmp_path):
+    from conftest import run_cli
+
+    res = run_cli("profiles", "probe", *[a.format(tmp=tmp_path) for a in args])
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and words in res.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_ladder_keeps_the_rungs_between_neighbouring_frontier_rungs():
+    from lrfc.cost.measure import between
+
+    picks = [0, 5, 10, 15, 20]
+    assert between(picks, [0, 5, 10, 15, 20]) == list(range(21))  # latency falls steadily: full resolution
+    # 10 was dropped (slower than a less compressed rung): the levels next to it go too
+    assert between(picks, [0, 5, 15, 20]) == [0, 1, 2, 3, 4, 5, 15, 16, 17, 18, 19, 20]
+    assert between(picks, []) == [] and between([0, 3], [3]) == [3]
