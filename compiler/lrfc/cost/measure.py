@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 MARGIN = 0.03          # a rung must be this much faster than the next less compressed kept rung (and the original)
@@ -152,13 +152,13 @@ def time_files(link, paths, runtime: str, threads: int, guess_ms: float) -> list
                       batch=1, memory=True, max_workers=len(paths), lifetimes=LIFETIMES)["results"]
 
 
-def signature(flat, plan, fmt: str) -> str:
-    """What a whole model's latency depends on: the original's architecture, the plan and the format."""
+def signature(architecture: str, plan, fmt: str) -> str:
+    """What a whole model's latency depends on: the original's architecture (its JSON), the plan and the format."""
     import json
 
     from lrfc.search.cache import content_hash
 
-    return "whole-model " + content_hash(flat.to_json(), json.dumps(plan.to_json(), sort_keys=True), fmt)
+    return "whole-model " + content_hash(architecture, json.dumps(plan.to_json(), sort_keys=True), fmt)
 
 
 def timed_ms(state, models, fmt: str, runtime: str) -> list[float]:
@@ -171,7 +171,8 @@ def timed_ms(state, models, fmt: str, runtime: str) -> list[float]:
     from lrfc.lower.artifacts import export_file
 
     pricer, profile = state.pricer, state.profile
-    sigs = [signature(state.flat, plan, fmt) for plan, _ in models]
+    architecture = state.flat.to_json()
+    sigs = [signature(architecture, plan, fmt) for plan, _ in models]
     known = pricer.recall(sigs, profile.precision)
     if all(s in known for s in sigs):
         return [known[s] for s in sigs]
@@ -200,8 +201,7 @@ def measure_ladder(state) -> WholeModel:
 
     levels, profile = state.levels, state.profile
     picks = spread(len(levels), state.options.max_sol)
-    choices = {i: {n: None if c is None else [c.method, list(c.ranks)] for n, c in levels[i].choices.items()}
-               for i in picks}
+    choices = {i: levels[i].to_json()["choices"] for i in picks}
     original = Timed(None, "original", round(sum(state.original_ms.values()), 5))
     usable = measured_runtimes(profile, state.link)[0] if state.link is not None else []
     if not usable:  # the ladder stays as priced: every rung keeps its index
@@ -209,13 +209,12 @@ def measure_ladder(state) -> WholeModel:
         estimated = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), rung=i) for i in picks)
         return WholeModel(why, None, profile.precision, original, estimated, choices, tuple(range(len(levels))))
     runtime = usable[0]
-    plans = [Plan(())] + [plan_from(levels[i].choices) for i in picks]
-    models = [(p, (lambda p=p: plan_model(state, p))) for p in plans]
-    models[0] = (plans[0], lambda: state.flat)
+    plans = [plan_from(levels[i].choices) for i in picks]
+    models = [(Plan(()), lambda: state.flat)] + [(p, (lambda p=p: plan_model(state, p))) for p in plans]
     ms = timed_ms(state, models, format_of(runtime), runtime)
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),
                         ladder.index(i) if i in ladder else None) for i in picks)
-    return WholeModel("measured", runtime, profile.precision, Timed(None, "original", original.predicted_ms,
-                                                                      round(ms[0], 5)), rungs, choices, tuple(ladder))
+    return WholeModel("measured", runtime, profile.precision, replace(original, measured_ms=round(ms[0], 5)), rungs,
+                      choices, tuple(ladder))

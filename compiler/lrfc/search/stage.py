@@ -61,9 +61,10 @@ def score_layer(state, name: str) -> list:
     opts = state.options
     task = state.tasks[name]
     cands = []
+    multiple = rank_multiple(state)
     for method in _methods_for(state, name):
         if opts.rank_selection == "similarity":
-            grid = rank_grid(method, task.info.geometry, opts.step, state.objective, rank_multiple(state))
+            grid = rank_grid(method, task.info.geometry, opts.step, state.objective, multiple)
             threshold = walk_threshold(opts)
         else:  # weight-based baselines: one rank per method, scored for the report
             grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]
