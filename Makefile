@@ -17,7 +17,7 @@ setup: $(STAMP) $(FMNIST) $(SSHD)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 # Real Fashion-MNIST (60k/10k) from Debian's package; works offline of any hub.
@@ -52,6 +52,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.budget
 	$(BIN)/python -m bench.speed --models vgg,resnet --rows latency,flops,int8,int8-qat
 	$(BIN)/python -m bench.qat --plan bench/work/speed/vgg-int8/plan.json
+	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.render
 
 # The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 2,000 images):

@@ -80,7 +80,7 @@ def _small_data() -> Path:
 
         ds = load_data("fashion-mnist", (28, 28, 1), 10)
         WORK.mkdir(parents=True, exist_ok=True)
-        np.savez(path, x=(ds.x[:320, ..., 0] * 255).round().astype("uint8"), y=ds.y[:320])
+        np.savez(path, x=(ds.x[:320][..., 0] * 255).round().astype("uint8"), y=ds.y[:320])
     return path
 
 

@@ -45,7 +45,7 @@ def test_build_takes_a_keras_model_and_arrays(tiny_model_path, keras, tmp_path):
     assert result.report["input"]["data_values"] == "uint8 0..255" and result.report["splits"]["test"] == 1000
     # the test half of the 2,000 test images (the other half validates): the samples make_splits gives for seed 0
     which = make_splits(Dataset("i", np.arange(3000), np.zeros(3000, int), x_test=np.arange(2000),
-                                y_test=np.zeros(2000, int)), 200, 0, True).x_test
+                                y_test=np.zeros(2000, int)), 200, 0, True).x_test.index
     correct = model.predict(x_test[:2000, ..., None] / np.float32(255), verbose=0).argmax(1) == y_test[:2000]
     expected = float(np.mean(correct[which]))
     assert result.report["original"]["test_accuracy"] == pytest.approx(expected, abs=1e-6)
@@ -63,3 +63,15 @@ def test_api_refuses_unknown_options_by_name(tiny_model_path):
         lrfc.build(str(tiny_model_path), "fashion-mnist", thresold=0.9)
     with pytest.raises(UserError, match="data: a mapping needs 'x' and 'y'"):
         lrfc.build(str(tiny_model_path), {"images": np.zeros((3, 28, 28))}, out="/tmp/never", log=lambda m: None)
+
+
+def test_a_failed_int8_baseline_is_not_a_failed_build():
+    """The int8 baseline is the user's alternative, timed beside lrfc's model: its gate is reported, not fatal."""
+    from lrfc.api import BuildResult
+    from lrfc.lower.records import ArtifactRecord
+
+    ok = ArtifactRecord("tflite", "model.tflite", "fp32", True)
+    baseline = ArtifactRecord("tflite", "model.int8.tflite", "int8", False, error="failed", variant="int8 baseline")
+    broken = ArtifactRecord("onnx", "model.onnx", "fp32", False, error="failed")
+    assert BuildResult(None, {}, None, (ok, baseline), {}).failed == []
+    assert BuildResult(None, {}, None, (ok, baseline, broken), {}).failed == [broken]

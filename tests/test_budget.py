@@ -138,3 +138,33 @@ def test_a_full_rank_candidate_has_no_end_to_end_effect(tiny_model_path):
     exact = Candidate("fc1", "svd", (32,), full.params, full.macs, 1.0)
     low = Candidate("fc1", "svd", (1,), 0, 0, 0.5)
     assert sensitivity.of(task, exact) < 1e-6 < sensitivity.of(task, low)
+
+
+def test_the_cut_measures_what_the_rewritten_model_does(keras):
+    """A conv inside a residual block: the suffix reads the shortcut too; a softmax head and a separable layer too.
+    The KL through the cut equals the KL of the whole rewritten model (factorize.rewrite)."""
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.plan import LayerChoice, Plan
+    from lrfc.search.cache import Cache
+    from lrfc.search.sensitivity import Sensitivity, cut_tensors, kl, probabilities
+    from lrfc.search.stage import capture_tasks
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", name="stem")(inp)))
+    h = L.Add()([h, L.Conv2D(8, 3, padding="same", activation="relu", name="residual")(h)])
+    h = L.SeparableConv2D(6, 3, padding="same", name="sep")(h)
+    whole = rebuild(keras.Model(inp, L.Dense(10, activation="softmax", name="head")(L.Flatten()(h))))
+    assert len(cut_tensors(whole, "residual")[1]) == 2  # its output and the shortcut it is added to
+    x = np.random.default_rng(0).random((40, 12, 12, 3)).astype(np.float32)
+    for model, name, method, ranks in ((whole, "residual", "tucker", (2, 3)), (whole, "sep", "svd", (2,)),
+                                       (whole, "head", "svd", (3,))):
+        rows = {r.name: r for r in describe_model(model)}
+        task = capture_tasks(model, rows, [name], x, aware=False)[name]
+        measured = Sensitivity(model, x, {}, Cache(enabled=False)).of(task, Candidate(name, method, ranks, 0, 0, 0.5))
+        rewritten = apply_plan(model, Plan((LayerChoice(name, method, ranks, False),)))
+        expected = kl(probabilities(model, x), probabilities(rewritten, x))
+        assert expected > 1e-4 and measured == pytest.approx(expected, rel=1e-3, abs=1e-7), (name, measured, expected)

@@ -20,7 +20,7 @@ DEMO = Path(__file__).resolve().parent.parent / "demo" / "demo.keras"
 
 @pytest.fixture(scope="module")
 def latency_builds(tmp_path_factory):
-    """The same latency build of the demo model twice against one cost database (about 2 + 1 minutes).
+    """The same latency build of the demo model twice against one cost database (about 2.5 + 1 minutes).
 
     The demo model, not the tiny one: the tiny model's layers run in
     microseconds, so no factorization beats them and the ladder is empty;
@@ -28,7 +28,7 @@ def latency_builds(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("latency")
     common = ["--data", "fashion-mnist", "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
-              "--calib-samples", "64", "--step", "20", "--max-rounds", "1", "--methods", "cp,svd",
+              "--calib-samples", "64", "--step", "20", "--max-rounds", "2", "--methods", "cp,svd",
               "--max-sol", "4", "--cache-dir", str(root / "cache"), "--cost-db", str(root / "costs.sqlite"), "--json"]
     reports = []
     for name, extra in (("a", ["--bench-runs", "20"]), ("b", ["--bench-runs", "0", "--formats", "tflite"])):

@@ -54,7 +54,7 @@ def test_help_and_profiles_do_not_import_tensorflow():
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['profiles', 'list']) == 0\n"
         "    assert main(['profiles', 'show', 'jetson', '--json']) == 0\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'tensorly', 'numpy', 'onnxruntime') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'tensorly', 'numpy', 'onnxruntime', 'ray') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -412,3 +412,15 @@ def test_data_aware_beats_weight_only_on_digits(digits_layer, method, ranks):
     assert sims["data-aware"] >= sims["weight-only"]
     if method in ("tucker", "tt"):
         assert sims["data-aware"] > sims["weight-only"] + 0.02
+
+
+def test_cp_effort_is_bounded_on_big_layers_and_untouched_on_small_ones():
+    """Ranks past 2 max(cin, cout) and sweeps past ALS_FLOPS go; the baselines' layers keep the full ALS."""
+    big = ConvGeometry(kernel=(3, 3), cin=512, cout=512, in_hw=(7, 7), out_hw=(7, 7), padding="same")
+    assert cp.max_ranks(big) == (1024,)  # the params-equal cap alone is 2,290
+    assert cp.max_ranks(ConvGeometry(kernel=(1, 1), cin=512, cout=512, in_hw=(7, 7), out_hw=(7, 7))) == (255,)  # 512*512 // 1026
+    assert cp.sweeps_for((128, 3, 3, 128), 256) == (cp.MAX_ITER, cp.MAX_ITER, False)  # the full schedule, restarts
+    assert cp.sweeps_for((512, 3, 3, 512), 1024) == (cp.MIN_SWEEPS, 2, True)  # the floor: 15 sweeps of 14 GFLOP
+    first, more, continued = cp.sweeps_for((256, 3, 3, 256), 512)
+    sweep = 4 * 512 ** 3 + 4 * 256 * 9 * 256 * 512
+    assert (first, more, continued) == (28, 5, True) and (first + len(cp.PENALTIES) * more) * sweep <= cp.ALS_FLOPS

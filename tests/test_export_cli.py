@@ -24,7 +24,7 @@ def model_path(tmp_path_factory, keras):
     model = residual_cnn(keras, SHAPE, "cli_cnn")
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(ds.x, ds.y, epochs=12, batch_size=64, verbose=0)
+    model.fit(np.asarray(ds.x), ds.y, epochs=12, batch_size=64, verbose=0)
     path = tmp_path_factory.mktemp("export_model") / "cnn.keras"
     model.save(path)
     return path

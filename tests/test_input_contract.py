@@ -129,7 +129,7 @@ def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_mode
     correct = load_model(rescaling_model_path).predict(x_test[..., None].astype("float32"), verbose=0).argmax(1) == y_test
     # the build reports the test half of the test split (the other half validates): these samples, for seed 0
     which = make_splits(Dataset("i", np.arange(len(x)), np.zeros(len(x), int), x_test=np.arange(len(x_test)),
-                                y_test=np.zeros(len(x_test), int)), 200, 0, True).x_test
+                                y_test=np.zeros(len(x_test), int)), 200, 0, True).x_test.index
     keras_acc = float(np.mean(correct[which]))
     assert keras_acc > 0.6  # the model is real: this is the accuracy lrfc must see
 

@@ -103,6 +103,7 @@ def test_a_publish_killed_midway_is_cleaned_by_the_next_run(tmp_path):
     (out / "model.tflite").write_bytes(b"half of a set")
     (out / MARKER).write_text('{"pid": 1, "files": ["model.tflite", "report.json"]}')
     (out / ".lrfc-staging-999999").mkdir()
+    (out / ".lrfc-scratch-999999" / "maps").mkdir(parents=True)  # a killed build's captured maps
     (out / "notes.txt").write_text("the user's own file")
     warnings = []
     OutputDir(out).prepare(warnings.append)

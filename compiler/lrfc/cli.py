@@ -85,6 +85,13 @@ def _split(text: Optional[str]) -> tuple[str, ...] | None:
     return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def _devices(urls: Optional[list[str]]):
+    """``--device``, given once (a URL) or repeated (a farm: a tuple)."""
+    if not urls:
+        return None
+    return urls[0] if len(urls) == 1 else tuple(urls)
+
+
 def _contract(input_range, input_mean, input_std, channel_order):
     from lrfc.frontend.contract import given_contract
 
@@ -143,7 +150,7 @@ def build(
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
     trust_model: TrustModel = DEFAULT["trust_model"],
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated).")] = None,
+    device: Annotated[Optional[list[str]], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated). Repeat it for a farm: devices measure in parallel, one measurement per device at a time; every chain is timed on each distinct board (fingerprint), and the plan is priced for the first --device's.")] = None,
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = DEFAULT["device_python"],
     identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
@@ -162,6 +169,9 @@ def build(
     bn_reestimate: Annotated[bool, typer.Option("--bn-reestimate/--no-bn-reestimate", help="Re-estimate BatchNorm statistics on the calibration data after factorizing.")] = DEFAULT["bn_reestimate"],
     patience: Annotated[int, typer.Option(help="Fine-tuning stops after this many epochs without a better validation accuracy.")] = DEFAULT["patience"],
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune through int8 fake quantization (quantization-aware training); int8 targets only.")] = DEFAULT["qat"],
+    memory_budget: Annotated[Optional[str], typer.Option(help="Memory the build may hold, e.g. 4G or 512M: batches are sized to fit, a budget too small is refused before the heavy work (default: 60% of available memory).")] = None,
+    executor: Annotated[str, typer.Option(help="Where scoring and latency-pricing tasks run: inprocess, or ray (pip install 'lrfc[ray]'); the plan is the same.")] = DEFAULT["executor"],
+    ray_address: Annotated[Optional[str], typer.Option(help="--executor ray: auto, or HOST:PORT of a running Ray cluster (default: start a local one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
@@ -177,11 +187,12 @@ def build(
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples or None,
         max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
-        formats=_split(formats), device=device, device_python=device_python, identity_file=identity_file,
+        formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
         allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
         time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
+        memory_budget=memory_budget, executor=executor, ray_address=ray_address,
     )
     failure = None
     try:

@@ -50,7 +50,7 @@ class BuildOptions:
     batch_size: int = 128
     trust_model: bool = False
     formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)
-    device: str | None = None          # "local", "ssh://user@host[:port]"; None: host is local, others estimated
+    device: str | tuple[str, ...] | None = None  # "local", "ssh://user@host[:port]", or several (a farm); None: host is local, others estimated
     device_python: str = "python3"
     identity_file: str | None = None
     ssh_options: tuple[str, ...] = ()
@@ -69,11 +69,21 @@ class BuildOptions:
     bn_reestimate: bool = True         # BatchNorm statistics re-estimated on calibration data after factorizing
     patience: int = 2                  # fine-tuning: epochs without a better validation accuracy before stopping
     qat: bool = False                  # fine-tune through int8 fake quantization (an int8 target only)
+    executor: str = "inprocess"        # where score and price tasks run: inprocess, or ray (common.executor)
+    ray_address: str | None = None     # --executor ray: auto or HOST:PORT of a running cluster; None: a local one
+    memory_budget: str | None = None   # e.g. "4G"; None: 60% of the memory available (frontend.memory_plan)
 
     @property
     def model_name(self) -> str:
         """The model as reports name it: its path, or a keras.Model's name."""
         return str(self.model) if isinstance(self.model, (str, Path)) else getattr(self.model, "name", "model")
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The ``--device`` URLs in the order given (the first prices the plan); empty without one."""
+        if self.device is None:
+            return ()
+        return (self.device,) if isinstance(self.device, str) else tuple(self.device)
 
     @property
     def data_name(self) -> str:
@@ -93,6 +103,12 @@ class BuildOptions:
         self._check_values()
         self._check_sources()
         return self
+
+    def memory_bytes(self) -> int | None:
+        """``--memory-budget`` in bytes; None: the default share of available memory."""
+        from lrfc.frontend.memory_plan import parse_size
+
+        return None if self.memory_budget is None else parse_size(self.memory_budget)
 
     def _check_values(self) -> None:
         """Numbers in range and names among the known choices."""
@@ -139,16 +155,37 @@ class BuildOptions:
                 bad("--formats", ",".join(self.formats), f"a comma list of {', '.join(FORMATS)}")
         if self.train_samples is not None and self.train_samples < 1:
             bad("--train-samples", self.train_samples, "a positive integer (0 on the command line: all)")
+        if self.memory_budget is not None:
+            self.memory_bytes()  # a UserError naming the flag when it is not a size
+        self._check_executor()
+
+    def _check_executor(self) -> None:
+        """``--executor``/``--ray-address`` make sense together, and Ray is installed when asked for."""
+        import importlib.util
+
+        from lrfc.common.executor import EXECUTORS, check_address
+
+        if self.executor not in EXECUTORS:
+            _bad("--executor", self.executor, f"one of {', '.join(EXECUTORS)}")
+        if self.ray_address is not None:
+            if self.executor != "ray":
+                raise UserError(f"--ray-address applies to --executor ray; received it with --executor {self.executor}")
+            check_address(self.ray_address)
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise UserError("--executor ray: Ray is not installed; pip install 'lrfc[ray]'")
 
     def _check_sources(self) -> None:
         """The device, key, model, data, input contract and plan exist and parse."""
-        if self.device is not None and self.device != "local":
-            from runtime_bench.remote import parse_device
+        for i, device in enumerate(self.devices):
+            if not isinstance(device, str) or device in self.devices[:i]:
+                _bad("--device", device, "each device once: local or ssh://user@host[:port]")
+            if device != "local":
+                from runtime_bench.remote import parse_device
 
-            try:
-                parse_device(self.device)
-            except ValueError as exc:
-                raise UserError(f"--device: {exc}") from None
+                try:
+                    parse_device(device)
+                except ValueError as exc:
+                    raise UserError(f"--device: {exc}") from None
         if self.identity_file is not None and not Path(self.identity_file).is_file():
             raise UserError(f"--identity-file: no such file: {self.identity_file}")
         if isinstance(self.model, (str, Path)) and not Path(self.model).exists():

@@ -31,12 +31,14 @@ if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stag
     import keras
 
     from lrfc.benchmark.stage import Benchmarks
+    from lrfc.common.executor import Executor
     from lrfc.common.outputs import OutputDir
     from lrfc.cost.devices import DeviceLink
     from lrfc.cost.latency import Pricer
     from lrfc.cost.measure import WholeModel
     from lrfc.frontend.catalogue import LayerInfo
     from lrfc.frontend.contract import InputContract
+    from lrfc.frontend.memory_plan import MemoryPlan
     from lrfc.frontend.splits import Splits
     from lrfc.lower.records import ArtifactRecord
     from lrfc.search.cache import Cache
@@ -86,12 +88,14 @@ class BuildState:
     options: BuildOptions
     log: Callable[[str], None] = print
     output: OutputDir | None = None          # run_build: staging, then one publish at the end
+    executor: Executor | None = None         # where score and price tasks run (common.executor); run_build
     timer: StageTimer = field(default_factory=StageTimer)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # stage -> peak resident MiB while it ran
     # load
     profile: Profile | None = None
     objective: str = ""
-    link: DeviceLink | None = None           # None: the target is out of reach (latency estimated)
+    link: DeviceLink | None = None           # None: the target is out of reach (latency estimated); links[0]
+    links: list[DeviceLink] = field(default_factory=list)  # every --device (a farm prices chains on all of them)
     flat: keras.Model | None = None          # the flattened original model
     rows: list[LayerInfo] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # names of factorizable layers
@@ -101,6 +105,7 @@ class BuildState:
     splits: Splits | None = None
     original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
     cache: Cache | None = None
+    memory: MemoryPlan | None = None         # the formula's terms and the batch sizes under --memory-budget
     # calibrate, score, price, select
     tasks: dict[str, LayerTask] = field(default_factory=dict)
     candidates: dict[str, list[Candidate]] = field(default_factory=dict)
@@ -177,10 +182,12 @@ def _stderr(message: str) -> None:
 def preflight(options: BuildOptions, log):
     """Every check that needs no TensorFlow, before any heavy work: options, profile, paths.
 
-    Returns the prepared ``OutputDir``.
+    Returns the prepared ``OutputDir`` and the executor (``common.executor``: a Ray cluster is reached here).
     """
+    from lrfc.common.executor import make_executor
     from lrfc.common.outputs import OutputDir
     from lrfc.cost.costdb import check_cost_db
+    from lrfc.cost.devices import HOST_PROFILES
     from lrfc.search.cache import check_cache_dir, default_cache_dir
     from lrfc.targets import load_profile
 
@@ -194,9 +201,16 @@ def preflight(options: BuildOptions, log):
     if options.cache:
         check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
     check_cost_db(options.cost_db)
-    output = OutputDir(options.out)
-    output.prepare(log)  # last: it may create the folder, and nothing after it can fail
-    return output
+    priced = (options.objective or profile.objective) == "latency" and options.plan is None
+    lanes = (len(options.devices) or int(profile.name in HOST_PROFILES)) if priced else 0  # devices that measure
+    executor = make_executor(options.executor, options.ray_address, lanes)  # a Ray cluster is reached now
+    try:
+        output = OutputDir(options.out)
+        output.prepare(log)  # last: it may create the folder, and nothing after it can fail
+    except BaseException:
+        executor.close()
+        raise
+    return output, executor
 
 
 def run_build(options: BuildOptions, log=_stderr) -> BuildState:
@@ -207,12 +221,12 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
     that failed verification are not published; ``state.failed`` lists them
     (the CLI exits 1 on them).
     """
-    output = preflight(options, log)
-    from lrfc.common.quiet import import_keras
-
-    import_keras()
-    state = BuildState(options, log=log, output=output)
+    output, executor = preflight(options, log)
+    state = BuildState(options, log=log, output=output, executor=executor)
     try:
+        from lrfc.common.quiet import import_keras
+
+        import_keras()
         for name, stage in STAGES:
             fresh = memory.reset_peak()
             with state.timer.stage(name):
@@ -222,7 +236,11 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
                 state.peak_rss_mb[name] = round(peak, 1)
         state.outputs = output.publish()
     finally:
+        from lrfc.frontend.samples import cap_batches
+
+        cap_batches(None)
         output.discard()
+        executor.close()
         if state.cache is not None:
             state.cache.close()
         if state.pricer is not None:

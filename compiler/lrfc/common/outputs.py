@@ -37,6 +37,7 @@ RESULT_FILES = ("report.json", "export.json", "report.html", "plan.json", "model
 REPORTS = ("report.json", "export.json")  # written last, removed first
 MARKER = ".lrfc-publishing"
 STAGING_PREFIX = ".lrfc-staging-"
+SCRATCH_PREFIX = ".lrfc-scratch-"  # working files (captured feature maps), never published
 
 
 def check_writable_dir(path: Path, what: str, hint: str = "") -> bool:
@@ -96,6 +97,7 @@ class OutputDir:
         self.flag = flag
         self._created = False
         self._staging: Path | None = None
+        self._scratch: Path | None = None
 
     def prepare(self, log=None) -> None:
         """Check the folder can be written and clean up after earlier runs that were killed."""
@@ -107,19 +109,32 @@ class OutputDir:
             if log is not None:
                 log(f"lrfc: warning: an earlier run was killed while publishing into {self.path}; removed its "
                     f"partial results ({', '.join(removed) or 'none left'})")
-        for stale in self.path.glob(STAGING_PREFIX + "*"):
-            pid = stale.name[len(STAGING_PREFIX):]
-            if stale.is_dir() and not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
-                shutil.rmtree(stale, ignore_errors=True)
+        for prefix in (STAGING_PREFIX, SCRATCH_PREFIX):
+            for stale in self.path.glob(prefix + "*"):
+                pid = stale.name[len(prefix):]
+                if stale.is_dir() and not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
+                    shutil.rmtree(stale, ignore_errors=True)
+
+    def _own(self, prefix: str) -> Path:
+        """This run's hidden folder with ``prefix``, made empty."""
+        folder = self.path / f"{prefix}{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
 
     @property
     def staging(self) -> Path:
         """The hidden folder this run writes its results into (created on first use)."""
         if self._staging is None:
-            self._staging = self.path / f"{STAGING_PREFIX}{os.getpid()}"
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging.mkdir(parents=True)
+            self._staging = self._own(STAGING_PREFIX)
         return self._staging
+
+    @property
+    def scratch(self) -> Path:
+        """A hidden folder for this run's working files (created on first use, removed at the end, never published)."""
+        if self._scratch is None:
+            self._scratch = self._own(SCRATCH_PREFIX)
+        return self._scratch
 
     def final(self, name: str) -> Path:
         """Where a staged file ends up."""
@@ -160,6 +175,9 @@ class OutputDir:
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
         if self._created:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # only when empty

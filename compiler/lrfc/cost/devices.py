@@ -10,7 +10,10 @@ runtime_bench there. The rule:
   (for running lrfc on the device itself);
 * no ``--device``: the ``host`` profiles (``host``, ``host-int8``) are this
   machine; any other profile is a device lrfc cannot reach, so latencies are
-  roofline *estimates*.
+  roofline *estimates*;
+* ``--device`` repeated: a farm (``links_for``). The first device is the
+  primary: the plan is priced, whole models timed and the final benchmark run
+  on it; layer chains are measured on all of them (``cost.latency``).
 """
 
 from __future__ import annotations
@@ -89,6 +92,15 @@ def link_for(profile, device: str | None, python: str = "python3", identity: str
     except ValueError as exc:
         raise UserError(f"--device: {exc}") from None
     return DeviceLink(device, python, identity, tuple(ssh_options))
+
+
+def links_for(profile, devices, python: str = "python3", identity: str | None = None,
+              ssh_options=()) -> list[DeviceLink]:
+    """One link per ``--device`` URL, in order (the first is the primary); ``link_for``'s rule without any."""
+    if not devices:
+        link = link_for(profile, None, python, identity, ssh_options)
+        return [] if link is None else [link]
+    return [link_for(profile, url, python, identity, ssh_options) for url in devices]
 
 
 def measured_runtimes(profile, link: DeviceLink) -> tuple[list[str], dict[str, str]]:

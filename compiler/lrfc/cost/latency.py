@@ -11,6 +11,13 @@ shape) in milliseconds, one of two ways:
   first and then timed in one runtime_bench run (one process, artifacts
   alternating in rounds), so a remote device sees one ssh session per call,
   not one per chain. A second build on the same device measures nothing new.
+  With several ``--device`` URLs (a farm) the chains are split among the
+  devices and measured in parallel, one runtime_bench run per device at a
+  time (``time_chains`` is a task of the build's executor, each device its
+  lane: ``common.executor``). Every chain is measured on each distinct board
+  (device fingerprint and runtime) and stored under that board's key; the
+  plan is priced with the first device's numbers. Only the driver writes the
+  cost database.
 * **estimated** — otherwise, from the profile's peak compute and memory
   bandwidth (``roofline``).
 
@@ -30,6 +37,7 @@ it really runs.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +51,8 @@ from lrfc.cost.roofline import estimate_ms
 # pauses before each turn so the previous chain's thread pool has parked.)
 RUNS, WARMUP, ROUNDS = 60, 5, 6
 BATCH_LIMIT = 64  # artifacts per runtime_bench call
+# TensorFlow's converter is not meant for concurrent use in one process: in-process farm threads lower in turn.
+_LOWERING = threading.Lock()
 
 
 @dataclass
@@ -52,6 +62,30 @@ class Chain:
     input_shape: tuple[int, ...]
     stages: list
     spatial_rank: int = 2
+
+
+@dataclass
+class FarmDevice:
+    """One measuring device: its link, the runtime it runs, its fingerprint and what it measured in this build."""
+
+    index: int                      # its lane (common.executor)
+    link: object                    # cost.devices.DeviceLink
+    runtime: str
+    precision: str
+    fingerprint: dict
+    measured: int = 0
+    seconds: float = 0.0
+    busy: list = field(default_factory=list)  # [start, end] (epoch seconds) of each runtime_bench run on it
+
+    @property
+    def board(self) -> tuple:
+        """What makes two devices interchangeable: the same fingerprint running the same runtime and precision."""
+        return self.fingerprint["id"], self.runtime, self.precision
+
+    def to_json(self) -> dict:
+        return {"label": self.link.label, "id": self.fingerprint["id"], "runtime": self.runtime,
+                "precision": self.precision, "measured": self.measured, "seconds": round(self.seconds, 2),
+                "busy": [[round(a, 3), round(b, 3)] for a, b in self.busy]}
 
 
 @dataclass
@@ -70,29 +104,40 @@ class PricingLog:
     seconds: float = 0.0
     basis: str = ""                 # for estimates: the figures used
     skipped_runtimes: dict = field(default_factory=dict)
+    farm: list = field(default_factory=list)  # FarmDevice per --device, the primary first
 
     def to_json(self) -> dict:
         return {"source": self.source, "runtime": self.runtime, "precision": self.precision,
                 "threads": self.threads, "device": self.device, "db": self.db, "measured": self.measured,
                 "reused": self.reused, "estimated": self.estimated, "seconds": round(self.seconds, 2),
-                "basis": self.basis, "skipped_runtimes": self.skipped_runtimes}
+                "basis": self.basis, "skipped_runtimes": self.skipped_runtimes,
+                "devices": [d.to_json() for d in self.farm]}
 
     def summary(self) -> str:
         if self.source == "estimated":
             return f"latency costs: estimated, not measured ({self.basis}); pass --device to measure"
-        return (f"latency costs: measured on {self.device.get('transport', 'this machine')} "
+        line = (f"latency costs: measured on {self.device.get('transport', 'this machine')} "
                 f"({self.runtime}, {self.precision}, {self.threads} threads): {self.measured} new, "
                 f"{self.reused} from the cost database, {self.seconds:.1f} s")
+        if len(self.farm) > 1:
+            boards = len({d.board for d in self.farm})
+            line += (f"; a farm of {len(self.farm)} devices ({boards} board{'s' if boards > 1 else ''}), chains "
+                     f"measured per device: " + ", ".join(f"{d.link.label} {d.measured}" for d in self.farm))
+        return line
 
 
 class Pricer:
     """Prices chains in milliseconds, measured on a device or estimated; see the module doc."""
 
-    def __init__(self, profile, link, db_path=None, log=None, cache_dir=None):
+    def __init__(self, profile, link, db_path=None, log=None, cache_dir=None, executor=None):
+        from lrfc.common.executor import InProcess
         from lrfc.cost.devices import measured_runtimes
 
+        links = list(link) if isinstance(link, (list, tuple)) else [] if link is None else [link]
+        link = links[0] if links else None
         self.profile = profile
         self.link = link
+        self.executor = executor or InProcess()
         self._say = log or (lambda message: None)
         self.info = PricingLog("estimated" if link is None else "measured", precision=profile.precision,
                                threads=profile.threads)
@@ -120,6 +165,8 @@ class Pricer:
         self.info.db = str(self._db.path)
         self.info.device = link.fingerprint(self.info.runtime)
         self.info.device.pop("workdir", None)
+        self.info.farm = [FarmDevice(0, link, self.info.runtime, self.info.precision, self.info.device)]
+        self.info.farm += [_farm_device(i, other, profile) for i, other in enumerate(links[1:], 1)]
 
     def close(self) -> None:
         if self._db is not None:
@@ -151,15 +198,52 @@ class Pricer:
         known = self._lookup(list(by_sig))
         missing = [s for s in by_sig if s not in known]
         self.info.reused += len(by_sig) - len(missing)
-        if missing:
-            self._say(f"measuring {len(missing)} layer chains on {self.link.label} ({self.info.runtime})")
-            for start in range(0, len(missing), BATCH_LIMIT):
-                batch = missing[start:start + BATCH_LIMIT]
-                rows = self._time([by_sig[s] for s in batch])
-                self._store([(s, r["min_ms"], r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in zip(batch, rows)])
+        jobs = self._jobs(missing, list(by_sig))
+        if jobs:
+            where = self.link.label if len(self.info.farm) == 1 else f"{len(self.info.farm)} devices"
+            self._say(f"measuring {len(missing)} layer chains on {where} ({self.info.runtime})")
+        results = self.executor.map(time_chains, [(d.link, d.runtime, d.precision, self.info.threads,
+                                                   [by_sig[s] for s in batch]) for d, batch in jobs],
+                                    "price", [d.link.label for d, _ in jobs], [d.index for d, _ in jobs])
+        for (device, batch), result in zip(jobs, results):  # in job order: the driver alone writes the database
+            if result["device"]["id"] != device.fingerprint["id"]:
+                raise RuntimeError(f"{device.link.label}: the device changed during the build "
+                                   f"({device.fingerprint['id']} -> {result['device']['id']})")
+            rows = result["results"]
+            self._db.put_many(device.fingerprint["id"], device.runtime, device.precision, self.info.threads,
+                              [(s, r["min_ms"], r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in zip(batch, rows)])
+            device.measured += len(batch)
+            device.seconds += result["busy"][1] - result["busy"][0]
+            device.busy.append(list(result["busy"]))
+            if device.board == self.info.farm[0].board:
                 known.update({s: r["min_ms"] for s, r in zip(batch, rows)})
                 self.info.measured += len(batch)
         return {key: float(known[sig]) for key, sig in sigs.items()}
+
+    def _jobs(self, missing: list, wanted: list) -> list:
+        """``[(FarmDevice, [signature])]``: each board's missing chains split among its devices, in batches.
+
+        The primary's board measures ``missing``; every other board measures
+        what the cost database lacks under its own key, so a chain is timed
+        once per board, on whichever of its devices.
+        """
+        boards = {}
+        for device in self.info.farm:
+            boards.setdefault(device.board, []).append(device)
+        jobs = []
+        for board, devices in boards.items():
+            if board == self.info.farm[0].board:
+                todo = missing
+            else:
+                have = self._db.get_many(board[0], board[1], board[2], self.info.threads, wanted)
+                todo = [s for s in wanted if s not in have]
+            if not todo:
+                continue
+            parts = min(len(todo), max(len(devices), -(-len(todo) // BATCH_LIMIT)))
+            size = -(-len(todo) // parts)
+            for i, start in enumerate(range(0, len(todo), size)):
+                jobs.append((devices[i % len(devices)], todo[start:start + size]))
+        return jobs
 
     def recall(self, signatures, precision: str | None = None) -> dict:
         """``{signature: ms}`` stored earlier for this device, runtime and threads (at ``precision``: whole models)."""
@@ -174,28 +258,49 @@ class Pricer:
     def _lookup(self, sigs: list) -> dict:
         return self.recall(sigs)
 
-    def _store(self, rows: list) -> None:
-        self.remember(rows)
 
-    def _time(self, chains: list) -> list[dict]:
-        """Lower each chain to the runtime's format and time them all in one runtime_bench run."""
-        from lrfc.lower.artifacts import format_of
+def _farm_device(index: int, link, profile) -> FarmDevice:
+    """A further ``--device`` of the farm: the profile's first runtime that runs on it, and its fingerprint."""
+    from lrfc.cost.devices import measured_runtimes
+    from lrfc.errors import UserError
+    from lrfc.lower.artifacts import format_of
 
-        fmt = format_of(self.info.runtime)
-        with tempfile.TemporaryDirectory(prefix="lrfc-microbench-") as tmp:
-            paths = [lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", self.info.precision) for i, c in enumerate(chains)]
-            try:
-                result = self.link.bench(paths, runtime=self.info.runtime, threads=self.info.threads, runs=RUNS,
-                                         warmup=WARMUP, rounds=ROUNDS, batch=1, memory=False)
-            except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
-                from lrfc.errors import UserError
+    usable, skipped = measured_runtimes(profile, link)
+    if not usable:
+        raise UserError(f"target {profile.name}: none of its runtimes {', '.join(profile.runtimes)} can run on "
+                        f"{link.label} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    precision = "fp32" if format_of(usable[0]) == "onnx" else profile.precision  # as the primary's (lower_chain)
+    fingerprint = link.fingerprint(usable[0])
+    fingerprint.pop("workdir", None)
+    return FarmDevice(index, link, usable[0], precision, fingerprint)
 
-                why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-                raise UserError(f"latency micro-benchmarks on {self.link.label} failed: {why}") from exc
-        if result["device"]["id"] != self.info.device["id"]:
-            raise RuntimeError(f"{self.link.label}: the device changed during the build "
-                               f"({self.info.device['id']} -> {result['device']['id']})")
-        return result["results"]
+
+def time_chains(link, runtime: str, precision: str, threads: int, chains: list) -> dict:
+    """Lower each chain to the runtime's format and time them all in one runtime_bench run on ``link``.
+
+    A pricing task (``common.executor``): it runs where the executor puts it,
+    one at a time per device, and returns runtime_bench's answer with the
+    wall-clock interval of the run (``busy``); the caller stores the rows.
+    """
+    from lrfc.common.quiet import import_keras
+    from lrfc.lower.artifacts import format_of
+
+    import_keras()  # quiet, and once per worker process
+    fmt = format_of(runtime)
+    with tempfile.TemporaryDirectory(prefix="lrfc-microbench-") as tmp:
+        with _LOWERING:
+            paths = [lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", precision) for i, c in enumerate(chains)]
+        start = time.time()
+        try:
+            result = link.bench(paths, runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP, rounds=ROUNDS,
+                                batch=1, memory=False)
+        except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
+            from lrfc.errors import UserError
+
+            why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
+        busy = (start, time.time())
+    return {"device": result["device"], "results": result["results"], "busy": busy}
 
 
 def lower_chain(chain: Chain, path: Path, precision: str) -> Path:

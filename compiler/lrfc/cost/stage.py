@@ -56,8 +56,8 @@ def price(state) -> None:
         return
     from lrfc.cost.latency import Pricer
 
-    state.pricer = Pricer(state.profile, state.link, state.options.cost_db, log=state.log,
-                          cache_dir=state.options.cache_dir)
+    state.pricer = Pricer(state.profile, state.links, state.options.cost_db, log=state.log,
+                          cache_dir=state.options.cache_dir, executor=state.executor)
     price_layers(state, state.targets)
     state.log(state.pricer.info.summary())
 

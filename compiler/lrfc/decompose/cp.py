@@ -14,7 +14,14 @@ A, so the chain never holds a trivial stage.
 ``Factors.arrays = (A, H, V, O)``, A (cin, R), H (kh, R), V (kw, R), O (R, cout).
 
 CP is not exact at any fixed rank; ``max_ranks`` is a cap: the largest R
-whose chain has no more parameters than the original kernel.
+whose chain has no more parameters than the original kernel and, for a
+spatial kernel, no more than ``RANK_CAP`` x max(cin, cout) terms. Past that
+the fit costs O(R^3) per sweep (the R x R solves) and the terms degenerate
+(a random 3x3x256x256 kernel: degeneracy 3.2 at R = 256, 9.2 at R = 1,000;
+86 s for one ALS run at R = 1,000), while Tucker and TT already cover those
+costs (R = 2 max(cin, cout) is about 4/9 of a square 3x3 layer's
+parameters). The trained VGG- and ResNet-style plans choose CP ranks up to
+1.02 max(cin, cout) (VGG conv3: 65 for 64 channels), well inside the cap.
 
 Fitting: alternating least squares in numpy (not tensorly's parafac, which is
 slow), started from the leading eigenvectors of each mode's Gram (HOSVD; a
@@ -35,6 +42,17 @@ fine-tuning handle badly. ``degeneracy`` is that ratio; when ALS ends above
 ``PENALTIES`` value in turn until the ratio is within the bound. On the VGG
 baseline's kernels the first penalty that suffices (0.01-0.03) costs under
 0.005 in relative error.
+
+Bounded effort: a sweep costs about 4 R^3 (the solves) + 4 kh kw cin cout R
+(the contractions) flops. Where the full schedule (MAX_ITER sweeps for the
+first run and for each penalised rerun, each from the HOSVD start) fits in
+``ALS_FLOPS``, it runs as it always did: every layer of the Fashion-MNIST
+baselines (VGG conv6 at R = 256: 0.2 GFLOP a sweep). Past that
+(``sweeps_for``), half the budget goes to the first run and the rest to the
+penalised ones, each *continuing* from the previous factors rather than
+restarting (never under ``MIN_SWEEPS`` and 2 sweeps): ResNet50's
+512-channel layers at high rank (R = 1,024: 14 GFLOP a sweep), whose CP
+candidates would otherwise take minutes each.
 
 Data-aware (``stats`` given): the output error per tap is
 ``||S (W[i,j] - W'[i,j])||`` with ``channel_cov = S S`` (see ``tucker``), so
@@ -64,6 +82,9 @@ KIND = "conv"
 NUM_RANKS = 1
 
 MAX_ITER = 60
+RANK_CAP = 2                          # a spatial kernel's terms, at most, in units of max(cin, cout)
+ALS_FLOPS = 100e9                     # one fit's sweeps, penalised reruns included, about
+MIN_SWEEPS = 5
 TOL = 1e-6
 SEED = 0
 DEGENERACY_BOUND = 3.0                # sum of the terms' squared norms / squared norm of their sum
@@ -71,10 +92,13 @@ PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)  # lambda on ||O||^2 (A, H, V unit colum
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int]:
-    """The largest R whose chain has at most the original's parameters (at least 1)."""
+    """The largest R whose chain has at most the original's parameters and, spatially, at most 2 max(cin, cout) terms."""
     check_conv(geom)
     (kh, kw), cin, cout = geom.kernel, geom.cin, geom.cout
-    return (max(1, (kh * kw * cin * cout) // (cin + kh + kw + cout)),)
+    cap = (kh * kw * cin * cout) // (cin + kh + kw + cout)
+    if kh * kw > 1:
+        cap = min(cap, RANK_CAP * max(cin, cout))
+    return (max(1, cap),)
 
 
 def _layers(geom: ConvGeometry, rank: int):
@@ -197,14 +221,25 @@ def _balance(factors: list[np.ndarray]) -> list[np.ndarray]:
     return [f * (scale / np.where(n > 0, n, 1.0)) for f, n in zip(factors, norms)]
 
 
+def sweeps_for(shape: tuple[int, ...], rank: int) -> tuple[int, int, bool]:
+    """Sweeps of the first ALS run and of each penalised one, and whether those continue (module doc)."""
+    sweep = 4.0 * rank ** 3 + 4.0 * float(np.prod(shape)) * rank
+    total = int(ALS_FLOPS // sweep)
+    if total >= MAX_ITER * (1 + len(PENALTIES)):
+        return MAX_ITER, MAX_ITER, False
+    first = max(MIN_SWEEPS, min(MAX_ITER, total // 2))
+    return first, max(2, (total - first) // len(PENALTIES)), True
+
+
 def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = TOL) -> Factors:
     """ALS at rank R from the prepared HOSVD start; the input factor un-whitened when data-aware."""
     (rank,) = check_ranks(ranks, max_ranks(prepared.geom), NAME)
     start = _init(prepared.modes, rank)
-    fs, _, _ = als(prepared.tensor, start, max_iter, tol)
+    first, more, continued = sweeps_for(prepared.tensor.shape, rank)
+    fs, _, _ = als(prepared.tensor, start, min(max_iter, first), tol)
     penalty = 0.0
     for penalty in PENALTIES if degeneracy(fs) > DEGENERACY_BOUND else ():
-        fs, _, _ = als(prepared.tensor, start, max_iter, tol, penalty)
+        fs, _, _ = als(prepared.tensor, fs if continued else start, min(max_iter, more), tol, penalty)
         if degeneracy(fs) <= DEGENERACY_BOUND:
             break
     a, h, v, o = _balance(fs)

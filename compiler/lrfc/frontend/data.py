@@ -38,11 +38,15 @@ import gzip
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from lrfc.errors import UserError
 from lrfc.frontend.contract import InputContract
+
+if TYPE_CHECKING:
+    from lrfc.frontend.samples import Samples
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 BUILTIN = ("fashion-mnist", "digits")
@@ -62,9 +66,9 @@ class Dataset:
     """
 
     name: str
-    x: np.ndarray
+    x: "Samples | np.ndarray"   # frontend.samples: mapped on access
     y: np.ndarray
-    x_test: np.ndarray | None = None
+    x_test: "Samples | np.ndarray | None" = None
     y_test: np.ndarray | None = None
     values: str = ""
     contract: InputContract | None = None
@@ -165,39 +169,58 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
     return np.stack(xs), np.asarray(ys), tuple(names), notes
 
 
-def to_unit(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
-    """Pixel values -> unit values in [0, 1] by the module's rule; also says what the values were.
+def unit_rule(x: np.ndarray, where: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
+    """How ``x``'s values become unit values in [0, 1] by the module's rule, and what they were.
 
-    Returns ``(values, description)``; the description starts with ``as given``
-    when the values were left alone (already normalised data).
+    Reads ``x`` once (its dtype and range) and converts nothing: the rule is
+    applied a chunk at a time (``frontend.samples``). The rule is None when
+    the values are left alone (already normalised data; the description then
+    starts with ``as given``).
     """
     x = np.asarray(x)
     if x.dtype == bool:
-        return x.astype(np.float32), "bool 0/1"
+        return _scaled(1), "bool 0/1"
     if not np.issubdtype(x.dtype, np.number):
         raise UserError(f"{where}: samples have dtype {x.dtype}; expected numbers")
     if x.size == 0:
-        return x.astype(np.float32), "empty"
+        return _scaled(1), "empty"
     if np.issubdtype(x.dtype, np.integer):
         lo, hi = int(x.min()), int(x.max())
         if lo < 0:
             raise UserError(f"{where}: integer samples span {lo}..{hi}; expected pixel values (0..255 or 0..65535)")
         for top in (1, 255, 65535):
             if hi <= top:
-                return (x.astype(np.float32) / np.float32(top) if top > 1 else x.astype(np.float32)), f"{x.dtype} 0..{top}"
+                return _scaled(top), f"{x.dtype} 0..{top}"
         raise UserError(f"{where}: integer samples reach {hi}; expected pixel values (0..255 or 0..65535)")
     finite = np.isfinite(x)
     if not finite.all():
         raise UserError(f"{where}: samples contain NaN or Inf ({int((~finite).sum())} values)")
     lo, hi = float(x.min()), float(x.max())
-    x = x.astype(np.float32, copy=False)
     if lo >= 0 and hi <= 1:
-        return x, f"{x.dtype} 0..1"
+        return _scaled(1), f"{x.dtype} 0..1"
     if lo >= 0 and hi <= 255:
-        return x / np.float32(255), f"{x.dtype} 0..255"
+        return _scaled(255), f"{x.dtype} 0..255"
     if lo >= -1 and hi <= 1:
-        return (x + np.float32(1)) / np.float32(2), f"{x.dtype} -1..1"
-    return x, f"as given ({x.dtype} {lo:.4g}..{hi:.4g}: not pixel values, so fed to the model unchanged)"
+        return _from_signed, f"{x.dtype} -1..1"
+    return None, f"as given ({x.dtype} {lo:.4g}..{hi:.4g}: not pixel values, so fed to the model unchanged)"
+
+
+def _scaled(top: int):
+    def rule(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).astype(np.float32, copy=False)
+        return x / np.float32(top) if top > 1 else x
+    return rule
+
+
+def _from_signed(x: np.ndarray) -> np.ndarray:
+    return (np.asarray(x, dtype=np.float32) + np.float32(1)) / np.float32(2)
+
+
+def to_unit(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    """Pixel values -> unit values in [0, 1] by the module's rule, all at once; also says what the values were."""
+    rule, values = unit_rule(x, where)
+    x = np.asarray(x)
+    return (x.astype(np.float32, copy=False) if rule is None else rule(x)), values
 
 
 # ---------------------------------------------------------------- mapping rule
@@ -294,15 +317,29 @@ def source_name(spec) -> str:
     return f"arrays ({len(x):,} samples)" if x is not None and hasattr(x, "__len__") else "arrays"
 
 
-def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where: str) -> tuple[np.ndarray, str]:
-    """Source values -> unit values -> the input shape -> the model's values; and what the source values were."""
-    unit, values = to_unit(x, where)
-    if values.startswith("as given") and contract.source == "given":
+def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where: str):
+    """The samples as a ``Samples`` over their own values (mapped on access), and what those values were.
+
+    The rule is fixed here from the whole source (its dtype and range) and
+    tried on the first sample, so a shape that cannot be mapped fails now.
+    """
+    from lrfc.frontend.samples import Samples
+
+    rule, values = unit_rule(x, where)
+    if rule is None and contract.source == "given":
         raise UserError(f"{where}: values span {values.split('(', 1)[1].split(':')[0].split(' ', 1)[1]}, which are not "
                         "pixel values (0..1, 0..255 or -1..1); --input-range/--input-mean/--input-std/--channel-order "
                         "apply to pixel data, so leave them out for data that is already normalised")
-    unit = fit_to_input(unit, input_shape, where)
-    return (unit if values.startswith("as given") else contract.apply(unit)), values
+    shape = tuple(input_shape)
+
+    def mapping(raw: np.ndarray) -> np.ndarray:
+        unit = fit_to_input(raw if rule is None else rule(raw), shape, where)
+        return unit if rule is None else contract.apply(unit)
+
+    source = np.asarray(x)
+    if len(source):
+        fit_to_input(source[:1], shape, where)  # the shape rule's errors, before any work
+    return Samples(source, mapping), values
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
@@ -320,7 +357,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         min_samples: fewer samples than this is an error.
 
     Returns:
-        A ``Dataset`` whose samples fit ``input_shape``, in the model's units.
+        A ``Dataset`` whose samples (``frontend.samples.Samples``) fit
+        ``input_shape`` in the model's units, mapped from the source's own
+        values as they are read.
     """
     contract = contract or InputContract(reason="the default")
     x_test = y_test = classes = None

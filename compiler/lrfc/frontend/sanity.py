@@ -28,6 +28,7 @@ import numpy as np
 
 from lrfc.errors import UserError
 from lrfc.frontend.contract import RANGES, InputContract
+from lrfc.frontend.samples import value_span
 
 CHANCE_MARGIN = 0.05   # top-1 below chance + 5 points is "at chance"
 CLEAR_GAIN = 0.20      # an alternative must beat the data as given by 20 points to be named as the cause
@@ -43,9 +44,11 @@ IMAGENET = {
 }
 
 
-def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """The model's outputs on ``x`` (inference mode), float32, in batches."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """The model's outputs on ``x`` (an array or ``Samples``; inference mode), float32, in batches."""
+    from lrfc.frontend import samples
+
+    return samples.predict(model, x, batch_size)
 
 
 def validation_resolution(accuracy: float, samples: int) -> float:
@@ -140,8 +143,9 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     out = predict(model, x)
     bad = ~np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
     if bad.any():
+        lo, hi = value_span(x)
         raise UserError(f"the original model's outputs are not finite on {int(bad.sum())} of {len(x)} samples of "
-                        f"{where} (input values span {float(np.min(x)):.3g}..{float(np.max(x)):.3g}): its layers "
+                        f"{where} (input values span {lo:.3g}..{hi:.3g}): its layers "
                         "overflow on this data; check the input range (--input-range, --input-mean/--input-std)")
     classes = int(out.shape[-1])
     pred = out.reshape(len(out), -1).argmax(-1)

@@ -26,21 +26,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lrfc.errors import UserError
+from lrfc.frontend.samples import Samples, as_samples
 
 VALIDATION_MAX = 5000  # ~0.4 points of standard error at 90% top-1: enough to hold a 1-point budget
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The arrays each stage uses, in the model's units."""
+    """The samples each stage uses, in the model's units.
+
+    Calibration samples are mapped once into an array (every search stage
+    reads them); training, validation and test are ``frontend.samples.Samples``,
+    mapped a chunk at a time as they are read, so a split costs its source's
+    bytes, not the model input's.
+    """
 
     x_calib: np.ndarray
     y_calib: np.ndarray
-    x_train: np.ndarray
+    x_train: Samples
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Samples
     y_val: np.ndarray
-    x_test: np.ndarray | None = None
+    x_test: Samples | None = None
     y_test: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
 
@@ -77,16 +84,18 @@ def make_splits(ds, calib_samples: int, seed: int, finetune: bool, train_samples
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     calib, rest = perm[:n_calib], perm[n_calib:]
+    x = as_samples(ds.x)
     if has_test:
         half = rng.permutation(len(ds.x_test))
         val, test = half[: len(half) // 2], half[len(half) // 2:]
-        x_val, y_val, x_test, y_test = ds.x_test[val], ds.y_test[val], ds.x_test[test], ds.y_test[test]
+        x_given = as_samples(ds.x_test)
+        x_val, y_val, x_test, y_test = x_given.subset(val), ds.y_test[val], x_given.subset(test), ds.y_test[test]
     else:
         n_val = (val_reserve if shrunk else min(VALIDATION_MAX, max(1, len(rest) // 5))) if finetune else \
             (len(rest) if shrunk else min(VALIDATION_MAX, len(rest)))
         val, rest = rest[:n_val], rest[n_val:]
-        x_val, y_val, x_test, y_test = ds.x[val], ds.y[val], None, None
+        x_val, y_val, x_test, y_test = x.subset(val), ds.y[val], None, None
     if train_samples is not None:
         rest = rest[:train_samples]
-    return Splits(ds.x[calib], ds.y[calib], ds.x[rest], ds.y[rest], x_val, y_val, x_test, y_test, tuple(notes),
+    return Splits(x[calib], ds.y[calib], x.subset(rest), ds.y[rest], x_val, y_val, x_test, y_test, tuple(notes),
                   "test split" if has_test else "held out")

@@ -13,25 +13,36 @@ from pathlib import Path
 from lrfc.errors import UserError
 
 
-def load_inputs(options, model, log):
-    """The input contract, the dataset in the model's units, its splits and the original's accuracy.
+def load_inputs(options, model, log, rows, targets):
+    """The input contract, the dataset in the model's units, its splits, the memory plan and the original's accuracy.
 
-    Shared by ``lrfc build`` (this stage) and the Python API; ``log`` gets
-    the lines a user should see (the contract, the split, warnings).
+    ``log`` gets the lines a user should see (the contract, the split, the
+    memory plan, warnings). The memory plan (``frontend.memory_plan``) caps
+    every inference batch from here on, the sanity gate's included.
     """
+    import math
+
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.data import load_data
+    from lrfc.frontend.memory_plan import plan_memory
+    from lrfc.frontend.samples import cap_batches, source_bytes
     from lrfc.frontend.sanity import check_original, samples_to_resolve, validation_resolution
     from lrfc.frontend.splits import make_splits
+    from lrfc.search.calibrate import DEFAULT_BUDGET_BYTES
 
     contract = resolve(model, options.given_contract())
     num_classes = int(model.outputs[0].shape[-1])
-    ds = load_data(options.data, tuple(model.inputs[0].shape[1:]), num_classes, contract)
+    shape = tuple(model.inputs[0].shape[1:])
+    ds = load_data(options.data, shape, num_classes, contract)
     splits = make_splits(ds, options.calib_samples, options.seed, options.finetune != "none", options.train_samples)
+    memory = plan_memory(model, rows, targets, source_bytes(ds.x) + source_bytes(ds.x_test), 4 * math.prod(shape),
+                         len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
+    cap_batches(memory.predict_batch)
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
                               allow_low=options.allow_low_accuracy, log=log)
     log(f"input: {ds.values} -> {contract.describe()}")
     log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
+    log(memory.describe())
     for note in (*ds.notes, *splits.notes):
         log(f"lrfc: warning: {note}")
     error = validation_resolution(accuracy, len(splits.x_val))
@@ -40,7 +51,7 @@ def load_inputs(options, model, log):
         log(f"lrfc: warning: the validation split has {len(splits.x_val):,} samples, so its top-1 is uncertain by "
             f"about {error:.1f} points (one standard error), more than --max-acc-drop {options.max_acc_drop:g}; "
             f"about {need:,} samples resolve it")
-    return contract, ds, splits, accuracy
+    return contract, ds, splits, memory, accuracy
 
 
 def _given_plan(options, targets: dict):
@@ -59,7 +70,7 @@ def _given_plan(options, targets: dict):
 
 def load(state) -> None:
     """Model, target profile, data splits, catalogue, input contract, the original's accuracy (sanity-checked)."""
-    from lrfc.cost.devices import link_for
+    from lrfc.cost.devices import links_for
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import load_flat
     from lrfc.search.cache import Cache
@@ -68,9 +79,11 @@ def load(state) -> None:
     opts = state.options
     state.profile = load_profile(opts.target)
     state.objective = opts.objective or state.profile.objective
-    state.link = link_for(state.profile, opts.device, opts.device_python, opts.identity_file, opts.ssh_options)
-    if state.link is not None and state.link.url is not None:
-        state.link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
+    state.links = links_for(state.profile, opts.devices, opts.device_python, opts.identity_file, opts.ssh_options)
+    state.link = state.links[0] if state.links else None
+    for link in state.links:
+        if link.url is not None:
+            link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
     state.flat = load_flat(opts.model, opts.trust_model)
     state.rows = describe_model(state.flat)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
@@ -81,6 +94,7 @@ def load(state) -> None:
         raise UserError(f"{opts.model_name}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
-    state.contract, dataset, state.splits, state.original_accuracy = load_inputs(opts, state.flat, state.log)
+    state.contract, dataset, state.splits, state.memory, state.original_accuracy = load_inputs(
+        opts, state.flat, state.log, state.rows, state.targets)
     state.data_values = dataset.values
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)

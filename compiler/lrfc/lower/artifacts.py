@@ -92,8 +92,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
     if bad or not formats:
         raise ValueError(f"formats must be a non-empty selection of {', '.join(FORMATS)}, received {list(formats)}")
     calibration = np.asarray(calibration, dtype=np.float32)[:CALIBRATION_SAMPLES]
-    x_verify = calibration if verify_samples is None else np.asarray(verify_samples, dtype=np.float32)
-    x_verify = x_verify[:VERIFY_SAMPLES]
+    x_verify = calibration if verify_samples is None else np.asarray(verify_samples[:VERIFY_SAMPLES], dtype=np.float32)
     y_verify = None if verify_labels is None else np.asarray(verify_labels)[:VERIFY_SAMPLES]
     if not len(x_verify) or (precision == "int8" and not len(calibration)):
         raise ValueError(f"lower needs samples: received {len(calibration)} calibration and "

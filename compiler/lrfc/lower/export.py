@@ -26,7 +26,7 @@ RANDOM_VERIFY_SAMPLES = 64  # random unit-pixel inputs when no data is given (fp
 
 
 @dataclass(frozen=True)
-class Samples:
+class ExportSamples:
     """Calibration and verification samples (model units), verification labels if known, and what they are."""
 
     calibration: np.ndarray
@@ -63,7 +63,7 @@ def load_single_io(model_path: str, trust: bool, command: str):
 
 
 def draw_samples(model, contract, data: str | None, calib_samples: int, seed: int, *,
-                 allow_low_accuracy: bool = False, log=None) -> Samples:
+                 allow_low_accuracy: bool = False, log=None) -> ExportSamples:
     """Seeded calibration samples and disjoint verification samples, in the model's units.
 
     Without ``data``: ``RANDOM_VERIFY_SAMPLES`` uniform unit-pixel inputs
@@ -79,7 +79,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if data is None:
         x = contract.apply(rng.uniform(0.0, 1.0, (RANDOM_VERIFY_SAMPLES, *shape)).astype(np.float32))
-        return Samples(x, x, None, f"random pixel values mapped as {contract.range}, {RANDOM_VERIFY_SAMPLES} samples")
+        return ExportSamples(x, x, None, f"random pixel values mapped as {contract.range}, {RANDOM_VERIFY_SAMPLES} samples")
     out_shape = model.outputs[0].shape
     num_classes = int(out_shape[-1]) if len(out_shape) == 2 and out_shape[-1] else None
     ds = load_data(data, shape, num_classes, contract)
@@ -97,7 +97,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
     if num_classes is not None:
         check_original(model, x, y, contract, passthrough=ds.values.startswith("as given"),
                        allow_low=allow_low_accuracy, where=described.split(",")[0], log=log)
-    return Samples(calibration, x, y, described)
+    return ExportSamples(calibration, x, y, described)
 
 
 def export_model(model_path: str, target: str, out: str | Path, *, formats: tuple[str, ...] | None = None,

@@ -95,7 +95,9 @@ def build_report(state) -> dict:
         "benchmarks": state.benchmarks.to_json(),
         "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
         "peak_rss_mb": dict(state.peak_rss_mb),
+        "memory": None if state.memory is None else state.memory.to_json(),
         "cache": {"enabled": opts.cache, "hits": state.cache.hits, "misses": state.cache.misses},
+        "executor": state.executor.to_json() if state.executor is not None else None,
         "search": {
             "candidates": [c.to_json() for cands in state.candidates.values() for c in cands],
             "solutions": [s.to_json() for s in state.solutions],

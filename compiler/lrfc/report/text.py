@@ -70,7 +70,9 @@ def _footer(report: dict) -> list[str]:
     peaks = {k: v for k, v in (report.get("peak_rss_mb") or {}).items() if v is not None}
     if peaks:
         top = max(peaks, key=peaks.get)
-        out.append(f"memory      peak {peaks[top]:.0f} MiB resident, in {top}")
+        plan = report.get("memory") or {}
+        budget = f" (budget {plan['budget']:.0f} MiB, {plan['budget_source']})" if plan.get("budget") else ""
+        out.append(f"memory      peak {peaks[top]:.0f} MiB resident, in {top}{budget}")
     if any(l.get("data_aware") for l in report["layers"]):
         out.append("            * fit to the calibration data (data-aware)")
     for l in report["layers"]:

@@ -40,9 +40,13 @@ def check_cache_dir(root: Path) -> None:
     check_writable_dir(root, "cache folder", hint="pass --cache-dir DIR, or --no-cache")
 
 
+# Prepared factorizations a cache on disk holds in memory: one layer's methods x fits (a big layer's
+# full-rank factors are tens of MB each, so holding every layer's would grow with the model).
+PREPARED_IN_MEMORY = 8
+
 # Bump when a factorization or the similarity measure changes meaning: old
 # entries then simply stop matching.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: CP's rank cap and penalised continuation (decompose.cp)
 
 
 def content_hash(*parts) -> str:
@@ -106,28 +110,52 @@ class Cache:
         if self._db is not None:
             self._db.execute("INSERT OR REPLACE INTO scores (key, similarity) VALUES (?, ?)", (key, similarity))
 
+    def peek_score(self, key: str) -> float | None:
+        """The stored score under ``key``, or None, not counted as a hit or a miss (``search.fanout`` ships it)."""
+        counts = self.hits, self.misses
+        value = self.score(key)
+        self.hits, self.misses = counts
+        return value
+
     # -- prepared factorizations
-    def prepared(self, key: str, compute):
-        """The prepared factorization under ``key``, computing and storing it on a miss."""
+    def peek_prepared(self, key: str):
+        """The stored prepared factorization under ``key`` (in memory, else on disk), or None; never computed."""
         if key in self._prepared:
             return self._prepared[key]
         path = self.root / "prepared" / f"{key}.pkl"
-        value = None
-        if self.enabled and path.exists():
-            try:
-                with open(path, "rb") as f:
-                    value = pickle.load(f)
-            except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-                value = None  # a damaged or outdated entry is recomputed
+        if not (self.enabled and path.exists()):
+            return None
+        try:
+            with open(path, "rb") as f:
+                value = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            return None  # a damaged or outdated entry is recomputed
+        self._hold(key, value)
+        return value
+
+    def prepared(self, key: str, compute):
+        """The prepared factorization under ``key``, computing and storing it on a miss."""
+        value = self.peek_prepared(key)
         if value is None:
             value = compute()
             if self.enabled:
                 from lrfc.common.atomic import atomic_path
 
-                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                with atomic_path(self.root / "prepared" / f"{key}.pkl") as tmp, open(tmp, "wb") as f:
                     pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        self._prepared[key] = value
+        self._hold(key, value)
         return value
+
+    def _hold(self, key: str, value) -> None:
+        """Keep ``value`` in memory; a cache on disk keeps only the latest ``PREPARED_IN_MEMORY`` (one layer's)."""
+        self._prepared.pop(key, None)
+        self._prepared[key] = value
+        while self.enabled and len(self._prepared) > PREPARED_IN_MEMORY:
+            self._prepared.pop(next(iter(self._prepared)))
+
+    def entries(self) -> tuple[dict, dict]:
+        """The scores and prepared factorizations held in memory: all of an ``enabled=False`` cache."""
+        return dict(self._scores), dict(self._prepared)
 
     def close(self) -> None:
         if self._db is not None:

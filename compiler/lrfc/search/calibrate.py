@@ -1,18 +1,23 @@
-"""Capture the inputs and outputs of chosen layers on calibration samples.
+"""Capture the inputs of chosen layers on calibration samples, in bounded memory.
 
-Memory is bounded per layer: a layer keeps at most ``budget_bytes`` of
-captured input + output feature maps (default 64 MiB), i.e. the first
-``budget_bytes // bytes_per_sample`` samples when its maps are large, and
-its input statistics are (kh*kw*cin)^2 float64 moments accumulated from at
-most ``stats_positions`` (default 16,384) im2col patches spread over all
-samples. The model is run once over all samples in batches; nothing else
-grows with the number of calibration samples.
+Per layer, at most ``budget_bytes`` of captured input plus the reference
+output scoring derives from it (default 64 MiB): the first
+``budget_bytes // bytes_per_sample`` samples when its maps are large. Its
+input statistics are (kh*kw*cin)^2 float64 moments accumulated from at most
+``stats_positions`` (default 16,384) im2col patches spread over all samples.
+The model runs once over the samples, ``batch_size`` at a time (the build's
+memory plan sizes it: an eager call holds every layer's output of the
+batch, ``frontend.memory_plan``). With a ``MapStore`` the captured maps go to files a batch at a time and no
+layer's maps stay in memory; without one they are arrays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,37 +26,95 @@ DEFAULT_BUDGET_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class Capture:
-    """Per layer name: its captured input and output feature maps (same samples).
+    """Per layer name: its captured input feature maps (an array, or the ``.npy`` file holding them).
 
     ``stats`` holds input statistics accumulated over *all* calibration
     samples (streamed batch by batch), for the layers they were asked for.
+    ``batch`` is the batch the model ran at.
     """
 
-    inputs: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray | Path]
     stats: dict = field(default_factory=dict)
+    batch: int = 0
+
+
+class MapStore:
+    """A folder of one build's captured maps: one ``.npy`` per layer and kind, written once, mapped on use.
+
+    The folder belongs to the build (``OutputDir.scratch``) and goes with it.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.bytes = 0
+
+    @staticmethod
+    def stem(layer: str) -> str:
+        """The layer's name made safe for a file name, and a hash of the name so two layers never share one."""
+        return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}-{hashlib.blake2b(layer.encode(), digest_size=4).hexdigest()}"
+
+    def path(self, layer: str, kind: str) -> Path:
+        return self.root / f"{self.stem(layer)}.{kind}.npy"
+
+    def create(self, layer: str, kind: str, shape: tuple) -> Path:
+        """An empty float32 ``.npy`` of ``shape`` to fill a slice at a time (``fill``)."""
+        path = self.path(layer, kind)
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=tuple(shape))
+        del arr
+        self.bytes += 4 * math.prod(shape)
+        return path
+
+    @staticmethod
+    def fill(path: Path, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at rows ``start:``; the mapping is closed again, so the rows leave this process's memory."""
+        arr = np.load(path, mmap_mode="r+")
+        arr[start:start + len(values)] = values
+        arr.flush()
+        del arr
+
+    def put(self, layer: str, kind: str, values: np.ndarray) -> Path:
+        path = self.path(layer, kind)
+        np.save(path, np.asarray(values, dtype=np.float32))
+        self.bytes += int(np.asarray(values).nbytes)
+        return path
+
+    def put_stats(self, layer: str, stats) -> Path:
+        folder = self.root / f"{self.stem(layer)}.stats"
+        folder.mkdir(exist_ok=True)
+        np.save(folder / "input_cov.npy", stats.input_cov)
+        np.save(folder / "channel_cov.npy", stats.channel_cov)
+        (folder / "samples").write_text(str(int(stats.samples)))
+        self.bytes += int(stats.input_cov.nbytes + stats.channel_cov.nbytes)
+        return folder
 
 
 def _per_sample_bytes(tensor) -> int:
     return 4 * math.prod(int(d) for d in tensor.shape[1:])
 
 
+def sample_limit(input_tensor, output_tensor, samples: int, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
+    """How many samples of one layer are kept: its input plus its reference output within ``budget_bytes``."""
+    return max(1, min(samples, budget_bytes // (_per_sample_bytes(input_tensor) + _per_sample_bytes(output_tensor))))
+
+
 def capture(flat_model, layer_names: list[str], x: np.ndarray, batch_size: int = 64,
             budget_bytes: int = DEFAULT_BUDGET_BYTES, stats_geometry: dict | None = None,
-            stats_positions: int = 16384, progress=None) -> Capture:
-    """Run ``x`` through ``flat_model`` once and keep each named layer's input and output.
+            stats_positions: int = 16384, progress=None, store: MapStore | None = None) -> Capture:
+    """Run ``x`` through ``flat_model`` once and keep each named layer's input.
 
     Args:
         flat_model: a flattened Functional model.
         layer_names: the layers to capture.
         x: calibration samples, already mapped to the model input.
-        batch_size: inference batch size.
-        budget_bytes: cap on one layer's captured input + output.
+        batch_size: inference batch size (at most).
+        budget_bytes: cap on one layer's captured input + reference output.
         stats_geometry: ``{layer: geometry}`` of layers whose input
             statistics (``LayerStats``) are accumulated over every sample.
         stats_positions: patches/vectors per layer for those statistics,
             spread evenly over the batches.
         progress: called with the number of samples done after each batch.
+        store: where the maps go (files); None: arrays in memory.
 
     Returns:
         A ``Capture``; a layer may hold fewer samples than ``x`` (the bound).
@@ -65,36 +128,38 @@ def capture(flat_model, layer_names: list[str], x: np.ndarray, batch_size: int =
     taps, limits = [], {}
     for name in layer_names:
         node = nodes[name]
-        t_in, t_out = node.input_tensors[0], node.outputs[0]
-        taps += [t_in, t_out]
-        limits[name] = max(1, min(len(x), budget_bytes // (_per_sample_bytes(t_in) + _per_sample_bytes(t_out))))
+        taps.append(node.input_tensors[0])
+        limits[name] = sample_limit(node.input_tensors[0], node.outputs[0], len(x), budget_bytes)
     tap_model = keras.Model(flat_model.input, taps)
     stats_geometry = stats_geometry or {}
     need = len(x) if stats_geometry else (max(limits.values()) if limits else 0)
     per_batch = max(64, stats_positions // max(1, -(-need // batch_size)))
-    ins: dict[str, list] = {n: [] for n in layer_names}
-    outs: dict[str, list] = {n: [] for n in layer_names}
+    kept: dict[str, np.ndarray | Path] = {}
+    for name, tap in zip(layer_names, taps):
+        shape = (limits[name], *(int(d) for d in tap.shape[1:]))
+        kept[name] = store.create(name, "inputs", shape) if store is not None else np.empty(shape, np.float32)
     stats: dict = {}
     for b, start in enumerate(range(0, need, batch_size)):
         batch = x[start: min(need, start + batch_size)]
         results = tap_model(batch, training=False)
         results = results if isinstance(results, (list, tuple)) else [results]
         for i, name in enumerate(layer_names):
-            keep = limits[name] - start
+            keep = min(limits[name] - start, len(batch))
+            if keep > 0 or name in stats_geometry:
+                values = np.asarray(results[i])
             if keep > 0:
-                ins[name].append(np.asarray(results[2 * i])[:keep])
-                outs[name].append(np.asarray(results[2 * i + 1])[:keep])
+                if store is not None:
+                    MapStore.fill(kept[name], start, values[:keep])
+                else:
+                    kept[name][start:start + keep] = values[:keep]
             geom = stats_geometry.get(name)
             if geom is not None:
-                batch_stats = input_stats(np.asarray(results[2 * i]), geom, per_batch, seed=b)
+                batch_stats = input_stats(values, geom, per_batch, seed=b)
                 stats[name] = stats_mod.accumulate(stats.get(name), batch_stats)
+        del results
         if progress is not None:
             progress(len(batch))
-    return Capture(
-        {n: np.concatenate(v).astype(np.float32, copy=False) for n, v in ins.items()},
-        {n: np.concatenate(v).astype(np.float32, copy=False) for n, v in outs.items()},
-        stats,
-    )
+    return Capture(kept, stats, batch_size)
 
 
 def feature_similarity(reference: np.ndarray, candidate: np.ndarray) -> float:

@@ -21,6 +21,7 @@ first rank that reaches the threshold; the front above it is sampled too
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -39,23 +40,68 @@ class LayerTask:
     """Everything scoring needs about one layer, captured once per build.
 
     ``inputs`` are what the factorized part sees; ``reference`` is the
-    original's linear response to them.
+    original's linear response to them; ``stats`` the streamed input
+    statistics (None without them). Each is held in memory or, for a build
+    in bounded memory, in files (``search.calibrate.MapStore``) that every
+    access maps afresh: a layer's maps are resident only while something
+    uses them, not for the whole build. A task pickled (a Ray worker's copy)
+    carries the arrays themselves.
     """
 
     info: LayerInfo
     weights: LayerWeights
-    inputs: np.ndarray
-    reference: np.ndarray
-    stats: LayerStats | None = None
+    captured: np.ndarray | Path
+    response: np.ndarray | Path
+    captured_stats: LayerStats | Path | None = None
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def inputs(self) -> np.ndarray:
+        return opened(self.captured)
+
+    @property
+    def reference(self) -> np.ndarray:
+        return opened(self.response)
+
+    @property
+    def stats(self) -> LayerStats | None:
+        return opened_stats(self.captured_stats)
+
     def key(self) -> str:
-        """Content hash of the layer's weights, geometry and captured data."""
-        bias = self.weights.bias if self.weights.bias is not None else np.zeros(0)
-        return content_hash(self.weights.kernel, bias, repr(self.info.geometry), self.inputs)
+        """Content hash of the layer's weights, geometry and captured data (computed once)."""
+        if "_key" not in self.__dict__:
+            bias = self.weights.bias if self.weights.bias is not None else np.zeros(0)
+            self.__dict__["_key"] = content_hash(self.weights.kernel, bias, repr(self.info.geometry), self.inputs)
+        return self.__dict__["_key"]
+
+    def __reduce__(self):  # pickled (shipped to a worker) with its arrays' contents, not file names; no copy made here
+        stats = self.stats
+        if stats is not None:
+            stats = LayerStats(np.asarray(stats.input_cov), np.asarray(stats.channel_cov), stats.samples)
+        return (_rebuilt, (self.info, self.weights, np.asarray(self.inputs), np.asarray(self.reference), stats,
+                           self.key()))
+
+
+def _rebuilt(info, weights, captured, response, stats, key) -> LayerTask:
+    task = LayerTask(info, weights, captured, response, stats)
+    task.__dict__["_key"] = key
+    return task
+
+
+def opened(held: np.ndarray | Path) -> np.ndarray:
+    """An array held in memory as it is; one held in a ``.npy`` file mapped read-only for this use."""
+    return np.load(held, mmap_mode="r") if isinstance(held, Path) else held
+
+
+def opened_stats(held: LayerStats | Path | None) -> LayerStats | None:
+    """Statistics held in memory as they are; ones held in a folder (``MapStore.put_stats``) mapped read-only."""
+    if not isinstance(held, Path):
+        return held
+    return LayerStats(np.load(held / "input_cov.npy", mmap_mode="r"), np.load(held / "channel_cov.npy", mmap_mode="r"),
+                      int((held / "samples").read_text()))
 
 
 def original_stage(weights: LayerWeights, geom) -> Stage:
@@ -67,19 +113,21 @@ def original_stage(weights: LayerWeights, geom) -> Stage:
     return Stage("dense", (weights.kernel,))
 
 
-def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerStats | None = None,
-              data_aware: bool = True) -> LayerTask:
+def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray | Path, stats: LayerStats | None = None,
+              data_aware: bool = True, store=None) -> LayerTask:
     """A ``LayerTask`` from a layer, its captured inputs and their streamed statistics.
 
     For a SeparableConv2D the inputs are first run through its depthwise
     part, and (when ``data_aware``) statistics are taken from those, since
-    the streamed ones describe the depthwise part's input.
+    the streamed ones describe the depthwise part's input. With a ``store``
+    (``search.calibrate.MapStore``) the task's maps and statistics go to
+    files and the task holds their names.
     """
     from lrfc.search.calibrate import input_stats
     from lrfc.frontend.catalogue import layer_weights
     from lrfc.geometry import chain_rank
 
-    x = captured_inputs
+    x = opened(captured_inputs)
     if hasattr(layer, "pointwise_kernel"):
         depthwise = Stage("depthwise", (np.asarray(layer.depthwise_kernel.numpy()),), tuple(layer.kernel_size),
                           tuple(layer.strides), tuple(layer.dilation_rate), layer.padding)
@@ -87,7 +135,16 @@ def make_task(layer, info: LayerInfo, captured_inputs: np.ndarray, stats: LayerS
         stats = input_stats(x, info.geometry) if data_aware else None
     weights = layer_weights(layer)
     reference = run_stages(x, [original_stage(weights, info.geometry)], chain_rank(info.geometry))
-    return LayerTask(info, weights, x, reference, stats)
+    task = LayerTask(info, weights, x, reference, stats)
+    key = task.key()
+    if store is not None:
+        separable = hasattr(layer, "pointwise_kernel")  # its inputs are the depthwise part's outputs, not the captured ones
+        held = store.put(info.name, "pointwise-inputs", x) if separable or not isinstance(captured_inputs, Path) \
+            else captured_inputs
+        task = LayerTask(info, weights, held, store.put(info.name, "reference", reference),
+                         None if stats is None else store.put_stats(info.name, stats))
+        task.__dict__["_key"] = key
+    return task
 
 
 def run_stages(x: np.ndarray, stages, spatial_rank: int) -> np.ndarray:
@@ -110,13 +167,30 @@ def run_stages(x: np.ndarray, stages, spatial_rank: int) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def score_key(task_key: str, method: str, ranks, data_aware: bool) -> str:
+    """The cache key of one candidate's similarity (``task_key``: ``LayerTask.key()``)."""
+    return content_hash("score", task_key, method, tuple(ranks), data_aware)
+
+
+def prepared_key(task_key: str, method: str, data_aware: bool) -> str:
+    """The cache key of a layer's prepared factorization by one method and fit."""
+    return content_hash("prepared", task_key, method, data_aware)
+
+
+def fit_modes(task: LayerTask, fit: str) -> tuple[bool, ...]:
+    """The fits (data-aware or not) ``--data-aware fit`` scores for this layer; weight-only without statistics."""
+    if task.stats is None:
+        return (False,)
+    return {"auto": (False, True), "on": (True,), "off": (False,)}[fit]
+
+
 def prepared_for(task: LayerTask, method: str, data_aware: bool, cache: Cache):
     """The method's prepared factorization of the layer (cached by content)."""
     from lrfc import decompose
 
     mod = decompose.get(method)
     stats = task.stats if data_aware else None
-    key = content_hash("prepared", task.key(), method, data_aware)
+    key = prepared_key(task.key(), method, data_aware)
     return cache.prepared(key, lambda: mod.prepare(task.weights, task.info.geometry, stats))
 
 
@@ -125,7 +199,7 @@ def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware:
     from lrfc.decompose import chain_stages
     from lrfc.geometry import chain_rank
 
-    key = content_hash("score", task.key(), method, tuple(ranks), data_aware)
+    key = score_key(task.key(), method, ranks, data_aware)
     cached = cache.score(key)
     if cached is not None:
         return cached
@@ -164,9 +238,7 @@ def score_method(task: LayerTask, method: str, grid: list[tuple[int, ...]], thre
     Returns:
         The scored candidates in grid order.
     """
-    modes = {"auto": (False, True), "on": (True,), "off": (False,)}[fit]
-    if task.stats is None:
-        modes = (False,)
+    modes = fit_modes(task, fit)
     scored: dict[int, Candidate] = {}
 
     def at(i: int) -> Candidate:

@@ -9,26 +9,33 @@ from lrfc.plan import LayerChoice, Plan
 # ------------------------------------------------------------------------ calibrate
 
 
-def capture_tasks(flat, rows: dict, targets, x, aware: bool, progress=None) -> dict:
+def capture_tasks(flat, rows: dict, targets, x, aware: bool, progress=None, store=None, batch_size: int = 64) -> dict:
     """``{layer: scoring.LayerTask}``: each target layer's captured inputs, reference output and statistics.
 
     Shared by the build's ``calibrate`` stage and ``lrfc decompose --data``.
+    With a ``store`` (``calibrate.MapStore``) the maps and statistics go to
+    files; ``batch_size`` is the capture batch (the memory plan's).
     """
     from lrfc.search.calibrate import capture
     from lrfc.search.scoring import make_task
 
     # A separable layer's pointwise part sees its depthwise output: make_task derives that and its statistics.
     geoms = {n: rows[n].geometry for n in targets if not rows[n].type.startswith("Separable")}
-    cap = capture(flat, targets, x, stats_geometry=geoms if aware else None, progress=progress)
-    return {n: make_task(flat.get_layer(n), rows[n], cap.inputs[n], cap.stats.get(n), aware) for n in targets}
+    cap = capture(flat, targets, x, batch_size, stats_geometry=geoms if aware else None, progress=progress, store=store)
+    # each layer's statistics leave memory as its task is made (to files, with a store)
+    return {n: make_task(flat.get_layer(n), rows[n], cap.inputs[n], cap.stats.pop(n, None), aware, store) for n in targets}
 
 
 def calibrate(state) -> None:
-    """Capture each target layer's input/output maps and input statistics, once."""
+    """Capture each target layer's input maps and input statistics, once, into files of the build's scratch folder."""
+    from lrfc.search.calibrate import MapStore
+
     x = state.splits.x_calib
+    store = MapStore(state.output.scratch / "maps") if state.output is not None else None
+    batch = state.memory.capture_batch if state.memory is not None else 64
     with state.progress("calibrate", len(x)) as bar:
         state.tasks = capture_tasks(state.flat, {r.name: r for r in state.rows}, state.targets, x,
-                                    state.options.fit != "off", progress=bar.update)
+                                    state.options.fit != "off", progress=bar.update, store=store, batch_size=batch)
 
 
 # ---------------------------------------------------------------------------- score
@@ -52,16 +59,14 @@ def rank_multiple(state) -> int:
     return state.profile.multiple_for((usable or state.profile.runtimes)[0])
 
 
-def score_layer(state, name: str) -> list:
-    """Every applicable method's candidates for one layer, walking to the layer's threshold."""
+def layer_walks(state, name: str, multiple: int) -> list:
+    """One layer's walks, ``(layer, method, grid, threshold)`` per applicable method, in method order."""
     from lrfc.search.grid import rank_grid
     from lrfc.search.rank_rules import baseline_ranks
-    from lrfc.search.scoring import score_method
 
     opts = state.options
     task = state.tasks[name]
-    cands = []
-    multiple = rank_multiple(state)
+    walks = []
     for method in _methods_for(state, name):
         if opts.rank_selection == "similarity":
             grid = rank_grid(method, task.info.geometry, opts.step, state.objective, multiple)
@@ -69,8 +74,8 @@ def score_layer(state, name: str) -> list:
         else:  # weight-based baselines: one rank per method, scored for the report
             grid = [baseline_ranks(method, task.weights.kernel, task.info.geometry, opts.rank_selection, opts.energy)]
             threshold = 0.0
-        cands += score_method(task, method, grid, threshold, state.cache, opts.fit)
-    return cands
+        walks.append((name, method, grid, threshold))
+    return walks
 
 
 def _plan_candidates(state, plan: Plan) -> dict:
@@ -95,10 +100,19 @@ def score(state) -> None:
     if opts.plan is not None:
         state.candidates = _plan_candidates(state, state.given_plan)
         return
-    with state.progress("score", len(state.targets)) as bar:
-        for name in state.targets:
-            state.candidates[name] = score_layer(state, name)
-            bar.update(1, name)
+    from lrfc.common.executor import InProcess
+    from lrfc.search.fanout import score_all
+
+    executor = state.executor or InProcess()
+    multiple = rank_multiple(state)
+    walks = [w for name in state.targets for w in layer_walks(state, name, multiple)]
+    with state.progress("score", len(walks)) as bar:  # each walk a task of the executor (search.fanout)
+        found = score_all(state.tasks, walks, opts.fit, state.cache, executor, progress=lambda info: bar.update(1, info))
+    state.candidates = {name: found.get(name, []) for name in state.targets}
+    if executor.name != "inprocess" and "score" in executor.phases:
+        phase = executor.phases["score"].to_json()
+        state.log(f"score: {phase['tasks']} walks as {executor.name} tasks on {executor.workers} workers, "
+                  f"{phase['shipped_bytes_total'] / 2**20:.1f} MiB of layer data shipped once per layer")
 
 
 # --------------------------------------------------------------------------- select
@@ -169,7 +183,8 @@ def global_levels(state) -> list:
     fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
               for n in state.targets}
     stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
-    sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache)
+    sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache,
+                              state.memory.free if state.memory is not None else None)
     options = {}
     with state.progress("sensitivity", sum(map(len, fronts.values()))) as bar:
         for name, cands in fronts.items():

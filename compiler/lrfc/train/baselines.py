@@ -115,12 +115,14 @@ def train(name: str, out_dir: str | Path, epochs: int | None = None, seed: int =
         The record written to ``<name>.json`` (test accuracy etc.).
     """
     keras = import_keras()
+    import numpy as np
+
     from lrfc.common.atomic import atomic_path, write_text
     from lrfc.frontend.data import load_data
 
     keras.utils.set_random_seed(seed)
     ds = load_data("fashion-mnist", INPUT_SHAPE, NUM_CLASSES)
-    x, y = ds.x, ds.y
+    x, y = np.asarray(ds.x), ds.y
     if train_samples:
         x, y = x[:train_samples], y[:train_samples]
     model = BUILDERS[name]()
@@ -130,7 +132,7 @@ def train(name: str, out_dir: str | Path, epochs: int | None = None, seed: int =
     start = time.perf_counter()
     model.fit(x, y, batch_size=128, epochs=epochs, verbose=2, shuffle=True)
     seconds = time.perf_counter() - start
-    _, acc = model.evaluate(ds.x_test, ds.y_test, batch_size=512, verbose=0)
+    _, acc = model.evaluate(np.asarray(ds.x_test), ds.y_test, batch_size=512, verbose=0)
     out_dir = Path(out_dir)
     with atomic_path(out_dir / f"{name}.keras") as tmp:
         model.save(tmp)

@@ -35,6 +35,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from lrfc.frontend.samples import head
+
 PROXY_SAMPLES = 1000
 RECOVERY = 2.0          # proxy drop / fine-tuned drop before any round is measured (VGG baseline, 3 epochs: 1.8)
 TARGET = 0.8            # aim at this share of the budget, to leave room for the proxy's error
@@ -75,7 +77,7 @@ class BudgetSearch:
         self.tune = self.options.finetune == "oneshot" and self.options.epochs > 0
         s = state.splits
         n = PROXY_SAMPLES if self.tune else len(s.x_val)  # the validation split decides; the proxy is a seeded subset
-        self.x_proxy, self.y_proxy = s.x_val[:n], s.y_val[:n]
+        self.x_proxy, self.y_proxy = head(s.x_val, n), s.y_val[:n]
         self.proxy_original = None
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried

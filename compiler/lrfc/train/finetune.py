@@ -79,6 +79,9 @@ class FinetuneConfig:
             (None: run every epoch).
         qat: train through int8 fake quantization (``train.qat``; needs
             ``calibration`` in ``finetune`` for the activation ranges).
+        in_memory_bytes: training samples (``frontend.samples.Samples``)
+            larger than this once mapped are streamed a batch at a time,
+            reshuffled every epoch, instead of mapped into memory first.
     """
 
     epochs: int = 10
@@ -90,6 +93,7 @@ class FinetuneConfig:
     seed: int = 0
     patience: int | None = None
     qat: bool = False
+    in_memory_bytes: int = 2 * 2**30
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -153,8 +157,10 @@ def outputs_probabilities(model) -> bool:
     return act == "softmax" or getattr(act, "__name__", None) == "softmax"
 
 
-def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+def _predict(model, x, batch_size: int) -> np.ndarray:
+    from lrfc.frontend.samples import predict
+
+    return predict(model, x, batch_size)
 
 
 def _labels(y, n: int, where: str) -> np.ndarray:
@@ -297,17 +303,42 @@ def finetune(
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
-    x = np.asarray(x, dtype=np.float32)
     trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size),
                        calibration=calibration)
     epochs = _EpochLog(model, trainer, config, validation, progress)
     epochs.score_start()
     start = time.perf_counter()
-    trainer.fit(x, targets, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
-                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)])
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)]
+    if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
+        trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks)
+    else:
+        trainer.fit(np.asarray(x, dtype=np.float32), targets, batch_size=config.batch_size, epochs=config.epochs,
+                    shuffle=True, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
     return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best)
+
+
+def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
+    """Training batches of a ``Samples`` too large to hold mapped: reshuffled (seeded) every epoch, mapped per batch."""
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(config.seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self) -> int:
+            return -(-len(x) // config.batch_size)
+
+        def __getitem__(self, i: int):
+            rows = self.order[i * config.batch_size:(i + 1) * config.batch_size]
+            return x[rows], targets[rows]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return Batches()
 
 
 def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None):

@@ -25,8 +25,9 @@ def _config(state):
     from lrfc.train.finetune import FinetuneConfig
 
     opts = state.options
+    in_memory = state.memory.train_in_memory_bytes if state.memory is not None else FinetuneConfig.in_memory_bytes
     return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed,
-                          patience=opts.patience, qat=opts.qat)
+                          patience=opts.patience, qat=opts.qat, in_memory_bytes=in_memory)
 
 
 def test_accuracies(state) -> tuple[float | None, float | None]:

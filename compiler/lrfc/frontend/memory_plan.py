@@ -1,0 +1,184 @@
+"""The build's memory plan: what it holds, by a formula in the model's size and the data, under ``--memory-budget``.
+
+A build's peak resident memory is, term by term (docs/SCALING.md measures them):
+
+    peak ~ RUNTIME                              Python, TensorFlow, LiteRT, ONNX Runtime (~0.6 GB here)
+         + MODEL_COPIES x weights               the original, its flattened twin, a factorized copy
+         + statistics                           sum over target layers of 8 ((kh kw cin)^2 + cin^2) bytes
+         + source data                          the data as it came (uint8 Fashion-MNIST: 55 MB)
+         + calibration x sample bytes           the calibration samples, mapped once
+         + CHUNK_COPIES x CHUNK x sample bytes  one chunk of other samples being mapped (frontend.samples)
+         + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
+         + batch x activation bytes per sample   one batch through the model
+
+The last term is the one lrfc sizes. A model called eagerly (the capture's
+tap model, the sensitivity's probes) holds every layer's output until the
+call returns, so a sample costs the sum of all the model's activations
+(ResNet50: 11.6 MB at 64x64, 142 MB at 224x224). The capture and inference
+batches are as large as ``BATCH_BYTES`` of that allows, at most their usual
+64 and 256 samples and never more than the budget has left: bigger batches
+buy little on a CPU and would only grow the peak (ResNet50 at 64x64, 256
+samples in one eager call: 2.6 GB). Captured feature maps live in files (``search.calibrate.MapStore``),
+not in memory, and a training split larger than half the free budget is
+streamed. A budget too small for even one sample is a ``UserError`` before
+any heavy work.
+
+The default budget is ``DEFAULT_SHARE`` of the memory available when the
+build starts (``MemAvailable``), so a build leaves room for what else runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from lrfc.errors import UserError
+
+MB = 2**20
+RUNTIME_BYTES = 600 * MB
+MODEL_COPIES = 3
+CHUNK_COPIES = 3       # source chunk, unit values, fitted and contract-mapped values
+LAYER_COPIES = 6       # inputs, reference, candidate output, and float64 copies of the last two for the cosine
+BATCH_BYTES = 1 << 30  # one batch's activations, at most (when the budget allows that much)
+DEFAULT_SHARE = 0.6
+CAPTURE_BATCH = 64
+PREDICT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The budget, each fixed term of the formula (bytes) and the batch sizes that fit in the rest."""
+
+    budget: int
+    budget_source: str                 # "--memory-budget" or "60% of available"
+    runtime: int
+    weights: int
+    statistics: int
+    source: int
+    calibration: int
+    chunk: int
+    layer: int
+    tap_per_sample: int                # every captured layer's input, one sample (what the capture keeps)
+    activation_per_sample: int         # every layer's output, one sample (what an eager call holds)
+    capture_batch: int
+    predict_batch: int
+
+    @property
+    def fixed(self) -> int:
+        return (self.runtime + MODEL_COPIES * self.weights + self.statistics + self.source + self.calibration
+                + self.chunk + self.layer)
+
+    @property
+    def free(self) -> int:
+        return self.budget - self.fixed
+
+    @property
+    def expected_peak(self) -> int:
+        """The formula's peak at the chosen batches."""
+        return self.fixed + max(self.capture_batch, self.predict_batch) * self.activation_per_sample
+
+    @property
+    def train_in_memory_bytes(self) -> int:
+        """A training split larger than this once mapped is streamed batch by batch."""
+        return max(0, self.free // 2)
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in asdict(self).items()}
+        out.update(fixed=self.fixed, expected_peak=self.expected_peak)
+        return {k: (round(v / MB, 1) if isinstance(v, int) and k not in ("capture_batch", "predict_batch") else v)
+                for k, v in out.items()} | {"unit": "MB"}
+
+    def describe(self) -> str:
+        return (f"memory: budget {self.budget / 2**30:.1f} GB ({self.budget_source}); expected peak "
+                f"{self.expected_peak / 2**30:.2f} GB (fixed {self.fixed / 2**30:.2f} GB: model {MODEL_COPIES} x "
+                f"{self.weights / MB:.0f} MB, statistics {self.statistics / MB:.0f} MB, data {self.source / MB:.0f} MB, "
+                f"calibration {self.calibration / MB:.0f} MB); batches: capture {self.capture_batch}, inference "
+                f"{self.predict_batch}")
+
+
+def available_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo, or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def default_budget() -> tuple[int, str]:
+    avail = available_bytes()
+    if avail is None:
+        return 8 * 2**30, "8 GB: available memory unknown"
+    return int(DEFAULT_SHARE * avail), f"{int(100 * DEFAULT_SHARE)}% of the {avail / 2**30:.1f} GB available"
+
+
+def _elements(shape) -> int:
+    return math.prod(int(d) for d in shape[1:] if d is not None)
+
+
+def statistics_bytes(rows, targets) -> int:
+    """Input statistics of the target layers: 8 ((kh kw cin)^2 + cin^2) bytes each (``decompose.stats``)."""
+    from lrfc.geometry import ConvGeometry
+
+    total = 0
+    for r in rows:
+        if r.name not in targets:
+            continue
+        g = r.geometry
+        if isinstance(g, ConvGeometry):
+            d = math.prod(g.kernel) * g.cin
+            total += 8 * (d * d + g.cin * g.cin)
+        else:
+            total += 16 * int(g.in_features) ** 2
+    return total
+
+
+def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib_samples: int,
+                budget: int | None, layer_budget: int) -> MemoryPlan:
+    """The ``MemoryPlan`` of a build, or a ``UserError`` when the budget cannot hold one sample's batch."""
+    from lrfc.frontend.graph import layer_nodes
+
+    budget, source = (budget, "--memory-budget") if budget is not None else default_budget()
+    nodes = layer_nodes(flat)
+    taps = {id(nodes[n].input_tensors[0]): nodes[n].input_tensors[0] for n in targets}
+    tap = 4 * sum(_elements(t.shape) for t in taps.values())
+    activation = sample_bytes + sum(4 * _elements(t.shape) for layer in flat.layers for t in _outputs(layer)
+                                    if type(layer).__name__ != "InputLayer")
+    weights = 4 * int(flat.count_params())
+    plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets)), int(source_bytes),
+                      calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes, LAYER_COPIES * layer_budget,
+                      tap, activation, 0, 0)
+    free = plan.free
+    if free < activation:
+        need = plan.fixed + activation
+        raise UserError(f"--memory-budget: {budget / 2**30:.2f} GB ({source}) cannot hold this build: it needs about "
+                        f"{need / 2**30:.2f} GB (runtime {RUNTIME_BYTES / 2**30:.1f}, model {MODEL_COPIES} x "
+                        f"{weights / 2**30:.2f}, input statistics {plan.statistics / 2**30:.2f}, data "
+                        f"{source_bytes / 2**30:.2f}, calibration {plan.calibration / 2**30:.2f}, one sample's batch "
+                        f"{activation / 2**30:.2f}); raise --memory-budget or lower --calib-samples")
+    per_batch = min(free, max(BATCH_BYTES, activation))
+    return MemoryPlan(**{**asdict(plan), "capture_batch": int(min(CAPTURE_BATCH, per_batch // activation)),
+                         "predict_batch": int(min(PREDICT_BATCH, per_batch // activation))})
+
+
+def _outputs(layer):
+    out = layer.output
+    return out if isinstance(out, (list, tuple)) else [out]
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``4GB``, ``512M``, ``2.5g`` or plain bytes -> bytes; a ``UserError`` otherwise."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    number = t[: len(t) - len(unit)] if unit else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise UserError(f"--memory-budget: {text!r} is not a size; expected e.g. 4G, 512M or 2.5GB") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"--memory-budget: {text!r} must be a positive size, e.g. 4G")
+    return int(value * units[unit])

@@ -1,0 +1,151 @@
+"""Samples in the model's units, mapped from the data's own values a chunk at a time.
+
+A data set is held as it came (Fashion-MNIST: 28x28 uint8, 784 bytes a
+sample); a ``Samples`` is a selection of it plus the mapping onto the model
+input (``frontend.data``: unit values, shape, input contract). Mapping it all
+at once would hold every sample at the model's size in float32 (Fashion-MNIST
+for a 224x224x3 model: 70,000 x 588 KiB = 40 GiB), so nothing does: indexing
+maps just the samples asked for, ``chunks`` walks them ``CHUNK`` at a time,
+and ``predict`` runs a model over them chunk by chunk. What a build holds of
+its data is then the source itself, the calibration samples (mapped once,
+``--calib-samples`` of them) and one chunk in flight.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+CHUNK = 256  # samples mapped at a time: 147 MiB at 224x224x3 float32
+_BATCH_CAP: list[int | None] = [None]
+
+
+def cap_batches(n: int | None) -> None:
+    """Cap every inference batch of this process at ``n`` samples (the build's memory plan); None lifts the cap."""
+    _BATCH_CAP[0] = n
+
+
+def batch_for(batch_size: int) -> int:
+    """``batch_size`` under the process's cap."""
+    cap = _BATCH_CAP[0]
+    return batch_size if cap is None else max(1, min(batch_size, cap))
+
+
+class Samples:
+    """``source[index]`` mapped by ``mapping`` on access; reads like a read-only float32 array.
+
+    ``x[i]``, ``x[a:b]`` and ``x[array]`` return mapped numpy arrays;
+    ``subset``/``head`` select lazily; ``np.asarray(x)`` maps everything
+    (for selections known to be small).
+    """
+
+    def __init__(self, source: np.ndarray, mapping: Callable[[np.ndarray], np.ndarray] | None = None,
+                 index: np.ndarray | None = None, sample_shape: tuple | None = None):
+        self.source = source
+        self.mapping = mapping
+        self.index = np.arange(len(source)) if index is None else np.asarray(index, dtype=np.int64)
+        if sample_shape is None:
+            sample_shape = tuple(self._map(source[:1]).shape[1:]) if len(source) else tuple(source.shape[1:])
+        self.sample_shape = tuple(sample_shape)
+
+    def _map(self, raw: np.ndarray) -> np.ndarray:
+        out = raw if self.mapping is None else self.mapping(raw)
+        return np.asarray(out, dtype=np.float32)
+
+    # -- array-like surface
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the selection takes once mapped."""
+        return 4 * len(self) * int(np.prod(self.sample_shape, dtype=np.int64))
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # x[rows, ...]: the rows mapped, then the rest of the key on each sample
+            rows, rest = key[0], key[1:]
+            mapped = self[rows]
+            return mapped[rest] if np.ndim(self.index[rows]) == 0 else mapped[(slice(None), *rest)]
+        picked = self.index[key]
+        if np.ndim(picked) == 0:
+            return self._map(self.source[[int(picked)]])[0]
+        return self._gather(picked)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._gather(self.index)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _gather(self, picked: np.ndarray) -> np.ndarray:
+        out = np.empty((len(picked), *self.sample_shape), np.float32)
+        for start in range(0, len(picked), CHUNK):
+            out[start:start + CHUNK] = self._map(self.source[picked[start:start + CHUNK]])
+        return out
+
+    def min(self) -> float:
+        return value_span(self)[0]
+
+    def max(self) -> float:
+        return value_span(self)[1]
+
+    # -- lazy selections and chunked walks
+    def subset(self, rows) -> "Samples":
+        """The samples at ``rows`` of this selection, still unmapped."""
+        return Samples(self.source, self.mapping, self.index[np.asarray(rows, dtype=np.int64)], self.sample_shape)
+
+    def head(self, n: int) -> "Samples":
+        return Samples(self.source, self.mapping, self.index[:n], self.sample_shape)
+
+    def chunks(self, size: int = CHUNK):
+        """Mapped arrays of at most ``size`` samples, in order."""
+        for start in range(0, len(self), size):
+            yield self._map(self.source[self.index[start:start + size]])
+
+
+def as_samples(x) -> Samples:
+    """``x`` as a ``Samples`` (an array is taken as already in the model's units)."""
+    return x if isinstance(x, Samples) else Samples(np.asarray(x))
+
+
+def source_bytes(x) -> int:
+    """Bytes the samples' source holds (what a build keeps of its data)."""
+    if x is None:
+        return 0
+    return int(x.source.nbytes) if isinstance(x, Samples) else int(np.asarray(x).nbytes)
+
+
+def head(x, n: int):
+    """The first ``n`` samples: a lazy selection of a ``Samples``, a view of an array."""
+    return x.head(n) if isinstance(x, Samples) else x[:n]
+
+
+def predict(model, x, batch_size: int = 256) -> np.ndarray:
+    """``model.predict`` over an array or a ``Samples``, one chunk mapped at a time; float32."""
+    batch_size = batch_for(batch_size)
+    if not isinstance(x, Samples):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    parts = [np.asarray(model.predict(chunk, batch_size=batch_size, verbose=0), dtype=np.float32)
+             for chunk in x.chunks(max(CHUNK, batch_size))]
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+
+def value_span(x) -> tuple[float, float]:
+    """Smallest and largest value, chunk by chunk."""
+    chunks = x.chunks() if isinstance(x, Samples) else [np.asarray(x)]
+    lo, hi = np.inf, -np.inf
+    for c in chunks:
+        if c.size:
+            lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+    return lo, hi

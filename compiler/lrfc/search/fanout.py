@@ -1,0 +1,135 @@
+"""Scoring fanned out: one task per layer and method; the driver alone reads and writes the cache.
+
+The score stage hands every layer's walks (``scoring.score_method``, one per
+method) to the build's executor (``common.executor``): in this process, or
+as Ray tasks. Either way the same three steps run:
+
+1. the driver ships each layer's ``LayerTask`` (captured inputs, reference,
+   weights, statistics) **once** (``executor.put``), and for each method
+   builds a ``ScoreJob``: the rank grid, the threshold, the fit, and what its
+   cache already holds for that layer and method (the score of every grid
+   point and fit it has; its prepared factorizations, when some score is
+   missing);
+2. ``score_task`` walks the grid against an in-memory ``Cache`` filled with
+   those, and returns the candidates and what it computed (new scores, new
+   prepared factorizations, its hit and miss counts);
+3. the driver merges the results in layer order, then method order, whatever
+   order they finished in: it writes the new entries into its cache and adds
+   the counts, so a later build reuses them as if it had scored in process.
+
+The walk only ever sees the same scores, so one worker or many give the same
+candidates and the same plan. A task runs its linear algebra on one BLAS
+thread wherever it runs (a Ray worker's BLAS has one thread anyway: Ray sets
+OMP_NUM_THREADS to the task's CPUs), so the sums, and an iterative fit like
+CP's ALS that could amplify a difference in them, are the same in process
+and in any worker. It is also faster here: the VGG baseline's score phase
+took 69 s in process with one BLAS thread and 648 s with two, CP's fits
+spinning against the other load of this 2-core machine (same candidates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One layer and method's walk up its rank grid, with what the driver's cache knows about it."""
+
+    layer: str
+    method: str
+    grid: tuple                  # rank tuples, most compressed first (``search.grid.rank_grid``)
+    threshold: float
+    fit: str                     # auto | on | off (``--data-aware``)
+    scores: dict                 # score key -> similarity the driver already has
+    prepared: dict               # prepared key -> factorization the driver already has
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What one walk found: its candidates, and the cache entries and counts the driver merges."""
+
+    candidates: list
+    scores: dict                 # score key -> similarity, computed by the task
+    prepared: dict               # prepared key -> factorization, computed by the task
+    hits: int
+    misses: int
+
+
+def score_task(task, job: ScoreJob) -> ScoreResult:
+    """Run one walk (``scoring.score_method``) on a worker, against the scores the job brought along."""
+    from threadpoolctl import threadpool_limits
+
+    from lrfc.common.quiet import import_keras
+    from lrfc.search.cache import Cache
+    from lrfc.search.scoring import score_method
+
+    import_keras()  # quiet, and once per worker process
+    cache = Cache(enabled=False)
+    for key, value in job.scores.items():
+        cache.put_score(key, value)
+    for key, value in job.prepared.items():
+        cache.prepared(key, lambda value=value: value)
+    with threadpool_limits(limits=1, user_api="blas"):  # the same sums in process and in any worker (module doc)
+        candidates = score_method(task, job.method, list(job.grid), job.threshold, cache, job.fit)
+    scores, prepared = cache.entries()
+    return ScoreResult(candidates, {k: v for k, v in scores.items() if k not in job.scores},
+                       {k: v for k, v in prepared.items() if k not in job.prepared}, cache.hits, cache.misses)
+
+
+def make_job(task, method: str, grid, threshold: float, fit: str, cache) -> ScoreJob:
+    """The job for one walk, carrying every score (and, when some is missing, each factorization) ``cache`` has."""
+    from lrfc.search.scoring import fit_modes, prepared_key, score_key
+
+    key, modes = task.key(), fit_modes(task, fit)
+    grid = tuple(tuple(int(r) for r in ranks) for ranks in grid)
+    scores = {}
+    for ranks in grid:
+        for aware in modes:
+            k = score_key(key, method, ranks, aware)
+            value = cache.peek_score(k)
+            if value is not None:
+                scores[k] = value
+    prepared = {}
+    if len(scores) < len(grid) * len(modes):  # the walk may need a factorization
+        for aware in modes:
+            k = prepared_key(key, method, aware)
+            value = cache.peek_prepared(k)
+            if value is not None:
+                prepared[k] = value
+    return ScoreJob(task.name, method, grid, float(threshold), fit, scores, prepared)
+
+
+def merge(cache, result: ScoreResult) -> None:
+    """Write a walk's new scores and factorizations into the driver's cache and count its hits and misses."""
+    for key, value in result.scores.items():
+        cache.put_score(key, value)
+    for key, value in result.prepared.items():
+        cache.prepared(key, lambda value=value: value)
+    cache.hits += result.hits
+    cache.misses += result.misses
+
+
+def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None) -> dict:
+    """``{layer: [Candidate]}`` for ``walks`` of ``(layer, method, grid, threshold)``, in the order given.
+
+    Args:
+        tasks: ``{layer: LayerTask}``.
+        walks: the walks to run, in layer order and, within a layer, method order.
+        fit: ``--data-aware``.
+        cache: the driver's ``search.cache.Cache`` (read before, written after).
+        executor: ``common.executor.InProcess`` or ``RayExecutor``.
+        progress: called with ``"layer method"`` as each walk's result is merged.
+    """
+    layers = list(dict.fromkeys(layer for layer, *_ in walks))
+    shipped = {name: executor.put(tasks[name], "score", name) for name in layers}
+    jobs = [make_job(tasks[layer], method, grid, threshold, fit, cache) for layer, method, grid, threshold in walks]
+    out = {name: [] for name in layers}
+    results = executor.map(score_task, [(shipped[j.layer], j) for j in jobs], "score",
+                           [f"{j.layer} {j.method}" for j in jobs])
+    for job, result in zip(jobs, results):
+        merge(cache, result)
+        out[job.layer] += result.candidates
+        if progress is not None:
+            progress(f"{job.layer} {job.method}")
+    return out

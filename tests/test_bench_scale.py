@@ -1,0 +1,23 @@
+"""bench.render_scale: the scale table and its verdicts come from the results, met or missed as measured."""
+
+from bench.render_scale import scale, scale_plot
+
+
+def _row(peak_mb: float, score_s: float, wall_s: float) -> dict:
+    return {"command": "lrfc build m.keras ...", "params": 25_600_000, "macs": 4_000_000_000, "layers": 54,
+            "input_shape": "224x224x3", "timings": {"load": 20.0, "calibrate": 30.0, "score": score_s, "select": 40.0},
+            "peak_rss_mb": {"load": 900.0, "calibrate": peak_mb, "score": peak_mb - 100}, "memory": {"expected_peak": 3000.0},
+            "wall_s": wall_s, "measured_at": "2026-11-30 07:00 UTC"}
+
+
+def test_the_verdicts_follow_the_numbers(tmp_path):
+    record = {"machine": {"cpu": "x", "cores": 2}, "rows": {
+        "resnet50-224": _row(3500.0, 540.0, 1500.0), "resnet50-64": _row(5000.0, 200.0, 400.0),
+        "mobilenetv2": {"command": "lrfc build ...", "error": "exit 1: boom", "wall_s": 60.0}}}
+    text = "\n".join(scale(record))
+    assert "- resnet50-224: peak 3.42 GiB (met: <= 4 GiB; 3.67 x 10^9 bytes); score 9.0 min (met: <= 10 min)." in text
+    assert "- resnet50-64: peak 4.88 GiB (missed: <= 4 GiB; 5.24 x 10^9 bytes); whole build 6.7 min (missed: <= 5 min)." in text
+    assert "| mobilenetv2 | | | | | failed: exit 1: boom |" in text
+    assert "| resnet50-224 | 224x224x3 | 25,600,000 | 4,000,000,000 | 54 | 3.42 (calibrate) | 2.93 |" in text
+    scale_plot(record, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 1000

@@ -1,0 +1,180 @@
+"""Bounded memory: data mapped a chunk at a time, captured maps in files, batches sized by the memory plan.
+
+Peaks are measured with the kernel's high-water mark (``lrfc.common.memory``), reset right before the
+work, so each bound is checked on what really ran.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from lrfc.common import memory
+from lrfc.errors import UserError
+from lrfc.frontend.data import load_data, read_fashion_mnist
+from lrfc.frontend.samples import Samples, head, predict
+from lrfc.frontend.splits import make_splits
+
+
+def test_fashion_mnist_for_a_224_model_is_held_as_its_uint8_source():
+    """Mapped whole, Fashion-MNIST at 224x224x3 float32 is 40 GiB; the dataset and its splits hold 55 MB."""
+    import tensorflow as tf
+
+    tf.image.resize(np.zeros((1, 28, 28, 3), np.float32), (224, 224)).numpy()  # TensorFlow's own start-up, not counted
+    memory.reset_peak()
+    start = memory.peak_mb()
+    ds = load_data("fashion-mnist", (224, 224, 3), 10)
+    splits = make_splits(ds, 32, 0, finetune=True)
+    grown = memory.peak_mb() - start
+    assert ds.x.source.dtype == np.uint8 and ds.x.shape == (60000, 224, 224, 3)
+    assert isinstance(splits.x_val, Samples) and len(splits.x_val) == 5000 and splits.x_calib.shape == (32, 224, 224, 3)
+    assert grown < 300, grown  # the sources (55 MB), 32 mapped calibration samples (19 MB), one chunk's work
+    # a mapped sample is the eager rule's: 28 -> 224 bilinear resize, grey repeated to 3 channels, /255
+    raw = read_fashion_mnist()[0][7].astype(np.float32) / 255
+    eager = tf.image.resize(np.repeat(raw[None, ..., None], 3, -1), (224, 224), method="bilinear").numpy()[0]
+    np.testing.assert_allclose(ds.x[7], eager, atol=1e-6)
+
+
+def test_samples_index_like_an_array_and_select_lazily():
+    source = np.arange(40, dtype=np.uint8).reshape(10, 2, 2)
+    x = Samples(source, lambda raw: raw.astype(np.float32) * 2)
+    assert x.shape == (10, 2, 2) and len(x) == 10 and x.nbytes == 160
+    np.testing.assert_array_equal(x[3], source[3] * 2)
+    np.testing.assert_array_equal(x[2:5], source[2:5] * 2)
+    np.testing.assert_array_equal(x[[7, 1]], source[[7, 1]] * 2)
+    np.testing.assert_array_equal(x[4, 1], source[4, 1] * 2)
+    np.testing.assert_array_equal(x[:, 0, 1], source[:, 0, 1] * 2)
+    sub = x.subset([9, 0, 5])
+    assert isinstance(sub, Samples) and sub.shape == (3, 2, 2)
+    np.testing.assert_array_equal(np.asarray(sub), source[[9, 0, 5]] * 2)
+    np.testing.assert_array_equal(np.asarray(head(sub, 2)), source[[9, 0]] * 2)
+    assert x.max() == 78.0 and x.min() == 0.0
+    assert sum(len(c) for c in x.chunks(4)) == 10
+
+
+def test_predict_over_samples_equals_predict_over_the_mapped_array(keras):
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(3)(inp))
+    source = np.random.default_rng(0).integers(0, 256, (600, 6), dtype=np.uint8)
+    x = Samples(source, lambda raw: raw.astype(np.float32) / 255)
+    np.testing.assert_allclose(predict(model, x, 64), model.predict(source / np.float32(255), verbose=0), atol=1e-6)
+
+
+def _conv_model(keras):
+    from lrfc.frontend.graph import rebuild
+
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inp)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="c2")(h)
+    out = keras.layers.Dense(4, name="d")(keras.layers.GlobalAveragePooling2D()(h))
+    return rebuild(keras.Model(inp, out))
+
+
+def test_captured_maps_go_to_files_and_equal_the_in_memory_capture(keras, tmp_path):
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.search.calibrate import MapStore
+    from lrfc.search.stage import capture_tasks
+
+    model = _conv_model(keras)
+    rows = {r.name: r for r in describe_model(model)}
+    x = np.random.default_rng(1).random((20, 16, 16, 3)).astype(np.float32)
+    in_memory = capture_tasks(model, rows, ["c1", "c2", "d"], x, True)
+    store = MapStore(tmp_path / "maps")
+    on_disk = capture_tasks(model, rows, ["c1", "c2", "d"], x, True, store=store, batch_size=2)
+    c1 = MapStore.stem("c1")
+    assert store.bytes > 0 and sorted(p.name for p in (tmp_path / "maps").iterdir())[:2] == [f"{c1}.inputs.npy", f"{c1}.reference.npy"]
+    assert MapStore.stem("a/b") != MapStore.stem("a_b")  # names that sanitise alike still get their own files
+    for name in ("c1", "c2", "d"):
+        a, b = in_memory[name], on_disk[name]
+        assert isinstance(b.inputs, np.memmap) and not isinstance(a.inputs, np.memmap)
+        np.testing.assert_array_equal(a.inputs, b.inputs)
+        np.testing.assert_allclose(a.reference, b.reference, atol=1e-6)
+        assert a.key() == b.key()  # the cache keys do not depend on where the maps live
+        # the statistics come from other batches (the capture ran 2 samples at a time) but estimate the same moments
+        np.testing.assert_allclose(a.stats.channel_cov, b.stats.channel_cov, rtol=0.2, atol=1e-3)
+    # a task shipped to a worker carries its arrays, not file names
+    shipped = pickle.loads(pickle.dumps(on_disk["c2"]))
+    assert isinstance(shipped.captured, np.ndarray) and not isinstance(shipped.captured, np.memmap)
+    np.testing.assert_array_equal(shipped.inputs, in_memory["c2"].inputs)
+    assert shipped.key() == in_memory["c2"].key()
+
+
+def test_an_eager_call_holds_every_activation_of_its_batch_so_the_plan_sizes_batches_by_their_sum(keras):
+    """ResNet50 at 64x64: 256 samples in one eager call take 2.6 GB more; the plan's batch (88) about 1 GB."""
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.memory_plan import MB, plan_memory
+    from lrfc.search.sensitivity import probabilities
+
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+    rows = describe_model(model)
+    plan = plan_memory(model, rows, [r.name for r in rows if r.methods], 0, 64 * 64 * 3 * 4, 16, 8 * 2**30, 64 * MB)
+    assert 11 * MB < plan.activation_per_sample < 12.5 * MB and (plan.capture_batch, plan.predict_batch) == (64, 88)
+    x = np.random.default_rng(2).random((88, 64, 64, 3)).astype(np.float32)
+    probabilities(model, x[:4])  # the call's own start-up
+    memory.reset_peak()
+    start = memory.peak_mb()
+    probabilities(model, x, batch=plan.predict_batch)
+    grown = memory.peak_mb() - start
+    assert 0.5 * plan.predict_batch * plan.activation_per_sample / MB < grown < 1.5 * plan.predict_batch * plan.activation_per_sample / MB, grown
+
+
+def test_a_cache_on_disk_holds_one_layers_prepared_factorizations_in_memory(tmp_path):
+    from lrfc.search.cache import PREPARED_IN_MEMORY, Cache
+
+    cache = Cache(tmp_path / "cache")
+    computed = []
+    for i in range(PREPARED_IN_MEMORY + 5):
+        cache.prepared(f"k{i}", lambda i=i: computed.append(i) or np.full(4, i))
+    assert len(cache.entries()[1]) == PREPARED_IN_MEMORY
+    np.testing.assert_array_equal(cache.prepared("k0", lambda: pytest.fail("recomputed")), np.full(4, 0))  # from disk
+    memory_only = Cache(enabled=False)
+    for i in range(PREPARED_IN_MEMORY + 5):
+        memory_only.prepared(f"k{i}", lambda i=i: i)
+    assert len(memory_only.entries()[1]) == PREPARED_IN_MEMORY + 5  # nowhere else to keep them
+    cache.close()
+
+
+def test_the_memory_plan_sizes_batches_and_refuses_a_budget_too_small(keras):
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.memory_plan import MB, RUNTIME_BYTES, plan_memory, parse_size
+
+    model = _conv_model(keras)
+    rows = describe_model(model)
+    targets = ["c1", "c2", "d"]
+    sample = 16 * 16 * 3 * 4
+    roomy = plan_memory(model, rows, targets, 10 * MB, sample, 100, 8 * 2**30, 64 * MB)
+    assert (roomy.capture_batch, roomy.predict_batch) == (64, 256)
+    # 3*3*3 and 3*3*8 patch moments, and the dense layer's 8x8, in float64
+    assert roomy.statistics == 8 * (27 ** 2 + 3 ** 2) + 8 * (72 ** 2 + 8 ** 2) + 16 * 8 ** 2
+    tight = plan_memory(model, rows, targets, 10 * MB, sample, 100, roomy.fixed + 5 * roomy.activation_per_sample, 64 * MB)
+    # every layer's output, the input too: what an eager call holds for one sample
+    assert roomy.activation_per_sample == 4 * (16 * 16 * 3 + 2 * 16 * 16 * 8 + 8 + 4)
+    assert (tight.capture_batch, tight.predict_batch) == (5, 5) and tight.expected_peak <= tight.budget
+    with pytest.raises(UserError, match="--memory-budget: .* cannot hold this build"):
+        plan_memory(model, rows, targets, 10 * MB, sample, 100, RUNTIME_BYTES, 64 * MB)
+    assert parse_size("4G") == 4 * 2**30 and parse_size("512MiB") == 512 * MB and parse_size("2.5gb") == int(2.5 * 2**30)
+    with pytest.raises(UserError, match="not a size"):
+        parse_size("four")
+
+
+def test_a_training_split_too_big_for_memory_is_streamed(keras):
+    """The streamed path trains on the same samples, a batch mapped at a time, and learns."""
+    from lrfc.train.finetune import FinetuneConfig, evaluate, finetune
+
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 256, (512, 4, 4, 1), dtype=np.uint8)
+    y = (source.reshape(512, -1).mean(1) > 127).astype(np.int64)
+    x = Samples(source, lambda raw: raw.astype(np.float32) / 255)
+    accuracies = {}
+    for mode, limit in (("streamed", 0), ("in memory", 2**30)):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4, 4, 1))
+        model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp)))
+        before = evaluate(model, x, y)
+        result = finetune(model, x, y, FinetuneConfig(epochs=8, batch_size=32, learning_rate=0.05, distill=False,
+                                                      in_memory_bytes=limit))
+        accuracies[mode] = evaluate(model, x, y)
+        assert result.epochs == 8 and accuracies[mode] > before + 0.15, (mode, before, accuracies)
+    assert abs(accuracies["streamed"] - accuracies["in memory"]) < 0.1, accuracies
