@@ -176,6 +176,7 @@ def test_options_fail_fast(tiny_model_path, overrides, message):
     assert message in str(err.value)
 
 
+@pytest.mark.slow  # the weight-only baselines: compared in make bench (bench.quality); make test keeps within 10 minutes
 @pytest.mark.parametrize("rule", ["vbmf", "energy"])
 def test_weight_based_rank_selection_baselines(tiny_model_path, tmp_path, rule):
     args = ["build", str(tiny_model_path), "--data", "fashion-mnist", "--rank-selection", rule, "--finetune", "none",
@@ -205,6 +206,7 @@ def test_weight_based_rank_selection_baselines(tiny_model_path, tmp_path, rule):
         assert all(e["method"] is None for e in strict["layers"]) and strict["accuracy_budget"]["met"]
 
 
+@pytest.mark.slow  # the paper's iterative baseline, run by make bench (bench.budget)
 def test_iterative_finetuning_baseline_runs(first_build, tiny_model_path):
     root, cache, _ = first_build
     res = run_cli("build", str(tiny_model_path), *FAST, "--finetune", "iterative", "--out", str(root / "it"),

@@ -237,6 +237,7 @@ def test_describe_remote_reports_the_device_and_its_runtimes(sshd):
     assert "CUDA" in info["runtimes"]["onnxruntime-cuda"]
 
 
+@pytest.mark.slow  # a whole build over ssh; make test keeps the ssh pricing farm (test_ray) and lrfc bench over ssh
 def test_lrfc_build_measures_on_an_ssh_device(sshd, tiny_model_path, tmp_path):
     """--device ssh://...: micro-benchmarks and the final benchmark run over ssh; a rebuild measures nothing."""
     from conftest import run_cli
