@@ -54,6 +54,12 @@ restarting (never under ``MIN_SWEEPS`` and 2 sweeps): ResNet50's
 512-channel layers at high rank (R = 1,024: 14 GFLOP a sweep), whose CP
 candidates would otherwise take minutes each.
 
+Fits kept: ``truncate`` is deterministic, and one build asks for the same
+fit many times (scoring, pricing, every rung of the budget search, the
+whole-model timings), so the last fits are kept by content (``FITS_KEPT``
+bytes of factors, least recently used out): the demo model's latency build
+spent a third of its price and factorize stages re-running ALS.
+
 Data-aware (``stats`` given): the output error per tap is
 ``||S (W[i,j] - W'[i,j])||`` with ``channel_cov = S S`` (see ``tucker``), so
 ALS runs on the whitened tensor ``S W`` and the input factor is un-whitened,
@@ -67,6 +73,8 @@ computed in ``prepare``).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +97,8 @@ TOL = 1e-6
 SEED = 0
 DEGENERACY_BOUND = 3.0                # sum of the terms' squared norms / squared norm of their sum
 PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)  # lambda on ||O||^2 (A, H, V unit columns), tried in order
+FITS_KEPT = 128 * 2**20               # bytes of recent fits kept in memory (frontend.memory_plan counts them)
+_fits: OrderedDict = OrderedDict()    # (prepared key, rank, max_iter, tol) -> Factors, most recent last
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int]:
@@ -124,6 +134,7 @@ class Prepared:
     sigma_w: np.ndarray | None     # input_cov @ W_mat (kh kw cin, cout) when data-aware
     bias: np.ndarray | None
     geom: ConvGeometry
+    key: str = ""                  # content hash of what ALS and the refit read: the kept fits' key
 
 
 def prepare(weights: LayerWeights, geom: ConvGeometry, stats: LayerStats | None = None) -> Prepared:
@@ -145,7 +156,11 @@ def prepare(weights: LayerWeights, geom: ConvGeometry, stats: LayerStats | None 
     for axis in range(4):
         unf = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
         modes.append(top_eigvecs(unf @ unf.T))
-    return Prepared(np.ascontiguousarray(x), tuple(modes), unwhiten, sigma, sigma_w, weights.bias, geom)
+    x = np.ascontiguousarray(x)
+    digest = hashlib.blake2b(repr((x.shape, geom)).encode(), digest_size=16)
+    for part in (x, sigma_w, unwhiten, weights.bias):  # sigma_w = Sigma W fingerprints Sigma for this kernel
+        digest.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+    return Prepared(x, tuple(modes), unwhiten, sigma, sigma_w, weights.bias, geom, digest.hexdigest())
 
 
 def _init(modes: tuple[np.ndarray, ...], rank: int) -> list[np.ndarray]:
@@ -232,8 +247,27 @@ def sweeps_for(shape: tuple[int, ...], rank: int) -> tuple[int, int, bool]:
 
 
 def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = TOL) -> Factors:
-    """ALS at rank R from the prepared HOSVD start; the input factor un-whitened when data-aware."""
+    """ALS at rank R from the prepared HOSVD start; the input factor un-whitened when data-aware (fits kept)."""
     (rank,) = check_ranks(ranks, max_ranks(prepared.geom), NAME)
+    key = (prepared.key, rank, max_iter, tol)
+    if prepared.key and key in _fits:
+        _fits.move_to_end(key)
+        return _fits[key]
+    factors = _fit(prepared, rank, max_iter, tol)
+    if prepared.key:
+        for arr in factors.arrays:
+            arr.setflags(write=False)  # shared by every caller from now on
+        _fits[key] = factors
+        while sum(_bytes(f) for f in _fits.values()) > FITS_KEPT and len(_fits) > 1:
+            _fits.popitem(last=False)
+    return factors
+
+
+def _bytes(factors: Factors) -> int:
+    return sum(a.nbytes for a in factors.arrays)
+
+
+def _fit(prepared: Prepared, rank: int, max_iter: int, tol: float) -> Factors:
     start = _init(prepared.modes, rank)
     first, more, continued = sweeps_for(prepared.tensor.shape, rank)
     fs, _, _ = als(prepared.tensor, start, min(max_iter, first), tol)

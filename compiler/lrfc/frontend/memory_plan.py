@@ -9,6 +9,7 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
          + calibration x sample bytes           the calibration samples, mapped once
          + CHUNK_COPIES x CHUNK x sample bytes  one chunk of other samples being mapped (frontend.samples)
          + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
+         + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)
          + batch x activation bytes per sample   one batch through the model
 
 The last term is the one lrfc sizes. A model called eagerly (the capture's
@@ -43,6 +44,7 @@ BATCH_BYTES = 1 << 30  # one batch's activations, at most (when the budget allow
 DEFAULT_SHARE = 0.6
 CAPTURE_BATCH = 64
 PREDICT_BATCH = 256
+FIT_COPIES = 16        # CP fits kept: float64 (2x), about 8 ranks of every layer at most
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class MemoryPlan:
     calibration: int
     chunk: int
     layer: int
+    fits: int                          # CP fits kept in memory (decompose.cp)
     tap_per_sample: int                # every captured layer's input, one sample (what the capture keeps)
     activation_per_sample: int         # every layer's output, one sample (what an eager call holds)
     capture_batch: int
@@ -66,7 +69,7 @@ class MemoryPlan:
     @property
     def fixed(self) -> int:
         return (self.runtime + MODEL_COPIES * self.weights + self.statistics + self.source + self.calibration
-                + self.chunk + self.layer)
+                + self.chunk + self.layer + self.fits)
 
     @property
     def free(self) -> int:
@@ -147,10 +150,12 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     tap = 4 * sum(_elements(t.shape) for t in taps.values())
     activation = sample_bytes + sum(4 * _elements(t.shape) for layer in flat.layers for t in _outputs(layer)
                                     if type(layer).__name__ != "InputLayer")
+    from lrfc.decompose.cp import FITS_KEPT
+
     weights = 4 * int(flat.count_params())
     plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets)), int(source_bytes),
                       calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes, LAYER_COPIES * layer_budget,
-                      tap, activation, 0, 0)
+                      min(FITS_KEPT, FIT_COPIES * weights), tap, activation, 0, 0)
     free = plan.free
     if free < activation:
         need = plan.fixed + activation

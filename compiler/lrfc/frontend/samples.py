@@ -132,12 +132,20 @@ def head(x, n: int):
 
 
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """``model.predict`` over an array or a ``Samples``, one chunk mapped at a time; float32."""
+    """The model's outputs over an array or a ``Samples``, a batch at a time; float32.
+
+    Each batch goes through ``model.predict_on_batch`` (the model's compiled
+    predict step, traced once per model), not ``model.predict``: that builds
+    a ``tf.data`` pipeline per call, about 40 ms each, which dominated a small
+    model's evaluation when called per chunk (the tiny baseline on 5,000
+    samples: 0.85 s through ``predict`` per chunk, 0.05 s batch by batch).
+    """
     batch_size = batch_for(batch_size)
-    if not isinstance(x, Samples):
+    if not isinstance(x, (Samples, np.ndarray)):
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
-    parts = [np.asarray(model.predict(chunk, batch_size=batch_size, verbose=0), dtype=np.float32)
-             for chunk in x.chunks(max(CHUNK, batch_size))]
+    chunks = x.chunks(max(CHUNK, batch_size)) if isinstance(x, Samples) else [x]
+    parts = [np.asarray(model.predict_on_batch(chunk[i:i + batch_size]), dtype=np.float32)
+             for chunk in chunks for i in range(0, len(chunk), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 

@@ -46,7 +46,7 @@ PREPARED_IN_MEMORY = 8
 
 # Bump when a factorization or the similarity measure changes meaning: old
 # entries then simply stop matching.
-CACHE_VERSION = 3  # 3: CP's rank cap and penalised continuation (decompose.cp)
+CACHE_VERSION = 4  # 4: CP prepared factorizations carry a content key (decompose.cp fits kept)
 
 
 def content_hash(*parts) -> str:
