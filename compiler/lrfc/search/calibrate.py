@@ -162,18 +162,22 @@ def capture(flat_model, layer_names: list[str], x: np.ndarray, batch_size: int =
     return Capture(kept, stats, batch_size)
 
 
+SIMILARITY_ROWS = 16
+
+
 def feature_similarity(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Mean over samples of the cosine similarity of the flattened feature maps.
 
     This is the paper's acceptance measure: it scores what the layer *does*
     on real data. A sample whose maps are both all-zero counts as 1.
     """
-    a = reference.reshape(len(reference), -1).astype(np.float64)
-    b = candidate.reshape(len(candidate), -1).astype(np.float64)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    dot = np.einsum("ij,ij->i", a, b)
-    both_zero = (na == 0) & (nb == 0)
-    cos = np.where(both_zero, 1.0, dot / np.maximum(na * nb, 1e-30))
+    a, b = reference.reshape(len(reference), -1), candidate.reshape(len(candidate), -1)
+    cos = np.empty(len(a))
+    for s in range(0, len(a), SIMILARITY_ROWS):  # float64 a few samples at a time: no whole-map float64 copies
+        x, y = a[s:s + SIMILARITY_ROWS].astype(np.float64), b[s:s + SIMILARITY_ROWS].astype(np.float64)
+        nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+        both_zero = (nx == 0) & (ny == 0)
+        cos[s:s + SIMILARITY_ROWS] = np.where(both_zero, 1.0, np.einsum("ij,ij->i", x, y) / np.maximum(nx * ny, 1e-30))
     return float(cos.mean())
 
 
