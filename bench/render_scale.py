@@ -60,12 +60,14 @@ def scale(record: dict) -> list[str]:
             m = r["timings"]["score"] / 60
             parts.append(f"score {m:.1f} min ({'met' if m <= target['score_min'] else 'missed'}: <= "
                          f"{target['score_min']:g} min)")
-        if "build_min" in target and r.get("until"):
+        whole = next((w for w in (r, rows.get(name + "-whole")) if w and not w.get("until") and not w.get("error")), None)
+        if "build_min" in target and whole is None:
             parts.append(f"whole build not run (stages up to {r['until']} only)")
         elif "build_min" in target:
-            m = r["wall_s"] / 60
+            m, wpeak = whole["wall_s"] / 60, _peak(whole) / GB
             parts.append(f"whole build {m:.1f} min ({'met' if m <= target['build_min'] else 'missed'}: <= "
-                         f"{target['build_min']:g} min)")
+                         f"{target['build_min']:g} min), peak {wpeak:.2f} GiB "
+                         f"({'met' if wpeak <= target['peak_gb'] else 'missed'}: <= {target['peak_gb']:g} GiB)")
         lines.append(f"- {name}: " + "; ".join(parts) + ".")
     notes = [f"- {name}: {r['note']}" for name, r in rows.items() if r.get("note")]
     lines += (["", "Conditions:", ""] + notes if notes else []) + ["", "Commands:", ""]

@@ -82,7 +82,12 @@ def run_row(name: str, calib: int, extra: list[str], until: str | None = None) -
     if res.returncode != 0:
         last = [line for line in res.stderr.splitlines() if line.strip()][-1:] or [f"exit {res.returncode}"]
         return {"command": f"lrfc build {shown}", "error": last[0], "wall_s": round(wall, 1)}
-    report = json.loads(res.stdout.strip().splitlines()[-1])
+    report = json.loads(res.stdout if not until else res.stdout.strip().splitlines()[-1])  # the CLI's --json is indented
+    return row_from(report, name, shown, wall)
+
+
+def row_from(report: dict, name: str, shown: str, wall: float) -> dict:
+    """The results row of one build from its report (report.json, or the cut-short build's summary)."""
     plan = report.get("memory") or {}
     return {
         "command": f"lrfc build {shown}",

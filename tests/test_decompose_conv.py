@@ -424,3 +424,29 @@ def test_cp_effort_is_bounded_on_big_layers_and_untouched_on_small_ones():
     first, more, continued = cp.sweeps_for((256, 3, 3, 256), 512)
     sweep = 4 * 512 ** 3 + 4 * 256 * 9 * 256 * 512
     assert (first, more, continued) == (28, 5, True) and (first + len(cp.PENALTIES) * more) * sweep <= cp.ALS_FLOPS
+
+
+def test_cp_fits_are_kept_and_read_back_from_disk_instead_of_refitted(tmp_path, monkeypatch):
+    """ALS is deterministic: a fit asked for again comes from memory, and from the build's folder in a fresh process."""
+    geom = geometry((3, 3), cin=16, cout=16)
+    weights = random_layer(geom, seed=5)
+    monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+    cp.keep_fits_on_disk(tmp_path / "fits")
+    try:
+        first = cp.truncate(cp.prepare(weights, geom), (8,))
+        files = list((tmp_path / "fits").glob("*.npz"))
+        assert len(files) == 1 and not first.arrays[0].flags.writeable  # shared, so read-only
+        calls = []
+        monkeypatch.setattr(cp, "als", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError("refit")))
+        again = cp.truncate(cp.prepare(weights, geom), (8,))  # a new prepare of the same kernel: same content key
+        assert again is first
+        cp._fits.clear()  # a fresh process: memory empty, the file serves
+        read = cp.truncate(cp.prepare(weights, geom), (8,))
+        assert not calls and read.ranks == (8,) and read.data_aware is False
+        for x, y in zip(read.arrays, first.arrays):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(read.bias, weights.bias)
+        other = geometry((3, 3), cin=16, cout=16, strides=(2, 2))  # same weights, another layer: not the same fit
+        assert cp.prepare(weights, other).key != cp.prepare(weights, geom).key
+    finally:
+        cp.keep_fits_on_disk(None)

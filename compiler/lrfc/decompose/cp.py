@@ -56,10 +56,14 @@ restarting (never under ``MIN_SWEEPS`` and 2 sweeps): ResNet50's
 candidates would otherwise take minutes each.
 
 Fits kept: ``truncate`` is deterministic, and one build asks for the same
-fit many times (scoring, pricing, every rung of the budget search, the
-whole-model timings), so the last fits are kept by content (``FITS_KEPT``
-bytes of factors, least recently used out): the demo model's latency build
-spent a third of its price and factorize stages re-running ALS.
+fit many times (scoring, pricing, the sensitivity of each front candidate,
+every rung of the budget search, the whole-model timings), so the last fits
+are kept in memory by content (``FITS_KEPT`` bytes of factors, least
+recently used out) and, once a build names a folder (``keep_fits_on_disk``:
+the score cache's ``fits/``), every fit is also written there and read back
+instead of refitted, by this build and the next. The demo model's latency
+build spent a third of its price and factorize stages re-running ALS;
+ResNet50's sensitivity stage re-ran every front candidate's fit.
 
 Data-aware (``stats`` given): the output error per tap is
 ``||S (W[i,j] - W'[i,j])||`` with ``channel_cov = S S`` (see ``tucker``), so
@@ -77,6 +81,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -99,7 +104,14 @@ SEED = 0
 DEGENERACY_BOUND = 3.0                # sum of the terms' squared norms / squared norm of their sum
 PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)  # lambda on ||O||^2 (A, H, V unit columns), tried in order
 FITS_KEPT = 128 * 2**20               # bytes of recent fits kept in memory (frontend.memory_plan counts them)
+FIT_VERSION = 1                       # bump when a fit changes meaning: files of older fits stop matching
 _fits: OrderedDict = OrderedDict()    # (prepared key, rank, max_iter, tol) -> Factors, most recent last
+_fit_dir: list = [None]               # the folder fits are written to and read from (keep_fits_on_disk)
+
+
+def keep_fits_on_disk(folder: Path | None) -> None:
+    """Write every fit to ``folder`` (one ``.npz`` by content) and read it back instead of refitting; None: memory only."""
+    _fit_dir[0] = None if folder is None else Path(folder)
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int]:
@@ -265,7 +277,10 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
     if prepared.key and key in _fits:
         _fits.move_to_end(key)
         return _fits[key]
-    factors = _fit(prepared, rank, max_iter, tol)
+    factors = _read_fit(prepared, key)
+    if factors is None:
+        factors = _fit(prepared, rank, max_iter, tol)
+        _write_fit(factors, key)
     if prepared.key:
         for arr in factors.arrays:
             arr.setflags(write=False)  # shared by every caller from now on
@@ -273,6 +288,37 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
         while sum(_bytes(f) for f in _fits.values()) > FITS_KEPT and len(_fits) > 1:
             _fits.popitem(last=False)
     return factors
+
+
+def _fit_path(key) -> Path | None:
+    folder = _fit_dir[0]
+    if folder is None or not key[0]:
+        return None
+    prepared_key, rank, max_iter, tol = key
+    return folder / f"cp{FIT_VERSION}-{prepared_key}-r{rank}-i{max_iter}-t{tol:g}.npz"
+
+
+def _read_fit(prepared: Prepared, key) -> Factors | None:
+    path = _fit_path(key)
+    if path is None or not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            arrays = tuple(np.array(z[n]) for n in ("a", "h", "v", "o"))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # a damaged entry is refitted (and rewritten)
+    return Factors(NAME, (key[1],), arrays, prepared.bias, prepared.unwhiten is not None)
+
+
+def _write_fit(factors: Factors, key) -> None:
+    path = _fit_path(key)
+    if path is None:
+        return
+    from lrfc.common.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **dict(zip(("a", "h", "v", "o"), factors.arrays)))
 
 
 def _bytes(factors: Factors) -> int:

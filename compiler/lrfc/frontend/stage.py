@@ -73,6 +73,7 @@ def load(state) -> None:
     from lrfc.cost.devices import links_for
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import load_flat
+    from lrfc.decompose import cp
     from lrfc.search.cache import Cache
     from lrfc.targets import load_profile
 
@@ -98,3 +99,4 @@ def load(state) -> None:
         opts, state.flat, state.log, state.rows, state.targets)
     state.data_values = dataset.values
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
+    cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores

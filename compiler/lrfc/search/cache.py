@@ -10,7 +10,9 @@ can never hit a stale entry.
 
 * scores: one SQLite file (WAL journal, so two builds can share it);
 * prepared factorizations: one pickle per (layer, method, fit), written
-  atomically. They are lrfc's own files in the user's own cache directory;
+  atomically;
+* CP fits (ALS results): one ``.npz`` per fit in ``fits/``, named by content
+  (``decompose.cp.keep_fits_on_disk``; the load stage points it here). They are lrfc's own files in the user's own cache directory;
   delete the directory to clear it.
 """
 
