@@ -450,3 +450,31 @@ def test_cp_fits_are_kept_and_read_back_from_disk_instead_of_refitted(tmp_path, 
         assert cp.prepare(weights, other).key != cp.prepare(weights, geom).key
     finally:
         cp.keep_fits_on_disk(None)
+
+
+@pytest.mark.parametrize("data_aware", [False, True])
+def test_a_pointwise_cp_is_the_exact_rank_r_fit_the_svd_method_finds(data_aware, monkeypatch):
+    """A 1x1 kernel's CP is a matrix fit: solved by the truncated SVD (no ALS), it matches the svd method's error."""
+    from lrfc.decompose import LayerStats, svd
+
+    monkeypatch.setattr(cp, "als", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ALS on a 1x1 kernel")))
+    geom = geometry((1, 1), cin=24, cout=12)
+    weights = random_layer(geom, seed=7)
+    stats = None
+    if data_aware:
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((4000, 24)) @ rng.standard_normal((24, 24))
+        cov = x.T @ x / len(x)
+        stats = LayerStats(cov, cov, len(x))
+    w = weights.kernel.reshape(24, 12).astype(np.float64)
+    metric = np.eye(24) if stats is None else stats.input_cov
+
+    def err(approx):
+        d = approx - w
+        return np.sqrt(np.trace(d.T @ metric @ d) / np.trace(w.T @ metric @ w))
+
+    for rank in (2, 4, 7):  # 7: CP's cap here (no more parameters than the kernel)
+        a, h, v, o = cp.truncate(cp.prepare(weights, geom, stats), (rank,)).arrays
+        cp_w = np.einsum("cr,ir,jr,ro->co", a, h, v, o)
+        svd_a, svd_b = svd.truncate(svd.prepare(weights, geom, stats), (rank,)).arrays
+        assert err(cp_w) == pytest.approx(err(svd_a @ svd_b), rel=1e-6)

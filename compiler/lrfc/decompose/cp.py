@@ -24,8 +24,8 @@ parameters). The trained VGG- and ResNet-style plans choose CP ranks up to
 1.02 max(cin, cout) (VGG conv3: 65 for 64 channels), well inside the cap.
 
 Fitting: a 1x1 kernel's CP is a matrix fit, solved exactly by the truncated
-SVD (``_pointwise``). Otherwise alternating least squares in numpy (not tensorly's parafac, which is
-slow), started from the leading eigenvectors of each mode's Gram (HOSVD; a
+SVD (``_pointwise``). Otherwise alternating least squares in numpy (not
+tensorly's parafac, which is slow), started from the leading eigenvectors of each mode's Gram (HOSVD; a
 mode with fewer than R of them is completed with seeded Gaussian columns), at
 most ``MAX_ITER`` sweeps, stopping when the relative error improves by less
 than ``TOL``. One sweep costs two contractions of the kernel with a factor
@@ -244,8 +244,8 @@ def als(x: np.ndarray, factors: list[np.ndarray], max_iter: int = MAX_ITER, tol:
 
 def _pointwise(prepared: Prepared, rank: int) -> list[np.ndarray]:
     """A 1x1 kernel's CP is a rank-R matrix fit, whose optimum is the truncated SVD (Eckart-Young): the cin
-    mode's leading eigenvectors and the kernel projected on them. ALS only approaches it (ResNet50's 1x1 layers:
-    half of its CP time)."""
+    mode's leading eigenvectors and the kernel projected on them. ALS only approaches it; the svd method's error
+    is matched to 5 digits, weight-only and data-aware. (Not a time saver on ResNet50: its CP time is the 3x3 layers'.)"""
     cin, _, _, cout = prepared.tensor.shape
     a = prepared.modes[0][:, :rank]
     o = prepared.tensor.reshape(cin, cout).T @ a

@@ -12,8 +12,10 @@ can never hit a stale entry.
 * prepared factorizations: one pickle per (layer, method, fit), written
   atomically;
 * CP fits (ALS results): one ``.npz`` per fit in ``fits/``, named by content
-  (``decompose.cp.keep_fits_on_disk``; the load stage points it here). They are lrfc's own files in the user's own cache directory;
-  delete the directory to clear it.
+  (``decompose.cp.keep_fits_on_disk``; the load stage points it here).
+
+They are lrfc's own files in the user's own cache directory; delete the
+directory to clear it.
 """
 
 from __future__ import annotations
