@@ -431,6 +431,7 @@ def test_cp_fits_are_kept_and_read_back_from_disk_instead_of_refitted(tmp_path, 
     geom = geometry((3, 3), cin=16, cout=16)
     weights = random_layer(geom, seed=5)
     monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+    monkeypatch.setattr(cp, "_held", [0])
     cp.keep_fits_on_disk(tmp_path / "fits")
     try:
         first = cp.truncate(cp.prepare(weights, geom), (8,))
@@ -440,7 +441,8 @@ def test_cp_fits_are_kept_and_read_back_from_disk_instead_of_refitted(tmp_path, 
         monkeypatch.setattr(cp, "als", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError("refit")))
         again = cp.truncate(cp.prepare(weights, geom), (8,))  # a new prepare of the same kernel: same content key
         assert again is first
-        cp._fits.clear()  # a fresh process: memory empty, the file serves
+        assert cp._held[0] == sum(a.nbytes for a in first.arrays)
+        cp.forget_fits()  # a fresh process: memory empty, the file serves
         read = cp.truncate(cp.prepare(weights, geom), (8,))
         assert not calls and read.ranks == (8,) and read.data_aware is False
         for x, y in zip(read.arrays, first.arrays):
@@ -478,3 +480,17 @@ def test_a_pointwise_cp_is_the_exact_rank_r_fit_the_svd_method_finds(data_aware,
         cp_w = np.einsum("cr,ir,jr,ro->co", a, h, v, o)
         svd_a, svd_b = svd.truncate(svd.prepare(weights, geom, stats), (rank,)).arrays
         assert err(cp_w) == pytest.approx(err(svd_a @ svd_b), rel=1e-6)
+
+
+def test_fits_kept_in_memory_stay_within_their_bytes(monkeypatch):
+    geom = geometry((3, 3), cin=16, cout=16)
+    prepared = cp.prepare(random_layer(geom, seed=9), geom)
+    monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+    monkeypatch.setattr(cp, "_held", [0])
+    one = sum(a.nbytes for a in cp.truncate(prepared, (4,)).arrays)
+    monkeypatch.setattr(cp, "FITS_KEPT", 3 * one)
+    for rank in (2, 3, 5, 6, 7):
+        cp.truncate(prepared, (rank,))
+    kept = sum(sum(a.nbytes for a in f.arrays) for f in cp._fits.values())
+    assert kept == cp._held[0] <= 3 * one and (prepared.key, 7, cp.MAX_ITER, cp.TOL) in cp._fits  # the latest stays
+    assert (prepared.key, 4, cp.MAX_ITER, cp.TOL) not in cp._fits  # the oldest went

@@ -106,12 +106,19 @@ PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)  # lambda on ||O||^2 (A, H, V unit colum
 FITS_KEPT = 128 * 2**20               # bytes of recent fits kept in memory (frontend.memory_plan counts them)
 FIT_VERSION = 1                       # bump when a fit changes meaning: files of older fits stop matching
 _fits: OrderedDict = OrderedDict()    # (prepared key, rank, max_iter, tol) -> Factors, most recent last
+_held = [0]                           # bytes of the factors in _fits
 _fit_dir: list = [None]               # the folder fits are written to and read from (keep_fits_on_disk)
 
 
 def keep_fits_on_disk(folder: Path | None) -> None:
     """Write every fit to ``folder`` (one ``.npz`` by content) and read it back instead of refitting; None: memory only."""
     _fit_dir[0] = None if folder is None else Path(folder)
+
+
+def forget_fits() -> None:
+    """Drop the fits kept in memory (the files stay): what a fresh process starts with."""
+    _fits.clear()
+    _held[0] = 0
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int]:
@@ -285,8 +292,9 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
         for arr in factors.arrays:
             arr.setflags(write=False)  # shared by every caller from now on
         _fits[key] = factors
-        while sum(_bytes(f) for f in _fits.values()) > FITS_KEPT and len(_fits) > 1:
-            _fits.popitem(last=False)
+        _held[0] += _bytes(factors)
+        while _held[0] > FITS_KEPT and len(_fits) > 1:  # a running total: thousands of small fits stay cheap
+            _held[0] -= _bytes(_fits.popitem(last=False)[1])
     return factors
 
 
