@@ -47,6 +47,7 @@ def scale(record: dict) -> list[str]:
                      f"{_s(r, 'load')} | {_s(r, 'calibrate')} | {_s(r, 'score')} | {_s(r, 'select')} | "
                      f"{r['wall_s'] / 60:.1f} ({'to ' + r['until'] if r.get('until') else 'all'}) | "
                      f"{_gb(peaks.get('score'))} |")
+    lines += _stage_table(rows)
     lines += ["", "Targets (issue 15), read from the rows above:", ""]
     for name, target in TARGETS.items():
         r = rows.get(name)
@@ -73,6 +74,21 @@ def scale(record: dict) -> list[str]:
     lines += (["", "Conditions:", ""] + notes if notes else []) + ["", "Commands:", ""]
     lines += [f"- {name}: `{r['command']}` ({r.get('measured_at', '?')})" for name, r in rows.items()]
     return lines + ["", "![score phase memory and time against model size](scale.png)", ""]
+
+
+def _stage_table(rows: dict) -> list[str]:
+    """Each whole build's stages: seconds and peak resident memory (the ones the issue's targets sum over)."""
+    whole = {n: r for n, r in rows.items() if not r.get("until") and not r.get("error") and r.get("timings")}
+    if not whole:
+        return []
+    names = list(whole)
+    out = ["", "Whole builds, stage by stage (seconds / peak GiB):", "",
+           "| stage | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    stages = [s for s in PHASES if any((whole[n]["timings"].get(s) or 0) > 0 for n in names)]
+    for stage in stages:
+        cells = [f"{_s(whole[n], stage)} / {_gb(whole[n]['peak_rss_mb'].get(stage))}" for n in names]
+        out.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return out
 
 
 def scale_plot(record: dict, path) -> None:

@@ -32,3 +32,14 @@ def test_a_whole_build_row_beside_a_cut_short_one_decides_the_build_target():
             "peak 3.81 GiB (met: <= 4 GiB).") in text
     record["rows"].pop("resnet50-64-whole")
     assert "whole build not run (stages up to score only)" in "\n".join(scale(record))
+    assert "stage by stage" not in "\n".join(scale(record))  # a cut-short build has no stage table
+
+
+def test_whole_builds_get_a_stage_by_stage_table():
+    whole = _row(3900.0, 280.0, 840.0)
+    whole["timings"].update(factorize=120.0, lower=58.0, price=0.0)
+    whole["peak_rss_mb"].update(select=3000.0, factorize=3584.0, lower=6144.0)
+    text = "\n".join(scale({"machine": {"cpu": "x", "cores": 2}, "rows": {"resnet50-64-whole": whole}}))
+    assert "| stage | resnet50-64-whole |" in text
+    assert "| score | 280 / 3.71 |" in text and "| factorize | 120 / 3.50 |" in text and "| lower | 58 / 6.00 |" in text
+    assert "| price |" not in text  # a stage that did not run is left out

@@ -7,6 +7,7 @@ work, so each bound is checked on what really ran.
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -151,7 +152,13 @@ def test_the_memory_plan_sizes_batches_and_refuses_a_budget_too_small(keras):
     tight = plan_memory(model, rows, targets, 10 * MB, sample, 100, roomy.fixed + 5 * roomy.activation_per_sample, 64 * MB)
     # every layer's output, the input too: what an eager call holds for one sample
     assert roomy.activation_per_sample == 4 * (16 * 16 * 3 + 2 * 16 * 16 * 8 + 8 + 4)
-    assert (tight.capture_batch, tight.predict_batch) == (5, 5) and tight.expected_peak <= tight.budget
+    assert (tight.capture_batch, tight.predict_batch) == (5, 5)
+    # the converters' peak, 40 x the weights, counts too: over this budget it is a warning, not a refusal
+    assert tight.lowering == roomy.lowering == 40 * 4 * model.count_params()
+    assert tight.expected_peak == tight.fixed + max(5 * tight.activation_per_sample, tight.lowering) > tight.budget
+    assert roomy.lowering_warning() is None
+    assert re.fullmatch(r"--memory-budget: lowering this model needs about \S+ GB \(.*\), over the budget of .*",
+                        tight.lowering_warning())
     with pytest.raises(UserError, match="--memory-budget: .* cannot hold this build"):
         plan_memory(model, rows, targets, 10 * MB, sample, 100, RUNTIME_BYTES, 64 * MB)
     assert parse_size("4G") == 4 * 2**30 and parse_size("512MiB") == 512 * MB and parse_size("2.5gb") == int(2.5 * 2**30)
@@ -178,3 +185,44 @@ def test_a_training_split_too_big_for_memory_is_streamed(keras):
         accuracies[mode] = evaluate(model, x, y)
         assert result.epochs == 8 and accuracies[mode] > before + 0.15, (mode, before, accuracies)
     assert abs(accuracies["streamed"] - accuracies["in memory"]) < 0.1, accuracies
+
+
+def test_repair_and_verification_passes_keep_to_the_plans_batch(keras):
+    """Reconstruction's prefix, BN re-estimation, the gate's reference and QAT's ranges are eager calls too: each
+    holds its batch's activations, so each keeps to the plan's cap (ResNet50 at 64x64: 256 at once was 2.9 GB)."""
+    from lrfc.factorize.reconstruct import _inputs_of
+    from lrfc.frontend.samples import cap_batches
+    from lrfc.lower.verify import reference_outputs
+    from lrfc.train.bn import reestimate_bn
+    from lrfc.train.qat import output_ranges
+
+    seen = []
+
+    class Record(keras.layers.Layer):  # notes each concrete batch that passes
+        def call(self, t):
+            if t.shape[0] is not None:
+                seen.append(int(t.shape[0]))
+            return t
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    inp = keras.Input((8, 8, 1))
+    x = Record()(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    out = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    model = keras.Model(inp, out)
+    data = np.random.default_rng(3).random((50, 8, 8, 1)).astype(np.float32)
+    cap_batches(7)
+    try:
+        calls = [lambda: _inputs_of(model, model.get_layer("head"), data),
+                 lambda: reestimate_bn(model, data),
+                 lambda: reference_outputs(model, data),
+                 lambda: output_ranges(model, ["conv"], data)]
+        for call in calls:
+            seen.clear()
+            call()
+            assert seen and max(seen) == 7 and sum(seen) == 50, seen
+    finally:
+        cap_batches(None)

@@ -228,6 +228,7 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
 
         import_keras()
         for name, stage in STAGES:
+            memory.release()  # the last stage's garbage (models and graphs in cycles) is not this one's peak
             fresh = memory.reset_peak()
             with state.timer.stage(name):
                 stage(state)

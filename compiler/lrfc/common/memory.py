@@ -9,10 +9,18 @@ bound), or None without ``/proc``. The reset is process-wide: it also
 lowers what ``getrusage``/``wait4`` report as ``ru_maxrss`` for this process
 (measured), so a caller that wants the whole run's peak takes the largest
 per-stretch peak.
+
+``release`` hands memory that only garbage holds back to the system: the
+converters leave their graphs in reference cycles (freed only by a full
+collection, which Python runs rarely in a process with millions of
+long-lived TensorFlow objects) and glibc keeps freed heap pages mapped.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import re
 from pathlib import Path
 
@@ -36,3 +44,19 @@ def peak_mb() -> float | None:
     except OSError:
         return None
     return int(match.group(1)) / 1024 if match else None
+
+
+def release() -> None:
+    """Collect cyclic garbage and return the heap's free pages to the system (glibc ``malloc_trim``)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None on another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None

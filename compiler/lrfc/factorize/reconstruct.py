@@ -42,11 +42,18 @@ def _last_stage(model, layer: str):
 
 
 def _inputs_of(model, layer, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """What ``layer`` receives when ``x`` runs through ``model`` (a prefix model, run in batches)."""
+    """What ``layer`` receives when ``x`` runs through ``model`` (a prefix model, run in batches).
+
+    The batch is capped by the build's memory plan: an eager call holds every
+    activation of the prefix until it returns (ResNet50 at 64x64, 256 samples
+    at once: 2.9 GB).
+    """
     import keras
 
     from lrfc.frontend.graph import layer_nodes
+    from lrfc.frontend.samples import batch_for
 
+    batch = batch_for(batch)
     tap = keras.Model(model.input, layer_nodes(model)[layer.name].input_tensors[0])
     return np.concatenate([np.asarray(tap(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
 

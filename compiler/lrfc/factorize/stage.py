@@ -49,6 +49,7 @@ def plan_model(state, plan):
 
 def build_level(state, plan, warm=None):
     """The model of ``plan`` with its starting point repaired; ``warm`` is ``(model, plan)`` fine-tuned earlier."""
+    from lrfc.common.memory import release
     from lrfc.factorize.reconstruct import reconstruct
     from lrfc.train.bn import reestimate_bn
 
@@ -59,6 +60,7 @@ def build_level(state, plan, warm=None):
         reconstruct(model, state.tasks, order, state.splits.x_calib)
     if state.options.bn_reestimate:
         reestimate_bn(model, state.splits.x_calib)
+    release()  # reconstruction's tap models, in reference cycles: a rung's worth of traced graphs
     return model
 
 

@@ -10,9 +10,10 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
          + CHUNK_COPIES x CHUNK x sample bytes  one chunk of other samples being mapped (frontend.samples)
          + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
          + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)
-         + batch x activation bytes per sample   one batch through the model
+         + max(batch x activation bytes per sample,   one batch through the model, or
+               LOWERING_COPIES x weights)             the converters at work (the lower stage)
 
-The last term is the one lrfc sizes. A model called eagerly (the capture's
+The batch is the term lrfc sizes. A model called eagerly (the capture's
 tap model, the sensitivity's probes) holds every layer's output until the
 call returns, so a sample costs the sum of all the model's activations
 (ResNet50: 11.6 MB at 64x64, 142 MB at 224x224). The capture and inference
@@ -23,6 +24,14 @@ samples in one eager call: 2.6 GB). Captured feature maps live in files (``searc
 not in memory, and a training split larger than half the free budget is
 streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
+
+Lowering is the converters' own memory, which lrfc cannot size: tf2onnx
+peaks at about 40 times the weights above the loaded model, the TFLite
+converter at about a third of that (measured: ResNet50, 94 MB of weights,
++3.5 GB and +1.1 GB; MobileNetV2 +0.37 and +0.26 GB; the VGG-style model
++0.13 GB). The plan counts it, and a budget it would overrun gets a warning
+rather than a refusal: the converters run one at a time, after everything
+else, and their garbage is handed back between them.
 
 The default budget is ``DEFAULT_SHARE`` of the memory available when the
 build starts (``MemAvailable``), so a build leaves room for what else runs.
@@ -45,6 +54,7 @@ DEFAULT_SHARE = 0.6
 CAPTURE_BATCH = 64
 PREDICT_BATCH = 256
 FIT_COPIES = 16        # CP fits kept: float64 (2x), about 8 ranks of every layer at most
+LOWERING_COPIES = 40   # tf2onnx's peak above the loaded model, in weights (ResNet50: 37, MobileNetV2: 43)
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class MemoryPlan:
     chunk: int
     layer: int
     fits: int                          # CP fits kept in memory (decompose.cp)
+    lowering: int                      # the converters' peak, LOWERING_COPIES x weights (the lower stage)
     tap_per_sample: int                # every captured layer's input, one sample (what the capture keeps)
     activation_per_sample: int         # every layer's output, one sample (what an eager call holds)
     capture_batch: int
@@ -77,8 +88,9 @@ class MemoryPlan:
 
     @property
     def expected_peak(self) -> int:
-        """The formula's peak at the chosen batches."""
-        return self.fixed + max(self.capture_batch, self.predict_batch) * self.activation_per_sample
+        """The formula's peak at the chosen batches, or while the converters run if that is higher."""
+        return self.fixed + max(max(self.capture_batch, self.predict_batch) * self.activation_per_sample,
+                                self.lowering)
 
     @property
     def train_in_memory_bytes(self) -> int:
@@ -95,8 +107,17 @@ class MemoryPlan:
         return (f"memory: budget {self.budget / 2**30:.1f} GB ({self.budget_source}); expected peak "
                 f"{self.expected_peak / 2**30:.2f} GB (fixed {self.fixed / 2**30:.2f} GB: model {MODEL_COPIES} x "
                 f"{self.weights / MB:.0f} MB, statistics {self.statistics / MB:.0f} MB, data {self.source / MB:.0f} MB, "
-                f"calibration {self.calibration / MB:.0f} MB); batches: capture {self.capture_batch}, inference "
-                f"{self.predict_batch}")
+                f"calibration {self.calibration / MB:.0f} MB; lowering {self.lowering / MB:.0f} MB); batches: capture "
+                f"{self.capture_batch}, inference {self.predict_batch}")
+
+    def lowering_warning(self) -> str | None:
+        """A line when the converters' peak would overrun the budget (they cannot be sized), else None."""
+        need = self.fixed + self.lowering
+        if need <= self.budget:
+            return None
+        return (f"--memory-budget: lowering this model needs about {need / 2**30:.1f} GB ({self.lowering / 2**30:.1f} GB "
+                f"of it the converters' own, about {LOWERING_COPIES} x the weights), over the budget of "
+                f"{self.budget / 2**30:.1f} GB; lrfc sizes its own batches to the budget, not the converters")
 
 
 def available_bytes() -> int | None:
@@ -155,7 +176,7 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     weights = 4 * int(flat.count_params())
     plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets)), int(source_bytes),
                       calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes, LAYER_COPIES * layer_budget,
-                      min(FITS_KEPT, FIT_COPIES * weights), tap, activation, 0, 0)
+                      min(FITS_KEPT, FIT_COPIES * weights), LOWERING_COPIES * weights, tap, activation, 0, 0)
     free = plan.free
     if free < activation:
         need = plan.fixed + activation

@@ -43,7 +43,7 @@ def load_inputs(options, model, log, rows, targets):
     log(f"input: {ds.values} -> {contract.describe()}")
     log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
     log(memory.describe())
-    for note in (*ds.notes, *splits.notes):
+    for note in (*ds.notes, *splits.notes, *filter(None, [memory.lowering_warning()])):
         log(f"lrfc: warning: {note}")
     error = validation_resolution(accuracy, len(splits.x_val))
     if options.finetune != "none" and error > options.max_acc_drop:

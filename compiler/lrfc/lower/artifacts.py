@@ -112,6 +112,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
                y_verify) -> ArtifactRecord:
     """Export one format and gate it; a failed file is removed and its record says why."""
+    from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
     start = time.perf_counter()
@@ -122,6 +123,8 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
         staged.unlink(missing_ok=True)
         return ArtifactRecord(fmt, str(final), precision, False, seconds=round(time.perf_counter() - start, 3),
                               error=f"{final.name}: conversion to {fmt} failed: {why}")
+    finally:
+        release()  # the converter's graphs: garbage in cycles, gone before the next conversion
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify)
     record.path, record.note, record.seconds = str(final), note, round(time.perf_counter() - start, 3)
     if record.error:

@@ -64,6 +64,9 @@ TOLERANCES = {
 
 def reference_outputs(model, x: np.ndarray, batch_size: int = REFERENCE_BATCH) -> np.ndarray:
     """The Keras model's first output on ``x`` (inference mode), as float32, computed in batches."""
+    from lrfc.frontend.samples import batch_for
+
+    batch_size = batch_for(batch_size)
     outs = []
     for start in range(0, len(x), batch_size):
         y = model(x[start:start + batch_size], training=False)

@@ -37,9 +37,12 @@ def reestimate_bn(model, x: np.ndarray, batch_size: int = BATCH) -> int:
     """
     import keras
 
+    from lrfc.frontend.samples import batch_for
+
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     if not bns or not len(x):
         return 0
+    batch_size = batch_for(batch_size)  # the memory plan's cap: a training-mode call holds every activation
     noise = [(layer, attr, getattr(layer, attr)) for layer in _noise_layers(model) for attr in _NOISE_ATTRIBUTES
              if hasattr(layer, attr)]
     momenta = [layer.momentum for layer in bns]

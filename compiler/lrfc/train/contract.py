@@ -100,10 +100,11 @@ class BudgetSearch:
         if i not in self.proxy:
             if self.proxy_original is None:
                 self.proxy_original = _accuracy(self.state.flat, self.x_proxy, self.y_proxy)
+            self.models = {}  # only the latest is kept (a try usually follows the last look): gone before the next
             with self.state.timer.stage("factorize"):
                 model = build_level(self.state, self.plan(i))
             self.proxy[i] = 100.0 * (self.proxy_original - _accuracy(model, self.x_proxy, self.y_proxy))
-            self.models = {i: model}  # only the latest: a try usually follows the last look
+            self.models = {i: model}
         return self.proxy[i]
 
     def _recovery(self) -> float:
@@ -213,6 +214,7 @@ class BudgetSearch:
         from lrfc.plan import Plan
 
         state = self.state
+        self.models = {}  # rungs built for a look and never tried: nothing after the search needs them
         if self.best is None:
             if self.levels:
                 state.log(f"no factorized plan met --max-acc-drop {self.options.max_acc_drop:g} ({self.stopped}); "

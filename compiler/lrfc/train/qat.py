@@ -82,6 +82,9 @@ def output_ranges(model, names: list[str], x: np.ndarray, batch_size: int = 256)
     import keras
 
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    from lrfc.frontend.samples import batch_for
+
+    batch_size = batch_for(batch_size)
     probe = keras.Model(inputs, [model.get_layer(n).output for n in names])
     lows = {n: 0.0 for n in names}
     highs = {n: 0.0 for n in names}
