@@ -121,6 +121,44 @@ def test_reconstruction_repairs_what_a_damaged_factor_costs(tiny_model_path, ker
     assert error() < damaged / 10
 
 
+def test_reconstruction_in_one_forward_pass_equals_one_prefix_pass_per_layer(keras, monkeypatch):
+    """The graph cut before each refit stage (segments from frontier to frontier, a residual shortcut carried
+    along) gives every layer the same inputs, earlier refits included, as tapping it from the model input."""
+    from lrfc.factorize import reconstruct as rec
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.data import load_data
+    from lrfc.plan import LayerChoice, Plan
+    from lrfc.search.stage import capture_tasks
+    from conftest import residual_cnn
+
+    flat = residual_cnn(keras, (16, 16, 1), "res")
+    rows = {r.name: r for r in describe_model(flat)}
+    names = [n for n, r in rows.items() if r.methods]
+    assert len(names) == 3  # two convolutions (one inside the residual branch) and the head
+    x = load_data("digits", (16, 16, 1), 10).x[:120]
+    tasks = capture_tasks(flat, rows, names, x, aware=False)
+    plan = Plan(tuple(LayerChoice(n, "svd", (4,)) if rows[n].type == "Dense" else LayerChoice(n, "tucker", (1, 4))
+                      for n in names))
+    walked, tapped = apply_plan(flat, plan), apply_plan(flat, plan)
+    calls = []
+    real_segments = rec._segments
+    monkeypatch.setattr(rec, "_segments", lambda *a: calls.append(1) or real_segments(*a))
+    assert rec.reconstruct(walked, tasks, names, x) == names
+    monkeypatch.setattr(rec, "FRONTIER_BYTES", 0)  # too little room for any frontier: one prefix pass per layer
+    tapped_inputs = []
+    real_inputs_of = rec._inputs_of
+    monkeypatch.setattr(rec, "_inputs_of", lambda *a: tapped_inputs.append(1) or real_inputs_of(*a))
+    assert rec.reconstruct(tapped, tasks, names, x) == names
+    assert len(tapped_inputs) == 3 and len(calls) == 2
+    for a, b in zip(walked.get_weights(), tapped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    fresh = apply_plan(flat, plan)
+    changed = [n for n in names if not np.allclose(rec._last_stage(walked, n).get_weights()[0],
+                                                   rec._last_stage(fresh, n).get_weights()[0])]
+    assert changed == names  # every last factor was refit (the comparison is not between two untouched models)
+
+
 def test_a_full_rank_candidate_has_no_end_to_end_effect(tiny_model_path):
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.data import load_data
