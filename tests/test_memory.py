@@ -42,7 +42,30 @@ def test_release_frees_what_only_a_reference_cycle_holds():
         held = _rss_mb()
         del a, b
         assert _rss_mb() > held - 50  # still resident: reference counting cannot free a cycle
-        memory.release()
+        memory.release(force=True)
         assert _rss_mb() < held - 150
+    finally:
+        gc.enable()
+
+
+def test_release_collects_only_once_the_process_has_grown_enough():
+    """A full collection costs 0.2-0.5 s beside TensorFlow: skipped while little has grown since the last one."""
+    import gc
+
+    gc.disable()
+    try:
+        memory.release(force=True)
+        small = [bytearray(16 * 2**20)]
+        small.append(small)  # 16 MiB in a cycle: under the growth rule, left for Python's own collector
+        del small
+        before = gc.get_count()[0]
+        memory.release()
+        assert gc.get_count()[0] >= before > 0  # no collection ran (it would have reset the count)
+        big = [bytearray(memory.RELEASE_GROWTH + 64 * 2**20)]
+        big.append(big)
+        del big
+        held = _rss_mb()
+        memory.release()
+        assert _rss_mb() < held - 200  # grown past the rule: collected, both cycles gone
     finally:
         gc.enable()
