@@ -79,7 +79,7 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
     try:
         with _without_optimizer_snapshots():
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
-    except Exception:  # an optimizer failed: tf2onnx's default skips it, from snapshots
+    except Exception:  # e.g. an optimizer failed, which tf2onnx's default skips (from its snapshot): convert that way
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
     _fold_captured_constants(proto.graph, captured)
     _name_outputs(proto.graph)
