@@ -132,13 +132,16 @@ def _segments(model, stops, samples: int):
 
     The graph is cut before each stop; segment ``k`` runs from cut ``k-1``'s
     frontier to cut ``k``'s. Returns None when a frontier's values for
-    ``samples`` samples would exceed ``FRONTIER_BYTES`` or Keras cannot build
-    a segment (the caller then taps each stop from the model input).
+    ``samples`` samples would exceed ``FRONTIER_BYTES``, the model has more
+    than one input, or Keras cannot build a segment (the caller then taps
+    each stop from the model input).
     """
     import keras
 
     from lrfc.frontend.graph import layer_nodes
 
+    if len(model.inputs) != 1:
+        return None
     nodes = layer_nodes(model)
     order = list(nodes)
     where = {name: i for i, name in enumerate(order)}
