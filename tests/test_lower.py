@@ -194,8 +194,8 @@ def test_onnx_export_runs_tf2onnx_optimizers_without_graph_snapshots(functional,
 
     copies = []
     real_deepcopy = copy.deepcopy
-    monkeypatch.setattr(optimizer.copy, "deepcopy", lambda obj, *a: copies.append(type(obj).__name__) or
-                        real_deepcopy(obj, *a))
+    monkeypatch.setattr(optimizer.copy, "deepcopy", lambda obj, *a, **k: copies.append(type(obj).__name__) or
+                        real_deepcopy(obj, *a, **k))
     monkeypatch.delenv(lower_onnx.SNAPSHOT_SWITCH, raising=False)
     path = export_onnx(functional, tmp_path / "m.onnx")
     assert "Graph" not in copies and path.exists()

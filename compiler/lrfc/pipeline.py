@@ -237,9 +237,11 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
                 state.peak_rss_mb[name] = round(peak, 1)
         state.outputs = output.publish()
     finally:
+        from lrfc.decompose.cp import keep_fits_on_disk
         from lrfc.frontend.samples import cap_batches
 
         cap_batches(None)
+        keep_fits_on_disk(None)  # like the batch cap, the fits folder is this build's, not the process's
         output.discard()
         executor.close()
         if state.cache is not None:

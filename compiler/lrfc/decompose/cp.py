@@ -25,9 +25,9 @@ parameters). The trained VGG- and ResNet-style plans choose CP ranks up to
 
 Fitting: a 1x1 kernel's CP is a matrix fit, solved exactly by the truncated
 SVD (``_pointwise``). Otherwise alternating least squares in numpy (not
-tensorly's parafac, which is slow), started from the leading eigenvectors of each mode's Gram (HOSVD; a
-mode with fewer than R of them is completed with seeded Gaussian columns), at
-most ``MAX_ITER`` sweeps, stopping when the relative error improves by less
+tensorly's parafac, which is slow), started from the leading eigenvectors
+of each mode's Gram (HOSVD; a mode with fewer than R of them is completed
+with seeded Gaussian columns), at most ``MAX_ITER`` sweeps, stopping when the relative error improves by less
 than ``TOL``. One sweep costs two contractions of the kernel with a factor
 (cout first, then cin): 2 kh kw cin cout R multiply-adds. Deterministic:
 the same kernel and rank give the same factors. ``prepare`` computes the

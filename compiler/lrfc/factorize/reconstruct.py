@@ -143,8 +143,7 @@ def _segments(model, stops, samples: int):
     if len(model.inputs) != 1:
         return None
     nodes = layer_nodes(model)
-    order = list(nodes)
-    where = {name: i for i, name in enumerate(order)}
+    where = {name: i for i, name in enumerate(nodes)}
     produced_at = {id(t): where[name] for name, node in nodes.items() for t in node.outputs}
     read_at: dict[int, list[int]] = {}
     tensors: dict[int, object] = {}

@@ -11,7 +11,7 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
          + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
          + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)
          + max(batch x activation bytes per sample,   one batch through the model, or
-               LOWERING_COPIES x weights)             the converters at work (the lower stage)
+               LOWERING_BASE + LOWERING_COPIES x weights)   the converters at work (the lower stage)
 
 The batch is the term lrfc sizes. A model called eagerly (the capture's
 tap model, the sensitivity's probes) holds every layer's output until the
@@ -26,10 +26,10 @@ streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
 
 Lowering is the converters' own memory, which lrfc cannot size: tf2onnx
-peaks at about 40 times the weights above the loaded model, the TFLite
-converter at about a third of that (measured: ResNet50, 94 MB of weights,
-+3.5 GB and +1.1 GB; MobileNetV2 +0.37 and +0.26 GB; the VGG-style model
-+0.13 GB). The plan counts it, and a budget it would overrun gets a warning
+peaks at about 64 MiB plus 43 times the weights above the loaded model, the
+TFLite converter lower (``python -m bench.lower_memory MODEL``: ResNet50, 90
+MB of weights, +3.85 and +1.08 GiB; MobileNetV2 +0.44 and +0.32; the
+VGG-style model +0.17 and +0.11). The plan counts it, and a budget it would overrun gets a warning
 rather than a refusal: the converters run one at a time, after everything
 else, and their garbage is handed back between them.
 
@@ -54,7 +54,8 @@ DEFAULT_SHARE = 0.6
 CAPTURE_BATCH = 64
 PREDICT_BATCH = 256
 FIT_COPIES = 16        # CP fits kept: float64 (2x), about 8 ranks of every layer at most
-LOWERING_COPIES = 40   # tf2onnx's peak above the loaded model, in weights (ResNet50: 37, MobileNetV2: 43)
+LOWERING_COPIES = 43   # tf2onnx's peak above the loaded model: LOWERING_BASE + this x weights (bench.lower_memory)
+LOWERING_BASE = 64 * MB
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class MemoryPlan:
     chunk: int
     layer: int
     fits: int                          # CP fits kept in memory (decompose.cp)
-    lowering: int                      # the converters' peak, LOWERING_COPIES x weights (the lower stage)
+    lowering: int                      # the converters' peak, LOWERING_BASE + LOWERING_COPIES x weights
     tap_per_sample: int                # every captured layer's input, one sample (what the capture keeps)
     activation_per_sample: int         # every layer's output, one sample (what an eager call holds)
     capture_batch: int
@@ -116,7 +117,7 @@ class MemoryPlan:
         if need <= self.budget:
             return None
         return (f"--memory-budget: lowering this model needs about {need / 2**30:.1f} GB ({self.lowering / 2**30:.1f} GB "
-                f"of it the converters' own, about {LOWERING_COPIES} x the weights), over the budget of "
+                f"of it the converters' own, about {LOWERING_COPIES} x the weights and more), over the budget of "
                 f"{self.budget / 2**30:.1f} GB; lrfc sizes its own batches to the budget, not the converters")
 
 
@@ -176,7 +177,8 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     weights = 4 * int(flat.count_params())
     plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets)), int(source_bytes),
                       calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes, LAYER_COPIES * layer_budget,
-                      min(FITS_KEPT, FIT_COPIES * weights), LOWERING_COPIES * weights, tap, activation, 0, 0)
+                      min(FITS_KEPT, FIT_COPIES * weights), LOWERING_BASE + LOWERING_COPIES * weights,
+                      tap, activation, 0, 0)
     free = plan.free
     if free < activation:
         need = plan.fixed + activation

@@ -14,9 +14,10 @@ included) before it is moved into place.
 Memory: by default tf2onnx deep-copies the whole graph, weights included,
 before each of its dozen ONNX optimizers and each pass over them, so that a
 failing optimizer can be skipped; the copies sit in reference cycles until a
-full collection. On ResNet50 (94 MB of weights) one export peaked 6.0 GiB
-above the loaded model and took 13 s. lrfc converts without the copies
-(tf2onnx's ``TF2ONNX_CATCH_ERRORS`` switch; 3.5 GiB, 7.7 s) and, if an
+full collection. ``python -m bench.lower_memory`` on ResNet50 (90 MB of
+weights): +4.18 GiB above the loaded model in 8.1 s that way; lrfc converts
+without the copies (tf2onnx's ``TF2ONNX_CATCH_ERRORS`` switch): +3.85 GiB in
+7.2 s (MobileNetV2: +0.70 -> +0.44 GiB). If an
 optimizer then fails, converts once more with them, so the result is what
 tf2onnx's default gives.
 
