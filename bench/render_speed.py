@@ -87,11 +87,27 @@ def loss_lines(runs: dict) -> list[str]:
     return out + [""]
 
 
-def objective_lines(runs: dict) -> list[str]:
+def _side_by_side_lines(model: str, lat: dict, flo: dict, timed: dict) -> list[str]:
+    out = []
+    for runtime, t in timed["runtimes"].items():
+        p50, ratio = t["p50_ms"], t["latency_vs_flops"]
+        verdict = ("meets" if ratio >= TARGETS["objective"] else "misses") + f" the {TARGETS['objective']:g}x target"
+        out.append(f"- {model}, {RUNTIMES.get(runtime, runtime)}, side by side in one run ({timed['date']}): "
+                   f"`--objective latency` {p50['latency']:.3f} ms (drop {lat['drop_points']:.2f}, "
+                   f"{lat['macs_removed_pct']:.1f}% MACs removed) against `--objective flops` {p50['flops']:.3f} ms "
+                   f"(drop {flo['drop_points']:.2f}, {flo['macs_removed_pct']:.1f}% MACs removed), original "
+                   f"{p50['original']:.3f} ms: {ratio:.2f}x, {verdict}. `{t['command']}`")
+    return out
+
+
+def objective_lines(runs: dict, side_by_side: dict | None = None) -> list[str]:
     out = []
     for model in sorted({r["model"] for r in runs.values()}):
         lat, flo = runs.get(f"{model}/latency"), runs.get(f"{model}/flops")
         if lat is None or flo is None:
+            continue
+        if (side_by_side or {}).get(model):
+            out += _side_by_side_lines(model, lat, flo, side_by_side[model])
             continue
         for runtime in lat["latency"]:
             a, b = _p50(lat, runtime, "lrfc fp32"), _p50(flo, runtime, "lrfc fp32")
@@ -143,7 +159,8 @@ def speed(record: dict) -> list[str]:
              f"{TARGETS['objective']:g}x `--objective flops`; cost-model error <= {100 * TARGETS['error']:.0f}%.", ""]
     lines += builds_table(runs) + ratios_table(runs) + four_way_table(runs)
     lines += ["### Where lrfc loses", ""] + loss_lines(runs)
-    lines += ["### `--objective latency` against `--objective flops`", ""] + objective_lines(runs)
+    lines += ["### `--objective latency` against `--objective flops`", ""]
+    lines += objective_lines(runs, record.get("side_by_side"))
     lines += ["### The per-layer cost model against whole models", ""] + cost_model_lines(runs)
     lines += [f"- {n}: `{r['command']}` ({r['date']}, {r['wall_s'] / 60:.1f} min)" for n, r in runs.items()] + [""]
     return lines

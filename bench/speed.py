@@ -21,7 +21,12 @@ models (``whole_model.cost_model_error``, latency rows). Results:
 ``bench/results/speed.json``; ``python -m bench.render`` writes them into
 docs/BENCHMARKS.md.
 
+After a latency or flops row, the two rows' published fp32 models and the
+original are timed once more side by side (``side_by_side``), the fair
+comparison of the two objectives.
+
     python -m bench.speed [--models vgg,resnet] [--rows latency,flops,int8,int8-qat] [--time-budget MINUTES]
+    python -m bench.speed --models vgg --side-by-side
 """
 
 from __future__ import annotations
@@ -63,13 +68,44 @@ def speed_headline(report: dict) -> dict:
             "published": report["budget_search"].get("published")}
 
 
+SIDE_BY_SIDE_RUNS = 300
+
+
+def side_by_side(model: str) -> dict | None:
+    """The latency and flops rows' published fp32 models and the original, timed in one run per runtime.
+
+    Each row's own benchmark ran minutes apart from the other's; the
+    objective comparison wants one run (alternating rounds, each file its
+    lower median of two sets of fresh workers). None when a row's files are missing.
+    """
+    import json
+    import subprocess
+    import sys
+
+    dirs = {kind: WORK / f"{model}-{kind}" for kind in ("latency", "flops")}
+    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtimes": {}}
+    for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
+        files = {"original": dirs["latency"] / f"original.{fmt}", **{k: d / f"model.{fmt}" for k, d in dirs.items()}}
+        if not all(f.is_file() for f in files.values()):
+            return None
+        cmd = ["-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime, "--threads", "2",
+               "--runs", str(SIDE_BY_SIDE_RUNS), "--lifetimes", "2", "--json"]
+        res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
+        p50 = {name: r["p50_ms"] for name, r in zip(files, res["results"])}
+        out["runtimes"][runtime] = {"command": "python " + " ".join(cmd), "p50_ms": p50,
+                                    "latency_vs_flops": round(p50["flops"] / p50["latency"], 4)}
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="vgg,resnet")
     parser.add_argument("--rows", default="latency,flops")
     parser.add_argument("--time-budget", default=None, help="minutes per build (lrfc build --time-budget)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="build nothing: time the latency and flops rows' published models side by side")
     args = parser.parse_args(argv)
-    models, rows = args.models.split(","), args.rows.split(",")
+    models, rows = args.models.split(","), ([] if args.side_by_side else args.rows.split(","))
     for flag, got, known in (("--models", models, ("vgg", "resnet")), ("--rows", rows, tuple(ROWS))):
         if set(got) - set(known):
             raise SystemExit(f"{flag}: unknown {', '.join(sorted(set(got) - set(known)))}; choose from {', '.join(known)}")
@@ -96,6 +132,12 @@ def main(argv=None) -> None:
                               for p in ("fp32", "int8") if f"original {p}" in lite and f"lrfc {p}" in lite)
             print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, litert "
                   f"{pairs}, {wall:.0f} s", flush=True)
+        if args.side_by_side or {"latency", "flops"} & set(rows):  # a row changed: side by side again
+            timed = side_by_side(model)
+            if timed is not None:
+                update_json(RESULTS, lambda results, m=model, t=timed: results.setdefault("side_by_side", {}).update({m: t}))
+                print(f"{model}: --objective latency vs flops, side by side: "
+                      + ", ".join(f"{r} {v['latency_vs_flops']}x" for r, v in timed["runtimes"].items()), flush=True)
 
 
 if __name__ == "__main__":

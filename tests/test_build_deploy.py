@@ -90,6 +90,15 @@ def test_whole_models_are_timed_and_the_published_plan_is_never_slower(latency_b
     assert [s["measured_ms"] for s in second["solutions"]] == [s["measured_ms"] for s in sols]
 
 
+def test_ranks_are_rounded_to_the_targets_channel_multiple(latency_builds):
+    _, (report, _) = latency_builds
+    assert report["rank_multiple"] == 16  # profiles/host.toml's [rank_multiple], measured by lrfc profiles probe
+    wide = [c for c in report["search"]["candidates"] if c["layer"] in ("conv2", "conv3", "conv4")]  # >= 32 channels
+    assert wide and all(r % 16 == 0 for c in wide for r in c["ranks"])
+    chosen = [layer for layer in report["layers"] if layer["method"] is not None and layer["name"] != "logits"]
+    assert chosen and all(r % 16 == 0 or r == 1 for layer in chosen for r in layer["ranks"])
+
+
 def test_artifacts_are_written_verified_and_reported(latency_builds):
     root, (report, _) = latency_builds
     arts = {(a["model"], a["format"], a.get("variant")): a for a in report["artifacts"]}

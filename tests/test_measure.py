@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lrfc.cost.measure import MARGIN, Timed, WholeModel, frontier, runs_for, spread
+from lrfc.cost.measure import MARGIN, Timed, WholeModel, frontier, inverted, runs_for, spread
 
 
 def test_spread_takes_both_ends_and_evenly_between():
@@ -26,6 +26,18 @@ def test_frontier_keeps_only_rungs_faster_than_the_original_and_every_less_compr
     # never slower than the original: nothing kept when every rung loses to it
     assert frontier({0: 1.2, 1: 1.1}, 1.0) == []
     assert frontier({0: 0.99}, 1.0) == []          # within the margin of the original
+
+
+def test_a_rung_slower_than_a_less_compressed_kept_one_is_suspect():
+    # kept: 4 (0.90), 2 (0.40), 0; the more compressed rungs 3 (1.05 > 0.90) and 1 (0.45 > 0.40) measured slower
+    # than a kept, less compressed one: as on a busy machine; they would cut the ladder, so all are timed again
+    measured = {0: 0.30, 1: 0.45, 2: 0.40, 3: 1.05, 4: 0.90}
+    assert inverted(measured, 1.0) == [1, 3]
+    assert inverted({0: 0.39, 1: 0.40}, 1.0) == []  # faster, by less than the margin: dropped, not inverted
+    # the least compressed rung no faster than the original is not an inversion: nothing less compressed beat it
+    assert inverted({0: 0.5, 1: 0.99}, 1.0) == []
+    assert inverted({0: 0.5, 1: 0.7, 2: 0.9}, 1.0) == []  # latency falls with compression: nothing suspect
+    assert inverted({0: 1.1, 1: 0.8}, 1.0) == [0]
 
 
 def test_runs_per_turn_follow_the_models_time():

@@ -252,6 +252,20 @@ def test_rank_multiple_per_runtime_and_precision(tmp_path):
     assert load_profile(str(write(tmp_path, VALID, "plain.toml"))).multiple_for("litert") == 1
 
 
+def test_host_ranks_follow_the_measured_multiple_under_latency_only():
+    from types import SimpleNamespace
+
+    from lrfc.search.stage import rank_multiple
+
+    host = load_profile("host")
+    assert host.multiple_for("litert") == host.multiple_for("onnxruntime-cpu") == 16
+    assert "probe" in host.rank_multiple_source
+    state = SimpleNamespace(profile=host, link=None, objective="latency")
+    assert rank_multiple(state) == 16
+    for objective in ("flops", "params", "memory"):  # counts: a coarser grid would only cost them
+        assert rank_multiple(SimpleNamespace(profile=host, link=None, objective=objective)) == 1
+
+
 @pytest.mark.parametrize("table, words", [
     ('source = "x"\nlitert = { fp32 = 0 }', "rank_multiple.litert.fp32"),
     ('source = "x"\nlitert = { fp32 = 8.0 }', "an integer from 1 to 256"),

@@ -18,7 +18,12 @@ the ``measure`` stage closes the loop on the whole model:
    the frontier plus the unmeasured rungs lying between two neighbouring
    frontier rungs (``between``: where the measurements say latency falls
    steadily with the ladder, the rungs in between keep its resolution; next
-   to a dropped rung they go too). The budget search (``train.contract``)
+   to a dropped rung they go too). A more compressed rung measured slower
+   than a less compressed one it should beat (``inverted``) is what one
+   worker's bad placement looks like on a busy machine, and it would cut the
+   ladder between them: then every file is timed once more, side by side, and
+   keeps the lower of its two measurements; an inversion that survives is
+   believed. The budget search (``train.contract``)
    then publishes the fastest plan within the accuracy budget, and none
    slower than the original: when no rung is faster, the original is
    published and the build says so.
@@ -73,6 +78,7 @@ class WholeModel:
     rungs: tuple[Timed, ...] = ()
     choices: dict = field(default_factory=dict)   # level -> {layer: [method, ranks] or None}, the rungs listed
     ladder: tuple[int, ...] = ()                  # the priced ladder's levels the budget search walks, in order
+    retimed: tuple[int, ...] = ()                 # levels first measured slower than a less compressed rung
 
     def error(self) -> dict:
         """The per-layer cost model against the whole-model measurements, as median relative errors.
@@ -95,7 +101,8 @@ class WholeModel:
         return {"status": self.status, "runtime": self.runtime, "precision": self.precision,
                 "original": None if self.original is None else self.original.to_json(),
                 "rungs": [t.to_json() for t in self.rungs], "cost_model_error": self.error(),
-                "ladder_rungs": len(self.ladder), "measured_rungs": sum(t.measured_ms is not None for t in self.rungs)}
+                "ladder_rungs": len(self.ladder), "measured_rungs": sum(t.measured_ms is not None for t in self.rungs),
+                "retimed": list(self.retimed)}
 
 
 def spread(n: int, count: int) -> list[int]:
@@ -122,6 +129,15 @@ def frontier(measured: dict[int, float], original_ms: float, margin: float = MAR
             kept.append(i)
             best = measured[i]
     return sorted(kept)
+
+
+def inverted(measured: dict[int, float], original_ms: float, margin: float = MARGIN) -> list[int]:
+    """Rungs the frontier drops that measured slower than a less compressed rung it kept.
+
+    (Dropped for being faster by less than the margin is not an inversion.)
+    """
+    kept = frontier(measured, original_ms, margin)
+    return [i for i in sorted(measured) if i not in kept and any(k > i and measured[k] < measured[i] for k in kept)]
 
 
 def runs_for(guess_ms: float) -> int:
@@ -161,19 +177,21 @@ def signature(architecture: str, plan, fmt: str) -> str:
     return "whole-model " + content_hash(architecture, json.dumps(plan.to_json(), sort_keys=True), fmt)
 
 
-def timed_ms(state, models, fmt: str, runtime: str) -> list[float]:
+def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = None) -> list[float]:
     """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side.
 
     The cost database keeps them (by ``signature``): when every one is
     there, nothing is lowered or timed; otherwise all are, together, and
     replace what was stored, so the numbers compared come from one run.
+    ``floor`` (an earlier measurement of the same models) times them again
+    regardless, and each keeps the lower of the two.
     """
     from lrfc.lower.artifacts import export_file
 
     pricer, profile = state.pricer, state.profile
     architecture = state.flat.to_json()
     sigs = [signature(architecture, plan, fmt) for plan, _ in models]
-    known = pricer.recall(sigs, profile.precision)
+    known = pricer.recall(sigs, profile.precision) if floor is None else {}
     if all(s in known for s in sigs):
         return [known[s] for s in sigs]
     calibration = state.splits.x_calib[:INT8_CALIBRATION]
@@ -186,9 +204,10 @@ def timed_ms(state, models, fmt: str, runtime: str) -> list[float]:
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
         rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))
-    pricer.remember([(s, r["p50_ms"], r["p50_ms"], r["p90_ms"], r["runs"], f"whole model, {len(p.choices)} layers "
-                      "factorized") for s, r, (p, _) in zip(sigs, rows, models)], profile.precision, replace=True)
-    return [r["p50_ms"] for r in rows]
+    ms = [r["p50_ms"] if floor is None else min(r["p50_ms"], f) for r, f in zip(rows, floor or rows)]
+    pricer.remember([(s, m, m, r["p90_ms"], r["runs"], f"whole model, {len(p.choices)} layers factorized")
+                     for s, m, r, (p, _) in zip(sigs, ms, rows, models)], profile.precision, replace=True)
+    return ms
 
 
 def measure_ladder(state) -> WholeModel:
@@ -212,9 +231,13 @@ def measure_ladder(state) -> WholeModel:
     plans = [plan_from(levels[i].choices) for i in picks]
     models = [(Plan(()), lambda: state.flat)] + [(p, (lambda p=p: plan_model(state, p))) for p in plans]
     ms = timed_ms(state, models, format_of(runtime), runtime)
+    suspect = inverted(dict(zip(picks, ms[1:])), ms[0])
+    if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
+        state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; timing all again")
+        ms = timed_ms(state, models, format_of(runtime), runtime, floor=ms)
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),
                         ladder.index(i) if i in ladder else None) for i in picks)
     return WholeModel("measured", runtime, profile.precision, replace(original, measured_ms=round(ms[0], 5)), rungs,
-                      choices, tuple(ladder))
+                      choices, tuple(ladder), tuple(suspect))

@@ -52,9 +52,16 @@ def walk_threshold(options) -> float:
 
 
 def rank_multiple(state) -> int:
-    """The channel multiple ranks are rounded to: the profile's, for the runtime that will run the model."""
+    """The channel multiple ranks are rounded to: the profile's, for the runtime that will run the model.
+
+    Only under ``--objective latency``: a multiple is a property of the clock (kernels
+    tile channels; ONNX Runtime's blocked layout needs whole blocks), while flops,
+    params and memory count what they count, and a coarser grid only costs them.
+    """
     from lrfc.cost.devices import measured_runtimes
 
+    if state.objective != "latency":
+        return 1
     usable = measured_runtimes(state.profile, state.link)[0] if state.link is not None else []
     return state.profile.multiple_for((usable or state.profile.runtimes)[0])
 
