@@ -206,3 +206,18 @@ def test_the_cut_measures_what_the_rewritten_model_does(keras):
         rewritten = apply_plan(model, Plan((LayerChoice(name, method, ranks, False),)))
         expected = kl(probabilities(model, x), probabilities(rewritten, x))
         assert expected > 1e-4 and measured == pytest.approx(expected, rel=1e-3, abs=1e-7), (name, measured, expected)
+
+
+def test_a_bracket_of_two_rounds_sets_the_next_proxy_goal_by_interpolation():
+    from lrfc.train.contract import Round, proxy_between
+
+    def r(level, proxy, drop):
+        return Round(level, f"l{level}", 1, 1, proxy, 0.9, drop, drop <= 1.0, 1, 1.0)
+
+    demo = [r(6, 1.3, 1.62), r(13, 0.7, 0.26)]  # make demo's first two rounds
+    # fine-tuned drop 0.26 + (1.62 - 0.26) / (1.3 - 0.7) per proxy point reaches 0.8 at proxy 0.94
+    assert proxy_between(demo, 6, 13, 0.8) == pytest.approx(0.7 + 0.54 * 0.6 / 1.36)
+    assert proxy_between(demo, 5, 13, 0.8) is None           # the failure bracketing the search has no round
+    assert proxy_between([r(6, 1.3, 1.62)], 6, 20, 0.8) is None  # nothing passed yet: the ratio decides
+    assert proxy_between([r(6, 0.6, 1.62), r(13, 0.7, 0.26)], 6, 13, 0.8) is None  # the proxy orders them wrongly
+    assert proxy_between([r(6, None, 1.62), r(13, 0.7, 0.26)], 6, 13, 0.8) is None
