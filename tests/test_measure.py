@@ -115,3 +115,31 @@ def test_the_ladder_keeps_the_rungs_between_neighbouring_frontier_rungs():
     # 10 was dropped (slower than a less compressed rung): the levels next to it go too
     assert between(picks, [0, 5, 15, 20]) == [0, 1, 2, 3, 4, 5, 15, 16, 17, 18, 19, 20]
     assert between(picks, []) == [] and between([0, 3], [3]) == [3]
+
+
+def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, tmp_path):
+    """``timed_ms(floor=...)``: the cost database is not consulted, every file is timed, each keeps its lower number."""
+    import contextlib
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import lrfc.cost.measure as measure
+    import lrfc.lower.artifacts as artifacts
+    from lrfc.plan import LayerChoice, Plan
+
+    stored, runs = {}, iter([[0.60, 0.30, 0.70], [0.55, 0.40, 0.45]])  # original first; two measurements
+    pricer = SimpleNamespace(recall=lambda sigs, precision: dict(stored),
+                             remember=lambda rows, precision, replace: stored.update({r[0]: r[1] for r in rows}))
+    state = SimpleNamespace(pricer=pricer, profile=SimpleNamespace(precision="fp32", threads=2), link=object(),
+                            flat=SimpleNamespace(to_json=lambda: "{}"), splits=SimpleNamespace(x_calib=np.zeros((4, 2))),
+                            original_ms={"a": 0.5}, progress=lambda *a: contextlib.nullcontext(SimpleNamespace(update=lambda *a: None)))
+    monkeypatch.setattr(artifacts, "export_file", lambda model, fmt, path, precision, calib: path)
+    monkeypatch.setattr(measure, "time_files", lambda link, paths, runtime, threads, guess: [
+        {"p50_ms": ms, "p90_ms": ms, "runs": 10} for ms in next(runs)])
+    models = [(Plan(()), lambda: None)] + [(Plan((LayerChoice("c", "cp", (r,), True),)), lambda: None) for r in (16, 32)]
+    first = measure.timed_ms(state, models, "tflite", "litert")
+    assert first == [0.60, 0.30, 0.70] and measure.timed_ms(state, models, "tflite", "litert") == first  # stored
+    again = measure.timed_ms(state, models, "tflite", "litert", floor=first)
+    assert again == [0.55, 0.30, 0.45]                      # each file's lower of its two measurements
+    assert sorted(stored.values()) == sorted(again)         # and that is what the cost database keeps
