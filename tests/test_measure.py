@@ -139,7 +139,8 @@ def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, t
         {"p50_ms": ms, "p90_ms": ms, "runs": 10} for ms in next(runs)])
     models = [(Plan(()), lambda: None)] + [(Plan((LayerChoice("c", "cp", (r,), True),)), lambda: None) for r in (16, 32)]
     first = measure.timed_ms(state, models, "tflite", "litert")
-    assert first == [0.60, 0.30, 0.70] and measure.timed_ms(state, models, "tflite", "litert") == first  # stored
-    again = measure.timed_ms(state, models, "tflite", "litert", floor=first)
-    assert again == [0.55, 0.30, 0.45]                      # each file's lower of its two measurements
+    assert first == ([0.60, 0.30, 0.70], True)
+    assert measure.timed_ms(state, models, "tflite", "litert") == (first[0], False)  # read back, not timed
+    again, timed = measure.timed_ms(state, models, "tflite", "litert", floor=first[0])
+    assert timed and again == [0.55, 0.30, 0.45]            # each file's lower of its two measurements
     assert sorted(stored.values()) == sorted(again)         # and that is what the cost database keeps

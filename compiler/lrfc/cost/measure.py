@@ -23,7 +23,8 @@ the ``measure`` stage closes the loop on the whole model:
    worker's bad placement looks like on a busy machine, and it would cut the
    ladder between them: then every file is timed once more, side by side, and
    keeps the lower of its two measurements; an inversion that survives is
-   believed. The budget search (``train.contract``)
+   believed (and not re-timed when a later build reads it back from the
+   cost database). The budget search (``train.contract``)
    then publishes the fastest plan within the accuracy budget, and none
    slower than the original: when no rung is faster, the original is
    published and the build says so.
@@ -177,12 +178,12 @@ def signature(architecture: str, plan, fmt: str) -> str:
     return "whole-model " + content_hash(architecture, json.dumps(plan.to_json(), sort_keys=True), fmt)
 
 
-def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = None) -> list[float]:
-    """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side.
+def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = None) -> tuple[list[float], bool]:
+    """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side, and whether timed now.
 
     The cost database keeps them (by ``signature``): when every one is
-    there, nothing is lowered or timed; otherwise all are, together, and
-    replace what was stored, so the numbers compared come from one run.
+    there, nothing is lowered or timed (False); otherwise all are, together,
+    and replace what was stored, so the numbers compared come from one run.
     ``floor`` (an earlier measurement of the same models) times them again
     regardless, and each keeps the lower of the two.
     """
@@ -193,7 +194,7 @@ def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = 
     sigs = [signature(architecture, plan, fmt) for plan, _ in models]
     known = pricer.recall(sigs, profile.precision) if floor is None else {}
     if all(s in known for s in sigs):
-        return [known[s] for s in sigs]
+        return [known[s] for s in sigs], False
     calibration = state.splits.x_calib[:INT8_CALIBRATION]
     with tempfile.TemporaryDirectory(prefix="lrfc-measure-") as work:
         paths = []
@@ -207,7 +208,7 @@ def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = 
     ms = [r["p50_ms"] if floor is None else min(r["p50_ms"], f) for r, f in zip(rows, floor or rows)]
     pricer.remember([(s, m, m, r["p90_ms"], r["runs"], f"whole model, {len(p.choices)} layers factorized")
                      for s, m, r, (p, _) in zip(sigs, ms, rows, models)], profile.precision, replace=True)
-    return ms
+    return ms, True
 
 
 def measure_ladder(state) -> WholeModel:
@@ -230,11 +231,11 @@ def measure_ladder(state) -> WholeModel:
     runtime = usable[0]
     plans = [plan_from(levels[i].choices) for i in picks]
     models = [(Plan(()), lambda: state.flat)] + [(p, (lambda p=p: plan_model(state, p))) for p in plans]
-    ms = timed_ms(state, models, format_of(runtime), runtime)
-    suspect = inverted(dict(zip(picks, ms[1:])), ms[0])
+    ms, fresh = timed_ms(state, models, format_of(runtime), runtime)
+    suspect = inverted(dict(zip(picks, ms[1:])), ms[0]) if fresh else []  # stored numbers were re-timed already
     if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
         state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; timing all again")
-        ms = timed_ms(state, models, format_of(runtime), runtime, floor=ms)
+        ms, _ = timed_ms(state, models, format_of(runtime), runtime, floor=ms)
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),
