@@ -14,6 +14,7 @@ prefix pass per layer, with the largest difference between the two.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     from lrfc.common.quiet import import_keras
 
     keras = import_keras()
-    import tf2onnx.convert
+    import tf2onnx.convert  # noqa: F401  (imported before the first export's clock starts)
 
     from lrfc.factorize import reconstruct as rec
     from lrfc.frontend.graph import layer_nodes
@@ -63,14 +64,13 @@ def main(argv=None) -> None:
             peak, seconds = _peak_above(fn, base)
             print(f"  {name}: +{peak:.2f} GiB above the loaded model ({1024 * peak / weights_mb:.0f} x weights), "
                   f"{seconds:.1f} s")
-        lower_onnx._without_optimizer_snapshots = __import__("contextlib").nullcontext  # tf2onnx's default
+        lower_onnx._without_optimizer_snapshots = contextlib.nullcontext  # tf2onnx's default
         try:
             peak, seconds = _peak_above(lambda: lower_onnx.export_onnx(model, Path(work) / "d.onnx"), base)
         finally:
             lower_onnx._without_optimizer_snapshots = real
         print(f"  onnx (tf2onnx's default, snapshots): +{peak:.2f} GiB ({1024 * peak / weights_mb:.0f} x weights), "
               f"{seconds:.1f} s")
-    del tf2onnx
     stops = [model.get_layer(n) for n in layer_nodes(model)
              if isinstance(model.get_layer(n), (keras.layers.Conv2D, keras.layers.Dense))
              and not isinstance(model.get_layer(n), keras.layers.DepthwiseConv2D)]

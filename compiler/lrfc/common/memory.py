@@ -37,17 +37,22 @@ def reset_peak() -> bool:
         return False
 
 
-def peak_mb() -> float | None:
-    """VmHWM in MB (2**20 bytes), or None where /proc/self/status is missing."""
+def _status_kb(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmHWM, VmRSS), or None where it cannot be read."""
     try:
-        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
+        match = re.search(rf"^{field}:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
     except OSError:
         return None
-    return int(match.group(1)) / 1024 if match else None
+    return int(match.group(1)) if match else None
+
+
+def peak_mb() -> float | None:
+    """VmHWM in MB (2**20 bytes), or None where /proc/self/status is missing."""
+    kb = _status_kb("VmHWM")
+    return None if kb is None else kb / 1024
 
 
 RELEASE_GROWTH = 256 * 2**20  # resident growth since the last release below which a collection is not worth it
-_STATM = Path("/proc/self/statm")
 _released_at: list[int | None] = [None]  # resident bytes right after the last collection
 
 
@@ -72,13 +77,9 @@ def release(force: bool = False) -> None:
 
 
 def resident_bytes() -> int | None:
-    """The process's resident size now (``/proc/self/statm``), or None where it cannot be read."""
-    import os
-
-    try:
-        return int(_STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    """The process's resident size now (VmRSS), or None where it cannot be read."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else 1024 * kb
 
 
 def _malloc_trim():
