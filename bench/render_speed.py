@@ -6,7 +6,7 @@ interpret them are conditional on them.
 
 from __future__ import annotations
 
-from bench.render_common import machine_line
+from bench.render_common import as_run, machine_line
 
 TARGETS = {"litert": 4.0, "onnxruntime-cpu": 2.5, "int8": 1.5, "objective": 1.3, "error": 0.20}  # issue 14
 ROWS = ("original fp32", "original int8", "lrfc fp32", "lrfc int8")
@@ -129,11 +129,14 @@ def cost_model_lines(runs: dict) -> list[str]:
         err = r.get("cost_model_error")
         if not err:
             continue
-        verdict = "within" if err["with_remainder"] <= TARGETS["error"] else "above"
+        def judged(key: str) -> str:
+            return f"{100 * err[key]:.0f}% ({'within' if err[key] <= TARGETS['error'] else 'above'} the " \
+                   f"{100 * TARGETS['error']:.0f}% aim)"
+
+        scaled = f"; scaled by the original's measured / summed ratio, {judged('scaled')}" if "scaled" in err else ""
         out.append(f"- {n}: over {err['rungs']} whole models timed beside the original (median relative error): "
                    f"the per-layer sum is off by {100 * err['per_layer_sum']:.0f}%; adding what the original spends "
-                   f"outside its priced layers, {100 * err['with_remainder']:.0f}% ({verdict} the "
-                   f"{100 * TARGETS['error']:.0f}% aim).")
+                   f"outside its priced layers, {judged('with_remainder')}{scaled}.")
         sols = r.get("solutions") or []
         if sols:
             kept = sum(s["rung"] is not None for s in sols)
@@ -162,7 +165,8 @@ def speed(record: dict) -> list[str]:
     lines += ["### `--objective latency` against `--objective flops`", ""]
     lines += objective_lines(runs, record.get("side_by_side"))
     lines += ["### The per-layer cost model against whole models", ""] + cost_model_lines(runs)
-    lines += [f"- {n}: `{r['command']}` ({r['date']}, {r['wall_s'] / 60:.1f} min)" for n, r in runs.items()] + [""]
+    lines += [f"- {n}: `{as_run(r['command'], r['date'])}` ({r['date']}, {r['wall_s'] / 60:.1f} min)"
+              for n, r in runs.items()] + [""]
     return lines
 
 
@@ -215,4 +219,4 @@ def qat(record: dict) -> list[str]:
             word = "gains" if gain > 0 else "loses" if gain < 0 else "changes nothing:"
             lines += ["", f"On {model}, `--qat` {word} {abs(gain):.2f} points of int8 test accuracy against "
                           f"post-training quantization of the same plan (10,000 images: a point is 100 of them)."]
-    return lines + [""] + [f"- {n}: `{r['command']}` ({r['date']})" for n, r in runs.items()] + [""]
+    return lines + [""] + [f"- {n}: `{as_run(r['command'], r['date'])}` ({r['date']})" for n, r in runs.items()] + [""]

@@ -54,6 +54,8 @@ def test_cost_model_error_with_and_without_the_originals_remainder():
     assert err["per_layer_sum"] == pytest.approx(0.4667, abs=1e-4)
     # with the original's unpriced 0.2 ms: |0.4-0.5|/0.5 = 0.2, |0.6-0.6| = 0; median 0.1
     assert err["with_remainder"] == pytest.approx(0.1, abs=1e-4) and err["rungs"] == 2
+    # scaled by 1.0/0.8: |0.25-0.5|/0.5 = 0.5, |0.5-0.6|/0.6 = 0.1667; median 0.3333
+    assert err["scaled"] == pytest.approx(0.3333, abs=1e-4)
     assert WholeModel("estimated", None, "fp32", original, (Timed(0, "a", 0.2),)).error() == {}
 
 

@@ -85,6 +85,7 @@ def measure(state) -> None:
               f"{whole.original.measured_ms:.3f} ms, fastest rung {fastest:.3f} ms; {len(kept)} kept (each faster "
               f"than the original and every less compressed rung), {len(state.levels)} of {ladder_before} rungs "
               f"stay on the ladder; per-layer cost model off by {100 * error['per_layer_sum']:.0f}% "
-              f"({100 * error['with_remainder']:.0f}% with the original's unpriced remainder)")
+              f"(calibrated on the original: {100 * error['with_remainder']:.0f}% with its unpriced remainder, "
+              f"{100 * error['scaled']:.0f}% scaled by its measured/summed ratio)")
     if not kept:
         state.log(f"no plan measured faster than the original on {whole.runtime}: the original will be published")

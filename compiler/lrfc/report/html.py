@@ -134,7 +134,8 @@ def _whole_models(report: dict, e) -> list[str]:
            f"<p class=muted>{e(whole['status'])}" + (f" on {e(whole['runtime'])} ({e(whole['precision'])}); original "
                                                      f"{original:.3f} ms" if original else "") +
            (f"; per-layer cost model off by {100 * err['per_layer_sum']:.0f}% "
-            f"({100 * err['with_remainder']:.0f}% with the original's unpriced remainder)" if err else "") + "</p>"]
+            f"({100 * err['with_remainder']:.0f}% with the original's unpriced remainder, "
+            f"{100 * err.get('scaled', float('nan')):.0f}% scaled by its measured/summed ratio)" if err else "") + "</p>"]
     rows = [[s["label"], f"{s['predicted_ms']:.3f}", _num(s["measured_ms"], "{:.3f}"),
              "yes" if s["rung"] is not None else "no", _num(s.get("proxy_drop"), "{:.2f}"),
              _num(s.get("drop"), "{:.2f}")] for s in sols]
