@@ -21,7 +21,17 @@ the test accuracy (reported). Groups:
                 against the weight-based ranks (vbmf; energy at each of
                 ``ENERGIES``, its best counting) at drop budgets 1, 2 and 3
                 points. A rule's plan is a ladder of one: published when it
-                meets the budget, else the original (0 % removed).
+                meets the budget, else the original (0 % removed);
+* ``finetune``  fine-tuning alone, on fixed deep rungs: the plans the
+                claims group's hybrid builds published at drop <= 2 and <= 3
+                (run those first), each fine-tuned once (``--plan``,
+                ``--max-rounds 1``) with plain cross-entropy and with
+                distillation, at two seeds (a seed also redraws the splits),
+                cross-entropy once more with the same flags (how much the
+                same round varies), and both with 8 epochs instead of 3, all
+                run (seed 0): how much of a deep rung's drop one round
+                recovers, whether distillation's gain is more than one
+                round's noise, what longer rounds buy.
 
 Results: ``bench/results/budget.json``; ``python -m bench.render`` writes
 them into docs/BENCHMARKS.md.
@@ -42,7 +52,7 @@ from bench.results_file import update_json
 
 RESULTS = Path("bench/results/budget.json")
 WORK = Path("bench/work/budget")
-GROUPS = ("contract", "ablation", "claims")
+GROUPS = ("contract", "ablation", "claims", "finetune")
 BASE = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
         "--formats": "tflite", "--bench-runs": "0"}
 ABLATIONS = {"all-on": {}, "no-reconstruct": {"--no-reconstruct": None}, "no-bn": {"--no-bn-reestimate": None},
@@ -52,6 +62,14 @@ CLAIMS = {"hybrid": {}, "tucker": {"--methods": "tucker"}, "cp": {"--methods": "
           "vbmf": {"--rank-selection": "vbmf"},
           **{f"energy-{e}": {"--rank-selection": "energy", "--energy": e} for e in ENERGIES}}
 CLAIM_BUDGETS = (1, 2, 3)
+FINETUNE_RUNGS = ("hybrid-d2", "hybrid-d3")  # the claims rows whose published plan.json is fine-tuned
+FINETUNE_VARIANTS = {"ce": ({"--epochs": "3", "--no-distill": None}, ("0", "1")),  # flags, seeds
+                     "kd": ({"--epochs": "3", "--distill": None}, ("0", "1")),
+                     "ce-again": ({"--epochs": "3", "--no-distill": None}, ("0", "1")),  # what the same round varies by
+                     "ce-e8": ({"--epochs": "8", "--patience": "8", "--no-distill": None}, ("0",)),
+                     "kd-e8": ({"--epochs": "8", "--patience": "8", "--distill": None}, ("0", "1"))}
+# e8 runs all 8 epochs (patience 8): with the default patience of 2 a longer cosine schedule is cut at its
+# peak-rate epochs (measured: 8 epochs at patience 2 stopped after 5-6 and ended at 1.88 / 1.32 points)
 
 
 def plan(groups: list[str], models: list[str]) -> list[dict]:
@@ -70,6 +88,14 @@ def plan(groups: list[str], models: list[str]) -> list[dict]:
                     rows.append({"group": "claims", "name": f"{model}/{name}-d{budget}", "model": model,
                                  "flags": {**flags, "--finetune": "none", "--max-acc-drop": str(budget)},
                                  "cache": "shared"})
+        if "finetune" in groups:
+            for rung in FINETUNE_RUNGS:
+                plan_file = WORK / f"{model}-{rung}" / "plan.json"
+                for variant, (flags, seeds) in FINETUNE_VARIANTS.items():
+                    for seed in seeds:
+                        rows.append({"group": "finetune", "name": f"{model}/{rung}-{variant}-s{seed}", "model": model,
+                                     "flags": {**flags, "--plan": str(plan_file), "--max-rounds": "1", "--seed": seed},
+                                     "cache": "shared", "rung": rung, "variant": variant, "needs": plan_file})
     return rows
 
 
@@ -117,6 +143,9 @@ def main(argv=None) -> None:
         if wanted - {s["name"] for s in specs}:
             raise SystemExit(f"--rows: no such row(s): {', '.join(sorted(wanted - {s['name'] for s in specs}))}")
         specs = [s for s in specs if s["name"] in wanted]
+    missing = sorted({str(s["needs"]) for s in specs if "needs" in s and not s["needs"].exists()})
+    if missing:
+        raise SystemExit(f"the finetune group fine-tunes the claims group's published plans; run those first: {', '.join(missing)}")
     started = time.perf_counter()
     for spec in specs:
         cache_dir = WORK / f"cache-{spec['model']}"
@@ -125,6 +154,7 @@ def main(argv=None) -> None:
         args_ = command(spec, WORK / spec["name"].replace("/", "-"), cache_dir)
         report, wall, peak = run_build(args_)
         row = {"group": spec["group"], "model": spec["model"], "flags": spec["flags"], "cache": spec["cache"],
+               **{key: spec[key] for key in ("rung", "variant") if key in spec},
                "command": "lrfc " + " ".join(args_), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report)}
         save(spec["name"], row)

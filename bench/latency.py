@@ -18,9 +18,14 @@ get another method, and what each compressed model measures, side by side.
 ``mobilenetv2-plan`` / ``resnet50-plan`` rebuild those two models at a fixed
 quarter-rank plan (``_fixed_plan``): with random weights the search keeps
 rank 1 almost everywhere (40x fewer MACs), which says nothing about how a
-realistic compression turns MACs into time.
+realistic compression turns MACs into time. ``resnet50-searched`` is the
+search's own plan under a MAC budget: a first build scores the candidates
+(the paper's threshold allocation, ``--objective flops``), the highest
+threshold whose plan has at most a quarter of the original's MACs is read
+off them (``_threshold_for``), and the second build searches at that
+threshold and is benchmarked.
 
-    python -m bench.latency [--only resnet,mobilenetv2,resnet50,objective] [--runs N]
+    python -m bench.latency [--only resnet,mobilenetv2,resnet50,resnet50-searched,objective] [--runs N]
 
 Writes ``bench/results/latency.json``; needs models/resnet.keras (make baselines).
 """
@@ -122,9 +127,36 @@ def _fixed_plan(model: Path, fraction: float) -> Path:
     return path
 
 
+SEARCH_REDUCTION = 4.0  # resnet50-searched: the MAC budget, a quarter of the original's MACs (issue 14)
+
+
+def _threshold_for(report: dict, reduction: float) -> tuple[float, float]:
+    """The highest similarity threshold whose plan (the paper's allocation over ``report``'s scored candidates)
+    has at most ``1 / reduction`` of the original's MACs, and that plan's MAC reduction."""
+    from lrfc.decompose import Cost
+    from lrfc.search.allocate import threshold_levels
+    from lrfc.search.select import Candidate
+
+    cands: dict[str, list] = {}
+    for c in report["search"]["candidates"]:
+        cands.setdefault(c["layer"], []).append(Candidate.from_json(c))
+    layers = {l["name"]: l for l in report["layers"] if l["name"] in cands}
+    original = {n: Cost(l["params_before"], l["macs_before"]) for n, l in layers.items()}
+    total = report["original"]["macs"]
+    best = None
+    for level in threshold_levels(cands, original, 0.0, "flops"):
+        macs = total - sum(original[n].macs - c.macs for n, c in level.choices.items() if c is not None)
+        if total / macs >= reduction:  # levels run from the most compressed up: keep the last that fits
+            best = (float(level.label.split()[-1]), total / macs)
+    if best is None:
+        raise SystemExit(f"no threshold reaches a {reduction}x MAC reduction on the scored candidates")
+    return best
+
+
 def _build(name: str, model: Path, extra: list[str], runs: int) -> dict:
     out = WORK / name
-    args = ["build", str(model), "--target", "host", "--objective", "latency", *extra, "--out", str(out),
+    objective = [] if "--objective" in extra else ["--objective", "latency"]
+    args = ["build", str(model), "--target", "host", *objective, *extra, "--out", str(out),
             "--cache-dir", CACHE, "--cost-db", COSTS, "--bench-runs", str(runs), "--json"]
     start = time.perf_counter()
     report = json.loads(lrfc(*args))
@@ -169,6 +201,14 @@ def model_row(name: str, runs: int) -> dict:
     elif name.endswith("-plan"):  # keras.applications at a fixed quarter-rank plan
         model, data = _apps_model(name[: -len("-plan")]), str(_small_data())
         extra = ["--data", data, "--allow-low-accuracy", "--finetune", "none", "--calib-samples", "32", "--plan", str(_fixed_plan(model, 0.25))]
+    elif name == "resnet50-searched":  # the search's own plan under a MAC budget (SEARCH_REDUCTION)
+        model, data = _apps_model("resnet50"), str(_small_data())
+        extra = ["--data", data, "--allow-low-accuracy", "--finetune", "none", "--calib-samples", "32",
+                 "--methods", "tucker,tt,svd,qr,ttm", "--step", "5", "--objective", "flops", "--allocation", "threshold",
+                 "--max-acc-drop", "100"]  # random weights: every rung is at chance, so every rung "meets" it
+        first = _build(name + "-scores", model, [*extra, "--formats", "tflite"], 0)["report"]
+        threshold, _ = _threshold_for(first, SEARCH_REDUCTION)
+        extra += ["--threshold", f"{threshold:.6f}"]
     else:
         model, data = _apps_model(name), str(_small_data())
         # CP is left out here: its ALS at the high ranks of 512/1024-channel layers takes minutes per
@@ -231,7 +271,8 @@ def objective_row(runs: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="vgg,resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan")
+    parser.add_argument("--only", default="vgg,resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan,"
+                                          "resnet50-searched")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for name in args.only.split(","):

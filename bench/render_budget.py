@@ -6,7 +6,7 @@ Every number, and every verdict against a target, is read from the results.
 from __future__ import annotations
 
 from bench.budget import CLAIM_BUDGETS, CLAIMS
-from bench.render_common import machine_line
+from bench.render_common import as_run, machine_line
 
 TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
 
@@ -28,7 +28,8 @@ def _removed(after, before) -> str:
 
 
 def _commands(rows: dict) -> list[str]:
-    return [f"- {n}: `{r['command']}` ({r['date']}, {r['wall_s'] / 60:.1f} min)" for n, r in rows.items()] + [""]
+    return [f"- {n}: `{as_run(r['command'], r['date'])}` ({r['date']}, {r['wall_s'] / 60:.1f} min)"
+            for n, r in rows.items()] + [""]
 
 
 def _rows(runs: dict, group: str) -> dict:
@@ -158,6 +159,47 @@ def claims_section(runs: dict) -> list[str]:
     return lines + _commands(rows)
 
 
+def finetune_section(runs: dict) -> list[str]:
+    rows = _rows(runs, "finetune")
+    if not rows:
+        return []
+    lines = ["### Fine-tuning alone, on fixed deep rungs", "",
+             "Each row fine-tunes one fixed plan once (`--plan`, `--max-rounds 1`): the plan the claims group's hybrid "
+             "build published at drop <= 2 or <= 3 without fine-tuning ('before' is that build's validation drop, "
+             "seed 0). Variants: plain cross-entropy (ce) or distillation from the original (kd), 3 epochs (the default until 8 with distillation replaced it) "
+             "or 8 all run (e8: `--patience 8`), on the default 20,000 training samples; a seed redraws the splits and the "
+             "training order; ce-again is ce run once more with the same flags.", "",
+             "| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
+             "epochs run | fine-tune s |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for n, r in rows.items():
+        claim = runs.get(f"{r['model']}/{r['rung']}")
+        before = _drop(claim["drop_points"]) if claim else "-"
+        lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
+                     f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
+                     f"{100 * (r['test_before'] - r['test_after']):.2f} | "
+                     f"{r['finetune'].get('epochs', '-')} | {r['finetune']['seconds']:.0f} |")
+    lines.append("")
+    for key in dict.fromkeys((r["model"], r["rung"]) for r in rows.values()):
+        drops = {(r["variant"], r["flags"]["--seed"]): r["drop_points"] for r in rows.values()
+                 if (r["model"], r["rung"]) == key}
+        seeds = sorted({s for _, s in drops})
+        paired = [drops[("kd", s)] - drops[("ce", s)] for s in seeds if ("kd", s) in drops and ("ce", s) in drops]
+        if paired:
+            lines.append(f"- {key[0]}/{key[1]}: distillation minus cross-entropy, same seed: "
+                         + ", ".join(f"{d:+.2f}" for d in paired) + " points.")
+        again = [f"{drops[('ce', s)]:.2f} / {drops[('ce-again', s)]:.2f}" for s in seeds
+                 if ("ce", s) in drops and ("ce-again", s) in drops]
+        if again:
+            lines.append(f"- {key[0]}/{key[1]}: the same cross-entropy round run twice (seeds "
+                         f"{', '.join(s for s in seeds if ('ce-again', s) in drops)}): " + ", ".join(again) + " points.")
+        longer = [f"{v} seed {s}: {drops[(v + '-e8', s)]:.2f} after 8 epochs against {drops[(v, s)]:.2f} after 3"
+                  for v in ("ce", "kd") for s in seeds if (v + "-e8", s) in drops and (v, s) in drops]
+        if longer:
+            lines.append(f"- {key[0]}/{key[1]}: " + "; ".join(longer) + ".")
+    return lines + [""] + _commands(rows)
+
+
 def budget(record: dict) -> list[str]:
     runs = record["runs"]
     return (["## The accuracy budget as a contract — `python -m bench.budget`", "",
@@ -165,5 +207,5 @@ def budget(record: dict) -> list[str]:
              "test images, the test split (reported) the other half. Shared flags: `"
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
-            + contract_section(runs) + ablation_section(runs) + claims_section(runs))
+            + contract_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs))
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 
-DISTILL_DEFAULT_SINCE = "2026-11-30 17:27 UTC"  # fine-tuning builds dated before it ran without distillation
+DEFAULTS_CHANGED = "2026-11-30 18:16 UTC"  # fine-tuning: 3 epochs without distillation before, 8 with it since
 
 
 def as_run(command: str, date: str | None) -> str:
     """A row's command as it reproduces that row today.
 
-    Distillation became the default at ``DISTILL_DEFAULT_SINCE``; a
-    fine-tuning ``lrfc build`` recorded before then without either flag ran
-    with it off, so ``--no-distill`` is added to say so.
+    At ``DEFAULTS_CHANGED`` fine-tuning went from 3 epochs without
+    distillation to 8 with it; a fine-tuning ``lrfc build`` recorded before
+    then gets the flags it ran with spelled out (``--epochs 3``,
+    ``--no-distill``) where it did not set them itself.
     """
     words = command.split()
-    if (words[:2] != ["lrfc", "build"] or not date or date >= DISTILL_DEFAULT_SINCE
-            or {"--distill", "--no-distill"} & set(words) or "--finetune none" in command):
+    if words[:2] != ["lrfc", "build"] or not date or date >= DEFAULTS_CHANGED or "--finetune none" in command:
         return command
-    return command + " --no-distill"
+    extra = ([] if "--epochs" in words else ["--epochs", "3"]) + \
+        ([] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"])
+    return " ".join([command, *extra]) if extra else command
 
 
 def machine_line(record: dict) -> str:

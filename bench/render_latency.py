@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.render_common import machine_line, pyplot, save_figure
+from bench.render_common import as_run, machine_line, pyplot, save_figure
 
 
 def latency(record: dict) -> list[str]:
@@ -51,7 +51,7 @@ def latency(record: dict) -> list[str]:
                if m.get("accuracy_before") is not None else "")
         how = (f"latency costs {costs['source']}: {costs['measured']} chains measured, {costs['reused']} reused, "
                f"{costs['seconds']} s" if costs else "a fixed plan, no search")
-        lines.append(f"- {name}: `{m['command']}` ({m['date']}, {m['wall_s']:.0f} s; {acc}; {how}); int8: "
+        lines.append(f"- {name}: `{as_run(m['command'], m['date'])}` ({m['date']}, {m['wall_s']:.0f} s; {acc}; {how}); int8: "
                      "`lrfc export --precision int8` of both models, then `lrfc bench` of the pair.")
     obj = models.get("objective")
     if obj:
@@ -73,7 +73,7 @@ def latency(record: dict) -> list[str]:
         for runtime, b in obj["bench"].items():
             lines.append(f"- {runtime}: MAC-objective model p50 {b['flops_p50_ms']:.3f} ms, latency-objective model "
                          f"{b['latency_p50_ms']:.3f} ms: **{b['speedup']:.2f}x** (`{b['command']}`)")
-        lines += [""] + [f"- {k} objective: `{c}`" for k, c in obj["commands"].items()]
+        lines += [""] + [f"- {k} objective: `{as_run(c, obj.get('date'))}`" for k, c in obj["commands"].items()]
     return lines + [""]
 
 

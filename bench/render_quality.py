@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import compare
-from bench.render_common import machine_line, pyplot, save_figure
+from bench.render_common import as_run, machine_line, pyplot, save_figure
 
 PHASES = ("load", "calibrate", "score", "select", "factorize", "finetune", "lower", "report")
 FAMILY_STYLE = {"hybrid": ("black", "*"), "tucker": ("#1f77b4", "o"), "cp": ("#ff7f0e", "^"), "tt": ("#2ca02c", "s"),
@@ -30,7 +30,7 @@ def _search_s(r: dict) -> float:
 
 
 def _commands(rows: dict) -> list[str]:
-    return [f"- {n}: `{r['command']}` ({r['date']})" for n, r in rows.items()] + [""]
+    return [f"- {n}: `{as_run(r['command'], r['date'])}` ({r['date']})" for n, r in rows.items()] + [""]
 
 
 def _group(runs: dict, group: str, model: str | None = None) -> dict:

@@ -4,21 +4,45 @@ from pathlib import Path
 
 from bench.budget import ABLATIONS, CLAIM_BUDGETS, CLAIMS, GROUPS, command, plan
 from bench.render_budget import claims_verdicts, target_misses
+from bench.render_common import as_run
 
 
 def test_plan_covers_contract_ablation_and_claims_on_both_models():
-    rows = plan(list(GROUPS), ["vgg", "resnet"])
+    rows = [r for r in plan(list(GROUPS), ["vgg", "resnet"]) if r["group"] != "finetune"]
     names = [r["name"] for r in rows]
     assert len(names) == len(set(names))
     for model in ("vgg", "resnet"):
         first = next(r for r in rows if r["model"] == model)
         assert first["name"] == f"{model}/default" and first["cache"] == "fresh"  # the build-time row starts cold
-        assert {n for n in names if n.startswith(model + "/") and "-d" not in n} == \
+        mine = [r for r in rows if r["model"] == model]
+        assert {r["name"] for r in mine if r["group"] != "claims"} == \
                {f"{model}/default"} | {f"{model}/{a}" for a in ABLATIONS}
-        assert {n for n in names if n.startswith(model + "/") and "-d" in n} == \
+        assert {r["name"] for r in mine if r["group"] == "claims"} == \
                {f"{model}/{m}-d{b}" for m in CLAIMS for b in CLAIM_BUDGETS}
     assert all(r["flags"]["--finetune"] == "none" for r in rows if r["group"] == "claims")
     assert all(r["flags"]["--max-rounds"] == "1" for r in rows if r["group"] == "ablation")
+
+
+def test_finetune_rows_fine_tune_the_claims_plans_with_distillation_stated_either_way():
+    rows = plan(["finetune"], ["vgg"])
+    assert {r["rung"] for r in rows} == {"hybrid-d2", "hybrid-d3"}
+    for r in rows:
+        assert r["flags"]["--plan"] == str(r["needs"]) == f"bench/work/budget/vgg-{r['rung']}/plan.json"
+        assert r["flags"]["--max-rounds"] == "1"
+        # explicit both ways, so a row's command reproduces it whatever the default
+        assert ("--distill" in r["flags"]) == r["variant"].startswith("kd") != ("--no-distill" in r["flags"])
+    assert {r["flags"]["--seed"] for r in rows if r["variant"] == "ce"} == {"0", "1"}
+
+
+def test_as_run_spells_the_old_fine_tuning_defaults_for_rows_from_before_the_change():
+    before, after = "2026-11-30 01:58 UTC", "2026-11-30 19:00 UTC"
+    build = "lrfc build models/vgg.keras --max-acc-drop 1.0 --json"
+    assert as_run(build, before) == build + " --epochs 3 --no-distill"
+    assert as_run(build + " --epochs 1", before) == build + " --epochs 1 --no-distill"
+    assert as_run(build + " --distill", before) == build + " --distill --epochs 3"
+    assert as_run(build, after) == build
+    for kept in (build + " --epochs 8 --no-distill", build + " --finetune none", "python -m runtime_bench a.tflite"):
+        assert as_run(kept, before) == kept
 
 
 def test_command_spells_switches_and_overrides_the_shared_flags():

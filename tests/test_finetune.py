@@ -205,3 +205,28 @@ def test_bad_inputs_are_refused(keras):
         FinetuneConfig(alpha=1.5)
     with pytest.raises(UserError, match="epochs must be at least 1; received 0"):
         FinetuneConfig(epochs=0)
+
+
+def test_patience_counts_only_epochs_in_the_second_half_of_the_schedule():
+    """At the cosine's peak rate a round scores below its best and recovers as the rate falls: no stop there."""
+    from types import SimpleNamespace
+
+    from lrfc.train.finetune import _EpochLog
+
+    def stopped_at(epochs: int, accuracies: list[float], patience: int = 2) -> int | None:
+        trainer = SimpleNamespace(stop_training=False)
+        log = _EpochLog(SimpleNamespace(get_weights=lambda: []), trainer, FinetuneConfig(epochs=epochs, patience=patience),
+                        validation=None, progress=None)
+        for epoch, acc in enumerate(accuracies):
+            log._early_stop(epoch, acc)
+            if trainer.stop_training:
+                return epoch
+        return None
+
+    # 8 epochs: best at epoch 0, then worse; epochs 1-3 are the first half, 4 and 5 count: stop after 5
+    assert stopped_at(8, [0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]) == 5
+    # a better epoch in the second half resets the count
+    assert stopped_at(8, [0.9, 0.8, 0.8, 0.8, 0.8, 0.95, 0.9, 0.9]) == 7
+    # 3 epochs: as before, epochs 2 and 3 (from 1) count: a best first epoch stops after the third
+    assert stopped_at(3, [0.9, 0.8, 0.8]) == 2
+    assert stopped_at(8, [0.5 + 0.05 * e for e in range(8)]) is None  # always improving: every epoch runs
