@@ -134,20 +134,20 @@ def _threshold_for(report: dict, reduction: float) -> tuple[float, float]:
     """The highest similarity threshold whose plan (the paper's allocation over ``report``'s scored candidates)
     has at most ``1 / reduction`` of the original's MACs, and that plan's MAC reduction."""
     from lrfc.decompose import Cost
-    from lrfc.search.allocate import threshold_levels
-    from lrfc.search.select import Candidate
+    from lrfc.search.select import Candidate, choose_hybrid
 
     cands: dict[str, list] = {}
     for c in report["search"]["candidates"]:
         cands.setdefault(c["layer"], []).append(Candidate.from_json(c))
-    layers = {l["name"]: l for l in report["layers"] if l["name"] in cands}
-    original = {n: Cost(l["params_before"], l["macs_before"]) for n, l in layers.items()}
+    original = {l["name"]: Cost(l["params_before"], l["macs_before"]) for l in report["layers"] if l["name"] in cands}
     total = report["original"]["macs"]
     best = None
-    for level in threshold_levels(cands, original, 0.0, "flops"):
-        macs = total - sum(original[n].macs - c.macs for n, c in level.choices.items() if c is not None)
-        if total / macs >= reduction:  # levels run from the most compressed up: keep the last that fits
-            best = (float(level.label.split()[-1]), total / macs)
+    for tau in sorted({c.similarity for cs in cands.values() for c in cs}):  # raising it only adds MACs
+        choices = choose_hybrid(cands, original, tau, "flops")
+        macs = total - sum(original[n].macs - c.macs for n, c in choices.items() if c is not None)
+        if total / macs < reduction:
+            break
+        best = (tau, total / macs)
     if best is None:
         raise SystemExit(f"no threshold reaches a {reduction}x MAC reduction on the scored candidates")
     return best
@@ -195,6 +195,7 @@ def _int8_pair(name: str, original: Path, compressed: Path, data: str, runs: int
 
 
 def model_row(name: str, runs: int) -> dict:
+    searched = {}
     if name in ("vgg", "resnet"):  # the make-baselines models
         model, data = Path(f"models/{name}.keras"), "fashion-mnist"
         extra = ["--data", data, "--epochs", "1", "--train-samples", "10000", "--max-rounds", "2"]
@@ -207,8 +208,9 @@ def model_row(name: str, runs: int) -> dict:
                  "--methods", "tucker,tt,svd,qr,ttm", "--step", "5", "--objective", "flops", "--allocation", "threshold",
                  "--max-acc-drop", "100"]  # random weights: every rung is at chance, so every rung "meets" it
         first = _build(name + "-scores", model, [*extra, "--formats", "tflite"], 0)["report"]
-        threshold, _ = _threshold_for(first, SEARCH_REDUCTION)
+        threshold, predicted = _threshold_for(first, SEARCH_REDUCTION)
         extra += ["--threshold", f"{threshold:.6f}"]
+        searched = {"threshold": threshold, "predicted_mac_ratio": round(predicted, 4), "mac_budget": SEARCH_REDUCTION}
     else:
         model, data = _apps_model(name), str(_small_data())
         # CP is left out here: its ALS at the high ranks of 512/1024-channel layers takes minutes per
@@ -226,7 +228,7 @@ def model_row(name: str, runs: int) -> dict:
     priced = [l for l in report["layers"] if "latency_ms_before" in l]
     layer_sum = ({"before_ms": round(sum(l["latency_ms_before"] for l in priced), 4),
                   "after_ms": round(sum(l["latency_ms_after"] for l in priced), 4)} if priced else None)
-    return {**build, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    return {**build, **searched, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "layer_latency_sum": layer_sum,
             "failures": [r for r in int8 if "error" in r],
             "macs_before": report["original"]["macs"], "macs_after": report["compressed"]["macs"],

@@ -84,7 +84,8 @@ def ablation_section(runs: dict) -> list[str]:
     lines = ["### Ablation: one fine-tuning round, each part off (or distillation on)", "",
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
              "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
-             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning.", "",
+             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. Rows dated "
+             "before the fine-tuning defaults changed ran 3 epochs without distillation, as their commands say.", "",
              "| build | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | met | "
              "fine-tune s | build s |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
@@ -166,9 +167,10 @@ def finetune_section(runs: dict) -> list[str]:
     lines = ["### Fine-tuning alone, on fixed deep rungs", "",
              "Each row fine-tunes one fixed plan once (`--plan`, `--max-rounds 1`): the plan the claims group's hybrid "
              "build published at drop <= 2 or <= 3 without fine-tuning ('before' is that build's validation drop, "
-             "seed 0). Variants: plain cross-entropy (ce) or distillation from the original (kd), 3 epochs (the default until 8 with distillation replaced it) "
-             "or 8 all run (e8: `--patience 8`), on the default 20,000 training samples; a seed redraws the splits and the "
-             "training order; ce-again is ce run once more with the same flags.", "",
+             "seed 0). Variants: plain cross-entropy (ce) or distillation from the original (kd), 3 epochs (the "
+             "default until 8 with distillation replaced it) or 8 all run (e8: `--patience 8`), on the default "
+             "20,000 training samples; a seed redraws the splits and the training order; ce-again is ce run once "
+             "more with the same flags.", "",
              "| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
              "epochs run | fine-tune s |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]

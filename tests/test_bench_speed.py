@@ -1,4 +1,5 @@
 """bench.render_speed: the objective comparison reads the side-by-side run when there is one, and says which it is."""
+import pytest
 
 from bench.render_speed import objective_lines
 
@@ -27,3 +28,21 @@ def test_the_side_by_side_run_decides_when_present():
     assert line.startswith("- vgg, ONNX Runtime CPU, side by side in one run (2026-11-30 15:00 UTC):")
     assert "0.200 ms" in line and "0.360 ms" in line and "original 0.450 ms: 1.80x, meets the 1.3x target" in line
     assert "minutes apart" not in line
+
+
+def test_threshold_for_a_mac_budget_is_the_least_compressed_rung_within_it():
+    """bench.latency's searched ResNet50 row: the highest threshold whose plan keeps at most 1/reduction of the MACs."""
+    from bench.latency import _threshold_for
+
+    def cand(layer, rank, macs, sim):
+        return {"layer": layer, "method": "svd", "ranks": [rank], "params": macs, "macs": macs, "similarity": sim}
+
+    report = {"original": {"macs": 1000},  # two layers of 400 MACs and 200 outside them
+              "layers": [{"name": n, "params_before": 400, "macs_before": 400} for n in ("a", "b")],
+              "search": {"candidates": [cand("a", 1, 50, 0.90), cand("a", 2, 100, 0.97), cand("a", 3, 200, 0.995),
+                                        cand("b", 1, 40, 0.93), cand("b", 2, 80, 0.99)]}}
+    # thresholds 0.90 ... : a=50,b=40 -> 290 MACs (3.4x); at 0.97: a=100,b=80 -> 380 (2.6x); at 0.99 a=200 -> 480
+    assert _threshold_for(report, 3.0) == (0.9, 1000 / 290)
+    assert _threshold_for(report, 2.5) == (0.97, 1000 / 380)
+    with pytest.raises(SystemExit, match="no threshold reaches a 5.0x"):
+        _threshold_for(report, 5.0)

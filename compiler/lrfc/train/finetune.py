@@ -42,7 +42,7 @@ alone"): at 3 epochs distillation is within one round's noise (at 81.5 % and
 84.5 % of MACs removed, two seeds each, distillation minus cross-entropy
 -0.16, +0.08, -0.08, 0.00 on validation; the same cross-entropy round run
 twice moved by 0.12 and 0.22). Longer rounds alone do not help either (8
-epochs of cross-entropy: 1.40 and 1.44 against 1.12-1.42 at 3). Together
+epochs of cross-entropy: 1.40 and 1.44 against 1.12-1.46 at 3). Together
 they do: 8 epochs with distillation reach 0.86 and 0.90 (two seeds) at
 81.5 % and 1.14 at 84.5 % on validation, 1.30 and 1.44 on the test half
 against 1.78 and 2.02 for 3 epochs of cross-entropy (seed 0). The soft
