@@ -180,7 +180,7 @@ def finetune_section(runs: dict) -> list[str]:
         lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
                      f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
                      f"{100 * (r['test_before'] - r['test_after']):.2f} | "
-                     f"{r['finetune'].get('epochs', '-')} | {r['finetune']['seconds']:.0f} |")
+                     f"{r['rounds'][0]['epochs'] if r['rounds'] else '-'} | {r['finetune']['seconds']:.0f} |")
     lines.append("")
     for key in dict.fromkeys((r["model"], r["rung"]) for r in rows.values()):
         drops = {(r["variant"], r["flags"]["--seed"]): r["drop_points"] for r in rows.values()
