@@ -50,7 +50,10 @@ def latency(record: dict) -> list[str]:
         acc = (f"accuracy {100 * m['accuracy_before']:.2f}% → {100 * m['accuracy_after']:.2f}%"
                if m.get("accuracy_before") is not None else "")
         how = (f"latency costs {costs['source']}: {costs['measured']} chains measured, {costs['reused']} reused, "
-               f"{costs['seconds']} s" if costs else "a fixed plan, no search")
+               f"{costs['seconds']} s" if costs else
+               f"searched under --objective flops at the threshold read off a first build's candidates "
+               f"(MAC reduction predicted {m['predicted_mac_ratio']:.2f}x, built {m['mac_ratio']:.2f}x)"
+               if m.get("threshold") is not None else "a fixed plan, no search")
         lines.append(f"- {name}: `{as_run(m['command'], m['date'])}` ({m['date']}, {m['wall_s']:.0f} s; {acc}; {how}); int8: "
                      "`lrfc export --precision int8` of both models, then `lrfc bench` of the pair.")
     obj = models.get("objective")
