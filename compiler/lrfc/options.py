@@ -34,7 +34,7 @@ class BuildOptions:
     step: float = 2.0
     max_sol: int = 10
     calib_samples: int = 500           # same plan as 2,000 on the VGG baseline (docs/BENCHMARKS.md), a quarter of the time
-    epochs: int = 8                    # per round, with distillation: 0.86-0.90 points at a VGG rung where 3 epochs gave 1.08-1.34
+    epochs: int = 8                    # per round, with distillation: 0.86-0.90 points at a VGG rung where 3 epochs gave 1.08-1.24
     finetune: str = "oneshot"
     rank_selection: str = "similarity"
     energy: float = 0.9
