@@ -23,9 +23,12 @@ search's own plan under a MAC budget: a first build scores the candidates
 (the paper's threshold allocation, ``--objective flops``), the highest
 threshold whose plan has at most a quarter of the original's MACs is read
 off them (``_threshold_for``), and the second build searches at that
-threshold and is benchmarked.
+threshold and is benchmarked. ``resnet50-searched-latency`` does the same
+under ``--objective latency``: each layer takes the candidate the build
+measured fastest (ranks on the profile's channel multiple) among those
+meeting the threshold, and the MAC budget still sets the threshold.
 
-    python -m bench.latency [--only resnet,mobilenetv2,resnet50,resnet50-searched,objective] [--runs N]
+    python -m bench.latency [--only resnet,mobilenetv2,resnet50,resnet50-searched,resnet50-searched-latency,objective] [--runs N]
 
 Writes ``bench/results/latency.json``; needs models/resnet.keras (make baselines).
 """
@@ -128,26 +131,35 @@ def _fixed_plan(model: Path, fraction: float) -> Path:
 
 
 SEARCH_REDUCTION = 4.0  # resnet50-searched: the MAC budget, a quarter of the original's MACs (issue 14)
+# the searched rows and the objective each layer's candidate is chosen by under that budget: MACs, or the
+# latency the build measures per candidate on this machine (ranks then on the profile's channel multiple)
+SEARCHED = {"resnet50-searched": "flops", "resnet50-searched-latency": "latency"}
 
 
-def _threshold_for(report: dict, reduction: float) -> tuple[float, float]:
-    """The highest similarity threshold whose plan (the paper's allocation over ``report``'s scored candidates)
-    has at most ``1 / reduction`` of the original's MACs, and that plan's MAC reduction."""
+def _threshold_for(report: dict, reduction: float, objective: str = "flops") -> tuple[float, float]:
+    """The highest similarity threshold whose plan (the paper's allocation over ``report``'s scored candidates,
+    each layer's cheapest under ``objective``) has at most ``1 / reduction`` of the original's MACs, and that
+    plan's MAC reduction.
+
+    Under ``latency`` only the candidates the build priced (``measured_ms``) are offered, against the original
+    layers' measured latency, as the build itself chooses."""
     from lrfc.decompose import Cost
     from lrfc.search.select import Candidate, choose_hybrid
 
     cands: dict[str, list] = {}
     for c in report["search"]["candidates"]:
-        cands.setdefault(c["layer"], []).append(Candidate.from_json(c))
+        if objective != "latency" or c.get("measured_ms") is not None:
+            cands.setdefault(c["layer"], []).append(Candidate.from_json(c))
     original = {l["name"]: Cost(l["params_before"], l["macs_before"]) for l in report["layers"] if l["name"] in cands}
+    original_ms = ({l["name"]: l["latency_ms_before"] for l in report["layers"] if l["name"] in cands}
+                   if objective == "latency" else None)
     total = report["original"]["macs"]
     best = None
-    for tau in sorted({c.similarity for cs in cands.values() for c in cs}):  # raising it only adds MACs
-        choices = choose_hybrid(cands, original, tau, "flops")
+    for tau in sorted({c.similarity for cs in cands.values() for c in cs}):  # the highest that still fits
+        choices = choose_hybrid(cands, original, tau, objective, original_ms=original_ms)
         macs = total - sum(original[n].macs - c.macs for n, c in choices.items() if c is not None)
-        if total / macs < reduction:
-            break
-        best = (tau, total / macs)
+        if total / macs >= reduction:
+            best = (tau, total / macs)
     if best is None:
         raise SystemExit(f"no threshold reaches a {reduction}x MAC reduction on the scored candidates")
     return best
@@ -202,15 +214,17 @@ def model_row(name: str, runs: int) -> dict:
     elif name.endswith("-plan"):  # keras.applications at a fixed quarter-rank plan
         model, data = _apps_model(name[: -len("-plan")]), str(_small_data())
         extra = ["--data", data, "--allow-low-accuracy", "--finetune", "none", "--calib-samples", "32", "--plan", str(_fixed_plan(model, 0.25))]
-    elif name == "resnet50-searched":  # the search's own plan under a MAC budget (SEARCH_REDUCTION)
+    elif name in SEARCHED:  # the search's own plan under a MAC budget (SEARCH_REDUCTION)
+        objective = SEARCHED[name]
         model, data = _apps_model("resnet50"), str(_small_data())
         extra = ["--data", data, "--allow-low-accuracy", "--finetune", "none", "--calib-samples", "32",
-                 "--methods", "tucker,tt,svd,qr,ttm", "--step", "5", "--objective", "flops", "--allocation", "threshold",
+                 "--methods", "tucker,tt,svd,qr,ttm", "--step", "5", "--objective", objective, "--allocation", "threshold",
                  "--max-acc-drop", "100"]  # random weights: every rung is at chance, so every rung "meets" it
         first = _build(name + "-scores", model, [*extra, "--formats", "tflite"], 0)["report"]
-        threshold, predicted = _threshold_for(first, SEARCH_REDUCTION)
+        threshold, predicted = _threshold_for(first, SEARCH_REDUCTION, objective)
         extra += ["--threshold", f"{threshold:.6f}"]
-        searched = {"threshold": threshold, "predicted_mac_ratio": round(predicted, 4), "mac_budget": SEARCH_REDUCTION}
+        searched = {"threshold": threshold, "predicted_mac_ratio": round(predicted, 4), "mac_budget": SEARCH_REDUCTION,
+                    "objective": objective}
     else:
         model, data = _apps_model(name), str(_small_data())
         # CP is left out here: its ALS at the high ranks of 512/1024-channel layers takes minutes per
@@ -274,7 +288,7 @@ def objective_row(runs: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="vgg,resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan,"
-                                          "resnet50-searched")
+                                          "resnet50-searched,resnet50-searched-latency")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for name in args.only.split(","):

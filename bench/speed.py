@@ -27,6 +27,7 @@ comparison of the two objectives.
 
     python -m bench.speed [--models vgg,resnet] [--rows latency,flops,int8,int8-qat] [--time-budget MINUTES]
     python -m bench.speed --models vgg --side-by-side
+    python -m bench.speed --rows latency --no-side-by-side   (the pair's other row built with other settings)
     python -m bench.speed --refresh
 """
 
@@ -126,6 +127,8 @@ def main(argv=None) -> None:
     parser.add_argument("--time-budget", default=None, help="minutes per build (lrfc build --time-budget)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="build nothing: time the latency and flops rows' published models side by side")
+    parser.add_argument("--no-side-by-side", action="store_true",
+                        help="keep the last side-by-side timing (a row re-run alone, its pair built otherwise)")
     parser.add_argument("--refresh", action="store_true",
                         help="build nothing: re-read every row's report.json (after a change to what a row derives)")
     args = parser.parse_args(argv)
@@ -159,7 +162,7 @@ def main(argv=None) -> None:
                               for p in ("fp32", "int8") if f"original {p}" in lite and f"lrfc {p}" in lite)
             print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, litert "
                   f"{pairs}, {wall:.0f} s", flush=True)
-        if args.side_by_side or {"latency", "flops"} & set(rows):  # a row changed: side by side again
+        if args.side_by_side or ({"latency", "flops"} & set(rows) and not args.no_side_by_side):  # a row changed
             timed = side_by_side(model)
             if timed is not None:
                 update_json(RESULTS, lambda results, m=model, t=timed: results.setdefault("side_by_side", {}).update({m: t}))

@@ -46,3 +46,26 @@ def test_threshold_for_a_mac_budget_is_the_least_compressed_rung_within_it():
     assert _threshold_for(report, 2.5) == (0.97, 1000 / 380)
     with pytest.raises(SystemExit, match="no threshold reaches a 5.0x"):
         _threshold_for(report, 5.0)
+
+
+def test_threshold_for_a_mac_budget_under_latency_takes_the_fastest_priced_candidate():
+    """Under --objective latency each layer takes its fastest priced candidate; unpriced ones are not offered."""
+    from bench.latency import _threshold_for
+
+    def cand(layer, rank, macs, sim, ms):
+        return {"layer": layer, "method": "svd", "ranks": [rank], "params": macs, "macs": macs, "similarity": sim,
+                "measured_ms": ms}
+
+    report = {"original": {"macs": 1000},
+              "layers": [{"name": n, "params_before": 400, "macs_before": 400, "latency_ms_before": 1.0} for n in "ab"],
+              "search": {"candidates": [cand("a", 1, 50, 0.80, None),  # below the priced walk: never offered
+                                        cand("a", 2, 100, 0.90, 0.50), cand("a", 3, 150, 0.95, 0.30),
+                                        cand("b", 1, 40, 0.93, 0.20), cand("b", 2, 80, 0.99, 0.40)]}}
+    # at 0.90 and 0.93: a takes rank 3 (0.30 ms, 150 MACs, not the fewer-MAC rank 2), b rank 1: 150 + 40 + 200 = 390
+    # (2.56x); at 0.95 b needs rank 2: 430 (2.33x); at 0.99 a is kept: 680
+    assert _threshold_for(report, 2.5, "latency") == (0.93, 1000 / 390)
+    assert _threshold_for(report, 2.3, "latency") == (0.95, 1000 / 430)
+    # by MACs, a's rank 2 at 0.90 makes 340 (2.94x); by measured latency nothing reaches 2.9x (rank 1 is unpriced)
+    assert _threshold_for(report, 2.9, "flops") == (0.9, 1000 / 340)
+    with pytest.raises(SystemExit, match="no threshold reaches a 2.9x"):
+        _threshold_for(report, 2.9, "latency")
