@@ -28,7 +28,11 @@ under ``--objective latency``: each layer takes the candidate the build
 measured fastest (ranks on the profile's channel multiple) among those
 meeting the threshold, and the MAC budget still sets the threshold.
 
-    python -m bench.latency [--only resnet,mobilenetv2,resnet50,resnet50-searched,resnet50-searched-latency,objective] [--runs N]
+``searched-side-by-side`` times the original and both searched plans in one
+run per runtime, the fair comparison of the two objectives.
+
+    python -m bench.latency [--only resnet,mobilenetv2,resnet50,resnet50-searched,resnet50-searched-latency,
+                             searched-side-by-side,objective] [--runs N]
 
 Writes ``bench/results/latency.json``; needs models/resnet.keras (make baselines).
 """
@@ -285,16 +289,40 @@ def objective_row(runs: int) -> dict:
             "layers_differ": differ, "bench": bench}
 
 
+def searched_side_by_side(runs: int) -> dict | None:
+    """The original and both searched ResNet50 plans (``SEARCHED``) timed in one runtime_bench run per runtime.
+
+    Each row's own benchmark timed its plan beside the original minutes apart from the other's; comparing the
+    two objectives wants one run (alternating rounds, two sets of fresh workers). None when a plan is missing.
+    """
+    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtimes": {}}
+    for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
+        files = {"original": WORK / "resnet50-searched-latency" / f"original.{fmt}",
+                 **{objective: WORK / name / f"model.{fmt}" for name, objective in SEARCHED.items()}}
+        if not all(f.is_file() for f in files.values()):
+            return None
+        cmd = [sys.executable, "-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime,
+               "--threads", "2", "--runs", str(runs), "--lifetimes", "2", "--json"]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        p50 = {name: r["p50_ms"] for name, r in zip(files, res["results"])}
+        out["runtimes"][runtime] = {"command": "python " + " ".join(cmd[1:]), "p50_ms": p50,
+                                    "latency_vs_flops": round(p50["flops"] / p50["latency"], 4)}
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="vgg,resnet,objective,mobilenetv2,resnet50,mobilenetv2-plan,resnet50-plan,"
-                                          "resnet50-searched,resnet50-searched-latency")
+                                          "resnet50-searched,resnet50-searched-latency,searched-side-by-side")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     for name in args.only.split(","):
-        row = objective_row(args.runs) if name == "objective" else model_row(name, args.runs)
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
-        results.setdefault("models", {})[name] = row
+        if name == "searched-side-by-side":
+            results["searched_side_by_side"] = searched_side_by_side(args.runs)
+        else:
+            row = objective_row(args.runs) if name == "objective" else model_row(name, args.runs)
+            results.setdefault("models", {})[name] = row
         results["machine"] = machine()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -42,7 +42,7 @@ def latency(record: dict) -> list[str]:
                   f"goal of a latency reduction within 0.8 of the MAC reduction. Fidelity (latency ratio / MAC ratio) "
                   f"ranges from {lo[0]:.2f} ({lo[1]}, {lo[2]['runtime']} {lo[2]['precision']}) to {hi[0]:.2f} "
                   f"({hi[1]}, {hi[2]['runtime']} {hi[2]['precision']})."]
-        lines += ["", *_latency_reading(models)]
+        lines += ["", *_latency_reading(models, record.get("searched_side_by_side"))]
     lines += ["", "![latency ratio against MAC ratio](latency_vs_macs.png)", ""]
     for name, m in models.items():
         if "runs" not in m:
@@ -100,7 +100,7 @@ def _int8_rate(models: dict) -> str:
             "on 2 vCPUs")
 
 
-def _searched_reading(models: dict) -> list[str]:
+def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
     """The search's own ResNet50 plans under a MAC budget (issue 14's target: latency cut / MAC cut >= 0.85 on LiteRT)."""
     lines = []
     for name in ("resnet50-searched", "resnet50-searched-latency"):
@@ -119,10 +119,18 @@ def _searched_reading(models: dict) -> list[str]:
                      f"scored candidates): {m['mac_ratio']:.2f}x fewer MACs, LiteRT {run['ratios']['latency_p50']:.2f}x "
                      f"faster: latency cut / MAC cut {fidelity:.2f}, which {verdict} the 0.85 target (ONNX Runtime "
                      f"{_fidelity(models, name, 'onnxruntime-cpu', 'fp32')}).")
+    if timed and lines:
+        lines.append(f"- Side by side in one run ({timed['date']}): original, `--objective flops` plan and "
+                     f"`--objective latency` plan, p50 "
+                     + "; ".join(f"{runtime}: {r['p50_ms']['original']:.2f} / {r['p50_ms']['flops']:.2f} / "
+                                 f"{r['p50_ms']['latency']:.2f} ms, latency plan {r['latency_vs_flops']:.2f}x the flops "
+                                 f"plan (`{r['command']}`)" for runtime, r in timed["runtimes"].items())
+                     + ". Random weights: both plans are at chance, so the two are compared at the same MAC budget, "
+                       "not at a measured accuracy.")
     return lines
 
 
-def _latency_reading(models: dict) -> list[str]:
+def _latency_reading(models: dict, timed: dict | None = None) -> list[str]:
     """What the table says, in words; every figure is read from the results."""
     f = lambda *k: _fidelity(models, *k)  # noqa: E731
     sums = (models.get("resnet") or {}).get("layer_latency_sum") or {}
@@ -134,7 +142,7 @@ def _latency_reading(models: dict) -> list[str]:
         f"- **Large layers translate MACs into time.** ResNet50 at a fixed quarter-rank plan (Tucker-2 on the 3x3 "
         f"convolutions, SVD on the 1x1s): LiteRT {f('resnet50-plan', 'litert', 'fp32')}, ONNX Runtime "
         f"{f('resnet50-plan', 'onnxruntime-cpu', 'fp32')}: the 0.8 goal is met on LiteRT and nearly on ONNX Runtime.",
-        *_searched_reading(models),
+        *_searched_reading(models, timed),
         f"- **Small inputs do not.** The Fashion-MNIST models run 28x28 maps: the VGG-style model LiteRT "
         f"{f('vgg', 'litert', 'fp32')}, ONNX Runtime {f('vgg', 'onnxruntime-cpu', 'fp32')}; the ResNet-style model "
         f"LiteRT {f('resnet', 'litert', 'fp32')}, ONNX Runtime {f('resnet', 'onnxruntime-cpu', 'fp32')}. Their layers take "

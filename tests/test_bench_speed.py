@@ -69,3 +69,20 @@ def test_threshold_for_a_mac_budget_under_latency_takes_the_fastest_priced_candi
     assert _threshold_for(report, 2.9, "flops") == (0.9, 1000 / 340)
     with pytest.raises(SystemExit, match="no threshold reaches a 2.9x"):
         _threshold_for(report, 2.9, "latency")
+
+
+def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run():
+    from bench.render_latency import _searched_reading
+
+    def row(objective, mac_ratio, litert):
+        run = {"runtime": "litert", "precision": "fp32", "ratios": {"latency_p50": litert, "macs": mac_ratio}}
+        return {"objective": objective, "mac_ratio": mac_ratio, "mac_budget": 4.0, "threshold": 0.998, "runs": [run]}
+
+    models = {"resnet50-searched": row("flops", 5.0, 3.1), "resnet50-searched-latency": row("latency", 4.7, 4.1)}
+    timed = {"date": "2026-11-30 22:00 UTC", "runtimes": {"litert": {
+        "p50_ms": {"original": 40.0, "flops": 13.0, "latency": 9.5}, "latency_vs_flops": 1.3684, "command": "python -m x"}}}
+    flops, latency, side = _searched_reading(models, timed)
+    assert "`--objective flops`" in flops and "latency cut / MAC cut 0.62, which misses the 0.85 target" in flops
+    assert "`--objective latency`" in latency and "latency cut / MAC cut 0.87, which meets the 0.85 target" in latency
+    assert "litert: 40.00 / 13.00 / 9.50 ms, latency plan 1.37x the flops plan" in side
+    assert _searched_reading({}, timed) == []  # no rows, nothing to compare
