@@ -293,21 +293,13 @@ def searched_side_by_side(runs: int) -> dict | None:
     """The original and both searched ResNet50 plans (``SEARCHED``) timed in one runtime_bench run per runtime.
 
     Each row's own benchmark timed its plan beside the original minutes apart from the other's; comparing the
-    two objectives wants one run (alternating rounds, two sets of fresh workers). None when a plan is missing.
+    two objectives wants one run (``bench.speed.timed_together``). None when a plan is missing.
     """
-    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtimes": {}}
-    for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
-        files = {"original": WORK / "resnet50-searched-latency" / f"original.{fmt}",
-                 **{objective: WORK / name / f"model.{fmt}" for name, objective in SEARCHED.items()}}
-        if not all(f.is_file() for f in files.values()):
-            return None
-        cmd = [sys.executable, "-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime,
-               "--threads", "2", "--runs", str(runs), "--lifetimes", "2", "--json"]
-        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        p50 = {name: r["p50_ms"] for name, r in zip(files, res["results"])}
-        out["runtimes"][runtime] = {"command": "python " + " ".join(cmd[1:]), "p50_ms": p50,
-                                    "latency_vs_flops": round(p50["flops"] / p50["latency"], 4)}
-    return out
+    from bench.speed import timed_together
+
+    return timed_together(lambda fmt: {"original": WORK / "resnet50-searched-latency" / f"original.{fmt}",
+                                       **{objective: WORK / name / f"model.{fmt}" for name, objective in SEARCHED.items()}},
+                          runs)
 
 
 def main(argv=None) -> None:

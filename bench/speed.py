@@ -101,18 +101,28 @@ def side_by_side(model: str) -> dict | None:
     objective comparison wants one run (alternating rounds, each file its
     lower median of two sets of fresh workers). None when a row's files are missing.
     """
+    dirs = {kind: WORK / f"{model}-{kind}" for kind in ("latency", "flops")}
+    return timed_together(lambda fmt: {"original": dirs["latency"] / f"original.{fmt}",
+                                       **{k: d / f"model.{fmt}" for k, d in dirs.items()}}, SIDE_BY_SIDE_RUNS)
+
+
+def timed_together(files_for, runs: int) -> dict | None:
+    """``{"original", "flops", "latency"}`` files (``files_for(fmt)``) timed in one runtime_bench run per runtime.
+
+    Returns the date and, per runtime, the command, each file's p50 and the latency file's speed-up over the
+    flops file; None when a file is missing.
+    """
     import json
     import subprocess
     import sys
 
-    dirs = {kind: WORK / f"{model}-{kind}" for kind in ("latency", "flops")}
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtimes": {}}
     for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
-        files = {"original": dirs["latency"] / f"original.{fmt}", **{k: d / f"model.{fmt}" for k, d in dirs.items()}}
-        if not all(f.is_file() for f in files.values()):
+        files = files_for(fmt)
+        if not all(Path(f).is_file() for f in files.values()):
             return None
         cmd = ["-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime, "--threads", "2",
-               "--runs", str(SIDE_BY_SIDE_RUNS), "--lifetimes", "2", "--json"]
+               "--runs", str(runs), "--lifetimes", "2", "--json"]
         res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
         p50 = {name: r["p50_ms"] for name, r in zip(files, res["results"])}
         out["runtimes"][runtime] = {"command": "python " + " ".join(cmd), "p50_ms": p50,

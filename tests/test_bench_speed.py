@@ -84,5 +84,6 @@ def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run(
     flops, latency, side = _searched_reading(models, timed)
     assert "`--objective flops`" in flops and "latency cut / MAC cut 0.62, which misses the 0.85 target" in flops
     assert "`--objective latency`" in latency and "latency cut / MAC cut 0.87, which meets the 0.85 target" in latency
-    assert "litert: 40.00 / 13.00 / 9.50 ms, latency plan 1.37x the flops plan" in side
+    assert "litert: 40.00 / 13.00 / 9.50 ms, flops plan 3.08x for 5.00x fewer MACs (latency cut / MAC cut 0.615), " \
+           "latency plan 4.21x for 4.70x fewer MACs (latency cut / MAC cut 0.896), latency plan 1.37x the flops plan" in side
     assert _searched_reading({}, timed) == []  # no rows, nothing to compare
