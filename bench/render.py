@@ -6,7 +6,7 @@ is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
 ``render_speed`` (whole-model latency and the int8 baseline),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
-model size), and the factorization-time table here.
+model size), ``render_sensitivity`` (the select stage's sampled effects), and the factorization-time table here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bench.render_common import DEFAULTS_CHANGED, machine_line
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
 from bench.render_scale import scale, scale_plot
+from bench.render_sensitivity import sensitivity
 from bench.render_speed import probe, qat, speed
 
 RESULTS = Path("bench/results")
@@ -54,8 +55,8 @@ def main() -> None:
              "are noisy: compare the ratios measured side by side in one run. Fine-tuning builds dated before "
              f"{DEFAULTS_CHANGED} ran with the defaults of then (3 epochs, no distillation); their commands "
              "spell those out (`--epochs 3 --no-distill`) so they reproduce.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "quality.json", "latency.json",
-                 "decompose_time.json"):
+    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "quality.json",
+                 "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
             continue
@@ -71,6 +72,8 @@ def main() -> None:
         elif name == "scale.json":
             parts += scale(record)
             scale_plot(record, DOC.parent / "scale.png")
+        elif name == "sensitivity.json":
+            parts += sensitivity(record)
         elif name == "quality.json":
             parts += quality(record, DOC.parent)
         elif name == "latency.json":

@@ -101,15 +101,15 @@ def row_from(report: dict, name: str, shown: str, wall: float) -> dict:
     }
 
 
-def child(until: str, argv: list[str]) -> None:
-    """Run ``lrfc build ARGV`` through the stages up to ``until``; print what the report would say of them."""
+def state_until(until: str, argv: list[str]):
+    """The build state of ``lrfc build ARGV`` run through the stages up to ``until`` (in this process)."""
     import lrfc.pipeline as pipeline
     from lrfc import cli
 
     names = [n for n, _ in pipeline.STAGES]
+    stages, real = pipeline.STAGES, pipeline.run_build
     pipeline.STAGES = pipeline.STAGES[: names.index(until) + 1]
     captured = {}
-    real = pipeline.run_build
 
     class Done(Exception):
         pass
@@ -123,9 +123,16 @@ def child(until: str, argv: list[str]) -> None:
         code = cli.main(["build", *argv])
     except Done:
         code = 0
+    finally:
+        pipeline.STAGES, pipeline.run_build = stages, real
     if "state" not in captured:
         raise SystemExit(code or 1)
-    state = captured["state"]
+    return captured["state"]
+
+
+def child(until: str, argv: list[str]) -> None:
+    """Run ``lrfc build ARGV`` through the stages up to ``until``; print what the report would say of them."""
+    state = state_until(until, argv)
     print(json.dumps({
         "original": {"params": int(state.flat.count_params()), "macs": sum(r.macs for r in state.rows)},
         "layers": [n for n in state.targets], "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},

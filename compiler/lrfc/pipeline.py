@@ -116,6 +116,7 @@ class BuildState:
     plan: Plan | None = None
     solutions: list[Solution] = field(default_factory=list)
     levels: list[Level] = field(default_factory=list)  # the compression ladder, most compressed first
+    sensitivity: dict | None = None          # global allocation: probe size, front candidates, how many measured
     enforce_budget: bool = True              # False for a given --plan and the iterative baseline
     ladder: str = "global"                  # how the levels were made: global, threshold or fixed (one rung)
     level: int | None = None                 # the rung the model is made of

@@ -85,6 +85,7 @@ def build_report(state) -> dict:
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
                                            len(state.splits.x_val), state.enforce_budget),
         "budget_search": state.budget.to_json(),
+        "sensitivity": state.sensitivity,
         "solutions": solutions(state),
         "whole_model": None if state.whole is None else {k: v for k, v in state.whole.to_json().items()
                                                          if k != "rungs"},

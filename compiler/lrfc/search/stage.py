@@ -182,23 +182,31 @@ def select(state) -> None:
 
 
 def global_levels(state) -> list:
-    """The Lagrangian ladder: every front candidate's end-to-end effect measured, then allocated (``search.allocate``)."""
+    """The Lagrangian ladder: each front's end-to-end effects (measured or interpolated), then allocated (``search.allocate``)."""
+    import time
+
     from lrfc.search.allocate import front, lagrangian_levels
-    from lrfc.search.sensitivity import Sensitivity
+    from lrfc.search.sensitivity import Sensitivity, along_front
 
     floor = state.options.min_similarity
     fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
               for n in state.targets}
     stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
+    start = time.perf_counter()
     sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache,
                               state.memory.free if state.memory is not None else None)
-    options = {}
+    options, measured = {}, 0
     with state.progress("sensitivity", sum(map(len, fronts.values()))) as bar:
         for name, cands in fronts.items():
-            options[name] = []
-            for c in cands:
-                options[name].append((c, sensitivity.of(state.tasks[name], c)))
-                bar.update(1, name)
+            effects, was_measured = along_front([c.similarity for c in cands],
+                                                lambda i: sensitivity.of(state.tasks[name], cands[i]))
+            options[name] = list(zip(cands, effects))
+            measured += sum(was_measured)
+            bar.update(len(cands), name)
+    state.sensitivity = {"probe_samples": int(len(sensitivity.x)), "front_candidates": sum(map(len, fronts.values())),
+                         "measured": measured, "seconds": round(time.perf_counter() - start, 2)}
+    state.log(f"end-to-end effects: {measured} of {state.sensitivity['front_candidates']} front candidates measured "
+              f"on {len(sensitivity.x)} probe samples, the rest interpolated along their fronts")
     return lagrangian_levels(options, original_costs(state), state.objective, state.original_ms or None)
 
 

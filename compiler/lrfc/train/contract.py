@@ -28,7 +28,9 @@ least. The search over it:
    publishes the best rung that met the budget.
 
 With ``--finetune none`` the validation split itself is the measure: the
-bisection finds the most compressed rung that meets the budget as it is.
+bisection finds the most compressed rung that meets the budget as it is, and
+what it measured is final (a rung is neither scored twice nor tried again once
+the bisection has seen it over the budget).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class BudgetSearch:
         self.x_proxy, self.y_proxy = head(s.x_val, n), s.y_val[:n]
         self.proxy_original = None
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
+        self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.best: tuple[int, object, float] | None = None
@@ -124,7 +127,8 @@ class BudgetSearch:
             self.models = {}  # only the latest is kept (a try usually follows the last look): gone before the next
             with self.state.timer.stage("factorize"):
                 model = build_level(self.state, self.plan(i))
-            self.proxy[i] = 100.0 * (self.proxy_original - _accuracy(model, self.x_proxy, self.y_proxy))
+            self.proxy_accuracy[i] = _accuracy(model, self.x_proxy, self.y_proxy)
+            self.proxy[i] = 100.0 * (self.proxy_original - self.proxy_accuracy[i])
             self.models = {i: model}
         return self.proxy[i]
 
@@ -152,6 +156,8 @@ class BudgetSearch:
                 hi = mid
             else:
                 lo = mid
+        if not self.tune:  # the proxy is the validation split: a rung over the budget there has failed for good
+            self.lo_fail = max(self.lo_fail, lo)
         return min(hi, self.hi_pass - 1)
 
     # ------------------------------------------------------------------ the search
@@ -195,7 +201,10 @@ class BudgetSearch:
         while i is not None:
             start = time.perf_counter()
             epochs, _ = tune_one(model) if self.tune else (0, 0.0)
-            accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
+            if not self.tune and i in self.proxy_accuracy:  # scored on the whole validation split already
+                accuracy = self.proxy_accuracy[i]
+            else:
+                accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
             drop = 100.0 * (original - accuracy)
             met = drop <= self.options.max_acc_drop + 1e-9
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start)

@@ -1,0 +1,158 @@
+"""What measuring only part of each front costs the global allocator (``search.sensitivity.along_front``).
+
+The select stage measures each front candidate's end-to-end effect (the KL
+divergence of the model's outputs with only that layer factorized) at the
+front's ends and wherever two measured neighbours differ by more than
+``SPREAD``; the rest are interpolated. This harness runs a real build
+through the select stage with *every* front candidate measured (each one
+timed), then replays the sampled walk over those same numbers, so both
+ladders come from one model, one probe set and one set of candidates:
+
+Each of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
+
+* how many candidates the walk measures, and the seconds that saves
+  (the sum of the measured candidates' own times against all of them);
+* how far an interpolated effect is from the measured one (|log ratio|);
+* what it does to the ladder: for every rung of the sampled ladder, its true
+  total effect (the measured effects of its choices, summed, as the
+  allocator's budget counts them) against the least total effect any rung of
+  the fully measured ladder reaches at no greater cost. 1.0 means the
+  sampled rung is as good as the full allocator's; the median and the worst
+  rung are reported, over all rungs and over the rungs removing at least
+  70 % of the objective's cost (where the budget builds land).
+
+    python -m bench.sensitivity [--models vgg,resnet,resnet50-64] [--calib-samples 256] [--spreads 2,4,8,16]
+
+Results: ``bench/results/sensitivity.json``; ``python -m bench.render``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench.decompose_time import machine
+from bench.results_file import update_json
+from bench.scale import model_path, state_until
+
+RESULTS = Path("bench/results/sensitivity.json")
+WORK = Path("bench/work/sensitivity")
+MODELS = ("vgg", "resnet", "resnet50-64")
+KNOWN = ("demo", *MODELS)
+SPREADS = (2.0, 4.0, 8.0, 16.0)
+DEEP = 0.70  # rungs removing at least this share of the objective's cost
+
+
+def _measure_every_candidate(record: list):
+    """An ``along_front`` that measures every index, timing each; what it saw is appended to ``record``."""
+
+    def along_front(similarities, measure):
+        values, seconds = [], []
+        for i in range(len(similarities)):
+            start = time.perf_counter()
+            values.append(float(measure(i)))
+            seconds.append(time.perf_counter() - start)
+        record.append((list(similarities), values, seconds))
+        return values, [True] * len(values)
+
+    return along_front
+
+
+def _best_full(full_ladder, cost: float, truth) -> float:
+    """The least true total effect of a fully measured rung costing no more than ``cost``."""
+    return min((truth(lv) for lv in full_ladder if lv.cost <= cost * (1 + 1e-9)), default=math.inf)
+
+
+def run(name: str, calib: int, spreads=SPREADS) -> dict:
+    import lrfc.search.sensitivity as sensitivity
+    from lrfc.search.allocate import front, lagrangian_levels
+    from lrfc.search.stage import original_costs
+
+    record: list = []
+    shutil.rmtree(WORK / "cache" / name, ignore_errors=True)  # every effect measured (and timed) afresh
+    real = sensitivity.along_front
+    sensitivity.along_front = _measure_every_candidate(record)
+    argv = [str(model_path(name)), "--data", "fashion-mnist", "--target", "host", "--finetune", "none",
+            "--objective", "flops", "--bench-runs", "0", "--calib-samples", str(calib), "--allow-low-accuracy",
+            "--out", str(WORK / "out" / name), "--cache-dir", str(WORK / "cache" / name)]
+    try:
+        state = state_until("select", argv)
+    finally:
+        sensitivity.along_front = real
+    floor = state.options.min_similarity
+    fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
+              for n in state.targets}
+    assert [len(f) for f in fronts.values()] == [len(r[0]) for r in record], "fronts and measurements disagree"
+    full = {n: list(zip(cands, values)) for (n, cands), (_, values, _) in zip(fronts.items(), record)}
+    true_effect = {c: v for opts in full.values() for c, v in opts}
+
+    def truth(level) -> float:
+        return math.fsum(true_effect[c] for c in level.choices.values() if c is not None)
+
+    originals = original_costs(state)
+    full_ladder = lagrangian_levels(full, originals, state.objective)
+    total = math.fsum(r.macs for r in state.rows if r.name in fronts)
+    candidates = sum(len(f) for f in fronts.values())
+    seconds_all = math.fsum(sum(seconds) for _, _, seconds in record)
+    by_spread = {}
+    for spread in spreads:
+        sampled, errors, seconds_sampled, measured = {}, [], 0.0, 0
+        for (n, cands), (sims, values, seconds) in zip(fronts.items(), record):
+            effects, was = real(sims, lambda i: values[i], spread)
+            sampled[n] = list(zip(cands, effects))
+            seconds_sampled += sum(s for s, w in zip(seconds, was) if w)
+            measured += sum(was)
+            errors += [abs(math.log(max(e, 1e-12) / max(v, 1e-12))) for e, v, w in zip(effects, values, was)
+                       if not w and math.isfinite(v) and max(e, v) > sensitivity.NEGLIGIBLE]
+        sampled_ladder = lagrangian_levels(sampled, originals, state.objective)
+        ratios, deep = [], []
+        for lv in sampled_ladder:
+            best = _best_full(full_ladder, lv.cost, truth)
+            ratio = truth(lv) / best if best > 0 else (1.0 if truth(lv) == 0 else math.inf)
+            ratios.append(ratio)
+            if lv.cost <= (1 - DEEP) * total:
+                deep.append(ratio)
+        by_spread[f"{spread:g}"] = {
+            "measured": measured, "measured_pct": round(100.0 * measured / max(1, candidates), 1),
+            "seconds_sampled": round(seconds_sampled, 1),
+            "interpolated_log_error": {"n": len(errors),
+                                       "median": round(statistics.median(errors), 3) if errors else None,
+                                       "p90": round(sorted(errors)[int(0.9 * (len(errors) - 1))], 3) if errors else None,
+                                       "within_2x_pct": round(100.0 * sum(e <= math.log(2) for e in errors)
+                                                              / max(1, len(errors)), 1)},
+            "rungs": len(sampled_ladder),
+            "effect_ratio": {"median": round(statistics.median(ratios), 3), "worst": round(max(ratios), 3),
+                             "deep_median": round(statistics.median(deep), 3) if deep else None,
+                             "deep_worst": round(max(deep), 3) if deep else None, "deep_rungs": len(deep)}}
+    return {
+        "command": f"python -m bench.sensitivity --models {name} --calib-samples {calib}",
+        "layers": len(state.targets), "front_candidates": candidates,
+        "probe_samples": state.sensitivity["probe_samples"], "seconds_all": round(seconds_all, 1),
+        "rungs_full": len(full_ladder), "default_spread": sensitivity.SPREAD, "spreads": by_spread,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--calib-samples", type=int, default=256)
+    parser.add_argument("--spreads", default=",".join(f"{s:g}" for s in SPREADS),
+                        help="the SPREAD values to replay the walk with")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    for name in args.models.split(","):
+        if name not in KNOWN:
+            raise SystemExit(f"--models: unknown {name}; choose from {', '.join(KNOWN)}")
+        row = run(name, args.calib_samples, [float(v) for v in args.spreads.split(',')])
+        print(f"{name}: {row}", flush=True)
+        update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name, row),
+                                          doc.__setitem__("machine", machine())))
+
+
+if __name__ == "__main__":
+    main()
