@@ -15,9 +15,10 @@ def sensitivity(record: dict) -> list[str]:
              "walk measures and the seconds they took against all of them; *log error* compares each interpolated "
              "effect above 1e-4 nats with its measured one (|ln ratio|: 0.69 is a factor 2); *effect ratio* takes "
              "every rung of the sampled ladder and divides its true total effect (its choices' measured KL, "
-             "summed) by the least any fully measured rung reaches at no greater cost: 1.0 is the full "
+             "summed) by the least any fully measured rung reaches at no greater cost, both floored at 1e-4 nats: "
+             "1.0 is the full "
              "allocator's rung, higher is worse; *deep* rungs remove at least 70 % of the target layers' MACs.", "",
-             "| model | layers | front candidates | probes | SPREAD | measured | seconds (all) | log error median / p90 "
+             "| model | layers | front candidates (effect > 1e-4) | probes | SPREAD | measured | seconds (all) | log error median / p90 "
              "| within 2x | effect ratio median / worst | deep median / worst (rungs) | command (date) |",
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---|"]
     for name, r in rows.items():
@@ -25,7 +26,8 @@ def sensitivity(record: dict) -> list[str]:
             e, q = s["interpolated_log_error"], s["effect_ratio"]
             default = " (default)" if float(spread) == float(r["default_spread"]) else ""
             lines.append(
-                f"| {name} | {r['layers']} | {r['front_candidates']} | {r['probe_samples']} | {spread}{default} | "
+                f"| {name} | {r['layers']} | {r['front_candidates']} ({r.get('above_negligible', '?')}) | "
+                f"{r['probe_samples']} | {spread}{default} | "
                 f"{s['measured']} ({s['measured_pct']:.0f} %) | {s['seconds_sampled']:.0f} ({r['seconds_all']:.0f}) | "
                 f"{e['median'] if e['median'] is not None else '-'} / {e['p90'] if e['p90'] is not None else '-'} | "
                 f"{e['within_2x_pct']:.0f} % of {e['n']} | {q['median']} / {q['worst']} | "

@@ -22,6 +22,7 @@ Each of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
   70 % of the objective's cost (where the budget builds land).
 
     python -m bench.sensitivity [--models vgg,resnet,resnet50-64] [--calib-samples 256] [--spreads 2,4,8,16]
+                                [--replay]
 
 Results: ``bench/results/sensitivity.json``; ``python -m bench.render``.
 """
@@ -29,6 +30,7 @@ Results: ``bench/results/sensitivity.json``; ``python -m bench.render``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import statistics
@@ -68,9 +70,10 @@ def _best_full(full_ladder, cost: float, truth) -> float:
     return min((truth(lv) for lv in full_ladder if lv.cost <= cost * (1 + 1e-9)), default=math.inf)
 
 
-def run(name: str, calib: int, spreads=SPREADS) -> dict:
+def measure(name: str, calib: int) -> dict:
+    """A build through select with every front candidate measured; the raw numbers (saved under WORK)."""
     import lrfc.search.sensitivity as sensitivity
-    from lrfc.search.allocate import front, lagrangian_levels
+    from lrfc.search.allocate import front
     from lrfc.search.stage import original_costs
 
     record: list = []
@@ -88,32 +91,54 @@ def run(name: str, calib: int, spreads=SPREADS) -> dict:
     fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
               for n in state.targets}
     assert [len(f) for f in fronts.values()] == [len(r[0]) for r in record], "fronts and measurements disagree"
-    full = {n: list(zip(cands, values)) for (n, cands), (_, values, _) in zip(fronts.items(), record)}
+    originals = original_costs(state)
+    raw = {"model": name, "calib": calib, "objective": state.objective,
+           "probe_samples": state.sensitivity["probe_samples"],
+           "original": {n: [originals[n].params, originals[n].macs] for n in fronts},
+           "fronts": {n: {"candidates": [c.to_json() for c in cands], "effects": values, "seconds": seconds}
+                      for (n, cands), (_, values, seconds) in zip(fronts.items(), record)},
+           "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}-raw.json").write_text(json.dumps(raw))
+    return raw
+
+
+def analyse(raw: dict, spreads=SPREADS) -> dict:
+    """The row: the sampled walk replayed at each spread over the fully measured fronts."""
+    import lrfc.search.sensitivity as sensitivity
+    from lrfc.decompose import Cost
+    from lrfc.search.allocate import lagrangian_levels
+    from lrfc.search.select import Candidate
+
+    objective = raw["objective"]
+    fronts = {n: ([Candidate.from_json(c) for c in f["candidates"]], f["effects"], f["seconds"])
+              for n, f in raw["fronts"].items()}
+    originals = {n: Cost(int(p), int(m)) for n, (p, m) in raw["original"].items()}
+    full = {n: list(zip(cands, values)) for n, (cands, values, _) in fronts.items()}
     true_effect = {c: v for opts in full.values() for c, v in opts}
 
     def truth(level) -> float:
         return math.fsum(true_effect[c] for c in level.choices.values() if c is not None)
 
-    originals = original_costs(state)
-    full_ladder = lagrangian_levels(full, originals, state.objective)
-    total = math.fsum(r.macs for r in state.rows if r.name in fronts)
-    candidates = sum(len(f) for f in fronts.values())
-    seconds_all = math.fsum(sum(seconds) for _, _, seconds in record)
+    full_ladder = lagrangian_levels(full, originals, objective)
+    total = math.fsum(originals[n].macs for n in fronts)
+    candidates = sum(len(f[0]) for f in fronts.values())
+    seconds_all = math.fsum(sum(f[2]) for f in fronts.values())
     by_spread = {}
     for spread in spreads:
         sampled, errors, seconds_sampled, measured = {}, [], 0.0, 0
-        for (n, cands), (sims, values, seconds) in zip(fronts.items(), record):
-            effects, was = real(sims, lambda i: values[i], spread)
+        for n, (cands, values, seconds) in fronts.items():
+            effects, was = sensitivity.along_front([c.similarity for c in cands], lambda i: values[i], spread)
             sampled[n] = list(zip(cands, effects))
             seconds_sampled += sum(s for s, w in zip(seconds, was) if w)
             measured += sum(was)
             errors += [abs(math.log(max(e, 1e-12) / max(v, 1e-12))) for e, v, w in zip(effects, values, was)
                        if not w and math.isfinite(v) and max(e, v) > sensitivity.NEGLIGIBLE]
-        sampled_ladder = lagrangian_levels(sampled, originals, state.objective)
+        sampled_ladder = lagrangian_levels(sampled, originals, objective)
         ratios, deep = [], []
-        for lv in sampled_ladder:
+        for lv in sampled_ladder:  # totals below NEGLIGIBLE are indistinguishable: floored there
             best = _best_full(full_ladder, lv.cost, truth)
-            ratio = truth(lv) / best if best > 0 else (1.0 if truth(lv) == 0 else math.inf)
+            ratio = max(truth(lv), sensitivity.NEGLIGIBLE) / max(best, sensitivity.NEGLIGIBLE)
             ratios.append(ratio)
             if lv.cost <= (1 - DEEP) * total:
                 deep.append(ratio)
@@ -129,12 +154,13 @@ def run(name: str, calib: int, spreads=SPREADS) -> dict:
             "effect_ratio": {"median": round(statistics.median(ratios), 3), "worst": round(max(ratios), 3),
                              "deep_median": round(statistics.median(deep), 3) if deep else None,
                              "deep_worst": round(max(deep), 3) if deep else None, "deep_rungs": len(deep)}}
+    above = sum(v > sensitivity.NEGLIGIBLE for f in fronts.values() for v in f[1])
     return {
-        "command": f"python -m bench.sensitivity --models {name} --calib-samples {calib}",
-        "layers": len(state.targets), "front_candidates": candidates,
-        "probe_samples": state.sensitivity["probe_samples"], "seconds_all": round(seconds_all, 1),
+        "command": f"python -m bench.sensitivity --models {raw['model']} --calib-samples {raw['calib']}",
+        "layers": len(fronts), "front_candidates": candidates, "above_negligible": above,
+        "probe_samples": raw["probe_samples"], "seconds_all": round(seconds_all, 1),
         "rungs_full": len(full_ladder), "default_spread": sensitivity.SPREAD, "spreads": by_spread,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "measured_at": raw["measured_at"],
     }
 
 
@@ -144,11 +170,15 @@ def main(argv=None) -> None:
     parser.add_argument("--calib-samples", type=int, default=256)
     parser.add_argument("--spreads", default=",".join(f"{s:g}" for s in SPREADS),
                         help="the SPREAD values to replay the walk with")
+    parser.add_argument("--replay", action="store_true",
+                        help="analyse the last measurement (bench/work/sensitivity/MODEL-raw.json) again")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     for name in args.models.split(","):
         if name not in KNOWN:
             raise SystemExit(f"--models: unknown {name}; choose from {', '.join(KNOWN)}")
-        row = run(name, args.calib_samples, [float(v) for v in args.spreads.split(',')])
+        saved = WORK / f"{name}-raw.json"
+        raw = json.loads(saved.read_text()) if args.replay and saved.exists() else measure(name, args.calib_samples)
+        row = analyse(raw, [float(v) for v in args.spreads.split(",")])
         print(f"{name}: {row}", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name, row),
                                           doc.__setitem__("machine", machine())))
