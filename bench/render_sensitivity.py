@@ -34,4 +34,16 @@ def sensitivity(record: dict) -> list[str]:
                 f"{q['deep_median'] if q['deep_median'] is not None else '-'} / "
                 f"{q['deep_worst'] if q['deep_worst'] is not None else '-'} ({q['deep_rungs']}) | "
                 f"`{r['command']}` ({r['measured_at']}) |")
+    built = {name: r["builds"] for name, r in rows.items() if r.get("builds")}
+    if built:
+        lines += ["", "What the budget search publishes either way (`--builds POINTS`: the real `--finetune none` build, "
+                  "fresh caches, the walk sampled and every front candidate measured):", "",
+                  "| model | --max-acc-drop | walk | measured / front | select s | MACs removed | params removed | "
+                  "drop (points) | command |", "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+        for name, b in built.items():
+            for mode in ("full", "sampled"):
+                m = b[mode]
+                lines.append(f"| {name} | {b['budget']:g} | {mode} | {m['measured']} / {m['front_candidates']} | "
+                             f"{m['select_s']:.0f} | {m['macs_removed_pct']:.1f} % | {m['params_removed_pct']:.1f} % | "
+                             f"{m['drop_points']:.2f} | `{m['command']}` |")
     return lines + [""]

@@ -22,7 +22,12 @@ Each of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
   70 % of the objective's cost (where the budget builds land).
 
     python -m bench.sensitivity [--models vgg,resnet,resnet50-64] [--calib-samples 256] [--spreads 2,4,8,16]
-                                [--replay]
+                                [--replay] [--builds POINTS]
+
+``--builds POINTS`` also runs the real ``--finetune none`` build at
+``--max-acc-drop POINTS`` twice, fresh caches each, with the walk sampled and
+with every front candidate measured: what the budget search publishes either
+way, and the select stage's seconds.
 
 Results: ``bench/results/sensitivity.json``; ``python -m bench.render``.
 """
@@ -34,6 +39,7 @@ import json
 import math
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,7 +170,49 @@ def analyse(raw: dict, spreads=SPREADS) -> dict:
     }
 
 
+def _child_build(mode: str, argv: list[str]) -> None:
+    """``lrfc build ARGV`` with the sampled walk (``sampled``) or every front candidate measured (``full``)."""
+    import lrfc.search.sensitivity as sensitivity
+    from lrfc import cli
+
+    if mode == "full":
+        sensitivity.along_front = lambda sims, measure, spread=None: ([measure(i) for i in range(len(sims))],
+                                                                      [True] * len(sims))
+    raise SystemExit(cli.main(["build", *argv]))
+
+
+def builds(name: str, budget: float) -> dict:
+    """The same ``--finetune none`` build at ``--max-acc-drop budget`` with the walk sampled and with every
+    front candidate measured: what the budget search publishes either way."""
+    out = {}
+    for mode in ("full", "sampled"):
+        argv = [str(model_path(name)), "--data", "fashion-mnist", "--target", "host", "--objective", "flops",
+                "--max-acc-drop", f"{budget:g}", "--finetune", "none", "--formats", "tflite", "--bench-runs", "0",
+                "--out", str(WORK / "out" / f"{name}-{mode}-d{budget:g}"), "--cache-dir",
+                str(WORK / "cache" / f"{name}-{mode}"), "--json"]
+        shutil.rmtree(WORK / "cache" / f"{name}-{mode}", ignore_errors=True)
+        start = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "bench.sensitivity", "--child-build", mode, "--", *argv],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.stderr.write(res.stderr)
+            raise SystemExit(f"{mode} build of {name} failed ({res.returncode})")
+        report = json.loads(res.stdout)
+        o, c = report["original"], report["compressed"]
+        out[mode] = {"macs_removed_pct": round(100 * (1 - c["macs"] / o["macs"]), 2),
+                     "params_removed_pct": round(100 * (1 - c["params"] / o["params"]), 2),
+                     "drop_points": round(100 * (o["accuracy"] - c["accuracy"]), 2),
+                     "measured": report["sensitivity"]["measured"],
+                     "front_candidates": report["sensitivity"]["front_candidates"],
+                     "select_s": report["timings"]["select"], "wall_s": round(time.perf_counter() - start, 1),
+                     "command": "lrfc build " + " ".join(argv[:-1])}
+    return {"budget": budget, **out}
+
+
 def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child-build"]:
+        return _child_build(argv[1], argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--calib-samples", type=int, default=256)
@@ -172,13 +220,17 @@ def main(argv=None) -> None:
                         help="the SPREAD values to replay the walk with")
     parser.add_argument("--replay", action="store_true",
                         help="analyse the last measurement (bench/work/sensitivity/MODEL-raw.json) again")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--builds", type=float, default=None, metavar="POINTS",
+                        help="also run the --finetune none build at this --max-acc-drop, sampled and fully measured")
+    args = parser.parse_args(argv)
     for name in args.models.split(","):
         if name not in KNOWN:
             raise SystemExit(f"--models: unknown {name}; choose from {', '.join(KNOWN)}")
         saved = WORK / f"{name}-raw.json"
         raw = json.loads(saved.read_text()) if args.replay and saved.exists() else measure(name, args.calib_samples)
         row = analyse(raw, [float(v) for v in args.spreads.split(",")])
+        if args.builds is not None:
+            row["builds"] = builds(name, args.builds)
         print(f"{name}: {row}", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name, row),
                                           doc.__setitem__("machine", machine())))

@@ -17,10 +17,12 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
 
 def key_paths(obj, prefix: str = "") -> set[str]:
-    """Every key of a JSON document as a dotted path; list items share one ``[]`` path."""
+    """Every key of a JSON document as a dotted path; list items share one ``[]`` path, and so do keys that are
+    numbers (``budget_search.proxy_drops.#``: which rungs a search looked at is data, not the report's shape)."""
     out: set[str] = set()
     if isinstance(obj, dict):
         for k, v in obj.items():
+            k = "#" if str(k).isdigit() else k
             path = f"{prefix}.{k}" if prefix else k
             out.add(path)
             out |= key_paths(v, path)
@@ -32,6 +34,7 @@ def key_paths(obj, prefix: str = "") -> set[str]:
 
 def test_key_paths_sees_nested_keys_and_list_items():
     assert key_paths({"a": [{"b": 1}, {"c": {"d": 2}}]}) == {"a", "a[].b", "a[].c", "a[].c.d"}
+    assert key_paths({"p": {"5": 1.0, "13": {"x": 2}}}) == {"p", "p.#", "p.#.x"}
 
 
 @pytest.fixture(scope="module")
