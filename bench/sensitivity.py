@@ -6,9 +6,8 @@ front's ends and wherever two measured neighbours differ by more than
 ``SPREAD``; the rest are interpolated. This harness runs a real build
 through the select stage with *every* front candidate measured (each one
 timed), then replays the sampled walk over those same numbers, so both
-ladders come from one model, one probe set and one set of candidates:
-
-Each of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
+ladders come from one model, one probe set and one set of candidates. Each
+of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
 
 * how many candidates the walk measures, and the seconds that saves
   (the sum of the measured candidates' own times against all of them);
@@ -16,7 +15,8 @@ Each of ``SPREADS`` is replayed (the build's own is ``SPREAD``), reporting:
 * what it does to the ladder: for every rung of the sampled ladder, its true
   total effect (the measured effects of its choices, summed, as the
   allocator's budget counts them) against the least total effect any rung of
-  the fully measured ladder reaches at no greater cost. 1.0 means the
+  the fully measured ladder reaches at no greater cost, both floored at
+  ``NEGLIGIBLE`` (below it two totals cannot be told apart). 1.0 means the
   sampled rung is as good as the full allocator's; the median and the worst
   rung are reported, over all rungs and over the rungs removing at least
   70 % of the objective's cost (where the budget builds land).
@@ -79,8 +79,7 @@ def _best_full(full_ladder, cost: float, truth) -> float:
 def measure(name: str, calib: int) -> dict:
     """A build through select with every front candidate measured; the raw numbers (saved under WORK)."""
     import lrfc.search.sensitivity as sensitivity
-    from lrfc.search.allocate import front
-    from lrfc.search.stage import original_costs
+    from lrfc.search.stage import layer_fronts, original_costs
 
     record: list = []
     shutil.rmtree(WORK / "cache" / name, ignore_errors=True)  # every effect measured (and timed) afresh
@@ -93,9 +92,7 @@ def measure(name: str, calib: int) -> dict:
         state = state_until("select", argv)
     finally:
         sensitivity.along_front = real
-    floor = state.options.min_similarity
-    fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
-              for n in state.targets}
+    fronts = layer_fronts(state)
     assert [len(f) for f in fronts.values()] == [len(r[0]) for r in record], "fronts and measurements disagree"
     originals = original_costs(state)
     raw = {"model": name, "calib": calib, "objective": state.objective,

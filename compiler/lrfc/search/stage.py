@@ -181,16 +181,23 @@ def select(state) -> None:
     state.plan = plan_from(state.chosen)
 
 
+def layer_fronts(state) -> dict:
+    """Per target layer, its Pareto front of candidates at or above ``--min-similarity`` (``search.allocate.front``)."""
+    from lrfc.search.allocate import front
+
+    floor = state.options.min_similarity
+    return {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
+            for n in state.targets}
+
+
 def global_levels(state) -> list:
     """The Lagrangian ladder: each front's end-to-end effects (measured or interpolated), then allocated (``search.allocate``)."""
     import time
 
-    from lrfc.search.allocate import front, lagrangian_levels
+    from lrfc.search.allocate import lagrangian_levels
     from lrfc.search.sensitivity import Sensitivity, along_front
 
-    floor = state.options.min_similarity
-    fronts = {n: front([c for c in state.candidates.get(n, []) if c.similarity >= floor], state.objective)
-              for n in state.targets}
+    fronts = layer_fronts(state)
     stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
     start = time.perf_counter()
     sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache,
