@@ -54,6 +54,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.qat --plan bench/work/speed/vgg-int8/plan.json
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.sensitivity --models vgg,resnet --builds 2
+	$(BIN)/python -m bench.fits
 	$(BIN)/python -m bench.render
 
 # The quality harness at a small budget (VGG only, end points of each sweep, 1 epoch on 2,000 images):

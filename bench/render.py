@@ -6,7 +6,8 @@ is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
 ``render_speed`` (whole-model latency and the int8 baseline),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
-model size), ``render_sensitivity`` (the select stage's sampled effects), and the factorization-time table here.
+model size), ``render_sensitivity`` (the select stage's sampled effects), ``render_fits`` (the score stage's
+one fit and threads), and the factorization-time table here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
-from bench.render_common import DEFAULTS_CHANGED, machine_line
+from bench.render_common import DEFAULTS_CHANGED, FIT_CHANGED, machine_line
+from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
 from bench.render_scale import scale, scale_plot
@@ -54,9 +56,10 @@ def main() -> None:
              "first, `make bench-quick` the quality harness at a small budget. Timings on this shared 2-core machine "
              "are noisy: compare the ratios measured side by side in one run. Fine-tuning builds dated before "
              f"{DEFAULTS_CHANGED} ran with the defaults of then (3 epochs, no distillation); their commands "
-             "spell those out (`--epochs 3 --no-distill`) so they reproduce.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "quality.json",
-                 "latency.json", "decompose_time.json"):
+             "spell those out (`--epochs 3 --no-distill`) so they reproduce, and builds dated before "
+             f"{FIT_CHANGED} scored both fits per rank, which was the default then (`--data-aware auto`).", ""]
+    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
+                 "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
             continue
@@ -74,6 +77,8 @@ def main() -> None:
             scale_plot(record, DOC.parent / "scale.png")
         elif name == "sensitivity.json":
             parts += sensitivity(record)
+        elif name == "fits.json":
+            parts += fits(record)
         elif name == "quality.json":
             parts += quality(record, DOC.parent)
         elif name == "latency.json":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 DEFAULTS_CHANGED = "2026-11-30 18:16 UTC"  # fine-tuning: 3 epochs without distillation before, 8 with it since
+FIT_CHANGED = "2026-12-01 05:30 UTC"       # --data-aware: auto (both fits per rank) before, on (data-aware) since
 
 
 def as_run(command: str, date: str | None) -> str:
@@ -12,13 +13,19 @@ def as_run(command: str, date: str | None) -> str:
     At ``DEFAULTS_CHANGED`` fine-tuning went from 3 epochs without
     distillation to 8 with it; a fine-tuning ``lrfc build`` recorded before
     then gets the flags it ran with spelled out (``--epochs 3``,
-    ``--no-distill``) where it did not set them itself.
+    ``--no-distill``) where it did not set them itself. At ``FIT_CHANGED``
+    the score stage's default fit went from ``auto`` to ``on``: any ``lrfc
+    build`` recorded before then gets ``--data-aware auto``.
     """
     words = command.split()
-    if words[:2] != ["lrfc", "build"] or not date or date >= DEFAULTS_CHANGED or "--finetune none" in command:
+    if words[:2] != ["lrfc", "build"] or not date:
         return command
-    extra = ([] if "--epochs" in words else ["--epochs", "3"]) + \
-        ([] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"])
+    extra = []
+    if date < DEFAULTS_CHANGED and "--finetune none" not in command:
+        extra += ([] if "--epochs" in words else ["--epochs", "3"]) + \
+            ([] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"])
+    if date < FIT_CHANGED and "--data-aware" not in words:
+        extra += ["--data-aware", "auto"]
     return " ".join([command, *extra]) if extra else command
 
 

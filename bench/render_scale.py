@@ -5,7 +5,7 @@ Every number and verdict is read from the results; the targets are issue 15's.
 
 from __future__ import annotations
 
-from bench.render_common import machine_line, pyplot, save_figure
+from bench.render_common import as_run, machine_line, pyplot, save_figure
 
 GB = 1024  # MiB in a GiB (peaks are recorded in MiB)
 TARGETS = {"resnet50-224": {"peak_gb": 4.0, "score_min": 10.0}, "resnet50-64": {"peak_gb": 4.0, "build_min": 5.0}}
@@ -72,7 +72,8 @@ def scale(record: dict) -> list[str]:
         lines.append(f"- {name}: " + "; ".join(parts) + ".")
     notes = [f"- {name}: {r['note']}" for name, r in rows.items() if r.get("note")]
     lines += (["", "Conditions:", ""] + notes if notes else []) + ["", "Commands:", ""]
-    lines += [f"- {name}: `{r['command']}` ({r.get('measured_at', '?')})" for name, r in rows.items()]
+    lines += [f"- {name}: `{_as_run(r['command'], r.get('measured_at'))}` ({r.get('measured_at', '?')})"
+              for name, r in rows.items()]
     return lines + ["", "![score phase memory and time against model size](scale.png)", ""]
 
 
@@ -110,3 +111,10 @@ def scale_plot(record: dict, path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def _as_run(command: str, date: str | None) -> str:
+    """``as_run`` on the build part of a row's command, its note on how it was cut short kept after it."""
+    build, sep, note = command.partition(" (stages up to")
+    return as_run(build, date) + sep + note
+

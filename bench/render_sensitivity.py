@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.render_common import machine_line
+from bench.render_common import as_run, machine_line
 
 
 def sensitivity(record: dict) -> list[str]:
@@ -45,5 +45,5 @@ def sensitivity(record: dict) -> list[str]:
                 m = b[mode]
                 lines.append(f"| {name} | {b['budget']:g} | {mode} | {m['measured']} / {m['front_candidates']} | "
                              f"{m['select_s']:.0f} | {m['macs_removed_pct']:.1f} % | {m['params_removed_pct']:.1f} % | "
-                             f"{m['drop_points']:.2f} | `{m['command']}` |")
+                             f"{m['drop_points']:.2f} | `{as_run(m['command'], rows[name]['measured_at'])}` |")
     return lines + [""]

@@ -37,12 +37,22 @@ def test_finetune_rows_fine_tune_the_claims_plans_with_distillation_stated_eithe
 def test_as_run_spells_the_old_fine_tuning_defaults_for_rows_from_before_the_change():
     before, after = "2026-11-30 01:58 UTC", "2026-11-30 19:00 UTC"
     build = "lrfc build models/vgg.keras --max-acc-drop 1.0 --json"
-    assert as_run(build, before) == build + " --epochs 3 --no-distill"
-    assert as_run(build + " --epochs 1", before) == build + " --epochs 1 --no-distill"
-    assert as_run(build + " --distill", before) == build + " --distill --epochs 3"
+    fit = " --data-aware auto"  # both rows predate the fit's change too
+    assert as_run(build, before) == build + " --epochs 3 --no-distill" + fit
+    assert as_run(build + " --epochs 1", before) == build + " --epochs 1 --no-distill" + fit
+    assert as_run(build + " --distill", before) == build + " --distill --epochs 3" + fit
+    assert as_run(build, after) == build + fit
+    for kept in (build + " --epochs 8 --no-distill", build + " --finetune none"):
+        assert as_run(kept, before) == kept + fit
+    assert as_run("python -m runtime_bench a.tflite", before) == "python -m runtime_bench a.tflite"
+
+
+def test_as_run_spells_the_old_fit_for_rows_from_before_it_changed():
+    before, after = "2026-12-01 04:14 UTC", "2026-12-01 06:00 UTC"
+    build = "lrfc build bench/work/scale/resnet50-64.keras --finetune none --json"
+    assert as_run(build, before) == build + " --data-aware auto"
+    assert as_run(build + " --data-aware on", before) == build + " --data-aware on"
     assert as_run(build, after) == build
-    for kept in (build + " --epochs 8 --no-distill", build + " --finetune none", "python -m runtime_bench a.tflite"):
-        assert as_run(kept, before) == kept
 
 
 def test_command_spells_switches_and_overrides_the_shared_flags():

@@ -221,3 +221,65 @@ def test_a_bracket_of_two_rounds_sets_the_next_proxy_goal_by_interpolation():
     assert proxy_between([r(6, 1.3, 1.62)], 6, 20, 0.8) is None  # nothing passed yet: the ratio decides
     assert proxy_between([r(6, 0.6, 1.62), r(13, 0.7, 0.26)], 6, 13, 0.8) is None  # the proxy orders them wrongly
     assert proxy_between([r(6, None, 1.62), r(13, 0.7, 0.26)], 6, 13, 0.8) is None
+
+
+def test_forced_steps_double_while_they_pass_with_room():
+    from lrfc.train.contract import Round, forced_stride
+
+    def r(level, drop):
+        return Round(level, f"l{level}", 1, 1, None, 0.9, drop, drop <= 1.0, 1, 1.0)
+
+    assert forced_stride([], {}, 0.8) == 1
+    assert forced_stride([r(48, 0.76)], {}, 0.8) == 1                    # the proxy picked it: no streak
+    assert forced_stride([r(48, 0.76), r(47, 0.62)], {47: 1}, 0.8) == 2
+    assert forced_stride([r(48, 0.76), r(47, 0.62), r(45, 0.7)], {47: 1, 45: 2}, 0.8) == 4
+    assert forced_stride([r(47, 0.62), r(45, 0.9)], {47: 1, 45: 2}, 0.8) == 1  # passed without room
+    assert forced_stride([r(47, 0.62), r(41, 1.3)], {47: 1, 41: 4}, 0.8) == 1  # failed
+
+
+def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
+    """A proxy that says nothing deeper will pass, while every round passes with room: 1, 2, 4 rungs per round,
+    then a failure brackets the search and it steps back by one."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(50)]
+    opts = SimpleNamespace(finetune="oneshot", epochs=8, max_acc_drop=1.0, max_rounds=6, time_budget=None)
+    splits = SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10))
+    logs = []
+    state = SimpleNamespace(options=opts, levels=levels, splits=splits, log=logs.append)
+    search = contract.BudgetSearch(state)
+    proxy = {i: 1.0 + (49 - i) * 0.1 for i in range(50)}  # rises with compression
+    monkeypatch.setattr(search, "proxy_drop", lambda i: proxy[i])
+    tried = []
+
+    def round_at(i, drop):
+        tried.append(i)
+        search.rounds.append(contract.Round(i, f"rung {i}", 1, 1, proxy[i], 0.9, drop, drop <= 1.0, 8, 1.0,
+                                            search.forced.get(i, 0)))
+        if drop <= 1.0:
+            search.hi_pass = min(search.hi_pass, i)
+        else:
+            search.lo_fail = max(search.lo_fail, i)
+
+    first = search._pick()  # goal 0.8 x RECOVERY 2 = 1.6 proxy points: rung 43 is the deepest within it
+    assert first == 43 and proxy[43] <= 1.6 < proxy[42]
+    round_at(first, 0.5)     # recovery 1.6 / 0.5 = 3.2 -> goal 2.56: the proxy's own pick, rung 34, goes deep
+    second = search._pick()
+    assert second == 34 and second not in search.forced
+    round_at(second, 0.7)
+    # from here the proxy predicts nothing deeper (a lagging proxy): forced steps of 1, 2, 4 rungs
+    monkeypatch.setattr(search, "proxy_drop", lambda i: 99.0)
+    steps = []
+    for drop in (0.6, 0.7, 1.4):
+        before = search.hi_pass
+        i = search._pick()
+        steps.append(before - i)
+        round_at(i, drop)
+    assert steps == [1, 2, 4]
+    assert search.rounds[-1].forced_step == 4 and any("4 rungs past" in m for m in logs)
+    # the failure brackets the search: three rungs left between it and the last pass, one step at a time again
+    assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1

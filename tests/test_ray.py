@@ -122,6 +122,24 @@ def in_process(tiny_model_path, small_data, tmp_path_factory):
     return result
 
 
+def test_walks_scored_in_threads_give_the_one_thread_candidates(in_process, tiny_model_path, small_data, tmp_path,
+                                                                monkeypatch):
+    import lrfc
+    from lrfc.frontend import memory_plan
+
+    threads = in_process.report["memory"]["score_threads"]
+    assert threads == memory_plan.cores()  # one walk per core: the tiny build leaves room for every one
+    workers = {t["worker"] for t in in_process.report["executor"]["phases"]["score"]["per_task"]}
+    if threads >= 2:
+        assert len({w.rsplit("/", 1)[-1] for w in workers}) >= 2 and all("/lrfc-job" in w for w in workers)
+    monkeypatch.setattr(memory_plan, "cores", lambda: 1)
+    one = lrfc.build(str(tiny_model_path), small_data, out=tmp_path / "one", **SMALL)
+    assert one.report["memory"]["score_threads"] == 1
+    assert all("/lrfc-job" not in t["worker"] for t in one.report["executor"]["phases"]["score"]["per_task"])
+    assert one.report["search"]["candidates"] == in_process.report["search"]["candidates"]
+    assert _choices(one) == _choices(in_process)
+
+
 def test_a_build_on_two_ray_workers_gives_the_in_process_plan(ray_head, in_process, tiny_model_path, small_data,
                                                              tmp_path):
     res = run_cli("build", str(tiny_model_path), "--data", small_data, "--objective", "flops", "--finetune", "none",

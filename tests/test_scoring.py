@@ -88,3 +88,31 @@ def test_first_passing_finds_the_boundary_in_few_calls(n):
         found = scoring.first_passing(lambda i: calls.append(i) or i >= boundary, n)
         assert found == (boundary if boundary < n else None)
         assert len(calls) <= 2 * max(1, n).bit_length() + 2, (n, boundary, calls)
+
+
+def test_the_default_fit_scores_only_the_data_aware_fit_and_auto_keeps_the_better(monkeypatch, conv_task):
+    from lrfc.options import DEFAULT
+    from lrfc.search.calibrate import input_stats
+
+    task, _, x = conv_task
+    task = scoring.LayerTask(task.info, task.weights, task.captured, task.response, input_stats(x, task.info.geometry))
+    grid = [(a, a) for a in range(1, 7)]
+    calls = []
+
+    def fake(task_, method, ranks, aware, cache):
+        calls.append((ranks, aware))
+        if aware:
+            return ranks[0] / 6.0 + 0.01
+        return ranks[0] / 6.0 + (0.02 if ranks[0] == 3 else 0.0)  # the weight-only fit wins at rank 3 only
+
+    monkeypatch.setattr(scoring, "similarity", fake)
+    assert DEFAULT["fit"] == "on"
+    on = scoring.score_method(task, "tucker", grid, 0.55, Cache(enabled=False), fit=DEFAULT["fit"])
+    assert calls and all(aware for _, aware in calls)  # one fit per rank: half the auto mode's work
+    assert all(c.data_aware for c in on)
+    calls.clear()
+    auto = scoring.score_method(task, "tucker", grid, 0.55, Cache(enabled=False), fit="auto")
+    assert {aware for _, aware in calls} == {True, False} and len(calls) == 2 * len({r for r, _ in calls})
+    by_rank = {c.ranks: c for c in auto}
+    assert by_rank[(3, 3)].data_aware is False and by_rank[(3, 3)].similarity == pytest.approx(0.52)  # weight-only won
+    assert all(c.data_aware for r, c in by_rank.items() if r != (3, 3))

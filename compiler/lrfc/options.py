@@ -46,7 +46,8 @@ class BuildOptions:
     train_samples: int | None = 20000  # fine-tuning samples per round, at most (None: all)
     max_rounds: int = 4
     distill: bool = True               # with 8 epochs it is what pays (train.finetune docstring); --no-distill turns it off
-    fit: str = "auto"                  # --data-aware: auto (the better fit per rank), on (data-aware), off (weights)
+    fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
+                                       # (weights); auto won 7 of 1,948 candidates and no plan, at twice the score time (BENCHMARKS)
     batch_size: int = 128
     trust_model: bool = False
     formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)

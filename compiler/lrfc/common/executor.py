@@ -15,7 +15,11 @@ the same way:
 * a *lane* is a device: a job on lane ``i`` holds the resource
   ``lrfc-device-i`` of capacity 1, so no two jobs of one device ever run at
   once while different devices run in parallel (in process: one thread per
-  lane).
+  lane);
+* ``threads`` (in process, jobs without lanes): how many jobs run at once in
+  this process, each in its own thread (the score stage's walks: their numpy
+  and TensorFlow work releases the GIL). Ray ignores it: its workers are the
+  parallelism there.
 
 Tasks never write the cache or the cost database: they return what they
 found and the driver writes it. Each phase's tasks (seconds, worker) and,
@@ -30,6 +34,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -71,7 +76,9 @@ def serialized_bytes(value) -> int:
 def _timed(fn, args) -> tuple:
     start = time.perf_counter()
     value = fn(*args)
-    return value, time.perf_counter() - start, f"{socket.gethostname()}:{os.getpid()}"
+    thread = threading.current_thread().name
+    where = f"/{thread}" if thread.startswith("lrfc-job") else ""  # one of InProcess.map's ``threads``
+    return value, time.perf_counter() - start, f"{socket.gethostname()}:{os.getpid()}{where}"
 
 
 class InProcess:
@@ -86,24 +93,38 @@ class InProcess:
     def put(self, value, phase: str, label: str):
         return value
 
-    def map(self, fn, jobs, phase: str, labels, lanes=None):
+    def map(self, fn, jobs, phase: str, labels, lanes=None, threads: int = 1):
         """``fn(*job)`` for each job, yielded in job order; see the module doc."""
         log = self.phases.setdefault(phase, PhaseLog())
         jobs, labels = list(jobs), list(labels)
-        if lanes is None or len(set(lanes)) < 2:
+        if (lanes is None or len(set(lanes)) < 2) and (threads <= 1 or len(jobs) < 2):
             for job, label in zip(jobs, labels):
                 value, seconds, worker = _timed(fn, job)
                 log.tasks.append((label, seconds, worker))
                 yield value
             return
+        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        pools = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"lrfc-lane-{lane}") for lane in sorted(set(lanes))}
+        if lanes is None or len(set(lanes)) < 2:  # one pool of ``threads`` for every job
+            lanes, window = ["thread"] * len(jobs), 2 * threads
+            pools = {"thread": ThreadPoolExecutor(threads, thread_name_prefix="lrfc-job")}
+        else:
+            window = len(jobs)
+            pools = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"lrfc-lane-{lane}") for lane in sorted(set(lanes))}
+        pending = deque()  # submitted, not yet yielded: at most ``window`` results wait for the one before them
+        todo = iter(zip(jobs, labels, lanes))
         try:
-            futures = [pools[lane].submit(_timed, fn, job) for job, lane in zip(jobs, lanes)]
-            for future, label, lane in zip(futures, labels, lanes):
+            while True:
+                for job, label, lane in todo:
+                    pending.append((pools[lane].submit(_timed, fn, job), label, lane))
+                    if len(pending) >= window:
+                        break
+                if not pending:
+                    return
+                future, label, lane = pending.popleft()
                 value, seconds, worker = future.result()
-                log.tasks.append((label, seconds, f"{worker}/lane-{lane}"))
+                log.tasks.append((label, seconds, worker if lane == "thread" else f"{worker}/lane-{lane}"))
                 yield value
         finally:
             for pool in pools.values():
@@ -181,7 +202,7 @@ class RayExecutor:
         size = get_object_locations([ref], timeout_ms=10_000).get(ref, {}).get("object_size")
         return int(size) if size else serialized_bytes(value)
 
-    def map(self, fn, jobs, phase: str, labels, lanes=None):
+    def map(self, fn, jobs, phase: str, labels, lanes=None, threads: int = 1):
         """``fn(*job)`` for each job as Ray tasks, yielded in job order; see the module doc."""
         ray = self._ray
         log = self.phases.setdefault(phase, PhaseLog())

@@ -79,6 +79,7 @@ computed in ``prepare``).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ FIT_VERSION = 1                       # bump when a fit changes meaning: files o
 _fits: OrderedDict = OrderedDict()    # (prepared key, rank, max_iter, tol) -> Factors, most recent last
 _held = [0]                           # bytes of the factors in _fits
 _fit_dir: list = [None]               # the folder fits are written to and read from (keep_fits_on_disk)
+_lock = threading.Lock()              # _fits and _held: the score stage runs walks in threads (search.fanout)
 
 
 def keep_fits_on_disk(folder: Path | None) -> None:
@@ -117,8 +119,9 @@ def keep_fits_on_disk(folder: Path | None) -> None:
 
 def forget_fits() -> None:
     """Drop the fits kept in memory (the files stay): what a fresh process starts with."""
-    _fits.clear()
-    _held[0] = 0
+    with _lock:
+        _fits.clear()
+        _held[0] = 0
 
 
 def max_ranks(geom: ConvGeometry) -> tuple[int]:
@@ -281,9 +284,10 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
     """ALS at rank R from the prepared HOSVD start; the input factor un-whitened when data-aware (fits kept)."""
     (rank,) = check_ranks(ranks, max_ranks(prepared.geom), NAME)
     key = (prepared.key, rank, max_iter, tol)
-    if prepared.key and key in _fits:
-        _fits.move_to_end(key)
-        return _fits[key]
+    with _lock:
+        if prepared.key and key in _fits:
+            _fits.move_to_end(key)
+            return _fits[key]
     factors = _read_fit(prepared, key)
     if factors is None:
         factors = _fit(prepared, rank, max_iter, tol)
@@ -291,10 +295,12 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
     if prepared.key:
         for arr in factors.arrays:
             arr.setflags(write=False)  # shared by every caller from now on
-        _fits[key] = factors
-        _held[0] += _bytes(factors)
-        while _held[0] > FITS_KEPT and len(_fits) > 1:  # a running total: thousands of small fits stay cheap
-            _held[0] -= _bytes(_fits.popitem(last=False)[1])
+        with _lock:
+            if key not in _fits:
+                _held[0] += _bytes(factors)
+            _fits[key] = factors
+            while _held[0] > FITS_KEPT and len(_fits) > 1:  # a running total: thousands of small fits stay cheap
+                _held[0] -= _bytes(_fits.popitem(last=False)[1])
     return factors
 
 

@@ -11,7 +11,8 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
          + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
          + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)
          + max(batch x activation bytes per sample,   one batch through the model, or
-               LOWERING_BASE + LOWERING_COPIES x weights)   the converters at work (the lower stage)
+               LOWERING_BASE + LOWERING_COPIES x weights,   the converters at work (the lower stage), or
+               (score threads - 1) x the layer term)        more walks scored at once (the score stage)
 
 The batch is the term lrfc sizes. A model called eagerly (the capture's
 tap model, the sensitivity's probes) holds every layer's output until the
@@ -33,6 +34,10 @@ VGG-style model +0.17 and +0.11). The plan counts it, and a budget it would over
 rather than a refusal: the converters run one at a time, after everything
 else, and their garbage is handed back between them.
 
+The score stage runs one walk per core at once (``score_threads``, in
+process), as many as the room left beside the batch allows, each holding
+one layer's maps like the first.
+
 The default budget is ``DEFAULT_SHARE`` of the memory available when the
 build starts (``MemAvailable``), so a build leaves room for what else runs.
 """
@@ -40,6 +45,7 @@ build starts (``MemAvailable``), so a build leaves room for what else runs.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
 from lrfc.errors import UserError
@@ -56,6 +62,7 @@ PREDICT_BATCH = 256
 FIT_COPIES = 16        # CP fits kept: float64 (2x), about 8 ranks of every layer at most
 LOWERING_COPIES = 43   # tf2onnx's peak above the loaded model: LOWERING_BASE + this x weights (bench.lower_memory)
 LOWERING_BASE = 64 * MB
+COUNTS = ("capture_batch", "predict_batch", "score_threads")  # to_json's fields that are not bytes
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class MemoryPlan:
     activation_per_sample: int         # every layer's output, one sample (what an eager call holds)
     capture_batch: int
     predict_batch: int
+    score_threads: int = 1             # walks the score stage runs at once in process (search.fanout)
 
     @property
     def fixed(self) -> int:
@@ -91,7 +99,7 @@ class MemoryPlan:
     def expected_peak(self) -> int:
         """The formula's peak at the chosen batches, or while the converters run if that is higher."""
         return self.fixed + max(max(self.capture_batch, self.predict_batch) * self.activation_per_sample,
-                                self.lowering)
+                                self.lowering, (self.score_threads - 1) * self.layer)
 
     @property
     def train_in_memory_bytes(self) -> int:
@@ -101,7 +109,7 @@ class MemoryPlan:
     def to_json(self) -> dict:
         out = {k: v for k, v in asdict(self).items()}
         out.update(fixed=self.fixed, expected_peak=self.expected_peak)
-        return {k: (round(v / MB, 1) if isinstance(v, int) and k not in ("capture_batch", "predict_batch") else v)
+        return {k: (round(v / MB, 1) if isinstance(v, int) and k not in COUNTS else v)
                 for k, v in out.items()} | {"unit": "MB"}
 
     def describe(self) -> str:
@@ -109,7 +117,8 @@ class MemoryPlan:
                 f"{self.expected_peak / 2**30:.2f} GB (fixed {self.fixed / 2**30:.2f} GB: model {MODEL_COPIES} x "
                 f"{self.weights / MB:.0f} MB, statistics {self.statistics / MB:.0f} MB, data {self.source / MB:.0f} MB, "
                 f"calibration {self.calibration / MB:.0f} MB; lowering {self.lowering / MB:.0f} MB); batches: capture "
-                f"{self.capture_batch}, inference {self.predict_batch}")
+                f"{self.capture_batch}, inference {self.predict_batch}; {self.score_threads} score "
+                f"thread{'s' if self.score_threads > 1 else ''}")
 
     def lowering_warning(self) -> str | None:
         """A line when the converters' peak would overrun the budget (they cannot be sized), else None."""
@@ -188,8 +197,17 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
                         f"{source_bytes / 2**30:.2f}, calibration {plan.calibration / 2**30:.2f}, one sample's batch "
                         f"{activation / 2**30:.2f}); raise --memory-budget or lower --calib-samples")
     per_batch = min(free, max(BATCH_BYTES, activation))
+    threads = max(1, min(cores(), 1 + free // max(plan.layer, 1)))
     return MemoryPlan(**{**asdict(plan), "capture_batch": int(min(CAPTURE_BATCH, per_batch // activation)),
-                         "predict_batch": int(min(PREDICT_BATCH, per_batch // activation))})
+                         "predict_batch": int(min(PREDICT_BATCH, per_batch // activation)), "score_threads": threads})
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _outputs(layer):

@@ -18,7 +18,10 @@ as Ray tasks. Either way the same three steps run:
    the counts, so a later build reuses them as if it had scored in process.
 
 The walk only ever sees the same scores, so one worker or many give the same
-candidates and the same plan. A task runs its linear algebra on one BLAS
+candidates and the same plan. In process, ``threads`` walks run at once
+(``frontend.memory_plan``'s ``score_threads``: the cores, as many as the
+memory budget has room for), each a thread of this process: their numpy
+and TensorFlow work releases the GIL. A task runs its linear algebra on one BLAS
 thread wherever it runs (a Ray worker's BLAS has one thread anyway: Ray sets
 OMP_NUM_THREADS to the task's CPUs), so the sums, and an iterative fit like
 CP's ALS that could amplify a difference in them, are the same in process
@@ -110,7 +113,7 @@ def merge(cache, result: ScoreResult) -> None:
     cache.misses += result.misses
 
 
-def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None) -> dict:
+def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None, threads: int = 1) -> dict:
     """``{layer: [Candidate]}`` for ``walks`` of ``(layer, method, grid, threshold)``, in the order given.
 
     Args:
@@ -120,16 +123,22 @@ def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None
         cache: the driver's ``search.cache.Cache`` (read before, written after).
         executor: ``common.executor.InProcess`` or ``RayExecutor``.
         progress: called with ``"layer method"`` as each walk's result is merged.
+        threads: walks run at once in this process (``InProcess.map``); each on one BLAS thread, as always.
     """
+    from threadpoolctl import threadpool_limits
+
     layers = list(dict.fromkeys(layer for layer, *_ in walks))
     shipped = {name: executor.put(tasks[name], "score", name) for name in layers}
     jobs = [make_job(tasks[layer], method, grid, threshold, fit, cache) for layer, method, grid, threshold in walks]
     out = {name: [] for name in layers}
     results = executor.map(score_task, [(shipped[j.layer], j) for j in jobs], "score",
-                           [f"{j.layer} {j.method}" for j in jobs])
-    for job, result in zip(jobs, results):
-        merge(cache, result)
-        out[job.layer] += result.candidates
-        if progress is not None:
-            progress(f"{job.layer} {job.method}")
+                           [f"{j.layer} {j.method}" for j in jobs], threads=threads)
+    # BLAS's thread count is one setting for the whole process: held at one around every walk at once, so a walk
+    # that ends (and restores what it found) cannot hand a running one more threads mid-sum
+    with threadpool_limits(limits=1, user_api="blas"):
+        for job, result in zip(jobs, results):
+            merge(cache, result)
+            out[job.layer] += result.candidates
+            if progress is not None:
+                progress(f"{job.layer} {job.method}")
     return out

@@ -114,7 +114,9 @@ def score(state) -> None:
     multiple = rank_multiple(state)
     walks = [w for name in state.targets for w in layer_walks(state, name, multiple)]
     with state.progress("score", len(walks)) as bar:  # each walk a task of the executor (search.fanout)
-        found = score_all(state.tasks, walks, opts.fit, state.cache, executor, progress=lambda info: bar.update(1, info))
+        threads = state.memory.score_threads if state.memory is not None else 1
+        found = score_all(state.tasks, walks, opts.fit, state.cache, executor, progress=lambda info: bar.update(1, info),
+                          threads=threads)
     state.candidates = {name: found.get(name, []) for name in state.targets}
     if executor.name != "inprocess" and "score" in executor.phases:
         phase = executor.phases["score"].to_json()

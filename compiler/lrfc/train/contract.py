@@ -16,7 +16,12 @@ least. The search over it:
    (``RECOVERY``: what one fine-tuning round recovers, until a round has been
    measured; then the measured ratio; once a failed and a passing round
    bracket the search, the proxy drop interpolated between the two:
-   ``proxy_between``).
+   ``proxy_between``). When it predicts no rung deeper than the least
+   compressed pass, the search steps past that pass anyway (a *forced step*),
+   by one rung, and by twice as many after each forced step that passed with
+   room (``forced_stride``): a proxy that lags what fine-tuning recovers
+   (the VGG-style baseline's four rounds were four one-rung steps, each
+   passing at 0.62-0.76 points) no longer spends every round on one rung.
 2. **Fine-tuning confirms it** on the validation split (early stopping).
    A rung that meets the budget is the best so far and the search moves to
    more compression; one that misses it moves to less. Later rounds start
@@ -60,6 +65,7 @@ class Round:
     met: bool
     epochs: int
     seconds: float
+    forced_step: int = 0  # rungs stepped past the least compressed pass when the proxy predicted none; 0: its pick
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -90,6 +96,20 @@ def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | Non
     return ok.proxy_drop + (aim - ok.drop) * (fail.proxy_drop - ok.proxy_drop) / (fail.drop - ok.drop)
 
 
+def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
+    """How many rungs a forced step moves: 1, doubled for each forced step just before that passed within ``room``.
+
+    ``forced`` maps the rungs picked by a forced step to their stride; the
+    streak counts the latest rounds back to the first that was not such a pass.
+    """
+    streak = 0
+    for r in reversed(rounds):
+        if r.level not in forced or not r.met or r.drop > room:
+            break
+        streak += 1
+    return 2 ** streak
+
+
 class BudgetSearch:
     """The search of one build; ``start`` (the factorize stage) then ``run`` (the finetune stage)."""
 
@@ -106,6 +126,7 @@ class BudgetSearch:
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
+        self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
         self.best: tuple[int, object, float] | None = None
         self.rounds: list[Round] = []
         self.stopped = ""
@@ -158,7 +179,15 @@ class BudgetSearch:
                 lo = mid
         if not self.tune:  # the proxy is the validation split: a rung over the budget there has failed for good
             self.lo_fail = max(self.lo_fail, lo)
-        return min(hi, self.hi_pass - 1)
+            return min(hi, self.hi_pass - 1)
+        if hi < self.hi_pass or self.hi_pass == len(self.levels):  # its pick, or nothing has passed yet
+            return min(hi, self.hi_pass - 1)
+        stride = forced_stride(self.rounds, self.forced, TARGET * self.options.max_acc_drop)
+        pick = max(self.lo_fail + 1, self.hi_pass - stride)
+        self.forced[pick] = self.hi_pass - pick
+        self.state.log(f"the proxy predicts no rung past {self.levels[self.hi_pass].label} within the budget: "
+                       f"trying {self.hi_pass - pick} rung{'s' if self.hi_pass - pick > 1 else ''} past it")
+        return pick
 
     # ------------------------------------------------------------------ the search
 
@@ -225,7 +254,7 @@ class BudgetSearch:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
-                                 round(drop, 4), met, epochs, round(seconds, 2)))
+                                 round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0)))
         self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
                        f"{100 * accuracy:.2f}% (drop {drop:.2f} points{'' if met else ', over the budget'})")
         if met:
