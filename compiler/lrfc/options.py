@@ -47,7 +47,7 @@ class BuildOptions:
     max_rounds: int = 4
     distill: bool = True               # with 8 epochs it is what pays (train.finetune docstring); --no-distill turns it off
     fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
-                                       # (weights); auto won 7 of 1,948 candidates and no plan, at twice the score time (BENCHMARKS)
+                                       # (weights); auto won 8 of 848 candidates and no plan, at twice the score time (bench.fits)
     batch_size: int = 128
     trust_model: bool = False
     formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)
