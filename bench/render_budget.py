@@ -81,11 +81,12 @@ def ablation_section(runs: dict) -> list[str]:
     rows = _rows(runs, "ablation")
     if not rows:
         return []
-    lines = ["### Ablation: one fine-tuning round, each part off (or distillation on)", "",
+    lines = ["### Ablation: one fine-tuning round, each part off", "",
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
              "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
              "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. Rows dated "
-             "before the fine-tuning defaults changed ran 3 epochs without distillation, as their commands say.", "",
+             "before the fine-tuning defaults changed ran 3 epochs without distillation, as their commands say "
+             "(their `distill` row turned it on; since then it is on by default and `no-distill` turns it off).", "",
              "| build | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | met | "
              "fine-tune s | build s |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
