@@ -18,8 +18,8 @@ the same way:
   lane);
 * ``threads`` (in process, jobs without lanes): how many jobs run at once in
   this process, each in its own thread (the score stage's walks: their numpy
-  and TensorFlow work releases the GIL). Ray ignores it: its workers are the
-  parallelism there.
+  and TensorFlow work releases the GIL; ``_in_threads``). Ray ignores it: its
+  workers are the parallelism there.
 
 Tasks never write the cache or the cost database: they return what they
 found and the driver writes it. Each phase's tasks (seconds, worker) and,
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import socket
 import threading
 import time
@@ -73,6 +74,56 @@ def serialized_bytes(value) -> int:
     return len(inband) + sum(b.raw().nbytes for b in buffers)
 
 
+def _in_threads(fn, jobs: list, threads: int):
+    """``_timed(fn, job)`` for every job on ``threads`` threads, yielded in job order.
+
+    At most ``2 x threads`` jobs are handed out ahead of the one the caller
+    waits for, so the results held for it stay few (a walk's result carries
+    its prepared factorizations). The threads are daemons: a build
+    interrupted mid-stage exits at once instead of waiting for the walks
+    still running (their results would be thrown away).
+    """
+    todo: queue.Queue = queue.Queue()
+    done: dict[int, tuple] = {}
+    ready = threading.Condition()
+
+    def work():
+        while (item := todo.get()) is not None:
+            i, job = item
+            try:
+                out = (True, _timed(fn, job))
+            except BaseException as exc:  # handed to the caller, raised there
+                out = (False, exc)
+            with ready:
+                done[i] = out
+                ready.notify_all()
+
+    workers = [threading.Thread(target=work, name=f"lrfc-job_{k}", daemon=True) for k in range(threads)]
+    for w in workers:
+        w.start()
+    handed = 0
+    try:
+        for i in range(len(jobs)):
+            while handed < min(len(jobs), i + 2 * threads):
+                todo.put((handed, jobs[handed]))
+                handed += 1
+            with ready:
+                while i not in done:
+                    ready.wait()
+                ok, out = done.pop(i)
+            if not ok:
+                raise out
+            yield out
+    finally:
+        while True:  # what no thread has started is dropped; the threads end after their current job
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+        for _ in workers:
+            todo.put(None)
+
+
 def _timed(fn, args) -> tuple:
     start = time.perf_counter()
     value = fn(*args)
@@ -97,34 +148,24 @@ class InProcess:
         """``fn(*job)`` for each job, yielded in job order; see the module doc."""
         log = self.phases.setdefault(phase, PhaseLog())
         jobs, labels = list(jobs), list(labels)
-        if (lanes is None or len(set(lanes)) < 2) and (threads <= 1 or len(jobs) < 2):
-            for job, label in zip(jobs, labels):
-                value, seconds, worker = _timed(fn, job)
-                log.tasks.append((label, seconds, worker))
-                yield value
+        if lanes is not None and len(set(lanes)) >= 2:
+            yield from self._lanes(fn, jobs, labels, lanes, log)
             return
-        from collections import deque
+        run = _in_threads(fn, jobs, threads) if threads > 1 and len(jobs) > 1 else (_timed(fn, job) for job in jobs)
+        for label, (value, seconds, worker) in zip(labels, run):
+            log.tasks.append((label, seconds, worker))
+            yield value
+
+    @staticmethod
+    def _lanes(fn, jobs, labels, lanes, log):
         from concurrent.futures import ThreadPoolExecutor
 
-        if lanes is None or len(set(lanes)) < 2:  # one pool of ``threads`` for every job
-            lanes, window = ["thread"] * len(jobs), 2 * threads
-            pools = {"thread": ThreadPoolExecutor(threads, thread_name_prefix="lrfc-job")}
-        else:
-            window = len(jobs)
-            pools = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"lrfc-lane-{lane}") for lane in sorted(set(lanes))}
-        pending = deque()  # submitted, not yet yielded: at most ``window`` results wait for the one before them
-        todo = iter(zip(jobs, labels, lanes))
+        pools = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"lrfc-lane-{lane}") for lane in sorted(set(lanes))}
         try:
-            while True:
-                for job, label, lane in todo:
-                    pending.append((pools[lane].submit(_timed, fn, job), label, lane))
-                    if len(pending) >= window:
-                        break
-                if not pending:
-                    return
-                future, label, lane = pending.popleft()
+            futures = [pools[lane].submit(_timed, fn, job) for job, lane in zip(jobs, lanes)]
+            for future, label, lane in zip(futures, labels, lanes):
                 value, seconds, worker = future.result()
-                log.tasks.append((label, seconds, worker if lane == "thread" else f"{worker}/lane-{lane}"))
+                log.tasks.append((label, seconds, f"{worker}/lane-{lane}"))
                 yield value
         finally:
             for pool in pools.values():
