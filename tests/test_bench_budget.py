@@ -48,7 +48,7 @@ def test_as_run_spells_the_old_fine_tuning_defaults_for_rows_from_before_the_cha
 
 
 def test_as_run_spells_the_old_fit_for_rows_from_before_it_changed():
-    before, after = "2026-12-01 04:14 UTC", "2026-12-01 06:00 UTC"
+    before, after = "2026-12-01 04:14 UTC", "2026-12-01 05:22 UTC"
     build = "lrfc build bench/work/scale/resnet50-64.keras --finetune none --json"
     assert as_run(build, before) == build + " --data-aware auto"
     assert as_run(build + " --data-aware on", before) == build + " --data-aware on"
