@@ -72,7 +72,7 @@ def contract_section(runs: dict) -> list[str]:
     for n, r in rows.items():
         steps = ", ".join(f"{x['label']}: {x['params']:,} params, {_removed(x['macs'], r['macs_before'])} of MACs removed, "
                           f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epochs "
-                          f"({'met' if x['met'] else 'missed'})" for x in r["rounds"])
+                          f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
         lines.append(f"{n} rounds: {steps}.")
     return lines + [""] + _commands(rows)
 
@@ -211,4 +211,10 @@ def budget(record: dict) -> list[str]:
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
             + contract_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs))
+
+
+def _forced(round_: dict) -> str:
+    """How a round's rung was picked, when not by the proxy: a forced step past the last pass (train.contract)."""
+    step = round_.get("forced_step") or 0
+    return f"; a forced step of {step} rung{'s' if step > 1 else ''}" if step else ""
 
