@@ -58,6 +58,7 @@ def test_an_interrupt_does_not_wait_for_the_running_jobs():
     code = (
         "import os, signal, threading, time\n"
         "from lrfc.common.executor import InProcess\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # a background make test inherits SIGINT ignored\n"
         "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
         "try:\n"
         "    list(InProcess().map(time.sleep, [(30,)] * 4, 'score', list('abcd'), threads=2))\n"
