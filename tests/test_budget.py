@@ -208,6 +208,48 @@ def test_the_cut_measures_what_the_rewritten_model_does(keras):
         assert expected > 1e-4 and measured == pytest.approx(expected, rel=1e-3, abs=1e-7), (name, measured, expected)
 
 
+def test_cuts_in_one_walk_equal_prefix_cuts_and_a_layer_out_of_order_falls_back(keras, monkeypatch):
+    """``Sensitivity.follow``: the probe set carried from cut to cut (a shortcut read past the residual conv, a
+    separable layer, the head) gives every layer the inputs a prefix model gives, and the same KL."""
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.search import sensitivity as sens
+    from lrfc.search.cache import Cache
+    from lrfc.search.stage import capture_tasks
+
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", name="stem")(inp)))
+    h = L.Add()([h, L.Conv2D(8, 3, padding="same", activation="relu", name="residual")(h)])
+    h = L.SeparableConv2D(6, 3, padding="same", name="sep")(h)
+    model = rebuild(keras.Model(inp, L.Dense(10, name="head")(L.Flatten()(h))))
+    x = np.random.default_rng(2).random((40, 12, 12, 3)).astype(np.float32)
+    rows = {r.name: r for r in describe_model(model)}
+    names = ["stem", "residual", "sep", "head"]
+    tasks = capture_tasks(model, rows, names, x, aware=False)
+    picks = {"stem": ("tucker", (2, 3)), "residual": ("tucker", (3, 2)), "sep": ("svd", (2,)), "head": ("svd", (3,))}
+    prefixes = []
+    real = sens.Sensitivity._prefixed
+    monkeypatch.setattr(sens.Sensitivity, "_prefixed", lambda self, n: prefixes.append(n) or real(self, n))
+
+    def measure(order, follow):
+        s = sens.Sensitivity(model, x, {}, Cache(enabled=False))
+        if follow:
+            s.follow(names)
+        return {n: s.of(tasks[n], Candidate(n, *picks[n], 0, 0, 0.5)) for n in order}, s
+
+    walked, s = measure(names, True)
+    assert prefixes == [] and s.cut("head").others == []  # every cut from the walk; the head has nothing after it
+    prefixed, _ = measure(names, False)
+    assert prefixes == names
+    for n in names:
+        assert walked[n] > 1e-5 and walked[n] == pytest.approx(prefixed[n], rel=1e-4, abs=1e-8), n
+    prefixes.clear()
+    skipping, _ = measure(["residual", "stem", "head"], True)  # stem is behind the walk by then: its prefix model
+    assert prefixes == ["stem"] and skipping == pytest.approx({n: prefixed[n] for n in skipping}, rel=1e-4)
+
+
 def test_a_bracket_of_two_rounds_sets_the_next_proxy_goal_by_interpolation():
     from lrfc.train.contract import Round, proxy_between
 
@@ -283,3 +325,22 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.rounds[-1].forced_step == 4 and any("4 rungs past" in m for m in logs)
     # the failure brackets the search: three rungs left between it and the last pass, one step at a time again
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
+
+
+def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_the_budget(keras, monkeypatch):
+    """--finetune none: ``_accuracy_or_bound`` stops after the chunk that puts the floor out of reach, and is exact
+    (the full accuracy, complete) whenever the floor can still be met."""
+    from lrfc.frontend.samples import Samples
+    from lrfc.train import contract
+
+    monkeypatch.setattr(contract, "EARLY_CHUNK", 100)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False, kernel_initializer="identity")])
+    x = np.zeros((300, 2), np.float32)
+    x[:, 0] = 1.0
+    x[:100] = [0.0, 1.0]  # the first chunk predicts class 1, the rest class 0
+    y = np.zeros(300, np.int64)
+    assert contract._accuracy_or_bound(model, x, y, 0.5) == (pytest.approx(2 / 3), True)   # reachable: scored in full
+    assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), False)  # after one chunk: at most 2/3
+    assert contract._accuracy_or_bound(model, Samples(x), np.eye(2)[y], 0.7) == (pytest.approx(2 / 3), False)
+    x[:100], x[200:] = x[200:].copy(), [0.0, 1.0]  # now the last chunk is wrong: nothing is known before the end
+    assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), True)

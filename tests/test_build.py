@@ -151,6 +151,8 @@ def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_pat
     (published,) = report["budget_search"]["rounds"]  # the bisection's own measure is final: one rung, scored once
     assert published["drop"] == pytest.approx(proxies[str(published["level"])], abs=1e-3)
     assert str(published["level"] - 1) in proxies or published["level"] == 0  # the rung below it was seen failing
+    bounded = report["budget_search"]["proxy_bounded"]  # dropped before the end of validation: over for sure
+    assert published["level"] not in bounded and all(proxies[str(k)] > 0.5 for k in bounded)
 
 
 def test_a_time_budget_stops_the_search_after_a_round(tiny_model_path, tmp_path):

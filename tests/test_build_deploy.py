@@ -79,7 +79,9 @@ def test_whole_models_are_timed_and_the_published_plan_is_never_slower(latency_b
         assert row["measured_ms"] < original and row["label"] == report["budget_search"]["published"]
     else:  # a level between two measured rungs on the frontier
         assert any(a["rung"] < level < b["rung"] for a, b in zip(kept, kept[1:]))
-    assert report["accuracy_budget"]["met"] and report["compressed"]["macs"] < 0.7 * report["original"]["macs"]
+    # a compressed plan within the budget (which one depends on measured latency, so not pinned: under load the
+    # timings can favour a less compressed rung)
+    assert report["accuracy_budget"]["met"] and report["compressed"]["macs"] < report["original"]["macs"]
     # never slower: the final benchmark, measured apart from the search, agrees
     assert report["benchmarks"]["runs"][0]["ratios"]["latency_p50"] > 1.0
     assert set(whole["cost_model_error"]) == {"per_layer_sum", "with_remainder", "scaled", "rungs"}

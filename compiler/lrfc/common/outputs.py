@@ -172,12 +172,11 @@ class OutputDir:
 
     def discard(self) -> None:
         """Drop what was staged (a failed or interrupted run); remove the folder if this run created it empty."""
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        # by name, not by the recorded paths: an interrupt between a folder's mkdir and its recording would
+        # otherwise leave it behind
+        for prefix in (STAGING_PREFIX, SCRATCH_PREFIX):
+            shutil.rmtree(self.path / f"{prefix}{os.getpid()}", ignore_errors=True)
+        self._staging = self._scratch = None
         if self._created:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # only when empty

@@ -31,8 +31,6 @@ each layer's input is computed from the model input as before.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 MAX_ROWS = 200_000  # positions x samples used per least-squares fit (a seeded subset beyond that)
@@ -130,66 +128,20 @@ def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray) -> list[st
 def _segments(model, stops, samples: int):
     """A generator function over ``x``: yields each stop layer's input, in order, after the caller refit the last one.
 
-    The graph is cut before each stop; segment ``k`` runs from cut ``k-1``'s
-    frontier to cut ``k``'s. Returns None when a frontier's values for
-    ``samples`` samples would exceed ``FRONTIER_BYTES``, the model has more
-    than one input, or Keras cannot build a segment (the caller then taps
-    each stop from the model input).
+    One forward pass cut before each stop (``frontend.graph.frontier_walk``);
+    None when that walk cannot be had (the caller then taps each stop from
+    the model input).
     """
-    import keras
+    from lrfc.frontend.graph import frontier_walk, layer_nodes
 
-    from lrfc.frontend.graph import layer_nodes
-
-    if len(model.inputs) != 1:
+    walk = frontier_walk(model, [stop.name for stop in stops], samples, FRONTIER_BYTES)
+    if walk is None:
         return None
     nodes = layer_nodes(model)
-    where = {name: i for i, name in enumerate(nodes)}
-    produced_at = {id(t): where[name] for name, node in nodes.items() for t in node.outputs}
-    read_at: dict[int, list[int]] = {}
-    tensors: dict[int, object] = {}
-    for name, node in nodes.items():
-        for t in node.input_tensors:
-            read_at.setdefault(id(t), []).append(where[name])
-            tensors[id(t)] = t
 
-    def frontier(cut: int) -> list:
-        """Tensors made before position ``cut`` (or model inputs) that a layer at or after it reads."""
-        return [tensors[k] for k, reads in read_at.items()
-                if produced_at.get(k, -1) < cut and max(reads) >= cut]
+    def inputs(x):
+        for stop, front in zip(stops, walk(x)):
+            target = nodes[stop.name].input_tensors[0]
+            yield next(values for t, values in front if t is target)
 
-    cuts = [where[stop.name] for stop in stops]
-    fronts = [frontier(c) for c in cuts]
-    largest = max(sum(4 * math.prod(int(d) for d in t.shape[1:]) for t in f) for f in fronts)
-    if largest * samples > FRONTIER_BYTES:
-        return None
-    try:
-        plans = []
-        previous, start = list(model.inputs), 0
-        for stop, cut, front in zip(stops, cuts, fronts):
-            made = [t for t in front if all(t is not p for p in previous)]
-            needed = [p for p in previous if any(start <= r < cut for r in read_at.get(id(p), []))]
-            segment = keras.Model(needed if len(needed) > 1 else needed[0], made) if made else None
-            plans.append((stop, needed, made, segment, front))
-            previous, start = front, cut
-    except Exception:  # a graph Keras will not cut here: the caller taps each stop from the input
-        return None
-
-    def walk(x):
-        from lrfc.frontend.samples import batch_for
-
-        values = {id(model.inputs[0]): x}
-        for stop, needed, made, segment, front in plans:
-            if segment is not None:
-                batch = batch_for(256)
-                outs = [[] for _ in made]
-                for i in range(0, len(x), batch):
-                    args = [values[id(t)][i:i + batch] for t in needed]
-                    result = segment(args if len(args) > 1 else args[0], training=False)
-                    result = result if isinstance(result, (list, tuple)) else [result]
-                    for part, r in zip(outs, result):
-                        part.append(np.asarray(r))
-                values.update({id(t): np.concatenate(part) for t, part in zip(made, outs)})
-            values = {id(t): values[id(t)] for t in front}  # what no later layer reads goes
-            yield values[id(nodes[stop.name].input_tensors[0])]
-
-    return walk
+    return inputs

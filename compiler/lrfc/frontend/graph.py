@@ -112,3 +112,82 @@ def layer_nodes(model) -> dict[str, object]:
             if op is not None and not node.is_input and op.name not in nodes:
                 nodes[op.name] = node
     return nodes
+
+
+def frontier_walk(model, stops: Sequence[str], samples: int, budget_bytes: int):
+    """One forward pass cut before each stop layer: a generator function over samples ``x``, or None.
+
+    ``stops`` are layer names in graph order (``layer_nodes``). At each one,
+    the walk yields the *frontier* there, ``[(tensor, values)]``: every
+    tensor computed before the stop (or a model input) that the stop or a
+    later layer reads (the stop's input, a residual shortcut), in graph
+    order. Segment ``k`` is a model from cut ``k-1``'s frontier to cut
+    ``k``'s, so each layer runs once over ``x`` in all; a caller may change
+    the weights of later layers between two yields (reconstruction refits
+    them) and the next segment runs with them.
+
+    None when the model has several inputs, the stops are not in graph
+    order, a frontier's values for ``samples`` samples would take more than
+    ``budget_bytes``, or Keras cannot build a segment: the caller then runs a
+    prefix model per stop.
+    """
+    import math
+
+    import keras
+    import numpy as np
+
+    if len(model.inputs) != 1:
+        return None
+    nodes = layer_nodes(model)
+    where = {name: i for i, name in enumerate(nodes)}
+    if any(name not in where for name in stops):
+        return None
+    cuts = [where[name] for name in stops]
+    if cuts != sorted(set(cuts)):
+        return None
+    produced_at = {id(t): where[name] for name, node in nodes.items() for t in node.outputs}
+    read_at: dict[int, list[int]] = {}
+    tensors: dict[int, object] = {}
+    for name, node in nodes.items():
+        for t in node.input_tensors:
+            read_at.setdefault(id(t), []).append(where[name])
+            tensors[id(t)] = t
+
+    def frontier(cut: int) -> list:
+        return [tensors[k] for k, reads in read_at.items() if produced_at.get(k, -1) < cut and max(reads) >= cut]
+
+    fronts = [frontier(c) for c in cuts]
+    largest = max(sum(4 * math.prod(int(d) for d in t.shape[1:]) for t in f) for f in fronts)
+    if largest * samples > budget_bytes:
+        return None
+    try:
+        plans = []
+        previous, start = list(model.inputs), 0
+        for cut, front in zip(cuts, fronts):
+            made = [t for t in front if all(t is not p for p in previous)]
+            needed = [p for p in previous if any(start <= r < cut for r in read_at.get(id(p), []))]
+            segment = keras.Model(needed if len(needed) > 1 else needed[0], made) if made else None
+            plans.append((needed, made, segment, front))
+            previous, start = front, cut
+    except Exception:  # a graph Keras will not cut here
+        return None
+
+    def walk(x):
+        from lrfc.frontend.samples import batch_for
+
+        values = {id(model.inputs[0]): x}
+        for needed, made, segment, front in plans:
+            if segment is not None:
+                batch = batch_for(256)
+                outs = [[] for _ in made]
+                for i in range(0, len(x), batch):
+                    args = [values[id(t)][i:i + batch] for t in needed]
+                    result = segment(args if len(args) > 1 else args[0], training=False)
+                    result = result if isinstance(result, (list, tuple)) else [result]
+                    for part, r in zip(outs, result):
+                        part.append(np.asarray(r))
+                values.update({id(t): np.concatenate(part) for t, part in zip(made, outs)})
+            values = {id(t): values[id(t)] for t in front}  # what no later layer reads goes
+            yield [(t, values[id(t)]) for t in front]
+
+    return walk

@@ -15,11 +15,14 @@ Memory: by default tf2onnx deep-copies the whole graph, weights included,
 before each of its dozen ONNX optimizers and each pass over them, so that a
 failing optimizer can be skipped; the copies sit in reference cycles until a
 full collection. ``python -m bench.lower_memory`` on ResNet50 (90 MB of
-weights): +4.18 GiB above the loaded model in 8.1 s that way; lrfc converts
-without the copies (tf2onnx's ``TF2ONNX_CATCH_ERRORS`` switch): +3.85 GiB in
-7.2 s (MobileNetV2: +0.70 -> +0.44 GiB). If an
-optimizer then fails, converts once more with them, so the result is what
-tf2onnx's default gives.
+weights): +4.18 GiB above the loaded model in 8.1 s that way; without the
+copies (tf2onnx's ``TF2ONNX_CATCH_ERRORS`` switch): +3.85 GiB in 7.2 s
+(MobileNetV2: +0.70 -> +0.44 GiB). lrfc converts without them, and through
+``lower.onnx_convert``, which also keeps tf2onnx's optimizer passes from
+copying every weight into each node proto again and frees the frozen
+function before grappler runs (same file, a fraction of the memory; numbers
+there and in ``bench.lower_memory``). If anything fails that way, it converts
+once more tf2onnx's default way, so the result is what tf2onnx gives.
 
 int8 is ONNX Runtime static quantization in the QDQ format (QuantizeLinear /
 DequantizeLinear pairs around int8 weights, per output channel, and int8
@@ -73,13 +76,15 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
     with silenced_stderr():
         import tf2onnx
 
+        from lrfc.lower.onnx_convert import convert as lean_convert
+
     inp = model.inputs[0]
     spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=INPUT_NAME)
     fn = tf.function(lambda t: model(t, training=False))
     captured = _captured_constants(fn.get_concrete_function(spec))
     try:
         with _without_optimizer_snapshots():
-            proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
+            proto = lean_convert(fn, spec, opset)
     except Exception:  # e.g. an optimizer failed, which tf2onnx's default skips (from its snapshot): convert that way
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
     _fold_captured_constants(proto.graph, captured)

@@ -184,32 +184,90 @@ class Sensitivity:
         self.reference = probabilities(flat, self.x)
         self._model_key = content_hash("kl-probe", *flat.get_weights(), self.x)
         self._cut: Cut | None = None
+        self._walk = None  # (layers still ahead, the frontier walk over the probe set): see ``follow``
+        self._budget = memory_bytes
+
+    def follow(self, layers: Sequence[str]) -> list[str]:
+        """Cut before each of ``layers`` in one forward pass, as far as they are asked in graph order; that order.
+
+        ``frontend.graph.frontier_walk`` carries the probe set from one cut to
+        the next, so ``cut`` costs the segment since the last one instead of
+        a prefix model from the input each (ResNet50's 54 layers: about one
+        forward pass instead of ~27). A layer asked out of order, or a graph
+        the walk cannot cut, gets the prefix model as before.
+        """
+        from lrfc.frontend.graph import frontier_walk, layer_nodes
+
+        where = {name: i for i, name in enumerate(layer_nodes(self.flat))}
+        order = sorted(layers, key=lambda n: where.get(n, len(where)))
+        budget = self._budget if self._budget is not None else 1 << 30
+        walk = frontier_walk(self.flat, order, len(self.x), budget)
+        self._walk = None if walk is None else (list(order), walk(self.x))
+        return order
 
     def cut(self, layer_name: str) -> Cut:
         """The layer's cut on the probe set (kept until another layer's is asked for)."""
         if self._cut is not None and self._cut.layer == layer_name:
             return self._cut
+        self._cut = None  # the previous layer's stored tensors go first
+        self._cut = self._walked(layer_name) or self._prefixed(layer_name)
+        return self._cut
+
+    def _walked(self, layer_name: str) -> Cut | None:
+        """The cut from the frontier walk (``follow``), when it has not passed the layer; None otherwise."""
+        if self._walk is None or layer_name not in self._walk[0]:
+            return None
+        import keras
+
+        from lrfc.frontend.graph import layer_nodes
+
+        ahead, fronts = self._walk
+        while ahead[0] != layer_name:  # layers never asked (an empty front): their cuts go by
+            ahead.pop(0)
+            next(fronts)
+        ahead.pop(0)
+        front = next(fronts)
+        nodes = layer_nodes(self.flat)
+        where = {name: i for i, name in enumerate(nodes)}
+        here = where[layer_name]
+        node = nodes[layer_name]
+        later = {id(t) for name, n in nodes.items() if where[name] > here for t in n.input_tensors}
+        others = [(t, v) for t, v in front if id(t) in later]  # what the rest reads besides the layer's output
+        y = node.outputs[0]
+        try:
+            suffix = None if y is self.flat.outputs[0] else keras.Model(
+                [y, *(t for t, _ in others)] if others else y, self.flat.outputs[0])
+        except Exception:  # a suffix Keras will not build from these tensors: the prefix way
+            self._walk = None
+            return None
+        x_in = node.input_tensors[0]
+        chain_input = next(v for t, v in front if t is x_in)
+        return Cut(layer_name, self._chain_input(layer_name, chain_input), [v for _, v in others], suffix)
+
+    def _chain_input(self, layer_name: str, values: np.ndarray) -> np.ndarray:
+        """What the layer's chain reads: its input, after a separable layer's kept depthwise part."""
+        layer = self.flat.get_layer(layer_name)
+        if not hasattr(layer, "pointwise_kernel"):
+            return values
+        from lrfc.decompose.base import Stage
+        from lrfc.search.scoring import run_stages
+
+        depthwise = Stage("depthwise", (np.asarray(layer.depthwise_kernel.numpy()),), tuple(layer.kernel_size),
+                          tuple(layer.strides), tuple(layer.dilation_rate), layer.padding)
+        return run_stages(values, [depthwise], 2)
+
+    def _prefixed(self, layer_name: str) -> Cut:
+        """The cut from a prefix model run on the probe set from the model input."""
         import keras
 
         from lrfc.frontend.samples import batch_for
-        from lrfc.search.scoring import run_stages
 
-        self._cut = None  # the previous layer's stored tensors go first
         x_in, frontier = cut_tensors(self.flat, layer_name)
         prefix = keras.Model(self.flat.input, [x_in, *frontier[1:]])
         values = [np.asarray(v) for v in _outputs(prefix, self.x, batch_for(256))]
-        layer = self.flat.get_layer(layer_name)
-        chain_input = values[0]
-        if hasattr(layer, "pointwise_kernel"):  # the kept depthwise part runs before the chain
-            from lrfc.decompose.base import Stage
-
-            depthwise = Stage("depthwise", (np.asarray(layer.depthwise_kernel.numpy()),), tuple(layer.kernel_size),
-                              tuple(layer.strides), tuple(layer.dilation_rate), layer.padding)
-            chain_input = run_stages(chain_input, [depthwise], 2)
         last = id(frontier[0]) == id(self.flat.outputs[0])  # the layer's output is the model's: nothing after the cut
         suffix = None if last else keras.Model(frontier if len(frontier) > 1 else frontier[0], self.flat.outputs[0])
-        self._cut = Cut(layer_name, chain_input, values[1:], suffix)
-        return self._cut
+        return Cut(layer_name, self._chain_input(layer_name, values[0]), values[1:], suffix)
 
     def of(self, task, candidate) -> float:
         """KL of the model with ``candidate``'s chain in place of its layer (0 means no effect)."""

@@ -204,14 +204,17 @@ def global_levels(state) -> list:
     start = time.perf_counter()
     sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache,
                               state.memory.free if state.memory is not None else None)
+    order = sensitivity.follow([n for n, cands in fronts.items() if cands])  # graph order: one walk of cuts
     options, measured = {}, 0
     with state.progress("sensitivity", sum(map(len, fronts.values()))) as bar:
-        for name, cands in fronts.items():
+        for name in order:
+            cands = fronts[name]
             effects, was_measured = along_front([c.similarity for c in cands],
                                                 lambda i: sensitivity.of(state.tasks[name], cands[i]))
             options[name] = list(zip(cands, effects))
             measured += sum(was_measured)
             bar.update(len(cands), name)
+    options = {n: options.get(n, []) for n in fronts}
     state.sensitivity = {"probe_samples": int(len(sensitivity.x)), "front_candidates": sum(map(len, fronts.values())),
                          "measured": measured, "seconds": round(time.perf_counter() - start, 2)}
     state.log(f"end-to-end effects: {measured} of {state.sensitivity['front_candidates']} front candidates measured "

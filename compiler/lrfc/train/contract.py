@@ -35,7 +35,11 @@ least. The search over it:
 With ``--finetune none`` the validation split itself is the measure: the
 bisection finds the most compressed rung that meets the budget as it is, and
 what it measured is final (a rung is neither scored twice nor tried again once
-the bisection has seen it over the budget).
+the bisection has seen it over the budget). A rung is scored ``EARLY_CHUNK``
+samples at a time and dropped as soon as it cannot meet the budget whatever
+the rest of the split gives (``_accuracy_or_bound``: exact, no statistics);
+``proxy_drops`` then holds the least drop it could still have had, and
+``proxy_bounded`` lists those rungs.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from dataclasses import asdict, dataclass
 from lrfc.frontend.samples import head
 
 PROXY_SAMPLES = 1000
+EARLY_CHUNK = 1000      # --finetune none: validation samples scored between two checks of the bound
 RECOVERY = 2.0          # proxy drop / fine-tuned drop before a round is measured (VGG: 1.8 at 3 epochs; 2.2, 2.6 at 8 with distillation)
 TARGET = 0.8            # aim at this share of the budget, to leave room for the proxy's error
 
@@ -75,6 +80,29 @@ def _accuracy(model, x, y) -> float:
     from lrfc.train.finetune import evaluate
 
     return evaluate(model, x, y)
+
+
+def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
+    """Top-1 on ``(x, y)``, or, once it is sure to end below ``floor``, its highest possible value; and whether complete.
+
+    Scored ``EARLY_CHUNK`` samples at a time; after each chunk, if every
+    remaining sample being right could not lift the accuracy to ``floor``,
+    the rest is not scored: the rung is over the budget whatever it gives.
+    """
+    import numpy as np
+
+    from lrfc.frontend.samples import Samples, predict
+
+    n, correct, seen = len(x), 0, 0
+    y = np.asarray(y)
+    y = (y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y).reshape(n)  # one-hot rows or labels
+    chunks = x.chunks(EARLY_CHUNK) if isinstance(x, Samples) else (x[i:i + EARLY_CHUNK] for i in range(0, n, EARLY_CHUNK))
+    for chunk in chunks:
+        correct += int(np.sum(predict(model, chunk).argmax(axis=-1) == y[seen:seen + len(chunk)]))
+        seen += len(chunk)
+        if seen < n and (correct + n - seen) / n < floor:
+            return (correct + n - seen) / n, False
+    return correct / n, True
 
 
 def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | None:
@@ -124,6 +152,7 @@ class BudgetSearch:
         self.proxy_original = None
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
+        self.bounded: set[int] = set()               # rungs dropped early: their accuracy is an upper bound
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
@@ -143,12 +172,20 @@ class BudgetSearch:
         from lrfc.factorize.stage import build_level
 
         if i not in self.proxy:
-            if self.proxy_original is None:
-                self.proxy_original = _accuracy(self.state.flat, self.x_proxy, self.y_proxy)
+            if self.proxy_original is None:  # the whole validation split: the load stage scored the original on it
+                whole = not self.tune and self.state.original_accuracy is not None
+                self.proxy_original = (self.state.original_accuracy if whole
+                                       else _accuracy(self.state.flat, self.x_proxy, self.y_proxy))
             self.models = {}  # only the latest is kept (a try usually follows the last look): gone before the next
             with self.state.timer.stage("factorize"):
                 model = build_level(self.state, self.plan(i))
-            self.proxy_accuracy[i] = _accuracy(model, self.x_proxy, self.y_proxy)
+            if self.tune:  # a proxy: its value steers the search, so it is measured in full
+                self.proxy_accuracy[i] = _accuracy(model, self.x_proxy, self.y_proxy)
+            else:  # the validation split decides: stop once the budget is out of reach
+                floor = self.proxy_original - (self.options.max_acc_drop + 1e-6) / 100.0
+                self.proxy_accuracy[i], complete = _accuracy_or_bound(model, self.x_proxy, self.y_proxy, floor)
+                if not complete:
+                    self.bounded.add(i)
             self.proxy[i] = 100.0 * (self.proxy_original - self.proxy_accuracy[i])
             self.models = {i: model}
         return self.proxy[i]
@@ -230,7 +267,7 @@ class BudgetSearch:
         while i is not None:
             start = time.perf_counter()
             epochs, _ = tune_one(model) if self.tune else (0, 0.0)
-            if not self.tune and i in self.proxy_accuracy:  # scored on the whole validation split already
+            if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
                 accuracy = self.proxy_accuracy[i]
             else:
                 accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
@@ -303,4 +340,5 @@ class BudgetSearch:
                 "published_level": None if self.best is None else self.best[0],
                 "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),
                 "proxy_drops": {str(k): round(v, 4) for k, v in sorted(self.proxy.items())},
+                "proxy_bounded": sorted(self.bounded),
                 "rounds": [r.to_json() for r in self.rounds]}
