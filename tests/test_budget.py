@@ -178,24 +178,30 @@ def test_a_full_rank_candidate_has_no_end_to_end_effect(tiny_model_path):
     assert sensitivity.of(task, exact) < 1e-6 < sensitivity.of(task, low)
 
 
-def test_the_cut_measures_what_the_rewritten_model_does(keras):
-    """A conv inside a residual block: the suffix reads the shortcut too; a softmax head and a separable layer too.
-    The KL through the cut equals the KL of the whole rewritten model (factorize.rewrite)."""
-    from lrfc.factorize.rewrite import apply_plan
-    from lrfc.frontend.catalogue import describe_model
+def _cut_model(keras, seed: int, head_activation=None):
+    """A stem conv, a conv inside a residual block, a separable layer and a dense head, flattened."""
     from lrfc.frontend.graph import rebuild
-    from lrfc.plan import LayerChoice, Plan
-    from lrfc.search.cache import Cache
-    from lrfc.search.sensitivity import Sensitivity, cut_tensors, kl, probabilities
-    from lrfc.search.stage import capture_tasks
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     L = keras.layers
     inp = keras.Input((12, 12, 3))
     h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", name="stem")(inp)))
     h = L.Add()([h, L.Conv2D(8, 3, padding="same", activation="relu", name="residual")(h)])
     h = L.SeparableConv2D(6, 3, padding="same", name="sep")(h)
-    whole = rebuild(keras.Model(inp, L.Dense(10, activation="softmax", name="head")(L.Flatten()(h))))
+    return rebuild(keras.Model(inp, L.Dense(10, activation=head_activation, name="head")(L.Flatten()(h))))
+
+
+def test_the_cut_measures_what_the_rewritten_model_does(keras):
+    """A conv inside a residual block: the suffix reads the shortcut too; a softmax head and a separable layer too.
+    The KL through the cut equals the KL of the whole rewritten model (factorize.rewrite)."""
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.plan import LayerChoice, Plan
+    from lrfc.search.cache import Cache
+    from lrfc.search.sensitivity import Sensitivity, cut_tensors, kl, probabilities
+    from lrfc.search.stage import capture_tasks
+
+    whole = _cut_model(keras, 0, "softmax")
     assert len(cut_tensors(whole, "residual")[1]) == 2  # its output and the shortcut it is added to
     x = np.random.default_rng(0).random((40, 12, 12, 3)).astype(np.float32)
     for model, name, method, ranks in ((whole, "residual", "tucker", (2, 3)), (whole, "sep", "svd", (2,)),
@@ -212,18 +218,11 @@ def test_cuts_in_one_walk_equal_prefix_cuts_and_a_layer_out_of_order_falls_back(
     """``Sensitivity.follow``: the probe set carried from cut to cut (a shortcut read past the residual conv, a
     separable layer, the head) gives every layer the inputs a prefix model gives, and the same KL."""
     from lrfc.frontend.catalogue import describe_model
-    from lrfc.frontend.graph import rebuild
     from lrfc.search import sensitivity as sens
     from lrfc.search.cache import Cache
     from lrfc.search.stage import capture_tasks
 
-    keras.utils.set_random_seed(1)
-    L = keras.layers
-    inp = keras.Input((12, 12, 3))
-    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", name="stem")(inp)))
-    h = L.Add()([h, L.Conv2D(8, 3, padding="same", activation="relu", name="residual")(h)])
-    h = L.SeparableConv2D(6, 3, padding="same", name="sep")(h)
-    model = rebuild(keras.Model(inp, L.Dense(10, name="head")(L.Flatten()(h))))
+    model = _cut_model(keras, 1)
     x = np.random.default_rng(2).random((40, 12, 12, 3)).astype(np.float32)
     rows = {r.name: r for r in describe_model(model)}
     names = ["stem", "residual", "sep", "head"]
