@@ -45,13 +45,19 @@ def test_a_job_that_raises_reaches_the_caller_and_the_threads_end():
         time.sleep(0.02)
         return i
 
-    before = threading.active_count()
+    def walks_left() -> list:
+        """The executor's threads still alive after up to 5 s (they end once handed their stop; other threads of
+        the test process come and go on their own, so only these are counted)."""
+        deadline = time.monotonic() + 5
+        while (alive := [t for t in threading.enumerate() if t.name.startswith("lrfc-job_")]) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+        return alive
+
+    assert walks_left() == []  # an earlier test's threads have ended
     with pytest.raises(ValueError, match="walk 3 failed"):
         list(InProcess().map(job, [(i,) for i in range(10)], "score", [str(i) for i in range(10)], threads=2))
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert threading.active_count() == before
+    assert walks_left() == []
 
 
 def test_an_interrupt_does_not_wait_for_the_running_jobs():
