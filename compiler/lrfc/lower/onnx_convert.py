@@ -26,8 +26,9 @@ time, and the file written is byte-identical. Where the memory went:
 types; that error here reaches ``lower.onnx.export_onnx``, which converts once
 more the default way. ``convert._convert_common`` is tf2onnx's own (private)
 last step of ``from_graph_def``; the public one re-imports the graph and
-peaked +0.24 GiB higher. tf2onnx is pinned (1.17.0), and the fix checks the
-method it replaces is the one it knows.
+peaked +0.24 GiB higher. tf2onnx is pinned (``FIXED_VERSION``); under another
+version the method is left as tf2onnx has it (the conversion is the same,
+only heavier).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import threading
 
 from onnx import NodeProto
 
+FIXED_VERSION = "1.17.0"  # the tf2onnx whose Node.update_proto the fix was written against
 _REBUILT = ("input", "output", "attribute")  # the fields tf2onnx's update_proto rewrites
 _LOCK = threading.Lock()
 
@@ -57,8 +59,11 @@ def _fresh_like(op: NodeProto) -> NodeProto:
 
 def _install_proto_fix() -> None:
     """Replace ``tf2onnx.graph.Node.update_proto`` (once per process) with the copy-free version."""
+    import tf2onnx
     from tf2onnx.graph import Node
 
+    if tf2onnx.__version__ != FIXED_VERSION:
+        return
     with _LOCK:
         if getattr(Node.update_proto, "_lrfc", False):
             return
