@@ -156,16 +156,22 @@ def test_the_memory_plan_sizes_batches_and_refuses_a_budget_too_small(keras, mon
     # the converters' peak, 192 MiB + 17 x the weights, counts too: over this budget it is a warning, not a refusal
     assert tight.lowering == roomy.lowering == 192 * MB + 17 * 4 * model.count_params()
     assert tight.expected_peak == tight.fixed + max(5 * tight.activation_per_sample, tight.lowering) > tight.budget
+    batch = roomy.predict_batch * roomy.activation_per_sample
     assert roomy.lowering_warning() is None
     # one walk per core in the score stage, as many as the room beside the first layer's maps holds
     from lrfc.frontend import memory_plan
 
     assert tight.score_threads == 1 and roomy.score_threads == memory_plan.cores()
     monkeypatch.setattr(memory_plan, "cores", lambda: 8)
-    two_more = plan_memory(model, rows, targets, 10 * MB, sample, 100, roomy.fixed + 2 * roomy.layer + 100, 64 * MB)
+    # an extra walk needs its layer term beside the batch, not instead of it
+    two_more = plan_memory(model, rows, targets, 10 * MB, sample, 100, roomy.fixed + batch + 2 * roomy.layer + 100,
+                           64 * MB)
+    assert two_more.predict_batch == roomy.predict_batch
     assert two_more.score_threads == 3 and "3 score threads" in two_more.describe()
-    assert two_more.expected_peak == two_more.fixed + max(two_more.lowering, 2 * two_more.layer,
-                                                          two_more.predict_batch * two_more.activation_per_sample)
+    assert two_more.expected_peak == two_more.fixed + max(two_more.lowering, batch + 2 * two_more.layer)
+    one_less = plan_memory(model, rows, targets, 10 * MB, sample, 100, roomy.fixed + batch + 2 * roomy.layer - 100,
+                           64 * MB)
+    assert one_less.score_threads == 2
     assert plan_memory(model, rows, targets, 10 * MB, sample, 100, 8 * 2**30, 64 * MB).score_threads == 8
     assert re.fullmatch(r"--memory-budget: lowering this model needs about \S+ GB \(.*\), over the budget of .*",
                         tight.lowering_warning())
