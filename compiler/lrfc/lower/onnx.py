@@ -20,8 +20,8 @@ copies (tf2onnx's ``TF2ONNX_CATCH_ERRORS`` switch): +3.85 GiB in 7.2 s
 (MobileNetV2: +0.70 -> +0.44 GiB). lrfc converts without them, and through
 ``lower.onnx_convert``, which also keeps tf2onnx's optimizer passes from
 copying every weight into each node proto again and frees the frozen
-function before grappler runs (same file, a fraction of the memory; numbers
-there and in ``bench.lower_memory``). If anything fails that way, it converts
+function before grappler runs (the same graph in a fraction of the memory;
+numbers there and in ``bench.lower_memory``). If anything fails that way, it converts
 once more tf2onnx's default way, so the result is what tf2onnx gives.
 
 int8 is ONNX Runtime static quantization in the QDQ format (QuantizeLinear /

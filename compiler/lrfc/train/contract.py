@@ -92,10 +92,10 @@ def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
     import numpy as np
 
     from lrfc.frontend.samples import Samples, predict
+    from lrfc.train.finetune import _labels
 
     n, correct, seen = len(x), 0, 0
-    y = np.asarray(y)
-    y = (y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y).reshape(n)  # one-hot rows or labels
+    y = _labels(y, n, "validation")
     chunks = x.chunks(EARLY_CHUNK) if isinstance(x, Samples) else (x[i:i + EARLY_CHUNK] for i in range(0, n, EARLY_CHUNK))
     for chunk in chunks:
         correct += int(np.sum(predict(model, chunk).argmax(axis=-1) == y[seen:seen + len(chunk)]))
