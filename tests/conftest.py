@@ -12,6 +12,11 @@ import tempfile
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The suite's TensorFlow allocates as a build's does (lrfc.common.allocator), whichever test starts it;
+# child processes inherit the choice.
+from lrfc.common import allocator  # noqa: E402
+
+allocator.choose()
 # Builds that name no --cache-dir / --cost-db write here, never into the user's ~/.cache/lrfc
 # (child processes inherit it).
 os.environ["LRFC_CACHE_DIR"] = tempfile.mkdtemp(prefix="lrfc-test-cache-")

@@ -242,3 +242,57 @@ def test_repair_and_verification_passes_keep_to_the_plans_batch(keras):
             assert seen and max(seen) == 7 and sum(seen) == 50, seen
     finally:
         cap_batches(None)
+
+
+RESIDUE_CODE = """
+import gc, json, sys
+from lrfc.common import allocator, memory
+chosen = allocator.choose()
+from lrfc.common.quiet import import_keras
+keras = import_keras()
+import numpy as np
+inp = keras.Input((128, 128, 8))
+model = keras.Model(inp, keras.layers.Conv2D(64, 3, padding="same")(keras.layers.Conv2D(64, 3, padding="same")(inp)))
+x = np.ones((32, 128, 128, 8), np.float32)
+model(x[:1], training=False)
+memory.release(force=True)
+before = memory.resident_bytes()
+model(x, training=False)  # two 128 MiB outputs
+memory.release(force=True)
+print(json.dumps({"chosen": chosen, "residue": memory.resident_bytes() - before}))
+"""
+
+
+def _residue(given: dict) -> dict:
+    """What a fresh process chose and kept resident after one big eager call; ``given``: its allocator variable."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lrfc.common.allocator import VARIABLE
+
+    env = {k: v for k, v in os.environ.items() if k != VARIABLE} | given
+    res = subprocess.run([sys.executable, "-c", RESIDUE_CODE], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_a_build_allocates_from_the_system_so_a_stages_tensors_leave_with_it():
+    """TensorFlow's oneDNN pool keeps what a big call held; the system allocator, which builds choose, gives it back."""
+    from lrfc.common.allocator import VARIABLE
+
+    system = _residue({})
+    pool = _residue({VARIABLE: "0"})
+    assert system["chosen"] == "system"
+    assert pool["chosen"] == f"oneDNN pool ({VARIABLE}=0 as given)"
+    assert system["residue"] < 64 * 2**20, system
+    assert pool["residue"] > 192 * 2**20, pool  # the canary: if TensorFlow's pool starts giving back, revisit the choice
+
+
+def test_a_process_that_started_tensorflow_first_keeps_its_allocator(keras, monkeypatch):
+    from lrfc.common import allocator
+
+    monkeypatch.delenv(allocator.VARIABLE, raising=False)
+    assert allocator.choose() == "as TensorFlow started (imported before the build)"
+    assert allocator.VARIABLE not in __import__("os").environ

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lrfc.common import memory
+from lrfc.common import allocator, memory
 from lrfc.options import BuildOptions
 from lrfc.plan import Plan
 
@@ -227,6 +227,7 @@ def run_build(options: BuildOptions, log=_stderr) -> BuildState:
     try:
         from lrfc.common.quiet import import_keras
 
+        allocator.choose()  # before TensorFlow's first allocation: what memory is freed goes back (common.allocator)
         import_keras()
         for name, stage in STAGES:
             memory.release()  # the last stage's garbage (models and graphs in cycles) is not this one's peak

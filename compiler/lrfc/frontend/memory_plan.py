@@ -42,6 +42,12 @@ one layer's maps like the first; an extra walk's term is added to the
 batch's, not compared with it (the larger of the two came 157 MiB short of
 ResNet50 at 224x224 with two walks).
 
+The formula describes what a build holds, not its history, because
+TensorFlow's kernels allocate from the system (``common.allocator``, chosen
+before TensorFlow starts): under oneDNN's own pool every stage would also
+keep the largest working set an earlier stage held (ResNet50 at 64x64:
+4.55 GiB at the peak against 3.73).
+
 The default budget is ``DEFAULT_SHARE`` of the memory available when the
 build starts (``MemAvailable``), so a build leaves room for what else runs.
 """
@@ -52,6 +58,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+from lrfc.common import allocator
 from lrfc.errors import UserError
 
 MB = 2**20
@@ -89,6 +96,7 @@ class MemoryPlan:
     capture_batch: int
     predict_batch: int
     score_threads: int = 1             # walks the score stage runs at once in process (search.fanout)
+    allocator: str = ""                # what TensorFlow's CPU kernels allocate from (common.allocator)
 
     @property
     def fixed(self) -> int:
@@ -122,7 +130,8 @@ class MemoryPlan:
                 f"{self.weights / MB:.0f} MB, statistics {self.statistics / MB:.0f} MB, data {self.source / MB:.0f} MB, "
                 f"calibration {self.calibration / MB:.0f} MB; lowering {self.lowering / MB:.0f} MB); batches: capture "
                 f"{self.capture_batch}, inference {self.predict_batch}; {self.score_threads} score "
-                f"thread{'s' if self.score_threads > 1 else ''}")
+                f"thread{'s' if self.score_threads > 1 else ''}"
+                f"{f'; TensorFlow allocator: {self.allocator}' if self.allocator else ''}")
 
     def lowering_warning(self) -> str | None:
         """A line when the converters' peak would overrun the budget (they cannot be sized), else None."""
@@ -207,7 +216,7 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     # --memory-budget 4G peaked 157 MiB above fixed + the larger of the two with two walks
     beside = free - max(batches.values()) * activation
     threads = max(1, min(cores(), 1 + beside // max(plan.layer, 1)))
-    return MemoryPlan(**{**asdict(plan), **batches, "score_threads": threads})
+    return MemoryPlan(**{**asdict(plan), **batches, "score_threads": threads, "allocator": allocator.chosen()})
 
 
 def cores() -> int:
