@@ -26,6 +26,11 @@ def _s(row: dict, phase: str) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def _allocator(row: dict) -> str:
+    """What the row's TensorFlow kernels allocated from; rows from before lrfc chose it ran on oneDNN's pool."""
+    return (row.get("memory") or {}).get("allocator") or "oneDNN pool"
+
+
 def scale(record: dict) -> list[str]:
     rows = record.get("rows", {})
     lines = ["## Memory and time against model size (issue 15)", "",
@@ -34,11 +39,11 @@ def scale(record: dict) -> list[str]:
              "times the stage clock (`timings`). The keras.applications models have random weights (no pretrained "
              "weights offline): at chance by design, and their layers need high ranks, the search's worst case.", "",
              "| model | input | params | MACs | layers | peak GiB (stage) | expected peak GiB | load s | calibrate s | "
-             "score s | select s | wall min (stages run) | score peak GiB |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "score s | select s | wall min (stages run) | score peak GiB | TensorFlow allocator |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in rows.items():
         if r.get("error"):
-            lines.append(f"| {name} | | | | | failed: {r['error']} | | | | | | {r['wall_s'] / 60:.1f} | |")
+            lines.append(f"| {name} | | | | | failed: {r['error']} | | | | | | {r['wall_s'] / 60:.1f} | | |")
             continue
         peaks = r["peak_rss_mb"]
         top = max(peaks, key=lambda k: peaks[k] or 0) if peaks else None
@@ -46,7 +51,7 @@ def scale(record: dict) -> list[str]:
                      f"{_gb(_peak(r))} ({top}) | {_gb((r.get('memory') or {}).get('expected_peak'))} | "
                      f"{_s(r, 'load')} | {_s(r, 'calibrate')} | {_s(r, 'score')} | {_s(r, 'select')} | "
                      f"{r['wall_s'] / 60:.1f} ({'to ' + r['until'] if r.get('until') else 'all'}) | "
-                     f"{_gb(peaks.get('score'))} |")
+                     f"{_gb(peaks.get('score'))} | {_allocator(r)} |")
     lines += _stage_table(rows)
     lines += ["", "Targets (issue 15), read from the rows above:", ""]
     for name, target in TARGETS.items():
