@@ -46,7 +46,7 @@ The formula describes what a build holds, not its history, because
 TensorFlow's kernels allocate from the system (``common.allocator``, chosen
 before TensorFlow starts): under oneDNN's own pool every stage would also
 keep the largest working set an earlier stage held (ResNet50 at 64x64:
-4.55 GiB at the peak against 3.73).
+4.55 GiB at the peak against 3.56).
 
 The default budget is ``DEFAULT_SHARE`` of the memory available when the
 build starts (``MemAvailable``), so a build leaves room for what else runs.
