@@ -245,7 +245,7 @@ def test_repair_and_verification_passes_keep_to_the_plans_batch(keras):
 
 
 RESIDUE_CODE = """
-import gc, json, sys
+import json
 from lrfc.common import allocator, memory
 chosen = allocator.choose()
 from lrfc.common.quiet import import_keras
@@ -291,8 +291,10 @@ def test_a_build_allocates_from_the_system_so_a_stages_tensors_leave_with_it():
 
 
 def test_a_process_that_started_tensorflow_first_keeps_its_allocator(keras, monkeypatch):
+    import os
+
     from lrfc.common import allocator
 
     monkeypatch.delenv(allocator.VARIABLE, raising=False)
     assert allocator.choose() == "as TensorFlow started (imported before the build)"
-    assert allocator.VARIABLE not in __import__("os").environ
+    assert allocator.VARIABLE not in os.environ
