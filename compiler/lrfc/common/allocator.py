@@ -3,10 +3,9 @@
 TensorFlow's oneDNN kernels (on by default on x86) allocate from a pool of
 their own (``mklcpu``, a best-fit allocator over regions that double as it
 grows) that never hands memory back: once a stage has held a large working
-set, every later stage carries it. keras.applications ResNet50 at 64x64
-called eagerly on 250 samples left 3.6 GB of anonymous memory resident
-through it, 0.44 GB with the system allocator.
-``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` sends those kernels to ``malloc``,
+set, every later stage carries it (``test_bounded_memory``'s two 128 MiB
+convolution outputs: 417 MB stay resident on the pool, under 1 MB on the
+system allocator). ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` sends those kernels to ``malloc``,
 whose freed pages ``common.memory.release`` returns between stages, so the
 memory plan's formula (``frontend.memory_plan``) is what a build holds, not
 its history (``python -m bench.scale``, 2026-12-01): ResNet50 at 64x64,
@@ -14,7 +13,9 @@ whole ``--finetune none`` build, peak 4.55 -> 3.56 GiB (``lower``, which
 converted with the earlier stages' pool resident); at 224x224 up to
 ``score``, 4.12 -> 4.03 GiB.
 
-What it costs, measured side by side: time where tensors are too large for
+What it costs, measured side by side (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0``
+or unset, ``python -m bench.scale --child score -- MODEL ...``, the row's
+flags; docs/SCALING.md): time where tensors are too large for
 malloc's heap (over 32 MB: mapped and faulted in afresh on every call):
 MobileNetV2 at 224x224 loads 26 % and scores 51 % slower (score peak 2.70
 -> 2.10 GiB); ResNet50 at 64x64 built in 10.1 minutes against 8.8 (an
