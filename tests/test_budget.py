@@ -326,6 +326,39 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
 
 
+def test_without_fine_tuning_the_most_compressed_rung_is_looked_at_first(monkeypatch):
+    """--finetune none: a ladder whose every rung passes ends after one look (rung 0), not log2(rungs);
+    one whose rung 0 fails ends where plain bisection ends, one look later at most."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    def search_over(proxy):
+        levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(len(proxy))]
+        opts = SimpleNamespace(finetune="none", epochs=0, max_acc_drop=1.0, max_rounds=6, time_budget=None)
+        state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)),
+                                                                                   y_val=np.zeros(10)), log=print)
+        search = contract.BudgetSearch(state)
+        looks = []
+
+        def look(i):
+            looks.append(i)
+            search.proxy[i] = proxy[i]
+            return proxy[i]
+
+        monkeypatch.setattr(search, "proxy_drop", look)
+        return search, looks
+
+    search, looks = search_over([0.2] * 200)  # an untrained model: nothing to lose at any rung
+    assert search._pick() == 0 and looks == [0]
+    proxy = [max(0.0, 3.0 - 0.02 * i) for i in range(200)]  # within 1.0 from rung 100 up
+    search, looks = search_over(proxy)
+    assert search._pick() == 100 and looks[0] == 0 and search.lo_fail == 99
+    assert len(looks) <= 1 + int(np.ceil(np.log2(200)))
+
+
 def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_the_budget(keras, monkeypatch):
     """--finetune none: ``_accuracy_or_bound`` stops after the chunk that puts the floor out of reach, and is exact
     (the full accuracy, complete) whenever the floor can still be met."""
