@@ -17,14 +17,18 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
 The batch is the term lrfc sizes. A model called eagerly (the capture's
 tap model, the sensitivity's probes) holds every layer's output until the
 call returns, so a sample costs the sum of all the model's activations
-(ResNet50: 11.6 MB at 64x64, 142 MB at 224x224). The capture and inference
-batches are as large as ``BATCH_BYTES`` of that allows, at most their usual
-64 and 256 samples and never more than the budget has left: bigger batches
-buy little on a CPU and would only grow the peak (ResNet50 at 64x64, 256
-samples in one eager call: 2.6 GB). At 1 GiB ResNet50 at 224x224 captured 7
-samples at a time and peaked at 4.03 GiB in ``calibrate``; at 512 MiB it
-takes 3 (ResNet50 at 64x64: 44 samples, inferring 1,760 samples as fast
-as at 88, 7.0-7.2 s either way). Captured feature maps live in files (``search.calibrate.MapStore``),
+(ResNet50: 11.6 MB at 64x64, 142 MB at 224x224). The inference batch is as
+large as ``BATCH_BYTES`` of that allows and the capture batch as
+``CAPTURE_BYTES`` allows, at most their usual 256 and 64 samples and never
+more than the budget has left: bigger batches buy little on a CPU and would
+only grow the peak (ResNet50 at 64x64, 256 samples in one eager call: 2.6
+GB). The capture gets half the inference batch's bytes because it also holds
+the input statistics it accumulates (ResNet50: 1.1 GB of float64 moments):
+with 1 GiB, ResNet50 at 224x224 captured 7 samples at a time and peaked at
+4.03 GiB in ``calibrate``. The inference batch keeps 1 GiB: the
+sensitivity's suffix models run eagerly, where smaller batches cost time
+(the whole ResNet50 build at 64x64 with both at 512 MiB, 44 samples instead
+of 88: select 149 s against 107). Captured feature maps live in files (``search.calibrate.MapStore``),
 not in memory, and a training split larger than half the free budget is
 streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
@@ -69,7 +73,8 @@ RUNTIME_BYTES = 600 * MB
 MODEL_COPIES = 3
 CHUNK_COPIES = 3       # source chunk, unit values, fitted and contract-mapped values
 LAYER_COPIES = 6       # inputs, reference, candidate output, and float64 copies of the last two for the cosine
-BATCH_BYTES = 512 * MB  # one batch's activations, at most (when the budget allows that much)
+BATCH_BYTES = 1 << 30  # one inference batch's activations, at most (when the budget allows that much)
+CAPTURE_BYTES = 512 * MB  # one capture batch's: the capture also holds the statistics it accumulates
 DEFAULT_SHARE = 0.6
 CAPTURE_BATCH = 64
 PREDICT_BATCH = 256
@@ -212,9 +217,10 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
                         f"{weights / 2**30:.2f}, input statistics {plan.statistics / 2**30:.2f}, data "
                         f"{source_bytes / 2**30:.2f}, calibration {plan.calibration / 2**30:.2f}, one sample's batch "
                         f"{activation / 2**30:.2f}); raise --memory-budget or lower --calib-samples")
-    per_batch = min(free, max(BATCH_BYTES, activation))
-    batches = {"capture_batch": int(min(CAPTURE_BATCH, per_batch // activation)),
-               "predict_batch": int(min(PREDICT_BATCH, per_batch // activation))}
+    def batch(most: int, limit: int) -> int:
+        return int(min(most, min(free, max(limit, activation)) // activation))
+
+    batches = {"capture_batch": batch(CAPTURE_BATCH, CAPTURE_BYTES), "predict_batch": batch(PREDICT_BATCH, BATCH_BYTES)}
     # an extra walk is counted on top of the batch, not instead of it: ResNet50 at 224x224 under
     # --memory-budget 4G peaked 157 MiB above fixed + the larger of the two with two walks
     beside = free - max(batches.values()) * activation
