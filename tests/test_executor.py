@@ -1,4 +1,5 @@
-"""The in-process executor's threads: results in job order, few held ahead, errors raised, interrupts prompt."""
+"""The in-process executor's threads: results in job order or as they finish, few held ahead, errors raised,
+interrupts prompt."""
 
 from __future__ import annotations
 
@@ -36,6 +37,31 @@ def test_jobs_in_threads_come_back_in_job_order_with_few_handed_out_ahead():
     tasks = runner.to_json()["phases"]["score"]["per_task"]
     assert [t["label"] for t in tasks] == [f"j{i}" for i in range(12)]
     assert {t["worker"].rsplit("/", 1)[1] for t in tasks} == {"lrfc-job_0", "lrfc-job_1"}
+
+
+def test_unordered_results_come_as_jobs_finish_so_a_long_job_holds_up_nothing():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def job(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(1.0 if i == 0 else 0.01)
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    runner = InProcess()
+    out = list(runner.map(job, [(i,) for i in range(12)], "score", [f"j{i}" for i in range(12)], threads=2,
+                          ordered=False))
+    assert sorted(out) == [(i, i * i) for i in range(12)] and most[0] == 2
+    assert out[-1] == (0, 0)  # the other thread ran every other job while job 0 slept
+    tasks = runner.to_json()["phases"]["score"]["per_task"]
+    assert sorted(t["label"] for t in tasks) == sorted(f"j{i}" for i in range(12)) and tasks[-1]["label"] == "j0"
+    # one thread: the same pairs, in job order
+    assert list(InProcess().map(job, [(i,) for i in range(4)], "score", list("abcd"), ordered=False)) == \
+        [(i, i * i) for i in range(4)]
 
 
 def test_a_job_that_raises_reaches_the_caller_and_the_threads_end():

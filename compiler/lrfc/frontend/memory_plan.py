@@ -22,13 +22,15 @@ large as ``BATCH_BYTES`` of that allows and the capture batch as
 ``CAPTURE_BYTES`` allows, at most their usual 256 and 64 samples and never
 more than the budget has left: bigger batches buy little on a CPU and would
 only grow the peak (ResNet50 at 64x64, 256 samples in one eager call: 2.6
-GB). The capture gets half the inference batch's bytes because it also holds
-the input statistics it accumulates (ResNet50: 1.1 GB of float64 moments):
-with 1 GiB, ResNet50 at 224x224 captured 7 samples at a time and peaked at
-4.03 GiB in ``calibrate``. The inference batch keeps 1 GiB: the
-sensitivity's suffix models run eagerly, where smaller batches cost time
-(the whole ResNet50 build at 64x64 with both at 512 MiB, 44 samples instead
-of 88: select 149 s against 107). Captured feature maps live in files (``search.calibrate.MapStore``),
+GB). The capture gets less because it also holds the input statistics it
+accumulates (ResNet50: 1.1 GB of float64 moments) and each sample's tapped
+inputs: ResNet50 at 224x224 peaked in ``calibrate`` at 4.03 GiB capturing 7
+samples at a time (1 GiB) and at 3.21 GiB capturing 3 (512 MiB), which cost
+65 s more (187 s against 122): about 211 MB and 1.3 s a sample. 768 MiB
+takes 5 there, and 64 (as before) at 64x64. The inference batch keeps 1
+GiB: the sensitivity's suffix models run eagerly, where smaller batches
+cost time (the whole ResNet50 build at 64x64 with 44 samples instead of 88:
+select 149 s against 107). Captured feature maps live in files (``search.calibrate.MapStore``),
 not in memory, and a training split larger than half the free budget is
 streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
@@ -74,7 +76,7 @@ MODEL_COPIES = 3
 CHUNK_COPIES = 3       # source chunk, unit values, fitted and contract-mapped values
 LAYER_COPIES = 6       # inputs, reference, candidate output, and float64 copies of the last two for the cosine
 BATCH_BYTES = 1 << 30  # one inference batch's activations, at most (when the budget allows that much)
-CAPTURE_BYTES = 512 * MB  # one capture batch's: the capture also holds the statistics it accumulates
+CAPTURE_BYTES = 768 * MB  # one capture batch's: the capture also holds the statistics it accumulates
 DEFAULT_SHARE = 0.6
 CAPTURE_BATCH = 64
 PREDICT_BATCH = 256

@@ -13,9 +13,11 @@ as Ray tasks. Either way the same three steps run:
 2. ``score_task`` walks the grid against an in-memory ``Cache`` filled with
    those, and returns the candidates and what it computed (new scores, new
    prepared factorizations, its hit and miss counts);
-3. the driver merges the results in layer order, then method order, whatever
-   order they finished in: it writes the new entries into its cache and adds
-   the counts, so a later build reuses them as if it had scored in process.
+3. the driver merges each result as its walk finishes (``ordered=False``: a
+   long walk does not hold up the ones behind it): it writes the new entries
+   into its cache, keyed by content, and adds the counts, so a later build
+   reuses them as if it had scored in process; the candidates are put back
+   in layer order, then method order, whatever order the walks finished in.
 
 The walk only ever sees the same scores, so one worker or many give the same
 candidates and the same plan. In process, ``threads`` walks run at once
@@ -130,15 +132,18 @@ def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None
     layers = list(dict.fromkeys(layer for layer, *_ in walks))
     shipped = {name: executor.put(tasks[name], "score", name) for name in layers}
     jobs = [make_job(tasks[layer], method, grid, threshold, fit, cache) for layer, method, grid, threshold in walks]
-    out = {name: [] for name in layers}
     results = executor.map(score_task, [(shipped[j.layer], j) for j in jobs], "score",
-                           [f"{j.layer} {j.method}" for j in jobs], threads=threads)
+                           [f"{j.layer} {j.method}" for j in jobs], threads=threads, ordered=False)
+    found = {}
     # BLAS's thread count is one setting for the whole process: held at one around every walk at once, so a walk
     # that ends (and restores what it found) cannot hand a running one more threads mid-sum
     with threadpool_limits(limits=1, user_api="blas"):
-        for job, result in zip(jobs, results):
+        for i, result in results:  # as the walks finish: the cache is keyed by content, so order does not matter
             merge(cache, result)
-            out[job.layer] += result.candidates
+            found[i] = result.candidates
             if progress is not None:
-                progress(f"{job.layer} {job.method}")
+                progress(f"{jobs[i].layer} {jobs[i].method}")
+    out = {name: [] for name in layers}
+    for i, job in enumerate(jobs):  # the candidates in layer, then method order, however the walks finished
+        out[job.layer] += found[i]
     return out
