@@ -86,9 +86,9 @@ def _in_threads(fn, jobs: list, threads: int, ordered: bool = True):
     result carries its prepared factorizations). In job order, a long job
     keeps the threads from running more than that far past it: the score
     stage of ResNet50 at 64x64 (162 walks, 306 s of them, the longest 23 s)
-    took 214 s on 2 threads in order, where the walks alone need 156 s;
-    ``ordered=False`` yields whichever finished first (the lowest index
-    among them) and hands the next job out at once. The threads are daemons:
+    took 214 s on 2 threads in order; ``ordered=False`` yields whichever
+    finished first (the lowest index among them) and hands the next job out
+    at once: 147 s for 293 s of walks (``python -m bench.scale``). The threads are daemons:
     a build interrupted mid-stage exits at once instead of waiting for the
     walks still running (their results would be thrown away).
     """
