@@ -26,14 +26,14 @@ GB). The capture gets less because it also holds the input statistics it
 accumulates (ResNet50: 1.1 GB of float64 moments) and each sample's tapped
 inputs: ResNet50 at 224x224 peaked in ``calibrate`` at 4.03 GiB capturing 7
 samples at a time (1 GiB) and at 3.21 GiB capturing 3 (512 MiB), which cost
-65 s more (187 s against 122): about 211 MB a sample, 1.3 s a batch. 768 MiB
-takes 5 there (3.69 GiB, 127 s: ``python -m bench.scale --models
-resnet50-224 --until score``), and 64 (as before) at 64x64. The inference batch keeps 1
-GiB: the sensitivity's suffix models run eagerly, where smaller batches
-cost time (the whole ResNet50 build at 64x64 with 44 samples instead of 88:
-select 149 s against 107). Captured feature maps live in files (``search.calibrate.MapStore``),
-not in memory, and a training split larger than half the free budget is
-streamed. A budget too small for even one sample is a ``UserError`` before
+65 s more (187 s against 122): about 211 MB a sample, 1.3 s a batch.
+768 MiB takes 5 there (3.69 GiB, 127 s: ``python -m bench.scale --models
+resnet50-224 --until score``), and 64 (as before) at 64x64. The inference
+batch keeps 1 GiB: the sensitivity's suffix models run eagerly, where
+smaller batches cost time (the whole ResNet50 build at 64x64 with 44
+samples instead of 88: select 149 s against 107). Captured feature maps
+live in files (``search.calibrate.MapStore``), not in memory, and a
+training split larger than half the free budget is streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
 
 Lowering is the converters' own memory, which lrfc cannot size exactly:
