@@ -8,8 +8,9 @@ convolution outputs: 417 MB stay resident on the pool, under 1 MB on the
 system allocator). ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`` sends those kernels to ``malloc``,
 whose freed pages ``common.memory.release`` returns between stages, so the
 memory plan's formula (``frontend.memory_plan``) is what a build holds, not
-its history (``python -m bench.scale``, 2026-12-01): ResNet50 at 64x64,
-whole ``--finetune none`` build, peak 4.55 -> 3.56 GiB (``lower``, which
+its history (``python -m bench.scale``, 2026-12-01 afternoon, the code of
+then; later rows in docs/SCALING.md): ResNet50 at 64x64, whole
+``--finetune none`` build, peak 4.55 -> 3.56 GiB (``lower``, which
 converted with the earlier stages' pool resident); at 224x224 up to
 ``score``, 4.12 -> 4.03 GiB.
 

@@ -88,7 +88,8 @@ def _in_threads(fn, jobs: list, threads: int, ordered: bool = True):
     stage of ResNet50 at 64x64 (162 walks, 306 s of them, the longest 23 s)
     took 214 s on 2 threads in order; ``ordered=False`` yields whichever
     finished first (the lowest index among them) and hands the next job out
-    at once: 147 s for 293 s of walks (``python -m bench.scale``). The
+    at once: 147 s for 293 s of walks (``python -m bench.scale``, the
+    whole-build rows of 2026-12-01 13:26 and 15:48 UTC). The
     threads are daemons: a build interrupted mid-stage exits at once instead
     of waiting for the walks still running (their results would be thrown
     away).

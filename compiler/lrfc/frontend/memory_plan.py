@@ -31,7 +31,8 @@ samples at a time (1 GiB) and at 3.21 GiB capturing 3 (512 MiB), which cost
 resnet50-224 --until score``), and 64 (as before) at 64x64. The inference
 batch keeps 1 GiB: the sensitivity's suffix models run eagerly, where
 smaller batches cost time (the whole ResNet50 build at 64x64 with 44
-samples instead of 88: select 149 s against 107). Captured feature maps
+samples instead of 88: select 149 s against 107; one ``bench.scale`` run
+each, 2026-12-01). Captured feature maps
 live in files (``search.calibrate.MapStore``), not in memory, and a
 training split larger than half the free budget is streamed. A budget too small for even one sample is a ``UserError`` before
 any heavy work.
