@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
-from bench.render_common import DEFAULTS_CHANGED, FIT_CHANGED, machine_line
+from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, machine_line
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -56,7 +56,9 @@ def main() -> None:
              "first, `make bench-quick` the quality harness at a small budget. Timings on this shared 2-core machine "
              "are noisy: compare the ratios measured side by side in one run. Fine-tuning builds dated before "
              f"{DEFAULTS_CHANGED} ran with the defaults of then (3 epochs, no distillation); their commands "
-             "spell those out (`--epochs 3 --no-distill`) so they reproduce, and builds dated before "
+             "spell those out (`--epochs 3 --no-distill`) so they reproduce; those dated before "
+             f"{DATA_CHANGED} fine-tuned on 20,000 training samples, 8 epochs after {DEFAULTS_CHANGED} "
+             "(`--train-samples 20000 --epochs 8`), and builds dated before "
              f"{FIT_CHANGED} scored both fits per rank, which was the default then (`--data-aware auto`).", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):

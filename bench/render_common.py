@@ -5,6 +5,7 @@ from __future__ import annotations
 
 DEFAULTS_CHANGED = "2026-11-30 18:16 UTC"  # fine-tuning: 3 epochs without distillation before, 8 with it since
 FIT_CHANGED = "2026-12-01 04:50 UTC"       # --data-aware: auto (both fits per rank) before, on (data-aware) since
+DATA_CHANGED = "2026-12-01 18:30 UTC"      # fine-tuning: 8 epochs over 20,000 samples before, 3 over 60,000 since
 
 
 def as_run(command: str, date: str | None) -> str:
@@ -15,15 +16,22 @@ def as_run(command: str, date: str | None) -> str:
     then gets the flags it ran with spelled out (``--epochs 3``,
     ``--no-distill``) where it did not set them itself. At ``FIT_CHANGED``
     the score stage's default fit went from ``auto`` to ``on``: any ``lrfc
-    build`` recorded before then gets ``--data-aware auto``.
+    build`` recorded before then gets ``--data-aware auto``. At
+    ``DATA_CHANGED`` a round went from 8 epochs over 20,000 training samples
+    to 3 over 60,000: a fine-tuning build from before gets ``--epochs 8``
+    (3 before ``DEFAULTS_CHANGED``) and ``--train-samples 20000`` where it
+    did not set them.
     """
     words = command.split()
     if words[:2] != ["lrfc", "build"] or not date:
         return command
     extra = []
-    if date < DEFAULTS_CHANGED and "--finetune none" not in command:
-        extra += ([] if "--epochs" in words else ["--epochs", "3"]) + \
-            ([] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"])
+    tunes = "--finetune none" not in command
+    if date < DATA_CHANGED and tunes:
+        extra += ([] if "--epochs" in words else ["--epochs", "3" if date < DEFAULTS_CHANGED else "8"]) + \
+            ([] if "--train-samples" in words else ["--train-samples", "20000"])
+    if date < DEFAULTS_CHANGED and tunes:
+        extra += [] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"]
     if date < FIT_CHANGED and "--data-aware" not in words:
         extra += ["--data-aware", "auto"]
     return " ".join([command, *extra]) if extra else command

@@ -8,7 +8,7 @@ from bench.render_common import as_run
 
 
 def test_plan_covers_contract_ablation_and_claims_on_both_models():
-    rows = [r for r in plan(list(GROUPS), ["vgg", "resnet"]) if r["group"] != "finetune"]
+    rows = [r for r in plan(list(GROUPS), ["vgg", "resnet"]) if r["group"] not in ("finetune", "data")]
     names = [r["name"] for r in rows]
     assert len(names) == len(set(names))
     for model in ("vgg", "resnet"):
@@ -34,15 +34,29 @@ def test_finetune_rows_fine_tune_the_claims_plans_with_distillation_stated_eithe
     assert {r["flags"]["--seed"] for r in rows if r["variant"] == "ce"} == {"0", "1"}
 
 
+def test_data_rows_fine_tune_one_published_rung_at_two_sample_counts_and_equal_seeds():
+    rows = plan(["data"], ["vgg"])
+    first, tuned = rows[0], rows[1:]
+    assert first["name"] == "vgg/data-plan" and first["flags"]["--finetune"] == "none" and "needs" not in first
+    assert {(r["flags"]["--train-samples"], r["flags"]["--epochs"], r["flags"]["--seed"]) for r in tuned} == \
+           {("20000", "8", "0"), ("20000", "8", "1"), ("60000", "3", "0"), ("60000", "3", "1")}
+    for r in tuned:  # every flag that decides the comparison is spelled out, so a row reproduces whatever the default
+        assert r["flags"]["--plan"] == str(r["needs"]) == "bench/work/budget/vgg-data-plan/plan.json"
+        assert "--distill" in r["flags"] and r["flags"]["--max-rounds"] == "1"
+
+
 def test_as_run_spells_the_old_fine_tuning_defaults_for_rows_from_before_the_change():
     before, after = "2026-11-30 01:58 UTC", "2026-11-30 19:00 UTC"
     build = "lrfc build models/vgg.keras --max-acc-drop 1.0 --json"
     fit = " --data-aware auto"  # both rows predate the fit's change too
-    assert as_run(build, before) == build + " --epochs 3 --no-distill" + fit
-    assert as_run(build + " --epochs 1", before) == build + " --epochs 1 --no-distill" + fit
-    assert as_run(build + " --distill", before) == build + " --distill --epochs 3" + fit
-    assert as_run(build, after) == build + fit
-    for kept in (build + " --epochs 8 --no-distill", build + " --finetune none"):
+    old = " --train-samples 20000"  # the default until DATA_CHANGED
+    assert as_run(build, before) == build + " --epochs 3" + old + " --no-distill" + fit
+    assert as_run(build + " --epochs 1", before) == build + " --epochs 1" + old + " --no-distill" + fit
+    assert as_run(build + " --distill", before) == build + " --distill --epochs 3" + old + fit
+    assert as_run(build, after) == build + " --epochs 8" + old + fit
+    assert as_run(build + " --train-samples 500", after) == build + " --train-samples 500 --epochs 8" + fit
+    assert as_run(build, "2026-12-01 19:00 UTC") == build  # today's defaults
+    for kept in (build + " --epochs 8 --train-samples 20000 --no-distill", build + " --finetune none"):
         assert as_run(kept, before) == kept + fit
     assert as_run("python -m runtime_bench a.tflite", before) == "python -m runtime_bench a.tflite"
 

@@ -73,6 +73,24 @@ def _conv_model(keras):
     return rebuild(keras.Model(inp, out))
 
 
+def test_spilled_calibration_samples_are_mapped_per_access_and_leave_memory(tmp_path):
+    """After capture a build's calibration samples live in a file; each read maps it afresh, read-only."""
+    ds = load_data("fashion-mnist", (224, 224, 3), 10)
+    splits = make_splits(ds, 256, 0, finetune=False)
+    held = np.array(splits.x_calib)
+    memory.release()
+    before = memory.resident_bytes()
+    spilled = splits.spilled(tmp_path / "calibration.npy")
+    del splits
+    memory.release()
+    freed = (before - memory.resident_bytes()) / 2**20
+    assert freed > 100, freed  # the 147 MiB of mapped samples went to the file
+    first = spilled.x_calib
+    assert isinstance(first, np.memmap) and not first.flags.writeable and first is not spilled.x_calib
+    np.testing.assert_array_equal(first, held)
+    assert spilled.to_json()["calibration"] == len(spilled.x_calib) == 256
+
+
 def test_captured_maps_go_to_files_and_equal_the_in_memory_capture(keras, tmp_path):
     from lrfc.frontend.catalogue import describe_model
     from lrfc.search.calibrate import MapStore

@@ -139,7 +139,7 @@ def build(
     rank_selection: Annotated[str, typer.Option(help="similarity (the paper's), vbmf or energy (weight-based baselines).")] = DEFAULT["rank_selection"],
     energy: Annotated[float, typer.Option(help="Singular-value energy kept by --rank-selection energy.")] = DEFAULT["energy"],
     data_aware: Annotated[str, typer.Option(help="on (fit factors to each layer's outputs on the calibration data), auto (also fit to the weights alone and keep the better per rank: twice the score time) or off.")] = DEFAULT["fit"],
-    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning (on by default: with 8 epochs it gains 0.3-0.5 points over plain cross-entropy; docs/BENCHMARKS.md).")] = DEFAULT["distill"],
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning (on by default; docs/BENCHMARKS.md, 'Fine-tuning alone').")] = DEFAULT["distill"],
     train_samples: Annotated[Optional[int], typer.Option(help="Use at most this many training samples per fine-tuning round (0: all).")] = DEFAULT["train_samples"],
     max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds of the budget search, at most.")] = DEFAULT["max_rounds"],
     batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = DEFAULT["batch_size"],

@@ -6,7 +6,7 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
          + MODEL_COPIES x weights               the original, its flattened twin, a factorized copy
          + statistics                           sum over target layers of 8 ((kh kw cin)^2 + cin^2) bytes
          + source data                          the data as it came (uint8 Fashion-MNIST: 55 MB)
-         + calibration x sample bytes           the calibration samples, mapped once
+         + calibration x sample bytes           the calibration samples (in a file after the capture, resident while read)
          + CHUNK_COPIES x CHUNK x sample bytes  one chunk of other samples being mapped (frontend.samples)
          + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
          + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)

@@ -27,7 +27,10 @@ def capture_tasks(flat, rows: dict, targets, x, aware: bool, progress=None, stor
 
 
 def calibrate(state) -> None:
-    """Capture each target layer's input maps and input statistics, once, into files of the build's scratch folder."""
+    """Capture each target layer's input maps and input statistics, once, into files of the build's scratch folder.
+
+    The calibration samples go to a file there too (``Splits.spilled``): later stages map them as they read them.
+    """
     from lrfc.search.calibrate import MapStore
 
     x = state.splits.x_calib
@@ -36,6 +39,9 @@ def calibrate(state) -> None:
     with state.progress("calibrate", len(x)) as bar:
         state.tasks = capture_tasks(state.flat, {r.name: r for r in state.rows}, state.targets, x,
                                     state.options.fit != "off", progress=bar.update, store=store, batch_size=batch)
+    if store is not None:  # the samples leave memory until a later stage reads them (score never does)
+        del x
+        state.splits = state.splits.spilled(store.root / "calibration.npy")
 
 
 # ---------------------------------------------------------------------------- score
