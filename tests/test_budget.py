@@ -326,6 +326,36 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
 
 
+def test_what_a_round_recovers_is_read_at_the_deepest_pass():
+    """The next pick lies deeper than every pass, and the ratio grows with depth: the deepest pass's ratio counts."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 60,
+                            splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
+    search = contract.BudgetSearch(state)
+    assert search._recovery() == contract.RECOVERY and search._goal() == 0.8 * contract.RECOVERY
+
+    def add(level, proxy, drop):
+        search.rounds.append(contract.Round(level, "r", 1, 1, proxy, 0.9, drop, drop <= 1.0, 3, 1.0))
+
+    add(40, 1.4, 0.58)  # the VGG-style default build's rounds (2026-12-01 18:57)
+    add(30, 2.2, 0.58)
+    add(35, 2.4, 0.66)  # a pass less deep than rung 30 does not count
+    assert search._recovery() == 2.2 / 0.58  # the median of the three was 3.6
+    assert abs(search._goal() - 0.8 * 2.2 / 0.58) < 1e-12
+    add(20, 3.0, 0.1)   # a drop within the split's noise counts as FLOOR_DROP
+    assert search._recovery() == 3.0 / contract.FLOOR_DROP
+    search.rounds = []
+    add(20, 3.0, 1.5)   # no pass yet: the median of what failed
+    add(10, 4.0, 1.0 + 1.0)
+    assert search._recovery() == (3.0 / 1.5 + 4.0 / 2.0) / 2
+
+
 def test_without_fine_tuning_the_most_compressed_rung_is_looked_at_first(monkeypatch):
     """--finetune none: a ladder whose every rung passes ends after one look (rung 0), not log2(rungs);
     one whose rung 0 fails ends where plain bisection ends, one look later at most."""

@@ -44,7 +44,7 @@ class BuildOptions:
     cache_dir: str | None = None
     plan: str | None = None
     train_samples: int | None = 60000  # fine-tuning samples per round, at most (None: all); 3 epochs over 60k beat 8 over
-                                       # 20k at the same cost (a VGG rung, two seeds: 0.80/0.64 against 1.32/1.06 points)
+                                       # 20k at about the same cost (bench.budget --only data; train.finetune docstring)
     max_rounds: int = 4
     distill: bool = True               # with 8 epochs it is what pays (train.finetune docstring); --no-distill turns it off
     fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
