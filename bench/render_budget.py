@@ -42,11 +42,11 @@ def target_misses(r: dict) -> list[str]:
     if not r["budget"]["met"]:
         misses.append(f"drop {r['drop_points']:.2f} > {TARGETS['drop']:g} point")
     if r["params_removed_pct"] < TARGETS["params"]:
-        misses.append(f"params removed {r['params_removed_pct']:.1f}% < {TARGETS['params']:g}% "
-                      f"(short by {TARGETS['params'] - r['params_removed_pct']:.1f} points)")
+        misses.append(f"params removed {r['params_removed_pct']:.2f}% < {TARGETS['params']:g}% "
+                      f"(short by {TARGETS['params'] - r['params_removed_pct']:.2f} points)")
     if r["macs_removed_pct"] < TARGETS["macs"]:
-        misses.append(f"MACs removed {r['macs_removed_pct']:.1f}% < {TARGETS['macs']:g}% "
-                      f"(short by {TARGETS['macs'] - r['macs_removed_pct']:.1f} points)")
+        misses.append(f"MACs removed {r['macs_removed_pct']:.2f}% < {TARGETS['macs']:g}% "
+                      f"(short by {TARGETS['macs'] - r['macs_removed_pct']:.2f} points)")
     if r["wall_s"] / 60 > TARGETS["minutes"]:
         misses.append(f"build {r['wall_s'] / 60:.1f} min > {TARGETS['minutes']:g} min")
     return misses
@@ -161,6 +161,21 @@ def claims_section(runs: dict) -> list[str]:
     return lines + _commands(rows)
 
 
+def _tuned_table(runs: dict, rows: dict) -> list[str]:
+    """Rows that fine-tune one fixed rung: its size, its drop before (the row that published it), after, per variant."""
+    lines = ["| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
+             "epochs run | fine-tune s |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows.values():
+        published = runs.get(f"{r['model']}/{r['rung']}")
+        before = _drop(published["drop_points"]) if published else "-"
+        lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
+                     f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
+                     f"{100 * (r['test_before'] - r['test_after']):.2f} | "
+                     f"{r['rounds'][0]['epochs'] if r['rounds'] else '-'} | {r['finetune']['seconds']:.0f} |")
+    return lines + [""]
+
+
 def finetune_section(runs: dict) -> list[str]:
     rows = _rows(runs, "finetune")
     if not rows:
@@ -172,17 +187,7 @@ def finetune_section(runs: dict) -> list[str]:
              "default until 8 with distillation replaced it) or 8 all run (e8: `--patience 8`), on 20,000 "
              "training samples (the default then); a seed redraws the splits and the training order; ce-again is ce run once "
              "more with the same flags.", "",
-             "| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
-             "epochs run | fine-tune s |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for n, r in rows.items():
-        claim = runs.get(f"{r['model']}/{r['rung']}")
-        before = _drop(claim["drop_points"]) if claim else "-"
-        lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
-                     f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
-                     f"{100 * (r['test_before'] - r['test_after']):.2f} | "
-                     f"{r['rounds'][0]['epochs'] if r['rounds'] else '-'} | {r['finetune']['seconds']:.0f} |")
-    lines.append("")
+] + _tuned_table(runs, rows)
     for key in dict.fromkeys((r["model"], r["rung"]) for r in rows.values()):
         drops = {(r["variant"], r["flags"]["--seed"]): r["drop_points"] for r in rows.values()
                  if (r["model"], r["rung"]) == key}
@@ -213,17 +218,7 @@ def data_section(runs: dict) -> list[str]:
              "epochs over 20,000 training samples (the default until "
              f"{DATA_CHANGED}) and with 3 epochs over 60,000 (Fashion-MNIST's 59,500 left after calibration: the "
              "default since); a seed redraws the splits and the training order.", "",
-             "| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
-             "epochs run | fine-tune s |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for n, r in rows.items():
-        plan_row = runs.get(f"{r['model']}/{r['rung']}")
-        before = _drop(plan_row["drop_points"]) if plan_row else "-"
-        lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
-                     f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
-                     f"{100 * (r['test_before'] - r['test_after']):.2f} | "
-                     f"{r['rounds'][0]['epochs'] if r['rounds'] else '-'} | {r['finetune']['seconds']:.0f} |")
-    lines.append("")
+] + _tuned_table(runs, rows)
     for model in dict.fromkeys(r["model"] for r in rows.values()):
         got = {(r["variant"], r["flags"]["--seed"]): r for r in rows.values() if r["model"] == model}
         pairs = [(s, got[("60k-e3", s)], got[("20k-e8", s)]) for v, s in got if v == "60k-e3" and ("20k-e8", s) in got]

@@ -86,7 +86,7 @@ def _row(drop, params, macs, wall, met=True):
 def test_target_misses_say_what_and_by_how_much():
     assert target_misses(_row(0.8, 91.0, 86.0, 800)) == []
     misses = target_misses(_row(1.3, 84.0, 86.0, 1000, met=False))
-    assert misses[0] == "drop 1.30 > 1 point" and "params removed 84.0% < 90% (short by 6.0 points)" in misses
+    assert misses[0] == "drop 1.30 > 1 point" and "params removed 84.00% < 90% (short by 6.00 points)" in misses
     assert misses[-1] == "build 16.7 min > 15 min" and len(misses) == 3
 
 
