@@ -46,7 +46,7 @@ class BuildOptions:
     train_samples: int | None = 60000  # fine-tuning samples per round, at most (None: all); 3 epochs over 60k beat 8 over
                                        # 20k at about the same cost (bench.budget --only data; train.finetune docstring)
     max_rounds: int = 4
-    distill: bool = True               # with 8 epochs it is what pays (train.finetune docstring); --no-distill turns it off
+    distill: bool = True               # it paid at 8 x 20,000 (train.finetune docstring), not re-measured at 3 x 60,000
     fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
                                        # (weights); auto won 8 of 848 candidates and no plan, at twice the score time (bench.fits)
     batch_size: int = 128

@@ -39,7 +39,7 @@ class Splits:
     Calibration samples are mapped once into an array (every search stage
     reads them); training, validation and test are ``frontend.samples.Samples``,
     mapped a chunk at a time as they are read, so a split costs its source's
-    bytes, not the model input's. Once captured, a bounded build moves the
+    bytes, not the model input's. Once captured, a build with an output folder moves the
     calibration array to a file (``spilled``): ``x_calib`` then maps it
     afresh on each access, so it is resident only while a stage reads it
     (ResNet50 at 224x224: 147 MiB that the score stage never reads).
