@@ -62,7 +62,7 @@ class Splits:
         """The calibration samples: the array, or the file's contents mapped read-only for this use."""
         return np.load(self.calib, mmap_mode="r") if isinstance(self.calib, Path) else self.calib
 
-    def spilled(self, path: Path) -> "Splits":
+    def spilled(self, path: Path) -> Splits:
         """These splits with the calibration samples written to ``path`` (a ``.npy``) and read from there."""
         np.save(path, np.asarray(self.x_calib, dtype=np.float32))
         return replace(self, calib=Path(path))

@@ -203,8 +203,8 @@ class BudgetSearch:
         and 82.8 % of MACs removed: 2.4, 3.8, 3.6, 6.3), and the next pick lies
         deeper than every pass, so the deepest pass predicts it best; the
         median of all rounds lagged behind it (``python -m bench.budget
-        --only contract --models vgg``, 2026-12-01 18:57 UTC: four rounds
-        that all passed with 0.46-0.66 points). A drop under ``FLOOR_DROP``
+        --only contract --models vgg`` at commit 37bac9f, 2026-12-01 18:57
+        UTC: four rounds that all passed with 0.46-0.66 points). A drop under ``FLOOR_DROP``
         counts as that much.
         """
         measured = [r for r in self.rounds if r.proxy_drop and r.proxy_drop > 0.25]

@@ -52,15 +52,12 @@ fine-tuning time of 3 epochs, over the same 20,000 samples.
 
 More distinct samples beat more passes over the same ones, at about the same
 cost: a round of 3 epochs over 60,000 samples (Fashion-MNIST's 59,500 left
-after calibration: 1.1x the sample passes of 8 x 20,000) fine-tuned deep VGG
-rungs further in every pair measured. ``python -m bench.budget --only data``
-(one rung at 83.1 % of MACs and 89.7 % of params removed, 2.98 points before
-fine-tuning; docs/BENCHMARKS.md): 0.66 and 0.52 points against 1.12 and
-0.60 on validation (seeds 0 and 1), 0.58 and 0.88 against 1.12 and 1.08 on
-the test half. The same pairing at a rung priced on LiteRT (85.0 % of MACs,
-2.58 points before; 2026-12-01, one-off ``--plan`` builds): 0.80 and 0.64
-against 1.32 and 1.06, test half 0.74 and 0.70 against 0.94 and 0.92. So a
-round is now 3 epochs with distillation over at most ``--train-samples``
+after calibration: 1.1x the sample passes of 8 x 20,000) fine-tuned a deep
+VGG rung further at both seeds (``python -m bench.budget --only data``: 83.1 %
+of MACs and 89.7 % of params removed, 2.98 points before fine-tuning;
+docs/BENCHMARKS.md): 0.66 and 0.52 points against 1.12 and 0.60 on
+validation (seeds 0 and 1), 0.58 and 0.88 against 1.12 and 1.08 on the test
+half. So a round is now 3 epochs with distillation over at most ``--train-samples``
 60,000 (``--epochs``, ``--train-samples``, ``--no-distill`` change it).
 Measured on the VGG-style baseline only (the ResNet-style one's rounds were
 not re-run with it).
