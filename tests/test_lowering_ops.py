@@ -129,3 +129,33 @@ def _assert_onnx_int8_has_no_float_island(path) -> None:
             weight_scale = next(t for t in graph.initializer if t.name == sources[1].input[1])
             if node.op_type == "Conv":
                 assert weight_scale.dims and weight_scale.dims[0] > 1  # per output channel
+
+
+def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
+    """No shape arithmetic (SHAPE/STRIDED_SLICE/PACK, Shape/Gather/Slice/Concat/Cast) for a fixed-shape head."""
+    from lrfc.lower.static_shapes import with_static_shapes
+
+    layers = keras.layers
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(x)
+    h = layers.MaxPooling2D(name="pool")(h)
+    h = layers.Reshape((16, 8), name="rows")(h)      # a Reshape layer: kept, at a constant shape
+    h = layers.Flatten(name="flatten")(h)
+    m = keras.Model(x, layers.Dense(5, name="logits")(h))
+    twin = with_static_shapes(m)
+    assert twin is not m and all(twin.get_layer(n) is m.get_layer(n) for n in ("conv", "pool", "logits"))  # shared
+    assert type(twin.get_layer("flatten")) is not type(m.get_layer("flatten"))
+    pooled = keras.Model(x, layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1)(x)))
+    assert with_static_shapes(pooled) is pooled  # nothing to make constant: the model itself
+
+    batch = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)  # a batch of 3: -1 resolves
+    want = m.predict(batch, verbose=0)
+    tfl = tflite_ops(export_tflite(m, tmp_path / "m.tflite"))
+    assert tfl == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]  # the converter merges the two
+    onnx_path = export_onnx(m, tmp_path / "m.onnx")
+    ops = [n.op_type for n in onnx_graph(onnx_path).node]
+    assert not {"Shape", "Gather", "Slice", "Concat", "Cast"} & set(ops), ops
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)

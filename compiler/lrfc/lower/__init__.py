@@ -3,6 +3,8 @@
 * ``tflite.export_tflite``: TFLite (LiteRT) at fp32, fp16 or full int8;
 * ``onnx.export_onnx`` / ``onnx.quantize_onnx_int8``: ONNX (opset 17) and
   its ONNX Runtime QDQ int8 form;
+* ``static_shapes.with_static_shapes``: what both convert (fixed-shape
+  ``Flatten``/``Reshape`` as a constant reshape);
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
 * ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).

@@ -96,7 +96,9 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     import_keras()
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    from lrfc.lower.static_shapes import with_static_shapes
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_static_shapes(model))
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
