@@ -150,12 +150,12 @@ def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
 
     batch = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)  # a batch of 3: -1 resolves
     want = m.predict(batch, verbose=0)
-    tfl = tflite_ops(export_tflite(m, tmp_path / "m.tflite"))
-    assert tfl == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]  # the converter merges the two
+    tfl_path = export_tflite(m, tmp_path / "m.tflite")
+    assert tflite_ops(tfl_path) == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]  # the two merged
+    from lrfc.lower.verify import run_artifact
+
+    np.testing.assert_allclose(run_artifact(tfl_path, "tflite", batch), want, atol=1e-5)
     onnx_path = export_onnx(m, tmp_path / "m.onnx")
     ops = [n.op_type for n in onnx_graph(onnx_path).node]
     assert not {"Shape", "Gather", "Slice", "Concat", "Cast"} & set(ops), ops
-    import onnxruntime as ort
-
-    got = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(run_artifact(onnx_path, "onnx", batch), want, atol=1e-5)
