@@ -14,8 +14,9 @@ Measured once, side by side (runtime_bench, 2 threads, 300 runs x 2
 lifetimes, idle, 2026-12-01 22:25 UTC; the VGG-style latency build's files
 against the same Keras models lowered with the twin): ONNX Runtime p50
 0.168 -> 0.154 ms for the compressed model, 0.500 -> 0.502 ms for the
-original; LiteRT 0.099 -> 0.098 and 0.532 -> 0.498 ms. A few percent at
-most, the compressed model's ONNX file the one that gains (9 %).
+original; LiteRT 0.099 -> 0.098 and 0.532 -> 0.498 ms (the old original's
+p90 was 0.90 ms: a noisy pair). Between 0 and 9 %, the most where the
+model is small and ONNX Runtime runs every shape operator as a kernel.
 ``tests/test_lowering_ops.py`` pins the operators.
 """
 
