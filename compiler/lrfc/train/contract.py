@@ -211,9 +211,8 @@ class BudgetSearch:
         if not measured:
             return RECOVERY
         passed = [r for r in measured if r.met]
-        ratios = [r.proxy_drop / max(r.drop, FLOOR_DROP) for r in
-                  ([min(passed, key=lambda r: r.level)] if passed else measured)]
-        return max(1.0, statistics.median(ratios))
+        rounds = [min(passed, key=lambda r: r.level)] if passed else measured
+        return max(1.0, statistics.median(r.proxy_drop / max(r.drop, FLOOR_DROP) for r in rounds))
 
     def _goal(self) -> float:
         """The proxy drop the next rung may have: the budget, or after fine-tuning what one round brings within it."""
