@@ -24,11 +24,12 @@ over them would cost more than ``PROBE_MACS`` multiply-adds (at least
 ``MIN_PROBE``): a measurement costs a suffix's forward over the probe, so
 its size bounds what each one takes, about a second on this machine's 2
 cores. Every Fashion-MNIST baseline (44-81 M MACs a sample) keeps 256;
-keras.applications ResNet50 at 64x64 (315 M) gets 76, which took its
-sensitivity pass from 108 s (256 samples; ``python -m bench.scale --models
-resnet50-64 --tag=-whole``, 2026-12-01) to MEASURED_PROBE. The candidates
-of one layer are compared on the same samples, so the fewer samples cost
-less in their order than in each value.
+keras.applications ResNet50 at 64x64 (315 M) gets 76: its select stage took
+50 s against 162 with 256 samples, the same 108 candidates measured (the
+scale row's command up to select, the two versions back to back,
+2026-12-02 00:20-00:32 UTC, docs/SCALING.md). The candidates of one layer
+are compared on the same samples, so fewer samples cost less in their
+order than in each value.
 
 Not every candidate of a layer's front is measured (``along_front``): the
 front is ordered by similarity, and the effect falls as similarity rises, so
