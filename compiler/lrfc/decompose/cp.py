@@ -203,8 +203,8 @@ def _solve(gram: np.ndarray, rhs: np.ndarray, penalty: float = 0.0) -> np.ndarra
     """``rhs @ (gram + penalty I)^-1`` for a symmetric PSD gram (a tiny ridge keeps it invertible).
 
     By Cholesky: the ridged gram is positive definite, and its factorization
-    costs half of LU's (ResNet50's R = 1,024 fits: 45 against 67 ms a solve,
-    four solves a sweep). A gram too ill-conditioned for it goes to the
+    costs half of LU's (a 1,024 x 1,024 gram, 512 right-hand sides, one
+    thread: 45 against 67 ms; a sweep solves four). A gram too ill-conditioned for it goes to the
     pseudo-inverse, as LU's failures did."""
     ridge = 1e-10 * max(np.trace(gram) / len(gram), np.finfo(np.float64).tiny) + penalty
     g = gram + ridge * np.eye(len(gram))
