@@ -134,6 +134,7 @@ def _assert_onnx_int8_has_no_float_island(path) -> None:
 def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
     """No shape arithmetic (SHAPE/STRIDED_SLICE/PACK, Shape/Gather/Slice/Concat/Cast) for a fixed-shape head."""
     from lrfc.lower.static_shapes import with_static_shapes
+    from lrfc.lower.verify import run_artifact
 
     layers = keras.layers
     x = keras.Input((8, 8, 3))
@@ -152,8 +153,6 @@ def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
     want = m.predict(batch, verbose=0)
     tfl_path = export_tflite(m, tmp_path / "m.tflite")
     assert tflite_ops(tfl_path) == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]  # the two merged
-    from lrfc.lower.verify import run_artifact
-
     np.testing.assert_allclose(run_artifact(tfl_path, "tflite", batch), want, atol=1e-5)
     onnx_path = export_onnx(m, tmp_path / "m.onnx")
     ops = [n.op_type for n in onnx_graph(onnx_path).node]
