@@ -132,6 +132,38 @@ def test_int8_tflite_has_integer_io_and_runs_float_batches(sequential, digits, t
     assert not (tmp_path / "none.tflite").exists()
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_frozen_graph_and_the_savedmodel_way_write_the_same_model(precision, functional, digits, tmp_path,
+                                                                      monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lrfc.lower import tflite
+
+    calib, x_val = digits[0], digits[1]
+
+    def convert(name):
+        path = export_tflite(functional, tmp_path / name, precision, representative=calib)
+        interp = Interpreter(model_path=str(path))
+        tensor = interp.get_input_details()[0]["name"]
+        runner = interp.get_signature_runner("serving_default")
+        q = x_val[:8]
+        if precision == "int8":
+            scale, zero = interp.get_input_details()[0]["quantization"]
+            q = np.clip(np.round(q / scale + zero), -128, 127).astype(np.int8)
+        outs = [runner(**{functional.inputs[0].name: q[i:i + 1]})["output_0"] for i in range(len(q))]
+        return (tensor, interp.get_signature_list(), sorted(op["op_name"] for op in interp._get_ops_details()),
+                np.concatenate(outs))
+
+    assert tflite.weight_bytes(functional) == 4 * functional.count_params() < tflite.FROZEN_GRAPH_MAX_BYTES
+    frozen = convert("frozen.tflite")
+    monkeypatch.setattr(tflite, "FROZEN_GRAPH_MAX_BYTES", 0)  # as if the model were too big to freeze
+    saved = convert("saved.tflite")
+    # two ways in (the SavedModel's tensors are named after its signature), the same model out
+    assert saved[0].startswith("serving_default_") and not frozen[0].startswith("serving_default_")
+    assert frozen[1] == saved[1] == {"serving_default": {"inputs": [functional.inputs[0].name], "outputs": ["output_0"]}}
+    assert frozen[2] == saved[2] and np.array_equal(frozen[3], saved[3])
+
+
 def test_run_tflite_quantizes_float_inputs_by_round_and_clip():
     details = {"dtype": np.int8, "quantization": (0.5, -3)}
     q = _to_input(np.array([[-100.0, -1.24, 0.0, 0.26, 1.0, 100.0]], np.float32), details)
