@@ -84,9 +84,10 @@ def ablation_section(runs: dict) -> list[str]:
     lines = ["### Ablation: one fine-tuning round, each part off", "",
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
              "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
-             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. Rows dated "
-             "before the fine-tuning defaults changed ran 3 epochs without distillation, as their commands say "
-             "(their `distill` row turned it on; since then it is on by default and `no-distill` turns it off).", "",
+             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row whose "
+             "command spells out `--epochs` and `--train-samples` ran the fine-tuning defaults of its date (the "
+             "ResNet-style rows: 8 epochs over 20,000 samples); the others ran today's (3 epochs over up to "
+             "60,000). Distillation is on unless the row says `no-distill`.", "",
              "| build | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | met | "
              "fine-tune s | build s |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
