@@ -160,7 +160,8 @@ def test_the_frozen_graph_and_the_savedmodel_way_write_the_same_model(precision,
     saved = convert("saved.tflite")
     # two ways in (the SavedModel's tensors are named after its signature), the same model out
     assert saved[0].startswith("serving_default_") and not frozen[0].startswith("serving_default_")
-    assert frozen[1] == saved[1] == {"serving_default": {"inputs": [functional.inputs[0].name], "outputs": ["output_0"]}}
+    signature = {"serving_default": {"inputs": [functional.inputs[0].name], "outputs": ["output_0"]}}
+    assert frozen[1] == saved[1] == signature
     assert frozen[2] == saved[2] and np.array_equal(frozen[3], saved[3])
 
 

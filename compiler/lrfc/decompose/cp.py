@@ -204,8 +204,9 @@ def _solve(gram: np.ndarray, rhs: np.ndarray, penalty: float = 0.0) -> np.ndarra
 
     By Cholesky: the ridged gram is positive definite, and its factorization
     costs half of LU's (a 1,024 x 1,024 gram, 512 right-hand sides, one
-    thread: 45 against 67 ms, one-off, 2026-12-01 23:45 UTC; a sweep solves four). A gram too ill-conditioned for it goes to the
-    pseudo-inverse, as LU's failures did."""
+    thread: 45 against 67 ms, one-off, 2026-12-01 23:45 UTC; a sweep solves
+    four). A gram too ill-conditioned for it goes to the pseudo-inverse, as
+    LU's failures did."""
     ridge = 1e-10 * max(np.trace(gram) / len(gram), np.finfo(np.float64).tiny) + penalty
     g = gram + ridge * np.eye(len(gram))
     try:

@@ -129,8 +129,9 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     flatbuffer = None
     if weight_bytes(twin) <= FROZEN_GRAPH_MAX_BYTES:
         try:
-            flatbuffer = _convert(tf.lite.TFLiteConverter.from_concrete_functions([_frozen_inference_function(tf, twin)]),
-                                  tf, precision, representative, replay=False)
+            frozen = _frozen_inference_function(tf, twin)
+            flatbuffer = _convert(tf.lite.TFLiteConverter.from_concrete_functions([frozen]), tf, precision,
+                                  representative, replay=False)
             flatbuffer = with_serving_signature(flatbuffer, [t.name for t in twin.inputs], len(twin.outputs))
         except Exception:  # noqa: BLE001 - a graph that will not freeze or convert frozen goes the SavedModel way
             flatbuffer = None
