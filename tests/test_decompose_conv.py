@@ -494,3 +494,41 @@ def test_fits_kept_in_memory_stay_within_their_bytes(monkeypatch):
     kept = sum(sum(a.nbytes for a in f.arrays) for f in cp._fits.values())
     assert kept == cp._held[0] <= 3 * one and (prepared.key, 7, cp.MAX_ITER, cp.TOL) in cp._fits  # the latest stays
     assert (prepared.key, 4, cp.MAX_ITER, cp.TOL) not in cp._fits  # the oldest went
+
+
+def test_cp_bounded_effort_contracts_in_float32_and_fits_as_well(monkeypatch):
+    """Where ALS_FLOPS binds (ResNet50's big layers), the sweep's two contractions run in float32: the error they
+    reach is the float64 one's to 1e-4; a layer under the budget keeps float64 throughout."""
+    geom = geometry((3, 3), cin=24, cout=24)
+    weights = random_layer(geom, seed=11)
+    stats = conv_stats(random_input(geom, n=6, seed=4), geom)
+    seen = []
+    real = cp.als
+
+    def spy(*args, **kwargs):
+        seen.append(np.dtype(kwargs.get("contract", args[5] if len(args) > 5 else np.float64)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cp, "als", spy)
+    monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+    monkeypatch.setattr(cp, "_held", [0])
+    prepared = cp.prepare(weights, geom, stats)
+    full = cp.truncate(prepared, (20,))
+    assert seen and set(seen) == {np.dtype(np.float64)}
+    x = np.asarray(weights.kernel, np.float64).transpose(2, 0, 1, 3)
+
+    def error(f):
+        a, h, v, o = f.arrays
+        return float(np.linalg.norm(np.einsum("cr,ir,jr,ro->cijo", a, h, v, o) - x) / np.linalg.norm(x))
+
+    sweep = 4.0 * 20 ** 3 + 4.0 * x.size * 20
+    for contract in (np.float64, np.float32):  # the same small budget (12 sweeps, continued) in each precision
+        monkeypatch.setattr(cp, "ALS_FLOPS", 24 * sweep)
+        monkeypatch.setattr(cp, "BOUNDED_CONTRACT", contract)
+        monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+        seen.clear()
+        bounded = cp.truncate(prepared, (20,))
+        assert set(seen) == {np.dtype(contract)} and cp.sweeps_for(x.shape, 20)[2]
+        if contract is np.float64:
+            reference = error(bounded)
+    assert abs(error(bounded) - reference) < 1e-4 and error(bounded) < 1.0 and full.ranks == (20,)

@@ -18,6 +18,11 @@ runs each registry entry's chain through both runtimes, whatever it holds):
                                  ranks from the weights alone: ``rank_of`` (VBMF
                                  or an energy rule) applied to the method's own
                                  unfoldings of the kernel
+  attach(prepared, stats) -> object   (optional)
+                                 a prepared factorization that borrows part of
+                                 the layer's statistics leaves it out when
+                                 pickled (the score cache's files, a Ray job);
+                                 this puts it back (``search.scoring.prepared_for``)
 
 Shared helpers live beside them: ``common`` (rank checks, eigenbases),
 ``conv_chain`` (the convolution methods' chains), ``dense_chain`` (the dense

@@ -185,13 +185,15 @@ def fit_modes(task: LayerTask, fit: str) -> tuple[bool, ...]:
 
 
 def prepared_for(task: LayerTask, method: str, data_aware: bool, cache: Cache):
-    """The method's prepared factorization of the layer (cached by content)."""
+    """The method's prepared factorization of the layer (cached by content), with what it borrows attached."""
     from lrfc import decompose
 
     mod = decompose.get(method)
     stats = task.stats if data_aware else None
     key = prepared_key(task.key(), method, data_aware)
-    return cache.prepared(key, lambda: mod.prepare(task.weights, task.info.geometry, stats))
+    prepared = cache.prepared(key, lambda: mod.prepare(task.weights, task.info.geometry, stats))
+    attach = getattr(mod, "attach", None)
+    return prepared if attach is None else attach(prepared, stats)
 
 
 def similarity(task: LayerTask, method: str, ranks: tuple[int, ...], data_aware: bool, cache: Cache) -> float:
