@@ -115,7 +115,8 @@ PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0)  # lambda on ||O||^2 (A, H, V unit colum
 BOUNDED_CONTRACT = np.float32       # the bounded-effort path's contractions (module doc)
 BOUNDED_TOL = 1e-5                    # its stopping rule: float32 sums resolve the error to about 1e-6
 FITS_KEPT = 128 * 2**20               # bytes of recent fits kept in memory (frontend.memory_plan counts them)
-FIT_VERSION = 1                       # bump when a fit changes meaning: files of older fits stop matching
+FIT_VERSION = 2                       # bump when a fit changes meaning: files of older fits stop matching
+                                      # (2: the bounded path's float32 contractions)
 _fits: OrderedDict = OrderedDict()    # (prepared key, rank, max_iter, tol) -> Factors, most recent last
 _held = [0]                           # bytes of the factors in _fits
 _fit_dir: list = [None]               # the folder fits are written to and read from (keep_fits_on_disk)
@@ -275,14 +276,16 @@ def als(x: np.ndarray, factors: list[np.ndarray], max_iter: int = MAX_ITER, tol:
     err, sweeps = np.inf, 0
     g_h, g_v, g_o = h.T @ h, v.T @ v, o.T @ o                    # each factor's gram, renewed with the factor
     for sweeps in range(1, max_iter + 1):
-        t = (flat @ o.astype(contract, copy=False)).reshape(ci, kh, kw, rank).astype(np.float64, copy=False)  # X x_cout O
+        t = (flat @ o.astype(contract, copy=False)).reshape(ci, kh, kw, rank)   # X x_cout O
+        t = t.astype(np.float64, copy=False)
         a = _normalise(_solve(g_h * g_v * g_o, np.einsum("cijr,ir,jr->cr", t, h, v)))
         g_a = a.T @ a
         h = _normalise(_solve(g_a * g_v * g_o, np.einsum("cijr,cr,jr->ir", t, a, v)))
         g_h = h.T @ h
         v = _normalise(_solve(g_a * g_h * g_o, np.einsum("cijr,cr,ir->jr", t, a, h)))
         g_v = v.T @ v
-        u = (a.T.astype(contract, copy=False) @ rows).reshape(rank, kh, kw, co).astype(np.float64, copy=False)  # X x_cin A
+        u = (a.T.astype(contract, copy=False) @ rows).reshape(rank, kh, kw, co)  # X x_cin A
+        u = u.astype(np.float64, copy=False)
         m_o = np.einsum("rijo,ir,jr->or", u, h, v)
         g_rest = g_a * g_h * g_v
         o = _solve(g_rest, m_o, penalty)
