@@ -118,31 +118,39 @@ def test_the_default_fit_scores_only_the_data_aware_fit_and_auto_keeps_the_bette
     assert all(c.data_aware for r, c in by_rank.items() if r != (3, 3))
 
 
-def test_a_cached_cp_preparation_leaves_the_layers_moment_out_of_its_file_and_gets_it_back(tmp_path, conv_task):
+def test_a_cached_cp_preparation_leaves_the_layers_moment_out_of_its_file_and_gets_it_back(tmp_path, conv_task,
+                                                                                           monkeypatch):
     """CP's data-aware preparation borrows the layer's input moment: its pickle (the cache's file, a Ray job) leaves
-    it out, and ``prepared_for`` attaches it again, so a preparation read back scores exactly as the one computed."""
+    it out, and ``prepared_for`` attaches it again, so a preparation read back fits exactly as the one computed."""
     import pickle
 
     from lrfc.decompose import cp
     from lrfc.search.calibrate import input_stats
-    from lrfc.search.scoring import make_task, prepared_for, similarity
+    from lrfc.search.scoring import make_task, prepared_for
 
+    monkeypatch.setattr(cp, "_fit_dir", [None])  # fits in memory only: each truncate below fits afresh
+    monkeypatch.setattr(cp, "_fits", type(cp._fits)())
+    monkeypatch.setattr(cp, "_held", [0])
     base, layer, x = conv_task
     task = make_task(layer, base.info, x, input_stats(x, base.info.geometry))
     first = Cache(tmp_path)
     computed = prepared_for(task, "cp", True, first)
-    assert computed.sigma is task.stats.input_cov or np.array_equal(computed.sigma, task.stats.input_cov)
+    np.testing.assert_array_equal(computed.sigma, task.stats.input_cov)
     files = list((tmp_path / "prepared").glob("*.pkl"))
     assert len(files) == 1 and files[0].stat().st_size < computed.sigma.nbytes  # 54 x 54 float64: 23 KB alone
     bare = pickle.loads(files[0].read_bytes())
-    assert bare.sigma is None
+    assert bare.sigma is None and bare.key == computed.key
     with pytest.raises(ValueError, match="attach"):
-        cp._fit(bare, 3, cp.MAX_ITER, cp.TOL)
-    value = similarity(task, "cp", (3,), True, first)
+        cp.truncate(bare, (3,))
+    fitted = cp.truncate(computed, (3,))
     first.close()
-    cp.forget_fits()  # a fresh process: the fit is made again from the preparation read back
+    cp.forget_fits()  # a fresh process: the fit is made again, from the preparation read back
     second = Cache(tmp_path)
     read = prepared_for(task, "cp", True, second)
+    assert read is not computed
     np.testing.assert_array_equal(read.sigma, task.stats.input_cov)
-    assert second.hits == 0 and similarity(task, "cp", (3,), True, Cache(enabled=False)) == value
+    again = cp.truncate(read, (3,))
+    assert again is not fitted
+    for a, b in zip(again.arrays, fitted.arrays):
+        np.testing.assert_array_equal(a, b)
     second.close()
