@@ -71,7 +71,7 @@ def scale(record: dict) -> list[str]:
             parts.append(f"whole build not run (stages up to {r['until']} only)")
         elif "build_min" in target:
             m, wpeak = whole["wall_s"] / 60, _peak(whole) / GB
-            parts.append(f"whole build {m:.1f} min ({'met' if m <= target['build_min'] else 'missed'}: <= "
+            parts.append(f"whole build {m:.2f} min, {whole['wall_s']:.0f} s ({'met' if m <= target['build_min'] else 'missed'}: <= "
                          f"{target['build_min']:g} min), peak {wpeak:.2f} GiB "
                          f"({'met' if wpeak <= target['peak_gb'] else 'missed'}: <= {target['peak_gb']:g} GiB)")
         lines.append(f"- {name}: " + "; ".join(parts) + ".")

@@ -16,7 +16,7 @@ def test_the_verdicts_follow_the_numbers(tmp_path):
         "mobilenetv2": {"command": "lrfc build ...", "error": "exit 1: boom", "wall_s": 60.0}}}
     text = "\n".join(scale(record))
     assert "- resnet50-224: peak 3.42 GiB (met: <= 4 GiB; 3.67 x 10^9 bytes); score 9.0 min (met: <= 10 min)." in text
-    assert ("- resnet50-64: peak 4.88 GiB (missed: <= 4 GiB; 5.24 x 10^9 bytes); whole build 6.7 min (missed: <= 5 min), "
+    assert ("- resnet50-64: peak 4.88 GiB (missed: <= 4 GiB; 5.24 x 10^9 bytes); whole build 6.67 min, 400 s (missed: <= 5 min), "
             "peak 4.88 GiB (missed: <= 4 GiB).") in text
     assert "| mobilenetv2 | | | | | failed: exit 1: boom |" in text
     assert "| resnet50-224 | 224x224x3 | 25,600,000 | 4,000,000,000 | 54 | 3.42 (calibrate) | 2.93 |" in text
@@ -28,8 +28,11 @@ def test_a_whole_build_row_beside_a_cut_short_one_decides_the_build_target():
     cut = {**_row(3000.0, 300.0, 500.0), "until": "score"}
     record = {"machine": {"cpu": "x", "cores": 2}, "rows": {"resnet50-64": cut, "resnet50-64-whole": _row(3900.0, 280.0, 840.0)}}
     text = "\n".join(scale(record))
-    assert ("- resnet50-64: peak 2.93 GiB (met: <= 4 GiB; 3.15 x 10^9 bytes); whole build 14.0 min (missed: <= 5 min), "
+    assert ("- resnet50-64: peak 2.93 GiB (met: <= 4 GiB; 3.15 x 10^9 bytes); whole build 14.00 min, 840 s (missed: <= 5 min), "
             "peak 3.81 GiB (met: <= 4 GiB).") in text
+    for wall, verdict in ((297.2, "4.95 min, 297 s (met"), (301.0, "5.02 min, 301 s (missed")):  # one decimal hid these
+        record["rows"]["resnet50-64-whole"]["wall_s"] = wall
+        assert f"whole build {verdict}: <= 5 min)" in "\n".join(scale(record))
     record["rows"].pop("resnet50-64-whole")
     assert "whole build not run (stages up to score only)" in "\n".join(scale(record))
     assert "stage by stage" not in "\n".join(scale(record))  # a cut-short build has no stage table
