@@ -419,3 +419,40 @@ def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_th
     assert contract._accuracy_or_bound(model, Samples(x), np.eye(2)[y], 0.7) == (pytest.approx(2 / 3), False)
     x[:100], x[200:] = x[200:].copy(), [0.0, 1.0]  # now the last chunk is wrong: nothing is known before the end
     assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), True)
+
+
+def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
+    """Round 1 runs every epoch; a warm-started round runs --epochs times the share of the rung's parameters in
+    layers whose choice changed (rounded up, at least 1)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
+    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
+
+    c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
+    keep_b = c("b", 300)
+    levels = [SimpleNamespace(label="deep", choices={"a": c("a", 100), "b": keep_b, "fc": c("fc", 50)}),
+              SimpleNamespace(label="mid", choices={"a": c("a", 400), "b": keep_b, "fc": None}),
+              SimpleNamespace(label="shallow", choices={"a": c("a", 900), "b": keep_b, "fc": None})]
+    flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
+    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=3, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+                            log=lambda m: None, flat=flat, level=2, compressed="model-2", original_accuracy=0.9,
+                            enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None)
+    search = contract.BudgetSearch(state)
+    # mid after shallow: "a" changed (400 of 400 + 300 + 500); deep after mid: "a" and "fc" (150 of 450)
+    assert search._fresh_share(2, 1) == 400 / 1200 and search._fresh_share(1, 0) == 150 / 450
+    picks = iter([1, 0])
+    monkeypatch.setattr(search, "_pick", lambda: next(picks))
+    monkeypatch.setattr(search, "_build", lambda i, warm=None: f"model-{i}")
+    monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes: 0.5 points
+    model = SimpleNamespace(count_params=lambda: 1)
+    monkeypatch.setattr(search, "_record", lambda i, m, *rest, _r=search._record: _r(i, model, *rest))
+    ran = []
+    search.run(lambda m, epochs: (ran.append((m, epochs)), (epochs, 1.0))[1])
+    assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
+    assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0

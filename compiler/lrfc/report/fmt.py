@@ -68,8 +68,11 @@ def acc_text(a) -> str:
 def finetune_line(ft: dict) -> str:
     if ft.get("mode", "none") == "none":
         return "none"
-    rounds, epochs = ft.get("rounds", 0), ft.get("epochs", 0)
-    parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"]
+    rounds, epochs, ran = ft.get("rounds", 0), ft.get("epochs", 0), list(ft.get("round_epochs") or ())
+    if ran and any(e != epochs for e in ran):
+        parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} of {'+'.join(map(str, ran))} epochs"]
+    else:
+        parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"]
     if ft.get("distill"):
         parts.append("distillation")
     parts.append(f"{ft.get('seconds', 0.0):.1f}s")

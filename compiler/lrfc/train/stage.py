@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from lrfc.plan import Plan
 
 
 @dataclass(frozen=True)
 class FinetuneRecord:
-    """What the stage did: ``mode`` (oneshot, iterative, none), rounds run, epochs per round, training seconds."""
+    """What the stage did: ``mode`` (oneshot, iterative, none), rounds run, a cold round's epochs, training seconds,
+    and the epochs each round ran (a warm-started round runs fewer; early stopping may end one sooner)."""
 
     mode: str
     rounds: int
     epochs: int
     seconds: float
     distill: bool
+    round_epochs: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -54,23 +56,24 @@ def finetune(state) -> None:
         state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None)
         state.test_accuracy = test_accuracies(state)
         return
-    spent = []
+    spent, ran = [], []
 
-    def tune_one(model) -> tuple[int, float]:
-        with state.progress("finetune", opts.epochs) as bar:
+    def tune_one(model, epochs: int) -> tuple[int, float]:
+        with state.progress("finetune", epochs) as bar:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
-            result = train(model, s.x_train, s.y_train, _config(state), teacher=teacher, validation=(s.x_val, s.y_val),
-                           progress=on_epoch, calibration=s.x_calib)
+            result = train(model, s.x_train, s.y_train, replace(_config(state), epochs=epochs), teacher=teacher,
+                           validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
         spent.append(result.seconds)
+        ran.append(result.epochs)
         return result.epochs, result.seconds
 
     state.budget.run(tune_one)
     state.test_accuracy = test_accuracies(state)
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
-                                    teacher is not None)
+                                    teacher is not None, tuple(ran))
 
 
 def _iterative(state, teacher) -> tuple[float, float]:
