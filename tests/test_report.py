@@ -122,6 +122,11 @@ def test_summary_table_totals_and_percentages(report):
     assert "accuracy    91.34% -> 90.71% (drop 0.63 points) on validation" in lines
     assert "cost        MACs counted analytically (objective flops)" in lines
     assert "fine-tune   oneshot, 1 round x 10 epochs, distillation, 84.2s" in lines
+    from lrfc.report.fmt import finetune_line
+
+    warm = {"mode": "oneshot", "rounds": 4, "epochs": 3, "seconds": 770.19, "distill": True, "round_epochs": [3, 2, 1, 1]}
+    assert finetune_line(warm) == "oneshot, 4 rounds of 3+2+1+1 epochs, distillation, 770.2s"
+    assert finetune_line({**warm, "round_epochs": [3, 3]}) == "oneshot, 4 rounds x 3 epochs, distillation, 770.2s"
     assert "memory      peak 1894 MiB resident, in score" in lines
     conv = next(l for l in lines if l.startswith("block<1>/conv"))
     assert re.search(r"Conv2D\s+tucker\*\s+8x16\s+0\.9426\s+18,496 ->\s+2,496\s+3,612,672 -> 476,672$", conv)

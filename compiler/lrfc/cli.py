@@ -134,7 +134,7 @@ def build(
     step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = DEFAULT["step"],
     max_sol: Annotated[int, typer.Option(help="Rungs of the ladder timed as whole models beside the original (--objective latency), and solutions kept in the report.")] = DEFAULT["max_sol"],
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for feature maps and statistics.")] = DEFAULT["calib_samples"],
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = DEFAULT["epochs"],
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of a round that starts cold; a warm-started round runs this many times the share of its parameters that start fresh (at least 1).")] = DEFAULT["epochs"],
     finetune: Annotated[str, typer.Option(help="oneshot, iterative (the paper's baseline) or none.")] = DEFAULT["finetune"],
     rank_selection: Annotated[str, typer.Option(help="similarity (the paper's), vbmf or energy (weight-based baselines).")] = DEFAULT["rank_selection"],
     energy: Annotated[float, typer.Option(help="Singular-value energy kept by --rank-selection energy.")] = DEFAULT["energy"],
