@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
-from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, machine_line
+from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, WARM_CHANGED, machine_line
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -59,7 +59,10 @@ def main() -> None:
              "spell those out (`--epochs 3 --no-distill`) so they reproduce; those dated before "
              f"{DATA_CHANGED} fine-tuned on 20,000 training samples, 8 epochs after {DEFAULTS_CHANGED} "
              "(`--train-samples 20000 --epochs 8`), and builds dated before "
-             f"{FIT_CHANGED} scored both fits per rank, which was the default then (`--data-aware auto`).", ""]
+             f"{FIT_CHANGED} scored both fits per rank, which was the default then (`--data-aware auto`). Budget "
+             f"searches of more than one round dated before {WARM_CHANGED} ran every round for all of `--epochs`; "
+             "since, a warm-started round runs them times the share of its rung that starts fresh (no flag brings the "
+             "old rule back: commit e418085 reproduces those rows).", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name

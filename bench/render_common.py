@@ -6,6 +6,7 @@ from __future__ import annotations
 DEFAULTS_CHANGED = "2026-11-30 18:16 UTC"  # fine-tuning: 3 epochs without distillation before, 8 with it since
 FIT_CHANGED = "2026-12-01 04:50 UTC"       # --data-aware: auto (both fits per rank) before, on (data-aware) since
 DATA_CHANGED = "2026-12-01 18:03 UTC"      # fine-tuning: 8 epochs over 20,000 samples before, 3 over 60,000 since
+WARM_CHANGED = "2026-12-02 07:33 UTC"      # budget search: every round --epochs before; a warm round by what changed since
 
 
 def as_run(command: str, date: str | None) -> str:
