@@ -441,18 +441,18 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
     opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=3, time_budget=None)
     state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
-                            log=lambda m: None, flat=flat, level=2, compressed="model-2", original_accuracy=0.9,
+                            log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
                             enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None)
     search = contract.BudgetSearch(state)
     # mid after shallow: "a" changed (400 of 400 + 300 + 500); deep after mid: "a" and "fc" (150 of 450)
     assert search._fresh_share(2, 1) == 400 / 1200 and search._fresh_share(1, 0) == 150 / 450
+    model = lambda i: SimpleNamespace(name=f"model-{i}", count_params=lambda: 1)  # noqa: E731
+    state.compressed = model(2)
     picks = iter([1, 0])
     monkeypatch.setattr(search, "_pick", lambda: next(picks))
-    monkeypatch.setattr(search, "_build", lambda i, warm=None: f"model-{i}")
+    monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
     monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes: 0.5 points
-    model = SimpleNamespace(count_params=lambda: 1)
-    monkeypatch.setattr(search, "_record", lambda i, m, *rest, _r=search._record: _r(i, model, *rest))
     ran = []
-    search.run(lambda m, epochs: (ran.append((m, epochs)), (epochs, 1.0))[1])
+    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0))[1])
     assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
