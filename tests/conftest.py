@@ -14,9 +14,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The suite's TensorFlow allocates as a build's does (lrfc.common.allocator), whichever test starts it;
 # child processes inherit the choice.
-from lrfc.common import allocator  # noqa: E402
+from lrfc.common import allocator, onednn  # noqa: E402
 
 allocator.choose()
+onednn.enable()  # as every build has it, whichever test imports TensorFlow first
 # Builds that name no --cache-dir / --cost-db write here, never into the user's ~/.cache/lrfc
 # (child processes inherit it).
 os.environ["LRFC_CACHE_DIR"] = tempfile.mkdtemp(prefix="lrfc-test-cache-")

@@ -14,7 +14,7 @@ from lrfc.common.quiet import import_keras
 
 keras = import_keras()  # a hard dependency: never skipped
 
-from lrfc.decompose import METHODS, LayerWeights, cp, tt, tucker  # noqa: E402
+from lrfc.decompose import METHODS, Cost, LayerWeights, cp, tt, tucker  # noqa: E402
 from lrfc.decompose.chain import chain_model  # noqa: E402
 from lrfc.decompose.stats import accumulate, conv_stats, dense_stats, patches  # noqa: E402
 from lrfc.geometry import ConvGeometry, conv_out_len  # noqa: E402
@@ -138,15 +138,31 @@ def test_data_aware_exact_at_max_ranks(method):
 @pytest.mark.parametrize("name", ["3x3-s2-same", "3x3-d2-valid", "1x7-s1-same-nobias", "7x1-s2-valid",
                                   "1x1-s2-same", "conv1d-k5-s2-same"])
 def test_cp_chain_computes_its_factors(name):
-    """The CP chain (depthwise split, folded size-1 stages) equals a conv with the CP kernel."""
+    """The CP chain (depthwise split, folded size-1 stages; one depthwise stage when strided) equals a conv with the
+    CP kernel, and no depthwise stage carries unequal strides (TensorFlow's Eigen CPU kernel refuses them)."""
     geom = GEOMS[name]
     weights = random_layer(geom)
     factors = cp.decompose(weights, geom, (3,))
-    chain = chain_model(input_shape(geom), cp.stages(factors, geom, "relu"), geom.spatial_rank)
+    stages = cp.stages(factors, geom, "relu")
+    chain = chain_model(input_shape(geom), stages, geom.spatial_rank)
     approx = LayerWeights(reconstruct(factors).astype(np.float32), weights.bias)
     x = random_input(geom)
     assert rel_err(run(chain, x), run(reference(geom, approx), x)) < 1e-4
-    assert len(chain.layers) - 1 == 2 + (geom.kernel[0] > 1) + (geom.kernel[1] > 1)
+    strided = geom.spatial_rank == 2 and max(geom.strides) > 1 and max(geom.kernel) > 1
+    assert cp.fused(geom) == strided
+    spatial = 1 if strided else (geom.kernel[0] > 1) + (geom.kernel[1] > 1)
+    assert len(chain.layers) - 1 == len(stages) == 2 + spatial
+    assert all(s.strides[0] == s.strides[1] for s in stages if s.kind == "depthwise" and geom.spatial_rank == 2)
+
+
+def test_cp_leaves_out_a_layer_whose_strides_differ_between_axes():
+    """A 3x3 conv at strides (2, 1): no depthwise stage could carry them, so CP is not among its methods."""
+    from lrfc.decompose import applicable
+
+    geom = geometry((3, 3), in_hw=(12, 12), strides=(2, 1))
+    assert "strides (2, 1)" in cp.unsupported(geom)
+    assert applicable("conv", geom) == ("tucker", "tt")
+    assert applicable("conv", GEOMS["3x3-s2-same"]) == ("tucker", "cp", "tt")
 
 
 # --- CP quality ---------------------------------------------------------------------------------
@@ -170,7 +186,7 @@ def test_cp_degeneracy_is_bounded_at_little_cost():
     geom = geometry((3, 3), cin=8, cout=8, use_bias=False)
     prepared = cp.prepare(LayerWeights(kernel), geom)
     free, free_err, _ = cp.als(prepared.tensor, cp._init(prepared.modes, 3))
-    assert cp.degeneracy(free) > 3 * cp.DEGENERACY_BOUND  # the case is real: unbounded ALS degenerates
+    assert cp.degeneracy(free) > 2 * cp.DEGENERACY_BOUND  # the case is real: unbounded ALS degenerates
     factors = cp.truncate(prepared, (3,))
     a_, h_, v_, o_ = factors.arrays
     assert cp.degeneracy((a_, h_, v_, o_.T)) <= cp.DEGENERACY_BOUND
@@ -234,6 +250,9 @@ def test_cost_at_paper_formulas():
     geom = geometry((3, 3), in_hw=(8, 8), cin=32, cout=64, use_bias=False)
     assert tucker.cost(geom, (8, 16)).params == 32 * 8 + 9 * 8 * 16 + 16 * 64
     assert cp.cost(geom, (12,)).params == 12 * (32 + 3 + 3 + 64)
+    strided = geometry((3, 3), in_hw=(12, 12), strides=(2, 2), cin=32, cout=64, use_bias=False)
+    # 1x1 at 12x12, one 3x3 depthwise stage at stride 2 (6x6: what a 3x1 at 6x12 and a 1x3 at 6x6 cost together), 1x1
+    assert cp.cost(strided, (12,)) == Cost(12 * (32 + 9 + 64), 12 * 144 * 32 + 12 * 36 * 9 + 12 * 36 * 64)
     assert tt.cost(geom, (8, 16, 12)).params == 32 * 8 + 3 * 8 * 16 + 3 * 16 * 12 + 12 * 64
     assert tucker.cost(geom, tucker.max_ranks(geom)).params > geom.params  # exact, not smaller
     assert cp.cost(geom, cp.max_ranks(geom)).params <= geom.params         # the cap: no larger than the layer

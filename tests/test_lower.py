@@ -197,6 +197,27 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
         quantize_onnx_int8(fp32, tmp_path / "e.onnx", calib[:0])
 
 
+def test_an_int8_onnx_file_that_failed_its_gate_is_quantized_again_on_7_bits(sequential, digits, tmp_path):
+    """The fallback for ONNX Runtime's saturating 8-bit products on x86 without VNNI: weights within [-64, 63]."""
+    import onnx
+    from onnx import numpy_helper
+
+    from lrfc.lower.records import ArtifactRecord
+
+    calib, x_val, y_val = digits[0], digits[1], digits[4]
+    staged, work = tmp_path / "q.onnx", tmp_path / "work"
+    work.mkdir()
+    first = ArtifactRecord("onnx", str(staged), "int8", False, error="q.onnx failed verification: made up here")
+    record, note = artifacts._onnx_int8_on_7_bits(sequential, staged, calib, work, x_val,
+                                                  reference_outputs(sequential, x_val), y_val, first)
+    assert record.passed and record.top1_agreement >= 0.98, record
+    assert note.startswith("weights on 7 bits") and "made up here" in note
+    kernels = [numpy_helper.to_array(i) for i in onnx.load(str(staged)).graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert kernels and max(int(np.abs(k.astype(np.int32)).max()) for k in kernels) <= 64
+    assert list(work.iterdir()) == []  # the fp32 export it quantized is gone
+
+
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
 def test_onnx_names_input_output_and_dynamic_batch(kind, models, tmp_path):
     import onnx
@@ -374,7 +395,7 @@ def test_compare_and_failure_message_numbers():
     bad = compare(ref, flipped, "int8")
     assert not bad["passed"] and bad["top1_agreement"] == 0.0 and bad["max_abs_diff"] == pytest.approx(0.8)
     assert failure_message("model.tflite (int8)", bad) == (
-        "model.tflite (int8) failed verification: max_abs_diff 0.8 > 0.25, top1_agreement 0.000 < 0.90 on 4 samples")
+        "model.tflite (int8) failed verification: max_abs_diff 0.8 > 0.35, top1_agreement 0.000 < 0.90 on 4 samples")
     logits = compare(ref * 40, ref * 40 + 0.5, "fp16")  # bound scales with max|ref| = 36
     assert logits["tolerance"]["max_abs_diff"] == pytest.approx(3e-2 * 36) and logits["passed"]
     nan = compare(ref, np.full_like(ref, np.nan), "fp32")

@@ -94,6 +94,24 @@ def test_low_rank_plan_shrinks_and_keeps_names(keras, mixed):
     assert new.count_params() == mixed.count_params() - original + stem_params + head_params
 
 
+def test_a_strided_cp_layer_is_one_depthwise_stage_and_runs(keras, mixed):
+    """The strided stem as CP: 1x1, one 3x3 depthwise at strides (2, 2), 1x1; TensorFlow runs it whatever its
+    kernels (its Eigen depthwise kernel refuses the unequal strides of a 3x1 + 1x3 split)."""
+    from lrfc.decompose import cp
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+
+    flat = _flat(mixed)
+    geom = {r.name: r for r in describe_model(flat)}["stem"].geometry
+    new = apply_plan(flat, Plan((LayerChoice("stem", "cp", (6,)),)))
+    parts = [layer for layer in new.layers if layer.name.startswith("stem__")]
+    assert [type(p).__name__ for p in parts] == ["Conv2D", "DepthwiseConv2D", "Conv2D"]
+    assert parts[1].strides == (2, 2) and parts[1].kernel_size == (3, 3) and parts[0].strides == (1, 1)
+    assert sum(p.count_params() for p in parts) == cp.cost(geom, (6,)).params == 6 * (3 + 9 + 12) + 12
+    x = np.random.default_rng(1).normal(size=(4, 16, 16, 3)).astype("float32")
+    assert new.predict(x, verbose=0).shape == (4, 5)
+
+
 def test_plan_errors(keras, mixed, tmp_path):
     from lrfc.factorize.rewrite import apply_plan
 

@@ -1,6 +1,6 @@
 """Which allocator TensorFlow's CPU kernels draw from, chosen before TensorFlow allocates anything.
 
-TensorFlow's oneDNN kernels (on by default on x86) allocate from a pool of
+TensorFlow's oneDNN kernels (on wherever lrfc imports TensorFlow: ``common.onednn``) allocate from a pool of
 their own (``mklcpu``, a best-fit allocator over regions that double as it
 grows) that never hands memory back: once a stage has held a large working
 set, every later stage carries it (``test_bounded_memory``'s two 128 MiB

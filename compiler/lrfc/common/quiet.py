@@ -1,7 +1,8 @@
 """Keep the terminal for lrfc's own lines: TensorFlow's banner, its log lines and Python warnings stay out.
 
 ``TF_CPP_MIN_LOG_LEVEL=3`` alone does not silence the oneDNN/absl lines and
-disabling oneDNN costs speed (see the dependency notes), so file descriptor
+disabling oneDNN costs speed (see the dependency notes; ``common.onednn``
+turns it on where TensorFlow would not), so file descriptor
 2 is pointed at /dev/null for the duration of the import only. After it,
 TensorFlow's Python loggers (tf.function retracing warnings in budget
 rounds, ...) are set to errors only and Python warnings (a Keras
@@ -54,7 +55,10 @@ def silenced_stderr():
 
 def import_keras():
     """Import keras (and TensorFlow under it) quietly; returns the keras module."""
+    from lrfc.common import onednn
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    onednn.enable()  # before TensorFlow is imported: it reads the variable then
     if "keras" in sys.modules:
         return sys.modules["keras"]
     with silenced_stderr():

@@ -18,6 +18,10 @@ runs each registry entry's chain through both runtimes, whatever it holds):
                                  ranks from the weights alone: ``rank_of`` (VBMF
                                  or an energy rule) applied to the method's own
                                  unfoldings of the kernel
+  unsupported(geom) -> str | None     (optional)
+                                 why the method cannot take a layer its KIND
+                                 covers (CP: unequal strides); the catalogue
+                                 leaves it out of that layer's methods
   attach(prepared, stats) -> object   (optional)
                                  a prepared factorization that borrows part of
                                  the layer's statistics leaves it out when
@@ -87,6 +91,12 @@ def of_kind(kind: str) -> tuple[str, ...]:
     return tuple(name for name in _REGISTRY if METHODS[name].KIND == kind)
 
 
+def applicable(kind: str, geom) -> tuple[str, ...]:
+    """The methods of ``kind`` that can factorize a layer of geometry ``geom`` (``unsupported``, where a method has it)."""
+    return tuple(name for name in of_kind(kind)
+                 if getattr(METHODS[name], "unsupported", lambda g: None)(geom) is None)
+
+
 def register(module: ModuleType | str, name: str | None = None) -> str:
     """Add a method (a module with the surface above, or its import path); returns its name.
 
@@ -131,5 +141,5 @@ def chain_stages(method: str, prepared, ranks, geom, activation: str | None = No
     return mod.stages(factors, geom, activation)
 
 
-__all__ = ["METHODS", "Cost", "Factors", "LayerStats", "LayerWeights", "Stage", "chain_stages", "decompose", "get",
-           "names", "of_kind", "register", "unregister"]
+__all__ = ["METHODS", "Cost", "Factors", "LayerStats", "LayerWeights", "Stage", "applicable", "chain_stages", "decompose",
+           "get", "names", "of_kind", "register", "unregister"]

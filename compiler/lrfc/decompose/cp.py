@@ -10,7 +10,11 @@ dilation of H, original padding), depthwise 1 x kw (V; stride and dilation of
 W), 1x1 R->cout (O, with the bias and activation). TensorFlow pads each axis
 independently, so the per-axis split is exact. A size-1 depthwise stage
 (kh == 1, e.g. a Conv1D, or kw == 1) is a per-channel scale: it is folded into
-A, so the chain never holds a trivial stage.
+A, so the chain never holds a trivial stage. A strided 2-D layer keeps the
+two spatial factors in one kh x kw depthwise stage (``fused``: the kernel
+``H[i, r] V[j, r]``, the layer's strides), since TensorFlow's CPU depthwise
+kernel takes equal strides only; CP does not take a layer whose strides
+differ between the axes (``unsupported``).
 ``Factors.arrays = (A, H, V, O)``, A (cin, R), H (kh, R), V (kw, R), O (R, cout).
 
 CP is not exact at any fixed rank; ``max_ranks`` is a cap: the largest R
@@ -98,7 +102,7 @@ import scipy.linalg
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.stats import whitener
 from lrfc.decompose.common import check_ranks, top_eigvecs
-from lrfc.decompose.conv_chain import chain_cost, channel_unfoldings, check_conv, separable_steps, to_stages
+from lrfc.decompose.conv_chain import chain_cost, channel_unfoldings, check_conv, separable_steps, step, to_stages
 from lrfc.geometry import ConvGeometry
 
 NAME = "cp"
@@ -140,20 +144,53 @@ def max_ranks(geom: ConvGeometry) -> tuple[int]:
     """The largest R whose chain has at most the original's parameters and, spatially, at most 2 max(cin, cout) terms."""
     check_conv(geom)
     (kh, kw), cin, cout = geom.kernel, geom.cin, geom.cout
-    cap = (kh * kw * cin * cout) // (cin + kh + kw + cout)
+    cap = (kh * kw * cin * cout) // (cin + (kh * kw if fused(geom) else kh + kw) + cout)
     if kh * kw > 1:
         cap = min(cap, RANK_CAP * max(cin, cout))
     return (max(1, cap),)
 
 
+def fused(geom: ConvGeometry) -> bool:
+    """Whether the chain's spatial part is one kh x kw depthwise stage instead of kh x 1 then 1 x kw.
+
+    A strided 2-D layer's separable stages would carry unequal strides ((s, 1)
+    then (1, s)), and TensorFlow's CPU depthwise kernel refuses those unless
+    oneDNN is on (it is by default only on CPUs with AVX-512: on an AVX2-only
+    EPYC every such CP candidate failed to run). One kh x kw depthwise stage
+    with the layer's own (equal) strides and padding is exact, and at stride s
+    costs kh kw R MACs an output position against about (s kh + kw) R for the
+    two stages (exactly that when the input is s times the output: the same
+    at a 3x3 kernel and stride 2; the golden test's 13x13 -> 7x7 layer: 441
+    against 420 per rank), in one operator fewer.
+    The stride of a size-1 axis then stays on the depthwise stage too (the
+    first 1x1 runs at the input's size), so that its strides are equal.
+    """
+    strided = any(s > 1 for s in geom.strides)
+    return geom.spatial_rank == 2 and strided and max(geom.kernel) > 1
+
+
+def unsupported(geom: ConvGeometry) -> str | None:
+    """Why CP cannot factorize ``geom`` (None: it can): a 2-D layer whose strides differ between the axes."""
+    if fused(geom) and geom.strides[0] != geom.strides[1]:
+        return (f"strides {tuple(geom.strides)} differ between the axes, and a depthwise stage takes equal strides "
+                "only (TensorFlow's CPU kernel)")
+    return None
+
+
 def _layers(geom: ConvGeometry, rank: int):
-    steps = separable_steps(geom)
+    if fused(geom):
+        first = step(geom.in_hw, (1, 1))
+        inner = [step(first.out_hw, geom.kernel, geom.strides, geom.dilation, geom.padding)]
+        steps = [first, *inner, step(inner[0].out_hw, (1, 1))]
+    else:
+        steps = separable_steps(geom)
     inner = [("depthwise", st, rank, rank) for st in steps[1:-1]]
     return [("conv", steps[0], geom.cin, rank), *inner, ("conv", steps[-1], rank, geom.cout)]
 
 
 def cost(geom: ConvGeometry, ranks) -> Cost:
-    """Params and MACs: R (cin + kh + kw + cout) (+ bias), size-1 depthwise stages left out."""
+    """Params and MACs: R (cin + kh + kw + cout) (+ bias), size-1 depthwise stages left out; R (cin + kh kw + cout)
+    when ``fused``."""
     (rank,) = check_ranks(ranks, max_ranks(geom), NAME)
     return chain_cost(_layers(geom, rank), geom.cout if geom.use_bias else 0)
 
@@ -417,9 +454,16 @@ def decompose(weights: LayerWeights, geom: ConvGeometry, ranks, stats: LayerStat
 
 
 def stages(factors: Factors, geom: ConvGeometry, activation: str | None = None) -> list[Stage]:
-    """1x1 conv, depthwise kh x 1, depthwise 1 x kw, 1x1 conv (+bias, activation); size-1 scales folded into A."""
+    """1x1 conv, depthwise kh x 1, depthwise 1 x kw, 1x1 conv (+bias, activation); size-1 scales folded into A.
+
+    A strided 2-D layer (``fused``): 1x1 conv, one depthwise kh x kw with the layer's strides, 1x1 conv.
+    """
     a, h, v, o = factors.arrays
     (kh, kw) = geom.kernel
+    if fused(geom):  # one kh x kw depthwise stage: H[i, r] V[j, r]
+        spatial = np.einsum("ir,jr->ijr", h, v)[:, :, :, None]
+        return to_stages(_layers(geom, factors.ranks[0]), [a[None, None], spatial, o[None, None]], factors.bias,
+                         activation)
     kernels = []
     if kh == 1:
         a = a * h[0]

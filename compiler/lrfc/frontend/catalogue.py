@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrfc.decompose import of_kind
+from lrfc.decompose import applicable, of_kind
 from lrfc.decompose.base import Cost, LayerWeights
 from lrfc.errors import UserError
 from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
@@ -130,7 +130,7 @@ def _conv_info(layer, kind: str, in_shape: tuple, out_shape: tuple) -> tuple[int
         use_bias=bool(cfg.get("use_bias", True)),
         spatial_rank=rank,
     )
-    methods = of_kind("dense" if geom.is_pointwise else "conv")
+    methods = applicable("dense" if geom.is_pointwise else "conv", geom)
     return macs, methods, geom, ""
 
 

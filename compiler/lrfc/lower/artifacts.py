@@ -126,12 +126,40 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     finally:
         release()  # the converter's graphs: garbage in cycles, gone before the next conversion
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify)
+    if not record.passed and (fmt, artifact_precision) == ("onnx", "int8"):
+        record, note = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record)
     record.path, record.note, record.seconds = str(final), note, round(time.perf_counter() - start, 3)
     if record.error:
         record.error = record.error.replace(staged.name, final.name, 1)
     if not record.passed:
         staged.unlink(missing_ok=True)
     return record
+
+
+def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first):
+    """An int8 ONNX file that failed the gate, quantized again with 7-bit weights and gated again: ``(record, note)``.
+
+    ONNX Runtime runs int8 convolutions on x86 as u8 x s8 products summed in
+    pairs into int16 (VPMADDUBSW), which saturates on CPUs without VNNI
+    (ONNX Runtime's quantization docs); 7-bit weights (``reduce_range``) keep
+    every pair in range. On an AVX2-only EPYC (ONNX Runtime 1.32) the test
+    suite's sequential digits CNN failed the gate at 8 bits (relative max
+    difference 0.44, top-1 agreement 0.92) and passed at 7 (0.04, 1.00),
+    while the LiteRT int8 file of the same model differed by 0.02
+    (``tests/test_lower.py``, 2026-12-02). Where 8 bits passed, nothing
+    changes; where 7 bits fail too, the first failure is what the build reports.
+    """
+    from lrfc.lower.verify import gate
+
+    try:
+        _export_onnx(model, staged, "int8", calibration, work, reduce_range=True)
+    except Exception:  # the first failure stands
+        return first, None
+    record = gate(staged, "onnx", "int8", x_verify, reference, y_verify)
+    if not record.passed:
+        return first, None
+    return record, (f"weights on 7 bits: at 8 bits ONNX Runtime on this CPU (int8 products saturate without VNNI) "
+                    f"failed the gate ({first.error})")
 
 
 def failed(records) -> list[ArtifactRecord]:
@@ -153,14 +181,15 @@ def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, w
     return precision, None
 
 
-def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, work: Path) -> tuple[str, str | None]:
+def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
+                 reduce_range: bool = False) -> tuple[str, str | None]:
     from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
 
     if precision != "int8":
         export_onnx(model, path)
         return "fp32", ONNX_FP16_NOTE if precision == "fp16" else None
     fp32 = export_onnx(model, work / f"fp32.{path.name}")
-    quantize_onnx_int8(fp32, path, calibration)
+    quantize_onnx_int8(fp32, path, calibration, reduce_range=reduce_range)
     fp32.unlink()
     return "int8", None
 

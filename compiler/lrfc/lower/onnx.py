@@ -126,7 +126,8 @@ def _without_optimizer_snapshots():
                 os.environ.pop(SNAPSHOT_SWITCH, None)
 
 
-def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray,
+                       reduce_range: bool = False) -> Path:
     """Statically quantize an fp32 ``.onnx`` file to int8 (QDQ, per-channel weights), written atomically.
 
     Args:
@@ -134,6 +135,8 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         out_path: the file to write; its directory is created if needed.
         calibration: float32 samples shaped like the model input (N, ...);
             every sample is run once to collect activation ranges.
+        reduce_range: weights on 7 bits instead of 8 (``lower.artifacts._onnx_int8_on_7_bits``: x86 CPUs
+            without VNNI saturate 8-bit products).
 
     Returns:
         ``out_path``.
@@ -164,7 +167,7 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range)
         onnx.checker.check_model(str(tmp), full_check=True)
     return out_path
 

@@ -37,7 +37,7 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-3, top1_agreement=0.99),
     "fp16": Tolerance(max_abs_diff=3e-2, top1_agreement=0.98),
-    "int8": Tolerance(max_abs_diff=0.25, top1_agreement=0.90),
+    "int8": Tolerance(max_abs_diff=0.35, top1_agreement=0.90),
 }
 """Per precision. Measured on the trained Fashion-MNIST VGG and ResNet (logit outputs, max|ref| 20-44;
 512 test samples; numbers in the project notes), the justification:
@@ -57,8 +57,13 @@ TOLERANCES = {
   absolute), agreement 0.994-0.998. Per-value differences are not the useful
   check here; the prediction is: 0.90 of samples must keep their class (a
   broken calibration or layout gives ~0.1, chance on 10 classes). The
-  relative bound 0.25 (~2x the measured worst) still catches outputs that
-  are garbage.
+  relative bound was 0.25 (~2x the worst above) until a small model
+  legitimately reached it: the test suite's residual digits CNN (16x16,
+  logits up to 3.1) trained on an AVX2-only CPU differs by 0.263 relative in
+  LiteRT and ONNX Runtime alike (top-1 agreement 0.94, 99th percentile
+  0.10 absolute). 0.35 keeps that, and still fails ONNX Runtime's saturated
+  8-bit products on such a CPU (0.44; ``lower.artifacts._onnx_int8_on_7_bits``)
+  and garbage.
 """
 
 
