@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
-from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, WARM_CHANGED, machine_line
+from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, WARM_CHANGED, machine_line
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -62,7 +62,12 @@ def main() -> None:
              f"{FIT_CHANGED} scored both fits per rank, which was the default then (`--data-aware auto`). Budget "
              f"searches of more than one round dated before {WARM_CHANGED} ran every round for all of `--epochs`; "
              "since, a warm-started round runs them times the share of its rung that starts fresh (no flag brings the "
-             "old rule back: commit e418085 reproduces those rows).", ""]
+             "old rule back: commit e418085 reproduces those rows). Rows dated before "
+             f"{MACHINE_CHANGED} ran on an AMD EPYC with AVX-512 VNNI (TensorFlow turned its oneDNN kernels on there "
+             "by itself, and ONNX Runtime's int8 products did not saturate); later rows on an AVX2-only AMD EPYC, "
+             "where lrfc turns oneDNN on (`common/onednn.py`) and the same build runs 1.3-1.7x slower "
+             "(keras.applications ResNet50 at 64x64, whole build: 297 s, then 432 s). Each table's machine line "
+             "names the machine of its file's latest run.", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name

@@ -7,6 +7,7 @@ DEFAULTS_CHANGED = "2026-11-30 18:16 UTC"  # fine-tuning: 3 epochs without disti
 FIT_CHANGED = "2026-12-01 04:50 UTC"       # --data-aware: auto (both fits per rank) before, on (data-aware) since
 DATA_CHANGED = "2026-12-01 18:03 UTC"      # fine-tuning: 8 epochs over 20,000 samples before, 3 over 60,000 since
 WARM_CHANGED = "2026-12-02 07:33 UTC"      # budget search: every round --epochs before; a warm round by what changed since
+MACHINE_CHANGED = "2026-12-02 09:44 UTC"   # the benchmark machine: AVX-512 (VNNI) before, an AVX2-only EPYC since
 
 
 def as_run(command: str, date: str | None) -> str:
@@ -43,7 +44,8 @@ def machine_line(record: dict) -> str:
     m = record.get("machine", {})
     v = m.get("versions", {})
     versions = ", ".join(f"{k} {v[k]}" for k in sorted(v))
-    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}, "
+    isa = f" ({m['isa']})" if m.get("isa") else ""
+    return (f"{m.get('cpu', '?')}{isa}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}, "
             f"numpy {m.get('numpy', '?')}" + (f"; {versions}" if versions else ""))
 
 
