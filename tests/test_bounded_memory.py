@@ -325,3 +325,49 @@ def test_a_process_that_started_tensorflow_first_keeps_its_allocator(keras, monk
     monkeypatch.delenv(allocator.VARIABLE, raising=False)
     assert allocator.choose() == "as TensorFlow started (imported before the build)"
     assert allocator.VARIABLE not in os.environ
+
+
+ONEDNN_CODE = """
+import json, os
+from lrfc.common.quiet import import_keras
+import_keras()
+import numpy as np, tensorflow as tf
+x = tf.constant(np.ones((1, 6, 6, 2), np.float32))
+w = tf.constant(np.ones((3, 1, 2, 1), np.float32))
+try:
+    ok = tf.nn.depthwise_conv2d(x, w, strides=[1, 2, 1, 1], padding="SAME").shape.as_list() == [1, 3, 6, 2]
+except tf.errors.InvalidArgumentError:
+    ok = False
+print(json.dumps({"variable": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "unequal_strides_ran": ok}))
+"""
+
+
+def _onednn(given: dict) -> dict:
+    """What a fresh process that imports TensorFlow through lrfc has: the variable, and whether oneDNN's depthwise
+    kernel ran (TensorFlow's Eigen one refuses unequal strides)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lrfc.common.onednn import VARIABLE
+
+    env = {k: v for k, v in os.environ.items() if k != VARIABLE} | given
+    res = subprocess.run([sys.executable, "-c", ONEDNN_CODE], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_lrfc_asks_for_onednn_unless_the_user_said_no():
+    """On a CPU where TensorFlow leaves oneDNN off (no AVX-512), lrfc's import turns it on; a user's 0 wins anywhere."""
+    assert _onednn({}) == {"variable": "1", "unequal_strides_ran": True}
+    assert _onednn({"TF_ENABLE_ONEDNN_OPTS": "0"}) == {"variable": "0", "unequal_strides_ran": False}
+
+
+def test_onednn_is_left_alone_once_tensorflow_is_imported(keras, monkeypatch):
+    import os
+
+    from lrfc.common import onednn
+
+    monkeypatch.delenv(onednn.VARIABLE, raising=False)
+    assert onednn.enable() is False and onednn.VARIABLE not in os.environ
