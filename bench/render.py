@@ -65,8 +65,8 @@ def main() -> None:
              "old rule back: commit e418085 reproduces those rows). Rows dated before "
              f"{MACHINE_CHANGED} ran on an AMD EPYC with AVX-512 VNNI (TensorFlow turned its oneDNN kernels on there "
              "by itself, and ONNX Runtime's int8 products did not saturate); later rows on an AVX2-only AMD EPYC, "
-             "where lrfc turns oneDNN on (`common/onednn.py`) and the same build runs 1.3-1.7x slower "
-             "(keras.applications ResNet50 at 64x64, whole build: 297 s, then 432 s). Each table's machine line "
+             "where lrfc turns oneDNN on (`common/onednn.py`) and builds run slower (keras.applications ResNet50 at "
+             "64x64, whole build: 297-374 s there, 432 s here, each stage 1.3-1.7x the 297 s row's). Each table's machine line "
              "names the machine of its file's latest run.", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):

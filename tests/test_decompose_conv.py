@@ -186,7 +186,9 @@ def test_cp_degeneracy_is_bounded_at_little_cost():
     geom = geometry((3, 3), cin=8, cout=8, use_bias=False)
     prepared = cp.prepare(LayerWeights(kernel), geom)
     free, free_err, _ = cp.als(prepared.tensor, cp._init(prepared.modes, 3))
-    assert cp.degeneracy(free) > 2 * cp.DEGENERACY_BOUND  # the case is real: unbounded ALS degenerates
+    # the case is real: unbounded ALS degenerates past the bound (9.x on an AVX-512 EPYC, 8.0 on an AVX2 one:
+    # rounding steers a degenerate trajectory)
+    assert cp.degeneracy(free) > cp.DEGENERACY_BOUND
     factors = cp.truncate(prepared, (3,))
     a_, h_, v_, o_ = factors.arrays
     assert cp.degeneracy((a_, h_, v_, o_.T)) <= cp.DEGENERACY_BOUND

@@ -149,12 +149,15 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     (``tests/test_lower.py``, 2026-12-02). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
     """
+    from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
     try:
         _export_onnx(model, staged, "int8", calibration, work, reduce_range=True)
     except Exception:  # the first failure stands
         return first, None
+    finally:
+        release()  # the converter's graphs, as after the first conversion
     record = gate(staged, "onnx", "int8", x_verify, reference, y_verify)
     if not record.passed:
         return first, None
