@@ -63,17 +63,10 @@ def measure(methods: list[str], max_layers: int | None = None) -> dict:
 def machine() -> dict:
     """The CPU (model name and vector extensions: two machines both called "AMD EPYC" ran 1.3-1.7x apart), cores and
     the pinned versions."""
-    cpu, flags = "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = ("AVX-512" + (" VNNI" if "avx512_vnni" in flags else "") if "avx512f" in flags
-           else "AVX2, no AVX-512" if "avx2" in flags else "")
+    from runtime_bench.device import cpu_name, vector_isa
+
+    cpu, isa = cpu_name(), vector_isa()
+    isa = "AVX2, no AVX-512" if isa == "AVX2" else isa
     import os
 
     from importlib import metadata

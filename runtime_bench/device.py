@@ -34,6 +34,23 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def vector_isa() -> str:
+    """The widest x86 vector extension in /proc/cpuinfo's flags ("AVX-512 VNNI", "AVX-512", "AVX2"), else "".
+
+    Two machines that both call themselves "AMD EPYC" ran the same build 1.3-1.7x apart, one with AVX-512 VNNI and
+    one with AVX2 only (docs/BENCHMARKS.md), so the fingerprint tells them apart by this too.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ""
+    flags = set(line.partition(":")[2].split())
+    if "avx512f" in flags:
+        return "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
+
+
 def gpu_name() -> Optional[str]:
     """The first GPU's name from ``nvidia-smi``; None when there is none or it does not answer."""
     try:
@@ -49,17 +66,18 @@ def fingerprint(runtime: str) -> dict:
     """Describe this machine and ``runtime`` (a key of ``runners.RUNNERS``).
 
     Returns:
-        ``machine``, ``cpu``, ``cores``, ``system``, ``python``, ``runtime``,
-        ``runtime_version``, ``gpu`` (GPU runtimes only, when nvidia-smi
-        answers) and ``id``: the first 16 hex digits of the SHA-256 of the
-        canonical JSON of cpu, cores, machine, runtime, runtime_version (and
-        gpu when present).
+        ``machine``, ``cpu``, ``isa`` (``vector_isa``), ``cores``, ``system``,
+        ``python``, ``runtime``, ``runtime_version``, ``gpu`` (GPU runtimes
+        only, when nvidia-smi answers) and ``id``: the first 16 hex digits of
+        the SHA-256 of the canonical JSON of cpu, isa (when known), cores,
+        machine, runtime, runtime_version (and gpu when present).
     """
     from runtime_bench.runners import get_runner
 
     info = {
         "machine": platform.machine(),
         "cpu": cpu_name(),
+        "isa": vector_isa(),
         "cores": os.cpu_count(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -70,7 +88,7 @@ def fingerprint(runtime: str) -> dict:
         gpu = gpu_name()
         if gpu:
             info["gpu"] = gpu
-    keyed = {k: info[k] for k in ("cpu", "cores", "machine", "runtime", "runtime_version", "gpu") if k in info}
+    keyed = {k: info[k] for k in ("cpu", "isa", "cores", "machine", "runtime", "runtime_version", "gpu") if info.get(k)}
     canonical = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
     info["id"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return info

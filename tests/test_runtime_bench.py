@@ -127,7 +127,8 @@ def test_random_feeds_follow_dtype_and_seed():
 def test_fingerprint_id_is_the_hash_of_hardware_and_runtime():
     fp = fingerprint("onnxruntime-cpu")
     assert fp["cores"] == os.cpu_count() and fp["cpu"] and fp["machine"] and fp["runtime"] == "onnxruntime-cpu"
-    keyed = {k: fp[k] for k in ("cpu", "cores", "machine", "runtime", "runtime_version")}
+    keyed = {k: fp[k] for k in ("cpu", "isa", "cores", "machine", "runtime", "runtime_version") if fp[k]}
+    assert fp["isa"] in ("AVX-512 VNNI", "AVX-512", "AVX2", "")  # this machine: "AVX2"
     expected = hashlib.sha256(json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert fp["id"] == expected and fingerprint("onnxruntime-cpu")["id"] == expected
     assert fingerprint("litert")["id"] != expected

@@ -2,7 +2,7 @@
 
 TensorFlow turns its oneDNN kernels on by default only where the CPU has
 AVX-512-class features (AVX512_VNNI, AVX512_BF16, AMX); elsewhere it runs its
-Eigen kernels. On an AVX2-only AMD EPYC (2 cores, this project's CI kind on
+Eigen kernels. On an AVX2-only AMD EPYC (2 cores, this project's machine on
 2026-12-02) the Eigen kernels trained the baseline models 2-3x slower (Keras
 ``fit``, batch 128, random weights, the same process each way:
 VGG-style 150 -> 442 samples/s, ResNet-style 75 -> 150; inference equal:

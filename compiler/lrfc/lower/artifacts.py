@@ -146,7 +146,8 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     suite's sequential digits CNN failed the gate at 8 bits (relative max
     difference 0.44, top-1 agreement 0.92) and passed at 7 (0.04, 1.00),
     while the LiteRT int8 file of the same model differed by 0.02
-    (``tests/test_lower.py``, 2026-12-02). Where 8 bits passed, nothing
+    (``tests/test_lower.py``'s fixture quantized both ways by a one-off
+    ``/tmp`` script, 2026-12-02 10:10 UTC). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
     """
     from lrfc.common.memory import release

@@ -61,7 +61,8 @@ TOLERANCES = {
   legitimately reached it: the test suite's residual digits CNN (16x16,
   logits up to 3.1) trained on an AVX2-only CPU differs by 0.263 relative in
   LiteRT and ONNX Runtime alike (top-1 agreement 0.94, 99th percentile
-  0.10 absolute). 0.35 keeps that, and still fails ONNX Runtime's saturated
+  0.10 absolute; a one-off ``/tmp`` script on ``tests/test_lower.py``'s
+  fixture, 2026-12-02). 0.35 keeps that, and still fails ONNX Runtime's saturated
   8-bit products on such a CPU (0.44; ``lower.artifacts._onnx_int8_on_7_bits``)
   and garbage.
 """
