@@ -229,3 +229,53 @@ def test_iterative_finetuning_baseline_runs(first_build, tiny_model_path):
     assert [(c["layer"], c["method"], c["ranks"]) for c in plan] == \
            [(name, c["method"], c["ranks"]) for name, c in best.items() if c is not None]
     assert not it["accuracy_budget"]["enforced"] and it["budget_search"]["allocation"] == "fixed"
+
+
+def _fit_fails(monkeypatch, fails):
+    """Make the factorization of the walks ``fails(layer, method)`` names raise, as numpy's SVD does when it does not
+    converge; every other walk runs as usual."""
+    import numpy as np
+
+    from lrfc.search import scoring
+
+    real = scoring.prepared_for
+
+    def prepared_for(task, method, data_aware, cache):
+        if fails(task.name, method):
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return real(task, method, data_aware, cache)
+
+    monkeypatch.setattr(scoring, "prepared_for", prepared_for)
+
+
+def test_a_walk_that_raises_drops_its_candidates_not_the_build(tiny_model_path, tmp_path, monkeypatch):
+    """One layer's TT factorization failing costs that layer its TT candidates: the build goes on with the rest,
+    says so in one line, and lists the walk in report.json."""
+    from lrfc import pipeline
+
+    _fit_fails(monkeypatch, lambda layer, method: (layer, method) == ("conv2", "tt"))
+    logged = []
+    opts = BuildOptions(model=str(tiny_model_path), data="fashion-mnist", calib_samples=100, step=25,
+                        methods=("tucker", "tt", "svd"), finetune="none", out=str(tmp_path / "out"), cache=False,
+                        bench_runs=0, formats=("tflite",))
+    state = pipeline.run_build(opts, log=logged.append)
+    assert [(f.layer, f.method, f.error) for f in state.failed_walks] == [("conv2", "tt", "LinAlgError: SVD did not converge")]
+    assert "LinAlgError" in state.failed_walks[0].trace  # kept for --verbose
+    methods = {name: {c.method for c in cands} for name, cands in state.candidates.items()}
+    assert methods["conv2"] == {"tucker"} and methods["conv1"] == {"tucker", "tt"} and methods["fc1"] >= {"svd"}
+    assert "score: conv2 tt dropped, its walk raised LinAlgError: SVD did not converge" in logged
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["search"]["failed_walks"] == [{"layer": "conv2", "method": "tt", "error": "LinAlgError: SVD did not converge"}]
+    assert report["accuracy_budget"]["met"]
+
+
+def test_a_build_whose_every_walk_raises_stops_with_the_first_error(tiny_model_path, tmp_path, monkeypatch):
+    from lrfc import pipeline
+    from lrfc.search.fanout import ScoringFailed
+
+    _fit_fails(monkeypatch, lambda layer, method: True)
+    opts = BuildOptions(model=str(tiny_model_path), data="fashion-mnist", calib_samples=100, step=25, methods=("svd",),
+                        finetune="none", out=str(tmp_path / "out"), cache=False, bench_runs=0, formats=("tflite",))
+    with pytest.raises(ScoringFailed, match=r"all 2 walks failed; the first, fc1 svd: LinAlgError: SVD did not converge"):
+        pipeline.run_build(opts, log=lambda m: None)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing published

@@ -41,9 +41,10 @@ if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stag
     from lrfc.frontend.memory_plan import MemoryPlan
     from lrfc.frontend.splits import Splits
     from lrfc.lower.records import ArtifactRecord
-    from lrfc.search.cache import Cache
-    from lrfc.search.scoring import LayerTask
     from lrfc.search.allocate import Level
+    from lrfc.search.cache import Cache
+    from lrfc.search.fanout import Failure
+    from lrfc.search.scoring import LayerTask
     from lrfc.search.select import Candidate, Solution
     from lrfc.targets import Profile
     from lrfc.train.contract import BudgetSearch
@@ -109,6 +110,7 @@ class BuildState:
     # calibrate, score, price, select
     tasks: dict[str, LayerTask] = field(default_factory=dict)
     candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    failed_walks: list[Failure] = field(default_factory=list)  # score: walks that raised (their candidates dropped)
     thresholds: dict[str, float] = field(default_factory=dict)  # per layer (all --threshold today; the plot and report read them)
     pricer: Pricer | None = None             # --objective latency only
     original_ms: dict[str, float] = field(default_factory=dict)  # the original layers' latency (price)

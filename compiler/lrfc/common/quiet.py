@@ -30,6 +30,11 @@ def set_verbose(verbose: bool) -> None:
     _quiet_loggers()
 
 
+def verbose() -> bool:
+    """Whether ``lrfc --verbose`` asked to see everything (tracebacks of what a build survived included)."""
+    return _verbose
+
+
 def _quiet_loggers() -> None:
     level = logging.WARNING if _verbose else logging.ERROR
     for name in ("tensorflow", "absl", "keras", "tf2onnx", "h5py"):

@@ -45,6 +45,9 @@ def build_report(state) -> dict:
     chosen = {n: c for n, c in state.chosen.items() if c is not None}
 
     layers, unfactorized = [], []
+    failed: dict[str, list[str]] = {}
+    for f in state.failed_walks:
+        failed.setdefault(f.layer, []).append(f.method)
     for r in state.rows:
         if not r.methods:
             if r.macs:  # a convolution/dense-family layer no method takes (depthwise, grouped, ...)
@@ -61,6 +64,8 @@ def build_report(state) -> dict:
                          params_after=c.params, macs_after=c.macs)
             if c.measured_ms is not None:
                 entry["latency_ms_after"] = round(c.measured_ms, 5)
+        elif r.name in state.targets and failed.get(r.name) and not state.candidates.get(r.name):
+            entry["note"] = f"kept: scoring raised for {', '.join(failed[r.name])} (search.failed_walks)"
         elif r.name in state.targets:
             entry["note"] = "kept: no candidate met the threshold at a lower cost"
         else:
@@ -102,6 +107,7 @@ def build_report(state) -> dict:
         "search": {
             "candidates": [c.to_json() for cands in state.candidates.values() for c in cands],
             "solutions": [s.to_json() for s in state.solutions],
+            "failed_walks": [f.to_json() for f in state.failed_walks],
         },
     }
 

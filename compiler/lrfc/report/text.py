@@ -78,6 +78,8 @@ def _footer(report: dict) -> list[str]:
     for l in report["layers"]:
         if l.get("note"):
             out.append(f"note        {l['name']}: {l['note']}")
+    for f in (report.get("search") or {}).get("failed_walks") or []:
+        out.append(f"dropped     {f['layer']} {f['method']}: scoring raised {f['error']}")
     skipped = report.get("unfactorized") or []
     for u in skipped[:5]:
         out.append(f"skipped     {u['name']} ({u['type']}): {u['reason']}")

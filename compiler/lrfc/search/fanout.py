@@ -19,6 +19,16 @@ as Ray tasks. Either way the same three steps run:
    reuses them as if it had scored in process; the candidates are put back
    in layer order, then method order, whatever order the walks finished in.
 
+A walk that raises (a factorization's linear algebra failing on one layer, a
+runtime refusing one chain) is one candidate family lost, not the build: the
+task returns the error instead of candidates (``ScoreResult.error``), the
+driver drops that walk and lists it (``Failure``: the stage logs one line per
+walk and report.json keeps them under ``search.failed_walks``), and the layer
+keeps its other methods' candidates (or stays unfactorized). Only when every
+walk failed is it the build's error: nothing was scored. ``MemoryError`` and
+``UserError`` (the data overflowing a layer) are never caught: the memory
+plan decides what runs at once, and bad input ends the build with its line.
+
 The walk only ever sees the same scores, so one worker or many give the same
 candidates and the same plan. In process, ``threads`` walks run at once
 (``frontend.memory_plan``'s ``score_threads``: the cores, as many as the
@@ -59,6 +69,25 @@ class ScoreResult:
     prepared: dict               # prepared key -> factorization, computed by the task
     hits: int
     misses: int
+    error: str | None = None     # the walk raised: "Type: message" (its candidates are dropped)
+    trace: str | None = None     # the traceback, for --verbose and for the build's error when every walk failed
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A walk that raised: which layer and method, and the error's one line."""
+
+    layer: str
+    method: str
+    error: str
+    trace: str
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "method": self.method, "error": self.error}
+
+
+class ScoringFailed(RuntimeError):
+    """Every walk of the score stage raised: nothing was scored (a bug in lrfc, or a broken runtime)."""
 
 
 def score_task(task, job: ScoreJob) -> ScoreResult:
@@ -66,6 +95,7 @@ def score_task(task, job: ScoreJob) -> ScoreResult:
     from threadpoolctl import threadpool_limits
 
     from lrfc.common.quiet import import_keras
+    from lrfc.errors import UserError
     from lrfc.search.cache import Cache
     from lrfc.search.scoring import score_method
 
@@ -75,11 +105,21 @@ def score_task(task, job: ScoreJob) -> ScoreResult:
         cache.put_score(key, value)
     for key, value in job.prepared.items():
         cache.prepared(key, lambda value=value: value)
-    with threadpool_limits(limits=1, user_api="blas"):  # the same sums in process and in any worker (module doc)
-        candidates = score_method(task, job.method, list(job.grid), job.threshold, cache, job.fit)
+    error = trace = None
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):  # the same sums in process and in any worker (module doc)
+            candidates = score_method(task, job.method, list(job.grid), job.threshold, cache, job.fit)
+    except (MemoryError, UserError):  # the memory plan's business; bad input (a layer's output overflowing) ends the build
+        raise
+    except Exception as exc:  # one walk lost, not the build (module doc); what it scored before stays cached
+        import traceback
+
+        candidates, trace = [], traceback.format_exc()
+        error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
     scores, prepared = cache.entries()
     return ScoreResult(candidates, {k: v for k, v in scores.items() if k not in job.scores},
-                       {k: v for k, v in prepared.items() if k not in job.prepared}, cache.hits, cache.misses)
+                       {k: v for k, v in prepared.items() if k not in job.prepared}, cache.hits, cache.misses,
+                       error, trace)
 
 
 def make_job(task, method: str, grid, threshold: float, fit: str, cache) -> ScoreJob:
@@ -131,8 +171,11 @@ def walk_weight(task, method: str) -> float:
     return float(geom.params) * (4.0 if method == "cp" and kernel[0] * kernel[1] > 1 else 1.0)
 
 
-def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None, threads: int = 1) -> dict:
-    """``{layer: [Candidate]}`` for ``walks`` of ``(layer, method, grid, threshold)``, in the order given.
+def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None, threads: int = 1) -> tuple:
+    """``({layer: [Candidate]}, [Failure])`` for ``walks`` of ``(layer, method, grid, threshold)``, in the order given.
+
+    A walk that raised contributes no candidates and one ``Failure`` (module
+    doc); ``ScoringFailed`` when every walk did.
 
     Args:
         tasks: ``{layer: LayerTask}``.
@@ -151,7 +194,7 @@ def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None
     order = sorted(range(len(jobs)), key=lambda i: -walk_weight(tasks[jobs[i].layer], jobs[i].method))
     results = executor.map(score_task, [(shipped[jobs[i].layer], jobs[i]) for i in order], "score",
                            [f"{jobs[i].layer} {jobs[i].method}" for i in order], threads=threads, ordered=False)
-    found = {}
+    found, failed = {}, {}
     # BLAS's thread count is one setting for the whole process: held at one around every walk at once, so a walk
     # that ends (and restores what it found) cannot hand a running one more threads mid-sum
     with threadpool_limits(limits=1, user_api="blas"):
@@ -159,9 +202,15 @@ def score_all(tasks: dict, walks: list, fit: str, cache, executor, progress=None
             i = order[k]
             merge(cache, result)
             found[i] = result.candidates
+            if result.error is not None:
+                failed[i] = Failure(jobs[i].layer, jobs[i].method, result.error, result.trace or "")
             if progress is not None:
                 progress(f"{jobs[i].layer} {jobs[i].method}")
+    if jobs and len(failed) == len(jobs):
+        first = failed[min(failed)]
+        raise ScoringFailed(f"score: all {len(jobs)} walks failed; the first, {first.layer} {first.method}: "
+                            f"{first.error}\n{first.trace}")
     out = {name: [] for name in layers}
     for i, job in enumerate(jobs):  # the candidates in layer, then method order, however the walks finished
         out[job.layer] += found[i]
-    return out
+    return out, [failed[i] for i in sorted(failed)]

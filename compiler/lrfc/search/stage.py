@@ -121,9 +121,15 @@ def score(state) -> None:
     walks = [w for name in state.targets for w in layer_walks(state, name, multiple)]
     with state.progress("score", len(walks)) as bar:  # each walk a task of the executor (search.fanout)
         threads = state.memory.score_threads if state.memory is not None else 1
-        found = score_all(state.tasks, walks, opts.fit, state.cache, executor, progress=lambda info: bar.update(1, info),
-                          threads=threads)
+        found, state.failed_walks = score_all(state.tasks, walks, opts.fit, state.cache, executor,
+                                              progress=lambda info: bar.update(1, info), threads=threads)
     state.candidates = {name: found.get(name, []) for name in state.targets}
+    if state.failed_walks:
+        from lrfc.common.quiet import verbose
+
+        for f in state.failed_walks:  # one candidate family lost each (search.fanout), the rest of the build goes on
+            state.log(f"score: {f.layer} {f.method} dropped, its walk raised {f.error}"
+                      + (f"\n{f.trace.rstrip()}" if verbose() else ""))
     if executor.name != "inprocess" and "score" in executor.phases:
         phase = executor.phases["score"].to_json()
         state.log(f"score: {phase['tasks']} walks as {executor.name} tasks on {executor.workers} workers, "
