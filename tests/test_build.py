@@ -12,9 +12,15 @@ from lrfc.errors import UserError
 from lrfc.options import BuildOptions
 
 # ONNX lowering and the benchmark are covered by test_build_deploy.py; these builds skip them to keep `make test` short.
-FAST = ["--data", "fashion-mnist", "--objective", "flops", "--epochs", "1", "--train-samples", "2000",
+SEARCH = ["--objective", "flops", "--epochs", "1", "--train-samples", "2000",
         "--calib-samples", "200", "--step", "10", "--max-rounds", "2", "--methods", "tucker,tt,svd,qr",
         "--bench-runs", "0", "--formats", "tflite"]
+FAST = ["--data", "fashion-mnist", *SEARCH]
+
+
+def small(data) -> list[str]:
+    """FAST on the smaller slice of Fashion-MNIST (conftest.small_fashion_mnist): 1,000 validation images."""
+    return ["--data", str(data), *SEARCH]
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +119,10 @@ def test_a_build_that_fails_late_leaves_the_earlier_results(first_build, tiny_mo
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging left, nothing replaced
 
 
-def test_the_budget_is_a_contract_searched_along_the_ladder(tiny_model_path, tmp_path):
+def test_the_budget_is_a_contract_searched_along_the_ladder(tiny_model_path, small_fashion_mnist, tmp_path):
     """Rounds move to less compression after a miss and to more after a success; the published plan is the most
     compressed one that met the budget, or the original when none did."""
-    res = run_cli("build", str(tiny_model_path), *FAST, "--max-rounds", "4", "--out", str(tmp_path / "r"),
+    res = run_cli("build", str(tiny_model_path), *small(small_fashion_mnist), "--max-rounds", "4", "--out", str(tmp_path / "r"),
                   "--cache-dir", str(tmp_path / "cache"), "--json")  # the last --max-rounds counts
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
@@ -140,8 +146,8 @@ def test_the_budget_is_a_contract_searched_along_the_ladder(tiny_model_path, tmp
     assert "retracing" not in res.stderr.lower() and "Warning" not in res.stderr  # lrfc's own lines only
 
 
-def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_path, tmp_path):
-    res = run_cli("build", str(tiny_model_path), *FAST, "--finetune", "none", "--max-acc-drop", "0.5",
+def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_path, small_fashion_mnist, tmp_path):
+    res = run_cli("build", str(tiny_model_path), *small(small_fashion_mnist), "--finetune", "none", "--max-acc-drop", "0.5",
                   "--out", str(tmp_path / "n"), "--cache-dir", str(tmp_path / "cache"), "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
@@ -155,8 +161,8 @@ def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_pat
     assert published["level"] not in bounded and all(proxies[str(k)] > 0.5 for k in bounded)
 
 
-def test_a_time_budget_stops_the_search_after_a_round(tiny_model_path, tmp_path):
-    res = run_cli("build", str(tiny_model_path), *FAST, "--time-budget", "0.01", "--out", str(tmp_path / "t"),
+def test_a_time_budget_stops_the_search_after_a_round(tiny_model_path, small_fashion_mnist, tmp_path):
+    res = run_cli("build", str(tiny_model_path), *small(small_fashion_mnist), "--time-budget", "0.01", "--out", str(tmp_path / "t"),
                   "--cache-dir", str(tmp_path / "cache"), "--json")
     assert res.returncode == 0, res.stderr
     search = json.loads(res.stdout)["budget_search"]

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 
-LATENCY = ["--data", "fashion-mnist", "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
+LATENCY = ["--objective", "latency", "--epochs", "1", "--train-samples", "2000",
            "--calib-samples", "200", "--step", "10", "--max-rounds", "1", "--methods", "tucker,tt,svd,qr",
            "--bench-runs", "20"]
 
@@ -19,12 +19,13 @@ DEMO = Path(__file__).resolve().parent.parent / "demo" / "demo.keras"
 
 
 @pytest.fixture(scope="module")
-def latency_builds(tmp_path_factory):
+def latency_builds(tmp_path_factory, small_fashion_mnist):
     """A latency build of the demo model, then a second against the same cost database (about 2 + 0.5 minutes).
 
     The demo model, not the tiny one: the tiny model's layers run in
     microseconds, so no factorization beats them and the ladder is empty;
     the demo model's 58M MACs give a real ladder to time and choose from.
+    Both run on the smaller slice of Fashion-MNIST (``small_fashion_mnist``).
     The second build does everything up to the ladder and its timing as the
     first did, then judges the rungs without fine-tuning (``--finetune
     none``): what it must show (nothing measured again, the same ladder and
@@ -32,7 +33,7 @@ def latency_builds(tmp_path_factory):
     rounds were most of its 75 s.
     """
     root = tmp_path_factory.mktemp("latency")
-    common = ["--data", "fashion-mnist", "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
+    common = ["--data", str(small_fashion_mnist), "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
               "--calib-samples", "64", "--step", "20", "--max-rounds", "2", "--methods", "cp,svd",
               "--max-sol", "4", "--cache-dir", str(root / "cache"), "--cost-db", str(root / "costs.sqlite"), "--json"]
     reports = []
@@ -124,8 +125,11 @@ def test_artifacts_are_written_verified_and_reported(latency_builds):
         assert a["passed"] and a["precision"] == ("fp32" if variant is None else "int8")
         if variant is None:
             assert a["max_abs_diff"] < 1e-4 and a["top1_agreement"] >= 0.99 and a["samples"] > 0
-        else:  # int8 is within the gate's int8 tolerance, and far smaller
-            assert a["top1_agreement"] >= 0.9 and a["bytes"] < 0.5 * arts[(role, fmt, None)]["bytes"]
+        else:  # int8 is within the gate's int8 tolerance, and far smaller: its weights take a quarter of the bytes,
+            # while scales, int32 biases and the graph do not shrink (measured: 13-18 KB on the original, 27-32 KB on
+            # the compressed model, whose chains have more tensors: 108 -> 54 KB in TFLite, 106 -> 58 KB in ONNX)
+            fp32 = arts[(role, fmt, None)]["bytes"]
+            assert a["top1_agreement"] >= 0.9 and a["bytes"] < min(fp32 / 4 + 48_000, 0.75 * fp32)
     assert not list((root / "a").glob("*.partial*"))
 
 
@@ -155,8 +159,9 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
         assert all(0.5 < row["accuracy"] <= 1 for row in (o, c, i8["original"], i8["compressed"]))
 
 
-def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, tmp_path):
-    res = run_cli("build", str(tiny_model_path), *LATENCY, "--target", "jetson-orin-nano", "--finetune", "none",
+def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
+    res = run_cli("build", str(tiny_model_path), "--data", str(small_fashion_mnist), *LATENCY, "--target", "jetson-orin-nano",
+                  "--finetune", "none",
                   "--formats", "tflite", "--out", str(tmp_path / "j"), "--cache-dir", str(tmp_path / "cache"),
                   "--cost-db", str(tmp_path / "costs.sqlite"), timeout=600)
     assert res.returncode == 0, res.stderr
@@ -174,6 +179,6 @@ def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, tmp_path):
 
 
 def test_bad_device_url_is_one_line_exit_2(tiny_model_path, tmp_path):
-    res = run_cli("build", str(tiny_model_path), *LATENCY, "--device", "ssh://-oProxyCommand=x", "--out", str(tmp_path / "x"))
+    res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", *LATENCY, "--device", "ssh://-oProxyCommand=x", "--out", str(tmp_path / "x"))
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "--device" in res.stderr
