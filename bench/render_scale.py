@@ -9,7 +9,7 @@ from bench.render_common import as_run, machine_line, pyplot, save_figure
 
 GB = 1024  # MiB in a GiB (peaks are recorded in MiB)
 TARGETS = {"resnet50-224": {"peak_gb": 4.0, "score_min": 10.0}, "resnet50-64": {"peak_gb": 4.0, "build_min": 5.0}}
-PHASES = ("load", "calibrate", "score", "select", "factorize", "finetune", "lower")
+PHASES = ("load", "calibrate", "score", "select", "factorize", "finetune", "test_split", "lower")
 
 
 def _peak(row: dict) -> float | None:

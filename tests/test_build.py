@@ -40,7 +40,8 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
         assert set(report[side]) >= {"params", "macs", "accuracy"}
     assert report["objective"] == "flops" and report["target"] == "host" and report["threshold"] == 0.92
     assert report["finetune"]["mode"] == "oneshot" and report["finetune"]["epochs"] == 1
-    assert set(report["timings"]) >= {"load", "calibrate", "score", "select", "factorize", "finetune", "report"}
+    assert set(report["timings"]) >= {"load", "calibrate", "score", "select", "factorize", "finetune", "test_split",
+                                      "report"}
     peaks = report["peak_rss_mb"]  # per phase, the kernel's high-water mark reset at each phase's start
     assert set(peaks) >= {"load", "calibrate", "score", "finetune", "lower"}
     assert all(v == round(v, 1) for v in peaks.values())
@@ -153,6 +154,8 @@ def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_pat
     report = json.loads(res.stdout)
     assert report["accuracy_budget"]["met"] and report["accuracy_budget"]["drop"] <= 0.5
     assert report["finetune"]["rounds"] == 0 and report["budget_search"]["stopped"] == "converged"
+    timings = report["timings"]  # the test split's two passes are timed as what they are, not as fine-tuning
+    assert timings["test_split"] > 0 and timings["finetune"] < 0.5 * timings["test_split"], timings
     proxies = report["budget_search"]["proxy_drops"]  # --finetune none: the proxy is the validation split itself
     (published,) = report["budget_search"]["rounds"]  # the bisection's own measure is final: one rung, scored once
     assert published["drop"] == pytest.approx(proxies[str(published["level"])], abs=1e-3)
