@@ -273,9 +273,29 @@ def test_a_walk_that_raises_drops_its_candidates_not_the_build(tiny_model_path, 
     methods = {name: {c.method for c in cands} for name, cands in state.candidates.items()}
     assert methods["conv2"] == {"tucker"} and methods["conv1"] == {"tucker", "tt"} and methods["fc1"] >= {"svd"}
     assert "score: conv2 tt dropped, its walk raised LinAlgError: SVD did not converge" in logged
+    assert not any("Traceback" in line for line in logged)  # one line each, unless --verbose (below)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["search"]["failed_walks"] == [{"layer": "conv2", "method": "tt", "error": "LinAlgError: SVD did not converge"}]
     assert report["accuracy_budget"]["met"]
+
+
+def test_verbose_shows_a_dropped_walks_traceback(tiny_model_path, tmp_path, monkeypatch):
+    from lrfc import pipeline
+    from lrfc.common import quiet
+
+    _fit_fails(monkeypatch, lambda layer, method: method == "svd")
+    monkeypatch.setattr(quiet, "_verbose", True)
+    logged = []
+    opts = BuildOptions(model=str(tiny_model_path), data="fashion-mnist", calib_samples=100, step=25,
+                        methods=("tucker", "svd"), finetune="none", out=str(tmp_path / "out"), cache=False,
+                        bench_runs=0, formats=("tflite",))
+    state = pipeline.run_build(opts, log=logged.append)
+    assert [(f.layer, f.method) for f in state.failed_walks] == [("fc1", "svd"), ("logits", "svd")]
+    dropped = [line for line in logged if line.startswith("score: fc1 svd dropped")]
+    assert len(dropped) == 1 and "Traceback (most recent call last)" in dropped[0] and "in prepared_for" in dropped[0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    notes = {e["name"]: e.get("note") for e in report["layers"]}  # the dense layers had no other method
+    assert notes["fc1"] == notes["logits"] == "kept: scoring raised for svd (search.failed_walks)"
 
 
 def test_a_build_whose_every_walk_raises_stops_with_the_first_error(tiny_model_path, tmp_path, monkeypatch):
