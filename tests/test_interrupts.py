@@ -19,12 +19,13 @@ import pytest
 from lrfc.common.outputs import MARKER, OutputDir
 
 OLD = ["--finetune", "none", "--bench-runs", "0", "--formats", "tflite,onnx"]
-NEW = ["--epochs", "3", "--train-samples", "12000", "--max-rounds", "1", "--bench-runs", "0", "--formats", "tflite",
+NEW = ["--epochs", "3", "--train-samples", "6000", "--max-rounds", "1", "--bench-runs", "0", "--formats", "tflite",
        "--threshold", "0.95"]
 
 
-def _cmd(model, out: Path, cache: Path, extra) -> list[str]:
-    return [sys.executable, "-m", "lrfc.cli", "build", str(model), "--data", "fashion-mnist", "--objective", "flops",
+def _cmd(model, data, out: Path, cache: Path, extra) -> list[str]:
+    """A build of ``model`` on ``data`` (conftest.small_fashion_mnist: real images, 1,000 of them to validate on)."""
+    return [sys.executable, "-m", "lrfc.cli", "build", str(model), "--data", str(data), "--objective", "flops",
             "--calib-samples", "200", "--step", "10", "--methods", "tucker,svd", "--out", str(out),
             "--cache-dir", str(cache), *extra]
 
@@ -53,19 +54,20 @@ def _signal_after(cmd, marker: str, signum: int, timeout: float = 300) -> tuple[
 
 
 @pytest.fixture(scope="module")
-def earlier(tiny_model_path, tmp_path_factory):
+def earlier(tiny_model_path, small_fashion_mnist, tmp_path_factory):
     """An output folder holding a finished earlier build (with an ONNX file the new builds do not make)."""
     root = tmp_path_factory.mktemp("interrupts")
     out, cache = root / "out", root / "cache"
-    res = subprocess.run(_cmd(tiny_model_path, out, cache, OLD), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_cmd(tiny_model_path, small_fashion_mnist, out, cache, OLD), capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stderr
-    return out, cache, _snapshot(out)
+    return out, cache, _snapshot(out), small_fashion_mnist
 
 
 @pytest.mark.parametrize("marker", ["data:", "score:", "round 1:"])  # during score, during fine-tuning, during lowering
 def test_sigint_exits_130_and_keeps_the_earlier_results(earlier, tiny_model_path, marker):
-    out, cache, old = earlier
-    code, err = _signal_after(_cmd(tiny_model_path, out, cache, NEW), marker, signal.SIGINT)
+    out, cache, old, data = earlier
+    code, err = _signal_after(_cmd(tiny_model_path, data, out, cache, NEW), marker, signal.SIGINT)
     assert code == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("lrfc: interrupted by SIGINT") and "Traceback" not in err, err
@@ -74,19 +76,19 @@ def test_sigint_exits_130_and_keeps_the_earlier_results(earlier, tiny_model_path
 
 
 def test_sigterm_exits_143(earlier, tiny_model_path):
-    out, cache, old = earlier
-    code, err = _signal_after(_cmd(tiny_model_path, out, cache, NEW), "score:", signal.SIGTERM)
+    out, cache, old, data = earlier
+    code, err = _signal_after(_cmd(tiny_model_path, data, out, cache, NEW), "score:", signal.SIGTERM)
     assert code == 143 and err.strip().splitlines()[-1].startswith("lrfc: interrupted by SIGTERM"), err
     assert _snapshot(out) == old and not list(out.glob(".lrfc-*"))
 
 
 def test_sigkill_leaves_no_mix_and_the_rerun_cleans_up_and_reuses_the_cache(earlier, tiny_model_path):
-    out, cache, old = earlier
+    out, cache, old, data = earlier
     for marker in ("score:", "round 1:"):
-        code, err = _signal_after(_cmd(tiny_model_path, out, cache, NEW), marker, signal.SIGKILL)
+        code, err = _signal_after(_cmd(tiny_model_path, data, out, cache, NEW), marker, signal.SIGKILL)
         assert code == -signal.SIGKILL, err
         assert _snapshot(out) == old  # a staging folder may remain, hidden; the results are the earlier set
-    res = subprocess.run(_cmd(tiny_model_path, out, cache, [*NEW, "--json"]), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_cmd(tiny_model_path, data, out, cache, [*NEW, "--json"]), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["cache"]["hits"] > 0 and report["cache"]["misses"] == 0  # every score came from the killed runs
