@@ -182,3 +182,39 @@ def test_bad_device_url_is_one_line_exit_2(tiny_model_path, tmp_path):
     res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", *LATENCY, "--device", "ssh://-oProxyCommand=x", "--out", str(tmp_path / "x"))
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "--device" in res.stderr
+
+
+def test_a_chain_that_does_not_lower_drops_its_candidate_not_the_build(tiny_model_path, small_fashion_mnist, tmp_path,
+                                                                       monkeypatch):
+    """The converter refusing one kind of chain (here every CP chain: its depthwise stages) costs those candidates
+    their place: the build prices and publishes the rest, names each one dropped, and the report keeps the errors."""
+    from lrfc import pipeline
+    from lrfc.cost import latency
+    from lrfc.options import BuildOptions
+
+    real = latency.lower_chain
+
+    def lower_chain(chain, path, precision):
+        if any(stage.kind == "depthwise" for stage in chain.stages):
+            raise ValueError("the converter refused a DEPTHWISE_CONV_2D here")
+        return real(chain, path, precision)
+
+    monkeypatch.setattr(latency, "lower_chain", lower_chain)
+    logged = []
+    opts = BuildOptions(model=str(tiny_model_path), data=str(small_fashion_mnist), objective="latency",
+                        calib_samples=100, step=25, methods=("cp", "tucker", "svd"), finetune="none",
+                        out=str(tmp_path / "out"), cost_db=str(tmp_path / "costs.sqlite"), cache=False, bench_runs=0,
+                        formats=("tflite",))
+    state = pipeline.run_build(opts, log=logged.append)
+    info = state.pricer.info
+    assert info.unlowerable and all(u["error"] == "ValueError: the converter refused a DEPTHWISE_CONV_2D here"
+                                    for u in info.unlowerable)
+    assert info.measured > 0  # the others were timed
+    priced = {c.method for cs in state.candidates.values() for c in cs if c.measured_ms is not None}
+    assert priced == {"tucker", "svd"}  # CP's priced candidates are gone (those below the walk's start never were)
+    dropped = [line for line in logged if line.startswith("price: ") and " cp at ranks " in line]
+    assert dropped and all(line.endswith("dropped, its chain does not lower (costs.unlowerable in report.json)")
+                           for line in dropped)
+    assert all(c.method != "cp" for c in state.plan.choices)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["costs"]["unlowerable"]) == len(info.unlowerable)

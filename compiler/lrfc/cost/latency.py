@@ -17,7 +17,9 @@ shape) in milliseconds, one of two ways:
   lane: ``common.executor``). Every chain is measured on each distinct board
   (device fingerprint and runtime) and stored under that board's key; the
   plan is priced with the first device's numbers. Only the driver writes the
-  cost database.
+  cost database. A chain the converter refuses to lower alone is not priced
+  (``PricingLog.unlowerable`` says which and why, and the price stage drops
+  its candidate): the final model would meet the same refusal.
 * **estimated** — otherwise, from the profile's peak compute and memory
   bandwidth (``roofline``).
 
@@ -105,13 +107,14 @@ class PricingLog:
     basis: str = ""                 # for estimates: the figures used
     skipped_runtimes: dict = field(default_factory=dict)
     farm: list = field(default_factory=list)  # FarmDevice per --device, the primary first
+    unlowerable: list = field(default_factory=list)  # {"chain", "error"}: chains the converter refused (not priced)
 
     def to_json(self) -> dict:
         return {"source": self.source, "runtime": self.runtime, "precision": self.precision,
                 "threads": self.threads, "device": self.device, "db": self.db, "measured": self.measured,
                 "reused": self.reused, "estimated": self.estimated, "seconds": round(self.seconds, 2),
                 "basis": self.basis, "skipped_runtimes": self.skipped_runtimes,
-                "devices": [d.to_json() for d in self.farm]}
+                "devices": [d.to_json() for d in self.farm], "unlowerable": list(self.unlowerable)}
 
     def summary(self) -> str:
         if self.source == "estimated":
@@ -175,7 +178,7 @@ class Pricer:
     # ------------------------------------------------------------------ pricing
 
     def price(self, chains: dict) -> dict:
-        """``{key: milliseconds}`` for ``{key: Chain}``."""
+        """``{key: milliseconds}`` for ``{key: Chain}``; a measured chain that would not lower has no key."""
         start = time.perf_counter()
         try:
             if self.link is None:
@@ -205,20 +208,23 @@ class Pricer:
         results = self.executor.map(time_chains, [(d.link, d.runtime, d.precision, self.info.threads,
                                                    [by_sig[s] for s in batch]) for d, batch in jobs],
                                     "price", [d.link.label for d, _ in jobs], [d.index for d, _ in jobs])
+        refused = {}
         for (device, batch), result in zip(jobs, results):  # in job order: the driver alone writes the database
-            if result["device"]["id"] != device.fingerprint["id"]:
+            if result["device"] is not None and result["device"]["id"] != device.fingerprint["id"]:
                 raise RuntimeError(f"{device.link.label}: the device changed during the build "
                                    f"({device.fingerprint['id']} -> {result['device']['id']})")
-            rows = result["results"]
+            refused.update({batch[i]: why for i, why in result["refused"].items()})
+            timed = [(s, r) for s, r in zip(batch, result["results"]) if r is not None]
             self._db.put_many(device.fingerprint["id"], device.runtime, device.precision, self.info.threads,
-                              [(s, r["min_ms"], r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in zip(batch, rows)])
-            device.measured += len(batch)
+                              [(s, r["min_ms"], r["p50_ms"], r["p90_ms"], r["runs"], descs[s]) for s, r in timed])
+            device.measured += len(timed)
             device.seconds += result["busy"][1] - result["busy"][0]
             device.busy.append(list(result["busy"]))
             if device.board == self.info.farm[0].board:
-                known.update({s: r["min_ms"] for s, r in zip(batch, rows)})
-                self.info.measured += len(batch)
-        return {key: float(known[sig]) for key, sig in sigs.items()}
+                known.update({s: r["min_ms"] for s, r in timed})
+                self.info.measured += len(timed)
+        self.info.unlowerable += [{"chain": descs[s], "error": why} for s, why in refused.items()]
+        return {key: float(known[sig]) for key, sig in sigs.items() if sig in known}
 
     def _jobs(self, missing: list, wanted: list) -> list:
         """``[(FarmDevice, [signature])]``: each board's missing chains split among its devices, in batches.
@@ -281,26 +287,39 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
     A pricing task (``common.executor``): it runs where the executor puts it,
     one at a time per device, and returns runtime_bench's answer with the
     wall-clock interval of the run (``busy``); the caller stores the rows.
+    A chain the converter refuses is not timed: its row is None and
+    ``refused`` maps its index to the error's one line (``device`` is None
+    when no chain of the batch lowered, and nothing ran).
     """
     from lrfc.common.quiet import import_keras
+    from lrfc.errors import UserError
     from lrfc.lower.artifacts import format_of
 
     import_keras()  # quiet, and once per worker process
     fmt = format_of(runtime)
     with tempfile.TemporaryDirectory(prefix="lrfc-microbench-") as tmp:
+        paths, refused = {}, {}
         with _LOWERING:
-            paths = [lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", precision) for i, c in enumerate(chains)]
+            for i, c in enumerate(chains):
+                try:
+                    paths[i] = lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", precision)
+                except (MemoryError, UserError):
+                    raise
+                except Exception as exc:  # this chain only: its candidate is dropped (module doc)
+                    refused[i] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
         start = time.time()
+        if not paths:
+            return {"device": None, "results": [None] * len(chains), "refused": refused, "busy": (start, start)}
         try:
-            result = link.bench(paths, runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP, rounds=ROUNDS,
-                                batch=1, memory=False)
+            result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
+                                rounds=ROUNDS, batch=1, memory=False)
         except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
-            from lrfc.errors import UserError
-
             why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
         busy = (start, time.time())
-    return {"device": result["device"], "results": result["results"], "busy": busy}
+    rows = dict(zip(paths, result["results"]))
+    return {"device": result["device"], "results": [rows.get(i) for i in range(len(chains))], "refused": refused,
+            "busy": busy}
 
 
 def lower_chain(chain: Chain, path: Path, precision: str) -> Path:

@@ -45,9 +45,16 @@ def price_layers(state, names) -> None:
                 chains[(name, c)] = Chain(shape, decompose.chain_stages(c.method, prepared, c.ranks, geom, act), rank)
     ms = state.pricer.price(chains)
     for name in names:
+        if (name, None) not in ms:  # the user's own layer does not lower alone: the original would not either
+            why = next((u["error"] for u in state.pricer.info.unlowerable), "")
+            raise RuntimeError(f"price: layer {name!r} of the original model does not lower on its own ({why})")
         state.original_ms[name] = ms[(name, None)]
+        refused = [c for c in state.candidates[name] if (name, c) in chains and (name, c) not in ms]
+        for c in refused:  # a chain the converter refuses could not be in a published model either
+            state.log(f"price: {name} {c.method} at ranks {list(c.ranks)} dropped, its chain does not lower "
+                      f"(costs.unlowerable in report.json)")
         state.candidates[name] = [replace(c, measured_ms=round(ms[(name, c)], 5)) if (name, c) in ms else c
-                                  for c in state.candidates[name]]
+                                  for c in state.candidates[name] if c not in refused]
 
 
 def price(state) -> None:
