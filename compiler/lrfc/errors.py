@@ -33,3 +33,10 @@ class Interrupted(BaseException):
 
         self.signum = int(signum)
         super().__init__(signal.Signals(self.signum).name)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line (the message's first line, at most ``limit`` characters): what a build
+    records of an exception it survived (a dropped scoring walk, a chain that would not lower)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__

@@ -292,7 +292,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
     when no chain of the batch lowered, and nothing ran).
     """
     from lrfc.common.quiet import import_keras
-    from lrfc.errors import UserError
+    from lrfc.errors import UserError, first_line
     from lrfc.lower.artifacts import format_of
 
     import_keras()  # quiet, and once per worker process
@@ -306,7 +306,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
                 except (MemoryError, UserError):
                     raise
                 except Exception as exc:  # this chain only: its candidate is dropped (module doc)
-                    refused[i] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+                    refused[i] = first_line(exc)
         start = time.time()
         if not paths:
             return {"device": None, "results": [None] * len(chains), "refused": refused, "busy": (start, start)}

@@ -46,8 +46,9 @@ def price_layers(state, names) -> None:
     ms = state.pricer.price(chains)
     for name in names:
         if (name, None) not in ms:  # the user's own layer does not lower alone: the original would not either
-            why = next((u["error"] for u in state.pricer.info.unlowerable), "")
-            raise RuntimeError(f"price: layer {name!r} of the original model does not lower on its own ({why})")
+            refusals = state.pricer.info.unlowerable
+            raise RuntimeError(f"price: layer {name!r} of the original model does not lower on its own "
+                               f"({len(refusals)} chains refused, the first: {refusals[0]['error'] if refusals else '?'})")
         state.original_ms[name] = ms[(name, None)]
         refused = [c for c in state.candidates[name] if (name, c) in chains and (name, c) not in ms]
         for c in refused:  # a chain the converter refuses could not be in a published model either

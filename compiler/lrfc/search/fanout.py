@@ -95,7 +95,7 @@ def score_task(task, job: ScoreJob) -> ScoreResult:
     from threadpoolctl import threadpool_limits
 
     from lrfc.common.quiet import import_keras
-    from lrfc.errors import UserError
+    from lrfc.errors import UserError, first_line
     from lrfc.search.cache import Cache
     from lrfc.search.scoring import score_method
 
@@ -115,7 +115,7 @@ def score_task(task, job: ScoreJob) -> ScoreResult:
         import traceback
 
         candidates, trace = [], traceback.format_exc()
-        error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+        error = first_line(exc)
     scores, prepared = cache.entries()
     return ScoreResult(candidates, {k: v for k, v in scores.items() if k not in job.scores},
                        {k: v for k, v in prepared.items() if k not in job.prepared}, cache.hits, cache.misses,
