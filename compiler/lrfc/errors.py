@@ -35,8 +35,15 @@ class Interrupted(BaseException):
         super().__init__(signal.Signals(self.signum).name)
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: message`` on one line (the message's first line, at most ``limit`` characters): what a build
-    records of an exception it survived (a dropped scoring walk, a chain that would not lower)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+def first_line(exc: BaseException, typed: bool = False, limit: int | None = None) -> str:
+    """An exception's message in one short line: its first non-empty line (its type's name when it has none).
+
+    ``typed`` puts the type in front (``LinAlgError: SVD did not converge``): what a build records of an exception
+    it survived (a dropped scoring walk, a chain that would not lower). ``limit`` cuts the line to that many
+    characters.
+    """
+    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:limit]
+    if not line:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if typed else line

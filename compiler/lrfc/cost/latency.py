@@ -306,7 +306,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
                 except (MemoryError, UserError):
                     raise
                 except Exception as exc:  # this chain only: its candidate is dropped (module doc)
-                    refused[i] = first_line(exc)
+                    refused[i] = first_line(exc, typed=True, limit=300)
         start = time.time()
         if not paths:
             return {"device": None, "results": [None] * len(chains), "refused": refused, "busy": (start, start)}
@@ -314,7 +314,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
             result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
                                 rounds=ROUNDS, batch=1, memory=False)
         except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
-            why = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            why = first_line(exc)
             raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
         busy = (start, time.time())
     rows = dict(zip(paths, result["results"]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from lrfc.errors import UserError
+from lrfc.errors import UserError, first_line
 
 # replace(layer) -> a callable used instead of the layer, or None to keep it.
 Replace = Callable[[object], Callable | None]
@@ -94,7 +94,7 @@ def rebuild(model, replace: Replace | None = None, input_shape: tuple[int, ...] 
         try:
             outputs = _call_flat(model, args, {}, replace)
         except (ValueError, TypeError) as exc:  # Keras' message for a shape the first layer cannot take
-            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            first = first_line(exc)
             raise UserError(f"--input-shape {','.join(map(str, input_shape))}: the model cannot take it ({first})") from None
     return keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], outputs, name=model.name)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrfc.errors import VerificationError
+from lrfc.errors import VerificationError, first_line
 from lrfc.lower.records import ArtifactRecord
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -119,7 +119,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     try:
         artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
-        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        why = first_line(exc)
         staged.unlink(missing_ok=True)
         return ArtifactRecord(fmt, str(final), precision, False, seconds=round(time.perf_counter() - start, 3),
                               error=f"{final.name}: conversion to {fmt} failed: {why}")

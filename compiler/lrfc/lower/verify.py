@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrfc.errors import VerificationError
+from lrfc.errors import VerificationError, first_line
 
 REFERENCE_BATCH = 64  # samples per Keras call
 
@@ -158,7 +158,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
     try:
         outputs = run_artifact(path, fmt, x)
     except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: the gate fails
-        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        why = first_line(exc)
         record.error = f"{path.name} ({precision}) does not run in {runner_for(fmt).description}: {why}"
         return record
     try:

@@ -115,7 +115,7 @@ def score_task(task, job: ScoreJob) -> ScoreResult:
         import traceback
 
         candidates, trace = [], traceback.format_exc()
-        error = first_line(exc)
+        error = first_line(exc, typed=True, limit=300)
     scores, prepared = cache.entries()
     return ScoreResult(candidates, {k: v for k, v in scores.items() if k not in job.scores},
                        {k: v for k, v in prepared.items() if k not in job.prepared}, cache.hits, cache.misses,
