@@ -453,6 +453,33 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
     monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes: 0.5 points
     ran = []
-    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0))[1])
+    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, None))[1])
     assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
+
+
+def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkeypatch):
+    """The round's accuracy is what fine-tuning's early stopping measured on validation for the weights it kept;
+    the search scores a model itself only when fine-tuning did not (no validation accuracy returned)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    c = SimpleNamespace(layer="a", params=10, method="svd", ranks=(10,), data_aware=False)
+    levels = [SimpleNamespace(label="deep", choices={"a": c})]
+    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+                            log=lambda m: None, flat=None, level=0, compressed=SimpleNamespace(count_params=lambda: 10),
+                            original_accuracy=0.9, enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None)
+    scored = []
+    monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: scored.append(model) or 0.5)
+    for returned, accuracy, drop, met in ((0.895, 0.895, 0.5, True), (None, 0.5, 40.0, False)):
+        scored.clear()
+        search = contract.BudgetSearch(state)
+        monkeypatch.setattr(search, "_publish", lambda: None)  # what is published is not what this test is about
+        search.run(lambda m, epochs: (epochs, 1.0, returned))
+        r = search.rounds[0]
+        assert (r.accuracy, round(r.drop, 6), r.met) == (accuracy, drop, met)
+        assert scored == ([] if returned is not None else [state.compressed])

@@ -86,7 +86,7 @@ def test_finetune_recovers_a_damaged_model(tiny, data):
     after = evaluate(model, x_test, y_test)
     assert after > before + 0.05, f"accuracy {before:.3f} -> {after:.3f}"
     assert calls == [(0, 2, ["accuracy", "loss", "val_accuracy"]), (1, 2, ["accuracy", "loss", "val_accuracy"])]
-    assert result.history["val_accuracy"][-1] == after
+    assert result.history["val_accuracy"][-1] == after == result.val_accuracy  # no early stopping: the last epoch's
 
 
 def test_early_stopping_never_returns_worse_than_its_start(keras, tiny, data):
@@ -99,7 +99,7 @@ def test_early_stopping_never_returns_worse_than_its_start(keras, tiny, data):
                       validation=(x_test, y_test))
     assert max(result.history["val_accuracy"]) < before - 0.2  # the round did ruin the model
     assert result.best_epoch == -1
-    assert evaluate(model, x_test, y_test) == before
+    assert evaluate(model, x_test, y_test) == before == result.val_accuracy  # what it gave back, as it scored it
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
 
 

@@ -296,8 +296,10 @@ class BudgetSearch:
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
 
-        ``tune_one(model, epochs) -> (epochs run, seconds)`` fine-tunes a model in place (not called with
-        ``--finetune none``): a cold round for ``--epochs``, a warm-started one for ``round_epochs`` of them.
+        ``tune_one(model, epochs) -> (epochs run, seconds, validation accuracy or None)`` fine-tunes a
+        model in place (not called with ``--finetune none``): a cold round for ``--epochs``, a warm-started
+        one for ``round_epochs`` of them. The accuracy is of the weights it kept, on the whole validation
+        split, when it scored them there (its early stopping does); None: the search scores them itself.
         """
         state = self.state
         i, model = state.level, state.compressed
@@ -305,10 +307,11 @@ class BudgetSearch:
         fresh = 1.0  # the share of the rung that starts fresh: all of it in the first round
         while i is not None:
             start = time.perf_counter()
-            epochs, _ = tune_one(model, round_epochs(self.options.epochs, fresh)) if self.tune else (0, 0.0)
+            epochs, _, accuracy = (tune_one(model, round_epochs(self.options.epochs, fresh)) if self.tune
+                                   else (0, 0.0, None))
             if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
                 accuracy = self.proxy_accuracy[i]
-            else:
+            elif accuracy is None:  # fine-tuning scored what it kept on validation: not scored twice
                 accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
             drop = 100.0 * (original - accuracy)
             met = drop <= self.options.max_acc_drop + 1e-9

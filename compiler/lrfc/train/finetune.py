@@ -150,6 +150,7 @@ class FinetuneResult:
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0; -1: the start's)
+    val_accuracy: float | None = None  # with validation data: the returned weights' top-1 on it (already scored)
 
     def to_json(self) -> dict:
         return {
@@ -317,7 +318,8 @@ def finetune(
             of quantization-aware training (``config.qat``).
 
     Returns:
-        The epochs run, the training time and the per-epoch history.
+        The epochs run, the training time, the per-epoch history and, with
+        validation data, the returned weights' accuracy on it.
     """
     keras = import_keras()
     if len(x) == 0:
@@ -340,7 +342,7 @@ def finetune(
                     shuffle=True, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
-    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best)
+    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy())
 
 
 def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
@@ -439,6 +441,20 @@ class _EpochLog:
         counted = sum(1 for e in range(self.best[1] + 1, epoch + 1) if e + 1 > half)
         if counted >= self.config.patience:
             self.trainer.stop_training = True
+
+    def kept_accuracy(self) -> float | None:
+        """The validation accuracy of the weights ``restore_best`` left in the model (None without validation).
+
+        Those weights were scored on the validation split before being kept, so
+        a caller that needs their accuracy (the budget search, once a round)
+        reads it here instead of scoring the same weights on the same samples again.
+        """
+        if self.validation is None:
+            return None
+        if self.best is not None:
+            return self.best[0]
+        scores = self.history.get("val_accuracy") or []
+        return scores[-1] if scores else None
 
     def restore_best(self) -> int | None:
         """Put the best epoch's weights back (early stopping), or the start's if no epoch beat them; that epoch, or None."""

@@ -66,7 +66,7 @@ def finetune(state) -> None:
         return
     spent, ran = [], []
 
-    def tune_one(model, epochs: int) -> tuple[int, float]:
+    def tune_one(model, epochs: int) -> tuple[int, float, float | None]:
         with state.progress("finetune", epochs) as bar:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
@@ -75,7 +75,7 @@ def finetune(state) -> None:
                            validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
         spent.append(result.seconds)
         ran.append(result.epochs)
-        return result.epochs, result.seconds
+        return result.epochs, result.seconds, result.val_accuracy
 
     state.budget.run(tune_one)
     state.test_accuracy = test_accuracies(state)
