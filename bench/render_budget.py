@@ -6,7 +6,7 @@ Every number, and every verdict against a target, is read from the results.
 from __future__ import annotations
 
 from bench.budget import CLAIM_BUDGETS, CLAIMS
-from bench.render_common import DATA_CHANGED, as_run, machine_line
+from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, as_run, machine_line
 
 TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
 
@@ -59,7 +59,8 @@ def contract_section(runs: dict) -> list[str]:
     lines = ["### Default builds at `--max-acc-drop 1.0`: the targets", "",
              f"Targets (issue 13): drop <= {TARGETS['drop']:g} point on validation, >= {TARGETS['params']:g}% of params "
              f"and >= {TARGETS['macs']:g}% of MACs removed, the whole build <= {TARGETS['minutes']:g} minutes. "
-             "The first round fine-tunes for `--epochs` (3); a later, warm-started round for 3 times the share of its "
+             "The first round fine-tunes for `--epochs` (2; 3 before " + EPOCHS_CHANGED + ", as the rows' commands say); a later, "
+             "warm-started round for that many epochs times the share of its "
              "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
              "table: the seconds show how fast the shared machine was that hour.", "",
              "| build | validation | drop (points) | met | test split | params removed | MACs removed | rounds | "
@@ -88,10 +89,10 @@ def ablation_section(runs: dict) -> list[str]:
     lines = ["### Ablation: one fine-tuning round, each part off", "",
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
              "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
-             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row whose "
-             "command spells out `--epochs` and `--train-samples` ran the fine-tuning defaults of its date (the "
-             "ResNet-style rows: 8 epochs over 20,000 samples); the others ran today's (3 epochs over up to "
-             "60,000). Distillation is on unless the row says `no-distill`.", "",
+             "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row's command "
+             "spells out the fine-tuning defaults of its date where they differ from today's (the ResNet-style rows: 8 "
+             "epochs over 20,000 samples; the others: 3 epochs over up to 60,000). Distillation is on unless the row "
+             "says `no-distill`.", "",
              "| build | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | met | "
              "fine-tune s | build s |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]

@@ -8,6 +8,7 @@ FIT_CHANGED = "2026-12-01 04:50 UTC"       # --data-aware: auto (both fits per r
 DATA_CHANGED = "2026-12-01 18:03 UTC"      # fine-tuning: 8 epochs over 20,000 samples before, 3 over 60,000 since
 WARM_CHANGED = "2026-12-02 07:33 UTC"      # budget search: every round --epochs before; a warm round by what changed since
 MACHINE_CHANGED = "2026-12-02 09:44 UTC"   # the benchmark machine: AVX-512 (VNNI) before, an AVX2-only EPYC since
+EPOCHS_CHANGED = "2026-12-02 16:20 UTC"    # fine-tuning: a cold round 3 epochs over 60,000 samples before, 2 since
 
 
 def as_run(command: str, date: str | None) -> str:
@@ -22,16 +23,18 @@ def as_run(command: str, date: str | None) -> str:
     ``DATA_CHANGED`` a round went from 8 epochs over 20,000 training samples
     to 3 over 60,000: a fine-tuning build from before gets ``--epochs 8``
     (3 before ``DEFAULTS_CHANGED``) and ``--train-samples 20000`` where it
-    did not set them.
+    did not set them. At ``EPOCHS_CHANGED`` a cold round went from 3 epochs
+    to 2: a fine-tuning build from between the two gets ``--epochs 3``.
     """
     words = command.split()
     if words[:2] != ["lrfc", "build"] or not date:
         return command
     extra = []
     tunes = "--finetune none" not in command
-    if date < DATA_CHANGED and tunes:
-        extra += ([] if "--epochs" in words else ["--epochs", "3" if date < DEFAULTS_CHANGED else "8"]) + \
-            ([] if "--train-samples" in words else ["--train-samples", "20000"])
+    if date < EPOCHS_CHANGED and tunes and "--epochs" not in words:
+        extra += ["--epochs", "3" if date < DEFAULTS_CHANGED or date >= DATA_CHANGED else "8"]
+    if date < DATA_CHANGED and tunes and "--train-samples" not in words:
+        extra += ["--train-samples", "20000"]
     if date < DEFAULTS_CHANGED and tunes:
         extra += [] if {"--distill", "--no-distill"} & set(words) else ["--no-distill"]
     if date < FIT_CHANGED and "--data-aware" not in words:

@@ -34,7 +34,8 @@ class BuildOptions:
     step: float = 2.0
     max_sol: int = 10
     calib_samples: int = 500           # same plan as 2,000 on the VGG baseline (docs/BENCHMARKS.md), a quarter of the time
-    epochs: int = 3                    # per cold round, over up to train_samples (see train_samples); a warm round: contract.round_epochs
+    epochs: int = 2                    # per cold round, over up to train_samples; a warm round: contract.round_epochs.
+                                       # 3 until 2026-12-02: the VGG-style default build reached the same rung at 6 epochs as at 8
     finetune: str = "oneshot"
     rank_selection: str = "similarity"
     energy: float = 0.9
