@@ -35,7 +35,6 @@ class Interrupted(BaseException):
         super().__init__(signal.Signals(self.signum).name)
 
 
-
 def first_line(exc: BaseException, typed: bool = False, limit: int | None = None) -> str:
     """An exception's message in one short line: its first non-empty line (its type's name when it has none).
 

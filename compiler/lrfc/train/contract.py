@@ -299,7 +299,7 @@ class BudgetSearch:
         ``tune_one(model, epochs) -> (epochs run, seconds, validation accuracy or None)`` fine-tunes a
         model in place (not called with ``--finetune none``): a cold round for ``--epochs``, a warm-started
         one for ``round_epochs`` of them. The accuracy is of the weights it kept, on the whole validation
-        split, when it scored them there (its early stopping does); None: the search scores them itself.
+        split, which fine-tuning scores after every epoch; None: the search scores them itself.
         """
         state = self.state
         i, model = state.level, state.compressed
