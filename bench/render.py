@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
-from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, WARM_CHANGED, machine_line
+from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -64,10 +64,13 @@ def main() -> None:
              "since, a warm-started round runs them times the share of its rung that starts fresh (no flag brings the "
              "old rule back: commit e418085 reproduces those rows). Rows dated before "
              f"{MACHINE_CHANGED} ran on an AMD EPYC with AVX-512 VNNI (TensorFlow turned its oneDNN kernels on there "
-             "by itself, and ONNX Runtime's int8 products did not saturate); later rows on an AVX2-only AMD EPYC, "
-             "where lrfc turns oneDNN on (`common/onednn.py`) and builds run slower (keras.applications ResNet50 at "
-             "64x64, whole build: 297-374 s there, 432 s here, each stage 1.3-1.7x the 297 s row's). Each table's machine line "
-             "names the machine of its file's latest run.", ""]
+             "by itself, and ONNX Runtime's int8 products did not saturate); rows from then to "
+             f"{XEON_CHANGED} on an AVX2-only AMD EPYC, where lrfc turns oneDNN on (`common/onednn.py`) and builds "
+             "run slower (keras.applications ResNet50 at 64x64, whole build: 297-374 s there, 432 s here, each stage "
+             "1.3-1.7x the 297 s row's); later rows on an Intel Xeon with AVX-512 and AMX (2 cores; TensorFlow turns "
+             "oneDNN on there by itself; the same ResNet50 build 290 s), where the VGG-style and ResNet-style "
+             "baselines were retrained with `make baselines`' settings, so rows from before and after compare "
+             "as different models. Each table's machine line names the machine of its file's latest run.", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name

@@ -8,6 +8,7 @@ FIT_CHANGED = "2026-12-01 04:50 UTC"       # --data-aware: auto (both fits per r
 DATA_CHANGED = "2026-12-01 18:03 UTC"      # fine-tuning: 8 epochs over 20,000 samples before, 3 over 60,000 since
 WARM_CHANGED = "2026-12-02 07:33 UTC"      # budget search: every round --epochs before; a warm round by what changed since
 MACHINE_CHANGED = "2026-12-02 09:44 UTC"   # the benchmark machine: AVX-512 (VNNI) before, an AVX2-only EPYC since
+XEON_CHANGED = "2026-12-02 18:11 UTC"      # the benchmark machine: an AVX2-only EPYC before, an Intel Xeon (AVX-512, AMX) since
 EPOCHS_CHANGED = "2026-12-02 16:09 UTC"    # fine-tuning: a cold round 3 epochs over 60,000 samples before, 2 since
 
 
