@@ -175,26 +175,28 @@ def probe(record: dict) -> list[str]:
     runs = record.get("runs") or {}
     if not runs:
         return []
-    lines = ["## `lrfc profiles probe` on this machine", "",
+    lines = ["## `lrfc profiles probe` on the machines this project ran on", "",
              "What the probe measured per runtime (2 threads; each synthetic model's fastest run over 3 sets of "
              "fresh workers): peak compute of a 3x3 conv (256 -> 256 channels, 28x28), memory bandwidth from "
              "element-wise adds over 64 MiB, the cost of one more tiny operator, and the channel multiple where a "
              "1x1 conv's latency steps (output channels 33-64 swept).", "",
-             "| runtime | version | peak fp32 GFLOP/s | peak int8 GOP/s | bandwidth GB/s | op overhead us | "
+             "| machine | runtime | version | peak fp32 GFLOP/s | peak int8 GOP/s | bandwidth GB/s | op overhead us | "
              "multiple fp32 | multiple int8 | date |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for runtime, p in runs.items():
-        lines.append(f"| {RUNTIMES.get(runtime, runtime)} | {p['device'].get('runtime_version', '?')} | "
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for p in runs.values():
+        machine = " ".join(v for v in (p["device"].get("cpu"), p["device"].get("isa")) if v)
+        lines.append(f"| {machine} | {RUNTIMES.get(p['runtime'], p['runtime'])} | "
+                     f"{p['device'].get('runtime_version', '?')} | "
                      f"{p['peak_gops'].get('fp32', '-')} | {p['peak_gops'].get('int8', '-')} | {p['bandwidth_gbps']} | "
                      f"{p['op_overhead_us']} | {p['multiples'].get('fp32', '-')} | {p['multiples'].get('int8', '-')} | "
                      f"{p['date']} |")
     lines.append("")
-    for runtime, p in runs.items():
+    for name, p in runs.items():
         for precision, sweep in p.get("sweep_ms", {}).items():
             values = ", ".join(f"{c}: {ms:.3f}" for c, ms in sweep.items())
-            lines.append(f"- {RUNTIMES.get(runtime, runtime)} {precision} sweep (channels: ms): {values}.")
+            lines.append(f"- {name} {precision} sweep (channels: ms): {values}.")
     commands = record.get("command") or {}
-    lines += [""] + [f"- {RUNTIMES.get(r, r)}: `{c}`" for r, c in commands.items()] + [""]
+    lines += [""] + [f"- {n}: `{c}` ({runs[n]['date']})" for n, c in commands.items() if n in runs] + [""]
     return lines
 
 
