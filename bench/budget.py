@@ -129,7 +129,8 @@ def budget_headline(report: dict) -> dict:
     return {**headline(report), "budget": report["accuracy_budget"],
             "test_before": report["original"].get("test_accuracy"), "test_after": report["compressed"].get("test_accuracy"),
             "published": search.get("published"), "stopped": search.get("stopped"), "rounds": rounds,
-            "first_proxy_drop": first.get("proxy_drop"), "first_drop": first.get("drop")}
+            "first_proxy_drop": first.get("proxy_drop"), "first_drop": first.get("drop"),
+            "proxy_looks": len(search.get("proxy_drops", {})), "proxy_seconds": search.get("proxy_seconds")}
 
 
 def command(spec: dict, out: Path, cache_dir: Path) -> list[str]:

@@ -78,7 +78,9 @@ def contract_section(runs: dict) -> list[str]:
                           f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)} "
                           f"in {x['seconds']:.0f} s "
                           f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
-        lines.append(f"{n} rounds: {steps}.")
+        looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s."
+                 if r.get("proxy_seconds") is not None else "")
+        lines.append(f"{n} rounds: {steps}.{looks}")
     return lines + [""] + _commands(rows)
 
 

@@ -339,6 +339,50 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
 
 
+def test_a_later_round_bisects_from_the_rungs_already_looked_at(monkeypatch):
+    """A round's new goal is bisected inside the bracket earlier looks already give: on a proxy that grows with
+    compression it picks the rung a fresh bisection picks, with fewer new looks."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    proxy = [(119 - i) / 8 for i in range(120)]  # rises with compression; exact in binary
+
+    def search_over():
+        opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+        state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 120,
+                                splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
+        search = contract.BudgetSearch(state)
+        looks = []
+
+        def look(i):
+            looks.append(i)
+            search.proxy[i] = proxy[i]
+            return proxy[i]
+
+        monkeypatch.setattr(search, "proxy_drop", look)
+        return search, looks
+
+    def passed(search, level, drop):
+        search.rounds.append(contract.Round(level, "r", 1, 1, proxy[level], 0.9, drop, True, 3, 1.0))
+        search.hi_pass = level
+
+    search, looks = search_over()
+    first = search._pick()
+    assert first == min(i for i in range(120) if proxy[i] <= 0.8 * contract.RECOVERY) == 107
+    passed(search, first, 0.5)  # recovery 1.5 / 0.5 = 3: the goal rises to 2.4 proxy points
+    goal, before = search._goal(), len(looks)
+    second = search._pick()
+    assert second == min(i for i in range(120) if proxy[i] <= goal) == 100
+    fresh, fresh_looks = search_over()  # the same bracket and goal with nothing looked at yet
+    passed(fresh, first, 0.5)
+    assert fresh._pick() == second
+    assert 0 < len(looks) - before < len(fresh_looks)
+    assert len(set(looks)) == len(looks)  # no rung looked at twice
+
+
 def test_what_a_round_recovers_is_read_at_the_deepest_pass():
     """The next pick lies deeper than every pass, and the ratio grows with depth: the deepest pass's ratio counts."""
     from types import SimpleNamespace

@@ -72,11 +72,11 @@ def _inputs_of(model, layer, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def solve_last_factor(z: np.ndarray, y: np.ndarray, with_bias: bool, seed: int = 0):
     """Ridge least squares ``z @ W (+ b) ~= y`` over rows; ``(W, b or None)``."""
-    z = z.reshape(-1, z.shape[-1]).astype(np.float64)
-    y = y.reshape(-1, y.shape[-1]).astype(np.float64)
-    if len(z) > MAX_ROWS:
+    z, y = z.reshape(-1, z.shape[-1]), y.reshape(-1, y.shape[-1])
+    if len(z) > MAX_ROWS:  # the subset first: float64 copies of every row were most of a fit's time and memory
         pick = np.random.default_rng(seed).choice(len(z), MAX_ROWS, replace=False)
         z, y = z[pick], y[pick]
+    z, y = z.astype(np.float64), y.astype(np.float64)
     if with_bias:
         z = np.concatenate([z, np.ones((len(z), 1))], axis=1)
     gram = z.T @ z

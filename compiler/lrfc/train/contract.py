@@ -172,6 +172,7 @@ class BudgetSearch:
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
         self.bounded: set[int] = set()               # rungs dropped early: their accuracy is an upper bound
+        self.look_seconds = 0.0                      # building and scoring the rungs looked at
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
@@ -191,6 +192,7 @@ class BudgetSearch:
         from lrfc.factorize.stage import build_level
 
         if i not in self.proxy:
+            start = time.perf_counter()
             if self.proxy_original is None:  # the whole validation split: the load stage scored the original on it
                 whole = not self.tune and self.state.original_accuracy is not None
                 self.proxy_original = (self.state.original_accuracy if whole
@@ -207,6 +209,7 @@ class BudgetSearch:
                     self.bounded.add(i)
             self.proxy[i] = 100.0 * (self.proxy_original - self.proxy_accuracy[i])
             self.models = {i: model}
+            self.look_seconds += time.perf_counter() - start
         return self.proxy[i]
 
     def _recovery(self) -> float:
@@ -245,6 +248,7 @@ class BudgetSearch:
             if self.proxy_drop(0) <= goal:  # the most compressed rung first: it ends the search when it passes
                 return 0
             lo = 0
+        lo, hi = self._known_bracket(lo, hi, goal)
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.proxy_drop(mid) <= goal:
@@ -262,6 +266,20 @@ class BudgetSearch:
         self.state.log(f"the proxy predicts no rung past {self.levels[self.hi_pass].label} within the budget: "
                        f"trying {self.hi_pass - pick} rung{'s' if self.hi_pass - pick > 1 else ''} past it")
         return pick
+
+    def _known_bracket(self, lo: int, hi: int, goal: float) -> tuple[int, int]:
+        """``(lo, hi)`` narrowed by the rungs already looked at: the most compressed known to be within ``goal``
+        becomes ``hi``, the least compressed known over it (more compressed than that) becomes ``lo``.
+
+        Bisection assumes the proxy grows with compression; where it does, this
+        finds the rung plain bisection would, without looking again at what an
+        earlier round's bisection already saw (the ResNet-style default build:
+        its 4 rounds' picks cost 99 s of looks before).
+        """
+        passing = [k for k, drop in self.proxy.items() if lo < k < hi and drop <= goal]
+        hi = min(passing, default=hi)
+        failing = [k for k, drop in self.proxy.items() if lo < k < hi and drop > goal]
+        return max(failing, default=lo), hi
 
     # ------------------------------------------------------------------ the search
 
@@ -395,5 +413,6 @@ class BudgetSearch:
                 "published_level": None if self.best is None else self.best[0],
                 "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),
                 "proxy_drops": {str(k): round(v, 4) for k, v in sorted(self.proxy.items())},
+                "proxy_seconds": round(self.look_seconds, 2),
                 "proxy_bounded": sorted(self.bounded),
                 "rounds": [r.to_json() for r in self.rounds]}
