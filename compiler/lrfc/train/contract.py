@@ -22,6 +22,9 @@ least. The search over it:
    room (``forced_stride``): a proxy that lags what fine-tuning recovers
    (the VGG-style baseline's four rounds were four one-rung steps, each
    passing at 0.62-0.76 points) no longer spends every round on one rung.
+   A round's bisection starts from the bracket its earlier looks already
+   give for the new goal (``_known_bracket``): it builds new rungs only
+   inside what those looks left open, not from the ladder's middle again.
 2. **Fine-tuning confirms it** on the validation split (early stopping).
    A rung that meets the budget is the best so far and the search moves to
    more compression; one that misses it moves to less. Later rounds start
