@@ -12,6 +12,15 @@ XEON_CHANGED = "2026-12-02 18:11 UTC"      # the benchmark machine: an AVX2-only
 EPOCHS_CHANGED = "2026-12-02 16:09 UTC"    # fine-tuning: a cold round 3 epochs over 60,000 samples before, 2 since
 
 
+def machine_of(date: str | None) -> str:
+    """Which of the project's benchmark machines a row dated ``date`` ran on (the preamble says more)."""
+    if not date:
+        return "?"
+    if date < MACHINE_CHANGED:
+        return "EPYC (AVX-512)"
+    return "EPYC (AVX2)" if date < XEON_CHANGED else "Xeon (AVX-512, AMX)"
+
+
 def as_run(command: str, date: str | None) -> str:
     """A row's command as it reproduces that row today.
 

@@ -6,7 +6,7 @@ interpret them are conditional on them.
 
 from __future__ import annotations
 
-from bench.render_common import as_run, machine_line
+from bench.render_common import as_run, machine_line, machine_of
 
 TARGETS = {"litert": 4.0, "onnxruntime-cpu": 2.5, "int8": 1.5, "objective": 1.3, "error": 0.20}  # issue 14
 ROWS = ("original fp32", "original int8", "lrfc fp32", "lrfc int8")
@@ -30,10 +30,12 @@ def _p50(row: dict, runtime: str, name: str):
 
 
 def builds_table(runs: dict) -> list[str]:
-    lines = ["| build | validation | drop (points) | met | test split | params removed | MACs removed | build min |",
-             "|---|---|---:|---|---|---:|---:|---:|"]
+    lines = ["| build | machine | validation | drop (points) | met | test split | params removed | MACs removed | "
+             "build min |",
+             "|---|---|---|---:|---|---|---:|---:|---:|"]
     for n, r in runs.items():
-        lines.append(f"| {n} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | {r['drop_points']:.2f} | "
+        lines.append(f"| {n} | {machine_of(r.get('date'))} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | "
+                     f"{r['drop_points']:.2f} | "
                      f"{'yes' if r['budget']['met'] else 'no'} | {_pct(r['test_before'])} → {_pct(r['test_after'])} | "
                      f"{r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% | {r['wall_s'] / 60:.1f} |")
     return lines + [""]
@@ -55,9 +57,9 @@ def four_way_table(runs: dict) -> list[str]:
 
 
 def ratios_table(runs: dict) -> list[str]:
-    lines = ["| build | runtime | lrfc fp32 vs original fp32 | (target) | lrfc int8 vs original int8 | (target) | "
-             "lrfc fp32 vs original int8 | MAC reduction | latency cut / MAC cut |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| build | machine | runtime | lrfc fp32 vs original fp32 | (target) | lrfc int8 vs original int8 | "
+             "(target) | lrfc fp32 vs original int8 | MAC reduction | latency cut / MAC cut |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in runs.items():
         macs = r["macs_before"] / max(1, r["macs_after"])
         for runtime in r["latency"]:
@@ -65,7 +67,8 @@ def ratios_table(runs: dict) -> list[str]:
             i8 = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc int8"))
             vs = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc fp32"))
             cut = None if fp is None or macs <= 1 else (1 - 1 / fp) / (1 - 1 / macs)
-            lines.append(f"| {n} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | {TARGETS.get(runtime, 0):g}x | {_x(i8)} | "
+            lines.append(f"| {n} | {machine_of(r.get('date'))} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | "
+                         f"{TARGETS.get(runtime, 0):g}x | {_x(i8)} | "
                          f"{TARGETS['int8']:g}x | {_x(vs)} | {macs:.2f}x | {'-' if cut is None else f'{cut:.2f}'} |")
     return lines + [""]
 
@@ -80,7 +83,8 @@ def loss_lines(runs: dict) -> list[str]:
                                  ("lrfc fp32", "original int8")):
                 a, b = _p50(r, runtime, mine), _p50(r, runtime, theirs)
                 if a is not None and b is not None and a > b:
-                    out.append(f"- {n}, {where}: {mine} {a:.3f} ms is slower than {theirs} {b:.3f} ms "
+                    out.append(f"- {n} ({machine_of(r.get('date'))}), {where}: {mine} {a:.3f} ms is slower than "
+                               f"{theirs} {b:.3f} ms "
                                f"({b / a:.2f}x).")
     if not out:
         return ["lrfc was faster than the original and than its int8 in every row.", ""]
@@ -134,7 +138,8 @@ def cost_model_lines(runs: dict) -> list[str]:
                    f"{100 * TARGETS['error']:.0f}% aim)"
 
         scaled = f"; scaled by the original's measured / summed ratio, {judged('scaled')}" if "scaled" in err else ""
-        out.append(f"- {n}: over {err['rungs']} whole models timed beside the original (median relative error): "
+        out.append(f"- {n} ({machine_of(r.get('date'))}): over {err['rungs']} whole models timed beside the original "
+                   "(median relative error): "
                    f"the per-layer sum is off by {100 * err['per_layer_sum']:.0f}%; adding what the original spends "
                    f"outside its priced layers, {judged('with_remainder')}{scaled}.")
         sols = r.get("solutions") or []
