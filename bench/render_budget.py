@@ -32,6 +32,12 @@ def _commands(rows: dict) -> list[str]:
             for n, r in rows.items()] + [""]
 
 
+RUN = ", run of "  # a row kept from an earlier run of the same command (bench/results/budget.json, by hand)
+REPEATS = (" A row named `..., run of DATE` is an earlier run of the same command on the same machine and baseline: "
+           "fine-tuning on two CPU threads is not bitwise repeatable, the search steers by each round's drop, and the "
+           "two runs show how far that moves the published rung.")
+
+
 def _rows(runs: dict, group: str) -> dict:
     return {n: r for n, r in runs.items() if r["group"] == group}
 
@@ -62,7 +68,8 @@ def contract_section(runs: dict) -> list[str]:
              "The first round fine-tunes for `--epochs` (2; 3 before " + EPOCHS_CHANGED + ", as the rows' commands say); a later, "
              "warm-started round for that many epochs times the share of its "
              "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
-             "table: the seconds show how fast the shared machine was that hour.", "",
+             "table: the seconds show how fast the shared machine was that hour." + REPEATS * any(RUN in n for n in rows),
+             "",
              "| build | validation | drop (points) | met | test split | params removed | MACs removed | rounds | "
              "stopped | build min | targets |",
              "|---|---|---:|---|---|---:|---:|---:|---|---:|---|"]
