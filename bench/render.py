@@ -3,7 +3,7 @@
 Every table is generated from a results file and states the command that
 produced it, the machine, the versions and the date; nothing in the document
 is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
-``render_speed`` (whole-model latency and the int8 baseline),
+``render_speed`` (whole-model latency and the int8 baseline), ``render_chains`` (a layer against its chains),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
 model size), ``render_sensitivity`` (the select stage's sampled effects), ``render_fits`` (the score stage's
@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from bench.render_budget import budget
+from bench.render_chains import chains
 from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
@@ -71,7 +72,7 @@ def main() -> None:
              "oneDNN on there by itself; the same ResNet50 build 290 s), where the VGG-style and ResNet-style "
              "baselines were retrained with `make baselines`' settings, so rows from before and after compare "
              "as different models. Each table's machine line names the machine of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -85,6 +86,8 @@ def main() -> None:
             parts += qat(record)
         elif name == "probe.json":
             parts += probe(record)
+        elif name == "chains.json":
+            parts += chains(record)
         elif name == "scale.json":
             parts += scale(record)
             scale_plot(record, DOC.parent / "scale.png")
