@@ -56,7 +56,7 @@ def _describe(geom) -> tuple[tuple, dict]:
         return (("dense", geom.in_features, geom.out_features, geom.tokens),
                 {"kernel": "dense", "cin": geom.in_features, "cout": geom.out_features, "in_hw": [geom.tokens],
                  "strides": [1, 1]})
-    return ((geom.kernel, geom.cin, geom.cout, geom.in_hw, geom.strides, geom.padding),
+    return ((geom.kernel, geom.cin, geom.cout, geom.in_hw, geom.strides, geom.dilation, geom.padding),
             {"kernel": list(geom.kernel), "cin": geom.cin, "cout": geom.cout, "in_hw": list(geom.in_hw),
              "strides": list(geom.strides)})
 
