@@ -122,7 +122,12 @@ def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
                      f"faster: latency cut / MAC cut {fidelity:.2f}, which {verdict} the 0.85 target (ONNX Runtime "
                      f"{_fidelity(models, name, 'onnxruntime-cpu', 'fp32')}).")
     macs = {m.get("objective", "flops"): m["mac_ratio"] for m in (models.get(n) for n in SEARCHED) if m}
-    if timed and set(macs) == {"flops", "latency"}:
+    built = max((m.get("date") or "" for m in (models.get(n) for n in SEARCHED) if m), default="")
+    if timed and set(macs) == {"flops", "latency"} and timed["date"] < built:
+        # it timed the files of earlier builds: their MACs are not the rows' (one row was re-run since)
+        lines.append(f"- The side-by-side run of the two plans ({timed['date']}) predates a row above ({built}); "
+                     "re-run `python -m bench.latency --only searched-side-by-side` to compare them.")
+    elif timed and set(macs) == {"flops", "latency"}:
         def plans(r: dict) -> str:
             return ", ".join(f"{o} plan {r['p50_ms']['original'] / r['p50_ms'][o]:.2f}x for {macs[o]:.2f}x fewer MACs "
                              f"(latency cut / MAC cut {r['p50_ms']['original'] / r['p50_ms'][o] / macs[o]:.3f})"

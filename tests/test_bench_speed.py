@@ -71,7 +71,7 @@ def test_threshold_for_a_mac_budget_under_latency_takes_the_fastest_priced_candi
         _threshold_for(report, 2.9, "latency")
 
 
-def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run():
+def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run_of_the_same_builds():
     from bench.render_latency import _searched_reading
 
     def row(objective, mac_ratio, litert):
@@ -87,3 +87,6 @@ def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run(
     assert "litert: 40.00 / 13.00 / 9.50 ms, flops plan 3.08x for 5.00x fewer MACs (latency cut / MAC cut 0.615), " \
            "latency plan 4.21x for 4.70x fewer MACs (latency cut / MAC cut 0.896), latency plan 1.37x the flops plan" in side
     assert _searched_reading({}, timed) == []  # no rows, nothing to compare
+    models["resnet50-searched-latency"]["date"] = "2026-12-03 04:45 UTC"  # re-built after the side-by-side run
+    stale = _searched_reading(models, timed)[2]
+    assert "predates a row above (2026-12-03 04:45 UTC)" in stale and "MAC cut" not in stale
