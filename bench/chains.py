@@ -89,14 +89,14 @@ def layer_chains(model_file: Path) -> list[dict]:
         bias = () if weights.bias is None else (weights.bias,)
         original = original_stage(weights, geom)
         original = replace(original, weights=original.weights + bias, use_bias=bool(bias), activation=act)
-        chains = {"layer": Chain(shape, [original], rank)}
+        chains, chain_macs = {"layer": Chain(shape, [original], rank)}, {}
         for method, ranks in _candidates(geom):
+            label = f"{method} {'x'.join(map(str, ranks))}"
             prepared = decompose.get(method).prepare(weights, geom)
-            stages = decompose.chain_stages(method, prepared, ranks, geom, act)
-            chains[f"{method} {'x'.join(map(str, ranks))}"] = Chain(shape, stages, rank)
+            chains[label] = Chain(shape, decompose.chain_stages(method, prepared, ranks, geom, act), rank)
+            chain_macs[label] = decompose.get(method).cost(geom, ranks).macs
         seen[key] = {"name": info.name, "layers": 1, **fields, "macs": geom.macs, "chains": chains,
-                     "chain_macs": {k: decompose.get(k.split()[0]).cost(geom, tuple(int(r) for r in k.split()[1].split("x"))).macs
-                                    for k in chains if k != "layer"}}
+                     "chain_macs": chain_macs}
     return list(seen.values())
 
 
