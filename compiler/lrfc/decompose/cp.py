@@ -99,6 +99,7 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from lrfc.common import npyfile
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.stats import whitener
 from lrfc.decompose.common import check_ranks, top_eigvecs
@@ -402,8 +403,8 @@ def _read_fit(prepared: Prepared, key) -> Factors | None:
     if path is None or not path.exists():
         return None
     try:
-        with np.load(path) as z:
-            arrays = tuple(np.array(z[n]) for n in ("a", "h", "v", "o"))
+        members = npyfile.arrays(path, ("a", "h", "v", "o"))
+        arrays = tuple(members[n] for n in ("a", "h", "v", "o"))
     except (OSError, ValueError, KeyError, EOFError):
         return None  # a damaged entry is refitted (and rewritten)
     return Factors(NAME, (key[1],), arrays, prepared.bias, prepared.unwhiten is not None)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from lrfc.common import npyfile
 from lrfc.errors import UserError
 from lrfc.frontend.contract import InputContract
 
@@ -108,8 +109,7 @@ def read_fashion_mnist(root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.n
 
 def _read_npz(path: Path):
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = npyfile.arrays(path)
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from exc
     for key in ("x", "y"):

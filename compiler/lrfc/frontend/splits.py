@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrfc.common import npyfile
 from lrfc.errors import UserError
 from lrfc.frontend.samples import Samples, as_samples
 
@@ -60,7 +61,7 @@ class Splits:
     @property
     def x_calib(self) -> np.ndarray:
         """The calibration samples: the array, or the file's contents mapped read-only for this use."""
-        return np.load(self.calib, mmap_mode="r") if isinstance(self.calib, Path) else self.calib
+        return npyfile.load(self.calib, mmap_mode="r") if isinstance(self.calib, Path) else self.calib
 
     def spilled(self, path: Path) -> Splits:
         """These splits with the calibration samples written to ``path`` (a ``.npy``) and read from there."""

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lrfc.common import npyfile
+
 DEFAULT_BUDGET_BYTES = 64 * 2**20
 
 
@@ -68,7 +70,7 @@ class MapStore:
     @staticmethod
     def fill(path: Path, start: int, values: np.ndarray) -> None:
         """Write ``values`` at rows ``start:``; the mapping is closed again, so the rows leave this process's memory."""
-        arr = np.load(path, mmap_mode="r+")
+        arr = npyfile.load(path, mmap_mode="r+")
         arr[start:start + len(values)] = values
         arr.flush()
         del arr

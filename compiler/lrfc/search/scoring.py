@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrfc.common import npyfile
 from lrfc.search.cache import Cache, content_hash
 from lrfc.search.calibrate import feature_similarity
 from lrfc.decompose.base import LayerStats, LayerWeights, Stage
@@ -93,14 +94,14 @@ def _rebuilt(info, weights, captured, response, stats, key) -> LayerTask:
 
 def opened(held: np.ndarray | Path) -> np.ndarray:
     """An array held in memory as it is; one held in a ``.npy`` file mapped read-only for this use."""
-    return np.load(held, mmap_mode="r") if isinstance(held, Path) else held
+    return npyfile.load(held, mmap_mode="r") if isinstance(held, Path) else held
 
 
 def opened_stats(held: LayerStats | Path | None) -> LayerStats | None:
     """Statistics held in memory as they are; ones held in a folder (``MapStore.put_stats``) mapped read-only."""
     if not isinstance(held, Path):
         return held
-    return LayerStats(np.load(held / "input_cov.npy", mmap_mode="r"), np.load(held / "channel_cov.npy", mmap_mode="r"),
+    return LayerStats(npyfile.load(held / "input_cov.npy", mmap_mode="r"), npyfile.load(held / "channel_cov.npy", mmap_mode="r"),
                       int((held / "samples").read_text()))
 
 
