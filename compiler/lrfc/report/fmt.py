@@ -109,3 +109,16 @@ def budget_line(budget: dict) -> str:
     if not budget.get("enforced", True):
         verdict += " (a fixed plan: measured, not enforced)"
     return f"{verdict}, on {budget['validation_samples']:,} validation samples"
+
+
+def int8_baseline_line(run: dict) -> str | None:
+    """One runtime's warning when int8 of the original (the user's alternative) beats both lrfc models; else None."""
+    int8 = run.get("int8")
+    if not int8:
+        return None
+    base, lrfc_int8, lrfc = int8["original"]["p50_ms"], int8["compressed"]["p50_ms"], run["compressed"]["p50_ms"]
+    if base >= min(lrfc_int8, lrfc):
+        return None
+    return (f"{run['runtime']}: the original at int8 ({base:.3f} ms) is faster than lrfc's model at int8 "
+            f"({lrfc_int8:.3f} ms) and at {run['precision']} ({lrfc:.3f} ms); on this runtime, int8 quantization of "
+            "the original alone is the faster choice")

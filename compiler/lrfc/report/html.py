@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, budget_line, check_report, cost_source_line, finetune_line,
-                             input_line, pct_removed, ranks_text, sim_text, splits_line)
+                             input_line, int8_baseline_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -154,8 +154,9 @@ def _four_way(runs, e) -> list[str]:
                          _mib(row.get("peak_rss_mb"))])
     if not rows:
         return []
+    warnings = [f"<p><b>{e(w)}</b></p>" for w in (int8_baseline_line(r) for r in runs) if w]
     return ["<h3>Against the int8 baseline (post-training quantization of the original)</h3>",
-            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e)]
+            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings]
 
 
 def _table(head: list[str], rows: list[list[str]], e) -> list[str]:

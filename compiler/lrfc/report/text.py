@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrfc.report.fmt import (accuracy_line, budget_line, check_report, cost_source_line, finetune_line, input_line,
-                             pct_removed, ranks_text, short, sim_text, splits_line)
+                             int8_baseline_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
@@ -63,6 +63,8 @@ def _footer(report: dict) -> list[str]:
         out.append(f"latency     {_bench_line(run)}")
         if run.get("int8"):
             out.append(f"int8        {_int8_line(run)}")
+            if int8_baseline_line(run):
+                out.append(f"baseline    {int8_baseline_line(run)}")
     if bench.get("status") and bench["status"] != "measured":
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
