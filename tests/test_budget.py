@@ -339,31 +339,39 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
 
 
-def test_a_later_round_bisects_from_the_rungs_already_looked_at(monkeypatch):
-    """A round's new goal is bisected inside the bracket earlier looks already give: on a proxy that grows with
-    compression it picks the rung a fresh bisection picks, with fewer new looks."""
+def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rounds=4):
+    """A ``BudgetSearch`` over ``len(proxy)`` rungs whose looks return ``proxy[i]``, and the rungs it looked at, in order."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lrfc.train import contract
 
+    levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(len(proxy))]
+    opts = SimpleNamespace(finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=levels, log=print,
+                            splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)))
+    search = contract.BudgetSearch(state)
+    looks = []
+
+    def look(i):
+        looks.append(i)
+        search.proxy[i] = proxy[i]
+        return proxy[i]
+
+    monkeypatch.setattr(search, "proxy_drop", look)
+    return search, looks
+
+
+def test_a_later_round_bisects_from_the_rungs_already_looked_at(monkeypatch):
+    """A round's new goal is bisected inside the bracket earlier looks already give: on a proxy that grows with
+    compression it picks the rung a fresh bisection picks, with fewer new looks."""
+    from lrfc.train import contract
+
     proxy = [(119 - i) / 8 for i in range(120)]  # rises with compression; exact in binary
 
     def search_over():
-        opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-        state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 120,
-                                splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
-        search = contract.BudgetSearch(state)
-        looks = []
-
-        def look(i):
-            looks.append(i)
-            search.proxy[i] = proxy[i]
-            return proxy[i]
-
-        monkeypatch.setattr(search, "proxy_drop", look)
-        return search, looks
+        return _search_with_proxy(monkeypatch, proxy)
 
     def passed(search, level, drop):
         search.rounds.append(contract.Round(level, "r", 1, 1, proxy[level], 0.9, drop, True, 3, 1.0))
@@ -416,27 +424,10 @@ def test_what_a_round_recovers_is_read_at_the_deepest_pass():
 def test_without_fine_tuning_the_most_compressed_rung_is_looked_at_first(monkeypatch):
     """--finetune none: a ladder whose every rung passes ends after one look (rung 0), not log2(rungs);
     one whose rung 0 fails ends where plain bisection ends, one look later at most."""
-    from types import SimpleNamespace
-
     import numpy as np
 
-    from lrfc.train import contract
-
     def search_over(proxy):
-        levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(len(proxy))]
-        opts = SimpleNamespace(finetune="none", epochs=0, max_acc_drop=1.0, max_rounds=6, time_budget=None)
-        state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)),
-                                                                                   y_val=np.zeros(10)), log=print)
-        search = contract.BudgetSearch(state)
-        looks = []
-
-        def look(i):
-            looks.append(i)
-            search.proxy[i] = proxy[i]
-            return proxy[i]
-
-        monkeypatch.setattr(search, "proxy_drop", look)
-        return search, looks
+        return _search_with_proxy(monkeypatch, proxy, finetune="none", epochs=0, max_rounds=6)
 
     search, looks = search_over([0.2] * 200)  # an untrained model: nothing to lose at any rung
     assert search._pick() == 0 and looks == [0]
