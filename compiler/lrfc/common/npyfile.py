@@ -34,4 +34,4 @@ def load(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
 def arrays(path: str | Path, names=None) -> dict[str, np.ndarray]:
     """The members ``names`` (every member when None) of an ``.npz`` file, read into memory under the lock."""
     with _LOCK, np.load(path, allow_pickle=False) as archive:
-        return {name: np.array(archive[name]) for name in (archive.files if names is None else names)}
+        return {name: archive[name] for name in (archive.files if names is None else names)}  # each read fresh: no copy
