@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-
 from pathlib import Path
 
 from bench.decompose_time import machine

@@ -553,3 +553,21 @@ def test_cp_bounded_effort_contracts_in_float32_and_fits_as_well(monkeypatch):
         if contract is np.float64:
             reference = error(bounded)
     assert abs(error(bounded) - reference) < 1e-4 and error(bounded) < 1.0 and full.ranks == (20,)
+
+
+def test_a_cp_fit_kept_on_disk_reads_back_in_factor_order_and_a_damaged_one_is_refitted(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lrfc.decompose.base import Factors
+
+    monkeypatch.setattr(cp, "_fit_dir", [tmp_path])
+    rng = np.random.default_rng(0)
+    arrays = tuple(rng.standard_normal(shape) for shape in ((4, 3), (3, 3), (3, 3), (3, 5)))
+    key = ("prep", 3, 50, 1e-6)
+    cp._write_fit(Factors("cp", (3,), arrays, None, False), key)
+    prepared = SimpleNamespace(bias=None, unwhiten=None)
+    back = cp._read_fit(prepared, key)
+    assert [a.shape for a in back.arrays] == [(4, 3), (3, 3), (3, 3), (3, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(back.arrays, arrays)) and back.ranks == (3,)
+    cp._fit_path(key).write_bytes(b"not a zip")
+    assert cp._read_fit(prepared, key) is None

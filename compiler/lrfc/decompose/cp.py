@@ -390,6 +390,9 @@ def truncate(prepared: Prepared, ranks, max_iter: int = MAX_ITER, tol: float = T
     return factors
 
 
+_MEMBERS = ("a", "h", "v", "o")  # a stored fit's arrays, in Factors.arrays order
+
+
 def _fit_path(key) -> Path | None:
     folder = _fit_dir[0]
     if folder is None or not key[0]:
@@ -403,8 +406,7 @@ def _read_fit(prepared: Prepared, key) -> Factors | None:
     if path is None or not path.exists():
         return None
     try:
-        members = npyfile.arrays(path, ("a", "h", "v", "o"))
-        arrays = tuple(members[n] for n in ("a", "h", "v", "o"))
+        arrays = tuple(npyfile.arrays(path, _MEMBERS).values())  # in the order asked
     except (OSError, ValueError, KeyError, EOFError):
         return None  # a damaged entry is refitted (and rewritten)
     return Factors(NAME, (key[1],), arrays, prepared.bias, prepared.unwhiten is not None)
@@ -418,7 +420,7 @@ def _write_fit(factors: Factors, key) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **dict(zip(("a", "h", "v", "o"), factors.arrays)))
+        np.savez(f, **dict(zip(_MEMBERS, factors.arrays)))
 
 
 def _bytes(factors: Factors) -> int:

@@ -63,8 +63,9 @@ def _footer(report: dict) -> list[str]:
         out.append(f"latency     {_bench_line(run)}")
         if run.get("int8"):
             out.append(f"int8        {_int8_line(run)}")
-            if int8_baseline_line(run):
-                out.append(f"baseline    {int8_baseline_line(run)}")
+            warning = int8_baseline_line(run)
+            if warning:
+                out.append(f"baseline    {warning}")
     if bench.get("status") and bench["status"] != "measured":
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
