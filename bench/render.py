@@ -17,7 +17,8 @@ from pathlib import Path
 
 from bench.render_budget import budget
 from bench.render_chains import chains
-from bench.render_common import DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line
+from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, ONNX_INT8_CHANGED,
+                                 WARM_CHANGED, XEON_CHANGED, machine_line)
 from bench.render_fits import fits
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -71,7 +72,12 @@ def main() -> None:
              "1.3-1.7x the 297 s row's); later rows on an Intel Xeon with AVX-512 and AMX (2 cores; TensorFlow turns "
              "oneDNN on there by itself; the same ResNet50 build 290 s), where the VGG-style and ResNet-style "
              "baselines were retrained with `make baselines`' settings, so rows from before and after compare "
-             "as different models. Each table's machine line names the machine of its file's latest run.", ""]
+             "as different models. ONNX int8 files timed before "
+             f"{ONNX_INT8_CHANGED} had int8 activations (S8S8), on which ONNX Runtime's CPU provider left the "
+             "residual models' Add and the convolutions beside it in float (the ResNet-style baseline at int8: "
+             "1.14 ms against 0.25 ms with uint8 activations, `lower/onnx.py`): their ONNX Runtime int8 "
+             "columns understate int8 there, the original's included. Each table's machine line names the machine "
+             "of its file's latest run.", ""]
     for name in ("budget.json", "speed.json", "qat.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name

@@ -9,6 +9,7 @@ from the reference model's.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -195,6 +196,27 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
     assert record.passed and record.top1_agreement >= 0.9, record
     with pytest.raises(ValueError, match="received an empty array"):
         quantize_onnx_int8(fp32, tmp_path / "e.onnx", calib[:0])
+
+
+def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional, digits, tmp_path):
+    """The graph ONNX Runtime's CPU provider runs after its QDQ fusions: one Q in, one DQ out, no float op between.
+
+    With int8 activations (S8S8) the residual Add and the convolutions around
+    it stayed float between QuantizeLinear/DequantizeLinear pairs
+    (``lower.onnx.quantize_onnx_int8``); this fails on that file.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    q = quantize_onnx_int8(export_onnx(functional, tmp_path / "m.onnx"), tmp_path / "q.onnx", digits[0])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # QDQ fusions; no NCHWc
+    options.optimized_model_filepath = str(tmp_path / "runs.onnx")
+    ort.InferenceSession(str(q), options, providers=["CPUExecutionProvider"])
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "runs.onnx")).graph.node)
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
+    assert ops["QLinearConv"] == 2 and ops["QLinearAdd"] == 1, ops
+    assert not {"Conv", "Add", "MatMul", "Gemm", "Relu"} & set(ops), ops
 
 
 def test_an_int8_onnx_file_that_failed_its_gate_is_quantized_again_on_7_bits(sequential, digits, tmp_path):
