@@ -43,6 +43,25 @@ def residual_cnn(keras, shape, name: str):
     return keras.Model(inp, layers.Dense(10)(h), name=name)
 
 
+def onnx_runtime_ops(path, out_dir) -> dict[str, int]:
+    """How many of each operator ONNX Runtime's CPU provider runs for ``path``, after its QDQ fusions.
+
+    Level "extended" applies the QDQ fusions but not the NCHWc layout pass,
+    whose operators depend on the CPU.
+    """
+    from collections import Counter
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(Path(out_dir) / f"runs.{Path(path).name}")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node))
+
+
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `lrfc` entry point in a child process."""
     return subprocess.run([sys.executable, "-m", "lrfc.cli", *args], capture_output=True, text=True, timeout=timeout)

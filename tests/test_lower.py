@@ -9,7 +9,6 @@ from the reference model's.
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from lrfc.lower.artifacts import FORMATS, formats_for, lower  # noqa: E402
 from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
 from lrfc.lower.tflite import export_tflite  # noqa: E402
 from lrfc.lower.verify import TOLERANCES, compare, failure_message, gate, reference_outputs  # noqa: E402
-from conftest import residual_cnn  # noqa: E402
+from conftest import onnx_runtime_ops, residual_cnn  # noqa: E402
 from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
 
 SHAPE = (16, 16, 1)
@@ -205,15 +204,8 @@ def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional
     it stayed float between QuantizeLinear/DequantizeLinear pairs
     (``lower.onnx.quantize_onnx_int8``); this fails on that file.
     """
-    import onnx
-    import onnxruntime as ort
-
     q = quantize_onnx_int8(export_onnx(functional, tmp_path / "m.onnx"), tmp_path / "q.onnx", digits[0])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # QDQ fusions; no NCHWc
-    options.optimized_model_filepath = str(tmp_path / "runs.onnx")
-    ort.InferenceSession(str(q), options, providers=["CPUExecutionProvider"])
-    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "runs.onnx")).graph.node)
+    ops = onnx_runtime_ops(q, tmp_path)
     assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
     assert ops["QLinearConv"] == 2 and ops["QLinearAdd"] == 1, ops
     assert not {"Conv", "Add", "MatMul", "Gemm", "Relu"} & set(ops), ops

@@ -6,8 +6,9 @@ into the chain's last factor, ReLU fuses into it (TFLite) or follows it alone
 (ONNX, where ONNX Runtime fuses it at load), no Transpose/Reshape/Cast
 appears around a chain except TT-matrix's own contractions, and the int8
 files carry no float island: TFLite is integer from input to output (no
-QUANTIZE/DEQUANTIZE at all), every ONNX Conv/MatMul reads quantized inputs,
-and weights are quantized per output channel (symmetric) in both.
+QUANTIZE/DEQUANTIZE at all), every ONNX Conv/MatMul reads quantized inputs
+and ONNX Runtime runs the file integer between one QuantizeLinear and one
+DequantizeLinear, and weights are quantized per output channel (symmetric) in both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from conftest import onnx_runtime_ops
 from lrfc.common.quiet import import_keras
 
 keras = import_keras()
@@ -98,7 +100,11 @@ def test_each_chain_lowers_to_the_pinned_operators(case, model, tmp_path):
     ops = [n.op_type for n in onnx_graph(onnx_path).node]
     assert ops[0] == "Transpose" and ops[1:] == want_onnx  # one NHWC -> NCHW at the input, none around chains
     assert "Cast" not in ops and "BatchNormalization" not in ops
-    _assert_onnx_int8_has_no_float_island(quantize_onnx_int8(onnx_path, tmp_path / "m8.onnx", calibration))
+    int8_onnx = quantize_onnx_int8(onnx_path, tmp_path / "m8.onnx", calibration)
+    _assert_onnx_int8_has_no_float_island(int8_onnx)
+    runs = onnx_runtime_ops(int8_onnx, tmp_path)  # what ONNX Runtime runs: integer between one Q and one DQ
+    assert runs["QuantizeLinear"] == 1 and runs["DequantizeLinear"] == 1, runs
+    assert not {"Conv", "MatMul", "Gemm", "Add", "Relu"} & set(runs), runs
 
 
 def _assert_tflite_int8_per_channel(path) -> None:
