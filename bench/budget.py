@@ -133,6 +133,19 @@ def budget_headline(report: dict) -> dict:
             "proxy_looks": len(search.get("proxy_drops", {})), "proxy_seconds": search.get("proxy_seconds")}
 
 
+def before_drop(spec: dict) -> float | None:
+    """The validation drop of the row whose published plan a fine-tuning row starts from, as it is now.
+
+    Kept in the fine-tuning row itself: the publishing row may be re-run
+    later (another machine, another model) and no longer describe this plan.
+    """
+    import json
+
+    runs = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() else {}
+    published = runs.get(f"{spec['model']}/{spec['rung']}")
+    return published["drop_points"] if published else None
+
+
 def command(spec: dict, out: Path, cache_dir: Path) -> list[str]:
     args = ["build", MODELS[spec["model"]]]
     for flag, value in {**BASE, **spec["flags"]}.items():
@@ -180,6 +193,7 @@ def main(argv=None) -> None:
         report, wall, peak = run_build(args_)
         row = {"group": spec["group"], "model": spec["model"], "flags": spec["flags"], "cache": spec["cache"],
                **{key: spec[key] for key in ("rung", "variant") if key in spec},
+               **({"before_drop": before_drop(spec)} if "rung" in spec else {}),
                "command": "lrfc " + " ".join(args_), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report)}
         save(spec["name"], row)

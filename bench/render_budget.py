@@ -176,14 +176,21 @@ def claims_section(runs: dict) -> list[str]:
     return lines + _commands(rows)
 
 
+def _before_drop(runs: dict, row: dict) -> float | None:
+    """A fine-tuning row's drop before fine-tuning: its own record, else its publishing row's if not re-run since."""
+    if "before_drop" in row:
+        return row["before_drop"]
+    published = runs.get(f"{row['model']}/{row['rung']}")
+    return published["drop_points"] if published and published["date"] <= row["date"] else None
+
+
 def _tuned_table(runs: dict, rows: dict) -> list[str]:
     """Rows that fine-tune one fixed rung: its size, its drop before (the row that published it), after, per variant."""
     lines = ["| rung | MACs removed | params removed | before | variant | seed | drop after | test half: drop after | "
              "epochs run | fine-tune s |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows.values():
-        published = runs.get(f"{r['model']}/{r['rung']}")
-        before = _drop(published["drop_points"]) if published else "-"
+        before = _drop(_before_drop(runs, r))
         lines.append(f"| {r['model']}/{r['rung']} | {r['macs_removed_pct']:.1f}% | {r['params_removed_pct']:.1f}% | "
                      f"{before} | {r['variant']} | {r['flags']['--seed']} | {r['drop_points']:.2f} | "
                      f"{100 * (r['test_before'] - r['test_after']):.2f} | "
@@ -198,7 +205,8 @@ def finetune_section(runs: dict) -> list[str]:
     lines = ["### Fine-tuning alone, on fixed deep rungs", "",
              "Each row fine-tunes one fixed plan once (`--plan`, `--max-rounds 1`): the plan the claims group's hybrid "
              "build published at drop <= 2 or <= 3 without fine-tuning ('before' is that build's validation drop, "
-             "seed 0). Variants: plain cross-entropy (ce) or distillation from the original (kd), 3 epochs (the "
+             "seed 0, as it was when the row ran: a claims row re-run since, on another machine or baseline, "
+             "published another plan). Variants: plain cross-entropy (ce) or distillation from the original (kd), 3 epochs (the "
              "default until 8 with distillation replaced it) or 8 all run (e8: `--patience 8`), on 20,000 "
              "training samples (the default then); a seed redraws the splits and the training order; ce-again is ce run once "
              "more with the same flags.", "",

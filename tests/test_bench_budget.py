@@ -34,6 +34,29 @@ def test_finetune_rows_fine_tune_the_claims_plans_with_distillation_stated_eithe
     assert {r["flags"]["--seed"] for r in rows if r["variant"] == "ce"} == {"0", "1"}
 
 
+def test_a_fine_tuning_row_keeps_the_drop_before_of_the_plan_it_tuned(tmp_path, monkeypatch):
+    """A claims row re-run later (another machine, another plan) does not become the old row's 'before'."""
+    import json
+
+    import bench.budget as budget
+    from bench.render_budget import _before_drop
+
+    published = {"model": "vgg", "date": "2026-11-30 15:29 UTC", "drop_points": 1.88}
+    tuned = {"model": "vgg", "rung": "hybrid-d2", "date": "2026-11-30 17:28 UTC"}
+    assert _before_drop({"vgg/hybrid-d2": published}, tuned) == 1.88
+    rerun = {**published, "date": "2026-12-03 07:37 UTC", "drop_points": 1.74}
+    assert _before_drop({"vgg/hybrid-d2": rerun}, tuned) is None  # rendered '-', never the new plan's drop
+    assert _before_drop({"vgg/hybrid-d2": rerun}, {**tuned, "before_drop": 1.88}) == 1.88
+    assert _before_drop({}, tuned) is None
+
+    results = tmp_path / "budget.json"
+    monkeypatch.setattr(budget, "RESULTS", results)
+    spec = next(r for r in plan(["finetune"], ["vgg"]) if r["rung"] == "hybrid-d2")
+    assert budget.before_drop(spec) is None
+    results.write_text(json.dumps({"runs": {"vgg/hybrid-d2": rerun}}))
+    assert budget.before_drop(spec) == 1.74  # what the plan on disk was published at, recorded with the row
+
+
 def test_data_rows_fine_tune_one_published_rung_at_two_sample_counts_and_equal_seeds():
     rows = plan(["data"], ["vgg"])
     first, tuned = rows[0], rows[1:]
