@@ -138,11 +138,11 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     DequantizeLinear, and ran at 1.14 ms against 0.25 ms for U8S8 and 0.55 ms
     at fp32 (ONNX Runtime 1.32 on the Xeon, 2 threads, side by side, beside
     a build, 2026-12-03 06:35 UTC; the VGG-style model, with no ``Add``, ran
-    about the same both ways: 0.17 / 0.19 ms). ``tests/test_lower.py`` checks the graph ONNX
-    Runtime runs: integer from the one QuantizeLinear at the input to the one
-    DequantizeLinear at the output. The file is built for ONNX Runtime's CPU
-    provider: TensorRT takes only symmetric int8 activations (zero point 0),
-    which neither setting gives.
+    about the same both ways: 0.17 / 0.19 ms). ``tests/test_lower.py`` checks
+    the graph ONNX Runtime runs: integer from the one QuantizeLinear at the
+    input to the one DequantizeLinear at the output. The file is built for
+    ONNX Runtime's CPU provider: TensorRT takes only symmetric int8
+    activations (zero point 0), which neither setting gives.
 
     Args:
         fp32_path: an fp32 model written by ``export_onnx``; left untouched.
