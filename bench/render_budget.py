@@ -6,7 +6,7 @@ Every number, and every verdict against a target, is read from the results.
 from __future__ import annotations
 
 from bench.budget import CLAIM_BUDGETS, CLAIMS
-from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, as_run, machine_line
+from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, as_run, machine_line, machine_of
 
 TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
 
@@ -99,19 +99,20 @@ def ablation_section(runs: dict) -> list[str]:
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
              "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
              "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row's command "
-             "spells out the fine-tuning defaults of its date where they differ from today's (the ResNet-style rows: 8 "
-             "epochs over 20,000 samples; the others: 3 epochs over up to 60,000). Distillation is on unless the row "
-             "says `no-distill`.", "",
-             "| build | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | met | "
-             "fine-tune s | build s |",
-             "|---|---:|---:|---:|---:|---|---:|---:|"]
+             "spells out the fine-tuning defaults of its date where they differ from today's. Rows from different "
+             "machines ran on different baselines (the preamble): compare rows of one model and machine. "
+             "Distillation is on unless the row says `no-distill`.", "",
+             "| build | machine | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | "
+             "met | fine-tune s | build s |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for n, r in rows.items():
         first = r["rounds"][0] if r["rounds"] else None
         cells = (["-"] * 4 if first is None else
                  [_removed(first["params"], r["params_before"]), _removed(first["macs"], r["macs_before"]),
                   _drop(first["proxy_drop"]), _drop(first["drop"])])
         met = "-" if first is None else "yes" if first["met"] else "no"
-        lines.append(f"| {n} | {' | '.join(cells)} | {met} | {r['finetune']['seconds']:.0f} | {r['wall_s']:.0f} |")
+        lines.append(f"| {n} | {machine_of(r['date'])} | {' | '.join(cells)} | {met} | {r['finetune']['seconds']:.0f} | "
+                     f"{r['wall_s']:.0f} |")
     lines += ["", "The rung is the plan the one round fine-tuned; when it missed, the build published the original. "
               "One seed per row, and the proxy is scored on 1,000 samples (a point is 10 images): read differences "
               "of a few tenths of a point as noise, and the same rung fine-tuned two ways (same 'before') as the "
