@@ -133,16 +133,18 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     Activations are uint8 (per tensor), weights int8 and symmetric per output
     channel (U8S8). ONNX Runtime's CPU provider fused the QDQ residual ``Add``
     into ``QLinearAdd`` only for uint8 activations: with int8 ones (S8S8, the
-    quantizer's default) the ResNet-style baseline kept 6 float ``Add`` and
-    the 9 convolutions next to them in float between 16 QuantizeLinear and 40
-    DequantizeLinear, and ran at 1.14 ms against 0.25 ms for U8S8 and 0.55 ms
-    at fp32 (ONNX Runtime 1.32 on the Xeon, 2 threads, side by side, beside
-    a build, 2026-12-03 06:35 UTC; the VGG-style model, with no ``Add``, ran
-    about the same both ways: 0.17 / 0.19 ms). ``tests/test_lower.py`` checks
-    the graph ONNX Runtime runs: integer from the one QuantizeLinear at the
-    input to the one DequantizeLinear at the output. The file is built for
-    ONNX Runtime's CPU provider: TensorRT takes only symmetric int8
-    activations (zero point 0), which neither setting gives.
+    quantizer's default) it left the ResNet-style baseline's ``Add`` and the
+    convolutions next to them in float between QuantizeLinear/DequantizeLinear
+    pairs, and its int8 file ran slower than its fp32 one (0.906 against
+    0.478 ms); with U8S8 it runs in 0.299 ms (``python -m bench.speed
+    --models resnet --rows latency``, ONNX Runtime 1.32 on the Xeon,
+    2026-12-03 01:08 UTC at commit 13d1dcd, and 07:08 UTC). The VGG-style
+    model, with no ``Add``, ran the same both ways (0.179 / 0.178 ms,
+    ``--models vgg``, 00:16 and 06:44 UTC).
+    ``tests/test_lower.py`` checks the graph ONNX Runtime runs: integer from
+    the one QuantizeLinear at the input to the one DequantizeLinear at the
+    output. The file is built for ONNX Runtime's CPU provider: TensorRT takes
+    only symmetric int8 activations (zero point 0), which neither setting gives.
 
     Args:
         fp32_path: an fp32 model written by ``export_onnx``; left untouched.
