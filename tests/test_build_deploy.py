@@ -97,6 +97,7 @@ def test_whole_models_are_timed_and_the_published_plan_is_never_slower(latency_b
     assert set(whole["cost_model_error"]) == {"per_layer_sum", "with_remainder", "scaled", "rungs"}
     html = (root / "a" / "report.html").read_text()
     assert "Whole models timed on the target" in html and "Against the int8 baseline" in html
+    assert "Fastest on litert: " in html and "Fastest on onnxruntime-cpu: " in html
     # a second build finds every whole model in the cost database and reads the same numbers back
     assert second["whole_model"]["original"]["measured_ms"] == original
     assert [s["measured_ms"] for s in second["solutions"]] == [s["measured_ms"] for s in sols]
@@ -157,6 +158,10 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
         assert run["ratios"]["vs_original_int8"] == pytest.approx(i8["original"]["p50_ms"] / c["p50_ms"], rel=1e-3)
         assert i8["ratios"]["latency_p50"] == pytest.approx(i8["original"]["p50_ms"] / i8["compressed"]["p50_ms"], rel=1e-3)
         assert all(0.5 < row["accuracy"] <= 1 for row in (o, c, i8["original"], i8["compressed"]))
+        # the file to deploy on this runtime: the lowest p50 of the four timed
+        best = min((o, c, i8["original"], i8["compressed"]), key=lambda row: row["p50_ms"])
+        assert run["fastest"]["name"] == best["name"] and run["fastest"]["p50_ms"] == best["p50_ms"]
+        assert run["fastest"]["precision"] == ("int8" if ".int8." in best["name"] else "fp32")
 
 
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):

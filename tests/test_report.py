@@ -293,3 +293,26 @@ def test_the_summary_says_where_int8_of_the_original_beats_both_lrfc_models(repo
     assert "litert: the original at int8 (0.065 ms) is faster" in page and "onnxruntime-cpu: the original at int8" not in page
     report["benchmarks"]["runs"][0]["int8"]["compressed"]["p50_ms"] = 0.060  # lrfc's int8 wins: nothing to say
     assert not any(l.startswith("baseline ") for l in summary_table(report).splitlines())
+
+
+def test_the_summary_names_the_fastest_file_per_runtime_and_says_when_int8_does_not_pay(report):
+    # the ResNet-style latency build on the Xeon (2026-12-03): on ONNX Runtime lrfc's int8 file was slower than its fp32
+    report["benchmarks"] = {"runs": [_bench_run("litert", 0.571, 0.168, 0.081, 0.099),
+                                     _bench_run("onnxruntime-cpu", 0.571, 0.168, 0.299, 0.270)]}
+    for run in report["benchmarks"]["runs"]:
+        for model, row in (("original", run["original"]), ("model", run["compressed"])):
+            row["name"] = f"{model}.{'tflite' if run['runtime'] == 'litert' else 'onnx'}"
+        for model, row in (("original", run["int8"]["original"]), ("model", run["int8"]["compressed"])):
+            row["name"] = f"{model}.int8.{'tflite' if run['runtime'] == 'litert' else 'onnx'}"
+    lines = [l for l in summary_table(report).splitlines() if l.startswith("fastest ")]
+    assert lines == ["fastest     litert: original.int8.tflite (the original at int8), p50 0.081 ms",
+                     "fastest     onnxruntime-cpu: model.onnx (lrfc at fp32), p50 0.168 ms; lrfc's int8 file (0.270 ms) "
+                     "runs 1.61x as long as its fp32 one on this runtime: int8 does not pay here"]
+    assert "Fastest on onnxruntime-cpu: model.onnx (lrfc at fp32)" in render_html(report)
+    lrfc_int8 = report["benchmarks"]["runs"][1]["int8"]["compressed"]
+    lrfc_int8.update(p50_ms=0.120, accuracy=0.8975)  # lrfc's int8 wins: its accuracy is set beside the fp32 file's
+    assert [l for l in summary_table(report).splitlines() if l.startswith("fastest ")][1] == (
+        "fastest     onnxruntime-cpu: model.int8.onnx (lrfc at int8), p50 0.120 ms; top-1 89.75% against 90.00% at "
+        "fp32 on the verification samples")
+    del report["benchmarks"]["runs"][1]["int8"]  # no int8 pair timed: nothing to choose between
+    assert sum(l.startswith("fastest ") for l in summary_table(report).splitlines()) == 1

@@ -11,7 +11,10 @@ With the int8 baseline (``lower.stage``) the same run times four files: the
 original and the compressed model at the target's precision and both at
 int8, so the report sets lrfc against what a user would do instead
 (``int8``: the pair and ``ratios.vs_original_int8``, the original at int8
-over lrfc at the target's precision).
+over lrfc at the target's precision), and ``fastest`` names the file to
+deploy on that runtime: int8 does not pay everywhere (ONNX Runtime's CPU
+provider ran the ResNet-style model's lrfc int8 file slower than its fp32
+one, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,7 +42,19 @@ class BenchmarkRun:
     def to_json(self) -> dict:
         return {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
                 "format": self.format, "precision": self.precision, "original": self.original,
-                "compressed": self.compressed, "ratios": self.ratios, "int8": self.int8}
+                "compressed": self.compressed, "ratios": self.ratios, "int8": self.int8,
+                "fastest": fastest({"precision": self.precision, "original": self.original,
+                                    "compressed": self.compressed, "int8": self.int8})}
+
+
+def fastest(run: dict) -> dict:
+    """The file with the lowest p50 of one run's (as ``report.json`` has it): model, precision, name, p50, top-1."""
+    timed = [("original", run["precision"], run["original"]), ("compressed", run["precision"], run["compressed"])]
+    if run.get("int8"):
+        timed += [("original", "int8", run["int8"]["original"]), ("compressed", "int8", run["int8"]["compressed"])]
+    model, precision, row = min(timed, key=lambda t: t[2]["p50_ms"])
+    return {"model": model, "precision": precision, "name": row.get("name"), "p50_ms": row["p50_ms"],
+            "accuracy": row.get("accuracy")}
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,23 @@ def int8_baseline_line(run: dict) -> str | None:
     return (f"{run['runtime']}: the original at int8 ({base:.3f} ms) is faster than lrfc's model at int8 "
             f"({lrfc_int8:.3f} ms) and at {run['precision']} ({lrfc:.3f} ms); on this runtime, int8 quantization of "
             "the original alone is the faster choice")
+
+
+def fastest_line(run: dict) -> str | None:
+    """Which of one runtime's timed files ran fastest, and when lrfc's int8 file did not pay; None without int8."""
+    from lrfc.benchmark.stage import fastest
+
+    if not run.get("int8"):
+        return None
+    best = fastest(run)
+    label = f"{'lrfc' if best['model'] == 'compressed' else 'the original'} at {best['precision']}"
+    line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms"
+    lrfc, lrfc_int8 = run["compressed"], run["int8"]["compressed"]
+    if best["model"] == "compressed" and best["precision"] == "int8":
+        if lrfc_int8.get("accuracy") is not None and lrfc.get("accuracy") is not None:
+            line += (f"; top-1 {100 * lrfc_int8['accuracy']:.2f}% against {100 * lrfc['accuracy']:.2f}% at "
+                     f"{run['precision']} on the verification samples")
+    elif lrfc_int8["p50_ms"] > lrfc["p50_ms"]:
+        line += (f"; lrfc's int8 file ({lrfc_int8['p50_ms']:.3f} ms) runs {lrfc_int8['p50_ms'] / lrfc['p50_ms']:.2f}x "
+                 f"as long as its {run['precision']} one on this runtime: int8 does not pay here")
+    return line

@@ -7,8 +7,8 @@ import html
 from pathlib import Path
 
 from lrfc.objectives import cost_key
-from lrfc.report.fmt import (acc_text, accuracy_line, budget_line, check_report, cost_source_line, finetune_line,
-                             input_line, int8_baseline_line, pct_removed, ranks_text, sim_text, splits_line)
+from lrfc.report.fmt import (acc_text, accuracy_line, budget_line, check_report, cost_source_line, fastest_line,
+                             finetune_line, input_line, int8_baseline_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -155,8 +155,10 @@ def _four_way(runs, e) -> list[str]:
     if not rows:
         return []
     warnings = [f"<p><b>{e(w)}</b></p>" for w in (int8_baseline_line(r) for r in runs) if w]
+    fastest = [f"<p>Fastest on {e(line)}</p>" for line in (fastest_line(r) for r in runs) if line]
     return ["<h3>Against the int8 baseline (post-training quantization of the original)</h3>",
-            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings]
+            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings,
+            *fastest]
 
 
 def _table(head: list[str], rows: list[list[str]], e) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrfc.report.fmt import (accuracy_line, budget_line, check_report, cost_source_line, finetune_line, input_line,
-                             int8_baseline_line, pct_removed, ranks_text, short, sim_text, splits_line)
+from lrfc.report.fmt import (accuracy_line, budget_line, check_report, cost_source_line, fastest_line, finetune_line,
+                             input_line, int8_baseline_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
@@ -66,6 +66,7 @@ def _footer(report: dict) -> list[str]:
             warning = int8_baseline_line(run)
             if warning:
                 out.append(f"baseline    {warning}")
+            out.append(f"fastest     {fastest_line(run)}")
     if bench.get("status") and bench["status"] != "measured":
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
