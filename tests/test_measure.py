@@ -120,7 +120,8 @@ def test_the_ladder_keeps_the_rungs_between_neighbouring_frontier_rungs():
 
 
 def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, tmp_path):
-    """``timed_ms(floor=...)``: the cost database is not consulted, every file is timed, each keeps its lower number."""
+    """``timed_ms(floor=...)``: the cost database is not consulted, every file is timed, each keeps its lower number;
+    the files lowered the first time are timed again, not lowered again."""
     import contextlib
     from types import SimpleNamespace
 
@@ -136,13 +137,22 @@ def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, t
     state = SimpleNamespace(pricer=pricer, profile=SimpleNamespace(precision="fp32", threads=2), link=object(),
                             flat=SimpleNamespace(to_json=lambda: "{}"), splits=SimpleNamespace(x_calib=np.zeros((4, 2))),
                             original_ms={"a": 0.5}, progress=lambda *a: contextlib.nullcontext(SimpleNamespace(update=lambda *a: None)))
-    monkeypatch.setattr(artifacts, "export_file", lambda model, fmt, path, precision, calib: path)
+    exported = []
+
+    def export_file(model, fmt, path, precision, calib):
+        exported.append(path.name)
+        path.write_bytes(b"lowered")
+        return path
+
+    monkeypatch.setattr(artifacts, "export_file", export_file)
     monkeypatch.setattr(measure, "time_files", lambda link, paths, runtime, threads, guess: [
         {"p50_ms": ms, "p90_ms": ms, "runs": 10} for ms in next(runs)])
     models = [(Plan(()), lambda: None)] + [(Plan((LayerChoice("c", "cp", (r,), True),)), lambda: None) for r in (16, 32)]
-    first = measure.timed_ms(state, models, "tflite", "litert")
+    first = measure.timed_ms(state, models, "tflite", "litert", tmp_path)
     assert first == ([0.60, 0.30, 0.70], True)
-    assert measure.timed_ms(state, models, "tflite", "litert") == (first[0], False)  # read back, not timed
-    again, timed = measure.timed_ms(state, models, "tflite", "litert", floor=first[0])
+    assert exported == ["model0.tflite", "model1.tflite", "model2.tflite"]
+    assert measure.timed_ms(state, models, "tflite", "litert", tmp_path) == (first[0], False)  # read back, not timed
+    again, timed = measure.timed_ms(state, models, "tflite", "litert", tmp_path, floor=first[0])
     assert timed and again == [0.55, 0.30, 0.45]            # each file's lower of its two measurements
     assert sorted(stored.values()) == sorted(again)         # and that is what the cost database keeps
+    assert len(exported) == 3                               # timed again from the files already lowered

@@ -196,14 +196,17 @@ def signature(architecture: str, plan, fmt: str) -> str:
     return "whole-model " + content_hash(architecture, json.dumps(plan.to_json(), sort_keys=True), fmt)
 
 
-def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = None) -> tuple[list[float], bool]:
+def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[float] | None = None
+             ) -> tuple[list[float], bool]:
     """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side, and whether timed now.
 
     The cost database keeps them (by ``signature``): when every one is
     there, nothing is lowered or timed (False); otherwise all are, together,
     and replace what was stored, so the numbers compared come from one run.
     ``floor`` (an earlier measurement of the same models) times them again
-    regardless, and each keeps the lower of the two.
+    regardless, and each keeps the lower of the two. The files are lowered
+    into ``work`` once: timing them again reads them back (a keras.applications
+    MobileNetV2 build spent 18 s lowering its 11 files a second time).
     """
     from lrfc.lower.artifacts import export_file
 
@@ -214,15 +217,16 @@ def timed_ms(state, models, fmt: str, runtime: str, floor: list[float] | None = 
     if all(s in known for s in sigs):
         return [known[s] for s in sigs], False
     calibration = state.splits.x_calib[:INT8_CALIBRATION]
-    with tempfile.TemporaryDirectory(prefix="lrfc-measure-") as work:
-        paths = []
-        with state.progress("measure", len(models)) as bar:
-            for k, (plan, build) in enumerate(models):
+    paths = [Path(work) / f"model{k}.{fmt}" for k in range(len(models))]
+    todo = [(path, plan, build) for path, (plan, build) in zip(paths, models) if not path.is_file()]
+    if todo:
+        with state.progress("measure", len(todo)) as bar:
+            for path, plan, build in todo:
                 model = build()
-                paths.append(export_file(model, fmt, Path(work) / f"model{k}.{fmt}", profile.precision, calibration))
+                export_file(model, fmt, path, profile.precision, calibration)
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
-        rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))
+    rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))
     ms = [r["p50_ms"] if floor is None else min(r["p50_ms"], f) for r, f in zip(rows, floor or rows)]
     pricer.remember([(s, m, m, r["p90_ms"], r["runs"], f"whole model, {len(p.choices)} layers factorized")
                      for s, m, r, (p, _) in zip(sigs, ms, rows, models)], profile.precision, replace=True)
@@ -249,11 +253,12 @@ def measure_ladder(state) -> WholeModel:
     runtime = usable[0]
     plans = [plan_from(levels[i].choices) for i in picks]
     models = [(Plan(()), lambda: state.flat)] + [(p, (lambda p=p: plan_model(state, p))) for p in plans]
-    ms, fresh = timed_ms(state, models, format_of(runtime), runtime)
-    suspect = inverted(dict(zip(picks, ms[1:])), ms[0]) if fresh else []  # stored numbers were re-timed already
-    if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
-        state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; timing all again")
-        ms, _ = timed_ms(state, models, format_of(runtime), runtime, floor=ms)
+    with tempfile.TemporaryDirectory(prefix="lrfc-measure-") as work:
+        ms, fresh = timed_ms(state, models, format_of(runtime), runtime, Path(work))
+        suspect = inverted(dict(zip(picks, ms[1:])), ms[0]) if fresh else []  # stored numbers were re-timed already
+        if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
+            state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; timing all again")
+            ms, _ = timed_ms(state, models, format_of(runtime), runtime, Path(work), floor=ms)
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),
