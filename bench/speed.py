@@ -13,7 +13,9 @@ two sets of fresh workers. Rows:
 * ``<model>/flops``    ``--objective flops``: the same budget, MACs as the cost;
 * ``<model>/int8``     ``--target host-int8``: the whole search priced, measured
                        and published at int8 (the original's int8 is the
-                       benchmark's "original"), against which lrfc int8 is judged;
+                       benchmark's "original"), against which lrfc int8 is judged
+                       (builds since 2026-12-03 time both models at fp32 beside
+                       them: whether int8 pays at all);
 * ``<model>/int8-qat`` the same with ``--qat`` (quantization-aware fine-tuning).
 
 Each report also gives the per-layer cost model's error against the whole
@@ -55,8 +57,9 @@ def speed_headline(report: dict) -> dict:
     for run in report["benchmarks"].get("runs", []):
         precision = run["precision"]  # the target's: fp32 for host, int8 for host-int8
         rows = {f"original {precision}": run["original"], f"lrfc {precision}": run["compressed"]}
-        if run.get("int8"):
-            rows.update({"original int8": run["int8"]["original"], "lrfc int8": run["int8"]["compressed"]})
+        for other in ("int8", "fp32"):  # the baseline at the other precision (lower.stage)
+            if other != precision and run.get(other):
+                rows.update({f"original {other}": run[other]["original"], f"lrfc {other}": run[other]["compressed"]})
         runs[run["runtime"]] = {name: {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "accuracy": r.get("accuracy"),
                                        "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb")}
                                 for name, r in rows.items()}

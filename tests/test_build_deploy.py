@@ -164,6 +164,33 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
         assert run["fastest"]["precision"] == ("int8" if ".int8." in best["name"] else "fp32")
 
 
+def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path, small_fashion_mnist, tmp_path):
+    """The baseline of an int8 build is fp32: whether int8 pays at all on the device."""
+    res = run_cli("build", str(tiny_model_path), "--data", str(small_fashion_mnist), "--target", "host-int8",
+                  "--objective", "flops", "--finetune", "none", "--calib-samples", "64", "--formats", "tflite",
+                  "--bench-runs", "20", "--out", str(tmp_path / "i8"), "--cache-dir", str(tmp_path / "cache"),
+                  timeout=600)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "i8" / "report.json").read_text())
+    arts = {(a["model"], a.get("variant")): a for a in report["artifacts"]}
+    assert set(arts) == {(m, v) for m in ("compressed", "original") for v in (None, "fp32 baseline")}
+    for (role, variant), a in arts.items():
+        stem = "model" if role == "compressed" else "original"
+        assert a["passed"] and a["precision"] == ("int8" if variant is None else "fp32")
+        assert Path(a["path"]).name == (f"{stem}.tflite" if variant is None else f"{stem}.fp32.tflite")
+        assert Path(a["path"]).is_file()
+    (run,) = report["benchmarks"]["runs"]
+    assert run["precision"] == "int8" and "int8" not in run
+    fp32 = run["fp32"]
+    assert fp32["original"]["name"] == "original.fp32.tflite" and fp32["compressed"]["name"] == "model.fp32.tflite"
+    assert run["ratios"]["vs_original_fp32"] == pytest.approx(fp32["original"]["p50_ms"] / run["compressed"]["p50_ms"],
+                                                              rel=1e-3)
+    rows = (run["original"], run["compressed"], fp32["original"], fp32["compressed"])
+    assert run["fastest"]["name"] == min(rows, key=lambda r: r["p50_ms"])["name"]
+    assert any(l.startswith("fp32        litert: original fp32 p50 ") for l in res.stdout.splitlines())
+    assert any(l.startswith("fastest     litert: ") for l in res.stdout.splitlines())
+
+
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
     res = run_cli("build", str(tiny_model_path), "--data", str(small_fashion_mnist), *LATENCY, "--target", "jetson-orin-nano",
                   "--finetune", "none",

@@ -316,3 +316,31 @@ def test_the_summary_names_the_fastest_file_per_runtime_and_says_when_int8_does_
         "fp32 on the verification samples")
     del report["benchmarks"]["runs"][1]["int8"]  # no int8 pair timed: nothing to choose between
     assert sum(l.startswith("fastest ") for l in summary_table(report).splitlines()) == 1
+
+
+def test_an_int8_target_is_set_against_fp32_and_the_summary_says_when_int8_does_not_pay(report):
+    # a keras.applications MobileNetV2 (alpha 0.35, 32x32) built for host-int8, the Xeon's LiteRT, 2026-12-03
+    run = _bench_run("litert", 0.085, 0.072, 0.073, 0.057)  # the target's pair at int8, the baseline at fp32
+    run.update(precision="int8", fp32=run.pop("int8"))
+    run["ratios"]["vs_original_fp32"] = run["ratios"].pop("vs_original_int8")
+    for model, row in (("original", run["original"]), ("model", run["compressed"])):
+        row["name"] = f"{model}.tflite"
+    for model, row in (("original", run["fp32"]["original"]), ("model", run["fp32"]["compressed"])):
+        row["name"] = f"{model}.fp32.tflite"
+    report["benchmarks"] = {"runs": [run]}
+    lines = summary_table(report).splitlines()
+    assert [l for l in lines if l.startswith("fp32 ")] == [
+        "fp32        litert: original fp32 p50 0.073 ms, top-1 90.00%; lrfc fp32 0.057 ms, top-1 90.00% (speed-up "
+        "1.28x); lrfc int8 vs original fp32: 1.01x"]
+    assert [l for l in lines if l.startswith("fastest ")] == [
+        "fastest     litert: model.fp32.tflite (lrfc at fp32), p50 0.057 ms; lrfc's int8 file (0.072 ms) runs 1.26x "
+        "as long as its fp32 one on this runtime: int8 does not pay here"]
+    assert not any(l.startswith("baseline ") for l in lines)  # lrfc's fp32 file beats the original's
+    page = render_html(report)
+    assert "<h3>Against fp32 (the original and lrfc's model unquantized)</h3>" in page
+    labels = [label for label in ("original int8", "original fp32", "lrfc int8", "lrfc fp32") if label in page]
+    assert sorted(labels, key=page.index) == ["original fp32", "original int8", "lrfc fp32", "lrfc int8"]
+    run["fp32"]["compressed"]["p50_ms"], run["compressed"]["p50_ms"] = 0.080, 0.090  # the original's fp32 wins
+    assert [l for l in summary_table(report).splitlines() if l.startswith("baseline ")] == [
+        "baseline    litert: the original at fp32 (0.073 ms) is faster than lrfc's model at fp32 (0.080 ms) and at "
+        "int8 (0.090 ms); on this runtime, the original at fp32, as it is, is the faster choice"]

@@ -42,7 +42,7 @@ class BuildResult:
     def failed(self) -> list:
         """Artifacts at the target's precision that failed verification (not published).
 
-        A failed int8 baseline (``lower.stage``: the user's alternative, timed
+        A failed baseline (``lower.stage``: both models at the other precision, timed
         beside lrfc's model) is a warning in the report, not a failure.
         """
         return [a for a in self.artifacts if not a.passed and a.variant is None]

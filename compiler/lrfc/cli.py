@@ -156,7 +156,7 @@ def build(
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
     cost_db: Annotated[Optional[str], typer.Option(help="Cost database of measured latencies (default: $LRFC_COST_DB, else costs.sqlite in the cache directory).")] = None,
     bench_runs: Annotated[int, typer.Option(help="Timed runs per artifact in the final original-vs-compressed benchmark (0: skip).")] = DEFAULT["bench_runs"],
-    int8_baseline: Annotated[bool, typer.Option("--int8-baseline/--no-int8-baseline", help="With the benchmark, also lower both models to int8 (post-training quantization: what you would do instead) and time all four side by side.")] = DEFAULT["int8_baseline"],
+    int8_baseline: Annotated[bool, typer.Option("--int8-baseline/--no-int8-baseline", help="With the benchmark, also lower both models to int8 (post-training quantization: what you would do instead), or to fp32 for an int8 target, and time all four side by side.")] = DEFAULT["int8_baseline"],
     input_range: InputRange = None,
     input_mean: InputMean = None,
     input_std: InputStd = None,

@@ -59,7 +59,7 @@ class BuildOptions:
     ssh_options: tuple[str, ...] = ()
     cost_db: str | None = None
     bench_runs: int = 100              # timed runs per artifact in the final benchmark; 0 skips it
-    int8_baseline: bool = True         # benchmark both models at int8 too (the user's alternative), when the target is not int8
+    int8_baseline: bool = True         # benchmark both models at the other precision too: int8 (the user's alternative), fp32 for an int8 target
     input_range: str | None = None     # the input contract (frontend.contract); None: inferred from the model
     input_mean: str | None = None
     input_std: str | None = None

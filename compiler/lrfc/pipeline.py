@@ -139,7 +139,7 @@ class BuildState:
     def failed(self) -> list[ArtifactRecord]:
         """Artifacts at the target's precision that failed verification (not published).
 
-        A failed int8 baseline (``lower.stage``) is reported, not a failure.
+        A failed baseline (``lower.stage``: the other precision) is reported, not a failure.
         """
         return [a for a in self.artifacts if not a.passed and a.variant is None]
 

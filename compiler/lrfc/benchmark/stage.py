@@ -7,14 +7,15 @@ Ratios are original / compressed (above 1: the compressed model is
 faster, smaller, lighter). When the target cannot be reached the benchmark
 is not run and the record says so.
 
-With the int8 baseline (``lower.stage``) the same run times four files: the
-original and the compressed model at the target's precision and both at
-int8, so the report sets lrfc against what a user would do instead
-(``int8``: the pair and ``ratios.vs_original_int8``, the original at int8
-over lrfc at the target's precision), and ``fastest`` names the file to
-deploy on that runtime: int8 does not pay everywhere (ONNX Runtime's CPU
-provider ran the ResNet-style model's lrfc int8 file slower than its fp32
-one, docs/BENCHMARKS.md).
+With the baseline at the other precision (``lower.stage``) the same run
+times four files: the original and the compressed model at the target's
+precision and both at the other one, under that precision's key: ``int8``
+for a float target (what a user would do instead of lrfc), ``fp32`` for an
+int8 one, with ``ratios.vs_original_<precision>`` (the original at the other
+precision over lrfc at the target's). ``fastest`` names the file to deploy on
+that runtime: int8 does not pay everywhere (ONNX Runtime's CPU provider ran
+the ResNet-style model's lrfc int8 file slower than its fp32 one,
+docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -37,21 +38,32 @@ class BenchmarkRun:
     original: dict
     compressed: dict
     ratios: dict
-    int8: dict | None = None          # {"original", "compressed", "ratios"} at int8, timed in the same run
+    baseline: dict | None = None      # {"precision", "original", "compressed", "ratios"}: the other precision
 
     def to_json(self) -> dict:
-        return {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
-                "format": self.format, "precision": self.precision, "original": self.original,
-                "compressed": self.compressed, "ratios": self.ratios, "int8": self.int8,
-                "fastest": fastest({"precision": self.precision, "original": self.original,
-                                    "compressed": self.compressed, "int8": self.int8})}
+        out = {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
+               "format": self.format, "precision": self.precision, "original": self.original,
+               "compressed": self.compressed, "ratios": self.ratios}
+        other = "fp32" if self.precision == "int8" else "int8"  # lower.stage.baseline_precision
+        out[other] = None if self.baseline is None else {k: v for k, v in self.baseline.items() if k != "precision"}
+        return {**out, "fastest": fastest(out)}
+
+
+BASELINE_PRECISIONS = ("int8", "fp32")
+
+
+def baseline_of(run: dict) -> tuple[str, dict] | None:
+    """A run's (as ``report.json`` has it) baseline pair at the other precision: ``(precision, pair)``, or None."""
+    return next(((p, run[p]) for p in BASELINE_PRECISIONS if p != run["precision"] and run.get(p)), None)
 
 
 def fastest(run: dict) -> dict:
     """The file with the lowest p50 of one run's (as ``report.json`` has it): model, precision, name, p50, top-1."""
     timed = [("original", run["precision"], run["original"]), ("compressed", run["precision"], run["compressed"])]
-    if run.get("int8"):
-        timed += [("original", "int8", run["int8"]["original"]), ("compressed", "int8", run["int8"]["compressed"])]
+    other = baseline_of(run)
+    if other:
+        precision, pair = other
+        timed += [("original", precision, pair["original"]), ("compressed", precision, pair["compressed"])]
     model, precision, row = min(timed, key=lambda t: t[2]["p50_ms"])
     return {"model": model, "precision": precision, "name": row.get("name"), "p50_ms": row["p50_ms"],
             "accuracy": row.get("accuracy")}
@@ -94,7 +106,7 @@ def _ratios(before: dict, after: dict, macs: tuple[int, int]) -> dict:
 def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, dict]:
     """Time the staged files on ``runtime`` side by side (published after the report); the run and the fingerprint.
 
-    ``records``: original and compressed, then (the int8 baseline) both at int8.
+    ``records``: original and compressed, then (the baseline) both at the other precision.
     """
     from lrfc.cost.measure import LIFETIMES
 
@@ -107,19 +119,21 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
     macs = state.mac_totals()
     before, after = rows[:2]
     ratios = _ratios(before, after, macs)
-    int8 = None
+    baseline = None
     if len(rows) == 4:
-        ratios["vs_original_int8"] = _ratio(rows[2]["p50_ms"], after["p50_ms"])
-        int8 = {"original": rows[2], "compressed": rows[3], "ratios": _ratios(rows[2], rows[3], macs)}
+        other = records[2].precision
+        ratios[f"vs_original_{other}"] = _ratio(rows[2]["p50_ms"], after["p50_ms"])
+        baseline = {"precision": other, "original": rows[2], "compressed": rows[3],
+                    "ratios": _ratios(rows[2], rows[3], macs)}
     return BenchmarkRun(runtime, result["device"].get("runtime_version"), result["device"].get("id"), fmt,
-                        records[0].precision, before, after, ratios, int8), result["device"]
+                        records[0].precision, before, after, ratios, baseline), result["device"]
 
 
 def benchmark(state) -> None:
     """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
     from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
-    from lrfc.lower.stage import INT8_BASELINE
+    from lrfc.lower.stage import baseline_precision, baseline_variant
 
     if state.options.bench_runs == 0:
         state.benchmarks = Benchmarks("skipped (--bench-runs 0)")
@@ -137,8 +151,9 @@ def benchmark(state) -> None:
         if None in records:
             skipped[runtime] = f"no verified {fmt} artifact of both models"
             continue
-        baseline = [_artifact(state, role, fmt, INT8_BASELINE) for role in ("original", "compressed")]
-        if None not in baseline:
+        other = baseline_precision(state)
+        baseline = [_artifact(state, role, fmt, baseline_variant(other)) for role in ("original", "compressed")]
+        if other is not None and None not in baseline:
             records += baseline
         try:
             run, fingerprint = _run(state, runtime, fmt, records)
@@ -149,7 +164,7 @@ def benchmark(state) -> None:
         device = {k: v for k, v in fingerprint.items() if k not in RUNTIME_KEYS}
         state.log(f"{runtime}: p50 {run.original['p50_ms']:.3f} -> {run.compressed['p50_ms']:.3f} ms "
                   f"(speed-up {run.ratios['latency_p50']:.2f}x)" + (
-                      f"; int8 {run.int8['original']['p50_ms']:.3f} -> {run.int8['compressed']['p50_ms']:.3f} ms"
-                      if run.int8 else ""))
+                      f"; {run.baseline['precision']} {run.baseline['original']['p50_ms']:.3f} -> "
+                      f"{run.baseline['compressed']['p50_ms']:.3f} ms" if run.baseline else ""))
     state.benchmarks = Benchmarks("measured" if runs else "not measured: no runtime of the target could run",
                                   tuple(runs), device, skipped)

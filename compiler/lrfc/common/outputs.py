@@ -33,7 +33,8 @@ from lrfc.errors import UserError
 
 RESULT_FILES = ("report.json", "export.json", "report.html", "plan.json", "model.keras", "model.tflite",
                 "model.onnx", "original.tflite", "original.onnx", "model.int8.tflite", "model.int8.onnx",
-                "original.int8.tflite", "original.int8.onnx")  # the last four: the int8 baseline (lower.stage)
+                "original.int8.tflite", "original.int8.onnx", "model.fp32.tflite", "model.fp32.onnx",
+                "original.fp32.tflite", "original.fp32.onnx")  # the last eight: the baselines (lower.stage)
 REPORTS = ("report.json", "export.json")  # written last, removed first
 MARKER = ".lrfc-publishing"
 STAGING_PREFIX = ".lrfc-staging-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lrfc.benchmark.stage import baseline_of, fastest
 from lrfc.objectives import cost_key
 
 
@@ -111,34 +112,43 @@ def budget_line(budget: dict) -> str:
     return f"{verdict}, on {budget['validation_samples']:,} validation samples"
 
 
-def int8_baseline_line(run: dict) -> str | None:
-    """One runtime's warning when int8 of the original (the user's alternative) beats both lrfc models; else None."""
-    int8 = run.get("int8")
-    if not int8:
+def baseline_line(run: dict) -> str | None:
+    """One runtime's warning when the original at the other precision beats both lrfc models; else None.
+
+    For a float target that is int8 of the original (the user's alternative); for an int8 target, the original
+    at fp32 as it is."""
+    other = baseline_of(run)
+    if not other:
         return None
-    base, lrfc_int8, lrfc = int8["original"]["p50_ms"], int8["compressed"]["p50_ms"], run["compressed"]["p50_ms"]
-    if base >= min(lrfc_int8, lrfc):
+    precision, pair = other
+    base, lrfc_other, lrfc = pair["original"]["p50_ms"], pair["compressed"]["p50_ms"], run["compressed"]["p50_ms"]
+    if base >= min(lrfc_other, lrfc):
         return None
-    return (f"{run['runtime']}: the original at int8 ({base:.3f} ms) is faster than lrfc's model at int8 "
-            f"({lrfc_int8:.3f} ms) and at {run['precision']} ({lrfc:.3f} ms); on this runtime, int8 quantization of "
-            "the original alone is the faster choice")
+    choice = ("int8 quantization of the original alone is the faster choice" if precision == "int8"
+              else f"the original at {precision}, as it is, is the faster choice")
+    return (f"{run['runtime']}: the original at {precision} ({base:.3f} ms) is faster than lrfc's model at "
+            f"{precision} ({lrfc_other:.3f} ms) and at {run['precision']} ({lrfc:.3f} ms); on this runtime, {choice}")
 
 
 def fastest_line(run: dict) -> str | None:
-    """Which of one runtime's timed files ran fastest, and when lrfc's int8 file did not pay; None without int8."""
-    from lrfc.benchmark.stage import fastest
-
-    if not run.get("int8"):
+    """Which of one runtime's timed files ran fastest, and when lrfc's int8 file did not pay; None without a baseline."""
+    other = baseline_of(run)
+    if not other:
         return None
     best = fastest(run)
     label = f"{'lrfc' if best['model'] == 'compressed' else 'the original'} at {best['precision']}"
     line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms"
-    lrfc, lrfc_int8 = run["compressed"], run["int8"]["compressed"]
+    lrfc = {run["precision"]: run["compressed"], other[0]: other[1]["compressed"]}
+    lrfc_int8 = lrfc.pop("int8", None)
+    if lrfc_int8 is None or not lrfc:  # no int8 file, or no float one, to weigh against each other
+        return line
+    float_precision, lrfc_float = next(iter(lrfc.items()))
     if best["model"] == "compressed" and best["precision"] == "int8":
-        if lrfc_int8.get("accuracy") is not None and lrfc.get("accuracy") is not None:
-            line += (f"; top-1 {100 * lrfc_int8['accuracy']:.2f}% against {100 * lrfc['accuracy']:.2f}% at "
-                     f"{run['precision']} on the verification samples")
-    elif lrfc_int8["p50_ms"] > lrfc["p50_ms"]:
-        line += (f"; lrfc's int8 file ({lrfc_int8['p50_ms']:.3f} ms) runs {lrfc_int8['p50_ms'] / lrfc['p50_ms']:.2f}x "
-                 f"as long as its {run['precision']} one on this runtime: int8 does not pay here")
+        if lrfc_int8.get("accuracy") is not None and lrfc_float.get("accuracy") is not None:
+            line += (f"; top-1 {100 * lrfc_int8['accuracy']:.2f}% against {100 * lrfc_float['accuracy']:.2f}% at "
+                     f"{float_precision} on the verification samples")
+    elif lrfc_int8["p50_ms"] > lrfc_float["p50_ms"]:
+        line += (f"; lrfc's int8 file ({lrfc_int8['p50_ms']:.3f} ms) runs "
+                 f"{lrfc_int8['p50_ms'] / lrfc_float['p50_ms']:.2f}x as long as its {float_precision} one on this "
+                 "runtime: int8 does not pay here")
     return line

@@ -6,9 +6,10 @@ import base64
 import html
 from pathlib import Path
 
+from lrfc.benchmark.stage import baseline_of
 from lrfc.objectives import cost_key
-from lrfc.report.fmt import (acc_text, accuracy_line, budget_line, check_report, cost_source_line, fastest_line,
-                             finetune_line, input_line, int8_baseline_line, pct_removed, ranks_text, sim_text, splits_line)
+from lrfc.report.fmt import (acc_text, accuracy_line, baseline_line, budget_line, check_report, cost_source_line,
+                             fastest_line, finetune_line, input_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -144,19 +145,29 @@ def _whole_models(report: dict, e) -> list[str]:
 
 
 def _four_way(runs, e) -> list[str]:
-    """Original and lrfc, at the target's precision and at int8, side by side per runtime (the int8 baseline)."""
-    rows = []
-    for run in (r for r in runs if r.get("int8")):
-        for label, row in ((f"original {run['precision']}", run["original"]), ("original int8", run["int8"]["original"]),
-                           (f"lrfc {run['precision']}", run["compressed"]), ("lrfc int8", run["int8"]["compressed"])):
+    """Original and lrfc, at the target's precision and at the other one, side by side per runtime (the baseline)."""
+    rows, others = [], set()
+    for run in runs:
+        other = baseline_of(run)
+        if not other:
+            continue
+        precision, pair = other
+        others.add(precision)
+        labelled = {f"original {run['precision']}": run["original"], f"original {precision}": pair["original"],
+                    f"lrfc {run['precision']}": run["compressed"], f"lrfc {precision}": pair["compressed"]}
+        for label in sorted(labelled, key=lambda k: (k.startswith("lrfc"), k.endswith("int8"))):
+            row = labelled[label]
             acc = None if row.get("accuracy") is None else 100 * row["accuracy"]
             rows.append([run["runtime"], label, f"{row['p50_ms']:.3f}", _num(acc, "{:.2f}%"), f"{row['file_bytes']:,}",
                          _mib(row.get("peak_rss_mb"))])
     if not rows:
         return []
-    warnings = [f"<p><b>{e(w)}</b></p>" for w in (int8_baseline_line(r) for r in runs) if w]
+    warnings = [f"<p><b>{e(w)}</b></p>" for w in (baseline_line(r) for r in runs) if w]
     fastest = [f"<p>Fastest on {e(line)}</p>" for line in (fastest_line(r) for r in runs) if line]
-    return ["<h3>Against the int8 baseline (post-training quantization of the original)</h3>",
+    heading = ("Against the int8 baseline (post-training quantization of the original)" if others == {"int8"}
+               else "Against fp32 (the original and lrfc's model unquantized)" if others == {"fp32"}
+               else "At both precisions")
+    return [f"<h3>{heading}</h3>",
             *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings,
             *fastest]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrfc.report.fmt import (accuracy_line, budget_line, check_report, cost_source_line, fastest_line, finetune_line,
-                             input_line, int8_baseline_line, pct_removed, ranks_text, short, sim_text, splits_line)
+from lrfc.benchmark.stage import baseline_of
+from lrfc.report.fmt import (accuracy_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
+                             finetune_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
@@ -61,9 +62,10 @@ def _footer(report: dict) -> list[str]:
     bench = report.get("benchmarks") or {}
     for run in bench.get("runs") or []:
         out.append(f"latency     {_bench_line(run)}")
-        if run.get("int8"):
-            out.append(f"int8        {_int8_line(run)}")
-            warning = int8_baseline_line(run)
+        other = baseline_of(run)
+        if other:
+            out.append(f"{other[0]:<12}{_baseline_pair_line(run, *other)}")
+            warning = baseline_line(run)
             if warning:
                 out.append(f"baseline    {warning}")
             out.append(f"fastest     {fastest_line(run)}")
@@ -124,16 +126,17 @@ def _bench_line(run: dict) -> str:
             f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MiB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
 
 
-def _int8_line(run: dict) -> str:
-    """The user's alternative beside lrfc: both models at int8, and lrfc at the target precision against it."""
-    o, c, r = run["int8"]["original"], run["int8"]["compressed"], run["int8"]["ratios"]
+def _baseline_pair_line(run: dict, precision: str, pair: dict) -> str:
+    """Both models at the other precision (int8 for a float target: the user's alternative), and lrfc at the
+    target's precision against the original at that one."""
+    o, c, r = pair["original"], pair["compressed"], pair["ratios"]
 
     def acc(row):
         return "" if row.get("accuracy") is None else f", top-1 {100 * row['accuracy']:.2f}%"
 
-    return (f"{run['runtime']}: original int8 p50 {o['p50_ms']:.3f} ms{acc(o)}; lrfc int8 {c['p50_ms']:.3f} ms{acc(c)} "
-            f"(speed-up {r['latency_p50']:.2f}x); lrfc {run['precision']} vs original int8: "
-            f"{run['ratios']['vs_original_int8']:.2f}x")
+    return (f"{run['runtime']}: original {precision} p50 {o['p50_ms']:.3f} ms{acc(o)}; lrfc {precision} "
+            f"{c['p50_ms']:.3f} ms{acc(c)} (speed-up {r['latency_p50']:.2f}x); lrfc {run['precision']} vs original "
+            f"{precision}: {run['ratios'][f'vs_original_{precision}']:.2f}x")
 
 
 def _timings_line(timings: dict) -> str:
