@@ -344,3 +344,21 @@ def test_an_int8_target_is_set_against_fp32_and_the_summary_says_when_int8_does_
     assert [l for l in summary_table(report).splitlines() if l.startswith("baseline ")] == [
         "baseline    litert: the original at fp32 (0.073 ms) is faster than lrfc's model at fp32 (0.080 ms) and at "
         "int8 (0.090 ms); on this runtime, the original at fp32, as it is, is the faster choice"]
+
+
+def test_notes_and_skipped_layers_that_share_a_reason_are_one_line_each(report):
+    # a keras.applications MobileNetV2 printed 17 "passed through" lines and 34 identical notes before
+    base = report["layers"][0]
+    report["layers"] = [dict(base, name=f"block_{i}_expand", note="kept: no candidate met the threshold at a lower cost")
+                        for i in range(5)] + [dict(base, name="fc", note="rank rounded up to a multiple of 8")]
+    report["unfactorized"] = ([{"name": f"block_{i}_depthwise", "type": "DepthwiseConv2D",
+                                "reason": "depthwise convolution: passed through"} for i in range(17)]
+                              + [{"name": "stem", "type": "Conv2D", "reason": "1 input channel"}])
+    lines = summary_table(report).splitlines()
+    assert [l for l in lines if l.startswith(("note ", "skipped "))] == [
+        "note        5 layers (block_0_expand, block_1_expand, block_2_expand, ... 2 more): kept: no candidate met the "
+        "threshold at a lower cost",
+        "note        fc: rank rounded up to a multiple of 8",
+        "skipped     17 DepthwiseConv2D layers (block_0_depthwise, block_1_depthwise, block_2_depthwise, ... 14 more): "
+        "depthwise convolution: passed through",
+        "skipped     stem (Conv2D): 1 input channel"]

@@ -81,19 +81,33 @@ def _footer(report: dict) -> list[str]:
         out.append(f"memory      peak {peaks[top]:.0f} MiB resident, in {top}{budget}")
     if any(l.get("data_aware") for l in report["layers"]):
         out.append("            * fit to the calibration data (data-aware)")
+    notes: dict[str, list[str]] = {}
     for l in report["layers"]:
         if l.get("note"):
-            out.append(f"note        {l['name']}: {l['note']}")
+            notes.setdefault(l["note"], []).append(l["name"])
+    out += [f"note        {_names(names)}: {note}" for note, names in notes.items()]
     for f in (report.get("search") or {}).get("failed_walks") or []:
         out.append(f"dropped     {f['layer']} {f['method']}: scoring raised {f['error']}")
-    skipped = report.get("unfactorized") or []
-    for u in skipped[:5]:
-        out.append(f"skipped     {u['name']} ({u['type']}): {u['reason']}")
-    if len(skipped) > 5:
-        out.append(f"skipped     ... and {len(skipped) - 5} more (see report.html)")
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for u in report.get("unfactorized") or []:
+        skipped.setdefault((u["type"], u["reason"]), []).append(u["name"])
+    groups = list(skipped.items())
+    out += [f"skipped     {names[0]} ({kind}): {reason}" if len(names) == 1 else
+            f"skipped     {_names(names, kind)}: {reason}" for (kind, reason), names in groups[:5]]
+    if len(groups) > 5:
+        rest = sum(len(names) for _, names in groups[5:])
+        out.append(f"skipped     ... and {rest} more (see report.html)")
     if report.get("accuracy_budget"):
         out.append(f"budget      {budget_line(report['accuracy_budget'])}")
     return out
+
+
+def _names(names: list[str], kind: str = "", show: int = 3) -> str:
+    """One layer's name, or a count and the first few: a note shared by 17 layers is one line, not 17."""
+    if len(names) == 1:
+        return names[0]
+    more = f", ... {len(names) - show} more" if len(names) > show else ""
+    return f"{len(names)} {kind + ' ' if kind else ''}layers ({', '.join(names[:show])}{more})"
 
 
 def _title(report: dict) -> str:
