@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrfc.frontend.data import fit_to_input, load_data, read_fashion_mnist
+from lrfc.frontend.data import describe_fit, fit_to_input, load_data, read_fashion_mnist
 from lrfc.errors import UserError
 
 
@@ -24,6 +24,8 @@ def test_fashion_mnist_mapped_to_cifar_shape_pads_and_repeats():
     raw = read_fashion_mnist()[0][0].astype(np.float32) / 255.0
     np.testing.assert_array_equal(ds.x[0, 2:30, 2:30, 1], raw)  # centred zero padding, channel repeated
     assert ds.x[0, :2].max() == 0.0
+    assert ds.fit == "28x28 images fitted to the model's 32x32x3: the channel repeated, zero-padded, centred"
+    assert load_data("fashion-mnist", (28, 28, 1), num_classes=10).fit is None  # a channel axis alone: not news
 
 
 def test_digits_scaled_and_flattened_for_an_mlp():
@@ -54,6 +56,21 @@ def test_image_folder(keras, tmp_path):
     ds = load_data(str(tmp_path), (16, 16, 3), num_classes=2)
     assert ds.x.shape == (12, 16, 16, 3)
     assert ds.y.tolist() == [0] * 6 + [1] * 6  # sorted class folders: cat=0, dog=1
+    assert ds.fit == "20x24x3 images fitted to the model's 16x16x3: resized bilinearly"
+    tf.io.write_file(str(tmp_path / "dog" / "odd.png"), tf.io.encode_png(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8)))
+    assert load_data(str(tmp_path), (16, 16, 3), num_classes=2).fit == (
+        "images of 2 shapes (20x24x3, 16x16x1) fitted to the model's 16x16x3 one by one (zero-padded where close, "
+        "else resized)")
+
+
+def test_describe_fit_says_what_the_mapping_rule_does():
+    assert describe_fit((28, 28, 1), (28, 28, 1)) is None and describe_fit((28, 28), (28, 28, 1)) is None
+    assert describe_fit((224, 224, 3), (32, 32, 3)) == "224x224x3 images fitted to the model's 32x32x3: resized bilinearly"
+    assert describe_fit((32, 32, 4), (32, 32, 1)) == (
+        "32x32x4 images fitted to the model's 32x32x1: converted to grey (BT.601 luma)")
+    assert describe_fit((30, 30, 4), (32, 32, 3)) == (
+        "30x30x4 images fitted to the model's 32x32x3: alpha dropped, zero-padded, centred")
+    assert describe_fit((8, 8), (64,)) == "8x8 samples flattened to 64"
 
 
 def test_mapping_rule():

@@ -142,6 +142,7 @@ def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_mode
     report = json.loads(res.stdout)
     assert report["input"]["range"] == "0-255" and report["input"]["source"] == "inferred"
     assert "Rescaling" in report["input"]["reason"] and report["input"]["data_values"] == "uint8 0..255"
+    assert report["input"]["data_fit"] is None  # Fashion-MNIST has the model's 28x28 shape
     assert report["original"]["test_accuracy"] == pytest.approx(keras_acc, abs=1e-6)
     assert report["original"]["accuracy"] > 0.6  # on the validation split the build holds out: also far above chance
     assert report["accuracy_budget"]["met"]  # and the published model keeps within the budget of it

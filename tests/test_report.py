@@ -362,3 +362,13 @@ def test_notes_and_skipped_layers_that_share_a_reason_are_one_line_each(report):
         "skipped     17 DepthwiseConv2D layers (block_0_depthwise, block_1_depthwise, block_2_depthwise, ... 14 more): "
         "depthwise convolution: passed through",
         "skipped     stem (Conv2D): 1 input channel"]
+
+
+def test_the_input_line_says_how_the_datas_shape_was_fitted(report):
+    report["input"] = {"range": "0-255", "source": "inferred", "reason": "the model starts with Rescaling",
+                       "data_values": "float32 0..1",
+                       "data_fit": "28x28x1 images fitted to the model's 32x32x3: the channel repeated, zero-padded, centred"}
+    assert ("input       data float32 0..1 -> pixel values 0-255 (inferred: the model starts with Rescaling); 28x28x1 "
+            "images fitted to the model's 32x32x3: the channel repeated, zero-padded, centred") in summary_table(report)
+    report["input"]["data_fit"] = None  # the data had the input's shape
+    assert "fitted" not in summary_table(report)

@@ -103,6 +103,7 @@ class BuildState:
     given_plan: Plan | None = None           # --plan, checked against the model
     contract: InputContract | None = None    # how data values reach the model
     data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
+    data_fit: str | None = None              # how the data's shape was fitted to the input (frontend.data.describe_fit)
     splits: Splits | None = None
     original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
     cache: Cache | None = None

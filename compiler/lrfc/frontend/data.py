@@ -63,7 +63,8 @@ class Dataset:
     ``values`` says what the source values were (e.g. ``uint8 0..255``) and
     ``contract`` how they were mapped; ``classes`` names the class of each
     label for an image folder; ``notes`` are things the user should know
-    (e.g. class folders that are missing).
+    (e.g. class folders that are missing); ``fit`` says how the samples'
+    shape was fitted to the model input, when it was.
     """
 
     name: str
@@ -75,6 +76,7 @@ class Dataset:
     contract: InputContract | None = None
     classes: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
+    fit: str | None = None             # how the samples' shape was fitted to the input (``describe_fit``); None: as is
 
     def summary(self) -> dict:
         return {
@@ -141,7 +143,7 @@ def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tu
 
 
 def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
-    """Unit images fitted to ``input_shape``, labels, class names by label, notes."""
+    """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted."""
     folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
@@ -150,7 +152,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
     labels, notes = _class_labels(path, folders, num_classes)
     import tensorflow as tf
 
-    xs, ys = [], []
+    xs, ys, shapes = [], [], {}
     for cls in folders:
         for f in sorted((path / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
@@ -159,6 +161,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
             except Exception as exc:
                 raise UserError(f"{f}: cannot decode image ({str(exc).strip().splitlines()[0]})") from None
+            shapes[img.shape] = shapes.get(img.shape, 0) + 1
             xs.append(_fit_image(to_unit(img[None], str(f))[0], input_shape, f)[0])
             ys.append(labels[cls])
     if not xs:
@@ -166,7 +169,14 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
     names = [""] * (max(labels.values()) + 1)
     for cls, label in labels.items():
         names[label] = cls
-    return np.stack(xs), np.asarray(ys), tuple(names), notes
+    if len(shapes) == 1:
+        fit = describe_fit(next(iter(shapes)), input_shape)
+    else:
+        common = sorted(shapes, key=shapes.get, reverse=True)
+        fit = (f"images of {len(shapes)} shapes ({', '.join('x'.join(map(str, s)) for s in common[:3])}"
+               f"{', ...' if len(common) > 3 else ''}) fitted to the model's {'x'.join(map(str, input_shape))} "
+               "one by one (zero-padded where close, else resized)")
+    return np.stack(xs), np.asarray(ys), tuple(names), notes, fit
 
 
 def unit_rule(x: np.ndarray, where: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
@@ -252,6 +262,28 @@ def _fit_image(x: np.ndarray, target: tuple, where) -> np.ndarray:
     import tensorflow as tf
 
     return tf.image.resize(x, (h, w), method="bilinear").numpy()
+
+
+def describe_fit(sample: tuple, input_shape: tuple) -> str | None:
+    """What ``fit_to_input`` does to samples of shape ``sample``, in words; None when they are used as they are."""
+    sample, input_shape = tuple(sample), tuple(input_shape)
+    if sample == input_shape:
+        return None
+    dims = "x".join
+    if len(input_shape) == 1:
+        return f"{dims(map(str, sample))} samples flattened to {input_shape[0]}"
+    h, w, c = input_shape
+    ih, iw, ic = (*sample, 1) if len(sample) == 2 else sample
+    steps = []
+    if ic != c:
+        steps.append("the channel repeated" if ic == 1 else "converted to grey (BT.601 luma)" if c == 1
+                     else "alpha dropped")
+    if (ih, iw) != (h, w):
+        pad = ih <= h and iw <= w and 4 * ih >= 3 * h and 4 * iw >= 3 * w
+        steps.append("zero-padded, centred" if pad else "resized bilinearly")
+    if not steps:  # only a channel axis of 1 added: nothing the user needs to hear
+        return None
+    return f"{dims(map(str, sample))} images fitted to the model's {dims(map(str, input_shape))}: {', '.join(steps)}"
 
 
 def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.ndarray:
@@ -362,7 +394,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         values as they are read.
     """
     contract = contract or InputContract(reason="the default")
-    x_test = y_test = classes = None
+    x_test = y_test = classes = fit = None
     notes: list[str] = []
     if not isinstance(spec, str):  # the Python API: arrays in memory
         x, y, x_test, y_test = _arrays(spec)
@@ -379,7 +411,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         if not path.exists():
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
         if path.is_dir():
-            x, y, classes, notes = _read_image_dir(path, tuple(input_shape), num_classes)
+            x, y, classes, notes, fit = _read_image_dir(path, tuple(input_shape), num_classes)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path)
         else:
@@ -393,4 +425,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
         y_test = _check(x_test, y_test, num_classes, 1, f"{spec} (test split)")
         x_test, _ = _to_model(x_test, input_shape, contract, f"{spec} (test split)")
-    return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes))
+    if classes is None:  # arrays: one shape, fitted as they are read
+        fit = describe_fit(np.shape(x.source)[1:], input_shape)
+    return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes),
+                   fit=fit)

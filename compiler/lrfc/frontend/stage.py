@@ -40,7 +40,7 @@ def load_inputs(options, model, log, rows, targets):
     cap_batches(memory.predict_batch)
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
                               allow_low=options.allow_low_accuracy, log=log)
-    log(f"input: {ds.values} -> {contract.describe()}")
+    log(f"input: {ds.values} -> {contract.describe()}" + (f"; {ds.fit}" if ds.fit else ""))
     log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
     log(memory.describe())
     for note in (*ds.notes, *splits.notes, *filter(None, [memory.lowering_warning()])):
@@ -97,6 +97,6 @@ def load(state) -> None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
     state.contract, dataset, state.splits, state.memory, state.original_accuracy = load_inputs(
         opts, state.flat, state.log, state.rows, state.targets)
-    state.data_values = dataset.values
+    state.data_values, state.data_fit = dataset.values, dataset.fit
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
     cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores

@@ -99,7 +99,8 @@ def input_line(contract: dict) -> str:
             parts.append(f"{key} " + ",".join(f"{v:g}" for v in contract[key]))
     data = f"data {contract['data_values']} -> " if contract.get("data_values") else ""
     why = f": {contract['reason']}" if contract.get("reason") else ""
-    return f"{data}{', '.join(parts)} ({contract.get('source', '?')}{why})"
+    fit = f"; {contract['data_fit']}" if contract.get("data_fit") else ""
+    return f"{data}{', '.join(parts)} ({contract.get('source', '?')}{why}){fit}"
 
 
 def budget_line(budget: dict) -> str:

@@ -85,7 +85,7 @@ def build_report(state) -> dict:
                      "accuracy": round(state.original_accuracy, 6), "test_accuracy": state.test_accuracy[0]},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
                        "accuracy": round(state.compressed_accuracy, 6), "test_accuracy": state.test_accuracy[1]},
-        "input": {**state.contract.to_json(), "data_values": state.data_values},
+        "input": {**state.contract.to_json(), "data_values": state.data_values, "data_fit": state.data_fit},
         "splits": state.splits.to_json(),
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
                                            len(state.splits.x_val), state.enforce_budget),
