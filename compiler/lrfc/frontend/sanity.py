@@ -123,7 +123,8 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
 
 
 def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract, *, passthrough: bool = False,
-                   allow_low: bool = False, where: str = "the validation split", log=None) -> float:
+                   allow_low: bool = False, where: str = "the validation split", log=None,
+                   fit: str | None = None) -> float:
     """The original's top-1 on ``(x, y)``; a ``UserError`` when it is at chance (see the module doc).
 
     Args:
@@ -134,6 +135,8 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
         allow_low: warn through ``log`` instead of stopping.
         where: names the samples in the message.
         log: where a warning goes.
+        fit: how the data's shape was fitted to the input (``frontend.data.describe_fit``), said at chance: a
+            wrong size or channel count is a cause as likely as a wrong range.
 
     Raises:
         UserError: the outputs are not finite, or the score is at chance and ``allow_low`` is False.
@@ -161,7 +164,7 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
         return accuracy
     cause = _diagnose(y, pred, accuracy, classes, contract, tried)
     message = (f"the original model scores {100 * accuracy:.1f}% top-1 on {where} ({len(x):,} samples; chance is "
-               f"{100 / classes:.1f}%): {cause}")
+               f"{100 / classes:.1f}%): {cause}" + (f"; and the data was reshaped: {fit}" if fit else ""))
     if not allow_low:
         raise UserError(f"{message}; or pass --allow-low-accuracy to go on anyway")
     if log is not None:

@@ -39,7 +39,7 @@ def load_inputs(options, model, log, rows, targets):
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
     cap_batches(memory.predict_batch)
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
-                              allow_low=options.allow_low_accuracy, log=log)
+                              allow_low=options.allow_low_accuracy, log=log, fit=ds.fit)
     log(f"input: {ds.values} -> {contract.describe()}" + (f"; {ds.fit}" if ds.fit else ""))
     log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
     log(memory.describe())
