@@ -251,6 +251,29 @@ def test_onnx_names_input_output_and_dynamic_batch(kind, models, tmp_path):
         assert float(np.abs(run_onnx(path, x[:batch]) - ref[:batch]).max()) < 1e-4
 
 
+def test_onnx_export_drops_the_reshapes_tf2onnx_leaves_at_1x1_maps(tmp_path):
+    """Between two convolutions on a 1x1 map tf2onnx writes a layout transpose as ``Reshape([-1, C, 1, 1])``: a
+    no-op that stops ONNX Runtime's layout passes. Removed, the model computes the same; the Flatten's is kept."""
+    import onnx
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    x = keras.Input((8, 8, 3))
+    h = layers.Conv2D(16, 3, strides=2, activation="relu")(x)      # 3x3
+    h = layers.Conv2D(24, 3, activation="relu")(h)                  # 1x1
+    h = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(32, 1)(h)))
+    h = layers.BatchNormalization()(layers.Conv2D(16, 1)(h))
+    model = keras.Model(x, layers.Softmax()(layers.Flatten()(layers.Conv2D(10, 1)(h))))
+    path = export_onnx(model, tmp_path / "m.onnx")
+    graph = onnx.load(str(path)).graph
+    reshapes = [n for n in graph.node if n.op_type == "Reshape"]
+    shapes = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in graph.initializer}
+    assert [shapes[n.input[1]] for n in reshapes] == [[-1, 10]]  # the Flatten (tf2onnx wrote 4 Reshapes before)
+    assert not any(name.startswith("new_shape") for name in shapes if name not in {n.input[1] for n in reshapes})
+    xs = np.random.default_rng(0).uniform(0, 1, (5, 8, 8, 3)).astype(np.float32)
+    assert float(np.abs(run_onnx(path, xs) - np.asarray(model(xs))).max()) < 1e-5
+
+
 def test_onnx_export_runs_tf2onnx_optimizers_without_graph_snapshots(functional, tmp_path, monkeypatch):
     """tf2onnx deep-copies the graph (weights too) before every optimizer pass unless switched off; lrfc switches it off
     for the conversion only (6.0 -> 3.5 GiB above the model on ResNet50) and leaves the environment as it was."""
