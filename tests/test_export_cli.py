@@ -65,6 +65,23 @@ def test_export_default_precision_verifies_on_random_inputs_without_data(model_p
     assert tflite_art["precision"] == "fp16" and tflite_art["samples"] == 64 and tflite_art["passed"]
 
 
+def test_export_int8_for_a_tensorrt_target_is_symmetric_and_says_so(model_path, tmp_path, capsys):
+    """A Jetson's ONNX runtime is TensorRT first: its int8 file has zero points 0, and export.json says why."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "trt"
+    assert main(["export", str(model_path), "--target", "jetson-orin-nano", "--precision", "int8", "--formats", "onnx",
+                 "--data", "digits", "--out", str(out), "--json"]) == 0
+    (art,) = json.loads(capsys.readouterr().out)["artifacts"]
+    assert art["precision"] == "int8" and art["passed"] and art["top1_agreement"] >= 0.9
+    assert art["note"].startswith("int8 for TensorRT: activations int8 and symmetric (zero point 0)")
+    proto = onnx.load(str(out / "model.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
 def test_export_formats_option_and_coral_rules(model_path, tmp_path, capsys):
     out = tmp_path / "only"
     assert main(["export", str(model_path), "--target", "host", "--formats", "onnx", "--out", str(out)]) == 0
@@ -98,12 +115,12 @@ def test_failed_verification_exits_1_with_the_numbers(model_path, tmp_path, caps
 
     real = artifacts._export_onnx
 
-    def corrupted(model, path, precision, calibration, work):
+    def corrupted(model, path, precision, calibration, work, **options):
         bad = keras.models.clone_model(model)
         weights = model.get_weights()
         weights[-2] = weights[-2] + np.random.default_rng(1).standard_normal(weights[-2].shape).astype(np.float32)
         bad.set_weights(weights)
-        return real(bad, path, precision, calibration, work)
+        return real(bad, path, precision, calibration, work, **options)
 
     monkeypatch.setitem(artifacts._EXPORTERS, "onnx", corrupted)
     out = tmp_path / "bad"

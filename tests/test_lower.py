@@ -197,6 +197,41 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
         quantize_onnx_int8(fp32, tmp_path / "e.onnx", calib[:0])
 
 
+def test_onnx_int8_for_tensorrt_has_symmetric_int8_activations(functional, digits, tmp_path):
+    """TensorRT builds int8 from Q/DQ only with zero points 0 (``scheme="symmetric"``): every zero point of the file
+    is 0 (int8; int32 for biases), weights stay in [-127, 127], and ONNX Runtime's CPU provider passes the gate."""
+    import onnx
+    from onnx import numpy_helper
+
+    from lrfc.lower.artifacts import onnx_int8_scheme
+    from lrfc.targets import load_profile
+
+    calib, x_val = digits[0], digits[1]
+    fp32 = export_onnx(functional, tmp_path / "m.onnx")
+    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib, scheme="symmetric")
+    proto = onnx.load(str(q))
+    inits = {i.name: i for i in proto.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in proto.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert len(zero_points) > 4
+    bad = [(z.name, z.data_type, numpy_helper.to_array(z).ravel()[:3].tolist()) for z in zero_points  # biases: int32
+           if z.data_type not in (onnx.TensorProto.INT8, onnx.TensorProto.INT32) or numpy_helper.to_array(z).any()]
+    assert not bad
+    kernels = [numpy_helper.to_array(i) for i in proto.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert kernels and all(k.min() >= -127 for k in kernels)
+    record = gate(q, "onnx", "int8", x_val, reference_outputs(functional, x_val))
+    assert record.passed and record.top1_agreement >= 0.9, record
+    u8s8 = onnx.load(str(quantize_onnx_int8(fp32, tmp_path / "u.onnx", calib)))  # the CPU file: uint8 activations
+    assert any(i.data_type == onnx.TensorProto.UINT8 for i in u8s8.graph.initializer)
+    with pytest.raises(ValueError, match="scheme must be one of u8s8, symmetric"):
+        quantize_onnx_int8(fp32, tmp_path / "x.onnx", calib, scheme="s8s8")
+    # the target decides: TensorRT first among its ONNX runtimes, or not
+    assert onnx_int8_scheme(load_profile("jetson-orin-nano")) == "symmetric"
+    assert onnx_int8_scheme(load_profile("x86-nvidia-gpu")) == "symmetric"
+    assert onnx_int8_scheme(load_profile("host")) == onnx_int8_scheme(load_profile("raspberry-pi-5")) == "u8s8"
+
+
 def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional, digits, tmp_path):
     """The graph ONNX Runtime's CPU provider runs after its QDQ fusions: one Q in, one DQ out, no float op between.
 
@@ -365,13 +400,13 @@ def test_onnx_export_falls_back_to_snapshots_when_an_optimizer_fails(functional,
 def _corrupted_exporter(real, noise: float):
     """An exporter that lowers a copy of the model whose last kernel got noise: a real weight mismatch."""
 
-    def export(model, path, precision, calibration, work):
+    def export(model, path, precision, calibration, work, **options):
         bad = keras.models.clone_model(model)
         weights = model.get_weights()
         rng = np.random.default_rng(7)
         weights[-2] = weights[-2] + noise * rng.standard_normal(weights[-2].shape).astype(np.float32)
         bad.set_weights(weights)
-        return real(bad, path, precision, calibration, work)
+        return real(bad, path, precision, calibration, work, **options)
 
     return export
 
@@ -398,8 +433,8 @@ def test_an_artifact_the_runtime_refuses_fails_the_gate_in_one_line(functional, 
     """A file LiteRT cannot load (here: a truncated flatbuffer) is a gate failure, not a traceback."""
     calib, x_val = digits[0], digits[1]
 
-    def truncated(model, path, precision, calibration, work):
-        result = artifacts._export_tflite(model, path, precision, calibration, work)
+    def truncated(model, path, precision, calibration, work, **options):
+        result = artifacts._export_tflite(model, path, precision, calibration, work, **options)
         path.write_bytes(path.read_bytes()[:200])
         return result
 
@@ -413,7 +448,7 @@ def test_an_artifact_the_runtime_refuses_fails_the_gate_in_one_line(functional, 
 def test_a_converter_that_crashes_fails_only_its_format(functional, digits, tmp_path, monkeypatch):
     calib, x_val = digits[0], digits[1]
 
-    def crash(model, path, precision, calibration, work):
+    def crash(model, path, precision, calibration, work, **options):
         raise RuntimeError("tf2onnx gave up\nwith a long trace")
 
     monkeypatch.setitem(artifacts._EXPORTERS, "onnx", crash)

@@ -208,7 +208,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
     into ``work`` once: timing them again reads them back (a keras.applications
     MobileNetV2 build spent 18 s lowering its 11 files a second time).
     """
-    from lrfc.lower.artifacts import export_file
+    from lrfc.lower.artifacts import export_file, onnx_int8_scheme
 
     pricer, profile = state.pricer, state.profile
     architecture = state.flat.to_json()
@@ -223,7 +223,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
         with state.progress("measure", len(todo)) as bar:
             for path, plan, build in todo:
                 model = build()
-                export_file(model, fmt, path, profile.precision, calibration)
+                export_file(model, fmt, path, profile.precision, calibration, onnx_int8_scheme(profile))
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
     rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))

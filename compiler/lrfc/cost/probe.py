@@ -133,7 +133,8 @@ def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
             paths = {}
             for name, (model, _) in models.items():
                 calib = rng.uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
-                paths[name] = export_file(model, fmt, Path(work) / f"{precision}-{name}.{fmt}", precision, calib)
+                paths[name] = export_file(model, fmt, Path(work) / f"{precision}-{name}.{fmt}", precision, calib,
+                                          "symmetric" if runtime == "onnxruntime-tensorrt" else "u8s8")
             log(f"probe: timing them on {link.label}")
             # One worker for all (one per model read noisier here), several lifetimes (an ONNX Runtime worker
             # can read up to 2x slow for its whole life), and each model's fastest run: load only adds time,

@@ -29,6 +29,8 @@ RANDOM_VERIFY_SAMPLES = 64  # uniform [0, 1] inputs when no data is given (fp32/
 
 ONNX_FP16_NOTE = ("kept in fp32: ONNX Runtime's CPU provider has no fp16 speed path, and the TensorRT "
                   "execution provider converts to fp16 at run time (trt_fp16_enable)")
+ONNX_SYMMETRIC_NOTE = ("int8 for TensorRT: activations int8 and symmetric (zero point 0), the only int8 TensorRT "
+                       "builds from Q/DQ; ONNX Runtime's CPU provider runs it, but leaves a residual Add in float")
 
 
 def format_of(runtime: str) -> str:
@@ -51,9 +53,17 @@ def formats_for(profile) -> tuple[str, ...]:
     return tuple(out)
 
 
+def onnx_int8_scheme(profile) -> str:
+    """How an int8 ONNX file for ``profile`` quantizes activations (``lower.onnx.INT8_SCHEMES``): ``symmetric``
+    (int8, zero point 0) when the first ONNX runtime of the target is TensorRT, which takes nothing else; else
+    ``u8s8``, what ONNX Runtime's CPU kernels run integer throughout."""
+    onnx_runtimes = [r for r in profile.runtimes if format_of(r) == "onnx"]
+    return "symmetric" if onnx_runtimes[:1] == ["onnxruntime-tensorrt"] else "u8s8"
+
+
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
-          final_dir: str | Path | None = None) -> list[ArtifactRecord]:
+          final_dir: str | Path | None = None, onnx_int8: str = "u8s8") -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -76,6 +86,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         stem: the artifacts' file name without suffix.
         final_dir: where the files will be published (the records' ``path``);
             default ``out_dir``.
+        onnx_int8: how an int8 ONNX file quantizes activations (``onnx_int8_scheme``).
 
     Returns:
         One ``ArtifactRecord`` per format, in order.
@@ -105,19 +116,19 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
     for fmt in formats:
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
-                                      calibration, Path(work), x_verify, reference, y_verify))
+                                      calibration, Path(work), x_verify, reference, y_verify, onnx_int8))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
-               y_verify) -> ArtifactRecord:
+               y_verify, onnx_int8: str = "u8s8") -> ArtifactRecord:
     """Export one format and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
     start = time.perf_counter()
     try:
-        artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work)
+        artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
         why = first_line(exc)
         staged.unlink(missing_ok=True)
@@ -127,7 +138,8 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
         release()  # the converter's graphs: garbage in cycles, gone before the next conversion
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify)
     if not record.passed and (fmt, artifact_precision) == ("onnx", "int8"):
-        record, note = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record)
+        record, note = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
+                                            onnx_int8)
     record.path, record.note, record.seconds = str(final), note, round(time.perf_counter() - start, 3)
     if record.error:
         record.error = record.error.replace(staged.name, final.name, 1)
@@ -136,7 +148,8 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     return record
 
 
-def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first):
+def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first,
+                         onnx_int8: str = "u8s8"):
     """An int8 ONNX file that failed the gate, quantized again with 7-bit weights and gated again: ``(record, note)``.
 
     ONNX Runtime runs int8 convolutions on x86 as u8 x s8 products summed in
@@ -154,7 +167,7 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     from lrfc.lower.verify import gate
 
     try:
-        _export_onnx(model, staged, "int8", calibration, work, reduce_range=True)
+        _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8)
     except Exception:  # the first failure stands
         return first, None
     finally:
@@ -178,7 +191,8 @@ def require_passed(records) -> None:
         raise VerificationError("; ".join(r.error or f"{r.name} failed verification" for r in bad))
 
 
-def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path) -> tuple[str, str | None]:
+def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
+                   onnx_int8: str = "u8s8") -> tuple[str, str | None]:
     from lrfc.lower.tflite import export_tflite
 
     export_tflite(model, path, precision, representative=calibration if precision == "int8" else None)
@@ -186,25 +200,25 @@ def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, w
 
 
 def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
-                 reduce_range: bool = False) -> tuple[str, str | None]:
+                 reduce_range: bool = False, onnx_int8: str = "u8s8") -> tuple[str, str | None]:
     from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
 
     if precision != "int8":
         export_onnx(model, path)
         return "fp32", ONNX_FP16_NOTE if precision == "fp16" else None
     fp32 = export_onnx(model, work / f"fp32.{path.name}")
-    quantize_onnx_int8(fp32, path, calibration, reduce_range=reduce_range)
+    quantize_onnx_int8(fp32, path, calibration, reduce_range=reduce_range, scheme=onnx_int8)
     fp32.unlink()
-    return "int8", None
+    return "int8", ONNX_SYMMETRIC_NOTE if onnx_int8 == "symmetric" else None
 
 
 _EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx}
 
 
-def export_file(model, fmt: str, path: Path, precision: str, calibration: np.ndarray) -> Path:
+def export_file(model, fmt: str, path: Path, precision: str, calibration: np.ndarray, onnx_int8: str = "u8s8") -> Path:
     """Export ``model`` to ``path`` in ``fmt`` at ``precision``, with no gate: for timing, never for publishing."""
     with tempfile.TemporaryDirectory(prefix="lrfc-export-") as work:
-        _EXPORTERS[fmt](model, Path(path), precision, calibration, Path(work))
+        _EXPORTERS[fmt](model, Path(path), precision, calibration, Path(work), onnx_int8=onnx_int8)
     return Path(path)
 FORMATS = tuple(_EXPORTERS)
 """The formats lrfc writes, one exporter each; which runtime runs a format is runtime_bench's registry's business."""

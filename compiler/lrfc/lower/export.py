@@ -134,7 +134,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.common.atomic import write_text
     from lrfc.common.outputs import OutputDir
     from lrfc.frontend.contract import resolve
-    from lrfc.lower.artifacts import lower, require_passed
+    from lrfc.lower.artifacts import lower, onnx_int8_scheme, require_passed
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
@@ -145,7 +145,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         samples = draw_samples(model, contract, data, calib_samples, seed, allow_low_accuracy=allow_low_accuracy,
                                log=log)
         records = lower(model, output.staging, precision=precision, formats=formats, calibration=samples.calibration,
-                        verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path)
+                        verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path,
+                        onnx_int8=onnx_int8_scheme(profile))
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}

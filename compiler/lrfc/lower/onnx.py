@@ -50,6 +50,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
 CALIBRATION_BATCH = 16  # samples per calibration run; the batch axis is dynamic
+INT8_SCHEMES = ("u8s8", "symmetric")  # activations uint8 (ONNX Runtime CPU); int8 with zero point 0 (TensorRT)
 SMALL_CONSTANT = 64    # initializers up to this many elements (shape vectors) keep their values in shape inference
 SNAPSHOT_SWITCH = "TF2ONNX_CATCH_ERRORS"  # set (to anything): tf2onnx's optimizers run without graph snapshots
 
@@ -130,7 +131,7 @@ def _without_optimizer_snapshots():
 
 
 def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray,
-                       reduce_range: bool = False) -> Path:
+                       reduce_range: bool = False, scheme: str = "u8s8") -> Path:
     """Statically quantize an fp32 ``.onnx`` file to int8 (QDQ, per-channel weights), written atomically.
 
     Activations are uint8 (per tensor), weights int8 and symmetric per output
@@ -146,8 +147,12 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     ``--models vgg``, 00:16 and 06:44 UTC).
     ``tests/test_lower.py`` checks the graph ONNX Runtime runs: integer from
     the one QuantizeLinear at the input to the one DequantizeLinear at the
-    output. The file is built for ONNX Runtime's CPU provider: TensorRT takes
-    only symmetric int8 activations (zero point 0), which neither setting gives.
+    output. That file is built for ONNX Runtime's CPU provider. TensorRT
+    builds int8 from Q/DQ only when every zero point is 0 ("TRT only supports
+    symmetric quantization"): ``scheme="symmetric"`` quantizes activations to
+    int8 with zero point 0 and weights to int8 in [-127, 127], the file for a
+    target whose ONNX runtime is TensorRT (``lower.artifacts.onnx_int8_scheme``;
+    checked here by reading its zero points, no GPU in this project to run it).
 
     Args:
         fp32_path: an fp32 model written by ``export_onnx``; left untouched.
@@ -156,13 +161,16 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
             every sample is run once to collect activation ranges.
         reduce_range: weights on 7 bits instead of 8 (``lower.artifacts._onnx_int8_on_7_bits``: x86 CPUs
             without VNNI saturate 8-bit products).
+        scheme: ``u8s8`` (ONNX Runtime CPU) or ``symmetric`` (TensorRT), one of ``INT8_SCHEMES``.
 
     Returns:
         ``out_path``.
 
     Raises:
-        ValueError: no calibration samples.
+        ValueError: no calibration samples, or an unknown scheme.
     """
+    if scheme not in INT8_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(INT8_SCHEMES)}, received {scheme!r}")
     if calibration is None or len(calibration) == 0:
         received = "None" if calibration is None else "an empty array"
         raise ValueError(f"int8 quantization needs calibration samples shaped like the model input; received {received}")
@@ -185,8 +193,11 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        symmetric = scheme == "symmetric"
         quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range)
+                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else None)
         onnx.checker.check_model(str(tmp), full_check=True)
     return out_path
 

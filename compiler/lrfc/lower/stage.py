@@ -45,7 +45,7 @@ def baseline_precision(state) -> str | None:
 
 def lower(state) -> None:
     """Lower, verify and stage the compressed and the original model in the target's formats."""
-    from lrfc.lower.artifacts import formats_for, lower as lower_model
+    from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme
 
     opts = state.options
     formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
@@ -59,7 +59,8 @@ def lower(state) -> None:
         for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
             records = lower_model(model, state.output.staging, precision=precision, formats=formats,
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
-                                  stem=stem + suffix, final_dir=state.output.path)
+                                  stem=stem + suffix, final_dir=state.output.path,
+                                  onnx_int8=onnx_int8_scheme(state.profile))
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     for r in state.artifacts:
         if not r.passed and r.variant is not None:
