@@ -243,7 +243,10 @@ def _inferred_shapes(model) -> dict[str, list[int | None]]:
            if np.prod(t.dims, dtype=np.int64) > SMALL_CONSTANT]
     light = helper.make_model(helper.make_graph(graph.node, graph.name, [*graph.input, *big], graph.output, small),
                               opset_imports=model.opset_import, ir_version=model.ir_version)
-    inferred = shape_inference.infer_shapes(light).graph
+    try:
+        inferred = shape_inference.infer_shapes(light).graph
+    except Exception:  # a graph ONNX's inference cannot follow: no shapes, so nothing is dropped (the file is valid)
+        return {}
     return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
             for v in (*inferred.value_info, *inferred.input, *inferred.output)
             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
