@@ -51,8 +51,8 @@ ROWS = {"latency": {"--objective": "latency"}, "flops": {"--objective": "flops"}
         "int8-qat": {"--target": "host-int8", "--objective": "latency", "--qat": None}}
 
 
-def speed_headline(report: dict) -> dict:
-    """``bench.quality.headline`` plus the four-way latency table per runtime and the cost model's error."""
+def latency_table(report: dict) -> dict:
+    """Per runtime, each timed file as ``"<original|lrfc> <precision>"``: the target's pair and its baseline's."""
     runs = {}
     for run in report["benchmarks"].get("runs", []):
         precision = run["precision"]  # the target's: fp32 for host, int8 for host-int8
@@ -63,6 +63,12 @@ def speed_headline(report: dict) -> dict:
         runs[run["runtime"]] = {name: {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "accuracy": r.get("accuracy"),
                                        "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb")}
                                 for name, r in rows.items()}
+    return runs
+
+
+def speed_headline(report: dict) -> dict:
+    """``bench.quality.headline`` plus the four-way latency table per runtime and the cost model's error."""
+    runs = latency_table(report)
     whole = report.get("whole_model") or {}
     return {**headline(report), "budget": report["accuracy_budget"],
             "test_before": report["original"].get("test_accuracy"), "test_after": report["compressed"].get("test_accuracy"),

@@ -90,3 +90,19 @@ def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run_
     models["resnet50-searched-latency"]["date"] = "2026-12-03 04:45 UTC"  # re-built after the side-by-side run
     stale = _searched_reading(models, timed)[2]
     assert "predates a row above (2026-12-03 04:45 UTC)" in stale and "MAC cut" not in stale
+
+
+def test_the_latency_table_keeps_both_precisions_of_an_int8_build():
+    from bench.speed import latency_table
+
+    def row(ms):
+        return {"p50_ms": ms, "p90_ms": ms, "file_bytes": 10, "accuracy": 0.9}
+
+    int8_build = {"runtime": "litert", "precision": "int8", "original": row(0.085), "compressed": row(0.072),
+                  "fp32": {"original": row(0.073), "compressed": row(0.057)}}
+    float_build = {"runtime": "onnxruntime-cpu", "precision": "fp32", "original": row(0.4), "compressed": row(0.2),
+                   "int8": None}  # --no-int8-baseline: no pair
+    table = latency_table({"benchmarks": {"runs": [int8_build, float_build]}})
+    assert {k: v["p50_ms"] for k, v in table["litert"].items()} == {
+        "original int8": 0.085, "lrfc int8": 0.072, "original fp32": 0.073, "lrfc fp32": 0.057}
+    assert sorted(table["onnxruntime-cpu"]) == ["lrfc fp32", "original fp32"]
