@@ -191,6 +191,33 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
     assert any(l.startswith("fastest     litert: ") for l in res.stdout.splitlines())
 
 
+def test_a_baseline_that_fails_its_gate_is_timed_and_marked_but_never_published(tiny_model_path, small_fashion_mnist,
+                                                                                  tmp_path, monkeypatch):
+    """int8 of a keras.applications EfficientNetB0 failed the gate where lrfc's passed: the comparison still shows.
+    Here every int8 file fails (a tolerance no int8 file meets): both are timed, flagged, and left out of ``out``."""
+    import lrfc
+    from lrfc.lower import verify
+    from lrfc.report.text import summary_table
+
+    monkeypatch.setitem(verify.TOLERANCES, "int8", verify.Tolerance(max_abs_diff=1e-9, top1_agreement=1.0))
+    result = lrfc.build(str(tiny_model_path), str(small_fashion_mnist), target="host", objective="flops",
+                        finetune="none", calib_samples=64, formats=("tflite",), bench_runs=20, out=tmp_path / "o",
+                        cache_dir=str(tmp_path / "cache"), log=lambda m: None)
+    assert result.failed == []  # the baselines are not the deliverable
+    baselines = [a for a in result.artifacts if a.variant == "int8 baseline"]
+    assert len(baselines) == 2 and not any(a.passed for a in baselines)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.suffix == ".tflite") == ["model.tflite",
+                                                                                          "original.tflite"]
+    assert not list((tmp_path / "o").glob(".lrfc-staging-*"))
+    (run,) = result.report["benchmarks"]["runs"]
+    pair = run["int8"]
+    assert pair["original"]["name"] == "original.int8.tflite" and pair["original"]["verified"] is False
+    assert pair["compressed"]["verified"] is False and pair["original"]["p50_ms"] > 0
+    assert "verified" not in run["original"]  # the deliverables passed: nothing to flag
+    int8_line = next(l for l in summary_table(result.report).splitlines() if l.startswith("int8 "))
+    assert int8_line.count("(failed verification: timed, not published)") == 2
+
+
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
     res = run_cli("build", str(tiny_model_path), "--data", str(small_fashion_mnist), *LATENCY, "--target", "jetson-orin-nano",
                   "--finetune", "none",

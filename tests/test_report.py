@@ -372,3 +372,21 @@ def test_the_input_line_says_how_the_datas_shape_was_fitted(report):
             "images fitted to the model's 32x32x3: the channel repeated, zero-padded, centred") in summary_table(report)
     report["input"]["data_fit"] = None  # the data had the input's shape
     assert "fitted" not in summary_table(report)
+
+
+def test_a_baseline_that_failed_its_gate_is_flagged_where_it_is_timed(report):
+    # int8 of a keras.applications EfficientNetB0 failed the gate (max abs diff 0.51) where lrfc's int8 passed
+    run = _bench_run("litert", 0.558, 0.346, 0.150, 0.180)
+    run["int8"]["original"].update(verified=False, name="original.int8.tflite")
+    report["benchmarks"] = {"runs": [run]}
+    lines = summary_table(report).splitlines()
+    int8_line = next(l for l in lines if l.startswith("int8 "))
+    assert "original int8 p50 0.150 ms, top-1 90.00% (failed verification: timed, not published); lrfc int8" in int8_line
+    assert [l for l in lines if l.startswith("baseline ")] == [
+        "baseline    litert: the original at int8 (0.150 ms) is faster than lrfc's model at int8 (0.180 ms) and at "
+        "fp32 (0.346 ms); on this runtime, it would be the faster choice, but its file failed the verification gate "
+        "(timed, not published)"]
+    assert [l for l in lines if l.startswith("fastest ")] == [
+        "fastest     litert: original.int8.tflite (the original at int8), p50 0.150 ms (failed the verification gate: "
+        "timed, not published)"]
+    assert "original int8 (failed verification, not published)" in render_html(report)

@@ -21,6 +21,7 @@ docs/BENCHMARKS.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 WARMUP, ROUNDS = 10, 5
 RUNTIME_KEYS = ("runtime", "runtime_version", "id", "workdir")  # per run; the rest describes the machine
@@ -66,7 +67,7 @@ def fastest(run: dict) -> dict:
         timed += [("original", precision, pair["original"]), ("compressed", precision, pair["compressed"])]
     model, precision, row = min(timed, key=lambda t: t[2]["p50_ms"])
     return {"model": model, "precision": precision, "name": row.get("name"), "p50_ms": row["p50_ms"],
-            "accuracy": row.get("accuracy")}
+            "accuracy": row.get("accuracy"), "verified": row.get("verified", True)}
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class Benchmarks:
 
 
 def _artifact(state, role: str, fmt: str, variant: str | None = None):
-    return next((a for a in state.artifacts
-                 if a.model == role and a.format == fmt and a.passed and a.variant == variant), None)
+    """The staged file of ``role`` in ``fmt``: verified, or for a baseline, present (``lower.stage``)."""
+    return next((a for a in state.artifacts if a.model == role and a.format == fmt and a.variant == variant
+                 and (a.passed or (variant is not None and (state.output.staging / Path(a.path).name).is_file()))),
+                None)
 
 
 def _ratio(before, after) -> float | None:
@@ -116,6 +119,8 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
     rows = result["results"]
     for row, record in zip(rows, records):
         row["path"], row["accuracy"] = record.path, record.accuracy
+        if not record.passed:  # a baseline timed though it failed its gate (lower.stage): said beside its numbers
+            row["verified"], row["error"] = False, record.error
     macs = state.mac_totals()
     before, after = rows[:2]
     ratios = _ratios(before, after, macs)
@@ -130,7 +135,17 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
 
 
 def benchmark(state) -> None:
-    """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach)."""
+    """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach); then
+    the baseline files that failed their gate leave the staging folder, timed but never published."""
+    from lrfc.lower.stage import discard_failed_baselines
+
+    try:
+        _benchmark(state)
+    finally:
+        discard_failed_baselines(state)
+
+
+def _benchmark(state) -> None:
     from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
     from lrfc.lower.stage import baseline_precision, baseline_variant

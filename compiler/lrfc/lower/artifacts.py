@@ -63,7 +63,8 @@ def onnx_int8_scheme(profile) -> str:
 
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
-          final_dir: str | Path | None = None, onnx_int8: str = "u8s8") -> list[ArtifactRecord]:
+          final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False
+          ) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -87,6 +88,8 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         final_dir: where the files will be published (the records' ``path``);
             default ``out_dir``.
         onnx_int8: how an int8 ONNX file quantizes activations (``onnx_int8_scheme``).
+        keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
+            the caller removes it, ``lower.stage.discard_failed_baselines``).
 
     Returns:
         One ``ArtifactRecord`` per format, in order.
@@ -116,12 +119,13 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
     for fmt in formats:
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
-                                      calibration, Path(work), x_verify, reference, y_verify, onnx_int8))
+                                      calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
+                                      keep_failed))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
-               y_verify, onnx_int8: str = "u8s8") -> ArtifactRecord:
+               y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False) -> ArtifactRecord:
     """Export one format and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
@@ -143,7 +147,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     record.path, record.note, record.seconds = str(final), note, round(time.perf_counter() - start, 3)
     if record.error:
         record.error = record.error.replace(staged.name, final.name, 1)
-    if not record.passed:
+    if not record.passed and not keep_failed:
         staged.unlink(missing_ok=True)
     return record
 

@@ -127,6 +127,8 @@ def baseline_line(run: dict) -> str | None:
         return None
     choice = ("int8 quantization of the original alone is the faster choice" if precision == "int8"
               else f"the original at {precision}, as it is, is the faster choice")
+    if pair["original"].get("verified") is False:
+        choice = "it would be the faster choice, but its file failed the verification gate (timed, not published)"
     return (f"{run['runtime']}: the original at {precision} ({base:.3f} ms) is faster than lrfc's model at "
             f"{precision} ({lrfc_other:.3f} ms) and at {run['precision']} ({lrfc:.3f} ms); on this runtime, {choice}")
 
@@ -139,6 +141,8 @@ def fastest_line(run: dict) -> str | None:
     best = fastest(run)
     label = f"{'lrfc' if best['model'] == 'compressed' else 'the original'} at {best['precision']}"
     line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms"
+    if best.get("verified") is False:
+        line += " (failed the verification gate: timed, not published)"
     lrfc = {run["precision"]: run["compressed"], other[0]: other[1]["compressed"]}
     lrfc_int8 = lrfc.pop("int8", None)
     if lrfc_int8 is None or not lrfc:  # no int8 file, or no float one, to weigh against each other

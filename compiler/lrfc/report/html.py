@@ -158,7 +158,8 @@ def _four_way(runs, e) -> list[str]:
         for label in sorted(labelled, key=lambda k: (k.startswith("lrfc"), k.endswith("int8"))):
             row = labelled[label]
             acc = None if row.get("accuracy") is None else 100 * row["accuracy"]
-            rows.append([run["runtime"], label, f"{row['p50_ms']:.3f}", _num(acc, "{:.2f}%"), f"{row['file_bytes']:,}",
+            shown = label + (" (failed verification, not published)" if row.get("verified") is False else "")
+            rows.append([run["runtime"], shown, f"{row['p50_ms']:.3f}", _num(acc, "{:.2f}%"), f"{row['file_bytes']:,}",
                          _mib(row.get("peak_rss_mb"))])
     if not rows:
         return []

@@ -146,7 +146,8 @@ def _baseline_pair_line(run: dict, precision: str, pair: dict) -> str:
     o, c, r = pair["original"], pair["compressed"], pair["ratios"]
 
     def acc(row):
-        return "" if row.get("accuracy") is None else f", top-1 {100 * row['accuracy']:.2f}%"
+        top1 = "" if row.get("accuracy") is None else f", top-1 {100 * row['accuracy']:.2f}%"
+        return top1 + (" (failed verification: timed, not published)" if row.get("verified") is False else "")
 
     return (f"{run['runtime']}: original {precision} p50 {o['p50_ms']:.3f} ms{acc(o)}; lrfc {precision} "
             f"{c['p50_ms']:.3f} ms{acc(c)} (speed-up {r['latency_p50']:.2f}x); lrfc {run['precision']} vs original "
