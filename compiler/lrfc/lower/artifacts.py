@@ -166,7 +166,13 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     (``tests/test_lower.py``'s fixture quantized both ways by a one-off
     ``/tmp`` script, 2026-12-02 10:10 UTC). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
+    The note names saturation only on a CPU without VNNI: on the Xeon (AVX-512
+    VNNI) a keras.applications EfficientNetB0's lrfc int8 file failed at 8
+    bits (max abs diff 0.543) and passed at 7 (0.253), plain quantization
+    error that the other rounding happened to keep within the gate.
     """
+    from runtime_bench.device import vector_isa
+
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
@@ -179,8 +185,8 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     record = gate(staged, "onnx", "int8", x_verify, reference, y_verify)
     if not record.passed:
         return first, None
-    return record, (f"weights on 7 bits: at 8 bits ONNX Runtime on this CPU (int8 products saturate without VNNI) "
-                    f"failed the gate ({first.error})")
+    why = "" if "VNNI" in vector_isa() else " (int8 products saturate on x86 without VNNI)"
+    return record, f"weights on 7 bits: at 8 bits ONNX Runtime on this CPU{why} failed the gate ({first.error})"
 
 
 def failed(records) -> list[ArtifactRecord]:
