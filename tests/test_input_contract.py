@@ -182,20 +182,24 @@ def test_a_range_that_is_clearly_worse_but_above_chance_is_a_warning(tiny_model_
     assert accuracy > 0.15 and len(warnings) == 1 and "pass --input-range 0-1" in warnings[0], warnings
 
 
-def test_at_chance_the_message_says_how_the_data_was_reshaped(tiny_model_path, tmp_path):
+def test_at_chance_the_message_says_how_the_data_was_reshaped(tiny_model_path, tmp_path, keras):
     """Images of another size and channel count reach the model through the mapping rule; at chance, the one
-    line says so beside the range and labels (a wrong size is as likely a cause)."""
+    line says so beside the range and labels (a wrong size is as likely a cause). Every image is the same grey
+    square, so the model gives every one the same class, and none is labelled with it: top-1 is 0, whatever
+    the split."""
     import tensorflow as tf
 
-    rng = np.random.default_rng(0)
+    grey = np.full((24, 24, 3), 128, np.uint8)
+    fitted = np.pad(np.full((1, 24, 24, 1), 128 / 255, np.float32), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    predicted = int(np.argmax(keras.models.load_model(tiny_model_path).predict(fitted, verbose=0)))
     for cls in range(10):
         (tmp_path / "imgs" / str(cls)).mkdir(parents=True)
-        for i in range(4):
-            img = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)  # noise: the model can only guess
-            tf.io.write_file(str(tmp_path / "imgs" / str(cls) / f"{i}.png"), tf.io.encode_png(img))
+        for i in range(0 if cls == predicted else 6):
+            tf.io.write_file(str(tmp_path / "imgs" / str(cls) / f"{i}.png"), tf.io.encode_png(grey))
     res = run_cli("build", str(tiny_model_path), "--data", str(tmp_path / "imgs"), "--target", "host",
                   "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "scores 0.0% top-1" in res.stderr
     assert ("and the data was reshaped: 24x24x3 images fitted to the model's 28x28x1: converted to grey (BT.601 "
             "luma), zero-padded, centred; or pass --allow-low-accuracy") in res.stderr
     assert not (tmp_path / "o").exists()
