@@ -42,6 +42,7 @@ from pathlib import Path
 from bench.decompose_time import machine
 from bench.quality import MODELS, headline, run_build
 from bench.results_file import update_json
+from lrfc.benchmark.stage import baseline_of
 
 RESULTS = Path("bench/results/speed.json")
 WORK = Path("bench/work/speed")
@@ -57,9 +58,10 @@ def latency_table(report: dict) -> dict:
     for run in report["benchmarks"].get("runs", []):
         precision = run["precision"]  # the target's: fp32 for host, int8 for host-int8
         rows = {f"original {precision}": run["original"], f"lrfc {precision}": run["compressed"]}
-        for other in ("int8", "fp32"):  # the baseline at the other precision (lower.stage)
-            if other != precision and run.get(other):
-                rows.update({f"original {other}": run[other]["original"], f"lrfc {other}": run[other]["compressed"]})
+        baseline = baseline_of(run)  # the pair at the other precision (lower.stage)
+        if baseline:
+            other, pair = baseline
+            rows.update({f"original {other}": pair["original"], f"lrfc {other}": pair["compressed"]})
         runs[run["runtime"]] = {name: {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "accuracy": r.get("accuracy"),
                                        "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb")}
                                 for name, r in rows.items()}

@@ -227,9 +227,11 @@ def test_onnx_int8_for_tensorrt_has_symmetric_int8_activations(functional, digit
     with pytest.raises(ValueError, match="scheme must be one of u8s8, symmetric"):
         quantize_onnx_int8(fp32, tmp_path / "x.onnx", calib, scheme="s8s8")
     # the target decides: TensorRT first among its ONNX runtimes, or not
-    assert onnx_int8_scheme(load_profile("jetson-orin-nano")) == "symmetric"
-    assert onnx_int8_scheme(load_profile("x86-nvidia-gpu")) == "symmetric"
-    assert onnx_int8_scheme(load_profile("host")) == onnx_int8_scheme(load_profile("raspberry-pi-5")) == "u8s8"
+    assert onnx_int8_scheme(load_profile("jetson-orin-nano").runtimes) == "symmetric"
+    assert onnx_int8_scheme(load_profile("x86-nvidia-gpu").runtimes) == "symmetric"
+    assert onnx_int8_scheme(load_profile("host").runtimes) == "u8s8"
+    assert onnx_int8_scheme(load_profile("raspberry-pi-5").runtimes) == "u8s8"
+    assert onnx_int8_scheme(["onnxruntime-tensorrt"]) == "symmetric" and onnx_int8_scheme(["litert"]) == "u8s8"
 
 
 def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional, digits, tmp_path):

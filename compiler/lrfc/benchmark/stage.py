@@ -45,8 +45,9 @@ class BenchmarkRun:
         out = {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
                "format": self.format, "precision": self.precision, "original": self.original,
                "compressed": self.compressed, "ratios": self.ratios}
-        other = "fp32" if self.precision == "int8" else "int8"  # lower.stage.baseline_precision
-        out[other] = None if self.baseline is None else {k: v for k, v in self.baseline.items() if k != "precision"}
+        from lrfc.lower.stage import other_precision
+
+        out[other_precision(self.precision)] = None if self.baseline is None else {k: v for k, v in self.baseline.items() if k != "precision"}
         return {**out, "fastest": fastest(out)}
 
 

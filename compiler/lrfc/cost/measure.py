@@ -205,8 +205,8 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
     and replace what was stored, so the numbers compared come from one run.
     ``floor`` (an earlier measurement of the same models) times them again
     regardless, and each keeps the lower of the two. The files are lowered
-    into ``work`` once: timing them again reads them back (a keras.applications
-    MobileNetV2 build spent 18 s lowering its 11 files a second time).
+    into ``work`` once: timing them again reads them back instead of lowering
+    every model a second time (``tests/test_measure.py`` counts the exports).
     """
     from lrfc.lower.artifacts import export_file, onnx_int8_scheme
 
@@ -223,7 +223,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
         with state.progress("measure", len(todo)) as bar:
             for path, plan, build in todo:
                 model = build()
-                export_file(model, fmt, path, profile.precision, calibration, onnx_int8_scheme(profile))
+                export_file(model, fmt, path, profile.precision, calibration, onnx_int8_scheme(profile.runtimes))
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
     rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))

@@ -120,7 +120,7 @@ def _models(keras, precision: str):
 def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
     """Lower the synthetic models for each precision, time them on ``link``, read the figures off."""
     from lrfc.common.quiet import import_keras
-    from lrfc.lower.artifacts import export_file, format_of
+    from lrfc.lower.artifacts import export_file, format_of, onnx_int8_scheme
 
     keras = import_keras()
     fmt = format_of(runtime)
@@ -134,7 +134,7 @@ def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
             for name, (model, _) in models.items():
                 calib = rng.uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
                 paths[name] = export_file(model, fmt, Path(work) / f"{precision}-{name}.{fmt}", precision, calib,
-                                          "symmetric" if runtime == "onnxruntime-tensorrt" else "u8s8")
+                                          onnx_int8_scheme([runtime]))
             log(f"probe: timing them on {link.label}")
             # One worker for all (one per model read noisier here), several lifetimes (an ONNX Runtime worker
             # can read up to 2x slow for its whole life), and each model's fastest run: load only adds time,

@@ -53,11 +53,11 @@ def formats_for(profile) -> tuple[str, ...]:
     return tuple(out)
 
 
-def onnx_int8_scheme(profile) -> str:
-    """How an int8 ONNX file for ``profile`` quantizes activations (``lower.onnx.INT8_SCHEMES``): ``symmetric``
-    (int8, zero point 0) when the first ONNX runtime of the target is TensorRT, which takes nothing else; else
-    ``u8s8``, what ONNX Runtime's CPU kernels run integer throughout."""
-    onnx_runtimes = [r for r in profile.runtimes if format_of(r) == "onnx"]
+def onnx_int8_scheme(runtimes) -> str:
+    """How an int8 ONNX file for ``runtimes`` (a target's, in order) quantizes activations
+    (``lower.onnx.INT8_SCHEMES``): ``symmetric`` (int8, zero point 0) when the first ONNX runtime among them is
+    TensorRT, which takes nothing else; else ``u8s8``, what ONNX Runtime's CPU kernels run integer throughout."""
+    onnx_runtimes = [r for r in runtimes if format_of(r) == "onnx"]
     return "symmetric" if onnx_runtimes[:1] == ["onnxruntime-tensorrt"] else "u8s8"
 
 
@@ -166,10 +166,10 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     (``tests/test_lower.py``'s fixture quantized both ways by a one-off
     ``/tmp`` script, 2026-12-02 10:10 UTC). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
-    The note names saturation only on a CPU without VNNI: on the Xeon (AVX-512
-    VNNI) a keras.applications EfficientNetB0's lrfc int8 file failed at 8
-    bits (max abs diff 0.543) and passed at 7 (0.253), plain quantization
-    error that the other rounding happened to keep within the gate.
+    The note names saturation only on a CPU without VNNI: there an 8-bit
+    failure is plain quantization error that 7 bits may still keep within the
+    gate (a keras.applications EfficientNetB0's lrfc int8 file on the Xeon; a
+    one-off build, in the notes).
     """
     from runtime_bench.device import vector_isa
 

@@ -146,7 +146,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                                log=log)
         records = lower(model, output.staging, precision=precision, formats=formats, calibration=samples.calibration,
                         verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path,
-                        onnx_int8=onnx_int8_scheme(profile))
+                        onnx_int8=onnx_int8_scheme(profile.runtimes))
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}

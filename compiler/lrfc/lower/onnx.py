@@ -257,12 +257,11 @@ def _drop_identity_reshapes(model) -> int:
 
     tf2onnx writes one where a layout transpose of a 1x1 feature map became a
     Reshape (``[N, C, 1, 1] -> [-1, C, 1, 1]``, between two convolutions). It
-    computes nothing, and each one stops ONNX Runtime's layout passes at it:
-    a keras.applications MobileNetV2 at 32x32 input (17 of them in lrfc's
-    model, 9 in the original) ran on ONNX Runtime CPU, side by side, fp32
-    0.136 -> 0.113 ms and int8 0.178 -> 0.156 ms without them (its original
-    0.164 -> 0.132 and 0.146 -> 0.141), the int8 graph ONNX Runtime runs
-    losing 32 of its 33 Transposes.
+    computes nothing, and each one stops ONNX Runtime's layout passes at it
+    (Transposes around each in the int8 graph it runs, layout reorders in the
+    fp32 one): a keras.applications MobileNetV2 at 32x32 input ran faster on
+    ONNX Runtime CPU without them, fp32 and int8 (a one-off measurement, in
+    the notes). ``tests/test_lower.py`` checks they are gone.
     """
     from onnx import numpy_helper
 

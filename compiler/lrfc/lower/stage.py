@@ -16,13 +16,13 @@ the calibration samples: what an edge engineer would do instead of lrfc),
 ``model.int8.<fmt>`` and ``original.int8.<fmt>``; for an int8 target it is
 fp32, ``model.fp32.<fmt>`` and ``original.fp32.<fmt>`` (whether int8 pays at
 all on this device: a keras.applications MobileNetV2 at 32x32, built for
-``host-int8``, ran its int8 file 1.27x as long as its fp32 one on this
-machine's LiteRT). Each goes through the
+``host-int8``, ran its int8 file slower than its fp32 one on this
+machine's LiteRT; a one-off measurement, in the notes). Each goes through the
 same gate at its precision's tolerance. A baseline that fails its gate is
 reported, not a build failure, and still timed (marked so): int8 of a
-keras.applications EfficientNetB0 failed the gate (max abs diff 0.51, top-1
-agreement 93.4 %) where lrfc's int8 passed, which is worth seeing beside
-the times; it stays in the staging folder until the benchmark has run and
+keras.applications EfficientNetB0 failed the gate where lrfc's int8 passed
+(a one-off build, in the notes), which is worth seeing beside the times; it
+stays in the staging folder until the benchmark has run and
 is never published (``discard_failed_baselines``).
 """
 
@@ -39,13 +39,18 @@ def baseline_variant(precision: str) -> str:
     return f"{precision} baseline"
 
 
+def other_precision(precision: str) -> str:
+    """The baseline's precision beside a target's: fp32 for an int8 target, int8 for any other."""
+    return "fp32" if precision == "int8" else "int8"
+
+
 def baseline_precision(state) -> str | None:
     """The precision both models are also lowered to and timed at: int8 for a float target, fp32 for an int8 one;
     None when there is no baseline (``--no-int8-baseline``, no benchmark, or no device to run it)."""
     opts = state.options
     if not (opts.int8_baseline and opts.bench_runs > 0 and state.link is not None):
         return None
-    return "fp32" if state.profile.precision == "int8" else "int8"
+    return other_precision(state.profile.precision)
 
 
 def discard_failed_baselines(state) -> None:
@@ -72,7 +77,7 @@ def lower(state) -> None:
             records = lower_model(model, state.output.staging, precision=precision, formats=formats,
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
                                   stem=stem + suffix, final_dir=state.output.path,
-                                  onnx_int8=onnx_int8_scheme(state.profile), keep_failed=variant is not None)
+                                  onnx_int8=onnx_int8_scheme(state.profile.runtimes), keep_failed=variant is not None)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     for r in state.artifacts:
         if not r.passed and r.variant is not None:
