@@ -90,3 +90,26 @@ def test_inspect_json_on_a_legacy_h5_sequential(keras, tmp_path):
     assert "total" in table.splitlines()[-2] and f"{model.count_params():,}" in table.splitlines()[-2]
     assert table.splitlines()[-1].startswith("input: pixel values 0-1, inferred: no Rescaling/Normalization layer")
     assert report["input"]["range"] == "0-1" and report["input"]["source"] == "inferred"
+
+
+def test_help_shows_every_bracket_its_source_has():
+    """Rich reads ``[word]`` in a help text as markup and drops it: ``--executor``'s help said "pip install 'lrfc'"."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from lrfc.cli import app
+
+    def commands(group, path):
+        for name, sub in getattr(group, "commands", {}).items():
+            yield from commands(sub, [*path, name]) if hasattr(sub, "commands") else [([*path, name], sub)]
+
+    found = []
+    for path, command in commands(typer.main.get_command(app), []):
+        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=2000, env={"COLUMNS": "2000"}).output
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for token in (t for text in texts for t in re.findall(r"\[[^\]\s]*\]", text)):
+            found.append(token)
+            assert token in shown, f"lrfc {' '.join(path)} --help lost {token}"
+    assert "[ray]" in found  # the walk reached the build command's options

@@ -170,7 +170,7 @@ def build(
     patience: Annotated[int, typer.Option(help="Fine-tuning stops after this many epochs without a better validation accuracy (epochs in the first half of the rate schedule do not count).")] = DEFAULT["patience"],
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune through int8 fake quantization (quantization-aware training); int8 targets only.")] = DEFAULT["qat"],
     memory_budget: Annotated[Optional[str], typer.Option(help="Memory the build may hold, e.g. 4G or 512M: batches are sized to fit, a budget too small is refused before the heavy work (default: 60% of available memory).")] = None,
-    executor: Annotated[str, typer.Option(help="Where scoring and latency-pricing tasks run: inprocess, or ray (pip install 'lrfc[ray]'); the plan is the same.")] = DEFAULT["executor"],
+    executor: Annotated[str, typer.Option(help="Where scoring and latency-pricing tasks run: inprocess, or ray (pip install 'lrfc\\[ray]'); the plan is the same.")] = DEFAULT["executor"],
     ray_address: Annotated[Optional[str], typer.Option(help="--executor ray: auto, or HOST:PORT of a running Ray cluster (default: start a local one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
