@@ -120,8 +120,8 @@ def plan(quick: bool, groups: list[str]) -> list[dict]:
     return rows
 
 
-def run_build(args: list[str]) -> tuple[dict, float, float]:
-    """Run ``lrfc build ... --json``; returns (report, wall seconds, peak RSS MB of the child).
+def run_lrfc(args: list[str]) -> tuple[int, bytes, str, float, float]:
+    """Run ``lrfc ARGS`` in a child process; returns (exit status, stdout, stderr, wall seconds, peak RSS MB).
 
     The child is reaped with ``os.wait4`` for its own ``ru_maxrss`` (its stderr
     goes to a file, so reading stdout to the end cannot deadlock).
@@ -132,13 +132,18 @@ def run_build(args: list[str]) -> tuple[dict, float, float]:
         out = proc.stdout.read()
         proc.stdout.close()
         _, status, usage = os.wait4(proc.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
-        if code != 0:
-            err.seek(0)
-            sys.stderr.write(err.read().decode(errors="replace"))
-            raise SystemExit(f"lrfc {' '.join(args)} failed ({code})")
-    return json.loads(out), wall, usage.ru_maxrss / 1024
+        err.seek(0)
+        return os.waitstatus_to_exitcode(status), out, err.read().decode(errors="replace"), wall, usage.ru_maxrss / 1024
+
+
+def run_build(args: list[str]) -> tuple[dict, float, float]:
+    """Run ``lrfc build ... --json``; returns (report, wall seconds, peak RSS MB of the child); exits when it fails."""
+    code, out, err, wall, peak = run_lrfc(args)
+    if code != 0:
+        sys.stderr.write(err)
+        raise SystemExit(f"lrfc {' '.join(args)} failed ({code})")
+    return json.loads(out), wall, peak
 
 
 def headline(report: dict) -> dict:

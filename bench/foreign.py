@@ -1,0 +1,210 @@
+"""Models nobody here designed: keras.applications architectures, their preprocessing, the files and data users bring.
+
+Every other benchmark runs on lrfc's own Fashion-MNIST baselines, whose input
+contract lrfc's authors know. Here each model is a keras.applications
+architecture (``weights=None``), trained briefly by this script on
+Fashion-MNIST padded to 32x32 and repeated to three channels (20,000 training
+images, Adam, BatchNorm momentum 0.9 unless a row says otherwise), saved the
+way a user would hand it over, and built by the real CLI with default options
+(``lrfc build MODEL --data DATA``: target ``host``, ``--max-acc-drop 1.0``),
+plus only the flags its preprocessing needs. Models:
+
+* ``mobilenetv2``        MobileNetV2 (alpha 0.35) behind its own ``Rescaling(1/127.5, -1)``:
+                         reads raw 0-255 pixels; saved as a Keras-2-style ``.h5``;
+* ``mobilenetv2-bn999``  the same, trained 1 epoch on 5,000 images with the momentum
+                         keras.applications gives its BatchNorm (0.999): its moving statistics are still near
+                         their initial values, so at inference it scores near chance
+                         whatever its training accuracy said;
+* ``efficientnetb0``     EfficientNetB0 with its own ``Rescaling`` and ``Normalization``; ``.keras``;
+* ``resnet50-caffe``     ResNet50 trained on ``keras.applications.resnet50.preprocess_input``
+                         (BGR, ImageNet means subtracted, 0-255): nothing inside the
+                         model says so; ``.keras``.
+
+Data (``bench/work/foreign/``): ``png`` is a folder of the 10,000 test images
+as 32x32 RGB PNGs in class subfolders (validation held out from it); ``npz``
+holds 12,000 unused training images (``x``, ``y``, uint8 0..255) and the
+10,000 test images (``x_test``, ``y_test``), which lrfc halves into
+validation and test. Rows (``<model>/<data>[/<flags>]``):
+
+* ``mobilenetv2/png``, ``efficientnetb0/npz``: defaults;
+* ``mobilenetv2-bn999/png``: lrfc should refuse (exit 2, one line) in seconds;
+* ``resnet50-caffe/npz-caffe``: ``--channel-order bgr --input-mean 103.939,116.779,123.68 --input-range 0-255``;
+* ``resnet50-caffe/npz``: the same model without those flags (the user who forgot them).
+
+Each row keeps the command, exit status, wall time and peak RSS; a refused
+row its one line; a built row the input contract lrfc read, accuracy before
+and after (validation, and test where the data has one), the budget, what
+was removed, and the four-way latency table per runtime (``bench.speed``).
+Each model also keeps its own Keras top-1 on the 10,000 test images as
+trained. Results: ``bench/results/foreign.json``; ``python -m bench.render``.
+
+    python -m bench.foreign [--rows mobilenetv2/png,...] [--retrain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.decompose_time import machine
+from bench.quality import run_lrfc
+from bench.results_file import update_json
+from bench.speed import speed_headline
+
+RESULTS = Path("bench/results/foreign.json")
+WORK = Path("bench/work/foreign")
+CAFFE = ["--channel-order", "bgr", "--input-mean", "103.939,116.779,123.68", "--input-range", "0-255"]
+TRAIN = 20000
+
+# model: (architecture, file suffix, epochs, training images, BatchNorm momentum or None for the architecture's own)
+MODELS = {
+    "mobilenetv2": ("MobileNetV2 (alpha 0.35) + Rescaling(1/127.5, -1)", "h5", 6, TRAIN, 0.9),
+    "mobilenetv2-bn999": ("MobileNetV2 (alpha 0.35) + Rescaling(1/127.5, -1)", "h5", 1, 5000, None),
+    "efficientnetb0": ("EfficientNetB0 (its own Rescaling + Normalization)", "keras", 4, TRAIN, 0.9),
+    "resnet50-caffe": ("ResNet50, caffe preprocessing outside the model", "keras", 3, TRAIN, 0.9),
+}
+ROWS = {
+    "mobilenetv2/png": ("mobilenetv2", "png", []),
+    "mobilenetv2-bn999/png": ("mobilenetv2-bn999", "png", []),
+    "efficientnetb0/npz": ("efficientnetb0", "npz", []),
+    "resnet50-caffe/npz-caffe": ("resnet50-caffe", "npz", CAFFE),
+    "resnet50-caffe/npz": ("resnet50-caffe", "npz", []),
+}
+
+
+def fashion_rgb32() -> tuple[np.ndarray, ...]:
+    """Fashion-MNIST padded to 32x32 and repeated to 3 channels, uint8: x_train, y_train, x_test, y_test."""
+    from lrfc.frontend.data import read_fashion_mnist
+
+    x, y, xt, yt = read_fashion_mnist()
+
+    def rgb(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.pad(a, ((0, 0), (2, 2), (2, 2)))[..., None], 3, axis=-1)
+
+    return rgb(x), y, rgb(xt), yt
+
+
+def build_model(name: str):
+    """The untrained Keras model of ``MODELS[name]`` (10 classes, 32x32x3 input)."""
+    import keras
+
+    momentum = MODELS[name][4]
+    inputs = keras.Input((32, 32, 3))
+    if name.startswith("mobilenetv2"):
+        base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+        features = base(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs))
+    elif name == "efficientnetb0":
+        base = keras.applications.EfficientNetB0(input_shape=(32, 32, 3), include_top=False, weights=None)
+        features = base(inputs)
+    else:
+        base = keras.applications.ResNet50(input_shape=(32, 32, 3), include_top=False, weights=None)
+        features = base(inputs)
+    if momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = momentum
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
+    return keras.Model(inputs, outputs, name=name.replace("-", "_"))
+
+
+def preprocess(name: str, x: np.ndarray) -> np.ndarray:
+    """What the model's training fed it: raw 0-255 floats, or caffe's preprocessing for ``resnet50-caffe``."""
+    if name == "resnet50-caffe":
+        import keras
+
+        return keras.applications.resnet50.preprocess_input(x.astype("float32"))
+    return x.astype("float32")
+
+
+def trained(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> tuple[Path, dict]:
+    """The model file of ``MODELS[name]``, trained here once (seed 0); returns its path and how it was trained."""
+    _, suffix, epochs, samples, momentum = MODELS[name]
+    path, info_path = WORK / f"{name}.{suffix}", WORK / f"{name}.json"
+    if path.exists() and info_path.exists() and not retrain:
+        return path, json.loads(info_path.read_text())
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y, xt, yt = data
+    model = build_model(name)
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    history = model.fit(preprocess(name, x[:samples]), y[:samples], batch_size=128, epochs=epochs, verbose=2)
+    seconds = time.perf_counter() - start
+    test = model.evaluate(preprocess(name, xt), yt, batch_size=256, verbose=0)[1]
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    momenta = sorted({layer.momentum for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)})
+    WORK.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    info = {"architecture": MODELS[name][0], "file": path.name, "epochs": epochs, "train_samples": samples,
+            "bn_momentum": momenta, "train_accuracy": round(history.history["accuracy"][-1], 4),
+            "keras_test_accuracy": round(float(test), 4), "train_s": round(seconds, 1), "params": model.count_params()}
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    return path, info
+
+
+def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
+    """``png``: the test split as a class-folder of PNGs; ``npz``: 12,000 unused training images and the test split."""
+    x, y, xt, yt = data
+    if kind == "png":
+        root = WORK / "images"
+        if not (root / "done").exists():
+            from PIL import Image
+
+            for i, (image, label) in enumerate(zip(xt, yt)):
+                (root / str(label)).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(root / str(label) / f"{i:05d}.png")
+            (root / "done").write_text("")
+        return root
+    path = WORK / "fashion32.npz"
+    if not path.exists():
+        np.savez(path, x=x[48000:], y=y[48000:], x_test=xt, y_test=yt)
+    return path
+
+
+def run_row(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> dict:
+    """Train (once) the row's model, write its data, run ``lrfc build`` on them and keep what it says."""
+    model, kind, flags = ROWS[name]
+    path, info = trained(model, data, retrain)
+    cli = ["build", str(path), "--data", str(write_data(kind, data)), *flags,
+           "--out", str(WORK / "out" / name.replace("/", "-")), "--cache-dir", str(WORK / "cache"), "--json"]
+    code, out, err, wall, peak = run_lrfc(cli)
+    row = {"model": model, "trained": info, "data": kind, "flags": " ".join(flags), "command": "lrfc " + " ".join(cli),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "exit": code, "wall_s": round(wall, 1),
+           "peak_rss_mb": round(peak, 1)}
+    if code != 0:
+        return {**row, "refusal": (err.strip().splitlines() or ["(no message)"])[-1]}
+    report = json.loads(out)
+    runs = report["benchmarks"].get("runs", [])
+    return {**row, **speed_headline(report), "input": report["input"],
+            "fastest": {r["runtime"]: r.get("fastest") for r in runs}}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--retrain", action="store_true", help="train the models again (default: reuse bench/work/foreign)")
+    args = parser.parse_args(argv)
+    rows = args.rows.split(",")
+    if set(rows) - set(ROWS):
+        raise SystemExit(f"--rows: unknown {', '.join(sorted(set(rows) - set(ROWS)))}; choose from {', '.join(ROWS)}")
+    data = fashion_rgb32()
+    for name in rows:
+        row = run_row(name, data, args.retrain)
+
+        def change(results: dict, name=name, row=row) -> None:
+            results.setdefault("runs", {})[name] = row
+            results["machine"] = machine()
+
+        update_json(RESULTS, change)
+        done = (f"refused in {row['wall_s']:.0f} s: {row['refusal']}" if row["exit"] else
+                f"drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {row['wall_s']:.0f} s")
+        print(f"{name}: {done}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
