@@ -203,3 +203,35 @@ def test_at_chance_the_message_says_how_the_data_was_reshaped(tiny_model_path, t
     assert ("and the data was reshaped: 24x24x3 images fitted to the model's 28x28x1: converted to grey (BT.601 "
             "luma), zero-padded, centred; or pass --allow-low-accuracy") in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_at_chance_from_stale_batchnorm_statistics_the_message_says_so(keras):
+    """keras.applications builds BatchNorm with momentum 0.999: after a short training its moving statistics are
+    still near their start, so the model scores at chance in inference mode whatever its training accuracy
+    (bench.foreign: a MobileNetV2 trained one epoch, 36% in training, 10% after). Here the statistics are made
+    stale on purpose: moving means far above every activation, so each ReLU after a BatchNorm outputs 0 and the
+    model gives every sample one class, while on each batch's own statistics it is the model it was trained to be."""
+    from lrfc.frontend.sanity import check_original
+
+    x, y, x_test, y_test = read_fashion_mnist()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(16, 3, strides=2),
+                              keras.layers.BatchNormalization(momentum=0.999), keras.layers.ReLU(),
+                              keras.layers.Conv2D(32, 3, strides=2), keras.layers.BatchNormalization(momentum=0.999),
+                              keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:4000, ..., None] / 255.0, y[:4000], batch_size=128, epochs=2, verbose=0)
+    x_val, y_val, contract = x_test[:1000, ..., None] / 255.0, y_test[:1000], InputContract("0-1")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for bn in norms:
+        bn.moving_mean.assign(np.full(bn.moving_mean.shape, 1e3, np.float32))
+    stale = [np.array(bn.moving_mean) for bn in norms]
+    with pytest.raises(UserError) as err:
+        check_original(model, x_val, y_val, contract)
+    message = str(err.value)
+    assert "predicts class" in message and "for 100% of samples" in message, message
+    trained = float(message.split("(training mode) it scores ")[1].split("%")[0])
+    assert trained > 50, message  # the weights are fine: this is the model's real skill, measured on a batch
+    assert "BatchNorm moving statistics do not match its weights" in message and "momentum (0.999)" in message
+    for bn, before in zip(norms, stale):  # training mode updated the moving statistics: they were put back
+        np.testing.assert_array_equal(np.array(bn.moving_mean), before)

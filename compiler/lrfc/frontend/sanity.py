@@ -15,7 +15,12 @@ large, so a clearly better alternative is a warning even then):
   ImageNet conventions for 3-channel inputs);
 * a one-to-one relabelling (Hungarian assignment on the confusion matrix):
   a model that is right under another class order has its labels mapped
-  wrongly.
+  wrongly;
+* BatchNormalization on each batch's own statistics (training mode, the
+  model's variables restored after): a model that is right that way but at
+  chance in inference mode has moving statistics that never caught up with
+  its training (keras.applications builds its BatchNorm with momentum 0.999,
+  so a short training leaves them near their initial values).
 
 ``--allow-low-accuracy`` turns the stop into a warning.
 """
@@ -96,9 +101,40 @@ def probe_contracts(model, x: np.ndarray, y: np.ndarray, contract: InputContract
     return score(contract), tried
 
 
+def _batchnorm_layers(layer) -> list:
+    """Every BatchNormalization layer in ``layer``, nested models included."""
+    import keras
+
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [layer]
+    return [bn for sub in getattr(layer, "layers", []) for bn in _batchnorm_layers(sub)]
+
+
+def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float, ...]] | None:
+    """Top-1 on ``PROBE_SAMPLES`` samples in one batch with BatchNorm on the batch's statistics, and the momenta.
+
+    Training mode (Dropout is on too); the moving statistics it updates are
+    put back. None when the model has no BatchNormalization or cannot run so.
+    """
+    layers = _batchnorm_layers(model)
+    if not layers:
+        return None
+    pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]
+    saved = [(v, np.array(v)) for v in model.non_trainable_variables]
+    try:
+        out = np.asarray(model(np.asarray(x[pick], np.float32), training=True))
+    except Exception:  # noqa: BLE001 - a diagnosis, not a requirement
+        return None
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+    accuracy = float(np.mean(out.reshape(len(out), -1).argmax(-1) == y[pick]))
+    return accuracy, tuple(sorted({float(bn.momentum) for bn in layers}))
+
+
 def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, contract: InputContract,
-              tried: list | None) -> str:
-    """The likely cause of a chance-level score, and the flag that fixes it."""
+              tried: list | None, batch_stats: tuple[float, tuple[float, ...]] | None = None) -> str:
+    """The likely cause of a chance-level score, and the flag (or the training fix) that fixes it."""
     chance = 1.0 / classes
     if len(y) < MIN_DIAGNOSIS_SAMPLES:
         return (f"with {len(y)} validation samples lrfc cannot tell why; check the input range (--input-range, "
@@ -114,6 +150,13 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
                 "by the model's output index 0..N-1)")
     counts = np.bincount(pred, minlength=classes)
     top = int(np.argmax(counts))
+    if batch_stats and batch_stats[0] >= chance + CLEAR_GAIN and batch_stats[0] >= accuracy + CLEAR_GAIN:
+        momenta = "/".join(f"{m:g}" for m in batch_stats[1])
+        return (f"the model predicts class {top} for {100 * counts[top] / max(1, len(pred)):.0f}% of samples, yet with "
+                f"BatchNormalization on each batch's own statistics (training mode) it scores {100 * batch_stats[0]:.1f}% "
+                f"on {PROBE_SAMPLES} samples: its BatchNorm moving statistics do not match its weights, as after too "
+                f"few training steps for their momentum ({momenta}). Train it longer or with a lower BatchNorm "
+                "momentum (e.g. 0.9), or re-estimate the moving statistics on your data, then build again")
     tried_text = (f"no other input range helps (best {100 * best[0]:.1f}% with {best[1].flags()})" if best
                   else "the data is already normalised, so lrfc could not try other input ranges")
     return (f"{tried_text}, nor does relabelling; the model predicts class {top} for "
@@ -162,7 +205,8 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
                 f"({contract.describe()}) but {100 * tried[0][0]:.1f}% with {tried[0][1].flags()}: if the model was "
                 f"trained that way, pass {tried[0][1].flags()}")
         return accuracy
-    cause = _diagnose(y, pred, accuracy, classes, contract, tried)
+    batch_stats = batch_statistics_score(model, x, y) if len(y) >= MIN_DIAGNOSIS_SAMPLES else None
+    cause = _diagnose(y, pred, accuracy, classes, contract, tried, batch_stats)
     message = (f"the original model scores {100 * accuracy:.1f}% top-1 on {where} ({len(x):,} samples; chance is "
                f"{100 / classes:.1f}%): {cause}" + (f"; and the data was reshaped: {fit}" if fit else ""))
     if not allow_low:
