@@ -474,10 +474,11 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
               SimpleNamespace(label="mid", choices={"a": c("a", 400), "b": keep_b, "fc": None}),
               SimpleNamespace(label="shallow", choices={"a": c("a", 900), "b": keep_b, "fc": None})]
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
-    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=3, time_budget=None)
+    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=3, time_budget=None,
+                           allocation="global", min_similarity=0.8, threshold=0.92)
     state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
-                            enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None)
+                            enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
     search = contract.BudgetSearch(state)
     # mid after shallow: "a" changed (400 of 400 + 300 + 500); deep after mid: "a" and "fc" (150 of 450)
     assert search._fresh_share(2, 1) == 400 / 1200 and search._fresh_share(1, 0) == 150 / 450
@@ -491,6 +492,16 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, None))[1])
     assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
+    # the deepest rung passed with room: the stop says so and names what bounds the ladder (a MobileNetV2 under
+    # --objective latency stopped there at 21 % of its MACs, 3.95 points under its budget, and said "converged")
+    assert search.stopped == ("the most compressed rung met the budget with 0.50 points to spare; the candidates "
+                              "bound the ladder: --min-similarity 0.8")
+    import lrfc.search.stage
+
+    state.objective = "latency"
+    monkeypatch.setattr(lrfc.search.stage, "rank_multiple", lambda state: 16)
+    assert search._deepest_passed().endswith("--min-similarity 0.8 and ranks in multiples of 16 under --objective "
+                                             "latency (--objective flops does not round them)")
 
 
 def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkeypatch):

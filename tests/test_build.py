@@ -155,13 +155,15 @@ def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_pat
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["accuracy_budget"]["met"] and report["accuracy_budget"]["drop"] <= 0.5
-    assert report["finetune"]["rounds"] == 0 and report["budget_search"]["stopped"] == "converged"
+    assert report["finetune"]["rounds"] == 0
     timings = report["timings"]  # the test split's two passes are timed as what they are, not as fine-tuning
     assert timings["test_split"] > 0 and timings["finetune"] < 0.5 * timings["test_split"], timings
     proxies = report["budget_search"]["proxy_drops"]  # --finetune none: the proxy is the validation split itself
     (published,) = report["budget_search"]["rounds"]  # the bisection's own measure is final: one rung, scored once
     assert published["drop"] == pytest.approx(proxies[str(published["level"])], abs=1e-3)
     assert str(published["level"] - 1) in proxies or published["level"] == 0  # the rung below it was seen failing
+    stopped = report["budget_search"]["stopped"]
+    assert stopped == "converged" if published["level"] > 0 else stopped.startswith("the most compressed rung met")
     bounded = report["budget_search"]["proxy_bounded"]  # dropped before the end of validation: over for sure
     assert published["level"] not in bounded and all(proxies[str(k)] > 0.5 for k in bounded)
 

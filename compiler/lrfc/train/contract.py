@@ -379,7 +379,7 @@ class BudgetSearch:
 
     def _next(self, round_seconds: float) -> int | None:
         if self.hi_pass - self.lo_fail <= 1:
-            self.stopped = "converged"
+            self.stopped = "converged" if self.hi_pass > 0 else self._deepest_passed()
             return None
         if self.tune and len(self.rounds) >= self.options.max_rounds:
             self.stopped = f"--max-rounds {self.options.max_rounds}"
@@ -388,6 +388,20 @@ class BudgetSearch:
             self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
             return None
         return self._pick()
+
+    def _deepest_passed(self) -> str:
+        """Why the search stopped when the ladder's most compressed rung met the budget: what bounds the ladder."""
+        from lrfc.search.stage import rank_multiple
+
+        o = self.options
+        spare = o.max_acc_drop - next(r.drop for r in self.rounds if r.level == 0)
+        bounds = [f"--min-similarity {o.min_similarity:g}" if o.allocation == "global" else f"--threshold {o.threshold:g}"]
+        multiple = rank_multiple(self.state)
+        if multiple > 1:
+            bounds.append(f"ranks in multiples of {multiple} under --objective latency (--objective flops does not "
+                          "round them)")
+        return (f"the most compressed rung met the budget with {spare:.2f} points to spare; the candidates bound the "
+                f"ladder: {' and '.join(bounds)}")
 
     def _publish(self) -> None:
         from lrfc.factorize.rewrite import apply_plan
