@@ -9,7 +9,7 @@ from pathlib import Path
 from lrfc.benchmark.stage import baseline_of
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, baseline_line, budget_line, check_report, cost_source_line,
-                             fastest_line, finetune_line, input_line, pct_removed, ranks_text, sim_text, splits_line)
+                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -51,6 +51,7 @@ def render_html(report: dict) -> str:
         *([_card("accuracy budget", "met" if report["accuracy_budget"]["met"] else "missed",
                  e(budget_line(report["accuracy_budget"]).partition(": ")[2]))] if report.get("accuracy_budget") else []),
         "</div>",
+        *([f"<p><b>{e(gain_line(report))}</b></p>"] if gain_line(report) else []),
         "<h2>Layers</h2>", _layer_table(report, e),
     ]
     skipped = report.get("unfactorized") or []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.report.fmt import (accuracy_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
+                             gain_line,
                              finetune_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
@@ -44,6 +45,9 @@ def _footer(report: dict) -> list[str]:
            f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))} on validation"]
     if orig.get("test_accuracy") is not None:
         out.append(f"test        {accuracy_line(orig['test_accuracy'], comp.get('test_accuracy'))} on the test split")
+    gain = gain_line(report)
+    if gain:
+        out.append(f"gain        {gain}")
     search = report.get("budget_search") or {}
     if search.get("rounds"):
         out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
