@@ -57,6 +57,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.budget
 	$(BIN)/python -m bench.speed --models vgg,resnet --rows latency,flops,int8,int8-qat
 	$(BIN)/python -m bench.probe
+	$(BIN)/python -m bench.foreign
 	$(BIN)/python -m bench.chains
 	$(BIN)/python -m bench.chains --runtime onnxruntime-cpu
 	$(BIN)/python -m bench.qat --plan bench/work/speed/vgg-int8/plan.json

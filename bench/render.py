@@ -3,7 +3,8 @@
 Every table is generated from a results file and states the command that
 produced it, the machine, the versions and the date; nothing in the document
 is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
-``render_speed`` (whole-model latency and the int8 baseline), ``render_chains`` (a layer against its chains),
+``render_speed`` (whole-model latency and the int8 baseline), ``render_foreign`` (models nobody here
+designed), ``render_chains`` (a layer against its chains),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
 model size), ``render_sensitivity`` (the select stage's sampled effects), ``render_fits`` (the score stage's
@@ -20,6 +21,7 @@ from bench.render_chains import chains
 from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, ONNX_INT8_CHANGED,
                                  WARM_CHANGED, XEON_CHANGED, machine_line)
 from bench.render_fits import fits
+from bench.render_foreign import foreign
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
 from bench.render_scale import scale, scale_plot
@@ -78,7 +80,7 @@ def main() -> None:
              "speed rows: 0.906 ms before, 0.299 ms with uint8 activations, `lower/onnx.py`): their ONNX Runtime int8 "
              "columns understate int8 there, the original's included. Each table's machine line names the machine "
              "of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "speed.json", "qat.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -90,6 +92,8 @@ def main() -> None:
             parts += speed(record)
         elif name == "qat.json":
             parts += qat(record)
+        elif name == "foreign.json":
+            parts += foreign(record)
         elif name == "probe.json":
             parts += probe(record)
         elif name == "chains.json":

@@ -51,15 +51,18 @@ def four_way_table(runs: dict) -> list[str]:
                 if m is None:
                     continue
                 rss = "-" if m.get("peak_rss_mb") is None else f"{m['peak_rss_mb']:.1f}"
+                failed = " (failed verification: timed, not published)" if m.get("verified") is False else ""
                 lines.append(f"| {n} | {RUNTIMES.get(runtime, runtime)} | {name} | {m['p50_ms']:.3f} | {m['p90_ms']:.3f} | "
-                             f"{_pct(m.get('accuracy'))} | {m['file_bytes']:,} | {rss} |")
+                             f"{_pct(m.get('accuracy'))}{failed} | {m['file_bytes']:,} | {rss} |")
     return lines + [""]
 
 
-def ratios_table(runs: dict) -> list[str]:
-    lines = ["| build | machine | runtime | lrfc fp32 vs original fp32 | (target) | lrfc int8 vs original int8 | "
-             "(target) | lrfc fp32 vs original int8 | MAC reduction | latency cut / MAC cut |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+def ratios_table(runs: dict, targets: bool = True) -> list[str]:
+    """Speed-ups per build and runtime; ``targets``: beside issue 14's (its Fashion-MNIST baselines' targets)."""
+    target = "(target) | " if targets else ""
+    lines = [f"| build | machine | runtime | lrfc fp32 vs original fp32 | {target}lrfc int8 vs original int8 | "
+             f"{target}lrfc fp32 vs original int8 | MAC reduction | latency cut / MAC cut |",
+             "|---|---|---|---:|" + ("---:|" if targets else "") + "---:|" + ("---:|" if targets else "") + "---:|---:|---:|"]
     for n, r in runs.items():
         macs = r["macs_before"] / max(1, r["macs_after"])
         for runtime in r["latency"]:
@@ -67,9 +70,9 @@ def ratios_table(runs: dict) -> list[str]:
             i8 = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc int8"))
             vs = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc fp32"))
             cut = None if fp is None or macs <= 1 else (1 - 1 / fp) / (1 - 1 / macs)
+            t_fp, t_i8 = (f"{TARGETS.get(runtime, 0):g}x | ", f"{TARGETS['int8']:g}x | ") if targets else ("", "")
             lines.append(f"| {n} | {machine_of(r.get('date'))} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | "
-                         f"{TARGETS.get(runtime, 0):g}x | {_x(i8)} | "
-                         f"{TARGETS['int8']:g}x | {_x(vs)} | {macs:.2f}x | {'-' if cut is None else f'{cut:.2f}'} |")
+                         f"{t_fp}{_x(i8)} | {t_i8}{_x(vs)} | {macs:.2f}x | {'-' if cut is None else f'{cut:.2f}'} |")
     return lines + [""]
 
 

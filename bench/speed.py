@@ -63,7 +63,8 @@ def latency_table(report: dict) -> dict:
             other, pair = baseline
             rows.update({f"original {other}": pair["original"], f"lrfc {other}": pair["compressed"]})
         runs[run["runtime"]] = {name: {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "accuracy": r.get("accuracy"),
-                                       "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb")}
+                                       "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb"),
+                                       "verified": r.get("verified")}
                                 for name, r in rows.items()}
     return runs
 
