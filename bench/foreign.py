@@ -39,6 +39,7 @@ Each model also keeps its own Keras top-1 on the 10,000 test images as
 trained. Results: ``bench/results/foreign.json``; ``python -m bench.render``.
 
     python -m bench.foreign [--rows mobilenetv2/png,...] [--retrain]
+    python -m bench.foreign --refresh
 """
 
 from __future__ import annotations
@@ -178,17 +179,33 @@ def run_row(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> dict:
            "peak_rss_mb": round(peak, 1)}
     if code != 0:
         return {**row, "refusal": (err.strip().splitlines() or ["(no message)"])[-1]}
-    report = json.loads(out)
+    return {**row, **from_report(json.loads(out))}
+
+
+def refresh(results: dict) -> None:
+    """Each built row's report-derived fields read again from its build's report.json (command, date, wall stay)."""
+    for name, row in results.get("runs", {}).items():
+        path = WORK / "out" / name.replace("/", "-") / "report.json"
+        if not row["exit"] and path.is_file():
+            row.update(from_report(json.loads(path.read_text())))
+
+
+def from_report(report: dict) -> dict:
+    """What a built row keeps of its report.json: ``bench.speed``'s headline, the input contract, the fastest files."""
     runs = report["benchmarks"].get("runs", [])
-    return {**row, **speed_headline(report), "input": report["input"],
-            "fastest": {r["runtime"]: r.get("fastest") for r in runs}}
+    return {**speed_headline(report), "input": report["input"], "fastest": {r["runtime"]: r.get("fastest") for r in runs}}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--retrain", action="store_true", help="train the models again (default: reuse bench/work/foreign)")
+    parser.add_argument("--refresh", action="store_true",
+                        help="build nothing: re-read every built row's report.json (after a change to what a row derives)")
     args = parser.parse_args(argv)
+    if args.refresh:
+        update_json(RESULTS, refresh)
+        return
     rows = args.rows.split(",")
     if set(rows) - set(ROWS):
         raise SystemExit(f"--rows: unknown {', '.join(sorted(set(rows) - set(ROWS)))}; choose from {', '.join(ROWS)}")

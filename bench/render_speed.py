@@ -57,6 +57,12 @@ def four_way_table(runs: dict) -> list[str]:
     return lines + [""]
 
 
+def _unverified(models: dict, *names: str) -> str:
+    """A mark for a ratio one of whose files failed the verification gate (timed, not published)."""
+    failed = [n for n in names if (models.get(n) or {}).get("verified") is False]
+    return f" ({', '.join(failed)} failed verification)" if failed else ""
+
+
 def ratios_table(runs: dict, targets: bool = True) -> list[str]:
     """Speed-ups per build and runtime; ``targets``: beside issue 14's (its Fashion-MNIST baselines' targets)."""
     target = "(target) | " if targets else ""
@@ -69,10 +75,13 @@ def ratios_table(runs: dict, targets: bool = True) -> list[str]:
             fp = _ratio(_p50(r, runtime, "original fp32"), _p50(r, runtime, "lrfc fp32"))
             i8 = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc int8"))
             vs = _ratio(_p50(r, runtime, "original int8"), _p50(r, runtime, "lrfc fp32"))
+            models = r["latency"][runtime]
             cut = None if fp is None or macs <= 1 else (1 - 1 / fp) / (1 - 1 / macs)
             t_fp, t_i8 = (f"{TARGETS.get(runtime, 0):g}x | ", f"{TARGETS['int8']:g}x | ") if targets else ("", "")
             lines.append(f"| {n} | {machine_of(r.get('date'))} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | "
-                         f"{t_fp}{_x(i8)} | {t_i8}{_x(vs)} | {macs:.2f}x | {'-' if cut is None else f'{cut:.2f}'} |")
+                         f"{t_fp}{_x(i8)}{_unverified(models, 'original int8', 'lrfc int8')} | "
+                         f"{t_i8}{_x(vs)}{_unverified(models, 'original int8', 'lrfc fp32')} | {macs:.2f}x | "
+                         f"{'-' if cut is None else f'{cut:.2f}'} |")
     return lines + [""]
 
 
