@@ -515,10 +515,12 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
 
     c = SimpleNamespace(layer="a", params=10, method="svd", ranks=(10,), data_aware=False)
     levels = [SimpleNamespace(label="deep", choices={"a": c})]
-    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None)
+    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None,
+                           allocation="threshold", threshold=0.92)
     state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=None, level=0, compressed=SimpleNamespace(count_params=lambda: 10),
-                            original_accuracy=0.9, enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None)
+                            original_accuracy=0.9, enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None,
+                            objective="flops")
     scored = []
     monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: scored.append(model) or 0.5)
     for returned, accuracy, drop, met in ((0.895, 0.895, 0.5, True), (None, 0.5, 40.0, False)):
@@ -529,3 +531,5 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
         r = search.rounds[0]
         assert (r.accuracy, round(r.drop, 6), r.met) == (accuracy, drop, met)
         assert scored == ([] if returned is not None else [state.compressed])
+        if met:  # the one rung, the ladder's deepest, passed: the stop names the paper's threshold as the bound
+            assert search.stopped.endswith("points to spare; the candidates bound the ladder: --threshold 0.92")
