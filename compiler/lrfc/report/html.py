@@ -32,6 +32,7 @@ def render_html(report: dict) -> str:
     check_report(report)
     e = lambda x: html.escape(str(x))  # noqa: E731
     orig, comp = report["original"], report["compressed"]
+    gain = gain_line(report)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">',
         f"<title>lrfc report: {e(report.get('model', ''))}</title><style>{_CSS}</style></head><body>",
@@ -51,7 +52,7 @@ def render_html(report: dict) -> str:
         *([_card("accuracy budget", "met" if report["accuracy_budget"]["met"] else "missed",
                  e(budget_line(report["accuracy_budget"]).partition(": ")[2]))] if report.get("accuracy_budget") else []),
         "</div>",
-        *([f"<p><b>{e(gain_line(report))}</b></p>"] if gain_line(report) else []),
+        *([f"<p><b>{e(gain)}</b></p>"] if gain else []),
         "<h2>Layers</h2>", _layer_table(report, e),
     ]
     skipped = report.get("unfactorized") or []

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.report.fmt import (accuracy_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
-                             gain_line,
-                             finetune_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
+                             finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
