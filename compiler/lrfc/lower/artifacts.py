@@ -166,10 +166,10 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     (``tests/test_lower.py``'s fixture quantized both ways by a one-off
     ``/tmp`` script, 2026-12-02 10:10 UTC). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
-    The note names saturation only on a CPU without VNNI: there an 8-bit
+    The note names saturation only on a CPU without VNNI: with it an 8-bit
     failure is plain quantization error that 7 bits may still keep within the
-    gate (a keras.applications EfficientNetB0's lrfc int8 file on the Xeon; a
-    one-off build, in the notes).
+    gate (``bench.foreign``'s EfficientNetB0 row: lrfc's int8 ONNX file on the
+    Xeon, published at 7 bits).
     """
     from runtime_bench.device import vector_isa
 

@@ -15,13 +15,12 @@ at int8. For a float target that is full int8 (post-training quantization on
 the calibration samples: what an edge engineer would do instead of lrfc),
 ``model.int8.<fmt>`` and ``original.int8.<fmt>``; for an int8 target it is
 fp32, ``model.fp32.<fmt>`` and ``original.fp32.<fmt>`` (whether int8 pays at
-all on this device: a keras.applications MobileNetV2 at 32x32, built for
-``host-int8``, ran its int8 file slower than its fp32 one on this
-machine's LiteRT; a one-off measurement, in the notes). Each goes through the
-same gate at its precision's tolerance. A baseline that fails its gate is
-reported, not a build failure, and still timed (marked so): int8 of a
-keras.applications EfficientNetB0 failed the gate where lrfc's int8 passed
-(a one-off build, in the notes), which is worth seeing beside the times; it
+all on this device: ``bench.foreign``'s keras.applications MobileNetV2 at
+32x32 runs lrfc's int8 file slower than its fp32 one on the Xeon's LiteRT).
+Each goes through the same gate at its precision's tolerance. A baseline that
+fails its gate is reported, not a build failure, and still timed (marked so):
+in ``bench.foreign``'s EfficientNetB0 row the original's int8 ONNX file fails
+the gate where lrfc's passes, which is worth seeing beside the times; it
 stays in the staging folder until the benchmark has run and
 is never published (``discard_failed_baselines``).
 """

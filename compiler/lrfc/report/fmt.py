@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from lrfc.benchmark.stage import baseline_of, fastest
 from lrfc.objectives import cost_key
 
@@ -126,12 +124,13 @@ def gain_line(report: dict) -> str | None:
     MobileNetV2 of bench.foreign, trained 6 epochs: 81.9 -> 84.8 % at 21 % of its MACs removed),
     so the original fine-tuned the same way is the fair comparison. None otherwise.
     """
+    from lrfc.frontend.sanity import validation_resolution
+
     before, after = report["original"].get("accuracy"), report["compressed"].get("accuracy")
     samples = (report.get("accuracy_budget") or {}).get("validation_samples")
     if before is None or after is None or not samples:
         return None
-    p = min(max(before, 0.05), 0.95)
-    error = 100.0 * math.sqrt(p * (1 - p) / samples)
+    error = validation_resolution(before, samples)
     gain = 100.0 * (after - before)
     if gain <= GAIN_ERRORS * error:
         return None
