@@ -18,7 +18,13 @@ plus only the flags its preprocessing needs. Models:
 * ``efficientnetb0``     EfficientNetB0 with its own ``Rescaling`` and ``Normalization``; ``.keras``;
 * ``resnet50-caffe``     ResNet50 trained on ``keras.applications.resnet50.preprocess_input``
                          (BGR, ImageNet means subtracted, 0-255): nothing inside the
-                         model says so; ``.keras``.
+                         model says so; ``.keras``;
+* ``mobilenetv3small``   MobileNetV3Small (its own Rescaling; hard-swish and squeeze-excite written
+                         as operations between layers, ``x * relu6(x + 3) / 6``), whole
+                         (``include_top``, its classifier a 1x1 convolution); ``.keras``;
+* ``convnexttiny``       ConvNeXtTiny (its own Normalization; LayerNorm, no BatchNorm; 7x7
+                         convolutions with groups = channels, Dense layers on 4-D maps, the
+                         exact GELU), whole, trained with AdamW at 5e-4; ``.keras``.
 
 Data (``bench/work/foreign/``): ``png`` is a folder of the 10,000 test images
 as 32x32 RGB PNGs in class subfolders (validation held out from it); ``npz``
@@ -29,7 +35,8 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
 * ``mobilenetv2/png``, ``efficientnetb0/npz``: defaults;
 * ``mobilenetv2-bn999/png``: lrfc should refuse (exit 2, one line) in seconds;
 * ``resnet50-caffe/npz-caffe``: ``--channel-order bgr --input-mean 103.939,116.779,123.68 --input-range 0-255``;
-* ``resnet50-caffe/npz``: the same model without those flags (the user who forgot them).
+* ``resnet50-caffe/npz``: the same model without those flags (the user who forgot them);
+* ``mobilenetv3small/npz``, ``convnexttiny/png``: defaults.
 
 Each row keeps the command, exit status, wall time and peak RSS; a refused
 row its one line; a built row the input contract lrfc read, accuracy before
@@ -67,6 +74,9 @@ MODELS = {
     "mobilenetv2-bn999": ("MobileNetV2 (alpha 0.35) + Rescaling(1/127.5, -1)", "h5", 1, 5000, None),
     "efficientnetb0": ("EfficientNetB0 (its own Rescaling + Normalization)", "keras", 4, TRAIN, 0.9),
     "resnet50-caffe": ("ResNet50, caffe preprocessing outside the model", "keras", 3, TRAIN, 0.9),
+    "mobilenetv3small": ("MobileNetV3Small (its own Rescaling; hard-swish as operations)", "keras", 6, TRAIN, 0.9),
+    "convnexttiny": ("ConvNeXtTiny (its own Normalization; grouped 7x7, Dense on maps, GELU)", "keras", 4, TRAIN,
+                     None),
 }
 ROWS = {
     "mobilenetv2/png": ("mobilenetv2", "png", []),
@@ -74,6 +84,8 @@ ROWS = {
     "efficientnetb0/npz": ("efficientnetb0", "npz", []),
     "resnet50-caffe/npz-caffe": ("resnet50-caffe", "npz", CAFFE),
     "resnet50-caffe/npz": ("resnet50-caffe", "npz", []),
+    "mobilenetv3small/npz": ("mobilenetv3small", "npz", []),
+    "convnexttiny/png": ("convnexttiny", "png", []),
 }
 
 
@@ -94,6 +106,11 @@ def build_model(name: str):
     import keras
 
     momentum = MODELS[name][4]
+    if name in ("mobilenetv3small", "convnexttiny"):  # whole, as keras.applications builds them for 10 classes
+        build = keras.applications.MobileNetV3Small if name == "mobilenetv3small" else keras.applications.ConvNeXtTiny
+        model = build(input_shape=(32, 32, 3), weights=None, classes=10)
+        _set_momentum(model, momentum)
+        return model
     inputs = keras.Input((32, 32, 3))
     if name.startswith("mobilenetv2"):
         base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
@@ -104,12 +121,20 @@ def build_model(name: str):
     else:
         base = keras.applications.ResNet50(input_shape=(32, 32, 3), include_top=False, weights=None)
         features = base(inputs)
-    if momentum is not None:
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = momentum
+    _set_momentum(base, momentum)
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
+
+
+def _set_momentum(model, momentum: float | None) -> None:
+    """Every BatchNormalization layer of ``model`` at ``momentum`` (None: as the architecture has it)."""
+    import keras
+
+    if momentum is None:
+        return
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def preprocess(name: str, x: np.ndarray) -> np.ndarray:
@@ -132,12 +157,13 @@ def trained(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> tuple[Pat
     keras.utils.set_random_seed(0)
     x, y, xt, yt = data
     model = build_model(name)
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    optimizer = keras.optimizers.AdamW(5e-4) if name == "convnexttiny" else keras.optimizers.Adam(2e-3)
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
     history = model.fit(preprocess(name, x[:samples]), y[:samples], batch_size=128, epochs=epochs, verbose=2)
     seconds = time.perf_counter() - start
     test = model.evaluate(preprocess(name, xt), yt, batch_size=256, verbose=0)[1]
-    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    base = next((layer for layer in model.layers if isinstance(layer, keras.Model)), model)
     momenta = sorted({layer.momentum for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)})
     WORK.mkdir(parents=True, exist_ok=True)
     model.save(path)

@@ -139,7 +139,7 @@ def _assert_onnx_int8_has_no_float_island(path) -> None:
 
 def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
     """No shape arithmetic (SHAPE/STRIDED_SLICE/PACK, Shape/Gather/Slice/Concat/Cast) for a fixed-shape head."""
-    from lrfc.lower.static_shapes import with_static_shapes
+    from lrfc.lower.twin import converter_twin
     from lrfc.lower.verify import run_artifact
 
     layers = keras.layers
@@ -149,11 +149,11 @@ def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
     h = layers.Reshape((16, 8), name="rows")(h)      # a Reshape layer: kept, at a constant shape
     h = layers.Flatten(name="flatten")(h)
     m = keras.Model(x, layers.Dense(5, name="logits")(h))
-    twin = with_static_shapes(m)
+    twin = converter_twin(m)
     assert twin is not m and all(twin.get_layer(n) is m.get_layer(n) for n in ("conv", "pool", "logits"))  # shared
     assert type(twin.get_layer("flatten")) is not type(m.get_layer("flatten"))
     pooled = keras.Model(x, layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1)(x)))
-    assert with_static_shapes(pooled) is pooled  # nothing to make constant: the model itself
+    assert converter_twin(pooled) is pooled  # nothing to make constant: the model itself
 
     batch = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)  # a batch of 3: -1 resolves
     want = m.predict(batch, verbose=0)
@@ -164,3 +164,65 @@ def test_flatten_and_reshape_lower_to_constant_reshapes(tmp_path):
     ops = [n.op_type for n in onnx_graph(onnx_path).node]
     assert not {"Shape", "Gather", "Slice", "Concat", "Cast"} & set(ops), ops
     np.testing.assert_allclose(run_artifact(onnx_path, "onnx", batch), want, atol=1e-5)
+
+
+def test_a_flattened_models_shared_layers_lower_to_constant_reshapes_too(tmp_path):
+    """``lrfc export`` and the build's original lower the flattened model, whose layers the loaded model shares:
+    each has a node in both models, and the twin reads this model's (the original's files kept SHAPE/STRIDED_SLICE/
+    PACK before, the compressed model's, built from copies, did not)."""
+    from lrfc.frontend.graph import rebuild
+
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(x)
+    m = keras.Model(x, keras.layers.Dense(5, name="logits")(keras.layers.Flatten(name="flatten")(h)))
+    flat = rebuild(m)
+    assert flat.get_layer("flatten") is m.get_layer("flatten") and len(m.get_layer("flatten")._inbound_nodes) == 2
+    path = export_tflite(flat, tmp_path / "flat.tflite")
+    assert tflite_ops(path) == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    ops = [n.op_type for n in onnx_graph(export_onnx(flat, tmp_path / "flat.onnx")).node]
+    assert not {"Shape", "Gather", "Slice", "Concat", "Cast"} & set(ops), ops
+
+
+def _convnext_block(name="block"):
+    """ConvNeXt's block as keras.applications writes it: a 7x7 convolution with groups = channels, LayerNorm,
+    pointwise Dense layers on the 4-D map with the exact GELU between them, a residual add."""
+    layers = keras.layers
+    x = keras.Input((6, 6, 8))
+    h = layers.Conv2D(8, 7, padding="same", groups=8, name="dw")(x)
+    h = layers.LayerNormalization(epsilon=1e-6, name="ln")(h)
+    h = layers.Dense(32, name="pw1")(h)
+    h = layers.Activation("gelu", name="gelu")(h)
+    h = layers.Dense(8, name="pw2")(h)
+    h = layers.Conv2D(12, 3, padding="same", groups=4, name="grouped")(layers.Add(name="residual")([x, h]))
+    model = keras.Model(x, layers.Dense(3, activation="gelu", name="head")(layers.GlobalAveragePooling2D()(h)),
+                        name=name)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:  # non-zero biases: a dropped bias would show
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return model
+
+
+def test_grouped_convolutions_dense_on_maps_and_exact_gelu_lower_to_both_formats(tmp_path):
+    """What keras.applications ConvNeXt is made of: tf2onnx refused its grouped convolutions (Keras runs them as an
+    XLA call) and its Erfc (the exact GELU); TFLite and ONNX computed each Dense on a map with shape arithmetic."""
+    from lrfc.lower.twin import converter_twin
+    from lrfc.lower.verify import run_artifact
+
+    m = _convnext_block()
+    twin = converter_twin(m)
+    kinds = {n: type(twin.get_layer(n)).__name__ for n in ("dw", "grouped", "pw1", "pw2", "head", "ln")}
+    assert kinds == {"dw": "DepthwiseConv2D", "grouped": "GroupedConvAsSplit", "pw1": "StaticDense",
+                     "pw2": "StaticDense", "head": "Dense", "ln": "LayerNormalization"}
+    assert twin.get_layer("ln") is m.get_layer("ln")  # untouched layers are shared, not copied
+    batch = np.random.default_rng(4).normal(size=(5, 6, 6, 8)).astype(np.float32)
+    want = m.predict(batch, verbose=0)
+    np.testing.assert_allclose(twin.predict(batch, verbose=0), want, rtol=1e-5, atol=1e-5)
+
+    tfl = tflite_ops(export_tflite(m, tmp_path / "m.tflite"))
+    assert Counter(tfl)["DEPTHWISE_CONV_2D"] == 1 and Counter(tfl)["CONV_2D"] == 4  # the 4 groups' convolutions
+    assert not {"SHAPE", "GATHER", "REDUCE_PROD", "PACK"} & set(tfl), tfl
+    np.testing.assert_allclose(run_artifact(tmp_path / "m.tflite", "tflite", batch), want, rtol=1e-4, atol=1e-4)
+    ops = Counter(n.op_type for n in onnx_graph(export_onnx(m, tmp_path / "m.onnx")).node)
+    assert ops["Erf"] == 2 and ops["Conv"] == 5 and not {"Shape", "Gather", "ReduceProd", "Cast"} & set(ops), ops
+    np.testing.assert_allclose(run_artifact(tmp_path / "m.onnx", "onnx", batch), want, rtol=1e-4, atol=1e-4)

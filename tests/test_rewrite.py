@@ -13,7 +13,8 @@ from lrfc.plan import LayerChoice, Plan
 
 
 def _mixed_model(keras):
-    """Functional: conv, BN, residual add, depthwise, separable, 1x1, Conv1D-free, nested Sequential, dense on rank 3."""
+    """Functional: conv, BN, residual add, operations between layers, depthwise, separable, 1x1, nested Sequential,
+    dense on rank 3."""
     L = keras.layers
     inner = keras.Sequential([keras.Input((8, 8, 12)), L.Conv2D(12, 3, padding="same", name="inner_conv")], name="inner")
     inp = keras.Input((16, 16, 3), name="image")
@@ -21,7 +22,8 @@ def _mixed_model(keras):
     x = L.BatchNormalization(name="bn")(x)
     y = inner(x)
     y = L.DepthwiseConv2D(3, padding="same", name="dw")(y)
-    x = L.Add(name="add")([x, y])
+    x = L.Add(name="residual")([x, y])
+    x = x * (L.ReLU(6.0, name="relu6")(x + 3.0) * (1.0 / 6.0))  # hard-swish as MobileNetV3 writes it: operations, not layers
     x = L.SeparableConv2D(10, 3, padding="same", name="sep")(x)
     x = L.Conv2D(8, 1, name="pw")(x)
     x = L.Reshape((64, 8), name="tokens")(x)
@@ -67,7 +69,7 @@ def test_full_rank_plan_reproduces_the_model_and_round_trips(keras, mixed, tmp_p
     ref = mixed.predict(x, verbose=0)
     out = new.predict(x, verbose=0)
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
-    kept = {"bn", "dw", "add", "gap", "tokens"}
+    kept = {"bn", "dw", "residual", "gap", "tokens"}
     assert kept <= {layer.name for layer in new.layers}
     for name in ("bn", "dw"):  # copied, not shared
         assert new.get_layer(name) is not mixed.get_layer(name)

@@ -83,14 +83,20 @@ def plan_stages(flat_model, plan: Plan, stats: dict[str, LayerStats] | None = No
     return result
 
 
-def _stateless_code(layer) -> bool:
-    """A layer that runs stored Python and holds no weights (Lambda): it is shared, not copied.
+def _shared(layer) -> bool:
+    """A graph node with no state to copy: it is shared, not copied.
 
-    Copying goes through ``from_config``, which Keras' safe mode refuses for
-    Lambda layers; the model could only have been loaded with ``--trust-model``.
+    Two kinds: a layer that runs stored Python and holds no weights (Lambda):
+    copying goes through ``from_config``, which Keras' safe mode refuses for
+    Lambda layers (the model could only have been loaded with
+    ``--trust-model``); and a Keras operation that is not a layer at all, what
+    a Functional graph records for ``x + y`` or ``x * 0.5`` between layers
+    (keras.applications MobileNetV3's hard-swish, ConvNeXt's residual adds).
     """
     import keras
 
+    if not isinstance(layer, keras.layers.Layer):
+        return True
     return isinstance(layer, keras.layers.Lambda) and not layer.weights
 
 
@@ -110,8 +116,8 @@ def apply_stages(flat_model, stages_by_layer: dict):
     copies: dict[int, object] = {}
 
     def copy_of(layer):
-        if id(layer) not in copies and _stateless_code(layer):
-            copies[id(layer)] = layer  # a Lambda holds no state; re-creating it would deserialize its code again
+        if id(layer) not in copies and _shared(layer):
+            copies[id(layer)] = layer  # no state: re-creating a Lambda would deserialize its code again
         if id(layer) not in copies:
             clone = layer.__class__.from_config(layer.get_config())
             weights = layer.get_weights()

@@ -3,8 +3,9 @@
 * ``tflite.export_tflite``: TFLite (LiteRT) at fp32, fp16 or full int8;
 * ``onnx.export_onnx`` / ``onnx.quantize_onnx_int8``: ONNX (opset 17) and
   its ONNX Runtime QDQ int8 form;
-* ``static_shapes.with_static_shapes``: what both convert (fixed-shape
-  ``Flatten``/``Reshape`` as a constant reshape);
+* ``twin.converter_twin``: what both convert (``static_shapes``: fixed-shape
+  ``Flatten``/``Reshape`` and ``Dense`` on maps with constant reshapes;
+  ``grouped_conv``: grouped convolutions as depthwise or per-group ones);
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
 * ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).

@@ -80,9 +80,9 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
         import tf2onnx
 
         from lrfc.lower.onnx_convert import convert as lean_convert
-    from lrfc.lower.static_shapes import with_static_shapes
+    from lrfc.lower.twin import converter_twin
 
-    model = with_static_shapes(model)
+    model = converter_twin(model)
     inp = model.inputs[0]
     spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=INPUT_NAME)
     fn = tf.function(lambda t: model(t, training=False))

@@ -1,7 +1,8 @@
 """tf2onnx's conversion of a traced Keras model, in a fraction of the memory; the same ONNX model.
 
 ``convert(fn, spec, opset)`` is ``tf2onnx.convert.from_function`` taken apart
-so that nothing heavy outlives its step, plus one fix inside tf2onnx.
+so that nothing heavy outlives its step, plus one fix inside tf2onnx and
+one operator it lacks (``erfc_as_erf``).
 ``python -m bench.lower_memory`` on keras.applications ResNet50 at 64x64 (90
 MB of weights, VmHWM reset before each conversion): tf2onnx without its
 snapshots rose +3.91-3.94 GiB above the loaded model in 5.8-6.1 s, this way
@@ -84,6 +85,30 @@ def _install_proto_fix() -> None:
         Node.update_proto = update_proto
 
 
+def erfc_as_erf(graph_def):
+    """``graph_def`` with every ``Erfc(x)`` written ``1 - Erf(x)``, in place: tf2onnx 1.17 has no Erfc.
+
+    TensorFlow computes the exact GELU (``tf.nn.gelu(approximate=False)``,
+    Keras' ``"gelu"`` activation, keras.applications ConvNeXt) with Erfc;
+    ONNX and tf2onnx have Erf. The Sub node keeps the Erfc node's name, so
+    its consumers read it unchanged.
+    """
+    import tensorflow as tf
+
+    for node in [n for n in graph_def.node if n.op == "Erfc"]:
+        dtype = node.attr["T"].type
+        x, device = node.input[0], node.device
+        erf = graph_def.node.add(name=f"{node.name}/erf", op="Erf", input=[x], device=device)
+        erf.attr["T"].type = dtype
+        one = graph_def.node.add(name=f"{node.name}/one", op="Const", device=device)
+        one.attr["dtype"].type = dtype
+        one.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(1.0, dtype=tf.dtypes.as_dtype(dtype)))
+        node.op = "Sub"
+        del node.input[:]
+        node.input.extend([one.name, erf.name])
+    return graph_def
+
+
 def convert(fn, spec, opset: int):
     """``tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)``'s model proto, leaner."""
     import tensorflow as tf
@@ -99,7 +124,7 @@ def convert(fn, spec, opset: int):
     with tf.device("/cpu:0"):
         frozen = tf_loader.convert_variables_to_constants_v2(concrete, lower_control_flow=False,
                                                              aggressive_inlining=True)
-        graph_def = tf_loader.fix_freezing_errors_part2(frozen.graph.as_graph_def(add_shapes=True))
+        graph_def = erfc_as_erf(tf_loader.fix_freezing_errors_part2(frozen.graph.as_graph_def(add_shapes=True)))
         name = concrete.name
         del frozen, concrete
         release()  # the frozen function's cycles, when they are worth a collection (big models)

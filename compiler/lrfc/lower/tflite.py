@@ -123,9 +123,9 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     import_keras()
     import tensorflow as tf
 
-    from lrfc.lower.static_shapes import with_static_shapes
+    from lrfc.lower.twin import converter_twin
 
-    twin = with_static_shapes(model)
+    twin = converter_twin(model)
     flatbuffer = None
     if weight_bytes(twin) <= FROZEN_GRAPH_MAX_BYTES:
         try:
