@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from lrfc.benchmark.stage import fastest
 from lrfc.common.progress import Progress
 from lrfc.report.files import write_report
 from lrfc.report.html import render_html
@@ -378,6 +379,7 @@ def test_a_baseline_that_failed_its_gate_is_flagged_where_it_is_timed(report):
     # int8 of a keras.applications EfficientNetB0 failed the gate (max abs diff 0.51) where lrfc's int8 passed
     run = _bench_run("litert", 0.558, 0.346, 0.150, 0.180)
     run["int8"]["original"].update(verified=False, name="original.int8.tflite")
+    run["int8"]["compressed"]["name"] = "model.int8.tflite"
     report["benchmarks"] = {"runs": [run]}
     lines = summary_table(report).splitlines()
     int8_line = next(l for l in lines if l.startswith("int8 "))
@@ -386,10 +388,28 @@ def test_a_baseline_that_failed_its_gate_is_flagged_where_it_is_timed(report):
         "baseline    litert: the original at int8 (0.150 ms) is faster than lrfc's model at int8 (0.180 ms) and at "
         "fp32 (0.346 ms); on this runtime, it would be the faster choice, but its file failed the verification gate "
         "(timed, not published)"]
-    assert [l for l in lines if l.startswith("fastest ")] == [
-        "fastest     litert: original.int8.tflite (the original at int8), p50 0.150 ms (failed the verification gate: "
-        "timed, not published)"]
+    assert [l for l in lines if l.startswith("fastest ")] == [  # the file to deploy is a verified one
+        "fastest     litert: model.int8.tflite (lrfc at int8), p50 0.180 ms; original.int8.tflite (the original at int8, "
+        "0.150 ms) ran faster but failed the verification gate (timed, not published); top-1 90.00% against 90.00% at "
+        "fp32 on the verification samples"]
     assert "original int8 (failed verification, not published)" in render_html(report)
+
+
+def test_the_fastest_file_named_is_one_that_passed_the_gate(report):
+    # bench.foreign's MobileNetV3Small on ONNX Runtime (2026-12-03): both int8 files failed the gate and ran fastest
+    run = _bench_run("onnxruntime-cpu", 0.625, 0.562, 0.364, 0.284)
+    for model, name in (("original", "original.int8.onnx"), ("compressed", "model.int8.onnx")):
+        run["int8"][model].update(verified=False, name=name)
+    run["compressed"]["name"] = "model.onnx"
+    best = fastest(run)
+    assert (best["name"], best["p50_ms"], best["verified"]) == ("model.onnx", 0.562, True)
+    assert best["faster_unverified"]["name"] == "model.int8.onnx" and best["faster_unverified"]["p50_ms"] == 0.284
+    report["benchmarks"] = {"runs": [run]}
+    assert [l for l in summary_table(report).splitlines() if l.startswith("fastest ")] == [
+        "fastest     onnxruntime-cpu: model.onnx (lrfc at fp32), p50 0.562 ms; model.int8.onnx (lrfc at int8, 0.284 ms) "
+        "ran faster but failed the verification gate (timed, not published)"]
+    run["int8"]["compressed"]["verified"] = True  # had it passed, it is the one to deploy
+    assert fastest(run)["name"] == "model.int8.onnx" and "faster_unverified" not in fastest(run)
 
 
 def test_a_gain_beyond_the_validation_splits_noise_is_called_training_not_compression(report):

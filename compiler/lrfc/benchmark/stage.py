@@ -13,7 +13,7 @@ precision and both at the other one, under that precision's key: ``int8``
 for a float target (what a user would do instead of lrfc), ``fp32`` for an
 int8 one, with ``ratios.vs_original_<precision>`` (the original at the other
 precision over lrfc at the target's). ``fastest`` names the file to deploy on
-that runtime: int8 does not pay everywhere (ONNX Runtime's CPU provider ran
+that runtime, the fastest that passed the verification gate: int8 does not pay everywhere (ONNX Runtime's CPU provider ran
 the ResNet-style model's lrfc int8 file slower than its fp32 one,
 docs/BENCHMARKS.md).
 """
@@ -60,15 +60,30 @@ def baseline_of(run: dict) -> tuple[str, dict] | None:
 
 
 def fastest(run: dict) -> dict:
-    """The file with the lowest p50 of one run's (as ``report.json`` has it): model, precision, name, p50, top-1."""
+    """The verified file with the lowest p50 of one run's (as ``report.json`` has it): model, precision, name, p50, top-1.
+
+    A file that failed the verification gate is timed but never the one to
+    deploy; when such a file ran faster, ``faster_unverified`` names the
+    fastest of them (keras.applications MobileNetV3Small in ``bench.foreign``:
+    lrfc's int8 ONNX file, 0.28 ms against its fp32 file's 0.56, scored
+    80.7 % where fp32 scored 84.6 % on the verification samples).
+    """
     timed = [("original", run["precision"], run["original"]), ("compressed", run["precision"], run["compressed"])]
     other = baseline_of(run)
     if other:
         precision, pair = other
         timed += [("original", precision, pair["original"]), ("compressed", precision, pair["compressed"])]
-    model, precision, row = min(timed, key=lambda t: t[2]["p50_ms"])
-    return {"model": model, "precision": precision, "name": row.get("name"), "p50_ms": row["p50_ms"],
-            "accuracy": row.get("accuracy"), "verified": row.get("verified", True)}
+
+    def entry(model, precision, row):
+        return {"model": model, "precision": precision, "name": row.get("name"), "p50_ms": row["p50_ms"],
+                "accuracy": row.get("accuracy"), "verified": row.get("verified", True)}
+
+    passed = [t for t in timed if t[2].get("verified") is not False] or timed  # lrfc's published file always passed
+    best = entry(*min(passed, key=lambda t: t[2]["p50_ms"]))
+    failed = [t for t in timed if t[2].get("verified") is False and t[2]["p50_ms"] < best["p50_ms"]]
+    if failed and best["verified"] is not False:
+        best["faster_unverified"] = entry(*min(failed, key=lambda t: t[2]["p50_ms"]))
+    return best
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,11 @@ def fastest_line(run: dict) -> str | None:
     line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms"
     if best.get("verified") is False:
         line += " (failed the verification gate: timed, not published)"
+    quicker = best.get("faster_unverified")
+    if quicker:
+        who = "lrfc" if quicker["model"] == "compressed" else "the original"
+        line += (f"; {quicker['name'] or who} ({who} at {quicker['precision']}, {quicker['p50_ms']:.3f} ms) ran faster "
+                 "but failed the verification gate (timed, not published)")
     lrfc = {run["precision"]: run["compressed"], other[0]: other[1]["compressed"]}
     lrfc_int8 = lrfc.pop("int8", None)
     if lrfc_int8 is None or not lrfc:  # no int8 file, or no float one, to weigh against each other
