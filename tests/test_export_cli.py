@@ -139,3 +139,31 @@ def test_export_help_imports_nothing_heavy():
     code = ("import sys; from lrfc.cli import main; main(['export', '--help']); "
             "bad = [m for m in ('numpy', 'tensorflow', 'keras', 'onnx') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True)
+
+
+def test_int8_calibrates_on_unlabelled_data_and_says_what_it_did_not_check(model_path, tmp_path, capsys):
+    """A representative dataset has no labels: an npz of x alone, a folder of images without class subfolders."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images * 255 / 16).astype(np.uint8)  # 8x8 pixels 0..255, fitted to the model's 16x16
+    np.savez(tmp_path / "x_only.npz", x=images[:600])
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, image in enumerate(images[:40]):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    for data, formats, samples in ((tmp_path / "x_only.npz", "tflite,onnx", 256), (folder, "tflite", 40)):
+        out = tmp_path / f"out_{samples}"
+        code = main(["export", str(model_path), "--target", "host", "--precision", "int8", "--data", str(data),
+                     "--formats", formats, "--out", str(out)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        doc = json.loads((out / "export.json").read_text())
+        assert doc["calibration_samples"] == samples
+        assert doc["verification_data"] == (f"{data}, 344 samples disjoint from calibration, unlabelled" if samples == 256
+                                            else f"{data}, the 40 calibration samples (no others left), unlabelled")
+        assert all(a["passed"] and a["top1_agreement"] >= 0.9 and a.get("accuracy") is None for a in doc["artifacts"])
+        assert f"{data} has no labels: the original's accuracy is not checked" in captured.err
+    # a build scores accuracy: labels stay required there, in one line
+    assert main(["build", str(model_path), "--data", str(tmp_path / "x_only.npz"), "--out", str(tmp_path / "b")]) == 2
+    assert "no array 'y'" in capsys.readouterr().err

@@ -256,6 +256,11 @@ def decompose(
 # --------------------------------------------------------------------- export
 
 
+EXPORT_DATA_HELP = (DataHelp + " Calibration and verification samples; required for int8. Labels are optional here (an "
+                    ".npz without y, a folder of images without class subfolders); with them the original must pass "
+                    "the sanity gate first.")
+
+
 @app.command()
 def export(
     model: ModelArg,
@@ -263,7 +268,7 @@ def export(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")],
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: the target's).")] = None,
-    data: Annotated[Optional[str], typer.Option(help=DataHelp + " Calibration and verification samples; required for int8.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=EXPORT_DATA_HELP)] = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data (at most 256).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sample draws.")] = 0,
     input_range: InputRange = None,

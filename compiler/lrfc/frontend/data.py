@@ -56,7 +56,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Samples already mapped to the model input (float32) and int64 labels.
+    """Samples already mapped to the model input (float32) and int64 labels (None: unlabelled, ``load_data(labels=False)``).
 
     ``x_test``/``y_test`` hold a split the data came with (Fashion-MNIST's
     official test set, or an npz's ``x_test``); None when it has none.
@@ -69,7 +69,7 @@ class Dataset:
 
     name: str
     x: "Samples | np.ndarray"   # frontend.samples: mapped on access
-    y: np.ndarray
+    y: np.ndarray | None
     x_test: "Samples | np.ndarray | None" = None
     y_test: np.ndarray | None = None
     values: str = ""
@@ -84,7 +84,7 @@ class Dataset:
             "samples": int(len(self.x)),
             "test_samples": 0 if self.x_test is None else int(len(self.x_test)),
             "sample_shape": list(self.x.shape[1:]),
-            "classes": int(self.y.max()) + 1 if len(self.y) else 0,
+            "classes": int(self.y.max()) + 1 if self.y is not None and len(self.y) else 0,
         }
 
 
@@ -109,15 +109,15 @@ def read_fashion_mnist(root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.n
     return tuple(_read_idx(root / n) for n in names)  # type: ignore[return-value]
 
 
-def _read_npz(path: Path):
+def _read_npz(path: Path, labels: bool = True):
     try:
         arrays = npyfile.arrays(path)
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from exc
-    for key in ("x", "y"):
+    for key in ("x", "y") if labels else ("x",):
         if key not in arrays:
             raise UserError(f"{path}: no array '{key}' (found: {', '.join(arrays) or 'none'}); expected 'x' (samples) and 'y' (labels)")
-    return arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test")
+    return arrays["x"], arrays.get("y"), arrays.get("x_test"), arrays.get("y_test")
 
 
 def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tuple[dict[str, int], list[str]]:
@@ -142,18 +142,22 @@ def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tu
     return {name: i for i, name in enumerate(folders)}, notes
 
 
-def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
-    """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted."""
+def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True):
+    """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted.
+
+    Without class subfolders and ``labels_needed`` False, the images directly
+    in ``path`` are read, unlabelled: labels, class names and notes are None.
+    """
     folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
+    if not folders and labels_needed:
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
     if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
-    labels, notes = _class_labels(path, folders, num_classes)
+    labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
     import tensorflow as tf
 
     xs, ys, shapes = [], [], {}
-    for cls in folders:
+    for cls in folders or [""]:
         for f in sorted((path / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -165,10 +169,8 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
             xs.append(_fit_image(to_unit(img[None], str(f))[0], input_shape, f)[0])
             ys.append(labels[cls])
     if not xs:
-        raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})")
-    names = [""] * (max(labels.values()) + 1)
-    for cls, label in labels.items():
-        names[label] = cls
+        where = "class subfolders hold" if folders else "holds neither class subfolders nor"
+        raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
     if len(shapes) == 1:
         fit = describe_fit(next(iter(shapes)), input_shape)
     else:
@@ -176,6 +178,11 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None):
         fit = (f"images of {len(shapes)} shapes ({', '.join('x'.join(map(str, s)) for s in common[:3])}"
                f"{', ...' if len(common) > 3 else ''}) fitted to the model's {'x'.join(map(str, input_shape))} "
                "one by one (zero-padded where close, else resized)")
+    if not folders:
+        return np.stack(xs), None, None, None, fit
+    names = [""] * (max(labels.values()) + 1)
+    for cls, label in labels.items():
+        names[label] = cls
     return np.stack(xs), np.asarray(ys), tuple(names), notes, fit
 
 
@@ -308,13 +315,15 @@ def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.n
 # ---------------------------------------------------------------- checks
 
 
-def _check(x: np.ndarray, y: np.ndarray, num_classes: int | None, min_samples: int, where: str) -> np.ndarray:
-    if len(x) != len(y):
+def _check(x: np.ndarray, y: np.ndarray | None, num_classes: int | None, min_samples: int, where: str):
+    if y is not None and len(x) != len(y):
         raise UserError(f"{where}: {len(x)} samples but {len(y)} labels")
     if len(x) < min_samples:
         raise UserError(f"{where}: {len(x)} samples; at least {min_samples} are needed")
     if np.issubdtype(np.asarray(x).dtype, np.floating) and not np.isfinite(x).all():
         raise UserError(f"{where}: samples contain NaN or Inf ({int((~np.isfinite(x)).sum())} values)")
+    if y is None:
+        return None
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
@@ -375,7 +384,7 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
-              min_samples: int = 10) -> Dataset:
+              min_samples: int = 10, labels: bool = True) -> Dataset:
     """Load ``--data`` and map it onto a model input.
 
     Args:
@@ -387,6 +396,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         contract: how unit pixel values become the model's input values
             (``frontend.contract``); None: [0, 1].
         min_samples: fewer samples than this is an error.
+        labels: False accepts unlabelled data (``lrfc export``'s calibration
+            samples): an npz without ``y``, a folder of images without class
+            subfolders; the Dataset's ``y`` is then None.
 
     Returns:
         A ``Dataset`` whose samples (``frontend.samples.Samples``) fit
@@ -411,9 +423,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         if not path.exists():
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
         if path.is_dir():
-            x, y, classes, notes, fit = _read_image_dir(path, tuple(input_shape), num_classes)
+            x, y, classes, notes, fit = _read_image_dir(path, tuple(input_shape), num_classes, labels)
         elif path.suffix.lower() == ".npz":
-            x, y, x_test, y_test = _read_npz(path)
+            x, y, x_test, y_test = _read_npz(path, labels)
         else:
             raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz or a folder of images in class subfolders")
     y = _check(x, y, num_classes, min_samples, spec)
@@ -421,11 +433,11 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
     if spec == "digits":
         values = "digits 0..16"
     if x_test is not None:
-        if y_test is None:
+        if y_test is None and (labels or y is not None):
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
         y_test = _check(x_test, y_test, num_classes, 1, f"{spec} (test split)")
         x_test, _ = _to_model(x_test, input_shape, contract, f"{spec} (test split)")
     if classes is None:  # arrays: one shape, fitted as they are read
         fit = describe_fit(np.shape(x.source)[1:], input_shape)
-    return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes),
+    return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes or ()),
                    fit=fit)

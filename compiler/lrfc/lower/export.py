@@ -70,7 +70,11 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
     mapped by the contract (no labels). With it: verification uses the data's
     test split when it has one, else the samples left after calibration, else
     (tiny data) the calibration samples; the original must pass the sanity
-    gate on them.
+    gate on them. Unlabelled data (an npz without ``y``, a folder of images
+    without class subfolders: what TFLite calls a representative dataset)
+    calibrates and verifies the same way, but nothing can score the original
+    on it, so the sanity gate is skipped and ``log`` says so: a wrong input
+    range is not caught there.
     """
     from lrfc.frontend.data import load_data
     from lrfc.frontend.sanity import check_original
@@ -82,22 +86,32 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
         return ExportSamples(x, x, None, f"random pixel values mapped as {contract.range}, {RANDOM_VERIFY_SAMPLES} samples")
     out_shape = model.outputs[0].shape
     num_classes = int(out_shape[-1]) if len(out_shape) == 2 and out_shape[-1] else None
-    ds = load_data(data, shape, num_classes, contract)
+    ds = load_data(data, shape, num_classes, contract, labels=False)
     perm = rng.permutation(len(ds.x))
     calibration = ds.x[perm[:calib_samples]]
     if ds.x_test is not None and len(ds.x_test):
         pick = np.sort(rng.permutation(len(ds.x_test))[:VERIFY_SAMPLES])
-        x, y, described = ds.x_test[pick], ds.y_test[pick], f"{data} test split, {len(pick)} samples"
+        x, y, described = ds.x_test[pick], _at(ds.y_test, pick), f"{data} test split, {len(pick)} samples"
     elif len(perm) > calib_samples:
         rest = np.sort(perm[calib_samples:calib_samples + VERIFY_SAMPLES])
-        x, y, described = ds.x[rest], ds.y[rest], f"{data}, {len(rest)} samples disjoint from calibration"
+        x, y, described = ds.x[rest], _at(ds.y, rest), f"{data}, {len(rest)} samples disjoint from calibration"
     else:
-        x, y = calibration, ds.y[perm[:calib_samples]]
+        x, y = calibration, _at(ds.y, perm[:calib_samples])
         described = f"{data}, the {len(calibration)} calibration samples (no others left)"
-    if num_classes is not None:
+    if y is None:
+        described += ", unlabelled"
+        if log is not None:
+            log(f"{data} has no labels: the original's accuracy is not checked, so neither is the input range it "
+                f"assumes (pixel values {contract.range}, {contract.source}); the gate compares the files' outputs "
+                "with Keras only")
+    elif num_classes is not None:
         check_original(model, x, y, contract, passthrough=ds.values.startswith("as given"),
                        allow_low=allow_low_accuracy, where=described.split(",")[0], log=log)
     return ExportSamples(calibration, x, y, described)
+
+
+def _at(labels: np.ndarray | None, index) -> np.ndarray | None:
+    return None if labels is None else labels[index]
 
 
 def export_model(model_path: str, target: str, out: str | Path, *, formats: tuple[str, ...] | None = None,
