@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.render_budget import budget
 from bench.render_chains import chains
 from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, ONNX_INT8_CHANGED,
-                                 WARM_CHANGED, XEON_CHANGED, machine_line)
+                                 TWIN_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line)
 from bench.render_fits import fits
 from bench.render_foreign import foreign
 from bench.render_latency import latency, latency_plot
@@ -78,7 +78,11 @@ def main() -> None:
              f"{ONNX_INT8_CHANGED} had int8 activations (S8S8), on which ONNX Runtime's CPU provider left the "
              "residual models' Add and the convolutions beside it in float (the ResNet-style baseline's int8 in the "
              "speed rows: 0.906 ms before, 0.299 ms with uint8 activations, `lower/onnx.py`): their ONNX Runtime int8 "
-             "columns understate int8 there, the original's included. Each table's machine line names the machine "
+             "columns understate int8 there, the original's included. The original's files in builds dated before "
+             f"{TWIN_CHANGED} kept the shape arithmetic of a Flatten or Reshape (TFLite SHAPE, STRIDED_SLICE, PACK; "
+             "ONNX Shape, Gather, Cast, Slice, Concat) that lrfc's own files had lost (`lower/twin.py`), so a model "
+             "with a Flatten (the VGG-style baseline) had a slightly slow original there. Each table's machine line "
+             "names the machine "
              "of its file's latest run.", ""]
     for name in ("budget.json", "speed.json", "qat.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):

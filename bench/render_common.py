@@ -11,6 +11,7 @@ MACHINE_CHANGED = "2026-12-02 09:44 UTC"   # the benchmark machine: AVX-512 (VNN
 XEON_CHANGED = "2026-12-02 18:11 UTC"      # the benchmark machine: an AVX2-only EPYC before, an Intel Xeon (AVX-512, AMX) since
 EPOCHS_CHANGED = "2026-12-02 16:09 UTC"    # fine-tuning: a cold round 3 epochs over 60,000 samples before, 2 since
 ONNX_INT8_CHANGED = "2026-12-03 06:36 UTC"  # ONNX int8 files: int8 activations (S8S8) before, uint8 (U8S8) since
+TWIN_CHANGED = "2026-12-03 15:04 UTC"  # the original's files: Flatten/Reshape with shape arithmetic before, constant since
 
 
 def machine_of(date: str | None) -> str:
