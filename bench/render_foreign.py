@@ -8,9 +8,10 @@ from lrfc.report.fmt import input_line
 
 
 def _trained(t: dict) -> str:
-    momentum = ", ".join(f"{m:g}" for m in t["bn_momentum"])
+    momentum = ("BN momentum " + ", ".join(f"{m:g}" for m in t["bn_momentum"]) if t["bn_momentum"]
+                else "no BatchNorm")
     epochs = f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''}"
-    return (f"{epochs} on {t['train_samples']:,} images ({t['train_s'] / 60:.1f} min), BN momentum {momentum}; "
+    return (f"{epochs} on {t['train_samples']:,} images ({t['train_s'] / 60:.1f} min), {momentum}; "
             f"last epoch's training top-1 {_pct(t['train_accuracy'])}, Keras on the 10,000 test images "
             f"{_pct(t['keras_test_accuracy'])}")
 

@@ -95,9 +95,11 @@ def loss_lines(runs: dict) -> list[str]:
                                  ("lrfc fp32", "original int8")):
                 a, b = _p50(r, runtime, mine), _p50(r, runtime, theirs)
                 if a is not None and b is not None and a > b:
+                    failed = [name for name in (mine, theirs)
+                              if (r["latency"][runtime].get(name) or {}).get("verified") is False]
+                    note = f"; {' and '.join(failed)} failed verification (timed, not published)" if failed else ""
                     out.append(f"- {n} ({machine_of(r.get('date'))}), {where}: {mine} {a:.3f} ms is slower than "
-                               f"{theirs} {b:.3f} ms "
-                               f"({b / a:.2f}x).")
+                               f"{theirs} {b:.3f} ms ({b / a:.2f}x{note}).")
     if not out:
         return ["lrfc was faster than the original and than its int8 in every row.", ""]
     return out + [""]

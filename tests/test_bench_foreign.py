@@ -37,8 +37,15 @@ def test_refused_and_built_rows():
     assert "| lrfc int8 | 0.150 | 0.180 | 84.00% (failed verification: timed, not published) |" in text
     assert ("- m/built, ONNX Runtime CPU: fastest verified file original.int8.onnx (the original at int8), p50 0.168 "
             "ms; model.int8.onnx (lrfc at int8, 0.150 ms) ran faster but failed the verification gate.") in text
-    assert "lrfc fp32 0.190 ms is slower than original int8 0.168 ms (0.88x)" in text
+    assert "lrfc fp32 0.190 ms is slower than original int8 0.168 ms (0.88x)." in text
     assert text.count("`lrfc build m.h5`") == 2
+    # a loss to a file that failed the gate says so; a model without BatchNorm (ConvNeXt) says that
+    built["latency"]["onnxruntime-cpu"]["original int8"]["verified"] = False
+    built["trained"] = {**built["trained"], "bn_momentum": []}
+    text = "\n".join(foreign({"machine": {}, "runs": {"m/built": built}}))
+    assert ("lrfc fp32 0.190 ms is slower than original int8 0.168 ms (0.88x; original int8 failed verification "
+            "(timed, not published)).") in text
+    assert "6 epochs on 5,000 images (0.4 min), no BatchNorm; " in text
 
 
 def test_every_row_names_a_model_and_the_data_it_writes():

@@ -130,3 +130,22 @@ def test_publish_replaces_the_whole_set_and_keeps_other_files(tmp_path):
         out.publish()
     out.discard()
     assert not list(out.path.glob(".lrfc-*"))
+
+
+def test_a_message_line_is_one_write_so_a_signal_cannot_split_it(monkeypatch):
+    """print() writes the text and the newline apart and a SIGINT's handler can run between them: once the
+    interrupt's own line landed on the end of a warning ('... resolve itlrfc: interrupted by SIGINT')."""
+    import io
+
+    from lrfc.common.progress import stderr_line
+
+    writes = []
+
+    class Recorder(io.StringIO):
+        def write(self, text):
+            writes.append(text)
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    stderr_line("lrfc: warning: the validation split has 1,000 samples")
+    assert writes == ["lrfc: warning: the validation split has 1,000 samples\n"]

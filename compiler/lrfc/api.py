@@ -16,16 +16,12 @@ published, with the result attached (``exc.result``).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrfc.common.progress import stderr_line
 from lrfc.errors import VerificationError
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class BuildResult:
         return bool(self.report["accuracy_budget"]["met"])
 
 
-def build(model, data, target: str = "host", *, out: str | Path = "lrfc-out", log=_stderr, **options) -> BuildResult:
+def build(model, data, target: str = "host", *, out: str | Path = "lrfc-out", log=stderr_line, **options) -> BuildResult:
     """``lrfc build``: compress ``model`` for ``target``, publish verified artifacts and a report into ``out``.
 
     Args:
@@ -90,7 +86,7 @@ def build(model, data, target: str = "host", *, out: str | Path = "lrfc-out", lo
 
 def export(model, target: str = "host", *, out: str | Path, formats=None, precision: str | None = None, data=None,
            calib_samples: int = 256, seed: int = 0, trust: bool = False, allow_low_accuracy: bool = False,
-           log=_stderr, **contract) -> dict:
+           log=stderr_line, **contract) -> dict:
     """``lrfc export``: ``model`` as it is, lowered to verified artifacts and export.json in ``out``.
 
     ``contract`` takes ``input_range``, ``input_mean``, ``input_std``,
@@ -104,7 +100,7 @@ def export(model, target: str = "host", *, out: str | Path, formats=None, precis
 
 
 def verify(artifact: str | Path, model, *, data=None, precision: str | None = None, seed: int = 0,
-           trust: bool = False, allow_low_accuracy: bool = False, log=_stderr, **contract):
+           trust: bool = False, allow_low_accuracy: bool = False, log=stderr_line, **contract):
     """``lrfc verify``: the verification gate on an existing artifact; returns its ``ArtifactRecord``."""
     from lrfc.lower.check import verify_artifact
 

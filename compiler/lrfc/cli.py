@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from lrfc.common.progress import stderr_line
 from lrfc.decompose import names as method_names
 from lrfc.errors import UserError
 from lrfc.options import DEFAULT
@@ -66,7 +67,7 @@ def _emit_json(obj) -> None:
 
 
 def _warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    stderr_line(message)
 
 
 def _parse_shape(text: Optional[str]) -> tuple[int, ...] | None:
@@ -486,26 +487,26 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, VerificationError) as exc:
         if _state["verbose"]:
             traceback.print_exc()
-        print(f"lrfc: error: {one_line(exc)}", file=sys.stderr)
+        stderr_line(f"lrfc: error: {one_line(exc)}")
         return 2 if isinstance(exc, UserError) else 1
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         if _state["verbose"]:
             traceback.print_exc()
-        print(f"lrfc: interrupted by {signal.Signals(signum).name}: an unfinished run publishes nothing, so the output "
-              "folder keeps its earlier results (the cache keeps what was scored)", file=sys.stderr)
+        stderr_line(f"lrfc: interrupted by {signal.Signals(signum).name}: an unfinished run publishes nothing, so the "
+                    "output folder keeps its earlier results (the cache keeps what was scored)")
         return 128 + int(signum)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        print("lrfc: aborted", file=sys.stderr)
+        stderr_line("lrfc: aborted")
         return 1
     except Exception as exc:  # usage errors (typer's bundled click exceptions): one line too
         from typer.exceptions import TyperException
 
         if isinstance(exc, TyperException) and hasattr(exc, "format_message"):
             where = getattr(getattr(exc, "ctx", None), "command_path", "lrfc")
-            print(f"lrfc: error: {one_line(exc.format_message())} (see `{where} --help`)", file=sys.stderr)
+            stderr_line(f"lrfc: error: {one_line(exc.format_message())} (see `{where} --help`)")
             return exc.exit_code
         raise
     finally:

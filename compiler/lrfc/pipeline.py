@@ -16,7 +16,6 @@ are plain data that ``report.json`` and ``plan.json`` carry.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lrfc.common import allocator, memory
+from lrfc.common.progress import stderr_line
 from lrfc.options import BuildOptions
 from lrfc.plan import Plan
 
@@ -179,10 +179,6 @@ STAGES = _stages()
 """The pipeline, in order: ``(name, stage function)``."""
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def preflight(options: BuildOptions, log):
     """Every check that needs no TensorFlow, before any heavy work: options, profile, paths.
 
@@ -217,7 +213,7 @@ def preflight(options: BuildOptions, log):
     return output, executor
 
 
-def run_build(options: BuildOptions, log=_stderr) -> BuildState:
+def run_build(options: BuildOptions, log=stderr_line) -> BuildState:
     """Run every stage in order, timing each and recording its peak memory; returns the final state.
 
     Results are staged and published as one set at the end (``common.outputs``);

@@ -1,4 +1,4 @@
-"""A small progress bar for long phases (scoring, fine-tuning), with no dependencies.
+"""A small progress bar for long phases (scoring, fine-tuning), with no dependencies; and one-line messages.
 
 On a terminal it redraws one line in place, at most ~10 times a second. Into a
 pipe or a CI log it writes nothing until the end and then exactly one line, so
@@ -14,6 +14,18 @@ from typing import Callable, TextIO
 
 _BAR_WIDTH = 30
 _MIN_REDRAW_S = 0.1
+
+
+def stderr_line(message: str) -> None:
+    """``message`` and its newline on stderr in one write.
+
+    ``print`` writes the two apart, and Python runs a signal's handler
+    between them: a SIGINT there left "... resolve itlrfc: interrupted by
+    SIGINT" on one line (a flaky ``tests/test_interrupts.py`` run). One write
+    is one C call, which the handler cannot split.
+    """
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 class Progress:
