@@ -22,7 +22,8 @@ from lrfc.lower import artifacts  # noqa: E402
 from lrfc.lower.artifacts import FORMATS, formats_for, lower  # noqa: E402
 from lrfc.lower.onnx import export_onnx, quantize_onnx_int8  # noqa: E402
 from lrfc.lower.tflite import export_tflite  # noqa: E402
-from lrfc.lower.verify import TOLERANCES, compare, failure_message, gate, reference_outputs  # noqa: E402
+from lrfc.lower.verify import (TOLERANCES, compare, failure_message, float_sensitivity, gate,  # noqa: E402
+                               reference_outputs)
 from conftest import onnx_runtime_ops, residual_cnn  # noqa: E402
 from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
 
@@ -478,6 +479,79 @@ def test_compare_and_failure_message_numbers():
     nan = compare(ref, np.full_like(ref, np.nan), "fp32")
     assert not nan["passed"] and nan["max_abs_diff"] == float("inf")
     assert "\n" not in failure_message("x", bad)
+
+
+def _near_tie_model_and_samples():
+    """A two-class softmax on ``100,000 * x.w``, and 16 samples: 8 near the tie, 8 far from it.
+
+    Near the tie (x.w within 1e-5..3e-5 of 0) the output moves by 3e-3 to 0.2 when x
+    moves by 1e-6 (relative): float rounding alone can push it past the fp32
+    bound. Far from it (|x.w| = 5) the softmax is saturated and nothing moves.
+    """
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(64).astype(np.float32)
+    inputs = keras.Input((64,))
+    margin = keras.layers.Dense(1, use_bias=False, name="margin")(inputs)
+    scaled = keras.layers.Rescaling(100_000.0)(margin)
+    out = keras.layers.Dense(2, activation="softmax", name="tie")(scaled)
+    model = keras.Model(inputs, out)
+    model.get_layer("margin").set_weights([w[:, None]])
+    model.get_layer("tie").set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    z = rng.standard_normal((16, 64)).astype(np.float32)
+    z -= np.outer(z @ w, w) / (w @ w)  # on the tie, then moved off it along w
+    target = np.concatenate([rng.uniform(1e-5, 3e-5, 8) * rng.choice([-1, 1], 8), np.full(8, 5.0) * rng.choice([-1, 1], 8)])
+    x = (z + np.outer(target, w) / (w @ w)).astype(np.float32)
+    return model, x
+
+
+def test_float_sensitivity_is_large_near_a_tie_and_nil_where_the_output_is_saturated():
+    model, x = _near_tie_model_and_samples()
+    ref = reference_outputs(model, x)
+    sens = float_sensitivity(model, x, ref)
+    assert sens.shape == (16,)
+    assert np.all(sens[:8] > 1e-3), sens  # near the tie: past the fp32 bound from an 8-ulp wiggle
+    assert np.all(sens[8:] < 1e-6), sens   # saturated
+    assert np.array_equal(sens, float_sensitivity(model, x, ref))  # seeded: the same on every call
+
+
+def test_compare_allows_each_sample_its_own_float_sensitivity_and_no_more():
+    ref = np.tile(np.array([[0.7, 0.3]], np.float32), (4, 1))
+    sens = np.array([1e-3, 1e-3, 0.0, 0.0], np.float32)
+    rounding = ref + np.array([[5e-3, -5e-3], [-8e-3, 8e-3], [1e-4, -1e-4], [0.0, 0.0]], np.float32)
+    assert not compare(ref, rounding, "fp32")["passed"]
+    judged = compare(ref, rounding, "fp32", sens)
+    assert judged["passed"] and judged["beyond_bound"] == 2
+    assert judged["tolerance"]["float_sensitivity"] == pytest.approx(1e-2)
+    everywhere = compare(ref, ref + np.array([[5e-3, -5e-3]], np.float32), "fp32", sens)  # a real error moves all
+    assert not everywhere["passed"]
+    assert failure_message("m.onnx (fp32)", everywhere).endswith(
+        "on 4 samples (and past 10x the Keras model's own float sensitivity, up to 0.01)")
+    flipped = compare(ref, ref[:, ::-1], "fp32", np.ones(4, np.float32))  # top-1 is never relaxed
+    assert not flipped["passed"]
+
+
+def test_the_gate_asks_for_the_float_sensitivity_only_when_a_float_file_fails_its_bound_alone(tmp_path):
+    model, x = _near_tie_model_and_samples()
+    path = export_onnx(model, tmp_path / "tie.onnx")
+    outputs = run_onnx(path, x)
+    calls = []
+
+    def sensitivity(values):
+        return lambda: calls.append(1) or np.asarray(values, np.float32)
+
+    assert gate(path, "onnx", "fp32", x, outputs, sensitivity=sensitivity(np.ones(16))).passed and not calls
+    shift = np.zeros_like(outputs)
+    shift[:8] = [4e-3, -4e-3]  # near-tie samples off by 4x the bound: rounding if Keras itself moves that much
+    near = gate(path, "onnx", "fp32", x, outputs + shift, sensitivity=sensitivity([1e-3] * 8 + [0] * 8))
+    assert near.passed and len(calls) == 1 and near.max_abs_diff == pytest.approx(4e-3, rel=1e-3)
+    assert near.note.startswith("8 of 16 samples differ by more than 0.001, each by less than 10x what the Keras")
+    assert not gate(path, "onnx", "fp32", x, outputs + shift, sensitivity=sensitivity(np.zeros(16))).passed
+    squeezed = 0.4 + 0.2 * outputs  # the same classes, saturated samples 0.4 off: past int8's 0.35
+    assert not gate(path, "onnx", "int8", x, squeezed, sensitivity=sensitivity(np.ones(16))).passed
+    assert len(calls) == 2  # int8 did not ask: its bound is quantization's, not rounding's
+    real = gate(path, "onnx", "fp32", x, reference_outputs(model, x),
+                sensitivity=lambda: float_sensitivity(model, x, reference_outputs(model, x)))
+    assert real.passed, real.error  # the Keras model against its own ONNX file, rounding and all
 
 
 def test_formats_for_profiles_and_bad_lower_arguments(sequential, tmp_path):

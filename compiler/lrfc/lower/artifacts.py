@@ -13,6 +13,7 @@ whatever happens.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
     Raises:
         ValueError: a bad precision, format or empty samples.
     """
-    from lrfc.lower.verify import reference_outputs
+    from lrfc.lower.verify import float_sensitivity, reference_outputs
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, received {precision!r}")
@@ -115,17 +116,18 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
     out_dir.mkdir(parents=True, exist_ok=True)
     final_dir = Path(final_dir) if final_dir is not None else out_dir
     reference = reference_outputs(model, x_verify)
+    sensitivity = functools.cache(lambda: float_sensitivity(model, x_verify, reference))  # one model's files share it
     records = []
     for fmt in formats:
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed))
+                                      keep_failed, sensitivity))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
-               y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False) -> ArtifactRecord:
+               y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None) -> ArtifactRecord:
     """Export one format and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
@@ -140,11 +142,12 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
                               error=f"{final.name}: conversion to {fmt} failed: {why}")
     finally:
         release()  # the converter's graphs: garbage in cycles, gone before the next conversion
-    record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify)
+    record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify, sensitivity)
     if not record.passed and (fmt, artifact_precision) == ("onnx", "int8"):
         record, note = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
                                             onnx_int8)
-    record.path, record.note, record.seconds = str(final), note, round(time.perf_counter() - start, 3)
+    record.path, record.seconds = str(final), round(time.perf_counter() - start, 3)
+    record.note = "; ".join(n for n in (note, record.note) if n) or None
     if record.error:
         record.error = record.error.replace(staged.name, final.name, 1)
     if not record.passed and not keep_failed:

@@ -61,7 +61,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import CALIBRATION_SAMPLES, PRECISIONS
     from lrfc.lower.export import draw_samples, load_single_io
-    from lrfc.lower.verify import gate, reference_outputs
+    from lrfc.lower.verify import float_sensitivity, gate, reference_outputs
     from lrfc.options import check_data_spec
 
     path = Path(artifact)
@@ -81,8 +81,11 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     contract = resolve(model, contract)
     samples = draw_samples(model, contract, data, CALIBRATION_SAMPLES, seed, allow_low_accuracy=allow_low_accuracy,
                            log=log)
-    record = gate(path, fmt, precision, samples.verify, reference_outputs(model, samples.verify), samples.labels)
-    record.note = f"verified on {samples.described}; input {contract.describe()}"
+    reference = reference_outputs(model, samples.verify)
+    record = gate(path, fmt, precision, samples.verify, reference, samples.labels,
+                  lambda: float_sensitivity(model, samples.verify, reference))
+    record.note = "; ".join(n for n in (f"verified on {samples.described}; input {contract.describe()}", record.note)
+                            if n)
     return record
 
 
@@ -91,8 +94,10 @@ def render_record(record: ArtifactRecord) -> str:
     if record.max_abs_diff is None:
         return f"{record.name} ({record.precision}): FAILED: {record.error}"
     tol = record.tolerance
+    bound = f"bound {tol['max_abs_diff']:.3g}" + (f", up to {tol['float_sensitivity']:.3g} on float-sensitive samples"
+                                                  if "float_sensitivity" in tol else "")
     lines = [f"{record.name} ({record.precision}): {'passed' if record.passed else 'FAILED'}: max_abs_diff "
-             f"{record.max_abs_diff:.3g} (bound {tol['max_abs_diff']:.3g}), top-1 agreement "
+             f"{record.max_abs_diff:.3g} ({bound}), top-1 agreement "
              f"{100 * record.top1_agreement:.2f}% (at least {100 * tol['top1_agreement']:.0f}%) on {record.samples} samples"]
     if record.accuracy is not None:
         lines.append(f"accuracy: artifact {100 * record.accuracy:.2f}%, Keras model {100 * record.reference_accuracy:.2f}% top-1")

@@ -97,6 +97,7 @@ def build_report(state) -> dict:
         "layers": layers,
         "unfactorized": unfactorized,
         "finetune": state.finetune.to_json(),
+        "repair": {"reconstruct": opts.reconstruct, "bn_reestimate": opts.bn_reestimate},
         "artifacts": [a.to_json() for a in state.artifacts],
         "benchmarks": state.benchmarks.to_json(),
         "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
