@@ -435,3 +435,16 @@ def test_a_gain_beyond_the_validation_splits_noise_is_called_training_not_compre
     assert "fine-tun" not in gain and gain.endswith(
         "BatchNorm statistics re-estimated and layers reconstructed on the calibration data trained it further, so the gain is training, not compression; the original repaired the same way is the "
         "fair baseline")
+
+
+def test_an_int8_artifact_line_shows_the_difference_its_bound_judged(report):
+    from lrfc.lower.records import ArtifactRecord
+
+    record = ArtifactRecord("tflite", "out/model.int8.tflite", "int8", True, bytes=1000, max_abs_diff=0.412,
+                            model="compressed", quantile_abs_diff=0.245, top1_agreement=0.9785, samples=512,
+                            tolerance={"max_abs_diff": 0.35, "top1_agreement": 0.9, "quantile": 0.99})
+    report["artifacts"] = [record.to_json()]
+    line = next(l for l in summary_table(report).splitlines() if l.startswith("artifact "))
+    assert line.endswith("model.int8.tflite  int8  1,000 bytes  verified on 512 samples: max abs diff 0.412 (0.245 at "
+                         "the 99th percentile sample), top-1 agreement 97.85%")
+    assert "0.412 (p99 0.245)" in render_html(report)

@@ -33,6 +33,7 @@ class ArtifactRecord:
     bytes: int = 0
     sha256: str | None = None
     max_abs_diff: float | None = None
+    quantile_abs_diff: float | None = None  # int8: what the bound judged, the samples' differences at a quantile
     top1_agreement: float | None = None
     samples: int = 0
     tolerance: dict = field(default_factory=dict)

@@ -51,12 +51,14 @@ class Tolerance:
 
     max_abs_diff: float   # scaled by max(1, max|ref|)
     top1_agreement: float
+    quantile: float = 1.0  # the bound holds for this quantile of the samples' largest differences (1.0: every
+    #                        sample; a sample's own value, rounded up: under 100 samples, 0.99 excuses none)
 
 
 TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-3, top1_agreement=0.99),
     "fp16": Tolerance(max_abs_diff=3e-2, top1_agreement=0.98),
-    "int8": Tolerance(max_abs_diff=0.35, top1_agreement=0.90),
+    "int8": Tolerance(max_abs_diff=0.35, top1_agreement=0.90, quantile=0.99),
 }
 """Per precision. Measured on the trained Fashion-MNIST VGG and ResNet (logit outputs, max|ref| 20-44;
 512 test samples; numbers in the project notes), the justification:
@@ -83,7 +85,15 @@ TOLERANCES = {
   0.10 absolute; a one-off ``/tmp`` script on ``tests/test_lower.py``'s
   fixture, 2026-12-02). 0.35 keeps that, and still fails ONNX Runtime's saturated
   8-bit products on such a CPU (0.44; ``lower.artifacts._onnx_int8_on_7_bits``)
-  and garbage.
+  and garbage. Since 2026-12-03 the bound holds for the 99th percentile of
+  the samples' largest differences, not the single worst one: on 512
+  samples the int8 TFLite file of bench.foreign's compressed EfficientNetB0
+  kept every point of accuracy (85.35 % against Keras' 85.35 %, agreement
+  0.979) and failed the gate on one sample (0.41; its 99th percentile
+  0.245), while the files the gate should stop stay stopped there:
+  MobileNetV3Small (3.3 points lost, agreement 0.91-0.93) at 0.42-0.48 and
+  the compressed ResNet50 (12-14 points lost) at 0.69-0.73 (one-off ``/tmp``
+  scripts on the rows' ``model.keras``, 2026-12-03 18:00 UTC).
 """
 
 
@@ -158,7 +168,9 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.nd
     Returns:
         ``{"max_abs_diff", "top1_agreement", "samples", "tolerance":
         {"max_abs_diff", "top1_agreement"}, "passed"}``; the tolerance's
-        ``max_abs_diff`` is the scaled bound actually applied. With
+        ``max_abs_diff`` is the scaled bound actually applied (to
+        ``"quantile_abs_diff"``, the samples' largest differences at the
+        tolerance's ``"quantile"``, where that is below 1). With
         ``sensitivity``, ``"beyond_bound"`` counts the samples past the bound
         and the tolerance gains ``"float_sensitivity"``: the largest
         per-sample allowance.
@@ -172,8 +184,10 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.nd
     tol = TOLERANCES[precision]
     n = len(ref)
     finite = bool(np.isfinite(out).all())
-    diff = float(np.abs(out - ref).max()) if finite and ref.size else (float("inf") if not finite else 0.0)
     flat_ref, flat_out = ref.reshape(n, -1), out.reshape(n, -1)
+    per_sample = np.abs(flat_out - flat_ref).max(axis=1) if finite and ref.size else np.zeros(n, np.float32)
+    diff = float(per_sample.max()) if finite and ref.size else (float("inf") if not finite else 0.0)
+    judged = diff if tol.quantile >= 1.0 or not finite or not n else float(np.quantile(per_sample, tol.quantile, method="higher"))
     agree = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1))) if n else 1.0
     bound = tol.max_abs_diff * max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
     result = {
@@ -181,10 +195,12 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.nd
         "top1_agreement": agree,
         "samples": int(n),
         "tolerance": {"max_abs_diff": bound, "top1_agreement": tol.top1_agreement},
-        "passed": bool(finite and diff <= bound and agree >= tol.top1_agreement),
+        "passed": bool(finite and judged <= bound and agree >= tol.top1_agreement),
     }
+    if tol.quantile < 1.0:
+        result["quantile_abs_diff"] = judged
+        result["tolerance"]["quantile"] = tol.quantile
     if sensitivity is not None and finite and n:
-        per_sample = np.abs(flat_out - flat_ref).max(axis=1)
         allowed = np.maximum(bound, SENSITIVITY_FACTOR * np.asarray(sensitivity, dtype=np.float32).reshape(n))
         result["beyond_bound"] = int(np.sum(per_sample > bound))
         result["tolerance"]["float_sensitivity"] = float(allowed.max())
@@ -231,6 +247,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
                            f"(relative): float rounding, not a lowering error")
     record.max_abs_diff, record.top1_agreement = result["max_abs_diff"], result["top1_agreement"]
     record.samples, record.tolerance, record.passed = result["samples"], result["tolerance"], result["passed"]
+    record.quantile_abs_diff = result.get("quantile_abs_diff")
     if labels is not None and len(labels) == len(x):
         y = np.asarray(labels).reshape(len(x))
         record.accuracy = round(float(np.mean(outputs.reshape(len(x), -1).argmax(1) == y)), 6)
@@ -250,9 +267,16 @@ def _rounding_only(result: dict, precision: str) -> bool:
 def failure_message(name: str, result: dict) -> str:
     """One line with the numbers: ``NAME failed verification: max_abs_diff 0.41 > 0.25, ...``."""
     tol = result["tolerance"]
-    diff_op = "<=" if result["max_abs_diff"] <= tol["max_abs_diff"] else ">"
     top1_op = ">=" if result["top1_agreement"] >= tol["top1_agreement"] else "<"
-    return (f"{name} failed verification: max_abs_diff {result['max_abs_diff']:.3g} {diff_op} {tol['max_abs_diff']:.3g}, "
+    if "quantile" in tol:
+        judged = result["quantile_abs_diff"]
+        diff_op = "<=" if judged <= tol["max_abs_diff"] else ">"
+        diff = (f"abs diff {judged:.3g} {diff_op} {tol['max_abs_diff']:.3g} at the {100 * tol['quantile']:g}th "
+                f"percentile sample (max {result['max_abs_diff']:.3g})")
+    else:
+        diff_op = "<=" if result["max_abs_diff"] <= tol["max_abs_diff"] else ">"
+        diff = f"max_abs_diff {result['max_abs_diff']:.3g} {diff_op} {tol['max_abs_diff']:.3g}"
+    return (f"{name} failed verification: {diff}, "
             f"top1_agreement {result['top1_agreement']:.3f} {top1_op} {tol['top1_agreement']:.2f} "
             f"on {result['samples']} samples"
             + (f" (and past {SENSITIVITY_FACTOR:g}x the Keras model's own float sensitivity, up to "

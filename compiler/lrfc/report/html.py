@@ -95,8 +95,10 @@ def _deployment(report: dict, e) -> list[str]:
                 parts.append(f"<tr><td>{e(a.get('model', ''))}</td><td><code>{e(Path(a['path']).name)}</code></td>"
                              f"<td>{e(a['precision'])}</td><td colspan=5><b>not published</b>: {e(a.get('error', ''))}</td></tr>")
                 continue
+            diff = f"{a['max_abs_diff']:.3g}" + (f" (p{100 * a['tolerance']['quantile']:g} {a['quantile_abs_diff']:.3g})"
+                                                 if a.get("quantile_abs_diff") is not None else "")
             parts.append(f"<tr><td>{e(a.get('model', ''))}</td><td><code>{e(Path(a['path']).name)}</code></td>"
-                         f"<td>{e(a['precision'])}</td><td class=n>{a['bytes']:,}</td><td class=n>{a['max_abs_diff']:.3g}</td>"
+                         f"<td>{e(a['precision'])}</td><td class=n>{a['bytes']:,}</td><td class=n>{diff}</td>"
                          f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td><code>{e((a.get('sha256') or '')[:16])}</code></td>"
                          f"<td>{e(a.get('note') or '')}</td></tr>")
         parts.append("</tbody></table>")

@@ -128,8 +128,10 @@ def _artifact_line(a: dict) -> str:
     if not a.get("passed", True):
         return f"{Path(a['path']).name}  {a['precision']}  NOT PUBLISHED: {a.get('error') or 'failed verification'}"
     note = f" ({a['note']})" if a.get("note") else ""
+    quantile = (f" ({a['quantile_abs_diff']:.3g} at the {100 * a['tolerance']['quantile']:g}th percentile sample)"
+                if a.get("quantile_abs_diff") is not None else "")
     return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
-            f"max abs diff {a['max_abs_diff']:.3g}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
+            f"max abs diff {a['max_abs_diff']:.3g}{quantile}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
 
 
 def _bench_line(run: dict) -> str:
