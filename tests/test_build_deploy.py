@@ -191,6 +191,17 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
                                          key=lambda r: r["p50_ms"])["name"]
     assert any(l.startswith("fp32        litert: original fp32 p50 ") for l in res.stdout.splitlines())
     assert any(l.startswith("fastest     litert: ") for l in res.stdout.splitlines())
+    # what the user deploys is the int8 file: it is scored on the whole validation split, against the budget
+    budget = report["accuracy_budget"]
+    (deliverable,) = budget["deliverables"]
+    assert (deliverable["file"], deliverable["format"], deliverable["precision"]) == ("model.tflite", "tflite", "int8")
+    assert deliverable["drop"] == pytest.approx(100 * (report["original"]["accuracy"] - deliverable["accuracy"]), abs=1e-3)
+    assert deliverable["met"] == (deliverable["drop"] <= 1.0)
+    # the same files' top-1 on the gate's 512 samples, a subset of the split, is close
+    assert abs(deliverable["accuracy"] - arts[("compressed", None)]["accuracy"]) < 0.08
+    assert abs(deliverable["original_accuracy"] - arts[("original", None)]["accuracy"]) < 0.08
+    last = res.stdout.strip().splitlines()[-1]  # the summary ends with the budget, the int8 file's drop in it
+    assert last.startswith("budget      ") and f"model.tflite drop {deliverable['drop']:.2f}" in last, last
 
 
 def test_a_baseline_that_fails_its_gate_is_timed_and_marked_but_never_published(tiny_model_path, small_fashion_mnist,

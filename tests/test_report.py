@@ -448,3 +448,31 @@ def test_an_int8_artifact_line_shows_the_difference_its_bound_judged(report):
     assert line.endswith("model.int8.tflite  int8  1,000 bytes  verified on 512 samples: max abs diff 0.412 (0.245 at "
                          "the 99th percentile sample), top-1 agreement 97.85%")
     assert "0.412 (p99 0.245)" in render_html(report)
+
+
+def test_the_budget_line_judges_an_int8_targets_files_too(report):
+    from lrfc.report.fmt import budget_line, finetune_line
+
+    budget = {"max_drop": 1.0, "drop": -1.36, "met": True, "validation_samples": 5000, "enforced": True}
+    files = [{"file": "model.tflite", "format": "tflite", "precision": "int8", "accuracy": 0.8305, "drop": 1.67,
+              "met": False, "original_accuracy": 0.8210},
+             {"file": "model.onnx", "format": "onnx", "precision": "int8", "accuracy": 0.8421, "drop": 0.51,
+              "met": True, "original_accuracy": None}]
+    assert budget_line({**budget, "deliverables": files}) == (
+        "MISSED by the int8 files (model.tflite drop 1.67, over; model.onnx drop 0.51, within) against "
+        "--max-acc-drop 1; the Keras model met it (drop -1.36), on 5,000 validation samples")
+    assert budget_line({**budget, "deliverables": files[1:]}) == (
+        "met: drop -1.36 points within --max-acc-drop 1; its int8 files: model.onnx drop 0.51, within, on 5,000 "
+        "validation samples")
+    assert budget_line({**budget, "enforced": False, "deliverables": files[1:]}).endswith(
+        "within (a fixed plan: measured, not enforced), on 5,000 validation samples")
+    assert budget_line(budget) == "met: drop -1.36 points within --max-acc-drop 1, on 5,000 validation samples"
+    report["accuracy_budget"] = {**budget, "deliverables": files}
+    page = render_html(report)
+    assert "<b>missed</b>" in page and "MISSED by the int8 files (model.tflite drop 1.67, over;" in page
+    report["accuracy_budget"] = {**budget, "deliverables": files[1:]}
+    assert "<b>met</b>" in render_html(report)
+    assert "quantization-aware" in finetune_line({"mode": "oneshot", "rounds": 1, "epochs": 2, "seconds": 62.5,
+                                                  "distill": True, "qat": True})
+    assert "quantization-aware" not in finetune_line({"mode": "oneshot", "rounds": 1, "epochs": 2, "seconds": 1.0,
+                                                      "distill": True})

@@ -132,6 +132,7 @@ class BuildState:
     test_accuracy: tuple = (None, None)      # original's and published model's top-1 on the data's test split
     # lower, benchmark, report
     artifacts: list[ArtifactRecord] = field(default_factory=list)
+    deliverables: list[dict] = field(default_factory=list)  # a non-fp32 target's files scored on validation
     benchmarks: Benchmarks | None = None
     report: dict = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)  # published files, after run_build

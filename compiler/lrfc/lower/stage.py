@@ -23,6 +23,16 @@ in ``bench.foreign``'s EfficientNetB0 row the original's int8 ONNX file fails
 the gate where lrfc's passes, which is worth seeing beside the times; it
 stays in the staging folder until the benchmark has run and
 is never published (``discard_failed_baselines``).
+
+What the user deploys, scored: the accuracy budget is judged on the Keras
+model, which for an int8 (or fp16) target is not the file that runs. Each
+verified file at such a target's precision, lrfc's and the original's, is
+run on the whole validation split in its runtime (``deliverables``), and the
+report's ``accuracy_budget`` says whether lrfc's files keep the budget
+against the original's float accuracy (bench.foreign's MobileNetV3Small at
+host-int8 with its fp32 row's plan: the Keras model 1.6 points above the
+original on validation, its int8 files 2.5-2.7 points below it on the
+gate's 512 samples, 0.2-0.4 with ``--qat``; one-off, 2026-12-03 18:00 UTC).
 """
 
 from __future__ import annotations
@@ -30,7 +40,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 INT8_BASELINE = "int8 baseline"
+DELIVERABLE_BATCH = 256  # validation samples per runtime call
 
 
 def baseline_variant(precision: str) -> str:
@@ -86,3 +99,42 @@ def lower(state) -> None:
         elif r.model == "compressed" and r.variant is None:
             state.log(f"{r.name}: {r.bytes:,} bytes, verified: max_abs_diff {r.max_abs_diff:.3g}, "
                       f"top-1 agreement {100 * r.top1_agreement:.2f}% on {r.samples} samples")
+    state.deliverables = deliverables(state)
+    for d in state.deliverables:
+        state.log(f"{d['file']} ({d['precision']}): {100 * d['accuracy']:.2f}% on the validation split, "
+                  f"drop {d['drop']:.2f} points from the original Keras model")
+
+
+def deliverables(state) -> list[dict]:
+    """lrfc's verified files at a non-fp32 target precision, each scored on the whole validation split.
+
+    Returns:
+        One ``{"file", "format", "precision", "accuracy", "drop", "met",
+        "original_accuracy"}`` per format: ``drop`` against the original
+        Keras model's validation top-1 (what ``--max-acc-drop`` is judged
+        from), ``met`` within ``--max-acc-drop``, ``original_accuracy`` the
+        original's file at the same precision (None where it failed its
+        gate). Empty for an fp32 target.
+    """
+    from lrfc.lower.verify import run_artifact
+
+    precision, s = state.profile.precision, state.splits
+    if precision == "fp32" or s.y_val is None or not len(s.x_val):
+        return []
+    y = np.asarray(s.y_val).reshape(-1)
+    scored = {}
+    for r in state.artifacts:
+        if r.variant is None and r.passed and r.precision == precision:
+            staged = state.output.staging / Path(r.path).name
+            outs = np.concatenate([run_artifact(staged, r.format, s.x_val[i:i + DELIVERABLE_BATCH])
+                                   for i in range(0, len(s.x_val), DELIVERABLE_BATCH)])
+            scored[(r.model, r.format)] = (Path(r.path).name, float(np.mean(outs.reshape(len(y), -1).argmax(1) == y)))
+    rows = []
+    for (role, fmt), (name, accuracy) in scored.items():
+        if role == "compressed":
+            drop = round(100.0 * (state.original_accuracy - accuracy), 4)
+            original = scored.get(("original", fmt))
+            rows.append({"file": name, "format": fmt, "precision": precision, "accuracy": round(accuracy, 6),
+                         "drop": drop, "met": drop <= state.options.max_acc_drop + 1e-9,
+                         "original_accuracy": None if original is None else round(original[1], 6)})
+    return rows

@@ -74,6 +74,8 @@ def finetune_line(ft: dict) -> str:
         parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} of {'+'.join(map(str, ran))} epochs"]
     else:
         parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"]
+    if ft.get("qat"):
+        parts.append("quantization-aware (int8 fake quantization)")
     if ft.get("distill"):
         parts.append("distillation")
     parts.append(f"{ft.get('seconds', 0.0):.1f}s")
@@ -104,13 +106,19 @@ def input_line(contract: dict) -> str:
 
 
 def budget_line(budget: dict) -> str:
-    """Whether the top-1 drop stayed within --max-acc-drop, and by how much."""
+    """Whether the top-1 drop stayed within --max-acc-drop, and by how much; for a non-fp32 target, its files too."""
     drop, limit = budget["drop"], budget["max_drop"]
     verdict = (f"met: drop {drop:.2f} points within --max-acc-drop {limit:g}" if budget["met"] else
                f"MISSED by {drop - limit:.2f} points: drop {drop:.2f} against --max-acc-drop {limit:g}")
-    if not budget.get("enforced", True):
-        verdict += " (a fixed plan: measured, not enforced)"
-    return f"{verdict}, on {budget['validation_samples']:,} validation samples"
+    fixed = "" if budget.get("enforced", True) else " (a fixed plan: measured, not enforced)"
+    files = budget.get("deliverables") or []
+    each = "; ".join(f"{d['file']} drop {d['drop']:.2f}, {'within' if d['met'] else 'over'}" for d in files)
+    if files and budget["met"] and not all(d["met"] for d in files):
+        verdict = (f"MISSED by the {files[0]['precision']} files ({each}) against --max-acc-drop {limit:g}; "
+                   f"the Keras model met it (drop {drop:.2f})")
+    elif files:
+        verdict += f"; its {files[0]['precision']} files: {each}"
+    return f"{verdict}{fixed}, on {budget['validation_samples']:,} validation samples"
 
 
 GAIN_ERRORS = 2.0  # a gain over the original larger than this many standard errors of the validation split is said

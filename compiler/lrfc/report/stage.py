@@ -88,7 +88,8 @@ def build_report(state) -> dict:
         "input": {**state.contract.to_json(), "data_values": state.data_values, "data_fit": state.data_fit},
         "splits": state.splits.to_json(),
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
-                                           len(state.splits.x_val), state.enforce_budget),
+                                           len(state.splits.x_val), state.enforce_budget)
+        | ({"deliverables": state.deliverables} if state.deliverables else {}),
         "budget_search": state.budget.to_json(),
         "sensitivity": state.sensitivity,
         "solutions": solutions(state),

@@ -18,6 +18,7 @@ class FinetuneRecord:
     seconds: float
     distill: bool
     round_epochs: tuple[int, ...] = ()
+    qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -81,7 +82,7 @@ def finetune(state) -> None:
     state.test_accuracy = test_accuracies(state)
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
-                                    teacher is not None, tuple(ran))
+                                    teacher is not None, tuple(ran), qat=bool(opts.qat and spent))
 
 
 def _iterative(state, teacher) -> tuple[float, float]:
