@@ -227,12 +227,23 @@ def qat(record: dict) -> list[str]:
     lines = ["### Quantization-aware fine-tuning against post-training quantization, one plan", "",
              "Two `lrfc build --target host-int8 --plan PLAN` builds of the same plan and fine-tuning round, one "
              "with `--qat`; each published int8 `model.tflite` (and the int8 original) scored in LiteRT on all "
-             "10,000 Fashion-MNIST test images.", "",
-             "| build | float model, validation | lrfc int8, test | original int8, test | build min |",
-             "|---|---:|---:|---:|---:|"]
+             "10,000 Fashion-MNIST test images. A build whose int8 files fail the verification gate publishes none: "
+             "for those rows (marked *) the bench exports the int8 files itself from the published `model.keras` and "
+             "the original, the same converter on its own 500 calibration images, and the gate column is the "
+             "build's verdict (top-1 agreement with the Keras model on 512 validation samples).", "",
+             "| build | float model, validation | lrfc int8, test | original int8, test | gate, lrfc / original | "
+             "build min |",
+             "|---|---:|---:|---:|---|---:|"]
+
+    def verdict(g) -> str:
+        return "passed" if g is None or g["passed"] else f"failed ({g['top1_agreement']:.3f})"
+
     for n, r in runs.items():
-        lines.append(f"| {n} | {_pct(r['float_validation'])} | {_pct(r['int8_test'])} | "
-                     f"{_pct(r['original_int8_test'])} | {r['wall_s'] / 60:.1f} |")
+        gates = r.get("gate") or {}
+        star = "*" if r.get("int8_files") else ""
+        lines.append(f"| {n} | {_pct(r['float_validation'])} | {_pct(r['int8_test'])}{star} | "
+                     f"{_pct(r['original_int8_test'])}{star} | {verdict(gates.get('compressed'))} / "
+                     f"{verdict(gates.get('original'))} | {r['wall_s'] / 60:.1f} |")
     for model in sorted({r["model"] for r in runs.values()}):
         ptq, q = runs.get(f"{model}/ptq"), runs.get(f"{model}/qat")
         if ptq and q:
