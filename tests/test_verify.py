@@ -4,6 +4,7 @@ a corrupt cache is set aside and rebuilt; a trusted Lambda model builds."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -68,7 +69,9 @@ def test_verify_reads_the_precision_from_the_file(tiny_model_path, tmp_path, cap
     capsys.readouterr()
     assert main(["verify", str(out / "model.tflite"), "--model", str(tiny_model_path), "--data", "fashion-mnist"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("model.tflite (int8): passed") and "at least 90%" in text
+    assert text.startswith("model.tflite (int8): passed: abs diff ") and "at least 90%" in text
+    judged = re.search(r"abs diff (\S+) at the 99th percentile sample \(bound (\S+); max (\S+)\)", text)
+    assert judged and float(judged[1]) <= float(judged[2]) and float(judged[1]) <= float(judged[3])
     assert main(["verify", str(out / "model.tflite"), "--model", str(tiny_model_path)]) == 2
     assert "needs --data" in capsys.readouterr().err
 

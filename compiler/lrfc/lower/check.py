@@ -97,11 +97,11 @@ def render_record(record: ArtifactRecord) -> str:
     bound = f"bound {tol['max_abs_diff']:.3g}" + (f", up to {tol['float_sensitivity']:.3g} on float-sensitive samples"
                                                   if "float_sensitivity" in tol else "")
     if record.quantile_abs_diff is not None:
-        diff = (f"{record.quantile_abs_diff:.3g} at the {100 * tol['quantile']:g}th percentile sample ({bound}; max "
-                f"{record.max_abs_diff:.3g})")
+        diff = (f"abs diff {record.quantile_abs_diff:.3g} at the {100 * tol['quantile']:g}th percentile sample "
+                f"({bound}; max {record.max_abs_diff:.3g})")
     else:
-        diff = f"{record.max_abs_diff:.3g} ({bound})"
-    lines = [f"{record.name} ({record.precision}): {'passed' if record.passed else 'FAILED'}: max_abs_diff "
+        diff = f"max_abs_diff {record.max_abs_diff:.3g} ({bound})"
+    lines = [f"{record.name} ({record.precision}): {'passed' if record.passed else 'FAILED'}: "
              f"{diff}, top-1 agreement "
              f"{100 * record.top1_agreement:.2f}% (at least {100 * tol['top1_agreement']:.0f}%) on {record.samples} samples"]
     if record.accuracy is not None:
