@@ -19,8 +19,9 @@ all on this device: ``bench.foreign``'s keras.applications MobileNetV2 at
 32x32 runs lrfc's int8 file slower than its fp32 one on the Xeon's LiteRT).
 Each goes through the same gate at its precision's tolerance. A baseline that
 fails its gate is reported, not a build failure, and still timed (marked so):
-in ``bench.foreign``'s EfficientNetB0 row the original's int8 ONNX file fails
-the gate where lrfc's passes, which is worth seeing beside the times; it
+in ``bench.foreign``'s EfficientNetB0 row of 2026-12-03 13:30 UTC the
+original's int8 ONNX file failed the gate where lrfc's passed, which is worth
+seeing beside the times (MobileNetV3Small's row: all four int8 files); it
 stays in the staging folder until the benchmark has run and
 is never published (``discard_failed_baselines``).
 
