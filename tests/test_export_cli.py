@@ -46,6 +46,13 @@ def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_p
         assert art["format"] == fmt and art["precision"] == "int8" and art["passed"]
         assert art["samples"] == 512 and art["top1_agreement"] >= 0.9
         assert art["bytes"] == (out / f"model.{fmt}").stat().st_size
+    # this machine is the host target's device: on x86 without VNNI its ONNX Runtime saturates 8-bit products
+    from lrfc.lower.artifacts import ONNX_7_BITS_NOTE, saturates_int8
+    from runtime_bench.device import fingerprint
+
+    seven = saturates_int8(fingerprint("onnxruntime-cpu"))
+    assert (doc["artifacts"][1].get("note") == ONNX_7_BITS_NOTE) == seven, doc["artifacts"][1]
+    assert doc["artifacts"][0].get("note") is None
     lines = printed.splitlines()
     assert lines[0].split() == ["format", "precision", "size", "max_abs_diff", "top1_agreement", "passed"]
     assert lines[2].startswith("tflite") and lines[2].endswith("yes") and lines[3].startswith("onnx")
@@ -75,7 +82,7 @@ def test_export_int8_for_a_tensorrt_target_is_symmetric_and_says_so(model_path, 
                  "--data", "digits", "--out", str(out), "--json"]) == 0
     (art,) = json.loads(capsys.readouterr().out)["artifacts"]
     assert art["precision"] == "int8" and art["passed"] and art["top1_agreement"] >= 0.9
-    assert art["note"].startswith("int8 for TensorRT: activations int8 and symmetric (zero point 0)")
+    assert art["note"].startswith("int8 for TensorRT: activations int8 and symmetric (zero point 0)"), art
     proto = onnx.load(str(out / "model.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     zero_points = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]

@@ -30,6 +30,14 @@ from runtime_bench.run import _to_input, run_onnx, run_tflite  # noqa: E402
 SHAPE = (16, 16, 1)
 
 
+def _weight_bits_here() -> dict:
+    """``quantize_onnx_int8``'s weight range for a file gated on this machine: 7 bits where its CPU saturates
+    8-bit products (x86 without VNNI: an AVX2-only EPYC failed these tests' gates at 8 bits), as ``lower`` does."""
+    from runtime_bench.device import fingerprint
+
+    return {"reduce_range": artifacts.saturates_int8(fingerprint("onnxruntime-cpu"))}
+
+
 # ------------------------------------------------------------------ fixtures
 
 
@@ -180,7 +188,7 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
 
     calib, x_val = digits[0], digits[1]
     fp32 = export_onnx(functional, tmp_path / "m.onnx")
-    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib)
+    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib, **_weight_bits_here())
     onnx.checker.check_model(str(q), full_check=True)
     proto = onnx.load(str(q))
     ops = [n.op_type for n in proto.graph.node]
@@ -209,7 +217,7 @@ def test_onnx_int8_for_tensorrt_has_symmetric_int8_activations(functional, digit
 
     calib, x_val = digits[0], digits[1]
     fp32 = export_onnx(functional, tmp_path / "m.onnx")
-    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib, scheme="symmetric")
+    q = quantize_onnx_int8(fp32, tmp_path / "q.onnx", calib, scheme="symmetric", **_weight_bits_here())
     proto = onnx.load(str(q))
     inits = {i.name: i for i in proto.graph.initializer}
     zero_points = [inits[n.input[2]] for n in proto.graph.node
@@ -247,6 +255,66 @@ def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional
     assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
     assert ops["QLinearConv"] == 2 and ops["QLinearAdd"] == 1, ops
     assert not {"Conv", "Add", "MatMul", "Gemm", "Relu"} & set(ops), ops
+
+
+# The fingerprint of the AVX2-only AMD EPYC the saturation was measured on (runtime_bench.device), and of the Xeon.
+AVX2_EPYC = {"machine": "x86_64", "cpu": "AMD EPYC", "isa": "AVX2", "cores": 2}
+VNNI_XEON = {"machine": "x86_64", "cpu": "Intel(R) Xeon(R) Processor", "isa": "AVX-512 VNNI", "cores": 2}
+
+
+def test_8_bit_int8_products_saturate_on_x86_without_vnni_only():
+    assert artifacts.saturates_int8(AVX2_EPYC)
+    assert artifacts.saturates_int8({**AVX2_EPYC, "isa": "AVX-512"})  # AVX-512 without VNNI: VPMADDUBSW too
+    assert artifacts.saturates_int8({**AVX2_EPYC, "isa": ""})         # older x86
+    assert not artifacts.saturates_int8(VNNI_XEON)
+    assert not artifacts.saturates_int8({"machine": "aarch64", "cpu": "Cortex-A76", "isa": "", "cores": 4})
+    assert not artifacts.saturates_int8(None)
+
+
+class _Board:
+    """A device link as ``onnx_weight_bits`` reads one: which runtimes run there, and its fingerprint."""
+
+    def __init__(self, fingerprint, runtimes=("litert", "onnxruntime-cpu")):
+        self._fingerprint, self._runtimes = fingerprint, runtimes
+
+    def runtime_reason(self, runtime):
+        return None if runtime in self._runtimes else "not installed"
+
+    def fingerprint(self, runtime):
+        return {**self._fingerprint, "runtime": runtime}
+
+
+def test_onnx_weights_go_to_7_bits_where_a_device_of_the_target_saturates():
+    from lrfc.cost.devices import DeviceLink
+    from lrfc.targets import load_profile
+    from runtime_bench.device import fingerprint
+
+    host, jetson = load_profile("host"), load_profile("jetson-orin-nano")
+    assert artifacts.onnx_weight_bits(host, [_Board(AVX2_EPYC)]) == 7
+    assert artifacts.onnx_weight_bits(host, [_Board(VNNI_XEON)]) == 8
+    assert artifacts.onnx_weight_bits(host, [_Board(VNNI_XEON), _Board(AVX2_EPYC)]) == 7  # a farm: every board
+    assert artifacts.onnx_weight_bits(host, [_Board(AVX2_EPYC, runtimes=("litert",))]) == 7  # its CPU, by any runtime
+    assert artifacts.onnx_weight_bits(host, []) == 8                  # out of reach: the gate decides
+    assert artifacts.onnx_weight_bits(jetson, [_Board(AVX2_EPYC)]) == 8  # its ONNX files are TensorRT's
+    # this machine, as `--target host` sees it
+    here = artifacts.saturates_int8(fingerprint("onnxruntime-cpu"))
+    assert artifacts.onnx_weight_bits(host, [DeviceLink()]) == (7 if here else 8)
+
+
+def test_an_int8_onnx_file_for_a_saturating_cpu_is_quantized_on_7_bits_at_once(sequential, digits, tmp_path):
+    """7-bit weights from the start (no 8-bit try), on any machine; the record says why; TFLite is untouched."""
+    import onnx
+    from onnx import numpy_helper
+
+    calib, x_val, y_val = digits[0], digits[1], digits[4]
+    onnx_rec, tflite_rec = lower(sequential, tmp_path, precision="int8", formats=("onnx", "tflite"), calibration=calib,
+                                 verify_samples=x_val, verify_labels=y_val, onnx_bits=7)
+    assert onnx_rec.passed and onnx_rec.top1_agreement >= 0.98, onnx_rec
+    assert onnx_rec.note == artifacts.ONNX_7_BITS_NOTE and tflite_rec.passed and not tflite_rec.note
+    kernels = [numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "model.onnx")).graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert kernels and max(int(np.abs(k.astype(np.int32)).max()) for k in kernels) <= 64
+    assert max(int(np.abs(k.astype(np.int32)).max()) for k in kernels) > 32  # 7 bits used, not fewer
 
 
 def test_an_int8_onnx_file_that_failed_its_gate_is_quantized_again_on_7_bits(sequential, digits, tmp_path):

@@ -30,6 +30,8 @@ RANDOM_VERIFY_SAMPLES = 64  # uniform [0, 1] inputs when no data is given (fp32/
 
 ONNX_FP16_NOTE = ("kept in fp32: ONNX Runtime's CPU provider has no fp16 speed path, and the TensorRT "
                   "execution provider converts to fp16 at run time (trt_fp16_enable)")
+ONNX_7_BITS_NOTE = ("weights on 7 bits: the target's CPU is x86 without VNNI, where ONNX Runtime's int8 kernels "
+                    "saturate 8-bit products")
 ONNX_SYMMETRIC_NOTE = ("int8 for TensorRT: activations int8 and symmetric (zero point 0), the only int8 TensorRT "
                        "builds from Q/DQ; ONNX Runtime's CPU provider runs it, but leaves a residual Add in float")
 
@@ -62,10 +64,52 @@ def onnx_int8_scheme(runtimes) -> str:
     return "symmetric" if onnx_runtimes[:1] == ["onnxruntime-tensorrt"] else "u8s8"
 
 
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+
+
+def saturates_int8(device: dict | None) -> bool:
+    """Whether ONNX Runtime's 8-bit integer products saturate on ``device`` (a runtime_bench fingerprint).
+
+    On x86 without VNNI, ONNX Runtime's u8 x s8 kernels multiply and add
+    pairs into int16 (VPMADDUBSW), which saturates when both products of a
+    pair are large; weights on 7 bits (``reduce_range``) keep every pair in
+    range. A one-off probe on an AVX2-only AMD EPYC (ONNX Runtime 1.32,
+    2026-12-03) of ``tests/test_lower.py``'s digits CNNs, 256 samples: the
+    sequential CNN's 8-bit file kept the class of 92.2 % of them (abs diff
+    0.358 at the 99th-percentile sample, 0.008 over the gate's bound: the
+    gate caught it by that much), its 7-bit file 100 % (0.034); the residual
+    CNN 58.6 % at 8 bits, 94.1 % at 7. ARM and x86 with AVX-512 VNNI do not
+    saturate. runtime_bench's ``vector_isa`` does not tell AVX-VNNI (256-bit)
+    from plain AVX2: such a CPU gets 7-bit weights too, which costs a little
+    precision and nothing else.
+    """
+    if not device:
+        return False
+    return str(device.get("machine", "")).lower() in X86_MACHINES and "VNNI" not in str(device.get("isa", ""))
+
+
+def onnx_weight_bits(profile, links) -> int:
+    """The bits of an int8 ONNX file's weights for ``profile``'s devices: 7 when one saturates 8-bit products.
+
+    Only a target whose ONNX files are for ONNX Runtime's CPU provider (its
+    first ONNX runtime) is concerned. ``links`` are the devices the files are
+    built for (a farm: each); a device out of reach (no link) counts as not
+    saturating: the gate, on this machine, still catches a saturated file and
+    ``lower`` quantizes it again on 7 bits (``_onnx_int8_on_7_bits``).
+    """
+    if [r for r in profile.runtimes if format_of(r) == "onnx"][:1] != ["onnxruntime-cpu"]:
+        return 8
+    for link in links:
+        runtime = next((r for r in profile.runtimes if link.runtime_reason(r) is None), None)
+        if runtime is not None and saturates_int8(link.fingerprint(runtime)):
+            return 7
+    return 8
+
+
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
-          final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False
-          ) -> list[ArtifactRecord]:
+          final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False,
+          onnx_bits: int = 8) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -89,6 +133,8 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         final_dir: where the files will be published (the records' ``path``);
             default ``out_dir``.
         onnx_int8: how an int8 ONNX file quantizes activations (``onnx_int8_scheme``).
+        onnx_bits: the bits of an int8 ONNX file's weights (``onnx_weight_bits``): 8, or 7 for a CPU that
+            saturates 8-bit products. At 8, a file that fails the gate is quantized again on 7.
         keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
             the caller removes it, ``lower.stage.discard_failed_baselines``).
 
@@ -122,19 +168,21 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed, sensitivity))
+                                      keep_failed, sensitivity, onnx_bits))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
-               y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None) -> ArtifactRecord:
+               y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None,
+               onnx_bits: int = 8) -> ArtifactRecord:
     """Export one format and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
     start = time.perf_counter()
     try:
-        artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8)
+        artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8,
+                                                   reduce_range=onnx_bits == 7)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
         why = first_line(exc)
         staged.unlink(missing_ok=True)
@@ -143,9 +191,10 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     finally:
         release()  # the converter's graphs: garbage in cycles, gone before the next conversion
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify, sensitivity)
-    if not record.passed and (fmt, artifact_precision) == ("onnx", "int8"):
-        record, note = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
-                                            onnx_int8)
+    if not record.passed and (fmt, artifact_precision) == ("onnx", "int8") and onnx_bits == 8:
+        record, again = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
+                                             onnx_int8)
+        note = "; ".join(n for n in (note, again) if n) or None  # the exporter's note (TensorRT's scheme) stays
     record.path, record.seconds = str(final), round(time.perf_counter() - start, 3)
     record.note = "; ".join(n for n in (note, record.note) if n) or None
     if record.error:
@@ -169,6 +218,8 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     (``tests/test_lower.py``'s fixture quantized both ways by a one-off
     ``/tmp`` script, 2026-12-02 10:10 UTC). Where 8 bits passed, nothing
     changes; where 7 bits fail too, the first failure is what the build reports.
+    A target whose device is known to saturate gets 7 bits from the start
+    (``onnx_weight_bits``), and this retry never runs for it.
     The note names saturation only on a CPU without VNNI: with it an 8-bit
     failure is plain quantization error that 7 bits may still keep within the
     gate (``bench.foreign``'s EfficientNetB0 row of 2026-12-03 13:30 UTC: lrfc's
@@ -206,7 +257,7 @@ def require_passed(records) -> None:
 
 
 def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
-                   onnx_int8: str = "u8s8") -> tuple[str, str | None]:
+                   reduce_range: bool = False, onnx_int8: str = "u8s8") -> tuple[str, str | None]:
     from lrfc.lower.tflite import export_tflite
 
     export_tflite(model, path, precision, representative=calibration if precision == "int8" else None)
@@ -223,7 +274,8 @@ def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, wor
     fp32 = export_onnx(model, work / f"fp32.{path.name}")
     quantize_onnx_int8(fp32, path, calibration, reduce_range=reduce_range, scheme=onnx_int8)
     fp32.unlink()
-    return "int8", ONNX_SYMMETRIC_NOTE if onnx_int8 == "symmetric" else None
+    notes = [ONNX_SYMMETRIC_NOTE if onnx_int8 == "symmetric" else "", ONNX_7_BITS_NOTE if reduce_range else ""]
+    return "int8", "; ".join(n for n in notes if n) or None
 
 
 _EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx}

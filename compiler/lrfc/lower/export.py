@@ -147,8 +147,9 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     """
     from lrfc.common.atomic import write_text
     from lrfc.common.outputs import OutputDir
+    from lrfc.cost.devices import links_for
     from lrfc.frontend.contract import resolve
-    from lrfc.lower.artifacts import lower, onnx_int8_scheme, require_passed
+    from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
@@ -160,7 +161,9 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                                log=log)
         records = lower(model, output.staging, precision=precision, formats=formats, calibration=samples.calibration,
                         verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path,
-                        onnx_int8=onnx_int8_scheme(profile.runtimes))
+                        onnx_int8=onnx_int8_scheme(profile.runtimes),
+                        onnx_bits=(onnx_weight_bits(profile, links_for(profile, None))
+                                   if precision == "int8" and "onnx" in formats else 8))
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}

@@ -75,7 +75,7 @@ def discard_failed_baselines(state) -> None:
 
 def lower(state) -> None:
     """Lower, verify and stage the compressed and the original model in the target's formats."""
-    from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme
+    from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme, onnx_weight_bits
 
     opts = state.options
     formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
@@ -83,6 +83,7 @@ def lower(state) -> None:
     state.artifacts = []
     runs = [(state.profile.precision, None, "")]
     other = baseline_precision(state)
+    bits = onnx_weight_bits(state.profile, state.links) if "onnx" in formats else 8
     if other is not None:
         runs.append((other, baseline_variant(other), f".{other}"))
     for precision, variant, suffix in runs:
@@ -90,7 +91,8 @@ def lower(state) -> None:
             records = lower_model(model, state.output.staging, precision=precision, formats=formats,
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
                                   stem=stem + suffix, final_dir=state.output.path,
-                                  onnx_int8=onnx_int8_scheme(state.profile.runtimes), keep_failed=variant is not None)
+                                  onnx_int8=onnx_int8_scheme(state.profile.runtimes), keep_failed=variant is not None,
+                                  onnx_bits=bits)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     for r in state.artifacts:
         if not r.passed and r.variant is not None:
