@@ -131,6 +131,14 @@ def test_artifacts_are_written_verified_and_reported(latency_builds):
             # the compressed model, whose chains have more tensors: 108 -> 54 KB in TFLite, 106 -> 58 KB in ONNX)
             fp32 = arts[(role, fmt, None)]["bytes"]
             assert a["top1_agreement"] >= 0.9 and a["bytes"] < min(fp32 / 4 + 48_000, 0.75 * fp32)
+    # the host target's device is this machine: where its ONNX Runtime saturates 8-bit products, 7-bit weights at once
+    from lrfc.lower.artifacts import ONNX_7_BITS_NOTE, saturates_int8
+    from runtime_bench.device import fingerprint
+
+    seven = saturates_int8(fingerprint("onnxruntime-cpu"))
+    for role in ("compressed", "original"):
+        assert (arts[(role, "onnx", "int8 baseline")].get("note") == ONNX_7_BITS_NOTE) == seven
+        assert not arts[(role, "onnx", None)].get("note")
     assert not list((root / "a").glob("*.partial*"))
 
 

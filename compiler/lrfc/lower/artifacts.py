@@ -258,6 +258,7 @@ def require_passed(records) -> None:
 
 def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
                    reduce_range: bool = False, onnx_int8: str = "u8s8") -> tuple[str, str | None]:
+    """``reduce_range`` and ``onnx_int8`` are ONNX's (``_EXPORTERS`` share one signature)."""
     from lrfc.lower.tflite import export_tflite
 
     export_tflite(model, path, precision, representative=calibration if precision == "int8" else None)

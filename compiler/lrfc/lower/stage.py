@@ -83,7 +83,8 @@ def lower(state) -> None:
     state.artifacts = []
     runs = [(state.profile.precision, None, "")]
     other = baseline_precision(state)
-    bits = onnx_weight_bits(state.profile, state.links) if "onnx" in formats else 8
+    int8_onnx = "onnx" in formats and "int8" in (state.profile.precision, other)
+    bits = onnx_weight_bits(state.profile, state.links) if int8_onnx else 8  # asks the devices only then
     if other is not None:
         runs.append((other, baseline_variant(other), f".{other}"))
     for precision, variant, suffix in runs:
