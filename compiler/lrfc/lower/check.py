@@ -91,13 +91,15 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
 
 def render_record(record: ArtifactRecord) -> str:
     """What ``lrfc verify ARTIFACT`` prints."""
+    from lrfc.lower.verify import percentile_sample
+
     if record.max_abs_diff is None:
         return f"{record.name} ({record.precision}): FAILED: {record.error}"
     tol = record.tolerance
     bound = f"bound {tol['max_abs_diff']:.3g}" + (f", up to {tol['float_sensitivity']:.3g} on float-sensitive samples"
                                                   if "float_sensitivity" in tol else "")
     if record.quantile_abs_diff is not None:
-        diff = (f"abs diff {record.quantile_abs_diff:.3g} at the {100 * tol['quantile']:g}th percentile sample "
+        diff = (f"abs diff {record.quantile_abs_diff:.3g} at the {percentile_sample(tol['quantile'])} "
                 f"({bound}; max {record.max_abs_diff:.3g})")
     else:
         diff = f"max_abs_diff {record.max_abs_diff:.3g} ({bound})"

@@ -85,7 +85,10 @@ TOLERANCES = {
   0.10 absolute; a one-off ``/tmp`` script on ``tests/test_lower.py``'s
   fixture, 2026-12-02). 0.35 keeps that, and still fails ONNX Runtime's saturated
   8-bit products on such a CPU (0.44; ``lower.artifacts._onnx_int8_on_7_bits``)
-  and garbage. Since 2026-12-03 the bound holds for the 99th percentile of
+  and garbage; at the 99th-percentile sample (below) the same saturated file
+  measured 0.358, failing by 0.008 only, so lrfc no longer leaves that case
+  to the gate: a device known to saturate gets 7-bit weights up front
+  (``lower.artifacts.onnx_weight_bits``). Since 2026-12-03 the bound holds for the 99th percentile of
   the samples' largest differences, not the single worst one: on 512
   samples the int8 TFLite file of bench.foreign's compressed EfficientNetB0
   kept every point of accuracy (85.35 % against Keras' 85.35 %, agreement
@@ -268,18 +271,32 @@ def _rounding_only(result: dict, precision: str) -> bool:
             and result["top1_agreement"] >= tol["top1_agreement"])
 
 
+def percentile_sample(quantile: float) -> str:
+    """``99th percentile sample``: how every line that shows a tolerance's quantile names it."""
+    return f"{100 * quantile:g}th percentile sample"
+
+
+def _side_by_side(value: float, bound: float) -> tuple[str, str]:
+    """Both at 3 significant digits, more where 3 would print a value past its bound as equal to it."""
+    for digits in (3, 4, 5, 6, 9):
+        shown = f"{value:.{digits}g}", f"{bound:.{digits}g}"
+        if shown[0] != shown[1] or value == bound:
+            break
+    return shown
+
+
 def failure_message(name: str, result: dict) -> str:
     """One line with the numbers: ``NAME failed verification: max_abs_diff 0.41 > 0.25, ...``."""
     tol = result["tolerance"]
     top1_op = ">=" if result["top1_agreement"] >= tol["top1_agreement"] else "<"
+    judged = result["quantile_abs_diff"] if "quantile" in tol else result["max_abs_diff"]
+    diff_op = "<=" if judged <= tol["max_abs_diff"] else ">"
+    value, bound = _side_by_side(judged, tol["max_abs_diff"])
     if "quantile" in tol:
-        judged = result["quantile_abs_diff"]
-        diff_op = "<=" if judged <= tol["max_abs_diff"] else ">"
-        diff = (f"abs diff {judged:.3g} {diff_op} {tol['max_abs_diff']:.3g} at the {100 * tol['quantile']:g}th "
-                f"percentile sample (max {result['max_abs_diff']:.3g})")
+        diff = (f"abs diff {value} {diff_op} {bound} at the {percentile_sample(tol['quantile'])} "
+                f"(max {result['max_abs_diff']:.3g})")
     else:
-        diff_op = "<=" if result["max_abs_diff"] <= tol["max_abs_diff"] else ">"
-        diff = f"max_abs_diff {result['max_abs_diff']:.3g} {diff_op} {tol['max_abs_diff']:.3g}"
+        diff = f"max_abs_diff {value} {diff_op} {bound}"
     return (f"{name} failed verification: {diff}, "
             f"top1_agreement {result['top1_agreement']:.3f} {top1_op} {tol['top1_agreement']:.2f} "
             f"on {result['samples']} samples"

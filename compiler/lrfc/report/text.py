@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
+from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
                              finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
@@ -128,7 +129,7 @@ def _artifact_line(a: dict) -> str:
     if not a.get("passed", True):
         return f"{Path(a['path']).name}  {a['precision']}  NOT PUBLISHED: {a.get('error') or 'failed verification'}"
     note = f" ({a['note']})" if a.get("note") else ""
-    quantile = (f" ({a['quantile_abs_diff']:.3g} at the {100 * a['tolerance']['quantile']:g}th percentile sample)"
+    quantile = (f" ({a['quantile_abs_diff']:.3g} at the {percentile_sample(a['tolerance']['quantile'])})"
                 if a.get("quantile_abs_diff") is not None else "")
     return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
             f"max abs diff {a['max_abs_diff']:.3g}{quantile}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
