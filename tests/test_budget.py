@@ -321,9 +321,9 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
 
     first = search._pick()  # goal 0.8 x RECOVERY 2 = 1.6 proxy points: rung 43 is the deepest within it
     assert first == 43 and proxy[43] <= 1.6 < proxy[42]
-    round_at(first, 0.5)     # recovery 1.6 / 0.5 = 3.2 -> goal 2.56: the proxy's own pick, rung 34, goes deep
+    round_at(first, 0.5)     # recovery 1.6 / 0.5 = 3.2 -> goal 3.2 (a pass: the whole budget): rung 27 goes deep
     second = search._pick()
-    assert second == 34 and second not in search.forced
+    assert second == 27 and proxy[27] <= 3.2 < proxy[26] and second not in search.forced
     round_at(second, 0.7)
     # from here the proxy predicts nothing deeper (a lagging proxy): forced steps of 1, 2, 4 rungs
     monkeypatch.setattr(search, "proxy_drop", lambda i: 99.0)
@@ -380,10 +380,10 @@ def test_a_later_round_bisects_from_the_rungs_already_looked_at(monkeypatch):
     search, looks = search_over()
     first = search._pick()
     assert first == min(i for i in range(120) if proxy[i] <= 0.8 * contract.RECOVERY) == 107
-    passed(search, first, 0.5)  # recovery 1.5 / 0.5 = 3: the goal rises to 2.4 proxy points
+    passed(search, first, 0.5)  # recovery 1.5 / 0.5 = 3: the goal rises to 3 proxy points (the whole budget)
     goal, before = search._goal(), len(looks)
     second = search._pick()
-    assert second == min(i for i in range(120) if proxy[i] <= goal) == 100
+    assert second == min(i for i in range(120) if proxy[i] <= goal) == 95
     fresh, fresh_looks = search_over()  # the same bracket and goal with nothing looked at yet
     passed(fresh, first, 0.5)
     assert fresh._pick() == second
@@ -412,13 +412,48 @@ def test_what_a_round_recovers_is_read_at_the_deepest_pass():
     add(30, 2.2, 0.58)
     add(35, 2.4, 0.66)  # a pass less deep than rung 30 does not count
     assert search._recovery() == 2.2 / 0.58  # the median of the three was 3.6
-    assert abs(search._goal() - 0.8 * 2.2 / 0.58) < 1e-12
+    assert abs(search._goal() - 1.0 * 2.2 / 0.58) < 1e-12  # a pass measured the ratio: aim at the whole budget
     add(20, 3.0, 0.1)   # a drop within the split's noise counts as FLOOR_DROP
     assert search._recovery() == 3.0 / contract.FLOOR_DROP
     search.rounds = []
     add(20, 3.0, 1.5)   # no pass yet: the median of what failed
     add(10, 4.0, 1.0 + 1.0)
     assert search._recovery() == (3.0 / 1.5 + 4.0 / 2.0) / 2
+    assert search._goal() == 0.8 * 2.0  # and the ratio is no measured pass's: TARGET of the budget
+
+
+def test_the_goal_aims_at_the_whole_budget_only_after_a_measured_pass():
+    """The VGG-style default build's first round (proxy 1.6 -> 0.70 points): at TARGET the next goal was 1.83 proxy
+    points, one rung deeper; at the whole budget 2.29. A bracket still aims at TARGET."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    opts = SimpleNamespace(finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 60,
+                            splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
+    search = contract.BudgetSearch(state)
+
+    def add(level, proxy, drop):
+        search.rounds.append(contract.Round(level, "r", 1, 1, proxy, 0.9, drop, drop <= 1.0, 2, 1.0))
+        if drop <= 1.0:
+            search.hi_pass = min(search.hi_pass, level)
+        else:
+            search.lo_fail = max(search.lo_fail, level)
+
+    add(57, 1.6, 0.7)
+    assert search._goal() == pytest.approx(1.6 / 0.7)
+    opts.max_acc_drop = 2.0  # the aim scales with the budget
+    assert search._goal() == pytest.approx(2.0 * 1.6 / 0.7)
+    opts.max_acc_drop = 1.0
+    search.rounds, search.hi_pass = [], 60
+    add(57, 0.2, 0.1)  # a pass whose proxy drop is too small to read a ratio from: still a guess
+    assert search._goal() == pytest.approx(0.8 * contract.RECOVERY)
+    add(56, 1.8, 0.46)
+    add(40, 4.0, 1.3)  # a failure brackets the search: interpolated at TARGET between the two
+    assert search._goal() == pytest.approx(1.8 + (0.8 - 0.46) * (4.0 - 1.8) / (1.3 - 0.46))
 
 
 def test_without_fine_tuning_the_most_compressed_rung_is_looked_at_first(monkeypatch):
