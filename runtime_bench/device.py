@@ -35,7 +35,7 @@ def cpu_name() -> str:
 
 
 def vector_isa() -> str:
-    """The widest x86 vector extension in /proc/cpuinfo's flags ("AVX-512 VNNI", "AVX-512", "AVX2"), else "".
+    """The widest x86 vector extension in /proc/cpuinfo's flags (``isa_from_flags``), else "".
 
     Two machines that both call themselves "AMD EPYC" ran the same build 1.3-1.7x apart, one with AVX-512 VNNI and
     one with AVX2 only (docs/BENCHMARKS.md), so the fingerprint tells them apart by this too.
@@ -45,10 +45,26 @@ def vector_isa() -> str:
             line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         return ""
-    flags = set(line.partition(":")[2].split())
+    return isa_from_flags(set(line.partition(":")[2].split()))
+
+
+def isa_from_flags(flags: set[str]) -> str:
+    """"AVX-512 VNNI", "AVX-512", "AVX-VNNI" (AVX2 with the 256-bit VNNI of Intel's client CPUs from Alder Lake on),
+    "AVX2" or "" from a set of Linux CPU flags.
+
+    VNNI is named because ONNX Runtime's int8 kernels differ by it: with VNNI
+    (``avx512_vnni``, or ``avx_vnni`` on a CPU without AVX-512) they multiply
+    and add u8 x s8 in int32 (VPDPBUSD); without it in int16 pairs
+    (VPMADDUBSW), which saturate (``lrfc.lower.artifacts.saturates_int8``).
+    An AVX-512 CPU without ``avx512_vnni`` runs MLAS's AVX-512 core kernel,
+    which saturates whatever ``avx_vnni`` says (MLAS's platform.cpp picks
+    kernels in that order).
+    """
     if "avx512f" in flags:
         return "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512"
-    return "AVX2" if "avx2" in flags else ""
+    if "avx2" in flags:
+        return "AVX-VNNI" if "avx_vnni" in flags else "AVX2"
+    return ""
 
 
 def gpu_name() -> Optional[str]:

@@ -267,6 +267,7 @@ def test_8_bit_int8_products_saturate_on_x86_without_vnni_only():
     assert artifacts.saturates_int8({**AVX2_EPYC, "isa": "AVX-512"})  # AVX-512 without VNNI: VPMADDUBSW too
     assert artifacts.saturates_int8({**AVX2_EPYC, "isa": ""})         # older x86
     assert not artifacts.saturates_int8(VNNI_XEON)
+    assert not artifacts.saturates_int8({**AVX2_EPYC, "isa": "AVX-VNNI"})  # VPDPBUSD at 256 bits (Alder Lake on)
     assert not artifacts.saturates_int8({"machine": "aarch64", "cpu": "Cortex-A76", "isa": "", "cores": 4})
     assert not artifacts.saturates_int8(None)
 

@@ -128,10 +128,22 @@ def test_fingerprint_id_is_the_hash_of_hardware_and_runtime():
     fp = fingerprint("onnxruntime-cpu")
     assert fp["cores"] == os.cpu_count() and fp["cpu"] and fp["machine"] and fp["runtime"] == "onnxruntime-cpu"
     keyed = {k: fp[k] for k in ("cpu", "isa", "cores", "machine", "runtime", "runtime_version") if fp[k]}
-    assert fp["isa"] in ("AVX-512 VNNI", "AVX-512", "AVX2", "")  # this machine: "AVX2"
+    assert fp["isa"] in ("AVX-512 VNNI", "AVX-512", "AVX-VNNI", "AVX2", "")  # this machine: "AVX2"
     expected = hashlib.sha256(json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert fp["id"] == expected and fingerprint("onnxruntime-cpu")["id"] == expected
     assert fingerprint("litert")["id"] != expected
+
+
+def test_the_isa_names_vnni_wherever_onnx_runtime_runs_its_int8_kernels_on_it():
+    from runtime_bench.device import isa_from_flags
+
+    base = {"sse4_2", "avx", "fma", "avx2"}
+    assert isa_from_flags(base) == "AVX2"                                   # AMD Zen 2/3: VPMADDUBSW
+    assert isa_from_flags(base | {"avx_vnni"}) == "AVX-VNNI"                # Alder Lake and later client parts
+    assert isa_from_flags(base | {"avx512f", "avx512bw"}) == "AVX-512"       # Skylake-SP: MLAS's AVX-512 core kernel
+    assert isa_from_flags(base | {"avx512f", "avx_vnni"}) == "AVX-512"       # that kernel wins over AVX-VNNI in MLAS
+    assert isa_from_flags(base | {"avx512f", "avx512_vnni", "avx_vnni"}) == "AVX-512 VNNI"
+    assert isa_from_flags({"sse4_2", "avx"}) == isa_from_flags(set()) == ""
 
 
 # ---------------------------------------------------------------- measuring

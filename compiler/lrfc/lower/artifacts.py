@@ -78,10 +78,8 @@ def saturates_int8(device: dict | None) -> bool:
     sequential CNN's 8-bit file kept the class of 92.2 % of them (abs diff
     0.358 at the 99th-percentile sample, 0.008 over the gate's bound: the
     gate caught it by that much), its 7-bit file 100 % (0.034); the residual
-    CNN 58.6 % at 8 bits, 94.1 % at 7. ARM and x86 with AVX-512 VNNI do not
-    saturate. runtime_bench's ``vector_isa`` does not tell AVX-VNNI (256-bit)
-    from plain AVX2: such a CPU gets 7-bit weights too, which costs a little
-    precision and nothing else.
+    CNN 58.6 % at 8 bits, 94.1 % at 7. ARM and x86 with AVX-512 VNNI or
+    AVX-VNNI (runtime_bench's ``isa_from_flags``) do not saturate.
     """
     if not device:
         return False
