@@ -467,6 +467,10 @@ def test_the_budget_line_judges_an_int8_targets_files_too(report):
     assert budget_line({**budget, "enforced": False, "deliverables": files[1:]}).endswith(
         "within (a fixed plan: measured, not enforced), on 5,000 validation samples")
     assert budget_line(budget) == "met: drop -1.36 points within --max-acc-drop 1, on 5,000 validation samples"
+    over = {**budget, "drop": 1.25, "met": False}
+    assert budget_line(over) == "MISSED by 0.25 points: drop 1.25 against --max-acc-drop 1, on 5,000 validation samples"
+    assert budget_line(over, verdict=False) == "drop 1.25 against --max-acc-drop 1, on 5,000 validation samples"
+    assert budget_line({**budget, "deliverables": files}, verdict=False) == budget_line({**budget, "deliverables": files})
     report["accuracy_budget"] = {**budget, "deliverables": files}
     page = render_html(report)
     assert "<b>missed</b>" in page and "MISSED by the int8 files (model.tflite drop 1.67, over;" in page

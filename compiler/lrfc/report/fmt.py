@@ -105,20 +105,26 @@ def input_line(contract: dict) -> str:
     return f"{data}{', '.join(parts)} ({contract.get('source', '?')}{why}){fit}"
 
 
-def budget_line(budget: dict) -> str:
-    """Whether the top-1 drop stayed within --max-acc-drop, and by how much; for a non-fp32 target, its files too."""
+def budget_line(budget: dict, verdict: bool = True) -> str:
+    """Whether the top-1 drop stayed within --max-acc-drop, and by how much; for a non-fp32 target, its files too.
+
+    ``verdict=False``: the line without its leading "met: " or "MISSED by N
+    points: " (a report card shows that word itself); a line about files that
+    missed while the Keras model met it is all verdict and stays whole.
+    """
     drop, limit = budget["drop"], budget["max_drop"]
-    verdict = (f"met: drop {drop:.2f} points within --max-acc-drop {limit:g}" if budget["met"] else
-               f"MISSED by {drop - limit:.2f} points: drop {drop:.2f} against --max-acc-drop {limit:g}")
+    head, detail = (("met", f"drop {drop:.2f} points within --max-acc-drop {limit:g}") if budget["met"] else
+                    (f"MISSED by {drop - limit:.2f} points", f"drop {drop:.2f} against --max-acc-drop {limit:g}"))
     fixed = "" if budget.get("enforced", True) else " (a fixed plan: measured, not enforced)"
     files = budget.get("deliverables") or []
     each = "; ".join(f"{d['file']} drop {d['drop']:.2f}, {'within' if d['met'] else 'over'}" for d in files)
     if files and budget["met"] and not all(d["met"] for d in files):
-        verdict = (f"MISSED by the {files[0]['precision']} files ({each}) against --max-acc-drop {limit:g}; "
-                   f"the Keras model met it (drop {drop:.2f})")
+        head, detail = "", (f"MISSED by the {files[0]['precision']} files ({each}) against --max-acc-drop {limit:g}; "
+                            f"the Keras model met it (drop {drop:.2f})")
     elif files:
-        verdict += f"; its {files[0]['precision']} files: {each}"
-    return f"{verdict}{fixed}, on {budget['validation_samples']:,} validation samples"
+        detail += f"; its {files[0]['precision']} files: {each}"
+    lead = f"{head}: " if head and verdict else ""
+    return f"{lead}{detail}{fixed}, on {budget['validation_samples']:,} validation samples"
 
 
 GAIN_ERRORS = 2.0  # a gain over the original larger than this many standard errors of the validation split is said

@@ -207,10 +207,8 @@ def _card(title: str, value: str, sub: str) -> str:
 
 def _budget_card(budget: dict, e) -> str:
     """Met only when the Keras model and every file of a non-fp32 target met it; the line without its verdict word."""
-    line = budget_line(budget)
     met = budget["met"] and all(d["met"] for d in budget.get("deliverables") or [])
-    detail = line if line.startswith("MISSED by the ") else line.partition(": ")[2]  # the files' verdict: all of it
-    return _card("accuracy budget", "met" if met else "missed", e(detail))
+    return _card("accuracy budget", "met" if met else "missed", e(budget_line(budget, verdict=False)))
 
 
 def _layer_table(report: dict, e) -> str:
