@@ -49,8 +49,8 @@ def vector_isa() -> str:
 
 
 def isa_from_flags(flags: set[str]) -> str:
-    """"AVX-512 VNNI", "AVX-512", "AVX-VNNI" (AVX2 with the 256-bit VNNI of Intel's client CPUs from Alder Lake on),
-    "AVX2" or "" from a set of Linux CPU flags.
+    """The x86 vector extension a set of Linux CPU flags names: "AVX-512 VNNI", "AVX-512", "AVX-VNNI" (AVX2 with the
+    256-bit VNNI of Intel's client CPUs from Alder Lake on), "AVX2" or "".
 
     VNNI is named because ONNX Runtime's int8 kernels differ by it: with VNNI
     (``avx512_vnni``, or ``avx_vnni`` on a CPU without AVX-512) they multiply
