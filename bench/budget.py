@@ -51,9 +51,9 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.quality import MODELS, headline, run_build
-from bench.results_file import update_json
+from bench.results_file import put_row, update_json
 
 RESULTS = Path("bench/results/budget.json")
 WORK = Path("bench/work/budget")
@@ -157,8 +157,9 @@ def save(name: str, row: dict) -> None:
     """Merge one row into the results file."""
 
     def change(results: dict) -> None:
-        results.setdefault("runs", {})[name] = row
-        results["machine"], results["base"] = machine(), BASE
+        put_row(results.setdefault("runs", {}), name, row)
+        note_machine(results)
+        results["base"] = BASE
 
     update_json(RESULTS, change)
 
@@ -194,7 +195,7 @@ def main(argv=None) -> None:
         row = {"group": spec["group"], "model": spec["model"], "flags": spec["flags"], "cache": spec["cache"],
                **{key: spec[key] for key in ("rung", "variant") if key in spec},
                **({"before_drop": before_drop(spec)} if "rung" in spec else {}),
-               "command": "lrfc " + " ".join(args_), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "command": "lrfc " + " ".join(args_), **stamp(),
                "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report)}
         save(spec["name"], row)
         print(f"{spec['name']}: drop {row['drop_points']} points (met {row['budget']['met']}), "

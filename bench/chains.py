@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.results_file import update_json
 from bench.scale import model_path
 
@@ -134,10 +134,10 @@ def main(argv=None) -> None:
             row.pop("chains")
         record = {"rows": rows, "runtime": args.runtime, "threads": 2, "seconds": round(time.perf_counter() - start, 1),
                   "command": f"python -m bench.chains --models {name} --runtime {args.runtime}",
-                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                  **stamp()}
         print(f"{name}: {len(rows)} distinct layers in {record['seconds']} s", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("runs", {}).__setitem__(f"{name}/{args.runtime}", record),
-                                          doc.__setitem__("machine", machine())))
+                                          note_machine(doc)))
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from bench.machine import label, machine, note_machine
 
 FRACTIONS = (0.125, 0.25, 0.5)
 
@@ -60,27 +59,6 @@ def measure(methods: list[str], max_layers: int | None = None) -> dict:
     return results
 
 
-def machine() -> dict:
-    """The CPU (model name and vector extensions: two machines both called "AMD EPYC" ran 1.3-1.7x apart), cores and
-    the pinned versions."""
-    from runtime_bench.device import cpu_name, vector_isa
-
-    cpu, isa = cpu_name(), vector_isa()
-    isa = "AVX2, no AVX-512" if isa == "AVX2" else isa
-    import os
-
-    from importlib import metadata
-
-    versions = {}
-    for dist in ("tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx", "tensorly"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "versions": versions}
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Factorization time of ResNet50's layers per method.")
     parser.add_argument("--methods", default="tucker,cp,tt,svd,qr,ttm")
@@ -93,8 +71,10 @@ def main(argv=None) -> None:
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.exists() else {"results": {}}
     for method, r in results.items():  # one file for all methods; each row keeps the command that measured it
-        record["results"][method] = {**r, "command": command.strip(), "date": start, "layer_limit": args.layers}
-    record.update(machine=machine(), ranks="1/8, 1/4, 1/2 of each maximum rank")
+        record["results"][method] = {**r, "command": command.strip(), "date": start, "machine": label(machine()),
+                                     "layer_limit": args.layers}
+    note_machine(record)
+    record["ranks"] = "1/8, 1/4, 1/2 of each maximum rank"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
 

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.results_file import update_json
 from bench.scale import model_path
 
@@ -82,7 +82,7 @@ def compare(name: str, budget: float) -> dict:
         r["same_plan"] = r["plan"] == runs["auto"]["plan"]
     for r in runs.values():
         r.pop("plan")
-    return {"budget": budget, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs}
+    return {"budget": budget, **stamp("measured_at"), "runs": runs}
 
 
 def main(argv=None) -> None:
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
         row = compare(name, BUDGETS.get(name, args.budget))
         print(f"{name}: {row}", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name, row),
-                                          doc.__setitem__("machine", machine())))
+                                          note_machine(doc)))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.quality import run_lrfc
 from bench.results_file import update_json
 from bench.speed import speed_headline
@@ -201,7 +201,7 @@ def run_row(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> dict:
            "--out", str(WORK / "out" / name.replace("/", "-")), "--cache-dir", str(WORK / "cache"), "--json"]
     code, out, err, wall, peak = run_lrfc(cli)
     row = {"model": model, "trained": info, "data": kind, "flags": " ".join(flags), "command": "lrfc " + " ".join(cli),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "exit": code, "wall_s": round(wall, 1),
+           **stamp(), "exit": code, "wall_s": round(wall, 1),
            "peak_rss_mb": round(peak, 1)}
     if code != 0:
         return {**row, "refusal": (err.strip().splitlines() or ["(no message)"])[-1]}
@@ -244,7 +244,7 @@ def main(argv=None) -> None:
 
         def change(results: dict, name=name, row=row) -> None:
             results.setdefault("runs", {})[name] = row
-            results["machine"] = machine()
+            note_machine(results)
 
         update_json(RESULTS, change)
         done = (f"refused in {row['wall_s']:.0f} s: {row['refusal']}" if row["exit"] else

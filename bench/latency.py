@@ -46,7 +46,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 
 RESULTS = Path("bench/results/latency.json")
 WORK = Path("bench/work/latency")
@@ -246,7 +246,7 @@ def model_row(name: str, runs: int) -> dict:
     priced = [l for l in report["layers"] if "latency_ms_before" in l]
     layer_sum = ({"before_ms": round(sum(l["latency_ms_before"] for l in priced), 4),
                   "after_ms": round(sum(l["latency_ms_after"] for l in priced), 4)} if priced else None)
-    return {**build, **searched, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    return {**build, **searched, **stamp(),
             "layer_latency_sum": layer_sum,
             "failures": [r for r in int8 if "error" in r],
             "macs_before": report["original"]["macs"], "macs_after": report["compressed"]["macs"],
@@ -282,7 +282,7 @@ def objective_row(runs: int) -> dict:
         f, l = res["results"]
         bench[runtime] = {"command": "lrfc " + " ".join(args), "flops_p50_ms": f["p50_ms"], "latency_p50_ms": l["p50_ms"],
                           "speedup": round(f["p50_ms"] / l["p50_ms"], 4)}
-    return {"commands": commands, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    return {"commands": commands, **stamp(),
             "macs": {"flops": flo["compressed"]["macs"], "latency": lat["compressed"]["macs"],
                      "original": flo["original"]["macs"]},
             "accuracy_no_finetune": {"flops": flo["compressed"]["accuracy"], "latency": lat["compressed"]["accuracy"]},
@@ -315,7 +315,7 @@ def main(argv=None) -> None:
         else:
             row = objective_row(args.runs) if name == "objective" else model_row(name, args.runs)
             results.setdefault("models", {})[name] = row
-        results["machine"] = machine()
+        note_machine(results)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"{name}: done", flush=True)

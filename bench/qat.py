@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.quality import MODELS, run_build, run_lrfc
 from bench.results_file import update_json
 
@@ -54,7 +53,7 @@ def test_images():
 def accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     from runtime_bench.run import run_tflite
 
-    logits = np.concatenate([run_tflite(path, x[i:i + 500]) for i in range(0, len(x), 500)])
+    logits = run_tflite(path, x, chunk=500)
     return float((logits.argmax(axis=1) == y).mean())
 
 
@@ -114,7 +113,7 @@ def main(argv=None) -> None:
             files = (exported_int8(out / "model.keras", calibration, WORK / f"{args.model}-{name}.model.int8.tflite"),
                      exported_int8(model, calibration, WORK / f"{args.model}-{name}.original.int8.tflite"))
         row = {"model": args.model, "plan": plan, "command": "lrfc " + " ".join(cli), "wall_s": round(wall, 1),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               **stamp(),
                "float_validation": report["compressed"]["accuracy"],
                "original_validation": report["original"]["accuracy"],
                "int8_test": accuracy(files[0], x, y),
@@ -124,7 +123,7 @@ def main(argv=None) -> None:
 
         def change(results: dict, key=f"{args.model}/{name}", row=row) -> None:
             results.setdefault("runs", {})[key] = row
-            results["machine"] = machine()
+            note_machine(results)
 
         update_json(RESULTS, change)
         print(f"{args.model}/{name}: float validation {row['float_validation']:.4f}, int8 test {row['int8_test']:.4f} "

@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.results_file import update_json
 
 RESULTS = Path("bench/results/quality.json")
@@ -170,7 +170,7 @@ def _save(key: str, name: str, row: dict) -> None:
 
     def change(results: dict) -> None:
         results.setdefault(key, {"runs": {}})["runs"][name] = row
-        results[key]["machine"] = machine()
+        note_machine(results[key])
         results[key]["budget"] = budget(key == "quick")
 
     update_json(RESULTS, change)
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
         # lrfc resets the kernel's high-water mark per phase (lrfc.common.memory), which ru_maxrss follows
         peak = max([peak, *[v for v in report.get("peak_rss_mb", {}).values() if v is not None]])
         row = {"group": spec["group"], "model": model, "cache": spec["cache"], "flags": spec["flags"],
-               "command": "lrfc " + " ".join(cmd), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "command": "lrfc " + " ".join(cmd), **stamp(),
                "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **headline(report)}
         _save(key, name, row)
         print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s "

@@ -6,7 +6,7 @@ Every number, and every verdict against a target, is read from the results.
 from __future__ import annotations
 
 from bench.budget import CLAIM_BUDGETS, CLAIMS
-from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, as_run, machine_line, machine_of
+from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, RUN, as_run, machine_line, machine_of
 
 TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
 
@@ -32,10 +32,10 @@ def _commands(rows: dict) -> list[str]:
             for n, r in rows.items()] + [""]
 
 
-RUN = ", run of "  # a row kept from an earlier run of the same command (bench/results/budget.json, by hand)
-REPEATS = (" A row named `..., run of DATE` is an earlier run of the same command on the same machine and baseline: "
-           "fine-tuning on two CPU threads is not bitwise repeatable, the search steers by each round's drop, and the "
-           "two runs show how far that moves the published rung.")
+REPEATS = (" A row named `..., run of DATE` is an earlier run of the same command. On the same machine (and so the "
+           "same baseline) it shows how far a run moves the published rung: fine-tuning on two CPU threads is not "
+           "bitwise repeatable and the search steers by each round's drop. On another machine (the machine column) "
+           "the baseline was trained there too: compare such rows by what each removed within its own budget.")
 
 
 def _rows(runs: dict, group: str) -> dict:
@@ -70,12 +70,12 @@ def contract_section(runs: dict) -> list[str]:
              "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
              "table: the seconds show how fast the shared machine was that hour." + REPEATS * any(RUN in n for n in rows),
              "",
-             "| build | validation | drop (points) | met | test split | params removed | MACs removed | rounds | "
-             "stopped | build min | targets |",
-             "|---|---|---:|---|---|---:|---:|---:|---|---:|---|"]
+             "| build | machine | validation | drop (points) | met | test split | params removed | MACs removed | "
+             "rounds | stopped | build min | targets |",
+             "|---|---|---|---:|---|---|---:|---:|---:|---|---:|---|"]
     for n, r in rows.items():
         misses = target_misses(r)
-        lines.append(f"| {n} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | {r['drop_points']:.2f} | "
+        lines.append(f"| {n} | {machine_of(r)} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | {r['drop_points']:.2f} | "
                      f"{'yes' if r['budget']['met'] else 'no'} | {_pct(r['test_before'])} → {_pct(r['test_after'])} | "
                      f"{r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% | {len(r['rounds'])} | "
                      f"{r['stopped']} | {r['wall_s'] / 60:.1f} | {'met' if not misses else 'missed: ' + '; '.join(misses)} |")
@@ -111,7 +111,7 @@ def ablation_section(runs: dict) -> list[str]:
                  [_removed(first["params"], r["params_before"]), _removed(first["macs"], r["macs_before"]),
                   _drop(first["proxy_drop"]), _drop(first["drop"])])
         met = "-" if first is None else "yes" if first["met"] else "no"
-        lines.append(f"| {n} | {machine_of(r['date'])} | {' | '.join(cells)} | {met} | {r['finetune']['seconds']:.0f} | "
+        lines.append(f"| {n} | {machine_of(r)} | {' | '.join(cells)} | {met} | {r['finetune']['seconds']:.0f} | "
                      f"{r['wall_s']:.0f} |")
     lines += ["", "The rung is the plan the one round fine-tuned; when it missed, the build published the original. "
               "One seed per row, and the proxy is scored on 1,000 samples (a point is 10 images): read differences "

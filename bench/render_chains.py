@@ -51,7 +51,7 @@ def chains(record: dict) -> list[str]:
              "factorizable layer (pooling, batch norm, activations, adds).", ""]
     for key, run in runs.items():
         rows = run["rows"]
-        lines += [f"### {key.split('/')[0]} on {RUNTIMES.get(run['runtime'], run['runtime'])}, {machine_of(run.get('date'))}", "",
+        lines += [f"### {key.split('/')[0]} on {RUNTIMES.get(run['runtime'], run['runtime'])}, {machine_of(run)}", "",
                   "| layer | kernel | channels | map | layers | MACs | fp32 layer ms | fp32 fastest chain | fp32 x | "
                   "int8 layer ms | int8 fastest chain | int8 x | int8 / fp32 of the layer |",
                   "|---|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]

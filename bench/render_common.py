@@ -13,9 +13,16 @@ EPOCHS_CHANGED = "2026-12-02 16:09 UTC"    # fine-tuning: a cold round 3 epochs 
 ONNX_INT8_CHANGED = "2026-12-03 06:36 UTC"  # ONNX int8 files: int8 activations (S8S8) before, uint8 (U8S8) since
 TWIN_CHANGED = "2026-12-03 15:04 UTC"  # the original's files: Flatten/Reshape with shape arithmetic before, constant since
 
+RUN = ", run of "  # a row kept from an earlier run of the same command (bench.results_file.put_row, or by hand)
 
-def machine_of(date: str | None) -> str:
-    """Which of the project's benchmark machines a row dated ``date`` ran on (the preamble says more)."""
+
+def machine_of(row: dict | None) -> str:
+    """Which machine a row ran on: the label it recorded (``bench.machine.stamp``), else the project's benchmark
+    machine at its date (rows from before rows recorded one)."""
+    row = row or {}
+    if row.get("machine"):
+        return row["machine"]
+    date = row.get("date") or row.get("measured_at")
     if not date:
         return "?"
     if date < MACHINE_CHANGED:
@@ -55,11 +62,18 @@ def as_run(command: str, date: str | None) -> str:
 
 
 def machine_line(record: dict) -> str:
-    """CPU model, cores, Python, numpy and the pinned runtimes/frameworks of one results file."""
-    m = record.get("machine", {})
+    """CPU model, cores, Python, numpy and the pinned runtimes/frameworks of one results file: of each machine its rows
+    ran on, each under the label the rows' machine column shows, where there were several."""
+    machines = record.get("machines") or {}
+    if len(machines) > 1:
+        return "; ".join(f"{name}: {_described(m)}" for name, m in sorted(machines.items()))
+    return _described(record.get("machine", {}))
+
+
+def _described(m: dict) -> str:
     v = m.get("versions", {})
     versions = ", ".join(f"{k} {v[k]}" for k in sorted(v))
-    isa = f" ({m['isa']})" if m.get("isa") else ""
+    isa = f" ({m['isa']}{', AMX' if m.get('amx') else ''})" if m.get("isa") else ""
     return (f"{m.get('cpu', '?')}{isa}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}, "
             f"numpy {m.get('numpy', '?')}" + (f"; {versions}" if versions else ""))
 

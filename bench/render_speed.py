@@ -34,7 +34,7 @@ def builds_table(runs: dict) -> list[str]:
              "build min |",
              "|---|---|---|---:|---|---|---:|---:|---:|"]
     for n, r in runs.items():
-        lines.append(f"| {n} | {machine_of(r.get('date'))} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | "
+        lines.append(f"| {n} | {machine_of(r)} | {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} | "
                      f"{r['drop_points']:.2f} | "
                      f"{'yes' if r['budget']['met'] else 'no'} | {_pct(r['test_before'])} → {_pct(r['test_after'])} | "
                      f"{r['params_removed_pct']:.2f}% | {r['macs_removed_pct']:.2f}% | {r['wall_s'] / 60:.1f} |")
@@ -78,7 +78,7 @@ def ratios_table(runs: dict, targets: bool = True) -> list[str]:
             models = r["latency"][runtime]
             cut = None if fp is None or macs <= 1 else (1 - 1 / fp) / (1 - 1 / macs)
             t_fp, t_i8 = (f"{TARGETS.get(runtime, 0):g}x | ", f"{TARGETS['int8']:g}x | ") if targets else ("", "")
-            lines.append(f"| {n} | {machine_of(r.get('date'))} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | "
+            lines.append(f"| {n} | {machine_of(r)} | {RUNTIMES.get(runtime, runtime)} | {_x(fp)} | "
                          f"{t_fp}{_x(i8)}{_unverified(models, 'original int8', 'lrfc int8')} | "
                          f"{t_i8}{_x(vs)}{_unverified(models, 'original int8', 'lrfc fp32')} | {macs:.2f}x | "
                          f"{'-' if cut is None else f'{cut:.2f}'} |")
@@ -98,7 +98,7 @@ def loss_lines(runs: dict) -> list[str]:
                     failed = [name for name in (mine, theirs)
                               if (r["latency"][runtime].get(name) or {}).get("verified") is False]
                     note = f"; {' and '.join(failed)} failed verification (timed, not published)" if failed else ""
-                    out.append(f"- {n} ({machine_of(r.get('date'))}), {where}: {mine} {a:.3f} ms is slower than "
+                    out.append(f"- {n} ({machine_of(r)}), {where}: {mine} {a:.3f} ms is slower than "
                                f"{theirs} {b:.3f} ms ({b / a:.2f}x{note}).")
     if not out:
         return ["lrfc was faster than the original and than its int8 in every row.", ""]
@@ -106,11 +106,12 @@ def loss_lines(runs: dict) -> list[str]:
 
 
 def _side_by_side_lines(model: str, lat: dict, flo: dict, timed: dict) -> list[str]:
+    where = f"{model} ({machine_of(timed)})"
     out = []
     for runtime, t in timed["runtimes"].items():
         p50, ratio = t["p50_ms"], t["latency_vs_flops"]
         verdict = ("meets" if ratio >= TARGETS["objective"] else "misses") + f" the {TARGETS['objective']:g}x target"
-        out.append(f"- {model}, {RUNTIMES.get(runtime, runtime)}, side by side in one run ({timed['date']}): "
+        out.append(f"- {where}, {RUNTIMES.get(runtime, runtime)}, side by side in one run ({timed['date']}): "
                    f"`--objective latency` {p50['latency']:.3f} ms (drop {lat['drop_points']:.2f}, "
                    f"{lat['macs_removed_pct']:.1f}% MACs removed) against `--objective flops` {p50['flops']:.3f} ms "
                    f"(drop {flo['drop_points']:.2f}, {flo['macs_removed_pct']:.1f}% MACs removed), original "
@@ -118,26 +119,35 @@ def _side_by_side_lines(model: str, lat: dict, flo: dict, timed: dict) -> list[s
     return out
 
 
+def _latest(runs: dict, model: str, kind: str, machine: str) -> dict | None:
+    """The latest row of ``model``'s ``kind`` (its own name or a ``..., run of DATE``) measured on ``machine``."""
+    rows = [r for n, r in runs.items() if n.split(",")[0] == f"{model}/{kind}" and machine_of(r) == machine]
+    return max(rows, key=lambda r: r["date"], default=None)
+
+
 def objective_lines(runs: dict, side_by_side: dict | None = None) -> list[str]:
+    """Per model and machine, the latency row against the flops row: side by side where one run timed them both."""
     out = []
     for model in sorted({r["model"] for r in runs.values()}):
-        lat, flo = runs.get(f"{model}/latency"), runs.get(f"{model}/flops")
-        if lat is None or flo is None:
-            continue
-        if (side_by_side or {}).get(model):
-            out += _side_by_side_lines(model, lat, flo, side_by_side[model])
-            continue
-        for runtime in lat["latency"]:
-            a, b = _p50(lat, runtime, "lrfc fp32"), _p50(flo, runtime, "lrfc fp32")
-            if a is None or b is None:
+        timed = (side_by_side or {}).get(model)
+        for machine in sorted({machine_of(r) for r in runs.values() if r["model"] == model}):
+            lat, flo = _latest(runs, model, "latency", machine), _latest(runs, model, "flops", machine)
+            if lat is None or flo is None:
                 continue
-            ratio = b / a
-            verdict = ("meets" if ratio >= TARGETS["objective"] else "misses") + f" the {TARGETS['objective']:g}x target"
-            out.append(f"- {model}, {RUNTIMES.get(runtime, runtime)}: `--objective latency` {a:.3f} ms "
-                       f"(drop {lat['drop_points']:.2f}, {lat['macs_removed_pct']:.1f}% MACs removed) against "
-                       f"`--objective flops` {b:.3f} ms (drop {flo['drop_points']:.2f}, {flo['macs_removed_pct']:.1f}% "
-                       f"MACs removed): {ratio:.2f}x, {verdict}. Each from its own build's benchmark, so measured "
-                       "minutes apart, not side by side.")
+            if timed and machine_of(timed) == machine and timed["date"] >= max(lat["date"], flo["date"]):
+                out += _side_by_side_lines(model, lat, flo, timed)
+                continue
+            for runtime in lat["latency"]:
+                a, b = _p50(lat, runtime, "lrfc fp32"), _p50(flo, runtime, "lrfc fp32")
+                if a is None or b is None:
+                    continue
+                ratio = b / a
+                verdict = ("meets" if ratio >= TARGETS["objective"] else "misses") + f" the {TARGETS['objective']:g}x target"
+                out.append(f"- {model} ({machine}), {RUNTIMES.get(runtime, runtime)}: `--objective latency` {a:.3f} ms "
+                           f"(drop {lat['drop_points']:.2f}, {lat['macs_removed_pct']:.1f}% MACs removed) against "
+                           f"`--objective flops` {b:.3f} ms (drop {flo['drop_points']:.2f}, {flo['macs_removed_pct']:.1f}% "
+                           f"MACs removed): {ratio:.2f}x, {verdict}. Each from its own build's benchmark, so measured "
+                           "minutes apart, not side by side.")
     return out + ([""] if out else [])
 
 
@@ -152,7 +162,7 @@ def cost_model_lines(runs: dict) -> list[str]:
                    f"{100 * TARGETS['error']:.0f}% aim)"
 
         scaled = f"; scaled by the original's measured / summed ratio, {judged('scaled')}" if "scaled" in err else ""
-        out.append(f"- {n} ({machine_of(r.get('date'))}): over {err['rungs']} whole models timed beside the original "
+        out.append(f"- {n} ({machine_of(r)}): over {err['rungs']} whole models timed beside the original "
                    "(median relative error): "
                    f"the per-layer sum is off by {100 * err['per_layer_sum']:.0f}%; adding what the original spends "
                    f"outside its priced layers, {judged('with_remainder')}{scaled}.")

@@ -16,3 +16,17 @@ def update_json(path: Path, change: Callable[[dict], None]) -> None:
     tmp = path.with_suffix(".partial")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def put_row(runs: dict, name: str, row: dict) -> None:
+    """``runs[name] = row``; a row it replaces that ran on another machine stays, as ``"<name>, run of <its date>"``.
+
+    Two machines' rows of one command are two baselines and two speeds, not
+    a re-run: the newer takes the name, the older keeps its numbers.
+    """
+    from bench.render_common import RUN, machine_of
+
+    old = runs.get(name)
+    if old is not None and old.get("date") and machine_of(old) != row.get("machine", machine_of(old)):
+        runs[f"{name}{RUN}{old['date'].removesuffix(' UTC')}"] = old
+    runs[name] = row

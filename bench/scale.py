@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.results_file import update_json
 
 RESULTS = Path("bench/results/scale.json")
@@ -157,10 +157,10 @@ def main(argv=None) -> None:
     for name in models:
         row = run_row(name, args.calib_samples, args.extra.split(), args.until)
         row["until"] = args.until
-        row["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        row.update(stamp("measured_at"))
         print(f"{name}{args.tag}: {json.dumps({k: row.get(k) for k in ('wall_s', 'run_peak_mb', 'error')})}", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name + args.tag, row),
-                                          doc.__setitem__("machine", machine())))
+                                          note_machine(doc)))
 
 
 if __name__ == "__main__":

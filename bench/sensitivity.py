@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.results_file import update_json
 from bench.scale import model_path, state_until
 
@@ -100,7 +100,7 @@ def measure(name: str, calib: int) -> dict:
            "original": {n: [originals[n].params, originals[n].macs] for n in fronts},
            "fronts": {n: {"candidates": [c.to_json() for c in cands], "effects": values, "seconds": seconds}
                       for (n, cands), (_, values, seconds) in zip(fronts.items(), record)},
-           "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+           **stamp("measured_at")}
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / f"{name}-raw.json").write_text(json.dumps(raw))
     return raw
@@ -230,7 +230,7 @@ def main(argv=None) -> None:
             row["builds"] = builds(name, args.builds)
         print(f"{name}: {row}", flush=True)
         update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name, row),
-                                          doc.__setitem__("machine", machine())))
+                                          note_machine(doc)))
 
 
 if __name__ == "__main__":

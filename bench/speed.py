@@ -36,12 +36,11 @@ comparison of the two objectives.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from bench.decompose_time import machine
+from bench.machine import note_machine, stamp
 from bench.quality import MODELS, headline, run_build
-from bench.results_file import update_json
+from bench.results_file import put_row, update_json
 from lrfc.benchmark.stage import baseline_of
 
 RESULTS = Path("bench/results/speed.json")
@@ -128,7 +127,7 @@ def timed_together(files_for, runs: int) -> dict | None:
     import subprocess
     import sys
 
-    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtimes": {}}
+    out = {**stamp(), "runtimes": {}}
     for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
         files = files_for(fmt)
         if not all(Path(f).is_file() for f in files.values()):
@@ -171,12 +170,13 @@ def main(argv=None) -> None:
                    "--out", str(WORK / name.replace("/", "-")), "--cache-dir", str(WORK / f"cache-{model}"), "--json"]
             report, wall, peak = run_build(cli)
             row = {"model": model, "kind": kind, "target": flags["--target"], "command": "lrfc " + " ".join(cli),
-                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(wall, 1),
+                   **stamp(), "wall_s": round(wall, 1),
                    "peak_rss_mb": round(peak, 1), **speed_headline(report)}
 
             def change(results: dict, name=name, row=row) -> None:
-                results.setdefault("runs", {})[name] = row
-                results["machine"], results["base"] = machine(), BASE
+                put_row(results.setdefault("runs", {}), name, row)
+                note_machine(results)
+                results["base"] = BASE
 
             update_json(RESULTS, change)
             lite = row["latency"].get("litert", {})

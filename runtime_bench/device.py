@@ -40,12 +40,17 @@ def vector_isa() -> str:
     Two machines that both call themselves "AMD EPYC" ran the same build 1.3-1.7x apart, one with AVX-512 VNNI and
     one with AVX2 only (docs/BENCHMARKS.md), so the fingerprint tells them apart by this too.
     """
+    return isa_from_flags(cpu_flags())
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return ""
-    return isa_from_flags(set(line.partition(":")[2].split()))
+        return set()
+    return set(line.partition(":")[2].split())
 
 
 def isa_from_flags(flags: set[str]) -> str:

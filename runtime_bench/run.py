@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 
-def run_tflite(path: str | Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+def run_tflite(path: str | Path, x, threads: int | None = None, chunk: int | None = None) -> np.ndarray:
     """Outputs of a ``.tflite`` model's first output for the batch ``x``, as float32 when quantized.
 
     The input is resized to the batch; a model that refuses the resize is
@@ -23,23 +23,46 @@ def run_tflite(path: str | Path, x: np.ndarray, threads: int | None = None) -> n
 
     Args:
         path: the ``.tflite`` file.
-        x: the batch, leading axis = samples; float data is quantized for a
-            quantized input, anything else is cast to the input dtype.
+        x: the batch, leading axis = samples (anything that slices and has a
+            length); float data is quantized for a quantized input, anything
+            else is cast to the input dtype.
         threads: interpreter threads (None: the runtime's default).
+        chunk: at most this many samples per invoke (None: all at once); the
+            model is loaded once for all of them.
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path), num_threads=threads)
+    def load():
+        return Interpreter(model_path=str(path), num_threads=threads)
+
+    interp = load()
     inp = interp.get_input_details()[0]
-    x = _to_input(np.asarray(x), inp)
-    try:
-        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
-        interp.allocate_tensors()
-        return _invoke(interp, x)
-    except (RuntimeError, ValueError):
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        interp.allocate_tensors()
-        return np.concatenate([_invoke(interp, x[i:i + 1]) for i in range(len(x))])
+    outs, shape, resizable = [], None, True
+    for batch in _chunks(x, chunk):
+        batch = _to_input(batch, inp)
+        if resizable:
+            try:
+                if batch.shape != shape:
+                    interp.resize_tensor_input(inp["index"], list(batch.shape), strict=False)
+                    interp.allocate_tensors()
+                    shape = batch.shape
+                outs.append(_invoke(interp, batch))
+                continue
+            except (RuntimeError, ValueError):
+                resizable, interp = False, load()
+                interp.allocate_tensors()
+        outs.append(np.concatenate([_invoke(interp, batch[i:i + 1]) for i in range(len(batch))]))
+    return np.concatenate(outs)
+
+
+def _chunks(x, chunk: int | None):
+    """``x`` in slices of at most ``chunk`` samples (all of it when None), each as an array; ValueError when empty."""
+    n = len(x)
+    if not n:
+        raise ValueError("no samples to run")
+    step = chunk or n
+    for start in range(0, n, step):
+        yield np.asarray(x[start:start + step])
 
 
 def _quantization(details: dict) -> tuple[float, int] | None:
@@ -74,16 +97,18 @@ def _invoke(interp, x: np.ndarray) -> np.ndarray:
     return ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
-def run_onnx(path: str | Path, x: np.ndarray, providers: list[str] | None = None) -> np.ndarray:
+def run_onnx(path: str | Path, x, providers: list[str] | None = None, chunk: int | None = None) -> np.ndarray:
     """Outputs of an ``.onnx`` model's first output for the batch ``x`` (cast to float32).
 
     Args:
         path: the ``.onnx`` file.
-        x: the batch, leading axis = samples.
+        x: the batch, leading axis = samples (anything that slices and has a length).
         providers: ONNX Runtime execution providers (default: CPU).
+        chunk: at most this many samples per run (None: all at once); one session for all of them.
     """
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+    return np.concatenate([session.run(None, {name: batch.astype(np.float32, copy=False)})[0]
+                           for batch in _chunks(x, chunk)])

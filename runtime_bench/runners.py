@@ -54,7 +54,8 @@ class Session:
 @dataclass(frozen=True)
 class Runner:
     """A runtime: ``available() -> reason or None``, ``load(path, threads, batch) -> Session``, ``version()``,
-    and ``outputs(path, x) -> first output`` (what verification compares with Keras).
+    and ``outputs(path, x, chunk=None) -> first output`` (what verification compares with Keras; ``chunk``: at most
+    that many samples per call of one loaded model).
 
     ``suffix`` is the file type it runs (``.tflite`` or ``.onnx``), checked
     before any worker starts; ``description`` names it in messages; ``gpu``
@@ -223,19 +224,19 @@ def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
 
 
 def _ort_runner(name: str, providers: Tuple[str, ...], description: str) -> Runner:
-    def outputs(path, x):
+    def outputs(path, x, chunk=None):
         from runtime_bench.run import run_onnx
 
-        return run_onnx(path, x, providers=list(providers))
+        return run_onnx(path, x, providers=list(providers), chunk=chunk)
 
     return Runner(name, ".onnx", _ort_available(providers), _ort_load(providers), _ort_version, outputs, description,
                   gpu=providers[0] != "CPUExecutionProvider")
 
 
-def _litert_outputs(path, x):
+def _litert_outputs(path, x, chunk=None):
     from runtime_bench.run import run_tflite
 
-    return run_tflite(path, x)
+    return run_tflite(path, x, chunk=chunk)
 
 
 # The registry: one line per runtime. lrfc's profiles, CLI help, lowering formats and verification read it.

@@ -4,9 +4,10 @@ import pytest
 from bench.render_speed import objective_lines
 
 
-def _row(model: str, kind: str, p50: float, drop: float, macs: float) -> dict:
-    return {"model": model, "kind": kind, "drop_points": drop, "macs_removed_pct": macs,
-            "latency": {"litert": {"lrfc fp32": {"p50_ms": p50}}}}
+def _row(model: str, kind: str, p50: float, drop: float, macs: float, date: str = "2026-11-30 14:00 UTC",
+         machine: str = "EPYC (AVX2)") -> dict:
+    return {"model": model, "kind": kind, "drop_points": drop, "macs_removed_pct": macs, "date": date,
+            "machine": machine, "latency": {"litert": {"lrfc fp32": {"p50_ms": p50}}}}
 
 
 RUNS = {"vgg/latency": _row("vgg", "latency", 0.20, 0.9, 80.0), "vgg/flops": _row("vgg", "flops", 0.22, 1.0, 75.0)}
@@ -20,14 +21,32 @@ def test_without_a_side_by_side_run_the_builds_own_benchmarks_are_compared_and_l
 
 
 def test_the_side_by_side_run_decides_when_present():
-    timed = {"vgg": {"date": "2026-11-30 15:00 UTC", "runtimes": {"onnxruntime-cpu": {
+    timed = {"vgg": {"date": "2026-11-30 15:00 UTC", "machine": "EPYC (AVX2)", "runtimes": {"onnxruntime-cpu": {
         "command": "python -m runtime_bench a.onnx b.onnx c.onnx", "latency_vs_flops": 1.8,
         "p50_ms": {"original": 0.45, "latency": 0.20, "flops": 0.36}}}}}
     line, end = objective_lines(RUNS, timed)
     assert end == ""
-    assert line.startswith("- vgg, ONNX Runtime CPU, side by side in one run (2026-11-30 15:00 UTC):")
+    assert line.startswith("- vgg (EPYC (AVX2)), ONNX Runtime CPU, side by side in one run (2026-11-30 15:00 UTC):")
     assert "0.200 ms" in line and "0.360 ms" in line and "original 0.450 ms: 1.80x, meets the 1.3x target" in line
     assert "minutes apart" not in line
+
+
+def test_rows_from_two_machines_are_compared_per_machine():
+    """A newer latency row from another machine is not set against this machine's flops row or side-by-side run."""
+    timed = {"vgg": {"date": "2026-11-30 15:00 UTC", "machine": "EPYC (AVX2)", "runtimes": {"litert": {
+        "command": "python -m runtime_bench a b c", "latency_vs_flops": 1.2,
+        "p50_ms": {"original": 0.45, "latency": 0.20, "flops": 0.24}}}}}
+    runs = {**RUNS, "vgg/latency": _row("vgg", "latency", 0.10, 0.5, 88.0, "2026-12-04 02:00 UTC", "Xeon (AVX-512, AMX)"),
+            "vgg/latency, run of 2026-11-30 14:00": RUNS["vgg/latency"]}
+    line, end = objective_lines(runs, timed)
+    assert end == "" and line.startswith("- vgg (EPYC (AVX2)), LiteRT (XNNPACK), side by side")
+    assert "(drop 0.90, 80.0% MACs removed)" in line  # the EPYC latency row, not the Xeon one
+    flops_xeon = _row("vgg", "flops", 0.12, 0.6, 87.0, "2026-12-04 02:30 UTC", "Xeon (AVX-512, AMX)")
+    lines = objective_lines({**runs, "vgg/flops": flops_xeon, "vgg/flops, run of 2026-11-30 14:00": RUNS["vgg/flops"]},
+                            timed)
+    assert len(lines) == 3 and lines[0].startswith("- vgg (EPYC (AVX2)), LiteRT (XNNPACK), side by side")
+    assert lines[1].startswith("- vgg (Xeon (AVX-512, AMX)), LiteRT (XNNPACK): `--objective latency` 0.100 ms")
+    assert "0.120 ms" in lines[1] and "minutes apart" in lines[1]
 
 
 def test_threshold_for_a_mac_budget_is_the_least_compressed_rung_within_it():

@@ -141,6 +141,27 @@ def test_int8_tflite_has_integer_io_and_runs_float_batches(sequential, digits, t
     assert not (tmp_path / "none.tflite").exists()
 
 
+def test_a_chunked_run_loads_the_model_once_and_matches_one_batch(sequential, digits, tmp_path, monkeypatch):
+    """``chunk`` splits a validation split into calls of one loaded model (the last one shorter), same outputs."""
+    import ai_edge_litert.interpreter as litert
+    import onnxruntime as ort
+
+    x = digits[1][:70]
+    tflite = export_tflite(sequential, tmp_path / "m.tflite")
+    onnx_path = export_onnx(sequential, tmp_path / "m.onnx")
+    whole = {"tflite": run_tflite(tflite, x), "onnx": run_onnx(onnx_path, x)}
+    loads = []
+    for module, name in ((litert, "Interpreter"), (ort, "InferenceSession")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, **k: loads.append(_real) or _real(*a, **k))
+    chunked = {"tflite": run_tflite(tflite, x, chunk=32), "onnx": run_onnx(onnx_path, x, chunk=32)}
+    assert len(loads) == 2  # 70 samples in 3 calls (32, 32, 6), one load per file
+    for fmt in whole:
+        assert chunked[fmt].shape == (70, 10) and np.allclose(chunked[fmt], whole[fmt], atol=1e-5)
+    with pytest.raises(ValueError, match="no samples"):
+        run_onnx(onnx_path, x[:0], chunk=32)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_frozen_graph_and_the_savedmodel_way_write_the_same_model(precision, functional, digits, tmp_path,
                                                                       monkeypatch):

@@ -130,8 +130,7 @@ def deliverables(state) -> list[dict]:
     for r in state.artifacts:
         if r.variant is None and r.passed and r.precision == precision:
             staged = state.output.staging / Path(r.path).name
-            outs = np.concatenate([run_artifact(staged, r.format, s.x_val[i:i + DELIVERABLE_BATCH])
-                                   for i in range(0, len(s.x_val), DELIVERABLE_BATCH)])
+            outs = run_artifact(staged, r.format, s.x_val, chunk=DELIVERABLE_BATCH)
             scored[(r.model, r.format)] = (Path(r.path).name, float(np.mean(outs.reshape(len(y), -1).argmax(1) == y)))
     rows = []
     for (role, fmt), (name, accuracy) in scored.items():

@@ -154,14 +154,17 @@ def runner_for(fmt: str):
     return get_runner(DEFAULT_RUNTIME[f".{fmt}"])
 
 
-def run_artifact(path: str | Path, fmt: str, x: np.ndarray) -> np.ndarray:
-    """The artifact's first output on ``x`` in its runtime (``fmt``: ``tflite`` or ``onnx``), as float32."""
+def run_artifact(path: str | Path, fmt: str, x, chunk: int | None = None) -> np.ndarray:
+    """The artifact's first output on ``x`` in its runtime (``fmt``: ``tflite`` or ``onnx``), as float32.
+
+    ``chunk``: at most that many samples per call, the file loaded once (a whole validation split).
+    """
     from lrfc.lower.tflite import _captured_output
 
     runner = runner_for(fmt)
     # LiteRT logs its delegate on every load; a failure's message is carried by the exception itself
     with _captured_output(replay=False):
-        return np.asarray(runner.outputs(path, x), dtype=np.float32)
+        return np.asarray(runner.outputs(path, x, chunk=chunk), dtype=np.float32)
 
 
 def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.ndarray | None = None) -> dict:
