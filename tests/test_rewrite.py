@@ -96,6 +96,35 @@ def test_low_rank_plan_shrinks_and_keeps_names(keras, mixed):
     assert new.count_params() == mixed.count_params() - original + stem_params + head_params
 
 
+@pytest.mark.parametrize("kind", ["conv", "separable"])
+def test_a_layer_called_twice_keeps_one_chain_and_counts_both_calls(keras, kind):
+    """A layer applied twice (shared weights) becomes one chain applied twice, not two chains with one name; its MACs
+    and its factorized MACs count both calls."""
+    from lrfc import decompose
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+
+    L = keras.layers
+    shared = (L.Conv2D(8, 3, padding="same", activation="relu", name="shared") if kind == "conv"
+              else L.SeparableConv2D(8, 3, padding="same", activation="relu", name="shared"))
+    inp = keras.Input((10, 10, 8))
+    model = keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(shared(shared(inp)))))
+    flat = _flat(model)
+    rows = {r.name: r for r in describe_model(flat)}
+    once = rows["shared"].geometry.macs
+    assert rows["shared"].calls == 2 and rows["shared"].macs == 2 * (once if kind == "conv" else once + 10 * 10 * 9 * 8)
+    assert "called 2 times" in rows["shared"].note
+    method = "tucker" if kind == "conv" else "svd"
+    ranks = decompose.get(method).max_ranks(rows["shared"].geometry)
+    chain = decompose.get(method).cost(rows["shared"].geometry, ranks)
+    assert rows["shared"].factorized_cost(method, ranks).macs == rows["shared"].macs + 2 * (chain.macs - once)
+    new = apply_plan(flat, Plan((LayerChoice("shared", method, ranks),)))
+    names = [layer.name for layer in new.layers]
+    assert len(names) == len(set(names)) and "shared__0" in names
+    x = np.random.default_rng(0).normal(size=(2, 10, 10, 8)).astype("float32")
+    np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
 def test_a_strided_cp_layer_is_one_depthwise_stage_and_runs(keras, mixed):
     """The strided stem as CP: 1x1, one 3x3 depthwise at strides (2, 2), 1x1; TensorFlow runs it whatever its
     kernels (its Eigen depthwise kernel refuses the unequal strides of a 3x1 + 1x3 split)."""

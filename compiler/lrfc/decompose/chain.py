@@ -61,19 +61,28 @@ def keras_weights(stage: Stage, spatial_rank: int) -> list[np.ndarray]:
     return w
 
 
-def apply_chain(x, stages: Sequence[Stage], spatial_rank: int, name: str):
+def apply_chain(x, stages: Sequence[Stage], spatial_rank: int, name: str, layers: list | None = None):
     """Call the chain's layers on Keras tensor ``x`` and load their weights.
 
     Layer names are ``{name}__{i}`` (``i`` = stage index), so a factorized
     layer's parts stay recognisable in the rewritten model and its exports.
+    ``layers`` keeps one chain for a layer the model calls more than once
+    (shared weights): an empty list receives the chain's layers, a filled
+    one's layers are called again.
 
     Returns:
         The chain's output tensor.
     """
+    if layers:
+        for layer in layers:
+            x = layer(x)
+        return x
     for i, stage in enumerate(stages):
         layer = layer_for(stage, spatial_rank, f"{name}__{i}")
         x = layer(x)
         layer.set_weights(keras_weights(stage, spatial_rank))
+        if layers is not None:
+            layers.append(layer)
     return x
 
 

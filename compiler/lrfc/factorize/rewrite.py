@@ -133,18 +133,28 @@ def apply_stages(flat_model, stages_by_layer: dict):
             copies[id(layer)] = call
         return copies[id(layer)]
 
+    chains: dict[str, list] = {}  # a layer called more than once (shared weights) keeps one chain
+
     def replace(layer):
         if layer.name not in stages_by_layer:
             return copy_of(layer)
         info, stages = stages_by_layer[layer.name]
 
         def call(x, **kwargs):
+            layers = chains.setdefault(layer.name, [])
             if hasattr(layer, "pointwise_kernel"):
-                dw = _depthwise_part(layer)
-                x_dw = dw(x)
-                dw.set_weights([layer.depthwise_kernel.numpy()])
-                x = x_dw
-            return apply_chain(x, stages, chain_rank(info.geometry), layer.name)
+                if not layers:
+                    layers.append(_depthwise_part(layer))
+                    x_dw = layers[0](x)
+                    layers[0].set_weights([layer.depthwise_kernel.numpy()])
+                    x = x_dw
+                else:
+                    x = layers[0](x)
+                tail = layers[1:] if len(layers) > 1 else []
+                out = apply_chain(x, stages, chain_rank(info.geometry), layer.name, tail)
+                layers[1:] = tail
+                return out
+            return apply_chain(x, stages, chain_rank(info.geometry), layer.name, layers)
 
         return call
 

@@ -17,6 +17,7 @@ through* with a note saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -40,17 +41,20 @@ class LayerInfo:
     methods: tuple[str, ...]
     geometry: Geometry | None = None
     note: str = ""
+    calls: int = 1  # how often the model calls the layer (shared weights): its MACs count every call
 
     def factorized_cost(self, method: str, ranks) -> Cost:
         """Params and MACs of the whole layer with its factorizable part replaced by ``method`` at ``ranks``.
 
         The one place this is computed: the chain's closed-form cost plus what
-        the layer keeps (a separable layer's depthwise part).
+        the layer keeps (a separable layer's depthwise part); a layer called
+        more than once runs its chain at every call, on the same weights.
         """
         from lrfc.decompose import get
 
         chain = get(method).cost(self.geometry, tuple(ranks))
-        return Cost(chain.params + self.params - self.geometry.params, chain.macs + self.macs - self.geometry.macs)
+        return Cost(chain.params + self.params - self.geometry.params,
+                    self.macs + self.calls * (chain.macs - self.geometry.macs))
 
     def to_json(self) -> dict:
         return {
@@ -162,12 +166,22 @@ def _kind(layer) -> str | None:
     return None
 
 
-def describe_layer(layer, node=None) -> LayerInfo:
+def describe_layer(layer, node=None, calls: int = 1) -> LayerInfo:
     """Catalogue one leaf layer of a built graph (see module docstring).
 
     ``node`` is the layer's call in the model being described
-    (``graph.layer_nodes``); by default its first call anywhere.
+    (``graph.layer_nodes``); by default its first call anywhere. ``calls``:
+    how often that model calls it (shapes are read at ``node``; MACs count
+    every call, as for a layer applied twice with shared weights).
     """
+    info = _describe_call(layer, node)
+    if calls == 1:
+        return info
+    return dataclasses.replace(info, macs=info.macs * calls, calls=calls,
+                               note="; ".join(x for x in (info.note, f"called {calls} times (shared weights)") if x))
+
+
+def _describe_call(layer, node) -> LayerInfo:
     in_shape, out_shape = _node_shapes(layer, node)
     params = int(layer.count_params())
     kind = _kind(layer)
@@ -189,10 +203,10 @@ def describe_model(flat_model) -> list[LayerInfo]:
     """One ``LayerInfo`` per leaf layer of a flattened model (see graph.rebuild), input layers excluded."""
     import keras
 
-    from lrfc.frontend.graph import layer_nodes
+    from lrfc.frontend.graph import layer_calls, layer_nodes
 
-    nodes = layer_nodes(flat_model)
-    return [describe_layer(layer, nodes.get(layer.name)) for layer in flat_model.layers
+    nodes, calls = layer_nodes(flat_model), layer_calls(flat_model)
+    return [describe_layer(layer, nodes.get(layer.name), calls.get(layer.name, 1)) for layer in flat_model.layers
             if not isinstance(layer, keras.layers.InputLayer)]
 
 

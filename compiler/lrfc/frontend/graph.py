@@ -114,6 +114,17 @@ def layer_nodes(model) -> dict[str, object]:
     return nodes
 
 
+def layer_calls(model) -> dict[str, int]:
+    """How many times *this model* calls each layer (more than once: a layer applied twice with shared weights)."""
+    calls: dict[str, int] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            op = node.operation
+            if op is not None and not node.is_input:
+                calls[op.name] = calls.get(op.name, 0) + 1
+    return calls
+
+
 def frontier_walk(model, stops: Sequence[str], samples: int, budget_bytes: int):
     """One forward pass cut before each stop layer: a generator function over samples ``x``, or None.
 

@@ -89,6 +89,11 @@ def load(state) -> None:
     state.rows = describe_model(state.flat)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
         raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier")
+    units = state.flat.outputs[0].shape[-1]
+    if units is not None and int(units) < 2:
+        raise UserError(f"{opts.model_name}: its output has {units} unit (shape {tuple(state.flat.outputs[0].shape)}); "
+                        "lrfc build takes a classifier with one score per class, at least 2 (a regression or a single "
+                        "sigmoid unit has no top-1 accuracy for --max-acc-drop to keep)")
     methods = set(opts.methods)
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
     if not state.targets:
