@@ -78,7 +78,7 @@ def _to_input(x: np.ndarray, details: dict) -> np.ndarray:
     dtype = np.dtype(details["dtype"])
     quant = _quantization(details)
     if quant is None or not np.issubdtype(x.dtype, np.floating):
-        return x.astype(dtype, copy=False)
+        return cast_input(x, dtype)
     scale, zero_point = quant
     info = np.iinfo(dtype)
     q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
@@ -108,7 +108,17 @@ def run_onnx(path: str | Path, x, providers: list[str] | None = None, chunk: int
     """
     import onnxruntime as ort
 
+    from runtime_bench.runners import _ORT_DTYPES
+
     session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: batch.astype(np.float32, copy=False)})[0]
-                           for batch in _chunks(x, chunk)])
+    inp = session.get_inputs()[0]
+    dtype = np.dtype(_ORT_DTYPES.get(inp.type, "float32"))  # a model with a uint8 input takes uint8 pixels
+    return np.concatenate([session.run(None, {inp.name: cast_input(batch, dtype)})[0] for batch in _chunks(x, chunk)])
+
+
+def cast_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` as ``dtype``; float data going to an integer input is rounded and clipped to its range first."""
+    if dtype.kind in "iu" and x.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x), info.min, info.max)
+    return x.astype(dtype, copy=False)

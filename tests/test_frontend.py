@@ -102,6 +102,34 @@ def _lambda_model(keras):
     return keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp))
 
 
+def test_a_mixed_precision_model_is_flattened_in_float32_and_converts(keras, tmp_path):
+    """A model trained with mixed_float16 (layers computing in float16): the flat model computes in float32 with the
+    same weights, says so once, and converts to TFLite (its float16 ops made the converter fail before)."""
+    from lrfc.frontend.load import half_precision, load_flat
+    from lrfc.lower.tflite import export_tflite
+    from runtime_bench.run import run_tflite
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 3))
+    h = L.Conv2D(8, 3, padding="same", activation="relu", dtype="mixed_float16", name="c1")(inp)
+    h = L.BatchNormalization(dtype="mixed_float16", name="bn")(h)
+    h = L.GlobalAveragePooling2D(dtype="mixed_float16")(h)
+    model = keras.Model(inp, L.Activation("softmax", dtype="float32")(L.Dense(3, dtype="mixed_float16", name="d")(h)))
+    path = tmp_path / "mixed.keras"
+    model.save(path)
+    assert set(half_precision(model)) >= {"c1", "bn", "d"}
+    said = []
+    flat = load_flat(path, log=said.append)
+    assert len(said) == 1 and "mixed_float16" in said[0] and "float32" in said[0]
+    assert all(layer.dtype_policy.compute_dtype == "float32" for layer in flat.layers)
+    np.testing.assert_array_equal(flat.get_layer("c1").get_weights()[0], model.get_layer("c1").get_weights()[0])
+    x = np.random.default_rng(0).random((4, 8, 8, 3)).astype("float32")
+    ref = model.predict(x, verbose=0)
+    np.testing.assert_allclose(flat.predict(x, verbose=0), ref, atol=2e-3)  # float16 against float32 compute
+    np.testing.assert_allclose(run_tflite(export_tflite(flat, tmp_path / "m.tflite"), x), ref, atol=2e-3)
+    assert half_precision(flat) == {}
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_lambda_refused_unless_trusted(keras, tmp_path, suffix):
     from lrfc.frontend.load import load_model

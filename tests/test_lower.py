@@ -162,6 +162,22 @@ def test_a_chunked_run_loads_the_model_once_and_matches_one_batch(sequential, di
         run_onnx(onnx_path, x[:0], chunk=32)
 
 
+def test_a_model_with_a_uint8_input_lowers_at_int8_and_runs_float_samples(keras, digits, tmp_path):
+    """A model whose input is uint8 (raw pixels, its Rescaling inside): int8 calibration, ONNX Runtime and LiteRT are
+    fed uint8 samples made from the float ones lrfc holds (float32 before: every int8 file failed)."""
+    L = keras.layers
+    inp = keras.Input((16, 16, 1), dtype="uint8")
+    h = L.Conv2D(4, 3, activation="relu")(L.Rescaling(1 / 255.0)(inp))
+    model = keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(h)))
+    x = np.round(digits[1][:40] * 255.0).astype(np.float32)  # pixel values 0-255 as floats, as lrfc holds them
+    ref = np.asarray(model(x.astype(np.uint8)))
+    q_tflite = export_tflite(model, tmp_path / "m.int8.tflite", "int8", representative=x)
+    q_onnx = quantize_onnx_int8(export_onnx(model, tmp_path / "m.onnx"), tmp_path / "m.int8.onnx", x)
+    for path, run in ((tmp_path / "m.onnx", run_onnx), (q_tflite, run_tflite), (q_onnx, run_onnx)):
+        out = run(path, x)
+        assert out.shape == ref.shape and np.abs(out - ref).max() < (1e-5 if path.name == "m.onnx" else 0.05)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_frozen_graph_and_the_savedmodel_way_write_the_same_model(precision, functional, digits, tmp_path,
                                                                       monkeypatch):

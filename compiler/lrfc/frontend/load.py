@@ -124,10 +124,14 @@ def load_model(path: str | Path, trust: bool = False):
     return model
 
 
-def load_flat(source, trust: bool = False, input_shape: tuple[int, ...] | None = None):
+def load_flat(source, trust: bool = False, input_shape: tuple[int, ...] | None = None, log=None):
     """A model file (or, from the Python API, a keras.Model) flattened into one Functional graph.
 
     The flattened copy shares the given model's layers (``frontend.graph.rebuild``); lrfc never changes them.
+    A model trained with mixed precision (layers computing in float16 or
+    bfloat16) is flattened with float32 twins of those layers instead
+    (``half_precision``): TFLite's converter refuses its float16 ops and an
+    edge file is float32 or int8 anyway. ``log`` (a callable) is told so.
     """
     from lrfc.common.quiet import import_keras
 
@@ -137,4 +141,51 @@ def load_flat(source, trust: bool = False, input_shape: tuple[int, ...] | None =
     model = load_model(source, trust=trust) if isinstance(source, (str, Path)) else source
     if not isinstance(model, keras.Model):
         raise UserError(f"model: received a {type(model).__name__}; expected a path or a keras.Model")
-    return rebuild(model, input_shape=input_shape)
+    half = half_precision(model)
+    if half and log is not None:
+        log(f"model: {len(half)} layers compute in {', '.join(sorted(set(half.values())))} (mixed precision); "
+            "lrfc compiles float32 twins of them, the same weights")
+    return rebuild(model, replace=_float32_twins() if half else None, input_shape=input_shape)
+
+
+def half_precision(model) -> dict[str, str]:
+    """The leaf layers (nested models included) that compute in float16 or bfloat16: ``{name: policy name}``."""
+    import keras
+
+    found = {}
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.Model):
+            continue
+        policy = getattr(layer, "dtype_policy", None)
+        if getattr(policy, "compute_dtype", "float32") in ("float16", "bfloat16"):
+            found[layer.name] = policy.name
+    return found
+
+
+def _float32_twins():
+    """A ``rebuild`` replace callback: each half-precision layer as a float32 copy (config and weights), once per layer."""
+    import numpy as np
+
+    twins: dict[int, object] = {}
+
+    def replace(layer):
+        policy = getattr(layer, "dtype_policy", None)
+        if getattr(policy, "compute_dtype", "float32") not in ("float16", "bfloat16"):
+            return None
+        if id(layer) not in twins:
+            clone = layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+            weights = [np.asarray(w, np.float32) if np.issubdtype(np.asarray(w).dtype, np.floating) else w
+                       for w in layer.get_weights()]
+            loaded = []
+
+            def call(*args, _clone=clone, _weights=weights, _loaded=loaded, **kwargs):
+                out = _clone(*args, **kwargs)
+                if _weights and not _loaded:
+                    _clone.set_weights(_weights)
+                    _loaded.append(True)
+                return out
+
+            twins[id(layer)] = call
+        return twins[id(layer)]
+
+    return replace

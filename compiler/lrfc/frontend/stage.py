@@ -85,7 +85,7 @@ def load(state) -> None:
     for link in state.links:
         if link.url is not None:
             link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
-    state.flat = load_flat(opts.model, opts.trust_model)
+    state.flat = load_flat(opts.model, opts.trust_model, log=state.log)
     state.rows = describe_model(state.flat)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
         raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier")

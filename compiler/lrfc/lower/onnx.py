@@ -178,8 +178,13 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    samples = np.asarray(calibration, dtype=np.float32)
-    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    from runtime_bench.run import cast_input
+
+    graph_input = onnx.load(str(fp32_path), load_external_data=False).graph.input[0]
+    input_name = graph_input.name
+    # a model with a uint8 input (raw pixels) is calibrated on uint8 samples
+    samples = cast_input(np.asarray(calibration, dtype=np.float32),
+                         onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type))
 
     class _Reader(CalibrationDataReader):
         def __init__(self):

@@ -126,6 +126,10 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     from lrfc.lower.twin import converter_twin
 
     twin = converter_twin(model)
+    if representative is not None:  # a model with a uint8 input (raw pixels) is calibrated on uint8 samples
+        from runtime_bench.run import cast_input
+
+        representative = cast_input(np.asarray(representative, dtype=np.float32), np.dtype(twin.inputs[0].dtype))
     flatbuffer = None
     if weight_bytes(twin) <= FROZEN_GRAPH_MAX_BYTES:
         try:
@@ -163,7 +167,7 @@ def _convert(converter, tf, precision: str, representative, replay: bool = True)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        samples = np.asarray(representative, dtype=np.float32)
+        samples = np.asarray(representative)
 
         def dataset():
             for i in range(0, len(samples), REPRESENTATIVE_BATCH):
