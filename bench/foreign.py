@@ -60,7 +60,7 @@ import numpy as np
 
 from bench.machine import note_machine, stamp
 from bench.quality import run_lrfc
-from bench.results_file import update_json
+from bench.results_file import put_row, update_json
 from bench.speed import speed_headline
 
 RESULTS = Path("bench/results/foreign.json")
@@ -243,7 +243,7 @@ def main(argv=None) -> None:
         row = run_row(name, data, args.retrain)
 
         def change(results: dict, name=name, row=row) -> None:
-            results.setdefault("runs", {})[name] = row
+            put_row(results.setdefault("runs", {}), name, row)
             note_machine(results)
 
         update_json(RESULTS, change)

@@ -27,6 +27,12 @@ def put_row(runs: dict, name: str, row: dict) -> None:
     from bench.render_common import RUN, machine_of
 
     old = runs.get(name)
-    if old is not None and old.get("date") and machine_of(old) != row.get("machine", machine_of(old)):
-        runs[f"{name}{RUN}{old['date'].removesuffix(' UTC')}"] = old
     runs[name] = row
+    if old is not None and old.get("date") and machine_of(old) != row.get("machine", machine_of(old)):
+        kept = {}  # the kept row right after the new one, before the earlier runs of that name
+        for key, value in runs.items():
+            kept[key] = value
+            if key == name:
+                kept[f"{name}{RUN}{old['date'].removesuffix(' UTC')}"] = old
+        runs.clear()
+        runs.update(kept)

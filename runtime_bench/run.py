@@ -98,7 +98,7 @@ def _invoke(interp, x: np.ndarray) -> np.ndarray:
 
 
 def run_onnx(path: str | Path, x, providers: list[str] | None = None, chunk: int | None = None) -> np.ndarray:
-    """Outputs of an ``.onnx`` model's first output for the batch ``x`` (cast to float32).
+    """Outputs of an ``.onnx`` model's first output for the batch ``x``, cast to the input's type (``cast_input``).
 
     Args:
         path: the ``.onnx`` file.
@@ -108,11 +108,11 @@ def run_onnx(path: str | Path, x, providers: list[str] | None = None, chunk: int
     """
     import onnxruntime as ort
 
-    from runtime_bench.runners import _ORT_DTYPES
+    from runtime_bench.runners import ORT_DTYPES
 
     session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
-    dtype = np.dtype(_ORT_DTYPES.get(inp.type, "float32"))  # a model with a uint8 input takes uint8 pixels
+    dtype = np.dtype(ORT_DTYPES.get(inp.type, "float32"))  # a model with a uint8 input takes uint8 pixels
     return np.concatenate([session.run(None, {inp.name: cast_input(batch, dtype)})[0] for batch in _chunks(x, chunk)])
 
 

@@ -161,7 +161,7 @@ def _litert_load(path, threads: Optional[int] = None, batch: int = 1) -> Session
 
 # ---------------------------------------------------------------- ONNX Runtime
 
-_ORT_DTYPES = {
+ORT_DTYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
     "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
@@ -207,12 +207,12 @@ def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
                                f"(the session runs on {', '.join(session.get_providers())})")
         inputs = []
         for i in session.get_inputs():
-            if i.type not in _ORT_DTYPES:
-                raise ValueError(f"{path}: input {i.name!r} has type {i.type}; expected one of {', '.join(_ORT_DTYPES)}")
+            if i.type not in ORT_DTYPES:
+                raise ValueError(f"{path}: input {i.name!r} has type {i.type}; expected one of {', '.join(ORT_DTYPES)}")
             shape = list(i.shape)
             if shape and isinstance(shape[0], int) and shape[0] != batch:
                 raise ValueError(f"{path}: input {i.name!r} has a fixed batch of {shape[0]}, received batch {batch}")
-            inputs.append((i.name, _fixed_shape(i.name, shape, batch, path), np.dtype(_ORT_DTYPES[i.type])))
+            inputs.append((i.name, _fixed_shape(i.name, shape, batch, path), np.dtype(ORT_DTYPES[i.type])))
         names = [name for name, _, _ in inputs]
 
         def run(feeds: List[np.ndarray]) -> None:

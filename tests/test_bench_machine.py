@@ -30,10 +30,14 @@ def test_a_second_machine_keeps_the_first(monkeypatch):
 
 
 def test_a_row_from_another_machine_does_not_replace_the_old_one():
-    runs = {"vgg/default": {"date": "2026-12-03 11:34 UTC", "drop": 0.7}}  # no label: the Xeon by its date
+    runs = {"vgg/default": {"date": "2026-12-03 11:34 UTC", "drop": 0.7},  # no label: the Xeon by its date
+            "vgg/default, run of 2026-12-02": {"date": "2026-12-02 18:53 UTC", "drop": 1.0},
+            "resnet/default": {"date": "2026-12-03 05:48 UTC", "drop": 0.68}}
     assert machine_of(runs["vgg/default"]) == "Xeon (AVX-512, AMX)"
     put_row(runs, "vgg/default", {"date": "2026-12-04 03:00 UTC", "machine": "EPYC (AVX2)", "drop": 0.4})
     assert runs["vgg/default"]["drop"] == 0.4
     assert runs["vgg/default, run of 2026-12-03 11:34"]["drop"] == 0.7
+    assert list(runs) == ["vgg/default", "vgg/default, run of 2026-12-03 11:34", "vgg/default, run of 2026-12-02",
+                          "resnet/default"]  # the kept row beside the new one
     put_row(runs, "vgg/default", {"date": "2026-12-04 04:00 UTC", "machine": "EPYC (AVX2)", "drop": 0.5})
-    assert runs["vgg/default"]["drop"] == 0.5 and len(runs) == 2  # the same machine: replaced
+    assert runs["vgg/default"]["drop"] == 0.5 and len(runs) == 4  # the same machine: replaced

@@ -133,7 +133,9 @@ def apply_stages(flat_model, stages_by_layer: dict):
             copies[id(layer)] = call
         return copies[id(layer)]
 
-    chains: dict[str, list] = {}  # a layer called more than once (shared weights) keeps one chain
+    # a layer the model calls more than once (shared weights) keeps one chain, called at each call
+    chains: dict[str, list] = {}
+    depthwise: dict[str, object] = {}
 
     def replace(layer):
         if layer.name not in stages_by_layer:
@@ -141,20 +143,14 @@ def apply_stages(flat_model, stages_by_layer: dict):
         info, stages = stages_by_layer[layer.name]
 
         def call(x, **kwargs):
-            layers = chains.setdefault(layer.name, [])
             if hasattr(layer, "pointwise_kernel"):
-                if not layers:
-                    layers.append(_depthwise_part(layer))
-                    x_dw = layers[0](x)
-                    layers[0].set_weights([layer.depthwise_kernel.numpy()])
-                    x = x_dw
+                if layer.name in depthwise:
+                    x = depthwise[layer.name](x)
                 else:
-                    x = layers[0](x)
-                tail = layers[1:] if len(layers) > 1 else []
-                out = apply_chain(x, stages, chain_rank(info.geometry), layer.name, tail)
-                layers[1:] = tail
-                return out
-            return apply_chain(x, stages, chain_rank(info.geometry), layer.name, layers)
+                    dw = depthwise[layer.name] = _depthwise_part(layer)
+                    x = dw(x)
+                    dw.set_weights([layer.depthwise_kernel.numpy()])
+            return apply_chain(x, stages, chain_rank(info.geometry), layer.name, chains.setdefault(layer.name, []))
 
         return call
 
