@@ -313,3 +313,29 @@ def test_a_build_whose_every_walk_raises_stops_with_the_first_error(tiny_model_p
     with pytest.raises(ScoringFailed, match=r"all 2 walks failed; the first, fc1 svd: LinAlgError: SVD did not converge"):
         pipeline.run_build(opts, log=lambda m: None)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing published
+
+
+def test_a_model_of_undefined_size_builds_at_the_input_shape_given(keras, tmp_path):
+    """A fully convolutional model (input None x None): refused in one line without --input-shape, built at it with
+    it; the memory plan and the probe size read the given shape, the files have it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    L = keras.layers
+    inp = keras.Input((None, None, 1))
+    h = L.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
+    h = L.Conv2D(32, 3, padding="same", activation="relu", name="c2")(h)
+    model = keras.Model(inp, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(h)))
+    path = tmp_path / "fcn.keras"
+    model.save(path)
+    args = ["build", str(path), "--data", "fashion-mnist", "--allow-low-accuracy", "--finetune", "none",
+            "--calib-samples", "100", "--step", "25", "--bench-runs", "0", "--formats", "tflite",
+            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--json"]
+    res = run_cli(*args)
+    assert res.returncode == 2 and "pass --input-shape" in res.stderr and not (tmp_path / "out").exists()
+    res = run_cli(*args, "--input-shape", "28,28,1")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    c2 = next(layer for layer in report["layers"] if layer["name"] == "c2")
+    assert c2["macs_before"] == 28 * 28 * 9 * 16 * 32
+    details = Interpreter(model_path=str(tmp_path / "out" / "model.tflite")).get_input_details()[0]
+    assert list(details["shape"]) == [1, 28, 28, 1]

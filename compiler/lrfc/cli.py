@@ -173,6 +173,7 @@ def build(
     memory_budget: Annotated[Optional[str], typer.Option(help="Memory the build may hold, e.g. 4G or 512M: batches are sized to fit, a budget too small is refused before the heavy work (default: 60% of available memory).")] = None,
     executor: Annotated[str, typer.Option(help="Where scoring and latency-pricing tasks run: inprocess, or ray (pip install 'lrfc\\[ray]'); the plan is the same.")] = DEFAULT["executor"],
     ray_address: Annotated[Optional[str], typer.Option(help="--executor ray: auto, or HOST:PORT of a running Ray cluster (default: start a local one).")] = None,
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape without batch, e.g. 224,224,3: the size to compile a model whose input size is undefined at (None x None) for; its files have that size.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of the summary table.")] = False,
 ):
     """Compress a model: hybrid factorization, one-shot fine-tuning, verified TFLite/ONNX, benchmark, report."""
@@ -193,7 +194,7 @@ def build(
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
         allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
         time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
-        memory_budget=memory_budget, executor=executor, ray_address=ray_address,
+        memory_budget=memory_budget, executor=executor, ray_address=ray_address, input_shape=_parse_shape(input_shape),
     )
     failure = None
     try:

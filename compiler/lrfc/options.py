@@ -75,6 +75,7 @@ class BuildOptions:
     executor: str = "inprocess"        # where score and price tasks run: inprocess, or ray (common.executor)
     ray_address: str | None = None     # --executor ray: auto or HOST:PORT of a running cluster; None: a local one
     memory_budget: str | None = None   # e.g. "4G"; None: 60% of the memory available (frontend.memory_plan)
+    input_shape: tuple[int, ...] | None = None  # --input-shape: the size a model with an undefined one is compiled at
 
     @property
     def model_name(self) -> str:

@@ -111,26 +111,14 @@ def apply_stages(flat_model, stages_by_layer: dict):
         The rewritten ``keras.Model``; all other layers are fresh copies.
     """
     from lrfc.decompose.chain import apply_chain
-    from lrfc.frontend.graph import rebuild
+    from lrfc.frontend.graph import clone_call, rebuild
 
     copies: dict[int, object] = {}
 
     def copy_of(layer):
-        if id(layer) not in copies and _shared(layer):
-            copies[id(layer)] = layer  # no state: re-creating a Lambda would deserialize its code again
         if id(layer) not in copies:
-            clone = layer.__class__.from_config(layer.get_config())
-            weights = layer.get_weights()
-            loaded = []
-
-            def call(*args, **kwargs):
-                out = clone(*args, **kwargs)
-                if weights and not loaded:
-                    clone.set_weights(weights)
-                    loaded.append(True)
-                return out
-
-            copies[id(layer)] = call
+            # no state: re-creating a Lambda would deserialize its code again
+            copies[id(layer)] = layer if _shared(layer) else clone_call(layer)
         return copies[id(layer)]
 
     # a layer the model calls more than once (shared weights) keeps one chain, called at each call

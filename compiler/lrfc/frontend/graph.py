@@ -48,6 +48,24 @@ def _call_flat(obj, args: Sequence, kwargs: dict, replace: Replace | None):
     return obj(*args, **kwargs)
 
 
+def clone_call(layer, config: dict | None = None, weights: list | None = None) -> Callable:
+    """A callable for ``rebuild``'s ``replace``: a fresh layer from ``config`` (default: the layer's own), its
+    ``weights`` (default: the layer's) loaded once its first call has built it. Call it at every call site of the
+    layer, so a layer used twice stays one layer."""
+    clone = layer.__class__.from_config(layer.get_config() if config is None else config)
+    weights = layer.get_weights() if weights is None else weights
+    loaded = []
+
+    def call(*args, **kwargs):
+        out = clone(*args, **kwargs)
+        if weights and not loaded:
+            clone.set_weights(weights)
+            loaded.append(True)
+        return out
+
+    return call
+
+
 def model_inputs(model) -> list:
     """The model's symbolic inputs; a clear error if it was never built."""
     try:

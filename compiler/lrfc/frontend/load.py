@@ -166,6 +166,8 @@ def _float32_twins():
     """A ``rebuild`` replace callback: each half-precision layer as a float32 copy (config and weights), once per layer."""
     import numpy as np
 
+    from lrfc.frontend.graph import clone_call
+
     twins: dict[int, object] = {}
 
     def replace(layer):
@@ -173,19 +175,9 @@ def _float32_twins():
         if getattr(policy, "compute_dtype", "float32") not in ("float16", "bfloat16"):
             return None
         if id(layer) not in twins:
-            clone = layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
             weights = [np.asarray(w, np.float32) if np.issubdtype(np.asarray(w).dtype, np.floating) else w
                        for w in layer.get_weights()]
-            loaded = []
-
-            def call(*args, _clone=clone, _weights=weights, _loaded=loaded, **kwargs):
-                out = _clone(*args, **kwargs)
-                if _weights and not _loaded:
-                    _clone.set_weights(_weights)
-                    _loaded.append(True)
-                return out
-
-            twins[id(layer)] = call
+            twins[id(layer)] = clone_call(layer, {**layer.get_config(), "dtype": "float32"}, weights)
         return twins[id(layer)]
 
     return replace

@@ -204,8 +204,8 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     nodes = layer_nodes(flat)
     taps = {id(nodes[n].input_tensors[0]): nodes[n].input_tensors[0] for n in targets}
     tap = 4 * sum(_elements(t.shape) for t in taps.values())
-    activation = sample_bytes + sum(4 * _elements(t.shape) for layer in flat.layers for t in _outputs(layer)
-                                    if type(layer).__name__ != "InputLayer")
+    # this model's calls (layer_nodes): a layer shared with the loaded model has its undefined sizes there (--input-shape)
+    activation = sample_bytes + sum(4 * _elements(t.shape) for node in nodes.values() for t in node.outputs)
     from lrfc.decompose.cp import FITS_KEPT
 
     weights = 4 * int(flat.count_params())
@@ -238,11 +238,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _outputs(layer):
-    out = layer.output
-    return out if isinstance(out, (list, tuple)) else [out]
 
 
 def parse_size(text: str) -> int:

@@ -85,10 +85,14 @@ def load(state) -> None:
     for link in state.links:
         if link.url is not None:
             link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
-    state.flat = load_flat(opts.model, opts.trust_model, log=state.log)
-    state.rows = describe_model(state.flat)
+    state.flat = load_flat(opts.model, opts.trust_model, opts.input_shape, log=state.log)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
         raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier")
+    shape = tuple(state.flat.inputs[0].shape)
+    if None in shape[1:]:
+        raise UserError(f"{opts.model_name}: its input shape {shape} leaves a size undefined; pass --input-shape with "
+                        "the size to compile it for, e.g. --input-shape 224,224,3 (TFLite and ONNX files have one)")
+    state.rows = describe_model(state.flat)
     units = state.flat.outputs[0].shape[-1]
     if units is not None and int(units) < 2:
         raise UserError(f"{opts.model_name}: its output has {units} unit (shape {tuple(state.flat.outputs[0].shape)}); "

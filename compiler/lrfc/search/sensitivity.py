@@ -191,8 +191,11 @@ class Sensitivity:
         if macs:
             n = min(n, max(MIN_PROBE, int(PROBE_MACS // macs)))
         if memory_bytes is not None:  # the largest activation, stored about three times per cut (input, output, shortcut)
-            largest = max(4 * math.prod(int(d) for d in t.shape[1:]) for layer in flat.layers
-                          for t in (layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]))
+            from lrfc.frontend.graph import layer_nodes
+
+            # this model's calls: a layer shared with the loaded model (--input-shape) has its undefined sizes there
+            largest = max(4 * math.prod(int(d) for d in t.shape[1:])
+                          for node in layer_nodes(flat).values() for t in node.outputs)
             n = min(n, max(MIN_PROBE, memory_bytes // max(1, 3 * largest)))
         self.x = np.asarray(x_probe[:n], dtype=np.float32)
         self.are_probabilities = outputs_probabilities(flat)
