@@ -129,12 +129,13 @@ def objective_lines(runs: dict, side_by_side: dict | None = None) -> list[str]:
     """Per model and machine, the latency row against the flops row: side by side where one run timed them both."""
     out = []
     for model in sorted({r["model"] for r in runs.values()}):
-        timed = (side_by_side or {}).get(model)
         for machine in sorted({machine_of(r) for r in runs.values() if r["model"] == model}):
             lat, flo = _latest(runs, model, "latency", machine), _latest(runs, model, "flops", machine)
             if lat is None or flo is None:
                 continue
-            if timed and machine_of(timed) == machine and timed["date"] >= max(lat["date"], flo["date"]):
+            timed = max((t for k, t in (side_by_side or {}).items() if k.split(",")[0] == model
+                         and machine_of(t) == machine), key=lambda t: t["date"], default=None)
+            if timed and timed["date"] >= max(lat["date"], flo["date"]):
                 out += _side_by_side_lines(model, lat, flo, timed)
                 continue
             for runtime in lat["latency"]:

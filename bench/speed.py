@@ -187,7 +187,7 @@ def main(argv=None) -> None:
         if args.side_by_side or ({"latency", "flops"} & set(rows) and not args.no_side_by_side):  # a row changed
             timed = side_by_side(model)
             if timed is not None:
-                update_json(RESULTS, lambda results, m=model, t=timed: results.setdefault("side_by_side", {}).update({m: t}))
+                update_json(RESULTS, lambda results, m=model, t=timed: put_row(results.setdefault("side_by_side", {}), m, t))
                 print(f"{model}: --objective latency vs flops, side by side: "
                       + ", ".join(f"{r} {v['latency_vs_flops']}x" for r, v in timed["runtimes"].items()), flush=True)
 

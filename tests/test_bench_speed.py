@@ -47,6 +47,14 @@ def test_rows_from_two_machines_are_compared_per_machine():
     assert len(lines) == 3 and lines[0].startswith("- vgg (EPYC (AVX2)), LiteRT (XNNPACK), side by side")
     assert lines[1].startswith("- vgg (Xeon (AVX-512, AMX)), LiteRT (XNNPACK): `--objective latency` 0.100 ms")
     assert "0.120 ms" in lines[1] and "minutes apart" in lines[1]
+    xeon_timed = {"date": "2026-12-04 03:00 UTC", "machine": "Xeon (AVX-512, AMX)", "runtimes": {"litert": {
+        "command": "python -m runtime_bench d e f", "latency_vs_flops": 1.1,
+        "p50_ms": {"original": 0.30, "latency": 0.10, "flops": 0.11}}}}
+    both = {"vgg": xeon_timed, "vgg, run of 2026-11-30 15:00": timed["vgg"]}  # each machine's own side-by-side run
+    lines = objective_lines({**runs, "vgg/flops": flops_xeon, "vgg/flops, run of 2026-11-30 14:00": RUNS["vgg/flops"]},
+                            both)
+    assert lines[0].startswith("- vgg (EPYC (AVX2)), LiteRT (XNNPACK), side by side in one run (2026-11-30 15:00 UTC)")
+    assert lines[1].startswith("- vgg (Xeon (AVX-512, AMX)), LiteRT (XNNPACK), side by side in one run (2026-12-04 03:00")
 
 
 def test_threshold_for_a_mac_budget_is_the_least_compressed_rung_within_it():
