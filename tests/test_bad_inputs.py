@@ -78,7 +78,7 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     keras.Model(inp, [keras.layers.Dense(10)(h), keras.layers.Dense(3)(h)]).save(root / "two_outputs.keras")
     conv = keras.layers.Conv2D(4, 3)(inp)
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(conv))).save(root / "one_unit.keras")
-    d = keras.layers.DepthwiseConv2D(3)(inp)
+    d = keras.layers.DepthwiseConv2D(3, depth_multiplier=10)(inp)  # 10 classes: nothing else wrong with it
     keras.Model(inp, keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D()(d))).save(root / "no_factorizable.keras")
     (root / "a_file").write_text("I am a file")
     (root / "not_sqlite.db").write_text("definitely not sqlite")
@@ -111,6 +111,7 @@ CASES = [
     ("model-weights-only-h5", lambda f: _build(f, model=f.root / "weights_only.h5"), 2, "holds weights only"),
     ("model-lambda-untrusted", lambda f: _build(f, model=f.root / "lambda.keras"), 2, "pass --trust-model"),
     ("model-two-outputs", lambda f: _build(f, model=f.root / "two_outputs.keras"), 2, "single-input, single-output"),
+    ("build-input-shape-text", lambda f: _build(f, "--input-shape", "28,a"), 2, "--input-shape: received '28,a'"),
     ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2, "its output has 1 unit"),
     ("model-nothing-to-factorize", lambda f: _build(f, model=f.root / "no_factorizable.keras"), 2, "nothing to factorize"),
     ("model-at-chance", lambda f: _build(f, model=f.untrained), 2, "chance is 10.0%"),

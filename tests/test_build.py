@@ -320,6 +320,8 @@ def test_a_model_of_undefined_size_builds_at_the_input_shape_given(keras, tmp_pa
     it; the memory plan and the probe size read the given shape, the files have it."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from lrfc import pipeline
+
     L = keras.layers
     inp = keras.Input((None, None, 1))
     h = L.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
@@ -327,14 +329,13 @@ def test_a_model_of_undefined_size_builds_at_the_input_shape_given(keras, tmp_pa
     model = keras.Model(inp, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(h)))
     path = tmp_path / "fcn.keras"
     model.save(path)
-    args = ["build", str(path), "--data", "fashion-mnist", "--allow-low-accuracy", "--finetune", "none",
-            "--calib-samples", "100", "--step", "25", "--bench-runs", "0", "--formats", "tflite",
-            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--json"]
-    res = run_cli(*args)
-    assert res.returncode == 2 and "pass --input-shape" in res.stderr and not (tmp_path / "out").exists()
-    res = run_cli(*args, "--input-shape", "28,28,1")
-    assert res.returncode == 0, res.stderr
-    report = json.loads(res.stdout)
+    opts = dict(model=str(path), data="fashion-mnist", allow_low_accuracy=True, finetune="none", calib_samples=100,
+                step=25, bench_runs=0, formats=("tflite",), out=str(tmp_path / "out"), cache=False)
+    with pytest.raises(UserError, match="leaves a size undefined; pass --input-shape"):
+        pipeline.run_build(BuildOptions(**opts), log=lambda *_: None)
+    assert not (tmp_path / "out").exists()
+    pipeline.run_build(BuildOptions(**opts, input_shape=(28, 28, 1)), log=lambda *_: None)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
     c2 = next(layer for layer in report["layers"] if layer["name"] == "c2")
     assert c2["macs_before"] == 28 * 28 * 9 * 16 * 32
     details = Interpreter(model_path=str(tmp_path / "out" / "model.tflite")).get_input_details()[0]
