@@ -70,8 +70,9 @@ def main(argv=None) -> None:
     command = "python -m bench.decompose_time " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.exists() else {"results": {}}
+    here = label(machine())
     for method, r in results.items():  # one file for all methods; each row keeps the command that measured it
-        record["results"][method] = {**r, "command": command.strip(), "date": start, "machine": label(machine()),
+        record["results"][method] = {**r, "command": command.strip(), "date": start, "machine": here,
                                      "layer_limit": args.layers}
     note_machine(record)
     record["ranks"] = "1/8, 1/4, 1/2 of each maximum rank"

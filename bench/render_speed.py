@@ -6,7 +6,7 @@ interpret them are conditional on them.
 
 from __future__ import annotations
 
-from bench.render_common import as_run, machine_line, machine_of
+from bench.render_common import RUN, as_run, machine_line, machine_of
 
 TARGETS = {"litert": 4.0, "onnxruntime-cpu": 2.5, "int8": 1.5, "objective": 1.3, "error": 0.20}  # issue 14
 ROWS = ("original fp32", "original int8", "lrfc fp32", "lrfc int8")
@@ -119,10 +119,10 @@ def _side_by_side_lines(model: str, lat: dict, flo: dict, timed: dict) -> list[s
     return out
 
 
-def _latest(runs: dict, model: str, kind: str, machine: str) -> dict | None:
-    """The latest row of ``model``'s ``kind`` (its own name or a ``..., run of DATE``) measured on ``machine``."""
-    rows = [r for n, r in runs.items() if n.split(",")[0] == f"{model}/{kind}" and machine_of(r) == machine]
-    return max(rows, key=lambda r: r["date"], default=None)
+def _latest(entries: dict, name: str, machine: str) -> dict | None:
+    """The latest entry called ``name`` (itself or a kept ``name, run of DATE``) measured on ``machine``."""
+    found = [e for n, e in entries.items() if n.split(RUN)[0] == name and machine_of(e) == machine]
+    return max(found, key=lambda e: e["date"], default=None)
 
 
 def objective_lines(runs: dict, side_by_side: dict | None = None) -> list[str]:
@@ -130,11 +130,10 @@ def objective_lines(runs: dict, side_by_side: dict | None = None) -> list[str]:
     out = []
     for model in sorted({r["model"] for r in runs.values()}):
         for machine in sorted({machine_of(r) for r in runs.values() if r["model"] == model}):
-            lat, flo = _latest(runs, model, "latency", machine), _latest(runs, model, "flops", machine)
+            lat, flo = _latest(runs, f"{model}/latency", machine), _latest(runs, f"{model}/flops", machine)
             if lat is None or flo is None:
                 continue
-            timed = max((t for k, t in (side_by_side or {}).items() if k.split(",")[0] == model
-                         and machine_of(t) == machine), key=lambda t: t["date"], default=None)
+            timed = _latest(side_by_side or {}, model, machine)
             if timed and timed["date"] >= max(lat["date"], flo["date"]):
                 out += _side_by_side_lines(model, lat, flo, timed)
                 continue
