@@ -11,7 +11,7 @@ import pytest
 from lrfc.cost.costdb import CostDB, op_signature
 from lrfc.decompose.base import Stage
 from lrfc.geometry import ConvGeometry
-from lrfc.cost.roofline import estimate_ms, stage_work
+from lrfc.cost.roofline import estimate_ms, stage_operators, stage_work
 
 
 def conv(cin, cout, k=3, strides=(1, 1), padding="same", seed=0, bias=False, act=None):
@@ -122,6 +122,21 @@ def test_roofline_is_compute_or_memory_bound():
     ms = estimate_ms((1024,), small, peak_gops=1000.0, bandwidth_gbps=100.0, precision="fp32")
     assert ms == pytest.approx(1e3 * 4 * (1024 + 1024 + 1024 * 1024) / 100e9)
     assert estimate_ms((1024,), small, 1000.0, 100.0, "int8") == pytest.approx(ms / 4)
+
+
+def test_a_measured_operator_overhead_is_paid_per_stage():
+    """A GPU's launch: the three-stage chain pays it three times, the layer it replaces once; 10 us each flips a
+    chain with a third of the layer's arithmetic from faster to slower."""
+    layer, chain = [conv(64, 64)], [conv(64, 16, k=1), conv(16, 16), conv(16, 64, k=1)]
+    bare = [estimate_ms((14, 14, 64), c, 20000.0, 3000.0, "fp32") for c in (layer, chain)]
+    assert bare[1] < bare[0] / 3
+    paid = [estimate_ms((14, 14, 64), c, 20000.0, 3000.0, "fp32", op_overhead_us=10.0) for c in (layer, chain)]
+    assert paid[0] == pytest.approx(bare[0] + 0.010) and paid[1] == pytest.approx(bare[1] + 0.030)
+    assert paid[1] > paid[0]
+    # a TT-matrix layer over three cores lowers to 13 operators (reshape, transpose, reshape, matmul per core, a
+    # reshape): the H200 build that counted it as one chose it for the VGG-style head and ran 0.60x the original
+    ttm = Stage("ttm", (), meta={"in_modes": (8, 8, 4), "out_modes": (4, 4, 4)})
+    assert stage_operators(ttm) == 13 and stage_operators(conv(64, 16, k=1)) == 1
 
 
 def test_lrfcs_own_cost_database_is_set_aside_when_corrupt_and_a_users_is_not(tmp_path):

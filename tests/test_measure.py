@@ -93,6 +93,23 @@ def test_probed_profile_round_trips_with_measured_sources(tmp_path):
     assert p.multiple_for("onnxruntime-cpu") == 1
 
 
+def test_a_probe_reading_above_a_data_sheet_ceiling_keeps_the_ceiling(tmp_path):
+    """The H200's 60 MB L2 holds most of the probe's 64 MiB tensor: 5.9 TB/s read against 4.8 on the data sheet.
+    A data-sheet ceiling stays (with the reading in its source); a nominal figure does not (host's 20 GB/s)."""
+    from lrfc.targets import load_profile
+
+    measured = Probe({"cpu": "Xeon", "gpu": "NVIDIA H200"}, "onnxruntime-cuda", 8, "2026-12-04",
+                     peak_gops={"fp32": 5129.5}, bandwidth_gbps=5933.19, op_overhead_us=6.27, multiples={"fp32": 4})
+    path = tmp_path / "h200.toml"
+    path.write_text(profile_toml(load_profile("nvidia-h200"), measured))
+    p = load_profile(str(path))
+    assert p.memory_bandwidth_gbps.value == 4800.0 and "read 5933.19 on this device" in p.memory_bandwidth_gbps.source
+    assert p.peak_gflops["fp32"].value == 5129.5 and "Measured on NVIDIA H200 (host Xeon)" in p.peak_gflops["fp32"].source
+    assert p.op_overhead_us.value == 6.27 and "one more add" in p.op_overhead_us.source
+    path.write_text(profile_toml(load_profile("host"), measured))  # a nominal base is no ceiling
+    assert load_profile(str(path)).memory_bandwidth_gbps.value == 5933.19
+
+
 @pytest.mark.parametrize("args, words", [
     (["--out", "{tmp}/board.txt"], "; expected a .toml file"),
     (["--out", "{tmp}/nowhere/board.toml"], "/nowhere' does not exist"),
@@ -107,6 +124,58 @@ def test_probe_bad_input_is_one_line_exit_2(args, words, tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().count("\n") == 0 and words in res.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_probe_exported_for_an_unreachable_device_comes_back_as_a_profile(tmp_path, monkeypatch):
+    """``--export`` lowers the models and names the device's command; the device's runtime_bench JSON (here: this
+    machine's, a few runs) comes back as results.json; ``--import`` reads the figures off it and writes a
+    profile whose sources say where they were measured, the per-operator overhead included."""
+    import json
+
+    import lrfc.cost.probe as probe
+    from runtime_bench.measure import bench
+
+    monkeypatch.setattr(probe, "SWEEP", (33, 36))  # 4 sweeps, not 32: the read-off is the same
+    folder = tmp_path / "probe"
+    manifest, profile = probe.run_probe("host", None, runtime="onnxruntime-cpu", precisions=["fp32"],
+                                        export=str(folder), log=lambda m: None)
+    assert profile is None and (folder / "probe.json").is_file()
+    files = [f for f, _ in manifest["models"]["fp32"].values()]
+    assert len(files) == 1 + 4 + 4 and all((folder / f).is_file() for f in files)
+    assert manifest["command"].startswith(f"python3 -m runtime_bench {' '.join(files)} --runtime onnxruntime-cpu")
+    assert manifest["command"].endswith("--no-memory --lifetimes 3 --json > results.json")
+    with pytest.raises(Exception, match="run `python3 -m runtime_bench"):  # nothing came back yet
+        probe.run_probe("host", str(tmp_path / "x.toml"), import_from=str(folder))
+    report = bench([str(folder / f) for f in files], runtime="onnxruntime-cpu", runs=3, rounds=1, warmup=1,
+                   memory=False)
+    (folder / "results.json").write_text(json.dumps(report))
+    measured, profile = probe.run_probe("host", str(tmp_path / "board.toml"), import_from=str(folder))
+    ms = {name: row["min_ms"] for name, row in zip(manifest["models"]["fp32"], report["results"])}
+    macs = manifest["models"]["fp32"]["compute"][1]
+    assert measured.peak_gops["fp32"] == pytest.approx(round(2 * macs / (ms["compute"] * 1e6), 1))
+    assert measured.op_overhead_us == round(max(ms["small5"] - ms["small1"], 0.0) * 1e3 / 4, 2)
+    assert set(measured.sweep_ms["fp32"]) == {33, 34, 35, 36} and measured.runtime == "onnxruntime-cpu"
+    assert profile.peak_gflops["fp32"].value == measured.peak_gops["fp32"]
+    assert "Measured on" in profile.peak_gflops["fp32"].source
+    if measured.op_overhead_us > 0:
+        assert profile.op_overhead_us.value == measured.op_overhead_us
+    else:
+        assert profile.op_overhead_us is None
+
+
+def test_probe_export_and_import_refuse_what_does_not_fit_in_one_line(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    for args, words in ((["--export", "{tmp}/e", "--device", "ssh://a@b"], "--export: lowers the probe"),
+                        (["--export", "{tmp}/full"], "exists and is not empty"),
+                        (["--import", "{tmp}/none", "--out", "{tmp}/b.toml"], "is not a folder"),
+                        (["--import", "{tmp}/full", "--out", "{tmp}/b.toml"], "cannot read the exported probe"),
+                        (["--target", "host"], "--out: missing")):
+        res = run_cli("profiles", "probe", *[a.format(tmp=tmp_path) for a in args])
+        assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and words in res.stderr, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # nothing written
 
 
 def test_the_ladder_keeps_the_rungs_between_neighbouring_frontier_rungs():

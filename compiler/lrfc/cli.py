@@ -427,7 +427,7 @@ def profiles_show(
 
 @profiles_app.command("probe")
 def profiles_probe(
-    out: Annotated[str, typer.Option("--out", "-o", help="The .toml profile to write.")],
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="The .toml profile to write.")] = None,
     target: Annotated[str, typer.Option(help="The profile to start from: runtimes, precision, threads, memory budget.")] = "host",
     device: Annotated[Optional[str], typer.Option(help="ssh://user@host[:port] to probe over ssh (default: this machine).")] = None,
     runtime: Annotated[Optional[str], typer.Option(help="The runtime to probe (default: the target's first).")] = None,
@@ -435,6 +435,11 @@ def profiles_probe(
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = "python3",
     identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o option for --device (repeatable).")] = None,
+    export: Annotated[Optional[str], typer.Option(
+        "--export", help="For a device lrfc cannot reach: write the probe's models and the command that times them "
+                         "there into this folder, and stop.")] = None,
+    import_from: Annotated[Optional[str], typer.Option(
+        "--import", help="Read an --export folder whose results.json came back from the device; write --out.")] = None,
     as_json: AsJson = False,
 ):
     """Measure a device (peak compute, bandwidth, per-operator overhead, channel multiple) and write its profile."""
@@ -442,7 +447,18 @@ def profiles_probe(
 
     measured, profile = run_probe(target, out, device=device, runtime=runtime, precisions=_split(precisions),
                                   device_python=device_python, identity_file=identity_file,
-                                  ssh_options=tuple(ssh_option or ()), log=_warn)
+                                  ssh_options=tuple(ssh_option or ()), export=export, import_from=import_from,
+                                  log=_warn)
+    if profile is None:  # --export: the manifest
+        if as_json:
+            _emit_json(measured)
+            return
+        typer.echo(f"wrote {export}: {sum(len(m) for m in measured['models'].values())} models for "
+                   f"{measured['runtime']}")
+        typer.echo(f"on the device, in that folder (runtime_bench and {measured['runtime']} installed): "
+                   f"{measured['command']}")
+        typer.echo(f"then here: lrfc profiles probe --target {target} --import {export} --out BOARD.toml")
+        return
     if as_json:
         _emit_json(measured.to_json())
         return

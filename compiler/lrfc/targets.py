@@ -41,6 +41,11 @@ accepted)::
                                   # steps; ``lrfc profiles probe`` measures
                                   # it); a runtime or precision not named: 1
 
+    [op_overhead_us]              # optional: what one more operator costs
+    value = 6.5                   # however small (microseconds; a GPU's
+    source = "measured on ..."    # launch), added per operator to roofline
+                                  # estimates; absent: nothing added
+
 Every error is a ``UserError`` whose one-line message names the file and the
 key, the value received and what was expected.
 """
@@ -68,7 +73,7 @@ ALIASES = {"jetson": DEFAULT_JETSON}
 
 _REQUIRED = ("description", "runtimes", "precision", "threads", "memory_budget_mb",
              "peak_gflops", "memory_bandwidth_gbps")
-_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple")
+_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple", "op_overhead_us")
 _FIGURE_KEYS = ("value", "source")
 
 
@@ -102,6 +107,7 @@ class Profile:
     path: Path | None = None
     rank_multiple: Mapping[str, Mapping[str, int]] = field(default_factory=dict, hash=False)
     rank_multiple_source: str = ""
+    op_overhead_us: Figure | None = None
 
     def __post_init__(self) -> None:
         # The rules that tie keys together live here, so that a profile made
@@ -184,6 +190,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "memory_bandwidth_gbps": _figure_to_dict(profile.memory_bandwidth_gbps),
         "rank_multiple": {r: dict(m) for r, m in profile.rank_multiple.items()},
         "rank_multiple_source": profile.rank_multiple_source or None,
+        "op_overhead_us": None if profile.op_overhead_us is None else _figure_to_dict(profile.op_overhead_us),
         "path": None if profile.path is None else str(profile.path),
     }
 
@@ -235,6 +242,8 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
         path=path,
         rank_multiple=multiples,
         rank_multiple_source=multiple_source,
+        op_overhead_us=(_figure(data["op_overhead_us"], label, "op_overhead_us") if "op_overhead_us" in data
+                        else None),
     )
 
 

@@ -146,8 +146,10 @@ class Pricer:
                                threads=profile.threads)
         self._db = None
         if link is None:
+            overhead = profile.op_overhead_us
             self.info.basis = (f"roofline from {profile.name}'s peak {profile.peak.value:g} GOP/s "
-                               f"{profile.precision} and {profile.memory_bandwidth_gbps.value:g} GB/s")
+                               f"{profile.precision} and {profile.memory_bandwidth_gbps.value:g} GB/s"
+                               + (f", {overhead.value:g} us per operator" if overhead else ""))
             return
         usable, skipped = measured_runtimes(profile, link)
         self.info.skipped_runtimes = skipped
@@ -182,8 +184,9 @@ class Pricer:
         start = time.perf_counter()
         try:
             if self.link is None:
+                overhead = self.profile.op_overhead_us.value if self.profile.op_overhead_us else 0.0
                 out = {k: estimate_ms(c.input_shape, c.stages, self.profile.peak.value,
-                                      self.profile.memory_bandwidth_gbps.value, self.profile.precision)
+                                      self.profile.memory_bandwidth_gbps.value, self.profile.precision, overhead)
                        for k, c in chains.items()}
                 self.info.estimated += len(out)
                 return out

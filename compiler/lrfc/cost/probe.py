@@ -34,6 +34,7 @@ published figures.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import tempfile
@@ -74,8 +75,9 @@ class Probe:
     @property
     def where(self) -> str:
         cpu = self.device.get("cpu") or self.device.get("machine") or "a device"
+        what = f"{self.device['gpu']} (host {cpu})" if self.device.get("gpu") else cpu
         via = self.device.get("transport") or "this machine"
-        return f"{cpu} via {via}, {self.runtime} {self.device.get('runtime_version', '')}, {self.threads} threads"
+        return f"{what} via {via}, {self.runtime} {self.device.get('runtime_version', '')}, {self.threads} threads"
 
 
 def channel_multiple(times: dict[int, float], share: float = FREE_SHARE) -> int:
@@ -117,45 +119,118 @@ def _models(keras, precision: str):
     return out
 
 
-def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
-    """Lower the synthetic models for each precision, time them on ``link``, read the figures off."""
+RESULTS = "results.json"  # what the device's runtime_bench run writes beside an exported probe's manifest
+MANIFEST = "probe.json"
+
+
+def lower_models(runtime: str, precisions, work: Path, log=print) -> dict:
+    """The synthetic models lowered for ``runtime`` into ``work``: ``{precision: {name: [file name, units]}}``
+    (units: MACs, bytes or channels, as ``_models`` gives them)."""
     from lrfc.common.quiet import import_keras
     from lrfc.lower.artifacts import export_file, format_of, onnx_int8_scheme
 
     keras = import_keras()
     fmt = format_of(runtime)
     rng = np.random.default_rng(0)
-    result = None
-    with tempfile.TemporaryDirectory(prefix="lrfc-probe-") as work:
-        for precision in precisions:
-            models = _models(keras, precision)
-            log(f"probe: lowering {len(models)} models at {precision} for {runtime}")
-            paths = {}
-            for name, (model, _) in models.items():
-                calib = rng.uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
-                paths[name] = export_file(model, fmt, Path(work) / f"{precision}-{name}.{fmt}", precision, calib,
-                                          onnx_int8_scheme([runtime]))
-            log(f"probe: timing them on {link.label}")
-            # One worker for all (one per model read noisier here), several lifetimes (an ONNX Runtime worker
-            # can read up to 2x slow for its whole life), and each model's fastest run: load only adds time,
-            # and the sweep looks for steps of a few percent (as the cost database's prices, cost.latency).
-            report = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=3,
-                                rounds=ROUNDS, batch=1, memory=False, lifetimes=LIFETIMES)
-            ms = {name: row["min_ms"] for name, row in zip(paths, report["results"])}
-            if result is None:
-                result = Probe({k: v for k, v in report["device"].items() if k != "workdir"}, runtime, threads,
-                               time.strftime("%Y-%m-%d"))
-            result.peak_gops[precision] = round(2 * models["compute"][1] / (ms["compute"] * 1e6), 1)
-            sweep = {c: ms[f"sweep{c}"] for c in range(SWEEP[0], SWEEP[1] + 1)}
-            result.sweep_ms[precision] = sweep
-            result.multiples[precision] = channel_multiple(sweep)
-            if precision == "fp32":
-                big = models["big1"][1]
-                extra_ms = max(ms[f"big{ADDS}"] - ms["big1"], 1e-6)
-                result.bandwidth_gbps = round((ADDS - 1) * 3 * big / (extra_ms * 1e6), 2)
-                result.op_overhead_us = round(max(ms[f"small{ADDS}"] - ms["small1"], 0.0) * 1e3 / (ADDS - 1), 2)
-                result.chain_ms = {k: ms[k] for k in ("big1", f"big{ADDS}", "small1", f"small{ADDS}")}
+    lowered = {}
+    for precision in precisions:
+        models = _models(keras, precision)
+        log(f"probe: lowering {len(models)} models at {precision} for {runtime}")
+        lowered[precision] = {}
+        for name, (model, units) in models.items():
+            calib = rng.uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
+            path = export_file(model, fmt, work / f"{precision}-{name}.{fmt}", precision, calib,
+                               onnx_int8_scheme([runtime]))
+            lowered[precision][name] = [Path(path).name, units]
+    return lowered
+
+
+def bench_options(threads: int) -> dict:
+    """How the probe's models are timed: one worker for all (one per model read noisier here), several
+    lifetimes (an ONNX Runtime worker can read up to 2x slow for its whole life); each model keeps its fastest
+    run (load only adds time, and the sweep looks for steps of a few percent, as the cost database's prices)."""
+    return {"threads": threads, "runs": RUNS, "warmup": 3, "rounds": ROUNDS, "batch": 1, "memory": False,
+            "lifetimes": LIFETIMES}
+
+
+def read_off(device: dict, runtime: str, threads: int, lowered: dict, ms: dict, date: str) -> Probe:
+    """The figures from each model's fastest time: ``ms[precision][name]`` in milliseconds."""
+    result = Probe({k: v for k, v in device.items() if k != "workdir"}, runtime, threads, date)
+    for precision, models in lowered.items():
+        t = ms[precision]
+        result.peak_gops[precision] = round(2 * models["compute"][1] / (t["compute"] * 1e6), 1)
+        sweep = {c: t[f"sweep{c}"] for c in range(SWEEP[0], SWEEP[1] + 1)}
+        result.sweep_ms[precision] = sweep
+        result.multiples[precision] = channel_multiple(sweep)
+        if precision == "fp32":
+            big = models["big1"][1]
+            extra_ms = max(t[f"big{ADDS}"] - t["big1"], 1e-6)
+            result.bandwidth_gbps = round((ADDS - 1) * 3 * big / (extra_ms * 1e6), 2)
+            result.op_overhead_us = round(max(t[f"small{ADDS}"] - t["small1"], 0.0) * 1e3 / (ADDS - 1), 2)
+            result.chain_ms = {k: t[k] for k in ("big1", f"big{ADDS}", "small1", f"small{ADDS}")}
     return result
+
+
+def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
+    """Lower the synthetic models for each precision, time them on ``link``, read the figures off."""
+    with tempfile.TemporaryDirectory(prefix="lrfc-probe-") as work:
+        lowered = lower_models(runtime, precisions, Path(work), log)
+        ms, device = {}, {}
+        for precision, models in lowered.items():
+            log(f"probe: timing them on {link.label}")
+            report = link.bench([str(Path(work) / f) for f, _ in models.values()], runtime=runtime,
+                                **bench_options(threads))
+            ms[precision] = {name: row["min_ms"] for name, row in zip(models, report["results"])}
+            device = device or report["device"]
+    return read_off(device, runtime, threads, lowered, ms, time.strftime("%Y-%m-%d"))
+
+
+def device_command(manifest: dict) -> str:
+    """The command that times an exported probe on its device, run in the probe's folder (numpy and the runtime
+    are all it needs there, with a copy of runtime_bench on PYTHONPATH)."""
+    o = bench_options(manifest["threads"])
+    files = [f for models in manifest["models"].values() for f, _ in models.values()]
+    return (f"python3 -m runtime_bench {' '.join(files)} --runtime {manifest['runtime']} --threads {o['threads']} "
+            f"--runs {o['runs']} --warmup {o['warmup']} --rounds {o['rounds']} --no-memory "
+            f"--lifetimes {o['lifetimes']} --json > {RESULTS}")
+
+
+def export_probe(runtime: str, threads: int, precisions, folder: Path, log=print) -> dict:
+    """The probe for a device lrfc cannot reach: its models and ``probe.json`` (what they measure and the
+    command that times them there, writing ``results.json`` beside it) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lowered = lower_models(runtime, precisions, folder, log)
+    manifest = {"runtime": runtime, "threads": threads, "date": time.strftime("%Y-%m-%d"), "models": lowered}
+    manifest["command"] = device_command(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def import_probe(folder: Path) -> Probe:
+    """The figures of an exported probe whose ``results.json`` came back from its device."""
+    from lrfc.errors import UserError
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--import: {folder / MANIFEST}: cannot read the exported probe's manifest ({exc}); "
+                        "expected the folder `lrfc profiles probe --export` wrote") from None
+    try:
+        report = json.loads((folder / RESULTS).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--import: {folder / RESULTS}: cannot read the device's results ({exc}); run "
+                        f"`{manifest.get('command')}` in that folder on the device first") from None
+    rows = {Path(r["path"]).name: r for r in report.get("results", [])}
+    ms = {}
+    for precision, models in manifest["models"].items():
+        missing = [f for f, _ in models.values() if f not in rows]
+        if missing:
+            raise UserError(f"--import: {folder / RESULTS} has no result for {', '.join(missing[:3])}"
+                            f"{' ...' if len(missing) > 3 else ''}; expected one per model of {MANIFEST}")
+        ms[precision] = {name: rows[f]["min_ms"] for name, (f, _) in models.items()}
+    date = time.strftime("%Y-%m-%d", time.gmtime((folder / RESULTS).stat().st_mtime))  # when it came back
+    device = {**(report.get("device") or {}), "transport": "an exported probe (--export, then --import)"}
+    return read_off(device, manifest["runtime"], manifest["threads"], manifest["models"], ms, date)
 
 
 def profile_toml(base, measured: Probe) -> str:
@@ -171,29 +246,52 @@ def profile_toml(base, measured: Probe) -> str:
         lines.append("requires_full_int8 = true")
     for precision in ("fp32", "fp16", "int8"):
         if precision in measured.peak_gops:
-            value, where = measured.peak_gops[precision], f"{source}: a 3x3 conv, 256 -> 256 channels, 28x28"
+            value, where = _believed(measured.peak_gops[precision], f"{source}: a 3x3 conv, 256 -> 256 channels, "
+                                     "28x28", base.peak_gflops.get(precision), "the conv's arithmetic")
         elif precision in base.peak_gflops:
             value, where = base.peak_gflops[precision].value, base.peak_gflops[precision].source
         else:
             continue
         lines += ["", f"[peak_gflops.{precision}]", f"value = {value}", f"source = {_q(where)}"]
-    bandwidth, where = ((measured.bandwidth_gbps, f"{source}: element-wise adds over 64 MiB")
+    bandwidth, where = (_believed(measured.bandwidth_gbps, f"{source}: element-wise adds over 64 MiB",
+                                  base.memory_bandwidth_gbps, "a cache that holds most of the 64 MiB tensor")
                         if measured.bandwidth_gbps else
                         (base.memory_bandwidth_gbps.value, base.memory_bandwidth_gbps.source))
     lines += ["", "[memory_bandwidth_gbps]", f"value = {bandwidth}", f"source = {_q(where)}"]
+    if measured.op_overhead_us > 0:  # a figure is > 0; none measured adds nothing to estimates either way
+        lines += ["", "[op_overhead_us]", f"value = {measured.op_overhead_us}",
+                  f"source = {_q(source + ': one more add on a 1x8 tensor')}"]
+    elif base.op_overhead_us is not None and not measured.bandwidth_gbps:  # fp32 not probed: the base's stays
+        lines += ["", "[op_overhead_us]", f"value = {base.op_overhead_us.value}",
+                  f"source = {_q(base.op_overhead_us.source)}"]
     multiples = {**{r: dict(m) for r, m in base.rank_multiple.items()}, measured.runtime: dict(measured.multiples)}
     lines += ["", "[rank_multiple]", f"source = {_q(source + ': 1x1 conv output channels swept')}"]
     lines += [f"{_q(r)} = {{ {', '.join(f'{p} = {m}' for p, m in table.items())} }}" for r, table in multiples.items()]
     return "\n".join(lines) + "\n"
 
 
+def _believed(value: float, where: str, published, what: str) -> tuple[float, str]:
+    """A measured figure, unless it beats the base profile's data-sheet ceiling: then the hardware cannot have
+    done it, the probe measured something else (``what``), and the ceiling stays with a note saying so. A
+    nominal or measured base figure is no ceiling (the ``host`` profile's nominal figures are beaten)."""
+    if published is None or value <= published.value or published.source.startswith(("Nominal", "Measured")):
+        return value, where
+    return published.value, (f"{published.source} (lrfc profiles probe read {value:g} on this device, above this "
+                             f"ceiling: it measured {what}, not the hardware; {where.split(': ', 1)[0]})")
+
+
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def run_probe(target: str, out: str, *, device: str | None = None, runtime: str | None = None, precisions=None,
-              device_python: str = "python3", identity_file: str | None = None, ssh_options=(), log=print):
+def run_probe(target: str, out: str | None, *, device: str | None = None, runtime: str | None = None,
+              precisions=None, device_python: str = "python3", identity_file: str | None = None, ssh_options=(),
+              export: str | None = None, import_from: str | None = None, log=print):
     """``lrfc profiles probe``: every option checked first, then measure, write ``out`` and read it back.
+
+    ``export``: lower the models into that folder for a device lrfc cannot reach, with the command that times
+    them there, and stop (returns the manifest, no profile). ``import_from``: such a folder with the device's
+    ``results.json`` in it: read the figures off it instead of measuring.
 
     Returns ``(Probe, Profile)``: what was measured and the profile as
     ``--target`` will now read it. Raises ``UserError`` on bad input.
@@ -204,11 +302,29 @@ def run_probe(target: str, out: str, *, device: str | None = None, runtime: str 
     from lrfc.targets import PRECISIONS, load_profile
 
     base = load_profile(target)
-    path = Path(out)
-    if path.suffix != ".toml" or path.is_dir():
-        raise UserError(f"--out: received {out!r}; expected a .toml file to write the measured profile to")
-    if not path.parent.is_dir():
-        raise UserError(f"--out: the folder {str(path.parent)!r} does not exist")
+    if export and (import_from or device):
+        raise UserError("--export: lowers the probe for a device lrfc cannot reach; it takes neither --import nor "
+                        "--device")
+    if import_from and device:
+        raise UserError("--import: reads a probe a device already ran; it takes no --device")
+    path = Path(out) if out else None
+    if export is None:
+        if path is None:
+            raise UserError("--out: missing; expected a .toml file to write the measured profile to")
+        if path.suffix != ".toml" or path.is_dir():
+            raise UserError(f"--out: received {out!r}; expected a .toml file to write the measured profile to")
+        if not path.parent.is_dir():
+            raise UserError(f"--out: the folder {str(path.parent)!r} does not exist")
+    if import_from:
+        folder = Path(import_from)
+        if not folder.is_dir():
+            raise UserError(f"--import: {import_from!r} is not a folder; expected the one --export wrote")
+        measured = import_probe(folder)
+        if measured.runtime not in base.runtimes:
+            raise UserError(f"--import: the probe ran {measured.runtime}, not one of {base.name}'s runtimes "
+                            f"({', '.join(base.runtimes)})")
+        write_text(path, profile_toml(base, measured))
+        return measured, load_profile(str(path))
     runtime = runtime or base.runtimes[0]
     if runtime not in base.runtimes:
         raise UserError(f"--runtime: received {runtime!r}; expected one of the target's runtimes "
@@ -217,7 +333,12 @@ def run_probe(target: str, out: str, *, device: str | None = None, runtime: str 
     bad = [p for p in precisions if p not in PRECISIONS or p == "fp16"]
     if bad:
         raise UserError(f"--precisions: received {', '.join(bad)}; expected fp32 and/or int8 (fp16 runs as fp32 "
-                        "arithmetic on CPUs)")
+                        "arithmetic on CPUs and is not probed)")
+    if export:
+        folder = Path(export)
+        if folder.exists() and any(folder.iterdir()):
+            raise UserError(f"--export: {export!r} exists and is not empty; expected a new or empty folder")
+        return export_probe(runtime, base.threads, precisions, folder, log), None
     link = link_for(base, device or "local", device_python, identity_file, tuple(ssh_options))
     reason = link.runtime_reason(runtime)
     if reason is not None:

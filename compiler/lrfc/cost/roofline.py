@@ -9,9 +9,13 @@ profile's published peak compute and memory bandwidth: per stage,
 where bytes moved = (input + output activations + weights) x bytes per
 element of the profile's precision (4 fp32, 2 fp16, 1 int8), and a chain's
 time is the sum of its stages'. This is the classic roofline bound: it
-ignores launch overheads, cache reuse and kernel quality, so it is an
-optimistic *estimate*, and reports and the terminal call it that, never
-"measured".
+ignores cache reuse and kernel quality, so it is an optimistic *estimate*,
+and reports and the terminal call it that, never "measured". A profile that
+carries a measured per-operator overhead (``op_overhead_us``, written by
+``lrfc profiles probe``) adds it once per operator a stage lowers to
+(``stage_operators``: a TT-matrix layer is 4 per core): on a GPU at batch 1
+a kernel launch can cost more than a small layer's arithmetic, which is
+what makes a three-stage chain slower than the layer it replaces.
 """
 
 from __future__ import annotations
@@ -67,17 +71,29 @@ def stage_work(input_shape, stages) -> list[tuple[int, int]]:
     return work
 
 
-def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, precision: str) -> float:
+def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, precision: str,
+                op_overhead_us: float = 0.0) -> float:
     """The roofline time of a chain for one sample, in milliseconds.
 
     Args:
         peak_gops: the profile's peak for ``precision`` in GFLOP/s (GOP/s for int8).
         bandwidth_gbps: memory bandwidth in GB/s.
         precision: ``fp32``, ``fp16`` or ``int8`` (sets bytes per element).
+        op_overhead_us: what each stage costs on top, however small (a profile's measured ``op_overhead_us``:
+            on a GPU a kernel launch, which a chain of three small stages pays three times).
     """
     if peak_gops <= 0 or bandwidth_gbps <= 0:
         raise ValueError(f"peak and bandwidth must be positive, received {peak_gops} GOP/s, {bandwidth_gbps} GB/s")
     nbytes = BYTES_PER_ELEMENT[precision]
     seconds = sum(max(2.0 * macs / (peak_gops * 1e9), elements * nbytes / (bandwidth_gbps * 1e9))
                   for macs, elements in stage_work(input_shape, stages))
-    return 1e3 * seconds
+    return 1e3 * seconds + sum(map(stage_operators, stages)) * op_overhead_us / 1e3
+
+
+def stage_operators(stage) -> int:
+    """The operators a stage lowers to, each a kernel launch on a GPU: one for a convolution or a matrix product;
+    a TT-matrix layer is a reshape, transpose, reshape and matrix product per core and a reshape at the end
+    (``decompose.ttm_layer``; its ONNX file on the VGG-style head: 12 more operators per layer than the Dense)."""
+    if stage.kind == "ttm":
+        return 4 * len(stage.meta["in_modes"]) + 1
+    return 1
