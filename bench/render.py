@@ -3,7 +3,7 @@
 Every table is generated from a results file and states the command that
 produced it, the machine, the versions and the date; nothing in the document
 is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
-``render_speed`` (whole-model latency and the int8 baseline), ``render_foreign`` (models nobody here
+``render_speed`` (whole-model latency and the int8 baseline), ``render_gpu`` (ONNX Runtime on an NVIDIA GPU), ``render_foreign`` (models nobody here
 designed), ``render_chains`` (a layer against its chains),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
@@ -21,6 +21,7 @@ from bench.render_chains import chains
 from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, ONNX_INT8_CHANGED,
                                  TWIN_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line)
 from bench.render_fits import fits
+from bench.render_gpu import gpu
 from bench.render_foreign import foreign
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -84,7 +85,7 @@ def main() -> None:
              "with a Flatten (the VGG-style baseline) had a slightly slow original there. Each table's machine line "
              "names the machine "
              "of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "speed.json", "qat.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -96,6 +97,8 @@ def main() -> None:
             parts += speed(record)
         elif name == "qat.json":
             parts += qat(record)
+        elif name == "gpu.json":
+            parts += gpu(record)
         elif name == "foreign.json":
             parts += foreign(record)
         elif name == "probe.json":
