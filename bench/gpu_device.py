@@ -6,6 +6,8 @@ measured.
 
     python -m bench.gpu_device PACK OUT [--runtime onnxruntime-cuda] [--runs 300] [--groups vgg,...]
 
+(``sh bench/gpu_device.sh PACK OUT ...`` puts the CUDA libraries on the library path first.)
+
 ``--runtime onnxruntime-cpu`` runs the same steps on any machine (a dry run of the pipeline, not a GPU figure).
 
 The check runs one batch through the CUDA and the CPU provider on the same

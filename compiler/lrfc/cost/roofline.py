@@ -79,8 +79,8 @@ def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, pr
         peak_gops: the profile's peak for ``precision`` in GFLOP/s (GOP/s for int8).
         bandwidth_gbps: memory bandwidth in GB/s.
         precision: ``fp32``, ``fp16`` or ``int8`` (sets bytes per element).
-        op_overhead_us: what each stage costs on top, however small (a profile's measured ``op_overhead_us``:
-            on a GPU a kernel launch, which a chain of three small stages pays three times).
+        op_overhead_us: what each operator a stage lowers to costs on top, however small (a profile's measured
+            ``op_overhead_us``: on a GPU a kernel launch, which a chain of three small stages pays three times).
     """
     if peak_gops <= 0 or bandwidth_gbps <= 0:
         raise ValueError(f"peak and bandwidth must be positive, received {peak_gops} GOP/s, {bandwidth_gbps} GB/s")
