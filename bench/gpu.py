@@ -178,10 +178,10 @@ def collect(path: Path) -> None:
     print(f"wrote {RESULTS}")
     results = path.parent / "probe-results.json"
     if results.is_file():
-        import_probe(results, record["date"])
+        import_device_probe(results, record["date"])
 
 
-def import_probe(results: Path, date: str) -> None:
+def import_device_probe(results: Path, date: str) -> None:
     """The device's probe results into ``PROBE_WORK`` (beside the export's manifest) and ``lrfc profiles probe
     --import`` into ``PROFILE``; the figures into bench/results/gpu.json."""
     from bench.latency import lrfc

@@ -261,7 +261,7 @@ def profile_toml(base, measured: Probe) -> str:
     if measured.op_overhead_us > 0:  # a figure is > 0; none measured adds nothing to estimates either way
         lines += ["", "[op_overhead_us]", f"value = {measured.op_overhead_us}",
                   f"source = {_q(source + ': one more add on a 1x8 tensor')}"]
-    elif base.op_overhead_us is not None and not measured.bandwidth_gbps:  # fp32 not probed: the base's stays
+    elif base.op_overhead_us is not None and "fp32" not in measured.peak_gops:  # not probed: the base's stays
         lines += ["", "[op_overhead_us]", f"value = {base.op_overhead_us.value}",
                   f"source = {_q(base.op_overhead_us.source)}"]
     multiples = {**{r: dict(m) for r, m in base.rank_multiple.items()}, measured.runtime: dict(measured.multiples)}
