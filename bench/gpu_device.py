@@ -11,11 +11,12 @@ measured.
 ``--runtime onnxruntime-cpu`` runs the same steps on any machine (a dry run of the pipeline, not a GPU figure).
 
 The check runs one batch through the CUDA and the CPU provider on the same
-weights (a softmax's logits compared too). Timing is runtime_bench's (``measure.bench``: a worker process per file,
-alternating rounds) on ``onnxruntime-cuda``, with numpy in and out: each run
-copies the input to the GPU and the output back, as a caller holding numpy
-arrays pays. TensorRT is tried too and, where it cannot start, the reason is
-recorded.
+weights (a softmax's logits compared too), and through a replayed CUDA graph. Timing is runtime_bench's
+(``measure.bench``: a worker process per file, alternating rounds) on ``onnxruntime-cuda``, once per io mode
+(``runners.IO_MODES``): ``host``, numpy in and out, each run copying the input to the GPU and the output back
+as a caller holding numpy arrays pays; ``device``, inputs and outputs left on the GPU (IO binding: what the
+network costs there); ``graph``, that and a CUDA graph replayed (one launch per run, as a latency deployment
+runs and TensorRT does). TensorRT is tried too and, where it cannot start, the reason is recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 BATCHES = (1, 32, 256)  # latency at 1; throughput where a GPU's arithmetic, not its launches, sets the pace
+IO = ("host", "device", "graph")  # runtime_bench's io modes, each timed at every batch
 RUNS, WARMUP, ROUNDS = 300, 30, 6
 CHECK_SAMPLES = 4
 PROVIDERS = {"onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -106,6 +108,31 @@ def against_cpu(path: Path, providers: list[str]) -> dict:
             "options": {k: options[k] for k in ("use_tf32", "cudnn_conv_algo_search", "device_id") if k in options}}
 
 
+def graph_against_host(path: Path, runtime: str, io: str) -> dict:
+    """The first output of a run placed as ``io`` says (a CUDA graph replayed, on ``graph``), after three runs,
+    against a numpy run of the same session kind: the largest difference relative to the output's largest
+    magnitude; or why that io mode did not start."""
+    from runtime_bench.runners import get_runner
+
+    runner = get_runner(runtime)
+    from runtime_bench.runners import random_feeds
+
+    try:
+        session = runner.load(str(path), batch=CHECK_SAMPLES, io=io)
+        feeds = random_feeds(session.inputs, seed=1)
+        placed = session.place(feeds)
+        for _ in range(3):  # ONNX Runtime captures the graph after its first runs, then replays it
+            session.run(placed)
+    except Exception as exc:  # noqa: BLE001 - the mode not starting is the answer
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    import onnxruntime as ort
+
+    got = placed[0].get_outputs()[0].numpy()
+    plain = ort.InferenceSession(str(path), providers=PROVIDERS[runtime])
+    want = plain.run(None, dict(zip([name for name, _, _ in session.inputs], feeds)))[0]
+    return {"relative": float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))}
+
+
 def tensorrt_status(path: Path) -> str | None:
     """None when the TensorRT provider starts on ``path``, else why not (its libraries, or ORT's own words)."""
     import ctypes
@@ -162,6 +189,7 @@ def main(argv=None) -> int:
 
     from runtime_bench.device import fingerprint
     from runtime_bench.measure import bench
+    from runtime_bench.runners import get_runner
 
     if args.runtime not in PROVIDERS:
         parser.error(f"--runtime: one of {', '.join(PROVIDERS)}")
@@ -179,7 +207,8 @@ def main(argv=None) -> int:
                          + (f" --groups {args.groups}" if args.groups else ""),
               "machine": machine(), "runtime": args.runtime, "device": fingerprint(args.runtime),
               "providers": ort.get_available_providers(),
-              "timing": {"runs": args.runs, "warmup": WARMUP, "rounds": ROUNDS, "batches": list(BATCHES)},
+              "timing": {"runs": args.runs, "warmup": WARMUP, "rounds": ROUNDS, "batches": list(BATCHES),
+                         "io": [m for m in IO if m in get_runner(args.runtime).io_modes]},
               "tensorrt": None, "groups": {}}
     out.mkdir(parents=True, exist_ok=True)
     for seed, (group, entry) in enumerate(manifest["groups"].items()):
@@ -191,15 +220,25 @@ def main(argv=None) -> int:
             kept = {k: e.get(k) for k in ("source", "source_bytes", "macs", "operators")}
             row["files"][role] = {**kept, "weights_drawn": drawn}
             row["check"][role] = against_cpu(files[role], providers)
+            for io in (m for m in IO if m != "host"):
+                if io in get_runner(args.runtime).io_modes:
+                    row["check"][role][io] = graph_against_host(files[role], args.runtime, io)
         if record["tensorrt"] is None:
             record["tensorrt"] = tensorrt_status(files["original"]) or "started"
-        for batch in BATCHES:
-            report = bench([str(p) for p in files.values()], runtime=args.runtime, runs=args.runs, warmup=WARMUP,
-                           rounds=ROUNDS, batch=batch)
-            row["batches"][str(batch)] = {role: {k: r[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_ips",
-                                                                  "peak_rss_mb", "file_bytes")}
-                                          for role, r in zip(files, report["results"])}
-            print(group, batch, {role: r["p50_ms"] for role, r in row["batches"][str(batch)].items()}, flush=True)
+        for io in (m for m in IO if m in get_runner(args.runtime).io_modes):
+            timed = row["batches"] if io == "host" else row.setdefault("io", {}).setdefault(io, {})
+            for batch in BATCHES:
+                try:
+                    report = bench([str(p) for p in files.values()], runtime=args.runtime, runs=args.runs,
+                                   warmup=WARMUP, rounds=ROUNDS, batch=batch, io=io)
+                except (ValueError, RuntimeError) as exc:  # a mode that does not start on this group: say why
+                    row.setdefault("io_errors", {})[io] = str(exc).splitlines()[0][:500]
+                    print(group, io, "failed:", row["io_errors"][io], flush=True)
+                    break
+                timed[str(batch)] = {role: {k: r[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_ips",
+                                                             "peak_rss_mb", "file_bytes")}
+                                     for role, r in zip(files, report["results"])}
+                print(group, io, batch, {role: r["p50_ms"] for role, r in timed[str(batch)].items()}, flush=True)
         record["groups"][group] = row
         (out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
     if (pack / "probe" / "probe.json").is_file() and not args.groups:

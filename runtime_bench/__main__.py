@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from runtime_bench.runners import RUNNERS
+    from runtime_bench.runners import IO_MODES, RUNNERS
 
     p = _Parser(prog=f"python -m {PROG}", description="Time .tflite/.onnx files and measure their peak memory.")
     p.add_argument("paths", nargs="*", metavar="PATH", help=".tflite or .onnx files; each runs in its own runtime unless --runtime names one")
@@ -35,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed inferences per file first (default 5)")
     p.add_argument("--rounds", type=int, default=5, help="alternating passes over the files (default 5)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--io", default="host", choices=IO_MODES,
+                   help="host: numpy in and out every run (a GPU's copies timed, the default); device: inputs placed "
+                        "on the runtime's device once, outputs left there (ONNX Runtime); graph: device plus CUDA "
+                        "graph replay (ONNX Runtime CUDA/TensorRT)")
     p.add_argument("--no-memory", action="store_true", help="one worker for all files; no memory figures")
     p.add_argument("--max-workers", type=int, default=8, help="workers alive at once (default 8)")
     p.add_argument("--timeout", type=float, default=600, help="seconds a worker may take for one step (default 600)")
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
     try:
         report = bench(args.paths, runtime=args.runtime, threads=args.threads, runs=args.runs, warmup=args.warmup,
                        rounds=args.rounds, batch=args.batch, memory=not args.no_memory,
-                       max_workers=args.max_workers, timeout=args.timeout, lifetimes=args.lifetimes)
+                       max_workers=args.max_workers, timeout=args.timeout, lifetimes=args.lifetimes, io=args.io)
     except (ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -31,14 +31,14 @@ from typing import List, Optional
 import numpy as np
 
 from runtime_bench.device import fingerprint
-from runtime_bench.runners import UnavailableError, get_runner, runtime_for
+from runtime_bench.runners import UnavailableError, check_io, get_runner, runtime_for
 
 MIB = 2 ** 20
 
 
 def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None, runs: int = 50, warmup: int = 5,
           rounds: int = 5, batch: int = 1, memory: bool = True, max_workers: int = 8, timeout: float = 600,
-          lifetimes: int = 1) -> dict:
+          lifetimes: int = 1, io: str = "host") -> dict:
     """Time each model file and measure its peak resident memory.
 
     Args:
@@ -62,6 +62,9 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
             was lowest. On a busy machine one worker's thread placement can
             slow it for its whole life (up to 1.8x measured here), which more
             runs within that life cannot undo.
+        io: how inputs and outputs meet each run (``runners.IO_MODES``): ``host`` numpy in and out, ``device``
+            placed in the runtime's memory once (a GPU's copies not timed), ``graph`` that and a CUDA graph
+            replayed; the runtime must offer it (``Runner.io_modes``).
 
     Returns:
         ``{"device": fingerprint, "results": [one dict per path, in order]}``;
@@ -89,13 +92,15 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
             raise FileNotFoundError(f"{path}: no such file")
     runtimes = _resolve_runtimes(paths, runtime)
     for name in dict.fromkeys(runtimes):
-        reason = get_runner(name).available()
+        runner = get_runner(name)
+        check_io(name, io, runner.io_modes)
+        reason = runner.available()
         if reason:
             raise UnavailableError(f"runtime {name} is unavailable: {reason}")
 
     rounds = min(rounds, runs)
     plan = dict(threads=threads, warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
-                batch=batch, memory=memory, timeout=timeout)
+                batch=batch, memory=memory, timeout=timeout, io=io)
     pairs = list(zip(paths, runtimes))
     groups = [pairs[i:i + max_workers] for i in range(0, len(pairs), max_workers)] if memory else [pairs]
     results: List[dict] = []
@@ -128,7 +133,8 @@ def _schedule(n: int, rounds: int) -> List[List[int]]:
     return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
 
 
-def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batch, memory, timeout) -> List[dict]:
+def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batch, memory, timeout,
+                 io) -> List[dict]:
     """Load ``(path, runtime)`` pairs into workers, warm up, run the alternating rounds, quit and reap.
 
     With ``memory`` every file has its own worker (of its own runtime), so
@@ -143,7 +149,7 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
         members = ([[i] for i in range(len(pairs))] if memory else
                    [[i for i, (_, r) in enumerate(pairs) if r == name] for name in dict.fromkeys(r for _, r in pairs)])
         for indices in members:  # one by one: a failed start leaves none behind
-            worker = _Worker(pairs[indices[0]][1], [paths[i] for i in indices], threads, batch, timeout)
+            worker = _Worker(pairs[indices[0]][1], [paths[i] for i in indices], threads, batch, timeout, io)
             workers.append(worker)
             for k, i in enumerate(indices):
                 slots[i] = (worker, k)
@@ -162,19 +168,19 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
             worker.kill()
 
     return [_result(path, runtime, times[a], ready[id(worker)], index, peaks[id(worker)] if memory else None,
-                    threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory)
+                    threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory, io=io)
             for a, ((path, runtime), (worker, index)) in enumerate(zip(pairs, slots))]
 
 
 def _result(path: str, runtime: str, times: List[float], info: dict, index: int, peak, *, threads, batch, warmup,
-            rounds, memory) -> dict:
+            rounds, memory, io) -> dict:
     """One file's row: latency percentiles, throughput, memory, size and inputs."""
     ms = np.asarray(times, dtype=np.float64)
     p50, p90, p99 = np.percentile(ms, [50, 90, 99], method="linear")
     mean = float(ms.mean())
     return {
         "path": path, "name": os.path.basename(path), "runtime": runtime, "runtime_version": info["runtime_version"],
-        "threads": threads, "batch": batch, "runs": len(ms), "warmup": warmup, "rounds": rounds,
+        "threads": threads, "batch": batch, "io": io, "runs": len(ms), "warmup": warmup, "rounds": rounds,
         "p50_ms": _r(p50), "p90_ms": _r(p90), "p99_ms": _r(p99), "mean_ms": _r(mean), "min_ms": _r(ms.min()),
         "throughput_ips": _r(batch * 1000 / mean) if mean > 0 else None,
         "peak_rss_mb": _r(peak) if memory else None,
@@ -212,13 +218,14 @@ def _exit_code(status: int) -> int:
 class _Worker:
     """The parent's handle on one worker process: JSON line requests with a deadline."""
 
-    def __init__(self, runtime: str, paths: List[str], threads: Optional[int], batch: int, timeout: float):
+    def __init__(self, runtime: str, paths: List[str], threads: Optional[int], batch: int, timeout: float,
+                 io: str = "host"):
         self.paths = paths
         self.timeout = timeout
         self.rusage = None
         self._buffer = b""
         self._stderr = tempfile.TemporaryFile()
-        cmd = [sys.executable, "-m", "runtime_bench.worker", "--runtime", runtime, "--batch", str(batch)]
+        cmd = [sys.executable, "-m", "runtime_bench.worker", "--runtime", runtime, "--batch", str(batch), "--io", io]
         if threads is not None:
             cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen([*cmd, "--", *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -64,7 +64,7 @@ _PYTHON = re.compile(r"^[A-Za-z0-9_./+-]+$")
 _URL = re.compile(r"^ssh://(?:(?P<user>[^@/]*)@)?(?P<host>\[[^\]/]*\]|[^:/]*)(?::(?P<port>[^/]*))?/?$")
 _BENCH_OPTIONS = {"runtime": "--runtime", "threads": "--threads", "runs": "--runs", "warmup": "--warmup",
                   "rounds": "--rounds", "batch": "--batch", "max_workers": "--max-workers",
-                  "lifetimes": "--lifetimes"}
+                  "lifetimes": "--lifetimes", "io": "--io"}
 
 
 @dataclass(frozen=True)

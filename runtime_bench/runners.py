@@ -25,6 +25,21 @@ if TYPE_CHECKING:
 
 Input = Tuple[str, Tuple[int, ...], "np.dtype"]
 
+IO_MODES = ("host", "device", "graph")
+"""How a timed run gets its inputs and gives its outputs.
+
+* ``host``: numpy in and out on every run. A GPU runtime copies the input to
+  the GPU and the output back inside the timing, as a caller holding numpy
+  arrays pays.
+* ``device``: the inputs placed in the runtime's memory once, the outputs
+  bound there (ONNX Runtime's IO binding): what the model itself costs, for
+  a caller whose data is already on the device. On a GPU the copies leave the
+  timing; on the CPU it only saves allocating the outputs.
+* ``graph``: ``device``, and the CUDA provider captures the run once as a
+  CUDA graph and replays it: one launch for all the kernels, as a latency
+  deployment on an NVIDIA GPU runs (TensorRT does the same).
+"""
+
 
 class UnavailableError(ValueError):
     """The requested runtime cannot run on this machine (not installed, no such provider).
@@ -42,12 +57,19 @@ class Session:
             set to the requested batch.
     """
 
-    def __init__(self, inputs: List[Input], run: Callable[[List[np.ndarray]], None]):
+    def __init__(self, inputs: List[Input], run: Callable[[list], None], place: Optional[Callable] = None):
         self.inputs = inputs
         self._run = run
+        self._place = place
 
-    def run(self, feeds: List[np.ndarray]) -> None:
-        """One inference on ``feeds`` (one array per input, in order); outputs are fetched and dropped."""
+    def place(self, feeds: List[np.ndarray]) -> list:
+        """``feeds`` where the session reads them on every run: as they are, or (``io`` ``device`` and ``graph``)
+        copied once into the runtime's memory with the outputs bound beside them."""
+        return feeds if self._place is None else self._place(feeds)
+
+    def run(self, feeds: list) -> None:
+        """One inference on ``feeds`` (one array per input, in order, or what ``place`` returned); outputs are
+        fetched and dropped (with ``io`` ``device``: left on the device, the run waited for)."""
         self._run(feeds)
 
 
@@ -59,7 +81,8 @@ class Runner:
 
     ``suffix`` is the file type it runs (``.tflite`` or ``.onnx``), checked
     before any worker starts; ``description`` names it in messages; ``gpu``
-    says whether it needs an NVIDIA GPU (the device fingerprint then names it).
+    says whether it needs an NVIDIA GPU (the device fingerprint then names it);
+    ``io_modes`` are the ``IO_MODES`` its ``load(..., io=...)`` accepts.
     """
 
     name: str
@@ -70,6 +93,7 @@ class Runner:
     outputs: Callable[..., "np.ndarray"]
     description: str
     gpu: bool = False
+    io_modes: Tuple[str, ...] = ("host",)
 
 
 def random_feeds(inputs: List[Input], seed: int = 0) -> List[np.ndarray]:
@@ -126,9 +150,11 @@ def _litert_version() -> str:
         return "unknown"
 
 
-def _litert_load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
+def _litert_load(path, threads: Optional[int] = None, batch: int = 1, io: str = "host") -> Session:
     """A LiteRT interpreter (XNNPACK on, the runtime's default), inputs resized to ``batch``."""
     import numpy as np
+
+    check_io("litert", io, ("host",))
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
@@ -190,17 +216,32 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
-    def load(path, threads: Optional[int] = None, batch: int = 1) -> Session:
+# The provider option that turns CUDA graph capture on, per provider that has one.
+CUDA_GRAPH_OPTION = {"CUDAExecutionProvider": "enable_cuda_graph", "TensorrtExecutionProvider": "trt_cuda_graph_enable"}
+
+
+def check_io(runtime: str, io: str, modes: Tuple[str, ...]) -> None:
+    """ValueError unless ``io`` is one of ``modes``, the ones ``runtime`` offers."""
+    if io not in modes:
+        raise ValueError(f"runtime {runtime} times with io {' or '.join(repr(m) for m in modes)}, received {io!r}"
+                         + ("" if io in IO_MODES else f"; io is one of {', '.join(IO_MODES)}"))
+
+
+def _ort_load(name: str, providers: Tuple[str, ...], io_modes: Tuple[str, ...]) -> Callable[..., Session]:
+    def load(path, threads: Optional[int] = None, batch: int = 1, io: str = "host") -> Session:
         """An InferenceSession with all graph optimizations on ``providers``; the first must be used."""
         import numpy as np
         import onnxruntime as ort
 
+        check_io(name, io, io_modes)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        chosen: list = list(providers)
+        if io == "graph":
+            chosen[0] = (providers[0], {CUDA_GRAPH_OPTION[providers[0]]: "1"})
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         if session.get_providers()[0] != providers[0]:
             # ORT falls back to CPU silently when a GPU provider fails to initialise.
             raise RuntimeError(f"{path}: onnxruntime did not start {providers[0]} "
@@ -214,13 +255,52 @@ def _ort_load(providers: Tuple[str, ...]) -> Callable[..., Session]:
                 raise ValueError(f"{path}: input {i.name!r} has a fixed batch of {shape[0]}, received batch {batch}")
             inputs.append((i.name, _fixed_shape(i.name, shape, batch, path), np.dtype(ORT_DTYPES[i.type])))
         names = [name for name, _, _ in inputs]
+        if io == "host":
+            def run(feeds: List[np.ndarray]) -> None:
+                session.run(None, dict(zip(names, feeds)))
 
-        def run(feeds: List[np.ndarray]) -> None:
-            session.run(None, dict(zip(names, feeds)))
+            return Session(inputs, run)
+        device = "cpu" if providers[0] == "CPUExecutionProvider" else "cuda"
+        outputs = [(o.name, _output_shape(o, batch, path, io), np.dtype(ORT_DTYPES.get(o.type, "float32")))
+                   for o in session.get_outputs()]
 
-        return Session(inputs, run)
+        def place(feeds: List[np.ndarray]) -> list:
+            binding = session.io_binding()
+            held: list = []  # the arrays and OrtValues must outlive the binding
+            for input_name, x in zip(names, feeds):
+                x = np.ascontiguousarray(x)
+                held += [x, ort.OrtValue.ortvalue_from_numpy(x, device, 0)]
+                binding.bind_ortvalue_input(input_name, held[-1])
+            for output_name, shape, dtype in outputs:
+                if shape is None:  # a size only the run knows: the runtime allocates it on the device
+                    binding.bind_output(output_name, device, 0)
+                else:
+                    held.append(ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, device, 0))
+                    binding.bind_ortvalue_output(output_name, held[-1])
+            return [binding, held]
+
+        def run_bound(placed: list) -> None:
+            binding = placed[0]
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()  # the run is timed to its end, not to its last launch
+
+        return Session(inputs, run_bound, place)
 
     return load
+
+
+def _output_shape(output, batch: int, path, io: str) -> Optional[Tuple[int, ...]]:
+    """An output's shape at ``batch`` when its other sizes are fixed; None otherwise, which ``graph`` refuses (a
+    CUDA graph replays fixed addresses, so the outputs are allocated once, before the first run)."""
+    shape = list(output.shape)
+    if shape and not (isinstance(shape[0], int) and shape[0] >= 0):
+        shape[0] = batch
+    if all(isinstance(d, int) and d >= 0 for d in shape):
+        return tuple(shape)
+    if io == "graph":
+        raise ValueError(f"{path}: output {output.name!r} has dynamic dimensions {list(output.shape)} besides the "
+                         "batch; io 'graph' needs every output's size before the first run")
+    return None
 
 
 def _ort_runner(name: str, providers: Tuple[str, ...], description: str) -> Runner:
@@ -229,8 +309,10 @@ def _ort_runner(name: str, providers: Tuple[str, ...], description: str) -> Runn
 
         return run_onnx(path, x, providers=list(providers), chunk=chunk)
 
-    return Runner(name, ".onnx", _ort_available(providers), _ort_load(providers), _ort_version, outputs, description,
-                  gpu=providers[0] != "CPUExecutionProvider")
+    gpu = providers[0] != "CPUExecutionProvider"
+    io_modes = IO_MODES if providers[0] in CUDA_GRAPH_OPTION else ("host", "device")
+    return Runner(name, ".onnx", _ort_available(providers), _ort_load(name, providers, io_modes), _ort_version,
+                  outputs, description, gpu=gpu, io_modes=io_modes)
 
 
 def _litert_outputs(path, x, chunk=None):

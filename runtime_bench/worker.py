@@ -1,7 +1,7 @@
 """A persistent child process that holds loaded models and times them on request.
 
-``python -m runtime_bench.worker --runtime R [--threads N] [--batch B] PATH...``
-loads every PATH, answers one JSON line::
+``python -m runtime_bench.worker --runtime R [--threads N] [--batch B] [--io host|device|graph] PATH...``
+loads every PATH (its random inputs placed as ``--io`` says: ``runners.IO_MODES``), answers one JSON line::
 
     {"ready": true, "rss_mb": 41.2, "runtime_version": "1.32.0", "artifacts": [{"inputs": [...]}, ...]}
 
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runtime", required=True)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--io", default="host")
     args = parser.parse_args(argv)
 
     sys.stdout.flush()
@@ -93,8 +94,8 @@ def _load(args, reply):
     sessions, feeds = [], []
     for path in args.paths:
         try:
-            session = runner.load(path, args.threads, args.batch)
-            feeds.append(random_feeds(session.inputs))
+            session = runner.load(path, args.threads, args.batch, io=args.io)
+            feeds.append(session.place(random_feeds(session.inputs)))
         except Exception as exc:  # reported, not raised: the parent re-raises it with the file's name
             message = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
             reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError"})

@@ -61,9 +61,13 @@ def test_device_half_draws_checks_and_times(device_run):
         assert row["check"][role]["providers"] == ["CPUExecutionProvider"]
         assert row["check"][role]["outputs"] == 2  # the softmax's logits compared too
         assert row["check"][role]["max_abs_diff"] == 0.0 and row["check"][role]["top1_agreement"] == 1.0
-        assert sorted(row["batches"], key=int) == [str(b) for b in gpu_device.BATCHES]
-        for timed in row["batches"].values():
-            assert timed[role]["p50_ms"] > 0 and timed[role]["throughput_ips"] > 0
+        assert row["check"][role]["device"]["relative"] < 1e-6  # IO binding computes what a numpy run does
+        assert "graph" not in row["check"][role]  # the CPU provider has no CUDA graph: not tried
+        for by_batch in (row["batches"], row["io"]["device"]):
+            assert sorted(by_batch, key=int) == [str(b) for b in gpu_device.BATCHES]
+            for timed in by_batch.values():
+                assert timed[role]["p50_ms"] > 0 and timed[role]["throughput_ips"] > 0
+    assert set(row["io"]) == {"device"} and "io_errors" not in row and record["timing"]["io"] == ["host", "device"]
     assert record["runtime"] == "onnxruntime-cpu" and "--runtime onnxruntime-cpu" in record["command"]
     assert record["tensorrt"] != "started"  # no TensorRT here: the reason is recorded
 
@@ -80,7 +84,9 @@ def test_collect_and_render(device_run, tmp_path, monkeypatch):
     results["probe"] = {"peak_gops": {"fp32": 100.0}, "bandwidth_gbps": 10.0, "op_overhead_us": 5.0,
                         "multiples": {"fp32": 8}, "command": "lrfc profiles probe --import X", "date": "2026-12-04"}
     text = "\n".join(render(results))
-    assert "| lrfc, quarter-rank plan | 4.00x | 3 / 7 |" in text  # two Conv and a MatMul of seven nodes
+    assert text.count("| lrfc, quarter-rank plan (no fine-tuning) | 4.00x | 3 / 7 |") == 2  # two Conv and a MatMul of seven nodes
+    assert "| tiny, inputs and outputs on the GPU (IO binding): file |" in text
+    assert "`host`, numpy in and out (copies timed); `device`, inputs and outputs on the GPU" in text
     assert "| per-operator overhead (us) | 5.0 | - |" in text and "| peak fp32 (GFLOP/s) | 100.0 | 67,000 |" in text
     assert "has +0 operators; at the probe's 5 us each that is +0.000 ms" in text
     assert "TensorRT" in text and "not measured" in text

@@ -49,6 +49,44 @@ def test_costdb_round_trip_and_first_value_wins(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_gpu_prices_are_timed_on_the_device_and_keyed_apart(tmp_path, monkeypatch):
+    """On a GPU runtime lrfc times its prices with the maps left on the GPU (runtime_bench io "device"), and the
+    cost database keys them apart from prices timed with numpy in and out, which an older lrfc stored."""
+    import lrfc.cost.latency as latency
+    from lrfc.cost.costdb import TABLE, runtime_key
+    from lrfc.cost.devices import timing_io
+
+    assert [timing_io(r) for r in ("litert", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "x")] == \
+        ["host", "host", "device", "device", "host"]
+    assert runtime_key("onnxruntime-cuda") == "onnxruntime-cuda io=device" and runtime_key("litert") == "litert"
+    path = tmp_path / "c.sqlite"
+    with CostDB(path) as db:
+        db.put_many("gpu", "onnxruntime-cuda", "fp32", 8, [("s1", 0.05, 0.06, None, 40, "d1")])
+    old = sqlite3.connect(path)
+    with old:  # a row as lrfc wrote it before: copies timed, keyed by the bare runtime name
+        old.execute(f"INSERT INTO {TABLE} VALUES ('gpu', 'onnxruntime-cuda', 'fp32', 8, 's2', 0.3, 0.3, NULL, 40, "
+                    "'d2', 0)")
+    assert sorted(r[0] for r in old.execute(f"SELECT runtime FROM {TABLE}")) == [
+        "onnxruntime-cuda", "onnxruntime-cuda io=device"]
+    with CostDB(path) as db:
+        assert db.get_many("gpu", "onnxruntime-cuda", "fp32", 8, ["s1", "s2"]) == {"s1": 0.05}
+
+    seen = {}
+
+    class Link:
+        label = "a GPU"
+
+        def bench(self, paths, **options):
+            seen.update(options)
+            return {"device": {"id": "gpu"}, "results": [{"min_ms": 0.1} for _ in paths]}
+
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: path)
+    latency.time_chains(Link(), "onnxruntime-cuda", "fp32", 8, ["chain"])
+    assert seen["io"] == "device" and seen["runtime"] == "onnxruntime-cuda"
+    latency.time_chains(Link(), "onnxruntime-cpu", "fp32", 8, ["chain"])
+    assert seen["io"] == "host"
+
+
 def test_costdb_replace_keeps_a_set_timed_together(tmp_path):
     with CostDB(tmp_path / "c.sqlite") as db:
         db.put_many("dev", "litert", "fp32", 2, [("orig", 1.0, 1.0, None, 50, "whole"), ("rung", 0.5, 0.5, None, 50, "w")])

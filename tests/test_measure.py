@@ -96,12 +96,15 @@ def test_probed_profile_round_trips_with_measured_sources(tmp_path):
 def test_a_probe_reading_above_a_data_sheet_ceiling_keeps_the_ceiling(tmp_path):
     """The H200's 60 MB L2 holds most of the probe's 64 MiB tensor: 5.9 TB/s read against 4.8 on the data sheet.
     A data-sheet ceiling stays (with the reading in its source); a nominal figure does not (host's 20 GB/s)."""
-    from lrfc.targets import load_profile
+    from dataclasses import replace
+
+    from lrfc.targets import Figure, load_profile
 
     measured = Probe({"cpu": "Xeon", "gpu": "NVIDIA H200"}, "onnxruntime-cuda", 8, "2026-12-04",
                      peak_gops={"fp32": 5129.5}, bandwidth_gbps=5933.19, op_overhead_us=6.27, multiples={"fp32": 4})
     path = tmp_path / "h200.toml"
-    path.write_text(profile_toml(load_profile("nvidia-h200"), measured))
+    sheet = Figure(4800.0, "NVIDIA H200 Tensor Core GPU data sheet (SXM): GPU memory bandwidth 4.8 TB/s")
+    path.write_text(profile_toml(replace(load_profile("nvidia-h200"), memory_bandwidth_gbps=sheet), measured))
     p = load_profile(str(path))
     assert p.memory_bandwidth_gbps.value == 4800.0 and "read 5933.19 on this device" in p.memory_bandwidth_gbps.source
     assert p.peak_gflops["fp32"].value == 5129.5 and "Measured on NVIDIA H200 (host Xeon)" in p.peak_gflops["fp32"].source
@@ -161,6 +164,18 @@ def test_a_probe_exported_for_an_unreachable_device_comes_back_as_a_profile(tmp_
         assert profile.op_overhead_us.value == measured.op_overhead_us
     else:
         assert profile.op_overhead_us is None
+    assert measured.io == "host" and "on the device" not in profile.peak_gflops["fp32"].source
+
+    # A GPU's probe is timed with its inputs and outputs on the device; the profile's sources say so.
+    gpu = {"runtime": "onnxruntime-cuda", "threads": 8, "models": manifest["models"]}
+    assert probe.device_command(gpu).endswith("--lifetimes 3 --io device --json > results.json")
+    for row in report["results"]:
+        row["io"] = "device"
+    (folder / "results.json").write_text(json.dumps(report))
+    measured, profile = probe.run_probe("host", str(tmp_path / "board2.toml"), import_from=str(folder))
+    assert measured.io == "device"
+    assert profile.peak_gflops["fp32"].source.startswith("Measured on") and \
+        "threads, inputs and outputs on the device, " in profile.peak_gflops["fp32"].source
 
 
 def test_probe_export_and_import_refuse_what_does_not_fit_in_one_line(tmp_path):

@@ -24,7 +24,7 @@ from runtime_bench.runners import RUNNERS, UnavailableError, get_runner, random_
 
 RESULT_KEYS = {"path", "name", "runtime", "runtime_version", "threads", "batch", "runs", "warmup", "rounds",
                "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput_ips", "peak_rss_mb", "load_rss_mb",
-               "file_bytes", "inputs", "device_id", "lifetimes"}
+               "file_bytes", "inputs", "device_id", "lifetimes", "io"}
 FAST = dict(runs=6, warmup=1, rounds=2)
 
 
@@ -231,6 +231,45 @@ def test_bench_rejects_bad_requests(tmp_path, onnx_models, tflite_model):
         bench([small], runtime="tensorrt")
 
 
+def test_device_io_binds_the_inputs_once_and_computes_what_a_host_run_does(onnx_models):
+    """io "device": the inputs copied into ONNX Runtime's memory once and the outputs bound there (IO binding);
+    every run then computes exactly what a numpy run does, into the same bound output."""
+    import onnxruntime as ort
+
+    runner = get_runner("onnxruntime-cpu")
+    session = runner.load(onnx_models[0], threads=1, batch=3, io="device")
+    feeds = random_feeds(session.inputs, seed=4)
+    placed = session.place(feeds)
+    assert placed is not feeds and len(placed) == 2
+    session.run(placed)
+    bound = placed[1][-1]  # the one output's OrtValue, allocated once at its batch-3 shape
+    assert bound.shape() == [3, 10] and bound.device_name() == "cpu"
+    want = ort.InferenceSession(onnx_models[0], providers=["CPUExecutionProvider"]).run(None, {"input": feeds[0]})[0]
+    np.testing.assert_allclose(bound.numpy(), want, rtol=1e-5, atol=1e-5)
+    first = bound.numpy().copy()
+    session.run(placed)
+    np.testing.assert_array_equal(bound.numpy(), first)
+
+    report = bench([onnx_models[0]], runtime="onnxruntime-cpu", io="device", batch=3, **FAST)
+    assert report["results"][0]["io"] == "device" and report["results"][0]["runs"] == 6
+
+
+def test_io_modes_a_runtime_lacks_are_refused_before_any_worker(onnx_models, tflite_model):
+    assert get_runner("litert").io_modes == ("host",)
+    assert get_runner("onnxruntime-cpu").io_modes == ("host", "device")
+    assert get_runner("onnxruntime-cuda").io_modes == ("host", "device", "graph")
+    before = _children()
+    with pytest.raises(ValueError, match=r"runtime litert times with io 'host', received 'device'"):
+        bench([tflite_model], io="device")
+    with pytest.raises(ValueError, match=r"onnxruntime-cpu times with io 'host' or 'device', received 'graph'"):
+        bench([onnx_models[0]], io="graph")
+    with pytest.raises(ValueError, match="io is one of host, device, graph"):
+        bench([onnx_models[0]], io="pinned")
+    with pytest.raises(ValueError, match="received 'device'"):
+        get_runner("litert").load(tflite_model, io="device")
+    assert _children() <= before
+
+
 def test_dynamic_spatial_dims_are_an_error_naming_the_input(tmp_path):
     path = write_onnx(tmp_path / "dyn.onnx", input_shape=("N", 3, "H", "W"))
     before = _children()
@@ -268,7 +307,8 @@ def test_agent_prints_json(onnx_models):
 def test_agent_errors_are_one_line_exit_2(tmp_path, onnx_models):
     cases = [([str(tmp_path / "nope.onnx")], "nope.onnx: no such file"),
              ([onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
-             ([onnx_models[0], "--runs", "many"], "--runs")]
+             ([onnx_models[0], "--runs", "many"], "--runs"),
+             ([onnx_models[0], "--io", "graph"], "onnxruntime-cpu times with io 'host' or 'device', received 'graph'")]
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
@@ -301,6 +341,8 @@ def test_lrfc_bench_json_and_table(onnx_models, capsys):
     assert main(["bench", onnx_models[0], "--runs", "2", "--rounds", "1", "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "small.onnx" in out and "p50 ms" in out and "onnxruntime-cpu" in out
+    assert main(["bench", onnx_models[0], "--runs", "2", "--rounds", "1", "--io", "device", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["io"] == "device"
 
 
 def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
@@ -309,7 +351,8 @@ def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
     for args, needle in [(["bench", str(tmp_path / "missing.onnx")], "missing.onnx: no such file"),
                          (["bench", onnx_models[0], "--device", "http://x"], "only ssh:// is supported"),
                          (["bench", onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
-                         (["bench", onnx_models[0], "--identity-file", "k"], "without a device")]:
+                         (["bench", onnx_models[0], "--identity-file", "k"], "without a device"),
+                         (["bench", onnx_models[0], "--io", "graph"], "received 'graph'")]:
         assert main(args) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lrfc: error:") and needle in lines[0], lines

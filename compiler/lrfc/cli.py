@@ -354,6 +354,7 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed inferences per file first.")] = 5,
     rounds: Annotated[int, typer.Option(help="Passes over the files, in alternating order.")] = 5,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    io: Annotated[str, typer.Option(help="host: numpy in and out every run (a GPU's copies timed); device: inputs and outputs left in the runtime's memory (ONNX Runtime); graph: device plus CUDA graph replay (ONNX Runtime CUDA/TensorRT).")] = "host",
     no_memory: Annotated[bool, typer.Option("--no-memory", help="Load all files in one worker per runtime; no peak-memory figures.")] = False,
     as_json: AsJson = False,
     device: Annotated[Optional[str], typer.Option(help="Run on ssh://user@host[:port] instead of here.")] = None,
@@ -372,7 +373,7 @@ def bench(
     from runtime_bench.measure import format_table
 
     kwargs = dict(runtime=runtime, threads=threads, runs=runs, warmup=warmup, rounds=rounds, batch=batch,
-                  memory=not no_memory)
+                  memory=not no_memory, io=io)
     if device not in (None, "local"):
         kwargs.update(python=device_python, identity=identity_file, ssh_options=tuple(ssh_option or ()))
     elif identity_file or ssh_option or device_python != "python3":

@@ -93,6 +93,16 @@ def check_cost_db(cost_db: str | Path | None) -> None:
     check_writable_dir(path.parent, "--cost-db folder")
 
 
+def runtime_key(runtime: str) -> str:
+    """The runtime column of a price: the runtime's name, with the io it was timed with where that is not numpy
+    in and out (``devices.timing_io``: GPUs), so GPU prices timed before io modes existed, copies included, are
+    never read as prices of the GPU alone."""
+    from lrfc.cost.devices import timing_io
+
+    io = timing_io(runtime)
+    return runtime if io == "host" else f"{runtime} io={io}"
+
+
 class CostDB:
     """Measured op latencies keyed by device, runtime, precision, threads and op signature.
 
@@ -117,6 +127,7 @@ class CostDB:
                  signatures) -> dict[str, float]:
         """``{signature: min_ms}`` for the signatures already measured under this key."""
         found: dict[str, float] = {}
+        runtime = runtime_key(runtime)
         sigs = list(dict.fromkeys(signatures))
         for start in range(0, len(sigs), 500):  # SQLite's bound-parameter limit
             chunk = sigs[start:start + 500]
@@ -134,6 +145,7 @@ class CostDB:
         whole models timed together replaces what was stored for any of them).
         """
         now = time.time()
+        runtime = runtime_key(runtime)
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             before = self._db.total_changes

@@ -26,6 +26,20 @@ from lrfc.errors import UserError
 HOST_PROFILES = ("host", "host-int8")
 
 
+def timing_io(runtime: str) -> str:
+    """How lrfc's prices are timed on ``runtime`` (runtime_bench's ``io``): ``device`` on a GPU, ``host`` elsewhere.
+
+    On a GPU, numpy in and out would charge a layer's micro-benchmark the copy of its input map to the GPU and of
+    its output map back, which inside a whole model never happen, and every plan pays the model's own copies
+    alike. With them timed, the H200 probe read 5.1 TFLOP/s and 6.3 us per operator; with the maps left on the
+    GPU, 14.6 and 4.1 (docs/BENCHMARKS.md). The cost database keys GPU prices apart (``costdb.runtime_key``).
+    """
+    from runtime_bench.runners import RUNNERS
+
+    runner = RUNNERS.get(runtime)
+    return "device" if runner is not None and runner.gpu else "host"
+
+
 @dataclass(frozen=True)
 class DeviceLink:
     """How to reach the device that runs the benchmarks (``url`` None: this machine)."""

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lrfc.cost.costdb import CostDB, op_signature
+from lrfc.cost.devices import timing_io
 from lrfc.cost.roofline import estimate_ms
 
 # A chain runs for microseconds, so one turn of 10 runs lasts well under a millisecond and a
@@ -315,7 +316,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
             return {"device": None, "results": [None] * len(chains), "refused": refused, "busy": (start, start)}
         try:
             result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
-                                rounds=ROUNDS, batch=1, memory=False)
+                                rounds=ROUNDS, batch=1, memory=False, io=timing_io(runtime))
         except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
             why = first_line(exc)
             raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc

@@ -182,9 +182,13 @@ def between(picks: list[int], kept: list[int]) -> list[int]:
 
 
 def time_files(link, paths, runtime: str, threads: int, guess_ms: float) -> list[dict]:
-    """Each file's whole-model latency on ``link``: its row from the lifetime where its median was lowest."""
+    """Each file's whole-model latency on ``link``: its row from the lifetime where its median was lowest (timed as
+    the prices are, ``devices.timing_io``: on a GPU every plan's copies are the same, so they are left out)."""
+    from lrfc.cost.devices import timing_io
+
     return link.bench(paths, runtime=runtime, threads=threads, runs=runs_for(guess_ms), warmup=WARMUP, rounds=ROUNDS,
-                      batch=1, memory=True, max_workers=len(paths), lifetimes=LIFETIMES)["results"]
+                      batch=1, memory=True, max_workers=len(paths), lifetimes=LIFETIMES,
+                      io=timing_io(runtime))["results"]
 
 
 def signature(architecture: str, plan, fmt: str) -> str:

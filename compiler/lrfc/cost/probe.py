@@ -68,6 +68,7 @@ class Probe:
     multiples: dict = field(default_factory=dict)      # precision -> channel multiple
     sweep_ms: dict = field(default_factory=dict)       # precision -> {channels: ms}
     chain_ms: dict = field(default_factory=dict)       # the add chains' medians, for whoever checks the arithmetic
+    io: str = "host"                                   # runtime_bench's io: "device" on a GPU (bench_options)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,7 +78,8 @@ class Probe:
         cpu = self.device.get("cpu") or self.device.get("machine") or "a device"
         what = f"{self.device['gpu']} (host {cpu})" if self.device.get("gpu") else cpu
         via = self.device.get("transport") or "this machine"
-        return f"{what} via {via}, {self.runtime} {self.device.get('runtime_version', '')}, {self.threads} threads"
+        where = f"{what} via {via}, {self.runtime} {self.device.get('runtime_version', '')}, {self.threads} threads"
+        return where + (", inputs and outputs on the device" if self.io == "device" else "")
 
 
 def channel_multiple(times: dict[int, float], share: float = FREE_SHARE) -> int:
@@ -145,17 +147,24 @@ def lower_models(runtime: str, precisions, work: Path, log=print) -> dict:
     return lowered
 
 
-def bench_options(threads: int) -> dict:
+def bench_options(threads: int, runtime: str) -> dict:
     """How the probe's models are timed: one worker for all (one per model read noisier here), several
     lifetimes (an ONNX Runtime worker can read up to 2x slow for its whole life); each model keeps its fastest
-    run (load only adds time, and the sweep looks for steps of a few percent, as the cost database's prices)."""
+    run (load only adds time, and the sweep looks for steps of a few percent, as the cost database's prices).
+
+    On a GPU runtime the inputs stay on the device and the outputs are left there (runtime_bench's io
+    ``device``): the figures describe the GPU, which is what roofline estimates of a layer inside a whole model
+    need (its maps never cross the bus there). With numpy in and out, the H200's probe read 5.1 TFLOP/s
+    "peak" and 6.3 us per operator, the copies included (bench/results/gpu.json, 2026-12-04)."""
+    from lrfc.cost.devices import timing_io
+
     return {"threads": threads, "runs": RUNS, "warmup": 3, "rounds": ROUNDS, "batch": 1, "memory": False,
-            "lifetimes": LIFETIMES}
+            "lifetimes": LIFETIMES, "io": timing_io(runtime)}
 
 
-def read_off(device: dict, runtime: str, threads: int, lowered: dict, ms: dict, date: str) -> Probe:
-    """The figures from each model's fastest time: ``ms[precision][name]`` in milliseconds."""
-    result = Probe({k: v for k, v in device.items() if k != "workdir"}, runtime, threads, date)
+def read_off(device: dict, runtime: str, threads: int, lowered: dict, ms: dict, date: str, io: str = "host") -> Probe:
+    """The figures from each model's fastest time: ``ms[precision][name]`` in milliseconds (timed with ``io``)."""
+    result = Probe({k: v for k, v in device.items() if k != "workdir"}, runtime, threads, date, io=io)
     for precision, models in lowered.items():
         t = ms[precision]
         result.peak_gops[precision] = round(2 * models["compute"][1] / (t["compute"] * 1e6), 1)
@@ -179,20 +188,21 @@ def probe(link, runtime: str, threads: int, precisions, log=print) -> Probe:
         for precision, models in lowered.items():
             log(f"probe: timing them on {link.label}")
             report = link.bench([str(Path(work) / f) for f, _ in models.values()], runtime=runtime,
-                                **bench_options(threads))
+                                **bench_options(threads, runtime))
             ms[precision] = {name: row["min_ms"] for name, row in zip(models, report["results"])}
             device = device or report["device"]
-    return read_off(device, runtime, threads, lowered, ms, time.strftime("%Y-%m-%d"))
+    return read_off(device, runtime, threads, lowered, ms, time.strftime("%Y-%m-%d"),
+                    bench_options(threads, runtime)["io"])
 
 
 def device_command(manifest: dict) -> str:
     """The command that times an exported probe on its device, run in the probe's folder (numpy and the runtime
     are all it needs there, with a copy of runtime_bench on PYTHONPATH)."""
-    o = bench_options(manifest["threads"])
+    o = bench_options(manifest["threads"], manifest["runtime"])
     files = [f for models in manifest["models"].values() for f, _ in models.values()]
     return (f"python3 -m runtime_bench {' '.join(files)} --runtime {manifest['runtime']} --threads {o['threads']} "
             f"--runs {o['runs']} --warmup {o['warmup']} --rounds {o['rounds']} --no-memory "
-            f"--lifetimes {o['lifetimes']} --json > {RESULTS}")
+            f"--lifetimes {o['lifetimes']}{'' if o['io'] == 'host' else ' --io ' + o['io']} --json > {RESULTS}")
 
 
 def export_probe(runtime: str, threads: int, precisions, folder: Path, log=print) -> dict:
@@ -230,7 +240,8 @@ def import_probe(folder: Path) -> Probe:
         ms[precision] = {name: rows[f]["min_ms"] for name, (f, _) in models.items()}
     date = time.strftime("%Y-%m-%d", time.gmtime((folder / RESULTS).stat().st_mtime))  # when it came back
     device = {**(report.get("device") or {}), "transport": "an exported probe (--export, then --import)"}
-    return read_off(device, manifest["runtime"], manifest["threads"], manifest["models"], ms, date)
+    io = next(iter(rows.values()), {}).get("io", "host")  # runtime_bench before io was added timed numpy in and out
+    return read_off(device, manifest["runtime"], manifest["threads"], manifest["models"], ms, date, io)
 
 
 def profile_toml(base, measured: Probe) -> str:
