@@ -107,6 +107,75 @@ def test_each_chain_lowers_to_the_pinned_operators(case, model, tmp_path):
     assert not {"Conv", "MatMul", "Gemm", "Add", "Relu"} & set(runs), runs
 
 
+def test_batchnorm_after_a_biased_conv_folds_into_it_in_onnx(tmp_path):
+    """keras.applications' convolutions carry a bias before their BatchNorm; Keras 3 runs the BatchNorm as a
+    multiply and an add, which tf2onnx left beside a biased Conv (47 Mul and 48 Add in ResNet50's quarter-rank
+    plan). lrfc folds them into the Conv, original and chain alike, and the file computes what Keras does."""
+    import onnxruntime as ort
+
+    layers = keras.layers
+    x = keras.Input((16, 16, 32))
+    h = layers.Conv2D(64, 3, padding="same", use_bias=True, name="conv")(x)
+    h = layers.BatchNormalization(name="bn")(h)
+    h = layers.ReLU()(layers.Add()([h, layers.Conv2D(64, 1, name="skip")(x)]))
+    m = keras.Model(x, layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D()(h)))
+    rng = np.random.default_rng(0)
+    m.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 64), rng.normal(0, 0.1, 64), rng.normal(0, 0.1, 64),
+                                   rng.uniform(0.5, 1.5, 64)])
+    kernel, _ = m.get_layer("conv").get_weights()
+    m.get_layer("conv").set_weights([kernel, rng.normal(0, 0.1, 64).astype(np.float32)])
+    x_test = rng.uniform(0, 1, (4, 16, 16, 32)).astype(np.float32)
+    for name, plan in (("original", Plan(())), ("tucker", Plan((LayerChoice("conv", "tucker", (8, 16), False),)))):
+        model = apply_plan(m, plan)
+        path = export_onnx(model, tmp_path / f"{name}.onnx")
+        ops = [n.op_type for n in onnx_graph(path).node]
+        convs = 2 if name == "original" else 4  # the skip's 1x1, and the layer or its Tucker-2 chain of three
+        # no Mul; the one Add is the residual one (the converter drops the logits' all-zero bias)
+        assert Counter(ops) == Counter({"Transpose": 1, "Conv": convs, "Add": 1, "Relu": 1, "GlobalAveragePool": 1,
+                                        "Squeeze": 1, "MatMul": 1}), ops
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x_test})[0]
+        np.testing.assert_allclose(got, model.predict(x_test, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_only_a_per_channel_scale_and_shift_of_a_convs_sole_output_is_folded():
+    """Hand-written graphs: a Mul whose constant varies along the width, or a Conv whose output is read twice,
+    stays as it is; a per-channel Mul then Add are both folded, into fresh initializers (the old ones dropped)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lrfc.lower.onnx import _fold_scale_and_shift
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+
+    def graph(nodes, consts):
+        inits = [w] + [numpy_helper.from_array(v.astype(np.float32), k) for k, v in consts.items()]
+        return helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    along_width = graph([conv, helper.make_node("Mul", ["c", "s"], ["y"])], {"s": rng.random((1, 1, 1, 8))})
+    assert _fold_scale_and_shift(along_width) == 0 and len(along_width.node) == 2
+    read_twice = graph([conv, helper.make_node("Mul", ["c", "s"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])],
+                       {"s": rng.random((1, 4, 1, 1))})
+    assert _fold_scale_and_shift(read_twice) == 0
+    folded = graph([conv, helper.make_node("Mul", ["s", "c"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])],
+                   {"s": rng.random((4, 1, 1)), "t": rng.random((1, 4, 1, 1))})
+    model = helper.make_model(folded, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import onnxruntime as ort
+
+    x = rng.random((1, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert _fold_scale_and_shift(model.graph) == 2
+    assert [n.op_type for n in model.graph.node] == ["Conv"] and model.graph.node[0].output[0] == "y"
+    names = sorted(t.name for t in model.graph.initializer)  # the inputs replaced, the old ones dropped
+    assert len(names) == 2 and all(n.startswith("conv_folded_") for n in names), names
+    onnx.checker.check_model(model, full_check=True)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def _assert_tflite_int8_per_channel(path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 

@@ -94,6 +94,7 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=(spec,), opset=opset)
     _fold_captured_constants(proto.graph, captured)
     _drop_identity_reshapes(proto)
+    _fold_scale_and_shift(proto.graph)
     _name_outputs(proto.graph)
     _name_batch_dim(proto.graph)
     path = Path(path)
@@ -295,6 +296,91 @@ def _drop_identity_reshapes(model) -> int:
     for info in [v for v in graph.value_info if v.name in rename]:
         graph.value_info.remove(info)
     return len(dropped)
+
+
+def _fold_scale_and_shift(graph) -> int:
+    """Fold a per-channel constant ``Mul`` and ``Add`` that follow a 2-D ``Conv`` into its weights and bias;
+    returns how many were folded.
+
+    Keras 3 runs an inference BatchNormalization as a multiply and an add, and tf2onnx folds them into the
+    convolution before it only when that convolution has no bias: after a ``Conv2D(use_bias=True)`` (every
+    convolution of keras.applications ResNet50, and the last factor of each chain lrfc puts in its place) they
+    stayed in the file as two more operators per layer, 47 Mul and 48 Add in ResNet50's quarter-rank plan.
+    ONNX Runtime fuses them at load, but the file is what a user opens, counts and hands to other runtimes,
+    and the int8 quantizer sees the float ops. Folded only where the Conv's output feeds the one Mul or Add
+    alone and the constant is one value per output channel (shape ``[1, C, 1, 1]``, ``[C, 1, 1]`` or a
+    scalar): then ``w * s`` and ``b * s + t`` are the same function.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    folded, changed = 0, True
+    while changed:
+        changed = False
+        readers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        for conv in graph.node:
+            if conv.op_type != "Conv" or conv.input[1] not in inits or len(inits[conv.input[1]].dims) != 4:
+                continue
+            if len(conv.input) > 2 and conv.input[2] and conv.input[2] not in inits:
+                continue
+            after = readers.get(conv.output[0], [])
+            if len(after) != 1 or conv.output[0] in outputs or after[0].op_type not in ("Mul", "Add"):
+                continue
+            op = after[0]
+            other = [name for name in op.input if name != conv.output[0]]
+            weight = numpy_helper.to_array(inits[conv.input[1]])
+            if len(op.input) != 2 or len(other) != 1 or other[0] not in inits:
+                continue
+            per_channel = _per_channel(numpy_helper.to_array(inits[other[0]]), weight.shape[0])
+            if per_channel is None or per_channel.dtype != weight.dtype:
+                continue
+            bias = (numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 and conv.input[2]
+                    else np.zeros(weight.shape[0], weight.dtype))
+            if op.op_type == "Mul":
+                weight, bias = weight * per_channel[:, None, None, None], bias * per_channel
+            else:
+                bias = bias + per_channel
+            for name, value, slot in ((conv.name + "_folded_w", weight, 1), (conv.name + "_folded_b", bias, 2)):
+                graph.initializer.append(numpy_helper.from_array(value.astype(weight.dtype), _fresh(name, inits)))
+                inits[graph.initializer[-1].name] = graph.initializer[-1]
+                while len(conv.input) <= slot:
+                    conv.input.append("")
+                conv.input[slot] = graph.initializer[-1].name
+            conv.output[0] = op.output[0]  # the Conv now writes what the Mul or Add wrote
+            graph.node.remove(op)
+            folded += 1
+            changed = True
+            break
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
+    if folded:
+        produced = {name for node in graph.node for name in node.output}
+        for info in [v for v in graph.value_info if v.name not in produced]:
+            graph.value_info.remove(info)
+    return folded
+
+
+def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
+    """``value`` as one number per output channel of an NCHW map, or None when it broadcasts otherwise."""
+    if value.ndim > 4 or value.size not in (1, channels):
+        return None
+    full = value.reshape((1,) * (4 - value.ndim) + value.shape)
+    if full.shape[0] != 1 or full.shape[2:] != (1, 1):
+        return None
+    return np.broadcast_to(full.reshape(-1), (channels,)).copy()
+
+
+def _fresh(name: str, taken) -> str:
+    """``name``, or ``name`` with a number, not in ``taken``."""
+    candidate, i = name, 1
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    return candidate
 
 
 def _name_outputs(graph) -> None:
