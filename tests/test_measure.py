@@ -187,6 +187,9 @@ def test_probe_export_and_import_refuse_what_does_not_fit_in_one_line(tmp_path):
                         (["--export", "{tmp}/full"], "exists and is not empty"),
                         (["--import", "{tmp}/none", "--out", "{tmp}/b.toml"], "is not a folder"),
                         (["--import", "{tmp}/full", "--out", "{tmp}/b.toml"], "cannot read the exported probe"),
+                        (["--export", "{tmp}/e", "--out", "{tmp}/b.toml"], "give --out with --import"),
+                        (["--import", "{tmp}/full", "--out", "{tmp}/b.toml", "--runtime", "litert"],
+                         "takes no --runtime or --precisions"),
                         (["--target", "host"], "--out: missing")):
         res = run_cli("profiles", "probe", *[a.format(tmp=tmp_path) for a in args])
         assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and words in res.stderr, res.stderr

@@ -318,6 +318,12 @@ def run_probe(target: str, out: str | None, *, device: str | None = None, runtim
                         "--device")
     if import_from and device:
         raise UserError("--import: reads a probe a device already ran; it takes no --device")
+    if import_from and (runtime or precisions):
+        raise UserError("--import: the runtime and precisions are the exported probe's (its probe.json); it takes "
+                        "no --runtime or --precisions")
+    if export and out:
+        raise UserError("--export: writes the probe's models and the command for the device, no profile yet; give "
+                        "--out with --import once the device's results.json is back")
     path = Path(out) if out else None
     if export is None:
         if path is None:
