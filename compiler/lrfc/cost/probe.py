@@ -152,10 +152,9 @@ def bench_options(threads: int, runtime: str) -> dict:
     lifetimes (an ONNX Runtime worker can read up to 2x slow for its whole life); each model keeps its fastest
     run (load only adds time, and the sweep looks for steps of a few percent, as the cost database's prices).
 
-    On a GPU runtime the inputs stay on the device and the outputs are left there (runtime_bench's io
-    ``device``): the figures describe the GPU, which is what roofline estimates of a layer inside a whole model
-    need (its maps never cross the bus there). With numpy in and out, the H200's probe read 5.1 TFLOP/s
-    "peak" and 6.3 us per operator, the copies included (bench/results/gpu.json, 2026-12-04)."""
+    On a GPU runtime the inputs stay on the device and the outputs are left there (``devices.timing_io``): the
+    figures describe the GPU as a layer inside a whole model meets it (its maps never cross the bus there), timed
+    as lrfc's measured prices are."""
     from lrfc.cost.devices import timing_io
 
     return {"threads": threads, "runs": RUNS, "warmup": 3, "rounds": ROUNDS, "batch": 1, "memory": False,
