@@ -108,7 +108,7 @@ def against_cpu(path: Path, providers: list[str]) -> dict:
             "options": {k: options[k] for k in ("use_tf32", "cudnn_conv_algo_search", "device_id") if k in options}}
 
 
-def graph_against_host(path: Path, runtime: str, io: str) -> dict:
+def placed_against_numpy(path: Path, runtime: str, io: str) -> dict:
     """The first output of a run placed as ``io`` says (a CUDA graph replayed, on ``graph``), after three runs,
     against a numpy run of the same session kind: the largest difference relative to the output's largest
     magnitude; or why that io mode did not start."""
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
             row["check"][role] = against_cpu(files[role], providers)
             for io in (m for m in IO if m != "host"):
                 if io in get_runner(args.runtime).io_modes:
-                    row["check"][role][io] = graph_against_host(files[role], args.runtime, io)
+                    row["check"][role][io] = placed_against_numpy(files[role], args.runtime, io)
         if record["tensorrt"] is None:
             record["tensorrt"] = tensorrt_status(files["original"]) or "started"
         for io in (m for m in IO if m in get_runner(args.runtime).io_modes):
