@@ -177,6 +177,24 @@ def test_a_measured_operator_overhead_is_paid_per_stage():
     assert stage_operators(ttm) == 13 and stage_operators(conv(64, 16, k=1)) == 1
 
 
+def test_every_gpu_profile_pays_a_launch_per_operator():
+    """A profile whose first runtime is a GPU's carries a per-operator overhead (measured, or the H200's as a
+    nominal floor), so estimates without the device stop preferring a chain whose launches cost more than the
+    arithmetic it saves: a VGG-style 3x3 layer at 8x8 on the Orin Nano."""
+    from lrfc.targets import list_profiles
+    from runtime_bench.runners import RUNNERS
+
+    gpus = [p for p in list_profiles() if RUNNERS[p.runtimes[0]].gpu]
+    assert {p.name for p in gpus} >= {"jetson-orin-nano", "jetson-nano", "x86-nvidia-gpu", "nvidia-h200"}
+    assert all(p.op_overhead_us is not None and p.op_overhead_us.value > 0 for p in gpus)
+    orin = next(p for p in gpus if p.name == "jetson-orin-nano")
+    layer, chain = [conv(128, 128)], [conv(128, 32, k=1), conv(32, 32), conv(32, 128, k=1)]
+    args = (orin.peak_gflops["fp16"].value, orin.memory_bandwidth_gbps.value, "fp16")
+    assert estimate_ms((8, 8, 128), chain, *args) < estimate_ms((8, 8, 128), layer, *args) / 3
+    paid = [estimate_ms((8, 8, 128), c, *args, op_overhead_us=orin.op_overhead_us.value) for c in (layer, chain)]
+    assert paid[1] > paid[0]
+
+
 def test_lrfcs_own_cost_database_is_set_aside_when_corrupt_and_a_users_is_not(tmp_path):
     from lrfc.cost.costdb import CostDB
     from lrfc.errors import UserError
