@@ -160,7 +160,7 @@ def test_only_a_per_channel_scale_and_shift_of_a_convs_sole_output_is_folded():
                        {"s": rng.random((1, 4, 1, 1))})
     assert _fold_scale_and_shift(read_twice) == 0
     folded = graph([conv, helper.make_node("Mul", ["s", "c"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])],
-                   {"s": rng.random((4, 1, 1)), "t": rng.random((1, 4, 1, 1))})
+                   {"s": rng.random((4, 1, 1)), "t": rng.random((1, 4, 1, 1)), "unrelated": rng.random(3)})
     model = helper.make_model(folded, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     import onnxruntime as ort
@@ -169,8 +169,8 @@ def test_only_a_per_channel_scale_and_shift_of_a_convs_sole_output_is_folded():
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert _fold_scale_and_shift(model.graph) == 2
     assert [n.op_type for n in model.graph.node] == ["Conv"] and model.graph.node[0].output[0] == "y"
-    names = sorted(t.name for t in model.graph.initializer)  # the inputs replaced, the old ones dropped
-    assert len(names) == 2 and all(n.startswith("conv_folded_") for n in names), names
+    names = sorted(t.name for t in model.graph.initializer)  # what it replaced is dropped, nothing else
+    assert len(names) == 3 and names[2] == "unrelated" and all(n.startswith("conv_folded_") for n in names[:2]), names
     onnx.checker.check_model(model, full_check=True)
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

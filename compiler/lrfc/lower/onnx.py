@@ -315,7 +315,7 @@ def _fold_scale_and_shift(graph) -> int:
 
     inits = {t.name: t for t in graph.initializer}
     outputs = {o.name for o in graph.output}
-    folded, changed = 0, True
+    folded, changed, replaced = 0, True, set()
     while changed:
         changed = False
         readers: dict[str, list] = {}
@@ -349,15 +349,17 @@ def _fold_scale_and_shift(graph) -> int:
                 inits[graph.initializer[-1].name] = graph.initializer[-1]
                 while len(conv.input) <= slot:
                     conv.input.append("")
+                replaced.add(conv.input[slot])
                 conv.input[slot] = graph.initializer[-1].name
             conv.output[0] = op.output[0]  # the Conv now writes what the Mul or Add wrote
             graph.node.remove(op)
+            replaced.add(other[0])
             folded += 1
             changed = True
             break
-    used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(tensor)
+    used = {name for node in graph.node for name in node.input} | outputs
+    for tensor in [t for t in graph.initializer if t.name in replaced and t.name not in used]:
+        graph.initializer.remove(tensor)  # only what this pass replaced: other initializers are not its business
     if folded:
         produced = {name for node in graph.node for name in node.output}
         for info in [v for v in graph.value_info if v.name not in produced]:
