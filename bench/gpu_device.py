@@ -191,6 +191,7 @@ def main(argv=None) -> int:
     if args.runtime not in PROVIDERS:
         parser.error(f"--runtime: one of {', '.join(PROVIDERS)}")
     providers = PROVIDERS[args.runtime]
+    modes = [m for m in IO if m in get_runner(args.runtime).io_modes]  # host first
 
     manifest = json.loads((pack / "manifest.json").read_text())
     if args.groups:
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
               "machine": machine(), "runtime": args.runtime, "device": fingerprint(args.runtime),
               "providers": ort.get_available_providers(),
               "timing": {"runs": args.runs, "warmup": WARMUP, "rounds": ROUNDS, "batches": list(BATCHES),
-                         "io": [m for m in IO if m in get_runner(args.runtime).io_modes]},
+                         "io": modes},
               "tensorrt": None, "groups": {}}
     out.mkdir(parents=True, exist_ok=True)
     for seed, (group, entry) in enumerate(manifest["groups"].items()):
@@ -217,12 +218,11 @@ def main(argv=None) -> int:
             kept = {k: e.get(k) for k in ("source", "source_bytes", "macs", "operators")}
             row["files"][role] = {**kept, "weights_drawn": drawn}
             row["check"][role] = against_cpu(files[role], providers)
-            for io in (m for m in IO if m != "host"):
-                if io in get_runner(args.runtime).io_modes:
-                    row["check"][role][io] = placed_against_numpy(files[role], args.runtime, io)
+            for io in modes[1:]:
+                row["check"][role][io] = placed_against_numpy(files[role], args.runtime, io)
         if record["tensorrt"] is None:
             record["tensorrt"] = tensorrt_status(files["original"]) or "started"
-        for io in (m for m in IO if m in get_runner(args.runtime).io_modes):
+        for io in modes:
             timed = row["batches"] if io == "host" else row.setdefault("io", {}).setdefault(io, {})
             for batch in BATCHES:
                 try:

@@ -11,8 +11,8 @@ element of the profile's precision (4 fp32, 2 fp16, 1 int8), and a chain's
 time is the sum of its stages'. This is the classic roofline bound: it
 ignores cache reuse and kernel quality, so it is an optimistic *estimate*,
 and reports and the terminal call it that, never "measured". A profile that
-carries a measured per-operator overhead (``op_overhead_us``, written by
-``lrfc profiles probe``) adds it once per operator a stage lowers to
+carries a per-operator overhead (``op_overhead_us``: written by ``lrfc
+profiles probe``, or a GPU profile's nominal floor) adds it once per operator a stage lowers to
 (``stage_operators``: a TT-matrix layer is 4 per core): on a GPU at batch 1
 a kernel launch can cost more than a small layer's arithmetic, which is
 what makes a three-stage chain slower than the layer it replaces.
