@@ -493,15 +493,17 @@ def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_th
 
 def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     """Round 1 runs every epoch; a warm-started round runs --epochs times the share of the rung's parameters in
-    layers whose choice changed (rounded up, at least 1)."""
+    layers whose choice changed (rounded up above one epoch; below it that share of one epoch, at least half)."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lrfc.train import contract
 
-    assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
-    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
+    shares = (1.0, 0.915, 0.617, 0.34, 0.3, 0.212, 0.057, 0.0)
+    assert [contract.round_epochs(3, f) for f in shares] == [3, 3, 2, 2, 0.9, 0.636, 0.5, 0.5]
+    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 0.9
+    assert contract.round_epochs(2, 0.5) == 1 and isinstance(contract.round_epochs(2, 0.5), int)
 
     c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
     keep_b = c("b", 300)
@@ -568,3 +570,46 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
         assert scored == ([] if returned is not None else [state.compressed])
         if met:  # the one rung, the ladder's deepest, passed: the stop names the paper's threshold as the bound
             assert search.stopped.endswith("points to spare; the candidates bound the ladder: --threshold 0.92")
+
+
+def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_with(monkeypatch):
+    """Shallow passes, deep fails, mid is next: mid differs from shallow in one small layer and from deep in all
+    of them, so it starts from shallow's fine-tuned weights and trains for the share that changed from there."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
+    levels = [SimpleNamespace(label="deep", choices={"a": c("a", 100), "b": c("b", 100), "fc": c("fc", 50)}),
+              SimpleNamespace(label="mid", choices={"a": c("a", 400), "b": c("b", 300), "fc": c("fc", 100)}),
+              SimpleNamespace(label="shallow", choices={"a": c("a", 400), "b": c("b", 300), "fc": None})]
+    flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
+    opts = SimpleNamespace(finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=3, time_budget=None,
+                           allocation="global", min_similarity=0.8, threshold=0.92)
+    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+                            log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
+                            enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
+    search = contract.BudgetSearch(state)
+    model = lambda i: SimpleNamespace(name=f"model-{i}", count_params=lambda: 1)  # noqa: E731
+    state.compressed = model(2)
+    picks = iter([0, 1])
+    monkeypatch.setattr(search, "_pick", lambda: next(picks))
+    warmed = []
+
+    def build(i, warm=None):
+        warmed.append((i, warm[0].name, warm[1]))
+        return model(i)
+
+    monkeypatch.setattr(search, "_build", build)
+    monkeypatch.setattr(search, "plan", lambda i: f"plan-{i}")
+    accuracy = {"model-2": 0.899, "model-0": 0.88, "model-1": 0.895}  # 0.1 and 0.5 points pass, 2 fails
+    ran = []
+    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, accuracy[m.name]))[1])
+    assert warmed == [(0, "model-2", "plan-2"), (1, "model-2", "plan-2")]  # not from model-0, the last round's
+    # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 = 0.25 -> half an epoch; from deep all
+    # would have (2 epochs)
+    assert search._fresh_share(2, 1) == 100 / 800 and search._fresh_share(0, 1) == 1.0
+    assert ran == [("model-2", 2), ("model-0", 2), ("model-1", 0.5)]
+    assert [r.met for r in search.rounds] == [True, False, True] and state.level == 1

@@ -29,11 +29,13 @@ least. The search over it:
 2. **Fine-tuning confirms it** on the validation split (early stopping).
    A rung that meets the budget is the best so far and the search moves to
    more compression; one that misses it moves to less. Later rounds start
-   from the last fine-tuned weights for every layer whose choice did not
-   change (warm start), and run ``--epochs`` times the share of the rung's
-   parameters that start fresh, at least one (``round_epochs``): the
-   end-game's one-layer steps (the VGG-style baseline: 6 % and 10 % of the
-   rung's parameters) train one epoch, not three.
+   from fine-tuned weights for every layer whose choice did not change
+   (warm start: the last round's, or the best pass's when fewer of the
+   rung's parameters start fresh from those, ``_warm_source``), and run
+   ``--epochs`` times the share of the rung's parameters that start fresh,
+   at least half an epoch (``round_epochs``):
+   the end-game's one-layer steps (the VGG-style baseline: 6 % and 10 % of
+   the rung's parameters) train half an epoch, not two.
 3. It stops when the bracket between the most compressed failure and the
    least compressed success is closed, after ``--max-rounds`` fine-tuning
    rounds, or when ``--time-budget`` would be overrun by another round, and
@@ -68,6 +70,7 @@ EARLY_CHUNK = 1000      # --finetune none: validation samples scored between two
 RECOVERY = 2.0          # proxy drop / fine-tuned drop before a round is measured (VGG: 1.8 at 3 epochs; 2.2, 2.6 at 8 with distillation)
 TARGET = 0.8            # aim at this share of the budget while the recovery ratio is a guess, and in a bracket
 FLOOR_DROP = 0.25       # points: a smaller fine-tuned drop is within the validation split's noise (5,000 samples)
+MIN_EPOCHS = 0.5        # the least a warm-started round trains: half an epoch
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Round:
     accuracy: float
     drop: float
     met: bool
-    epochs: int
+    epochs: int | float  # a warm-started round may train part of one epoch
     seconds: float
     forced_step: int = 0  # rungs stepped past the least compressed pass when the proxy predicted none; 0: its pick
 
@@ -138,13 +141,19 @@ def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | Non
     return ok.proxy_drop + (aim - ok.drop) * (fail.proxy_drop - ok.proxy_drop) / (fail.drop - ok.drop)
 
 
-def round_epochs(epochs: int, fresh: float) -> int:
-    """A round's epochs: ``epochs`` times the share of the rung that starts fresh (not warm-started), at least 1.
+def round_epochs(epochs: int, fresh: float) -> int | float:
+    """A round's epochs: ``epochs`` times the share of the rung that starts fresh (not warm-started).
 
     A cold round (``fresh`` = 1) runs them all; a warm-started round whose
-    changed layers hold a third of the rung's parameters runs a third of them.
+    changed layers hold a third of the rung's parameters runs a third of them,
+    rounded up to whole epochs above one, and below one as a share of one
+    epoch (a random part of the training split), at least ``MIN_EPOCHS``.
     """
-    return max(1, min(epochs, math.ceil(epochs * fresh - 1e-9)))
+    passes = epochs * fresh
+    if passes > 1.0 + 1e-9:
+        return min(epochs, math.ceil(passes - 1e-9))
+    share = max(min(MIN_EPOCHS, epochs), min(1.0, passes))
+    return 1 if share >= 1.0 else round(share, 3)
 
 
 def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
@@ -368,12 +377,23 @@ class BudgetSearch:
             i = self._next(time.perf_counter() - start)
             if i is None:
                 break
-            if self.tune:  # from the last fine-tuned weights wherever the plan did not change
-                model = self._build(i, warm=(model, self.plan(previous)))
-                fresh = self._fresh_share(previous, i)
+            if self.tune:  # from fine-tuned weights wherever the plan did not change
+                source, warm_model = self._warm_source(i, previous, model)
+                model = self._build(i, warm=(warm_model, self.plan(source)))
+                fresh = self._fresh_share(source, i)
             else:  # judged as it is: the rung the bisection built is the one to take
                 model = self.models.pop(i, None) or self._build(i)
         self._publish()
+
+    def _warm_source(self, i: int, previous: int, model) -> tuple[int, object]:
+        """The fine-tuned rung to warm-start rung ``i`` from: the last round's, or the best pass's when that one
+        leaves less of ``i`` to start fresh (stepping back up after a failure, the failed rung shares less with
+        the rung between it and the last pass than that pass does: the ResNet-style default build on the EPYC,
+        2026-12-04, went 60 (passed) -> 48 (failed) -> 58 and trained 58 for 2 epochs from 48's weights)."""
+        if self.best is None or self.best[0] == previous:
+            return previous, model
+        best = self.best[0]
+        return (best, self.best[1]) if self._fresh_share(best, i) < self._fresh_share(previous, i) else (previous, model)
 
     def _fresh_share(self, before: int, after: int) -> float:
         """The share of rung ``after``'s target-layer parameters in layers whose choice differs from rung ``before``'s."""
