@@ -67,8 +67,7 @@ def contract_section(runs: dict) -> list[str]:
              f"and >= {TARGETS['macs']:g}% of MACs removed, the whole build <= {TARGETS['minutes']:g} minutes. "
              "The first round fine-tunes for `--epochs` (2; 3 before " + EPOCHS_CHANGED + ", as the rows' commands say); a later, "
              "warm-started round for that many epochs times the share of its "
-             "rung's parameters that start fresh, at least one (below one, that share of one epoch, at least half, since "
-             "2026-12-04 16:00 UTC). Each round's epochs and seconds are listed under the "
+             "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
              "table: the seconds show how fast the shared machine was that hour." + REPEATS * any(RUN in n for n in rows),
              "",
              "| build | machine | validation | drop (points) | met | test split | params removed | MACs removed | "

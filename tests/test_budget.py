@@ -493,17 +493,15 @@ def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_th
 
 def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     """Round 1 runs every epoch; a warm-started round runs --epochs times the share of the rung's parameters in
-    layers whose choice changed (rounded up above one epoch; below it that share of one epoch, at least half)."""
+    layers whose choice changed (rounded up, at least 1)."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lrfc.train import contract
 
-    shares = (1.0, 0.915, 0.617, 0.34, 0.3, 0.212, 0.057, 0.0)
-    assert [contract.round_epochs(3, f) for f in shares] == [3, 3, 2, 2, 0.9, 0.636, 0.5, 0.5]
-    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 0.9
-    assert contract.round_epochs(2, 0.5) == 1 and isinstance(contract.round_epochs(2, 0.5), int)
+    assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
+    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
 
     c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
     keep_b = c("b", 300)
@@ -608,8 +606,7 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
     ran = []
     search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, accuracy[m.name]))[1])
     assert warmed == [(0, "model-2", "plan-2"), (1, "model-2", "plan-2")]  # not from model-0, the last round's
-    # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 = 0.25 -> half an epoch; from deep all
-    # would have (2 epochs)
+    # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 -> 1 epoch; from deep all would have (2)
     assert search._fresh_share(2, 1) == 100 / 800 and search._fresh_share(0, 1) == 1.0
-    assert ran == [("model-2", 2), ("model-0", 2), ("model-1", 0.5)]
+    assert ran == [("model-2", 2), ("model-0", 2), ("model-1", 1)]
     assert [r.met for r in search.rounds] == [True, False, True] and state.level == 1

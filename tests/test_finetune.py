@@ -205,33 +205,6 @@ def test_bad_inputs_are_refused(keras):
         FinetuneConfig(alpha=1.5)
     with pytest.raises(UserError, match="epochs must be at least 1; received 0"):
         FinetuneConfig(epochs=0)
-    with pytest.raises(UserError, match="a share of one epoch only .* fraction 0.5 with 2 epochs"):
-        FinetuneConfig(epochs=2, fraction=0.5)
-    with pytest.raises(UserError, match="fraction 0.0 with 1 epochs"):
-        FinetuneConfig(epochs=1, fraction=0.0)
-
-
-@pytest.mark.parametrize("fraction, steps", [(1.0, 8), (0.5, 4), (0.3, 3)])
-def test_a_share_of_one_epoch_runs_that_share_of_its_batches(keras, monkeypatch, fraction, steps):
-    """1,000 samples at batch 128 are 8 batches; half an epoch is 4 of them, 0.3 rounds up to 3; the cosine
-    schedule decays over the steps actually run."""
-    from lrfc.train import finetune as ft
-
-    made = []
-    real = ft._trainer
-
-    def spy(keras, model, config, steps, calibration=None):
-        made.append((real(keras, model, config, steps, calibration), steps))
-        return made[-1][0]
-
-    monkeypatch.setattr(ft, "_trainer", spy)
-    model = _identity_model(keras)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(1000, 3)).astype(np.float32)
-    result = finetune(model, x, x.argmax(axis=1), FinetuneConfig(epochs=1, batch_size=128, distill=False,
-                                                                 fraction=fraction))
-    trainer, scheduled = made[0]
-    assert result.epochs == 1 and scheduled == steps and int(trainer.optimizer.iterations.numpy()) == steps
 
 
 def test_patience_counts_only_epochs_in_the_second_half_of_the_schedule():

@@ -83,7 +83,6 @@ against 0.58 and 1.10 with 3.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -123,9 +122,6 @@ class FinetuneConfig:
         in_memory_bytes: training samples (``frontend.samples.Samples``)
             larger than this once mapped are streamed a batch at a time,
             reshuffled every epoch, instead of mapped into memory first.
-        fraction: with one epoch, the share of its batches to run (a random
-            part of the training samples, the schedule decaying over it): a
-            warm-started round of the budget search that trains half an epoch.
     """
 
     epochs: int = 10
@@ -138,7 +134,6 @@ class FinetuneConfig:
     patience: int | None = None
     qat: bool = False
     in_memory_bytes: int = 2 * 2**30
-    fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -149,9 +144,6 @@ class FinetuneConfig:
             raise UserError(f"fine-tuning learning rate must be positive; received {self.learning_rate}")
         if not self.temperature > 0:
             raise UserError(f"distillation temperature must be positive; received {self.temperature}")
-        if not 0.0 < self.fraction <= 1.0 or (self.fraction < 1.0 and self.epochs != 1):
-            raise UserError(f"fine-tuning may run a share of one epoch only (fraction in (0, 1] with 1 epoch); "
-                            f"received fraction {self.fraction} with {self.epochs} epochs")
         if not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"distillation alpha (weight of the hard-label loss) must be within [0, 1]; received {self.alpha}")
 
@@ -353,21 +345,18 @@ def finetune(
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
-    batches = -(-len(x) // config.batch_size)
-    per_epoch = batches if config.fraction >= 1.0 else max(1, math.ceil(config.fraction * batches))
-    trainer = _trainer(keras, model, config, steps=config.epochs * per_epoch, calibration=calibration)
-    part = {} if per_epoch == batches else {"steps_per_epoch": per_epoch}  # one epoch's first batches, shuffled
+    trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size),
+                       calibration=calibration)
     epochs = _EpochLog(model, trainer, config, validation, progress)
     epochs.score_start()
     start = time.perf_counter()
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)]
     with fused_batchnorm(model):
         if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
-            trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks,
-                        **part)
+            trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks)
         else:
             trainer.fit(np.asarray(x, dtype=np.float32), targets, batch_size=config.batch_size, epochs=config.epochs,
-                        shuffle=True, verbose=0, callbacks=callbacks, **part)
+                        shuffle=True, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
     return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy())

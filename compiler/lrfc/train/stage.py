@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 from lrfc.plan import Plan
@@ -18,7 +17,7 @@ class FinetuneRecord:
     epochs: int
     seconds: float
     distill: bool
-    round_epochs: tuple[int | float, ...] = ()  # below 1: a share of one epoch
+    round_epochs: tuple[int, ...] = ()
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
 
     def to_json(self) -> dict:
@@ -68,19 +67,16 @@ def finetune(state) -> None:
         return
     spent, ran = [], []
 
-    def tune_one(model, epochs: int | float) -> tuple[int | float, float, float | None]:
-        whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (contract.round_epochs)
-        with state.progress("finetune", whole) as bar:
+    def tune_one(model, epochs: int) -> tuple[int, float, float | None]:
+        with state.progress("finetune", epochs) as bar:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
-            config = replace(_config(state), epochs=whole, fraction=min(1.0, epochs / whole))
-            result = train(model, s.x_train, s.y_train, config, teacher=teacher,
+            result = train(model, s.x_train, s.y_train, replace(_config(state), epochs=epochs), teacher=teacher,
                            validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
-        ran_epochs = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
-        ran.append(ran_epochs)
-        return ran_epochs, result.seconds, result.val_accuracy
+        ran.append(result.epochs)
+        return result.epochs, result.seconds, result.val_accuracy
 
     state.budget.run(tune_one)
     state.test_accuracy = test_accuracies(state)
