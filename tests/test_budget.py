@@ -491,33 +491,45 @@ def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_th
     assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), True)
 
 
-def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
-    """Round 1 runs every epoch; a warm-started round runs --epochs times the share of the rung's parameters in
-    layers whose choice changed (rounded up, at least 1)."""
+def _rung(layer: str, params: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)
+
+
+def _three_rung_search(choices: list[dict], epochs: int):
+    """A ``BudgetSearch`` over rungs deep, mid, shallow with these choices (``fc`` has 500 params unfactorized),
+    started at shallow; models are stand-ins named ``model-<rung>``."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lrfc.train import contract
 
-    assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
-    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
-
-    c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
-    keep_b = c("b", 300)
-    levels = [SimpleNamespace(label="deep", choices={"a": c("a", 100), "b": keep_b, "fc": c("fc", 50)}),
-              SimpleNamespace(label="mid", choices={"a": c("a", 400), "b": keep_b, "fc": None}),
-              SimpleNamespace(label="shallow", choices={"a": c("a", 900), "b": keep_b, "fc": None})]
+    levels = [SimpleNamespace(label=label, choices=c) for label, c in zip(("deep", "mid", "shallow"), choices)]
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
-    opts = SimpleNamespace(finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=3, time_budget=None,
+    opts = SimpleNamespace(finetune="oneshot", epochs=epochs, max_acc_drop=1.0, max_rounds=3, time_budget=None,
                            allocation="global", min_similarity=0.8, threshold=0.92)
     state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
                             enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
-    search = contract.BudgetSearch(state)
+    return contract.BudgetSearch(state), state, lambda i: SimpleNamespace(name=f"model-{i}", count_params=lambda: 1)
+
+
+def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
+    """Round 1 runs every epoch; a warm-started round runs --epochs times the share of the rung's parameters in
+    layers whose choice changed (rounded up, at least 1)."""
+    from lrfc.train import contract
+
+    assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
+    assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
+
+    keep_b = _rung("b", 300)
+    search, state, model = _three_rung_search([{"a": _rung("a", 100), "b": keep_b, "fc": _rung("fc", 50)},
+                                               {"a": _rung("a", 400), "b": keep_b, "fc": None},
+                                               {"a": _rung("a", 900), "b": keep_b, "fc": None}], epochs=3)
     # mid after shallow: "a" changed (400 of 400 + 300 + 500); deep after mid: "a" and "fc" (150 of 450)
     assert search._fresh_share(2, 1) == 400 / 1200 and search._fresh_share(1, 0) == 150 / 450
-    model = lambda i: SimpleNamespace(name=f"model-{i}", count_params=lambda: 1)  # noqa: E731
     state.compressed = model(2)
     picks = iter([1, 0])
     monkeypatch.setattr(search, "_pick", lambda: next(picks))
@@ -573,24 +585,9 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
 def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_with(monkeypatch):
     """Shallow passes, deep fails, mid is next: mid differs from shallow in one small layer and from deep in all
     of them, so it starts from shallow's fine-tuned weights and trains for the share that changed from there."""
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    from lrfc.train import contract
-
-    c = lambda layer, params: SimpleNamespace(layer=layer, params=params, method="svd", ranks=(params,), data_aware=False)  # noqa: E731
-    levels = [SimpleNamespace(label="deep", choices={"a": c("a", 100), "b": c("b", 100), "fc": c("fc", 50)}),
-              SimpleNamespace(label="mid", choices={"a": c("a", 400), "b": c("b", 300), "fc": c("fc", 100)}),
-              SimpleNamespace(label="shallow", choices={"a": c("a", 400), "b": c("b", 300), "fc": None})]
-    flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
-    opts = SimpleNamespace(finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=3, time_budget=None,
-                           allocation="global", min_similarity=0.8, threshold=0.92)
-    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
-                            log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
-                            enforce_budget=True, mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
-    search = contract.BudgetSearch(state)
-    model = lambda i: SimpleNamespace(name=f"model-{i}", count_params=lambda: 1)  # noqa: E731
+    search, state, model = _three_rung_search([{"a": _rung("a", 100), "b": _rung("b", 100), "fc": _rung("fc", 50)},
+                                               {"a": _rung("a", 400), "b": _rung("b", 300), "fc": _rung("fc", 100)},
+                                               {"a": _rung("a", 400), "b": _rung("b", 300), "fc": None}], epochs=2)
     state.compressed = model(2)
     picks = iter([0, 1])
     monkeypatch.setattr(search, "_pick", lambda: next(picks))
