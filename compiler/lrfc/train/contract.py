@@ -145,13 +145,13 @@ def round_epochs(epochs: int, fresh: float) -> int:
 
     A cold round (``fresh`` = 1) runs them all; a warm-started round whose
     changed layers hold a third of the rung's parameters runs a third of them.
-    Not less than one: half-epoch rounds (a random half of the training
-    split) were tried on the EPYC, 2026-12-04 (``python -m bench.budget
-    --only contract`` at commit 2fe4b33): the VGG-style build's third and fourth rounds, 0.94
-    and 0.5 epochs, failed at rungs 35 and 37 (1.10 and 1.20 points), where
-    the run before with whole epochs had passed rung 36 at 0.60 and published
-    90.5 % of MACs removed, not 86.5 %; on the ResNet-style build they saved
-    about a minute of 18.
+    Not less than one: rounds of a share of one epoch (a random part of the
+    training split, at least half) were tried on the EPYC, 2026-12-04
+    (``python -m bench.budget --only contract`` at commit 2fe4b33): the
+    VGG-style build's third and fourth rounds, 0.94 and 0.5 epochs, failed
+    at rungs 35 and 37 (1.10 and 1.20 points) and it published 86.5 % of
+    MACs removed, where whole-epoch runs there published 90.5 % and 88.1 %;
+    on the ResNet-style build they saved about a minute of 18.
     """
     return max(1, min(epochs, math.ceil(epochs * fresh - 1e-9)))
 
