@@ -378,22 +378,24 @@ class BudgetSearch:
             if i is None:
                 break
             if self.tune:  # from fine-tuned weights wherever the plan did not change
-                source, warm_model = self._warm_source(i, previous, model)
+                source, warm_model, fresh = self._warm_source(i, previous, model)
                 model = self._build(i, warm=(warm_model, self.plan(source)))
-                fresh = self._fresh_share(source, i)
             else:  # judged as it is: the rung the bisection built is the one to take
                 model = self.models.pop(i, None) or self._build(i)
         self._publish()
 
-    def _warm_source(self, i: int, previous: int, model) -> tuple[int, object]:
-        """The fine-tuned rung to warm-start rung ``i`` from: the last round's, or the best pass's when that one
-        leaves less of ``i`` to start fresh (stepping back up after a failure, the failed rung shares less with
-        the rung between it and the last pass than that pass does: the ResNet-style default build on the EPYC,
-        2026-12-04, went 60 (passed) -> 48 (failed) -> 58 and trained 58 for 2 epochs from 48's weights)."""
-        if self.best is None or self.best[0] == previous:
-            return previous, model
-        best = self.best[0]
-        return (best, self.best[1]) if self._fresh_share(best, i) < self._fresh_share(previous, i) else (previous, model)
+    def _warm_source(self, i: int, previous: int, model) -> tuple[int, object, float]:
+        """The fine-tuned rung to warm-start rung ``i`` from, its model, and the share of ``i`` left to start fresh:
+        the last round's, or the best pass's when that one leaves less (stepping back up after a failure, the
+        failed rung shares less with the rung between it and the last pass than that pass does: the ResNet-style
+        default build on the EPYC, 2026-12-04, went 60 (passed) -> 48 (failed) -> 58 and trained 58 for 2
+        epochs from 48's weights)."""
+        fresh = self._fresh_share(previous, i)
+        if self.best is not None and self.best[0] != previous:
+            from_best = self._fresh_share(self.best[0], i)
+            if from_best < fresh:
+                return self.best[0], self.best[1], from_best
+        return previous, model, fresh
 
     def _fresh_share(self, before: int, after: int) -> float:
         """The share of rung ``after``'s target-layer parameters in layers whose choice differs from rung ``before``'s."""

@@ -9,7 +9,9 @@ forward pass. TensorFlow's fused kernel (``FusedBatchNormV3`` and its
 gradient, oneDNN on the CPU) computes the same function in one operator each
 way: the same steps took 29 % less operator time, and Keras ``fit`` ran
 455-487 samples/s unfused against 593-603 fused, alternating in one process
-(``fused_batchnorm`` around the fine-tuning twin).
+(a one-off script, 2026-12-04 15:05-15:15 UTC: ``finetune._trainer`` twins
+with and without ``fused_batchnorm``, 3,072 random samples per timed epoch,
+three rounds each; no repo command reruns it, docs/LOG.md has the details).
 
 It is the same function: the batch mean and (biased) variance normalise, and
 the moving averages move by ``1 - momentum`` towards the batch's statistics
