@@ -15,7 +15,7 @@ import pytest
 from lrfc.common import memory
 from lrfc.errors import UserError
 from lrfc.frontend.data import load_data, read_fashion_mnist
-from lrfc.frontend.samples import Samples, head, predict
+from lrfc.frontend.samples import Samples, even_batch, head, predict
 from lrfc.frontend.splits import make_splits
 
 
@@ -61,6 +61,28 @@ def test_predict_over_samples_equals_predict_over_the_mapped_array(keras):
     source = np.random.default_rng(0).integers(0, 256, (600, 6), dtype=np.uint8)
     x = Samples(source, lambda raw: raw.astype(np.float32) / 255)
     np.testing.assert_allclose(predict(model, x, 64), model.predict(source / np.float32(255), verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("n, batch, size", [(1000, 256, 250), (5000, 256, 250), (59500, 256, 256), (257, 256, 129),
+                                           (600, 64, 60), (10, 256, 10), (256, 256, 256), (0, 256, 256)])
+def test_even_batch_leaves_the_last_batch_short_by_fewer_rows_than_batches(n, batch, size):
+    assert even_batch(n, batch) == size
+    if n:
+        batches = -(-n // size)
+        assert size <= batch and batches == -(-n // batch) and batches * size - n < batches
+
+
+def test_predict_traces_one_shape_when_the_last_batch_is_short(keras):
+    """1,000 samples at a batch of 256: four of 250, one trace (3 x 256 + 232 traced the step twice), same outputs."""
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(3)(inp))
+    x = np.random.default_rng(1).normal(size=(1003, 6)).astype(np.float32)  # 4 x 251: the last one short by 1
+    out = predict(model, x, 256)
+    assert model.predict_function.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(out, np.asarray(model(x)), atol=1e-6)
+    samples = Samples(np.asarray(x))
+    np.testing.assert_allclose(predict(model, samples, 256), out, atol=1e-6)
+    assert model.predict_function.experimental_get_tracing_count() == 1
 
 
 def _conv_model(keras):

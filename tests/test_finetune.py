@@ -103,6 +103,38 @@ def test_early_stopping_never_returns_worse_than_its_start(keras, tiny, data):
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
 
 
+def test_seconds_are_the_training_time_the_start_score_is_not_taken_off_twice(keras, tiny, data, monkeypatch):
+    """``seconds`` leaves out the validation scores (the start's, before training, too) and nothing more.
+
+    Each score is made to take 2.5 s longer: wall time = set-up + scores + training, so wall - seconds - scores is
+    the set-up alone (well under a second); taking the start's score off a window it was never in left 2.5 s more.
+    """
+    import time
+
+    import lrfc.train.finetune as ft
+
+    x, y, x_test, y_test = data
+    real, spent = ft.evaluate, []
+
+    def slow(*args, **kwargs):
+        start = time.perf_counter()
+        time.sleep(2.5)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - start)
+
+    monkeypatch.setattr(ft, "evaluate", slow)
+    model = keras.models.clone_model(tiny)
+    model.set_weights(tiny.get_weights())
+    start = time.perf_counter()
+    result = finetune(model, x[:1000], y[:1000], FinetuneConfig(epochs=1, patience=1, distill=False),
+                      validation=(x_test[:500], y_test[:500]))
+    wall = time.perf_counter() - start
+    assert len(spent) == 2 and result.seconds > 0  # the start and the one epoch
+    assert 0 <= wall - result.seconds - sum(spent) < 1.25, (wall, result.seconds, spent)
+
+
 def test_distillation_runs_and_its_loss_decreases(tiny, data):
     x, y, x_test, y_test = data
     teacher = teacher_logits(tiny, x)

@@ -348,8 +348,8 @@ def finetune(
     trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size),
                        calibration=calibration)
     epochs = _EpochLog(model, trainer, config, validation, progress)
+    start = time.perf_counter()  # before the start's score: validation_seconds holds it too, and is taken off
     epochs.score_start()
-    start = time.perf_counter()
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)]
     with fused_batchnorm(model):
         if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
