@@ -83,7 +83,7 @@ def contract_section(runs: dict) -> list[str]:
     for n, r in rows.items():
         steps = ", ".join(f"{x['label']}: {x['params']:,} params, {_removed(x['macs'], r['macs_before'])} of MACs removed, "
                           f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)} "
-                          f"in {x['seconds']:.0f} s "
+                          f"in {x['seconds']:.0f} s{_fresh(x)} "
                           f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
         looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s."
                  if r.get("proxy_seconds") is not None else "")
@@ -265,6 +265,13 @@ def budget(record: dict) -> list[str]:
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
             + contract_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs))
+
+
+def _fresh(round_: dict) -> str:
+    """A warm-started round's share of parameters that started fresh (its epochs follow it); runs before 2026-12-04
+    did not record it."""
+    fresh = round_.get("fresh")
+    return f" ({100 * fresh:.0f} % of its parameters fresh)" if fresh is not None and fresh < 1.0 else ""
 
 
 def _forced(round_: dict) -> str:

@@ -125,3 +125,10 @@ def test_claims_verdicts_compare_at_each_budget():
     # the energy rule counts at its best setting for the budget, not at one fixed energy
     assert "similarity ranks beat energy (best: 0.98) (80.00% vs 75.00% MACs removed)" in lines[2]
     assert len(lines) == 3 * len(CLAIM_BUDGETS)
+
+
+def test_a_round_line_names_the_share_that_started_fresh_when_warm():
+    from bench.render_budget import _fresh
+
+    assert _fresh({"fresh": 0.896}) == " (90 % of its parameters fresh)"
+    assert _fresh({"fresh": 1.0}) == "" and _fresh({}) == ""  # a cold round; a row from before it was recorded

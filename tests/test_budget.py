@@ -539,6 +539,7 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, None))[1])
     assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
+    assert [r.fresh for r in search.rounds] == [1.0, round(400 / 1200, 4), round(150 / 450, 4)]  # report.json's
     # the deepest rung passed with room: the stop says so and names what bounds the ladder (a MobileNetV2 under
     # --objective latency stopped there at 21 % of its MACs, 3.95 points under its budget, and said "converged")
     assert search.stopped == ("the most compressed rung met the budget with 0.50 points to spare; the candidates "
@@ -606,4 +607,5 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
     # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 -> 1 epoch; from deep all would have (2)
     assert search._fresh_share(2, 1) == 100 / 800 and search._fresh_share(0, 1) == 1.0
     assert ran == [("model-2", 2), ("model-0", 2), ("model-1", 1)]
+    assert [r.fresh for r in search.rounds] == [1.0, 1.0, 0.125]
     assert [r.met for r in search.rounds] == [True, False, True] and state.level == 1

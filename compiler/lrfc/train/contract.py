@@ -87,6 +87,7 @@ class Round:
     epochs: int
     seconds: float
     forced_step: int = 0  # rungs stepped past the least compressed pass when the proxy predicted none; 0: its pick
+    fresh: float = 1.0    # the share of the rung's target-layer parameters that started fresh (not warm): its epochs
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -369,7 +370,7 @@ class BudgetSearch:
                 accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
             drop = 100.0 * (original - accuracy)
             met = drop <= self.options.max_acc_drop + 1e-9
-            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start)
+            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy), "a fixed plan: measured, not enforced"
                 break
@@ -409,11 +410,11 @@ class BudgetSearch:
         total = sum(sizes.values())
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
-    def _record(self, i, model, accuracy, drop, met, epochs, seconds) -> None:
+    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0) -> None:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
-                                 round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0)))
+                                 round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4)))
         self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
                        f"{100 * accuracy:.2f}% (drop {drop:.2f} points{'' if met else ', over the budget'})")
         if met:
