@@ -107,7 +107,8 @@ def test_seconds_are_the_training_time_the_start_score_is_not_taken_off_twice(ke
     """``seconds`` leaves out the validation scores (the start's, before training, too) and nothing more.
 
     Each score is made to take 2.5 s longer: wall time = set-up + scores + training, so wall - seconds - scores is
-    the set-up alone (well under a second); taking the start's score off a window it was never in left 2.5 s more.
+    the set-up alone (well under a second idle; under 2 s allowed for a loaded machine); taking the start's score off
+    a window it was never in left the set-up plus 2.5 s.
     """
     import time
 
@@ -132,7 +133,7 @@ def test_seconds_are_the_training_time_the_start_score_is_not_taken_off_twice(ke
                       validation=(x_test[:500], y_test[:500]))
     wall = time.perf_counter() - start
     assert len(spent) == 2 and result.seconds > 0  # the start and the one epoch
-    assert 0 <= wall - result.seconds - sum(spent) < 1.25, (wall, result.seconds, spent)
+    assert 0 <= wall - result.seconds - sum(spent) < 2.0, (wall, result.seconds, spent)
 
 
 def test_distillation_runs_and_its_loss_decreases(tiny, data):

@@ -161,8 +161,10 @@ def even_batch(n: int, batch_size: int) -> int:
     samples: 4 x 250, where 3 x 256 + 232 traced twice; 1.08-1.37 against
     1.56-1.83 s for a factorized ResNet-style model, one-off, 2026-12-04).
     """
-    batches = -(-n // batch_size) if n else 1
-    return -(-n // batches) if n else batch_size
+    if n == 0:
+        return batch_size
+    batches = -(-n // batch_size)
+    return -(-n // batches)
 
 
 def _predict_batch(model, batch: np.ndarray, size: int) -> np.ndarray:
