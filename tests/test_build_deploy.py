@@ -20,7 +20,7 @@ DEMO = Path(__file__).resolve().parent.parent / "demo" / "demo.keras"
 
 @pytest.fixture(scope="module")
 def latency_builds(tmp_path_factory, small_fashion_mnist):
-    """A latency build of the demo model, then a second against the same cost database (about 2 + 0.5 minutes).
+    """A latency build of the demo model, then a second against the same cost database (about 1.5 + 0.5 minutes).
 
     The demo model, not the tiny one: the tiny model's layers run in
     microseconds, so no factorization beats them and the ladder is empty;
@@ -31,10 +31,16 @@ def latency_builds(tmp_path_factory, small_fashion_mnist):
     none``): what it must show (nothing measured again, the same ladder and
     timings read back) is decided before fine-tuning, and two fine-tuning
     rounds were most of its 75 s.
+
+    Its budget is 3 points over up to 3 rounds, not the default 1 over 2: what these tests need is a published
+    compressed rung, and one epoch on 2,000 images puts the demo model's rungs near 1 point (at seed 0 the
+    published one read 0.90 here; on CI's machine none met and the original was published; at seed 1 none met
+    here either). At 3 points seeds 0, 1, 4 published levels 2, 3, 3 (drops 3.0, 2.6, 2.5), and a third round
+    backs off to a rung the proxy puts near 1 point when the second misses.
     """
     root = tmp_path_factory.mktemp("latency")
     common = ["--data", str(small_fashion_mnist), "--objective", "latency", "--epochs", "1", "--train-samples", "2000",
-              "--calib-samples", "64", "--step", "20", "--max-rounds", "2", "--methods", "cp,svd",
+              "--calib-samples", "64", "--step", "20", "--max-rounds", "3", "--max-acc-drop", "3", "--methods", "cp,svd",
               "--max-sol", "4", "--cache-dir", str(root / "cache"), "--cost-db", str(root / "costs.sqlite"), "--json"]
     reports = []
     for name, extra in (("a", ["--bench-runs", "20"]), ("b", ["--bench-runs", "0", "--formats", "tflite", "--finetune", "none"])):
@@ -83,6 +89,7 @@ def test_whole_models_are_timed_and_the_published_plan_is_never_slower(latency_b
     assert [s["measured_ms"] for s in kept] == sorted(s["measured_ms"] for s in kept)
     assert kept and sols[0]["measured_ms"] < 0.5 * original  # the most compressed rung halves the latency at least
     level = report["budget_search"]["published_level"]
+    assert level is not None, report["budget_search"]["rounds"]  # a compressed rung met the fixture's budget
     row = next((s for s in kept if s["rung"] == level), None)
     if row is not None:  # a measured rung: tried, within the budget, faster than the original
         assert row["drop"] is not None and row["drop"] <= report["accuracy_budget"]["max_drop"]
