@@ -66,6 +66,8 @@ def _footer(report: dict) -> list[str]:
     bench = report.get("benchmarks") or {}
     for run in bench.get("runs") or []:
         out.append(f"latency     {_bench_line(run)}")
+        if (run.get("agreement") or {}).get("retimed"):
+            out.append(f"check       {agreement_line(run)}")
         other = baseline_of(run)
         if other:
             out.append(f"{other[0]:<12}{_baseline_pair_line(run, *other)}")
@@ -133,6 +135,17 @@ def _artifact_line(a: dict) -> str:
                 if a.get("quantile_abs_diff") is not None else "")
     return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
             f"max abs diff {a['max_abs_diff']:.3g}{quantile}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
+
+
+def agreement_line(run: dict) -> str:
+    """How the final speed-up compares with the search's whole-model timing of the same plan, once re-timed."""
+    a = run["agreement"]
+    low, high = a["search"]
+    expected = f"{low:.2f}x" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}x"
+    verdict = ("now within the search's timing" if a["agrees"] else
+               "still outside the search's timing: the machine was likely busy; only ratios timed side by side compare")
+    return (f"{run['runtime']}: the search timed the published plan at {expected} the original; this benchmark read "
+            f"{a['first']:.2f}x, timed again {a['final']:.2f}x ({verdict})")
 
 
 def _bench_line(run: dict) -> str:
