@@ -26,7 +26,8 @@ twice the lifetimes). On this 2-core host one run read the ResNet-style
 build's published model at 0.442 ms (2.92x) where the search had timed that
 plan at 0.19-0.26 ms beside an original of 0.90 (3.5-4.7x): the host runs at
 half speed for minutes at a time. ``agreement`` in the run's record keeps
-both readings; the summary says when they still disagree.
+both readings; the summary prints a ``check`` line when the files were timed
+again.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class BenchmarkRun:
     compressed: dict
     ratios: dict
     baseline: dict | None = None      # {"precision", "original", "compressed", "ratios"}: the other precision
-    agreement: dict | None = None     # against the search's whole-model timing (``check_agreement``)
+    agreement: dict | None = None     # against the search's whole-model timing (``_run``, ``search_expectation``)
 
     def to_json(self) -> dict:
         out = {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
