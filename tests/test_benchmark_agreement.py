@@ -10,7 +10,7 @@ import pytest
 from lrfc.benchmark.stage import _run, disagrees, merge_rows, search_expectation
 from lrfc.cost.devices import DeviceLink
 from lrfc.cost.measure import Timed, WholeModel
-from lrfc.report.text import agreement_line
+from lrfc.report.fmt import agreement_line
 
 
 def _whole(status="measured", runtime="litert", rungs=((0, 0.2), (8, 0.25), (15, 0.3))):

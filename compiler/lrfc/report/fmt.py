@@ -212,3 +212,14 @@ def fastest_line(run: dict) -> str | None:
                  f"{lrfc_int8['p50_ms'] / lrfc_float['p50_ms']:.2f}x as long as its {float_precision} one on this "
                  "runtime: int8 does not pay here")
     return line
+
+
+def agreement_line(run: dict) -> str:
+    """How the final speed-up compares with the search's whole-model timing of the same plan, once re-timed."""
+    a = run["agreement"]
+    low, high = a["search"]
+    expected = f"{low:.2f}x" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}x"
+    verdict = ("now within the search's timing" if a["agrees"] else
+               "still outside the search's timing: the machine was likely busy; only ratios timed side by side compare")
+    return (f"{run['runtime']}: the search timed the published plan at {expected} the original; this benchmark read "
+            f"{a['first']:.2f}x, timed again {a['final']:.2f}x ({verdict})")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.objectives import cost_key
-from lrfc.report.fmt import (acc_text, accuracy_line, baseline_line, budget_line, check_report, cost_source_line,
+from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
                              fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
@@ -119,6 +119,8 @@ def _deployment(report: dict, e) -> list[str]:
                              f"<td class=n>{_mib(o.get('peak_rss_mb'))} &rarr; {_mib(c.get('peak_rss_mb'))}</td>"
                              f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
             parts.append("</tbody></table>")
+            parts += [f"<p><b>Timed again</b>: {e(agreement_line(run))}</p>" for run in bench["runs"]
+                      if (run.get("agreement") or {}).get("retimed")]
             parts += _four_way(bench["runs"], e)
         if bench.get("status") and bench["status"] != "measured":
             parts.append(f"<p>{e(bench['status'])}</p>")

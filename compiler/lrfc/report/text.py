@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.verify import percentile_sample
-from lrfc.report.fmt import (accuracy_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
+from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
                              finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
 
 
@@ -135,17 +135,6 @@ def _artifact_line(a: dict) -> str:
                 if a.get("quantile_abs_diff") is not None else "")
     return (f"{Path(a['path']).name}  {a['precision']}  {a['bytes']:,} bytes  verified on {a['samples']} samples: "
             f"max abs diff {a['max_abs_diff']:.3g}{quantile}, top-1 agreement {100 * a['top1_agreement']:.2f}%{note}")
-
-
-def agreement_line(run: dict) -> str:
-    """How the final speed-up compares with the search's whole-model timing of the same plan, once re-timed."""
-    a = run["agreement"]
-    low, high = a["search"]
-    expected = f"{low:.2f}x" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}x"
-    verdict = ("now within the search's timing" if a["agrees"] else
-               "still outside the search's timing: the machine was likely busy; only ratios timed side by side compare")
-    return (f"{run['runtime']}: the search timed the published plan at {expected} the original; this benchmark read "
-            f"{a['first']:.2f}x, timed again {a['final']:.2f}x ({verdict})")
 
 
 def _bench_line(run: dict) -> str:
