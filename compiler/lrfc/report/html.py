@@ -8,8 +8,9 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.objectives import cost_key
-from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, sim_text, splits_line)
+from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
+                             cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
+                             ranks_text, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.verify import percentile_sample
-from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line, fastest_line,
-                             finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text, splits_line)
+from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
+                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text,
+                             splits_line)
 
 
 def summary_table(report: dict) -> str:
