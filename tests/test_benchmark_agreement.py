@@ -78,12 +78,16 @@ def two_models(tmp_path_factory, keras):
     return paths
 
 
+def _claiming_100x(runtime: str) -> WholeModel:
+    """The search's timing on ``runtime``: the published rung (0) at 0.01 ms, the original at 1 ms."""
+    return WholeModel("measured", runtime, "fp32", Timed(None, "original", 1.0, measured_ms=1.0),
+                      (Timed(0, "a", 1.0, measured_ms=0.01, rung=0),))
+
+
 def test_a_benchmark_far_from_the_searchs_timing_is_timed_again(two_models, tmp_path):
     """Real LiteRT runs; the search's timing claims 100x, which no run of these files reads: timed twice, said so."""
     logged = []
-    whole = WholeModel("measured", "litert", "fp32", Timed(None, "original", 1.0, measured_ms=1.0),
-                       (Timed(0, "a", 1.0, measured_ms=0.01, rung=0),))
-    state, records = _state(tmp_path, two_models, whole, logged)
+    state, records = _state(tmp_path, two_models, _claiming_100x("litert"), logged)
     run, device = _run(state, "litert", "tflite", records)
     a = run.agreement
     assert a["search"] == [100.0, 100.0] and a["retimed"] and not a["agrees"]
@@ -99,9 +103,7 @@ def test_a_benchmark_far_from_the_searchs_timing_is_timed_again(two_models, tmp_
 
 def test_a_runtime_the_search_did_not_time_on_is_benchmarked_once(two_models, tmp_path):
     logged = []
-    whole = WholeModel("measured", "onnxruntime-cpu", "fp32", Timed(None, "original", 1.0, measured_ms=1.0),
-                       (Timed(0, "a", 1.0, measured_ms=0.01, rung=0),))
-    state, records = _state(tmp_path, two_models, whole, logged)
+    state, records = _state(tmp_path, two_models, _claiming_100x("onnxruntime-cpu"), logged)
     run, _ = _run(state, "litert", "tflite", records)
     assert run.agreement is None and "agreement" not in run.to_json()
     assert run.original["lifetimes"] == 2 and not logged
