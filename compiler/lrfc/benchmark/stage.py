@@ -22,10 +22,11 @@ published rung (or its neighbours on the ladder) beside the original on the
 same runtime; when this run's speed-up lies outside that timing's by more
 than ``AGREEMENT``, its files are timed once more with fresh workers and
 each keeps the lower median of both runs (the estimator of every run, with
-twice the lifetimes). On this 2-core host one run read the ResNet-style
-build's published model at 0.442 ms (2.92x) where the search had timed that
-plan at 0.19-0.26 ms beside an original of 0.90 (3.5-4.7x): the host runs at
-half speed for minutes at a time. ``agreement`` in the run's record keeps
+twice the lifetimes). On this 2-core host one run (2026-12-04 13:50 UTC,
+``bench.speed``) read the ResNet-style build's published model at 0.442 ms
+(2.92x) where the search had timed that plan at 0.19-0.26 ms beside an
+original of 0.90 (3.5-4.7x): the host runs at half speed for minutes at a
+time. ``agreement`` in the run's record keeps
 both readings; the summary prints a ``check`` line when the files were timed
 again.
 """
