@@ -32,6 +32,10 @@ the test accuracy (reported). Groups:
                 run (seed 0): how much of a deep rung's drop one round
                 recovers, whether distillation's gain is more than one
                 round's noise, what longer rounds buy;
+* ``time``      the contract's build given ``--time-budget`` minutes (each of
+                ``TIME_BUDGETS``, the targets' 15 among them) on an emptied
+                cache: what the search reaches when the time, not the rounds,
+                runs out, and whether the whole build stays within it;
 * ``data``      what a round's samples buy at about the same cost: one deep
                 rung (``--finetune none --max-acc-drop 3 --objective
                 latency``, the row ``MODEL/data-plan``) fine-tuned once with
@@ -41,7 +45,7 @@ the test accuracy (reported). Groups:
 Results: ``bench/results/budget.json``; ``python -m bench.render`` writes
 them into docs/BENCHMARKS.md.
 
-    python -m bench.budget [--only contract,ablation,claims,finetune,data] [--models vgg,resnet] [--rows NAME,...]
+    python -m bench.budget [--only contract,time,ablation,claims,finetune,data] [--models vgg,resnet] [--rows NAME,...]
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ from bench.results_file import put_row, update_json
 
 RESULTS = Path("bench/results/budget.json")
 WORK = Path("bench/work/budget")
-GROUPS = ("contract", "ablation", "claims", "finetune", "data")
+GROUPS = ("contract", "time", "ablation", "claims", "finetune", "data")
+TIME_BUDGETS = ("15",)  # minutes: issue 13's whole-build target
 BASE = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
         "--formats": "tflite", "--bench-runs": "0"}
 ABLATIONS = {"all-on": {}, "no-reconstruct": {"--no-reconstruct": None}, "no-bn": {"--no-bn-reestimate": None},
@@ -91,6 +96,10 @@ def plan(groups: list[str], models: list[str]) -> list[dict]:
     for model in models:
         if "contract" in groups:
             rows.append({"group": "contract", "name": f"{model}/default", "model": model, "flags": {}, "cache": "fresh"})
+        if "time" in groups:
+            for minutes in TIME_BUDGETS:
+                rows.append({"group": "time", "name": f"{model}/time-{minutes}", "model": model,
+                             "flags": {"--time-budget": minutes}, "cache": "fresh"})
         if "ablation" in groups:
             for name, flags in ABLATIONS.items():
                 rows.append({"group": "ablation", "name": f"{model}/{name}", "model": model,

@@ -62,15 +62,31 @@ def contract_section(runs: dict) -> list[str]:
     rows = _rows(runs, "contract")
     if not rows:
         return []
-    lines = ["### Default builds at `--max-acc-drop 1.0`: the targets", "",
-             f"Targets (issue 13): drop <= {TARGETS['drop']:g} point on validation, >= {TARGETS['params']:g}% of params "
-             f"and >= {TARGETS['macs']:g}% of MACs removed, the whole build <= {TARGETS['minutes']:g} minutes. "
-             "The first round fine-tunes for `--epochs` (2; 3 before " + EPOCHS_CHANGED + ", as the rows' commands say); a later, "
-             "warm-started round for that many epochs times the share of its "
-             "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
-             "table: the seconds show how fast the shared machine was that hour." + REPEATS * any(RUN in n for n in rows),
-             "",
-             "| build | machine | validation | drop (points) | met | test split | params removed | MACs removed | "
+    return ["### Default builds at `--max-acc-drop 1.0`: the targets", "",
+            f"Targets (issue 13): drop <= {TARGETS['drop']:g} point on validation, >= {TARGETS['params']:g}% of params "
+            f"and >= {TARGETS['macs']:g}% of MACs removed, the whole build <= {TARGETS['minutes']:g} minutes. "
+            "The first round fine-tunes for `--epochs` (2; 3 before " + EPOCHS_CHANGED + ", as the rows' commands say); a later, "
+            "warm-started round for that many epochs times the share of its "
+            "rung's parameters that start fresh, at least one. Each round's epochs and seconds are listed under the "
+            "table: the seconds show how fast the shared machine was that hour." + REPEATS * any(RUN in n for n in rows),
+            ""] + _build_table(rows)
+
+
+def time_section(runs: dict) -> list[str]:
+    rows = _rows(runs, "time")
+    if not rows:
+        return []
+    return ["### The same builds under `--time-budget`", "",
+            "The default build given `--time-budget` minutes (the row's name says how many): a round runs the epochs "
+            "that still fit at the last round's seconds per epoch, a tenth of the budget (at least a minute) kept for "
+            "what follows the search, and the search stops when not one epoch fits. The targets are the default "
+            "build's; `--time-budget` is not a default, so these rows show what a user who sets it gets, not the "
+            "targets met.", ""] + _build_table(rows)
+
+
+def _build_table(rows: dict) -> list[str]:
+    """The contract's table of whole builds (one row each), then each build's rounds and its command."""
+    lines = ["| build | machine | validation | drop (points) | met | test split | params removed | MACs removed | "
              "rounds | stopped | build min | targets |",
              "|---|---|---|---:|---|---|---:|---:|---:|---|---:|---|"]
     for n, r in rows.items():
@@ -82,8 +98,8 @@ def contract_section(runs: dict) -> list[str]:
     lines.append("")
     for n, r in rows.items():
         steps = ", ".join(f"{x['label']}: {x['params']:,} params, {_removed(x['macs'], r['macs_before'])} of MACs removed, "
-                          f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)} "
-                          f"in {x['seconds']:.0f} s{_fresh(x)} "
+                          f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)}"
+                          f"{_capped(x)} in {x['seconds']:.0f} s{_fresh(x)} "
                           f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
         looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s."
                  if r.get("proxy_seconds") is not None else "")
@@ -264,7 +280,7 @@ def budget(record: dict) -> list[str]:
              "test images, the test split (reported) the other half. Shared flags: `"
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
-            + contract_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs))
+            + contract_section(runs) + time_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs))
 
 
 def _fresh(round_: dict) -> str:
@@ -272,6 +288,12 @@ def _fresh(round_: dict) -> str:
     did not record it."""
     fresh = round_.get("fresh")
     return f" ({100 * fresh:.0f} % of its parameters fresh)" if fresh is not None and fresh < 1.0 else ""
+
+
+def _capped(round_: dict) -> str:
+    """The epochs ``--time-budget`` took off a round (runs before 2026-12-04 23:00 UTC did not record it)."""
+    capped = round_.get("capped") or 0
+    return f" ({capped} more cut by --time-budget)" if capped else ""
 
 
 def _forced(round_: dict) -> str:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench.budget import ABLATIONS, CLAIM_BUDGETS, CLAIMS, GROUPS, command, plan
+from bench.budget import ABLATIONS, CLAIM_BUDGETS, CLAIMS, GROUPS, TIME_BUDGETS, command, plan
 from bench.render_budget import claims_verdicts, target_misses
 from bench.render_common import as_run
 
@@ -16,11 +16,15 @@ def test_plan_covers_contract_ablation_and_claims_on_both_models():
         assert first["name"] == f"{model}/default" and first["cache"] == "fresh"  # the build-time row starts cold
         mine = [r for r in rows if r["model"] == model]
         assert {r["name"] for r in mine if r["group"] != "claims"} == \
-               {f"{model}/default"} | {f"{model}/{a}" for a in ABLATIONS}
+               {f"{model}/default"} | {f"{model}/time-{m}" for m in TIME_BUDGETS} | {f"{model}/{a}" for a in ABLATIONS}
         assert {r["name"] for r in mine if r["group"] == "claims"} == \
                {f"{model}/{m}-d{b}" for m in CLAIMS for b in CLAIM_BUDGETS}
     assert all(r["flags"]["--finetune"] == "none" for r in rows if r["group"] == "claims")
     assert all(r["flags"]["--max-rounds"] == "1" for r in rows if r["group"] == "ablation")
+    timed = [r for r in rows if r["group"] == "time"]  # the default build, given minutes, each on an emptied cache
+    assert timed and all(r["flags"] == {"--time-budget": r["name"].rsplit("-", 1)[1]} and r["cache"] == "fresh"
+                         for r in timed)
+    assert "15" in TIME_BUDGETS
 
 
 def test_finetune_rows_fine_tune_the_claims_plans_with_distillation_stated_either_way():
@@ -132,3 +136,10 @@ def test_a_round_line_names_the_share_that_started_fresh_when_warm():
 
     assert _fresh({"fresh": 0.896}) == " (90 % of its parameters fresh)"
     assert _fresh({"fresh": 1.0}) == "" and _fresh({}) == ""  # a cold round; a row from before it was recorded
+
+
+def test_a_round_line_names_the_epochs_the_time_budget_cut():
+    from bench.render_budget import _capped
+
+    assert _capped({"capped": 1}) == " (1 more cut by --time-budget)"
+    assert _capped({"capped": 0}) == "" and _capped({}) == ""  # none cut; a row from before it was recorded

@@ -536,7 +536,7 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
     monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes: 0.5 points
     ran = []
-    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, None))[1])
+    search.run(lambda m, epochs, deadline: (ran.append((m.name, epochs)), (epochs, 1.0, None, False))[1])
     assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
     assert [r.fresh for r in search.rounds] == [1.0, round(400 / 1200, 4), round(150 / 450, 4)]  # report.json's
@@ -575,7 +575,7 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
         scored.clear()
         search = contract.BudgetSearch(state)
         monkeypatch.setattr(search, "_publish", lambda: None)  # what is published is not what this test is about
-        search.run(lambda m, epochs: (epochs, 1.0, returned))
+        search.run(lambda m, epochs, deadline: (epochs, 1.0, returned, False))
         r = search.rounds[0]
         assert (r.accuracy, round(r.drop, 6), r.met) == (accuracy, drop, met)
         assert scored == ([] if returned is not None else [state.compressed])
@@ -602,10 +602,75 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
     monkeypatch.setattr(search, "plan", lambda i: f"plan-{i}")
     accuracy = {"model-2": 0.899, "model-0": 0.88, "model-1": 0.895}  # 0.1 and 0.5 points pass, 2 fails
     ran = []
-    search.run(lambda m, epochs: (ran.append((m.name, epochs)), (epochs, 1.0, accuracy[m.name]))[1])
+    search.run(lambda m, epochs, deadline: (ran.append((m.name, epochs)), (epochs, 1.0, accuracy[m.name], False))[1])
     assert warmed == [(0, "model-2", "plan-2"), (1, "model-2", "plan-2")]  # not from model-0, the last round's
     # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 -> 1 epoch; from deep all would have (2)
     assert search._fresh_share(2, 1) == 100 / 800 and search._fresh_share(0, 1) == 1.0
     assert ran == [("model-2", 2), ("model-0", 2), ("model-1", 1)]
     assert [r.fresh for r in search.rounds] == [1.0, 1.0, 0.125]
     assert [r.met for r in search.rounds] == [True, False, True] and state.level == 1
+
+
+def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
+    """Under --time-budget a round runs the epochs that fit before the reserve (the last round's seconds per epoch),
+    not all or nothing; when not one fits, the search stops before looking at another rung."""
+    from types import SimpleNamespace
+
+    from lrfc.train import contract
+
+    assert [contract.epochs_that_fit(left, 50.0) for left in (-5.0, 49.9, 50.0, 194.0)] == [0, 0, 1, 3]
+
+    def search_from(clock_start: float, minutes: float, pick_seconds: float = 0.0):
+        search, state, model = _three_rung_search([{"a": _rung("a", 100)}, {"a": _rung("a", 400)},
+                                                   {"a": _rung("a", 900)}], epochs=2)
+        clock = [clock_start]
+        monkeypatch.setattr(contract, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+        state.timer = SimpleNamespace(snapshot=lambda: {"stages": clock[0]})  # every second so far is the build's
+        state.options.time_budget = minutes
+        state.log = (logs := []).append
+        state.compressed = model(2)
+        picks = iter([1, 0])
+        picked = []
+
+        def pick():
+            clock[0] += pick_seconds  # the pick's looks
+            picked.append(next(picks))
+            return picked[-1]
+
+        monkeypatch.setattr(search, "_pick", pick)
+        monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
+        monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes
+
+        def tune(m, epochs, deadline):  # 50 s an epoch; after one, stops when another would pass the deadline
+            run = 0
+            while run < epochs:
+                clock[0] += 50.0
+                run += 1
+                if run < epochs and clock[0] + 50.0 > deadline:
+                    break
+            ran.append((m.name, run))
+            deadlines.append(deadline)
+            return run, 50.0 * run, None, run < epochs
+
+        ran, deadlines = [], []
+
+        search.run(tune)
+        return search, ran, picked, logs, deadlines
+
+    # 11 minutes: 660 s, 66 kept for the stages after the search. Round 1 ends at 400 s (194 left: 2 epochs run),
+    # round 2 at 500 (94 left: 1 of the deep rung's 2 epochs)
+    search, ran, picked, logs, deadlines = search_from(300.0, 11)
+    assert ran == [("model-2", 2), ("model-1", 2), ("model-0", 1)] and deadlines == [594.0] * 3
+    assert [r.capped for r in search.rounds] == [0, 0, 1] and search.stopped != "--time-budget 11 minutes"
+    assert any("deep trains 1 of its 2 epochs" in m for m in logs)
+    # 10 minutes: 600 s, 60 kept; after round 1 (400 s) 140 s are left, after round 2 (500 s) 40: no epoch, no look
+    search, ran, picked, *_ = search_from(300.0, 10)
+    assert ran == [("model-2", 2), ("model-1", 2)] and picked == [1] and search.stopped == "--time-budget 10 minutes"
+    # one epoch fits before the pick, none after its looks: stopped without building the rung
+    search, ran, picked, *_ = search_from(300.0, 11, pick_seconds=150.0)
+    assert ran == [("model-2", 2)] and picked == [1] and search.stopped == "--time-budget 11 minutes"
+    assert search.state.level == 2  # the pass it had is published
+    # the first round has no measured epoch to plan with: its deadline ends it after the epoch that reaches it
+    search, ran, picked, logs, _ = search_from(520.0, 10)
+    assert ran == [("model-2", 1)] and search.rounds[0].capped == 1 and search.stopped == "--time-budget 10 minutes"
+    assert any("shallow stopped after 1 of its 2 epochs" in m for m in logs)

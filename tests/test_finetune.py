@@ -136,6 +136,23 @@ def test_seconds_are_the_training_time_the_start_score_is_not_taken_off_twice(ke
     assert 0 <= wall - result.seconds - sum(spent) < 2.0, (wall, result.seconds, spent)
 
 
+def test_a_deadline_ends_training_after_the_epoch_that_would_overrun_it(keras, tiny, data):
+    """--time-budget's deadline: after each epoch, training stops when one more (at the mean so far) would end past it;
+    the round says it ran out of time. A deadline far off changes nothing."""
+    import time
+
+    x, y, x_test, y_test = data
+    results = []
+    for deadline in (time.perf_counter(), time.perf_counter() + 3600.0):  # already past; an hour away
+        model = keras.models.clone_model(tiny)
+        model.set_weights(tiny.get_weights())
+        results.append(finetune(model, x[:1000], y[:1000], FinetuneConfig(epochs=3, distill=False, deadline=deadline),
+                                validation=(x_test[:500], y_test[:500])))
+    (past, far) = results
+    assert (past.epochs, past.out_of_time, len(past.history["val_accuracy"])) == (1, True, 1)
+    assert (far.epochs, far.out_of_time, len(far.history["val_accuracy"])) == (3, False, 3)
+
+
 def test_distillation_runs_and_its_loss_decreases(tiny, data):
     x, y, x_test, y_test = data
     teacher = teacher_logits(tiny, x)

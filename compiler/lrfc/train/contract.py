@@ -38,8 +38,12 @@ least. The search over it:
    epoch, not three.
 3. It stops when the bracket between the most compressed failure and the
    least compressed success is closed, after ``--max-rounds`` fine-tuning
-   rounds, or when ``--time-budget`` would be overrun by another round, and
-   publishes the best rung that met the budget.
+   rounds, or when ``--time-budget`` leaves no room for another epoch, and
+   publishes the best rung that met the budget. Under ``--time-budget`` a
+   round runs the epochs that fit in what is left (``epochs_that_fit``: the
+   last round's seconds per epoch, ``RESERVE`` of the budget kept for the
+   stages after the search), at least one, instead of being skipped whole:
+   a later round usually needs one epoch where the first needed two.
 
 With ``--finetune none`` the validation split itself is the measure: the
 bisection finds the most compressed rung that meets the budget as it is, and
@@ -70,6 +74,8 @@ EARLY_CHUNK = 1000      # --finetune none: validation samples scored between two
 RECOVERY = 2.0          # proxy drop / fine-tuned drop before a round is measured (VGG: 1.8 at 3 epochs; 2.2, 2.6 at 8 with distillation)
 TARGET = 0.8            # aim at this share of the budget while the recovery ratio is a guess, and in a bracket
 FLOOR_DROP = 0.25       # points: a smaller fine-tuned drop is within the validation split's noise (5,000 samples)
+RESERVE = 0.1           # --time-budget: the share kept for the stages after the search (test split, lowering, benchmarks)
+RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benchmark models, 250 s for ResNet50
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class Round:
     seconds: float
     forced_step: int = 0  # rungs stepped past the least compressed pass when the proxy predicted none; 0: its pick
     fresh: float = 1.0    # the share of the rung's target-layer parameters that started fresh (not warm): its epochs
+    capped: int = 0       # epochs --time-budget took off the round: those it would have run, less those it ran
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -155,6 +162,13 @@ def round_epochs(epochs: int, fresh: float) -> int:
     on the ResNet-style build they saved about a minute of 18.
     """
     return max(1, min(epochs, math.ceil(epochs * fresh - 1e-9)))
+
+
+def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> int:
+    """Whole epochs of ``epoch_seconds`` each within ``seconds_left`` (0 when not even one fits)."""
+    if epoch_seconds <= 0:
+        return 1 if seconds_left > 0 else 0
+    return max(0, int(seconds_left // epoch_seconds))
 
 
 def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
@@ -341,45 +355,76 @@ class BudgetSearch:
         with self.state.timer.stage("factorize"):
             return build_level(self.state, self.plan(i), warm)
 
-    def _time_left(self, round_seconds: float) -> bool:
-        budget = self.options.time_budget
-        if budget is None:
-            return True
+    def _seconds_left(self) -> float:
+        """What ``--time-budget`` leaves for rounds: the budget less the time spent and ``RESERVE`` of it."""
+        budget = 60.0 * self.options.time_budget
         spent = sum(self.state.timer.snapshot().values())
-        return spent + 1.5 * round_seconds <= 60.0 * budget  # another round, and room to lower and report after it
+        return budget - max(RESERVE * budget, RESERVE_MIN_S) - spent
+
+    def _deadline(self) -> float | None:
+        """The ``time.perf_counter()`` by which a round's training must end (``--time-budget``), or None."""
+        return None if self.options.time_budget is None else time.perf_counter() + self._seconds_left()
+
+    def _round_unit(self) -> float:
+        """The seconds one more epoch takes, the last round's (deeper rungs train faster, so after a step deeper
+        this over-states the next one); with ``--finetune none``, one more rung looked at, built and scored."""
+        last = self.rounds[-1]
+        if not self.tune:
+            return self.look_seconds / max(1, len(self.proxy))
+        return last.seconds / max(1, last.epochs)
+
+    def _fit_epochs(self, epochs: int) -> int:
+        """``epochs``, or fewer when ``--time-budget`` leaves room for fewer (0: not one)."""
+        if self.options.time_budget is None:
+            return epochs
+        return min(epochs, epochs_that_fit(self._seconds_left(), self._round_unit()))
 
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
 
-        ``tune_one(model, epochs) -> (epochs run, seconds, validation accuracy or None)`` fine-tunes a
-        model in place (not called with ``--finetune none``): a cold round for ``--epochs``, a warm-started
-        one for ``round_epochs`` of them. The accuracy is of the weights it kept, on the whole validation
+        ``tune_one(model, epochs, deadline) -> (epochs run, seconds, validation accuracy or None, out of
+        time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
+        ``--epochs``, a warm-started one for ``round_epochs`` of them, fewer where ``--time-budget`` leaves
+        room for fewer; ``deadline`` (a ``time.perf_counter()`` value, or None) ends it after an epoch when
+        another would not fit, and says so. The accuracy is of the weights it kept, on the whole validation
         split, which fine-tuning scores after every epoch; None: the search scores them itself.
         """
         state = self.state
         i, model = state.level, state.compressed
         original = state.original_accuracy
         fresh = 1.0  # the share of the rung that starts fresh: all of it in the first round
+        wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
         while i is not None:
             start = time.perf_counter()
-            epochs, _, accuracy = (tune_one(model, round_epochs(self.options.epochs, fresh)) if self.tune
-                                   else (0, 0.0, None))
+            epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline()) if self.tune
+                                                else (0, 0.0, None, False))
+            if out_of_time:
+                state.log(f"--time-budget: {self.levels[i].label} stopped after {epochs} of its {planned} epochs")
             if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
                 accuracy = self.proxy_accuracy[i]
             elif accuracy is None:  # fine-tuning scored what it kept on validation: not scored twice
                 accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
             drop = 100.0 * (original - accuracy)
             met = drop <= self.options.max_acc_drop + 1e-9
-            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh)
+            capped = wanted - (epochs if out_of_time else planned)
+            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy), "a fixed plan: measured, not enforced"
                 break
             previous = i
-            i = self._next(time.perf_counter() - start)
+            i = self._next()
             if i is None:
                 break
             if self.tune:  # from fine-tuned weights wherever the plan did not change
                 source, warm_model, fresh = self._warm_source(i, previous, model)
+                wanted = round_epochs(self.options.epochs, fresh)
+                planned = self._fit_epochs(wanted)
+                if not planned:  # the pick's looks used the last of the time
+                    self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
+                    break
+                if planned < wanted:
+                    state.log(f"--time-budget: {self.levels[i].label} trains {planned} of its {wanted} epochs, what "
+                              "fits in the time left")
                 model = self._build(i, warm=(warm_model, self.plan(source)))
             else:  # judged as it is: the rung the bisection built is the one to take
                 model = self.models.pop(i, None) or self._build(i)
@@ -410,11 +455,12 @@ class BudgetSearch:
         total = sum(sizes.values())
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
-    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0) -> None:
+    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0) -> None:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
-                                 round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4)))
+                                 round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4),
+                                 capped))
         self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
                        f"{100 * accuracy:.2f}% (drop {drop:.2f} points{'' if met else ', over the budget'})")
         if met:
@@ -424,14 +470,14 @@ class BudgetSearch:
         else:
             self.lo_fail = max(self.lo_fail, i)
 
-    def _next(self, round_seconds: float) -> int | None:
+    def _next(self) -> int | None:
         if self.hi_pass - self.lo_fail <= 1:
             self.stopped = "converged" if self.hi_pass > 0 else self._deepest_passed()
             return None
         if self.tune and len(self.rounds) >= self.options.max_rounds:
             self.stopped = f"--max-rounds {self.options.max_rounds}"
             return None
-        if not self._time_left(round_seconds):
+        if not self._fit_epochs(1):  # not one more epoch (or rung) before the reserve: no looks either
             self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
             return None
         return self._pick()

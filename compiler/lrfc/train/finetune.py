@@ -122,6 +122,9 @@ class FinetuneConfig:
         in_memory_bytes: training samples (``frontend.samples.Samples``)
             larger than this once mapped are streamed a batch at a time,
             reshuffled every epoch, instead of mapped into memory first.
+        deadline: a ``time.perf_counter()`` value (``--time-budget``): after
+            an epoch, training stops when one more, at the mean epoch so far
+            (validation included), would end past it. None: no deadline.
     """
 
     epochs: int = 10
@@ -134,6 +137,7 @@ class FinetuneConfig:
     patience: int | None = None
     qat: bool = False
     in_memory_bytes: int = 2 * 2**30
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -167,6 +171,7 @@ class FinetuneResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0; -1: the start's)
     val_accuracy: float | None = None  # with validation data: the returned weights' top-1 on it (already scored)
+    out_of_time: bool = False  # config.deadline ended it before config.epochs
 
     def to_json(self) -> dict:
         return {
@@ -359,7 +364,8 @@ def finetune(
                         shuffle=True, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
-    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy())
+    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy(),
+                          epochs.out_of_time)
 
 
 def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
@@ -414,6 +420,8 @@ class _EpochLog:
         self.validation_seconds = 0.0
         self.best: tuple[float, int, list] | None = None  # (val accuracy, epoch, weights)
         self.start: tuple[float, int, list] | None = None  # the same for the weights before any epoch
+        self.began = time.perf_counter()
+        self.out_of_time = False
 
     def score_start(self) -> None:
         """With early stopping, the weights before any epoch compete with the best epoch at the end (epoch -1).
@@ -435,6 +443,7 @@ class _EpochLog:
             row["val_accuracy"] = evaluate(self.model, *self.validation)
             self.validation_seconds += time.perf_counter() - start
             self._early_stop(epoch, row["val_accuracy"])
+        self._deadline(epoch)
         for k, v in row.items():
             self.history[k].append(v)
         if self.progress is not None:
@@ -458,6 +467,15 @@ class _EpochLog:
         counted = sum(1 for e in range(self.best[1] + 1, epoch + 1) if e + 1 > half)
         if counted >= self.config.patience:
             self.trainer.stop_training = True
+
+    def _deadline(self, epoch: int) -> None:
+        """Stop when another epoch, at the mean so far, would end past ``config.deadline``."""
+        deadline = self.config.deadline
+        if deadline is None or epoch + 1 >= self.config.epochs or self.trainer.stop_training:
+            return
+        now = time.perf_counter()
+        if now + (now - self.began) / (epoch + 1) > deadline:
+            self.trainer.stop_training = self.out_of_time = True
 
     def kept_accuracy(self) -> float | None:
         """The validation accuracy of the weights ``restore_best`` left in the model (None without validation).

@@ -67,16 +67,16 @@ def finetune(state) -> None:
         return
     spent, ran = [], []
 
-    def tune_one(model, epochs: int) -> tuple[int, float, float | None]:
+    def tune_one(model, epochs: int, deadline: float | None) -> tuple[int, float, float | None, bool]:
         with state.progress("finetune", epochs) as bar:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
-            result = train(model, s.x_train, s.y_train, replace(_config(state), epochs=epochs), teacher=teacher,
-                           validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
+            result = train(model, s.x_train, s.y_train, replace(_config(state), epochs=epochs, deadline=deadline),
+                           teacher=teacher, validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
         spent.append(result.seconds)
         ran.append(result.epochs)
-        return result.epochs, result.seconds, result.val_accuracy
+        return result.epochs, result.seconds, result.val_accuracy, result.out_of_time
 
     state.budget.run(tune_one)
     state.test_accuracy = test_accuracies(state)
