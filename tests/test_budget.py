@@ -613,12 +613,13 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
 
 def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     """Under --time-budget a round runs the epochs that fit before the reserve (the last round's seconds per epoch),
-    not all or nothing; when not one fits, the search stops before looking at another rung."""
+    or the share of one that fits (at least half), not all or nothing; when not even that fits, the search stops
+    before looking at another rung; the first round stops after the epoch past which another would not fit."""
     from types import SimpleNamespace
 
     from lrfc.train import contract
 
-    assert [contract.epochs_that_fit(left, 50.0) for left in (-5.0, 49.9, 50.0, 194.0)] == [0, 0, 1, 3]
+    assert [contract.epochs_that_fit(left, 50.0) for left in (-5.0, 20.0, 37.5, 50.0, 194.0)] == [0, 0, 0.75, 1, 3]
 
     def search_from(clock_start: float, minutes: float, pick_seconds: float = 0.0):
         search, state, model = _three_rung_search([{"a": _rung("a", 100)}, {"a": _rung("a", 400)},
@@ -642,7 +643,8 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
         monkeypatch.setattr(contract, "_accuracy", lambda model, x, y: 0.895)  # every rung passes
 
         def tune(m, epochs, deadline):  # 50 s an epoch; after one, stops when another would pass the deadline
-            run = 0
+            run = epochs if epochs < 1 else 0
+            clock[0] += 50.0 * run
             while run < epochs:
                 clock[0] += 50.0
                 run += 1
@@ -653,7 +655,6 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
             return run, 50.0 * run, None, run < epochs
 
         ran, deadlines = [], []
-
         search.run(tune)
         return search, ran, picked, logs, deadlines
 
@@ -663,11 +664,14 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     assert ran == [("model-2", 2), ("model-1", 2), ("model-0", 1)] and deadlines == [594.0] * 3
     assert [r.capped for r in search.rounds] == [0, 0, 1] and search.stopped != "--time-budget 11 minutes"
     assert any("deep trains 1 of its 2 epochs" in m for m in logs)
-    # 10 minutes: 600 s, 60 kept; after round 1 (400 s) 140 s are left, after round 2 (500 s) 40: no epoch, no look
-    search, ran, picked, *_ = search_from(300.0, 10)
+    # 10 minutes: 600 s, 60 kept; after round 2 (500 s) 40 s are left: 0.8 of an epoch
+    search, ran, *_ = search_from(300.0, 10)
+    assert ran == [("model-2", 2), ("model-1", 2), ("model-0", 0.8)] and search.rounds[-1].capped == 1.2
+    # 20 s left after round 2: less than half an epoch, so no round and no look
+    search, ran, picked, *_ = search_from(320.0, 10)
     assert ran == [("model-2", 2), ("model-1", 2)] and picked == [1] and search.stopped == "--time-budget 10 minutes"
-    # one epoch fits before the pick, none after its looks: stopped without building the rung
-    search, ran, picked, *_ = search_from(300.0, 11, pick_seconds=150.0)
+    # half an epoch fits before the pick, not after its looks: stopped without building the rung
+    search, ran, picked, *_ = search_from(300.0, 11, pick_seconds=170.0)
     assert ran == [("model-2", 2)] and picked == [1] and search.stopped == "--time-budget 11 minutes"
     assert search.state.level == 2  # the pass it had is published
     # the first round has no measured epoch to plan with: its deadline ends it after the epoch that reaches it

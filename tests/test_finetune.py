@@ -153,6 +153,23 @@ def test_a_deadline_ends_training_after_the_epoch_that_would_overrun_it(keras, t
     assert (far.epochs, far.out_of_time, len(far.history["val_accuracy"])) == (3, False, 3)
 
 
+def test_a_share_of_one_epoch_runs_that_share_of_its_batches(keras, tiny, data, monkeypatch):
+    """fraction: a --time-budget round that fits only part of an epoch runs that part (the schedule decays over it);
+    a share is only of one epoch."""
+    import lrfc.train.finetune as ft
+
+    x, y, x_test, y_test = data
+    trainers, real = [], ft._trainer
+    monkeypatch.setattr(ft, "_trainer", lambda *a, **k: trainers.append(real(*a, **k)) or trainers[-1])
+    model = keras.models.clone_model(tiny)
+    model.set_weights(tiny.get_weights())
+    result = finetune(model, x[:1000], y[:1000], FinetuneConfig(epochs=1, batch_size=100, distill=False, fraction=0.3),
+                      validation=(x_test[:500], y_test[:500]))
+    assert int(trainers[0].optimizer.iterations) == 3 and result.epochs == 1  # 3 of the epoch's 10 batches
+    with pytest.raises(UserError, match="share of one epoch"):
+        FinetuneConfig(epochs=2, fraction=0.5)
+
+
 def test_distillation_runs_and_its_loss_decreases(tiny, data):
     x, y, x_test, y_test = data
     teacher = teacher_logits(tiny, x)

@@ -42,8 +42,10 @@ least. The search over it:
    publishes the best rung that met the budget. Under ``--time-budget`` a
    round runs the epochs that fit in what is left (``epochs_that_fit``: the
    last round's seconds per epoch, ``RESERVE`` of the budget kept for the
-   stages after the search), at least one, instead of being skipped whole:
-   a later round usually needs one epoch where the first needed two.
+   stages after the search), or when not one does, the share of one that
+   fits, at least ``MIN_SHARE``, instead of being skipped whole; the first
+   round, before any epoch was timed, stops after the epoch past which
+   another would not fit.
 
 With ``--finetune none`` the validation split itself is the measure: the
 bisection finds the most compressed rung that meets the budget as it is, and
@@ -76,6 +78,7 @@ TARGET = 0.8            # aim at this share of the budget while the recovery rat
 FLOOR_DROP = 0.25       # points: a smaller fine-tuned drop is within the validation split's noise (5,000 samples)
 RESERVE = 0.1           # --time-budget: the share kept for the stages after the search (test split, lowering, benchmarks)
 RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benchmark models, 250 s for ResNet50
+MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,11 @@ class Round:
     accuracy: float
     drop: float
     met: bool
-    epochs: int
+    epochs: float         # whole epochs; below 1, the share of one a --time-budget round ran
     seconds: float
     forced_step: int = 0  # rungs stepped past the least compressed pass when the proxy predicted none; 0: its pick
     fresh: float = 1.0    # the share of the rung's target-layer parameters that started fresh (not warm): its epochs
-    capped: int = 0       # epochs --time-budget took off the round: those it would have run, less those it ran
+    capped: float = 0     # epochs --time-budget took off the round: those it would have run, less those it ran
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -164,11 +167,22 @@ def round_epochs(epochs: int, fresh: float) -> int:
     return max(1, min(epochs, math.ceil(epochs * fresh - 1e-9)))
 
 
-def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> int:
-    """Whole epochs of ``epoch_seconds`` each within ``seconds_left`` (0 when not even one fits)."""
+def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> float:
+    """The epochs of ``epoch_seconds`` each that fit in ``seconds_left``: whole ones, or when not one does, the
+    share of one that does (in hundredths) if at least ``MIN_SHARE``; else 0.
+
+    Half an epoch is the least: a quarter-epoch round left the ResNet-style baseline's rung 60 at 2.8-5.3
+    points where a whole one reached 0.6-0.8 (docs/LOG.md, 2026-12-04); rounds of half an epoch passed there.
+    """
+    if seconds_left <= 0:
+        return 0
     if epoch_seconds <= 0:
-        return 1 if seconds_left > 0 else 0
-    return max(0, int(seconds_left // epoch_seconds))
+        return 1
+    whole = int(seconds_left // epoch_seconds)
+    if whole:
+        return whole
+    share = math.floor(100 * seconds_left / epoch_seconds) / 100
+    return share if share >= MIN_SHARE else 0
 
 
 def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
@@ -373,8 +387,9 @@ class BudgetSearch:
             return self.look_seconds / max(1, len(self.proxy))
         return last.seconds / max(1, last.epochs)
 
-    def _fit_epochs(self, epochs: int) -> int:
-        """``epochs``, or fewer when ``--time-budget`` leaves room for fewer (0: not one)."""
+    def _fit_epochs(self, epochs: float) -> float:
+        """``epochs``, or fewer when ``--time-budget`` leaves room for fewer (a share of one: ``epochs_that_fit``;
+        0: not even ``MIN_SHARE`` of one)."""
         if self.options.time_budget is None:
             return epochs
         return min(epochs, epochs_that_fit(self._seconds_left(), self._round_unit()))
@@ -406,7 +421,7 @@ class BudgetSearch:
                 accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
             drop = 100.0 * (original - accuracy)
             met = drop <= self.options.max_acc_drop + 1e-9
-            capped = wanted - (epochs if out_of_time else planned)
+            capped = round(wanted - (epochs if out_of_time else planned), 2)
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy), "a fixed plan: measured, not enforced"
@@ -423,7 +438,7 @@ class BudgetSearch:
                     self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
                     break
                 if planned < wanted:
-                    state.log(f"--time-budget: {self.levels[i].label} trains {planned} of its {wanted} epochs, what "
+                    state.log(f"--time-budget: {self.levels[i].label} trains {planned:g} of its {wanted} epochs, what "
                               "fits in the time left")
                 model = self._build(i, warm=(warm_model, self.plan(source)))
             else:  # judged as it is: the rung the bisection built is the one to take

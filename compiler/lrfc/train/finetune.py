@@ -83,6 +83,7 @@ against 0.58 and 1.10 with 3.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -125,6 +126,10 @@ class FinetuneConfig:
         deadline: a ``time.perf_counter()`` value (``--time-budget``): after
             an epoch, training stops when one more, at the mean epoch so far
             (validation included), would end past it. None: no deadline.
+        fraction: with one epoch, the share of its batches to run (the first
+            of a shuffled epoch, the schedule decaying over them): a round of
+            the budget search that only that much of an epoch fits in the
+            time left (``--time-budget``).
     """
 
     epochs: int = 10
@@ -138,10 +143,14 @@ class FinetuneConfig:
     qat: bool = False
     in_memory_bytes: int = 2 * 2**30
     deadline: float | None = None
+    fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise UserError(f"fine-tuning epochs must be at least 1; received {self.epochs}")
+        if not 0.0 < self.fraction <= 1.0 or (self.fraction < 1.0 and self.epochs != 1):
+            raise UserError(f"fine-tuning runs a share of one epoch only (fraction in (0, 1] with 1 epoch); "
+                            f"received fraction {self.fraction} with {self.epochs} epochs")
         if self.batch_size < 1:
             raise UserError(f"fine-tuning batch size must be at least 1; received {self.batch_size}")
         if not self.learning_rate > 0:
@@ -350,18 +359,21 @@ def finetune(
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
-    trainer = _trainer(keras, model, config, steps=config.epochs * -(-len(x) // config.batch_size),
-                       calibration=calibration)
+    batches = -(-len(x) // config.batch_size)
+    per_epoch = batches if config.fraction >= 1.0 else max(1, math.ceil(config.fraction * batches))
+    trainer = _trainer(keras, model, config, steps=config.epochs * per_epoch, calibration=calibration)
+    part = {} if per_epoch == batches else {"steps_per_epoch": per_epoch}  # a shuffled epoch's first batches
     epochs = _EpochLog(model, trainer, config, validation, progress)
     start = time.perf_counter()  # before the start's score: validation_seconds holds it too, and is taken off
     epochs.score_start()
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)]
     with fused_batchnorm(model):
         if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
-            trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks)
+            trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks,
+                        **part)
         else:
             trainer.fit(np.asarray(x, dtype=np.float32), targets, batch_size=config.batch_size, epochs=config.epochs,
-                        shuffle=True, verbose=0, callbacks=callbacks)
+                        shuffle=True, verbose=0, callbacks=callbacks, **part)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
     return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy(),

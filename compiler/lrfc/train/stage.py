@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from lrfc.plan import Plan
@@ -17,7 +18,7 @@ class FinetuneRecord:
     epochs: int
     seconds: float
     distill: bool
-    round_epochs: tuple[int, ...] = ()
+    round_epochs: tuple[float, ...] = ()  # below 1: the share of one epoch a --time-budget round ran
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
 
     def to_json(self) -> dict:
@@ -67,16 +68,19 @@ def finetune(state) -> None:
         return
     spent, ran = [], []
 
-    def tune_one(model, epochs: int, deadline: float | None) -> tuple[int, float, float | None, bool]:
-        with state.progress("finetune", epochs) as bar:
+    def tune_one(model, epochs: float, deadline: float | None) -> tuple[float, float, float | None, bool]:
+        whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (--time-budget)
+        config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole))
+        with state.progress("finetune", whole) as bar:
             def on_epoch(epoch, total, logs):
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
-            result = train(model, s.x_train, s.y_train, replace(_config(state), epochs=epochs, deadline=deadline),
-                           teacher=teacher, validation=(s.x_val, s.y_val), progress=on_epoch, calibration=s.x_calib)
+            result = train(model, s.x_train, s.y_train, config, teacher=teacher, validation=(s.x_val, s.y_val),
+                           progress=on_epoch, calibration=s.x_calib)
+        done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
-        ran.append(result.epochs)
-        return result.epochs, result.seconds, result.val_accuracy, result.out_of_time
+        ran.append(done)
+        return done, result.seconds, result.val_accuracy, result.out_of_time
 
     state.budget.run(tune_one)
     state.test_accuracy = test_accuracies(state)
