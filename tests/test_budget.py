@@ -615,6 +615,7 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     """Under --time-budget a round runs the epochs that fit before the reserve (the last round's seconds per epoch),
     or the share of one that fits (at least half), not all or nothing; when not even that fits, the search stops
     before looking at another rung; the first round stops after the epoch past which another would not fit."""
+    from dataclasses import replace
     from types import SimpleNamespace
 
     from lrfc.train import contract
@@ -678,3 +679,12 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     search, ran, picked, logs, _ = search_from(520.0, 10)
     assert ran == [("model-2", 1)] and search.rounds[0].capped == 1 and search.stopped == "--time-budget 10 minutes"
     assert any("shallow stopped after 1 of its 2 epochs" in m for m in logs)
+    # the unit after a round of half an epoch is the whole epoch it implies, not the round
+    search.rounds[-1:] = [replace(search.rounds[-1], epochs=0.5, seconds=50.0)]
+    assert search._round_unit() == 100.0
+    # --finetune none: a look is built and scored whole, so half of one's time left is none
+    search.tune, search.look_seconds, search.proxy = False, 30.0, {7: 1.0, 8: 2.0}  # 15 s a look
+    search.state.timer = SimpleNamespace(snapshot=lambda: {"stages": 600.0 - 60.0 - 10.0})
+    assert search._fit_epochs(1) == 0.0
+    search.state.timer = SimpleNamespace(snapshot=lambda: {"stages": 600.0 - 60.0 - 16.0})
+    assert search._fit_epochs(1) == 1.0

@@ -381,18 +381,20 @@ class BudgetSearch:
 
     def _round_unit(self) -> float:
         """The seconds one more epoch takes, the last round's (deeper rungs train faster, so after a step deeper
-        this over-states the next one); with ``--finetune none``, one more rung looked at, built and scored."""
-        last = self.rounds[-1]
+        this over-states the next one; a round of a share of one counts its fixed costs, the validation scores,
+        as that share's too); with ``--finetune none``, one more rung looked at, built and scored."""
         if not self.tune:
             return self.look_seconds / max(1, len(self.proxy))
-        return last.seconds / max(1, last.epochs)
+        last = self.rounds[-1]
+        return last.seconds / last.epochs if last.epochs > 0 else last.seconds
 
     def _fit_epochs(self, epochs: float) -> float:
         """``epochs``, or fewer when ``--time-budget`` leaves room for fewer (a share of one: ``epochs_that_fit``;
-        0: not even ``MIN_SHARE`` of one)."""
+        0: not even ``MIN_SHARE`` of one). With ``--finetune none``: 1 when one more look fits, else 0."""
         if self.options.time_budget is None:
             return epochs
-        return min(epochs, epochs_that_fit(self._seconds_left(), self._round_unit()))
+        fit = epochs_that_fit(self._seconds_left(), self._round_unit())
+        return min(epochs, fit) if self.tune else float(fit >= 1)
 
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
