@@ -82,7 +82,14 @@ def time_section(runs: dict) -> list[str]:
             "tenth of the budget (at least a minute) kept for what follows the search; the first round stops after "
             "the epoch past which another would not fit, and the search stops when not half an epoch fits. The "
             "targets are the default build's; `--time-budget` is not a default, so these rows show what a user who "
-            "sets it gets, not the targets met.", ""] + _build_table(rows)
+            "sets it gets, not the targets met.", ""] + _build_table(rows) + [within_time(n, r) for n, r in rows.items()] + [""]
+
+
+def within_time(name: str, r: dict) -> str:
+    """Whether a ``time`` row's whole build (its child process, wall clock) kept the minutes it was given."""
+    minutes = float(r["flags"]["--time-budget"])
+    took = r["wall_s"] / 60
+    return f"- {name}: {took:.1f} of {minutes:g} minutes, {'within' if took <= minutes else '**over**'} its time budget"
 
 
 def _build_table(rows: dict) -> list[str]:

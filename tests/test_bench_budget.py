@@ -143,3 +143,11 @@ def test_a_round_line_names_the_epochs_the_time_budget_cut():
 
     assert _capped({"capped": 1}) == " (1 more cut by --time-budget)"
     assert _capped({"capped": 0}) == "" and _capped({}) == ""  # none cut; a row from before it was recorded
+
+
+def test_a_time_row_says_whether_the_build_kept_its_minutes():
+    from bench.render_budget import within_time
+
+    row = {"flags": {"--time-budget": "15"}, "wall_s": 839.0}
+    assert within_time("resnet/time-15", row) == "- resnet/time-15: 14.0 of 15 minutes, within its time budget"
+    assert within_time("r", {**row, "wall_s": 905.0}).endswith("15.1 of 15 minutes, **over** its time budget")
