@@ -614,7 +614,8 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
 def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     """Under --time-budget a round runs the epochs that fit before the reserve (the last round's seconds per epoch),
     or the share of one that fits (at least half), not all or nothing; when not even that fits, the search stops
-    before looking at another rung; the first round stops after the epoch past which another would not fit."""
+    before looking at another rung; the first round ends by its deadline (fine-tuning fits its epochs to it: the fake
+    here stops after the epoch past which another would not fit)."""
     from dataclasses import replace
     from types import SimpleNamespace
 

@@ -153,6 +153,53 @@ def test_a_deadline_ends_training_after_the_epoch_that_would_overrun_it(keras, t
     assert (far.epochs, far.out_of_time, len(far.history["val_accuracy"])) == (3, False, 3)
 
 
+def test_a_deadline_fits_the_epochs_and_their_schedule_once_the_first_steps_are_timed(keras, tiny, data, monkeypatch):
+    """With a deadline, the first PROBE_BATCHES steps are timed and the epochs that end before it become the run: the
+    cosine schedule decays to 0 over them, not over --epochs (stopped after 1 of 3, the rate would still be 75 % of its
+    peak). A deadline far off leaves the run and its schedule as they were."""
+    import time
+
+    import lrfc.train.finetune as ft
+
+    x, y, x_test, y_test = data
+    trainers, real = [], ft._trainer
+    monkeypatch.setattr(ft, "_trainer", lambda *a, **k: trainers.append(real(*a, **k)) or trainers[-1])
+    runs = []
+    for deadline in (time.perf_counter(), time.perf_counter() + 3600.0):
+        model = keras.models.clone_model(tiny)
+        model.set_weights(tiny.get_weights())
+        config = FinetuneConfig(epochs=3, batch_size=100, distill=False, patience=2, deadline=deadline)
+        runs.append(finetune(model, x[:3000], y[:3000], config, validation=(x_test[:500], y_test[:500])))
+    (past, far), (short, long) = runs, [t[0].optimizer for t in trainers]
+    assert (past.epochs, past.out_of_time, int(short.iterations)) == (1, True, 30)  # 30 batches an epoch
+    assert float(short.learning_rate) < 1e-9  # the schedule ended with the run
+    assert (far.epochs, far.out_of_time, int(long.iterations)) == (3, False, 90)
+    assert float(long.learning_rate) < 1e-9 and float(trainers[1][1].numpy()) == 90.0
+
+
+def test_the_deadline_fit_counts_whole_epochs_with_their_validation(keras, monkeypatch):
+    """The arithmetic on a fake clock: 1 s a step after the first (tracing) step, 100 steps an epoch, 5 s of validation.
+    The first epoch ends at 104 s, each further one takes 105: a deadline at 261.5 s fits 2 of 3 epochs (the schedule
+    then spans 200 steps); one before the first epoch's end still runs that one."""
+    import types
+
+    import lrfc.train.finetune as ft
+
+    clock = [0.0]
+    monkeypatch.setattr(ft, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    for deadline, planned in ((261.5, 2), (50.0, 1), (400.0, None)):
+        fitted = []
+        log = types.SimpleNamespace(validation_seconds=5.0, config=FinetuneConfig(epochs=3, deadline=deadline),
+                                    fit_to=fitted.append)
+        total = keras.Variable(300.0, trainable=False)
+        fit = ft._DeadlineFit(log, total, per_epoch=100)
+        for batch in range(ft.PROBE_BATCHES + 3):
+            clock[0] = float(batch)
+            fit.on_batch_end(batch)
+        assert fitted == ([planned] if planned else []), deadline
+        assert float(total.numpy()) == (100.0 * planned if planned else 300.0)
+
+
 def test_a_share_of_one_epoch_runs_that_share_of_its_batches(keras, tiny, data, monkeypatch):
     """fraction: a --time-budget round that fits only part of an epoch runs that part (the schedule decays over it);
     a share is only of one epoch."""
@@ -165,7 +212,7 @@ def test_a_share_of_one_epoch_runs_that_share_of_its_batches(keras, tiny, data, 
     model.set_weights(tiny.get_weights())
     result = finetune(model, x[:1000], y[:1000], FinetuneConfig(epochs=1, batch_size=100, distill=False, fraction=0.3),
                       validation=(x_test[:500], y_test[:500]))
-    assert int(trainers[0].optimizer.iterations) == 3 and result.epochs == 1  # 3 of the epoch's 10 batches
+    assert int(trainers[0][0].optimizer.iterations) == 3 and result.epochs == 1  # 3 of the epoch's 10 batches
     with pytest.raises(UserError, match="share of one epoch"):
         FinetuneConfig(epochs=2, fraction=0.5)
 

@@ -44,8 +44,9 @@ least. The search over it:
    last round's seconds per epoch, ``RESERVE`` of the budget kept for the
    stages after the search), or when not one does, the share of one that
    fits, at least ``MIN_SHARE``, instead of being skipped whole; the first
-   round, before any epoch was timed, stops after the epoch past which
-   another would not fit.
+   round, with no epoch timed yet, times its first steps and runs the whole
+   epochs that end before the deadline (at least one), its learning-rate
+   schedule decaying over them (``finetune.FinetuneConfig.deadline``).
 
 With ``--finetune none`` the validation split itself is the measure: the
 bisection finds the most compressed rung that meets the budget as it is, and
@@ -402,8 +403,8 @@ class BudgetSearch:
         ``tune_one(model, epochs, deadline) -> (epochs run, seconds, validation accuracy or None, out of
         time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
         ``--epochs``, a warm-started one for ``round_epochs`` of them, fewer where ``--time-budget`` leaves
-        room for fewer; ``deadline`` (a ``time.perf_counter()`` value, or None) ends it after an epoch when
-        another would not fit, and says so. The accuracy is of the weights it kept, on the whole validation
+        room for fewer; ``deadline`` (a ``time.perf_counter()`` value, or None) shortens it to the epochs that
+        end before it, and says so. The accuracy is of the weights it kept, on the whole validation
         split, which fine-tuning scores after every epoch; None: the search scores them itself.
         """
         state = self.state

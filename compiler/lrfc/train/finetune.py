@@ -100,6 +100,8 @@ _EPSILON = 1e-7
 
 Progress = Callable[[int, int, dict], None]
 
+PROBE_BATCHES = 8  # a deadline's run: steps timed (after the first, which traces) before the epochs are fitted to it
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -123,8 +125,11 @@ class FinetuneConfig:
         in_memory_bytes: training samples (``frontend.samples.Samples``)
             larger than this once mapped are streamed a batch at a time,
             reshuffled every epoch, instead of mapped into memory first.
-        deadline: a ``time.perf_counter()`` value (``--time-budget``): after
-            an epoch, training stops when one more, at the mean epoch so far
+        deadline: a ``time.perf_counter()`` value (``--time-budget``): once
+            the first ``PROBE_BATCHES`` steps are timed, the epochs that end
+            before it (at least one) become the whole run and the cosine
+            schedule decays to 0 over them, not over ``epochs``; after an
+            epoch, training also stops when one more, at the mean epoch so far
             (validation included), would end past it. None: no deadline.
         fraction: with one epoch, the share of its batches to run (the first
             of a shuffled epoch, the schedule decaying over them): a round of
@@ -361,12 +366,17 @@ def finetune(
     targets = _targets(y, teacher if config.distill else None, len(x), int(model.outputs[0].shape[-1]))
     batches = -(-len(x) // config.batch_size)
     per_epoch = batches if config.fraction >= 1.0 else max(1, math.ceil(config.fraction * batches))
-    trainer = _trainer(keras, model, config, steps=config.epochs * per_epoch, calibration=calibration)
+    fitted = config.deadline is not None and config.epochs > 1 and per_epoch > PROBE_BATCHES + 1
+    trainer, total_steps = _trainer(keras, model, config, steps=config.epochs * per_epoch, calibration=calibration,
+                                    fitted=fitted)
     part = {} if per_epoch == batches else {"steps_per_epoch": per_epoch}  # a shuffled epoch's first batches
     epochs = _EpochLog(model, trainer, config, validation, progress)
     start = time.perf_counter()  # before the start's score: validation_seconds holds it too, and is taken off
     epochs.score_start()
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=epochs.on_epoch_end)]
+    if fitted:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_train_batch_end=_DeadlineFit(epochs, total_steps, per_epoch).on_batch_end))
     with fused_batchnorm(model):
         if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
             trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks,
@@ -402,13 +412,16 @@ def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
     return Batches()
 
 
-def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None):
-    """A compiled twin of ``model`` (same variables, own compile state), seeded, with a cosine-decayed Adam.
+def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None, fitted: bool = False):
+    """A compiled twin of ``model`` (same variables, own compile state), seeded, with a cosine-decayed Adam, and the
+    schedule's total steps as a variable when ``fitted`` (a deadline may shorten it once training is timed), else None.
 
     With ``config.qat`` the twin computes through int8 fake quantization (``train.qat``).
     """
     keras.utils.set_random_seed(config.seed)
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    total = keras.Variable(float(steps), trainable=False, dtype="float32", name="schedule_steps") if fitted else None
+    schedule = (_fitted_cosine(keras, config.learning_rate, total) if fitted
+                else keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
     if config.qat:
         from lrfc.train.qat import qat_twin
 
@@ -417,7 +430,56 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None)
         trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, outputs_probabilities(model)),
                     metrics=[_accuracy_metric(keras)])
-    return trainer
+    return trainer, total
+
+
+def _fitted_cosine(keras, rate: float, total):
+    """Keras' cosine decay to 0 (``CosineDecay``, alpha 0) over ``total`` steps, a variable the run may shorten."""
+
+    class FittedCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            ops = keras.ops
+            done = ops.minimum(ops.cast(step, "float32"), total)
+            return rate * 0.5 * (1.0 + ops.cos(math.pi * done / total))
+
+        def get_config(self) -> dict:
+            return {"rate": rate, "steps": float(total.numpy())}
+
+    return FittedCosine()
+
+
+class _DeadlineFit:
+    """After ``PROBE_BATCHES`` timed steps of the first epoch: the whole epochs that end before the deadline (at
+    least one; validation passes at the start's score time) become the run, its schedule decaying over them.
+
+    Without it a deadline ends the run after the epoch past which another would not fit, which cuts the cosine
+    schedule part way (a 2-epoch round stopped after one ends at half the peak rate, where a 1-epoch round ends at 0).
+    """
+
+    def __init__(self, log: "_EpochLog", total, per_epoch: int):
+        self.log, self.total, self.per_epoch = log, total, per_epoch
+        self.first: float | None = None
+        self.done = False
+
+    def on_batch_end(self, batch: int, logs=None) -> None:
+        if self.done:
+            return
+        now = time.perf_counter()
+        if batch == 0:
+            self.first = now
+            return
+        if batch < PROBE_BATCHES or self.first is None:
+            return
+        self.done = True
+        step = (now - self.first) / batch
+        validation = self.log.validation_seconds  # the start's score, when there is one: one pass over validation
+        end_first = now + step * (self.per_epoch - batch - 1) + validation
+        config = self.log.config
+        more = math.floor((config.deadline - end_first) / (step * self.per_epoch + validation)) if step > 0 else 0
+        planned = int(min(config.epochs, max(1, 1 + more)))
+        if planned < config.epochs:
+            self.total.assign(float(planned * self.per_epoch))
+            self.log.fit_to(planned)
 
 
 class _EpochLog:
@@ -434,6 +496,11 @@ class _EpochLog:
         self.start: tuple[float, int, list] | None = None  # the same for the weights before any epoch
         self.began = time.perf_counter()
         self.out_of_time = False
+        self.epochs = config.epochs  # the run's epochs: fewer once a deadline has fitted them (``fit_to``)
+
+    def fit_to(self, epochs: int) -> None:
+        """The run becomes ``epochs`` long (a deadline's: ``_DeadlineFit``): it stops after them, out of time."""
+        self.epochs = epochs
 
     def score_start(self) -> None:
         """With early stopping, the weights before any epoch compete with the best epoch at the end (epoch -1).
@@ -459,7 +526,7 @@ class _EpochLog:
         for k, v in row.items():
             self.history[k].append(v)
         if self.progress is not None:
-            self.progress(epoch, self.config.epochs, row)
+            self.progress(epoch, self.epochs, row)
 
     def _early_stop(self, epoch: int, accuracy: float) -> None:
         """Keep the best epoch; stop after ``patience`` epochs without a better one in the schedule's second half.
@@ -475,15 +542,18 @@ class _EpochLog:
         if self.best is None or accuracy > self.best[0]:
             self.best = (accuracy, epoch, self.model.get_weights())
             return
-        half = self.config.epochs / 2
+        half = self.epochs / 2
         counted = sum(1 for e in range(self.best[1] + 1, epoch + 1) if e + 1 > half)
         if counted >= self.config.patience:
             self.trainer.stop_training = True
 
     def _deadline(self, epoch: int) -> None:
-        """Stop when another epoch, at the mean so far, would end past ``config.deadline``."""
+        """Stop after the epochs a deadline fitted, or when another epoch, at the mean so far, would end past it."""
         deadline = self.config.deadline
         if deadline is None or epoch + 1 >= self.config.epochs or self.trainer.stop_training:
+            return
+        if epoch + 1 >= self.epochs:
+            self.trainer.stop_training = self.out_of_time = True
             return
         now = time.perf_counter()
         if now + (now - self.began) / (epoch + 1) > deadline:
