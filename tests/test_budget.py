@@ -679,7 +679,7 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     # the first round has no measured epoch to plan with: its deadline ends it after the epoch that reaches it
     search, ran, picked, logs, _ = search_from(520.0, 10)
     assert ran == [("model-2", 1)] and search.rounds[0].capped == 1 and search.stopped == "--time-budget 10 minutes"
-    assert any("shallow stopped after 1 of its 2 epochs" in m for m in logs)
+    assert any("shallow trained 1 of its 2 epochs, those that fitted before the deadline" in m for m in logs)
     # the unit after a round of half an epoch is the whole epoch it implies, not the round
     search.rounds[-1:] = [replace(search.rounds[-1], epochs=0.5, seconds=50.0)]
     assert search._round_unit() == 100.0

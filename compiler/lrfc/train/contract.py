@@ -417,7 +417,8 @@ class BudgetSearch:
             epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline()) if self.tune
                                                 else (0, 0.0, None, False))
             if out_of_time:
-                state.log(f"--time-budget: {self.levels[i].label} stopped after {epochs} of its {planned} epochs")
+                state.log(f"--time-budget: {self.levels[i].label} trained {epochs} of its {planned} epochs, those that fitted "
+                          "before the deadline")
             if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
                 accuracy = self.proxy_accuracy[i]
             elif accuracy is None:  # fine-tuning scored what it kept on validation: not scored twice
