@@ -660,10 +660,10 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
         search.run(tune)
         return search, ran, picked, logs, deadlines
 
-    # 11 minutes: 660 s, 66 kept for the stages after the search. Round 1 ends at 400 s (194 left: 2 epochs run),
-    # round 2 at 500 (94 left: 1 of the deep rung's 2 epochs)
+    # 11 minutes: 660 s, 66 kept for the stages after the search. Round 1 (half of the 294 s left: until 447) ends
+    # at 400 s (194 left: 2 epochs run), round 2 at 500 (94 left: 1 of the deep rung's 2 epochs)
     search, ran, picked, logs, deadlines = search_from(300.0, 11)
-    assert ran == [("model-2", 2), ("model-1", 2), ("model-0", 1)] and deadlines == [594.0] * 3
+    assert ran == [("model-2", 2), ("model-1", 2), ("model-0", 1)] and deadlines == [447.0, 594.0, 594.0]
     assert [r.capped for r in search.rounds] == [0, 0, 1] and search.stopped != "--time-budget 11 minutes"
     assert any("deep trains 1 of its 2 epochs" in m for m in logs)
     # 10 minutes: 600 s, 60 kept; after round 2 (500 s) 40 s are left: 0.8 of an epoch
@@ -679,7 +679,7 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     # the first round has no measured epoch to plan with: its deadline ends it after the epoch that reaches it
     search, ran, picked, logs, _ = search_from(520.0, 10)
     assert ran == [("model-2", 1)] and search.rounds[0].capped == 1 and search.stopped == "--time-budget 10 minutes"
-    assert any("shallow trained 1 of its 2 epochs, those that fitted before the deadline" in m for m in logs)
+    assert any("shallow trained 1 of its 2 epochs, those that fitted in half the time left" in m for m in logs)
     # the unit after a round of half an epoch is the whole epoch it implies, not the round
     search.rounds[-1:] = [replace(search.rounds[-1], epochs=0.5, seconds=50.0)]
     assert search._round_unit() == 100.0
@@ -689,3 +689,8 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     assert search._fit_epochs(1) == 0.0
     search.state.timer = SimpleNamespace(snapshot=lambda: {"stages": 600.0 - 60.0 - 16.0})
     assert search._fit_epochs(1) == 1.0
+    # the first round takes at most half the time left, so a deeper round fits after it: 9 minutes from 300 s leave
+    # 180; round 1 stops at 350 (another epoch would pass 390), round 2 runs 2 epochs, round 3 the 0.6 that is left
+    # (given it all, round 1 would have run 2 epochs and round 2 the 1.6 left: no third)
+    search, ran, picked, logs, deadlines = search_from(300.0, 9)
+    assert ran == [("model-2", 1), ("model-1", 2), ("model-0", 0.6)] and deadlines[0] == 390.0

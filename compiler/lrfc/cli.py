@@ -165,7 +165,7 @@ def build(
     allow_low_accuracy: AllowLow = DEFAULT["allow_low_accuracy"],
     allocation: Annotated[str, typer.Option(help="global (each candidate's measured end-to-end effect, allocated under one budget) or threshold (the paper's uniform similarity threshold).")] = DEFAULT["allocation"],
     min_similarity: Annotated[float, typer.Option(help="Global allocation: the lowest feature-map similarity a candidate may have.")] = DEFAULT["min_similarity"],
-    time_budget: Annotated[Optional[float], typer.Option(help="Minutes for the whole build: the budget search gives a round the epochs (or at least half an epoch) that still fit, and stops when none do (a tenth of it, at least a minute, is kept for lowering and benchmarks).")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="Minutes for the whole build: the budget search gives a round the epochs (or at least half an epoch) that still fit, the first at most half the time left, and stops when none do (a tenth of it, at least a minute, is kept for lowering and benchmarks).")] = None,
     reconstruct: Annotated[bool, typer.Option("--reconstruct/--no-reconstruct", help="Refit each factorized layer's last factor to the original layer's output (before fine-tuning).")] = DEFAULT["reconstruct"],
     bn_reestimate: Annotated[bool, typer.Option("--bn-reestimate/--no-bn-reestimate", help="Re-estimate BatchNorm statistics on the calibration data after factorizing.")] = DEFAULT["bn_reestimate"],
     patience: Annotated[int, typer.Option(help="Fine-tuning stops after this many epochs without a better validation accuracy (epochs in the first half of the rate schedule do not count).")] = DEFAULT["patience"],
