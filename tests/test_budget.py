@@ -623,9 +623,10 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
 
     assert [contract.epochs_that_fit(left, 50.0) for left in (-5.0, 20.0, 37.5, 50.0, 194.0)] == [0, 0, 0.75, 1, 3]
 
-    def search_from(clock_start: float, minutes: float, pick_seconds: float = 0.0):
+    def search_from(clock_start: float, minutes: float, pick_seconds: float = 0.0, max_rounds: int = 4):
         search, state, model = _three_rung_search([{"a": _rung("a", 100)}, {"a": _rung("a", 400)},
                                                    {"a": _rung("a", 900)}], epochs=2)
+        state.options.max_rounds = max_rounds
         clock = [clock_start]
         monkeypatch.setattr(contract, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
         state.timer = SimpleNamespace(snapshot=lambda: {"stages": clock[0]})  # every second so far is the build's
@@ -694,3 +695,6 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
     # (given it all, round 1 would have run 2 epochs and round 2 the 1.6 left: no third)
     search, ran, picked, logs, deadlines = search_from(300.0, 9)
     assert ran == [("model-2", 1), ("model-1", 2), ("model-0", 0.6)] and deadlines[0] == 390.0
+    # ... but with no round to follow (--max-rounds 1) it has all of it
+    search, ran, picked, logs, deadlines = search_from(300.0, 9, max_rounds=1)
+    assert ran == [("model-2", 2)] and deadlines == [480.0] and search.stopped == "--max-rounds 1"

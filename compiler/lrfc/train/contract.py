@@ -81,7 +81,7 @@ FLOOR_DROP = 0.25       # points: a smaller fine-tuned drop is within the valida
 RESERVE = 0.1           # --time-budget: the share kept for the stages after the search (test split, lowering, benchmarks)
 RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benchmark models, 250 s for ResNet50
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
-FIRST_SHARE = 0.5       # --time-budget: the most of the search's time the first round may take (at least one epoch)
+FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 
 
 @dataclass(frozen=True)
@@ -381,14 +381,18 @@ class BudgetSearch:
     def _deadline(self) -> float | None:
         """The ``time.perf_counter()`` by which a round's training must end (``--time-budget``), or None.
 
-        The first round gets ``FIRST_SHARE`` of what is left, so that a deeper round fits after it: the
-        ResNet-style build on the EPYC, 2026-12-05, at ``--time-budget 10`` spent it all on the first round's 2
-        epochs and published that conservative rung (78.7 % / 77.2 % removed), while at ``--time-budget 8`` the
-        first round fitted only 1 epoch and a second reached 85.6 % / 82.7 % at 0.12 points.
+        A first round that another may follow gets ``FIRST_SHARE`` of what is left, so that a deeper one fits
+        after it: the ResNet-style build on the EPYC, 2026-12-05, at ``--time-budget 10`` spent it all on the first
+        round's 2 epochs and published that conservative rung (78.7 % / 77.2 % removed), while at
+        ``--time-budget 8`` the first round fitted only 1 epoch and a second reached 85.6 % / 82.7 % at 0.12 points.
         """
         if self.options.time_budget is None:
             return None
-        return time.perf_counter() + (FIRST_SHARE if not self.rounds else 1.0) * self._seconds_left()
+        return time.perf_counter() + (FIRST_SHARE if self._first_of_several() else 1.0) * self._seconds_left()
+
+    def _first_of_several(self) -> bool:
+        """Whether the next round is the first and more may follow it (rounds, and rungs, left)."""
+        return not self.rounds and self.tune and self.options.max_rounds > 1 and len(self.levels) > 1
 
     def _round_unit(self) -> float:
         """The seconds one more epoch takes, the last round's (deeper rungs train faster, so after a step deeper
@@ -423,11 +427,11 @@ class BudgetSearch:
         fresh = 1.0  # the share of the rung that starts fresh: all of it in the first round
         wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
         while i is not None:
-            start = time.perf_counter()
+            start, first = time.perf_counter(), self._first_of_several()
             epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline()) if self.tune
                                                 else (0, 0.0, None, False))
             if out_of_time:
-                room = "in half the time left, the rest kept for a deeper round" if len(self.rounds) == 0 else "in time"
+                room = "in half the time left, the rest kept for a deeper round" if first else "in time"
                 state.log(f"--time-budget: {self.levels[i].label} trained {epochs} of its {planned} epochs, those that "
                           f"fitted {room}")
             if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
