@@ -73,6 +73,7 @@ def finetune(state) -> None:
         config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole))
         with state.progress("finetune", whole) as bar:
             def on_epoch(epoch, total, logs):
+                bar.total = total  # a deadline may have fitted the run to fewer epochs than it started with
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
             result = train(model, s.x_train, s.y_train, config, teacher=teacher, validation=(s.x_val, s.y_val),
