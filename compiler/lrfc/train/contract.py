@@ -378,17 +378,17 @@ class BudgetSearch:
         spent = sum(self.state.timer.snapshot().values())
         return budget - max(RESERVE * budget, RESERVE_MIN_S) - spent
 
-    def _deadline(self) -> float | None:
+    def _deadline(self, first: bool) -> float | None:
         """The ``time.perf_counter()`` by which a round's training must end (``--time-budget``), or None.
 
-        A first round that another may follow gets ``FIRST_SHARE`` of what is left, so that a deeper one fits
+        A first round that another may follow (``first``, from ``_first_of_several``) gets ``FIRST_SHARE`` of what is left, so that a deeper one fits
         after it: the ResNet-style build on the EPYC, 2026-12-05, at ``--time-budget 10`` spent it all on the first
         round's 2 epochs and published that conservative rung (78.7 % / 77.2 % removed), while at
         ``--time-budget 8`` the first round fitted only 1 epoch and a second reached 85.6 % / 82.7 % at 0.12 points.
         """
         if self.options.time_budget is None:
             return None
-        return time.perf_counter() + (FIRST_SHARE if self._first_of_several() else 1.0) * self._seconds_left()
+        return time.perf_counter() + (FIRST_SHARE if first else 1.0) * self._seconds_left()
 
     def _first_of_several(self) -> bool:
         """Whether the next round is the first and more may follow it (rounds, and rungs, left)."""
@@ -428,7 +428,7 @@ class BudgetSearch:
         wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
         while i is not None:
             start, first = time.perf_counter(), self._first_of_several()
-            epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline()) if self.tune
+            epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline(first)) if self.tune
                                                 else (0, 0.0, None, False))
             if out_of_time:
                 room = "in half the time left, the rest kept for a deeper round" if first else "in time"
