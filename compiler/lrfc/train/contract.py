@@ -381,10 +381,11 @@ class BudgetSearch:
     def _deadline(self, first: bool) -> float | None:
         """The ``time.perf_counter()`` by which a round's training must end (``--time-budget``), or None.
 
-        A first round that another may follow (``first``, from ``_first_of_several``) gets ``FIRST_SHARE`` of what is left, so that a deeper one fits
-        after it: the ResNet-style build on the EPYC, 2026-12-05, at ``--time-budget 10`` spent it all on the first
-        round's 2 epochs and published that conservative rung (78.7 % / 77.2 % removed), while at
-        ``--time-budget 8`` the first round fitted only 1 epoch and a second reached 85.6 % / 82.7 % at 0.12 points.
+        A first round that another may follow (``first``: ``_first_of_several``) gets ``FIRST_SHARE`` of what is
+        left, so that a deeper one fits after it: the ResNet-style build on the EPYC, 2026-12-05, at
+        ``--time-budget 10`` spent it all on the first round's 2 epochs and published that conservative rung
+        (78.7 % / 77.2 % removed), while at ``--time-budget 8`` the first round fitted only 1 epoch and a second
+        reached 85.6 % / 82.7 % at 0.12 points.
         """
         if self.options.time_budget is None:
             return None
