@@ -125,6 +125,9 @@ def test_artifacts_are_written_verified_and_reported(latency_builds):
     pairs = {("compressed", "tflite"), ("compressed", "onnx"), ("original", "tflite"), ("original", "onnx")}
     # the target's fp32 files, and both models at int8: the baseline a user would build instead
     assert set(arts) == {(*p, None) for p in pairs} | {(*p, "int8 baseline") for p in pairs}
+    eq = report["int8_equalization"]  # the chains were equalized (factorize.equalize) before any file was written
+    chains = [layer for layer in report["layers"] if layer.get("method") not in (None, "ttm")]
+    assert eq["chains"] == len(chains) > 0 and eq["links"] >= len(chains) and eq["max_scale"] >= 1.0
     for (role, fmt, variant), a in arts.items():
         path = Path(a["path"])
         stem = "model" if role == "compressed" else "original"

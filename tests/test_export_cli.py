@@ -41,6 +41,7 @@ def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_p
     doc = json.loads((out / "export.json").read_text())
     assert doc["target"] == "host" and doc["precision"] == "int8" and doc["model"] == str(model_path)
     assert doc["formats"] == ["tflite", "onnx"] and doc["calibration_samples"] == 256
+    assert "int8_equalization" not in doc  # no factorized chains: nothing to equalize
     assert doc["verification_data"] == "digits, 512 samples disjoint from calibration"
     for art, fmt in zip(doc["artifacts"], ("tflite", "onnx")):
         assert art["format"] == fmt and art["precision"] == "int8" and art["passed"]
@@ -57,6 +58,30 @@ def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_p
     assert lines[0].split() == ["format", "precision", "size", "max_abs_diff", "top1_agreement", "passed"]
     assert lines[2].startswith("tflite") and lines[2].endswith("yes") and lines[3].startswith("onnx")
     assert "verified on digits, 512 samples disjoint from calibration" in printed
+
+
+def test_export_int8_of_a_factorized_model_equalizes_its_chains(model_path, tmp_path, capsys, keras):
+    """An lrfc model.keras (chains ``NAME__i``) exported at int8: its chains' inner channels are equalized first
+    (``factorize.equalize``), export.json says so, and the files pass the int8 gate."""
+    from lrfc import decompose
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.plan import LayerChoice, Plan
+
+    flat = rebuild(keras.saving.load_model(model_path))
+    convs = [r for r in describe_model(flat) if r.type == "Conv2D"]
+    plan = Plan(tuple(LayerChoice(r.name, "tucker", tuple(max(1, k // 2) for k in
+                                                           decompose.get("tucker").max_ranks(r.geometry)))
+                      for r in convs))
+    path = tmp_path / "factorized.keras"
+    apply_plan(flat, plan).save(path)
+    out = tmp_path / "out"
+    assert main(["export", str(path), "--target", "host", "--precision", "int8", "--data", "digits",
+                 "--out", str(out)]) == 0
+    doc = json.loads((out / "export.json").read_text())
+    assert doc["int8_equalization"]["chains"] == len(convs) == 2 and doc["int8_equalization"]["links"] == 4
+    assert all(a["passed"] and a["top1_agreement"] >= 0.9 for a in doc["artifacts"])
 
 
 def test_export_default_precision_verifies_on_random_inputs_without_data(model_path, tmp_path, capsys):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stag
     from lrfc.cost.devices import DeviceLink
     from lrfc.cost.latency import Pricer
     from lrfc.cost.measure import WholeModel
+    from lrfc.factorize.equalize import Equalization
     from lrfc.frontend.catalogue import LayerInfo
     from lrfc.frontend.contract import InputContract
     from lrfc.frontend.memory_plan import MemoryPlan
@@ -133,6 +134,7 @@ class BuildState:
     # lower, benchmark, report
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     deliverables: list[dict] = field(default_factory=list)  # a non-fp32 target's files scored on validation
+    equalization: Equalization | None = None  # lower: the chains equalized for int8 (None: no int8 file, or --qat)
     benchmarks: Benchmarks | None = None
     report: dict = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)  # published files, after run_build

@@ -138,7 +138,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     Returns:
         The ``export.json`` document: ``{"model", "target", "precision",
         "formats", "input", "calibration_samples", "verification_data",
-        "artifacts"}`` (+ ``"notes"``).
+        "artifacts"}`` (+ ``"notes"``; + ``"int8_equalization"`` when int8 equalized a factorized model's chains,
+        ``factorize.equalize``).
 
     Raises:
         UserError: bad options, model, profile or data.
@@ -159,6 +160,11 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         contract = resolve(model, contract)
         samples = draw_samples(model, contract, data, calib_samples, seed, allow_low_accuracy=allow_low_accuracy,
                                log=log)
+        equalized = None
+        if precision == "int8":  # a factorized model's chains (an lrfc model.keras): the same function, less rounding
+            from lrfc.factorize.equalize import equalize_chains
+
+            equalized = equalize_chains(model, samples.calibration)
         records = lower(model, output.staging, precision=precision, formats=formats, calibration=samples.calibration,
                         verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path,
                         onnx_int8=onnx_int8_scheme(profile.runtimes),
@@ -167,6 +173,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}
+        if equalized is not None and equalized.links:
+            doc["int8_equalization"] = equalized.to_json()
         if profile.requires_full_int8:
             doc["notes"] = [f"{profile.name}: compile model.tflite with edgetpu_compiler to run it on the Edge TPU "
                             "(lrfc does not run it)"]

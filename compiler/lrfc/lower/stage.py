@@ -17,7 +17,10 @@ the calibration samples: what an edge engineer would do instead of lrfc),
 fp32, ``model.fp32.<fmt>`` and ``original.fp32.<fmt>`` (whether int8 pays at
 all on this device: ``bench.foreign``'s keras.applications MobileNetV2 at
 32x32 runs lrfc's int8 file slower than its fp32 one on the Xeon's LiteRT).
-Each goes through the same gate at its precision's tolerance. A baseline that
+Each goes through the same gate at its precision's tolerance.
+Before any int8 file is written, the compressed model's factorized chains are
+equalized (``factorize.equalize``: each chain's inner channels rescaled to
+one range, the same function in float, less int8 rounding noise). A baseline that
 fails its gate is reported, not a build failure, and still timed (marked so):
 in ``bench.foreign``'s EfficientNetB0 row of 2026-12-03 13:30 UTC the
 original's int8 ONNX file failed the gate where lrfc's passed, which is worth
@@ -87,6 +90,8 @@ def lower(state) -> None:
     bits = onnx_weight_bits(state.profile, state.links) if int8_onnx else 8  # asks the devices only then
     if other is not None:
         runs.append((other, baseline_variant(other), f".{other}"))
+    if any(precision == "int8" for precision, _, _ in runs):
+        equalize(state)
     for precision, variant, suffix in runs:
         for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
             records = lower_model(model, state.output.staging, precision=precision, formats=formats,
@@ -107,6 +112,20 @@ def lower(state) -> None:
     for d in state.deliverables:
         state.log(f"{d['file']} ({d['precision']}): {100 * d['accuracy']:.2f}% on the validation split, "
                   f"drop {d['drop']:.2f} points from the original Keras model")
+
+
+def equalize(state) -> None:
+    """The compressed model's chains equalized for int8 (``factorize.equalize``) before any file is written; not
+    after ``--qat``, whose round trained at the ranges it equalized first (``train.finetune``)."""
+    from lrfc.factorize.equalize import equalize_chains
+
+    if state.finetune is not None and state.finetune.qat:
+        return
+    state.equalization = equalize_chains(state.compressed, state.splits.x_calib)
+    e = state.equalization
+    if e.links:
+        state.log(f"int8: {e.links} inner tensors of {e.chains} factorized chains equalized (their channels' ranges "
+                  f"spread {e.median_spread:.3g}:1 at the median; largest scale {e.max_scale:.3g})")
 
 
 def deliverables(state) -> list[dict]:

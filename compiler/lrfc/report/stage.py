@@ -100,6 +100,7 @@ def build_report(state) -> dict:
         "finetune": state.finetune.to_json(),
         "repair": {"reconstruct": opts.reconstruct, "bn_reestimate": opts.bn_reestimate},
         "artifacts": [a.to_json() for a in state.artifacts],
+        "int8_equalization": None if state.equalization is None else state.equalization.to_json(),
         "benchmarks": state.benchmarks.to_json(),
         "timings": {k: round(v, 3) for k, v in state.timer.snapshot().items()},
         "peak_rss_mb": dict(state.peak_rss_mb),

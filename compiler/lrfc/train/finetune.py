@@ -422,9 +422,11 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None,
     total = keras.Variable(float(steps), trainable=False, dtype="float32", name="schedule_steps") if fitted else None
     schedule = (_fitted_cosine(keras, config.learning_rate, total) if fitted
                 else keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
-    if config.qat:
+    if config.qat:  # the chains equalized first: the fake quantization trains at the ranges int8 will use
+        from lrfc.factorize.equalize import equalize_chains
         from lrfc.train.qat import qat_twin
 
+        equalize_chains(model, calibration)
         trainer, _ = qat_twin(model, calibration)
     else:
         trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
