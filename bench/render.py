@@ -27,7 +27,7 @@ from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
 from bench.render_scale import scale, scale_plot
 from bench.render_sensitivity import sensitivity
-from bench.render_speed import probe, qat, speed
+from bench.render_speed import equalize, probe, qat, speed
 
 RESULTS = Path("bench/results")
 DOC = Path("docs/BENCHMARKS.md")
@@ -85,7 +85,7 @@ def main() -> None:
              "with a Flatten (the VGG-style baseline) had a slightly slow original there. Each table's machine line "
              "names the machine "
              "of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "speed.json", "qat.json", "equalize.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -97,6 +97,8 @@ def main() -> None:
             parts += speed(record)
         elif name == "qat.json":
             parts += qat(record)
+        elif name == "equalize.json":
+            parts += equalize(record)
         elif name == "gpu.json":
             parts += gpu(record)
         elif name == "foreign.json":

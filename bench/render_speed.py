@@ -262,3 +262,46 @@ def qat(record: dict) -> list[str]:
             lines += ["", f"On {model}, `--qat` {word} {abs(gain):.2f} points of int8 test accuracy against "
                           f"post-training quantization of the same plan (10,000 images: a point is 100 of them)."]
     return lines + [""] + [f"- {n}: `{as_run(r['command'], r['date'])}` ({r['date']})" for n, r in runs.items()] + [""]
+
+
+def equalize(record: dict) -> list[str]:
+    """int8 of factorized chains as factorized and equalized (bench/results/equalize.json, written by bench.equalize)."""
+    runs = record.get("runs") or {}
+    if not runs:
+        return []
+    lines = ["### int8 of the factorized chains: as factorized and equalized", "",
+             f"Machine: {machine_line(record)}.", "",
+             "One `lrfc build --finetune none --bench-runs 0` per model chooses the plan (no int8 file, so its "
+             "`model.keras` holds the chains as factorized); the bench lowers that model to int8 as it is and with its "
+             "chains equalized (`factorize/equalize.py`: each chain's inner channels rescaled to one range, the same "
+             "function in float; what a build now does before any int8 file), and the original beside them, with a "
+             "build's converters on 500 calibration images. Every file runs the 10,000 test images against its float "
+             "Keras model: top-1, top-1 agreement with the float model, and the largest output difference per image "
+             "(mean, 99th percentile: the verification gate's measure).", "",
+             "| model | plan | runtime | file | top-1 | agreement with float | mean diff | p99 diff |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for name, r in runs.items():
+        plan = (f"{r['macs_removed_pct']:.1f}% of MACs removed at {r['drop_points']:.2f} points; "
+                + ", ".join(f"{m} x{n}" for m, n in r["methods"].items()))
+        for runtime in RUNTIMES:
+            for label, key in (("original int8", "original"), ("lrfc int8, as factorized", "factorized"),
+                               ("lrfc int8, equalized", "equalized")):
+                s = r[key]["int8"][runtime]
+                lines.append(f"| {name} | {plan} | {RUNTIMES[runtime]} | {label} | {_pct(s['accuracy'])} | "
+                             f"{_pct(s['agreement'])} | {s['mean_diff']:.4f} | {s['p99_diff']:.4f} |")
+    lines.append("")
+    for name, r in runs.items():
+        e = r["equalization"]
+        cuts = ", ".join(f"{RUNTIMES[rt]} {r['factorized']['int8'][rt]['mean_diff']:.4f} -> "
+                         f"{r['equalized']['int8'][rt]['mean_diff']:.4f}" for rt in RUNTIMES)
+        lines.append(f"- {name}: {e['links']} inner tensors of {e['chains']} chains equalized (channel ranges spread "
+                     f"{e['median_spread']:.3g}:1 at the median, largest scale {e['max_scale']:.3g}); mean difference "
+                     f"from the float model {cuts}.")
+        behind = [rt for rt in RUNTIMES if r["original"]["int8"][rt]["mean_diff"] < r["equalized"]["int8"][rt]["mean_diff"]]
+        if behind:
+            lines.append(f"- {name}: the original's int8 stays nearer its float model on "
+                         f"{' and '.join(RUNTIMES[rt] for rt in behind)}: a factorized layer's chain rounds one to "
+                         "three more tensors than the layer it replaces (SVD one, Tucker two, CP three), each adding "
+                         "its own rounding noise.")
+    return lines + [""] + [f"- {n}: `{r['command']}`, then `python -m bench.equalize --models {n}` ({r['date']})"
+                           for n, r in runs.items()] + [""]

@@ -133,3 +133,24 @@ def test_the_latency_table_keeps_both_precisions_of_an_int8_build():
     assert {k: v["p50_ms"] for k, v in table["litert"].items()} == {
         "original int8": 0.085, "lrfc int8": 0.072, "original fp32": 0.073, "lrfc fp32": 0.057}
     assert sorted(table["onnxruntime-cpu"]) == ["lrfc fp32", "original fp32"]
+
+
+def test_the_equalization_table_shows_each_file_and_the_cut_per_runtime():
+    from bench.render_speed import equalize
+
+    def scores(mean: float) -> dict:
+        s = {"accuracy": 0.91, "agreement": 0.99, "mean_diff": mean, "p99_diff": 2 * mean}
+        return {"float_accuracy": 0.915, "int8": {"litert": dict(s), "onnxruntime-cpu": dict(s)}}
+
+    row = {"model": "vgg", "command": "lrfc build models/vgg.keras ...", "date": "2026-12-05 06:30 UTC",
+           "macs_removed_pct": 83.0, "drop_points": 2.16, "methods": {"cp": 7, "svd": 1},
+           "equalization": {"links": 22, "chains": 8, "max_scale": 8.7, "median_spread": 3.5},
+           "factorized": scores(0.668), "equalized": scores(0.495), "original": scores(0.205)}
+    lines = equalize({"runs": {"vgg": row}, "machine": {}})
+    table = [l for l in lines if l.startswith("| vgg |")]
+    assert len(table) == 6  # three files on each of two runtimes
+    assert [l.split(" | ")[3] for l in table[:3]] == ["original int8", "lrfc int8, as factorized", "lrfc int8, equalized"]
+    assert "83.0% of MACs removed at 2.16 points; cp x7, svd x1" in table[0]
+    summary = next(l for l in lines if l.startswith("- vgg: 22 inner tensors"))
+    assert "LiteRT (XNNPACK) 0.6680 -> 0.4950" in summary and "ONNX Runtime CPU 0.6680 -> 0.4950" in summary
+    assert equalize({"runs": {}}) == []
