@@ -33,6 +33,33 @@ def test_twin_shares_the_variables_and_rounds_weights_and_outputs(keras):
     assert 0 < diff < 0.05 * float(np.abs(ref).max())  # rounded, and only by about int8's step
 
 
+def test_a_qat_round_equalizes_the_chains_before_it_trains(keras):
+    """The fake quantization trains at the ranges int8 will use: a chain's inner channels are equalized
+    (``factorize.equalize``) before the round, so they leave it at one range (a tiny rate barely moves them)."""
+    from lrfc.factorize.equalize import chain_links, channel_ranges
+    from lrfc.train.finetune import FinetuneConfig, finetune
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+    h = layers.Conv2D(4, 1, use_bias=False, name="c__0")(inp)
+    h = layers.Conv2D(6, 3, padding="same", activation="relu", name="c__1")(h)
+    model = keras.Model(inp, layers.Dense(4, name="logits")(layers.GlobalAveragePooling2D()(h)))
+    first, second = model.get_layer("c__0"), model.get_layer("c__1")
+    spread = np.array([1.0, 0.3, 0.1, 0.01], np.float32)
+    first.set_weights([first.get_weights()[0] * spread])
+    second.set_weights([second.get_weights()[0] / spread[:, None], second.get_weights()[1]])
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (128, 8, 8, 3)).astype(np.float32)
+    y = rng.integers(0, 4, 128)
+    tensor = [t for _, _, t in chain_links(model)]
+    before = channel_ranges(model, tensor, x[:64])[0]
+    assert before.max() / before.min() > 20
+    finetune(model, x, y, FinetuneConfig(epochs=1, distill=False, qat=True, learning_rate=1e-9), calibration=x[:64])
+    after = channel_ranges(model, tensor, x[:64])[0]
+    np.testing.assert_allclose(after, after.max(), rtol=1e-3)
+
+
 def test_qat_fine_tuning_trains_the_model_itself(keras):
     from lrfc.train.finetune import FinetuneConfig, finetune
 
