@@ -11,16 +11,20 @@ int8 beside them. Every file runs all 10,000 test images in its runtime
 (LiteRT, ONNX Runtime CPU) against its float Keras model: top-1 accuracy,
 top-1 agreement with the float model, and the mean and 99th percentile over
 images of the largest output difference (the verification gate's measure).
+``resnet50-caffe`` is bench.foreign's ResNet50 trained on Caffe preprocessing
+(trained there, or here once with the same seed), built on its npz with its
+row's flags; its calibration images are 500 unused training images of that
+npz's part, its test images the 10,000, both preprocessed as it was trained
+(its int8 files failed the verification gate in that row of 2026-12-03).
 
 Results: ``bench/results/equalize.json``; ``python -m bench.render``.
 
-    python -m bench.equalize [--models vgg,resnet] [--max-acc-drop 3]
+    python -m bench.equalize [--models vgg,resnet,resnet50-caffe] [--max-acc-drop 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +41,10 @@ CALIBRATION = 500
 FORMATS = {"tflite": "litert", "onnx": "onnxruntime-cpu"}
 
 
+FOREIGN = {"resnet50-caffe": ["--channel-order", "bgr", "--input-mean", "103.939,116.779,123.68",
+                               "--input-range", "0-255"]}  # bench.foreign's model: its row's flags
+
+
 def images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Calibration images, the 10,000 test images (pixels in [0, 1], NHWC) and the test labels."""
     from lrfc.frontend.data import read_fashion_mnist
@@ -44,6 +52,19 @@ def images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, _, xt, yt = read_fashion_mnist()
     return (x[:CALIBRATION, ..., None].astype(np.float32) / 255.0, xt[..., None].astype(np.float32) / 255.0,
             yt.astype(np.int64))
+
+
+def model_and_data(name: str) -> tuple[str, list[str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The model file, the build's data flags, and (calibration, test images, labels) in the model's own units."""
+    if name not in FOREIGN:
+        return MODELS[name], ["--data", "fashion-mnist"], images()
+    from bench.foreign import fashion_rgb32, preprocess, trained, write_data
+
+    data = fashion_rgb32()
+    path, _ = trained(name, data, retrain=False)
+    x_train, _, x_test, y_test = data
+    return (str(path), ["--data", str(write_data("npz", data)), *FOREIGN[name]],
+            (preprocess(name, x_train[48000:48000 + CALIBRATION]), preprocess(name, x_test), y_test.astype(np.int64)))
 
 
 def int8_scores(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
@@ -65,15 +86,15 @@ def int8_scores(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray) ->
     return {"float_accuracy": round(float((reference.argmax(1) == y).mean()), 6), "int8": scores}
 
 
-def run_model(name: str, max_drop: float, data: tuple) -> dict:
+def run_model(name: str, max_drop: float) -> dict:
     """The model's plan (one build), then its model and the original at int8: as factorized, equalized."""
     from lrfc.common.quiet import import_keras
     from lrfc.factorize.equalize import equalize_chains
 
     keras = import_keras()
-    calibration, x, y = data
+    model_path, data_flags, (calibration, x, y) = model_and_data(name)
     out = WORK / name
-    cli = ["build", MODELS[name], "--data", "fashion-mnist", "--target", "host", "--finetune", "none",
+    cli = ["build", model_path, *data_flags, "--target", "host", "--finetune", "none",
            "--max-acc-drop", f"{max_drop:g}", "--bench-runs", "0", "--formats", "tflite", "--out", str(out),
            "--cache-dir", str(WORK / f"cache-{name}"), "--json"]
     report, wall, _ = run_build(cli)
@@ -82,7 +103,7 @@ def run_model(name: str, max_drop: float, data: tuple) -> dict:
     plain = int8_scores(model, calibration, x, y)
     done = equalize_chains(model, calibration)
     equalized = int8_scores(model, calibration, x, y)
-    original = int8_scores(keras.models.load_model(MODELS[name], compile=False), calibration, x, y)
+    original = int8_scores(keras.models.load_model(model_path, compile=False), calibration, x, y)
     layers = report["layers"]
     return {"model": name, "command": "lrfc " + " ".join(cli), **stamp(), "build_s": round(wall, 1),
             "compare_s": round(time.perf_counter() - start, 1),
@@ -99,13 +120,12 @@ def main(argv=None) -> None:
     parser.add_argument("--max-acc-drop", type=float, default=3.0,
                         help="the plan's budget, no fine-tuning (default 3: a deep plan without a fine-tuning round)")
     args = parser.parse_args(argv)
-    names = args.models.split(",")
-    if set(names) - set(MODELS):
-        raise SystemExit(f"--models: unknown {', '.join(sorted(set(names) - set(MODELS)))}; choose from "
-                         f"{', '.join(MODELS)}")
-    data = images()
+    names, known = args.models.split(","), [*MODELS, *FOREIGN]
+    if set(names) - set(known):
+        raise SystemExit(f"--models: unknown {', '.join(sorted(set(names) - set(known)))}; choose from "
+                         f"{', '.join(known)}")
     for name in names:
-        row = run_model(name, args.max_acc_drop, data)
+        row = run_model(name, args.max_acc_drop)
 
         def change(results: dict, name=name, row=row) -> None:
             results.setdefault("runs", {})[name] = row

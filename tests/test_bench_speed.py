@@ -151,6 +151,7 @@ def test_the_equalization_table_shows_each_file_and_the_cut_per_runtime():
     assert len(table) == 6  # three files on each of two runtimes
     assert [l.split(" | ")[3] for l in table[:3]] == ["original int8", "lrfc int8, as factorized", "lrfc int8, equalized"]
     assert "83.0% of MACs removed at 2.16 points; cp x7, svd x1" in table[0]
+    assert table[1].split(" | ")[4:6] == ["91.50%", "91.00%"]  # the float model's top-1 beside its int8 file's
     summary = next(l for l in lines if l.startswith("- vgg: 22 inner tensors"))
     assert "LiteRT (XNNPACK) 0.6680 -> 0.4950" in summary and "ONNX Runtime CPU 0.6680 -> 0.4950" in summary
     assert equalize({"runs": {}}) == []
