@@ -71,8 +71,13 @@ def test_a_stage_whose_activation_does_not_commute_with_scaling_is_not_a_link(ke
     y = L.Conv2D(5, 1, name="b__1")(y)
     z = L.Conv2D(3, 1, name="c__0")(inp)  # read by two layers: not a chain's inner tensor
     z = L.Add(name="join")([L.Conv2D(5, 1, name="c__1")(z), L.Conv2D(5, 1, name="other")(z)])
-    model = keras.Model(inp, L.Concatenate()([x, y, z]))
+    g = L.Conv2D(4, 1, name="g__0")(inp)  # a user's layers that happen to be named so: grouped, not a chain stage
+    g = L.Conv2D(5, 1, groups=1, name="g__1")(L.Conv2D(4, 3, padding="same", groups=2, name="grouped")(g))
+    w = L.Conv2D(4, 1, name="w__0")(inp)
+    w = L.Conv2D(6, 3, padding="same", groups=2, name="w__1")(w)  # its kernel reads 2 channels per group
+    model = keras.Model(inp, L.Concatenate()([x, y, z, g, w]))
     assert [(a.name, b.name) for a, b, _ in chain_links(model)] == [("b__0", "b__1")]
+    assert chain_links(model, names={"a", "c"}) == []  # a plan's layers only, when it is known
     x = np.random.default_rng(0).normal(size=(8, 6, 6, 4)).astype("float32")
     ref = np.asarray(model(x))
     assert equalize_chains(model, x).links == 1

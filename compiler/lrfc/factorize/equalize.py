@@ -61,10 +61,12 @@ class Equalization:
         return asdict(self)
 
 
-def chain_links(model) -> list[tuple[object, object, object]]:
+def chain_links(model, names=None) -> list[tuple[object, object, object]]:
     """``(stage i, stage i+1, the tensor between them)`` of every factorized chain (layers ``NAME__0``,
-    ``NAME__1``...) that may be rescaled there: both plain linear layers, the first with no activation or a
-    ReLU, its output read by the second alone, each called once (a chain shared by two calls is left as it is)."""
+    ``NAME__1``...; only those of ``names`` when given: a plan's layers) that may be rescaled there: both plain
+    linear layers (no groups), the first with no activation or a ReLU, its output read by the second alone and
+    each of its channels by one input channel of the second, each called once (a chain shared by two calls is
+    left as it is)."""
     from lrfc.frontend.graph import layer_calls, layer_nodes
 
     nodes, calls = layer_nodes(model), layer_calls(model)
@@ -75,7 +77,8 @@ def chain_links(model) -> list[tuple[object, object, object]]:
     stages: dict[str, list[tuple[int, object]]] = {}
     for layer in model.layers:
         match = _STAGE.fullmatch(layer.name)
-        if match and type(layer).__name__ in _LINEAR_KINDS and calls.get(layer.name) == 1:
+        if (match and type(layer).__name__ in _LINEAR_KINDS and calls.get(layer.name) == 1
+                and getattr(layer, "groups", 1) == 1 and (names is None or match.group(1) in names)):
             stages.setdefault(match.group(1), []).append((int(match.group(2)), layer))
     links = []
     for parts in stages.values():
@@ -83,7 +86,8 @@ def chain_links(model) -> list[tuple[object, object, object]]:
         for (i, a), (j, b) in zip(parts, parts[1:]):
             activation = getattr(getattr(a, "activation", None), "__name__", "linear")
             tensor = nodes[a.name].output_tensors[0]
-            if j == i + 1 and activation in _HOMOGENEOUS and readers.get(id(tensor)) == [b.name]:
+            if (j == i + 1 and activation in _HOMOGENEOUS and readers.get(id(tensor)) == [b.name]
+                    and b.kernel.shape[-2] == tensor.shape[-1]):
                 links.append((a, b, tensor))
     return links
 
@@ -133,14 +137,16 @@ def _divide_inputs(layer, s: np.ndarray) -> None:
     layer.set_weights(weights)
 
 
-def equalize_chains(model, x: np.ndarray) -> Equalization:
+def equalize_chains(model, x: np.ndarray, names=None) -> Equalization:
     """Rescale the inner channels of ``model``'s factorized chains in place to the widest one's range on ``x``.
 
     The model computes the same function (up to float rounding); its int8
     lowering rounds every inner channel at the same relative precision.
+    ``names``: the factorized layers (a plan's); None: every ``NAME__i``
+    chain the model has (a ``model.keras`` lrfc wrote, plan unknown).
     Returns what was done (no links: a model with no multi-stage chains).
     """
-    links = chain_links(model)
+    links = chain_links(model, names)
     if not links or not len(x):
         return Equalization(0, 0, 1.0, 1.0)
     ranges = channel_ranges(model, [t for _, _, t in links], x)

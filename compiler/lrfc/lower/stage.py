@@ -121,7 +121,8 @@ def equalize(state) -> None:
 
     if state.finetune is not None and state.finetune.qat:
         return
-    state.equalization = equalize_chains(state.compressed, state.splits.x_calib)
+    state.equalization = equalize_chains(state.compressed, state.splits.x_calib,
+                                         {c.layer for c in state.plan.choices} if state.plan is not None else None)
     e = state.equalization
     if e.links:
         state.log(f"int8: {e.links} inner tensors of {e.chains} factorized chains equalized (their channels' ranges "
