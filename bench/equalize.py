@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.foreign import CAFFE
 from bench.machine import note_machine, stamp
 from bench.quality import MODELS, run_build
 from bench.results_file import update_json
@@ -41,8 +42,7 @@ CALIBRATION = 500
 FORMATS = {"tflite": "litert", "onnx": "onnxruntime-cpu"}
 
 
-FOREIGN = {"resnet50-caffe": ["--channel-order", "bgr", "--input-mean", "103.939,116.779,123.68",
-                               "--input-range", "0-255"]}  # bench.foreign's model: its row's flags
+FOREIGN = {"resnet50-caffe": CAFFE}  # bench.foreign's model: its row's flags
 
 
 def images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

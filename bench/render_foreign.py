@@ -69,4 +69,6 @@ def foreign(record: dict) -> list[str]:
     if built:
         lines += ratios_table(built, targets=False) + four_way_table(built) + fastest_lines(built)
         lines += ["### Where lrfc loses on them", ""] + loss_lines(built)
-    return lines + [f"- {n}: `{r['command']}` ({r['date']})" for n, r in runs.items()] + [""]
+    notes = [f"- {n}: {r['note']}" for n, r in runs.items() if r.get("note")]  # said of a run by hand
+    return lines + notes + ([""] if notes else []) + [f"- {n}: `{r['command']}` ({r['date']})"
+                                                       for n, r in runs.items()] + [""]

@@ -61,6 +61,12 @@ def keras_weights(stage: Stage, spatial_rank: int) -> list[np.ndarray]:
     return w
 
 
+def stage_of(name: str) -> tuple[str, int] | None:
+    """``(layer, i)`` for the name of a chain's stage, ``{layer}__{i}`` (``apply_chain``); None for any other name."""
+    layer, sep, index = name.rpartition("__")
+    return (layer, int(index)) if sep and layer and index.isdigit() else None
+
+
 def apply_chain(x, stages: Sequence[Stage], spatial_rank: int, name: str, layers: list | None = None):
     """Call the chain's layers on Keras tensor ``x`` and load their weights.
 

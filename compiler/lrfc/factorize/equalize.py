@@ -35,14 +35,12 @@ then trains at the equalized ranges.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 MAX_SCALE = 256.0   # a channel this many times narrower than the widest carries next to nothing: not blown up further
 BATCH = 64          # calibration samples per forward pass (the memory plan's inference cap applies too)
-_STAGE = re.compile(r"(.+)__(\d+)")
 _HOMOGENEOUS = ("linear", "relu")  # f(s x) = s f(x) for s > 0: a stage with one of these may be rescaled
 _LINEAR_KINDS = ("Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D", "Dense")
 
@@ -67,6 +65,7 @@ def chain_links(model, names=None) -> list[tuple[object, object, object]]:
     linear layers (no groups), the first with no activation or a ReLU, its output read by the second alone and
     each of its channels by one input channel of the second, each called once (a chain shared by two calls is
     left as it is)."""
+    from lrfc.decompose.chain import stage_of
     from lrfc.frontend.graph import layer_calls, layer_nodes
 
     nodes, calls = layer_nodes(model), layer_calls(model)
@@ -76,10 +75,10 @@ def chain_links(model, names=None) -> list[tuple[object, object, object]]:
             readers.setdefault(id(t), []).append(name)
     stages: dict[str, list[tuple[int, object]]] = {}
     for layer in model.layers:
-        match = _STAGE.fullmatch(layer.name)
-        if (match and type(layer).__name__ in _LINEAR_KINDS and calls.get(layer.name) == 1
-                and getattr(layer, "groups", 1) == 1 and (names is None or match.group(1) in names)):
-            stages.setdefault(match.group(1), []).append((int(match.group(2)), layer))
+        stage = stage_of(layer.name)
+        if (stage and type(layer).__name__ in _LINEAR_KINDS and calls.get(layer.name) == 1
+                and getattr(layer, "groups", 1) == 1 and (names is None or stage[0] in names)):
+            stages.setdefault(stage[0], []).append((stage[1], layer))
     links = []
     for parts in stages.values():
         parts.sort(key=lambda p: p[0])
@@ -146,6 +145,8 @@ def equalize_chains(model, x: np.ndarray, names=None) -> Equalization:
     chain the model has (a ``model.keras`` lrfc wrote, plan unknown).
     Returns what was done (no links: a model with no multi-stage chains).
     """
+    from lrfc.decompose.chain import stage_of
+
     links = chain_links(model, names)
     if not links or not len(x):
         return Equalization(0, 0, 1.0, 1.0)
@@ -161,5 +162,5 @@ def equalize_chains(model, x: np.ndarray, names=None) -> Equalization:
         largest = max(largest, float(s.max()))
         _scale_outputs(a, s)
         _divide_inputs(b, s)
-    chains = len({_STAGE.fullmatch(a.name).group(1) for a, _, _ in links})
+    chains = len({stage_of(a.name)[0] for a, _, _ in links})
     return Equalization(len(spreads), chains, round(largest, 3), round(float(np.median(spreads)), 3) if spreads else 1.0)

@@ -42,10 +42,12 @@ def _last_stage(model, layer: str):
     """The last layer of ``layer``'s chain in the compressed model, or None when it cannot be refit."""
     import keras
 
-    names = [l.name for l in model.layers if l.name.startswith(f"{layer}__") and l.name[len(layer) + 2:].isdigit()]
-    if len(names) < 2:
+    from lrfc.decompose.chain import stage_of
+
+    stages = [(stage[1], l.name) for l in model.layers if (stage := stage_of(l.name)) and stage[0] == layer]
+    if len(stages) < 2:
         return None  # a one-stage chain (TT-matrix): nothing between the input and the last stage to fit against
-    last = model.get_layer(max(names, key=lambda n: int(n.rsplit("__", 1)[1])))
+    last = model.get_layer(max(stages)[1])
     if isinstance(last, keras.layers.Dense) or (isinstance(last, (keras.layers.Conv1D, keras.layers.Conv2D))
                                                and all(k == 1 for k in last.kernel_size)
                                                and not isinstance(last, keras.layers.DepthwiseConv2D)):
