@@ -1,16 +1,23 @@
-"""int8 of factorized chains as factorized and equalized (``factorize.equalize``), one plan per model (issue 14).
+"""int8 of factorized chains: as factorized, equalized, and CP's depthwise pair as one operator (issue 14).
 
 For each model, one real ``lrfc build MODEL --data fashion-mnist --finetune
 none --max-acc-drop D --bench-runs 0 --formats tflite`` chooses a plan
 (without a benchmark it writes no int8 file, so its ``model.keras`` holds the
 chains as factorized, not equalized). This script then lowers that model to
-int8 twice, as it is and equalized, with the same converters a build uses
-(TFLite full-integer, ONNX Runtime's static U8S8 QDQ) on 500 calibration
-images (the first of Fashion-MNIST's training split), and the original at
-int8 beside them. Every file runs all 10,000 test images in its runtime
-(LiteRT, ONNX Runtime CPU) against its float Keras model: top-1 accuracy,
-top-1 agreement with the float model, and the mean and 99th percentile over
-images of the largest output difference (the verification gate's measure).
+int8 with the same converters a build uses (TFLite full-integer, ONNX
+Runtime's static U8S8 QDQ) on 500 calibration images (the first of
+Fashion-MNIST's training split): as it is, equalized (``factorize.equalize``),
+and equalized with CP's depthwise kh x 1 and 1 x kw stages kept as two
+operators (the converter twin's pair rewrite, ``lower.separable_depthwise``,
+switched off here only: what builds lowered before 2026-12-05 09:00 UTC);
+the original at int8 beside them. Every int8 file runs all 10,000 test images
+in its runtime (LiteRT, ONNX Runtime CPU) against its float Keras model:
+top-1 accuracy, top-1 agreement with the float model, and the mean and 99th
+percentile over images of the largest output difference (the verification
+gate's measure). Then the equalized model's fp32 and int8 files, with the
+pair as one operator and as two, and the original's, are timed side by side
+in one runtime_bench run per runtime (2 threads, batch 1, alternating, two
+sets of fresh workers).
 ``resnet50-caffe`` is bench.foreign's ResNet50 trained on Caffe preprocessing
 (trained there, or here once with the same seed), built on its npz with its
 row's flags; its calibration images are 500 unused training images of that
@@ -25,7 +32,7 @@ Results: ``bench/results/equalize.json``; ``python -m bench.render``.
 from __future__ import annotations
 
 import argparse
-import tempfile
+import contextlib
 import time
 from pathlib import Path
 
@@ -40,6 +47,7 @@ RESULTS = Path("bench/results/equalize.json")
 WORK = Path("bench/work/equalize")
 CALIBRATION = 500
 FORMATS = {"tflite": "litert", "onnx": "onnxruntime-cpu"}
+TIMED_RUNS = 300
 
 
 FOREIGN = {"resnet50-caffe": CAFFE}  # bench.foreign's model: its row's flags
@@ -67,27 +75,64 @@ def model_and_data(name: str) -> tuple[str, list[str], tuple[np.ndarray, np.ndar
             (preprocess(name, x_train[48000:48000 + CALIBRATION]), preprocess(name, x_test), y_test.astype(np.int64)))
 
 
-def int8_scores(model, calibration: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
-    """``model`` lowered to int8 in each format and run on ``x``: its scores against ``y`` and the float model."""
+@contextlib.contextmanager
+def pairs_kept():
+    """Inside: the converter twin leaves CP's depthwise pairs as two operators (``lower.separable_depthwise``)."""
+    from lrfc.lower import twin
+
+    merged_pairs = twin.merged_pairs
+    twin.merged_pairs = lambda model: {}
+    try:
+        yield
+    finally:
+        twin.merged_pairs = merged_pairs
+
+
+def exported(model, calibration: np.ndarray, folder: Path, precisions=("int8",)) -> dict:
+    """``{(format, precision): path}``: ``model`` lowered by a build's converters into ``folder``."""
     from lrfc.lower.artifacts import export_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return {(fmt, p): export_file(model, fmt, folder / f"{p}.{fmt}", p, calibration)
+            for fmt in FORMATS for p in precisions}
+
+
+def int8_scores(model, files: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """``model``'s int8 ``files`` run on ``x``: their scores against ``y`` and the float model."""
     from lrfc.lower.verify import run_artifact
 
     reference = np.concatenate([np.asarray(model(x[i:i + 500], training=False)) for i in range(0, len(x), 500)])
     scores = {}
-    with tempfile.TemporaryDirectory(prefix="lrfc-equalize-") as work:
-        for fmt, runtime in FORMATS.items():
-            path = export_file(model, fmt, Path(work) / f"int8.{fmt}", "int8", calibration)
-            out = run_artifact(path, fmt, x, chunk=500).reshape(reference.shape)
-            diff = np.abs(out - reference).max(axis=1)
-            scores[runtime] = {"accuracy": round(float((out.argmax(1) == y).mean()), 6),
-                               "agreement": round(float((out.argmax(1) == reference.argmax(1)).mean()), 6),
-                               "mean_diff": round(float(diff.mean()), 5),
-                               "p99_diff": round(float(np.percentile(diff, 99)), 5)}
+    for fmt, runtime in FORMATS.items():
+        out = run_artifact(files[(fmt, "int8")], fmt, x, chunk=500).reshape(reference.shape)
+        diff = np.abs(out - reference).max(axis=1)
+        scores[runtime] = {"accuracy": round(float((out.argmax(1) == y).mean()), 6),
+                           "agreement": round(float((out.argmax(1) == reference.argmax(1)).mean()), 6),
+                           "mean_diff": round(float(diff.mean()), 5),
+                           "p99_diff": round(float(np.percentile(diff, 99)), 5)}
     return {"float_accuracy": round(float((reference.argmax(1) == y).mean()), 6), "int8": scores}
 
 
+def timed_together(files: dict) -> dict:
+    """``{name: {(format, precision): path}}`` timed in one runtime_bench run per runtime: p50 ms per file."""
+    import json
+    import subprocess
+    import sys
+
+    out = {}
+    for fmt, runtime in FORMATS.items():
+        paths = {(name, p): f[(fmt, p)] for name, f in files.items() for p in ("fp32", "int8") if (fmt, p) in f}
+        cmd = ["-m", "runtime_bench", *map(str, paths.values()), "--runtime", runtime, "--threads", "2",
+               "--runs", str(TIMED_RUNS), "--lifetimes", "2", "--json"]
+        res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
+        out[runtime] = {"command": "python " + " ".join(cmd),
+                        "p50_ms": {f"{name} {p}": r["p50_ms"] for (name, p), r in zip(paths, res["results"])}}
+    return out
+
+
 def run_model(name: str, max_drop: float) -> dict:
-    """The model's plan (one build), then its model and the original at int8: as factorized, equalized."""
+    """The model's plan (one build), then its model and the original at int8: as factorized, equalized, with
+    CP's depthwise pairs as two operators; the equalized files and the original's timed side by side."""
     from lrfc.common.quiet import import_keras
     from lrfc.factorize.equalize import equalize_chains
 
@@ -99,19 +144,30 @@ def run_model(name: str, max_drop: float) -> dict:
            "--cache-dir", str(WORK / f"cache-{name}"), "--json"]
     report, wall, _ = run_build(cli)
     start = time.perf_counter()
+    files = WORK / f"{name}-files"
     model = keras.models.load_model(out / "model.keras", compile=False)
-    plain = int8_scores(model, calibration, x, y)
+    plain = int8_scores(model, exported(model, calibration, files / "factorized"), x, y)
     done = equalize_chains(model, calibration)
-    equalized = int8_scores(model, calibration, x, y)
-    original = int8_scores(keras.models.load_model(model_path, compile=False), calibration, x, y)
+    both = ("fp32", "int8")
+    lowered = {"lrfc": exported(model, calibration, files / "equalized", both)}
+    with pairs_kept():
+        lowered["lrfc, pairs as two operators"] = exported(model, calibration, files / "pairs", both)
+    equalized = int8_scores(model, lowered["lrfc"], x, y)
+    pairs = int8_scores(model, lowered["lrfc, pairs as two operators"], x, y)
+    original_model = keras.models.load_model(model_path, compile=False)
+    lowered["original"] = exported(original_model, calibration, files / "original", both)
+    original = int8_scores(original_model, lowered["original"], x, y)
+    compared = time.perf_counter() - start
+    timed = timed_together(lowered)
     layers = report["layers"]
     return {"model": name, "command": "lrfc " + " ".join(cli), **stamp(), "build_s": round(wall, 1),
-            "compare_s": round(time.perf_counter() - start, 1),
+            "compare_s": round(compared, 1),
             "macs_removed_pct": round(100 * (1 - report["compressed"]["macs"] / report["original"]["macs"]), 2),
             "drop_points": report["accuracy_budget"]["drop"],
             "methods": {m: sum(1 for l in layers if l.get("method") == m) for m in
                         sorted({l["method"] for l in layers if l.get("method")})},
-            "equalization": done.to_json(), "factorized": plain, "equalized": equalized, "original": original}
+            "equalization": done.to_json(), "factorized": plain, "equalized": equalized,
+            "equalized_pairs_kept": pairs, "original": original, "timed": timed}
 
 
 def main(argv=None) -> None:
@@ -132,10 +188,11 @@ def main(argv=None) -> None:
             note_machine(results)
 
         update_json(RESULTS, change)
-        before, after = row["factorized"]["int8"], row["equalized"]["int8"]
-        print(f"{name}: " + "; ".join(f"{rt} mean diff {before[rt]['mean_diff']} -> {after[rt]['mean_diff']}, "
-                                      f"agreement {before[rt]['agreement']} -> {after[rt]['agreement']}"
-                                      for rt in before), flush=True)
+        before, pairs, after = (row[k]["int8"] for k in ("factorized", "equalized_pairs_kept", "equalized"))
+        print(f"{name}: " + "; ".join(f"{rt} mean diff {before[rt]['mean_diff']} -> {pairs[rt]['mean_diff']} -> "
+                                      f"{after[rt]['mean_diff']}, agreement {before[rt]['agreement']} -> "
+                                      f"{pairs[rt]['agreement']} -> {after[rt]['agreement']}; p50 ms "
+                                      f"{row['timed'][rt]['p50_ms']}" for rt in before), flush=True)
 
 
 if __name__ == "__main__":

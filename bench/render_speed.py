@@ -265,28 +265,36 @@ def qat(record: dict) -> list[str]:
 
 
 def equalize(record: dict) -> list[str]:
-    """int8 of factorized chains as factorized and equalized (bench/results/equalize.json, written by bench.equalize)."""
+    """int8 of factorized chains as factorized, equalized, and with CP's depthwise pairs as one operator
+    (bench/results/equalize.json, written by bench.equalize)."""
     runs = record.get("runs") or {}
     if not runs:
         return []
-    lines = ["### int8 of the factorized chains: as factorized and equalized", "",
+    lines = ["### int8 of the factorized chains: equalized, and CP's depthwise pair as one operator", "",
              f"Machine: {machine_line(record)}.", "",
              "One `lrfc build --finetune none --bench-runs 0` per model chooses the plan (no int8 file, so its "
-             "`model.keras` holds the chains as factorized); the bench lowers that model to int8 as it is and with its "
+             "`model.keras` holds the chains as factorized); the bench lowers that model to int8 as it is, with its "
              "chains equalized (`factorize/equalize.py`: each chain's inner channels rescaled to one range, the same "
-             "function in float; what a build now does before any int8 file), and the original beside them, with a "
-             "build's converters on 500 calibration images. Every file runs the 10,000 test images against its float "
-             "Keras model: top-1, top-1 agreement with the float model, and the largest output difference per image "
-             "(mean, 99th percentile: the verification gate's measure).", "",
+             "function in float), and equalized with CP's depthwise kh x 1 and 1 x kw stages kept as two operators "
+             "(`lower/separable_depthwise.py` switched off: how builds lowered them before 2026-12-05 09:00 UTC); "
+             "a build's files are the equalized ones with the pair as one operator. The original at int8 beside "
+             "them, with a build's converters on 500 calibration images. Every file runs the 10,000 test images "
+             "against its float Keras model: top-1, top-1 agreement with the float model, and the largest output "
+             "difference per image (mean, 99th percentile: the verification gate's measure). A row without the "
+             "two-operator variant ran before the change, when every variant kept the pair as two operators.", "",
              "| model | plan | runtime | int8 file | its float model's top-1 | int8 top-1 | agreement with float | "
              "mean diff | p99 diff |",
              "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    variants = (("original int8", "original"), ("lrfc int8, as factorized", "factorized"),
+                ("lrfc int8, equalized, CP's pair as two operators", "equalized_pairs_kept"),
+                ("lrfc int8, equalized (a build's)", "equalized"))
     for name, r in runs.items():
         plan = (f"{r['macs_removed_pct']:.1f}% of MACs removed at {r['drop_points']:.2f} points; "
                 + ", ".join(f"{m} x{n}" for m, n in r["methods"].items()))
         for runtime in RUNTIMES:
-            for label, key in (("original int8", "original"), ("lrfc int8, as factorized", "factorized"),
-                               ("lrfc int8, equalized", "equalized")):
+            for label, key in variants:
+                if key not in r:
+                    continue
                 s = r[key]["int8"][runtime]
                 lines.append(f"| {name} | {plan} | {RUNTIMES[runtime]} | {label} | {_pct(r[key]['float_accuracy'])} | "
                              f"{_pct(s['accuracy'])} | {_pct(s['agreement'])} | {s['mean_diff']:.4f} | "
@@ -299,11 +307,42 @@ def equalize(record: dict) -> list[str]:
         lines.append(f"- {name}: {e['links']} inner tensors of {e['chains']} chains equalized (channel ranges spread "
                      f"{e['median_spread']:.3g}:1 at the median, largest scale {e['max_scale']:.3g}); mean difference "
                      f"from the float model {cuts}.")
+        if "equalized_pairs_kept" in r:
+            merged = ", ".join(f"{RUNTIMES[rt]} {r['equalized_pairs_kept']['int8'][rt]['mean_diff']:.4f} -> "
+                               f"{r['equalized']['int8'][rt]['mean_diff']:.4f} (agreement "
+                               f"{_pct(r['equalized_pairs_kept']['int8'][rt]['agreement'])} -> "
+                               f"{_pct(r['equalized']['int8'][rt]['agreement'])})" for rt in RUNTIMES)
+            lines.append(f"- {name}: CP's depthwise pair as one operator, equalized int8 files' mean difference "
+                         f"{merged}.")
         behind = [rt for rt in RUNTIMES if r["original"]["int8"][rt]["mean_diff"] < r["equalized"]["int8"][rt]["mean_diff"]]
         if behind:
             lines.append(f"- {name}: the original's int8 stays nearer its float model on "
                          f"{' and '.join(RUNTIMES[rt] for rt in behind)}: a factorized layer's chain rounds one to "
-                         "three more tensors than the layer it replaces (SVD one, Tucker two, CP three), each adding "
-                         "its own rounding noise.")
+                         "three more tensors than the layer it replaces (SVD one, Tucker two, CP two, three before "
+                         "its depthwise pair became one operator), each adding its own rounding noise.")
+    lines += _pair_timing(runs)
     return lines + [""] + [f"- {n}: `{r['command']}`, then `python -m bench.equalize --models {n}` ({r['date']})"
                            for n, r in runs.items()] + [""]
+
+
+def _pair_timing(runs: dict) -> list[str]:
+    """The equalized files with CP's pair as one operator and as two, and the original's, timed side by side."""
+    timed = {n: r["timed"] for n, r in runs.items() if r.get("timed")}
+    if not timed:
+        return []
+    files = ("original fp32", "original int8", "lrfc, pairs as two operators fp32", "lrfc fp32",
+             "lrfc, pairs as two operators int8", "lrfc int8")
+    lines = ["", "The equalized model's files with CP's depthwise pair as two operators and as one (a build's), and "
+             "the original's, timed side by side (p50 ms; one runtime_bench run per runtime, alternating, two sets "
+             "of fresh workers, 2 threads, batch 1):", "",
+             "| model | runtime | original fp32 | original int8 | lrfc fp32, pair as two | lrfc fp32 | "
+             "lrfc int8, pair as two | lrfc int8 | one operator against two, fp32 / int8 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, t in timed.items():
+        for runtime, m in t.items():
+            p = m["p50_ms"]
+            gain = " / ".join(_x(_ratio(p[f"lrfc, pairs as two operators {q}"], p[f"lrfc {q}"])) for q in ("fp32", "int8"))
+            lines.append(f"| {name} | {RUNTIMES[runtime]} | " + " | ".join(f"{p[f]:.3f}" for f in files) + f" | {gain} |")
+    lines.append("")
+    lines += [f"- {name}, {RUNTIMES[rt]}: `{m['command']}`" for name, t in timed.items() for rt, m in t.items()]
+    return lines

@@ -149,9 +149,28 @@ def test_the_equalization_table_shows_each_file_and_the_cut_per_runtime():
     lines = equalize({"runs": {"vgg": row}, "machine": {}})
     table = [l for l in lines if l.startswith("| vgg |")]
     assert len(table) == 6  # three files on each of two runtimes
-    assert [l.split(" | ")[3] for l in table[:3]] == ["original int8", "lrfc int8, as factorized", "lrfc int8, equalized"]
+    assert [l.split(" | ")[3] for l in table[:3]] == ["original int8", "lrfc int8, as factorized",
+                                                     "lrfc int8, equalized (a build's)"]
     assert "83.0% of MACs removed at 2.16 points; cp x7, svd x1" in table[0]
     assert table[1].split(" | ")[4:6] == ["91.50%", "91.00%"]  # the float model's top-1 beside its int8 file's
     summary = next(l for l in lines if l.startswith("- vgg: 22 inner tensors"))
     assert "LiteRT (XNNPACK) 0.6680 -> 0.4950" in summary and "ONNX Runtime CPU 0.6680 -> 0.4950" in summary
+    assert not [l for l in lines if "as one operator, equalized" in l or l.startswith("| vgg | LiteRT")]
     assert equalize({"runs": {}}) == []
+
+    # a run since CP's depthwise pair became one operator: that variant's rows, its cut, the side-by-side times
+    names = ("original fp32", "original int8", "lrfc, pairs as two operators fp32", "lrfc fp32",
+             "lrfc, pairs as two operators int8", "lrfc int8")
+    row = {**row, "equalized_pairs_kept": scores(0.538), "equalized": scores(0.459),
+           "timed": {rt: {"command": f"python -m runtime_bench ... --runtime {rt}",
+                          "p50_ms": dict(zip(names, (0.5, 0.14, 0.165, 0.15, 0.168, 0.152)))}
+                     for rt in ("litert", "onnxruntime-cpu")}}
+    lines = equalize({"runs": {"vgg": row}, "machine": {}})
+    table = [l for l in lines if l.startswith("| vgg |") and "int8 file" not in l]
+    assert [l.split(" | ")[3] for l in table[:4]] == ["original int8", "lrfc int8, as factorized",
+                                                     "lrfc int8, equalized, CP's pair as two operators",
+                                                     "lrfc int8, equalized (a build's)"]
+    pair = next(l for l in lines if "CP's depthwise pair as one operator, equalized" in l)
+    assert "LiteRT (XNNPACK) 0.5380 -> 0.4590 (agreement 99.00% -> 99.00%)" in pair
+    timing = next(l for l in lines if l.startswith("| vgg | LiteRT (XNNPACK) | 0.500 |"))
+    assert timing.endswith("| 0.500 | 0.140 | 0.165 | 0.150 | 0.168 | 0.152 | 1.10x / 1.11x |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -175,6 +176,31 @@ def test_a_measured_operator_overhead_is_paid_per_stage():
     # reshape): the H200 build that counted it as one chose it for the VGG-style head and ran 0.60x the original
     ttm = Stage("ttm", (), meta={"in_modes": (8, 8, 4), "out_modes": (4, 4, 4)})
     assert stage_operators(ttm) == 13 and stage_operators(conv(64, 16, k=1)) == 1
+
+
+def test_a_cp_chain_is_estimated_as_its_files_run_it():
+    """CP's depthwise 3x1 and 1x3 stages reach the files as one 3x3 operator (``lower.separable_depthwise``):
+    estimated as three operators, 9 depthwise MACs a channel and position, the inner map not moved."""
+    from lrfc.cost.roofline import as_lowered
+    from lrfc.decompose import cp
+    from lrfc.decompose.base import LayerWeights
+
+    geom = ConvGeometry((3, 3), 32, 48, (14, 14), (14, 14), padding="same", use_bias=False)
+    kernel = np.random.default_rng(0).standard_normal((3, 3, 32, 48)).astype(np.float32)
+    stages = cp.stages(cp.decompose(LayerWeights(kernel), geom, (8,)), geom)
+    assert [s.kernel for s in stages] == [(1, 1), (3, 1), (1, 3), (1, 1)]
+    lowered = as_lowered(stages)
+    assert [s.kernel for s in lowered] == [(1, 1), (3, 3), (1, 1)] and lowered[1].kind == "depthwise"
+    np.testing.assert_allclose(lowered[1].weights[0][:, :, :, 0],
+                               np.einsum("ir,jr->ijr", stages[1].weights[0][:, 0, :, 0], stages[2].weights[0][0, :, :, 0]),
+                               rtol=1e-6)
+    assert [m for m, _ in stage_work((14, 14, 32), lowered)] == [196 * 32 * 8, 196 * 9 * 8, 196 * 8 * 48]
+    bare, paid = (estimate_ms((14, 14, 32), stages, 1000.0, 100.0, "fp32", op_overhead_us=u) for u in (0.0, 10.0))
+    assert paid == pytest.approx(bare + 0.030)
+    # a bias or an activation between the two, or a stride: two operators, as the twin leaves them
+    for change in (dict(use_bias=True, weights=(stages[1].weights[0], np.zeros(8, np.float32))),
+                   dict(activation="relu"), dict(strides=(2, 1))):
+        assert len(as_lowered([stages[0], replace(stages[1], **change), *stages[2:]])) == 4, change
 
 
 def test_every_gpu_profile_pays_a_launch_per_operator():

@@ -42,8 +42,8 @@ CASES = {
                    ["CONV_2D"] * 3 + HEAD_TFL + ["FULLY_CONNECTED"] * 3,
                    ["Conv"] * 3 + HEAD_ONNX + ["MatMul", "MatMul", "Add", "Relu", "MatMul", "Add"]),
     "cp+qr": ("cp", (12,), "qr", (8,),
-              ["CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", *HEAD_TFL] + ["FULLY_CONNECTED"] * 3,
-              ["Conv"] * 4 + HEAD_ONNX + ["MatMul", "MatMul", "Add", "Relu", "MatMul", "Add"]),
+              ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", *HEAD_TFL] + ["FULLY_CONNECTED"] * 3,  # 3x1, 1x3 as one 3x3
+              ["Conv"] * 3 + HEAD_ONNX + ["MatMul", "MatMul", "Add", "Relu", "MatMul", "Add"]),
     "tt+ttm": ("tt", (8, 8, 16), "ttm", (4, 4),
                ["CONV_2D"] * 4 + HEAD_TFL + TTM_TFL + ["FULLY_CONNECTED"],
                ["Conv"] * 4 + HEAD_ONNX + TTM_ONNX + ["MatMul", "Add"]),

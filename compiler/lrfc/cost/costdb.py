@@ -31,6 +31,8 @@ value (``INSERT OR IGNORE``): both were real measurements of the same thing.
 
 Version 3: every turn of a measurement warms up for ``runtime_bench.worker.WARM_S``
 first (version 2's turns began with the threads still waking, up to 2x slow).
+Version 4: the artifacts run a CP chain's depthwise kh x 1 and 1 x kw stages as one
+operator (``lower.separable_depthwise``); version 3 timed them as two.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import os
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TABLE = f"costs_v{SCHEMA_VERSION}"  # a file written by another version keeps its rows in its own table, unread
 
 

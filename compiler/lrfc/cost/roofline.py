@@ -16,11 +16,14 @@ profiles probe``, or a GPU profile's nominal floor) adds it once per operator a 
 (``stage_operators``: a TT-matrix layer is 4 per core): on a GPU at batch 1
 a kernel launch can cost more than a small layer's arithmetic, which is
 what makes a three-stage chain slower than the layer it replaces.
+A chain is estimated as its files run it (``as_lowered``): CP's depthwise
+kh x 1 and 1 x kw stages as one kh x kw operator (``lower.separable_depthwise``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from lrfc.geometry import conv_out_len
 
@@ -71,6 +74,22 @@ def stage_work(input_shape, stages) -> list[tuple[int, int]]:
     return work
 
 
+def as_lowered(stages) -> list:
+    """The chain as the converter twin lowers it: a depthwise kh x 1 stage, then a 1 x kw one with nothing between,
+    as one kh x kw depthwise stage (``lower.separable_depthwise``)."""
+    from lrfc.lower.separable_depthwise import merge, mergeable, of_stage
+
+    out = []
+    for s in stages:
+        if out and mergeable(of_stage(out[-1]), of_stage(s)):
+            kernel, spec = merge(of_stage(out[-1]), out[-1].weights[0], of_stage(s), s.weights[0])
+            out[-1] = replace(s, weights=(kernel, *s.weights[1:]), kernel=spec.kernel, strides=spec.strides,
+                              dilation=spec.dilation)
+        else:
+            out.append(s)
+    return out
+
+
 def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, precision: str,
                 op_overhead_us: float = 0.0) -> float:
     """The roofline time of a chain for one sample, in milliseconds.
@@ -85,6 +104,7 @@ def estimate_ms(input_shape, stages, peak_gops: float, bandwidth_gbps: float, pr
     if peak_gops <= 0 or bandwidth_gbps <= 0:
         raise ValueError(f"peak and bandwidth must be positive, received {peak_gops} GOP/s, {bandwidth_gbps} GB/s")
     nbytes = BYTES_PER_ELEMENT[precision]
+    stages = as_lowered(stages)
     seconds = sum(max(2.0 * macs / (peak_gops * 1e9), elements * nbytes / (bandwidth_gbps * 1e9))
                   for macs, elements in stage_work(input_shape, stages))
     return 1e3 * seconds + sum(map(stage_operators, stages)) * op_overhead_us / 1e3

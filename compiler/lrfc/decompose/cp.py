@@ -14,7 +14,10 @@ A, so the chain never holds a trivial stage. A strided 2-D layer keeps the
 two spatial factors in one kh x kw depthwise stage (``fused``: the kernel
 ``H[i, r] V[j, r]``, the layer's strides), since TensorFlow's CPU depthwise
 kernel takes equal strides only; CP does not take a layer whose strides
-differ between the axes (``unsupported``).
+differ between the axes (``unsupported``). An unstrided layer keeps the two
+stages here (its parameters and MACs are CP's, and fine-tuning keeps each
+term rank one); its TFLite and ONNX files run them as one kh x kw depthwise
+operator (``lower.separable_depthwise``).
 ``Factors.arrays = (A, H, V, O)``, A (cin, R), H (kh, R), V (kw, R), O (R, cout).
 
 CP is not exact at any fixed rank; ``max_ranks`` is a cap: the largest R

@@ -5,7 +5,8 @@
   its ONNX Runtime QDQ int8 form;
 * ``twin.converter_twin``: what both convert (``static_shapes``: fixed-shape
   ``Flatten``/``Reshape`` and ``Dense`` on maps with constant reshapes;
-  ``grouped_conv``: grouped convolutions as depthwise or per-group ones);
+  ``grouped_conv``: grouped convolutions as depthwise or per-group ones;
+  ``separable_depthwise``: a depthwise kh x 1 then 1 x kw pair as one kh x kw);
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
 * ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).

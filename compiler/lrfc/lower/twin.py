@@ -13,7 +13,10 @@ artifacts with the model, not the twin.
 * ``static_shapes.static_dense``: a ``Dense`` on a map (rank 3 or more)
   between constant reshapes, for the same reason;
 * ``grouped_conv.grouped_twin``: a grouped convolution as a depthwise one,
-  or one convolution per group (tf2onnx cannot convert Keras' grouped form).
+  or one convolution per group (tf2onnx cannot convert Keras' grouped form);
+* ``separable_depthwise.merged_pairs`` (a pair of layers, so first): a
+  depthwise kh x 1 then 1 x kw (CP's spatial factors) as one kh x kw
+  depthwise, the first's place an identity.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections import defaultdict
 
 from lrfc.common.quiet import import_keras
 from lrfc.lower.grouped_conv import grouped_twin
+from lrfc.lower.separable_depthwise import merged_pairs
 from lrfc.lower.static_shapes import static_dense, static_reshape
 
 REWRITES = (static_reshape, static_dense, grouped_twin)
@@ -41,10 +45,10 @@ def calls(model) -> dict[int, list]:
 def converter_twin(model):
     """``model``, or a twin in which each layer a rewrite applies to is replaced by the rewrite's layer."""
     keras = import_keras()
-    replaced = {}
+    replaced = merged_pairs(model)
     nodes = calls(model)
     for layer in model.layers:
-        if len(nodes.get(id(layer), ())) != 1:
+        if len(nodes.get(id(layer), ())) != 1 or id(layer) in replaced:
             continue
         for rewrite in REWRITES:
             twin_layer = rewrite(layer, nodes[id(layer)][0])
