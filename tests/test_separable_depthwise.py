@@ -28,8 +28,8 @@ def _pair_model(first=(3, 1), second=(1, 3), padding="same", strides=((1, 1), (1
                 first_bias=False, first_activation=None, tap=None, seed=0):
     """Input -> 1x1 conv -> depthwise ``first`` -> depthwise ``second`` (bias, ReLU) -> 1x1 conv; random weights.
 
-    ``tap``: "add" reads the first depthwise output a second time (added to the second's), "output" makes it a
-    second model output."""
+    ``tap``: "add" reads the first depthwise output a second time (added to the second's), "shared" by a layer's
+    second call, "output" makes it a second model output."""
     layers = keras.layers
     x = keras.Input((12, 11, 4))
     h = layers.Conv2D(CHANNELS, 1, use_bias=False, name="c__0")(x)
@@ -39,6 +39,9 @@ def _pair_model(first=(3, 1), second=(1, 3), padding="same", strides=((1, 1), (1
                                activation="relu", name="c__2")(a)
     if tap == "add":
         b = layers.Add()([b, a])
+    if tap == "shared":  # one layer called twice, its second call reading the first depthwise layer's output
+        shared = layers.Conv2D(CHANNELS, 1, name="shared")
+        b = layers.Add()([b, shared(h), shared(a)])
     y = layers.Conv2D(5, 1, name="c__3")(b)
     m = keras.Model(x, [y, a] if tap == "output" else y)
     rng = np.random.default_rng(seed)
@@ -101,11 +104,12 @@ def test_the_files_hold_one_depthwise_operator(tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
-@pytest.mark.parametrize("case", ["first bias", "first relu", "read twice", "model output", "unequal strides",
-                                  "same axis"])
+@pytest.mark.parametrize("case", ["first bias", "first relu", "read twice", "read by a shared layer", "model output",
+                                  "unequal strides", "same axis"])
 def test_a_pair_that_is_not_one_layer_is_left_alone(case):
     kwargs = {"first bias": dict(first_bias=True), "first relu": dict(first_activation="relu"),
-              "read twice": dict(tap="add"), "model output": dict(tap="output"),
+              "read twice": dict(tap="add"), "read by a shared layer": dict(tap="shared"),
+              "model output": dict(tap="output"),
               "unequal strides": dict(strides=((2, 1), (1, 1)), padding="valid"),
               "same axis": dict(second=(3, 1))}[case]
     m = _pair_model(**kwargs)

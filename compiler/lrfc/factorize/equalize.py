@@ -66,13 +66,9 @@ def chain_links(model, names=None) -> list[tuple[object, object, object]]:
     each of its channels by one input channel of the second, each called once (a chain shared by two calls is
     left as it is)."""
     from lrfc.decompose.chain import stage_of
-    from lrfc.frontend.graph import layer_calls, layer_nodes
+    from lrfc.frontend.graph import layer_calls, layer_nodes, tensor_readers
 
-    nodes, calls = layer_nodes(model), layer_calls(model)
-    readers: dict[int, list[str]] = {}
-    for name, node in nodes.items():
-        for t in node.input_tensors:
-            readers.setdefault(id(t), []).append(name)
+    nodes, calls, readers = layer_nodes(model), layer_calls(model), tensor_readers(model)
     stages: dict[str, list[tuple[int, object]]] = {}
     for layer in model.layers:
         stage = stage_of(layer.name)

@@ -143,6 +143,20 @@ def layer_calls(model) -> dict[str, int]:
     return calls
 
 
+def tensor_readers(model) -> dict[int, list[str]]:
+    """``{id(tensor): names of the layers reading it}`` over every call in *this model* (a shared layer's second
+    call too); a model output counts as one reader named ``""``."""
+    readers: dict[int, list[str]] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is not None and not node.is_input:
+                for t in node.input_tensors:
+                    readers.setdefault(id(t), []).append(node.operation.name)
+    for t in model.outputs:
+        readers.setdefault(id(t), []).append("")
+    return readers
+
+
 def frontier_walk(model, stops: Sequence[str], samples: int, budget_bytes: int):
     """One forward pass cut before each stop layer: a generator function over samples ``x``, or None.
 

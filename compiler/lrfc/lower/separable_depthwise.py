@@ -12,20 +12,26 @@ it is exact at 'same' and 'valid' padding alike. The converter twin
 (``lower.twin``) gives the converters that one layer, and the second layer's
 place an identity, which neither converter writes.
 
-Why (the Xeon, 2026-12-05; the VGG-style baseline's plan of ``bench.equalize``
-with its five CP chains, built twice from one plan.json with ``--finetune
-none``, each file pair timed side by side by runtime_bench, 2 threads): one
-operator fewer per chain ran LiteRT fp32 0.150-0.161 ms against 0.164-0.176
-and ONNX Runtime fp32 0.215-0.221 against 0.233-0.241 in two runs of 500; at
-int8, 0.152 / 0.158 against 0.168 / 0.158 (LiteRT) and 0.188 / 0.212 against
-0.203 / 0.259 (ONNX Runtime), never slower; and int8 rounds one tensor fewer
-per chain, top-1 agreement of the int8 files with the float model on the
-gate's 512 samples 98.44 -> 99.22 % on both runtimes (docs/LOG.md).
+Why: int8 rounds one tensor fewer per chain, and the files hold one operator
+fewer. Measured (``python -m bench.equalize``, docs/BENCHMARKS.md; the Xeon,
+2026-12-05), equalized int8 files on the 10,000 test images against their
+float model: the VGG-style baseline at 84.1 % fewer MACs (CP x3, Tucker x4,
+SVD x1), mean largest output difference 0.495 -> 0.423 and 99th percentile
+1.39 -> 1.11 on both LiteRT and ONNX Runtime, int8 top-1 90.95 -> 91.20 %
+(LiteRT) and 90.92 -> 91.19 % (ONNX Runtime; 91.07 % in float); bench.foreign's
+Caffe-trained ResNet50 at 76.6 % (CP x12 among 47 chains), no gain: 0.093 ->
+0.091 (LiteRT) and 0.102 -> 0.103 (ONNX Runtime), top-1 0.26 and 0.11 points
+lower. Latency moves within this machine's noise: over four side-by-side runs
+of the VGG-style files, one operator against two ran 0.96-1.09x as long at
+fp32 and 0.94-1.01x at int8 on LiteRT, 0.95-1.06x and 0.88-1.09x on ONNX
+Runtime; the ResNet50's, one run, 0.99x and 1.01x on LiteRT, 0.96x and 0.98x
+on ONNX Runtime (docs/LOG.md).
 
 The cost: the files hold kh kw R depthwise weights where the Keras model
 holds (kh + kw) R, and do kh kw instead of kh + kw multiplies a channel and
-position (that plan: 122,634 against 121,962 parameters). The report's
-parameters and MACs are the Keras model's, the plan's.
+position (a VGG-style plan of CP x5: 122,634 parameters in its files against
+121,962 in its Keras model). The report's parameters and MACs are the Keras
+model's, the plan's.
 """
 
 from __future__ import annotations
@@ -113,17 +119,12 @@ def merged_pairs(model) -> dict[int, object]:
     """``{id(layer): what the converters get instead}`` for every mergeable pair of ``model``: the first layer's
     place takes an identity, the second's the merged layer. Each layer of a pair is called once, and the first's
     output is read by the second alone (not a model output either)."""
-    from lrfc.frontend.graph import layer_calls, layer_nodes
+    from lrfc.frontend.graph import layer_calls, layer_nodes, tensor_readers
 
     keras = import_keras()
     graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in a Functional
     nodes, calls = layer_nodes(graph), layer_calls(graph)
-    readers: dict[int, list[str]] = {}
-    for name, node in nodes.items():
-        for t in node.input_tensors:
-            readers.setdefault(id(t), []).append(name)
-    for t in graph.outputs:
-        readers.setdefault(id(t), []).append("")
+    readers = tensor_readers(graph)
     layers = {layer.name: layer for layer in model.layers}
     out: dict[int, object] = {}
     for a in model.layers:
