@@ -17,12 +17,13 @@ cross-layer equalization does between whole layers (Nagel et al., "Data-Free
 Quantization Through Weight Equalization and Bias Correction", 2019; here
 from measured activation ranges, inside the chains only, where it is exact).
 
-Measured (``python -m bench.equalize``, docs/BENCHMARKS.md; the Xeon, 2026-12-05), int8 files against
-their float Keras model on 10,000 test images, each plan chosen without fine-tuning: bench.foreign's
-ResNet50 trained on Caffe preprocessing (whose lrfc int8 files had failed the verification gate), at 75 %
-fewer MACs (44 chains: CP, Tucker, TT, SVD), int8 top-1 70.5 -> 75.3 % on LiteRT and 68.9 -> 76.7 % on
-ONNX Runtime (81.3 % in float), the mean largest output difference 0.170 -> 0.103 and 0.186 -> 0.104; the
-VGG-style baseline at 84 % fewer MACs, 0.730 -> 0.535 on both runtimes, int8 top-1 up 0.2 points. Tried on the way (one-off,
+Measured (``python -m bench.equalize``, docs/BENCHMARKS.md; the Xeon, 2026-12-05 09:05 UTC; CP's depthwise
+pairs as two operators in both files), int8 files against their float Keras model on 10,000 test images, each
+plan chosen without fine-tuning: bench.foreign's ResNet50 trained on Caffe preprocessing (whose lrfc int8 files
+had failed the verification gate), at 77 % fewer MACs (47 chains: CP, Tucker, SVD), int8 top-1 71.9 -> 77.0 % on
+LiteRT and 71.4 -> 75.4 % on ONNX Runtime (81.3 % in float), the mean largest output difference 0.151 -> 0.093
+and 0.166 -> 0.102; the VGG-style baseline at 84 % fewer MACs, 0.61 -> 0.50 on both runtimes, int8 top-1 up
+0.1 point (its 06:24 run, another plan: 0.730 -> 0.535, up 0.2). Tried on the way (one-off,
 docs/LOG.md): the square root of these scales (the weight-range compromise) cut less (0.668 -> 0.560
 against 0.495 on an earlier plan); a keras.applications ResNet50V2 plan of Tucker and SVD chains, whose int8
 was already as close as the original's, 0.0332 -> 0.0309.
