@@ -9,8 +9,8 @@ and no activation, its output is read by the second alone), so together they
 are one depthwise convolution whose kernel is the outer product of theirs,
 ``K[i, j, c] = H[i, c] V[j, c]``; TensorFlow pads each axis on its own, so
 it is exact at 'same' and 'valid' padding alike. The converter twin
-(``lower.twin``) gives the converters that one layer, and the second layer's
-place an identity, which neither converter writes.
+(``lower.twin``) gives the converters that one layer in the second layer's
+place and an identity in the first's, which neither converter writes.
 
 Why: int8 rounds one tensor fewer per chain, and the files hold one operator
 fewer. Measured (``python -m bench.equalize``, docs/BENCHMARKS.md; the Xeon,
