@@ -115,18 +115,13 @@ def int8_scores(model, files: dict, x: np.ndarray, y: np.ndarray) -> dict:
 
 def timed_together(files: dict) -> dict:
     """``{name: {(format, precision): path}}`` timed in one runtime_bench run per runtime: p50 ms per file."""
-    import json
-    import subprocess
-    import sys
+    from bench.speed import p50_side_by_side
 
     out = {}
     for fmt, runtime in FORMATS.items():
-        paths = {(name, p): f[(fmt, p)] for name, f in files.items() for p in ("fp32", "int8") if (fmt, p) in f}
-        cmd = ["-m", "runtime_bench", *map(str, paths.values()), "--runtime", runtime, "--threads", "2",
-               "--runs", str(TIMED_RUNS), "--lifetimes", "2", "--json"]
-        res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
-        out[runtime] = {"command": "python " + " ".join(cmd),
-                        "p50_ms": {f"{name} {p}": r["p50_ms"] for (name, p), r in zip(paths, res["results"])}}
+        paths = {f"{name} {p}": f[(fmt, p)] for name, f in files.items() for p in ("fp32", "int8") if (fmt, p) in f}
+        command, p50 = p50_side_by_side(paths, runtime, TIMED_RUNS)
+        out[runtime] = {"command": command, "p50_ms": p50}
     return out
 
 

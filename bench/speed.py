@@ -123,22 +123,28 @@ def timed_together(files_for, runs: int) -> dict | None:
     Returns the date and, per runtime, the command, each file's p50 and the latency file's speed-up over the
     flops file; None when a file is missing.
     """
-    import json
-    import subprocess
-    import sys
-
     out = {**stamp(), "runtimes": {}}
     for runtime, fmt in (("litert", "tflite"), ("onnxruntime-cpu", "onnx")):
         files = files_for(fmt)
         if not all(Path(f).is_file() for f in files.values()):
             return None
-        cmd = ["-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime, "--threads", "2",
-               "--runs", str(runs), "--lifetimes", "2", "--json"]
-        res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
-        p50 = {name: r["p50_ms"] for name, r in zip(files, res["results"])}
-        out["runtimes"][runtime] = {"command": "python " + " ".join(cmd), "p50_ms": p50,
+        command, p50 = p50_side_by_side(files, runtime, runs)
+        out["runtimes"][runtime] = {"command": command, "p50_ms": p50,
                                     "latency_vs_flops": round(p50["flops"] / p50["latency"], 4)}
     return out
+
+
+def p50_side_by_side(files: dict, runtime: str, runs: int) -> tuple[str, dict]:
+    """``files`` (``{name: path}``) timed in one runtime_bench run on ``runtime`` (2 threads, alternating, two sets
+    of fresh workers): the command and ``{name: p50 ms}``."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = ["-m", "runtime_bench", *map(str, files.values()), "--runtime", runtime, "--threads", "2",
+           "--runs", str(runs), "--lifetimes", "2", "--json"]
+    res = json.loads(subprocess.run([sys.executable, *cmd], check=True, capture_output=True, text=True).stdout)
+    return "python " + " ".join(cmd), {name: r["p50_ms"] for name, r in zip(files, res["results"])}
 
 
 def main(argv=None) -> None:

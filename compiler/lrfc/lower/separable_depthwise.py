@@ -29,9 +29,9 @@ on ONNX Runtime (docs/LOG.md).
 
 The cost: the files hold kh kw R depthwise weights where the Keras model
 holds (kh + kw) R, and do kh kw instead of kh + kw multiplies a channel and
-position (a VGG-style plan of CP x5: 122,634 parameters in its files against
-121,962 in its Keras model). The report's parameters and MACs are the Keras
-model's, the plan's.
+position: R (kh kw - kh - kw) more of each per chain, 3R at 3x3, against
+R (cin + cout) in its 1x1 stages. The report's parameters and MACs are the
+Keras model's, the plan's.
 """
 
 from __future__ import annotations
