@@ -51,6 +51,8 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     _npz(root / "short_y.npz", x=x, y=y[:30])
     _npz(root / "nan.npz", x=np.where(x > 250, np.nan, x.astype(np.float32)), y=y)
     _npz(root / "labels12.npz", x=x, y=np.full(40, 12))
+    _npz(root / "labels_text.npz", x=x, y=np.array([str(v) for v in y]))
+    _npz(root / "labels_3d.npz", x=x, y=np.zeros((40, 2, 5)))
     _npz(root / "five_channels.npz", x=rng.integers(0, 256, (40, 28, 28, 5), dtype=np.uint8), y=y)
     _npz(root / "flat7.npz", x=rng.random((40, 7)).astype(np.float32), y=y)
     _npz(root / "five_samples.npz", x=x[:5], y=y[:5])
@@ -78,6 +80,7 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     keras.Model(inp, [keras.layers.Dense(10)(h), keras.layers.Dense(3)(h)]).save(root / "two_outputs.keras")
     conv = keras.layers.Conv2D(4, 3)(inp)
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(conv))).save(root / "one_unit.keras")
+    keras.Model(inp, keras.layers.Conv2D(10, 1, activation="softmax")(conv)).save(root / "per_pixel.keras")  # segmentation
     d = keras.layers.DepthwiseConv2D(3, depth_multiplier=10)(inp)  # 10 classes: nothing else wrong with it
     keras.Model(inp, keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D()(d))).save(root / "no_factorizable.keras")
     (root / "a_file").write_text("I am a file")
@@ -113,6 +116,8 @@ CASES = [
     ("model-two-outputs", lambda f: _build(f, model=f.root / "two_outputs.keras"), 2, "single-input, single-output"),
     ("build-input-shape-text", lambda f: _build(f, "--input-shape", "28,a"), 2, "--input-shape: received '28,a'"),
     ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2, "its output has 1 unit"),
+    ("model-per-pixel-output", lambda f: _build(f, model=f.root / "per_pixel.keras"), 2,
+     "its output has shape (None, 26, 26, 10)"),
     ("model-nothing-to-factorize", lambda f: _build(f, model=f.root / "no_factorizable.keras"), 2, "nothing to factorize"),
     ("model-at-chance", lambda f: _build(f, model=f.untrained), 2, "chance is 10.0%"),
     # --- the data and how it meets the model
@@ -122,6 +127,8 @@ CASES = [
     ("npz-length-mismatch", lambda f: _build(f, data=_npzdata(f, "short_y.npz")), 2, "40 samples but 30 labels"),
     ("npz-nan", lambda f: _build(f, data=_npzdata(f, "nan.npz")), 2, "NaN or Inf"),
     ("labels-beyond-outputs", lambda f: _build(f, data=_npzdata(f, "labels12.npz")), 2, "labels span 12..12"),
+    ("labels-text", lambda f: _build(f, data=_npzdata(f, "labels_text.npz")), 2, "labels have dtype <U1"),
+    ("labels-3d", lambda f: _build(f, data=_npzdata(f, "labels_3d.npz")), 2, "labels have shape (40, 2, 5)"),
     ("wrong-channel-count", lambda f: _build(f, data=_npzdata(f, "five_channels.npz")), 2, "images have 5 channels"),
     ("unmappable-shape", lambda f: _build(f, data=_npzdata(f, "flat7.npz")), 2, "cannot be mapped to the model input"),
     ("tiny-dataset", lambda f: _build(f, data=_npzdata(f, "five_samples.npz")), 2, "5 samples; at least 10"),

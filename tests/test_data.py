@@ -71,6 +71,7 @@ def test_describe_fit_says_what_the_mapping_rule_does():
     assert describe_fit((30, 30, 4), (32, 32, 3)) == (
         "30x30x4 images fitted to the model's 32x32x3: alpha dropped, zero-padded, centred")
     assert describe_fit((8, 8), (64,)) == "8x8 samples flattened to 64"
+    assert describe_fit((28, 28, 1), (28, 28)) is None  # the channel axis dropped for a model of rows
 
 
 def test_mapping_rule():
@@ -79,6 +80,10 @@ def test_mapping_rule():
     rgb = np.ones((2, 10, 10, 3), np.float32)
     np.testing.assert_allclose(fit_to_input(rgb, (10, 10, 1)), 1.0, rtol=1e-6)  # luma of white is white
     assert fit_to_input(np.zeros((2, 8, 8, 1), np.float32), (32, 32, 1)).shape == (2, 32, 32, 1)  # resized, too small to pad
+    rows = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)
+    np.testing.assert_array_equal(fit_to_input(rows, (28, 28)), rows[..., 0])  # grey images to a Conv1D model's rows
+    with pytest.raises(UserError, match=r"samples of shape \(28, 28, 3\) cannot be mapped to the model input \(28, 28\)"):
+        fit_to_input(np.zeros((2, 28, 28, 3), np.float32), (28, 28))
     with pytest.raises(UserError, match=r"samples of shape \(5, 7\) cannot be mapped to the model input \(6,\)"):
         fit_to_input(np.zeros((3, 5, 7), np.float32), (6,))
 

@@ -59,6 +59,28 @@ def test_inferred_from_the_graph(keras):
     assert infer_contract(head(layers.Lambda(lambda t: t / 127.5 - 1)(inp))).range == "0-255"
     plain = infer_contract(head(layers.Conv2D(2, 3)(inp)))
     assert plain.range == "0-1" and plain.source == "inferred" and "no Rescaling/Normalization" in plain.reason
+    # augmentation, dropout and resampling before the preprocessing leave the values alone at inference
+    augmented = infer_contract(head(layers.Rescaling(1 / 255.0)(layers.RandomTranslation(0.1, 0.1)(
+        layers.RandomFlip("horizontal")(inp)))))
+    assert augmented.range == "0-255" and augmented.reason.startswith(
+        "the model starts with RandomFlip, RandomTranslation (no change to the pixel values at inference), then "
+        "Rescaling(scale=0.003922")
+    resized = layers.Resizing(16, 16)(layers.GaussianNoise(0.1)(layers.Dropout(0.2)(inp)))
+    probed = infer_contract(head(layers.Lambda(lambda t: t / 127.5 - 1)(resized)))  # probed at the Lambda's 16x16
+    assert probed.range == "0-255" and "GaussianNoise" in probed.reason and "a Lambda layer" in probed.reason
+    assert infer_contract(head(layers.Normalization(mean=[0.45] * 3, variance=[0.05] * 3)(
+        layers.RandomContrast(0.2)(inp)))).range == "0-1"
+    # a BatchNormalization on the pixels says it by its moving mean; an untrained one says nothing
+    bn = layers.BatchNormalization()
+    on_raw = head(bn(inp))
+    bn.moving_mean.assign([72.9, 70.1, 68.0])
+    assert infer_contract(on_raw).range == "0-255" and "BatchNormalization (moving mean up to 72.9)" in infer_contract(
+        on_raw).reason
+    bn.moving_mean.assign([0.29, 0.28, 0.3])
+    assert infer_contract(on_raw).reason.endswith("BatchNormalization (moving mean up to 0.3), trained on [0, 1] values")
+    assert "never trained" in infer_contract(head(layers.BatchNormalization()(inp))).reason
+    plain = infer_contract(head(layers.Conv2D(2, 3)(layers.RandomRotation(0.1)(inp))))
+    assert plain.range == "0-1" and "no Rescaling/Normalization" in plain.reason
     # keras.applications models that carry their own preprocessing
     assert infer_contract(keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3))).range == "0-255"
     assert infer_contract(keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3))).range == "0-255"

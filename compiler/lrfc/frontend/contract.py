@@ -20,8 +20,12 @@ takes, in this order:
 
 Without flags the contract is *inferred* from the model (``infer_contract``):
 a graph that starts with its own preprocessing (a ``Rescaling`` or
-``Normalization`` layer, or a trusted ``Lambda``) expects raw pixel values,
-0-255; any other model gets [0, 1], lrfc's default. Whether that was right
+``Normalization`` layer, a ``BatchNormalization`` whose moving mean is
+that of raw pixels, or a trusted ``Lambda``) expects raw pixel values,
+0-255; any other model gets [0, 1], lrfc's default. Layers that leave the
+values as they are at inference (data augmentation such as ``RandomFlip``,
+dropout and noise, ``Resizing``, crops, padding, reshapes) may come first:
+the walk from the input passes them (``PASS_THROUGH``). Whether that was right
 is checked on real data by the sanity gate (``frontend.sanity``).
 """
 
@@ -154,17 +158,39 @@ def given_contract(input_range: str | None, mean: str | None, std: str | None, c
 # ------------------------------------------------------------------ inference
 
 
+# Layers whose output holds the input's pixel values at inference (augmentation and dropout are off; resampling,
+# crops, padding and reshapes move values, not their range), and every keras ``Random*`` augmentation layer.
+PASS_THROUGH = frozenset({
+    "InputLayer", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+    "GaussianDropout", "GaussianNoise", "ActivityRegularization", "RandAugment", "AugMix", "CutMix", "MixUp",
+    "Resizing", "CenterCrop", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "Reshape", "Permute",
+})
+
+
+def _passes_values(layer) -> bool:
+    kind = type(layer).__name__
+    return kind in PASS_THROUGH or kind.startswith("Random")
+
+
 def _first_layer(model):
-    """The layer that consumes the model's (single) input, or None."""
+    """The first layer from the model's (single) input that changes its values (or None), the names of the layer
+    types passed on the way (``PASS_THROUGH``), and the shape of the tensor that layer reads."""
     from lrfc.frontend.graph import layer_nodes
 
     if len(model.inputs) != 1:
-        return None
-    source = model.inputs[0]
-    for name, node in layer_nodes(model).items():
-        if any(t is source for t in node.input_tensors):
-            return model.get_layer(name)
-    return None
+        return None, [], None
+    nodes = layer_nodes(model)
+    source, passed = model.inputs[0], []
+    while True:
+        reader = next((name for name, node in nodes.items() if any(t is source for t in node.input_tensors)), None)
+        if reader is None:
+            return None, passed, None
+        layer = model.get_layer(reader)
+        outputs = nodes[reader].output_tensors
+        if not _passes_values(layer) or len(outputs) != 1:
+            return layer, passed, tuple(source.shape[1:])
+        passed.append(type(layer).__name__)
+        source = outputs[0]
 
 
 def _probe(layer, shape) -> tuple[float, float]:
@@ -178,41 +204,46 @@ def infer_contract(model) -> InputContract:
     """The contract a model's own graph implies; see the module doc for the rule."""
     import keras
 
-    layer = _first_layer(model)
+    layer, passed, shape = _first_layer(model)
     default = InputContract("0-1", reason="no Rescaling/Normalization layer at the input, so lrfc assumes [0, 1] "
                                           "(state the model's preprocessing with --input-range/--input-mean/--input-std)")
     if layer is None:
         return default
     kind = type(layer).__name__
+    starts = "the model starts with " + (f"{', '.join(dict.fromkeys(passed))} (no change to the pixel values at "
+                                         "inference), then " if passed else "")
     if isinstance(layer, keras.layers.Rescaling):
         scale = float(np.max(np.abs(np.asarray(layer.scale, dtype=np.float64))))
         offset = np.asarray(layer.offset, dtype=np.float64).ravel()
-        how = f"the model starts with Rescaling(scale={scale:.4g}, offset={float(offset[0]) if offset.size == 1 else 'per channel'})"
+        how = f"{starts}Rescaling(scale={scale:.4g}, offset={float(offset[0]) if offset.size == 1 else 'per channel'})"
         if scale <= RAW_SCALE:
             return InputContract("0-255", reason=f"{how}, which takes raw pixel values")
         return InputContract("0-1", reason=f"{how}, whose scale takes [0, 1] values")
-    if isinstance(layer, keras.layers.Normalization):
-        mean = np.asarray(layer.mean, dtype=np.float64).ravel() if getattr(layer, "mean", None) is not None else np.zeros(1)
-        var = np.asarray(layer.variance, dtype=np.float64).ravel() if getattr(layer, "variance", None) is not None else np.ones(1)
+    if isinstance(layer, (keras.layers.Normalization, keras.layers.BatchNormalization)):
+        bn = isinstance(layer, keras.layers.BatchNormalization)  # a BatchNorm on the pixels: its moving statistics
+        mean, var = (layer.moving_mean, layer.moving_variance) if bn else (getattr(layer, "mean", None),
+                                                                             getattr(layer, "variance", None))
+        mean = np.zeros(1) if mean is None else np.asarray(mean, dtype=np.float64).ravel()
+        var = np.ones(1) if var is None else np.asarray(var, dtype=np.float64).ravel()
         top = float(np.max(np.abs(mean)))
+        stat, fitted = ("moving mean", "trained") if bn else ("mean", "adapted")
         if top > 1.5:
-            return InputContract("0-255", reason=f"the model starts with {kind} (mean up to {top:.4g}), "
+            return InputContract("0-255", reason=f"{starts}{kind} ({stat} up to {top:.4g}), "
                                                   "which takes raw pixel values")
         if top == 0 and np.allclose(var, 1.0):
-            return InputContract("0-1", reason=f"the model starts with an identity {kind} (mean 0, variance 1: never "
-                                              "adapted), which tells nothing; assuming [0, 1] (state it with --input-range)")
-        return InputContract("0-1", reason=f"the model starts with {kind} (mean up to {top:.4g}), adapted to [0, 1] values")
+            return InputContract("0-1", reason=f"{starts}an identity {kind} (mean 0, variance 1: never "
+                                              f"{fitted}), which tells nothing; assuming [0, 1] (state it with --input-range)")
+        return InputContract("0-1", reason=f"{starts}{kind} ({stat} up to {top:.4g}), {fitted} on [0, 1] values")
     if isinstance(layer, keras.layers.Lambda):
-        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         try:
             lo, hi = _probe(layer, shape)
         except Exception:  # a Lambda that cannot run on a probe tells nothing
-            return InputContract("0-1", reason=f"the model starts with a Lambda layer ('{layer.name}') that lrfc could "
+            return InputContract("0-1", reason=f"{starts}a Lambda layer ('{layer.name}') that lrfc could "
                                               "not probe; assuming [0, 1] (state it with --input-range)")
         if abs(hi) <= 8 and abs(hi - lo) <= 8:
-            return InputContract("0-255", reason=f"the model starts with a Lambda layer ('{layer.name}') that maps "
+            return InputContract("0-255", reason=f"{starts}a Lambda layer ('{layer.name}') that maps "
                                                   f"0..255 to {lo:.3g}..{hi:.3g}: its own preprocessing")
-        return InputContract("0-1", reason=f"the model starts with a Lambda layer ('{layer.name}') that is not "
+        return InputContract("0-1", reason=f"{starts}a Lambda layer ('{layer.name}') that is not "
                                           "pixel preprocessing; assuming [0, 1]")
     return default
 

@@ -274,7 +274,7 @@ def _fit_image(x: np.ndarray, target: tuple, where) -> np.ndarray:
 def describe_fit(sample: tuple, input_shape: tuple) -> str | None:
     """What ``fit_to_input`` does to samples of shape ``sample``, in words; None when they are used as they are."""
     sample, input_shape = tuple(sample), tuple(input_shape)
-    if sample == input_shape:
+    if sample == input_shape or sample == (*input_shape, 1):  # a channel axis of 1 dropped: nothing to hear
         return None
     dims = "x".join
     if len(input_shape) == 1:
@@ -305,6 +305,8 @@ def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.n
     x = x.astype(np.float32, copy=False)
     if sample == input_shape:
         return x
+    if sample == (*input_shape, 1):  # grey images (H, W, 1) to a model taking (H, W): its rows as a sequence
+        return x[..., 0]
     if len(input_shape) == 3 and x.ndim in (3, 4) and None not in input_shape:
         return _fit_image(x if x.ndim == 4 else x[..., None], input_shape, where)
     if len(input_shape) == 1 and math.prod(sample) == input_shape[0]:
@@ -325,8 +327,13 @@ def _check(x: np.ndarray, y: np.ndarray | None, num_classes: int | None, min_sam
     if y is None:
         return None
     y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise UserError(f"{where}: labels have dtype {y.dtype}; expected whole class indices 0..N-1 (or one-hot rows)")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
+    if y.size != len(y):
+        raise UserError(f"{where}: labels have shape {y.shape}; expected one class index per sample, (N,) or (N, 1), "
+                        "or one-hot rows (N, classes)")
     y = y.reshape(len(y))
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):

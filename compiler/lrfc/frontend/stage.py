@@ -93,7 +93,12 @@ def load(state) -> None:
         raise UserError(f"{opts.model_name}: its input shape {shape} leaves a size undefined; pass --input-shape with "
                         "the size to compile it for, e.g. --input-shape 224,224,3 (TFLite and ONNX files have one)")
     state.rows = describe_model(state.flat)
-    units = state.flat.outputs[0].shape[-1]
+    out_shape = tuple(state.flat.outputs[0].shape)
+    if len(out_shape) != 2:
+        raise UserError(f"{opts.model_name}: its output has shape {out_shape}; lrfc build takes a classifier with one "
+                        "score per class for each input, shape (batch, classes) (a map per pixel or per position "
+                        "has no top-1 accuracy for --max-acc-drop to keep)")
+    units = out_shape[-1]
     if units is not None and int(units) < 2:
         raise UserError(f"{opts.model_name}: its output has {units} unit (shape {tuple(state.flat.outputs[0].shape)}); "
                         "lrfc build takes a classifier with one score per class, at least 2 (a regression or a single "
