@@ -72,6 +72,10 @@ def test_describe_fit_says_what_the_mapping_rule_does():
         "30x30x4 images fitted to the model's 32x32x3: alpha dropped, zero-padded, centred")
     assert describe_fit((8, 8), (64,)) == "8x8 samples flattened to 64"
     assert describe_fit((28, 28, 1), (28, 28)) is None  # the channel axis dropped for a model of rows
+    assert describe_fit((1, 28, 28), (28, 28, 1)) == (  # as PyTorch code stores images
+        "1x28x28 samples read as channels-first (C, H, W) and moved to channels-last (28x28x1)")
+    assert describe_fit((3, 224, 224), (32, 32, 3)) == (
+        "3x224x224 samples read as channels-first (C, H, W) and moved to channels-last; then resized bilinearly")
 
 
 def test_mapping_rule():
@@ -80,6 +84,9 @@ def test_mapping_rule():
     rgb = np.ones((2, 10, 10, 3), np.float32)
     np.testing.assert_allclose(fit_to_input(rgb, (10, 10, 1)), 1.0, rtol=1e-6)  # luma of white is white
     assert fit_to_input(np.zeros((2, 8, 8, 1), np.float32), (32, 32, 1)).shape == (2, 32, 32, 1)  # resized, too small to pad
+    planes = np.arange(2 * 3 * 5 * 6, dtype=np.float32).reshape(2, 3, 5, 6)  # channels-first
+    np.testing.assert_array_equal(fit_to_input(planes, (5, 6, 3)), planes.transpose(0, 2, 3, 1))
+    assert fit_to_input(np.zeros((2, 3, 20, 20), np.float32), (20, 20, 1)).shape == (2, 20, 20, 1)  # then to grey
     rows = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)
     np.testing.assert_array_equal(fit_to_input(rows, (28, 28)), rows[..., 0])  # grey images to a Conv1D model's rows
     with pytest.raises(UserError, match=r"samples of shape \(28, 28, 3\) cannot be mapped to the model input \(28, 28\)"):

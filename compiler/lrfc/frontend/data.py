@@ -271,12 +271,23 @@ def _fit_image(x: np.ndarray, target: tuple, where) -> np.ndarray:
     return tf.image.resize(x, (h, w), method="bilinear").numpy()
 
 
+def _channels_first(sample: tuple, input_shape: tuple) -> bool:
+    """Samples (C, H, W), as PyTorch code stores images, for a model that takes (H, W, C): C is 1, 3 or 4 and W is not."""
+    return (len(sample) == 3 and len(input_shape) == 3 and sample != input_shape and sample[0] in (1, 3, 4)
+            and sample[-1] not in (1, 3, 4))
+
+
 def describe_fit(sample: tuple, input_shape: tuple) -> str | None:
     """What ``fit_to_input`` does to samples of shape ``sample``, in words; None when they are used as they are."""
     sample, input_shape = tuple(sample), tuple(input_shape)
     if sample == input_shape or sample == (*input_shape, 1):  # a channel axis of 1 dropped: nothing to hear
         return None
     dims = "x".join
+    if _channels_first(sample, input_shape):
+        moved = (*sample[1:], sample[0])
+        rest = describe_fit(moved, input_shape)
+        said = f"{dims(map(str, sample))} samples read as channels-first (C, H, W) and moved to channels-last"
+        return said + (f"; then {rest.split(': ', 1)[1]}" if rest else f" ({dims(map(str, moved))})")
     if len(input_shape) == 1:
         return f"{dims(map(str, sample))} samples flattened to {input_shape[0]}"
     h, w, c = input_shape
@@ -307,6 +318,8 @@ def fit_to_input(x: np.ndarray, input_shape: tuple, where: str = "data") -> np.n
         return x
     if sample == (*input_shape, 1):  # grey images (H, W, 1) to a model taking (H, W): its rows as a sequence
         return x[..., 0]
+    if _channels_first(sample, input_shape):
+        x = np.moveaxis(x, 1, -1)
     if len(input_shape) == 3 and x.ndim in (3, 4) and None not in input_shape:
         return _fit_image(x if x.ndim == 4 else x[..., None], input_shape, where)
     if len(input_shape) == 1 and math.prod(sample) == input_shape[0]:
