@@ -419,7 +419,9 @@ def test_onnx_export_drops_the_reshapes_tf2onnx_leaves_at_1x1_maps(tmp_path):
     # [-1, 24, 1, 1], and once in 5 suite runs on 2026-12-05 (beside a busy-loop core) [-1, 1, 1, 16]; not
     # reproduced alone (PYTHONHASHSEED 0-7, layer-name counters shifted by up to 999). The message names each
     # Reshape's input shape and the node that wrote it, whole (a list repr was cut short), to tell an identity this
-    # code missed from a real layout change tf2onnx left
+    # code missed from a real layout change tf2onnx left. It told (the suite beside a build, 2026-12-05 12:10 UTC):
+    # "Reshape [-1, 1, 1, 24] of Relu's output [None, 24, 1, 1]", then a Transpose back to [N, 24, 1, 1]: the same
+    # round trip as two nodes, which the export now drops too (the test below)
     def nodes() -> str:
         from lrfc.lower.onnx import _inferred_shapes
 
@@ -711,3 +713,42 @@ def test_formats_for_profiles_and_bad_lower_arguments(sequential, tmp_path):
     with pytest.raises(ValueError, match="received 0 calibration"):
         lower(sequential, tmp_path, precision="int8", formats=FORMATS, calibration=x[:0], verify_samples=x)
     assert list(tmp_path.iterdir()) == []
+
+
+def _round_trip_graph(tmp_path, source: list[int], target: list[int], perm: list[int]):
+    """input -> Relu -> Reshape(target) -> Transpose(perm) -> Relu -> output, as tf2onnx now and then leaves a layout
+    round trip at a 1x1 map; saved and run before any change."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Relu", ["input"], ["r"]),
+             helper.make_node("Reshape", ["r", "new_shape"], ["s"]),
+             helper.make_node("Transpose", ["s"], ["t"], perm=perm),
+             helper.make_node("Relu", ["t"], ["output"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *source])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", *source])],
+                              [numpy_helper.from_array(np.array(target, np.int64), "new_shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / f"g{len(list(tmp_path.iterdir()))}.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(0).normal(size=(3, *source)).astype(np.float32)
+    return model, path, x, run_onnx(path, x)
+
+
+def test_a_reshape_and_transpose_that_move_no_value_are_dropped_together(tmp_path):
+    """The pair the ONNX export test met about once in 25 runs ([N, 24, 1, 1] -> [-1, 1, 1, 24] -> perm 0, 3, 1, 2):
+    both nodes go and the graph computes the same; on a map with two axes longer than 1 the same shapes transpose
+    real values, and the pair stays."""
+    import onnx
+
+    from lrfc.lower.onnx import _drop_identity_reshapes
+
+    model, path, x, before = _round_trip_graph(tmp_path, [24, 1, 1], [-1, 1, 1, 24], [0, 3, 1, 2])
+    assert _drop_identity_reshapes(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Relu", "Relu"] and not model.graph.initializer
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    np.testing.assert_array_equal(run_onnx(path, x), before)
+    model, path, x, before = _round_trip_graph(tmp_path, [2, 3], [-1, 3, 2], [0, 2, 1])  # a real transpose
+    assert _drop_identity_reshapes(model) == 0 and len(model.graph.node) == 4
+    assert not np.array_equal(np.maximum(x, 0), before)  # it moves values: the check above tests something
