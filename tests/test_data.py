@@ -63,6 +63,28 @@ def test_image_folder(keras, tmp_path):
         "else resized)")
 
 
+def test_an_image_folder_split_into_train_and_held_out_folders(keras, tmp_path):
+    """DIR/train/<class>, DIR/val/<class>, DIR/test/<class>: train is the training data, val and test together the
+    held-out split, labelled by the training folder's classes (val lacks 'dog': 'eel' stays 2)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    for split, classes, n in (("train", ("cat", "dog", "eel"), 4), ("val", ("cat", "eel"), 2), ("test", ("eel",), 3)):
+        for cls in classes:
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
+                tf.io.write_file(str(tmp_path / split / cls / f"{i}.png"), tf.io.encode_png(img))
+    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=3)
+    assert ds.x.shape == (12, 8, 8, 1) and ds.y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert ds.x_test.shape == (7, 8, 8, 1) and ds.y_test.tolist() == [2] * 3 + [0] * 2 + [2] * 2  # test, then val
+    assert ds.classes == ("cat", "dog", "eel")
+    assert "'train' is the training data, 'test' + 'val' the held-out split" in ds.notes[-1]
+    (tmp_path / "val" / "fox").mkdir()
+    with pytest.raises(UserError, match="class folder 'fox' is not among the training folder's classes"):
+        load_data(str(tmp_path), (8, 8, 1), num_classes=3)
+
+
 def test_describe_fit_says_what_the_mapping_rule_does():
     assert describe_fit((28, 28, 1), (28, 28, 1)) is None and describe_fit((28, 28), (28, 28, 1)) is None
     assert describe_fit((224, 224, 3), (32, 32, 3)) == "224x224x3 images fitted to the model's 32x32x3: resized bilinearly"

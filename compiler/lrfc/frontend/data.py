@@ -142,18 +142,49 @@ def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tu
     return {name: i for i, name in enumerate(folders)}, notes
 
 
-def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True):
+TRAIN_FOLDERS = ("train", "training")
+HELD_OUT_FOLDERS = ("val", "valid", "validation", "test", "testing")
+
+
+def _subfolders(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def split_folders(path: Path) -> tuple[Path, list[Path]] | None:
+    """``(train, [held-out...])`` when ``path`` holds a training folder and held-out ones (``DIR/train/<class>/...``,
+    ``DIR/val/<class>/...``, as Keras' and torchvision's image-folder examples lay data out); None otherwise."""
+    names = _subfolders(path)
+    train = [n for n in names if n.lower() in TRAIN_FOLDERS]
+    held = [n for n in names if n.lower() in HELD_OUT_FOLDERS]
+    if len(train) != 1 or not held or len(train) + len(held) != len(names):
+        return None
+    if not all(_subfolders(path / n) for n in (*train, *held)):
+        return None  # images directly in them: class folders that happen to be named so
+    return path / train[0], [path / n for n in held]
+
+
+def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True,
+                    labels: dict[str, int] | None = None):
     """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted.
 
     Without class subfolders and ``labels_needed`` False, the images directly
     in ``path`` are read, unlabelled: labels, class names and notes are None.
+    ``labels`` (folder name -> label) is a training folder's, for its held-out
+    folder, which may lack a class.
     """
-    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = _subfolders(path)
     if not folders and labels_needed:
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
     if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
-    labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
+    if labels is not None:
+        unknown = [f for f in folders if f not in labels]
+        if unknown:
+            raise UserError(f"{path}: class folder '{unknown[0]}' is not among the training folder's classes "
+                            f"({', '.join(list(labels)[:4])}{', ...' if len(labels) > 4 else ''})")
+        notes = []
+    else:
+        labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
     import tensorflow as tf
 
     xs, ys, shapes = [], [], {}
@@ -442,7 +473,15 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         path = Path(spec)
         if not path.exists():
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
-        if path.is_dir():
+        if path.is_dir() and (split := split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
+            train, held = split
+            x, y, classes, notes, fit = _read_image_dir(train, tuple(input_shape), num_classes, labels)
+            known = {name: i for i, name in enumerate(classes)}
+            parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known) for h in held]
+            x_test, y_test = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            notes = [*notes, f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
+                             "the held-out split (halved into validation and test)"]
+        elif path.is_dir():
             x, y, classes, notes, fit = _read_image_dir(path, tuple(input_shape), num_classes, labels)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path, labels)
