@@ -32,6 +32,15 @@ def is_augmentation(layer) -> bool:
     return kind.startswith("Random") or kind in AUGMENTATION
 
 
+def is_noise(layer) -> bool:
+    """A dropout or noise layer (its subclasses too, ``SpatialDropout2D``...): random in training, the identity at
+    inference."""
+    import keras
+
+    return isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                              keras.layers.AlphaDropout))
+
+
 def leaf_layers(layer) -> list:
     """Every layer in ``layer`` that holds no layers itself, nested models included."""
     inner = getattr(layer, "layers", None)
@@ -48,11 +57,8 @@ def _identity(inputs, *args, **kwargs):
 def inference_only(model):
     """Within the block, ``model(x, training=True)`` runs its augmentation, dropout and noise layers as identities
     (its BatchNorm layers still take the batch's statistics); everything is put back on exit."""
-    import keras
-
-    kinds = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
     leaves = leaf_layers(model)
-    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if isinstance(layer, kinds)
+    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if is_noise(layer)
              for attr in NOISE_ATTRIBUTES if hasattr(layer, attr)]
     augment = [layer for layer in leaves if is_augmentation(layer)]
     try:

@@ -158,19 +158,18 @@ def given_contract(input_range: str | None, mean: str | None, std: str | None, c
 # ------------------------------------------------------------------ inference
 
 
-# Layers whose output holds the input's pixel values at inference (dropout and noise are off; resampling, crops,
-# padding and reshapes move values, not their range), and every augmentation layer (the identity at inference).
+# Layers whose output holds the input's pixel values (resampling, crops, padding and reshapes move values, not
+# their range); augmentation, dropout and noise layers too, the identity at inference (``common.training_only``).
 PASS_THROUGH = frozenset({
-    "InputLayer", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-    "GaussianDropout", "GaussianNoise", "ActivityRegularization",
+    "InputLayer", "Identity", "ActivityRegularization",
     "Resizing", "CenterCrop", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "Reshape", "Permute",
 })
 
 
 def _passes_values(layer) -> bool:
-    from lrfc.common.training_only import is_augmentation
+    from lrfc.common.training_only import is_augmentation, is_noise
 
-    return type(layer).__name__ in PASS_THROUGH or is_augmentation(layer)
+    return type(layer).__name__ in PASS_THROUGH or is_augmentation(layer) or is_noise(layer)
 
 
 def _first_layer(model):

@@ -150,7 +150,7 @@ def _subfolders(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def split_folders(path: Path) -> tuple[Path, list[Path]] | None:
+def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
     """``(train, [held-out...])`` when ``path`` holds a training folder and held-out ones (``DIR/train/<class>/...``,
     ``DIR/val/<class>/...``, as Keras' and torchvision's image-folder examples lay data out); None otherwise."""
     names = _subfolders(path)
@@ -473,7 +473,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         path = Path(spec)
         if not path.exists():
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
-        if path.is_dir() and (split := split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
+        if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
             x, y, classes, notes, fit = _read_image_dir(train, tuple(input_shape), num_classes, labels)
             known = {name: i for i, name in enumerate(classes)}

@@ -101,15 +101,6 @@ def probe_contracts(model, x: np.ndarray, y: np.ndarray, contract: InputContract
     return score(contract), tried
 
 
-def _batchnorm_layers(layer) -> list:
-    """Every BatchNormalization layer in ``layer``, nested models included."""
-    import keras
-
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [layer]
-    return [bn for sub in getattr(layer, "layers", []) for bn in _batchnorm_layers(sub)]
-
-
 def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float, ...]] | None:
     """Top-1 on ``PROBE_SAMPLES`` samples in one batch with BatchNorm on the batch's statistics, and the momenta.
 
@@ -117,9 +108,11 @@ def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float,
     through (``common.training_only``); the moving statistics it updates are
     put back. None when the model has no BatchNormalization or cannot run so.
     """
-    from lrfc.common.training_only import inference_only
+    import keras
 
-    layers = _batchnorm_layers(model)
+    from lrfc.common.training_only import inference_only, leaf_layers
+
+    layers = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return None
     pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]

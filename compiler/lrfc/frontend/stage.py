@@ -100,7 +100,7 @@ def load(state) -> None:
                         "has no top-1 accuracy for --max-acc-drop to keep)")
     units = out_shape[-1]
     if units is not None and int(units) < 2:
-        raise UserError(f"{opts.model_name}: its output has {units} unit (shape {tuple(state.flat.outputs[0].shape)}); "
+        raise UserError(f"{opts.model_name}: its output has {units} unit (shape {out_shape}); "
                         "lrfc build takes a classifier with one score per class, at least 2 (a regression or a single "
                         "sigmoid unit has no top-1 accuracy for --max-acc-drop to keep)")
     methods = set(opts.methods)
