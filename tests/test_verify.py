@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from lrfc.cli import main
+from lrfc.lower.records import sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,65 @@ def test_a_trusted_lambda_model_builds(keras, tmp_path):
     assert report["original"]["accuracy"] > 0.5 and (tmp_path / "o" / "model.tflite").exists()
     assert any(layer["method"] for layer in report["layers"])
     np.testing.assert_array_equal(sorted(p.name for p in (tmp_path / "o").iterdir())[:2], ["model.keras", "model.tflite"])
+
+
+@pytest.fixture(scope="module")
+def offset_model_path(tiny_model_path, keras, tmp_path_factory):
+    """The tiny model taking raw pixel values less 128, with no layer that says so (its first convolution rescaled
+    to match, exactly: 'valid' padding): as a model trained on mean-subtracted 0-255 images. Read as [0, 1] it
+    scores at chance; only ``--input-range 0-255 --input-mean 128`` describe it."""
+    model = keras.models.load_model(tiny_model_path)
+    kernel, bias = model.get_layer("conv1").get_weights()
+    model.get_layer("conv1").set_weights([kernel / 255, bias + kernel.sum(axis=(0, 1, 2)) * 128 / 255])
+    path = tmp_path_factory.mktemp("offset") / "offset.keras"
+    model.save(path)
+    return path
+
+
+def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp_path, capsys):
+    """`lrfc verify`/`lrfc export` of what a build wrote with input flags read them from its report.json (matched by
+    the file's sha256) instead of refusing the files until the flags are repeated."""
+    flags = ["--input-range", "0-255", "--input-mean", "128"]
+    out = tmp_path / "b"
+    res = run_cli("build", str(offset_model_path), "--data", "fashion-mnist", "--finetune", "none", "--calib-samples",
+                  "100", "--step", "25", "--methods", "svd", "--objective", "flops", "--bench-runs", "0", "--formats",
+                  "tflite", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--json", *flags)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["mean"] == [128] and report["original"]["accuracy"] > 0.6
+    assert report["keras_model"]["sha256"] == sha256_of(out / "model.keras")
+
+    verify = ["verify", str(out / "model.tflite"), "--model", str(out / "model.keras"), "--data", "fashion-mnist"]
+    assert main([*verify, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["passed"] and record["reference_accuracy"] > 0.6
+    assert f"input pixel values 0-255 (mean 128), given: as {out / 'report.json'} recorded it" in record["note"]
+    assert main(["verify", "--report", str(out / "report.json")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["model.tflite     match", "original.tflite  match",
+                                                    "model.keras      match"]
+
+    # export of the build's model.keras: the same contract, recorded again in export.json for its own files
+    assert main(["export", str(out / "model.keras"), "--target", "host", "--data", "fashion-mnist", "--formats", "onnx", "--out",
+                 str(tmp_path / "e"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["input"]["mean"] == [128] and doc["artifacts"][0]["passed"]
+    assert doc["artifacts"][0]["reference_accuracy"] > 0.6
+    assert main(["verify", str(tmp_path / "e" / "model.onnx"), "--model", str(out / "model.keras"), "--data",
+                 "fashion-mnist"]) == 0
+    assert "export.json recorded it" in capsys.readouterr().out
+
+    # flags given win, and a warning says the report recorded others
+    assert main([*verify, "--input-range", "0-1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"lrfc: warning: {out / 'report.json'} recorded the input as --input-range 0-255 --input-mean "
+                      "128; using the flags given (--input-range 0-1)")
+    assert len(err) == 2 and err[1].startswith("lrfc: error: ") and "--input-range 0-255" in err[1], err
+
+    # the same files away from their report: nothing records the contract, so inferring [0, 1] is refused
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.tflite", "model.keras"):
+        shutil.copy(out / name, bare / name)
+    assert main(["verify", str(bare / "model.tflite"), "--model", str(bare / "model.keras"), "--data",
+                 "fashion-mnist"]) == 2
+    assert "--input-range 0-255" in capsys.readouterr().err

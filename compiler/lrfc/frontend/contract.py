@@ -18,7 +18,10 @@ takes, in this order:
    Caffe style (keras.applications ResNet50, VGG16) is
    ``--input-range 0-255 --channel-order bgr --input-mean 103.939,116.779,123.68``.
 
-Without flags the contract is *inferred* from the model (``infer_contract``):
+Without flags, a file a build or ``lrfc export`` wrote (listed, by its SHA-256, in the
+report.json or export.json beside it) keeps the contract recorded there
+(``from_record``; ``lower.check.recorded_contract`` finds it). Otherwise the
+contract is *inferred* from the model (``infer_contract``):
 a graph that starts with its own preprocessing (a ``Rescaling`` or
 ``Normalization`` layer, a ``BatchNormalization`` whose moving mean is
 that of raw pixels, or a trusted ``Lambda``) expects raw pixel values,
@@ -246,6 +249,21 @@ def infer_contract(model) -> InputContract:
         return InputContract("0-1", reason=f"{starts}a Lambda layer ('{layer.name}') that is not "
                                           "pixel preprocessing; assuming [0, 1]")
     return default
+
+
+def from_record(record: dict, where: str) -> InputContract:
+    """The contract a report.json or export.json recorded (its ``input``), for the files it lists: a file built
+    with ``--input-range ...`` is verified or exported again under those flags without their being repeated."""
+    mean, std = record.get("mean"), record.get("std")
+    why = record.get("reason")
+    return InputContract(record.get("range") or "0-1", None if mean is None else tuple(float(v) for v in mean),
+                         None if std is None else tuple(float(v) for v in std), record.get("channel_order") or "rgb",
+                         record.get("source") or "given", f"as {where} recorded it" + (f" ({why})" if why else ""))
+
+
+def same_values(a: InputContract, b: InputContract) -> bool:
+    """Whether two contracts map pixels alike (where they came from aside)."""
+    return (a.range, a.mean, a.std, a.channel_order) == (b.range, b.mean, b.std, b.channel_order)
 
 
 def resolve(model, given: InputContract | None) -> InputContract:

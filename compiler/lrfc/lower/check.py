@@ -9,6 +9,10 @@
   was edited in place, even to the same size, fails.
 * ``stale_artifacts``: what ``lrfc bench`` warns about: a file whose report
   beside it records another hash.
+* ``recorded_contract``: the input contract a report beside a file recorded
+  for that very file (a build's artifacts and model.keras; an export's
+  artifacts), so ``lrfc verify``/``lrfc export`` of a build's files need not
+  repeat its ``--input-range``/``--input-mean``/... flags.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     precision = precision or detect_precision(path, fmt)
     if precision == "int8" and data is None:
         raise UserError(f"{artifact} is int8: its input scale was calibrated on real data, so verifying it needs --data")
+    contract = with_recorded(contract, [path] + ([Path(model_path)] if isinstance(model_path, (str, Path)) else []),
+                             log)
     model = load_single_io(model_path, trust, "verify")
     contract = resolve(model, contract)
     samples = draw_samples(model, contract, data, CALIBRATION_SAMPLES, seed, allow_low_accuracy=allow_low_accuracy,
@@ -133,7 +139,8 @@ def _located(record: dict, report_dir: Path) -> Path:
 
 
 def check_report_files(report: str | Path) -> list[dict]:
-    """Per published artifact of a report: ``{"name", "path", "status", "sha256", "expected"}``.
+    """Per published file of a report (artifacts, a build's model.keras): ``{"name", "path", "status", "sha256",
+    "expected"}``.
 
     ``status`` is ``match``, ``changed`` (another SHA-256), ``missing`` or
     ``unrecorded`` (a report written before lrfc recorded hashes).
@@ -141,9 +148,9 @@ def check_report_files(report: str | Path) -> list[dict]:
     report = Path(report)
     doc = _load_report(report)
     checks = []
-    for record in doc["artifacts"]:
-        if not record.get("passed", True) or "path" not in record:
-            continue  # never published
+    for record in _listed_files(doc):
+        if "path" not in record:
+            continue
         path = _located(record, report.parent)
         expected = record.get("sha256")
         if not path.is_file():
@@ -163,6 +170,55 @@ def render_checks(checks: list[dict]) -> str:
     return "\n".join(f"{c['name']:<{width}}  {c['status']}" + (f"  (recorded {c['expected'][:16]}..., now "
                                                                   f"{c['sha256'][:16]}...)" if c["status"] == "changed" else "")
                      for c in checks)
+
+
+def _listed_files(doc: dict) -> list[dict]:
+    """The published files a report.json/export.json records: its artifacts, and a build's model.keras."""
+    records = [r for r in doc.get("artifacts") or [] if isinstance(r, dict) and r.get("passed", True)]
+    keras = doc.get("keras_model")
+    return records + ([keras] if isinstance(keras, dict) else [])
+
+
+def recorded_contract(paths):
+    """``(contract, report path)`` for the first of ``paths`` that the report.json or export.json beside it lists
+    with the same SHA-256 (that file was made and verified under the recorded contract), else None."""
+    from lrfc.frontend.contract import from_record
+
+    for p in map(Path, paths):
+        if not p.is_file():
+            continue
+        digest = None
+        for name in REPORT_NAMES:
+            report = p.parent / name
+            try:
+                doc = json.loads(report.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(doc, dict) or not isinstance(doc.get("input"), dict):
+                continue
+            hashes = {r.get("sha256") for r in _listed_files(doc) if Path(str(r.get("path", ""))).name == p.name}
+            if hashes - {None}:
+                digest = digest or sha256_of(p)
+                if digest in hashes:
+                    return from_record(doc["input"], str(report)), report
+    return None
+
+
+def with_recorded(given, paths, log=None):
+    """The contract to verify or export under: the flags' when given (a warning when the report beside the file
+    recorded another), else the one recorded for the file (``recorded_contract``), else None (inferred)."""
+    from lrfc.frontend.contract import same_values
+
+    found = recorded_contract(paths)
+    if found is None:
+        return given
+    recorded, report = found
+    if given is None:
+        return recorded
+    if not same_values(given, recorded) and log is not None:
+        log(f"lrfc: warning: {report} recorded the input as {recorded.flags()}; using the flags given "
+            f"({given.flags()})")
+    return given
 
 
 def stale_artifacts(paths) -> list[str]:

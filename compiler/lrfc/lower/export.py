@@ -151,11 +151,14 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.cost.devices import links_for
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
+    from lrfc.lower.check import with_recorded
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
     output.prepare(log)
     try:
+        if isinstance(model_path, (str, Path)):  # a build's model.keras: the contract its report.json recorded
+            contract = with_recorded(contract, [Path(model_path)], log)
         model = load_single_io(model_path, trust, "export")
         contract = resolve(model, contract)
         samples = draw_samples(model, contract, data, calib_samples, seed, allow_low_accuracy=allow_low_accuracy,

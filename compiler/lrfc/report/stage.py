@@ -118,11 +118,15 @@ def build_report(state) -> dict:
 def report(state) -> None:
     """Stage model.keras, plan.json, report.html and report.json; ``run_build`` publishes them with the artifacts."""
     from lrfc.common.atomic import atomic_path, write_text
+    from lrfc.lower.records import sha256_of
     from lrfc.report.files import write_report
 
     staging = state.output.staging
     with atomic_path(staging / "model.keras") as tmp:
         state.compressed.save(tmp)
     write_text(staging / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
-    state.report = build_report(state)
+    keras = staging / "model.keras"  # listed by its hash, as the artifacts are: `lrfc verify --report` checks it,
+    # and `lrfc export`/`verify` of it read the input contract recorded here
+    state.report = build_report(state) | {"keras_model": {"path": str(state.output.path / "model.keras"),
+                                                          "bytes": keras.stat().st_size, "sha256": sha256_of(keras)}}
     write_report(state.report, staging)
