@@ -359,15 +359,20 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     assert search.hi_pass - search.lo_fail == 4 and search._pick() == search.hi_pass - 1
 
 
-def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rounds=4):
-    """A ``BudgetSearch`` over ``len(proxy)`` rungs whose looks return ``proxy[i]``, and the rungs it looked at, in order."""
+def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rounds=4, costs=None):
+    """A ``BudgetSearch`` over ``len(proxy)`` rungs whose looks return ``proxy[i]``, and the rungs it looked at, in order.
+    Without ``costs`` each rung costs its index and no bracket is ever close enough to stop early
+    (``COST_TOLERANCE`` 0): the bisection runs to the end."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lrfc.train import contract
 
-    levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(len(proxy))]
+    if costs is None:
+        monkeypatch.setattr(contract, "COST_TOLERANCE", 0.0)
+        costs = [float(i) for i in range(len(proxy))]
+    levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=costs[i]) for i in range(len(proxy))]
     opts = SimpleNamespace(finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
     state = SimpleNamespace(options=opts, levels=levels, log=print,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)))
@@ -490,6 +495,29 @@ def test_without_fine_tuning_the_most_compressed_rung_is_looked_at_first(monkeyp
     search, looks = search_over(proxy)
     assert search._pick() == 100 and looks[0] == 0 and search.lo_fail == 99
     assert len(looks) <= 1 + int(np.ceil(np.log2(200)))
+
+
+def test_without_fine_tuning_the_bisection_stops_when_the_rungs_left_save_little(monkeypatch):
+    """--finetune none: every look builds and scores a rung on all of validation; once the rungs between a failure
+    and a pass could save at most ``COST_TOLERANCE`` of the cost, the search publishes the pass without them."""
+    from lrfc.train import contract
+
+    proxy = [max(0.0, 3.0 - 0.02 * i) for i in range(200)]  # within 1.0 from rung 100 up
+    exact, exact_looks = _search_with_proxy(monkeypatch, proxy, finetune="none", epochs=0)
+    assert exact._pick() == 100
+    monkeypatch.undo()
+    costs = [20.0 + 0.4 * i for i in range(200)]  # a rung saves 0.4 % of the least compressed rung's cost (99.6)
+    search, looks = _search_with_proxy(monkeypatch, proxy, finetune="none", epochs=0, costs=costs)
+    pick = search._pick()
+    # it stopped inside the bracket: the rungs it skipped save at most 1 % of 99.6, so at most 2 rungs of 0.4
+    assert 100 <= pick <= 102 and search.lo_fail < 100 <= pick and len(looks) < len(exact_looks)
+    assert costs[pick] - costs[search.lo_fail + 1] <= contract.COST_TOLERANCE * costs[-1]
+    assert looks == exact_looks[:len(looks)]  # the same bisection, cut short
+    search.hi_pass = pick  # the pick is judged (it met the budget): the search ends there, and says why
+    assert search._next() is None
+    skipped = pick - search.lo_fail - 1
+    assert skipped > 0 and search.stopped == (f"converged within 1% of the cost ({skipped} rung{'s' * (skipped > 1)} "
+                                              "between the last failure and the pass not looked at)")
 
 
 def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_the_budget(keras, monkeypatch):
