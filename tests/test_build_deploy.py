@@ -216,6 +216,12 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
                                          key=lambda r: r["p50_ms"])["name"]
     assert any(l.startswith("fp32        litert: original fp32 p50 ") for l in res.stdout.splitlines())
     assert any(l.startswith("fastest     litert: ") for l in res.stdout.splitlines())
+    # the int8 file's I/O: its calibrated scale and zero point, and what 8-bit pixels become (one line, its own)
+    (q,) = arts[("compressed", None)]["io"]["inputs"]
+    assert q["dtype"] == "int8" and q["scale"] > 0 and "io" in arts[("compressed", "fp32 baseline")]
+    (line,) = [l for l in res.stdout.splitlines() if l.startswith("int8 I/O    ")]
+    assert line.startswith(f"int8 I/O    model.tflite takes int8 (scale {q['scale']:.6g}, zero point "
+                           f"{q['zero_point']}; from 8-bit pixels p: q = "), line
     # what the user deploys is the int8 file: it is scored on the whole validation split, against the budget
     budget = report["accuracy_budget"]
     (deliverable,) = budget["deliverables"]

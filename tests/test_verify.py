@@ -181,3 +181,69 @@ def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp
     assert main(["verify", str(bare / "model.tflite"), "--model", str(bare / "model.keras"), "--data",
                  "fashion-mnist"]) == 2
     assert "--input-range 0-255" in capsys.readouterr().err
+
+
+def test_an_int8_file_records_its_io_quantization_and_the_8_bit_pixel_rule(tiny_model_path, tmp_path, capsys):
+    """A fully-integer .tflite takes q = round(x / scale) + zero point of the Keras model's input x: export.json
+    records both numbers, and the line says what 8-bit pixels become; fed that rule's integers straight, the file
+    gives what it gives the float path."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lrfc.frontend.data import read_fashion_mnist
+    from runtime_bench.run import run_tflite
+
+    out = tmp_path / "q"
+    assert main(["export", str(tiny_model_path), "--target", "host", "--precision", "int8", "--data", "fashion-mnist",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads((out / "export.json").read_text())
+    tflite = next(a for a in doc["artifacts"] if a["format"] == "tflite")
+    (inp,), (logits,) = tflite["io"]["inputs"], tflite["io"]["outputs"]
+    assert inp["dtype"] == logits["dtype"] == "int8" and inp["shape"] == [1, 28, 28, 1]
+    assert inp["scale"] == pytest.approx(1 / 255) and inp["zero_point"] == -128  # calibrated on 0..255 images
+    assert logits["scale"] > 0 and -128 <= logits["zero_point"] <= 127
+    assert (f"int8 I/O: model.tflite takes int8 (scale 0.00392157, zero point -128; from 8-bit pixels p: q = p - 128) "
+            f"and gives int8 (scale {logits['scale']:.6g}, zero point {logits['zero_point']})") in text
+    onnx = next(a for a in doc["artifacts"] if a["format"] == "onnx")  # QDQ inside, float at its edges
+    assert onnx["io"]["inputs"][0]["dtype"] == "float32" and "scale" not in onnx["io"]["inputs"][0]
+
+    _, _, x_test, _ = read_fashion_mnist()
+    pixels = x_test[:64, ..., None]  # uint8
+    interp = Interpreter(model_path=str(out / "model.tflite"))
+    interp.resize_tensor_input(0, list(pixels.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], (pixels.astype(np.int16) - 128).astype(np.int8))
+    interp.invoke()
+    direct = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.float32)
+    floats = run_tflite(out / "model.tflite", pixels.astype(np.float32) / 255)  # quantized by the file's own numbers
+    np.testing.assert_array_equal(logits["scale"] * (direct - logits["zero_point"]), floats)
+
+    assert main(["verify", str(out / "model.tflite"), "--model", str(tiny_model_path), "--data", "fashion-mnist"]) == 0
+    assert "int8 I/O: model.tflite takes int8 (scale 0.00392157, zero point -128; from 8-bit pixels p: q = p - 128)" \
+        in capsys.readouterr().out
+
+
+def test_the_8_bit_pixel_rule_is_the_contract_then_the_input_quantization():
+    """``pixel_affine``: round(a * p + b) equals round(contract.apply(p / 255) / scale) + zero point for every 8-bit
+    value, per channel, for the contracts users state."""
+    from lrfc.frontend.contract import InputContract
+    from lrfc.lower.io_spec import pixel_affine, pixel_rule
+
+    contracts = [InputContract("0-1"), InputContract("-1-1", channel_order="bgr"),
+                 InputContract("0-255", (103.939, 116.779, 123.68), None, "bgr"),
+                 InputContract("0-1", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    p = np.arange(256, dtype=np.float32)
+    for contract, scale, zero in zip(contracts, (1 / 255, 1 / 127.5, 0.97, 0.0187), (-128, 0, 7, -3)):
+        pairs = pixel_affine({"dtype": "int8", "scale": scale, "zero_point": zero}, contract)
+        # (256, 1, 1, 3): each value in every channel, so BGR's reversal (which the rule asks for first) moves none;
+        # the rule's pairs are per model channel, as the contract's mean and std are
+        unit = np.repeat((p / 255)[:, None], 3, axis=1)[:, None, None, :]
+        want = contract.apply(unit).reshape(256, 3) / scale + zero
+        for c in range(3):
+            a, b = pairs[c % len(pairs)]
+            np.testing.assert_allclose(a * p + b, want[:, c], rtol=1e-5, atol=1e-3)
+    assert pixel_rule({"dtype": "int8", "scale": 1 / 255, "zero_point": -128}, contracts[0]) == "q = p - 128"
+    assert pixel_rule({"dtype": "int8", "scale": 1.0, "zero_point": 0}, InputContract("0-255", (128.0,))) == "q = p - 128"
+    assert pixel_rule({"dtype": "int8", "scale": 1 / 127.5, "zero_point": 0}, contracts[1]) == (
+        "q = round(p - 127.5), clipped to -128..127; reverse the channels to BGR first")
+    assert pixel_rule({"dtype": "float32"}, contracts[0]) is None

@@ -65,6 +65,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import CALIBRATION_SAMPLES, PRECISIONS
     from lrfc.lower.export import draw_samples, load_single_io
+    from lrfc.lower.io_spec import quantized_io_line
     from lrfc.lower.verify import float_sensitivity, gate, reference_outputs
     from lrfc.options import check_data_spec
 
@@ -90,8 +91,9 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     reference = reference_outputs(model, samples.verify)
     record = gate(path, fmt, precision, samples.verify, reference, samples.labels,
                   lambda: float_sensitivity(model, samples.verify, reference))
-    record.note = "; ".join(n for n in (f"verified on {samples.described}; input {contract.describe()}", record.note)
-                            if n)
+    quantized = quantized_io_line(record.to_json(), contract)
+    record.note = "; ".join(n for n in (f"verified on {samples.described}; input {contract.describe()}", record.note,
+                                        quantized and f"int8 I/O: {quantized}") if n)
     return record
 
 

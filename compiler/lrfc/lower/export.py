@@ -215,6 +215,8 @@ def _checked(model_path, target: str, formats, precision, data, calib_samples: i
 
 def render_table(doc: dict) -> str:
     """The short table ``lrfc export`` prints: one line per artifact, then what was verified on."""
+    from lrfc.frontend.contract import from_record
+    from lrfc.lower.io_spec import quantized_io_line
     from runtime_bench.measure import size_text
 
     head = ("format", "precision", "size", "max_abs_diff", "top1_agreement", "passed")
@@ -226,6 +228,8 @@ def render_table(doc: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in (head, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"input: {doc['input']['range']} pixel values ({doc['input']['source']})")
+    contract = from_record(doc["input"], "export.json")
+    lines += [f"int8 I/O: {line}" for line in (quantized_io_line(a, contract) for a in doc["artifacts"]) if line]
     lines.append(f"verified on {doc['verification_data']}")
     for a in doc["artifacts"]:
         if a.get("accuracy") is not None:

@@ -44,6 +44,7 @@ class ArtifactRecord:
     accuracy: float | None = None
     reference_accuracy: float | None = None
     variant: str | None = None        # "int8 baseline": lowered to be measured beside, not the build's deliverable
+    io: dict | None = None            # its inputs and outputs: name, shape, dtype; scale and zero point if quantized
 
     @property
     def name(self) -> str:

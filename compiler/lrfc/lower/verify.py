@@ -233,6 +233,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
         one-line failure when it did not pass (a runtime that refuses the file
         is a failure too).
     """
+    from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import ArtifactRecord, sha256_of
 
     path = Path(path)
@@ -257,6 +258,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
                            f"(relative): float rounding, not a lowering error")
     record.max_abs_diff, record.top1_agreement = result["max_abs_diff"], result["top1_agreement"]
     record.samples, record.tolerance, record.passed = result["samples"], result["tolerance"], result["passed"]
+    record.io = artifact_io(path, fmt)
     record.quantile_abs_diff = result.get("quantile_abs_diff")
     if labels is not None and len(labels) == len(x):
         y = np.asarray(labels).reshape(len(x))
