@@ -13,6 +13,7 @@ import pytest
 from conftest import run_cli
 from lrfc.cli import main
 from lrfc.lower.records import sha256_of
+from lrfc.lower.stamp import read_stamp
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,10 @@ def offset_model_path(tiny_model_path, keras, tmp_path_factory):
 
 def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp_path, capsys):
     """`lrfc verify`/`lrfc export` of what a build wrote with input flags read them from its report.json (matched by
-    the file's sha256) instead of refusing the files until the flags are repeated."""
+    the file's sha256) or the file's own metadata instead of refusing the files until the flags are repeated."""
+    import onnx
+    import onnxruntime as ort
+
     flags = ["--input-range", "0-255", "--input-mean", "128"]
     out = tmp_path / "b"
     res = run_cli("build", str(offset_model_path), "--data", "fashion-mnist", "--finetune", "none", "--calib-samples",
@@ -173,14 +177,48 @@ def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp
                       "128; using the flags given (--input-range 0-1)")
     assert len(err) == 2 and err[1].startswith("lrfc: error: ") and "--input-range 0-255" in err[1], err
 
-    # the same files away from their report: nothing records the contract, so inferring [0, 1] is refused
+    # a file away from its report carries the contract in its own metadata (lower.stamp), in both formats
+    stamped = json.loads(read_stamp(out / "model.tflite")["lrfc.input"])
+    assert stamped["flags"] == "--input-range 0-255 --input-mean 128" and stamped["source"] == "given"
+    meta = ort.InferenceSession(str(tmp_path / "e" / "model.onnx")).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["lrfc.input"])["mean"] == [128] and "lrfc.labels" not in meta  # fashion-mnist: no names
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("model.tflite", "model.keras"):
         shutil.copy(out / name, bare / name)
     assert main(["verify", str(bare / "model.tflite"), "--model", str(bare / "model.keras"), "--data",
+                 "fashion-mnist"]) == 0
+    assert "given: as model.tflite's own metadata recorded it" in capsys.readouterr().out
+    # and a file that carries none (its entries stripped) is inferred as [0, 1]: refused, the right flag named
+    proto = onnx.load(str(tmp_path / "e" / "model.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(bare / "model.onnx"))
+    assert main(["verify", str(bare / "model.onnx"), "--model", str(bare / "model.keras"), "--data",
                  "fashion-mnist"]) == 2
     assert "--input-range 0-255" in capsys.readouterr().err
+
+
+def test_a_file_carries_the_class_names_of_an_image_folder(tiny_model_path, tmp_path, capsys):
+    """Class folders named by words: their names, by output index, travel in every file (lower.stamp)."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from lrfc.frontend.data import read_fashion_mnist
+
+    names = ["c0-tshirt", "c1-trouser", "c2-pullover", "c3-dress", "c4-coat", "c5-sandal", "c6-shirt",
+             "c7-sneaker", "c8-bag", "c9-boot"]  # sorted, they are the labels' order
+    _, _, x_test, y_test = read_fashion_mnist()
+    for label, name in enumerate(names):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in np.flatnonzero(y_test == label)[:30]:
+            tf.io.write_file(str(tmp_path / "imgs" / name / f"{i}.png"), tf.io.encode_png(x_test[i][..., None]))
+    assert main(["export", str(tiny_model_path), "--target", "host", "--data", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "e")]) == 0
+    capsys.readouterr()
+    assert json.loads(read_stamp(tmp_path / "e" / "model.tflite")["lrfc.labels"]) == names
+    meta = ort.InferenceSession(str(tmp_path / "e" / "model.onnx")).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["lrfc.labels"]) == names and meta["lrfc.version"]
+    assert json.loads(meta["lrfc.input"])["range"] == "0-1"
 
 
 def test_an_int8_file_records_its_io_quantization_and_the_8_bit_pixel_rule(tiny_model_path, tmp_path, capsys):

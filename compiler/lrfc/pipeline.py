@@ -105,6 +105,7 @@ class BuildState:
     contract: InputContract | None = None    # how data values reach the model
     data_values: str = ""                    # what the data's values were (frontend.data.to_unit)
     data_fit: str | None = None              # how the data's shape was fitted to the input (frontend.data.describe_fit)
+    classes: tuple[str, ...] | None = None   # the class names by label, when the data named them (image folders)
     splits: Splits | None = None
     original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
     cache: Cache | None = None

@@ -111,6 +111,6 @@ def load(state) -> None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
     state.contract, dataset, state.splits, state.memory, state.original_accuracy = load_inputs(
         opts, state.flat, state.log, state.rows, state.targets)
-    state.data_values, state.data_fit = dataset.values, dataset.fit
+    state.data_values, state.data_fit, state.classes = dataset.values, dataset.fit, dataset.classes
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
     cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores

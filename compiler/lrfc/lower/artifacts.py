@@ -107,7 +107,7 @@ def onnx_weight_bits(profile, links) -> int:
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
           final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False,
-          onnx_bits: int = 8) -> list[ArtifactRecord]:
+          onnx_bits: int = 8, stamp: dict[str, str] | None = None) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -135,6 +135,8 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
             saturates 8-bit products. At 8, a file that fails the gate is quantized again on 7.
         keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
             the caller removes it, ``lower.stage.discard_failed_baselines``).
+        stamp: text entries written into each file before its gate (``lower.stamp``: the input contract,
+            the class names), so the verified file is the one that carries them.
 
     Returns:
         One ``ArtifactRecord`` per format, in order.
@@ -166,21 +168,24 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed, sensitivity, onnx_bits))
+                                      keep_failed, sensitivity, onnx_bits, stamp))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
                y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None,
-               onnx_bits: int = 8) -> ArtifactRecord:
-    """Export one format and gate it; a failed file is removed and its record says why."""
+               onnx_bits: int = 8, entries: dict[str, str] | None = None) -> ArtifactRecord:
+    """Export one format, stamp it with ``entries`` and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
+    from lrfc.lower.stamp import stamp
     from lrfc.lower.verify import gate
 
     start = time.perf_counter()
     try:
         artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8,
                                                    reduce_range=onnx_bits == 7)
+        if entries:
+            stamp(staged, fmt, entries)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
         why = first_line(exc)
         staged.unlink(missing_ok=True)
@@ -191,7 +196,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify, sensitivity)
     if not record.passed and (fmt, artifact_precision) == ("onnx", "int8") and onnx_bits == 8:
         record, again = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
-                                             onnx_int8)
+                                             onnx_int8, entries)
         note = "; ".join(n for n in (note, again) if n) or None  # the exporter's note (TensorRT's scheme) stays
     record.path, record.seconds = str(final), round(time.perf_counter() - start, 3)
     record.note = "; ".join(n for n in (note, record.note) if n) or None
@@ -203,7 +208,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
 
 
 def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first,
-                         onnx_int8: str = "u8s8"):
+                         onnx_int8: str = "u8s8", entries: dict[str, str] | None = None):
     """An int8 ONNX file that failed the gate, quantized again with 7-bit weights and gated again: ``(record, note)``.
 
     ONNX Runtime runs int8 convolutions on x86 as u8 x s8 products summed in
@@ -229,8 +234,12 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     from lrfc.common.memory import release
     from lrfc.lower.verify import gate
 
+    from lrfc.lower.stamp import stamp
+
     try:
         _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8)
+        if entries:
+            stamp(staged, "onnx", entries)
     except Exception:  # the first failure stands
         return first, None
     finally:

@@ -11,8 +11,9 @@
   beside it records another hash.
 * ``recorded_contract``: the input contract a report beside a file recorded
   for that very file (a build's artifacts and model.keras; an export's
-  artifacts), so ``lrfc verify``/``lrfc export`` of a build's files need not
-  repeat its ``--input-range``/``--input-mean``/... flags.
+  artifacts), or the file's own metadata (``lower.stamp``), so ``lrfc
+  verify``/``lrfc export`` of a build's files need not repeat its
+  ``--input-range``/``--input-mean``/... flags.
 """
 
 from __future__ import annotations
@@ -182,27 +183,45 @@ def _listed_files(doc: dict) -> list[dict]:
 
 
 def recorded_contract(paths):
-    """``(contract, report path)`` for the first of ``paths`` that the report.json or export.json beside it lists
-    with the same SHA-256 (that file was made and verified under the recorded contract), else None."""
+    """``(contract, where)`` for the first of ``paths`` that the report.json or export.json beside it lists with
+    the same SHA-256 (that file was made and verified under the recorded contract), or that carries the contract
+    in its own metadata (``lower.stamp``: a file away from its report); else None."""
     from lrfc.frontend.contract import from_record
+    from lrfc.lower.stamp import read_stamp
 
     for p in map(Path, paths):
         if not p.is_file():
             continue
-        digest = None
-        for name in REPORT_NAMES:
-            report = p.parent / name
+        found = _reported_contract(p)
+        if found is not None:
+            return found
+        stamped = read_stamp(p).get("lrfc.input")
+        if stamped:
             try:
-                doc = json.loads(report.read_text())
-            except (OSError, ValueError):
+                return from_record(json.loads(stamped), f"{p.name}'s own metadata"), p
+            except (ValueError, TypeError, UserError):  # a damaged entry says nothing
                 continue
-            if not isinstance(doc, dict) or not isinstance(doc.get("input"), dict):
-                continue
-            hashes = {r.get("sha256") for r in _listed_files(doc) if Path(str(r.get("path", ""))).name == p.name}
-            if hashes - {None}:
-                digest = digest or sha256_of(p)
-                if digest in hashes:
-                    return from_record(doc["input"], str(report)), report
+    return None
+
+
+def _reported_contract(p: Path):
+    """``(contract, report path)`` when the report.json or export.json beside ``p`` lists it by its SHA-256."""
+    from lrfc.frontend.contract import from_record
+
+    digest = None
+    for name in REPORT_NAMES:
+        report = p.parent / name
+        try:
+            doc = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("input"), dict):
+            continue
+        hashes = {r.get("sha256") for r in _listed_files(doc) if Path(str(r.get("path", ""))).name == p.name}
+        if hashes - {None}:
+            digest = digest or sha256_of(p)
+            if digest in hashes:
+                return from_record(doc["input"], str(report)), report
     return None
 
 
@@ -214,11 +233,11 @@ def with_recorded(given, paths, log=None):
     found = recorded_contract(paths)
     if found is None:
         return given
-    recorded, report = found
+    recorded, where = found
     if given is None:
         return recorded
     if not same_values(given, recorded) and log is not None:
-        log(f"lrfc: warning: {report} recorded the input as {recorded.flags()}; using the flags given "
+        log(f"lrfc: warning: {where} recorded the input as {recorded.flags()}; using the flags given "
             f"({given.flags()})")
     return given
 

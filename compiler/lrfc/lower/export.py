@@ -33,6 +33,7 @@ class ExportSamples:
     verify: np.ndarray
     labels: np.ndarray | None
     described: str
+    classes: tuple[str, ...] | None = None  # the class names by label, when the data named them
 
 
 def check_formats(formats, profile) -> tuple[str, ...]:
@@ -107,7 +108,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
     elif num_classes is not None:
         check_original(model, x, y, contract, passthrough=ds.values.startswith("as given"),
                        allow_low=allow_low_accuracy, where=described.split(",")[0], log=log)
-    return ExportSamples(calibration, x, y, described)
+    return ExportSamples(calibration, x, y, described, ds.classes)
 
 
 def _at(labels: np.ndarray | None, index) -> np.ndarray | None:
@@ -152,6 +153,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
     from lrfc.lower.check import with_recorded
+    from lrfc.lower.stamp import stamp_entries
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
@@ -172,7 +174,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                         verify_samples=samples.verify, verify_labels=samples.labels, final_dir=output.path,
                         onnx_int8=onnx_int8_scheme(profile.runtimes),
                         onnx_bits=(onnx_weight_bits(profile, links_for(profile, None))
-                                   if precision == "int8" and "onnx" in formats else 8))
+                                   if precision == "int8" and "onnx" in formats else 8),
+                        stamp=stamp_entries(contract, samples.classes))
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}

@@ -79,6 +79,7 @@ def discard_failed_baselines(state) -> None:
 def lower(state) -> None:
     """Lower, verify and stage the compressed and the original model in the target's formats."""
     from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme, onnx_weight_bits
+    from lrfc.lower.stamp import stamp_entries
 
     opts = state.options
     formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
@@ -98,7 +99,7 @@ def lower(state) -> None:
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
                                   stem=stem + suffix, final_dir=state.output.path,
                                   onnx_int8=onnx_int8_scheme(state.profile.runtimes), keep_failed=variant is not None,
-                                  onnx_bits=bits)
+                                  onnx_bits=bits, stamp=stamp_entries(state.contract, state.classes))
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     for r in state.artifacts:
         if not r.passed and r.variant is not None:
