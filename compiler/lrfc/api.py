@@ -109,7 +109,12 @@ def verify(artifact: str | Path, model, *, data=None, precision: str | None = No
 
 
 def inspect(model, *, trust: bool = False, input_shape: tuple[int, ...] | None = None) -> dict:
-    """``lrfc inspect --json``: every layer, its cost, the methods that apply, and the inferred input contract."""
+    """``lrfc inspect --json``: every layer, its cost, the methods that apply, and the inferred input contract;
+    for a ``.tflite``/``.onnx`` file what it takes, gives, carries and runs (``lower.artifact_info``)."""
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() in (".tflite", ".onnx"):
+        from lrfc.lower.artifact_info import artifact_info
+
+        return artifact_info(model)
     from lrfc.frontend.inspect import inspect_model
 
     return inspect_model(model, trust=trust, input_shape=input_shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -104,13 +105,22 @@ def _contract(input_range, input_mean, input_std, channel_order):
 
 @app.command()
 def inspect(
-    model: ModelArg,
+    model: Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory; or a .tflite/.onnx file.")],
     as_json: AsJson = False,
     input_shape: Annotated[Optional[str], typer.Option(help="Input shape without batch, e.g. 224,224,3, for models whose spatial size is undefined.")] = None,
     trust_model: TrustModel = False,
 ):
-    """List every layer: type, output shape, params, MACs, the factorizations that apply, and the input contract."""
+    """A model: every layer (type, output shape, params, MACs, the factorizations that apply) and the input contract.
+    A .tflite/.onnx file: its inputs and outputs (an int8 file's scale and zero point), the contract and labels it
+    carries, its operators, and in a quantized file those left in float."""
     from lrfc.api import inspect as inspect_model
+
+    if Path(model).suffix.lower() in (".tflite", ".onnx"):
+        from lrfc.lower.artifact_info import artifact_info, render_artifact_info
+
+        info = artifact_info(model)
+        _emit_json(info) if as_json else typer.echo(render_artifact_info(info))
+        return
     from lrfc.frontend.inspect import render_table
 
     report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
