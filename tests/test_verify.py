@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -189,11 +190,26 @@ def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp
     assert main(["verify", str(bare / "model.tflite"), "--model", str(bare / "model.keras"), "--data",
                  "fashion-mnist"]) == 0
     assert "given: as model.tflite's own metadata recorded it" in capsys.readouterr().out
-    # and a file that carries none (its entries stripped) is inferred as [0, 1]: refused, the right flag named
+    # the model.keras alone too (a lrfc.json member of its archive): exported and built again without the flags
+    assert json.loads(read_stamp(bare / "model.keras")["lrfc.input"])["mean"] == [128]
+    assert main(["export", str(bare / "model.keras"), "--target", "host", "--data", "fashion-mnist", "--formats",
+                 "tflite", "--out", str(bare / "e"), "--json"]) == 0
+    assert "model.keras's own metadata" in json.loads(capsys.readouterr().out)["input"]["reason"]
+    res = run_cli("build", str(bare / "model.keras"), "--data", "fashion-mnist", "--finetune", "none",
+                  "--calib-samples", "100", "--step", "25", "--methods", "svd", "--objective", "flops", "--bench-runs",
+                  "0", "--formats", "tflite", "--out", str(bare / "b"), "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    again = json.loads(res.stdout)
+    assert again["input"]["mean"] == [128] and again["original"]["accuracy"] > 0.6
+    # and files that carry none (their entries stripped) are inferred as [0, 1]: refused, the right flag named
     proto = onnx.load(str(tmp_path / "e" / "model.onnx"))
     del proto.metadata_props[:]
     onnx.save(proto, str(bare / "model.onnx"))
-    assert main(["verify", str(bare / "model.onnx"), "--model", str(bare / "model.keras"), "--data",
+    with zipfile.ZipFile(bare / "model.keras") as source, zipfile.ZipFile(bare / "plain.keras", "w") as target:
+        for item in source.infolist():
+            if item.filename != "lrfc.json":
+                target.writestr(item, source.read(item.filename))
+    assert main(["verify", str(bare / "model.onnx"), "--model", str(bare / "plain.keras"), "--data",
                  "fashion-mnist"]) == 2
     assert "--input-range 0-255" in capsys.readouterr().err
 

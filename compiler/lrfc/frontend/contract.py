@@ -20,7 +20,7 @@ takes, in this order:
 
 Without flags, a file a build or ``lrfc export`` wrote (listed, by its SHA-256, in the
 report.json or export.json beside it) keeps the contract recorded there
-(``from_record``; ``lower.check.recorded_contract`` finds it). Otherwise the
+(``from_record``; ``frontend.recorded`` finds it). Otherwise the
 contract is *inferred* from the model (``infer_contract``):
 a graph that starts with its own preprocessing (a ``Rescaling`` or
 ``Normalization`` layer, a ``BatchNormalization`` whose moving mean is

@@ -24,13 +24,17 @@ def load_inputs(options, model, log, rows, targets):
 
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.data import load_data
+    from lrfc.frontend.recorded import with_recorded
     from lrfc.frontend.memory_plan import plan_memory
     from lrfc.frontend.samples import cap_batches, source_bytes
     from lrfc.frontend.sanity import check_original, samples_to_resolve, validation_resolution
     from lrfc.frontend.splits import make_splits
     from lrfc.search.calibrate import DEFAULT_BUDGET_BYTES
 
-    contract = resolve(model, options.given_contract())
+    given = options.given_contract()
+    if isinstance(options.model, (str, Path)):  # an lrfc model.keras: the contract it was built under
+        given = with_recorded(given, [Path(options.model)], log)
+    contract = resolve(model, given)
     num_classes = int(model.outputs[0].shape[-1])
     shape = tuple(model.inputs[0].shape[1:])
     ds = load_data(options.data, shape, num_classes, contract)

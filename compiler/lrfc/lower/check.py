@@ -9,11 +9,6 @@
   was edited in place, even to the same size, fails.
 * ``stale_artifacts``: what ``lrfc bench`` warns about: a file whose report
   beside it records another hash.
-* ``recorded_contract``: the input contract a report beside a file recorded
-  for that very file (a build's artifacts and model.keras; an export's
-  artifacts), or the file's own metadata (``lower.stamp``), so ``lrfc
-  verify``/``lrfc export`` of a build's files need not repeat its
-  ``--input-range``/``--input-mean``/... flags.
 """
 
 from __future__ import annotations
@@ -22,9 +17,8 @@ import json
 from pathlib import Path
 
 from lrfc.errors import UserError
+from lrfc.frontend.recorded import REPORT_NAMES, listed_files
 from lrfc.lower.records import ArtifactRecord, sha256_of
-
-REPORT_NAMES = ("report.json", "export.json")
 
 
 def artifact_format(path: str | Path) -> str:
@@ -64,6 +58,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
                     log=None) -> ArtifactRecord:
     """The verification gate on an existing file; see the module doc. Never raises on a mismatch."""
     from lrfc.frontend.contract import resolve
+    from lrfc.frontend.recorded import with_recorded
     from lrfc.lower.artifacts import CALIBRATION_SAMPLES, PRECISIONS
     from lrfc.lower.export import draw_samples, load_single_io
     from lrfc.lower.io_spec import quantized_io_line
@@ -84,7 +79,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     if precision == "int8" and data is None:
         raise UserError(f"{artifact} is int8: its input scale was calibrated on real data, so verifying it needs --data")
     contract = with_recorded(contract, [path] + ([Path(model_path)] if isinstance(model_path, (str, Path)) else []),
-                             log)
+                             log)  # a build's or an export's file: the contract it was made under
     model = load_single_io(model_path, trust, "verify")
     contract = resolve(model, contract)
     samples = draw_samples(model, contract, data, CALIBRATION_SAMPLES, seed, allow_low_accuracy=allow_low_accuracy,
@@ -151,7 +146,7 @@ def check_report_files(report: str | Path) -> list[dict]:
     report = Path(report)
     doc = _load_report(report)
     checks = []
-    for record in _listed_files(doc):
+    for record in listed_files(doc):
         if "path" not in record:
             continue
         path = _located(record, report.parent)
@@ -173,73 +168,6 @@ def render_checks(checks: list[dict]) -> str:
     return "\n".join(f"{c['name']:<{width}}  {c['status']}" + (f"  (recorded {c['expected'][:16]}..., now "
                                                                   f"{c['sha256'][:16]}...)" if c["status"] == "changed" else "")
                      for c in checks)
-
-
-def _listed_files(doc: dict) -> list[dict]:
-    """The published files a report.json/export.json records: its artifacts, and a build's model.keras."""
-    records = [r for r in doc.get("artifacts") or [] if isinstance(r, dict) and r.get("passed", True)]
-    keras = doc.get("keras_model")
-    return records + ([keras] if isinstance(keras, dict) else [])
-
-
-def recorded_contract(paths):
-    """``(contract, where)`` for the first of ``paths`` that the report.json or export.json beside it lists with
-    the same SHA-256 (that file was made and verified under the recorded contract), or that carries the contract
-    in its own metadata (``lower.stamp``: a file away from its report); else None."""
-    from lrfc.frontend.contract import from_record
-    from lrfc.lower.stamp import read_stamp
-
-    for p in map(Path, paths):
-        if not p.is_file():
-            continue
-        found = _reported_contract(p)
-        if found is not None:
-            return found
-        stamped = read_stamp(p).get("lrfc.input")
-        if stamped:
-            try:
-                return from_record(json.loads(stamped), f"{p.name}'s own metadata"), p
-            except (ValueError, TypeError, UserError):  # a damaged entry says nothing
-                continue
-    return None
-
-
-def _reported_contract(p: Path):
-    """``(contract, report path)`` when the report.json or export.json beside ``p`` lists it by its SHA-256."""
-    from lrfc.frontend.contract import from_record
-
-    digest = None
-    for name in REPORT_NAMES:
-        report = p.parent / name
-        try:
-            doc = json.loads(report.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(doc, dict) or not isinstance(doc.get("input"), dict):
-            continue
-        hashes = {r.get("sha256") for r in _listed_files(doc) if Path(str(r.get("path", ""))).name == p.name}
-        if hashes - {None}:
-            digest = digest or sha256_of(p)
-            if digest in hashes:
-                return from_record(doc["input"], str(report)), report
-    return None
-
-
-def with_recorded(given, paths, log=None):
-    """The contract to verify or export under: the flags' when given (a warning when the report beside the file
-    recorded another), else the one recorded for the file (``recorded_contract``), else None (inferred)."""
-    from lrfc.frontend.contract import same_values
-
-    found = recorded_contract(paths)
-    if found is None:
-        return given
-    recorded, where = found
-    if given is None:
-        return recorded
-    if not same_values(given, recorded) and log is not None:
-        log(f"lrfc: warning: {where} recorded the input as {recorded.flags()}; using the flags given "
-            f"({given.flags()})")
-    return given
 
 
 def stale_artifacts(paths) -> list[str]:

@@ -152,7 +152,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.cost.devices import links_for
     from lrfc.frontend.contract import resolve
     from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
-    from lrfc.lower.check import with_recorded
+    from lrfc.frontend.recorded import with_recorded
     from lrfc.lower.stamp import stamp_entries
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)

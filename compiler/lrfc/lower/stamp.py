@@ -15,8 +15,10 @@ Netron lists):
   named them (an image folder's class folders);
 * ``lrfc.version``.
 
-``lrfc verify`` of a file with no report beside it reads its contract from
-here (``read_stamp``, through ``lower.check.recorded_contract``). These are
+A build's ``model.keras`` carries the same entries as a ``lrfc.json`` member
+of its archive. ``lrfc verify``, ``lrfc export`` and ``lrfc build`` of a file
+with no report beside it read its contract from here (``read_stamp``,
+through ``frontend.recorded``) when no input flag is given. These are
 not the TFLite Support ``TFLITE_METADATA`` tables that the Task Library
 and MediaPipe read (lrfc cannot write those without that package's schema).
 """
@@ -48,8 +50,13 @@ def _listed(values):
 
 
 def stamp(path: str | Path, fmt: str, entries: dict[str, str]) -> None:
-    """Write ``entries`` into the file at ``path`` in place (an entry of the same name is replaced)."""
+    """Write ``entries`` into the file at ``path`` in place (an entry of the same name is replaced); ``fmt`` is
+    ``tflite``, ``onnx`` or ``keras`` (a ``.keras`` archive gets a ``lrfc.json`` member, which Keras' loader
+    leaves alone)."""
     path = Path(path)
+    if fmt == "keras":
+        _stamp_keras(path, entries)
+        return
     if fmt == "onnx":
         import onnx
 
@@ -77,14 +84,47 @@ def stamp(path: str | Path, fmt: str, entries: dict[str, str]) -> None:
     path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
+KERAS_MEMBER = "lrfc.json"
+
+
+def _stamp_keras(path: Path, entries: dict[str, str]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        if KERAS_MEMBER not in archive.namelist():
+            old = None
+        else:
+            old = json.loads(archive.read(KERAS_MEMBER))
+    if old is None:
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(KERAS_MEMBER, json.dumps(entries))
+        return
+    rewritten = path.with_name(path.name + ".stamping")  # a zip cannot drop a member: copy the others
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            if item.filename != KERAS_MEMBER:
+                target.writestr(item, source.read(item.filename))
+        target.writestr(KERAS_MEMBER, json.dumps(old | entries))
+    rewritten.replace(path)
+
+
 def _text(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def read_stamp(path: str | Path) -> dict[str, str]:
-    """The ``lrfc.*`` entries of a ``.tflite`` or ``.onnx`` file (empty when it has none or cannot be read)."""
+    """The ``lrfc.*`` entries of a ``.tflite``, ``.onnx`` or ``.keras`` file (empty when it has none or cannot be
+    read)."""
     path = Path(path)
     try:
+        if path.suffix.lower() == ".keras":
+            import zipfile
+
+            with zipfile.ZipFile(path) as archive:
+                if KERAS_MEMBER not in archive.namelist():
+                    return {}
+                entries = json.loads(archive.read(KERAS_MEMBER))
+            return {k: str(v) for k, v in entries.items() if k.startswith(PREFIX)}
         if path.suffix.lower() == ".onnx":
             import onnx
 

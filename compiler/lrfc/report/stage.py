@@ -119,11 +119,13 @@ def report(state) -> None:
     """Stage model.keras, plan.json, report.html and report.json; ``run_build`` publishes them with the artifacts."""
     from lrfc.common.atomic import atomic_path, write_text
     from lrfc.lower.records import sha256_of
+    from lrfc.lower.stamp import stamp, stamp_entries
     from lrfc.report.files import write_report
 
     staging = state.output.staging
     with atomic_path(staging / "model.keras") as tmp:
         state.compressed.save(tmp)
+        stamp(tmp, "keras", stamp_entries(state.contract, state.classes))  # its input contract travels with it
     write_text(staging / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
     keras = staging / "model.keras"  # listed by its hash, as the artifacts are: `lrfc verify --report` checks it,
     # and `lrfc export`/`verify` of it read the input contract recorded here
