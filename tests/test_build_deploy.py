@@ -222,6 +222,8 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
     (line,) = [l for l in res.stdout.splitlines() if l.startswith("int8 I/O    ")]
     assert line.startswith(f"int8 I/O    model.tflite takes int8 (scale {q['scale']:.6g}, zero point "
                            f"{q['zero_point']}; from 8-bit pixels p: q = "), line
+    html = (tmp_path / "i8" / "report.html").read_text()  # and report.html, for each int8 file (the original's too)
+    assert html.count("<p class=muted>int8 I/O: ") == 2 and "int8 I/O: model.tflite takes int8 (scale " in html
     # what the user deploys is the int8 file: it is scored on the whole validation split, against the budget
     budget = report["accuracy_budget"]
     (deliverable,) = budget["deliverables"]

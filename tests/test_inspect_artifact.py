@@ -40,6 +40,7 @@ def test_an_int8_file_says_what_it_takes_and_that_it_has_no_float_island(int8_ex
     assert onnx_info["contract"]["range"] == "0-1" and onnx_info["io"]["inputs"][0]["dtype"] == "float32"
 
 
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")  # float I/O, as intended
 def test_a_float_island_in_someone_elses_quantized_file_is_listed(keras, tmp_path, capsys):
     """TensorFlow's own int8 conversion with float fallback (its default): an operator with no int8 kernel (SIN)
     stays float between a DEQUANTIZE and a QUANTIZE. A file lrfc did not write carries no contract."""

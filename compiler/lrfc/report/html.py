@@ -7,6 +7,8 @@ import html
 from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
+from lrfc.frontend.contract import from_record
+from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
                              cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
@@ -102,6 +104,9 @@ def _deployment(report: dict, e) -> list[str]:
                          f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td><code>{e((a.get('sha256') or '')[:16])}</code></td>"
                          f"<td>{e(a.get('note') or '')}</td></tr>")
         parts.append("</tbody></table>")
+        contract = from_record(report["input"], "the build") if isinstance(report.get("input"), dict) else None
+        quantized = [quantized_io_line(a, contract) for a in artifacts if a.get("passed", True)]
+        parts += [f"<p class=muted>int8 I/O: {e(line)}</p>" for line in quantized if line]
     bench = report.get("benchmarks") or {}
     if bench:
         parts.append("<h2>Benchmark: original vs compressed</h2>")
