@@ -24,8 +24,8 @@ def load_inputs(options, model, log, rows, targets):
 
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.data import load_data
-    from lrfc.frontend.recorded import with_recorded
     from lrfc.frontend.memory_plan import plan_memory
+    from lrfc.frontend.recorded import with_recorded
     from lrfc.frontend.samples import cap_batches, source_bytes
     from lrfc.frontend.sanity import check_original, samples_to_resolve, validation_resolution
     from lrfc.frontend.splits import make_splits

@@ -232,9 +232,8 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     from runtime_bench.device import vector_isa
 
     from lrfc.common.memory import release
-    from lrfc.lower.verify import gate
-
     from lrfc.lower.stamp import stamp
+    from lrfc.lower.verify import gate
 
     try:
         _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8)

@@ -151,15 +151,15 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.common.outputs import OutputDir
     from lrfc.cost.devices import links_for
     from lrfc.frontend.contract import resolve
-    from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
     from lrfc.frontend.recorded import with_recorded
+    from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
     from lrfc.lower.stamp import stamp_entries
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
     output = OutputDir(out)
     output.prepare(log)
     try:
-        if isinstance(model_path, (str, Path)):  # a build's model.keras: the contract its report.json recorded
+        if isinstance(model_path, (str, Path)):  # a build's model.keras: the contract its report or it recorded
             contract = with_recorded(contract, [Path(model_path)], log)
         model = load_single_io(model_path, trust, "export")
         contract = resolve(model, contract)
