@@ -18,9 +18,10 @@ takes, in this order:
    Caffe style (keras.applications ResNet50, VGG16) is
    ``--input-range 0-255 --channel-order bgr --input-mean 103.939,116.779,123.68``.
 
-Without flags, a file a build or ``lrfc export`` wrote (listed, by its SHA-256, in the
-report.json or export.json beside it) keeps the contract recorded there
-(``from_record``; ``frontend.recorded`` finds it). Otherwise the
+Without flags, a file a build or ``lrfc export`` wrote keeps the contract
+recorded for it: in the report.json or export.json beside it (listed by its
+SHA-256) or in the file's own metadata (``lower.stamp``); ``frontend.recorded``
+finds it, ``from_record`` reads it. Otherwise the
 contract is *inferred* from the model (``infer_contract``):
 a graph that starts with its own preprocessing (a ``Rescaling`` or
 ``Normalization`` layer, a ``BatchNormalization`` whose moving mean is
@@ -252,8 +253,9 @@ def infer_contract(model) -> InputContract:
 
 
 def from_record(record: dict, where: str) -> InputContract:
-    """The contract a report.json or export.json recorded (its ``input``), for the files it lists: a file built
-    with ``--input-range ...`` is verified or exported again under those flags without their being repeated."""
+    """The contract a report.json or export.json (its ``input``) or a file's ``lrfc.input`` entry recorded, ``where``
+    naming it: a file built with ``--input-range ...`` is verified, exported or built again under those flags
+    without their being repeated."""
     mean, std = record.get("mean"), record.get("std")
     why = record.get("reason")
     return InputContract(record.get("range") or "0-1", None if mean is None else tuple(float(v) for v in mean),
