@@ -34,6 +34,7 @@ def test_an_int8_file_says_what_it_takes_and_that_it_has_no_float_island(int8_ex
     # the tiny baseline: two convolutions, a pooling, two dense layers
     assert info["operators"]["CONV_2D"] == 2 and info["operators"]["FULLY_CONNECTED"] == 2
     assert info["float_ops"] == {} and info["stamp"]["lrfc.version"] and info["labels"] is None
+    assert info["int8_weights_only"] is False  # int8 activations too: a fully quantized file
     assert main(["inspect", str(int8_export / "model.onnx"), "--json"]) == 0  # QDQ inside, float at its edges
     onnx_info = json.loads(capsys.readouterr().out)
     assert onnx_info["operators"]["QuantizeLinear"] >= 1 and onnx_info["float_ops"] is None
@@ -64,6 +65,28 @@ def test_a_float_island_in_someone_elses_quantized_file_is_listed(keras, tmp_pat
     text = capsys.readouterr().out
     assert "float     1 operator outputs float32 in this quantized file: SIN" in text
     assert "contract  none recorded in the file" in text
+
+
+def test_a_dynamic_range_file_is_told_from_an_int8_one(keras, tmp_path, capsys):
+    """TensorFlow's dynamic-range quantization (no representative data): int8 weights, float activations."""
+    import tensorflow as tf
+
+    inp = keras.Input((8, 8, 4))
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Dense(64)(keras.layers.Flatten()(inp))))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    (tmp_path / "d.tflite").write_bytes(converter.convert())
+    (tmp_path / "f.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "d.tflite"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["int8_weights_only"] is True and info["float_ops"] is None
+    assert info["io"]["inputs"][0]["dtype"] == "float32"
+    assert main(["inspect", str(tmp_path / "d.tflite")]) == 0
+    assert "float     int8 weights only (dynamic-range quantization)" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "f.tflite"), "--json"]) == 0  # the same model in float: neither
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["int8_weights_only"] is False and plain["float_ops"] is None
 
 
 def test_a_damaged_file_is_one_line(tmp_path, capsys):

@@ -23,9 +23,10 @@ from lrfc.errors import UserError
 
 
 def artifact_info(path: str | Path) -> dict:
-    """``{"file", "format", "bytes", "sha256", "io", "stamp", "contract", "labels", "operators", "float_ops"}``;
-    ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite file; None for others) the ones whose
-    outputs are float32."""
+    """``{"file", "format", "bytes", "sha256", "io", "stamp", "contract", "labels", "operators", "float_ops",
+    "int8_weights_only"}``; ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite file; None
+    for others) the ones whose outputs are float32; ``int8_weights_only``: a dynamic-range TFLite file (int8
+    weights, every activation float32)."""
     from lrfc.lower.check import artifact_format
     from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import sha256_of
@@ -37,7 +38,7 @@ def artifact_info(path: str | Path) -> dict:
     fmt = artifact_format(path)
     try:
         io = artifact_io(path, fmt)
-        operators, float_ops, quantized = _tflite_ops(path) if fmt == "tflite" else _onnx_ops(path)
+        operators, float_ops, quantized, int8_weights = _tflite_ops(path) if fmt == "tflite" else _onnx_ops(path)
     except Exception as exc:  # a damaged file: one line, as verify says it
         raise UserError(f"{path}: not a readable {fmt} file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
     stamp = read_stamp(path)
@@ -45,12 +46,14 @@ def artifact_info(path: str | Path) -> dict:
     return {"file": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
             "stamp": stamp, "contract": contract, "labels": json.loads(stamp["lrfc.labels"]) if "lrfc.labels" in stamp
             else None, "operators": dict(operators.most_common()),
-            "float_ops": dict(float_ops.most_common()) if quantized else None}
+            "float_ops": dict(float_ops.most_common()) if quantized else None,
+            "int8_weights_only": int8_weights and not quantized}
 
 
-def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool]:
+def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool, bool]:
     """Operators by type, those among them whose outputs are float32 (a ``DEQUANTIZE`` aside: leaving int8 is
-    its job), and whether any operator outputs int8 or uint8 (a quantized file)."""
+    its job), whether any operator outputs int8 or uint8 (a quantized file), and whether any reads int8 constants
+    (weights)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
@@ -61,7 +64,7 @@ def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool]:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         custom = code.CustomCode()
         codes.append(custom.decode() if builtin == schema.BuiltinOperator.CUSTOM and custom else names.get(builtin, str(builtin)))
-    ops, floats, quantized = Counter(), Counter(), False
+    ops, floats, quantized, weights = Counter(), Counter(), False, False
     integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
@@ -73,15 +76,18 @@ def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool]:
             if name != "DEQUANTIZE" and any(t.Type() == schema.TensorType.FLOAT32 for t in outs):
                 floats[name] += 1
             quantized = quantized or any(t.Type() in integer for t in outs)
-    return ops, floats, quantized
+            ins = [graph.Tensors(op.Inputs(k)) for k in range(op.InputsLength()) if op.Inputs(k) >= 0]
+            weights = weights or any(t.Type() == schema.TensorType.INT8 and t.Buffer() > 0
+                                     and model.Buffers(t.Buffer()).DataLength() > 0 for t in ins)
+    return ops, floats, quantized, weights
 
 
-def _onnx_ops(path: Path) -> tuple[Counter, Counter, bool]:
+def _onnx_ops(path: Path) -> tuple[Counter, Counter, bool, bool]:
     """Operators by type; an ONNX file's quantization is QDQ around float operators, so no float listing."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return Counter(n.op_type for n in graph.node), Counter(), False
+    return Counter(n.op_type for n in graph.node), Counter(), False, False
 
 
 def render_artifact_info(info: dict) -> str:
@@ -119,4 +125,6 @@ def render_artifact_info(info: dict) -> str:
         lines.append("float     none: every operator's output is quantized" if not floats else
                      f"float     {n} operator{'s' * (n != 1)} output{'s' * (n == 1)} float32 in this quantized file: "
                      + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in floats.items()))
+    elif info.get("int8_weights_only"):
+        lines.append("float     int8 weights only (dynamic-range quantization): every activation stays float32")
     return "\n".join(lines)
