@@ -301,3 +301,14 @@ def test_the_8_bit_pixel_rule_is_the_contract_then_the_input_quantization():
     assert pixel_rule({"dtype": "int8", "scale": 1 / 127.5, "zero_point": 0}, contracts[1]) == (
         "q = round(p - 127.5), clipped to -128..127; reverse the channels to BGR first")
     assert pixel_rule({"dtype": "float32"}, contracts[0]) is None
+
+
+def test_class_folders_named_by_index_add_no_labels():
+    """Folders named 0..N-1 (a class missing leaves its name empty) say nothing the output index does not."""
+    from lrfc.frontend.contract import InputContract
+    from lrfc.lower.stamp import stamp_entries
+
+    assert "lrfc.labels" not in stamp_entries(InputContract(), ("0", "1", "2"))
+    assert "lrfc.labels" not in stamp_entries(InputContract(), ("0", "", "2"))
+    assert "lrfc.labels" not in stamp_entries(InputContract(), None)
+    assert json.loads(stamp_entries(InputContract(), ("0", "", "cat"))["lrfc.labels"]) == ["0", "", "cat"]

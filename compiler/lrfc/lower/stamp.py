@@ -40,7 +40,7 @@ def stamp_entries(contract, classes=None) -> dict[str, str]:
                                          "source": contract.source, "flags": contract.flags()}),
                "lrfc.version": __version__}
     names = [str(c) for c in classes or ()]
-    if names and names != [str(i) for i in range(len(names))]:  # folders named by index say nothing more
+    if any(n not in ("", str(i)) for i, n in enumerate(names)):  # folders named by index ("" a missing one): nothing more
         entries["lrfc.labels"] = json.dumps(names)
     return entries
 

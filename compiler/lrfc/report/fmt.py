@@ -91,6 +91,13 @@ def splits_line(splits: dict) -> str:
             f"validation samples ({source}){test}")
 
 
+def report_contract(report: dict):
+    """The build's ``InputContract``, from its report's ``input`` (None in a report written before it recorded one)."""
+    from lrfc.frontend.contract import from_record
+
+    return from_record(report["input"], "the build") if isinstance(report.get("input"), dict) else None
+
+
 def input_line(contract: dict) -> str:
     """What the data's values were and how they reached the model."""
     parts = [f"pixel values {contract['range']}"]

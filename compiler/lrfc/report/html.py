@@ -7,12 +7,11 @@ import html
 from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
-from lrfc.frontend.contract import from_record
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
                              cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
-                             ranks_text, sim_text, splits_line)
+                             ranks_text, report_contract, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
 
 _MAX_SOLUTIONS = 10
@@ -104,7 +103,7 @@ def _deployment(report: dict, e) -> list[str]:
                          f"<td class=n>{100 * a['top1_agreement']:.2f}%</td><td><code>{e((a.get('sha256') or '')[:16])}</code></td>"
                          f"<td>{e(a.get('note') or '')}</td></tr>")
         parts.append("</tbody></table>")
-        contract = from_record(report["input"], "the build") if isinstance(report.get("input"), dict) else None
+        contract = report_contract(report)
         quantized = [quantized_io_line(a, contract) for a in artifacts if a.get("passed", True)]
         parts += [f"<p class=muted>int8 I/O: {e(line)}</p>" for line in quantized if line]
     bench = report.get("benchmarks") or {}

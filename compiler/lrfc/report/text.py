@@ -8,8 +8,8 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, short, sim_text,
-                             splits_line)
+                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
+                             short, sim_text, splits_line)
 
 
 def summary_table(report: dict) -> str:
@@ -62,7 +62,7 @@ def _footer(report: dict) -> list[str]:
     out.append(f"cost        {cost_source_line(report)}")
     if report.get("finetune"):
         out.append(f"fine-tune   {finetune_line(report['finetune'])}")
-    contract = _contract(report)
+    contract = report_contract(report)
     for a in report.get("artifacts") or []:
         if a.get("model") == "compressed" or not a.get("passed", True):
             out.append(f"artifact    {_artifact_line(a)}")
@@ -131,13 +131,6 @@ def _method(layer: dict) -> str:
     if layer.get("method") is None:
         return "kept"
     return layer["method"] + ("*" if layer.get("data_aware") else "")
-
-
-def _contract(report: dict):
-    """The build's input contract, from its report (None in a report written before it recorded one)."""
-    from lrfc.frontend.contract import from_record
-
-    return from_record(report["input"], "the build") if isinstance(report.get("input"), dict) else None
 
 
 def _artifact_line(a: dict) -> str:
