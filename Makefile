@@ -60,6 +60,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.foreign
 	$(BIN)/python -m bench.chains
 	$(BIN)/python -m bench.chains --runtime onnxruntime-cpu
+	$(BIN)/python -m bench.delegation
 	$(BIN)/python -m bench.qat --plan bench/work/speed/vgg-int8/plan.json
 	$(BIN)/python -m bench.equalize --models vgg,resnet,resnet50-caffe
 	$(BIN)/python -m bench.scale

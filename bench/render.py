@@ -4,7 +4,8 @@ Every table is generated from a results file and states the command that
 produced it, the machine, the versions and the date; nothing in the document
 is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
 ``render_speed`` (whole-model latency and the int8 baseline), ``render_gpu`` (ONNX Runtime on an NVIDIA GPU), ``render_foreign`` (models nobody here
-designed), ``render_chains`` (a layer against its chains),
+designed), ``render_chains`` (a layer against its chains), ``render_delegation`` (what
+LiteRT's XNNPACK leaves out, and lrfc's forms for it),
 ``render_quality`` (compression quality, sweeps, compiler cost),
 ``render_latency`` (real latency), ``render_scale`` (memory and time against
 model size), ``render_sensitivity`` (the select stage's sampled effects), ``render_fits`` (the score stage's
@@ -20,6 +21,7 @@ from bench.render_budget import budget
 from bench.render_chains import chains
 from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MACHINE_CHANGED, ONNX_INT8_CHANGED,
                                  TWIN_CHANGED, WARM_CHANGED, XEON_CHANGED, machine_line)
+from bench.render_delegation import delegation
 from bench.render_fits import fits
 from bench.render_gpu import gpu
 from bench.render_foreign import foreign
@@ -85,7 +87,7 @@ def main() -> None:
              "with a Flatten (the VGG-style baseline) had a slightly slow original there. Each table's machine line "
              "names the machine "
              "of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "equalize.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "speed.json", "qat.json", "equalize.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "delegation.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -107,6 +109,8 @@ def main() -> None:
             parts += probe(record)
         elif name == "chains.json":
             parts += chains(record)
+        elif name == "delegation.json":
+            parts += delegation(record)
         elif name == "scale.json":
             parts += scale(record)
             scale_plot(record, DOC.parent / "scale.png")

@@ -8,6 +8,7 @@ and nothing heavier than numpy and the runtime it is asked for.
 * ``worker``: the child process that holds loaded models and times them.
 * ``measure``: ``bench(paths, ...)``, latency percentiles and peak memory.
 * ``device``: the fingerprint of the machine and runtime a number came from.
+* ``delegation``: which operators of a ``.tflite`` file LiteRT's XNNPACK delegate takes.
 * ``remote``: the same measurement on an ``ssh://`` device; ``run_bench`` picks local or remote.
 * ``__main__``: the agent command line, ``python -m runtime_bench PATH... --json``.
 """

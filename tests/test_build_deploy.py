@@ -224,6 +224,11 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
                            f"{q['zero_point']}; from 8-bit pixels p: q = "), line
     html = (tmp_path / "i8" / "report.html").read_text()  # and report.html, for each int8 file (the original's too)
     assert html.count("<p class=muted>int8 I/O: ") == 2 and "int8 I/O: model.tflite takes int8 (scale " in html
+    # which operators LiteRT's XNNPACK takes, per file: all of this model's, in one part (so no line says otherwise)
+    for a in arts.values():
+        assert a["delegation"]["not_delegated"] == {} and a["delegation"]["partitions"] == 1, a["delegation"]
+        assert a["delegation"]["operators"] == a["delegation"]["delegated"] >= 5
+    assert not [l for l in res.stdout.splitlines() if l.startswith("delegate    ")]
     # what the user deploys is the int8 file: it is scored on the whole validation split, against the budget
     budget = report["accuracy_budget"]
     (deliverable,) = budget["deliverables"]

@@ -6,7 +6,9 @@
 * ``twin.converter_twin``: what both convert (``static_shapes``: fixed-shape
   ``Flatten``/``Reshape`` and ``Dense`` on maps with constant reshapes;
   ``grouped_conv``: grouped convolutions as depthwise or per-group ones;
-  ``separable_depthwise``: a depthwise kh x 1 then 1 x kw pair as one kh x kw);
+  ``separable_depthwise``: a depthwise kh x 1 then 1 x kw pair as one kh x kw;
+  for TFLite ``xnnpack_forms``: forms LiteRT's XNNPACK delegate takes);
+* ``delegable_relu``: an int8 RELU XNNPACK leaves out as the LEAKY_RELU it takes, the same integers;
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
 * ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).

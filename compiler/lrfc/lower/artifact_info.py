@@ -7,10 +7,15 @@ in its own metadata (``stamp``: the contract, class names, lrfc's version),
 and its operators by type. For a quantized TFLite file the operators whose
 outputs stay float32 are listed: the float islands of a partly quantized
 file (dynamic-range or float-fallback quantization), each one a float
-kernel and a conversion on either side. lrfc's own int8 files have none
-(the converter is held to int8 builtins, ``lower.tflite``); the listing is
-what shows it. Reading needs only the file's format (LiteRT's flatbuffer
-schema, onnx): no model is run.
+kernel and a conversion on either side. lrfc's own int8 files of
+convolutional models have none (the converter is held to int8 builtins,
+``lower.tflite``), though the converter keeps a ``LayerNormalization``'s
+``NEG`` in float; the listing is what shows it. For a TFLite file, which
+operators LiteRT's XNNPACK delegate takes (``runtime_bench.delegation``;
+those it leaves out run on LiteRT's own kernels and split the graph: why an
+int8 file can run slower than its fp32 twin). Reading needs the file's
+format (LiteRT's flatbuffer schema, onnx) and, for the delegation, a LiteRT
+interpreter that applies its delegate: no inference is run.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from lrfc.errors import UserError
 
 def artifact_info(path: str | Path) -> dict:
     """``{"file", "format", "bytes", "sha256", "io", "stamp", "contract", "labels", "operators", "float_ops",
-    "int8_weights_only"}``; ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite file; None
-    for others) the ones whose outputs are float32; ``int8_weights_only``: a dynamic-range TFLite file (int8
-    weights, every activation float32)."""
+    "int8_weights_only", "delegation"}``; ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite
+    file; None for others) the ones whose outputs are float32; ``int8_weights_only``: a dynamic-range TFLite file
+    (int8 weights, every activation float32); ``delegation``: a TFLite file's ``runtime_bench.delegation`` summary
+    (None for ONNX, or without LiteRT)."""
     from lrfc.lower.check import artifact_format
     from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import sha256_of
@@ -42,12 +48,22 @@ def artifact_info(path: str | Path) -> dict:
     except Exception as exc:  # a damaged file: one line, as verify says it
         raise UserError(f"{path}: not a readable {fmt} file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
     stamp = read_stamp(path)
+    delegation = None
+    if fmt == "tflite":
+        from lrfc.common.quiet import silenced_stderr
+        from runtime_bench.delegation import litert_delegation
+
+        try:
+            with silenced_stderr():  # LiteRT's "Created ... XNNPACK delegate" line
+                delegation = litert_delegation(path)
+        except (RuntimeError, ValueError):  # LiteRT refuses the file: the listing above still stands
+            delegation = None
     contract = json.loads(stamp["lrfc.input"]) if "lrfc.input" in stamp else None
     return {"file": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
             "stamp": stamp, "contract": contract, "labels": json.loads(stamp["lrfc.labels"]) if "lrfc.labels" in stamp
             else None, "operators": dict(operators.most_common()),
             "float_ops": dict(float_ops.most_common()) if quantized else None,
-            "int8_weights_only": int8_weights and not quantized}
+            "int8_weights_only": int8_weights and not quantized, "delegation": delegation}
 
 
 def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool, bool]:
@@ -127,4 +143,12 @@ def render_artifact_info(info: dict) -> str:
                      + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in floats.items()))
     elif info.get("int8_weights_only"):
         lines.append("float     int8 weights only (dynamic-range quantization): every activation stays float32")
+    delegation = info.get("delegation")
+    if delegation:
+        left = delegation["not_delegated"]
+        parts = delegation["partitions"]
+        lines.append(f"XNNPACK   all {delegation['operators']} operators, in one part" if not left else
+                     f"XNNPACK   {delegation['delegated']} of {delegation['operators']} operators, in {parts} "
+                     f"part{'s' * (parts != 1)}; on LiteRT's own kernels: "
+                     + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in left.items()))
     return "\n".join(lines)

@@ -107,7 +107,7 @@ def onnx_weight_bits(profile, links) -> int:
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
           final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False,
-          onnx_bits: int = 8, stamp: dict[str, str] | None = None) -> list[ArtifactRecord]:
+          onnx_bits: int = 8, stamp: dict[str, str] | None = None, xnnpack: bool = True) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -133,6 +133,9 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         onnx_int8: how an int8 ONNX file quantizes activations (``onnx_int8_scheme``).
         onnx_bits: the bits of an int8 ONNX file's weights (``onnx_weight_bits``): 8, or 7 for a CPU that
             saturates 8-bit products. At 8, a file that fails the gate is quantized again on 7.
+        xnnpack: an int8 TFLite file may use operators LiteRT's XNNPACK delegate takes in place of ones it
+            would leave out, with the same outputs (``tflite.export_tflite``); False for a device that runs
+            other kernels (the Edge TPU, ``requires_full_int8``).
         keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
             the caller removes it, ``lower.stage.discard_failed_baselines``).
         stamp: text entries written into each file before its gate (``lower.stamp``: the input contract,
@@ -168,13 +171,13 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed, sensitivity, onnx_bits, stamp))
+                                      keep_failed, sensitivity, onnx_bits, stamp, xnnpack))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
                y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None,
-               onnx_bits: int = 8, entries: dict[str, str] | None = None) -> ArtifactRecord:
+               onnx_bits: int = 8, entries: dict[str, str] | None = None, xnnpack: bool = True) -> ArtifactRecord:
     """Export one format, stamp it with ``entries`` and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.stamp import stamp
@@ -183,7 +186,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     start = time.perf_counter()
     try:
         artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8,
-                                                   reduce_range=onnx_bits == 7)
+                                                   reduce_range=onnx_bits == 7, xnnpack=xnnpack)
         if entries:
             stamp(staged, fmt, entries)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
@@ -263,16 +266,18 @@ def require_passed(records) -> None:
 
 
 def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
-                   reduce_range: bool = False, onnx_int8: str = "u8s8") -> tuple[str, str | None]:
+                   reduce_range: bool = False, onnx_int8: str = "u8s8", xnnpack: bool = True) -> tuple[str, str | None]:
     """``reduce_range`` and ``onnx_int8`` are ONNX's (``_EXPORTERS`` share one signature)."""
     from lrfc.lower.tflite import export_tflite
 
-    export_tflite(model, path, precision, representative=calibration if precision == "int8" else None)
+    export_tflite(model, path, precision, representative=calibration if precision == "int8" else None,
+                  xnnpack=xnnpack)
     return precision, None
 
 
 def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
-                 reduce_range: bool = False, onnx_int8: str = "u8s8") -> tuple[str, str | None]:
+                 reduce_range: bool = False, onnx_int8: str = "u8s8", xnnpack: bool = True) -> tuple[str, str | None]:
+    """``xnnpack`` is TFLite's (``_EXPORTERS`` share one signature)."""
     from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
 
     if precision != "int8":

@@ -64,6 +64,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     from lrfc.lower.io_spec import quantized_io_line
     from lrfc.lower.verify import float_sensitivity, gate, reference_outputs
     from lrfc.options import check_data_spec
+    from runtime_bench.delegation import delegation_line
 
     path = Path(artifact)
     if not path.is_file():
@@ -88,8 +89,10 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     record = gate(path, fmt, precision, samples.verify, reference, samples.labels,
                   lambda: float_sensitivity(model, samples.verify, reference))
     quantized = quantized_io_line(record.to_json(), contract)
+    delegated = delegation_line(record.to_json())
     record.note = "; ".join(n for n in (f"verified on {samples.described}; input {contract.describe()}", record.note,
-                                        quantized and f"int8 I/O: {quantized}") if n)
+                                        quantized and f"int8 I/O: {quantized}",
+                                        delegated and f"LiteRT: {delegated}") if n)
     return record
 
 

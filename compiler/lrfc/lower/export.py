@@ -175,7 +175,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                         onnx_int8=onnx_int8_scheme(profile.runtimes),
                         onnx_bits=(onnx_weight_bits(profile, links_for(profile, None))
                                    if precision == "int8" and "onnx" in formats else 8),
-                        stamp=stamp_entries(contract, samples.classes))
+                        stamp=stamp_entries(contract, samples.classes), xnnpack=not profile.requires_full_int8)
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}
@@ -220,6 +220,7 @@ def render_table(doc: dict) -> str:
     """The short table ``lrfc export`` prints: one line per artifact, then what was verified on."""
     from lrfc.frontend.contract import from_record
     from lrfc.lower.io_spec import quantized_io_line
+    from runtime_bench.delegation import delegation_line
     from runtime_bench.measure import size_text
 
     head = ("format", "precision", "size", "max_abs_diff", "top1_agreement", "passed")
@@ -233,6 +234,7 @@ def render_table(doc: dict) -> str:
     lines.append(f"input: {doc['input']['range']} pixel values ({doc['input']['source']})")
     contract = from_record(doc["input"], "export.json")
     lines += [f"int8 I/O: {line}" for line in (quantized_io_line(a, contract) for a in doc["artifacts"]) if line]
+    lines += [f"LiteRT: {line}" for line in (delegation_line(a) for a in doc["artifacts"]) if line]
     lines.append(f"verified on {doc['verification_data']}")
     for a in doc["artifacts"]:
         if a.get("accuracy") is not None:

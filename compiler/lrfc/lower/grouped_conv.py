@@ -13,7 +13,8 @@ what it computes:
   (``DepthwiseConv2D`` / ``DepthwiseConv1D``, depth multiplier
   ``filters / groups``), its kernel the same numbers reordered;
 * other groups (ResNeXt-style): the input split into ``groups`` slices, one
-  plain convolution each, concatenated.
+  plain convolution each, concatenated (at most five at a time, which
+  LiteRT's XNNPACK takes: ``xnnpack_forms.concat_in_fives``).
 
 Channels-last only (a channels-first grouped layer is kept as it is).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from lrfc.common.quiet import import_keras
+from lrfc.lower.xnnpack_forms import concat_in_fives
 
 
 def _grouped(layer) -> bool:
@@ -73,7 +75,7 @@ def _split_layer(keras):
 
         def call(self, x):
             parts = keras.ops.split(x, self.groups, axis=-1)
-            return keras.ops.concatenate([conv(p) for conv, p in zip(self.convs, parts)], axis=-1)
+            return concat_in_fives([conv(p) for conv, p in zip(self.convs, parts)], axis=-1)
 
         def compute_output_shape(self, input_shape):
             shape = self.convs[0].compute_output_shape((*input_shape[:-1], input_shape[-1] // self.groups))

@@ -45,6 +45,7 @@ class ArtifactRecord:
     reference_accuracy: float | None = None
     variant: str | None = None        # "int8 baseline": lowered to be measured beside, not the build's deliverable
     io: dict | None = None            # its inputs and outputs: name, shape, dtype; scale and zero point if quantized
+    delegation: dict | None = None    # TFLite: the operators LiteRT's XNNPACK takes (runtime_bench.delegation)
 
     @property
     def name(self) -> str:

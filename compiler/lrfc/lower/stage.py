@@ -99,7 +99,8 @@ def lower(state) -> None:
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
                                   stem=stem + suffix, final_dir=state.output.path,
                                   onnx_int8=onnx_int8_scheme(state.profile.runtimes), keep_failed=variant is not None,
-                                  onnx_bits=bits, stamp=stamp_entries(state.contract, state.classes))
+                                  onnx_bits=bits, stamp=stamp_entries(state.contract, state.classes),
+                                  xnnpack=not state.profile.requires_full_int8)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     for r in state.artifacts:
         if not r.passed and r.variant is not None:

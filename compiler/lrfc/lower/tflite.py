@@ -35,7 +35,12 @@ on CPUs, half on GPU delegates); ``int8`` full-integer quantization
 calibrated on a representative dataset, with int8 input and output tensors
 and only int8 builtin kernels allowed, so the file runs on integer-only
 accelerators (Coral Edge TPU, after ``edgetpu_compiler``). A model with an op
-that has no int8 kernel fails the conversion instead of falling back to float.
+that has no int8 kernel fails the conversion instead of falling back to float
+(the converter may still keep an operator in float between a DEQUANTIZE and a
+QUANTIZE, as the ``NEG`` of a ``LayerNormalization``: ``lrfc inspect`` lists
+them). An int8 ``RELU`` left unfused is then rewritten as the ``LEAKY_RELU``
+that gives the same output and that LiteRT's XNNPACK delegate takes
+(``delegable_relu``).
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def _captured_output(replay: bool = True):
             os.close(saved[1])
 
 
-def export_tflite(model, path: str | Path, precision: str = "fp32", representative=None) -> Path:
+def export_tflite(model, path: str | Path, precision: str = "fp32", representative=None, xnnpack: bool = True) -> Path:
     """Convert ``model`` to a ``.tflite`` file, written atomically.
 
     Args:
@@ -105,6 +110,10 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
         representative: for ``"int8"`` only and required there: float32
             samples already shaped like the model input (N, ...); every
             sample is fed once to calibrate the activation ranges.
+        xnnpack: lower into operators LiteRT's XNNPACK delegate takes where
+            it would leave one out (``twin.TFLITE_REWRITES``; at int8
+            ``TFLITE_INT8_REWRITES`` and ``delegable_relu``); False for a
+            device with other kernels (the Edge TPU).
 
     Returns:
         ``path``.
@@ -123,9 +132,10 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     import_keras()
     import tensorflow as tf
 
-    from lrfc.lower.twin import converter_twin
+    from lrfc.lower.twin import REWRITES, TFLITE_INT8_REWRITES, TFLITE_REWRITES, converter_twin
 
-    twin = converter_twin(model)
+    twin = converter_twin(model, REWRITES if not xnnpack else
+                          TFLITE_INT8_REWRITES if precision == "int8" else TFLITE_REWRITES)
     if representative is not None:  # a model with a uint8 input (raw pixels) is calibrated on uint8 samples
         from runtime_bench.run import cast_input
 
@@ -141,6 +151,10 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
             flatbuffer = None
     if flatbuffer is None:
         flatbuffer = _convert(tf.lite.TFLiteConverter.from_keras_model(twin), tf, precision, representative)
+    if precision == "int8" and xnnpack:  # exact rewrites that let XNNPACK take operators it would leave out
+        from lrfc.lower.delegable_relu import relus_as_leaky
+
+        flatbuffer, _ = relus_as_leaky(flatbuffer)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)

@@ -17,6 +17,11 @@ artifacts with the model, not the twin.
 * ``separable_depthwise.merged_pairs`` (a pair of layers, so first): a
   depthwise kh x 1 then 1 x kw (CP's spatial factors) as one kh x kw
   depthwise, the first's place an identity.
+
+The TFLite converter's twin adds ``TFLITE_REWRITES`` (and at int8
+``TFLITE_INT8_REWRITES``): forms LiteRT's XNNPACK delegate takes where it
+would leave an operator to LiteRT's reference kernels (``xnnpack_forms``:
+a concatenation of more than five tensors; average pooling).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from lrfc.common.quiet import import_keras
 from lrfc.lower.grouped_conv import grouped_twin
 from lrfc.lower.separable_depthwise import merged_pairs
 from lrfc.lower.static_shapes import static_dense, static_reshape
+from lrfc.lower.xnnpack_forms import average_pool, unit_pool, wide_concat
 
 REWRITES = (static_reshape, static_dense, grouped_twin)
+TFLITE_REWRITES = REWRITES + (wide_concat, unit_pool)
+TFLITE_INT8_REWRITES = TFLITE_REWRITES + (average_pool,)
 
 
 def calls(model) -> dict[int, list]:
@@ -42,15 +50,15 @@ def calls(model) -> dict[int, list]:
     return nodes
 
 
-def converter_twin(model):
-    """``model``, or a twin in which each layer a rewrite applies to is replaced by the rewrite's layer."""
+def converter_twin(model, rewrites=REWRITES):
+    """``model``, or a twin in which each layer one of ``rewrites`` applies to is replaced by its layer."""
     keras = import_keras()
     replaced = merged_pairs(model)
     nodes = calls(model)
     for layer in model.layers:
         if len(nodes.get(id(layer), ())) != 1 or id(layer) in replaced:
             continue
-        for rewrite in REWRITES:
+        for rewrite in rewrites:
             twin_layer = rewrite(layer, nodes[id(layer)][0])
             if twin_layer is not None:
                 replaced[id(layer)] = twin_layer

@@ -13,6 +13,7 @@ from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_l
                              cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
                              ranks_text, report_contract, sim_text, splits_line)
 from lrfc.report.plot import pareto_png
+from runtime_bench.delegation import delegation_line
 
 _MAX_SOLUTIONS = 10
 
@@ -106,6 +107,8 @@ def _deployment(report: dict, e) -> list[str]:
         contract = report_contract(report)
         quantized = [quantized_io_line(a, contract) for a in artifacts if a.get("passed", True)]
         parts += [f"<p class=muted>int8 I/O: {e(line)}</p>" for line in quantized if line]
+        delegated = [delegation_line(a) for a in artifacts if a.get("passed", True)]
+        parts += [f"<p class=muted>LiteRT: {e(line)}</p>" for line in delegated if line]
     bench = report.get("benchmarks") or {}
     if bench:
         parts.append("<h2>Benchmark: original vs compressed</h2>")

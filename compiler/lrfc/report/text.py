@@ -10,6 +10,7 @@ from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
                              fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
                              short, sim_text, splits_line)
+from runtime_bench.delegation import delegation_line
 
 
 def summary_table(report: dict) -> str:
@@ -69,6 +70,9 @@ def _footer(report: dict) -> list[str]:
             quantized = quantized_io_line(a, contract) if a.get("passed", True) else None
             if quantized:
                 out.append(f"int8 I/O    {quantized}")
+            delegated = delegation_line(a) if a.get("passed", True) else None
+            if delegated:
+                out.append(f"delegate    {delegated}")
     bench = report.get("benchmarks") or {}
     for run in bench.get("runs") or []:
         out.append(f"latency     {_bench_line(run)}")

@@ -1,0 +1,185 @@
+"""Which operators LiteRT's XNNPACK delegate takes (runtime_bench.delegation), and lrfc's lowering into forms it
+takes where it would leave one out (lower.xnnpack_forms, lower.delegable_relu): the same function, one part."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lrfc.cli import main
+from lrfc.lower.tflite import export_tflite
+from runtime_bench.delegation import delegation_line, litert_delegation, split_by_delegate
+
+
+def _left_out_model(keras):
+    """A residual ReLU beside its input, average pools (2x2; 3x3 'same' stride 1; 1x1 stride 2; 3x3 'same' stride
+    2 on an odd map) and a concatenation of six tensors: each left to LiteRT's own kernels at int8 as converted."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((15, 15, 3))
+    x = layers.Conv2D(16, 3, padding="same")(inp)
+    y = layers.ReLU()(x)  # x feeds the Add too: the converter cannot fuse this ReLU into the convolution
+    x = layers.Add()([x, layers.Conv2D(16, 3, padding="same")(y)])
+    a = layers.AveragePooling2D(3, strides=1, padding="same")(x)
+    b = layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    c = layers.AveragePooling2D(1, strides=2)(x)
+    d = layers.AveragePooling2D(2, padding="same")(x)
+    e = layers.Conv2D(8, 1, strides=2, padding="same")(a)
+    h = layers.Concatenate()([b, c, d, e, b, c])
+    h = layers.AveragePooling2D(2)(layers.Conv2D(16, 1)(h))
+    return keras.Model(inp, layers.Dense(10)(layers.Flatten()(h)))
+
+
+def _run(path, x, reference_kernels: bool = False) -> np.ndarray:
+    """Float outputs of a .tflite file on ``x``; an int8 file's input quantized by its own numbers, its output
+    dequantized. ``reference_kernels``: LiteRT's own kernels, no XNNPACK."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if reference_kernels else {}
+    interp = Interpreter(model_path=str(path), **kw)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    rows = []
+    for sample in x:
+        feed = sample[None]
+        if inp["dtype"] == np.int8:
+            scale, zero = inp["quantization"]
+            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(np.int8)
+        interp.set_tensor(inp["index"], feed)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] == np.int8:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        rows.append(y[0])
+    return np.stack(rows)
+
+
+@pytest.fixture(scope="module")
+def lowered(keras, tmp_path_factory):
+    """The model, samples, its Keras outputs, and its files: fp32 and int8, as before (xnnpack=False) and now."""
+    work = tmp_path_factory.mktemp("xnnpack")
+    model = _left_out_model(keras)
+    x = np.random.default_rng(0).standard_normal((48, 15, 15, 3)).astype(np.float32)
+    files = {}
+    for precision in ("fp32", "int8"):
+        for xnnpack in (False, True):
+            files[precision, xnnpack] = export_tflite(model, work / f"{precision}.{xnnpack}.tflite", precision,
+                                                      representative=x[:32], xnnpack=xnnpack)
+    return model, x[32:], np.asarray(model.predict(x[32:], verbose=0)), files
+
+
+def test_the_delegation_of_a_node_listing():
+    # op 0 and 1 inside the one partition, op 2 (a RELU) after it on LiteRT's kernel, fed by the partition's output
+    nodes = [{"index": 0, "op_name": "CONV_2D", "inputs": [0, 1, -1], "outputs": [2]},
+             {"index": 1, "op_name": "ADD", "inputs": [2, 0], "outputs": [3]},
+             {"index": 2, "op_name": "RELU", "inputs": [3], "outputs": [4]},
+             {"index": 3, "op_name": "DELEGATE", "inputs": [0, 1], "outputs": [3]}]
+    summary = split_by_delegate(nodes)
+    assert summary == {"operators": 3, "delegated": 2, "partitions": 1, "not_delegated": {"RELU": 1}}
+    line = delegation_line({"path": "out/model.int8.tflite", "delegation": summary})
+    assert line == "model.int8.tflite: XNNPACK runs 2 of its 3 operators in 1 part; on LiteRT's own kernels: RELU"
+    whole = {"operators": 3, "delegated": 3, "partitions": 1, "not_delegated": {}}
+    assert delegation_line({"path": "m.tflite", "delegation": whole}) is None
+    assert delegation_line({"path": "m.onnx"}) is None
+
+
+def test_converted_as_before_int8_leaves_the_relu_the_pools_and_the_wide_concat_out(lowered):
+    _, _, _, files = lowered
+    before = litert_delegation(files["int8", False])
+    assert before["not_delegated"] == {"AVERAGE_POOL_2D": 5, "RELU": 1, "CONCATENATION": 1}
+    assert before["partitions"] >= 3
+    fp32 = litert_delegation(files["fp32", False])  # at fp32 only the 1x1 strided pool and the six-way join
+    assert fp32["not_delegated"] == {"AVERAGE_POOL_2D": 1, "CONCATENATION": 1}
+
+
+def test_xnnpack_forms_put_every_operator_in_one_part_with_the_same_function(lowered):
+    model, x, reference, files = lowered
+    for precision in ("fp32", "int8"):
+        after = litert_delegation(files[precision, True])
+        assert after["not_delegated"] == {} and after["partitions"] == 1, (precision, after)
+    # fp32: the depthwise pools (border counts corrected) and the nested joins compute what Keras computes
+    assert np.abs(_run(files["fp32", True], x) - reference).max() < 1e-5
+    # int8: as near Keras as the file converted as before (one more rounding where a 'same' pool is corrected)
+    spread = float(np.std(reference))
+    err_before = float(np.mean(np.abs(_run(files["int8", False], x) - reference))) / spread
+    err_after = float(np.mean(np.abs(_run(files["int8", True], x) - reference))) / spread
+    assert err_after < max(1.5 * err_before, 0.02), (err_before, err_after)
+
+
+def test_the_int8_relu_as_leaky_relu_gives_the_same_integers(keras, tmp_path):
+    from lrfc.lower.delegable_relu import relus_as_leaky
+    from lrfc.lower.tflite import export_tflite as export
+
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    inp = keras.Input((12, 12, 4))
+    x = layers.Conv2D(16, 3, padding="same")(inp)
+    for _ in range(3):  # Xception's middle flow: relu(x) beside x
+        x = layers.Add()([x, layers.Conv2D(16, 3, padding="same")(layers.ReLU()(x))])
+    model = keras.Model(inp, layers.Dense(10)(layers.GlobalAveragePooling2D()(layers.ReLU()(x))))
+    rng = np.random.default_rng(1)
+    path = export(model, tmp_path / "m.tflite", "int8", representative=rng.standard_normal((32, 12, 12, 4)),
+                  xnnpack=False)
+    plain = path.read_bytes()
+    patched, n = relus_as_leaky(plain)
+    assert n == 3  # the three beside their inputs (the last ReLU, its Add's only reader, is fused into it)
+    (tmp_path / "leaky.tflite").write_bytes(patched)
+    assert litert_delegation(path)["not_delegated"] == {"RELU": 3}
+    assert litert_delegation(tmp_path / "leaky.tflite")["not_delegated"] == {}
+    x = rng.standard_normal((24, 12, 12, 4)).astype(np.float32)
+    same = _run(path, x, reference_kernels=True) == _run(tmp_path / "leaky.tflite", x, reference_kernels=True)
+    assert same.all()  # LiteRT's own RELU and LEAKY_RELU kernels: equal to the bit
+    assert relus_as_leaky(patched) == (patched, 0)  # nothing left to rewrite
+
+
+def test_an_edge_tpu_file_keeps_its_relu(lowered):
+    from ai_edge_litert import schema_py_generated as schema
+
+    _, _, _, files = lowered
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def operators(path):
+        m = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
+        codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+                 for i in range(m.OperatorCodesLength())]
+        g = m.Subgraphs(0)
+        return {names[codes[g.Operators(i).OpcodeIndex()]] for i in range(g.OperatorsLength())}
+
+    assert {"RELU", "AVERAGE_POOL_2D"} <= operators(files["int8", False])  # the Edge TPU's own kernels take these
+    assert not {"RELU", "AVERAGE_POOL_2D"} & operators(files["int8", True])
+    assert "LEAKY_RELU" in operators(files["int8", True])
+
+
+def test_inspect_says_what_xnnpack_leaves_out(lowered, capsys):
+    _, _, _, files = lowered
+    capsys.readouterr()
+    assert main(["inspect", str(files["int8", False])]) == 0
+    out = capsys.readouterr().out
+    assert ("XNNPACK   " in out and "on LiteRT's own kernels: AVERAGE_POOL_2D x5, RELU, CONCATENATION" in out)
+    assert main(["inspect", str(files["int8", True]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["delegation"]["not_delegated"] == {} and info["delegation"]["partitions"] == 1
+    assert main(["inspect", str(files["int8", True])]) == 0
+    assert f"XNNPACK   all {info['delegation']['operators']} operators, in one part" in capsys.readouterr().out
+
+
+def test_export_says_which_operators_run_on_litert_s_own_kernels(keras, tmp_path, capsys):
+    keras.utils.set_random_seed(2)
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1))
+    h = layers.Conv2D(8, 3, activation="gelu")(inp)  # an int8 GELU: XNNPACK leaves it out
+    h = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 3, activation="relu")(h))
+    logits = layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(h)  # decisive top-1
+    keras.Model(inp, layers.Softmax()(logits)).save(tmp_path / "m.keras")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "m.keras"), "--target", "host", "--precision", "int8", "--formats", "tflite",
+                 "--data", "fashion-mnist", "--allow-low-accuracy", "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    (line,) = [l for l in out.splitlines() if l.startswith("LiteRT: ")]
+    assert line.startswith("LiteRT: model.tflite: XNNPACK runs ") and line.endswith(
+        "on LiteRT's own kernels: GELU, SOFTMAX"), line
+    doc = json.loads((tmp_path / "e" / "export.json").read_text())
+    assert doc["artifacts"][0]["delegation"]["not_delegated"] == {"GELU": 1, "SOFTMAX": 1}
