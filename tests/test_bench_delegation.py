@@ -31,4 +31,4 @@ def test_four_files_measured_and_rendered(keras):
     assert len(table) == 4
     assert "| int8 before | " in table[2] and "| RELU, AVERAGE_POOL_2D |" in table[2]
     assert "| int8 xnnpack forms | " in table[3] and "| 1 | none |" in table[3]
-    assert any(l.startswith("int8 p50 before / with the XNNPACK forms: Small ") for l in lines)
+    assert any(l.startswith("int8 p50 before / with the XNNPACK forms: Small at 12x12 ") for l in lines)

@@ -1,5 +1,5 @@
 """Which operators LiteRT's XNNPACK delegate takes (runtime_bench.delegation), and lrfc's lowering into forms it
-takes where it would leave one out (lower.xnnpack_forms, lower.delegable_relu): the same function, one part."""
+takes where it would leave one out (lower.xnnpack_forms, lower.xnnpack_int8): the same function, one part."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_xnnpack_forms_put_every_operator_in_one_part_with_the_same_function(low
 
 
 def test_the_int8_relu_as_leaky_relu_gives_the_same_integers(keras, tmp_path):
-    from lrfc.lower.delegable_relu import relus_as_leaky
+    from lrfc.lower.xnnpack_int8 import relus_as_leaky
     from lrfc.lower.tflite import export_tflite as export
 
     keras.utils.set_random_seed(1)
@@ -183,3 +183,42 @@ def test_export_says_which_operators_run_on_litert_s_own_kernels(keras, tmp_path
         "on LiteRT's own kernels: GELU, SOFTMAX"), line
     doc = json.loads((tmp_path / "e" / "export.json").read_text())
     assert doc["artifacts"][0]["delegation"]["not_delegated"] == {"GELU": 1, "SOFTMAX": 1}
+
+
+def _hard_swish_model(keras):
+    keras.utils.set_random_seed(3)
+    layers = keras.layers
+    inp = keras.Input((16, 16, 8))
+    x = layers.Conv2D(24, 3, padding="same", activation="hard_swish")(inp)  # MobileNetV3's activation
+    x = layers.Conv2D(24, 3, padding="same", activation="hard_swish")(x)
+    return keras.Model(inp, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+
+
+def test_an_int8_hard_swish_becomes_an_add_and_two_muls_xnnpack_takes(keras, tmp_path):
+    model = _hard_swish_model(keras)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((96, 16, 16, 8)).astype(np.float32)
+    reference = np.asarray(model.predict(x[32:], verbose=0))
+    before = export_tflite(model, tmp_path / "before.tflite", "int8", representative=x[:32], xnnpack=False)
+    after = export_tflite(model, tmp_path / "after.tflite", "int8", representative=x[:32])
+    assert litert_delegation(before)["not_delegated"] == {"HARD_SWISH": 2}
+    d = litert_delegation(after)
+    assert d["not_delegated"] == {} and d["partitions"] == 1 and d["operators"] == litert_delegation(before)["operators"] + 4
+    # not exact (the hard sigmoid is rounded to 256 levels before the product), as near Keras as the HARD_SWISH kernel
+    spread = float(np.std(reference))
+    err_before = float(np.mean(np.abs(_run(before, x[32:], reference_kernels=True) - reference))) / spread
+    err_after = float(np.mean(np.abs(_run(after, x[32:], reference_kernels=True) - reference))) / spread
+    err_xnnpack = float(np.mean(np.abs(_run(after, x[32:]) - reference))) / spread  # what a deployment runs
+    print(f"error over the logits' spread: HARD_SWISH {err_before:.4f}, ADD/MUL {err_after:.4f}, on XNNPACK {err_xnnpack:.4f}")
+    assert max(err_after, err_xnnpack) < 1.5 * err_before + 0.005, (err_before, err_after, err_xnnpack)
+
+
+def test_a_hard_swish_whose_add_xnnpack_would_refuse_is_kept(keras, tmp_path):
+    from lrfc.lower.xnnpack_int8 import hard_swish_as_add_mul, xnnpack_int8
+
+    model = _hard_swish_model(keras)
+    tiny = np.random.default_rng(3).standard_normal((32, 16, 16, 8)).astype(np.float32) * 1e-4  # vanishing maps
+    path = export_tflite(model, tmp_path / "tiny.tflite", "int8", representative=tiny, xnnpack=False)
+    assert hard_swish_as_add_mul(path.read_bytes())[1] == 0  # its ADD's input-to-output scale would be under 2^-10
+    normal = export_tflite(model, tmp_path / "normal.tflite", "int8", representative=tiny * 1e4, xnnpack=False)
+    assert xnnpack_int8(normal.read_bytes())[1] == {"HARD_SWISH": 2}

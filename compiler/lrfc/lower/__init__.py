@@ -8,7 +8,7 @@
   ``grouped_conv``: grouped convolutions as depthwise or per-group ones;
   ``separable_depthwise``: a depthwise kh x 1 then 1 x kw pair as one kh x kw;
   for TFLite ``xnnpack_forms``: forms LiteRT's XNNPACK delegate takes);
-* ``delegable_relu``: an int8 RELU XNNPACK leaves out as the LEAKY_RELU it takes, the same integers;
+* ``xnnpack_int8``: int8 operators XNNPACK leaves out (an unfused RELU, HARD_SWISH) rewritten as ones it takes;
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
 * ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).

@@ -38,9 +38,9 @@ accelerators (Coral Edge TPU, after ``edgetpu_compiler``). A model with an op
 that has no int8 kernel fails the conversion instead of falling back to float
 (the converter may still keep an operator in float between a DEQUANTIZE and a
 QUANTIZE, as the ``NEG`` of a ``LayerNormalization``: ``lrfc inspect`` lists
-them). An int8 ``RELU`` left unfused is then rewritten as the ``LEAKY_RELU``
-that gives the same output and that LiteRT's XNNPACK delegate takes
-(``delegable_relu``).
+them). An int8 ``RELU`` left unfused and a ``HARD_SWISH``, which LiteRT's
+XNNPACK delegate leaves out, are then rewritten as operators it takes
+(``xnnpack_int8``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
             sample is fed once to calibrate the activation ranges.
         xnnpack: lower into operators LiteRT's XNNPACK delegate takes where
             it would leave one out (``twin.TFLITE_REWRITES``; at int8
-            ``TFLITE_INT8_REWRITES`` and ``delegable_relu``); False for a
+            ``TFLITE_INT8_REWRITES`` and ``xnnpack_int8``); False for a
             device with other kernels (the Edge TPU).
 
     Returns:
@@ -152,9 +152,9 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     if flatbuffer is None:
         flatbuffer = _convert(tf.lite.TFLiteConverter.from_keras_model(twin), tf, precision, representative)
     if precision == "int8" and xnnpack:  # exact rewrites that let XNNPACK take operators it would leave out
-        from lrfc.lower.delegable_relu import relus_as_leaky
+        from lrfc.lower.xnnpack_int8 import xnnpack_int8
 
-        flatbuffer, _ = relus_as_leaky(flatbuffer)
+        flatbuffer, _ = xnnpack_int8(flatbuffer)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
