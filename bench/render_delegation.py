@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from bench.render_common import machine_line, machine_of
+from runtime_bench.delegation import left_out
 
 ORDER = ("fp32 before", "fp32 xnnpack forms", "int8 before", "int8 xnnpack forms")
 
 
 def _left(delegation: dict | None) -> str:
-    if not delegation:
-        return "?"
-    left = delegation["not_delegated"]
-    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in left.items()) or "none"
+    return left_out(delegation) or "none" if delegation else "?"
 
 
 def _label(run: dict) -> str:

@@ -74,6 +74,11 @@ def split_by_delegate(nodes: list[dict]) -> dict:
             "not_delegated": dict(left.most_common())}
 
 
+def left_out(delegation: dict) -> str:
+    """The operators XNNPACK leaves out, by type: "RELU x11, SOFTMAX" ("" when none)."""
+    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in delegation["not_delegated"].items())
+
+
 def delegation_line(record: dict) -> Optional[str]:
     """One line for a file (an artifact record's JSON, ``path`` and ``delegation``) XNNPACK does not take whole.
 
@@ -82,8 +87,7 @@ def delegation_line(record: dict) -> Optional[str]:
     delegation = record.get("delegation")
     if not delegation or not delegation["not_delegated"]:
         return None
-    left = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in delegation["not_delegated"].items())
     parts = delegation["partitions"]
     return (f"{Path(record['path']).name}: XNNPACK runs {delegation['delegated']} of its "
             f"{delegation['operators']} operators in {parts} part{'s' * (parts != 1)}; "
-            f"on LiteRT's own kernels: {left}")
+            f"on LiteRT's own kernels: {left_out(delegation)}")

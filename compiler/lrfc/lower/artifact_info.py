@@ -145,10 +145,10 @@ def render_artifact_info(info: dict) -> str:
         lines.append("float     int8 weights only (dynamic-range quantization): every activation stays float32")
     delegation = info.get("delegation")
     if delegation:
-        left = delegation["not_delegated"]
+        from runtime_bench.delegation import left_out
+
         parts = delegation["partitions"]
-        lines.append(f"XNNPACK   all {delegation['operators']} operators, in one part" if not left else
+        lines.append(f"XNNPACK   all {delegation['operators']} operators, in one part" if not left_out(delegation) else
                      f"XNNPACK   {delegation['delegated']} of {delegation['operators']} operators, in {parts} "
-                     f"part{'s' * (parts != 1)}; on LiteRT's own kernels: "
-                     + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in left.items()))
+                     f"part{'s' * (parts != 1)}; on LiteRT's own kernels: {left_out(delegation)}")
     return "\n".join(lines)

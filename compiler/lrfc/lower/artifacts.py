@@ -133,9 +133,9 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         onnx_int8: how an int8 ONNX file quantizes activations (``onnx_int8_scheme``).
         onnx_bits: the bits of an int8 ONNX file's weights (``onnx_weight_bits``): 8, or 7 for a CPU that
             saturates 8-bit products. At 8, a file that fails the gate is quantized again on 7.
-        xnnpack: an int8 TFLite file may use operators LiteRT's XNNPACK delegate takes in place of ones it
-            would leave out, with the same outputs (``tflite.export_tflite``); False for a device that runs
-            other kernels (the Edge TPU, ``requires_full_int8``).
+        xnnpack: a TFLite file uses operators LiteRT's XNNPACK delegate takes in place of ones it would
+            leave out (``tflite.export_tflite``: the same function, an int8 HARD_SWISH one rounding more);
+            False for a device that runs other kernels (the Edge TPU, ``requires_full_int8``).
         keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
             the caller removes it, ``lower.stage.discard_failed_baselines``).
         stamp: text entries written into each file before its gate (``lower.stamp``: the input contract,

@@ -151,7 +151,7 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
             flatbuffer = None
     if flatbuffer is None:
         flatbuffer = _convert(tf.lite.TFLiteConverter.from_keras_model(twin), tf, precision, representative)
-    if precision == "int8" and xnnpack:  # exact rewrites that let XNNPACK take operators it would leave out
+    if precision == "int8" and xnnpack:  # operators XNNPACK would leave out, as ones it takes (the gate judges)
         from lrfc.lower.xnnpack_int8 import xnnpack_int8
 
         flatbuffer, _ = xnnpack_int8(flatbuffer)
