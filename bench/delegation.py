@@ -84,29 +84,6 @@ def trained_model(name: str):
     return model, (scaled(x[-CALIBRATION:]), scaled(xt[:LABELLED]), yt[:LABELLED] if factor == 1 else None)
 
 
-def outputs_of(path: Path, x: np.ndarray) -> np.ndarray:
-    """The file's float outputs on ``x`` (an int8 file's input quantized and its output dequantized)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=2)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rows = []
-    for sample in x:
-        feed = sample[None]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], feed)
-        interp.invoke()
-        y = interp.get_tensor(out["index"]).astype(np.float32)
-        if out["dtype"] == np.int8:
-            scale, zero = out["quantization"]
-            y = (y - zero) * scale
-        rows.append(y[0])
-    return np.stack(rows)
-
-
 def measure_model(name: str, runs: int = 100) -> dict:
     """One results row for a model of ``MODELS``."""
     start = time.perf_counter()
@@ -125,6 +102,7 @@ def measure(model, input_range: tuple[float, float], runs: int = 100, data=None)
     from lrfc.lower.tflite import export_tflite
     from runtime_bench.delegation import litert_delegation
     from runtime_bench.measure import bench
+    from runtime_bench.run import run_tflite
 
     name = model.name
     low, high = input_range
@@ -143,7 +121,7 @@ def measure(model, input_range: tuple[float, float], runs: int = 100, data=None)
                 path = Path(work) / f"{name}.{precision}.{'after' if xnnpack else 'before'}.tflite"
                 t = time.perf_counter()
                 export_tflite(model, path, precision, representative=calibration, xnnpack=xnnpack)
-                out = outputs_of(path, evaluation)
+                out = run_tflite(path, evaluation, threads=2)
                 files[f"{precision} {lowering}"] = {
                     "precision": precision, "lowering": lowering, "convert_s": round(time.perf_counter() - t, 1),
                     "bytes": path.stat().st_size, "delegation": litert_delegation(path),

@@ -11,6 +11,7 @@ import pytest
 from lrfc.cli import main
 from lrfc.lower.tflite import export_tflite
 from runtime_bench.delegation import delegation_line, litert_delegation, split_by_delegate
+from runtime_bench.run import run_tflite
 
 
 def _left_out_model(keras):
@@ -33,28 +34,31 @@ def _left_out_model(keras):
 
 
 def _run(path, x, reference_kernels: bool = False) -> np.ndarray:
-    """Float outputs of a .tflite file on ``x``; an int8 file's input quantized by its own numbers, its output
-    dequantized. ``reference_kernels``: LiteRT's own kernels, no XNNPACK."""
+    """Float outputs of a .tflite file on ``x`` (an int8 file's I/O quantized by its own numbers), as the gate runs
+    it; ``reference_kernels``: on LiteRT's own kernels, no XNNPACK, one sample at a time."""
+    if not reference_kernels:
+        return run_tflite(path, x)
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if reference_kernels else {}
-    interp = Interpreter(model_path=str(path), **kw)
+    interp = Interpreter(model_path=str(path),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    inp = interp.get_input_details()[0]
+    scale, zero = inp["quantization"]
     rows = []
     for sample in x:
-        feed = sample[None]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(np.int8)
+        feed = np.clip(np.round(sample[None] / scale + zero), -128, 127).astype(np.int8) if scale else sample[None]
         interp.set_tensor(inp["index"], feed)
         interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] == np.int8:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        rows.append(y[0])
-    return np.stack(rows)
+        rows.append(_output(interp))
+    return np.concatenate(rows)
+
+
+def _output(interp) -> np.ndarray:
+    out = interp.get_output_details()[0]
+    y = interp.get_tensor(out["index"]).astype(np.float32)
+    scale, zero = out["quantization"]
+    return (y - zero) * scale if scale else y
 
 
 @pytest.fixture(scope="module")
