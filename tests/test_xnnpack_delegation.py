@@ -139,22 +139,23 @@ def test_the_int8_relu_as_leaky_relu_gives_the_same_integers(keras, tmp_path):
     assert relus_as_leaky(patched) == (patched, 0)  # nothing left to rewrite
 
 
-def test_an_edge_tpu_file_keeps_its_relu(lowered):
+def _operators(path) -> set[str]:
+    """The operator types of a .tflite file's main subgraph."""
     from ai_edge_litert import schema_py_generated as schema
 
-    _, _, _, files = lowered
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    m = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+    g = m.Subgraphs(0)
+    return {names[codes[g.Operators(i).OpcodeIndex()]] for i in range(g.OperatorsLength())}
 
-    def operators(path):
-        m = schema.Model.GetRootAs(bytearray(path.read_bytes()), 0)
-        codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
-                 for i in range(m.OperatorCodesLength())]
-        g = m.Subgraphs(0)
-        return {names[codes[g.Operators(i).OpcodeIndex()]] for i in range(g.OperatorsLength())}
 
-    assert {"RELU", "AVERAGE_POOL_2D"} <= operators(files["int8", False])  # the Edge TPU's own kernels take these
-    assert not {"RELU", "AVERAGE_POOL_2D"} & operators(files["int8", True])
-    assert "LEAKY_RELU" in operators(files["int8", True])
+def test_without_the_forms_a_file_keeps_the_converter_s_relu_and_pools(lowered):
+    _, _, _, files = lowered
+    assert {"RELU", "AVERAGE_POOL_2D"} <= _operators(files["int8", False])  # the Edge TPU's own kernels take these
+    assert not {"RELU", "AVERAGE_POOL_2D"} & _operators(files["int8", True])
+    assert "LEAKY_RELU" in _operators(files["int8", True])
 
 
 def test_inspect_says_what_xnnpack_leaves_out(lowered, capsys):
@@ -226,3 +227,25 @@ def test_a_hard_swish_whose_add_xnnpack_would_refuse_is_kept(keras, tmp_path):
     assert hard_swish_as_add_mul(path.read_bytes())[1] == 0  # its ADD's input-to-output scale would be under 2^-10
     normal = export_tflite(model, tmp_path / "normal.tflite", "int8", representative=tiny * 1e4, xnnpack=False)
     assert xnnpack_int8(normal.read_bytes())[1] == {"HARD_SWISH": 2}
+
+
+def test_the_edge_tpu_target_gets_the_converter_s_own_operators(keras, tmp_path):
+    """`lrfc export --target coral-edgetpu` lowers without the XNNPACK forms (its compiler takes RELU and
+    AVERAGE_POOL_2D, not LEAKY_RELU); the host's int8 file has them."""
+    keras.utils.set_random_seed(4)
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1))
+    x = layers.Conv2D(8, 3, padding="same")(inp)
+    x = layers.Add()([x, layers.Conv2D(8, 3, padding="same")(layers.ReLU()(x))])  # a ReLU beside its input
+    x = layers.AveragePooling2D(2)(x)
+    logits = layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(
+        layers.GlobalAveragePooling2D()(x))
+    keras.Model(inp, logits).save(tmp_path / "m.keras")
+    operators = {}
+    for target in ("coral-edgetpu", "host"):
+        assert main(["export", str(tmp_path / "m.keras"), "--target", target, "--precision", "int8", "--formats",
+                     "tflite", "--data", "fashion-mnist", "--allow-low-accuracy",
+                     "--out", str(tmp_path / target)]) == 0
+        operators[target] = _operators(tmp_path / target / "model.tflite")
+    assert {"RELU", "AVERAGE_POOL_2D"} <= operators["coral-edgetpu"] and "LEAKY_RELU" not in operators["coral-edgetpu"]
+    assert "LEAKY_RELU" in operators["host"] and not {"RELU", "AVERAGE_POOL_2D"} & operators["host"]

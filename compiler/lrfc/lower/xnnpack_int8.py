@@ -21,7 +21,7 @@ of, and each has a form it takes:
   after on keras.applications Xception and NASNetMobile; Xception's int8
   file at 71x71 in 1.9 instead of 4.6 ms (12 XNNPACK parts to 1).
 * **HARD_SWISH** (MobileNetV3: 19 of them; its int8 file at 224x224 ran
-  4.1x slower than its fp32 one). ``hard_swish_as_add_mul`` writes
+  4.1-4.9x slower than its fp32 one). ``hard_swish_as_add_mul`` writes
   ``x * relu6(x + 3) / 6`` as ``ADD`` (with the constant 3, its output
   fused to RELU6 on the grid [0, 6] / 255: the int8 range is the clamp),
   ``MUL`` by ``x`` (its output on six times the HARD_SWISH output's grid,
