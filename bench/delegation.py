@@ -122,14 +122,15 @@ def measure(model, input_range: tuple[float, float], runs: int = 100, data=None)
                 t = time.perf_counter()
                 export_tflite(model, path, precision, representative=calibration, xnnpack=xnnpack)
                 out = run_tflite(path, evaluation, threads=2)
-                files[f"{precision} {lowering}"] = {
+                key = f"{precision} {lowering}"
+                files[key] = {
                     "precision": precision, "lowering": lowering, "convert_s": round(time.perf_counter() - t, 1),
                     "bytes": path.stat().st_size, "delegation": litert_delegation(path),
                     "error": round(float(np.mean(np.abs(out - reference)) / (np.std(reference) or 1.0)), 5),
                     "top1_agreement": round(float(np.mean(out.argmax(1) == reference.argmax(1))), 4)}
                 if labels is not None:
-                    files[f"{precision} {lowering}"]["accuracy"] = round(float(np.mean(out.argmax(1) == labels)), 4)
-                paths[f"{precision} {lowering}"] = path
+                    files[key]["accuracy"] = round(float(np.mean(out.argmax(1) == labels)), 4)
+                paths[key] = path
         timed = bench(list(paths.values()), runtime="litert", threads=2, runs=runs, rounds=min(5, runs), memory=False)
         for key, result in zip(paths, timed["results"]):
             files[key]["p50_ms"] = result["p50_ms"]

@@ -25,6 +25,9 @@ TensorFlow), like the rest of ``runtime_bench``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -37,19 +40,35 @@ def litert_delegation(path: str | Path) -> Optional[dict]:
 
     ``operators`` counts the file's operators (in its main subgraph),
     ``delegated`` those XNNPACK runs, ``partitions`` its delegate nodes.
-    None when ``ai_edge_litert`` is missing or does not list its nodes.
+    None when ``ai_edge_litert`` is missing, refuses the file or does not
+    list its nodes; never raises for those.
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
-    interp = Interpreter(model_path=str(path), num_threads=1)
     try:
-        interp.allocate_tensors()
+        with _quiet_fd2():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+            interp = Interpreter(model_path=str(path), num_threads=1)
+            interp.allocate_tensors()
         nodes = interp._get_ops_details()
-    except (AttributeError, RuntimeError, ValueError):
+    except (AttributeError, RuntimeError, ValueError):  # a file LiteRT refuses, or no node listing: nothing known
         return None
     return split_by_delegate(nodes)
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """fd 2 (where LiteRT's C++ logs) sent to /dev/null inside the block."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def split_by_delegate(nodes: list[dict]) -> dict:

@@ -90,6 +90,12 @@ def test_the_delegation_of_a_node_listing():
     assert delegation_line({"path": "m.onnx"}) is None
 
 
+def test_a_file_litert_refuses_has_no_delegation(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    assert litert_delegation(bad) is None
+
+
 def test_converted_as_before_int8_leaves_the_relu_the_pools_and_the_wide_concat_out(lowered):
     _, _, _, files = lowered
     before = litert_delegation(files["int8", False])

@@ -49,15 +49,10 @@ def artifact_info(path: str | Path) -> dict:
         raise UserError(f"{path}: not a readable {fmt} file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
     stamp = read_stamp(path)
     delegation = None
-    if fmt == "tflite":
-        from lrfc.common.quiet import silenced_stderr
+    if fmt == "tflite":  # None where LiteRT refuses the file: the listing above still stands
         from runtime_bench.delegation import litert_delegation
 
-        try:
-            with silenced_stderr():  # LiteRT's "Created ... XNNPACK delegate" line
-                delegation = litert_delegation(path)
-        except (RuntimeError, ValueError):  # LiteRT refuses the file: the listing above still stands
-            delegation = None
+        delegation = litert_delegation(path)
     contract = json.loads(stamp["lrfc.input"]) if "lrfc.input" in stamp else None
     return {"file": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
             "stamp": stamp, "contract": contract, "labels": json.loads(stamp["lrfc.labels"]) if "lrfc.labels" in stamp

@@ -233,7 +233,6 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
         one-line failure when it did not pass (a runtime that refuses the file
         is a failure too).
     """
-    from lrfc.common.quiet import silenced_stderr
     from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import ArtifactRecord, sha256_of
     from runtime_bench.delegation import litert_delegation
@@ -265,11 +264,7 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
     except (RuntimeError, ValueError, OSError):  # a description it cannot read leaves the gate's verdict as it is
         record.io = None
     if fmt == "tflite":  # which operators XNNPACK runs: an int8 file it splits can run slower than its fp32 twin
-        try:
-            with silenced_stderr():  # LiteRT's "Created ... XNNPACK delegate" line
-                record.delegation = litert_delegation(path)
-        except (RuntimeError, ValueError, OSError):
-            record.delegation = None
+        record.delegation = litert_delegation(path)
     record.quantile_abs_diff = result.get("quantile_abs_diff")
     if labels is not None and len(labels) == len(x):
         y = np.asarray(labels).reshape(len(x))
