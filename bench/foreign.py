@@ -36,10 +36,16 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
 * ``mobilenetv2-bn999/png``: lrfc should refuse (exit 2, one line) in seconds;
 * ``resnet50-caffe/npz-caffe``: ``--channel-order bgr --input-mean 103.939,116.779,123.68 --input-range 0-255``;
 * ``resnet50-caffe/npz``: the same model without those flags (the user who forgot them);
-* ``mobilenetv3small/npz``, ``convnexttiny/png``: defaults.
+* ``mobilenetv3small/npz``, ``convnexttiny/png``: defaults;
+* ``mobilenetv3small/npz-int8``: ``--target host-int8``, the phone engineer's int8 deployment: every int8 file,
+  the original's and lrfc's, failed the gate in the fp32 row's baselines, so the build exits 1 and should say why
+  and what to do;
+* ``mobilenetv3small/npz-int8-qat``: ``--target host-int8 --qat``, that advice taken.
 
 Each row keeps the command, exit status, wall time and peak RSS; a refused
-row its one line; a built row the input contract lrfc read, accuracy before
+row its one line (``refusal``); a build that exits 1 (lrfc's file failed its
+gate: it reports all the same) that line (``failed``) and what a built row
+keeps; a built row the input contract lrfc read, accuracy before
 and after (validation, and test where the data has one), the budget, what
 was removed, and the four-way latency table per runtime (``bench.speed``).
 Each model also keeps its own Keras top-1 on the 10,000 test images as
@@ -86,6 +92,8 @@ ROWS = {
     "resnet50-caffe/npz": ("resnet50-caffe", "npz", []),
     "mobilenetv3small/npz": ("mobilenetv3small", "npz", []),
     "convnexttiny/png": ("convnexttiny", "png", []),
+    "mobilenetv3small/npz-int8": ("mobilenetv3small", "npz", ["--target", "host-int8"]),
+    "mobilenetv3small/npz-int8-qat": ("mobilenetv3small", "npz", ["--target", "host-int8", "--qat"]),
 }
 
 
@@ -203,8 +211,11 @@ def run_row(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> dict:
     row = {"model": model, "trained": info, "data": kind, "flags": " ".join(flags), "command": "lrfc " + " ".join(cli),
            **stamp(), "exit": code, "wall_s": round(wall, 1),
            "peak_rss_mb": round(peak, 1)}
+    last = (err.strip().splitlines() or ["(no message)"])[-1]
+    if code == 1 and out.strip():  # built, but a file of lrfc's failed its gate: the report is written all the same
+        return {**row, "failed": last, **from_report(json.loads(out))}
     if code != 0:
-        return {**row, "refusal": (err.strip().splitlines() or ["(no message)"])[-1]}
+        return {**row, "refusal": last}
     return {**row, **from_report(json.loads(out))}
 
 
@@ -212,7 +223,7 @@ def refresh(results: dict) -> None:
     """Each built row's report-derived fields read again from its build's report.json (command, date, wall stay)."""
     for name, row in results.get("runs", {}).items():
         path = WORK / "out" / name.replace("/", "-") / "report.json"
-        if not row["exit"] and path.is_file():
+        if "refusal" not in row and path.is_file():
             row.update(from_report(json.loads(path.read_text())))
 
 
@@ -247,8 +258,9 @@ def main(argv=None) -> None:
             note_machine(results)
 
         update_json(RESULTS, change)
-        done = (f"refused in {row['wall_s']:.0f} s: {row['refusal']}" if row["exit"] else
-                f"drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {row['wall_s']:.0f} s")
+        done = (f"refused in {row['wall_s']:.0f} s: {row['refusal']}" if "refusal" in row else
+                f"drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {row['wall_s']:.0f} s"
+                + (f", exit {row['exit']}: {row['failed']}" if row.get("failed") else ""))
         print(f"{name}: {done}", flush=True)
 
 

@@ -17,15 +17,17 @@ def _trained(t: dict) -> str:
 
 
 def _outcome(r: dict) -> str:
-    if r["exit"]:
+    if "refusal" in r:
         return f"refused (exit {r['exit']}) after {r['wall_s']:.0f} s: {r['refusal'].replace('|', '/')}"
     budget = r["budget"]
     verdict = "met" if budget["met"] else f"MISSED by {budget['drop'] - budget['max_drop']:.2f} points"
     test = ("no test split in the data" if r["test_before"] is None else
             f"test split {_pct(r['test_before'])} → {_pct(r['test_after'])}")
+    failed = f"; **exit {r['exit']}**: {r['failed'].replace('|', '/')}" if r.get("failed") else ""
     return (f"validation {_pct(r['accuracy_before'])} → {_pct(r['accuracy_after'])} (drop {r['drop_points']:.2f}, "
             f"{verdict}, {budget['validation_samples']:,} samples); {test}; {r['params_removed_pct']:.1f}% params, "
-            f"{r['macs_removed_pct']:.1f}% MACs removed; {r['wall_s'] / 60:.1f} min, peak RSS {r['peak_rss_mb']:,.0f} MiB")
+            f"{r['macs_removed_pct']:.1f}% MACs removed; {r['wall_s'] / 60:.1f} min, peak RSS {r['peak_rss_mb']:,.0f} MiB"
+            f"{failed}")
 
 
 def fastest_lines(runs: dict) -> list[str]:
@@ -64,7 +66,7 @@ def foreign(record: dict) -> list[str]:
         lines.append(f"| {n} | {r['trained']['architecture']}, `{r['trained']['file']}` | {_trained(r['trained'])} | "
                      f"{'`' + r['flags'] + '`' if r['flags'] else 'defaults'} | {read.replace('|', '/')} | "
                      f"{_outcome(r)} |")
-    built = {n: r for n, r in runs.items() if not r["exit"]}
+    built = {n: r for n, r in runs.items() if "refusal" not in r}  # exit 1 (a failed file of lrfc's) reports too
     lines.append("")
     if built:
         lines += ratios_table(built, targets=False) + four_way_table(built) + fastest_lines(built)

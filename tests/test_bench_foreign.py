@@ -46,6 +46,12 @@ def test_refused_and_built_rows():
     assert ("lrfc fp32 0.190 ms is slower than original int8 0.168 ms (0.88x; original int8 failed verification "
             "(timed, not published)).") in text
     assert "6 epochs on 5,000 images (0.4 min), no BatchNorm; " in text
+    # a build that exits 1 (a file of lrfc's failed its gate) keeps its numbers and says why it failed
+    failed = {**built, "exit": 1, "failed": "lrfc: error: model.tflite (int8) failed verification (try --qat)"}
+    text = "\n".join(foreign({"machine": {}, "runs": {"m/int8": failed}}))
+    assert ("21.0% MACs removed; 2.6 min, peak RSS 2,191 MiB; **exit 1**: lrfc: error: model.tflite (int8) failed "
+            "verification (try --qat) |") in text
+    assert "| m/int8 | Xeon (AVX-512, AMX) | ONNX Runtime CPU | 1.15x |" in text
 
 
 def test_every_row_names_a_model_and_the_data_it_writes():

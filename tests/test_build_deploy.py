@@ -269,6 +269,59 @@ def test_a_baseline_that_fails_its_gate_is_timed_and_marked_but_never_published(
     assert int8_line.count("(failed verification: timed, not published)") == 2
 
 
+def test_an_int8_target_whose_original_fails_its_gate_still_builds_and_times_it(tiny_model_path, small_fashion_mnist,
+                                                                                tmp_path, monkeypatch):
+    """The original's own int8 file is the reference lrfc's is timed against, not the deliverable (bench.foreign's
+    MobileNetV3Small: post-training int8 of the original fails the gate). Here the gate is made impossible for
+    ``original.tflite`` alone: lrfc's file is published, the exit status is 0, the original's file is timed beside it,
+    flagged, and left out of ``out``. Then for every int8 file: lrfc's failure says the original's fails too, and
+    what to do."""
+    import lrfc
+    from lrfc.errors import VerificationError
+    from lrfc.lower import verify
+    from lrfc.report.text import summary_table
+
+    impossible = verify.Tolerance(max_abs_diff=1e-9, top1_agreement=1.0)
+    real_gate = verify.gate
+
+    def strict_for_original(path, fmt, precision, *args, **kwargs):
+        if Path(path).stem != "original" or precision != "int8":
+            return real_gate(path, fmt, precision, *args, **kwargs)
+        with monkeypatch.context() as m:
+            m.setitem(verify.TOLERANCES, "int8", impossible)
+            return real_gate(path, fmt, precision, *args, **kwargs)
+
+    monkeypatch.setattr(verify, "gate", strict_for_original)
+    options = dict(target="host-int8", objective="flops", finetune="none", calib_samples=64, formats=("tflite",),
+                   bench_runs=20, cache_dir=str(tmp_path / "cache"), log=lambda m: None)
+    result = lrfc.build(str(tiny_model_path), str(small_fashion_mnist), out=tmp_path / "o", **options)
+    assert result.failed == []  # lrfc's file passed: the build delivered
+    original = next(a for a in result.artifacts if a.model == "original" and a.variant is None)
+    assert not original.passed and original.error.startswith("original.tflite (int8) failed verification")
+    assert not original.deliverable and next(a for a in result.artifacts if a.model == "compressed").deliverable
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.suffix == ".tflite") == ["model.fp32.tflite",
+                                                                                          "model.tflite",
+                                                                                          "original.fp32.tflite"]
+    assert not list((tmp_path / "o").glob(".lrfc-staging-*"))
+    (run,) = result.report["benchmarks"]["runs"]  # timed all the same, beside lrfc's file
+    assert run["precision"] == "int8" and run["original"]["verified"] is False and run["original"]["p50_ms"] > 0
+    assert "verified" not in run["compressed"] and run["ratios"]["latency_p50"] > 0
+    summary = summary_table(result.report)
+    latency = next(l for l in summary.splitlines() if l.startswith("latency     litert int8"))
+    assert latency.endswith("(the original's file failed verification: timed, not published)")
+    assert "original.tflite  int8  NOT PUBLISHED: original.tflite (int8) failed verification" in summary
+
+    monkeypatch.setitem(verify.TOLERANCES, "int8", impossible)  # now lrfc's int8 file fails too: the build does
+    with pytest.raises(VerificationError) as failure:
+        lrfc.build(str(tiny_model_path), str(small_fashion_mnist), out=tmp_path / "p", **options)
+    (mine,) = failure.value.result.failed
+    assert mine.name == "model.tflite" and mine.error.startswith("model.tflite (int8) failed verification")
+    assert mine.error.endswith("(the original's own int8 file fails the gate too: post-training int8 loses this much "
+                               "on this model; --qat (with --finetune oneshot) fine-tunes through int8 rounding "
+                               "instead)"), mine.error
+    assert str(failure.value) == mine.error
+
+
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
     """An unreachable board is priced by roofline estimates, and every place that shows a cost says so. The board
     is the Orin Nano's profile without its nominal per-operator overhead: with it, the tiny model's layers cost

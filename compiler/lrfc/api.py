@@ -36,12 +36,13 @@ class BuildResult:
 
     @property
     def failed(self) -> list:
-        """Artifacts at the target's precision that failed verification (not published).
+        """lrfc's files at the target's precision that failed verification (not published).
 
-        A failed baseline (``lower.stage``: both models at the other precision, timed
-        beside lrfc's model) is a warning in the report, not a failure.
+        A failed reference (``ArtifactRecord.deliverable``: the original's file, or
+        either model at the other precision, timed beside lrfc's) is a warning in
+        the report, not a failure.
         """
-        return [a for a in self.artifacts if not a.passed and a.variant is None]
+        return [a for a in self.artifacts if not a.passed and a.deliverable]
 
     @property
     def budget_met(self) -> bool:

@@ -142,11 +142,12 @@ class BuildState:
 
     @property
     def failed(self) -> list[ArtifactRecord]:
-        """Artifacts at the target's precision that failed verification (not published).
+        """lrfc's files at the target's precision that failed verification (not published).
 
-        A failed baseline (``lower.stage``: the other precision) is reported, not a failure.
+        A failed reference (the original's file, or the other precision's: ``ArtifactRecord.deliverable``)
+        is reported and timed, not a failure.
         """
-        return [a for a in self.artifacts if not a.passed and a.variant is None]
+        return [a for a in self.artifacts if not a.passed and a.deliverable]
 
     def mac_totals(self) -> tuple[int, int]:
         """MACs of one sample through the original model and through the one the chosen plan makes."""

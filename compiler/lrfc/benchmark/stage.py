@@ -120,9 +120,10 @@ class Benchmarks:
 
 
 def _artifact(state, role: str, fmt: str, variant: str | None = None):
-    """The staged file of ``role`` in ``fmt``: verified, or for a baseline, present (``lower.stage``)."""
+    """The staged file of ``role`` in ``fmt``: verified, or for a reference (the original's, a baseline), present
+    (``lower.stage`` keeps those that failed their gate until the benchmark has timed them)."""
     return next((a for a in state.artifacts if a.model == role and a.format == fmt and a.variant == variant
-                 and (a.passed or (variant is not None and (state.output.staging / Path(a.path).name).is_file()))),
+                 and (a.passed or (not a.deliverable and (state.output.staging / Path(a.path).name).is_file()))),
                 None)
 
 
@@ -214,7 +215,7 @@ def _assemble(state, runtime: str, fmt: str, records: list, rows: list[dict], de
     """The run's record from its rows: accuracies and gate results beside the timings, and the ratios."""
     for row, record in zip(rows, records):
         row["path"], row["accuracy"] = record.path, record.accuracy
-        if not record.passed:  # a baseline timed though it failed its gate (lower.stage): said beside its numbers
+        if not record.passed:  # a reference timed though it failed its gate (lower.stage): said beside its numbers
             row["verified"], row["error"] = False, record.error
     macs = state.mac_totals()
     before, after = rows[:2]
@@ -231,13 +232,13 @@ def _assemble(state, runtime: str, fmt: str, records: list, rows: list[dict], de
 
 def benchmark(state) -> None:
     """Original vs compressed latency, memory and size on the target's runtimes (skipped when out of reach); then
-    the baseline files that failed their gate leave the staging folder, timed but never published."""
-    from lrfc.lower.stage import discard_failed_baselines
+    the reference files that failed their gate leave the staging folder, timed but never published."""
+    from lrfc.lower.stage import discard_failed_references
 
     try:
         _benchmark(state)
     finally:
-        discard_failed_baselines(state)
+        discard_failed_references(state)
 
 
 def _benchmark(state) -> None:

@@ -29,10 +29,11 @@ from lrfc.errors import UserError
 
 def artifact_info(path: str | Path) -> dict:
     """``{"file", "format", "bytes", "sha256", "io", "stamp", "contract", "labels", "operators", "float_ops",
-    "int8_weights_only", "delegation"}``; ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite
+    "int8_weights_only", "delegation", "refused"}``; ``operators`` counts each operator type, ``float_ops`` (a quantized TFLite
     file; None for others) the ones whose outputs are float32; ``int8_weights_only``: a dynamic-range TFLite file
     (int8 weights, every activation float32); ``delegation``: a TFLite file's ``runtime_bench.delegation`` summary
-    (None for ONNX, or without LiteRT)."""
+    (None for ONNX, or without LiteRT); ``refused``: why a quantized TFLite file does not load and run once in a
+    child process (``runtime_bench.sandbox``: LiteRT can abort on one), else None."""
     from lrfc.lower.check import artifact_format
     from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import sha256_of
@@ -48,17 +49,19 @@ def artifact_info(path: str | Path) -> dict:
     except Exception as exc:  # a damaged file: one line, as verify says it
         raise UserError(f"{path}: not a readable {fmt} file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
     stamp = read_stamp(path)
-    delegation = None
+    delegation = refused = None
     if fmt == "tflite":  # None where LiteRT refuses the file: the listing above still stands
+        from lrfc.lower.verify import first_run_refused
         from runtime_bench.delegation import litert_delegation
 
-        delegation = litert_delegation(path)
+        refused = first_run_refused(path, fmt, "int8" if quantized else "fp32")
+        delegation = None if refused else litert_delegation(path)
     contract = json.loads(stamp["lrfc.input"]) if "lrfc.input" in stamp else None
     return {"file": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
             "stamp": stamp, "contract": contract, "labels": json.loads(stamp["lrfc.labels"]) if "lrfc.labels" in stamp
             else None, "operators": dict(operators.most_common()),
             "float_ops": dict(float_ops.most_common()) if quantized else None,
-            "int8_weights_only": int8_weights and not quantized, "delegation": delegation}
+            "int8_weights_only": int8_weights and not quantized, "delegation": delegation, "refused": refused}
 
 
 def _tflite_ops(path: Path) -> tuple[Counter, Counter, bool, bool]:
@@ -138,6 +141,8 @@ def render_artifact_info(info: dict) -> str:
                      + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in floats.items()))
     elif info.get("int8_weights_only"):
         lines.append("float     int8 weights only (dynamic-range quantization): every activation stays float32")
+    if info.get("refused"):
+        lines.append(f"LiteRT    cannot run it: {info['refused']}")
     delegation = info.get("delegation")
     if delegation:
         from runtime_bench.delegation import left_out

@@ -136,8 +136,9 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         xnnpack: a TFLite file uses operators LiteRT's XNNPACK delegate takes in place of ones it would
             leave out (``tflite.export_tflite``: the same function, an int8 HARD_SWISH one rounding more);
             False for a device that runs other kernels (the Edge TPU, ``requires_full_int8``).
-        keep_failed: leave a file that failed the gate in ``out_dir`` (a baseline to time, never to publish:
-            the caller removes it, ``lower.stage.discard_failed_baselines``).
+        keep_failed: leave a file that failed the gate in ``out_dir`` (a reference to time, never to publish:
+            the caller removes it, ``lower.stage.discard_failed_references``), if it ran: one its runtime refused
+            or crashed on (``verify.first_run_refused``) would take the benchmark's worker down with it.
         stamp: text entries written into each file before its gate (``lower.stamp``: the input contract,
             the class names), so the verified file is the one that carries them.
 
@@ -205,7 +206,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     record.note = "; ".join(n for n in (note, record.note) if n) or None
     if record.error:
         record.error = record.error.replace(staged.name, final.name, 1)
-    if not record.passed and not keep_failed:
+    if not record.passed and (not keep_failed or record.top1_agreement is None):  # kept to be timed only if it ran
         staged.unlink(missing_ok=True)
     return record
 

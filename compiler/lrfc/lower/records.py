@@ -51,6 +51,16 @@ class ArtifactRecord:
     def name(self) -> str:
         return Path(self.path).name
 
+    @property
+    def deliverable(self) -> bool:
+        """Whether the file is what the build delivers: lrfc's model at the target's precision.
+
+        The others are references timed beside it: the original (``original.*``)
+        and either model at the other precision (``variant``). One that fails its
+        gate is reported and timed, never published, and fails no build.
+        """
+        return self.variant is None and self.model != "original"
+
     def to_json(self) -> dict:
         """The record as JSON; unset optional fields are left out."""
         data = asdict(self)

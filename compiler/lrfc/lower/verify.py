@@ -154,6 +154,16 @@ def runner_for(fmt: str):
     return get_runner(DEFAULT_RUNTIME[f".{fmt}"])
 
 
+def first_run_refused(path: str | Path, fmt: str, precision: str) -> str | None:
+    """For an int8 TFLite file, why its first load and inference fail in a child process (``runtime_bench.sandbox``:
+    LiteRT's XNNPACK can abort on one instead of raising); None when they work, or for any other file."""
+    if fmt != "tflite" or precision != "int8":
+        return None
+    from runtime_bench.sandbox import first_run
+
+    return first_run(path)
+
+
 def run_artifact(path: str | Path, fmt: str, x, chunk: int | None = None) -> np.ndarray:
     """The artifact's first output on ``x`` in its runtime (``fmt``: ``tflite`` or ``onnx``), as float32.
 
@@ -240,6 +250,9 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
     path = Path(path)
     record = ArtifactRecord(fmt, str(path), precision, False, bytes=path.stat().st_size, sha256=sha256_of(path))
     try:
+        refused = first_run_refused(path, fmt, precision)
+        if refused:  # the runtime would abort this process (runtime_bench.sandbox): it never loads the file here
+            raise RuntimeError(refused)
         outputs = run_artifact(path, fmt, x)
     except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: the gate fails
         why = first_line(exc)

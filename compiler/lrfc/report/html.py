@@ -127,6 +127,8 @@ def _deployment(report: dict, e) -> list[str]:
                              f"<td class=n>{_mib(o.get('peak_rss_mb'))} &rarr; {_mib(c.get('peak_rss_mb'))}</td>"
                              f"<td class=n>{o['file_bytes']:,} &rarr; {c['file_bytes']:,}</td></tr>")
             parts.append("</tbody></table>")
+            parts += [f"<p><b>{e(run['runtime'])}: the original's {e(run['precision'])} file failed verification</b> "
+                      "(timed, not published)</p>" for run in bench["runs"] if run["original"].get("verified") is False]
             parts += [f"<p><b>Timed again</b>: {e(agreement_line(run))}</p>" for run in bench["runs"]
                       if (run.get("agreement") or {}).get("retimed")]
             parts += _four_way(bench["runs"], e)

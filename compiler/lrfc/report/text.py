@@ -153,9 +153,11 @@ def _bench_line(run: dict) -> str:
     def mb(x):
         return "n/a" if x is None else f"{x:.1f}"
 
+    unverified = " (the original's file failed verification: timed, not published)" if o.get("verified") is False else ""
     return (f"{run['runtime']} {run['precision']}: p50 {o['p50_ms']:.3f} -> {c['p50_ms']:.3f} ms "
             f"(speed-up {r['latency_p50']:.2f}x; MAC reduction {r.get('macs') or 0:.2f}x), peak RSS "
-            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MiB, file {o['file_bytes']:,} -> {c['file_bytes']:,} bytes")
+            f"{mb(o.get('peak_rss_mb'))} -> {mb(c.get('peak_rss_mb'))} MiB, file {o['file_bytes']:,} -> "
+            f"{c['file_bytes']:,} bytes{unverified}")
 
 
 def _baseline_pair_line(run: dict, precision: str, pair: dict) -> str:

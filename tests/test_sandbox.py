@@ -1,0 +1,71 @@
+"""runtime_bench.sandbox: a file LiteRT aborts on fails its gate in one line; lrfc's own process never loads it.
+
+The model is built here to hit what keras.applications MobileNetV3Large (untrained, factorized) hit: a 1x1
+convolution whose calibrated output is exactly zero (its weights cancel over two copies of one tensor), so its
+requantization scale is far past the 256 XNNPACK creates, after a HARD_SWISH that lrfc rewrites for XNNPACK. With
+ai-edge-litert 2.3.0 the file without the rewrite fails to load cleanly ("failed to create XNNPACK runtime"); with
+it, LiteRT frees memory twice and aborts the process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrfc.lower.tflite import export_tflite
+from runtime_bench.sandbox import first_run, last_words
+
+
+@pytest.fixture(scope="module")
+def aborting(tmp_path_factory):
+    """The int8 file LiteRT aborts on, the same model's file it refuses cleanly, and the model."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+    h = layers.Activation("hard_swish")(layers.Conv2D(8, 1)(inp))
+    zero = layers.Conv2D(4, 1, use_bias=False, name="cancel")(layers.Concatenate()([h, h]))
+    z = layers.Activation("hard_swish")(zero)
+    y = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1)(layers.Add()([z, layers.Conv2D(4, 1)(h)])))
+    model = keras.Model(inp, y)
+    w = np.random.default_rng(0).standard_normal((1, 1, 8, 4)).astype(np.float32)
+    model.get_layer("cancel").set_weights([np.concatenate([w, -w], axis=2)])
+    calibration = np.random.default_rng(1).uniform(0, 1, (32, 8, 8, 3)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("sandbox")
+    crashes = export_tflite(model, folder / "crashes.tflite", "int8", calibration, xnnpack=True)
+    refused = export_tflite(model, folder / "refused.tflite", "int8", calibration, xnnpack=False)
+    return crashes, refused, model, calibration
+
+
+def test_first_run_says_how_the_runtime_died_or_refused(aborting, tmp_path):
+    crashes, refused, model, calibration = aborting
+    assert first_run(crashes).startswith("its runtime crashed loading or running it (SIGABRT): ")
+    assert "double free" in first_run(crashes)
+    assert first_run(refused).startswith("ValueError: ") and "failed to create XNNPACK runtime" in first_run(refused)
+    fine = export_tflite(model, tmp_path / "fp32.tflite", "fp32")
+    assert first_run(fine) is None
+    assert last_words("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nfree(): double free\n\n") == \
+        "free(): double free"
+
+
+def test_the_gate_and_inspect_fail_such_a_file_in_one_line_and_live(aborting, tmp_path):
+    """The gate runs an int8 TFLite file in a child first: a crash there is this file's failure, not the build's
+    (before, ``lrfc build`` on the MobileNetV3Large ended with exit status 134 and no message). Lowered with
+    ``keep_failed`` (a reference to time), a file that did not run is not kept: it would take the benchmark's
+    worker down with it."""
+    from lrfc.lower.artifact_info import artifact_info, render_artifact_info
+    from lrfc.lower.artifacts import lower
+    from lrfc.lower.verify import gate, reference_outputs
+
+    crashes, _, model, calibration = aborting
+    record = gate(crashes, "tflite", "int8", calibration, reference_outputs(model, calibration))
+    assert not record.passed and record.top1_agreement is None and record.delegation is None
+    assert record.error.startswith("crashes.tflite (int8) does not run in LiteRT (XNNPACK on, its default): its "
+                                   "runtime crashed loading or running it (SIGABRT): ")
+    info = artifact_info(crashes)
+    assert info["refused"] == first_run(crashes) and info["delegation"] is None
+    assert f"LiteRT    cannot run it: {info['refused']}" in render_artifact_info(info)
+    (kept,) = lower(model, tmp_path, precision="int8", formats=("tflite",), calibration=calibration,
+                    keep_failed=True)
+    assert not kept.passed and "crashed" in kept.error and not (tmp_path / "model.tflite").exists()
