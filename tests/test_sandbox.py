@@ -9,11 +9,14 @@ it, LiteRT frees memory twice and aborts the process.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from lrfc.lower.tflite import export_tflite
 from runtime_bench.sandbox import first_run, last_words
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +72,44 @@ def test_the_gate_and_inspect_fail_such_a_file_in_one_line_and_live(aborting, tm
     (kept,) = lower(model, tmp_path, precision="int8", formats=("tflite",), calibration=calibration,
                     keep_failed=True)
     assert not kept.passed and "crashed" in kept.error and not (tmp_path / "model.tflite").exists()
+
+
+def test_a_build_of_a_model_litert_aborts_on_ends_in_one_line(tmp_path):
+    """The same cancellation inside a 28x28 classifier, built for ``host-int8`` under ``--objective latency``: the
+    whole-model timing's worker dies on the original's int8 file (the ladder stays as priced, and the report says
+    why), the original's file is a reference that does not run, lrfc's own int8 TFLite file does not run either:
+    the build publishes its ONNX file and ends with exit status 1 and one line naming the crash, no traceback."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1))
+    x = layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    h = layers.Activation("hard_swish")(layers.Conv2D(16, 1)(x))
+    zero = layers.Conv2D(8, 1, use_bias=False, name="cancel")(layers.Concatenate()([h, h]))
+    z = layers.Activation("hard_swish")(zero)
+    y = layers.Conv2D(256, 1, activation="relu")(layers.Add()([z, layers.Conv2D(8, 1)(h)]))
+    # wide enough that its chains beat it at int8 on LiteRT too (narrow ones do not here): a ladder to time
+    y = layers.GlobalAveragePooling2D()(layers.Conv2D(256, 3, padding="same", activation="relu")(y))
+    model = keras.Model(inp, layers.Dense(10)(y))
+    w = np.random.default_rng(0).standard_normal((1, 1, 16, 8)).astype(np.float32)
+    model.get_layer("cancel").set_weights([np.concatenate([w, -w], axis=2)])
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "o"
+    res = run_cli("build", str(tmp_path / "m.keras"), "--data", "fashion-mnist", "--target", "host-int8",
+                  "--objective", "latency", "--finetune", "none", "--allow-low-accuracy", "--calib-samples", "64",
+                  "--bench-runs", "10", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                  "--cost-db", str(tmp_path / "costs.sqlite"), timeout=600)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "lrfc: error: model.tflite (int8) does not run in LiteRT (XNNPACK on, its default): its runtime crashed "
+        "loading or running it (SIGABRT): "), res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget_search"]["levels"] >= 1  # a ladder to time
+    assert report["whole_model"]["status"].startswith(
+        "estimated: timing the whole models on litert failed (benchmark worker for the original: the worker exited "
+        "while loading (exit status -6): ")
+    arts = {a["path"].rsplit("/", 1)[-1]: a for a in report["artifacts"] if a.get("variant") is None}
+    assert not arts["original.tflite"]["passed"] and "crashed" in arts["original.tflite"]["error"]
+    assert arts["model.onnx"]["passed"] and (out / "model.onnx").is_file()
+    assert not (out / "model.tflite").exists() and not (out / "original.tflite").exists()

@@ -30,7 +30,10 @@ the ``measure`` stage closes the loop on the whole model:
    published and the build says so.
 
 Where the device cannot be reached the ladder stays as priced and the records
-carry the per-layer estimate only (``status`` "estimated").
+carry the per-layer estimate only (``status`` "estimated"); so too where the
+timing itself fails (a worker died: LiteRT's XNNPACK aborted on an int8 file,
+``runtime_bench.sandbox``), with a warning that says so, instead of ending the
+build.
 """
 
 from __future__ import annotations
@@ -200,6 +203,11 @@ def signature(architecture: str, plan, fmt: str) -> str:
     return "whole-model " + content_hash(architecture, json.dumps(plan.to_json(), sort_keys=True), fmt)
 
 
+def model_file(work, k: int, fmt: str) -> Path:
+    """Where ``timed_ms`` lowers the ``k``-th model (0: the original)."""
+    return Path(work) / f"model{k}.{fmt}"
+
+
 def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[float] | None = None
              ) -> tuple[list[float], bool]:
     """Whole-model latency of ``models`` (``[(plan, build)]``, the original first), side by side, and whether timed now.
@@ -221,7 +229,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
     if all(s in known for s in sigs):
         return [known[s] for s in sigs], False
     calibration = state.splits.x_calib[:INT8_CALIBRATION]
-    paths = [Path(work) / f"model{k}.{fmt}" for k in range(len(models))]
+    paths = [model_file(work, k, fmt) for k in range(len(models))]
     todo = [(path, plan, build) for path, (plan, build) in zip(paths, models) if not path.is_file()]
     if todo:
         with state.progress("measure", len(todo)) as bar:
@@ -250,19 +258,32 @@ def measure_ladder(state) -> WholeModel:
     choices = {i: levels[i].to_json()["choices"] for i in picks}
     original = Timed(None, "original", round(sum(state.original_ms.values()), 5))
     usable = measured_runtimes(profile, state.link)[0] if state.link is not None else []
-    if not usable:  # the ladder stays as priced: every rung keeps its index
-        why = "estimated" if state.link is None else "estimated: no runtime of the target can run on the device"
+
+    def as_priced(why: str) -> WholeModel:  # the ladder stays as priced: every rung keeps its index
         estimated = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), rung=i) for i in picks)
         return WholeModel(why, None, profile.precision, original, estimated, choices, tuple(range(len(levels))))
+
+    if not usable:
+        return as_priced("estimated" if state.link is None else
+                         "estimated: no runtime of the target can run on the device")
     runtime = usable[0]
     plans = [plan_from(levels[i].choices) for i in picks]
     models = [(Plan(()), lambda: state.flat)] + [(p, (lambda p=p: plan_model(state, p))) for p in plans]
     with tempfile.TemporaryDirectory(prefix="lrfc-measure-") as work:
-        ms, fresh = timed_ms(state, models, format_of(runtime), runtime, Path(work))
-        suspect = inverted(dict(zip(picks, ms[1:])), ms[0]) if fresh else []  # stored numbers were re-timed already
-        if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
-            state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; timing all again")
-            ms, _ = timed_ms(state, models, format_of(runtime), runtime, Path(work), floor=ms)
+        try:
+            ms, fresh = timed_ms(state, models, format_of(runtime), runtime, Path(work))
+            suspect = inverted(dict(zip(picks, ms[1:])), ms[0]) if fresh else []  # stored numbers were re-timed
+            if suspect:  # likely noise, and it would cut the ladder: once more, side by side (module doc)
+                state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; "
+                          "timing all again")
+                ms, _ = timed_ms(state, models, format_of(runtime), runtime, Path(work), floor=ms)
+        except RuntimeError as exc:  # a worker died or hung: runtime_bench's error names the file and its last words
+            text = str(exc)
+            for k, level in enumerate([None, *picks]):  # the files by what they are, not their temporary names
+                text = text.replace(str(model_file(work, k, format_of(runtime))),
+                                    "the original" if level is None else f"rung {level}")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            return as_priced(f"estimated: timing the whole models on {runtime} failed ({lines[0]}: {lines[-1]})")
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),

@@ -87,7 +87,10 @@ def with_advice(state, record):
     whose loss it is: the architecture's under post-training int8 (bench.foreign's
     trained MobileNetV3Small: every int8 file, the original's and lrfc's, failed
     on 2026-12-03 and -05), or the factorization's. ``--qat`` fine-tunes through
-    int8 rounding; it needs a fine-tuning round.
+    int8 rounding; it needs a fine-tuning round. It is a suggestion, not a cure:
+    that MobileNetV3Small's int8 files depend more on which calibration samples
+    were drawn (a min/max range per tensor, one outlier image widens it) than
+    on ``--qat`` (docs/LOG.md 2026-12-05 20:20 UTC).
     """
     if record.passed or not record.deliverable or record.precision != "int8" or record.top1_agreement is None:
         return record
@@ -99,8 +102,9 @@ def with_advice(state, record):
                  if not original.passed else "the original's own int8 file passes: the factorized model loses more "
                  "to int8 rounding")
     opts = state.options
-    fix = (None if opts.qat else "--qat fine-tunes through int8 rounding instead" if opts.finetune == "oneshot"
-           else "--qat (with --finetune oneshot) fine-tunes through int8 rounding instead")
+    fix = (None if opts.qat else "--qat, which fine-tunes through int8 rounding, may recover it"
+           if opts.finetune == "oneshot" else "--qat (with --finetune oneshot), which fine-tunes through int8 "
+           "rounding, may recover it")
     advice = "; ".join(part for part in (whose, fix) if part)
     return replace(record, error=f"{record.error} ({advice})") if advice else record
 
