@@ -285,7 +285,7 @@ def test_an_int8_target_whose_original_fails_its_gate_still_builds_and_times_it(
     real_gate = verify.gate
 
     def strict_for_original(path, fmt, precision, *args, **kwargs):
-        if Path(path).stem != "original" or precision != "int8":
+        if not Path(path).stem.endswith("original") or precision != "int8":  # its second try too (int8_ranges)
             return real_gate(path, fmt, precision, *args, **kwargs)
         with monkeypatch.context() as m:
             m.setitem(verify.TOLERANCES, "int8", impossible)

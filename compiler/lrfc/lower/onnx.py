@@ -132,7 +132,7 @@ def _without_optimizer_snapshots():
 
 
 def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray,
-                       reduce_range: bool = False, scheme: str = "u8s8") -> Path:
+                       reduce_range: bool = False, scheme: str = "u8s8", ranges: str = "minmax") -> Path:
     """Statically quantize an fp32 ``.onnx`` file to int8 (QDQ, per-channel weights), written atomically.
 
     Activations are uint8 (per tensor), weights int8 and symmetric per output
@@ -163,6 +163,8 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         reduce_range: weights on 7 bits instead of 8 (``lower.artifacts._onnx_int8_on_7_bits``: x86 CPUs
             without VNNI saturate 8-bit products).
         scheme: ``u8s8`` (ONNX Runtime CPU) or ``symmetric`` (TensorRT), one of ``INT8_SCHEMES``.
+        ranges: each activation's range: ``"minmax"`` over the samples (the quantizer's own) or
+            ``"percentile"`` (``int8_ranges.onnx_overrides``: a percentile of the per-sample extremes).
 
     Returns:
         ``out_path``.
@@ -200,10 +202,14 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         symmetric = scheme == "symmetric"
+        options = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
+        if ranges == "percentile":
+            from lrfc.lower.int8_ranges import onnx_overrides
+
+            options["TensorQuantOverrides"] = onnx_overrides(prepared, samples)
         quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else None)
+                        weight_type=QuantType.QInt8, reduce_range=reduce_range, extra_options=options or None)
         onnx.checker.check_model(str(tmp), full_check=True)
     return out_path
 

@@ -32,7 +32,9 @@ need Flex/select TF ops fails here instead of on the device.
 
 Precisions: ``fp32`` as trained; ``fp16`` float16 weights (float32 compute
 on CPUs, half on GPU delegates); ``int8`` full-integer quantization
-calibrated on a representative dataset, with int8 input and output tensors
+calibrated on a representative dataset (each activation's range its min and
+max there, or with ``ranges="percentile"`` a percentile of the per-sample
+extremes: ``int8_ranges``), with int8 input and output tensors
 and only int8 builtin kernels allowed, so the file runs on integer-only
 accelerators (Coral Edge TPU, after ``edgetpu_compiler``). A model with an op
 that has no int8 kernel fails the conversion instead of falling back to float
@@ -58,6 +60,7 @@ import numpy as np
 from lrfc.common.atomic import atomic_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
+RANGES = ("minmax", "percentile")  # int8 activation ranges (int8_ranges)
 FROZEN_GRAPH_MAX_BYTES = 16 * 2**20  # the frozen graph's extra ~25x stays under memory_plan's 17x + 192 MiB
 SERVING = "serving_default"
 REPRESENTATIVE_BATCH = 1  # samples per calibration step: single samples, the form every TF release accepts
@@ -98,7 +101,8 @@ def _captured_output(replay: bool = True):
             os.close(saved[1])
 
 
-def export_tflite(model, path: str | Path, precision: str = "fp32", representative=None, xnnpack: bool = True) -> Path:
+def export_tflite(model, path: str | Path, precision: str = "fp32", representative=None, xnnpack: bool = True,
+                  ranges: str = "minmax") -> Path:
     """Convert ``model`` to a ``.tflite`` file, written atomically.
 
     Args:
@@ -114,6 +118,10 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
             it would leave one out (``twin.TFLITE_REWRITES``; at int8
             ``TFLITE_INT8_REWRITES`` and ``xnnpack_int8``); False for a
             device with other kernels (the Edge TPU).
+        ranges: at int8, each activation's range from the representative
+            samples: ``"minmax"`` (the converter's own) or ``"percentile"``
+            (``int8_ranges``: a percentile of the per-sample extremes, so
+            one outlier sample does not set the step for all).
 
     Returns:
         ``path``.
@@ -123,6 +131,8 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, received {precision!r}")
+    if ranges not in RANGES:
+        raise ValueError(f"ranges must be one of {', '.join(RANGES)}, received {ranges!r}")
     if precision == "int8" and (representative is None or len(representative) == 0):
         received = "None" if representative is None else "an empty array"
         raise ValueError("int8 needs representative samples shaped like the model input (calibration data); "
@@ -145,12 +155,13 @@ def export_tflite(model, path: str | Path, precision: str = "fp32", representati
         try:
             frozen = _frozen_inference_function(tf, twin)
             flatbuffer = _convert(tf.lite.TFLiteConverter.from_concrete_functions([frozen]), tf, precision,
-                                  representative, replay=False)
+                                  representative, replay=False, ranges=ranges)
             flatbuffer = with_serving_signature(flatbuffer, [t.name for t in twin.inputs], len(twin.outputs))
         except Exception:  # noqa: BLE001 - a graph that will not freeze or convert frozen goes the SavedModel way
             flatbuffer = None
     if flatbuffer is None:
-        flatbuffer = _convert(tf.lite.TFLiteConverter.from_keras_model(twin), tf, precision, representative)
+        flatbuffer = _convert(tf.lite.TFLiteConverter.from_keras_model(twin), tf, precision, representative,
+                              ranges=ranges)
     if precision == "int8" and xnnpack:  # operators XNNPACK would leave out, as ones it takes (the gate judges)
         from lrfc.lower.xnnpack_int8 import xnnpack_int8
 
@@ -175,8 +186,15 @@ def _frozen_inference_function(tf, model):
     return convert_variables_to_constants_v2(traced.get_concrete_function())
 
 
-def _convert(converter, tf, precision: str, representative, replay: bool = True) -> bytes:
+def _convert(converter, tf, precision: str, representative, replay: bool = True, ranges: str = "minmax") -> bytes:
     """``converter``'s flatbuffer at ``precision``; its log is replayed on failure if ``replay``."""
+    if precision == "int8" and ranges == "percentile":
+        from lrfc.lower.int8_ranges import calibrated_model, quantized_int8, with_percentile_ranges
+
+        samples = np.asarray(representative)
+        with _captured_output(replay), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return quantized_int8(with_percentile_ranges(calibrated_model(converter, samples), samples))
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
