@@ -28,7 +28,7 @@ post-training int8 fails the gate took the benchmark and the exit status down
 with it before; ``ArtifactRecord.deliverable``):
 in ``bench.foreign``'s EfficientNetB0 row of 2026-12-03 13:30 UTC the
 original's int8 ONNX file failed the gate where lrfc's passed, which is worth
-seeing beside the times (MobileNetV3Small's row: all four int8 files); it
+seeing beside the times; it
 stays in the staging folder until the benchmark has run and
 is never published (``discard_failed_references``).
 
@@ -84,13 +84,13 @@ def with_advice(state, record):
     """``record`` with what to do next appended to its error, for lrfc's int8 file that failed the gate.
 
     Whether the original's own int8 file in the same format failed too says
-    whose loss it is: the architecture's under post-training int8 (bench.foreign's
+    whose loss it is: the model's under post-training int8 (bench.foreign's
     trained MobileNetV3Small: every int8 file, the original's and lrfc's, failed
-    on 2026-12-03 and -05), or the factorization's. ``--qat`` fine-tunes through
-    int8 rounding; it needs a fine-tuning round. It is a suggestion, not a cure:
-    that MobileNetV3Small's int8 files depend more on which calibration samples
-    were drawn (a min/max range per tensor, one outlier image widens it) than
-    on ``--qat`` (docs/LOG.md 2026-12-05 20:20 UTC).
+    on 2026-12-03 and -05 until the percentile second try, ``int8_ranges``), or
+    the factorization's. ``--qat`` fine-tunes through int8 rounding; it needs a
+    fine-tuning round. It is a suggestion, not a cure: that MobileNetV3Small's
+    int8 files depended more on which calibration samples were drawn than on
+    ``--qat`` (docs/LOG.md 2026-12-05 20:20 UTC).
     """
     if record.passed or not record.deliverable or record.precision != "int8" or record.top1_agreement is None:
         return record
