@@ -133,8 +133,10 @@ def onnx_overrides(fp32_path, samples: np.ndarray, percentile: float = PERCENTIL
         values = [samples[n:n + 1], *session.run(None, {feed: samples[n:n + 1]})]
         for k, value in enumerate(values):
             lo[n, k], hi[n, k] = float(np.min(value)), float(np.max(value))
+    float_input = proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # raw uint8: none
     overrides = {}
     for k, name in enumerate([feed, *names]):
-        low, high = percentile_range(lo[:, k], hi[:, k], percentile)
-        overrides[name] = [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+        if k or float_input:
+            low, high = percentile_range(lo[:, k], hi[:, k], percentile)
+            overrides[name] = [{"rmin": np.float32(low), "rmax": np.float32(high)}]
     return overrides
