@@ -32,8 +32,8 @@ the ``measure`` stage closes the loop on the whole model:
 Where the device cannot be reached the ladder stays as priced and the records
 carry the per-layer estimate only (``status`` "estimated"); so too where the
 timing itself fails (a worker died: LiteRT's XNNPACK aborted on an int8 file,
-``runtime_bench.sandbox``), with a warning that says so, instead of ending the
-build.
+``runtime_bench.sandbox``), the status saying which file and why, instead of
+ending the build.
 """
 
 from __future__ import annotations
