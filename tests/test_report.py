@@ -496,3 +496,18 @@ def test_a_benchmark_timed_again_says_so_in_the_summary_and_the_page(report):
     litert["agreement"].update(retimed=False, first=4.0, final=4.0)  # within the search's timing: nothing to say
     assert not any(l.startswith("check ") for l in summary_table(report).splitlines())
     assert "Timed again" not in render_html(report)
+
+
+def test_a_latency_ratio_of_a_model_with_nothing_factorized_says_it_is_noise(report):
+    """Nothing factorized: lrfc's files are the original's graph, so their side-by-side ratio measures the timing's
+    noise (an untrained MobileNet read 1.40x so with --bench-runs 5 on a busy host); a factorized one says nothing."""
+    run = _bench_run("litert", 0.729, 0.522, 0.150, 0.180)
+    report["benchmarks"] = {"runs": [run]}
+    latency = next(l for l in summary_table(report).splitlines() if l.startswith("latency "))
+    assert "nothing was factorized" not in latency
+    for layer in report["layers"]:
+        layer["method"] = None
+    latency = next(l for l in summary_table(report).splitlines() if l.startswith("latency "))
+    assert latency.endswith("(nothing was factorized: the same model timed twice, so this ratio is the timing's "
+                            "noise)"), latency
+    assert "<b>Nothing was factorized</b>: the same model timed twice" in render_html(report)

@@ -129,6 +129,9 @@ def _deployment(report: dict, e) -> list[str]:
             parts.append("</tbody></table>")
             parts += [f"<p><b>{e(run['runtime'])}: the original's {e(run['precision'])} file failed verification</b> "
                       "(timed, not published)</p>" for run in bench["runs"] if run["original"].get("verified") is False]
+            if not any(layer.get("method") is not None for layer in report["layers"]):
+                parts.append("<p><b>Nothing was factorized</b>: the same model timed twice, so these ratios are the "
+                             "timing's noise</p>")
             parts += [f"<p><b>Timed again</b>: {e(agreement_line(run))}</p>" for run in bench["runs"]
                       if (run.get("agreement") or {}).get("retimed")]
             parts += _four_way(bench["runs"], e)

@@ -74,8 +74,11 @@ def _footer(report: dict) -> list[str]:
             if delegated:
                 out.append(f"delegate    {delegated}")
     bench = report.get("benchmarks") or {}
+    same = not any(l.get("method") is not None for l in report["layers"])  # nothing factorized: one model twice
     for run in bench.get("runs") or []:
-        out.append(f"latency     {_bench_line(run)}")
+        out.append(f"latency     {_bench_line(run)}"
+                   + (" (nothing was factorized: the same model timed twice, so this ratio is the timing's noise)"
+                      if same else ""))
         if (run.get("agreement") or {}).get("retimed"):
             out.append(f"check       {agreement_line(run)}")
         other = baseline_of(run)
