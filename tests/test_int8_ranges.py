@@ -42,6 +42,7 @@ def test_percentile_ranges_ignore_the_outlier_that_min_max_ranges_take(model_and
 
 
 def test_onnx_percentile_ranges_too(model_and_data, tmp_path):
+    from lrfc.lower.artifacts import saturates_here
     from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
     from runtime_bench.run import run_onnx
 
@@ -50,7 +51,8 @@ def test_onnx_percentile_ranges_too(model_and_data, tmp_path):
     fp32 = export_onnx(model, tmp_path / "fp32.onnx")
     agree = {}
     for ranges in ("minmax", "percentile"):
-        path = quantize_onnx_int8(fp32, tmp_path / f"{ranges}.onnx", calibration, ranges=ranges)
+        path = quantize_onnx_int8(fp32, tmp_path / f"{ranges}.onnx", calibration, ranges=ranges,
+                                  reduce_range=saturates_here())  # 7-bit weights where 8-bit products saturate
         agree[ranges] = float(np.mean(run_onnx(path, x).argmax(1) == reference))
     assert agree["minmax"] < 0.7 and agree["percentile"] > 0.95, agree
 
@@ -65,9 +67,9 @@ def test_the_gate_takes_the_second_try_only_when_the_first_fails(model_and_data,
                     verify_samples=x, verify_labels=y)
     for record in records:
         assert record.passed and (tmp_path / "out" / record.name).is_file()
-        assert record.note.startswith(
+        assert (  # after the 7-bit note where this CPU saturates 8-bit ONNX products (an AVX2-only EPYC)
             "activation ranges at the 99th percentile of the 256 calibration samples' extremes: with the quantizer's "
-            f"min/max ranges it failed the gate ({record.name} (int8) failed verification: "), record.note
+            f"min/max ranges it failed the gate ({record.name} (int8) failed verification: ") in record.note, record.note
     clean = np.delete(calibration, 17, axis=0)
     (plain,) = lower(model, tmp_path / "plain", precision="int8", formats=("tflite",), calibration=clean,
                      verify_samples=x, verify_labels=y)
