@@ -20,10 +20,8 @@ from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def aborting(tmp_path_factory):
+def aborting(tmp_path_factory, keras):
     """The int8 file LiteRT aborts on, the same model's file it refuses cleanly, and the model."""
-    import keras
-
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inp = keras.Input((8, 8, 3))
@@ -74,13 +72,11 @@ def test_the_gate_and_inspect_fail_such_a_file_in_one_line_and_live(aborting, tm
     assert not kept.passed and "crashed" in kept.error and not (tmp_path / "model.tflite").exists()
 
 
-def test_a_build_of_a_model_litert_aborts_on_ends_in_one_line(tmp_path):
+def test_a_build_of_a_model_litert_aborts_on_ends_in_one_line(tmp_path, keras):
     """The same cancellation inside a 28x28 classifier, built for ``host-int8`` under ``--objective latency``: the
     whole-model timing's worker dies on the original's int8 file (the ladder stays as priced, and the report says
     why), the original's file is a reference that does not run, lrfc's own int8 TFLite file does not run either:
     the build publishes its ONNX file and ends with exit status 1 and one line naming the crash, no traceback."""
-    import keras
-
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inp = keras.Input((28, 28, 1))
