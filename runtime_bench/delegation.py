@@ -48,7 +48,7 @@ def litert_delegation(path: str | Path) -> Optional[dict]:
     except ImportError:
         return None
     try:
-        with _quiet_fd2():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+        with quiet_fd2():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
             interp = Interpreter(model_path=str(path), num_threads=1)
             interp.allocate_tensors()
         nodes = interp._get_ops_details()
@@ -58,8 +58,8 @@ def litert_delegation(path: str | Path) -> Optional[dict]:
 
 
 @contextlib.contextmanager
-def _quiet_fd2():
-    """fd 2 (where LiteRT's C++ logs) sent to /dev/null inside the block."""
+def quiet_fd2():
+    """fd 2 (where LiteRT's C++ logs) sent to /dev/null inside the block (lrfc's ``silenced_stderr`` too)."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

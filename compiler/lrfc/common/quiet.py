@@ -12,7 +12,6 @@ rounds, ...) are set to errors only and Python warnings (a Keras
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -43,19 +42,11 @@ def _quiet_loggers() -> None:
         sys.modules["absl.logging"].set_verbosity("warning" if _verbose else "error")
 
 
-@contextlib.contextmanager
 def silenced_stderr():
-    """Send fd 2 (what C++ libraries write to) to /dev/null inside the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    """Send fd 2 (what C++ libraries write to) to /dev/null inside the block (runtime_bench's, which cannot import lrfc)."""
+    from runtime_bench.delegation import quiet_fd2
+
+    return quiet_fd2()
 
 
 def import_keras():
