@@ -15,8 +15,9 @@ percentile of the minima, zero kept inside) on the same random 256, the same
 model agreed on 0.960 (99.9th: 0.929; 98th: 0.985; 95th: 0.992), at 85.4 %
 top-1 against the Keras model's 87.8 % (min/max: 67.5 %).
 
-How: the converter calibrates only (``_experimental_calibrate_only``: a float
-flatbuffer whose tensors carry the min and max seen), LiteRT runs that float
+How: the converter calibrates only (``_experimental_calibrate_only``, set by
+``tflite._convert``: a float flatbuffer whose tensors carry the min and max
+seen), LiteRT runs that float
 model on each image keeping every tensor (``experimental_preserve_all_tensors``)
 to read its per-image extremes, the ranges are rewritten, and the converter's
 own quantizer (``convert.mlir_quantize``, int8 input and output, as
@@ -43,20 +44,6 @@ from __future__ import annotations
 import numpy as np
 
 PERCENTILE = 99.0  # of the per-image maxima (100 - this, of the minima): 1 image in 100 may lie outside
-
-
-def calibrated_model(converter, samples: np.ndarray) -> bytes:
-    """The converter's float flatbuffer with each activation's min and max over ``samples`` recorded (no quantization)."""
-    def dataset():
-        for i in range(len(samples)):
-            yield [samples[i:i + 1]]
-
-    import tensorflow as tf
-
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - the converter's own two-step path
-    return converter.convert()
 
 
 def per_image_extremes(calibrated: bytes, samples: np.ndarray, tensors: list[int]) -> tuple[np.ndarray, np.ndarray]:

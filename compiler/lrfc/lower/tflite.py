@@ -187,14 +187,11 @@ def _frozen_inference_function(tf, model):
 
 
 def _convert(converter, tf, precision: str, representative, replay: bool = True, ranges: str = "minmax") -> bytes:
-    """``converter``'s flatbuffer at ``precision``; its log is replayed on failure if ``replay``."""
-    if precision == "int8" and ranges == "percentile":
-        from lrfc.lower.int8_ranges import calibrated_model, quantized_int8, with_percentile_ranges
+    """``converter``'s flatbuffer at ``precision``; its log is replayed on failure if ``replay``.
 
-        samples = np.asarray(representative)
-        with _captured_output(replay), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            return quantized_int8(with_percentile_ranges(calibrated_model(converter, samples), samples))
+    With ``ranges="percentile"`` the converter calibrates only, and ``int8_ranges`` narrows the ranges and quantizes.
+    """
+    percentile = precision == "int8" and ranges == "percentile"
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -210,10 +207,16 @@ def _convert(converter, tf, precision: str, representative, replay: bool = True,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        converter._experimental_calibrate_only = percentile  # noqa: SLF001 - the converter's own two-step path
     with _captured_output(replay), warnings.catch_warnings():
         # int8 I/O: the input's scale and zero point come from the representative data, as intended
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        return converter.convert()
+        flatbuffer = converter.convert()
+        if percentile:
+            from lrfc.lower.int8_ranges import quantized_int8, with_percentile_ranges
+
+            flatbuffer = quantized_int8(with_percentile_ranges(flatbuffer, samples))
+        return flatbuffer
 
 
 def with_serving_signature(flatbuffer: bytes, input_names, n_outputs: int) -> bytes:
