@@ -9,13 +9,14 @@ run's wall time. Models, smallest first:
 * ``demo``         the committed demo CNN (demo/demo.keras, Fashion-MNIST 28x28x1);
 * ``vgg``, ``resnet`` the ``make baselines`` Fashion-MNIST models (models/);
 * ``mobilenetv2``  keras.applications MobileNetV2, weights=None, 224x224x3, 10 classes;
-* ``resnet50-64``, ``resnet50-224`` keras.applications ResNet50, weights=None, 64x64x3 / 224x224x3.
+* ``resnet50-64``, ``resnet50-224`` keras.applications ResNet50, weights=None, 64x64x3 / 224x224x3;
+* ``resnet101-224`` keras.applications ResNet101, weights=None, 224x224x3 (44.7 M params, 1.9x ResNet50's).
 
 The keras.applications models have random weights (no pretrained weights offline): their accuracy is at
 chance (hence ``--allow-low-accuracy``) and their layers need high ranks, the search's worst case.
 Results: ``bench/results/scale.json``; ``python -m bench.render`` writes the table and docs/scale.png.
 
-    python -m bench.scale [--models demo,vgg,resnet,mobilenetv2,resnet50-64,resnet50-224] [--calib-samples 256]
+    python -m bench.scale [--models demo,vgg,resnet,mobilenetv2,resnet50-64,resnet50-224,resnet101-224] [--calib-samples 256]
                           [--until score]
 
 ``--until STAGE`` runs the build's stages up to STAGE only (``lrfc.pipeline.STAGES``, in a child process
@@ -38,8 +39,9 @@ from bench.results_file import update_json
 
 RESULTS = Path("bench/results/scale.json")
 WORK = Path("bench/work/scale")
-MODELS = ("demo", "vgg", "resnet", "mobilenetv2", "resnet50-64", "resnet50-224")
-APPS = {"mobilenetv2": ("MobileNetV2", 224), "resnet50-64": ("ResNet50", 64), "resnet50-224": ("ResNet50", 224)}
+MODELS = ("demo", "vgg", "resnet", "mobilenetv2", "resnet50-64", "resnet50-224", "resnet101-224")
+APPS = {"mobilenetv2": ("MobileNetV2", 224), "resnet50-64": ("ResNet50", 64), "resnet50-224": ("ResNet50", 224),
+        "resnet101-224": ("ResNet101", 224)}
 
 
 def model_path(name: str) -> Path:
@@ -114,8 +116,8 @@ def state_until(until: str, argv: list[str]):
     class Done(Exception):
         pass
 
-    def run_build(options, log=pipeline._stderr):
-        captured.update(state=real(options, log))
+    def run_build(options, *args, **kwargs):
+        captured.update(state=real(options, *args, **kwargs))
         raise Done  # the CLI would go on to print a report the cut-short build has not made
 
     pipeline.run_build = run_build

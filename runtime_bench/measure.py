@@ -194,7 +194,7 @@ def _r(value) -> Optional[float]:
     return None if value is None else round(float(value), 4)
 
 
-def _child_env() -> dict:
+def child_env() -> dict:
     """The environment for workers: this copy of runtime_bench first on PYTHONPATH.
 
     A site-packages install is found without help (and putting site-packages
@@ -229,7 +229,7 @@ class _Worker:
         if threads is not None:
             cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen([*cmd, "--", *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=_child_env(), bufsize=0)
+                                     stderr=self._stderr, env=child_env(), bufsize=0)
 
     def ready(self) -> dict:
         """The worker's ready line (load RSS, runtime version, inputs per artifact)."""

@@ -37,7 +37,7 @@ def first_run(path, runtime: Optional[str] = None, threads: Optional[int] = None
 
     ``runtime``: a ``runners.RUNNERS`` name (default: the file's suffix's).
     """
-    from runtime_bench.measure import _child_env
+    from runtime_bench.measure import child_env
 
     cmd = [sys.executable, "-m", "runtime_bench.sandbox", str(path)]
     if runtime is not None:
@@ -45,7 +45,7 @@ def first_run(path, runtime: Optional[str] = None, threads: Optional[int] = None
     if threads is not None:
         cmd += ["--threads", str(threads)]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=_child_env(),
+        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=child_env(),
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"its runtime did not finish one inference within {timeout:g} s"

@@ -46,3 +46,14 @@ def test_whole_builds_get_a_stage_by_stage_table():
     assert "| stage | resnet50-64-whole |" in text
     assert "| score | 280 / 3.71 |" in text and "| factorize | 120 / 3.50 |" in text and "| lower | 58 / 6.00 |" in text
     assert "| price |" not in text  # a stage that did not run is left out
+
+
+def test_a_build_cut_short_runs_its_stages_up_to_the_one_named_and_no_further(tmp_path):
+    from bench.scale import state_until
+
+    state = state_until("calibrate", ["tests/fixtures/golden/tiny.keras", "--data", "fashion-mnist", "--finetune", "none",
+                                      "--bench-runs", "0", "--calib-samples", "32", "--no-cache", "--out", str(tmp_path / "out")])
+    timed = state.timer.snapshot()
+    assert {"load", "calibrate"} <= set(timed) and "score" not in timed
+    assert state.peak_rss_mb["calibrate"] > 0
+    assert not (tmp_path / "out").exists()  # nothing published by a build cut short
