@@ -63,7 +63,9 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.delegation
 	$(BIN)/python -m bench.qat --plan bench/work/speed/vgg-int8/plan.json
 	$(BIN)/python -m bench.equalize --models vgg,resnet,resnet50-caffe
-	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.scale --until score
+	$(BIN)/python -m bench.scale --models resnet50-64 --tag=-whole
+	$(BIN)/python -m bench.scale --models resnet50-224 --until score --tag=-budget4g --extra "--memory-budget 4G"
 	$(BIN)/python -m bench.sensitivity --models vgg,resnet --builds 2
 	$(BIN)/python -m bench.fits
 	$(BIN)/python -m bench.render

@@ -227,7 +227,8 @@ def test_at_chance_the_message_says_how_the_data_was_reshaped(tiny_model_path, t
     assert not (tmp_path / "o").exists()
 
 
-def test_at_chance_from_stale_batchnorm_statistics_the_message_says_so(keras):
+@pytest.mark.parametrize("cap", [None, 8])
+def test_at_chance_from_stale_batchnorm_statistics_the_message_says_so(keras, monkeypatch, cap):
     """keras.applications builds BatchNorm with momentum 0.999: after a short training its moving statistics are
     still near their start, so the model scores at chance in inference mode whatever its training accuracy
     (bench.foreign: a MobileNetV2 trained one epoch, 36% in training, 10% after). Here the statistics are made
@@ -248,8 +249,25 @@ def test_at_chance_from_stale_batchnorm_statistics_the_message_says_so(keras):
     for bn in norms:
         bn.moving_mean.assign(np.full(bn.moving_mean.shape, 1e3, np.float32))
     stale = [np.array(bn.moving_mean) for bn in norms]
-    with pytest.raises(UserError) as err:
-        check_original(model, x_val, y_val, contract)
+    from lrfc.frontend import samples
+
+    seen, call = [], keras.layers.BatchNormalization.call
+
+    def spy(self, inputs, *args, **kwargs):
+        seen.append(inputs.shape[0])
+        return call(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.BatchNormalization, "call", spy)
+    samples.cap_batches(cap)  # a build's memory plan caps every batch: ResNet101 at 224x224 holds 230 MB a sample
+    try:
+        with pytest.raises(UserError) as err:
+            check_original(model, x_val, y_val, contract)
+    finally:
+        samples.cap_batches(None)
+    if cap is None:
+        assert 128 in seen  # the diagnosis's training-mode call: its 128 samples in one batch
+    else:
+        assert max(n for n in seen if n is not None) == cap  # every call under the cap, the training-mode ones too
     message = str(err.value)
     assert "predicts class" in message and "for 100% of samples" in message, message
     trained = float(message.split("(training mode) it scores ")[1].split("%")[0])
