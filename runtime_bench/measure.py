@@ -31,7 +31,7 @@ from typing import List, Optional
 import numpy as np
 
 from runtime_bench.device import fingerprint
-from runtime_bench.runners import UnavailableError, check_io, get_runner, runtime_for
+from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_runner, runtime_for
 
 MIB = 2 ** 20
 
@@ -73,7 +73,8 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
     Raises:
         FileNotFoundError: a path is not a file.
         ValueError: a bad option, an unknown runtime, a file the runtime does
-            not run, or a model the runtime refuses at this batch.
+            not run, or a model the runtime refuses at this batch (a
+            ``FileRefused`` naming the file where a worker would not load it).
         UnavailableError: the runtime cannot run here (a ``ValueError``).
         RuntimeError: a worker died or timed out (with its stderr tail).
     """
@@ -300,7 +301,7 @@ class _Worker:
             raise self._failure(f"garbled reply {line[:200]!r} while {what}") from None
         if "error" in reply:
             if reply.get("type") == "ValueError":
-                raise ValueError(reply["error"])
+                raise FileRefused(reply["error"], reply.get("path")) if reply.get("path") else ValueError(reply["error"])
             raise self._failure(reply["error"])
         return reply
 

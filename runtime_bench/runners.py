@@ -49,6 +49,20 @@ class UnavailableError(ValueError):
     """
 
 
+class FileRefused(ValueError):
+    """The runtime would not load or prepare one file (``path``): that file, not the run or the runtime.
+
+    XNNPACK refuses an int8 convolution whose requantization scale it cannot
+    represent ("failed to create XNNPACK runtime"), which untrained or
+    degenerate weights produce; a caller timing many files drops the one
+    named and times the rest.
+    """
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
+
+
 class Session:
     """One loaded model with its batch fixed.
 

@@ -5,7 +5,7 @@ loads every PATH (its random inputs placed as ``--io`` says: ``runners.IO_MODES`
 
     {"ready": true, "rss_mb": 41.2, "runtime_version": "1.32.0", "artifacts": [{"inputs": [...]}, ...]}
 
-(or ``{"error": "...", "type": "ValueError"}`` and exit status 1), then reads
+(or ``{"error": "...", "type": "ValueError", "path": "the file"}`` and exit status 1), then reads
 commands from stdin, one per line, and answers each with one JSON line:
 
 * ``run I N``: one untimed inference of artifact I (the turn's first pays for caches
@@ -98,7 +98,8 @@ def _load(args, reply):
             feeds.append(session.place(random_feeds(session.inputs)))
         except Exception as exc:  # reported, not raised: the parent re-raises it with the file's name
             message = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
-            reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError"})
+            reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError",
+                   "path": path})
             return None
         sessions.append(session)
     reply({

@@ -109,3 +109,29 @@ def test_a_build_of_a_model_litert_aborts_on_ends_in_one_line(tmp_path, keras):
     assert not arts["original.tflite"]["passed"] and "crashed" in arts["original.tflite"]["error"]
     assert arts["model.onnx"]["passed"] and (out / "model.onnx").is_file()
     assert not (out / "model.tflite").exists() and not (out / "original.tflite").exists()
+
+
+def test_a_file_the_runtime_will_not_load_is_named_and_the_others_are_timed(aborting, tmp_path, monkeypatch):
+    """runtime_bench names the file a worker would not load (``FileRefused``), and the price stage's batch timing
+    drops that chain and times the rest: keras.applications EfficientNetB0 (untrained) at ``host-int8`` had one such
+    chain (stem_conv as Tensor-Train, its int8 file refused by XNNPACK) among 149, and the build ended in a traceback."""
+    import shutil
+
+    from lrfc.cost import latency
+    from lrfc.cost.devices import DeviceLink
+    from runtime_bench.measure import bench
+    from runtime_bench.runners import FileRefused
+
+    _, refused, model, _ = aborting
+    fine = export_tflite(model, tmp_path / "fine.tflite", "fp32")
+    with pytest.raises(FileRefused) as err:
+        bench([fine, refused], runs=2, warmup=0, rounds=1, memory=False)
+    assert err.value.path == str(refused) and "failed to create XNNPACK runtime" in str(err.value)
+
+    files = [fine, refused, fine]
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: shutil.copy(files[chain], path))
+    result = latency.time_chains(DeviceLink(), "litert", "int8", 1, [0, 1, 2])
+    assert [r is None for r in result["results"]] == [False, True, False]
+    assert all(r["p50_ms"] > 0 for r in result["results"] if r is not None)
+    assert list(result["refused"]) == [1] and result["refused"][1].startswith("cannot allocate tensors at batch 1: ")
+    assert result["device"] is not None

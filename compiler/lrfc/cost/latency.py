@@ -291,10 +291,15 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
     A pricing task (``common.executor``): it runs where the executor puts it,
     one at a time per device, and returns runtime_bench's answer with the
     wall-clock interval of the run (``busy``); the caller stores the rows.
-    A chain the converter refuses is not timed: its row is None and
-    ``refused`` maps its index to the error's one line (``device`` is None
-    when no chain of the batch lowered, and nothing ran).
+    A chain the converter refuses, or the runtime will not load (XNNPACK
+    cannot create an int8 convolution whose requantization scale an
+    untrained layer's weights put out of its range: keras.applications
+    EfficientNetB0 at int8), is not timed: its row is None and ``refused``
+    maps its index to the error's one line; the others are timed without it
+    (``device`` is None when nothing ran).
     """
+    from runtime_bench.runners import FileRefused
+
     from lrfc.common.quiet import import_keras
     from lrfc.errors import UserError, first_line
     from lrfc.lower.artifacts import format_of
@@ -312,14 +317,22 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
                 except Exception as exc:  # this chain only: its candidate is dropped (module doc)
                     refused[i] = first_line(exc, typed=True, limit=300)
         start = time.time()
-        if not paths:
+        result = None
+        while paths and result is None:
+            try:
+                result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
+                                    rounds=ROUNDS, batch=1, memory=False, io=timing_io(runtime))
+            except FileRefused as exc:  # that chain only: dropped like one the converter refused, the rest timed
+                index = next((i for i, p in paths.items() if str(p) == exc.path), None)
+                if index is None:
+                    raise
+                refused[index] = first_line(exc, limit=300).replace(f"{exc.path}: ", "")
+                del paths[index]
+            except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
+                why = first_line(exc)
+                raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
+        if result is None:
             return {"device": None, "results": [None] * len(chains), "refused": refused, "busy": (start, start)}
-        try:
-            result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
-                                rounds=ROUNDS, batch=1, memory=False, io=timing_io(runtime))
-        except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
-            why = first_line(exc)
-            raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
         busy = (start, time.time())
     rows = dict(zip(paths, result["results"]))
     return {"device": result["device"], "results": [rows.get(i) for i in range(len(chains))], "refused": refused,

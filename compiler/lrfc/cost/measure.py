@@ -247,6 +247,8 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
 
 def measure_ladder(state) -> WholeModel:
     """Lower ``--max-sol`` rungs and the original, time them side by side, keep the measured frontier (module doc)."""
+    from runtime_bench.runners import FileRefused
+
     from lrfc.cost.devices import measured_runtimes
     from lrfc.factorize.stage import plan_model
     from lrfc.lower.artifacts import format_of
@@ -277,13 +279,14 @@ def measure_ladder(state) -> WholeModel:
                 state.log(f"measure: {len(suspect)} rung(s) measured slower than a less compressed one; "
                           "timing all again")
                 ms, _ = timed_ms(state, models, format_of(runtime), runtime, Path(work), floor=ms)
-        except RuntimeError as exc:  # a worker died or hung: runtime_bench's error names the file and its last words
+        except (RuntimeError, FileRefused) as exc:  # a worker died, hung or would not load a file: the error names it
             text = str(exc)
             for k, level in enumerate([None, *picks]):  # the files by what they are, not their temporary names
                 text = text.replace(str(model_file(work, k, format_of(runtime))),
                                     "the original" if level is None else f"rung {level}")
             lines = [line.strip() for line in text.splitlines() if line.strip()]
-            return as_priced(f"estimated: timing the whole models on {runtime} failed ({lines[0]}: {lines[-1]})")
+            why = lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"  # a refusal is one line, a death two
+            return as_priced(f"estimated: timing the whole models on {runtime} failed ({why})")
     measured = dict(zip(picks, ms[1:]))
     ladder = between(picks, frontier(measured, ms[0]))
     rungs = tuple(Timed(i, levels[i].label, round(levels[i].cost, 5), round(measured[i], 5),

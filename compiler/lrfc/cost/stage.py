@@ -51,8 +51,8 @@ def price_layers(state, names) -> None:
                                f"({len(refusals)} chains refused, the first: {refusals[0]['error'] if refusals else '?'})")
         state.original_ms[name] = ms[(name, None)]
         refused = [c for c in state.candidates[name] if (name, c) in chains and (name, c) not in ms]
-        for c in refused:  # a chain the converter refuses could not be in a published model either
-            state.log(f"price: {name} {c.method} at ranks {list(c.ranks)} dropped, its chain does not lower "
+        for c in refused:  # a chain the converter or the runtime refuses could not be in a published model either
+            state.log(f"price: {name} {c.method} at ranks {list(c.ranks)} dropped, its chain does not lower or load "
                       f"(costs.unlowerable in report.json)")
         state.candidates[name] = [replace(c, measured_ms=round(ms[(name, c)], 5)) if (name, c) in ms else c
                                   for c in state.candidates[name] if c not in refused]
