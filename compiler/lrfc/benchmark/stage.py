@@ -242,6 +242,8 @@ def benchmark(state) -> None:
 
 
 def _benchmark(state) -> None:
+    from runtime_bench.runners import FileRefused
+
     from lrfc.cost.devices import measured_runtimes
     from lrfc.lower.artifacts import format_of
     from lrfc.lower.stage import baseline_precision, baseline_variant
@@ -268,7 +270,7 @@ def _benchmark(state) -> None:
             records += baseline
         try:
             run, fingerprint = _run(state, runtime, fmt, records)
-        except RuntimeError as exc:  # e.g. the remote device lacks this runtime
+        except (RuntimeError, FileRefused) as exc:  # e.g. the remote device lacks this runtime
             skipped[runtime] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
         runs.append(run)
