@@ -4,7 +4,10 @@ argparse only (typer may be missing on a device). Prints a table, or the
 report of ``measure.bench`` as JSON with ``--json``. A mistake in the
 request (missing file, unknown or unavailable runtime, bad option) is one
 line on stderr and exit status 2; a worker that died or hung is reported
-with the tail of its stderr and exit status 1.
+with the tail of its stderr and exit status 1. Files the runtime would not
+load (``runners.FileRefused``) are that one line and exit status 2, and with
+``--json`` stdout also carries ``{"error": ..., "refused": {path: message}}``,
+so a caller over ssh learns every file refused (``remote``).
 """
 
 from __future__ import annotations
@@ -56,11 +59,17 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: no model files given; expected at least one .tflite or .onnx path", file=sys.stderr)
         return 2
     from runtime_bench.measure import bench, format_table
+    from runtime_bench.runners import FileRefused
 
     try:
         report = bench(args.paths, runtime=args.runtime, threads=args.threads, runs=args.runs, warmup=args.warmup,
                        rounds=args.rounds, batch=args.batch, memory=not args.no_memory,
                        max_workers=args.max_workers, timeout=args.timeout, lifetimes=args.lifetimes, io=args.io)
+    except FileRefused as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), "refused": exc.refused}))
+        return 2
     except (ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -74,7 +74,7 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
         FileNotFoundError: a path is not a file.
         ValueError: a bad option, an unknown runtime, a file the runtime does
             not run, or a model the runtime refuses at this batch (a
-            ``FileRefused`` naming the file where a worker would not load it).
+            ``FileRefused`` naming every file a worker would not load).
         UnavailableError: the runtime cannot run here (a ``ValueError``).
         RuntimeError: a worker died or timed out (with its stderr tail).
     """
@@ -154,7 +154,14 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
             workers.append(worker)
             for k, i in enumerate(indices):
                 slots[i] = (worker, k)
-        ready = {id(w): w.ready() for w in workers}
+        refused = {}
+        for worker in workers:  # every worker's answer first: one FileRefused names every file refused
+            try:
+                ready[id(worker)] = worker.ready()
+            except FileRefused as exc:
+                refused.update(exc.refused)
+        if refused:
+            raise FileRefused.of(refused)
         for worker, index in slots:
             if warmup:
                 worker.run(index, warmup)
@@ -301,7 +308,9 @@ class _Worker:
             raise self._failure(f"garbled reply {line[:200]!r} while {what}") from None
         if "error" in reply:
             if reply.get("type") == "ValueError":
-                raise FileRefused(reply["error"], reply.get("path")) if reply.get("path") else ValueError(reply["error"])
+                if reply.get("path"):
+                    raise FileRefused(reply["error"], reply["path"], reply.get("refused"))
+                raise ValueError(reply["error"])
             raise self._failure(reply["error"])
         return reply
 

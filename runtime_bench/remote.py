@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from runtime_bench.runners import FileRefused
+
 BOOTSTRAP = r'''
 import io, json, os, shutil, struct, subprocess, sys, tarfile, tempfile
 work = tempfile.mkdtemp(prefix="runtime_bench-")
@@ -50,6 +52,7 @@ try:
     cmd = [sys.executable, "-m", "runtime_bench"] + artifacts + ["--json"] + options["argv"]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, cwd=work)
     if proc.returncode:
+        sys.stdout.write(proc.stdout.decode())
         sys.exit(proc.returncode)
     report = json.loads(proc.stdout.decode())
     report["device"]["workdir"] = work
@@ -139,6 +142,8 @@ def bench_remote(device, paths, *, python: str = "python3", identity: Optional[s
     Raises:
         FileNotFoundError: an artifact or the identity file is missing.
         ValueError: a bad URL, python or option.
+        FileRefused: the device's runtime would not load some files (a ``ValueError``): every one named by
+            the caller's path, as a local measurement names them, so the caller can drop them and time the rest.
         RuntimeError: ssh or the agent failed; the message starts with the URL.
     """
     if not isinstance(device, SshDevice):
@@ -186,6 +191,9 @@ def _run_agent(device: "SshDevice", paths: list, argv: list, python: str, identi
     except FileNotFoundError:
         raise RuntimeError(f"{device.url}: the ssh client is not installed here") from None
     if proc.returncode != 0:
+        refused = _refusals(proc.stdout, paths)
+        if refused:
+            raise FileRefused.of(refused)
         raise RuntimeError(f"{device.url}: {_summary(proc.stderr.decode(errors='replace'), proc.returncode)}")
     try:
         report = json.loads(proc.stdout.decode())
@@ -225,8 +233,8 @@ def _agent_argv(paths, kwargs: dict) -> list:
     return argv
 
 
-def _payload(paths, argv) -> bytes:
-    """The length-prefixed tar: runtime_bench/*.py, artifacts/<unique basenames>, options.json."""
+def _shipped_names(paths) -> list:
+    """Each path's name in the device's ``artifacts/`` folder: its basename, made unique."""
     names, used = [], set()
     for i, path in enumerate(paths):
         name = os.path.basename(path)
@@ -234,6 +242,30 @@ def _payload(paths, argv) -> bytes:
             name = f"{i}-{name}"
         used.add(name)
         names.append(name)
+    return names
+
+
+def _refusals(stdout: bytes, paths) -> dict:
+    """The files the device's runtime refused (the agent's ``--json`` error answer), by the caller's paths, each
+    message naming the caller's path; empty when the answer is no such thing."""
+    try:
+        answer = json.loads(stdout.decode())
+    except ValueError:
+        return {}
+    if not isinstance(answer, dict) or not isinstance(answer.get("refused"), dict):
+        return {}
+    local = dict(zip(_shipped_names(paths), paths))
+    refused = {}
+    for remote, message in answer["refused"].items():
+        path = local.get(os.path.basename(remote))
+        if path is not None:
+            refused[path] = str(message).replace(remote, path)
+    return refused
+
+
+def _payload(paths, argv) -> bytes:
+    """The length-prefixed tar: runtime_bench/*.py, artifacts/<unique basenames>, options.json."""
+    names = _shipped_names(paths)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for source in sorted(Path(__file__).resolve().parent.glob("*.py")):

@@ -5,7 +5,8 @@ loads every PATH (its random inputs placed as ``--io`` says: ``runners.IO_MODES`
 
     {"ready": true, "rss_mb": 41.2, "runtime_version": "1.32.0", "artifacts": [{"inputs": [...]}, ...]}
 
-(or ``{"error": "...", "type": "ValueError", "path": "the file"}`` and exit status 1), then reads
+(or ``{"error": "...", "type": "ValueError", "path": "the first file refused", "refused": {path: message}}``,
+every file the runtime refused named once all were tried, and exit status 1), then reads
 commands from stdin, one per line, and answers each with one JSON line:
 
 * ``run I N``: one untimed inference of artifact I (the turn's first pays for caches
@@ -91,17 +92,23 @@ def _load(args, reply):
     except ValueError as exc:
         reply({"error": str(exc), "type": "ValueError"})
         return None
-    sessions, feeds = [], []
+    sessions, feeds, refused = [], [], {}
     for path in args.paths:
         try:
             session = runner.load(path, args.threads, args.batch, io=args.io)
             feeds.append(session.place(random_feeds(session.inputs)))
         except Exception as exc:  # reported, not raised: the parent re-raises it with the file's name
             message = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
-            reply({"error": message, "type": "ValueError" if isinstance(exc, ValueError) else "RuntimeError",
-                   "path": path})
+            if isinstance(exc, ValueError):  # this file refused: the others are still loaded, so one reply names all
+                refused[path] = message
+                continue
+            reply({"error": message, "type": "RuntimeError", "path": path})
             return None
         sessions.append(session)
+    if refused:
+        first = next(iter(refused))
+        reply({"error": refused[first], "type": "ValueError", "path": first, "refused": refused})
+        return None
     reply({
         "ready": True,
         "rss_mb": status_mb("VmRSS"),

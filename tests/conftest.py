@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -41,6 +42,26 @@ def residual_cnn(keras, shape, name: str):
     h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
     h = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(h))
     return keras.Model(inp, layers.Dense(10)(h), name=name)
+
+
+def cancelling_model(keras):
+    """A model whose int8 file XNNPACK will not prepare, and its calibration samples (tests/test_sandbox.py's doc).
+
+    A 1x1 convolution whose calibrated output is exactly zero (its weights cancel over two copies of one tensor),
+    so its requantization scale is far past what XNNPACK creates: exported at int8 with ``xnnpack=False`` LiteRT
+    refuses the file cleanly ("failed to create XNNPACK runtime"); with lrfc's XNNPACK rewrite it aborts the process.
+    """
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((8, 8, 3))
+    h = layers.Activation("hard_swish")(layers.Conv2D(8, 1)(inp))
+    zero = layers.Conv2D(4, 1, use_bias=False, name="cancel")(layers.Concatenate()([h, h]))
+    z = layers.Activation("hard_swish")(zero)
+    y = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1)(layers.Add()([z, layers.Conv2D(4, 1)(h)])))
+    model = keras.Model(inp, y)
+    w = np.random.default_rng(0).standard_normal((1, 1, 8, 4)).astype(np.float32)
+    model.get_layer("cancel").set_weights([np.concatenate([w, -w], axis=2)])
+    return model, np.random.default_rng(1).uniform(0, 1, (32, 8, 8, 3)).astype(np.float32)
 
 
 def onnx_runtime_ops(path, out_dir) -> dict[str, int]:

@@ -133,3 +133,68 @@ def test_equalization_cuts_int8_rounding_noise_in_litert_and_onnx_runtime(keras,
     equalized = int8_errors("equalized")
     for before, after in zip(plain, equalized):  # measured: 0.85 of the output's mean size before, 0.023 after
         assert after < before / 3, (plain, equalized)
+
+
+def test_the_price_stages_int8_chain_files_are_equalized_so_xnnpack_prepares_them(keras, tmp_path):
+    """An inner channel 1e5 times wider than the rest, which the next stage all but ignores (what data-aware
+    Tensor-Train fits of an untrained keras.applications ResNet50V2 looked like), sets that tensor's int8 step and
+    puts the next convolution's requantization scale past what XNNPACK prepares: the chain's file as the price stage
+    lowered it is refused, and its candidate was dropped although the published model, equalized, runs it."""
+    from lrfc.cost.latency import Chain, lower_chain
+    from lrfc.decompose.base import Stage
+    from lrfc.decompose.chain import chain_model
+    from lrfc.lower.tflite import export_tflite
+    from lrfc.lower.verify import first_run_refused
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((1, 1, 3, 4)).astype(np.float32)
+    w1 = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    w1[..., 0] *= 1e5
+    w2 = rng.standard_normal((1, 3, 4, 4)).astype(np.float32) * 1e-2
+    w2[:, :, 0, :] *= 1e-5
+    w3 = rng.standard_normal((1, 1, 4, 8)).astype(np.float32)
+    chain = Chain((8, 8, 3), [Stage("conv", (w0,)), Stage("conv", (w1,), (3, 1), padding="same"),
+                              Stage("conv", (w2,), (1, 3), padding="same"),
+                              Stage("conv", (w3, np.zeros(8, np.float32)), use_bias=True)], 2)
+    rep = np.random.default_rng(0).standard_normal((8, 8, 8, 3)).astype(np.float32)  # lower_chain's own samples
+    as_it_was = export_tflite(chain_model(chain.input_shape, chain.stages, 2), tmp_path / "plain.tflite", "int8", rep)
+    assert "failed to create XNNPACK runtime" in first_run_refused(as_it_was, "tflite", "int8")
+    assert first_run_refused(lower_chain(chain, tmp_path / "chain.tflite", "int8"), "tflite", "int8") is None
+
+
+def test_the_measure_stages_int8_rungs_are_equalized_and_the_original_left_alone(keras, monkeypatch, tmp_path):
+    """The whole models the measure stage times at int8 are the published model's kind: each rung's chains
+    equalized on the calibration samples (``cost.measure.timed_ms``); the original is never touched."""
+    import contextlib
+    from types import SimpleNamespace
+
+    import lrfc.cost.measure as measure
+    import lrfc.lower.artifacts as artifacts
+    from lrfc.factorize.equalize import MAX_SCALE, chain_links, channel_ranges
+
+    x = np.random.default_rng(1).normal(size=(16, 16, 16, 3)).astype("float32")
+    original = _flat(_mixed_model(keras))
+    before = [w.copy() for w in original.get_weights()]
+    rung = _factorized(keras, PLANS["tt"])
+    plan = Plan(tuple(LayerChoice(n, "tt", (2, 2, 2)) for n in ("stem", "inner_conv")))
+    spreads = {}
+
+    def export_file(model, fmt, path, precision, calibration, onnx_int8="u8s8"):
+        links = chain_links(model)
+        ranges = channel_ranges(model, [t for _, _, t in links], x) if links else []
+        live = [m[m > m.max() / MAX_SCALE] for m in ranges]  # a dead channel stays dead
+        spreads[path.name] = max((float(m.max() / m.min()) for m in live), default=None)
+        path.write_bytes(b"lowered")
+        return path
+
+    monkeypatch.setattr(artifacts, "export_file", export_file)
+    monkeypatch.setattr(measure, "time_files", lambda link, paths, runtime, threads, guess: [
+        {"p50_ms": 1.0, "p90_ms": 1.0, "runs": 10} for _ in paths])
+    pricer = SimpleNamespace(recall=lambda sigs, precision: {}, remember=lambda rows, precision, replace: None)
+    state = SimpleNamespace(pricer=pricer, profile=SimpleNamespace(precision="int8", threads=2, runtimes=("litert",)),
+                            link=object(), flat=original, splits=SimpleNamespace(x_calib=x), original_ms={"a": 0.5},
+                            progress=lambda *a: contextlib.nullcontext(SimpleNamespace(update=lambda *a: None)))
+    measure.timed_ms(state, [(Plan(()), lambda: original), (plan, lambda: rung)], "tflite", "litert", tmp_path)
+    assert spreads["model0.tflite"] is None  # the original has no chains
+    assert spreads["model1.tflite"] == pytest.approx(1.0, rel=1e-3)  # every inner channel at the widest one's range
+    assert all(np.array_equal(a, b) for a, b in zip(before, original.get_weights()))

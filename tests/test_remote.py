@@ -204,13 +204,52 @@ def test_a_wrong_key_names_the_device(sshd, models):
 
 
 def test_an_agent_error_comes_back_as_one_line_and_the_device_is_cleaned(sshd, models, tmp_path):
+    """A file the device cannot load is named by the caller's path (``FileRefused``, as a local run names it); any
+    other error of the agent is one line that starts with the device's URL."""
+    from runtime_bench.runners import FileRefused
+
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a flatbuffer")
     before = _workdirs()
-    with pytest.raises(RuntimeError, match=rf"^{sshd.url}: runtime_bench: error: .*broken\.tflite") as info:
+    with pytest.raises(FileRefused, match=rf"^{broken}: ValueError: .*[Ff]latbuffer") as info:
         _remote(sshd, [str(broken)], runs=1, rounds=1)
+    assert "\n" not in str(info.value) and info.value.refused == {str(broken): str(info.value)}
+    with pytest.raises(RuntimeError, match=rf"^{sshd.url}: runtime_bench: error: runtime onnxruntime-cuda is "
+                                           "unavailable: ") as info:
+        _remote(sshd, [models[0]], runs=1, rounds=1, runtime="onnxruntime-cuda")
     assert "\n" not in str(info.value)
     assert _workdirs() == before
+
+
+def test_files_the_device_refuses_are_named_by_the_callers_paths(sshd, keras, tmp_path, monkeypatch):
+    """Over ssh as here: the agent names every file the device's runtime would not load, by the caller's own path
+    (two refused files share a basename: shipped under two names), so the price stage drops those chains and times
+    the rest. Before, one refused chain failed the remote device's whole price stage in one line."""
+    from conftest import cancelling_model
+    from lrfc.cost import latency
+    from lrfc.cost.devices import DeviceLink
+    from lrfc.lower.tflite import export_tflite
+    from runtime_bench.runners import FileRefused
+
+    model, calibration = cancelling_model(keras)
+    fine = str(export_tflite(model, tmp_path / "fine.tflite", "fp32"))
+    refused = [str(export_tflite(model, tmp_path / f"{d}" / "chain.tflite", "int8", calibration, xnnpack=False))
+               for d in ("a", "b")]
+    before = _workdirs()
+    with pytest.raises(FileRefused) as err:
+        _remote(sshd, [fine, *refused], runs=1, rounds=1, warmup=0, memory=False)
+    assert err.value.path == refused[0] and list(err.value.refused) == refused
+    assert all(m.startswith(f"{p}: ") and "failed to create XNNPACK runtime" in m for p, m in err.value.refused.items())
+    assert _workdirs() == before
+
+    files = [fine, refused[0], fine]
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: shutil.copy(files[chain], path))
+    link = DeviceLink(sshd.url, sys.executable, sshd.identity, tuple(sshd.ssh_options))
+    result = latency.time_chains(link, "litert", "int8", 1, [0, 1, 2])
+    assert [r is None for r in result["results"]] == [False, True, False]
+    assert all(r["p50_ms"] > 0 for r in result["results"] if r is not None)
+    assert result["refused"][1].startswith("cannot allocate tensors at batch 1: ")
+    assert result["device"]["transport"] == sshd.url
 
 
 def test_lrfc_bench_over_ssh(sshd, models, capsys):

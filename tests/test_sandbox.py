@@ -16,23 +16,13 @@ import pytest
 
 from lrfc.lower.tflite import export_tflite
 from runtime_bench.sandbox import first_run, last_words
-from conftest import run_cli
+from conftest import cancelling_model, run_cli
 
 
 @pytest.fixture(scope="module")
 def aborting(tmp_path_factory, keras):
     """The int8 file LiteRT aborts on, the same model's file it refuses cleanly, and the model."""
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    inp = keras.Input((8, 8, 3))
-    h = layers.Activation("hard_swish")(layers.Conv2D(8, 1)(inp))
-    zero = layers.Conv2D(4, 1, use_bias=False, name="cancel")(layers.Concatenate()([h, h]))
-    z = layers.Activation("hard_swish")(zero)
-    y = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1)(layers.Add()([z, layers.Conv2D(4, 1)(h)])))
-    model = keras.Model(inp, y)
-    w = np.random.default_rng(0).standard_normal((1, 1, 8, 4)).astype(np.float32)
-    model.get_layer("cancel").set_weights([np.concatenate([w, -w], axis=2)])
-    calibration = np.random.default_rng(1).uniform(0, 1, (32, 8, 8, 3)).astype(np.float32)
+    model, calibration = cancelling_model(keras)
     folder = tmp_path_factory.mktemp("sandbox")
     crashes = export_tflite(model, folder / "crashes.tflite", "int8", calibration, xnnpack=True)
     refused = export_tflite(model, folder / "refused.tflite", "int8", calibration, xnnpack=False)
@@ -111,10 +101,13 @@ def test_a_build_of_a_model_litert_aborts_on_ends_in_one_line(tmp_path, keras):
     assert not (out / "model.tflite").exists() and not (out / "original.tflite").exists()
 
 
-def test_a_file_the_runtime_will_not_load_is_named_and_the_others_are_timed(aborting, tmp_path, monkeypatch):
-    """runtime_bench names the file a worker would not load (``FileRefused``), and the price stage's batch timing
-    drops that chain and times the rest: keras.applications EfficientNetB0 (untrained) at ``host-int8`` had one such
-    chain (stem_conv as Tensor-Train, its int8 file refused by XNNPACK) among 149, and the build ended in a traceback."""
+def test_the_files_the_runtime_will_not_load_are_named_at_once_and_the_others_are_timed(aborting, tmp_path,
+                                                                                        monkeypatch):
+    """runtime_bench names every file its workers would not load (``FileRefused.refused``), and the price stage's
+    batch timing drops those chains and times the rest in one more run: keras.applications EfficientNetB0
+    (untrained) at ``host-int8`` had one such chain (stem_conv as Tensor-Train, its int8 file refused by XNNPACK)
+    among 149, and the build ended in a traceback; ResNet50V2 had 23 in one batch, each a worker start and a reload
+    of the batch while they were named one at a time."""
     import shutil
 
     from lrfc.cost import latency
@@ -124,14 +117,24 @@ def test_a_file_the_runtime_will_not_load_is_named_and_the_others_are_timed(abor
 
     _, refused, model, _ = aborting
     fine = export_tflite(model, tmp_path / "fine.tflite", "fp32")
-    with pytest.raises(FileRefused) as err:
-        bench([fine, refused], runs=2, warmup=0, rounds=1, memory=False)
-    assert err.value.path == str(refused) and "failed to create XNNPACK runtime" in str(err.value)
+    again = shutil.copy(refused, tmp_path / "again.tflite")
+    for memory in (False, True):
+        with pytest.raises(FileRefused) as err:
+            bench([fine, refused, fine, again], runs=2, warmup=0, rounds=1, memory=memory)
+        assert err.value.path == str(refused) and list(err.value.refused) == [str(refused), str(again)]
+        assert all(m.startswith(f"{p}: ") and "failed to create XNNPACK runtime" in m
+                   for p, m in err.value.refused.items())
+        assert str(err.value).endswith(" (and 1 more file refused)")
 
-    files = [fine, refused, fine]
+    files = [fine, refused, fine, again]
     monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: shutil.copy(files[chain], path))
-    result = latency.time_chains(DeviceLink(), "litert", "int8", 1, [0, 1, 2])
-    assert [r is None for r in result["results"]] == [False, True, False]
+    runs = []
+    timed = DeviceLink.bench
+    monkeypatch.setattr(DeviceLink, "bench", lambda self, paths, **kw: runs.append(len(paths)) or timed(self, paths, **kw))
+    result = latency.time_chains(DeviceLink(), "litert", "int8", 1, [0, 1, 2, 3])
+    assert runs == [4, 2]  # the refusals named in one answer, the rest timed in one more run
+    assert [r is None for r in result["results"]] == [False, True, False, True]
     assert all(r["p50_ms"] > 0 for r in result["results"] if r is not None)
-    assert list(result["refused"]) == [1] and result["refused"][1].startswith("cannot allocate tensors at batch 1: ")
+    assert list(result["refused"]) == [1, 3]
+    assert all(m.startswith("cannot allocate tensors at batch 1: ") for m in result["refused"].values())
     assert result["device"] is not None

@@ -296,7 +296,9 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
     untrained layer's weights put out of its range: keras.applications
     EfficientNetB0 at int8), is not timed: its row is None and ``refused``
     maps its index to the error's one line; the others are timed without it
-    (``device`` is None when nothing ran).
+    (``device`` is None when nothing ran). The device names every file it
+    refuses in one answer (``runtime_bench.runners.FileRefused``), so the rest
+    are timed in a second run, here or over ssh, however many it refused.
     """
     from runtime_bench.runners import FileRefused
 
@@ -322,12 +324,12 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
             try:
                 result = link.bench(list(paths.values()), runtime=runtime, threads=threads, runs=RUNS, warmup=WARMUP,
                                     rounds=ROUNDS, batch=1, memory=False, io=timing_io(runtime))
-            except FileRefused as exc:  # that chain only: dropped like one the converter refused, the rest timed
-                index = next((i for i, p in paths.items() if str(p) == exc.path), None)
-                if index is None:
+            except FileRefused as exc:  # those chains only: dropped like ones the converter refused, the rest timed
+                gone = {i: exc.refused[str(p)] for i, p in paths.items() if str(p) in exc.refused}
+                if not gone:
                     raise
-                refused[index] = first_line(exc, limit=300).replace(f"{exc.path}: ", "")
-                del paths[index]
+                for i, message in gone.items():
+                    refused[i] = first_line(message, limit=300).replace(f"{paths.pop(i)}: ", "")
             except (RuntimeError, OSError) as exc:  # the device or its runtime failed: say so in one line
                 why = first_line(exc)
                 raise UserError(f"latency micro-benchmarks on {link.label} failed: {why}") from exc
@@ -343,7 +345,17 @@ def lower_chain(chain: Chain, path: Path, precision: str) -> Path:
     """A stand-alone model of one chain, lowered to ``path`` (``.tflite`` or ``.onnx``).
 
     TFLite gets the profile's precision (int8 calibrated on random inputs:
-    the values do not change the kernels that run, only the scales). ONNX
+    the values do not change the kernels that run, only the scales), the
+    chain's inner channels equalized first as the lower stage equalizes the
+    published model's (``factorize.equalize``). Without that, XNNPACK would not
+    prepare some int8 chains at all: an inner channel far wider than the rest,
+    which the next stage all but ignores, sets that tensor's int8 step, and
+    the next convolution's requantization scale passes the 256 XNNPACK takes.
+    keras.applications ResNet50V2 (untrained, 32x32, data-aware fits at
+    ``host-int8``): 25 of 689 candidate chains refused, every one a
+    Tensor-Train (conv1_conv at ranks [2, 16, 32]: 2.1e3), and none once
+    equalized (one-off, docs/LOG.md 2026-12-06); the price stage had dropped
+    those candidates although the published model, equalized, would run them. ONNX
     chains are fp32 whatever the profile says: the fp16 artifact is an fp32
     file too (``lower.artifacts``), and static int8 quantization of hundreds
     of one-layer ONNX files would cost more than the search it informs; the
@@ -355,10 +367,13 @@ def lower_chain(chain: Chain, path: Path, precision: str) -> Path:
 
     model = chain_model(tuple(chain.input_shape), chain.stages, chain.spatial_rank, name="chain")
     if path.suffix == ".tflite":
+        from lrfc.factorize.equalize import equalize_chains
         from lrfc.lower.tflite import export_tflite
 
-        rng = np.random.default_rng(0)
-        rep = rng.standard_normal((8, *chain.input_shape)).astype(np.float32) if precision == "int8" else None
+        rep = None
+        if precision == "int8":
+            rep = np.random.default_rng(0).standard_normal((8, *chain.input_shape)).astype(np.float32)
+            equalize_chains(model, rep)
         return export_tflite(model, path, precision, representative=rep)
     from lrfc.lower.onnx import export_onnx
 

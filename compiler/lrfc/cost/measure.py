@@ -29,6 +29,11 @@ the ``measure`` stage closes the loop on the whole model:
    slower than the original: when no rung is faster, the original is
    published and the build says so.
 
+An int8 rung is lowered as the lower stage will publish it, its chains
+equalized on the calibration samples (``factorize.equalize``): a file as
+published is what is timed, and XNNPACK prepares chains it would refuse
+unequalized (``cost.latency.lower_chain``).
+
 Where the device cannot be reached the ladder stays as priced and the records
 carry the per-layer estimate only (``status`` "estimated"); so too where the
 timing itself fails (a worker died: LiteRT's XNNPACK aborted on an int8 file,
@@ -220,6 +225,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
     into ``work`` once: timing them again reads them back instead of lowering
     every model a second time (``tests/test_measure.py`` counts the exports).
     """
+    from lrfc.factorize.equalize import equalize_chains
     from lrfc.lower.artifacts import export_file, onnx_int8_scheme
 
     pricer, profile = state.pricer, state.profile
@@ -235,6 +241,8 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
         with state.progress("measure", len(todo)) as bar:
             for path, plan, build in todo:
                 model = build()
+                if profile.precision == "int8" and plan.choices:  # as the lower stage will publish it
+                    equalize_chains(model, calibration, {c.layer for c in plan.choices})
                 export_file(model, fmt, path, profile.precision, calibration, onnx_int8_scheme(profile.runtimes))
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
