@@ -511,3 +511,14 @@ def test_a_latency_ratio_of_a_model_with_nothing_factorized_says_it_is_noise(rep
     assert latency.endswith("(nothing was factorized: the same model timed twice, so this ratio is the timing's "
                             "noise)"), latency
     assert "<b>Nothing was factorized</b>: the same model timed twice" in render_html(report)
+
+
+def test_the_search_line_says_when_the_last_round_took_a_rung_by_its_start(report):
+    report["budget_search"] = {"levels": 15, "allocation": "global", "published": "lambda 5.423",
+                               "stopped": "--max-rounds 3",
+                               "rounds": [{"secured": False}, {"secured": False}, {"secured": True}]}
+    line = next(l for l in summary_table(report).splitlines() if l.startswith("search "))
+    assert line == ("search      3 rounds over 15 levels (global allocation): published lambda 5.423; stopped: "
+                    "--max-rounds 3; round 3, the last after misses, took a rung whose start already met the budget")
+    report["budget_search"]["rounds"][2]["secured"] = False
+    assert next(l for l in summary_table(report).splitlines() if l.startswith("search ")).endswith("--max-rounds 3")

@@ -53,9 +53,12 @@ def _footer(report: dict) -> list[str]:
         out.append(f"gain        {gain}")
     search = report.get("budget_search") or {}
     if search.get("rounds"):
+        secured = [k for k, r in enumerate(search["rounds"], 1) if r.get("secured")]
         out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
                    f"{search['levels']} levels ({search['allocation']} allocation): published {search['published']}"
-                   f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}")
+                   f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}"
+                   + "".join(f"; round {k}, the last after misses, took a rung whose start already met the budget"
+                             for k in secured))
     if report.get("splits"):
         out.append(f"data        {splits_line(report['splits'])}")
     if report.get("input"):
