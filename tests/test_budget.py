@@ -760,9 +760,10 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
 
     from lrfc.train import contract
 
-    def search_over(start_drop):
+    def search_over(start_drop, max_rounds=3, time_budget=None):
         levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(10)]
-        opts = SimpleNamespace(finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=3, time_budget=None)
+        opts = SimpleNamespace(finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=max_rounds,
+                               time_budget=time_budget)
         logs = []
         state = SimpleNamespace(options=opts, levels=levels, log=logs.append, original_accuracy=0.9, level=2,
                                 splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
@@ -781,8 +782,15 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
         monkeypatch.setattr(contract, "_accuracy_or_bound", lambda m, x, y, floor: (
             looks.append(m.level), (0.9 - start_drop(m.level) / 100, True))[1])
         tuned = {2: 0.888, 4: 0.889, 8: 0.895}  # rounds 1 and 2 miss by 0.2 and 0.1 points; a start is kept as it is
-        search.run(lambda m, epochs, deadline: (epochs, 1.0, tuned.get(m.level, 0.9 - start_drop(m.level) / 100),
-                                                False))
+        clock = [0.0]  # --time-budget: 240 s for rounds of 100 s an epoch
+        monkeypatch.setattr(search, "_seconds_left", lambda: 240.0 - clock[0])
+        monkeypatch.setattr(search, "_round_unit", lambda: 100.0)
+
+        def tune(m, epochs, deadline):
+            clock[0] += 100.0
+            return epochs, 100.0, tuned.get(m.level, 0.9 - start_drop(m.level) / 100), False
+
+        search.run(tune)
         return search, built, looks, logs
 
     search, built, looks, logs = search_over(lambda k: (9 - k) * 0.3)  # starts within 1 point from rung 6 up
@@ -790,9 +798,14 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
     assert [r.secured for r in search.rounds] == [False, False, True] and search.best[0] == 6
     assert looks == [9, 6, 5]                       # the least compressed first, then bisection between 4 and 9
     assert built[2:] == [(9, "model-4"), (6, "model-4"), (5, "model-4")]  # warm from round 2, and not built again
-    assert any(m.startswith("last of --max-rounds 3, none has met the budget: rung 6, the most compressed rung whose "
+    assert any(m.startswith("last round, none has met the budget: rung 6, the most compressed rung whose "
                             "starting point already meets it (0.90 points") for m in logs)
 
     search, built, looks, logs = search_over(lambda k: 1.5)  # no start meets it: the proxy's pick
     assert [r.level for r in search.rounds] == [2, 4, 8] and looks == [9] and not search.rounds[-1].secured
     assert any("not even the least compressed rung's starting point meets it" in m for m in logs)
+
+    # --time-budget: after round 1, 140 s are left, less than two epochs: the second round is the last one
+    search, built, looks, logs = search_over(lambda k: (9 - k) * 0.3, max_rounds=6, time_budget=4)
+    assert [r.level for r in search.rounds] == [2, 6] and search.rounds[-1].secured and search.rounds[-1].met
+    assert looks == [9, 5, 7, 6] and search.stopped == "--time-budget 4 minutes"

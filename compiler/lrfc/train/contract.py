@@ -37,7 +37,8 @@ least. The search over it:
    VGG-style baseline: 6 % and 10 % of the rung's parameters) train one
    epoch, not three.
 3. **The last round cannot miss.** When the next round is the last
-   ``--max-rounds`` allows and none has met the budget, the proxy's guess
+   (``--max-rounds``, or ``--time-budget`` leaving no room for another) and
+   none has met the budget, the proxy's guess
    is not enough: the round takes the most compressed rung whose starting
    point, built as the round builds it (warm-started, repaired), already
    meets the budget on the whole validation split (bisection, each look
@@ -557,13 +558,16 @@ class BudgetSearch:
         return self._pick() if secured is None else secured
 
     def _last_chance(self) -> bool:
-        """Whether the next round is the last ``--max-rounds`` allows, after rounds that all missed the budget.
+        """Whether the next round is the last, after rounds that all missed the budget: the last ``--max-rounds``
+        allows, or under ``--time-budget`` one after which not another epoch of the last round's length fits.
 
         Not a first round (``--max-rounds 1``): nothing has yet shown the proxy's pick to miss, and a one-round
         build measures what the proxy picks (the ablation's rows in docs/BENCHMARKS.md).
         """
-        return (self.tune and bool(self.rounds) and self.hi_pass == len(self.levels)
-                and len(self.rounds) == self.options.max_rounds - 1)
+        if not (self.tune and self.rounds and self.hi_pass == len(self.levels)):
+            return False
+        timed_out = self.options.time_budget is not None and self._seconds_left() < 2 * self._round_unit()
+        return timed_out or len(self.rounds) == self.options.max_rounds - 1
 
     def _secure_pick(self, previous: int | None = None, model=None) -> int | None:
         """The most compressed rung past the last failure whose starting point meets the budget on the whole
@@ -596,8 +600,8 @@ class BudgetSearch:
             return None
         if not passes(hi):
             self.secured = {}
-            state.log(f"last of --max-rounds {self.options.max_rounds}, none has met the budget: not even the least "
-                      f"compressed rung's starting point meets it on the validation split; the proxy's pick instead")
+            state.log(f"last round, none has met the budget: not even the least compressed rung's starting point "
+                      "meets it on the validation split; the proxy's pick instead")
             return None
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -607,8 +611,8 @@ class BudgetSearch:
                 lo = mid
         self.secured = {hi: self.secured[hi]}
         self.secured_levels.add(hi)
-        state.log(f"last of --max-rounds {self.options.max_rounds}, none has met the budget: "
-                  f"{self.levels[hi].label}, the most compressed rung whose starting point already meets it "
+        state.log(f"last round, none has met the budget: {self.levels[hi].label}, the most compressed rung whose "
+                  f"starting point already meets it "
                   f"({drops[hi]:.2f} points on the validation split before fine-tuning; {len(drops)} looked at)")
         return hi
 
