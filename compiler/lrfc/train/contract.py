@@ -600,7 +600,7 @@ class BudgetSearch:
             return None
         if not passes(hi):
             self.secured = {}
-            state.log(f"last round, none has met the budget: not even the least compressed rung's starting point "
+            state.log("last round, none has met the budget: not even the least compressed rung's starting point "
                       "meets it on the validation split; the proxy's pick instead")
             return None
         while hi - lo > 1:
