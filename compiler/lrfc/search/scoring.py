@@ -292,6 +292,12 @@ def first_passing(passes, n: int) -> int | None:
             hi = i
             break
         lo, i, step = i, i + step, step * 2
+    return narrowed(passes, lo, hi)
+
+
+def narrowed(passes, lo: int, hi: int) -> int:
+    """The first index in ``(lo, hi]`` where ``passes`` holds, by bisection, given that ``lo`` fails (or is below
+    the range) and ``hi`` passes, for a ``passes`` that never turns false again."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if passes(mid):

@@ -578,6 +578,8 @@ class BudgetSearch:
         the budget (``_accuracy_or_bound``); fine-tuning scores the same start on the same split and keeps it
         unless an epoch beats it, so the round this picks passes (module doc, item 3).
         """
+        from lrfc.search.scoring import narrowed
+
         state, budget = self.state, self.options.max_acc_drop
         floor = state.original_accuracy - (budget + 1e-6) / 100.0
         drops: dict[int, float] = {}
@@ -603,12 +605,7 @@ class BudgetSearch:
             state.log("last round, none has met the budget: not even the least compressed rung's starting point "
                       "meets it on the validation split; the proxy's pick instead")
             return None
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if passes(mid):
-                hi = mid
-            else:
-                lo = mid
+        hi = narrowed(passes, lo, hi)
         self.secured = {hi: self.secured[hi]}
         self.secured_levels.add(hi)
         state.log(f"last round, none has met the budget: {self.levels[hi].label}, the most compressed rung whose "
