@@ -1,8 +1,9 @@
 """runtime_bench.sandbox: a file LiteRT aborts on fails its gate in one line; lrfc's own process never loads it.
 
-The model (``conftest.cancelling_model``) is built to hit what keras.applications MobileNetV3Large (untrained, factorized) hit: a 1x1
-convolution whose calibrated output is exactly zero (its weights cancel over two copies of one tensor), so its
-requantization scale is far past the 256 XNNPACK creates, after a HARD_SWISH that lrfc rewrites for XNNPACK. With
+The model (``conftest.cancelling_model``) is built to hit what keras.applications MobileNetV3Large (untrained,
+factorized) hit: a 1x1 convolution whose calibrated output is exactly zero (its weights cancel over two copies of
+one tensor), so its requantization scale is far past the 256 XNNPACK creates, after a HARD_SWISH that lrfc rewrites
+for XNNPACK. With
 ai-edge-litert 2.3.0 the file without the rewrite fails to load cleanly ("failed to create XNNPACK runtime"); with
 it, LiteRT frees memory twice and aborts the process.
 """
