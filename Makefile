@@ -55,6 +55,7 @@ bench: setup models/.trained models/tiny.keras
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.budget
+	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.speed --models vgg,resnet --rows latency,flops,int8,int8-qat
 	$(BIN)/python -m bench.probe
 	$(BIN)/python -m bench.foreign

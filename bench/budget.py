@@ -139,7 +139,8 @@ def budget_headline(report: dict) -> dict:
             "test_before": report["original"].get("test_accuracy"), "test_after": report["compressed"].get("test_accuracy"),
             "published": search.get("published"), "stopped": search.get("stopped"), "rounds": rounds,
             "first_proxy_drop": first.get("proxy_drop"), "first_drop": first.get("drop"),
-            "proxy_looks": len(search.get("proxy_drops", {})), "proxy_seconds": search.get("proxy_seconds")}
+            "proxy_looks": len(search.get("proxy_drops", {})), "proxy_seconds": search.get("proxy_seconds"),
+            "proxy_scored": sum(search["proxy_scored"].values()) if "proxy_scored" in search else None}
 
 
 def before_drop(spec: dict) -> float | None:

@@ -3,6 +3,7 @@
 Every table is generated from a results file and states the command that
 produced it, the machine, the versions and the date; nothing in the document
 is typed in by hand. Sections: ``render_budget`` (the accuracy budget),
+``render_proxy`` (the budget search's proxy against the whole validation split),
 ``render_speed`` (whole-model latency and the int8 baseline), ``render_gpu`` (ONNX Runtime on an NVIDIA GPU), ``render_foreign`` (models nobody here
 designed), ``render_chains`` (a layer against its chains), ``render_delegation`` (what
 LiteRT's XNNPACK leaves out, and lrfc's forms for it),
@@ -24,6 +25,7 @@ from bench.render_common import (DATA_CHANGED, DEFAULTS_CHANGED, FIT_CHANGED, MA
 from bench.render_delegation import delegation
 from bench.render_fits import fits
 from bench.render_gpu import gpu
+from bench.render_proxy import proxy
 from bench.render_foreign import foreign
 from bench.render_latency import latency, latency_plot
 from bench.render_quality import quality
@@ -87,7 +89,7 @@ def main() -> None:
              "with a Flatten (the VGG-style baseline) had a slightly slow original there. Each table's machine line "
              "names the machine "
              "of its file's latest run.", ""]
-    for name in ("budget.json", "speed.json", "qat.json", "equalize.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "delegation.json", "scale.json", "sensitivity.json", "fits.json",
+    for name in ("budget.json", "proxy.json", "speed.json", "qat.json", "equalize.json", "gpu.json", "foreign.json", "probe.json", "chains.json", "delegation.json", "scale.json", "sensitivity.json", "fits.json",
                  "quality.json", "latency.json", "decompose_time.json"):
         path = RESULTS / name
         if not path.exists():
@@ -95,6 +97,8 @@ def main() -> None:
         record = json.loads(path.read_text())
         if name == "budget.json":
             parts += budget(record)
+        elif name == "proxy.json":
+            parts += proxy(record)
         elif name == "speed.json":
             parts += speed(record)
         elif name == "qat.json":

@@ -6,7 +6,7 @@ Every number, and every verdict against a target, is read from the results.
 from __future__ import annotations
 
 from bench.budget import CLAIM_BUDGETS, CLAIMS
-from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, RUN, as_run, machine_line, machine_of
+from bench.render_common import DATA_CHANGED, EPOCHS_CHANGED, PROXY_CHANGED, RUN, as_run, machine_line, machine_of
 
 TARGETS = {"drop": 1.0, "params": 90.0, "macs": 85.0, "minutes": 15.0}  # issue 13
 
@@ -110,7 +110,8 @@ def _build_table(rows: dict) -> list[str]:
                           f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)}"
                           f"{_capped(x)} in {x['seconds']:.0f} s{_fresh(x)} "
                           f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
-        looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s."
+        scored = f", scoring {r['proxy_scored']:,} validation samples" if r.get("proxy_scored") else ""
+        looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s{scored}."
                  if r.get("proxy_seconds") is not None else "")
         lines.append(f"{n} rounds: {steps}.{looks}")
     return lines + [""] + _commands(rows)
@@ -122,7 +123,9 @@ def ablation_section(runs: dict) -> list[str]:
         return []
     lines = ["### Ablation: one fine-tuning round, each part off", "",
              "Each build runs the contract with `--max-rounds 1`: the proxy (reconstruction and BN re-estimation as "
-             "configured, no fine-tuning, on 1,000 validation samples) picks the rung, one round fine-tunes it. "
+             "configured, no fine-tuning, on the first 1,000 validation samples; from "
+             f"{PROXY_CHANGED} on, 1,000 at a time while its drop is near its goal: the proxy's section below) picks the "
+             "rung, one round fine-tunes it. "
              "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row's command "
              "spells out the fine-tuning defaults of its date where they differ from today's. Rows from different "
              "machines ran on different baselines (the preamble): compare rows of one model and machine. "
@@ -139,7 +142,7 @@ def ablation_section(runs: dict) -> list[str]:
         lines.append(f"| {n} | {machine_of(r)} | {' | '.join(cells)} | {met} | {r['finetune']['seconds']:.0f} | "
                      f"{r['wall_s']:.0f} |")
     lines += ["", "The rung is the plan the one round fine-tuned; when it missed, the build published the original. "
-              "One seed per row, and the proxy is scored on 1,000 samples (a point is 10 images): read differences "
+              "One seed per row, and the proxy is scored on as few as 1,000 samples (a point is 10 images): read differences "
               "of a few tenths of a point as noise, and the same rung fine-tuned two ways (same 'before') as the "
               "cleanest comparison."]
     return lines + [""] + _commands(rows)

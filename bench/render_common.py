@@ -12,6 +12,7 @@ XEON_CHANGED = "2026-12-02 18:11 UTC"      # the benchmark machine: an AVX2-only
 EPOCHS_CHANGED = "2026-12-02 16:09 UTC"    # fine-tuning: a cold round 3 epochs over 60,000 samples before, 2 since
 ONNX_INT8_CHANGED = "2026-12-03 06:36 UTC"  # ONNX int8 files: int8 activations (S8S8) before, uint8 (U8S8) since
 TWIN_CHANGED = "2026-12-03 15:04 UTC"  # the original's files: Flatten/Reshape with shape arithmetic before, constant since
+PROXY_CHANGED = "2026-12-06 03:19 UTC"  # the budget search's proxy: the first 1,000 validation samples before, sequential since
 
 RUN = ", run of "  # a row kept from an earlier run of the same command (bench.results_file.put_row, or by hand)
 

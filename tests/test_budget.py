@@ -809,3 +809,54 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
     search, built, looks, logs = search_over(lambda k: (9 - k) * 0.3, max_rounds=6, time_budget=4)
     assert [r.level for r in search.rounds] == [2, 6] and search.rounds[-1].secured and search.rounds[-1].met
     assert looks == [9, 5, 7, 6] and search.stopped == "--time-budget 4 minutes"
+
+
+def _selector(keras, block: int, blocks: int):
+    """A real Keras model whose logits are block ``block`` of its input's ``blocks`` blocks of 10 columns."""
+    kernel = np.zeros((10 * blocks, 10), np.float32)
+    kernel[10 * block:10 * block + 10] = np.eye(10, dtype=np.float32)
+    model = keras.Sequential([keras.Input((10 * blocks,)), keras.layers.Dense(10, use_bias=False)])
+    model.set_weights([kernel])
+    return model
+
+
+def test_a_look_near_its_goal_scores_more_of_the_validation_split(keras, monkeypatch):
+    """The proxy scores ``PROXY_SAMPLES`` validation samples, and more only while its drop is within ``PROXY_Z``
+    standard errors of the goal. Rung 0 (far from it): 1,000 samples. Rung 1 reads 2.6 points on the first 1,000
+    and 3.4 on all 5,000: within a goal of 3.0 on the old 1,000-sample proxy, over it here."""
+    from types import SimpleNamespace
+
+    from lrfc.train import contract
+
+    n, blocks = 5000, 3
+    y = np.arange(n) % 10
+    x = np.zeros((n, 10 * blocks), np.float32)
+    x[np.arange(n), y] = 1.0                       # block 0, the original: right on every sample
+    wrong = (y + 1) % 10
+    for block, misses in ((1, np.arange(0, n, 10)),  # rung 0: 10 % wrong everywhere (10 points)
+                          (2, np.r_[np.arange(26), np.linspace(1000, n - 1, 144).astype(int)])):  # rung 1: 26 of 1,000, 170 of all
+        x[:, 10 * block:10 * block + 10][np.arange(n), y] = 1.0
+        x[misses, 10 * block:10 * block + 10] = 0.0
+        x[misses, 10 * block + wrong[misses]] = 1.0
+    models = [_selector(keras, b, blocks) for b in range(blocks)]
+    levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=float(i)) for i in range(2)]
+    opts = SimpleNamespace(finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    state = SimpleNamespace(options=opts, levels=levels, log=print, flat=models[0], ladder="global",
+                            enforce_budget=True, splits=SimpleNamespace(x_val=x, y_val=y))
+    search = contract.BudgetSearch(state)
+    built = []
+
+    def build(i, warm=None):
+        built.append(i)
+        return models[1 + i]
+
+    monkeypatch.setattr(search, "_build", build)
+    assert not search._within(0, 3.0) and search.tally[0][0] == 1000 and search.proxy[0] == pytest.approx(10.0)
+    assert search._within(1, 9.0) and search.tally[1][0] == 1000      # 2.6 points, far below 9
+    assert search._side(1, 3.0) is None                              # 2.6 +- 2 x 0.5: cannot tell on 1,000
+    assert not search._within(1, 3.0)
+    assert search.tally[1][0] == n and search.proxy[1] == pytest.approx(3.4)
+    assert built == [0, 1]                                           # rung 1 was the latest look: not built again
+    search.models = {}
+    assert search._known_bracket(-1, 2, 3.0) == (1, 2)               # both known over 3 now
+    assert search.to_json()["proxy_scored"] == {"0": 1000, "1": n} and search.to_json()["proxy_samples"] == 1000

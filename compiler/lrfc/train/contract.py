@@ -10,8 +10,11 @@ least. The search over it:
 1. **A cheap proxy picks the first rung.** Each rung it looks at is built with
    its starting point repaired (``factorize.stage.build_level``:
    reconstruction, BN re-estimation) and scored, without any fine-tuning, on
-   the first ``PROXY_SAMPLES`` validation samples (not training samples: the
-   original scores those from memory, which inflates every drop). Bisection finds the most compressed
+   validation samples (not training samples: the original scores those from
+   memory, which inflates every drop), ``PROXY_SAMPLES`` at a time: a look
+   whose drop lies within ``PROXY_Z`` standard errors of the goal it is
+   compared with scores the next ones, up to the whole split (``_within``);
+   one clearly on either side stops at the first. Bisection finds the most compressed
    rung whose proxy drop fine-tuning is expected to bring within ``TARGET``
    of the budget (``RECOVERY``: what one fine-tuning round recovers, until a
    round has been measured); once a round has passed, within the whole budget
@@ -85,9 +88,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from lrfc.frontend.samples import head
-
-PROXY_SAMPLES = 1000
+PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
+PROXY_Z = 2.0            # ... and more while its drop is within this many standard errors of the goal
 EARLY_CHUNK = 1000      # --finetune none: validation samples scored between two checks of the bound
 RECOVERY = 2.0          # proxy drop / fine-tuned drop before a round is measured (VGG: 1.8 at 3 epochs; 2.2, 2.6 at 8 with distillation)
 TARGET = 0.8            # aim at this share of the budget while the recovery ratio is a guess, and in a bracket
@@ -204,6 +206,26 @@ def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> float:
     return share if share >= MIN_SHARE else 0
 
 
+def proxy_side(n: int, total: int, squares: int, n_all: int, goal: float) -> bool | None:
+    """Whether a look's drop is within ``goal`` points, or None while it cannot tell.
+
+    The look has scored the first ``n`` of ``n_all`` validation samples;
+    ``total`` and ``squares`` sum the original's right minus the rung's
+    (-1, 0 or 1 per sample) and its square, so the drop is ``100 total / n``
+    and its standard error that of a paired mean. None while the drop lies
+    within ``PROXY_Z`` standard errors of ``goal`` and samples are left: the
+    next ``PROXY_SAMPLES`` decide more. On the VGG-style baseline's ladder
+    of 85 rungs (``python -m bench.proxy``), the first 1,000 samples alone
+    sent a bisection to another rung than all 5,000 for 21 of 39 goals.
+    """
+    within = 100.0 * total / max(n, 1) <= goal
+    if n >= n_all or n < 2:
+        return within
+    variance = max(0.0, (squares - total * total / n) / (n - 1))
+    error = 100.0 * math.sqrt(variance / n)
+    return within if abs(100.0 * total / n - goal) > PROXY_Z * error else None
+
+
 def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
     """How many rungs a forced step moves: 1, doubled for each forced step just before that passed within ``room``.
 
@@ -227,11 +249,14 @@ class BudgetSearch:
         self.levels = state.levels
         self.tune = self.options.finetune == "oneshot" and self.options.epochs > 0
         s = state.splits
-        n = PROXY_SAMPLES if self.tune else len(s.x_val)  # the validation split decides; the proxy is a seeded subset
-        self.x_proxy, self.y_proxy = head(s.x_val, n), s.y_val[:n]
+        self.x_proxy, self.y_proxy = s.x_val, s.y_val  # the validation split, in its seeded order
         self.proxy_original = None
+        self.original_right = None                   # fine-tuning: whether the original gets each validation sample
+        self.original_scored = 0                     # ... for the first this many (scored as looks need them)
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
+        self.tally: dict[int, tuple[int, int, int]] = {}  # rung -> (samples scored, sum and sum of squares of the
+        #                                               original's right minus the rung's, per sample: -1, 0 or 1)
         self.bounded: set[int] = set()               # rungs dropped early: their accuracy is an upper bound
         self.look_seconds = 0.0                      # building and scoring the rungs looked at
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
@@ -251,29 +276,89 @@ class BudgetSearch:
         return plan_from(self.levels[i].choices)
 
     def proxy_drop(self, i: int) -> float:
-        """The rung's drop before fine-tuning, in points, on the proxy samples (built once, kept for a try)."""
-        from lrfc.factorize.stage import build_level
+        """The rung's drop before fine-tuning, in points, on the samples scored so far (built once, kept for a try).
 
-        if i not in self.proxy:
-            start = time.perf_counter()
-            if self.proxy_original is None:  # the whole validation split: the load stage scored the original on it
-                whole = not self.tune and self.state.original_accuracy is not None
-                self.proxy_original = (self.state.original_accuracy if whole
+        Fine-tuning: on the first ``PROXY_SAMPLES`` validation samples; ``_within`` scores more where that is too
+        close to the goal to tell. ``--finetune none``: on the whole validation split, which decides, stopped
+        once the budget is out of reach.
+        """
+        if i in self.proxy:
+            return self.proxy[i]
+        start = time.perf_counter()
+        self.models = {}  # only the latest is kept (a try usually follows the last look): gone before the next
+        model = self._build(i)
+        if self.tune:
+            self.tally[i] = (0, 0, 0)
+            self._score_more(i, model)
+        else:
+            if self.proxy_original is None:  # the load stage scored the original on the whole validation split
+                self.proxy_original = (self.state.original_accuracy if self.state.original_accuracy is not None
                                        else _accuracy(self.state.flat, self.x_proxy, self.y_proxy))
-            self.models = {}  # only the latest is kept (a try usually follows the last look): gone before the next
-            with self.state.timer.stage("factorize"):
-                model = build_level(self.state, self.plan(i))
-            if self.tune:  # a proxy: its value steers the search, so it is measured in full
-                self.proxy_accuracy[i] = _accuracy(model, self.x_proxy, self.y_proxy)
-            else:  # the validation split decides: stop once the budget is out of reach
-                floor = self.proxy_original - (self.options.max_acc_drop + 1e-6) / 100.0
-                self.proxy_accuracy[i], complete = _accuracy_or_bound(model, self.x_proxy, self.y_proxy, floor)
-                if not complete:
-                    self.bounded.add(i)
+            floor = self.proxy_original - (self.options.max_acc_drop + 1e-6) / 100.0
+            self.proxy_accuracy[i], complete = _accuracy_or_bound(model, self.x_proxy, self.y_proxy, floor)
+            if not complete:
+                self.bounded.add(i)
             self.proxy[i] = 100.0 * (self.proxy_original - self.proxy_accuracy[i])
-            self.models = {i: model}
-            self.look_seconds += time.perf_counter() - start
+        self.models = {i: model}
+        self.look_seconds += time.perf_counter() - start
         return self.proxy[i]
+
+    def _score_more(self, i: int, model) -> None:
+        """Score rung ``i``'s ``model`` on the next ``PROXY_SAMPLES`` validation samples; update its proxy drop.
+
+        The drop is the mean, over the samples scored, of the original's
+        right minus the rung's (per sample -1, 0 or 1), so both are scored on
+        the same samples and its standard error is that of a paired mean.
+        """
+        import numpy as np
+
+        from lrfc.frontend.samples import predict
+        from lrfc.train.finetune import _labels
+
+        x, n_all = self.x_proxy, len(self.x_proxy)
+        labels = _labels(self.y_proxy, n_all, "validation")
+
+        def rows(a: int, b: int):
+            return x.subset(np.arange(a, b)) if hasattr(x, "subset") else x[a:b]
+
+        n, total, squares = self.tally[i]
+        end = min(n_all, n + PROXY_SAMPLES)
+        if self.original_right is None:
+            self.original_right = np.zeros(n_all, bool)
+        if self.original_scored < end:  # the original's answers, once each, as far as the looks have gone
+            a = self.original_scored
+            self.original_right[a:end] = predict(self.state.flat, rows(a, end)).argmax(axis=-1) == labels[a:end]
+            self.original_scored = end
+        right = predict(model, rows(n, end)).argmax(axis=-1) == labels[n:end]
+        diff = self.original_right[n:end].astype(np.int64) - right.astype(np.int64)
+        n, total, squares = end, total + int(diff.sum()), squares + int(np.abs(diff).sum())
+        self.tally[i] = (n, total, squares)
+        self.proxy_accuracy[i] = float(np.mean(self.original_right[:n])) - total / n
+        self.proxy[i] = 100.0 * total / n
+
+    def _side(self, i: int, goal: float) -> bool | None:
+        """Whether rung ``i``'s proxy drop is within ``goal`` (``proxy_side``); None also for a rung not looked at."""
+        if i not in self.proxy:
+            return None
+        if i not in self.tally:  # scored in full (``--finetune none``)
+            return self.proxy[i] <= goal
+        return proxy_side(*self.tally[i], len(self.x_proxy), goal)
+
+    def _within(self, i: int, goal: float) -> bool:
+        """Whether rung ``i``'s proxy drop is within ``goal``, scoring more of the validation split until it can
+        tell (``_side``); the rung is built again if it is no longer the latest look's."""
+        drop = self.proxy_drop(i)
+        if i not in self.tally:  # scored in full (``--finetune none``)
+            return drop <= goal
+        while (side := self._side(i, goal)) is None:
+            start = time.perf_counter()
+            model = self.models.get(i)
+            if model is None:
+                model = self._build(i)
+                self.models = {i: model}
+            self._score_more(i, model)
+            self.look_seconds += time.perf_counter() - start
+        return side
 
     def _recovery(self) -> float:
         """Proxy drop / fine-tuned drop: at the most compressed rung that passed, else the median of the rounds.
@@ -337,7 +422,7 @@ class BudgetSearch:
         lo, hi = self._known_bracket(lo, hi, goal)
         while hi - lo > 1 and not self._settled(lo, hi):
             mid = (lo + hi) // 2
-            if self.proxy_drop(mid) <= goal:
+            if self._within(mid, goal):
                 hi = mid
             else:
                 lo = mid
@@ -376,9 +461,9 @@ class BudgetSearch:
         earlier round's bisection already saw (the ResNet-style default build:
         its 4 rounds' picks cost 99 s of looks before).
         """
-        passing = [k for k, drop in self.proxy.items() if lo < k < hi and drop <= goal]
+        passing = [k for k in self.proxy if lo < k < hi and self._side(k, goal) is True]
         hi = min(passing, default=hi)
-        failing = [k for k, drop in self.proxy.items() if lo < k < hi and drop > goal]
+        failing = [k for k in self.proxy if lo < k < hi and self._side(k, goal) is False]
         return max(failing, default=lo), hi
 
     # ------------------------------------------------------------------ the search
@@ -652,8 +737,10 @@ class BudgetSearch:
                 "enforced": bool(self.state.enforce_budget), "levels": len(self.levels),
                 "published": "original" if self.best is None else self.levels[self.best[0]].label,
                 "published_level": None if self.best is None else self.best[0],
-                "stopped": self.stopped, "proxy_samples": int(len(self.x_proxy)),
+                "stopped": self.stopped,
+                "proxy_samples": min(PROXY_SAMPLES, len(self.x_proxy)) if self.tune else int(len(self.x_proxy)),
                 "proxy_drops": {str(k): round(v, 4) for k, v in sorted(self.proxy.items())},
+                "proxy_scored": {str(k): t[0] for k, t in sorted(self.tally.items())},
                 "proxy_seconds": round(self.look_seconds, 2),
                 "proxy_bounded": sorted(self.bounded),
                 "rounds": [r.to_json() for r in self.rounds]}
