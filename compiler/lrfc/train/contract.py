@@ -214,9 +214,11 @@ def proxy_side(n: int, total: int, squares: int, n_all: int, goal: float) -> boo
     (-1, 0 or 1 per sample) and its square, so the drop is ``100 total / n``
     and its standard error that of a paired mean. None while the drop lies
     within ``PROXY_Z`` standard errors of ``goal`` and samples are left: the
-    next ``PROXY_SAMPLES`` decide more. On the VGG-style baseline's ladder
-    of 85 rungs (``python -m bench.proxy``), the first 1,000 samples alone
-    sent a bisection to another rung than all 5,000 for 21 of 39 goals.
+    next ``PROXY_SAMPLES`` decide more. On the VGG-style and ResNet-style
+    baselines' ladders (85 and 117 rungs; ``python -m bench.proxy``), the
+    first 1,000 samples alone sent a bisection to another rung than all
+    5,000 for 22 and 35 of 39 goals; this rule for 0 and 3 (one rung off,
+    each within 0.4 points of its goal).
     """
     within = 100.0 * total / max(n, 1) <= goal
     if n >= n_all or n < 2:
