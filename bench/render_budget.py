@@ -110,11 +110,16 @@ def _build_table(rows: dict) -> list[str]:
                           f"proxy {_drop(x['proxy_drop'])} → {x['drop']:.2f} after {x['epochs']} epoch{'s' * (x['epochs'] != 1)}"
                           f"{_capped(x)} in {x['seconds']:.0f} s{_fresh(x)} "
                           f"({'met' if x['met'] else 'missed'}{_forced(x)})" for x in r["rounds"])
-        scored = f", scoring {r['proxy_scored']:,} validation samples" if r.get("proxy_scored") else ""
-        looks = (f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s{scored}."
-                 if r.get("proxy_seconds") is not None else "")
-        lines.append(f"{n} rounds: {steps}.{looks}")
+        lines.append(f"{n} rounds: {steps}.{_looks(r)}")
     return lines + [""] + _commands(rows)
+
+
+def _looks(r: dict) -> str:
+    """What a row's proxy looked at: rungs, seconds, and (rows from 2026-12-06 on) the validation samples scored."""
+    if r.get("proxy_seconds") is None:
+        return ""
+    scored = f", scoring {r['proxy_scored']:,} validation samples" if r.get("proxy_scored") else ""
+    return f" The proxy looked at {r['proxy_looks']} rungs in {r['proxy_seconds']:.0f} s{scored}."
 
 
 def ablation_section(runs: dict) -> list[str]:

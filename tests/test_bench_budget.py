@@ -151,3 +151,19 @@ def test_a_time_row_says_whether_the_build_kept_its_minutes():
     row = {"flags": {"--time-budget": "15"}, "wall_s": 839.0}
     assert within_time("resnet/time-15", row) == "- resnet/time-15: 14.0 of 15 minutes, within its time budget"
     assert within_time("r", {**row, "wall_s": 905.0}).endswith("15.1 of 15 minutes, **over** its time budget")
+
+
+
+def test_a_rounds_line_says_what_the_proxy_looked_at_and_scored(monkeypatch):
+    import bench.budget as budget
+    from bench.render_budget import _looks
+
+    monkeypatch.setattr(budget, "headline", lambda report: {})  # the contract's own fields only
+    search = {"proxy_drops": {"3": 2.0, "9": 0.5}, "proxy_seconds": 12.4, "proxy_scored": {"3": 1000, "9": 4000}}
+    report = {"budget_search": search, "accuracy_budget": {}, "original": {}, "compressed": {}}
+    row = budget.budget_headline(report)
+    assert (row["proxy_looks"], row["proxy_scored"]) == (2, 5000)
+    assert _looks(row) == " The proxy looked at 2 rungs in 12 s, scoring 5,000 validation samples."
+    before = budget.budget_headline({**report, "budget_search": {k: v for k, v in search.items() if k != "proxy_scored"}})
+    assert before["proxy_scored"] is None and _looks(before) == " The proxy looked at 2 rungs in 12 s."
+    assert _looks({}) == ""
