@@ -35,14 +35,16 @@ from bench.scale import model_path
 RESULTS = Path("bench/results/proxy.json")
 WORK = Path("bench/work/proxy")
 GOALS = tuple(float(g) for g in np.arange(0.5, 10.01, 0.25))
-OPTIONS = {"demo": ["--epochs", "1", "--train-samples", "10000", "--max-rounds", "3"],  # make demo's
-           "vgg": ["--objective", "flops", "--formats", "tflite", "--bench-runs", "0"],  # bench.budget's default row
-           "resnet": ["--objective", "flops", "--formats", "tflite", "--bench-runs", "0"]}
+DEMO = ["--data", "fashion-mnist", "--target", "host", "--max-acc-drop", "1.0", "--epochs", "1", "--train-samples",
+        "10000", "--max-rounds", "3"]  # the Makefile's `make demo`
 
 
 def argv_of(name: str) -> list[str]:
-    return [str(model_path(name)), "--data", "fashion-mnist", "--target", "host", "--max-acc-drop", "1.0",
-            *OPTIONS[name], "--out", str(WORK / "out" / name), "--cache-dir", str(WORK / "cache" / name)]
+    """The build whose ladder a row replays: ``make demo``'s, or bench.budget's default (contract) row's."""
+    from bench.budget import BASE
+
+    flags = DEMO if name == "demo" else [x for flag, value in BASE.items() for x in (flag, value)]
+    return [str(model_path(name)), *flags, "--out", str(WORK / "out" / name), "--cache-dir", str(WORK / "cache" / name)]
 
 
 def ladder_answers(argv: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict], float]:

@@ -253,7 +253,8 @@ class BudgetSearch:
         s = state.splits
         self.x_proxy, self.y_proxy = s.x_val, s.y_val  # the validation split, in its seeded order
         self.proxy_original = None
-        self.original_right = None                   # fine-tuning: whether the original gets each validation sample
+        self.labels = None                           # fine-tuning: the validation labels, as integers
+        self.original_right = None                   # ... whether the original gets each validation sample
         self.original_scored = 0                     # ... for the first this many (scored as looks need them)
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
@@ -318,15 +319,15 @@ class BudgetSearch:
         from lrfc.train.finetune import _labels
 
         x, n_all = self.x_proxy, len(self.x_proxy)
-        labels = _labels(self.y_proxy, n_all, "validation")
+        if self.labels is None:
+            self.labels, self.original_right = _labels(self.y_proxy, n_all, "validation"), np.zeros(n_all, bool)
+        labels = self.labels
 
         def rows(a: int, b: int):
             return x.subset(np.arange(a, b)) if hasattr(x, "subset") else x[a:b]
 
         n, total, squares = self.tally[i]
         end = min(n_all, n + PROXY_SAMPLES)
-        if self.original_right is None:
-            self.original_right = np.zeros(n_all, bool)
         if self.original_scored < end:  # the original's answers, once each, as far as the looks have gone
             a = self.original_scored
             self.original_right[a:end] = predict(self.state.flat, rows(a, end)).argmax(axis=-1) == labels[a:end]
