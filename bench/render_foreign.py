@@ -43,8 +43,9 @@ def fastest_lines(runs: dict) -> list[str]:
                     failed += (f"; {quicker['name']} ({by} at {quicker['precision']}, {quicker['p50_ms']:.3f} ms) ran "
                                "faster but failed the verification gate")
                 what = "fastest file" if f.get("verified") is False else "fastest verified file"
+                on = f" on {f['threads']} thread{'s' * (f['threads'] != 1)}" if f.get("threads") else ""
                 out.append(f"- {n}, {RUNTIMES.get(runtime, runtime)}: {what} {f['name']} ({who} at "
-                           f"{f['precision']}), p50 {f['p50_ms']:.3f} ms{failed}.")
+                           f"{f['precision']}), p50 {f['p50_ms']:.3f} ms{on}{failed}.")
     return out + ([""] if out else [])
 
 

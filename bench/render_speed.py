@@ -85,6 +85,32 @@ def ratios_table(runs: dict, targets: bool = True) -> list[str]:
     return lines + [""]
 
 
+def threads_table(runs: dict) -> list[str]:
+    """The same files, each at its fastest thread count of those the benchmark timed side by side (1 and 2 here)."""
+    lines = ["| build | machine | runtime | original fp32 | lrfc fp32 | original int8 | lrfc int8 | lrfc fp32 vs original "
+             "fp32 | (target) | lrfc int8 vs original int8 | (target) | lrfc fp32 vs original int8 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, r in runs.items():
+        for runtime, models in r["latency"].items():
+            if "best_p50_ms" not in (models.get("lrfc fp32") or {}):  # timed at the profile's count alone
+                continue
+            best = {name: (models.get(name) or {}).get("best_p50_ms") for name in ROWS}
+            cells = [f"{best[name]:.3f} ({models[name]['best_threads']})" if best[name] is not None else "-"
+                     for name in ROWS]
+            fp = _ratio(best["original fp32"], best["lrfc fp32"])
+            i8 = _ratio(best["original int8"], best["lrfc int8"])
+            vs = _ratio(best["original int8"], best["lrfc fp32"])
+            lines.append(f"| {n} | {machine_of(r)} | {RUNTIMES.get(runtime, runtime)} | {cells[0]} | {cells[2]} | "
+                         f"{cells[1]} | {cells[3]} | {_x(fp)} | {TARGETS.get(runtime, 0):g}x | {_x(i8)} | "
+                         f"{TARGETS['int8']:g}x | {_x(vs)} |")
+    if len(lines) == 2:
+        return []
+    return (["Each file at its fastest thread count (in brackets), of 1 and 2 timed side by side in the same "
+             "runtime_bench run as the table above (the benchmark stage's thread sweep; rows built before it have "
+             "none): a device's cores are what a model may use, and a small model can lose more to the runtime's "
+             "thread handoffs than it gains. p50 ms:", ""] + lines + [""])
+
+
 def loss_lines(runs: dict) -> list[str]:
     """Where lrfc loses, each case computed: slower than the original, or than the user's int8 alternative."""
     out = []
@@ -185,11 +211,12 @@ def speed(record: dict) -> list[str]:
              "Each row is one `lrfc build --max-acc-drop 1.0 --target host` (`host-int8` for the int8 rows: "
              "the whole search at int8) with its own final benchmark: the original and lrfc's model at fp32 and "
              "both at int8 (post-training quantization, what a user would do instead), timed side by side in one runtime_bench run per runtime (alternating rounds, batch 1, "
-             "2 threads, each file the lower median of two sets of fresh workers). Targets (issue 14): lrfc fp32 "
+             "2 threads, each file the lower median of two sets of fresh workers; since the benchmark stage's thread sweep "
+             "each file at 1 thread too, in the same run: the second table). Targets (issue 14): lrfc fp32 "
              f">= {TARGETS['litert']:g}x the original fp32 on LiteRT and >= {TARGETS['onnxruntime-cpu']:g}x on "
              f"ONNX Runtime; lrfc int8 >= {TARGETS['int8']:g}x the original int8; `--objective latency` >= "
              f"{TARGETS['objective']:g}x `--objective flops`; cost-model error <= {100 * TARGETS['error']:.0f}%.", ""]
-    lines += builds_table(runs) + ratios_table(runs) + four_way_table(runs)
+    lines += builds_table(runs) + ratios_table(runs) + threads_table(runs) + four_way_table(runs)
     lines += ["### Where lrfc loses", ""] + loss_lines(runs)
     lines += ["### `--objective latency` against `--objective flops`", ""]
     lines += objective_lines(runs, record.get("side_by_side"))

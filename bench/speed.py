@@ -63,7 +63,8 @@ def latency_table(report: dict) -> dict:
             rows.update({f"original {other}": pair["original"], f"lrfc {other}": pair["compressed"]})
         runs[run["runtime"]] = {name: {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "accuracy": r.get("accuracy"),
                                        "file_bytes": r["file_bytes"], "peak_rss_mb": r.get("peak_rss_mb"),
-                                       "verified": r.get("verified")}
+                                       "verified": r.get("verified"),
+                                       **{k: r[k] for k in ("best_threads", "best_p50_ms", "p50_ms_by_threads") if k in r}}
                                 for name, r in rows.items()}
     return runs
 

@@ -25,6 +25,15 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _counts(text: str):
+    """``--threads``: one count, or a comma list of counts (a sweep)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a comma list of counts, e.g. 2 or 1,2; received {text!r}")
+    return counts[0] if len(counts) == 1 else counts
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     from runtime_bench.runners import IO_MODES, RUNNERS
 
@@ -33,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--describe", action="store_true",
                    help="time nothing: print this device's fingerprint for --runtime and which runtimes can run here")
     p.add_argument("--runtime", help=f"one of {', '.join(RUNNERS)} (default: from the file suffix)")
-    p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+    p.add_argument("--threads", type=_counts, help="runtime threads (default: the runtime's); several, e.g. 1,2: "
+                   "every file timed at each count in the one alternating run")
     p.add_argument("--runs", type=int, default=50, help="timed inferences per file (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed inferences per file first (default 5)")
     p.add_argument("--rounds", type=int, default=5, help="alternating passes over the files (default 5)")

@@ -36,7 +36,21 @@ from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_r
 MIB = 2 ** 20
 
 
-def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None, runs: int = 50, warmup: int = 5,
+def thread_sweep(threads) -> List[Optional[int]]:
+    """``threads`` as the list of counts every file is timed at: None or one count is a list of one; a
+    sequence (a sweep) keeps its order, each count a positive integer, none twice."""
+    counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
+    if not counts:
+        raise ValueError("threads: an empty list; expected one count or several, e.g. 1,2")
+    for n in counts:
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"threads must be integers >= 1, received {n!r}")
+    if len(counts) > 1 and (None in counts or len(set(counts)) != len(counts)):
+        raise ValueError(f"threads: a sweep lists distinct counts, received {threads!r}")
+    return counts
+
+
+def bench(paths, *, runtime: Optional[str] = None, threads=None, runs: int = 50, warmup: int = 5,
           rounds: int = 5, batch: int = 1, memory: bool = True, max_workers: int = 8, timeout: float = 600,
           lifetimes: int = 1, io: str = "host") -> dict:
     """Time each model file and measure its peak resident memory.
@@ -45,7 +59,12 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
         paths: ``.tflite`` / ``.onnx`` files; each runs in the runtime its suffix calls for
             (``runners.DEFAULT_RUNTIME``) unless ``runtime`` names one for all.
         runtime: a key of ``runners.RUNNERS``; None picks it from the suffix.
-        threads: runtime threads (None: the runtime's default).
+        threads: runtime threads (None: the runtime's default), or a sequence of counts (a sweep): then every
+            file is timed at each count, as one more artifact of the same alternating run, and the results
+            hold one row per file and count, the counts of a file together in the order given (each row's
+            ``threads`` says which). A small model can run faster on fewer threads than a device has:
+            the Fashion-MNIST ResNet-style model factorized on the Xeon, 0.113 ms on one LiteRT thread and
+            0.162 on two, its original 1.119 and 0.612.
         runs: timed inferences per artifact, spread over the rounds (the
             count actually timed is ``rounds * ceil(runs / rounds)``).
         warmup: untimed inferences per artifact before the first round.
@@ -81,9 +100,9 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no model files given; expected at least one .tflite or .onnx path")
+    counts = thread_sweep(threads)
     for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("rounds", rounds, 1), ("batch", batch, 1),
-                             ("max_workers", max_workers, 1), ("threads", 1 if threads is None else threads, 1),
-                             ("lifetimes", lifetimes, 1)):
+                             ("max_workers", max_workers, 1), ("lifetimes", lifetimes, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, received {value!r}")
     if not timeout > 0:
@@ -100,13 +119,17 @@ def bench(paths, *, runtime: Optional[str] = None, threads: Optional[int] = None
             raise UnavailableError(f"runtime {name} is unavailable: {reason}")
 
     rounds = min(rounds, runs)
-    plan = dict(threads=threads, warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
+    plan = dict(warmup=warmup, rounds=rounds, per_round=math.ceil(runs / rounds),
                 batch=batch, memory=memory, timeout=timeout, io=io)
-    pairs = list(zip(paths, runtimes))
+    # scheduled count by count, so that when the workers come in groups every file at one count shares one
+    # (ratios at one count stay side by side); reported file by file
+    pairs = [(path, rt, n) for n in counts for path, rt in zip(paths, runtimes)]
     groups = [pairs[i:i + max_workers] for i in range(0, len(pairs), max_workers)] if memory else [pairs]
+    order = [k * len(paths) + i for i in range(len(paths)) for k in range(len(counts))]
     results: List[dict] = []
     for _ in range(lifetimes):
-        fresh = [row for group in groups for row in _bench_group(group, **plan)]
+        timed = [row for group in groups for row in _bench_group(group, **plan)]
+        fresh = [timed[j] for j in order]
         results = fresh if not results else [new if new["p50_ms"] < old["p50_ms"] else old
                                              for old, new in zip(results, fresh)]
     for r in results:
@@ -134,23 +157,24 @@ def _schedule(n: int, rounds: int) -> List[List[int]]:
     return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
 
 
-def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batch, memory, timeout,
-                 io) -> List[dict]:
-    """Load ``(path, runtime)`` pairs into workers, warm up, run the alternating rounds, quit and reap.
+def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory, timeout, io) -> List[dict]:
+    """Load ``(path, runtime, threads)`` entries into workers, warm up, run the alternating rounds, quit and reap.
 
-    With ``memory`` every file has its own worker (of its own runtime), so
-    files of different runtimes alternate just like files of one; without it
-    one worker per runtime holds that runtime's files.
+    With ``memory`` every entry has its own worker (of its own runtime and
+    thread count), so files of different runtimes alternate just like files
+    of one; without it one worker per runtime and thread count holds its files.
     """
-    paths = [p for p, _ in pairs]
+    paths = [p for p, _, _ in pairs]
     workers: List[_Worker] = []
     ready, peaks = {}, {}
     slots: List[tuple] = [None] * len(pairs)
     try:
+        kinds = dict.fromkeys((r, n) for _, r, n in pairs)
         members = ([[i] for i in range(len(pairs))] if memory else
-                   [[i for i, (_, r) in enumerate(pairs) if r == name] for name in dict.fromkeys(r for _, r in pairs)])
+                   [[i for i, (_, r, n) in enumerate(pairs) if (r, n) == kind] for kind in kinds])
         for indices in members:  # one by one: a failed start leaves none behind
-            worker = _Worker(pairs[indices[0]][1], [paths[i] for i in indices], threads, batch, timeout, io)
+            _, runtime, threads = pairs[indices[0]]
+            worker = _Worker(runtime, [paths[i] for i in indices], threads, batch, timeout, io)
             workers.append(worker)
             for k, i in enumerate(indices):
                 slots[i] = (worker, k)
@@ -177,7 +201,7 @@ def _bench_group(pairs: List[tuple], *, threads, warmup, rounds, per_round, batc
 
     return [_result(path, runtime, times[a], ready[id(worker)], index, peaks[id(worker)] if memory else None,
                     threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory, io=io)
-            for a, ((path, runtime), (worker, index)) in enumerate(zip(pairs, slots))]
+            for a, ((path, runtime, threads), (worker, index)) in enumerate(zip(pairs, slots))]
 
 
 def _result(path: str, runtime: str, times: List[float], info: dict, index: int, peak, *, threads, batch, warmup,
@@ -345,13 +369,16 @@ def format_table(report: dict) -> str:
     head = f"device: {d['cpu']} ({d['cores']} cores, {d['machine']}{gpu}), {', '.join(versions)}"
     if d.get("transport"):
         head += f", via {d['transport']}"
-    rows = [("name", "runtime", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MiB", "size")]
-    names = [r["name"] for r in report["results"]]
-    key = "name" if len(set(names)) == len(names) else "path"  # model.tflite thrice says nothing
+    swept = len({r.get("threads") for r in report["results"]}) > 1  # a sweep: each file at several counts
+    rows = [("name", "runtime") + (("threads",) if swept else ()) + ("p50 ms", "p90 ms", "p99 ms", "items/s",
+                                                                     "peak MiB", "size")]
+    entries = [(r["name"], r.get("threads")) for r in report["results"]]
+    key = "name" if len(set(entries)) == len(entries) else "path"  # model.tflite thrice says nothing
     for r in report["results"]:
         peak = "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f}"
-        rows.append((r[key], r["runtime"], f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                     f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-", peak, size_text(r["file_bytes"])))
+        rows.append((r[key], r["runtime"]) + ((str(r["threads"]),) if swept else ()) + (
+            f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+            f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-", peak, size_text(r["file_bytes"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [head]
     for row in rows:

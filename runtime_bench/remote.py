@@ -155,7 +155,10 @@ def bench_remote(device, paths, *, python: str = "python3", identity: Optional[s
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
     report = _run_agent(device, paths, _agent_argv(paths, bench_kwargs), python, identity, ssh_options, timeout)
-    for result, path in zip(report["results"], paths):
+    from runtime_bench.measure import thread_sweep
+
+    counts = thread_sweep(bench_kwargs.get("threads"))
+    for result, path in zip(report["results"], [p for p in paths for _ in counts]):  # a sweep: a row per count
         result["path"], result["name"] = path, os.path.basename(path)
     return report
 
@@ -226,8 +229,9 @@ def _agent_argv(paths, kwargs: dict) -> list:
     _resolve_runtimes(paths, kwargs.get("runtime"))  # a wrong name or a file it cannot run fails here, before ssh
     argv = []
     for key, flag in _BENCH_OPTIONS.items():
-        if kwargs.get(key) is not None:
-            argv += [flag, str(kwargs[key])]
+        value = kwargs.get(key)
+        if value is not None:
+            argv += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     if kwargs.get("memory", True) is False:
         argv.append("--no-memory")
     return argv

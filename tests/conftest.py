@@ -148,3 +148,18 @@ def rescaling_model_path(tmp_path_factory, keras):
     path = tmp_path_factory.mktemp("rescaling") / "rescaling.keras"
     model.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def two_models(tmp_path_factory, keras):
+    """Two real TFLite files, one with 4x the convolution's channels."""
+    from lrfc.lower.tflite import export_tflite
+
+    out = tmp_path_factory.mktemp("agree")
+    paths = []
+    for name, width in (("wide", 32), ("narrow", 8)):
+        inputs = keras.Input((16, 16, 8))
+        x = keras.layers.Conv2D(width, 3, activation="relu")(inputs)
+        paths.append(out / f"{name}.tflite")
+        export_tflite(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x))), paths[-1])
+    return paths

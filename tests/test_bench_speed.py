@@ -135,6 +135,28 @@ def test_the_latency_table_keeps_both_precisions_of_an_int8_build():
     assert sorted(table["onnxruntime-cpu"]) == ["lrfc fp32", "original fp32"]
 
 
+def test_the_threads_table_shows_each_file_at_its_fastest_count_and_the_ratios_there():
+    from bench.render_speed import threads_table
+    from bench.speed import latency_table
+    from lrfc.benchmark.stage import by_file
+
+    timed = {"original": (1.119, 0.612), "model": (0.113, 0.162), "original.int8": (0.199, 0.166),
+             "model.int8": (0.215, 0.205)}  # the ResNet-style latency build's files on the Xeon, 2026-12-06
+    o, c, o8, c8 = by_file([{"p50_ms": ms, "p90_ms": ms, "file_bytes": 10} for pair in timed.values() for ms in pair],
+                           [1, 2])
+    swept = {"runtime": "litert", "precision": "fp32", "original": o, "compressed": c,
+             "int8": {"original": o8, "compressed": c8}}
+    once = {"runtime": "onnxruntime-cpu", "precision": "fp32", "original": {"p50_ms": 0.4, "p90_ms": 0.4, "file_bytes": 1},
+            "compressed": {"p50_ms": 0.2, "p90_ms": 0.2, "file_bytes": 1}, "int8": None}
+    table = latency_table({"benchmarks": {"runs": [swept, once]}})
+    assert table["litert"]["lrfc fp32"]["best_threads"] == 1 and "best_threads" not in table["onnxruntime-cpu"]["lrfc fp32"]
+    lines = threads_table({"resnet/latency": {"latency": table, "machine": "Xeon (AVX-512, AMX)"}})
+    rows = [line for line in lines if line.startswith("| resnet/latency")]
+    assert rows == ["| resnet/latency | Xeon (AVX-512, AMX) | LiteRT (XNNPACK) | 0.612 (2) | 0.113 (1) | 0.166 (2) | "
+                    "0.205 (2) | 5.42x | 4x | 0.81x | 1.5x | 1.47x |"]  # ONNX Runtime's row was timed at 2 alone
+    assert threads_table({"x": {"latency": {"onnxruntime-cpu": table["onnxruntime-cpu"]}}}) == []
+
+
 def test_the_equalization_table_shows_each_file_and_the_cut_per_runtime():
     from bench.render_speed import equalize
 

@@ -63,21 +63,6 @@ def _state(tmp_path, files, whole, logged):
     return state, records
 
 
-@pytest.fixture(scope="module")
-def two_models(tmp_path_factory, keras):
-    """Two real TFLite files, one with 4x the convolution's channels."""
-    from lrfc.lower.tflite import export_tflite
-
-    out = tmp_path_factory.mktemp("agree")
-    paths = []
-    for name, width in (("wide", 32), ("narrow", 8)):
-        inputs = keras.Input((16, 16, 8))
-        x = keras.layers.Conv2D(width, 3, activation="relu")(inputs)
-        paths.append(out / f"{name}.tflite")
-        export_tflite(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x))), paths[-1])
-    return paths
-
-
 def _claiming_100x(runtime: str) -> WholeModel:
     """The search's timing on ``runtime``: the published rung (0) at 0.01 ms, the original at 1 ms."""
     return WholeModel("measured", runtime, "fp32", Timed(None, "original", 1.0, measured_ms=1.0),

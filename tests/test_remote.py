@@ -189,6 +189,12 @@ def test_bench_remote_onnx_returns_the_callers_paths_and_cleans_up(sshd, models)
         assert r["runs"] == 4 and r["min_ms"] > 0 and r["peak_rss_mb"] > r["load_rss_mb"] > 20
 
 
+def test_bench_remote_sweeps_threads_with_the_callers_paths(sshd, models):
+    first, second, _ = models
+    report = _remote(sshd, [first, second], runs=2, warmup=0, rounds=1, threads=[1, 2])
+    assert [(r["path"], r["threads"]) for r in report["results"]] == [(first, 1), (first, 2), (second, 1), (second, 2)]
+
+
 def test_bench_remote_tflite_without_memory(sshd, models):
     report = run_bench([models[2]], device=sshd.url, python=sys.executable, identity=sshd.identity,
                        ssh_options=sshd.ssh_options, runs=3, rounds=1, warmup=0, memory=False, batch=2)

@@ -395,6 +395,34 @@ def test_a_baseline_that_failed_its_gate_is_flagged_where_it_is_timed(report):
     assert "original int8 (failed verification, not published)" in render_html(report)
 
 
+def test_the_summary_names_each_files_fastest_thread_count_where_the_run_swept_them(report):
+    # the ResNet-style latency build on the Xeon (2026-12-06), LiteRT at 1 and 2 threads side by side
+    from lrfc.benchmark.stage import by_file
+
+    timed = {"original.tflite": (1.119, 0.612), "model.tflite": (0.113, 0.162), "original.int8.tflite": (0.199, 0.166),
+             "model.int8.tflite": (0.215, 0.205)}
+    rows = by_file([{"name": name, "p50_ms": ms, "p90_ms": ms, "file_bytes": 1000, "accuracy": 0.9}
+                    for name, pair in timed.items() for ms in pair], [1, 2])
+    o, c, o8, c8 = rows
+    run = {"runtime": "litert", "precision": "fp32", "original": o, "compressed": c,
+           "ratios": {"latency_p50": 0.612 / 0.162, "latency_p50_best_threads": 0.612 / 0.113, "macs": 7.0,
+                      "vs_original_int8": 0.166 / 0.162},
+           "int8": {"original": o8, "compressed": c8, "ratios": {"latency_p50": 0.166 / 0.205}}}
+    report["benchmarks"] = {"runs": [run]}
+    lines = summary_table(report).splitlines()
+    assert [l for l in lines if l.startswith("fastest ")] == [
+        "fastest     litert: model.tflite (lrfc at fp32), p50 0.113 ms on 1 thread; lrfc's int8 file (0.205 ms) runs "
+        "1.81x as long as its fp32 one on this runtime: int8 does not pay here"]  # both at their fastest counts
+    assert [l for l in lines if l.startswith("threads ")] == [
+        "threads     litert: each file's fastest of 1, 2 threads: original fp32 on 2 (0.612 ms), lrfc fp32 on 1 "
+        "(0.113 ms), original int8 on 2 (0.166 ms), lrfc int8 on 2 (0.205 ms); each on its fastest, lrfc fp32 is "
+        "5.42x as fast as the original fp32 (3.78x both on 2, the profile's)"]
+    page = render_html(report)
+    assert "p50 ms at its fastest thread count (threads)" in page and "0.113 (1)" in page
+    del report["benchmarks"]["runs"][0]["compressed"]["p50_ms_by_threads"]  # one count timed: no such line
+    assert not any(l.startswith("threads ") for l in summary_table(report).splitlines())
+
+
 def test_the_fastest_file_named_is_one_that_passed_the_gate(report):
     # bench.foreign's MobileNetV3Small on ONNX Runtime (2026-12-03): both int8 files failed the gate and ran fastest
     run = _bench_run("onnxruntime-cpu", 0.625, 0.562, 0.364, 0.284)

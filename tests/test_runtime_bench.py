@@ -208,6 +208,29 @@ def test_bench_tflite_at_batch_2_with_threads(tflite_model):
     assert r["peak_rss_mb"] > r["load_rss_mb"] > 20
 
 
+def test_a_thread_sweep_times_every_file_at_each_count_in_one_run(onnx_models, tflite_model):
+    """``threads=[1, 2]``: a row per file and count, a file's counts together, each its own worker (peak memory)."""
+    report = bench([onnx_models[0], tflite_model], threads=[1, 2], **FAST)
+    rows = report["results"]
+    assert [(r["name"], r["threads"]) for r in rows] == [("small.onnx", 1), ("small.onnx", 2), ("tiny.tflite", 1),
+                                                         ("tiny.tflite", 2)]
+    assert all(r["runs"] == 6 and r["p50_ms"] > 0 and r["peak_rss_mb"] > 20 for r in rows)
+    table = format_table(report)
+    assert table.splitlines()[1].split()[:3] == ["name", "runtime", "threads"]
+    assert [line.split()[2] for line in table.splitlines()[2:]] == ["1", "2", "1", "2"]
+    # two workers at a time: a group per count (both files at one count side by side), rows still file by file
+    grouped = bench([onnx_models[0], tflite_model], threads=[1, 2], max_workers=2, **FAST)["results"]
+    assert [(r["name"], r["threads"]) for r in grouped] == [(r["name"], r["threads"]) for r in rows]
+    shared = bench([onnx_models[0]], threads=[2, 1], runs=4, warmup=0, rounds=2, memory=False)  # one worker a count
+    assert [r["threads"] for r in shared["results"]] == [2, 1]
+    with pytest.raises(ValueError, match="distinct counts"):
+        bench([tflite_model], threads=[2, 2])
+    with pytest.raises(ValueError, match="integers >= 1, received 0"):
+        bench([tflite_model], threads=[1, 0])
+    with pytest.raises(ValueError, match="empty list"):
+        bench([tflite_model], threads=[])
+
+
 def test_a_tflite_and_an_onnx_file_alternate_each_in_its_own_runtime(onnx_models, tflite_model):
     before = _children()
     report = bench([onnx_models[0], tflite_model], **FAST)
@@ -308,6 +331,8 @@ def test_agent_errors_are_one_line_exit_2(tmp_path, onnx_models):
     cases = [([str(tmp_path / "nope.onnx")], "nope.onnx: no such file"),
              ([onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
              ([onnx_models[0], "--runs", "many"], "--runs"),
+             ([onnx_models[0], "--threads", "1,x"], "a comma list of counts"),
+             ([onnx_models[0], "--threads", "2,2"], "a sweep lists distinct counts"),
              ([onnx_models[0], "--io", "graph"], "onnxruntime-cpu times with io 'host' or 'device', received 'graph'")]
     import onnxruntime
 
@@ -346,6 +371,8 @@ def test_lrfc_bench_json_and_table(onnx_models, capsys):
     assert "small.onnx" in out and "p50 ms" in out and "onnxruntime-cpu" in out
     assert main(["bench", onnx_models[0], "--runs", "2", "--rounds", "1", "--io", "device", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["io"] == "device"
+    assert main(["bench", onnx_models[0], "--runs", "2", "--rounds", "1", "--threads", "2,1", "--json"]) == 0
+    assert [r["threads"] for r in json.loads(capsys.readouterr().out)["results"]] == [2, 1]
 
 
 def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
@@ -355,7 +382,9 @@ def test_lrfc_bench_user_errors_are_one_line(tmp_path, onnx_models, capsys):
                          (["bench", onnx_models[0], "--device", "http://x"], "only ssh:// is supported"),
                          (["bench", onnx_models[0], "--runtime", "tvm"], "unknown runtime 'tvm'"),
                          (["bench", onnx_models[0], "--identity-file", "k"], "without a device"),
-                         (["bench", onnx_models[0], "--io", "graph"], "received 'graph'")]:
+                         (["bench", onnx_models[0], "--io", "graph"], "received 'graph'"),
+                         (["bench", onnx_models[0], "--threads", "1,a"], "a comma list of counts"),
+                         (["bench", onnx_models[0], "--threads", "1,1"], "a sweep lists distinct counts")]:
         assert main(args) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lrfc: error:") and needle in lines[0], lines

@@ -355,11 +355,22 @@ def verify(
 # ---------------------------------------------------------------------- bench
 
 
+def _thread_counts(text: str | None):
+    """``--threads``: None, one count, or a comma list of counts (a sweep); a bad value is the user's error."""
+    if text is None:
+        return None
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--threads: expected a count or a comma list of counts, e.g. 2 or 1,2; received {text!r}") from None
+    return counts[0] if len(counts) == 1 else counts
+
+
 @app.command()
 def bench(
     artifacts: Annotated[list[str], typer.Argument(help=".tflite or .onnx files; each runs in its own runtime (alternating) unless --runtime names one.")],
     runtime: Annotated[Optional[str], typer.Option(help=f"One of {', '.join(RUNNERS)} (default: from each file's suffix).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Runtime threads (default: the runtime's).")] = None,
+    threads: Annotated[Optional[str], typer.Option(help="Runtime threads (default: the runtime's); several, e.g. 1,2: every file timed at each count in the one alternating run.")] = None,
     runs: Annotated[int, typer.Option(help="Timed inferences per file.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed inferences per file first.")] = 5,
     rounds: Annotated[int, typer.Option(help="Passes over the files, in alternating order.")] = 5,
@@ -382,8 +393,8 @@ def bench(
     from lrfc.api import bench as run_bench
     from runtime_bench.measure import format_table
 
-    kwargs = dict(runtime=runtime, threads=threads, runs=runs, warmup=warmup, rounds=rounds, batch=batch,
-                  memory=not no_memory, io=io)
+    kwargs = dict(runtime=runtime, threads=_thread_counts(threads), runs=runs, warmup=warmup, rounds=rounds,
+                  batch=batch, memory=not no_memory, io=io)
     if device not in (None, "local"):
         kwargs.update(python=device_python, identity=identity_file, ssh_options=tuple(ssh_option or ()))
     elif identity_file or ssh_option or device_python != "python3":

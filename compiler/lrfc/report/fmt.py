@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lrfc.benchmark.stage import baseline_of, fastest
+from lrfc.benchmark.stage import baseline_of, fastest, fastest_p50
 from lrfc.objectives import cost_key
 
 
@@ -179,7 +179,9 @@ def baseline_line(run: dict) -> str | None:
     if not other:
         return None
     precision, pair = other
-    base, lrfc_other, lrfc = pair["original"]["p50_ms"], pair["compressed"]["p50_ms"], run["compressed"]["p50_ms"]
+    # each at its fastest thread count where several were timed, as ``fastest`` weighs them
+    base, lrfc_other, lrfc = (fastest_p50(pair["original"]), fastest_p50(pair["compressed"]),
+                              fastest_p50(run["compressed"]))
     if base >= min(lrfc_other, lrfc):
         return None
     choice = ("int8 quantization of the original alone is the faster choice" if precision == "int8"
@@ -197,7 +199,9 @@ def fastest_line(run: dict) -> str | None:
         return None
     best = fastest(run)
     label = f"{'lrfc' if best['model'] == 'compressed' else 'the original'} at {best['precision']}"
-    line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms"
+    on = (f" on {best['threads']} thread{'s' * (best['threads'] != 1)}"
+          if run["compressed"].get("p50_ms_by_threads") and best.get("threads") else "")
+    line = f"{run['runtime']}: {best['name'] or label} ({label}), p50 {best['p50_ms']:.3f} ms{on}"
     if best.get("verified") is False:
         line += " (failed the verification gate: timed, not published)"
     quicker = best.get("faster_unverified")
@@ -214,11 +218,29 @@ def fastest_line(run: dict) -> str | None:
         if lrfc_int8.get("accuracy") is not None and lrfc_float.get("accuracy") is not None:
             line += (f"; top-1 {100 * lrfc_int8['accuracy']:.2f}% against {100 * lrfc_float['accuracy']:.2f}% at "
                      f"{float_precision} on the verification samples")
-    elif lrfc_int8["p50_ms"] > lrfc_float["p50_ms"]:
-        line += (f"; lrfc's int8 file ({lrfc_int8['p50_ms']:.3f} ms) runs "
-                 f"{lrfc_int8['p50_ms'] / lrfc_float['p50_ms']:.2f}x as long as its {float_precision} one on this "
-                 "runtime: int8 does not pay here")
+    elif fastest_p50(lrfc_int8) > fastest_p50(lrfc_float):
+        line += (f"; lrfc's int8 file ({fastest_p50(lrfc_int8):.3f} ms) runs "
+                 f"{fastest_p50(lrfc_int8) / fastest_p50(lrfc_float):.2f}x as long as its {float_precision} one on "
+                 "this runtime: int8 does not pay here")
     return line
+
+
+def threads_line(run: dict) -> str | None:
+    """Each timed file's fastest thread count and its p50 there, and lrfc's speed-up with both at their fastest;
+    None when the run timed one count."""
+    counts = run["compressed"].get("p50_ms_by_threads")
+    if not counts:
+        return None
+    files = [("original", run["precision"], run["original"]), ("lrfc", run["precision"], run["compressed"])]
+    other = baseline_of(run)
+    if other:
+        files += [("original", other[0], other[1]["original"]), ("lrfc", other[0], other[1]["compressed"])]
+    shown = ", ".join(f"{who} {precision} on {row['best_threads']} ({row['best_p50_ms']:.3f} ms)"
+                      for who, precision, row in files if "best_threads" in row)
+    profile = max(int(n) for n in counts)
+    return (f"{run['runtime']}: each file's fastest of {', '.join(counts)} threads: {shown}; each on its fastest, "
+            f"lrfc {run['precision']} is {run['ratios']['latency_p50_best_threads']:.2f}x as fast as the original "
+            f"{run['precision']} ({run['ratios']['latency_p50']:.2f}x both on {profile}, the profile's)")
 
 
 def agreement_line(run: dict) -> str:

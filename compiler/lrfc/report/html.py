@@ -11,7 +11,7 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
                              cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
-                             ranks_text, report_contract, sim_text, splits_line)
+                             ranks_text, report_contract, sim_text, splits_line, threads_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
@@ -177,17 +177,23 @@ def _four_way(runs, e) -> list[str]:
             row = labelled[label]
             acc = None if row.get("accuracy") is None else 100 * row["accuracy"]
             shown = label + (" (failed verification, not published)" if row.get("verified") is False else "")
-            rows.append([run["runtime"], shown, f"{row['p50_ms']:.3f}", _num(acc, "{:.2f}%"), f"{row['file_bytes']:,}",
-                         _mib(row.get("peak_rss_mb"))])
+            fastest_at = (f"{row['best_p50_ms']:.3f} ({row['best_threads']})" if "best_threads" in row else "-")
+            rows.append([run["runtime"], shown, f"{row['p50_ms']:.3f}", fastest_at, _num(acc, "{:.2f}%"),
+                         f"{row['file_bytes']:,}", _mib(row.get("peak_rss_mb"))])
     if not rows:
         return []
+    swept = any(r[3] != "-" for r in rows)
+    if not swept:
+        rows = [r[:3] + r[4:] for r in rows]
     warnings = [f"<p><b>{e(w)}</b></p>" for w in (baseline_line(r) for r in runs) if w]
     fastest = [f"<p>Fastest on {e(line)}</p>" for line in (fastest_line(r) for r in runs) if line]
+    fastest += [f"<p>Threads on {e(line)}</p>" for line in (threads_line(r) for r in runs) if line]
     heading = ("Against the int8 baseline (post-training quantization of the original)" if others == {"int8"}
                else "Against fp32 (the original and lrfc's model unquantized)" if others == {"fp32"}
                else "At both precisions")
     return [f"<h3>{heading}</h3>",
-            *_table(["runtime", "model", "#p50 ms", "#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings,
+            *_table(["runtime", "model", "#p50 ms"] + (["#p50 ms at its fastest thread count (threads)"] if swept else [])
+                    + ["#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings,
             *fastest]
 
 

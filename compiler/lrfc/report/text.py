@@ -9,7 +9,7 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
                              fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
-                             short, sim_text, splits_line)
+                             short, sim_text, splits_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -91,6 +91,9 @@ def _footer(report: dict) -> list[str]:
             if warning:
                 out.append(f"baseline    {warning}")
             out.append(f"fastest     {fastest_line(run)}")
+        swept = threads_line(run)
+        if swept:
+            out.append(f"threads     {swept}")
     if bench.get("status") and bench["status"] != "measured":
         out.append(f"latency     {bench['status']}")
     if report.get("timings"):
