@@ -308,6 +308,44 @@ def test_same_seed_gives_the_same_weights(tiny, data):
     assert max(float(np.abs(a - c).max()) for a, c in zip(first, other)) > 1e-3
 
 
+def test_a_model_with_dropout_fine_tunes_the_same_whatever_state_its_generator_was_built_with(keras, data, monkeypatch):
+    """Two copies of one model whose Dropout layers were built without a seed, as a load or a rewrite builds
+    them, so each drew its own generator state (the VGG-style baseline's read 249485432 in one process,
+    654449012 in the next): the same seed fine-tunes both to the same weights. Without the reseeding the two
+    copies part (checked below), which made the VGG-style builds unrepeatable."""
+    import lrfc.train.finetune as ft
+
+    x, y, *_ = data
+
+    def copy(weights=None):
+        inp = keras.Input((28, 28, 1))
+        h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+        h = keras.layers.Dropout(0.5)(keras.layers.Flatten()(h))
+        model = keras.Model(inp, keras.layers.Dense(10)(h))
+        if weights is not None:
+            model.set_weights(weights)
+        return model
+
+    def tuned(model):
+        finetune(model, x[:512], y[:512], FinetuneConfig(epochs=1, seed=5, distill=False, batch_size=64))
+        return model.get_weights()
+
+    def states(model):
+        return [tuple(np.asarray(g.state)) for layer in model.layers for g in getattr(layer, "_seed_generators", [])]
+
+    first = copy()
+    start = [w.copy() for w in first.get_weights()]  # the kernels and biases alone: no generator state in them
+    second = copy(start)
+    assert len(states(first)) == 1 and states(first) != states(second)
+    a, b = tuned(first), tuned(second)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert ft.reseed_random_layers(copy(start), 5) == 1
+
+    monkeypatch.setattr(ft, "reseed_random_layers", lambda model, seed: 0)  # as before the fix
+    c, d = tuned(copy(start)), tuned(copy(start))
+    assert max(float(np.abs(p - q).max()) for p, q in zip(c, d)) > 1e-3
+
+
 def test_bad_inputs_are_refused(keras):
     model = _identity_model(keras)
     x, y = np.zeros((4, 3), np.float32), np.zeros(4, int)

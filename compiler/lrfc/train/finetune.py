@@ -430,9 +430,30 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None,
         trainer, _ = qat_twin(model, calibration)
     else:
         trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
+    reseed_random_layers(trainer, config.seed)  # the twin's layers are the model's (QAT: wrapped, not copied)
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, outputs_probabilities(model)),
                     metrics=[_accuracy_metric(keras)])
     return trainer, total
+
+
+def reseed_random_layers(model, seed: int) -> int:
+    """Set the state of every random layer's generator (Dropout, noise, augmentation: Keras ``SeedGenerator``s)
+    from ``seed`` and the generator's place in the model; returns how many there were.
+
+    ``keras.utils.set_random_seed`` does not reach them: a layer built without a seed draws its generator's
+    state when it is created (loading the model, rewriting it), from whatever Python's random state is then.
+    The VGG-style baseline's Dropout read 249485432 in one process and 654449012 in the next, so one epoch of
+    the same fine-tuning gave other weights every run (2026-12-06; the ResNet-style baseline, with no
+    Dropout, repeated bitwise): the same ``--seed`` now gives the same model.
+    """
+    import numpy as np
+
+    generators = [g for layer in model._flatten_layers(include_self=True, recursive=True)
+                  for g in getattr(layer, "_seed_generators", [])]
+    for k, generator in enumerate(generators):
+        value = (int(seed) * 1_000_003 + 7_919 * (k + 1)) % (2 ** 31 - 1)
+        generator.state.assign(np.asarray([value, 0], dtype=str(generator.state.dtype)))
+    return len(generators)
 
 
 def _fitted_cosine(keras, rate: float, total):
