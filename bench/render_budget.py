@@ -33,8 +33,11 @@ def _commands(rows: dict) -> list[str]:
 
 
 REPEATS = (" A row named `..., run of DATE` is an earlier run of the same command. On the same machine (and so the "
-           "same baseline) it shows how far a run moves the published rung: fine-tuning on two CPU threads is not "
-           "bitwise repeatable and the search steers by each round's drop. On another machine (the machine column) "
+           "same baseline) it shows how far a run moved the published rung while fine-tuning was not repeatable: "
+           "until 2026-12-06 07:12 UTC a model with Dropout (the VGG-style baseline) drew its Dropout's random "
+           "state anew in every process, so each round's drop, which steers the search, moved run to run; since, "
+           "the same command repeats bitwise (`train.finetune.reseed_random_layers`; the two VGG-style default "
+           "rows of 07:17 and 07:22 UTC). On another machine (the machine column) "
            "the baseline was trained there too: compare such rows by what each removed within its own budget.")
 
 
