@@ -421,7 +421,9 @@ def test_onnx_export_drops_the_reshapes_tf2onnx_leaves_at_1x1_maps(tmp_path):
     # Reshape's input shape and the node that wrote it, whole (a list repr was cut short), to tell an identity this
     # code missed from a real layout change tf2onnx left. It told (the suite beside a build, 2026-12-05 12:10 UTC):
     # "Reshape [-1, 1, 1, 24] of Relu's output [None, 24, 1, 1]", then a Transpose back to [N, 24, 1, 1]: the same
-    # round trip as two nodes, which the export now drops too (the test below)
+    # round trip as two nodes, which the export now drops too (the test below); a clean clone's suite (2026-12-06
+    # 07:40 UTC): "Reshape [-1, 32, 1, 1] of Transpose's output [None, 1, 1, 32]", the pair in the other order, now
+    # dropped as well
     def nodes() -> str:
         from lrfc.lower.onnx import _inferred_shapes
 
@@ -715,16 +717,16 @@ def test_formats_for_profiles_and_bad_lower_arguments(sequential, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _round_trip_graph(tmp_path, source: list[int], target: list[int], perm: list[int]):
-    """input -> Relu -> Reshape(target) -> Transpose(perm) -> Relu -> output, as tf2onnx now and then leaves a layout
-    round trip at a 1x1 map; saved and run before any change."""
+def _round_trip_graph(tmp_path, source: list[int], target: list[int], perm: list[int], transpose_first=False):
+    """input -> Relu -> Reshape(target) -> Transpose(perm) -> Relu -> output (or the Transpose first), as tf2onnx now
+    and then leaves a layout round trip at a 1x1 map; saved and run before any change."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("Relu", ["input"], ["r"]),
-             helper.make_node("Reshape", ["r", "new_shape"], ["s"]),
-             helper.make_node("Transpose", ["s"], ["t"], perm=perm),
-             helper.make_node("Relu", ["t"], ["output"])]
+    pair = [helper.make_node("Reshape", ["r", "new_shape"], ["s"]), helper.make_node("Transpose", ["s"], ["t"], perm=perm)]
+    if transpose_first:
+        pair = [helper.make_node("Transpose", ["r"], ["s"], perm=perm), helper.make_node("Reshape", ["s", "new_shape"], ["t"])]
+    nodes = [helper.make_node("Relu", ["input"], ["r"]), *pair, helper.make_node("Relu", ["t"], ["output"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *source])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", *source])],
                               [numpy_helper.from_array(np.array(target, np.int64), "new_shape")])
@@ -750,5 +752,24 @@ def test_a_reshape_and_transpose_that_move_no_value_are_dropped_together(tmp_pat
     onnx.save(model, str(path))
     np.testing.assert_array_equal(run_onnx(path, x), before)
     model, path, x, before = _round_trip_graph(tmp_path, [2, 3], [-1, 3, 2], [0, 2, 1])  # a real transpose
+    assert _drop_identity_reshapes(model) == 0 and len(model.graph.node) == 4
+    assert not np.array_equal(np.maximum(x, 0), before)  # it moves values: the check above tests something
+
+
+def test_a_transpose_and_reshape_back_that_move_no_value_are_dropped_together(tmp_path):
+    """The other order, met once in a clean clone's suite (2026-12-06): [N, 32, 1, 1] -> perm 0, 2, 3, 1 ->
+    [N, 1, 1, 32] -> Reshape [-1, 32, 1, 1]. Both go and the graph computes the same; with two axes longer than 1
+    the Transpose moves real values and the Reshape does not undo it: both stay."""
+    import onnx
+
+    from lrfc.lower.onnx import _drop_identity_reshapes
+
+    model, path, x, before = _round_trip_graph(tmp_path, [32, 1, 1], [-1, 32, 1, 1], [0, 2, 3, 1], transpose_first=True)
+    assert _drop_identity_reshapes(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Relu", "Relu"] and not model.graph.initializer
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    np.testing.assert_array_equal(run_onnx(path, x), before)
+    model, path, x, before = _round_trip_graph(tmp_path, [2, 3], [-1, 2, 3], [0, 2, 1], transpose_first=True)
     assert _drop_identity_reshapes(model) == 0 and len(model.graph.node) == 4
     assert not np.array_equal(np.maximum(x, 0), before)  # it moves values: the check above tests something
