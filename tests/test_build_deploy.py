@@ -223,8 +223,8 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
     assert run["ratios"]["vs_original_fp32"] == pytest.approx(fp32["original"]["p50_ms"] / run["compressed"]["p50_ms"],
                                                               rel=1e-3)
     rows = (run["original"], run["compressed"], fp32["original"], fp32["compressed"])
-    assert run["fastest"]["name"] == min((r for r in rows if r.get("verified") is not False),
-                                         key=lambda r: r["p50_ms"])["name"]
+    assert run["fastest"]["name"] == min((r for r in rows if r.get("verified") is not False),  # each on its
+                                         key=lambda r: r["best_p50_ms"])["name"]                  # fastest count
     assert any(l.startswith("fp32        litert: original fp32 p50 ") for l in res.stdout.splitlines())
     assert any(l.startswith("fastest     litert: ") for l in res.stdout.splitlines())
     # the int8 file's I/O: its calibrated scale and zero point, and what 8-bit pixels become (one line, its own)
