@@ -26,12 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _counts(text: str):
-    """``--threads``: one count, or a comma list of counts (a sweep)."""
+    """``--threads``: one count, or a comma list of counts (a sweep; ``measure.parse_threads``)."""
+    from runtime_bench.measure import parse_threads
+
     try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a comma list of counts, e.g. 2 or 1,2; received {text!r}")
-    return counts[0] if len(counts) == 1 else counts
+        return parse_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -36,6 +36,15 @@ from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_r
 MIB = 2 ** 20
 
 
+def parse_threads(text: str):
+    """``--threads`` as typed: one count, or a comma list of counts (a sweep); ValueError names a bad one."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected a count or a comma list of counts, e.g. 2 or 1,2; received {text!r}") from None
+    return counts[0] if len(counts) == 1 else counts
+
+
 def thread_sweep(threads) -> List[Optional[int]]:
     """``threads`` as the list of counts every file is timed at: None or one count is a list of one; a
     sequence (a sweep) keeps its order, each count a positive integer, none twice."""

@@ -338,7 +338,8 @@ def test_a_model_with_dropout_fine_tunes_the_same_whatever_state_its_generator_w
     second = copy(start)
     assert len(states(first)) == 1 and states(first) != states(second)
     a, b = tuned(first), tuned(second)
-    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    for p, q in zip(a, b):  # equal (bitwise here; a float reduction's order under load may not be)
+        np.testing.assert_allclose(p, q, rtol=0, atol=1e-6)
     assert ft.reseed_random_layers(copy(start), 5) == 1
 
     monkeypatch.setattr(ft, "reseed_random_layers", lambda model, seed: 0)  # as before the fix

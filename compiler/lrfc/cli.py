@@ -357,13 +357,12 @@ def verify(
 
 def _thread_counts(text: str | None):
     """``--threads``: None, one count, or a comma list of counts (a sweep); a bad value is the user's error."""
-    if text is None:
-        return None
+    from runtime_bench.measure import parse_threads
+
     try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UserError(f"--threads: expected a count or a comma list of counts, e.g. 2 or 1,2; received {text!r}") from None
-    return counts[0] if len(counts) == 1 else counts
+        return None if text is None else parse_threads(text)
+    except ValueError as exc:
+        raise UserError(f"--threads: {exc}") from None
 
 
 @app.command()

@@ -301,8 +301,9 @@ def _drop_identity_reshapes(model) -> int:
     dropped, rename = [], {}
 
     def moves_nothing(shape, target, perm) -> bool:
-        """Whether ``shape`` (known but for the batch), transposed by ``perm`` with the batch first, is ``target``
-        read as the reshape reads it: one axis other than the batch's longer than 1, so no value moves."""
+        """Whether a Reshape to ``target`` and a Transpose by ``perm`` (the batch first) of a tensor of ``shape``
+        (known but for the batch) can move no value: one axis other than the batch's longer than 1. Each caller
+        checks that its pair ends at the shape it started from."""
         return (bool(shape) and None not in shape[1:] and len(target) == len(shape) and -1 not in target[1:]
                 and target[0] in (-1, shape[0]) and sum(d != 1 for d in shape[1:]) <= 1
                 and bool(perm) and perm[0] == 0 and sorted(perm) == list(range(len(shape))))
@@ -328,11 +329,10 @@ def _drop_identity_reshapes(model) -> int:
             rename[node.output[0]] = rename.get(node.input[0], node.input[0])
             continue
         after = readers.get(node.output[0], [])
-        if (len(after) != 1 or after[0].op_type != "Transpose" or after[0].output[0] in outputs
-                or sum(d != 1 for d in source[1:]) > 1 or -1 in target[1:] or len(target) != len(source)):
+        if len(after) != 1 or after[0].op_type != "Transpose" or after[0].output[0] in outputs:
             continue
         perm = perm_of(after[0])
-        if perm and perm[0] == 0 and [target[k] for k in perm[1:]] == source[1:]:
+        if moves_nothing(source, target, perm) and [target[k] for k in perm[1:]] == source[1:]:
             dropped += [node, after[0]]
             rename[after[0].output[0]] = rename.get(node.input[0], node.input[0])
     for node in dropped:
