@@ -30,6 +30,7 @@ class BuildOptions:
     objective: str | None = None
     threshold: float = 0.92
     max_acc_drop: float = 1.0
+    confidence: float | None = None    # hold the drop's one-sided upper bound (train.paired) within max_acc_drop
     methods: tuple[str, ...] = field(default_factory=lambda: decompose.names())  # every registered method
     step: float = 2.0
     max_sol: int = 10
@@ -123,6 +124,8 @@ class BuildOptions:
             bad("--step", self.step, "a percentage in (0, 50]")
         if not (0 <= self.max_acc_drop <= 100):
             bad("--max-acc-drop", self.max_acc_drop, "accuracy points in [0, 100]")
+        if self.confidence is not None and not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1):
+            bad("--confidence", self.confidence, "a probability in [0.5, 1), e.g. 0.9")
         unknown = [m for m in self.methods if m not in decompose.METHODS]
         if not self.methods or unknown:
             bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(decompose.names())}")

@@ -29,6 +29,7 @@ from lrfc.plan import Plan
 
 if TYPE_CHECKING:  # the state's types, without importing TensorFlow or the stages here
     import keras
+    import numpy as np
 
     from lrfc.benchmark.stage import Benchmarks
     from lrfc.common.executor import Executor
@@ -108,6 +109,7 @@ class BuildState:
     classes: tuple[str, ...] | None = None   # the class names by label, when the data named them (image folders)
     splits: Splits | None = None
     original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
+    original_right: np.ndarray | None = None  # ... whether it gets each validation sample right (paired drops)
     cache: Cache | None = None
     memory: MemoryPlan | None = None         # the formula's terms and the batch sizes under --memory-budget
     # calibrate, score, price, select
@@ -131,6 +133,8 @@ class BuildState:
     compressed: keras.Model | None = None
     finetune: FinetuneRecord | None = None
     compressed_accuracy: float = 0.0        # the published model's top-1 on the validation split
+    drop_error: float = 0.0                  # ... its drop's standard error, in points (train.paired)
+    test_drop_error: float | None = None     # the same on the test split
     test_accuracy: tuple = (None, None)      # original's and published model's top-1 on the data's test split
     # lower, benchmark, report
     artifacts: list[ArtifactRecord] = field(default_factory=list)

@@ -172,7 +172,7 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
 
 def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract, *, passthrough: bool = False,
                    allow_low: bool = False, where: str = "the validation split", log=None,
-                   fit: str | None = None) -> float:
+                   fit: str | None = None, outputs: np.ndarray | None = None) -> float:
     """The original's top-1 on ``(x, y)``; a ``UserError`` when it is at chance (see the module doc).
 
     Args:
@@ -191,7 +191,7 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     """
     if len(x) == 0:
         raise UserError(f"{where}: no samples to evaluate the original model on")
-    out = predict(model, x)
+    out = predict(model, x) if outputs is None else outputs
     bad = ~np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
     if bad.any():
         lo, hi = value_span(x)

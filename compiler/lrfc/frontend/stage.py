@@ -14,7 +14,8 @@ from lrfc.errors import UserError
 
 
 def load_inputs(options, model, log, rows, targets):
-    """The input contract, the dataset in the model's units, its splits, the memory plan and the original's accuracy.
+    """The input contract, the dataset in the model's units, its splits, the memory plan, and whether the original
+    gets each validation sample right (its top-1 is their mean; the budget's paired drops need each one).
 
     ``log`` gets the lines a user should see (the contract, the split, the
     memory plan, warnings). The memory plan (``frontend.memory_plan``) caps
@@ -22,12 +23,14 @@ def load_inputs(options, model, log, rows, targets):
     """
     import math
 
+    import numpy as np
+
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.data import load_data
     from lrfc.frontend.memory_plan import plan_memory
     from lrfc.frontend.recorded import with_recorded
     from lrfc.frontend.samples import cap_batches, source_bytes
-    from lrfc.frontend.sanity import check_original, samples_to_resolve, validation_resolution
+    from lrfc.frontend.sanity import check_original, predict, samples_to_resolve, validation_resolution
     from lrfc.frontend.splits import make_splits
     from lrfc.search.calibrate import DEFAULT_BUDGET_BYTES
 
@@ -42,8 +45,11 @@ def load_inputs(options, model, log, rows, targets):
     memory = plan_memory(model, rows, targets, source_bytes(ds.x) + source_bytes(ds.x_test), 4 * math.prod(shape),
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
     cap_batches(memory.predict_batch)
+    outputs = predict(model, splits.x_val)
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
-                              allow_low=options.allow_low_accuracy, log=log, fit=ds.fit)
+                              allow_low=options.allow_low_accuracy, log=log, fit=ds.fit, outputs=outputs)
+    right = outputs.reshape(len(outputs), -1).argmax(-1) == np.asarray(splits.y_val).reshape(-1)
+    del outputs
     log(f"input: {ds.values} -> {contract.describe()}" + (f"; {ds.fit}" if ds.fit else ""))
     log(f"data: {options.data_name}: {splits.describe()}; the original scores {100 * accuracy:.2f}% on validation")
     log(memory.describe())
@@ -55,7 +61,7 @@ def load_inputs(options, model, log, rows, targets):
         log(f"lrfc: warning: the validation split has {len(splits.x_val):,} samples, so its top-1 is uncertain by "
             f"about {error:.1f} points (one standard error), more than --max-acc-drop {options.max_acc_drop:g}; "
             f"about {need:,} samples resolve it")
-    return contract, ds, splits, memory, accuracy
+    return contract, ds, splits, memory, right
 
 
 def _given_plan(options, targets: dict):
@@ -113,8 +119,9 @@ def load(state) -> None:
         raise UserError(f"{opts.model_name}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
-    state.contract, dataset, state.splits, state.memory, state.original_accuracy = load_inputs(
+    state.contract, dataset, state.splits, state.memory, state.original_right = load_inputs(
         opts, state.flat, state.log, state.rows, state.targets)
+    state.original_accuracy = float(state.original_right.mean())
     state.data_values, state.data_fit, state.classes = dataset.values, dataset.fit, dataset.classes
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
     cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores

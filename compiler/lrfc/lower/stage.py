@@ -172,14 +172,16 @@ def deliverables(state) -> list[dict]:
     """lrfc's verified files at a non-fp32 target precision, each scored on the whole validation split.
 
     Returns:
-        One ``{"file", "format", "precision", "accuracy", "drop", "met",
+        One ``{"file", "format", "precision", "accuracy", "drop", "drop_error", "met",
         "original_accuracy"}`` per format: ``drop`` against the original
         Keras model's validation top-1 (what ``--max-acc-drop`` is judged
-        from), ``met`` within ``--max-acc-drop``, ``original_accuracy`` the
+        from), ``drop_error`` its paired standard error, ``met`` within
+        ``--max-acc-drop`` (with ``--confidence``, the drop's upper bound), ``original_accuracy`` the
         original's file at the same precision (None where it failed its
         gate). Empty for an fp32 target.
     """
     from lrfc.lower.verify import run_artifact
+    from lrfc.train.paired import paired_drop, upper_bound
 
     precision, s = state.profile.precision, state.splits
     if precision == "fp32" or s.y_val is None or not len(s.x_val):
@@ -190,13 +192,16 @@ def deliverables(state) -> list[dict]:
         if r.variant is None and r.passed and r.precision == precision:
             staged = state.output.staging / Path(r.path).name
             outs = run_artifact(staged, r.format, s.x_val, chunk=DELIVERABLE_BATCH)
-            scored[(r.model, r.format)] = (Path(r.path).name, float(np.mean(outs.reshape(len(y), -1).argmax(1) == y)))
+            scored[(r.model, r.format)] = (Path(r.path).name, outs.reshape(len(y), -1).argmax(1) == y)
     rows = []
-    for (role, fmt), (name, accuracy) in scored.items():
+    for (role, fmt), (name, right) in scored.items():
         if role == "compressed":
+            accuracy = float(np.mean(right))
             drop = round(100.0 * (state.original_accuracy - accuracy), 4)
+            error = paired_drop(state.original_right, right)[1]
             original = scored.get(("original", fmt))
+            bound = upper_bound(drop, error, state.options.confidence)
             rows.append({"file": name, "format": fmt, "precision": precision, "accuracy": round(accuracy, 6),
-                         "drop": drop, "met": drop <= state.options.max_acc_drop + 1e-9,
-                         "original_accuracy": None if original is None else round(original[1], 6)})
+                         "drop": drop, "drop_error": round(error, 4), "met": bound <= state.options.max_acc_drop + 1e-9,
+                         "original_accuracy": None if original is None else round(float(np.mean(original[1])), 6)})
     return rows

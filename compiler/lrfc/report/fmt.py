@@ -52,14 +52,25 @@ def pct_removed(before: int, after: int) -> str:
     return "n/a" if not before else f"{100 * (1 - after / before):.1f}%"
 
 
-def accuracy_line(before, after) -> str:
+def accuracy_line(before, after, error: float | None = None) -> str:
+    """Top-1 before -> after and the drop (or gain), with its standard error where the report has one."""
     if before is None and after is None:
         return "not evaluated (no data given)"
     if before is None or after is None:
         return f"{acc_text(before)} -> {acc_text(after)}"
     drop = 100 * (before - after)
     change = f"drop {drop:.2f} points" if drop >= 0 else f"gain {-drop:.2f} points"
-    return f"{acc_text(before)} -> {acc_text(after)} ({change})"
+    return f"{acc_text(before)} -> {acc_text(after)} ({change}{error_text(error)})"
+
+
+def drop_error(report: dict) -> float | None:
+    """The standard error of the published model's validation drop (None in a report from before it was kept)."""
+    return (report.get("accuracy_budget") or {}).get("drop_error")
+
+
+def error_text(error: float | None) -> str:
+    """", standard error E" of a paired drop (``train.paired``); nothing for a report without one or an exact 0."""
+    return f", standard error {error:.2f}" if error else ""
 
 
 def acc_text(a) -> str:
@@ -119,9 +130,13 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
     points: " (a report card shows that word itself); a line about files that
     missed while the Keras model met it is all verdict and stays whole.
     """
-    drop, limit = budget["drop"], budget["max_drop"]
-    head, detail = (("met", f"drop {drop:.2f} points within --max-acc-drop {limit:g}") if budget["met"] else
-                    (f"MISSED by {drop - limit:.2f} points", f"drop {drop:.2f} against --max-acc-drop {limit:g}"))
+    drop, limit, bound = budget["drop"], budget["max_drop"], budget.get("upper_bound")
+    judged = drop if bound is None else bound
+    error = budget.get("drop_error")
+    extra = f", at most {bound:.2f} at {budget['confidence']:.0%} confidence" if bound is not None else ""
+    extra += f" (standard error {error:.2f})" if error else ""
+    head, detail = (("met", f"drop {drop:.2f} points{extra} within --max-acc-drop {limit:g}") if budget["met"] else
+                    (f"MISSED by {judged - limit:.2f} points", f"drop {drop:.2f}{extra} against --max-acc-drop {limit:g}"))
     fixed = "" if budget.get("enforced", True) else " (a fixed plan: measured, not enforced)"
     files = budget.get("deliverables") or []
     each = "; ".join(f"{d['file']} drop {d['drop']:.2f}, {'within' if d['met'] else 'over'}" for d in files)

@@ -10,7 +10,7 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
-                             cost_source_line, fastest_line, finetune_line, gain_line, input_line, pct_removed,
+                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed,
                              ranks_text, report_contract, sim_text, splits_line, threads_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
@@ -50,7 +50,7 @@ def render_html(report: dict) -> str:
         _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),
         _card("MACs", f"{orig['macs']:,} &rarr; {comp['macs']:,}", f"{pct_removed(orig['macs'], comp['macs'])} removed"),
         _card("accuracy", f"{e(acc_text(orig.get('accuracy')))} &rarr; {e(acc_text(comp.get('accuracy')))}",
-              e(accuracy_line(orig.get("accuracy"), comp.get("accuracy")).partition("(")[2].rstrip(")"))),
+              e(accuracy_line(orig.get("accuracy"), comp.get("accuracy"), drop_error(report)).partition("(")[2].rstrip(")"))),
         _card("fine-tuning", *map(e, finetune_line(report.get("finetune") or {"mode": "none"}).partition(", ")[::2])),
         *([_budget_card(report["accuracy_budget"], e)] if report.get("accuracy_budget") else []),
         "</div>",

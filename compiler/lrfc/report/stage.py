@@ -5,14 +5,25 @@ from __future__ import annotations
 import json
 
 
-def accuracy_budget(options, original: float, compressed: float, validation_samples: int, enforced: bool) -> dict:
-    """``--max-acc-drop`` against the published model's drop: ``{max_drop, drop, met, validation_samples, enforced}``.
+def accuracy_budget(options, original: float, compressed: float, validation_samples: int, enforced: bool,
+                    error: float = 0.0) -> dict:
+    """``--max-acc-drop`` against the published model's drop: ``{max_drop, drop, drop_error, confidence,
+    upper_bound, met, validation_samples, enforced}``.
 
-    ``enforced`` is False for a fixed plan (``--plan``, weight-based ranks,
-    the iterative baseline): its budget is measured and reported, not held.
+    ``drop_error`` is the drop's standard error in points (paired:
+    ``train.paired``); with ``--confidence``, ``upper_bound`` is the drop's
+    one-sided bound at it, and ``met`` is judged on that bound (else on the
+    drop, and ``upper_bound`` is None). ``enforced`` is False for a fixed
+    plan (``--plan``, weight-based ranks, the iterative baseline): its budget
+    is measured and reported, not held.
     """
+    from lrfc.train.paired import upper_bound
+
     drop = round(100.0 * (original - compressed), 4)
-    return {"max_drop": options.max_acc_drop, "drop": drop, "met": drop <= options.max_acc_drop + 1e-9,
+    bound = None if options.confidence is None else round(upper_bound(drop, error, options.confidence), 4)
+    return {"max_drop": options.max_acc_drop, "drop": drop, "drop_error": round(error, 4),
+            "confidence": options.confidence, "upper_bound": bound,
+            "met": (drop if bound is None else bound) <= options.max_acc_drop + 1e-9,
             "validation_samples": int(validation_samples), "enforced": bool(enforced)}
 
 
@@ -84,11 +95,12 @@ def build_report(state) -> dict:
         "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
                      "accuracy": round(state.original_accuracy, 6), "test_accuracy": state.test_accuracy[0]},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
-                       "accuracy": round(state.compressed_accuracy, 6), "test_accuracy": state.test_accuracy[1]},
+                       "accuracy": round(state.compressed_accuracy, 6), "test_accuracy": state.test_accuracy[1],
+                       "test_drop_error": state.test_drop_error},
         "input": {**state.contract.to_json(), "data_values": state.data_values, "data_fit": state.data_fit},
         "splits": state.splits.to_json(),
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
-                                           len(state.splits.x_val), state.enforce_budget)
+                                           len(state.splits.x_val), state.enforce_budget, state.drop_error)
         | ({"deliverables": state.deliverables} if state.deliverables else {}),
         "budget_search": state.budget.to_json(),
         "sensitivity": state.sensitivity,

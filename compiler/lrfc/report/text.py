@@ -8,7 +8,7 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
+                             drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
                              short, sim_text, splits_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
@@ -45,9 +45,10 @@ def _footer(report: dict) -> list[str]:
     orig, comp = report["original"], report["compressed"]
     out = [f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
            f"{pct_removed(orig['macs'], comp['macs'])} of MACs",
-           f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'))} on validation"]
+           f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'), drop_error(report))} on validation"]
     if orig.get("test_accuracy") is not None:
-        out.append(f"test        {accuracy_line(orig['test_accuracy'], comp.get('test_accuracy'))} on the test split")
+        test = accuracy_line(orig["test_accuracy"], comp.get("test_accuracy"), comp.get("test_drop_error"))
+        out.append(f"test        {test} on the test split")
     gain = gain_line(report)
     if gain:
         out.append(f"gain        {gain}")

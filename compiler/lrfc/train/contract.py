@@ -88,6 +88,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from lrfc.train.paired import paired_drop, paired_error, upper_bound, z_of
+
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
 PROXY_Z = 2.0            # ... and more while its drop is within this many standard errors of the goal
 EARLY_CHUNK = 1000      # --finetune none: validation samples scored between two checks of the bound
@@ -99,6 +101,8 @@ RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benc
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 COST_TOLERANCE = 0.01   # --finetune none: the bisection ends once the rungs it has not settled save less than this share of the cost
+ERROR_GUESS = 0.03      # --confidence, before a round is measured: the least share of samples a fine-tuned rung is
+#                         taken to answer differently from the original (the benchmark builds: 3-6 %)
 
 
 @dataclass(frozen=True)
@@ -119,19 +123,22 @@ class Round:
     fresh: float = 1.0    # the share of the rung's target-layer parameters that started fresh (not warm): its epochs
     capped: float = 0     # epochs --time-budget took off the round: those it would have run, less those it ran
     secured: bool = False  # the last round's rung, its starting point already within the budget (``_secure_pick``)
+    drop_error: float = 0.0  # one standard error of ``drop``, in points (paired: ``train.paired``)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def _accuracy(model, x, y) -> float:
-    from lrfc.train.finetune import evaluate
+def _answers(model, x, y):
+    """Whether ``model`` gets each sample of ``(x, y)`` right (bools; the top-1 is their mean)."""
+    from lrfc.train.finetune import right_answers
 
-    return evaluate(model, x, y)
+    return right_answers(model, x, y)
 
 
-def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
-    """Top-1 on ``(x, y)``, or, once it is sure to end below ``floor``, its highest possible value; and whether complete.
+def _scored_or_bound(model, x, y, floor: float):
+    """Top-1 on ``(x, y)`` and the per-sample answers; or, once it is sure to end below ``floor``, its highest
+    possible value and None.
 
     Scored ``EARLY_CHUNK`` samples at a time; after each chunk, if every
     remaining sample being right could not lift the accuracy to ``floor``,
@@ -142,15 +149,23 @@ def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
     from lrfc.frontend.samples import Samples, predict
     from lrfc.train.finetune import _labels
 
-    n, correct, seen = len(x), 0, 0
+    n, seen, right = len(x), 0, []
     y = _labels(y, n, "validation")
     chunks = x.chunks(EARLY_CHUNK) if isinstance(x, Samples) else (x[i:i + EARLY_CHUNK] for i in range(0, n, EARLY_CHUNK))
     for chunk in chunks:
-        correct += int(np.sum(predict(model, chunk).argmax(axis=-1) == y[seen:seen + len(chunk)]))
+        right.append(predict(model, chunk).argmax(axis=-1) == y[seen:seen + len(chunk)])
         seen += len(chunk)
+        correct = int(sum(int(r.sum()) for r in right))
         if seen < n and (correct + n - seen) / n < floor:
-            return (correct + n - seen) / n, False
-    return correct / n, True
+            return (correct + n - seen) / n, None
+    answers = np.concatenate(right) if right else np.zeros(0, bool)
+    return float(answers.mean()) if n else 0.0, answers
+
+
+def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
+    """``_scored_or_bound``'s top-1 (or bound) and whether it is complete."""
+    accuracy, answers = _scored_or_bound(model, x, y, floor)
+    return accuracy, answers is not None
 
 
 def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | None:
@@ -223,8 +238,7 @@ def proxy_side(n: int, total: int, squares: int, n_all: int, goal: float) -> boo
     within = 100.0 * total / max(n, 1) <= goal
     if n >= n_all or n < 2:
         return within
-    variance = max(0.0, (squares - total * total / n) / (n - 1))
-    error = 100.0 * math.sqrt(variance / n)
+    error = paired_error(n, total, squares)
     return within if abs(100.0 * total / n - goal) > PROXY_Z * error else None
 
 
@@ -252,12 +266,11 @@ class BudgetSearch:
         self.tune = self.options.finetune == "oneshot" and self.options.epochs > 0
         s = state.splits
         self.x_proxy, self.y_proxy = s.x_val, s.y_val  # the validation split, in its seeded order
-        self.proxy_original = None
         self.labels = None                           # fine-tuning: the validation labels, as integers
-        self.original_right = None                   # ... whether the original gets each validation sample
-        self.original_scored = 0                     # ... for the first this many (scored as looks need them)
         self.proxy: dict[int, float] = {}            # rung -> proxy drop in points
         self.proxy_accuracy: dict[int, float] = {}   # rung -> its accuracy on the proxy samples
+        self.proxy_right: dict[int, object] = {}     # --finetune none: rung -> its answers on the whole split
+        self.z = z_of(self.options.confidence)       # --confidence: standard errors the drop's bound adds
         self.tally: dict[int, tuple[int, int, int]] = {}  # rung -> (samples scored, sum and sum of squares of the
         #                                               original's right minus the rung's, per sample: -1, 0 or 1)
         self.bounded: set[int] = set()               # rungs dropped early: their accuracy is an upper bound
@@ -265,7 +278,7 @@ class BudgetSearch:
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
-        self.best: tuple[int, object, float] | None = None
+        self.best: tuple[int, object, float, float] | None = None  # (rung, model, accuracy, its drop's error)
         self.secured: dict[int, tuple] = {}          # rung -> (warm source, warm model, fresh share, built model)
         self.secured_levels: set[int] = set()        # rungs a last round took by their start (``_secure_pick``)
         self.rounds: list[Round] = []
@@ -294,14 +307,14 @@ class BudgetSearch:
             self.tally[i] = (0, 0, 0)
             self._score_more(i, model)
         else:
-            if self.proxy_original is None:  # the load stage scored the original on the whole validation split
-                self.proxy_original = (self.state.original_accuracy if self.state.original_accuracy is not None
-                                       else _accuracy(self.state.flat, self.x_proxy, self.y_proxy))
-            floor = self.proxy_original - (self.options.max_acc_drop + 1e-6) / 100.0
-            self.proxy_accuracy[i], complete = _accuracy_or_bound(model, self.x_proxy, self.y_proxy, floor)
-            if not complete:
+            original = self.state.original_accuracy  # the load stage scored it on the whole validation split
+            floor = original - (self.options.max_acc_drop + 1e-6) / 100.0  # --confidence's bound only adds to a drop
+            self.proxy_accuracy[i], right = _scored_or_bound(model, self.x_proxy, self.y_proxy, floor)
+            if right is None:
                 self.bounded.add(i)
-            self.proxy[i] = 100.0 * (self.proxy_original - self.proxy_accuracy[i])
+            else:
+                self.proxy_right[i] = right
+            self.proxy[i] = 100.0 * (original - self.proxy_accuracy[i])
         self.models = {i: model}
         self.look_seconds += time.perf_counter() - start
         return self.proxy[i]
@@ -311,7 +324,8 @@ class BudgetSearch:
 
         The drop is the mean, over the samples scored, of the original's
         right minus the rung's (per sample -1, 0 or 1), so both are scored on
-        the same samples and its standard error is that of a paired mean.
+        the same samples and its standard error is that of a paired mean. The
+        original's answers are the load stage's (``state.original_right``).
         """
         import numpy as np
 
@@ -320,23 +334,16 @@ class BudgetSearch:
 
         x, n_all = self.x_proxy, len(self.x_proxy)
         if self.labels is None:
-            self.labels, self.original_right = _labels(self.y_proxy, n_all, "validation"), np.zeros(n_all, bool)
-        labels = self.labels
-
-        def rows(a: int, b: int):
-            return x.subset(np.arange(a, b)) if hasattr(x, "subset") else x[a:b]
-
+            self.labels = _labels(self.y_proxy, n_all, "validation")
+        labels, original_right = self.labels, self.state.original_right
         n, total, squares = self.tally[i]
         end = min(n_all, n + PROXY_SAMPLES)
-        if self.original_scored < end:  # the original's answers, once each, as far as the looks have gone
-            a = self.original_scored
-            self.original_right[a:end] = predict(self.state.flat, rows(a, end)).argmax(axis=-1) == labels[a:end]
-            self.original_scored = end
-        right = predict(model, rows(n, end)).argmax(axis=-1) == labels[n:end]
-        diff = self.original_right[n:end].astype(np.int64) - right.astype(np.int64)
+        rows = x.subset(np.arange(n, end)) if hasattr(x, "subset") else x[n:end]
+        right = predict(model, rows).argmax(axis=-1) == labels[n:end]
+        diff = original_right[n:end].astype(np.int64) - right.astype(np.int64)
         n, total, squares = end, total + int(diff.sum()), squares + int(np.abs(diff).sum())
         self.tally[i] = (n, total, squares)
-        self.proxy_accuracy[i] = float(np.mean(self.original_right[:n])) - total / n
+        self.proxy_accuracy[i] = float(np.mean(original_right[:n])) - total / n
         self.proxy[i] = 100.0 * total / n
 
     def _side(self, i: int, goal: float) -> bool | None:
@@ -344,7 +351,7 @@ class BudgetSearch:
         if i not in self.proxy:
             return None
         if i not in self.tally:  # scored in full (``--finetune none``)
-            return self.proxy[i] <= goal
+            return self.proxy[i] + self._margin(i) <= goal
         return proxy_side(*self.tally[i], len(self.x_proxy), goal)
 
     def _within(self, i: int, goal: float) -> bool:
@@ -352,7 +359,7 @@ class BudgetSearch:
         tell (``_side``); the rung is built again if it is no longer the latest look's."""
         drop = self.proxy_drop(i)
         if i not in self.tally:  # scored in full (``--finetune none``)
-            return drop <= goal
+            return drop + self._margin(i) <= goal
         while (side := self._side(i, goal)) is None:
             start = time.perf_counter()
             model = self.models.get(i)
@@ -362,6 +369,29 @@ class BudgetSearch:
             self._score_more(i, model)
             self.look_seconds += time.perf_counter() - start
         return side
+
+    def _error(self, right) -> float:
+        """One standard error, in points, of the drop of a model with validation answers ``right`` (paired with the
+        original's)."""
+        return paired_drop(self.state.original_right, right)[1]
+
+    def _margin(self, i: int) -> float:
+        """``--finetune none``: what ``--confidence`` adds to rung ``i``'s drop for its upper bound (0 without it,
+        and for a rung dropped early: over the budget already)."""
+        right = self.proxy_right.get(i)
+        return self.z * self._error(right) if right is not None and self.z else 0.0
+
+    def _budget(self) -> float:
+        """The fine-tuned drop a round may measure and meet the budget: ``--max-acc-drop``, less ``--confidence``'s
+        margin at the last round's standard error (before any round, at an error that takes the original's errors
+        for the samples the two disagree on: ``ERROR_GUESS``)."""
+        budget = self.options.max_acc_drop
+        if not self.z:
+            return budget
+        if self.rounds:
+            return budget - self.z * self.rounds[-1].drop_error
+        n = len(self.x_proxy)
+        return budget - self.z * 100.0 * math.sqrt(max(ERROR_GUESS, 1.0 - self.state.original_accuracy) / max(1, n))
 
     def _recovery(self) -> float:
         """Proxy drop / fine-tuned drop: at the most compressed rung that passed, else the median of the rounds.
@@ -399,9 +429,9 @@ class BudgetSearch:
         points with 92.5 % / 90.5 % of params / MACs removed, against the old
         aim's 48 -> 45 -> 43 -> 39 at 0.88 points, 91.7 % / 89.2 %.
         """
-        budget = self.options.max_acc_drop
         if not self.tune:
-            return budget
+            return self.options.max_acc_drop  # compared with each rung's drop plus its ``_margin``
+        budget = self._budget()
         bracket = proxy_between(self.rounds, self.lo_fail, self.hi_pass, TARGET * budget)
         if bracket is not None:
             return bracket
@@ -419,7 +449,7 @@ class BudgetSearch:
             return None
         goal = self._goal()
         if not self.tune and lo == -1 and not self.proxy and len(self.levels) > 2:
-            if self.proxy_drop(0) <= goal:  # the most compressed rung first: it ends the search when it passes
+            if self._within(0, goal):  # the most compressed rung first: it ends the search when it passes
                 return 0
             lo = 0
         lo, hi = self._known_bracket(lo, hi, goal)
@@ -434,7 +464,7 @@ class BudgetSearch:
             return min(hi, self.hi_pass - 1)
         if hi < self.hi_pass or self.hi_pass == len(self.levels):  # its pick, or nothing has passed yet
             return min(hi, self.hi_pass - 1)
-        stride = forced_stride(self.rounds, self.forced, TARGET * self.options.max_acc_drop)
+        stride = forced_stride(self.rounds, self.forced, TARGET * self._budget())
         pick = max(self.lo_fail + 1, self.hi_pass - stride)
         self.forced[pick] = self.hi_pass - pick
         self.state.log(f"the proxy predicts no rung past {self.levels[self.hi_pass].label} within the budget: "
@@ -535,12 +565,14 @@ class BudgetSearch:
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
 
-        ``tune_one(model, epochs, deadline) -> (epochs run, seconds, validation accuracy or None, out of
+        ``tune_one(model, epochs, deadline) -> (epochs run, seconds, validation answers or None, out of
         time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
         ``--epochs``, a warm-started one for ``round_epochs`` of them, fewer where ``--time-budget`` leaves
         room for fewer; ``deadline`` (a ``time.perf_counter()`` value, or None) shortens it to the epochs that
-        end before it, and says so. The accuracy is of the weights it kept, on the whole validation
-        split, which fine-tuning scores after every epoch; None: the search scores them itself.
+        end before it, and says so. The answers (a bool per sample, the top-1 their mean) are the weights
+        it kept, on the whole validation split, which fine-tuning scores after every epoch; None: the search
+        scores them itself. A round meets the budget when its drop (with ``--confidence``, its upper bound at
+        the paired standard error) is within ``--max-acc-drop``.
         """
         state = self.state
         i, model = state.level, state.compressed
@@ -549,22 +581,23 @@ class BudgetSearch:
         wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
         while i is not None:
             start, first = time.perf_counter(), self._first_of_several()
-            epochs, _, accuracy, out_of_time = (tune_one(model, planned, self._deadline(first)) if self.tune
-                                                else (0, 0.0, None, False))
+            epochs, _, right, out_of_time = (tune_one(model, planned, self._deadline(first)) if self.tune
+                                             else (0, 0.0, None, False))
             if out_of_time:
                 room = "in half the time left, the rest kept for a deeper round" if first else "in time"
                 state.log(f"--time-budget: {self.levels[i].label} trained {epochs} of its {planned} epochs, those that "
                           f"fitted {room}")
-            if not self.tune and i in self.proxy_accuracy and i not in self.bounded:  # scored on all of validation
-                accuracy = self.proxy_accuracy[i]
-            elif accuracy is None:  # fine-tuning scored what it kept on validation: not scored twice
-                accuracy = _accuracy(model, state.splits.x_val, state.splits.y_val)
-            drop = 100.0 * (original - accuracy)
-            met = drop <= self.options.max_acc_drop + 1e-9
+            if not self.tune and i in self.proxy_right:  # scored on all of validation
+                right = self.proxy_right[i]
+            elif right is None:  # fine-tuning scored what it kept on validation: not scored twice
+                right = _answers(model, state.splits.x_val, state.splits.y_val)
+            accuracy = float(right.mean())
+            drop, error = 100.0 * (original - accuracy), self._error(right)
+            met = upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
             capped = round(wanted - (epochs if out_of_time else planned), 2)
-            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped)
+            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error)
             if not state.enforce_budget:
-                self.best, self.stopped = (i, model, accuracy), "a fixed plan: measured, not enforced"
+                self.best, self.stopped = (i, model, accuracy, error), "a fixed plan: measured, not enforced"
                 break
             previous = i
             i = self._next(previous, model)
@@ -611,18 +644,20 @@ class BudgetSearch:
         total = sum(sizes.values())
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
-    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0) -> None:
+    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0) -> None:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
                                  round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4),
-                                 capped, i in self.secured_levels))
+                                 capped, i in self.secured_levels, round(error, 4)))
+        bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
+                 "confidence" if self.z else "")
         self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
-                       f"{100 * accuracy:.2f}% (drop {drop:.2f} points{'' if met else ', over the budget'})")
+                       f"{100 * accuracy:.2f}% (drop {drop:.2f} points{bound}{'' if met else ', over the budget'})")
         if met:
             self.hi_pass = min(self.hi_pass, i)
             if self.best is None or i < self.best[0]:
-                self.best = (i, model, accuracy)
+                self.best = (i, model, accuracy, error)
         else:
             self.lo_fail = max(self.lo_fail, i)
 
@@ -677,10 +712,10 @@ class BudgetSearch:
             source, warm_model, fresh = (self._warm_source(k, previous, model) if previous is not None
                                          else (k, None, 1.0))
             built = self._build(k, warm=None if warm_model is None else (warm_model, self.plan(source)))
-            accuracy, complete = _accuracy_or_bound(built, state.splits.x_val, state.splits.y_val, floor)
+            accuracy, right = _scored_or_bound(built, state.splits.x_val, state.splits.y_val, floor)
             self.look_seconds += time.perf_counter() - start
             drops[k] = 100.0 * (state.original_accuracy - accuracy)
-            if not complete or drops[k] > budget + 1e-9:
+            if right is None or upper_bound(drops[k], self._error(right), self.options.confidence) > budget + 1e-9:
                 return False
             self.secured = {k: (source, warm_model, fresh, built)}  # the best so far; the others are dropped
             return True
@@ -706,7 +741,8 @@ class BudgetSearch:
         from lrfc.search.stage import rank_multiple
 
         o = self.options
-        spare = o.max_acc_drop - next(r.drop for r in self.rounds if r.level == 0)
+        deepest = next(r for r in self.rounds if r.level == 0)
+        spare = o.max_acc_drop - upper_bound(deepest.drop, deepest.drop_error, o.confidence)
         bounds = [f"--min-similarity {o.min_similarity:g}" if o.allocation == "global" else f"--threshold {o.threshold:g}"]
         multiple = rank_multiple(self.state)
         if multiple > 1:
@@ -729,10 +765,11 @@ class BudgetSearch:
                 state.log(f"{self.stopped}: publishing the original model")
             state.compressed, state.plan, state.level = apply_plan(state.flat, Plan(())), Plan(()), None
             state.chosen = {n: None for n in state.targets}
-            state.compressed_accuracy = state.original_accuracy
+            state.compressed_accuracy, state.drop_error = state.original_accuracy, 0.0
             return
-        i, model, accuracy = self.best
+        i, model, accuracy, error = self.best
         state.level, state.plan, state.compressed, state.compressed_accuracy = i, self.plan(i), model, accuracy
+        state.drop_error = error
         state.chosen = dict(self.levels[i].choices)
 
     def to_json(self) -> dict:

@@ -185,6 +185,7 @@ class FinetuneResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0; -1: the start's)
     val_accuracy: float | None = None  # with validation data: the returned weights' top-1 on it (already scored)
+    val_right: np.ndarray | None = None  # ... and whether they get each validation sample right (paired drops)
     out_of_time: bool = False  # config.deadline ended it before config.epochs
 
     def to_json(self) -> dict:
@@ -242,11 +243,15 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> floa
         y: integer labels (or one-hot rows).
         batch_size: samples per inference batch.
     """
+    return float(np.mean(right_answers(model, x, y, batch_size)))
+
+
+def right_answers(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Whether ``model``'s top-1 is right on each sample of ``(x, y)``: bools, one per sample (``evaluate``'s mean)."""
     if len(x) == 0:
         raise UserError("evaluate: no samples")
     y = _labels(y, len(x), "evaluate")
-    predicted = _predict(model, x, batch_size).argmax(axis=-1)
-    return float(np.mean(predicted == y))
+    return _predict(model, x, batch_size).argmax(axis=-1) == y
 
 
 def teacher_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -386,8 +391,9 @@ def finetune(
                         shuffle=True, verbose=0, callbacks=callbacks, **part)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
-    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_accuracy(),
-                          epochs.out_of_time)
+    right = epochs.kept_answers()
+    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best,
+                          None if right is None else float(np.mean(right)), right, epochs.out_of_time)
 
 
 def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
@@ -515,8 +521,9 @@ class _EpochLog:
         if validation is not None:
             self.history["val_accuracy"] = []
         self.validation_seconds = 0.0
-        self.best: tuple[float, int, list] | None = None  # (val accuracy, epoch, weights)
-        self.start: tuple[float, int, list] | None = None  # the same for the weights before any epoch
+        self.best: tuple[float, int, list, np.ndarray] | None = None  # (val accuracy, epoch, weights, answers)
+        self.start: tuple[float, int, list, np.ndarray] | None = None  # the same for the weights before any epoch
+        self.last_right: np.ndarray | None = None  # the latest epoch's validation answers (``right_answers``)
         self.began = time.perf_counter()
         self.out_of_time = False
         self.epochs = config.epochs  # the run's epochs: fewer once a deadline has fitted them (``fit_to``)
@@ -535,14 +542,16 @@ class _EpochLog:
         if self.validation is None or self.config.patience is None:
             return
         start = time.perf_counter()
-        self.start = (evaluate(self.model, *self.validation), -1, self.model.get_weights())
+        right = right_answers(self.model, *self.validation)
+        self.start = (float(np.mean(right)), -1, self.model.get_weights(), right)
         self.validation_seconds += time.perf_counter() - start
 
     def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
         row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
         if self.validation is not None:
             start = time.perf_counter()
-            row["val_accuracy"] = evaluate(self.model, *self.validation)
+            self.last_right = right_answers(self.model, *self.validation)
+            row["val_accuracy"] = float(np.mean(self.last_right))
             self.validation_seconds += time.perf_counter() - start
             self._early_stop(epoch, row["val_accuracy"])
         self._deadline(epoch)
@@ -563,7 +572,7 @@ class _EpochLog:
         if self.config.patience is None:
             return
         if self.best is None or accuracy > self.best[0]:
-            self.best = (accuracy, epoch, self.model.get_weights())
+            self.best = (accuracy, epoch, self.model.get_weights(), self.last_right)
             return
         half = self.epochs / 2
         counted = sum(1 for e in range(self.best[1] + 1, epoch + 1) if e + 1 > half)
@@ -582,8 +591,9 @@ class _EpochLog:
         if now + (now - self.began) / (epoch + 1) > deadline:
             self.trainer.stop_training = self.out_of_time = True
 
-    def kept_accuracy(self) -> float | None:
-        """The validation accuracy of the weights ``restore_best`` left in the model (None without validation).
+    def kept_answers(self) -> np.ndarray | None:
+        """Whether the weights ``restore_best`` left in the model get each validation sample right (None without
+        validation).
 
         Those weights were scored on the validation split before being kept, so
         a caller that needs their accuracy (the budget search, once a round)
@@ -592,9 +602,8 @@ class _EpochLog:
         if self.validation is None:
             return None
         if self.best is not None:
-            return self.best[0]
-        scores = self.history.get("val_accuracy") or []
-        return scores[-1] if scores else None
+            return self.best[3]
+        return self.last_right
 
     def restore_best(self) -> int | None:
         """Put the best epoch's weights back (early stopping), or the start's if no epoch beat them; that epoch, or None."""

@@ -34,27 +34,32 @@ def _config(state):
                           patience=opts.patience, qat=opts.qat, in_memory_bytes=in_memory)
 
 
-def test_accuracies(state) -> tuple[float | None, float | None]:
-    """The original's and the published model's top-1 on the data's test split (reported only), if it has one.
+def score_test_split(state) -> None:
+    """The original's and the published model's top-1 on the data's test split (reported only), if it has one, and
+    the drop's standard error there (``state.test_accuracy``, ``state.test_drop_error``).
 
     Timed as its own entry, ``test_split``: two passes over the split are no
     fine-tuning, and under ``--finetune none`` they were all the ``finetune``
     stage showed (keras.applications ResNet50 at 64x64: 38 s of 5,000 images
     through each model).
     """
-    from lrfc.train.finetune import evaluate
+    from lrfc.train.finetune import right_answers
+    from lrfc.train.paired import paired_drop
 
     s = state.splits
     if s.x_test is None:
-        return None, None
+        state.test_accuracy, state.test_drop_error = (None, None), None
+        return
     with state.timer.stage("test_split"):
-        return (round(evaluate(state.flat, s.x_test, s.y_test), 6),
-                round(evaluate(state.compressed, s.x_test, s.y_test), 6))
+        before, after = right_answers(state.flat, s.x_test, s.y_test), right_answers(state.compressed, s.x_test, s.y_test)
+    state.test_accuracy = (round(float(before.mean()), 6), round(float(after.mean()), 6))
+    state.test_drop_error = round(paired_drop(before, after)[1], 4)
 
 
 def finetune(state) -> None:
     """One-shot fine-tuning inside the budget search (``train.contract``), or the iterative baseline."""
     from lrfc.train.finetune import finetune as train, teacher_logits
+    from lrfc.train.paired import paired_drop
 
     opts = state.options
     s = state.splits
@@ -62,13 +67,15 @@ def finetune(state) -> None:
     if opts.finetune != "none" and opts.distill and opts.epochs > 0:
         teacher = teacher_logits(state.flat, s.x_train)
     if opts.finetune == "iterative":
-        state.compressed_accuracy, seconds = _iterative(state, teacher)
+        right, seconds = _iterative(state, teacher)
+        state.compressed_accuracy = float(right.mean())
+        state.drop_error = paired_drop(state.original_right, right)[1]
         state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None)
-        state.test_accuracy = test_accuracies(state)
+        score_test_split(state)
         return
     spent, ran = [], []
 
-    def tune_one(model, epochs: float, deadline: float | None) -> tuple[float, float, float | None, bool]:
+    def tune_one(model, epochs: float, deadline: float | None) -> tuple[float, float, object, bool]:
         whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (--time-budget)
         config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole))
         with state.progress("finetune", whole) as bar:
@@ -81,19 +88,20 @@ def finetune(state) -> None:
         done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
         ran.append(done)
-        return done, result.seconds, result.val_accuracy, result.out_of_time
+        return done, result.seconds, result.val_right, result.out_of_time
 
     state.budget.run(tune_one)
-    state.test_accuracy = test_accuracies(state)
+    score_test_split(state)
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
                                     teacher is not None, tuple(ran), qat=bool(opts.qat and spent))
 
 
-def _iterative(state, teacher) -> tuple[float, float]:
-    """The paper's baseline: factorize one layer, fine-tune, factorize the next, ..."""
+def _iterative(state, teacher) -> tuple[object, float]:
+    """The paper's baseline: factorize one layer, fine-tune, factorize the next, ...; its validation answers and
+    training seconds."""
     from lrfc.factorize.rewrite import apply_plan
-    from lrfc.train.finetune import evaluate, finetune
+    from lrfc.train.finetune import finetune, right_answers
 
     s = state.splits
     model = state.flat
@@ -107,4 +115,4 @@ def _iterative(state, teacher) -> tuple[float, float]:
                 seconds += result.seconds
             bar.update(1, choice.layer)
     state.compressed = model
-    return evaluate(model, s.x_val, s.y_val), seconds
+    return right_answers(model, s.x_val, s.y_val), seconds

@@ -1,0 +1,67 @@
+"""A top-1 drop measured on the same samples for both models: its standard error and its one-sided bound.
+
+Both models are scored on the same samples, so the drop is the mean over
+samples of the original's right minus the compressed model's (-1, 0 or 1
+each) and its standard error is that of a paired mean: it grows with the
+samples the two disagree on, not with either model's error rate. On the
+Fashion-MNIST benchmark builds (5,000 validation samples, 3-6 % of them
+answered differently) it is 0.25-0.35 points, as large as a third of a
+1-point budget.
+
+``--confidence P`` holds the contract to the drop's one-sided ``P`` upper
+bound, ``drop + z_P * error`` (a normal quantile), instead of the drop
+itself: the validation split both steers the search and judges it, so the
+published drop is the best of several noisy looks, and across the 125
+builds in ``bench/results`` the test split's drop was 0.28 points above the
+validation drop on average (docs/LOG.md, 2026-12-06).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+
+def paired_error(n: int, total: int, squares: int) -> float:
+    """One standard error, in points, of a paired drop from its tallies over ``n`` samples.
+
+    ``total`` and ``squares`` sum the per-sample differences (the original's
+    right minus the other model's: -1, 0 or 1) and their squares (the samples
+    the two disagree on). 0 for fewer than two samples.
+    """
+    if n < 2:
+        return 0.0
+    variance = max(0.0, (squares - total * total / n) / (n - 1))
+    return 100.0 * math.sqrt(variance / n)
+
+
+def paired_drop(original_right, right) -> tuple[float, float]:
+    """The drop in points (the original's top-1 minus the other's) and its standard error, from per-sample answers.
+
+    Args:
+        original_right: whether the original got each sample right (bools, one per sample).
+        right: the same for the other model, on the same samples in the same order.
+    """
+    a, b = np.asarray(original_right, bool), np.asarray(right, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired answers differ in length: {a.shape} and {b.shape}")
+    diff = a.astype(np.int64) - b.astype(np.int64)
+    n = len(diff)
+    if n == 0:
+        return 0.0, 0.0
+    total, squares = int(diff.sum()), int(np.abs(diff).sum())
+    return 100.0 * total / n, paired_error(n, total, squares)
+
+
+def z_of(confidence: float | None) -> float:
+    """The normal quantile a one-sided ``confidence`` bound adds standard errors by: 0 without one."""
+    if confidence is None:
+        return 0.0
+    return NormalDist().inv_cdf(confidence)
+
+
+def upper_bound(drop: float, error: float, confidence: float | None) -> float:
+    """The drop's one-sided ``confidence`` upper bound in points (the drop itself without ``confidence``)."""
+    return drop + z_of(confidence) * error
