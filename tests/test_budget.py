@@ -527,8 +527,9 @@ def test_without_fine_tuning_the_bisection_stops_when_the_rungs_left_save_little
 
 
 def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_the_budget(keras, monkeypatch):
-    """--finetune none: ``_accuracy_or_bound`` stops after the chunk that puts the floor out of reach, and is exact
-    (the full accuracy, complete) whenever the floor can still be met."""
+    """--finetune none: ``_scored_or_bound`` stops after the chunk that puts the floor out of reach (its accuracy's
+    bound, no answers), and is exact (the full accuracy and every sample's answer) whenever the floor can still be
+    met."""
     from lrfc.frontend.samples import Samples
     from lrfc.train import contract
 
@@ -538,11 +539,13 @@ def test_a_rung_is_dropped_once_the_rest_of_validation_cannot_bring_it_within_th
     x[:, 0] = 1.0
     x[:100] = [0.0, 1.0]  # the first chunk predicts class 1, the rest class 0
     y = np.zeros(300, np.int64)
-    assert contract._accuracy_or_bound(model, x, y, 0.5) == (pytest.approx(2 / 3), True)   # reachable: scored in full
-    assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), False)  # after one chunk: at most 2/3
-    assert contract._accuracy_or_bound(model, Samples(x), np.eye(2)[y], 0.7) == (pytest.approx(2 / 3), False)
+    accuracy, right = contract._scored_or_bound(model, x, y, 0.5)  # reachable: scored in full
+    assert accuracy == pytest.approx(2 / 3) and right.tolist() == [False] * 100 + [True] * 200
+    assert contract._scored_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), None)  # after one chunk: at most 2/3
+    assert contract._scored_or_bound(model, Samples(x), np.eye(2)[y], 0.7) == (pytest.approx(2 / 3), None)
     x[:100], x[200:] = x[200:].copy(), [0.0, 1.0]  # now the last chunk is wrong: nothing is known before the end
-    assert contract._accuracy_or_bound(model, x, y, 0.7) == (pytest.approx(2 / 3), True)
+    accuracy, right = contract._scored_or_bound(model, x, y, 0.7)
+    assert accuracy == pytest.approx(2 / 3) and right.tolist() == [True] * 200 + [False] * 100
 
 
 def _rung(layer: str, params: int):
@@ -870,3 +873,74 @@ def test_a_look_near_its_goal_scores_more_of_the_validation_split(keras, monkeyp
     search.models = {}
     assert search._known_bracket(-1, 2, 3.0) == (1, 2)               # both known over 3 now
     assert search.to_json()["proxy_scored"] == {"0": 1000, "1": n} and search.to_json()["proxy_samples"] == 1000
+
+
+# ------------------------------------------------------------------ the drop's standard error and --confidence
+
+
+def test_a_paired_drop_has_the_standard_error_of_the_samples_the_two_models_answer_differently():
+    from lrfc.train.paired import paired_drop, paired_error, upper_bound, z_of
+
+    original, other = _right(0.9), _right(0.89)  # the other is wrong on 10 more of 1,000 samples
+    drop, error = paired_drop(original, other)
+    diff = original.astype(int) - other.astype(int)
+    assert drop == pytest.approx(1.0) and error == pytest.approx(100 * diff.std(ddof=1) / np.sqrt(1000))
+    assert error == pytest.approx(0.3148, abs=1e-4)
+    # the same drop from models that disagree on 110 samples (60 one way, 50 the other) is far less certain
+    swapped = original.copy()
+    swapped[:60], swapped[900:950] = False, True
+    assert paired_drop(original, swapped) == (pytest.approx(1.0), pytest.approx(1.0488, abs=1e-4))
+    assert paired_error(4, 0, 2) == pytest.approx(100 * np.sqrt(2 / 3 / 4))  # [0, 1, 0, -1]
+    assert paired_drop(original, original) == (0.0, 0.0) and paired_error(1, 1, 1) == 0.0
+    assert z_of(None) == 0.0 and z_of(0.9) == pytest.approx(1.2816, abs=1e-4) and z_of(0.5) == 0.0
+    assert upper_bound(0.6, 0.25, 0.9) == pytest.approx(0.6 + 1.2816 * 0.25, abs=1e-4) and upper_bound(0.6, 0.25, None) == 0.6
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_drop(original, other[:10])
+
+
+def test_with_confidence_a_round_meets_the_budget_only_when_its_drops_bound_does(monkeypatch):
+    """--confidence 0.9: a round at 0.5 points on 1,000 samples (5 answered differently: standard error 0.22) is
+    within the budget at its bound (0.79); one at 0.8 points (0.28) is not (1.16), though its drop is. The goal of
+    the next pick aims at the budget less the margin of the last round's error."""
+    search, state, model = _three_rung_search([{"a": _rung("a", 100)}, {"a": _rung("a", 400)}, {"a": _rung("a", 900)}],
+                                              epochs=1)
+    state.options.confidence, logs = 0.9, []
+    state.log = logs.append
+    search.z = 1.2815515655446004
+    state.compressed = model(2)
+    picks = iter([1, 0])
+    monkeypatch.setattr(search, "_pick", lambda: next(picks))
+    monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
+    accuracy = {"model-2": 0.895, "model-1": 0.892, "model-0": 0.85}
+    search.run(lambda m, epochs, deadline: (epochs, 1.0, _right(accuracy[m.name]), False))
+    r = search.rounds
+    assert [x.level for x in r] == [2, 1] and [x.met for x in r] == [True, False]  # adjacent: the search has converged
+    assert [x.drop_error for x in r] == [pytest.approx(0.2232, abs=1e-4), pytest.approx(0.2819, abs=1e-4)]
+    assert r[1].drop == pytest.approx(0.8) and r[1].drop + search.z * r[1].drop_error > 1.0
+    assert "drop 0.80 points, 1.16 at 90% confidence, over the budget" in logs[1]
+    assert state.level == 2 and state.drop_error == pytest.approx(0.2232, abs=1e-4)
+    assert search._budget() == pytest.approx(1.0 - search.z * r[1].drop_error)
+    search.rounds = []
+    assert search._budget() == pytest.approx(1.0 - search.z * 100 * np.sqrt(0.03 / 10))  # no round yet: a guess
+    state.options.confidence, search.z = None, 0.0
+    assert search._budget() == 1.0
+
+
+def test_without_fine_tuning_confidence_bisects_on_each_rungs_bound(monkeypatch):
+    """--finetune none: a rung's measured drop is final, so the bisection compares drop plus margin with the budget:
+    on 1,000 samples 0.6 points (6 answers differ) bounds at 0.91, 0.7 at 1.04; without --confidence 1.0 passes."""
+    proxy = [round((19 - i) * 0.1, 6) for i in range(20)]  # 1.9 points at the most compressed rung, 0 at the least
+    picks = {}
+    for confidence in (None, 0.9):
+        search, looks = _search_with_proxy(monkeypatch, proxy, finetune="none")
+        search.state.options.confidence, search.state.original_right = confidence, _right(0.9)
+        search.z = 1.2815515655446004 if confidence else 0.0
+        look = search.proxy_drop
+
+        def scored(i, look=look, search=search):
+            search.proxy_right[i] = _right(0.9 - proxy[i] / 100)
+            return look(i)
+
+        monkeypatch.setattr(search, "proxy_drop", scored)
+        picks[confidence] = search._pick()
+    assert proxy[picks[None]] == 1.0 and proxy[picks[0.9]] == 0.6

@@ -176,6 +176,27 @@ def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_pat
     assert published["level"] not in bounded and all(proxies[str(k)] > 0.5 for k in bounded)
 
 
+def test_with_confidence_the_published_drops_bound_is_within_the_budget(tiny_model_path, tmp_path):
+    """--confidence 0.9 without fine-tuning: the bisection judges each rung by its drop plus 1.28 standard errors of
+    the paired validation answers; the report and the terminal's last line carry the drop, its error and its bound,
+    and the test split's drop its own error."""
+    res = run_cli("build", str(tiny_model_path), *FAST, "--finetune", "none", "--max-acc-drop", "1.0",
+                  "--confidence", "0.9", "--out", str(tmp_path / "c"), "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    budget, search = report["accuracy_budget"], report["budget_search"]
+    (published,) = search["rounds"]
+    assert budget["confidence"] == 0.9 and budget["met"] and budget["drop"] == pytest.approx(published["drop"], abs=1e-3)
+    if report["compressed"]["params"] < report["original"]["params"]:  # something factorized: the models disagree
+        assert 0 < budget["drop_error"] == pytest.approx(published["drop_error"], abs=1e-4)
+        assert 0 < report["compressed"]["test_drop_error"] < 2
+    assert budget["upper_bound"] == pytest.approx(budget["drop"] + 1.2816 * budget["drop_error"], abs=2e-3)
+    assert budget["upper_bound"] <= 1.0
+    last = res.stderr.splitlines()[-1]
+    assert last.startswith(f"budget: met: drop {budget['drop']:.2f} points, at most {budget['upper_bound']:.2f} at 90% "
+                           "confidence"), last
+
+
 def test_a_time_budget_stops_the_search_after_a_round(tiny_model_path, small_fashion_mnist, tmp_path):
     res = run_cli("build", str(tiny_model_path), *small(small_fashion_mnist), "--time-budget", "0.01", "--out", str(tmp_path / "t"),
                   "--cache-dir", str(tmp_path / "cache"), "--json")

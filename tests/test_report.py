@@ -510,6 +510,34 @@ def test_the_budget_line_judges_an_int8_targets_files_too(report):
                                                       "distill": True})
 
 
+def test_the_budget_and_accuracy_lines_carry_the_drops_standard_error_and_its_bound(report):
+    from lrfc.report.fmt import accuracy_line, budget_line
+    from lrfc.report.stage import accuracy_budget
+    from lrfc.report.text import summary_table
+
+    class Options:
+        max_acc_drop, confidence = 1.0, None
+
+    budget = accuracy_budget(Options, 0.9386, 0.9300, 5000, True, error=0.2712)
+    assert (budget["drop"], budget["drop_error"], budget["upper_bound"], budget["met"]) == (0.86, 0.2712, None, True)
+    assert budget_line(budget) == ("met: drop 0.86 points (standard error 0.27) within --max-acc-drop 1, on 5,000 "
+                                   "validation samples")
+    Options.confidence = 0.9  # 0.86 + 1.28 x 0.27 = 1.21: the bound decides, and it is over
+    held = accuracy_budget(Options, 0.9386, 0.9300, 5000, True, error=0.2712)
+    assert held["upper_bound"] == pytest.approx(1.2076, abs=1e-4) and not held["met"]
+    assert budget_line(held) == ("MISSED by 0.21 points: drop 0.86, at most 1.21 at 90% confidence (standard error "
+                                 "0.27) against --max-acc-drop 1, on 5,000 validation samples")
+    assert accuracy_budget(Options, 0.9386, 0.9340, 5000, True, error=0.2)["met"]  # 0.46 + 0.26
+    assert accuracy_line(0.9386, 0.93, 0.2712) == "93.86% -> 93.00% (drop 0.86 points, standard error 0.27)"
+    assert accuracy_line(0.9386, 0.93, None) == accuracy_line(0.9386, 0.93, 0.0) == "93.86% -> 93.00% (drop 0.86 points)"
+    report["accuracy_budget"] = budget
+    report["original"]["test_accuracy"], report["compressed"]["test_accuracy"] = 0.9396, 0.9306
+    report["compressed"]["test_drop_error"] = 0.2534
+    lines = summary_table(report).splitlines()
+    assert any(line.startswith("accuracy ") and line.endswith(", standard error 0.27) on validation") for line in lines)
+    assert "test        93.96% -> 93.06% (drop 0.90 points, standard error 0.25) on the test split" in lines
+
+
 def test_a_benchmark_timed_again_says_so_in_the_summary_and_the_page(report):
     # the ResNet-style latency build on the EPYC (2026-12-04 13:50): the final benchmark read 2.92x for a plan the
     # search had timed at 3.46-4.66x; since, such a run is timed once more and both readings are shown

@@ -66,6 +66,17 @@ least. The search over it:
    whole epochs that end by then (at least one), its learning-rate schedule
    decaying over them (``finetune.FinetuneConfig.deadline``).
 
+Every measured drop keeps its standard error (the original's and the
+rung's answers paired on the same validation samples: ``train.paired``),
+and ``Round.drop_error`` reports it. With ``--confidence P`` a rung meets the
+budget when the drop's one-sided bound, drop + z_P errors, is within it:
+rounds, the last round's secured start and ``--finetune none``'s bisection
+judge that bound, and the proxy's goals aim at the budget less the margin
+at the last round's error (``_budget``). Early stopping still keeps the
+most accurate weights, so a secured round's epoch that beats its start's
+accuracy while disagreeing with the original on more samples could bound
+over the budget where the start did not: then that round misses.
+
 With ``--finetune none`` the validation split itself is the measure: the
 bisection finds the most compressed rung that meets the budget as it is, and
 what it measured is final (a rung is neither scored twice nor tried again once
@@ -76,7 +87,7 @@ as an untrained one) the search ends there instead of after log2(rungs) looks
 (keras.applications ResNet50 at 64x64, untrained: 8 looks and 138 s of its
 factorize stage before, one look and 14 s now). A rung is scored ``EARLY_CHUNK``
 samples at a time and dropped as soon as it cannot meet the budget whatever
-the rest of the split gives (``_accuracy_or_bound``: exact, no statistics);
+the rest of the split gives (``_scored_or_bound``: exact, no statistics);
 ``proxy_drops`` then holds the least drop it could still have had, and
 ``proxy_bounded`` lists those rungs.
 """
@@ -101,8 +112,8 @@ RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benc
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 COST_TOLERANCE = 0.01   # --finetune none: the bisection ends once the rungs it has not settled save less than this share of the cost
-ERROR_GUESS = 0.03      # --confidence, before a round is measured: the least share of samples a fine-tuned rung is
-#                         taken to answer differently from the original (the benchmark builds: 3-6 %)
+DISAGREE_GUESS = 0.03   # --confidence, before a round is measured: the share of validation samples a fine-tuned rung
+#                         is taken to answer differently from the original
 
 
 @dataclass(frozen=True)
@@ -160,12 +171,6 @@ def _scored_or_bound(model, x, y, floor: float):
             return (correct + n - seen) / n, None
     answers = np.concatenate(right) if right else np.zeros(0, bool)
     return float(answers.mean()) if n else 0.0, answers
-
-
-def _accuracy_or_bound(model, x, y, floor: float) -> tuple[float, bool]:
-    """``_scored_or_bound``'s top-1 (or bound) and whether it is complete."""
-    accuracy, answers = _scored_or_bound(model, x, y, floor)
-    return accuracy, answers is not None
 
 
 def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | None:
@@ -383,15 +388,14 @@ class BudgetSearch:
 
     def _budget(self) -> float:
         """The fine-tuned drop a round may measure and meet the budget: ``--max-acc-drop``, less ``--confidence``'s
-        margin at the last round's standard error (before any round, at an error that takes the original's errors
-        for the samples the two disagree on: ``ERROR_GUESS``)."""
+        margin at the last round's standard error (before any round, at the error of ``DISAGREE_GUESS`` of the
+        validation samples answered differently from the original)."""
         budget = self.options.max_acc_drop
         if not self.z:
             return budget
         if self.rounds:
             return budget - self.z * self.rounds[-1].drop_error
-        n = len(self.x_proxy)
-        return budget - self.z * 100.0 * math.sqrt(max(ERROR_GUESS, 1.0 - self.state.original_accuracy) / max(1, n))
+        return budget - self.z * 100.0 * math.sqrt(DISAGREE_GUESS / max(1, len(self.x_proxy)))
 
     def _recovery(self) -> float:
         """Proxy drop / fine-tuned drop: at the most compressed rung that passed, else the median of the rounds.
@@ -698,7 +702,7 @@ class BudgetSearch:
         cold), kept in ``secured`` for the round; None when not even the least compressed rung's start does.
 
         Bisection over the starts, each scored ``EARLY_CHUNK`` samples at a time and dropped once it cannot meet
-        the budget (``_accuracy_or_bound``); fine-tuning scores the same start on the same split and keeps it
+        the budget (``_scored_or_bound``); fine-tuning scores the same start on the same split and keeps it
         unless an epoch beats it, so the round this picks passes (module doc, item 3).
         """
         from lrfc.search.scoring import narrowed
