@@ -32,8 +32,7 @@ def test_drop_cell(r: dict) -> str:
     """The test split's accuracies and drop (± its standard error where kept), or "-" without a test split."""
     if r.get("test_before") is None or r.get("test_after") is None:
         return "-"
-    drop = 100 * (r["test_before"] - r["test_after"])
-    return f"{_pct(r['test_before'])} → {_pct(r['test_after'])} ({drop_cell(drop, r.get('test_drop_error'))})"
+    return f"{_pct(r['test_before'])} → {_pct(r['test_after'])} ({_test_drop(r)})"
 
 
 def _removed(after, before) -> str:
@@ -164,6 +163,7 @@ def confidence_section(runs: dict) -> list[str]:
 
 
 def _test_drop(r: dict) -> str:
+    """The test split's drop (± its standard error where kept), or "-" without a test split."""
     return "-" if r.get("test_before") is None else drop_cell(100 * (r["test_before"] - r["test_after"]),
                                                               r.get("test_drop_error"))
 

@@ -171,3 +171,24 @@ def test_a_rounds_line_says_what_the_proxy_looked_at_and_scored(monkeypatch):
     before = budget.budget_headline({**report, "budget_search": {k: v for k, v in search.items() if k != "proxy_scored"}})
     assert before["proxy_scored"] is None and _looks(before) == " The proxy looked at 2 rungs in 12 s."
     assert _looks({}) == ""
+
+
+def test_the_confidence_section_sets_each_row_beside_the_default_build_with_errors_and_bound():
+    from bench.render_budget import confidence_section, drop_cell, test_drop_cell
+
+    assert drop_cell(0.86, 0.2688) == "0.86 ± 0.27" and drop_cell(0.86, None) == "0.86"  # rows before the error
+    row = {"group": "confidence", "model": "vgg", "flags": {"--confidence": "0.9"}, "drop_points": 0.58,
+           "budget": {"met": True, "drop_error": 0.2305, "upper_bound": 0.8754, "confidence": 0.9},
+           "accuracy_before": 0.9386, "accuracy_after": 0.9328, "test_before": 0.9396, "test_after": 0.9338,
+           "test_drop_error": 0.227, "params_removed_pct": 84.78, "macs_removed_pct": 82.5, "rounds": [],
+           "stopped": "--max-rounds 4", "wall_s": 342.0, "command": "lrfc build x", "date": "2026-12-06 08:44 UTC"}
+    default = {**row, "group": "contract", "drop_points": 0.86, "test_after": 0.9306, "test_drop_error": 0.2597,
+               "budget": {"met": True, "drop_error": 0.2688}, "params_removed_pct": 91.16, "macs_removed_pct": 88.14}
+    assert test_drop_cell(row) == "93.96% → 93.38% (0.58 ± 0.23)" and test_drop_cell({"test_before": None}) == "-"
+    lines = confidence_section({"vgg/default": default, "vgg/confidence-0.9": row})
+    table = next(line for line in lines if line.startswith("| vgg/confidence-0.9 |"))
+    assert "| 0.58 ± 0.23, at most 0.88 (90%) | yes | 93.96% → 93.38% (0.58 ± 0.23) |" in table
+    assert ("- vgg/confidence-0.9: 0.58 ± 0.23 points on validation, at most 0.88 (90%), 0.58 ± 0.23 on the test "
+            "split, 84.8% / 82.5% of params / MACs removed; the default build: 0.86 ± 0.27, 0.90 ± 0.26 on the test "
+            "split, 91.2% / 88.1%") in lines
+    assert confidence_section({"vgg/default": default}) == []
