@@ -898,6 +898,15 @@ def test_a_paired_drop_has_the_standard_error_of_the_samples_the_two_models_answ
         paired_drop(original, other[:10])
 
 
+def test_confidences_margin_before_a_model_is_measured_and_the_samples_that_halve_a_budget():
+    from lrfc.train.paired import error_guess, samples_for_margin, z_of
+
+    assert error_guess(5000) == pytest.approx(100 * np.sqrt(0.03 / 5000))  # 0.245: the benchmark builds read 0.20-0.30
+    n = samples_for_margin(0.9, 0.5)
+    assert z_of(0.9) * error_guess(n) <= 0.5 < z_of(0.9) * error_guess(n - 1) and n == 1971
+    assert samples_for_margin(0.9, 0.0) == 0
+
+
 def test_with_confidence_a_round_meets_the_budget_only_when_its_drops_bound_does(monkeypatch):
     """--confidence 0.9: a round at 0.5 points on 1,000 samples (5 answered differently: standard error 0.22) is
     within the budget at its bound (0.79); one at 0.8 points (0.28) is not (1.16), though its drop is. The goal of

@@ -33,6 +33,7 @@ def load_inputs(options, model, log, rows, targets):
     from lrfc.frontend.sanity import check_original, predict, samples_to_resolve, validation_resolution
     from lrfc.frontend.splits import make_splits
     from lrfc.search.calibrate import DEFAULT_BUDGET_BYTES
+    from lrfc.train.paired import DISAGREE_GUESS, error_guess, samples_for_margin, z_of
 
     given = options.given_contract()
     if isinstance(options.model, (str, Path)):  # an lrfc model.keras: the contract it was built under
@@ -61,6 +62,14 @@ def load_inputs(options, model, log, rows, targets):
         log(f"lrfc: warning: the validation split has {len(splits.x_val):,} samples, so its top-1 is uncertain by "
             f"about {error:.1f} points (one standard error), more than --max-acc-drop {options.max_acc_drop:g}; "
             f"about {need:,} samples resolve it")
+    if options.confidence is not None:
+        margin = z_of(options.confidence) * error_guess(len(splits.x_val))
+        if margin >= options.max_acc_drop / 2:
+            log(f"lrfc: warning: --confidence {options.confidence:g} on {len(splits.x_val):,} validation samples adds "
+                f"about {margin:.2f} points to a drop for its bound (at {DISAGREE_GUESS:.0%} of them answered "
+                f"differently from the original), {'all' if margin >= options.max_acc_drop else 'half or more'} of "
+                f"--max-acc-drop {options.max_acc_drop:g}; about "
+                f"{samples_for_margin(options.confidence, options.max_acc_drop / 2):,} samples bring it to half")
     return contract, ds, splits, memory, right
 
 

@@ -99,7 +99,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from lrfc.train.paired import paired_drop, paired_error, upper_bound, z_of
+from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, z_of
 
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
 PROXY_Z = 2.0            # ... and more while its drop is within this many standard errors of the goal
@@ -112,8 +112,6 @@ RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benc
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 COST_TOLERANCE = 0.01   # --finetune none: the bisection ends once the rungs it has not settled save less than this share of the cost
-DISAGREE_GUESS = 0.03   # --confidence, before a round is measured: the share of validation samples a fine-tuned rung
-#                         is taken to answer differently from the original
 
 
 @dataclass(frozen=True)
@@ -388,14 +386,13 @@ class BudgetSearch:
 
     def _budget(self) -> float:
         """The fine-tuned drop a round may measure and meet the budget: ``--max-acc-drop``, less ``--confidence``'s
-        margin at the last round's standard error (before any round, at the error of ``DISAGREE_GUESS`` of the
-        validation samples answered differently from the original)."""
+        margin at the last round's standard error (before any round, at ``paired.error_guess``)."""
         budget = self.options.max_acc_drop
         if not self.z:
             return budget
         if self.rounds:
             return budget - self.z * self.rounds[-1].drop_error
-        return budget - self.z * 100.0 * math.sqrt(DISAGREE_GUESS / max(1, len(self.x_proxy)))
+        return budget - self.z * error_guess(len(self.x_proxy))
 
     def _recovery(self) -> float:
         """Proxy drop / fine-tuned drop: at the most compressed rung that passed, else the median of the rounds.

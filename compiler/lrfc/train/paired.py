@@ -24,6 +24,9 @@ from statistics import NormalDist
 
 import numpy as np
 
+DISAGREE_GUESS = 0.03  # the share of samples a compressed model is taken to answer differently from the original
+#                        before one is measured (the benchmark builds' published models: 2-4 % on validation)
+
 
 def paired_error(n: int, total: int, squares: int) -> float:
     """One standard error, in points, of a paired drop from its tallies over ``n`` samples.
@@ -61,6 +64,17 @@ def z_of(confidence: float | None) -> float:
     if confidence is None:
         return 0.0
     return NormalDist().inv_cdf(confidence)
+
+
+def error_guess(samples: int) -> float:
+    """The standard error, in points, of a drop on ``samples`` paired samples at ``DISAGREE_GUESS`` of them
+    answered differently: what ``--confidence`` expects before a model is measured."""
+    return 100.0 * math.sqrt(DISAGREE_GUESS / max(1, samples))
+
+
+def samples_for_margin(confidence: float, margin: float) -> int:
+    """The paired samples on which ``--confidence``'s margin, at ``error_guess``, is ``margin`` points."""
+    return math.ceil(DISAGREE_GUESS * (100.0 * z_of(confidence) / margin) ** 2) if margin > 0 else 0
 
 
 def upper_bound(drop: float, error: float, confidence: float | None) -> float:
