@@ -8,8 +8,8 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text, report_contract,
-                             short, sim_text, splits_line, threads_line)
+                             drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text,
+                             report_contract, short, sim_text, splits_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
 
