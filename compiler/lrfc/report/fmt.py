@@ -153,7 +153,8 @@ GAIN_ERRORS = 2.0  # a gain over the original larger than this many standard err
 
 
 def gain_line(report: dict) -> str | None:
-    """Said when the compressed model beats the original by more than ``GAIN_ERRORS`` standard errors on validation.
+    """Said when the compressed model beats the original by more than ``GAIN_ERRORS`` standard errors on validation
+    (the drop's paired error, ``train.paired``; a report from before it was kept: the original's top-1's own).
 
     Compression does not add accuracy: such a gain is fine-tuning training an
     under-trained original further on the user's data (a keras.applications
@@ -169,7 +170,7 @@ def gain_line(report: dict) -> str | None:
     samples = (report.get("accuracy_budget") or {}).get("validation_samples")
     if before is None or after is None or not samples:
         return None
-    error = validation_resolution(before, samples)
+    error = drop_error(report) or validation_resolution(before, samples)  # the paired error where the report has it
     gain = 100.0 * (after - before)
     if gain <= GAIN_ERRORS * error:
         return None
