@@ -5,7 +5,7 @@ Every number and verdict is read from the results; the targets are issue 15's.
 
 from __future__ import annotations
 
-from bench.render_common import as_run, machine_line, pyplot, save_figure
+from bench.render_common import RUN, as_run, machine_line, pyplot, save_figure
 
 GB = 1024  # MiB in a GiB (peaks are recorded in MiB)
 TARGETS = {"resnet50-224": {"peak_gb": 4.0, "score_min": 10.0}, "resnet50-64": {"peak_gb": 4.0, "build_min": 5.0}}
@@ -98,8 +98,9 @@ def _stage_table(rows: dict) -> list[str]:
 
 
 def scale_plot(record: dict, path) -> None:
-    """Score-phase peak memory and time against parameters, one point per model."""
-    rows = {n: r for n, r in record.get("rows", {}).items() if not r.get("error")}
+    """Score-phase peak memory and time against parameters, one point per model (its latest run: rows kept from
+    earlier runs of a command are in the tables, not the plot)."""
+    rows = {n: r for n, r in record.get("rows", {}).items() if not r.get("error") and RUN not in n}
     if not rows:
         return
     plt = pyplot()
