@@ -546,6 +546,33 @@ def test_the_budget_and_accuracy_lines_carry_the_drops_standard_error_and_its_bo
     assert "test        93.96% -> 93.06% (drop 0.90 points, standard error 0.25) on the test split" in lines
 
 
+def test_a_test_split_over_the_budget_that_validation_met_is_set_against_the_noise_between_the_halves(report):
+    from lrfc.report.fmt import test_split_line
+
+    # the EPYC's VGG-style default build (2026-12-04): 0.94 points on validation, 1.34 on the test split
+    report["original"]["test_accuracy"], report["compressed"]["test_accuracy"] = 0.9356, 0.9222
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.94, "drop_error": 0.27, "met": True, "enforced": True,
+                                 "validation_samples": 5000, "confidence": None}
+    report["compressed"]["test_drop_error"] = 0.28
+    expected = ("the test split's drop (1.34 points) is over --max-acc-drop 1 while validation's (0.94) met it: the "
+                "halves differ by 0.40 points, 1.0 standard errors of their difference (0.39); validation decides, and "
+                "other held-out images move the drop as much; --confidence 0.9 holds the budget on the drop's bound")
+    assert test_split_line(report) == expected
+    assert f"test split  {expected}" in summary_table(report).splitlines()
+    assert "the halves differ by 0.40 points" in render_html(report)
+    report["accuracy_budget"]["confidence"] = 0.9  # already held on a bound: no advice
+    assert test_split_line(report).endswith("other held-out images move the drop as much")
+    report["compressed"]["test_drop_error"] = None  # a report from before the errors were kept: no spread
+    assert "standard errors" not in test_split_line(report)
+    report["compressed"]["test_accuracy"] = 0.9266  # 0.90 on the test split: within, nothing said
+    assert test_split_line(report) is None
+    report["compressed"]["test_accuracy"] = 0.9222
+    report["accuracy_budget"]["met"] = False  # validation missed: the budget line says so already
+    assert test_split_line(report) is None
+    report["accuracy_budget"].update(met=True, enforced=False)  # a fixed plan: measured, not held
+    assert test_split_line(report) is None
+
+
 def test_a_benchmark_timed_again_says_so_in_the_summary_and_the_page(report):
     # the ResNet-style latency build on the EPYC (2026-12-04 13:50): the final benchmark read 2.92x for a plan the
     # search had timed at 3.46-4.66x; since, such a run is timed once more and both readings are shown

@@ -11,7 +11,8 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
                              cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
-                             pct_removed, ranks_text, report_contract, sim_text, splits_line, threads_line)
+                             pct_removed, ranks_text, report_contract, sim_text, splits_line, test_split_line,
+                             threads_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
@@ -35,7 +36,7 @@ def render_html(report: dict) -> str:
     check_report(report)
     e = lambda x: html.escape(str(x))  # noqa: E731
     orig, comp = report["original"], report["compressed"]
-    gain = gain_line(report)
+    gain, gap = gain_line(report), test_split_line(report)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">',
         f"<title>lrfc report: {e(report.get('model', ''))}</title><style>{_CSS}</style></head><body>",
@@ -55,6 +56,7 @@ def render_html(report: dict) -> str:
         *([_budget_card(report["accuracy_budget"], e)] if report.get("accuracy_budget") else []),
         "</div>",
         *([f"<p><b>{e(gain)}</b></p>"] if gain else []),
+        *([f"<p>{e(gap)}</p>"] if gap else []),
         "<h2>Layers</h2>", _layer_table(report, e),
     ]
     skipped = report.get("unfactorized") or []

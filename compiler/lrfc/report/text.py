@@ -9,7 +9,7 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
                              drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text,
-                             report_contract, short, sim_text, splits_line, threads_line)
+                             report_contract, short, sim_text, splits_line, test_split_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -49,7 +49,9 @@ def _footer(report: dict) -> list[str]:
     if orig.get("test_accuracy") is not None:
         test = accuracy_line(orig["test_accuracy"], comp.get("test_accuracy"), comp.get("test_drop_error"))
         out.append(f"test        {test} on the test split")
-    gain = gain_line(report)
+    gain, gap = gain_line(report), test_split_line(report)
+    if gap:
+        out.append(f"test split  {gap}")
     if gain:
         out.append(f"gain        {gain}")
     search = report.get("budget_search") or {}
