@@ -158,13 +158,12 @@ def _scored_or_bound(model, x, y, floor: float):
     from lrfc.frontend.samples import Samples, predict
     from lrfc.train.finetune import _labels
 
-    n, seen, right = len(x), 0, []
+    n, seen, correct, right = len(x), 0, 0, []
     y = _labels(y, n, "validation")
     chunks = x.chunks(EARLY_CHUNK) if isinstance(x, Samples) else (x[i:i + EARLY_CHUNK] for i in range(0, n, EARLY_CHUNK))
     for chunk in chunks:
         right.append(predict(model, chunk).argmax(axis=-1) == y[seen:seen + len(chunk)])
-        seen += len(chunk)
-        correct = int(sum(int(r.sum()) for r in right))
+        seen, correct = seen + len(chunk), correct + int(right[-1].sum())
         if seen < n and (correct + n - seen) / n < floor:
             return (correct + n - seen) / n, None
     answers = np.concatenate(right) if right else np.zeros(0, bool)

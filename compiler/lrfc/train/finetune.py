@@ -184,9 +184,13 @@ class FinetuneResult:
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept (from 0; -1: the start's)
-    val_accuracy: float | None = None  # with validation data: the returned weights' top-1 on it (already scored)
-    val_right: np.ndarray | None = None  # ... and whether they get each validation sample right (paired drops)
+    val_right: np.ndarray | None = None  # with validation data: whether the returned weights get each sample right
     out_of_time: bool = False  # config.deadline ended it before config.epochs
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """The returned weights' top-1 on the validation data (already scored: ``val_right``'s mean)."""
+        return None if self.val_right is None else float(np.mean(self.val_right))
 
     def to_json(self) -> dict:
         return {
@@ -391,9 +395,8 @@ def finetune(
                         shuffle=True, verbose=0, callbacks=callbacks, **part)
     seconds = time.perf_counter() - start - epochs.validation_seconds
     best = epochs.restore_best()
-    right = epochs.kept_answers()
-    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best,
-                          None if right is None else float(np.mean(right)), right, epochs.out_of_time)
+    return FinetuneResult(len(epochs.history["loss"]), seconds, epochs.history, best, epochs.kept_answers(),
+                          epochs.out_of_time)
 
 
 def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig):
