@@ -372,3 +372,37 @@ def test_a_model_of_undefined_size_builds_at_the_input_shape_given(keras, tmp_pa
     assert c2["macs_before"] == 28 * 28 * 9 * 16 * 32
     details = Interpreter(model_path=str(tmp_path / "out" / "model.tflite")).get_input_details()[0]
     assert list(details["shape"]) == [1, 28, 28, 1]
+
+
+def test_layer_kinds_the_benchmark_models_lack_build_and_lower_whole(keras, tmp_path):
+    """A SeparableConv2D with depth_multiplier 2 (its task runs the depthwise part at that multiplier), dilated
+    convolutions (each one TFLite operator, no batch shuffles around it) and a Dense after a Flatten with more inputs
+    than calibration vectors (its moment whitened through a range finder): the search scores all of them, and every
+    layer it factorizes is lowered and verified."""
+    from lrfc import pipeline
+    from runtime_bench.delegation import litert_delegation
+
+    keras.utils.set_random_seed(6)
+    L = keras.layers
+    inp = keras.Input((28, 28, 1))
+    h = L.Conv2D(16, 3, padding="same", dilation_rate=2, activation="relu", name="dilated")(inp)
+    h = L.SeparableConv2D(24, 3, padding="same", depth_multiplier=2, activation="relu", name="sep")(h)
+    h = L.MaxPooling2D(name="pool")(h)
+    h = L.Conv2D(16, 3, padding="same", dilation_rate=(2, 3), activation="relu", name="dilated2")(h)
+    h = L.Dense(12, activation="relu", name="wide")(L.Flatten(name="flat")(h))  # 14 x 14 x 16 = 3,136 inputs
+    model = keras.Model(inp, L.Dense(10, name="head")(h))
+    path = tmp_path / "kinds.keras"
+    model.save(path)
+    opts = BuildOptions(model=str(path), data="fashion-mnist", allow_low_accuracy=True, finetune="none",
+                        calib_samples=100, step=25, threshold=0.8, objective="flops", bench_runs=0,
+                        formats=("tflite",), out=str(tmp_path / "out"), cache=False)
+    pipeline.run_build(opts, log=lambda *_: None)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["sep"]["type"] == "SeparableConv2D" and layers["wide"]["type"] == "Dense"
+    factorized = {name for name, layer in layers.items() if layer.get("method")}
+    assert {"sep", "wide"} <= factorized, layers
+    assert layers["wide"]["data_aware"] is True
+    for name in ("model.tflite", "original.tflite"):
+        delegation = litert_delegation(tmp_path / "out" / name)
+        assert delegation["not_delegated"] == {} and delegation["partitions"] == 1, (name, delegation)

@@ -294,6 +294,63 @@ def test_data_aware_is_exact_at_full_rank_with_rank_deficient_inputs():
         assert rel(kernel_of(factors), np.asarray(weights.kernel, np.float64)) < 1e-6
 
 
+@pytest.mark.parametrize("samples", [40, 600])
+def test_a_large_moment_is_whitened_without_n_by_n_products_and_gives_the_same_factors(monkeypatch, samples):
+    """Above EXPLICIT_MAX inputs the whitening is applied through eigenvectors: from a range finder when the moment
+    averages fewer vectors than it has inputs (its rank is at most that), else from eigh. Either way S, S^-1 and
+    svd's and qr's factors are the explicit whitener's (a Dense after a Flatten: 12,544 inputs, 500 vectors)."""
+    from lrfc.decompose import stats as stats_mod
+
+    rng = np.random.default_rng(9)
+    n = 300
+    x = np.maximum(rng.standard_normal((samples, 60)) @ rng.standard_normal((60, n)), 0.0)  # rank <= 60
+    x[:, :5] = 0.0  # dead inputs
+    cov = x.T @ x / samples
+    stats = LayerStats(cov, cov, samples)
+    s, s_inv = stats_mod.whitener(cov)
+    m = rng.standard_normal((n, 7))
+    monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
+    white = stats_mod.whitening(cov, samples)
+    assert white.explicit is None and white.basis.shape == (n, min(samples + stats_mod.OVERSAMPLE, n) if samples < n
+                                                            else n)
+    assert rel(white.times(m), s @ m) < 1e-9 and rel(white.inverse_times(m), s_inv @ m) < 1e-7
+    geom = DenseGeometry(n, 12)
+    weights = random_layer(geom, seed=9)
+    for mod in (svd, qr):
+        implicit = mod.prepare(weights, geom, stats)
+        monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 4096)
+        explicit = mod.prepare(weights, geom, stats)
+        monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
+        for ranks in [(3,), (12,)]:
+            assert rel(kernel_of(mod.truncate(implicit, ranks)), kernel_of(mod.truncate(explicit, ranks))) < 1e-7
+
+
+def test_dense_statistics_merge_in_place_as_one_moment():
+    """A dense layer's two moments are one array, merged once and in place, to the bit what the formula gives."""
+    from lrfc.decompose.stats import accumulate, dense_stats
+
+    x = np.random.default_rng(11).standard_normal((50, 40)).astype(np.float32)
+    first, second = dense_stats(x[:20]), dense_stats(x[20:])
+    assert first.channel_cov is first.input_cov
+    want = 0.4 * first.input_cov + 0.6 * second.input_cov
+    held = first.input_cov
+    merged = accumulate(first, second)
+    assert merged.input_cov is held and merged.channel_cov is held and merged.samples == 50
+    assert np.array_equal(merged.input_cov, want)
+    np.testing.assert_allclose(merged.input_cov, dense_stats(x).input_cov, atol=1e-12)
+
+
+def test_a_small_moment_keeps_the_explicit_whitener_to_the_bit():
+    from lrfc.decompose.stats import whitener, whitening
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((30, 50))
+    cov = x.T @ x / 30
+    white, (s, s_inv) = whitening(cov, 30), whitener(cov)
+    m = rng.standard_normal((50, 4))
+    assert np.array_equal(white.times(m), s @ m) and np.array_equal(white.inverse_times(m), s_inv @ m)
+
+
 # --- mode factorization, errors, the layer's serialization -----------------------------------
 
 def test_factor_modes_are_balanced_and_deterministic():

@@ -33,6 +33,34 @@ def test_reference_is_the_linear_response_without_bias(keras, conv_task):
     assert task.reference.min() < 0  # before the fused ReLU
 
 
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_a_separable_layer_s_reference_runs_its_depthwise_part_at_its_depth_multiplier(keras, multiplier):
+    """A SeparableConv2D's task: the inputs through its depthwise part (``multiplier`` maps per channel), then
+    the pointwise kernel, no bias; the pointwise factorized at full rank scores 1."""
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.search.scoring import make_task, similarity
+    import tensorflow as tf
+
+    inp = keras.Input((9, 9, 4))
+    sep = keras.layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=multiplier, dilation_rate=2, name="s")
+    model = rebuild(keras.Model(inp, sep(inp)))
+    layer = model.get_layer("s")
+    rng = np.random.default_rng(1)
+    layer.set_weights([w + rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    x = rng.normal(size=(16, 9, 9, 4)).astype("float32")
+    task = make_task(layer, describe_model(model)[0], x)
+    depthwise = tf.nn.depthwise_conv2d(x, layer.depthwise_kernel, [1, 1, 1, 1], "SAME", dilations=[2, 2]).numpy()
+    assert depthwise.shape[-1] == 4 * multiplier
+    expected = tf.nn.conv2d(depthwise, layer.pointwise_kernel, 1, "VALID").numpy()
+    np.testing.assert_allclose(task.reference, expected, atol=1e-4)
+    from lrfc import decompose
+
+    full = decompose.get("svd").max_ranks(task.info.geometry)
+    assert full == (min(4 * multiplier, 6),)
+    assert similarity(task, "svd", full, False, Cache(enabled=False)) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_full_rank_scores_one_and_lower_ranks_less(conv_task):
     from lrfc.search.scoring import similarity
 

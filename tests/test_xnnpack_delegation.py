@@ -255,3 +255,34 @@ def test_the_edge_tpu_target_gets_the_converter_s_own_operators(keras, tmp_path)
         operators[target] = _operators(tmp_path / target / "model.tflite")
     assert {"RELU", "AVERAGE_POOL_2D"} <= operators["coral-edgetpu"] and "LEAKY_RELU" not in operators["coral-edgetpu"]
     assert "LEAKY_RELU" in operators["host"] and not {"RELU", "AVERAGE_POOL_2D"} & operators["host"]
+
+
+def test_dilated_convolutions_become_one_operator_each_that_xnnpack_takes(keras, tmp_path):
+    """Keras' dilated Conv2D, DepthwiseConv2D and SeparableConv2D lower through SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND, which XNNPACK leaves out; lowered with the XNNPACK forms each is one dilated operator, bias
+    and activation fused, computing what Keras computes, at fp32 and int8."""
+    keras.utils.set_random_seed(5)
+    layers = keras.layers
+    inp = keras.Input((15, 15, 4))  # odd maps: the shuffles pad and crop
+    x = layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(inp)
+    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=(2, 3), depth_multiplier=2)(x)
+    x = layers.SeparableConv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(x)
+    x = layers.Conv2D(8, (3, 1), padding="valid", dilation_rate=(3, 1))(x)
+    model = keras.Model(inp, layers.Dense(10)(layers.Flatten()(x)))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((48, 15, 15, 4)).astype(np.float32)
+    reference = np.asarray(model.predict(x[32:], verbose=0))
+    files = {(p, f): export_tflite(model, tmp_path / f"{p}.{f}.tflite", p, representative=x[:32], xnnpack=f)
+             for p in ("fp32", "int8") for f in (False, True)}
+    before = litert_delegation(files["fp32", False])
+    assert before["not_delegated"] == {"SPACE_TO_BATCH_ND": 4, "BATCH_TO_SPACE_ND": 4}, before
+    for precision in ("fp32", "int8"):
+        ops = _operators(files[precision, True])
+        assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "ADD", "RELU"} & ops, (precision, ops)
+        after = litert_delegation(files[precision, True])
+        assert after["partitions"] == 1 and after["not_delegated"] == {}, (precision, after)
+    assert np.abs(_run(files["fp32", True], x[32:]) - reference).max() < 1e-4
+    spread = float(np.std(reference))
+    err_before = float(np.mean(np.abs(_run(files["int8", False], x[32:]) - reference))) / spread
+    err_after = float(np.mean(np.abs(_run(files["int8", True], x[32:]) - reference))) / spread
+    assert err_after < max(1.5 * err_before, 0.02), (err_before, err_after)

@@ -39,8 +39,8 @@ def layer_for(stage: Stage, spatial_rank: int, name: str):
                       use_bias=stage.use_bias, activation=act, name=name)
         if stage.kind == "conv":
             return keras.layers.Conv2D(stage.weights[0].shape[3], stage.kernel, **common)
-        if stage.kind == "depthwise":
-            return keras.layers.DepthwiseConv2D(stage.kernel, **common)
+        if stage.kind == "depthwise":  # kernel (kh, kw, channels, multiplier)
+            return keras.layers.DepthwiseConv2D(stage.kernel, depth_multiplier=stage.weights[0].shape[3], **common)
     elif spatial_rank == 1:
         if stage.kernel[0] != 1 or stage.strides[0] != 1 or stage.dilation[0] != 1:
             raise ValueError(f"a 1-D chain cannot hold a stage with kernel {stage.kernel}, strides {stage.strides}")
@@ -49,7 +49,7 @@ def layer_for(stage: Stage, spatial_rank: int, name: str):
         if stage.kind == "conv":
             return keras.layers.Conv1D(stage.weights[0].shape[3], stage.kernel[1], **common)
         if stage.kind == "depthwise":
-            return keras.layers.DepthwiseConv1D(stage.kernel[1], **common)
+            return keras.layers.DepthwiseConv1D(stage.kernel[1], depth_multiplier=stage.weights[0].shape[3], **common)
     raise ValueError(f"no Keras layer for stage kind {stage.kind!r} at spatial rank {spatial_rank}")
 
 

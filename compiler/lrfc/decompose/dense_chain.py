@@ -10,7 +10,7 @@ import numpy as np
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.common import check_ranks
-from lrfc.decompose.stats import whitener
+from lrfc.decompose.stats import Whitening, whitening
 from lrfc.geometry import ConvGeometry, DenseGeometry
 
 
@@ -38,8 +38,8 @@ def dense_kernel(weights: LayerWeights, view: DenseGeometry) -> np.ndarray:
     return kernel.reshape(shape)
 
 
-def input_whitener(stats: LayerStats | None, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(S, S^-1)`` of the input moment (``stats.whitener``), or None without statistics.
+def input_whitener(stats: LayerStats | None, n: int) -> Whitening | None:
+    """``S`` and ``S^-1`` of the input moment (``stats.whitening``), or None without statistics.
 
     Also None when the moment is zero (the layer never saw a non-zero input):
     there is nothing to weight by, and the factorization stays weight-only
@@ -52,7 +52,7 @@ def input_whitener(stats: LayerStats | None, n: int) -> tuple[np.ndarray, np.nda
         raise ValueError(f"input_cov of shape {cov.shape} does not fit a dense layer with {n} inputs, expected ({n}, {n})")
     if not np.trace(cov) > 0:
         return None
-    return whitener(cov)
+    return whitening(cov, stats.samples)
 
 
 def pair_max_ranks(geom) -> tuple[int]:

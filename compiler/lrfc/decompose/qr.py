@@ -46,11 +46,11 @@ def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> Pai
     view = dense_view(geom)
     w = dense_kernel(weights, view)
     white = input_whitener(stats, view.in_features)
-    m = w if white is None else white[0] @ w
+    m = w if white is None else white.times(w)
     q, r, perm = scipy.linalg.qr(m, mode="economic", pivoting=True)
     right = np.empty_like(r)
     right[:, perm] = r  # R_ P^T: undo the column permutation
-    left = q if white is None else white[1] @ q
+    left = q if white is None else white.inverse_times(q)
     bias = None if weights.bias is None else np.asarray(weights.bias, np.float64)
     return PairPrepared(NAME, left, right, bias, white is not None, r.shape[0])
 

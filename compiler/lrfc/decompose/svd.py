@@ -51,12 +51,12 @@ def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> Pai
     view = dense_view(geom)
     w = dense_kernel(weights, view)
     white = input_whitener(stats, view.in_features)
-    m = w if white is None else white[0] @ w
+    m = w if white is None else white.times(w)
     u, s, vt = np.linalg.svd(m, full_matrices=False)
     root = np.sqrt(s)
     left = u * root
     if white is not None:
-        left = white[1] @ left
+        left = white.inverse_times(left)
     bias = None if weights.bias is None else np.asarray(weights.bias, np.float64)
     return PairPrepared(NAME, left, root[:, None] * vt, bias, white is not None, len(s))
 

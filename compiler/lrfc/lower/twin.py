@@ -21,7 +21,8 @@ artifacts with the model, not the twin.
 The TFLite converter's twin adds ``TFLITE_REWRITES`` (and at int8
 ``TFLITE_INT8_REWRITES``): forms LiteRT's XNNPACK delegate takes where it
 would leave an operator to LiteRT's reference kernels (``xnnpack_forms``:
-a concatenation of more than five tensors; average pooling).
+a concatenation of more than five tensors; average pooling; the batch
+shuffles around a dilated convolution).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from lrfc.common.quiet import import_keras
 from lrfc.lower.grouped_conv import grouped_twin
 from lrfc.lower.separable_depthwise import merged_pairs
 from lrfc.lower.static_shapes import static_dense, static_reshape
-from lrfc.lower.xnnpack_forms import average_pool, unit_pool, wide_concat
+from lrfc.lower.xnnpack_forms import average_pool, dilated_conv, unit_pool, wide_concat
 
 REWRITES = (static_reshape, static_dense, grouped_twin)
-TFLITE_REWRITES = REWRITES + (wide_concat, unit_pool)
+TFLITE_REWRITES = REWRITES + (wide_concat, unit_pool, dilated_conv)
 TFLITE_INT8_REWRITES = TFLITE_REWRITES + (average_pool,)
 
 

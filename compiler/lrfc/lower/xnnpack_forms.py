@@ -17,7 +17,16 @@ docs/LOG.md), it leaves out:
   at 127 times its scale), times a constant map that divides by the cells
   each output really averaged where ``same`` padding cuts the window at the
   border (Keras leaves padding out of the average). Channels-last 2-D
-  pools over a fixed map size only.
+  pools over a fixed map size only;
+* the ``SPACE_TO_BATCH_ND`` and ``BATCH_TO_SPACE_ND`` around a dilated
+  convolution, at any precision: Keras computes a ``Conv2D``,
+  ``DepthwiseConv2D`` or ``SeparableConv2D`` with ``dilation_rate`` > 1
+  through ``tf.nn.convolution``, which wraps an undilated convolution in
+  those two, and the converter leaves them when the batch is open (its
+  bias a separate ``ADD``, its activation unfused); ``dilated_conv``
+  computes such a layer with TensorFlow's own dilated kernels, which the
+  converter writes as one ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` with its
+  dilation factors, bias and activation fused, and XNNPACK takes.
 
 The functions are the twin's rewrites: each takes a layer and its call node
 and returns the layer to convert in its place, or None to keep it.
@@ -30,6 +39,7 @@ import numpy as np
 from lrfc.common.quiet import import_keras
 
 MAX_CONCAT_INPUTS = 5  # XNNPACK's concatenate takes 2 to 5 inputs
+DILATED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")  # the layers dilated_conv computes
 
 
 def concat_in_fives(tensors: list, axis: int = -1):
@@ -127,3 +137,58 @@ def _pool_layer(keras):
             return self.reference.compute_output_shape(input_shape)
 
     return AveragePoolAsDepthwise
+
+
+def dilated_conv(layer, node=None):
+    """A channels-last 2-D convolution with ``dilation_rate`` > 1 on TensorFlow's dilated kernels; None for others.
+
+    Only ungrouped ``Conv2D`` (a grouped one is ``grouped_conv``'s) and
+    ``DepthwiseConv2D`` / ``SeparableConv2D`` of exactly those classes:
+    a subclass may compute something else.
+    """
+    keras = import_keras()
+    if type(layer).__name__ not in DILATED or type(layer) is not getattr(keras.layers, type(layer).__name__):
+        return None
+    if tuple(layer.dilation_rate) == (1, 1) or layer.data_format != "channels_last":
+        return None
+    if getattr(layer, "groups", 1) != 1 or layer.padding.lower() not in ("same", "valid"):
+        return None
+    return _dilated_layer(keras)(layer)
+
+
+def _dilated_layer(keras):
+    class DilatedConvolution(keras.layers.Layer):
+        """``reference``'s function with its own weights, as one dilated TensorFlow convolution (and pointwise)."""
+
+        def __init__(self, layer):
+            super().__init__(name=layer.name, dtype=layer.dtype_policy)
+            self.reference = layer
+
+        def call(self, x):
+            import tensorflow as tf
+
+            ref = self.reference
+            dilations = [1, *(int(d) for d in ref.dilation_rate), 1]
+            strides = [1, *(int(s) for s in ref.strides), 1]
+            padding = ref.padding.upper()
+
+            def weight(v):
+                return tf.cast(v, x.dtype)
+
+            if isinstance(ref, keras.layers.SeparableConv2D):
+                y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=weight(ref.depthwise_kernel), strides=strides,
+                                                     padding=padding, dilations=dilations)
+                y = tf.nn.conv2d(y, weight(ref.pointwise_kernel), strides=1, padding="VALID")
+            elif isinstance(ref, keras.layers.DepthwiseConv2D):
+                y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=weight(ref.kernel), strides=strides,
+                                                     padding=padding, dilations=dilations)
+            else:
+                y = tf.nn.conv2d(x, weight(ref.kernel), strides=strides, padding=padding, dilations=dilations)
+            if ref.use_bias:
+                y = tf.nn.bias_add(y, weight(ref.bias))
+            return ref.activation(y) if ref.activation is not None else y
+
+        def compute_output_shape(self, input_shape):
+            return self.reference.compute_output_shape(input_shape)
+
+    return DilatedConvolution

@@ -85,9 +85,11 @@ class MapStore:
         folder = self.root / f"{self.stem(layer)}.stats"
         folder.mkdir(exist_ok=True)
         np.save(folder / "input_cov.npy", stats.input_cov)
-        np.save(folder / "channel_cov.npy", stats.channel_cov)
+        self.bytes += int(stats.input_cov.nbytes)
+        if stats.channel_cov is not stats.input_cov:  # a dense layer's are one array: one file (scoring.opened_stats)
+            np.save(folder / "channel_cov.npy", stats.channel_cov)
+            self.bytes += int(stats.channel_cov.nbytes)
         (folder / "samples").write_text(str(int(stats.samples)))
-        self.bytes += int(stats.input_cov.nbytes + stats.channel_cov.nbytes)
         return folder
 
 
