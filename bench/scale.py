@@ -10,13 +10,16 @@ run's wall time. Models, smallest first:
 * ``vgg``, ``resnet`` the ``make baselines`` Fashion-MNIST models (models/);
 * ``mobilenetv2``  keras.applications MobileNetV2, weights=None, 224x224x3, 10 classes;
 * ``resnet50-64``, ``resnet50-224`` keras.applications ResNet50, weights=None, 64x64x3 / 224x224x3;
-* ``resnet101-224`` keras.applications ResNet101, weights=None, 224x224x3 (42.7 M params with 10 classes, 1.8x ResNet50's).
+* ``resnet101-224`` keras.applications ResNet101, weights=None, 224x224x3 (42.7 M params with 10 classes, 1.8x ResNet50's);
+* ``vgg16-224``    keras.applications VGG16 with its top, weights=None, 224x224x3 (134 M params, 102.8 M of them in
+                   ``fc1``: a Dense after a Flatten with 25,088 inputs, which sees 256 calibration vectors).
 
 The keras.applications models have random weights (no pretrained weights offline): their accuracy is at
 chance (hence ``--allow-low-accuracy``) and their layers need high ranks, the search's worst case.
 Results: ``bench/results/scale.json``; ``python -m bench.render`` writes the table and docs/scale.png.
 
-    python -m bench.scale [--models demo,vgg,resnet,mobilenetv2,resnet50-64,resnet50-224,resnet101-224] [--calib-samples 256]
+    python -m bench.scale [--models demo,vgg,resnet,mobilenetv2,resnet50-64,resnet50-224,resnet101-224,vgg16-224]
+                          [--calib-samples 256]
                           [--until score]
 
 ``--until STAGE`` runs the build's stages up to STAGE only (``lrfc.pipeline.STAGES``, in a child process
@@ -39,9 +42,9 @@ from bench.results_file import update_json
 
 RESULTS = Path("bench/results/scale.json")
 WORK = Path("bench/work/scale")
-MODELS = ("demo", "vgg", "resnet", "mobilenetv2", "resnet50-64", "resnet50-224", "resnet101-224")
+MODELS = ("demo", "vgg", "resnet", "mobilenetv2", "resnet50-64", "resnet50-224", "resnet101-224", "vgg16-224")
 APPS = {"mobilenetv2": ("MobileNetV2", 224), "resnet50-64": ("ResNet50", 64), "resnet50-224": ("ResNet50", 224),
-        "resnet101-224": ("ResNet101", 224)}
+        "resnet101-224": ("ResNet101", 224), "vgg16-224": ("VGG16", 224)}
 
 
 def model_path(name: str) -> Path:

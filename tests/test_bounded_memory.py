@@ -142,6 +142,42 @@ def test_captured_maps_go_to_files_and_equal_the_in_memory_capture(keras, tmp_pa
     assert shipped.key() == in_memory["c2"].key()
 
 
+def test_a_wide_dense_layer_s_statistics_are_its_vectors_in_one_file_and_the_plan_counts_them(keras, tmp_path,
+                                                                                                  monkeypatch):
+    """A Dense after a Flatten that sees fewer vectors than it has inputs (above EXPLICIT_MAX, here lowered to 64)
+    keeps its calibration vectors (rows.npy, 20 x 768), not a 768 x 768 moment; they are mapped back, shipped to a
+    worker as arrays, and the memory plan counts them instead of the moment."""
+    import pickle
+
+    from lrfc.decompose import stats as stats_mod
+    from lrfc.frontend.catalogue import describe_model
+    from lrfc.frontend.graph import rebuild
+    from lrfc.frontend.memory_plan import FACTOR_COPIES, factorization_bytes, statistics_bytes
+    from lrfc.search.calibrate import MapStore
+    from lrfc.search.stage import capture_tasks
+
+    monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(3, 3, padding="same", name="c1")(inp)
+    model = rebuild(keras.Model(inp, keras.layers.Dense(4, name="wide")(keras.layers.Flatten()(h))))
+    rows = {r.name: r for r in describe_model(model)}
+    x = np.random.default_rng(3).random((20, 16, 16, 3)).astype(np.float32)
+    store = MapStore(tmp_path / "maps")
+    tasks = capture_tasks(model, rows, ["c1", "wide"], x, True, store=store, batch_size=8)
+    folder = tmp_path / "maps" / f"{MapStore.stem('wide')}.stats"
+    assert sorted(p.name for p in folder.iterdir()) == ["rows.npy", "samples"]
+    held = tasks["wide"].stats
+    assert held.input_cov is None and isinstance(held.rows, np.memmap) and held.rows.shape == (20, 768)
+    flat = tasks["wide"].inputs.reshape(20, 768).astype(np.float64)
+    np.testing.assert_allclose(stats_mod.moment(held), flat.T @ flat / 20, rtol=1e-6, atol=1e-9)
+    shipped = pickle.loads(pickle.dumps(tasks["wide"]))
+    assert isinstance(shipped.stats.rows, np.ndarray) and not isinstance(shipped.stats.rows, np.memmap)
+    assert statistics_bytes(rows.values(), {"wide"}, calib_samples=20) == 16 * 768 * 20
+    assert statistics_bytes(rows.values(), {"wide"}, calib_samples=1000) == 16 * 768 * 768
+    # a walk preparing the largest layer's factorization holds float64 copies of its weights: the layer term has them
+    assert factorization_bytes(rows.values(), {"c1", "wide"}) == FACTOR_COPIES * 8 * (768 * 4 + 4)
+
+
 def test_an_eager_call_holds_every_activation_of_its_batch_so_the_plan_sizes_batches_by_their_sum(keras):
     """ResNet50 at 64x64: 256 samples in one eager call take 2.6 GB more; the plan's batch (88) about 1 GB."""
     from lrfc.frontend.catalogue import describe_model

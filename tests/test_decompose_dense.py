@@ -295,10 +295,11 @@ def test_data_aware_is_exact_at_full_rank_with_rank_deficient_inputs():
 
 
 @pytest.mark.parametrize("samples", [40, 600])
-def test_a_large_moment_is_whitened_without_n_by_n_products_and_gives_the_same_factors(monkeypatch, samples):
-    """Above EXPLICIT_MAX inputs the whitening is applied through eigenvectors: from a range finder when the moment
-    averages fewer vectors than it has inputs (its rank is at most that), else from eigh. Either way S, S^-1 and
-    svd's and qr's factors are the explicit whitener's (a Dense after a Flatten: 12,544 inputs, 500 vectors)."""
+def test_a_large_dense_moment_is_whitened_without_n_by_n_products_and_gives_the_same_factors(monkeypatch, samples):
+    """Above EXPLICIT_MAX inputs, a dense layer that saw fewer vectors than inputs keeps them as rows (a Dense after
+    a Flatten: 12,544 inputs, 500 vectors) and is whitened from their thin SVD; one that saw more keeps its moment,
+    whitened through eigh's eigenvectors. Either way S, S^-1 and svd's, qr's and ttm's factors are the ones the
+    explicit whitener of the moment gives."""
     from lrfc.decompose import stats as stats_mod
 
     rng = np.random.default_rng(9)
@@ -306,23 +307,42 @@ def test_a_large_moment_is_whitened_without_n_by_n_products_and_gives_the_same_f
     x = np.maximum(rng.standard_normal((samples, 60)) @ rng.standard_normal((60, n)), 0.0)  # rank <= 60
     x[:, :5] = 0.0  # dead inputs
     cov = x.T @ x / samples
-    stats = LayerStats(cov, cov, samples)
+    monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
+    held = stats_mod.dense_stats(x.astype(np.float32))
+    assert held.samples == samples and (held.rows is not None) == (samples < n)
+    np.testing.assert_allclose(stats_mod.moment(held), x.T @ x.astype(np.float32).astype(np.float64) / samples,
+                               rtol=1e-6, atol=1e-6)
+    stats = LayerStats(None, None, samples, x / np.sqrt(samples)) if samples < n else LayerStats(cov, cov, samples)
     s, s_inv = stats_mod.whitener(cov)
     m = rng.standard_normal((n, 7))
-    monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
-    white = stats_mod.whitening(cov, samples)
-    assert white.explicit is None and white.basis.shape == (n, min(samples + stats_mod.OVERSAMPLE, n) if samples < n
-                                                            else n)
+    white = stats_mod.row_whitening(stats.rows) if stats.rows is not None else stats_mod.whitening(cov)
+    assert white.explicit is None and white.basis.shape == (n, min(samples, n))
     assert rel(white.times(m), s @ m) < 1e-9 and rel(white.inverse_times(m), s_inv @ m) < 1e-7
     geom = DenseGeometry(n, 12)
     weights = random_layer(geom, seed=9)
-    for mod in (svd, qr):
-        implicit = mod.prepare(weights, geom, stats)
+    for mod in (svd, qr, ttm):
+        held_factors = mod.prepare(weights, geom, stats)
         monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 4096)
-        explicit = mod.prepare(weights, geom, stats)
+        explicit = mod.prepare(weights, geom, LayerStats(cov, cov, samples))
         monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 64)
-        for ranks in [(3,), (12,)]:
-            assert rel(kernel_of(mod.truncate(implicit, ranks)), kernel_of(mod.truncate(explicit, ranks))) < 1e-7
+        top = mod.max_ranks(geom)
+        for ranks in (tuple(max(1, t // 4) for t in top), top):
+            assert rel(kernel_of(mod.truncate(held_factors, ranks)), kernel_of(mod.truncate(explicit, ranks))) < 1e-7
+
+
+def test_dense_rows_merge_until_they_reach_the_inputs_then_become_the_moment(monkeypatch):
+    from lrfc.decompose import stats as stats_mod
+
+    monkeypatch.setattr(stats_mod, "EXPLICIT_MAX", 16)
+    x = np.random.default_rng(12).standard_normal((70, 40)).astype(np.float32)
+    whole = x.astype(np.float64).T @ x.astype(np.float64) / 70
+    merged = stats_mod.accumulate(stats_mod.dense_stats(x[:10]), stats_mod.dense_stats(x[10:30]))
+    assert merged.rows is not None and merged.rows.shape == (30, 40) and merged.input_cov is None
+    np.testing.assert_allclose(stats_mod.moment(merged), x[:30].astype(np.float64).T @ x[:30] / 30,
+                               atol=1e-12)
+    merged = stats_mod.accumulate(merged, stats_mod.dense_stats(x[30:]))  # 70 vectors of 40 inputs: a moment
+    assert merged.rows is None and merged.channel_cov is merged.input_cov and merged.samples == 70
+    np.testing.assert_allclose(merged.input_cov, whole, atol=1e-12)
 
 
 def test_dense_statistics_merge_in_place_as_one_moment():
@@ -346,7 +366,7 @@ def test_a_small_moment_keeps_the_explicit_whitener_to_the_bit():
     rng = np.random.default_rng(10)
     x = rng.standard_normal((30, 50))
     cov = x.T @ x / 30
-    white, (s, s_inv) = whitening(cov, 30), whitener(cov)
+    white, (s, s_inv) = whitening(cov), whitener(cov)
     m = rng.standard_normal((50, 4))
     assert np.array_equal(white.times(m), s @ m) and np.array_equal(white.inverse_times(m), s_inv @ m)
 
@@ -379,7 +399,7 @@ def test_bad_inputs_are_refused_with_the_received_value():
             mod.max_ranks(ConvGeometry((3, 3), 12, 18, (4, 5), (2, 3)))
         with pytest.raises(ValueError, match=r"kernel shape \(20, 24\)"):
             mod.prepare(LayerWeights(weights.kernel.T, weights.bias), dense)
-        with pytest.raises(ValueError, match=r"input_cov of shape \(5, 5\)"):
+        with pytest.raises(ValueError, match=r"statistics of 5 inputs do not fit a dense layer with 24"):
             mod.prepare(weights, dense, LayerStats(np.eye(5), np.eye(5), 1))
 
 

@@ -47,13 +47,26 @@ class LayerStats:
     ``input_cov`` is E[p p^T] over im2col patches ``p`` (length kh*kw*cin,
     ordered like a flattened HWI kernel) for a convolution, or over input
     vectors (length ``in``) for a dense layer. ``channel_cov`` is E[x x^T]
-    over single input pixels (cin x cin); for a dense layer it equals
-    ``input_cov``. ``samples`` counts the vectors averaged.
+    over single input pixels (cin x cin); for a dense layer it is
+    ``input_cov``, one array. ``samples`` counts the vectors averaged.
+
+    A dense layer that saw fewer vectors than it has inputs (a Dense after a
+    Flatten: 256 calibration vectors of 25,088 inputs in VGG16) holds them
+    instead: ``rows`` (samples, in), scaled so that the moment is
+    ``rows^T rows``, and both moments are None (``decompose.stats.moment``
+    forms it where a caller needs the matrix). Its size is then
+    samples x in, not in x in.
     """
 
-    input_cov: np.ndarray
-    channel_cov: np.ndarray
+    input_cov: np.ndarray | None
+    channel_cov: np.ndarray | None
     samples: int
+    rows: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        """The moment's side: the length of one input vector or patch."""
+        return int(self.rows.shape[1] if self.rows is not None else self.input_cov.shape[0])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from lrfc.decompose.base import Cost, Factors, LayerStats, LayerWeights, Stage
 from lrfc.decompose.common import check_ranks
-from lrfc.decompose.stats import Whitening, whitening
+from lrfc.decompose.stats import Whitening, row_whitening, whitening
 from lrfc.geometry import ConvGeometry, DenseGeometry
 
 
@@ -47,12 +47,14 @@ def input_whitener(stats: LayerStats | None, n: int) -> Whitening | None:
     """
     if stats is None:
         return None
+    if stats.size != n:
+        raise ValueError(f"input statistics of {stats.size} inputs do not fit a dense layer with {n} inputs")
+    if stats.rows is not None:  # fewer vectors than inputs, held as they are
+        return row_whitening(stats.rows) if np.any(stats.rows) else None
     cov = np.asarray(stats.input_cov, dtype=np.float64)
-    if cov.shape != (n, n):
-        raise ValueError(f"input_cov of shape {cov.shape} does not fit a dense layer with {n} inputs, expected ({n}, {n})")
     if not np.trace(cov) > 0:
         return None
-    return whitening(cov, stats.samples)
+    return whitening(cov)
 
 
 def pair_max_ranks(geom) -> tuple[int]:

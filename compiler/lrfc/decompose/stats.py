@@ -23,8 +23,7 @@ from lrfc.decompose.base import LayerStats
 from lrfc.geometry import ConvGeometry, conv_out_len
 
 DEFAULT_MAX_POSITIONS = 4096
-EXPLICIT_MAX = 2048  # a moment up to this size is whitened with explicit (n, n) matrices (whitener)
-OVERSAMPLE = 16      # extra directions drawn past a moment's rank bound (whitening's range finder)
+EXPLICIT_MAX = 2048  # a moment up to this size is whitened with explicit (n, n) matrices (whitener), and kept whole
 
 
 def _same_pad(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -110,32 +109,61 @@ def conv_stats(x: np.ndarray, geom: ConvGeometry, max_positions: int = DEFAULT_M
 
 
 def dense_stats(x: np.ndarray, max_positions: int = DEFAULT_MAX_POSITIONS, seed: int = 0) -> LayerStats:
-    """Second moment of a dense layer's inputs; leading dimensions are flattened (tokens)."""
+    """Second moment of a dense layer's inputs; leading dimensions are flattened (tokens).
+
+    Fewer vectors than inputs, above ``EXPLICIT_MAX`` inputs, are kept as
+    rows (``LayerStats.rows``): k x n numbers instead of n x n.
+    """
     x = np.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"dense inputs need a batch axis and a feature axis, received shape {x.shape}")
     vectors = x.reshape(-1, x.shape[-1])
-    cov = _moment(vectors[_pick(len(vectors), max_positions, seed)])
-    return LayerStats(input_cov=cov, channel_cov=cov, samples=min(len(vectors), max_positions))
+    picked = vectors[_pick(len(vectors), max_positions, seed)]
+    if keeps_rows(len(picked), picked.shape[1]):
+        rows = np.asarray(picked, dtype=np.float64)
+        rows /= np.sqrt(max(len(rows), 1))
+        return LayerStats(input_cov=None, channel_cov=None, samples=len(rows), rows=rows)
+    cov = _moment(picked)
+    return LayerStats(input_cov=cov, channel_cov=cov, samples=len(picked))
+
+
+def keeps_rows(vectors: int, n: int) -> bool:
+    """Whether a dense moment of ``vectors`` vectors of length ``n`` is kept as its rows."""
+    return n > EXPLICIT_MAX and vectors < n
+
+
+def moment(stats: LayerStats) -> np.ndarray:
+    """The input moment as an (n, n) matrix: ``input_cov``, or formed from ``rows``."""
+    if stats.rows is None:
+        return stats.input_cov
+    rows = np.asarray(stats.rows, dtype=np.float64)
+    return rows.T @ rows
 
 
 def accumulate(total: LayerStats | None, batch: LayerStats) -> LayerStats:
     """Merge the statistics of one more batch into a running total (None to start).
 
     Each side is weighted by its ``samples``, so the result is the moment
-    over every vector both have seen. The merge is in place: ``total``'s
-    arrays become the result and ``batch``'s are scaled on the way (a batch
-    is read once), so a moment of (n, n) costs no third and fourth copy (a
-    Dense layer after a Flatten: 12,544 inputs, 1.2 GB each). A dense
-    layer's two moments are one array (``dense_stats``), merged once.
+    over every vector both have seen. Rows are stacked (each side scaled by
+    the square root of its weight) while they stay fewer than the inputs;
+    past that the moment is formed. A moment is merged in place:
+    ``total``'s arrays become the result and ``batch``'s are scaled on the
+    way (a batch is read once), so a moment of (n, n) costs no third and
+    fourth copy. A dense layer's two moments are one array, merged once.
     """
     if total is None:
         return batch
-    if total.input_cov.shape != batch.input_cov.shape or total.channel_cov.shape != batch.channel_cov.shape:
-        raise ValueError(f"cannot merge statistics of different layers: input_cov {total.input_cov.shape} "
-                         f"vs {batch.input_cov.shape}, channel_cov {total.channel_cov.shape} vs {batch.channel_cov.shape}")
+    if total.size != batch.size or (total.channel_cov is not None and batch.channel_cov is not None
+                                    and total.channel_cov.shape != batch.channel_cov.shape):
+        raise ValueError(f"cannot merge statistics of different layers: inputs of {total.size} and {batch.size}")
     n = total.samples + batch.samples
     a, b = total.samples / n, batch.samples / n
+    if total.rows is not None and batch.rows is not None and keeps_rows(n, total.size):
+        rows = np.concatenate([np.sqrt(a) * total.rows, np.sqrt(b) * batch.rows])
+        return LayerStats(input_cov=None, channel_cov=None, samples=n, rows=rows)
+    if total.rows is not None or batch.rows is not None:  # a dense layer's rows reach its inputs: one moment
+        mine, theirs = moment(total), moment(batch)
+        total, batch = LayerStats(mine, mine, total.samples), LayerStats(theirs, theirs, batch.samples)
     pairs = [(total.input_cov, batch.input_cov)]
     if total.channel_cov is not total.input_cov:
         pairs.append((total.channel_cov, batch.channel_cov))
@@ -204,33 +232,34 @@ class Whitening:
         return rest * m + self.basis @ ((scale - rest)[:, None] * inner)
 
 
-def whitening(cov: np.ndarray, samples: int, eps: float = 1e-4, seed: int = 0) -> Whitening:
-    """``whitener``'s ``S`` and ``S^-1`` of ``cov``, a moment averaged over ``samples`` vectors, as a ``Whitening``.
+def whitening(cov: np.ndarray, eps: float = 1e-4) -> Whitening:
+    """``whitener``'s ``S`` and ``S^-1`` of the moment ``cov`` as a ``Whitening``.
 
-    Up to ``EXPLICIT_MAX`` inputs: ``whitener`` itself. Above, nothing of
-    size (n, n) is formed besides ``cov``: a moment of fewer vectors than
-    inputs has rank at most ``samples`` (a Dense layer after a Flatten: 500
-    calibration vectors of 12,544 inputs), so its range is found from ``cov``
-    times ``samples + OVERSAMPLE`` random directions and the eigenproblem is
-    solved there (O(n^2 k) instead of O(n^3), the same regularised ``S``);
-    otherwise one ``eigh`` and ``S`` applied through its eigenvectors.
+    Up to ``EXPLICIT_MAX`` inputs: ``whitener`` itself. Above, one ``eigh``
+    and ``S`` applied through its eigenvectors: no (n, n) product is formed.
     """
     n = cov.shape[0]
     if n <= EXPLICIT_MAX:
         return Whitening(None, None, 0.0, whitener(cov, eps))
     cov = np.asarray(cov, dtype=np.float64)  # no copy of a float64 moment (or of its read-only map)
     floor = eps * max(float(np.trace(cov)) / n, np.finfo(np.float64).tiny)
-    k = int(samples) + OVERSAMPLE
-    if k < n:
-        basis, _ = np.linalg.qr(cov @ np.random.default_rng(seed).standard_normal((n, k)))
-        small = basis.T @ (cov @ basis)
-        vals, vecs = np.linalg.eigh(0.5 * (small + small.T))
-        basis = basis @ vecs
-    else:
-        vals, basis = np.linalg.eigh(cov)
-    root = np.sqrt(np.maximum(vals, 0.0) + floor)
-    return Whitening(basis, root, float(np.sqrt(floor)))
+    vals, basis = np.linalg.eigh(cov)
+    return Whitening(basis, np.sqrt(np.maximum(vals, 0.0) + floor), float(np.sqrt(floor)))
 
 
-__all__ = ["DEFAULT_MAX_POSITIONS", "Whitening", "accumulate", "conv_stats", "dense_stats", "patches", "whitener",
-           "whitening"]
+def row_whitening(rows: np.ndarray, eps: float = 1e-4) -> Whitening:
+    """The same ``S`` and ``S^-1`` of the moment ``rows^T rows`` (``LayerStats.rows``), from the rows' thin SVD.
+
+    ``rows = U s V^T`` gives the moment's eigenvectors ``V`` (n, k) with
+    eigenvalues ``s^2``, and every other direction has 0: O(k^2 n) for k
+    rows, where the moment's ``eigh`` is O(n^3).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    n = rows.shape[1]
+    floor = eps * max(float(np.einsum("ij,ij->", rows, rows)) / n, np.finfo(np.float64).tiny)
+    _, singular, vt = np.linalg.svd(rows, full_matrices=False)
+    return Whitening(vt.T, np.sqrt(singular ** 2 + floor), float(np.sqrt(floor)))
+
+
+__all__ = ["DEFAULT_MAX_POSITIONS", "Whitening", "accumulate", "conv_stats", "dense_stats", "keeps_rows", "moment", "patches",
+           "row_whitening", "whitener", "whitening"]

@@ -18,7 +18,9 @@ that matters is on the layer's output,
 with ``S`` the symmetric square root of ``C`` (regularised by
 ``eps * trace(C) / in`` on the diagonal and computed with ``eigh``, so a
 rank-deficient ``C`` -- dead or duplicated inputs -- keeps ``S`` invertible;
-see ``stats.whitener``). Writing ``W' = S^-1 M'``, the problem is the
+see ``stats.whitener``; above 2,048 inputs ``S`` and ``S^-1`` are applied
+through ``C``'s eigenvectors, taken from the calibration vectors themselves
+when they are fewer than the inputs: ``stats.Whitening``). Writing ``W' = S^-1 M'``, the problem is the
 best rank-R fit ``M'`` of the whitened kernel ``M = S W``: its truncated SVD
 ``M ~= U_R S_R V_R^T``. Un-whitening gives ``A = S^-1 U_R S_R^1/2`` and
 ``B = S_R^1/2 V_R^T``; at full rank ``A B = S^-1 M = W``, so the chain stays

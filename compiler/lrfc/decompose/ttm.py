@@ -142,11 +142,22 @@ def cost(geom, ranks: tuple[int, ...]) -> Cost:
     return Cost(params + (view.out_features if view.use_bias else 0), view.tokens * per_token)
 
 
-def _mode_whiteners(cov: np.ndarray, modes: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(S_k, S_k^-1)`` per input mode from the partial traces of ``cov``."""
+def _mode_whiteners(cov: np.ndarray, modes: tuple[int, ...], rows: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(S_k, S_k^-1)`` per input mode from the partial traces of ``cov``.
+
+    With ``rows``, ``cov`` is the moment's rows ``R`` (``LayerStats.rows``,
+    moment ``R^T R``): each partial trace is taken from them, not from the
+    (n, n) moment.
+    """
     d = len(modes)
-    c = np.asarray(cov, dtype=np.float64).reshape(*modes, *modes)
     out = []
+    if rows:
+        r = np.asarray(cov, dtype=np.float64).reshape(-1, *modes)
+        for k in range(d):  # sum over rows s and the other modes of R[s, ..a..] R[s, ..b..]
+            out.append(whitener(np.einsum(r, [d] + list(range(d)), r, [d] + [d + 1 if l == k else l for l in range(d)],
+                                          [k, d + 1])))
+        return out
+    c = np.asarray(cov, dtype=np.float64).reshape(*modes, *modes)
     for k in range(d):
         labels = list(range(d)) + [d + k if l == k else l for l in range(d)]
         out.append(whitener(np.einsum(c, labels, [k, d + k])))
@@ -185,12 +196,14 @@ def prepare(weights: LayerWeights, geom, stats: LayerStats | None = None) -> Pre
     (m1, m2, m3), (n1, n2, n3), (p1, p2, p3) = _unfolding_sizes(geom)
     white = None
     if stats is not None:
-        cov = np.asarray(stats.input_cov, dtype=np.float64)
-        if cov.shape != (view.in_features,) * 2:
-            raise ValueError(f"input_cov of shape {cov.shape} does not fit a dense layer with {view.in_features} "
-                             f"inputs, expected {(view.in_features,) * 2}")
-        if np.trace(cov) > 0:
-            white = _mode_whiteners(cov, (m1, m2, m3))
+        if stats.size != view.in_features:
+            raise ValueError(f"input statistics of {stats.size} inputs do not fit a dense layer with "
+                             f"{view.in_features} inputs")
+        if stats.rows is not None:
+            if np.any(stats.rows):
+                white = _mode_whiteners(stats.rows, (m1, m2, m3), rows=True)
+        elif np.trace(stats.input_cov) > 0:
+            white = _mode_whiteners(stats.input_cov, (m1, m2, m3))
     w4 = w.reshape(m1, m2, m3, view.out_features)
     if white is not None:
         w4 = np.einsum("ai,bj,ck,ijko->abco", white[0][0], white[1][0], white[2][0], w4, optimize=True)

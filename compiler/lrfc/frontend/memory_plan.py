@@ -5,10 +5,12 @@ A build's peak resident memory is, term by term (docs/SCALING.md measures them):
     peak ~ RUNTIME                              Python, TensorFlow, LiteRT, ONNX Runtime (~0.6 GB here)
          + MODEL_COPIES x weights               the original, its flattened twin, a factorized copy
          + statistics                           sum over target layers of 8 ((kh kw cin)^2 + cin^2) bytes
+                                                (a Dense layer: 16 in x min(in, vectors seen))
          + source data                          the data as it came (uint8 Fashion-MNIST: 55 MB)
          + calibration x sample bytes           the calibration samples (in a file after the capture, resident while read)
          + CHUNK_COPIES x CHUNK x sample bytes  one chunk of other samples being mapped (frontend.samples)
-         + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring)
+         + LAYER_COPIES x layer capture budget  one layer's maps being scored (search.scoring), and
+           + FACTOR_COPIES x 8 x largest weights  its factorization being prepared (float64 copies)
          + CP fits kept                         min(decompose.cp.FITS_KEPT, FIT_COPIES x weights)
          + max(batch x activation bytes per sample    one batch through the model, plus
                  + (score threads - 1) x the layer term,    more walks scored at once (the score stage), or
@@ -77,6 +79,8 @@ RUNTIME_BYTES = 600 * MB
 MODEL_COPIES = 3
 CHUNK_COPIES = 3       # source chunk, unit values, fitted and contract-mapped values
 LAYER_COPIES = 6       # inputs, reference, candidate output, and float64 copies of the last two for the cosine
+FACTOR_COPIES = 7      # float64 copies of a layer's kernel while a walk prepares a factorization, the factors kept
+                       # (svd, qr, ttm on a 12,544 x 2,048 Dense: 6.5, 5.8, 6.2 kernels above the start, 2026-12-06)
 BATCH_BYTES = 1 << 30  # one inference batch's activations, at most (when the budget allows that much)
 CAPTURE_BYTES = 768 * MB  # one capture batch's: the capture also holds the statistics it accumulates
 DEFAULT_SHARE = 0.6
@@ -178,9 +182,13 @@ def _elements(shape) -> int:
     return math.prod(int(d) for d in shape[1:] if d is not None)
 
 
-def statistics_bytes(rows, targets) -> int:
-    """Input statistics of the target layers: 8 ((kh kw cin)^2 + cin^2) bytes each (``decompose.stats``)."""
+def statistics_bytes(rows, targets, calib_samples: int | None = None) -> int:
+    """Input statistics of the target layers (``decompose.stats``): 8 ((kh kw cin)^2 + cin^2) bytes for a
+    convolution; for a dense layer twice its moment, 8 in^2 (the total and a batch's being merged), or, when it
+    sees fewer vectors than inputs (``calib_samples`` x its tokens, at most ``STATS_POSITIONS``), twice its rows."""
+    from lrfc.decompose.stats import keeps_rows
     from lrfc.geometry import ConvGeometry
+    from lrfc.search.calibrate import STATS_POSITIONS
 
     total = 0
     for r in rows:
@@ -190,9 +198,18 @@ def statistics_bytes(rows, targets) -> int:
         if isinstance(g, ConvGeometry):
             d = math.prod(g.kernel) * g.cin
             total += 8 * (d * d + g.cin * g.cin)
-        else:
-            total += 16 * int(g.in_features) ** 2
+            continue
+        n = int(g.in_features)
+        vectors = min(int(calib_samples) * int(g.tokens), STATS_POSITIONS) if calib_samples else n
+        total += 16 * n * (vectors if keeps_rows(vectors, n) else n)
     return total
+
+
+def factorization_bytes(rows, targets) -> int:
+    """One walk's working set while it prepares the largest target layer's factorization: ``FACTOR_COPIES`` float64
+    copies of its weights (VGG16's ``fc1``, 102.8 M weights: 5.8 GB; ResNet50's largest, 2.4 M: 132 MB)."""
+    largest = max((int(r.geometry.params) for r in rows if r.name in targets and r.geometry is not None), default=0)
+    return FACTOR_COPIES * 8 * largest
 
 
 def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib_samples: int,
@@ -209,8 +226,9 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     from lrfc.decompose.cp import FITS_KEPT
 
     weights = 4 * int(flat.count_params())
-    plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets)), int(source_bytes),
-                      calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes, LAYER_COPIES * layer_budget,
+    plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets), calib_samples), int(source_bytes),
+                      calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes,
+                      LAYER_COPIES * layer_budget + factorization_bytes(rows, set(targets)),
                       min(FITS_KEPT, FIT_COPIES * weights), LOWERING_BASE + LOWERING_COPIES * weights,
                       tap, activation, 0, 0)
     free = plan.free

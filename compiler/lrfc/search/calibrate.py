@@ -24,6 +24,7 @@ import numpy as np
 from lrfc.common import npyfile
 
 DEFAULT_BUDGET_BYTES = 64 * 2**20
+STATS_POSITIONS = 16384  # patches or vectors per layer for its input statistics, over all samples
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,12 @@ class MapStore:
     def put_stats(self, layer: str, stats) -> Path:
         folder = self.root / f"{self.stem(layer)}.stats"
         folder.mkdir(exist_ok=True)
-        np.save(folder / "input_cov.npy", stats.input_cov)
-        self.bytes += int(stats.input_cov.nbytes)
+        if stats.rows is not None:  # a dense layer's vectors, fewer than its inputs (LayerStats.rows)
+            np.save(folder / "rows.npy", stats.rows)
+            self.bytes += int(stats.rows.nbytes)
+        else:
+            np.save(folder / "input_cov.npy", stats.input_cov)
+            self.bytes += int(stats.input_cov.nbytes)
         if stats.channel_cov is not stats.input_cov:  # a dense layer's are one array: one file (scoring.opened_stats)
             np.save(folder / "channel_cov.npy", stats.channel_cov)
             self.bytes += int(stats.channel_cov.nbytes)
@@ -104,7 +109,7 @@ def sample_limit(input_tensor, output_tensor, samples: int, budget_bytes: int = 
 
 def capture(flat_model, layer_names: list[str], x: np.ndarray, batch_size: int = 64,
             budget_bytes: int = DEFAULT_BUDGET_BYTES, stats_geometry: dict | None = None,
-            stats_positions: int = 16384, progress=None, store: MapStore | None = None) -> Capture:
+            stats_positions: int = STATS_POSITIONS, progress=None, store: MapStore | None = None) -> Capture:
     """Run ``x`` through ``flat_model`` once and keep each named layer's input.
 
     Args:

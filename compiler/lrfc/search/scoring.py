@@ -81,9 +81,12 @@ class LayerTask:
     def __reduce__(self):  # pickled (shipped to a worker) with its arrays' contents, not file names; no copy made here
         stats = self.stats
         if stats is not None:
-            moment = np.asarray(stats.input_cov)  # a dense layer's one array is pickled once (and comes back one)
-            channel = moment if stats.channel_cov is stats.input_cov else np.asarray(stats.channel_cov)
-            stats = LayerStats(moment, channel, stats.samples)
+            if stats.rows is not None:
+                stats = LayerStats(None, None, stats.samples, np.asarray(stats.rows))
+            else:
+                moment = np.asarray(stats.input_cov)  # a dense layer's one array is pickled once (and comes back one)
+                channel = moment if stats.channel_cov is stats.input_cov else np.asarray(stats.channel_cov)
+                stats = LayerStats(moment, channel, stats.samples)
         return (_rebuilt, (self.info, self.weights, np.asarray(self.inputs), np.asarray(self.reference), stats,
                            self.key()))
 
@@ -103,10 +106,12 @@ def opened_stats(held: LayerStats | Path | None) -> LayerStats | None:
     """Statistics held in memory as they are; ones held in a folder (``MapStore.put_stats``) mapped read-only."""
     if not isinstance(held, Path):
         return held
+    samples = int((held / "samples").read_text())
+    if (held / "rows.npy").exists():
+        return LayerStats(None, None, samples, npyfile.load(held / "rows.npy", mmap_mode="r"))
     moment = npyfile.load(held / "input_cov.npy", mmap_mode="r")
     channel = held / "channel_cov.npy"  # absent for a dense layer: its two moments are one (MapStore.put_stats)
-    return LayerStats(moment, npyfile.load(channel, mmap_mode="r") if channel.exists() else moment,
-                      int((held / "samples").read_text()))
+    return LayerStats(moment, npyfile.load(channel, mmap_mode="r") if channel.exists() else moment, samples)
 
 
 def original_stage(weights: LayerWeights, geom) -> Stage:
