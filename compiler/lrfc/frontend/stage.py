@@ -106,7 +106,9 @@ def load(state) -> None:
             link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
     state.flat = load_flat(opts.model, opts.trust_model, opts.input_shape, log=state.log)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
-        raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier")
+        raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier; this one has "
+                        f"{len(state.flat.inputs)} input{'s' if len(state.flat.inputs) != 1 else ''} and "
+                        f"{len(state.flat.outputs)} output{'s' if len(state.flat.outputs) != 1 else ''}")
     shape = tuple(state.flat.inputs[0].shape)
     if None in shape[1:]:
         raise UserError(f"{opts.model_name}: its input shape {shape} leaves a size undefined; pass --input-shape with "
