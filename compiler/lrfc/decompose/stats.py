@@ -261,5 +261,5 @@ def row_whitening(rows: np.ndarray, eps: float = 1e-4) -> Whitening:
     return Whitening(vt.T, np.sqrt(singular ** 2 + floor), float(np.sqrt(floor)))
 
 
-__all__ = ["DEFAULT_MAX_POSITIONS", "Whitening", "accumulate", "conv_stats", "dense_stats", "keeps_rows", "moment", "patches",
-           "row_whitening", "whitener", "whitening"]
+__all__ = ["DEFAULT_MAX_POSITIONS", "Whitening", "accumulate", "conv_stats", "dense_stats", "keeps_rows", "moment",
+           "patches", "row_whitening", "whitener", "whitening"]

@@ -226,8 +226,8 @@ def plan_memory(flat, rows, targets, source_bytes: int, sample_bytes: int, calib
     from lrfc.decompose.cp import FITS_KEPT
 
     weights = 4 * int(flat.count_params())
-    plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets), calib_samples), int(source_bytes),
-                      calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes,
+    plan = MemoryPlan(budget, source, RUNTIME_BYTES, weights, statistics_bytes(rows, set(targets), calib_samples),
+                      int(source_bytes), calib_samples * sample_bytes, CHUNK_COPIES * 256 * sample_bytes,
                       LAYER_COPIES * layer_budget + factorization_bytes(rows, set(targets)),
                       min(FITS_KEPT, FIT_COPIES * weights), LOWERING_BASE + LOWERING_COPIES * weights,
                       tap, activation, 0, 0)
