@@ -83,6 +83,9 @@ def test_predict_traces_one_shape_when_the_last_batch_is_short(keras):
     samples = Samples(np.asarray(x))
     np.testing.assert_allclose(predict(model, samples, 256), out, atol=1e-6)
     assert model.predict_function.experimental_get_tracing_count() == 1
+    seen = []  # the progress callback gets each batch's own sample count, short last one included
+    np.testing.assert_allclose(predict(model, samples, 256, progress=seen.append), out, atol=1e-6)
+    assert seen == [251, 251, 251, 250]
 
 
 def _conv_model(keras):

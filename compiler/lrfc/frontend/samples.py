@@ -131,8 +131,11 @@ def head(x, n: int):
     return x.head(n) if isinstance(x, Samples) else x[:n]
 
 
-def predict(model, x, batch_size: int = 256) -> np.ndarray:
+def predict(model, x, batch_size: int = 256, progress=None) -> np.ndarray:
     """The model's outputs over an array or a ``Samples``, a batch at a time; float32.
+
+    ``progress`` (e.g. ``common.progress.Progress.update``) is called with
+    each batch's sample count.
 
     Each batch goes through ``model.predict_on_batch`` (the model's compiled
     predict step, traced once per model), not ``model.predict``: that builds
@@ -147,7 +150,11 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
     size = even_batch(len(x), batch_size)
     batches = x.chunks(size) if isinstance(x, Samples) else (x[i:i + size] for i in range(0, len(x), size))
-    parts = [_predict_batch(model, batch, size) for batch in batches]
+    parts = []
+    for batch in batches:
+        parts.append(_predict_batch(model, batch, size))
+        if progress is not None:
+            progress(len(batch))
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 

@@ -49,11 +49,12 @@ IMAGENET = {
 }
 
 
-def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """The model's outputs on ``x`` (an array or ``Samples``; inference mode), float32, in batches."""
+def predict(model, x, batch_size: int = PREDICT_BATCH, progress=None) -> np.ndarray:
+    """The model's outputs on ``x`` (an array or ``Samples``; inference mode), float32, in batches (``progress``:
+    ``samples.predict``'s)."""
     from lrfc.frontend import samples
 
-    return samples.predict(model, x, batch_size)
+    return samples.predict(model, x, batch_size, progress)
 
 
 def validation_resolution(accuracy: float, samples: int) -> float:
