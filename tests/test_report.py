@@ -273,6 +273,24 @@ def test_progress_tty_redraws_in_place_at_most_ten_times_a_second():
     assert draws[-1].startswith("score [" + "#" * 30 + "] 40/40 layer39")
 
 
+def test_a_transient_progress_bar_is_erased_on_a_tty_and_silent_in_a_log():
+    """The load stage's pass over the validation split: a bar while it runs, no line left (a refusal after it stays
+    one line)."""
+    tty, clock = FakeTTY(), FakeClock()
+    with Progress("original on validation", 5000, stream=tty, clock=clock, transient=True) as bar:
+        for _ in range(20):
+            clock.now += 0.2
+            bar.update(250)
+    out = tty.getvalue()
+    assert "original on validation [" in out and "\n" not in out
+    *_, last, blanks, rest = out.split("\r")  # the last bar drawn, blanks over it, the cursor back at the start
+    assert last == "original on validation [" + "#" * 30 + "] 5000/5000" and blanks == " " * len(last) and rest == ""
+    log = io.StringIO()
+    with Progress("original on validation", 20, stream=log, clock=clock, transient=True) as bar:
+        bar.update(20)
+    assert log.getvalue() == ""
+
+
 def _bench_run(runtime: str, original: float, lrfc: float, original_int8: float, lrfc_int8: float) -> dict:
     def row(ms):
         return {"p50_ms": ms, "p90_ms": ms * 1.1, "file_bytes": 1000, "peak_rss_mb": 50.0, "accuracy": 0.9}

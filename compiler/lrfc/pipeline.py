@@ -162,11 +162,11 @@ class BuildState:
         before = sum(r.macs for r in self.rows)
         return before, before + sum(c.macs - self.tasks[n].info.macs for n, c in choices.items() if c is not None)
 
-    def progress(self, label: str, total: int):
-        """A progress bar for a long loop inside a stage."""
+    def progress(self, label: str, total: int, transient: bool = False):
+        """A progress bar for a long loop inside a stage (``transient``: erased at its end, nothing in a log)."""
         from lrfc.common.progress import Progress
 
-        return Progress(label, total)
+        return Progress(label, total, transient=transient)
 
 
 def _stages():

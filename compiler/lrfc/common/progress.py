@@ -47,17 +47,21 @@ class Progress:
         total: how many steps are expected (0 or less: unknown, no bar is drawn).
         stream: where to write; ``None`` means ``sys.stderr`` at construction time.
         enabled: ``False`` prints nothing at all (for ``--quiet`` or library use).
+        transient: the bar is only for the wait: on a TTY it is erased when the
+            phase ends, and elsewhere nothing is written (a phase that precedes
+            a bad input's one-line refusal, e.g. the original's validation pass).
         clock: seconds source, for tests.
     """
 
     def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool = True,
-                 *, clock: Callable[[], float] = time.monotonic):
+                 *, transient: bool = False, clock: Callable[[], float] = time.monotonic):
         self.label = label
         self.total = int(total)
         self.count = 0
         self.info = ""
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
+        self.transient = transient
         self._clock = clock
         self._tty = enabled and _is_tty(self.stream)
         self._start = clock()
@@ -89,7 +93,10 @@ class Progress:
             return
         elapsed = self._clock() - self._start
         verb = "failed after" if failed else "done in"
-        if self._tty:
+        if self.transient:
+            if self._tty and self._drawn_width:
+                self.stream.write("\r" + " " * self._drawn_width + "\r")
+        elif self._tty:
             self._draw()
             self.stream.write("\n")
         else:

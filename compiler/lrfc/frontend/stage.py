@@ -20,9 +20,10 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     ``log`` gets the lines a user should see (the contract, the split, the
     memory plan, warnings). The memory plan (``frontend.memory_plan``) caps
     every inference batch from here on, the sanity gate's included.
-    ``progress(label, total)`` (``BuildState.progress``) shows the original's
-    pass over the validation split, minutes for a large model at 224x224
-    (VGG16 on 5,000 samples: 8 on this 2-core machine).
+    ``progress(label, total, transient)`` (``BuildState.progress``) shows the
+    original's pass over the validation split on a terminal while it runs,
+    minutes for a large model at 224x224 (VGG16 on 5,000 samples: 8 on this
+    2-core machine); it leaves no line, so a refusal stays one line.
     """
     import contextlib
 
@@ -51,7 +52,8 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     memory = plan_memory(model, rows, targets, source_bytes(ds.x) + source_bytes(ds.x_test), 4 * math.prod(shape),
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
     cap_batches(memory.predict_batch)
-    with (progress("original on validation", len(splits.x_val)) if progress else contextlib.nullcontext()) as bar:
+    with (progress("original on validation", len(splits.x_val), transient=True) if progress
+          else contextlib.nullcontext()) as bar:
         outputs = predict(model, splits.x_val, progress=bar.update if bar is not None else None)
     accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=ds.values.startswith("as given"),
                               allow_low=options.allow_low_accuracy, log=log, fit=ds.fit, outputs=outputs)
