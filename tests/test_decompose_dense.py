@@ -295,7 +295,7 @@ def test_data_aware_is_exact_at_full_rank_with_rank_deficient_inputs():
 
 
 @pytest.mark.parametrize("samples", [40, 600])
-def test_a_large_dense_moment_is_whitened_without_n_by_n_products_and_gives_the_same_factors(monkeypatch, samples):
+def test_a_large_dense_moment_is_whitened_through_eigenvectors_and_gives_the_same_factors(monkeypatch, samples):
     """Above EXPLICIT_MAX inputs, a dense layer that saw fewer vectors than inputs keeps them as rows (a Dense after
     a Flatten: 12,544 inputs, 500 vectors) and is whitened from their thin SVD; one that saw more keeps its moment,
     whitened through eigh's eigenvectors. Either way S, S^-1 and svd's, qr's and ttm's factors are the ones the
