@@ -79,7 +79,10 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     h = keras.layers.Flatten()(inp)
     keras.Model(inp, [keras.layers.Dense(10)(h), keras.layers.Dense(3)(h)]).save(root / "two_outputs.keras")
     conv = keras.layers.Conv2D(4, 3)(inp)
-    keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(conv))).save(root / "one_unit.keras")
+    one = keras.layers.Dense(1, activation="relu")(keras.layers.Flatten()(conv))  # a regression: no sigmoid, no logit
+    keras.Model(inp, one).save(root / "one_unit.keras")
+    logit = keras.layers.Dense(1)(keras.layers.Flatten()(conv))  # a binary classifier's logit
+    keras.Model(inp, logit).save(root / "binary_logit.keras")
     keras.Model(inp, keras.layers.Conv2D(10, 1, activation="softmax")(conv)).save(root / "per_pixel.keras")  # segmentation
     d = keras.layers.DepthwiseConv2D(3, depth_multiplier=10)(inp)  # 10 classes: nothing else wrong with it
     keras.Model(inp, keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D()(d))).save(root / "no_factorizable.keras")
@@ -116,7 +119,10 @@ CASES = [
     ("model-two-outputs", lambda f: _build(f, model=f.root / "two_outputs.keras"), 2,
      "single-input, single-output classifier; this one has 1 input and 2 outputs"),
     ("build-input-shape-text", lambda f: _build(f, "--input-shape", "28,a"), 2, "--input-shape: received '28,a'"),
-    ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2, "its output has 1 unit"),
+    ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2,
+     "its output has one unit (shape (None, 1)) after an activation other than a sigmoid"),
+    ("binary-model-ten-class-data", lambda f: _build(f, model=f.root / "binary_logit.keras"), 2,
+     "labels span 0..9; the model has 2 classes"),
     ("model-per-pixel-output", lambda f: _build(f, model=f.root / "per_pixel.keras"), 2,
      "its output has shape (None, 26, 26, 10)"),
     ("model-nothing-to-factorize", lambda f: _build(f, model=f.root / "no_factorizable.keras"), 2, "nothing to factorize"),

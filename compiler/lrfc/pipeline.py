@@ -99,7 +99,8 @@ class BuildState:
     objective: str = ""
     link: DeviceLink | None = None           # None: the target is out of reach (latency estimated); links[0]
     links: list[DeviceLink] = field(default_factory=list)  # every --device (a farm prices chains on all of them)
-    flat: keras.Model | None = None          # the flattened original model
+    flat: keras.Model | None = None          # the flattened original model (a one-unit classifier: as two classes)
+    binary: str | None = None                # "sigmoid" or "logit": the original's one output unit (frontend.binary)
     rows: list[LayerInfo] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # names of factorizable layers
     given_plan: Plan | None = None           # --plan, checked against the model

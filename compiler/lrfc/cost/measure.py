@@ -226,6 +226,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
     every model a second time (``tests/test_measure.py`` counts the exports).
     """
     from lrfc.factorize.equalize import equalize_chains
+    from lrfc.frontend.binary import user_form
     from lrfc.lower.artifacts import export_file, onnx_int8_scheme
 
     pricer, profile = state.pricer, state.profile
@@ -243,7 +244,8 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
                 model = build()
                 if profile.precision == "int8" and plan.choices:  # as the lower stage will publish it
                     equalize_chains(model, calibration, {c.layer for c in plan.choices})
-                export_file(model, fmt, path, profile.precision, calibration, onnx_int8_scheme(profile.runtimes))
+                export_file(user_form(model, state.binary), fmt, path, profile.precision, calibration,
+                            onnx_int8_scheme(profile.runtimes))
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
     rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))

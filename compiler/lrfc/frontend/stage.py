@@ -98,6 +98,7 @@ def _given_plan(options, targets: dict):
 def load(state) -> None:
     """Model, target profile, data splits, catalogue, input contract, the original's accuracy (sanity-checked)."""
     from lrfc.cost.devices import links_for
+    from lrfc.frontend.binary import as_two_class, binary_kind, describe, refusal
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import load_flat
     from lrfc.decompose import cp
@@ -129,9 +130,10 @@ def load(state) -> None:
                         "has no top-1 accuracy for --max-acc-drop to keep)")
     units = out_shape[-1]
     if units is not None and int(units) < 2:
-        raise UserError(f"{opts.model_name}: its output has {units} unit (shape {out_shape}); "
-                        "lrfc build takes a classifier with one score per class, at least 2 (a regression or a single "
-                        "sigmoid unit has no top-1 accuracy for --max-acc-drop to keep)")
+        state.binary = binary_kind(state.flat)
+        if state.binary is None:
+            raise UserError(refusal(opts.model_name, out_shape))
+        state.flat = as_two_class(state.flat, state.binary)
     methods = set(opts.methods)
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
     if not state.targets:
@@ -141,6 +143,8 @@ def load(state) -> None:
     state.contract, dataset, state.splits, state.memory, state.original_right = load_inputs(
         opts, state.flat, state.log, state.rows, state.targets, state.progress)
     state.original_accuracy = float(state.original_right.mean())
+    if state.binary is not None:  # said once the data is known to fit it: a refusal before stays one line
+        state.log(f"model: {describe(state.binary)}; lrfc scores it as two classes and publishes it with its one unit")
     state.data_values, state.data_fit, state.classes = dataset.values, dataset.fit, dataset.classes
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
     cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores

@@ -107,7 +107,8 @@ def onnx_weight_bits(profile, links) -> int:
 def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: np.ndarray,
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
           final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False,
-          onnx_bits: int = 8, stamp: dict[str, str] | None = None, xnnpack: bool = True) -> list[ArtifactRecord]:
+          onnx_bits: int = 8, stamp: dict[str, str] | None = None, xnnpack: bool = True,
+          binary: str | None = None) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -141,6 +142,8 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
             or crashed on (``verify.first_run_refused``) would take the benchmark's worker down with it.
         stamp: text entries written into each file before its gate (``lower.stamp``: the input contract,
             the class names), so the verified file is the one that carries them.
+        binary: ``"sigmoid"`` or ``"logit"`` for a binary classifier's one output unit (``frontend.binary``):
+            the gate reads its top-1 at the unit's threshold.
 
     Returns:
         One ``ArtifactRecord`` per format, in order.
@@ -172,17 +175,20 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed, sensitivity, onnx_bits, stamp, xnnpack))
+                                      keep_failed, sensitivity, onnx_bits, stamp, xnnpack, binary))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
                y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None,
-               onnx_bits: int = 8, entries: dict[str, str] | None = None, xnnpack: bool = True) -> ArtifactRecord:
+               onnx_bits: int = 8, entries: dict[str, str] | None = None, xnnpack: bool = True,
+               binary: str | None = None) -> ArtifactRecord:
     """Export one format, stamp it with ``entries`` and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.stamp import stamp
-    from lrfc.lower.verify import gate
+    from lrfc.lower.verify import gate as gate_any
+
+    gate = functools.partial(gate_any, binary=binary)  # the retries below gate their files the same way
 
     start = time.perf_counter()
     try:
@@ -200,11 +206,12 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify, sensitivity)
     if not record.passed and (fmt, artifact_precision) == ("onnx", "int8") and onnx_bits == 8:
         record, again = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
-                                             onnx_int8, entries)
+                                             onnx_int8, entries, gate)
         note = "; ".join(n for n in (note, again) if n) or None  # the exporter's note (TensorRT's scheme) stays
     if not record.passed and artifact_precision == "int8" and record.top1_agreement is not None:
         record, again = _int8_percentile_ranges(model, fmt, staged, calibration, work, x_verify, reference, y_verify,
-                                                record, entries, xnnpack, onnx_int8, onnx_bits == 7 or saturates_here())
+                                                record, entries, xnnpack, onnx_int8, onnx_bits == 7 or saturates_here(),
+                                                gate)
         note = "; ".join(n for n in (note, again) if n) or None
     record.path, record.seconds = str(final), round(time.perf_counter() - start, 3)
     record.note = "; ".join(n for n in (note, record.note) if n) or None
@@ -224,7 +231,7 @@ def saturates_here() -> bool:
 
 def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Path, x_verify, reference, y_verify,
                             first, entries: dict[str, str] | None = None, xnnpack: bool = True,
-                            onnx_int8: str = "u8s8", reduce_range: bool = False):
+                            onnx_int8: str = "u8s8", reduce_range: bool = False, gate=None):
     """An int8 file that ran but failed the gate, its activation ranges set again to a percentile of the
     calibration samples' per-sample extremes (``int8_ranges``), and gated again: ``(record, note)``.
 
@@ -237,7 +244,9 @@ def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Pa
     from lrfc.common.memory import release
     from lrfc.lower.int8_ranges import PERCENTILE
     from lrfc.lower.stamp import stamp
-    from lrfc.lower.verify import gate
+    from lrfc.lower.verify import gate as gate_any
+
+    gate = gate or gate_any
 
     second = work / f"percentile.{staged.name}"
     try:
@@ -260,7 +269,7 @@ def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Pa
 
 
 def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first,
-                         onnx_int8: str = "u8s8", entries: dict[str, str] | None = None):
+                         onnx_int8: str = "u8s8", entries: dict[str, str] | None = None, gate=None):
     """An int8 ONNX file that failed the gate, quantized again with 7-bit weights and gated again: ``(record, note)``.
 
     ONNX Runtime runs int8 convolutions on x86 as u8 x s8 products summed in
@@ -283,8 +292,9 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
     """
     from lrfc.common.memory import release
     from lrfc.lower.stamp import stamp
-    from lrfc.lower.verify import gate
+    from lrfc.lower.verify import gate as gate_any
 
+    gate = gate or gate_any
     try:
         _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8)
         if entries:

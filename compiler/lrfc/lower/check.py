@@ -57,6 +57,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
                     seed: int = 0, trust: bool = False, contract=None, allow_low_accuracy: bool = False,
                     log=None) -> ArtifactRecord:
     """The verification gate on an existing file; see the module doc. Never raises on a mismatch."""
+    from lrfc.frontend.binary import binary_kind
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.recorded import with_recorded
     from lrfc.lower.artifacts import CALIBRATION_SAMPLES, PRECISIONS
@@ -87,7 +88,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
                            log=log)
     reference = reference_outputs(model, samples.verify)
     record = gate(path, fmt, precision, samples.verify, reference, samples.labels,
-                  lambda: float_sensitivity(model, samples.verify, reference))
+                  lambda: float_sensitivity(model, samples.verify, reference), binary_kind(model))
     quantized = quantized_io_line(record.to_json(), contract)
     delegated = delegation_line(record.to_json())
     record.note = "; ".join(n for n in (f"verified on {samples.described}; input {contract.describe()}", record.note,

@@ -71,15 +71,20 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
     mapped by the contract (no labels). With it: verification uses the data's
     test split when it has one, else the samples left after calibration, else
     (tiny data) the calibration samples; the original must pass the sanity
-    gate on them. Unlabelled data (an npz without ``y``, a folder of images
+    gate on them (a binary classifier's one unit scored as two classes,
+    ``frontend.binary``). Unlabelled data (an npz without ``y``, a folder of images
     without class subfolders: what TFLite calls a representative dataset)
     calibrates and verifies the same way, but nothing can score the original
     on it, so the sanity gate is skipped and ``log`` says so: a wrong input
     range is not caught there.
     """
+    from lrfc.frontend.binary import as_two_class, binary_kind
     from lrfc.frontend.data import load_data
     from lrfc.frontend.sanity import check_original
 
+    binary = binary_kind(model)
+    if binary is not None:  # one sigmoid unit or logit: scored as two classes, as a build does (frontend.binary)
+        model = as_two_class(model, binary)
     rng = np.random.default_rng(seed)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if data is None:
@@ -150,6 +155,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.common.atomic import write_text
     from lrfc.common.outputs import OutputDir
     from lrfc.cost.devices import links_for
+    from lrfc.frontend.binary import binary_kind
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.recorded import with_recorded
     from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
@@ -175,7 +181,8 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                         onnx_int8=onnx_int8_scheme(profile.runtimes),
                         onnx_bits=(onnx_weight_bits(profile, links_for(profile, None))
                                    if precision == "int8" and "onnx" in formats else 8),
-                        stamp=stamp_entries(contract, samples.classes), xnnpack=not profile.requires_full_int8)
+                        stamp=stamp_entries(contract, samples.classes), xnnpack=not profile.requires_full_int8,
+                        binary=binary_kind(model))
         doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}

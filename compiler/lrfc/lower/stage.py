@@ -1,7 +1,8 @@
 """The ``lower`` stage: the compressed and the original model lowered to the target's formats and verified.
 
 It writes the compressed model as ``model.<fmt>`` and the original as
-``original.<fmt>`` in the target's formats and precision (int8 calibrated on
+``original.<fmt>`` (a binary classifier with its one output unit again,
+``frontend.binary.user_form``) in the target's formats and precision (int8 calibrated on
 the calibration samples) into the build's staging folder; each file goes
 through the verification gate (``lrfc.lower.verify``) against its Keras model
 on held-out validation samples. A file that fails is not published and the
@@ -111,6 +112,7 @@ def with_advice(state, record):
 
 def lower(state) -> None:
     """Lower, verify and stage the compressed and the original model in the target's formats."""
+    from lrfc.frontend.binary import user_form
     from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme, onnx_weight_bits
     from lrfc.lower.stamp import stamp_entries
 
@@ -128,13 +130,14 @@ def lower(state) -> None:
         equalize(state)
     for precision, variant, suffix in runs:
         for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
-            records = lower_model(model, state.output.staging, precision=precision, formats=formats,
+            records = lower_model(user_form(model, state.binary), state.output.staging, precision=precision,
+                                  formats=formats,
                                   calibration=s.x_calib, verify_samples=s.x_val, verify_labels=s.y_val,
                                   stem=stem + suffix, final_dir=state.output.path,
                                   onnx_int8=onnx_int8_scheme(state.profile.runtimes),
                                   keep_failed=variant is not None or role == "original", onnx_bits=bits,
                                   stamp=stamp_entries(state.contract, state.classes),
-                                  xnnpack=not state.profile.requires_full_int8)
+                                  xnnpack=not state.profile.requires_full_int8, binary=state.binary)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     state.artifacts = [with_advice(state, r) for r in state.artifacts]
     for r in state.artifacts:
@@ -180,6 +183,7 @@ def deliverables(state) -> list[dict]:
         original's file at the same precision (None where it failed its
         gate). Empty for an fp32 target.
     """
+    from lrfc.frontend.binary import predicted
     from lrfc.lower.verify import run_artifact
     from lrfc.train.paired import paired_drop, upper_bound
 
@@ -192,7 +196,7 @@ def deliverables(state) -> list[dict]:
         if r.variant is None and r.passed and r.precision == precision:
             staged = state.output.staging / Path(r.path).name
             outs = run_artifact(staged, r.format, s.x_val, chunk=DELIVERABLE_BATCH)
-            scored[(r.model, r.format)] = (Path(r.path).name, outs.reshape(len(y), -1).argmax(1) == y)
+            scored[(r.model, r.format)] = (Path(r.path).name, predicted(outs, state.binary) == y)
     rows = []
     for (role, fmt), (name, right) in scored.items():
         if role == "compressed":

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from lrfc.errors import VerificationError, first_line
+from lrfc.frontend.binary import predicted
 
 REFERENCE_BATCH = 64  # samples per Keras call
 SENSITIVITY_STEP = 1e-6    # relative input wiggle: ~8 float32 ulps, what one layer's reordered sums amount to
@@ -177,8 +178,13 @@ def run_artifact(path: str | Path, fmt: str, x, chunk: int | None = None) -> np.
         return np.asarray(runner.outputs(path, x, chunk=chunk), dtype=np.float32)
 
 
-def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.ndarray | None = None) -> dict:
+def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.ndarray | None = None,
+            binary: str | None = None) -> dict:
     """Gate numbers of ``out`` against ``ref`` (same samples) under ``precision``'s tolerance.
+
+    ``binary`` (``"sigmoid"`` or ``"logit"``): the outputs are a binary
+    classifier's one unit, whose top-1 is its threshold (``frontend.binary``),
+    not an argmax over one column, which would agree with anything.
 
     With ``sensitivity`` (``float_sensitivity`` on the same samples), sample
     ``i`` may differ by ``max(bound, SENSITIVITY_FACTOR * sensitivity[i])``.
@@ -208,7 +214,7 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.nd
     judged = diff
     if tol.quantile < 1.0 and finite and n:
         judged = float(np.quantile(per_sample, tol.quantile, method="higher"))
-    agree = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1))) if n else 1.0
+    agree = float(np.mean(predicted(flat_ref, binary) == predicted(flat_out, binary))) if n else 1.0
     bound = tol.max_abs_diff * max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
     result = {
         "max_abs_diff": diff,
@@ -229,13 +235,14 @@ def compare(ref: np.ndarray, out: np.ndarray, precision: str, sensitivity: np.nd
 
 
 def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: np.ndarray,
-         labels: np.ndarray | None = None, sensitivity=None):
+         labels: np.ndarray | None = None, sensitivity=None, binary: str | None = None):
     """Run the artifact at ``path`` on ``x`` against ``reference`` (the Keras outputs); never raises on a mismatch.
 
     ``sensitivity``: a callable returning ``float_sensitivity`` on ``x``
     (cached by the caller: one model's files share it), called only when a
     float artifact fails nothing but the ``max_abs_diff`` bound; it is then
-    judged per sample against it, and the record's note says so.
+    judged per sample against it, and the record's note says so. ``binary``:
+    the outputs are a binary classifier's one unit (``compare``).
 
     Returns:
         An ``ArtifactRecord`` with the gate's numbers, the file's size and
@@ -259,12 +266,12 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
         record.error = f"{path.name} ({precision}) does not run in {runner_for(fmt).description}: {why}"
         return record
     try:
-        result = compare(reference, outputs, precision)
+        result = compare(reference, outputs, precision, binary=binary)
     except VerificationError as exc:  # e.g. a different output shape
         record.error = f"{path.name} ({precision}): {exc}"
         return record
     if _rounding_only(result, precision) and sensitivity is not None:
-        result = compare(reference, outputs, precision, sensitivity())
+        result = compare(reference, outputs, precision, sensitivity(), binary)
         if result["passed"]:
             record.note = (f"{result['beyond_bound']} of {result['samples']} samples differ by more than "
                            f"{result['tolerance']['max_abs_diff']:.3g}, each by less than {SENSITIVITY_FACTOR:g}x "
@@ -281,8 +288,8 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
     record.quantile_abs_diff = result.get("quantile_abs_diff")
     if labels is not None and len(labels) == len(x):
         y = np.asarray(labels).reshape(len(x))
-        record.accuracy = round(float(np.mean(outputs.reshape(len(x), -1).argmax(1) == y)), 6)
-        record.reference_accuracy = round(float(np.mean(reference.reshape(len(x), -1).argmax(1) == y)), 6)
+        record.accuracy = round(float(np.mean(predicted(outputs, binary) == y)), 6)
+        record.reference_accuracy = round(float(np.mean(predicted(reference, binary) == y)), 6)
     if not record.passed:
         record.error = failure_message(f"{path.name} ({precision})", result)
     return record

@@ -86,6 +86,7 @@ def build_report(state) -> dict:
     costs = state.pricer.info.to_json() if state.pricer is not None else None
     return {
         "model": opts.model_name, "data": opts.data_name, "target": state.profile.name, "objective": state.objective,
+        "binary_output": state.binary,  # "sigmoid"/"logit": one output unit read at its threshold (frontend.binary)
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
         "seed": opts.seed, "step": opts.step, "rank_selection": opts.rank_selection,
         "rank_multiple": rank_multiple(state),
@@ -134,9 +135,11 @@ def report(state) -> None:
     from lrfc.lower.stamp import stamp, stamp_entries
     from lrfc.report.files import write_report
 
+    from lrfc.frontend.binary import user_form
+
     staging = state.output.staging
     with atomic_path(staging / "model.keras") as tmp:
-        state.compressed.save(tmp)
+        user_form(state.compressed, state.binary).save(tmp)  # a binary classifier with its one unit again
         stamp(tmp, "keras", stamp_entries(state.contract, state.classes))  # its input contract travels with it
     write_text(staging / "plan.json", json.dumps(state.plan.to_json(), indent=2) + "\n")
     keras = staging / "model.keras"  # listed by its hash, as the artifacts are: `lrfc verify --report` checks it,
