@@ -58,9 +58,41 @@ def test_image_folder(keras, tmp_path):
     assert ds.y.tolist() == [0] * 6 + [1] * 6  # sorted class folders: cat=0, dog=1
     assert ds.fit == "20x24x3 images fitted to the model's 16x16x3: resized bilinearly"
     tf.io.write_file(str(tmp_path / "dog" / "odd.png"), tf.io.encode_png(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8)))
-    assert load_data(str(tmp_path), (16, 16, 3), num_classes=2).fit == (
-        "images of 2 shapes (20x24x3, 16x16x1) fitted to the model's 16x16x3 one by one (zero-padded where close, "
-        "else resized)")
+    small = rng.integers(1, 256, (14, 14, 3), dtype=np.uint8)  # no zero pixel: a zero border can only be padding
+    tf.io.write_file(str(tmp_path / "dog" / "small.png"), tf.io.encode_png(small))
+    mixed = load_data(str(tmp_path), (16, 16, 3), num_classes=2)
+    assert mixed.fit == (
+        "images of 3 shapes (20x24x3, 16x16x1, 14x14x3) resized bilinearly to the model's 16x16x3, each one (as "
+        "keras.utils.image_dataset_from_directory does; one size for all would be zero-padded where close)")
+    want = tf.image.resize(small[None].astype(np.float32) / 255, (16, 16), method="bilinear").numpy()[0]
+    np.testing.assert_allclose(mixed.x[13], want, atol=1e-6)  # cat 0..5, dog 0..5, odd, small (sorted names)
+    only = tmp_path / "only"
+    (only / "dog").mkdir(parents=True)
+    for i in range(3):
+        tf.io.write_file(str(only / "dog" / f"{i}.png"), tf.io.encode_png(small))
+    alike = load_data(str(only), (16, 16, 3), num_classes=None, min_samples=3)
+    assert alike.fit == "14x14x3 images fitted to the model's 16x16x3: zero-padded, centred"
+    assert alike.x[0][0].max() == 0.0 and alike.x[0][1:15, 1:15].min() > 0.0
+
+
+def test_image_files_are_scaled_by_their_bit_depth_not_their_own_range(keras, tmp_path):
+    """A dark 8-bit image (its brightest pixel 1) stays dark: 1/255, not 1.0, as it was when each file's own range
+    chose its scale; a 16-bit PNG is decoded to 8 bits."""
+    import tensorflow as tf
+
+    (tmp_path / "a").mkdir()
+    dark = np.zeros((8, 8, 1), np.uint8)
+    dark[2, 3] = 1
+    for i in range(10):
+        tf.io.write_file(str(tmp_path / "a" / f"{i}.png"), tf.io.encode_png(dark if i else dark * 200))
+    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=1)
+    assert ds.values == "8-bit images"
+    assert ds.x[1].max() == pytest.approx(1 / 255) and ds.x[0].max() == pytest.approx(200 / 255)
+    deep = np.zeros((8, 8, 1), np.uint16)
+    deep[0, 0] = 257
+    tf.io.write_file(str(tmp_path / "a" / "deep.png"), tf.io.encode_png(deep))
+    both = load_data(str(tmp_path), (8, 8, 1), num_classes=1)  # decoded to 8 bits, as Keras' image loaders do
+    assert both.values == "8-bit images" and both.x[10].max() == pytest.approx(1 / 255)
 
 
 def test_an_image_folder_split_into_train_and_held_out_folders(keras, tmp_path):

@@ -14,7 +14,8 @@ Accepted forms:
 
 The one mapping rule, applied in this order:
   1. values to *unit* pixel values in [0, 1] (``to_unit``): integers by their
-     scale (8-bit 0..255, 16-bit 0..65535, 0/1 as is; ``digits`` 0..16);
+     scale (8-bit 0..255, 16-bit 0..65535, 0/1 as is; ``digits`` 0..16),
+     judged on the whole array; an image file (decoded to 8 bits) by 255;
      floats in [0, 1] as they are, in [0, 255] divided by 255, in [-1, 1]
      mapped to [0, 1]. Floats outside those (already normalised data) are
      passed to the model as given, and an input contract cannot be applied
@@ -24,7 +25,10 @@ The one mapping rule, applied in this order:
      their channels converted (1 -> C' by repetition; 3/4 -> 1 by ITU-R
      BT.601 luma, alpha dropped; 4 -> 3 drops alpha), then, if no larger than
      the input and each side at least 3/4 of the input's, zero-padded
-     (black) centred (Fashion-MNIST 28 -> 32), otherwise resized bilinearly;
+     (black) centred (Fashion-MNIST 28 -> 32), otherwise resized bilinearly
+     (a folder of images of several sizes: every one resized, as Keras'
+     ``image_dataset_from_directory`` reads it; padding some and resizing
+     others would show the model two kinds of image);
      a flat model input (D,) takes images whose size is D, flattened;
   3. values to the model's input values by its ``InputContract``
      (``frontend.contract``: range, channel order, mean/std).
@@ -165,7 +169,8 @@ def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
 
 def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True,
                     labels: dict[str, int] | None = None):
-    """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted.
+    """Unit images fitted to ``input_shape``, labels, class names by label, notes, how they were fitted, and what
+    the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark image stays dark).
 
     Without class subfolders and ``labels_needed`` False, the images directly
     in ``path`` are read, unlabelled: labels, class names and notes are None.
@@ -187,7 +192,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
         labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
     import tensorflow as tf
 
-    xs, ys, shapes = [], [], {}
+    xs, ys, shapes, small = [], [], {}, {}
     for cls in folders or [""]:
         for f in sorted((path / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
@@ -197,24 +202,33 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
             except Exception as exc:
                 raise UserError(f"{f}: cannot decode image ({str(exc).strip().splitlines()[0]})") from None
             shapes[img.shape] = shapes.get(img.shape, 0) + 1
-            xs.append(_fit_image(to_unit(img[None], str(f))[0], input_shape, f)[0])
+            unit = img[None].astype(np.float32) / np.float32(255)  # decoded to 8 bits: by that depth, not its range
+            if _pads(img.shape[:2], input_shape[:2]):  # no larger than the input: kept until the shapes are known
+                small[len(xs)] = (unit, f)
+                xs.append(None)
+            else:
+                xs.append(_fit_image(unit, input_shape, f)[0])
             ys.append(labels[cls])
     if not xs:
         where = "class subfolders hold" if folders else "holds neither class subfolders nor"
         raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
+    for i, (unit, f) in small.items():  # one shape: the rule's padding; several: resized like every other image
+        xs[i] = _fit_image(unit, input_shape, f, pad=len(shapes) == 1)[0]
     if len(shapes) == 1:
         fit = describe_fit(next(iter(shapes)), input_shape)
     else:
         common = sorted(shapes, key=shapes.get, reverse=True)
         fit = (f"images of {len(shapes)} shapes ({', '.join('x'.join(map(str, s)) for s in common[:3])}"
-               f"{', ...' if len(common) > 3 else ''}) fitted to the model's {'x'.join(map(str, input_shape))} "
-               "one by one (zero-padded where close, else resized)")
+               f"{', ...' if len(common) > 3 else ''}) resized bilinearly to the model's "
+               f"{'x'.join(map(str, input_shape))}, each one (as keras.utils.image_dataset_from_directory does; "
+               "one size for all would be zero-padded where close)")
+    values = "8-bit images"  # tf.io.decode_image's uint8 (a 16-bit PNG is scaled down to it)
     if not folders:
-        return np.stack(xs), None, None, None, fit
+        return np.stack(xs), None, None, None, fit, values
     names = [""] * (max(labels.values()) + 1)
     for cls, label in labels.items():
         names[label] = cls
-    return np.stack(xs), np.asarray(ys), tuple(names), notes, fit
+    return np.stack(xs), np.asarray(ys), tuple(names), notes, fit, values
 
 
 def unit_rule(x: np.ndarray, where: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
@@ -287,14 +301,21 @@ def _convert_channels(x: np.ndarray, c_out: int, where) -> np.ndarray:
     raise UserError(f"{where}: images have {c_in} channels; the model takes {c_out} and there is no rule to convert")
 
 
-def _fit_image(x: np.ndarray, target: tuple, where) -> np.ndarray:
-    """Images (N, H, W, C) float -> (N, H', W', C') by the module's rule."""
+def _pads(size: tuple, target: tuple) -> bool:
+    """Whether an image of ``size`` (H, W) is zero-padded to ``target`` (H', W') by the module's rule: no larger,
+    each side at least 3/4 of the target's, and not equal."""
+    (ih, iw), (h, w) = size, target
+    return (ih, iw) != (h, w) and ih <= h and iw <= w and 4 * ih >= 3 * h and 4 * iw >= 3 * w
+
+
+def _fit_image(x: np.ndarray, target: tuple, where, pad: bool = True) -> np.ndarray:
+    """Images (N, H, W, C) float -> (N, H', W', C') by the module's rule (``pad`` False: resized, never padded)."""
     h, w, c = target
     x = _convert_channels(x, c, where)
     ih, iw = x.shape[1:3]
     if (ih, iw) == (h, w):
         return x
-    if ih <= h and iw <= w and 4 * ih >= 3 * h and 4 * iw >= 3 * w:
+    if pad and _pads((ih, iw), (h, w)):
         top, left = (h - ih) // 2, (w - iw) // 2
         return np.pad(x, ((0, 0), (top, h - ih - top), (left, w - iw - left), (0, 0)))
     import tensorflow as tf
@@ -328,8 +349,7 @@ def describe_fit(sample: tuple, input_shape: tuple) -> str | None:
         steps.append("the channel repeated" if ic == 1 else "converted to grey (BT.601 luma)" if c == 1
                      else "alpha dropped")
     if (ih, iw) != (h, w):
-        pad = ih <= h and iw <= w and 4 * ih >= 3 * h and 4 * iw >= 3 * w
-        steps.append("zero-padded, centred" if pad else "resized bilinearly")
+        steps.append("zero-padded, centred" if _pads((ih, iw), (h, w)) else "resized bilinearly")
     if not steps:  # only a channel axis of 1 added: nothing the user needs to hear
         return None
     return f"{dims(map(str, sample))} images fitted to the model's {dims(map(str, input_shape))}: {', '.join(steps)}"
@@ -457,7 +477,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         values as they are read.
     """
     contract = contract or InputContract(reason="the default")
-    x_test = y_test = classes = fit = None
+    x_test = y_test = classes = fit = images = None
     notes: list[str] = []
     if not isinstance(spec, str):  # the Python API: arrays in memory
         x, y, x_test, y_test = _arrays(spec)
@@ -475,14 +495,14 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
         if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
-            x, y, classes, notes, fit = _read_image_dir(train, tuple(input_shape), num_classes, labels)
+            x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels)
             known = {name: i for i, name in enumerate(classes)}
             parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known) for h in held]
             x_test, y_test = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             notes = [*notes, f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
                              "the held-out split (halved into validation and test)"]
         elif path.is_dir():
-            x, y, classes, notes, fit = _read_image_dir(path, tuple(input_shape), num_classes, labels)
+            x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path, labels)
         else:
@@ -491,6 +511,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
     x, values = _to_model(x, input_shape, contract, spec)
     if spec == "digits":
         values = "digits 0..16"
+    elif images is not None:  # each file scaled by its bit depth: what they were, not the unit values they became
+        values = images
     if x_test is not None:
         if y_test is None and (labels or y is not None):
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
