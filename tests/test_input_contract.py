@@ -4,6 +4,7 @@ the sanity gate that stops a run whose original model scores at chance."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -57,6 +58,16 @@ def test_inferred_from_the_graph(keras):
     assert infer_contract(head(layers.Normalization(mean=[120.0] * 3, variance=[900.0] * 3)(inp))).range == "0-255"
     assert infer_contract(head(layers.Normalization(mean=[0.45] * 3, variance=[0.05] * 3)(inp))).range == "0-1"
     assert infer_contract(head(layers.Lambda(lambda t: t / 127.5 - 1)(inp))).range == "0-255"
+    # keras.applications' preprocess_input on the symbolic input: operations, not layers, probed as one
+    # (Keras numbers an operation's name when the process made one before: true_divide_3)
+    for module, reads in ((keras.applications.mobilenet_v2, r"operations \(true_divide(_\d+)?, subtract(_\d+)?\) that "
+                                                            r"map 0\.\.255 to -1\.\.1:"),
+                          (keras.applications.resnet50, r"operations \(get_item(_\d+)?, get_item_\d+, get_item_\d+, "
+                                                        r"stack(_\d+)?, \.\.\.\) that map 0\.\.255 to -115\.\.140:"),
+                          (keras.applications.densenet, r"that map 0\.\.255 to -1\.99\.\.2\.44:")):
+        contract = infer_contract(head(module.preprocess_input(inp)))
+        assert contract.range == "0-255" and re.search(reads, contract.reason), contract.reason
+    assert infer_contract(head(inp * 2.0 - 1.0)).range == "0-1"  # [0, 1] -> [-1, 1]: not raw pixels
     plain = infer_contract(head(layers.Conv2D(2, 3)(inp)))
     assert plain.range == "0-1" and plain.source == "inferred" and "no Rescaling/Normalization" in plain.reason
     # augmentation, dropout and resampling before the preprocessing leave the values alone at inference
@@ -180,6 +191,31 @@ def test_a_model_with_its_own_rescaling_reaches_its_real_accuracy(rescaling_mode
     for artifact in doc["artifacts"]:
         assert artifact["precision"] == "int8" and artifact["passed"]
         assert artifact["reference_accuracy"] > 0.6 and abs(artifact["accuracy"] - artifact["reference_accuracy"]) < 0.05
+
+
+def test_a_model_built_on_keras_preprocess_input_reads_raw_pixels(keras, tmp_path):
+    """Keras' transfer-learning recipe, ``x = preprocess_input(inputs)`` then the network: operations, not layers,
+    start the graph (a traceback in the load stage before); the build reads them as the model's own preprocessing
+    of raw 0-255 pixels and the original scores its real accuracy."""
+    x, y, _, _ = read_fashion_mnist()
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1))
+    h = layers.Conv2D(8, 3, activation="relu")(keras.applications.mobilenet_v2.preprocess_input(inp))
+    h = layers.Conv2D(16, 3, strides=2, activation="relu")(layers.MaxPooling2D()(h))
+    model = keras.Model(inp, layers.Dense(10)(layers.Dense(32, activation="relu")(layers.Flatten()(h))))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:6000, ..., None].astype("float32"), y[:6000], batch_size=128, epochs=1, verbose=0)
+    model.save(tmp_path / "ops.keras")
+    res = run_cli("build", str(tmp_path / "ops.keras"), "--data", "fashion-mnist", "--objective", "flops", "--finetune",
+                  "none", "--calib-samples", "200", "--step", "25", "--bench-runs", "0", "--formats", "tflite,onnx",
+                  "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["range"] == "0-255" and re.search(r"operations \(true_divide(_\d+)?, subtract(_\d+)?\) that "
+                                                            r"map 0\.\.255 to -1\.\.1", report["input"]["reason"])
+    assert report["original"]["accuracy"] > 0.6
+    assert all(a["passed"] and a["reference_accuracy"] > 0.6 for a in report["artifacts"]), report["artifacts"]
 
 
 def test_stating_the_wrong_range_stops_and_names_the_right_one(rescaling_model_path, tmp_path):

@@ -25,7 +25,8 @@ finds it, ``from_record`` reads it. Otherwise the
 contract is *inferred* from the model (``infer_contract``):
 a graph that starts with its own preprocessing (a ``Rescaling`` or
 ``Normalization`` layer, a ``BatchNormalization`` whose moving mean is
-that of raw pixels, or a trusted ``Lambda``) expects raw pixel values,
+that of raw pixels, a trusted ``Lambda``, or the operations Keras'
+``preprocess_input`` puts into a graph built on it) expects raw pixel values,
 0-255; any other model gets [0, 1], lrfc's default. Layers that leave the
 values as they are at inference (data augmentation such as ``RandomFlip``,
 dropout and noise, ``Resizing``, crops, padding, reshapes) may come first:
@@ -176,9 +177,47 @@ def _passes_values(layer) -> bool:
     return type(layer).__name__ in PASS_THROUGH or is_augmentation(layer) or is_noise(layer)
 
 
+def _is_layer(operation) -> bool:
+    import keras
+
+    return isinstance(operation, keras.layers.Layer)
+
+
+def _op_prefix(model, nodes: dict, source):
+    """The model from its input to the one tensor the operations starting at ``source`` end in (what the first layer
+    after them reads), and their names; (None, names) when they end in several tensors.
+
+    Keras' own ``preprocess_input(inputs)`` on a symbolic input puts operations, not layers, into the graph: ``x /
+    127.5 - 1`` ('tf' mode: MobileNet, Xception, ResNetV2, ...), three slices, a stack and a mean ('caffe': VGG,
+    ResNet50), a division by 255, a mean and a std ('torch': DenseNet).
+    """
+    import keras
+
+    ends, names, frontier, seen = [], [], [source], set()
+    while frontier:
+        tensor = frontier.pop()
+        for name, node in nodes.items():
+            if name in seen or not any(t is tensor for t in node.input_tensors):
+                continue
+            if _is_layer(node.operation):
+                if not any(t is tensor for t in ends):
+                    ends.append(tensor)
+                continue
+            seen.add(name)
+            names.append(name)
+            frontier.extend(node.output_tensors)
+    if len(ends) != 1:
+        return None, names
+    return keras.Model(model.inputs[0], ends[0]), names
+
+
 def _first_layer(model):
     """The first layer from the model's (single) input that changes its values (or None), the names of the layer
-    types passed on the way (``PASS_THROUGH``), and the shape of the tensor that layer reads."""
+    types passed on the way (``PASS_THROUGH``), and the shape of the tensor that layer reads.
+
+    Operations (not layers) met first, Keras' ``preprocess_input`` applied to the symbolic input, come back as
+    one model from the input to their result, named for them (``_op_prefix``).
+    """
     from lrfc.frontend.graph import layer_nodes
 
     if len(model.inputs) != 1:
@@ -189,7 +228,12 @@ def _first_layer(model):
         reader = next((name for name, node in nodes.items() if any(t is source for t in node.input_tensors)), None)
         if reader is None:
             return None, passed, None
-        layer = model.get_layer(reader)
+        layer = nodes[reader].operation
+        if not _is_layer(layer):
+            prefix, names = _op_prefix(model, nodes, source)
+            if prefix is not None:
+                prefix.name = f"operations ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+            return prefix, passed, tuple(model.inputs[0].shape[1:])
         outputs = nodes[reader].output_tensors
         if not _passes_values(layer) or len(outputs) != 1:
             return layer, passed, tuple(source.shape[1:])
@@ -202,6 +246,14 @@ def _probe(layer, shape) -> tuple[float, float]:
     lo = np.asarray(layer(np.zeros((1, *shape), np.float32)), dtype=np.float64)
     hi = np.asarray(layer(np.full((1, *shape), 255.0, np.float32)), dtype=np.float64)
     return float(lo.mean()), float(hi.mean())
+
+
+def _takes_raw_pixels(lo: float, hi: float) -> bool:
+    """Whether preprocessing that maps an all-0 input to ``lo`` and an all-255 one to ``hi`` (means) expects raw
+    pixel values: it scales 0..255 into a small range ('tf' and 'torch' modes, ``x / 127.5 - 1``), or keeps their
+    scale and takes off a mean in pixel units ('caffe' mode: -123.7..151.1; a mean above 1.5, as for Normalization)."""
+    spread = hi - lo
+    return (abs(hi) <= 8 and abs(spread) <= 8) or (0.9 * 255 <= spread <= 1.1 * 255 and abs(lo) > 1.5)
 
 
 def infer_contract(model) -> InputContract:
@@ -238,16 +290,18 @@ def infer_contract(model) -> InputContract:
             return InputContract("0-1", reason=f"{starts}an identity {kind} (mean 0, variance 1: never "
                                               f"{fitted}), which tells nothing; assuming [0, 1] (state it with --input-range)")
         return InputContract("0-1", reason=f"{starts}{kind} ({stat} up to {top:.4g}), {fitted} on [0, 1] values")
-    if isinstance(layer, keras.layers.Lambda):
+    if isinstance(layer, (keras.layers.Lambda, keras.Model)):  # a Model here: the operations _first_layer found
+        one = isinstance(layer, keras.layers.Lambda)
+        what = f"a Lambda layer ('{layer.name}')" if one else layer.name
         try:
             lo, hi = _probe(layer, shape)
         except Exception:  # a Lambda that cannot run on a probe tells nothing
-            return InputContract("0-1", reason=f"{starts}a Lambda layer ('{layer.name}') that lrfc could "
+            return InputContract("0-1", reason=f"{starts}{what} that lrfc could "
                                               "not probe; assuming [0, 1] (state it with --input-range)")
-        if abs(hi) <= 8 and abs(hi - lo) <= 8:
-            return InputContract("0-255", reason=f"{starts}a Lambda layer ('{layer.name}') that maps "
+        if _takes_raw_pixels(lo, hi):
+            return InputContract("0-255", reason=f"{starts}{what} that {'maps' if one else 'map'} "
                                                   f"0..255 to {lo:.3g}..{hi:.3g}: its own preprocessing")
-        return InputContract("0-1", reason=f"{starts}a Lambda layer ('{layer.name}') that is not "
+        return InputContract("0-1", reason=f"{starts}{what} that {'is' if one else 'are'} not "
                                           "pixel preprocessing; assuming [0, 1]")
     return default
 
