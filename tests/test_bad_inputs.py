@@ -53,6 +53,9 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     _npz(root / "labels12.npz", x=x, y=np.full(40, 12))
     _npz(root / "labels_text.npz", x=x, y=np.array([str(v) for v in y]))
     _npz(root / "labels_3d.npz", x=x, y=np.zeros((40, 2, 5)))
+    multi_hot = np.eye(10, dtype=np.uint8)[y]
+    multi_hot[3, (y[3] + 1) % 10] = 1  # a second class on one sample: multi-label
+    _npz(root / "multi_hot.npz", x=x, y=multi_hot)
     _npz(root / "five_channels.npz", x=rng.integers(0, 256, (40, 28, 28, 5), dtype=np.uint8), y=y)
     _npz(root / "flat7.npz", x=rng.random((40, 7)).astype(np.float32), y=y)
     _npz(root / "five_samples.npz", x=x[:5], y=y[:5])
@@ -136,6 +139,8 @@ CASES = [
     ("labels-beyond-outputs", lambda f: _build(f, data=_npzdata(f, "labels12.npz")), 2, "labels span 12..12"),
     ("labels-text", lambda f: _build(f, data=_npzdata(f, "labels_text.npz")), 2, "labels have dtype <U1"),
     ("labels-3d", lambda f: _build(f, data=_npzdata(f, "labels_3d.npz")), 2, "labels have shape (40, 2, 5)"),
+    ("labels-multi-hot", lambda f: _build(f, data=_npzdata(f, "multi_hot.npz")), 2,
+     "label rows (N, 10) are not one-hot: 1 of 40 sum to 2, not 1 (row 3)"),
     ("wrong-channel-count", lambda f: _build(f, data=_npzdata(f, "five_channels.npz")), 2, "images have 5 channels"),
     ("unmappable-shape", lambda f: _build(f, data=_npzdata(f, "flat7.npz")), 2, "cannot be mapped to the model input"),
     ("tiny-dataset", lambda f: _build(f, data=_npzdata(f, "five_samples.npz")), 2, "5 samples; at least 10"),

@@ -393,7 +393,13 @@ def _check(x: np.ndarray, y: np.ndarray | None, num_classes: int | None, min_sam
     y = np.asarray(y)
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise UserError(f"{where}: labels have dtype {y.dtype}; expected whole class indices 0..N-1 (or one-hot rows)")
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot (or class probabilities, label smoothing: rows that sum to 1)
+        sums = y.sum(axis=1, dtype=np.float64)
+        off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
+        if len(off):
+            raise UserError(f"{where}: label rows (N, {y.shape[1]}) are not one-hot: {len(off):,} of {len(y):,} sum to "
+                            f"{sums[off[0]]:g}, not 1 (row {int(off[0])}); several classes per sample (multi-label) or "
+                            "none have no top-1 for --max-acc-drop to keep; give one class index per sample")
         y = y.argmax(axis=1)
     if y.size != len(y):
         raise UserError(f"{where}: labels have shape {y.shape}; expected one class index per sample, (N,) or (N, 1), "
