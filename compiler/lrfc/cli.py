@@ -40,6 +40,9 @@ _state = {"verbose": False}
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
 DataHelp = "fashion-mnist, digits, an .npz (x, y) or a folder of images in class subfolders (folder names 0..N-1 are the class indices)."
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
+CustomObjects = Annotated[Optional[list[str]], typer.Option(
+    "--custom-objects", help="A .py file (or module) that defines the model's custom layers or functions; imported "
+                             "before the model loads, so Keras knows them by name. Repeat it for several.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 InputRange = Annotated[Optional[str], typer.Option(
     "--input-range", help="Pixel values the model expects: 0-1, 0-255 or -1-1 (default: inferred; a model that starts "
@@ -94,6 +97,13 @@ def _devices(urls: Optional[list[str]]):
     return urls[0] if len(urls) == 1 else tuple(urls)
 
 
+def _import_custom(specs: Optional[list[str]]) -> None:
+    """``--custom-objects``, imported before a command loads its model (``lrfc build`` does it in its load stage)."""
+    from lrfc.frontend.load import import_custom_objects
+
+    import_custom_objects(specs)
+
+
 def _contract(input_range, input_mean, input_std, channel_order):
     from lrfc.frontend.contract import given_contract
 
@@ -109,6 +119,7 @@ def inspect(
     as_json: AsJson = False,
     input_shape: Annotated[Optional[str], typer.Option(help="Input shape without batch, e.g. 224,224,3, for models whose spatial size is undefined.")] = None,
     trust_model: TrustModel = False,
+    custom_objects: CustomObjects = None,
 ):
     """A model: every layer (type, output shape, params, MACs, the factorizations that apply) and the input contract.
     A .tflite/.onnx file: its inputs and outputs (an int8 file's scale and zero point), the contract and labels it
@@ -123,6 +134,7 @@ def inspect(
         return
     from lrfc.frontend.inspect import render_table
 
+    _import_custom(custom_objects)
     report = inspect_model(model, trust=trust_model, input_shape=_parse_shape(input_shape))
     if as_json:
         _emit_json(report)
@@ -161,6 +173,7 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the on-disk cache.")] = False,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
     trust_model: TrustModel = DEFAULT["trust_model"],
+    custom_objects: CustomObjects = None,
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
     device: Annotated[Optional[list[str]], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated). Repeat it for a farm: devices measure in parallel, one measurement per device at a time; every chain is timed on each distinct board (fingerprint), and the plan is priced for the first --device's.")] = None,
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = DEFAULT["device_python"],
@@ -200,6 +213,7 @@ def build(
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples or None,
         max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
+        custom_objects=tuple(custom_objects or ()),
         formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
@@ -245,12 +259,14 @@ def decompose(
     channel_order: ChannelOrder = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-layer report as JSON.")] = False,
     trust_model: TrustModel = False,
+    custom_objects: CustomObjects = None,
 ):
     """Factorize layers with one method at ranks you choose (no search, no fine-tuning)."""
     from lrfc.factorize.manual import decompose_model
 
     if calib_samples < 1:
         raise UserError(f"--calib-samples: received {calib_samples}; expected a positive integer")
+    _import_custom(custom_objects)
     report = decompose_model(model, method, rank, list(_split(layers)) if layers else None, data, data_aware, out,
                              calib_samples, trust=trust_model, allow_larger=allow_larger,
                              contract=_contract(input_range, input_mean, input_std, channel_order))
@@ -290,12 +306,14 @@ def export(
     channel_order: ChannelOrder = None,
     allow_low_accuracy: AllowLow = False,
     trust_model: TrustModel = False,
+    custom_objects: CustomObjects = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print export.json instead of the table.")] = False,
 ):
     """Lower a model as it is (no compression) to verified TFLite/ONNX artifacts and export.json."""
     from lrfc.api import export as export_model
     from lrfc.lower.export import render_table
 
+    _import_custom(custom_objects)
     doc = export_model(model, target, out=out, formats=_split(formats), precision=precision, data=data,
                        calib_samples=calib_samples, trust=trust_model, seed=seed, allow_low_accuracy=allow_low_accuracy,
                        log=_warn, input_range=input_range, input_mean=input_mean, input_std=input_std,
@@ -324,6 +342,7 @@ def verify(
     channel_order: ChannelOrder = None,
     allow_low_accuracy: AllowLow = False,
     trust_model: TrustModel = False,
+    custom_objects: CustomObjects = None,
     as_json: AsJson = False,
 ):
     """Rerun the verification gate on an existing artifact, or check a report's files by their sha256. Exit 0 or 1."""
@@ -343,6 +362,7 @@ def verify(
         return
     if artifact is None or model is None:
         raise UserError("lrfc verify takes ARTIFACT --model MODEL (or --report report.json)")
+    _import_custom(custom_objects)
     record = verify_artifact(artifact, model, data=data, precision=precision, seed=seed, trust=trust_model,
                              allow_low_accuracy=allow_low_accuracy, log=_warn, input_range=input_range,
                              input_mean=input_mean, input_std=input_std, channel_order=channel_order)

@@ -53,6 +53,7 @@ class BuildOptions:
                                        # (weights); auto won 8 of 848 candidates and no plan, at twice the score time (bench.fits)
     batch_size: int = 128
     trust_model: bool = False
+    custom_objects: tuple[str, ...] = ()  # .py files or modules defining the model's custom layers, imported in load
     formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)
     device: str | tuple[str, ...] | None = None  # "local", "ssh://user@host[:port]", or several (a farm); None: host is local, others estimated
     device_python: str = "python3"
@@ -203,6 +204,9 @@ class BuildOptions:
         self.given_contract()
         if self.plan is not None and not Path(self.plan).exists():
             raise UserError(f"plan not found: {self.plan}")
+        for spec in self.custom_objects:
+            if str(spec).endswith(".py") and not Path(spec).is_file():
+                raise UserError(f"--custom-objects {spec}: no such file")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             _bad("--out", self.out, "a directory (it exists as a file)")

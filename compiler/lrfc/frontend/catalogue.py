@@ -29,6 +29,9 @@ from lrfc.errors import UserError
 from lrfc.geometry import ConvGeometry, DenseGeometry, Geometry
 
 
+CUSTOM_NOTE = "a layer of the model's own class: passed through, not looked inside (its MACs are not counted)"
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One row of `lrfc inspect`."""
@@ -196,7 +199,8 @@ def _describe_call(layer, node) -> LayerInfo:
     if kind is not None:
         macs, methods, geom, note = _conv_info(layer, kind, in_shape, out_shape)
         return LayerInfo(layer.name, type(layer).__name__, out_shape, params, macs, methods, geom, note)
-    return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, (), None, "")
+    own = not type(layer).__module__.startswith(("keras.", "lrfc."))  # the user's class (--custom-objects)
+    return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, (), None, CUSTOM_NOTE if own else "")
 
 
 def describe_model(flat_model) -> list[LayerInfo]:

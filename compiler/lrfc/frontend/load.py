@@ -9,6 +9,7 @@ Safe mode stays on: a model whose loading would run arbitrary Python (a
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -80,10 +81,62 @@ def _load_with_keras(path: Path, trust: bool):
         raise
     except Exception as exc:  # Keras raises many types for a bad file
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Could not locate class" in str(exc) or "Unknown layer" in str(exc):
-            message = (f"it uses a class Keras does not know ({message}); lrfc loads models built from "
-                       "Keras layers, or custom layers registered with keras.saving.register_keras_serializable before loading")
+        if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
+            named = re.search(r"Could not locate (class|function) '([^']+)'", str(exc))  # deep in Keras' text
+            what = f"{named.group(1)} '{named.group(2)}'" if named else f"a class ({message})"
+            message = (f"it uses {what}, which Keras does not know; pass --custom-objects FILE.py, the code that "
+                       "defines it, and lrfc imports that first (the Python API: import it before loading)")
         raise UserError(f"{path}: cannot load model: {message}") from exc
+
+
+def import_custom_objects(specs) -> list[str]:
+    """Import each ``--custom-objects`` spec (a ``.py`` file, or a module importable from the working folder) and
+    make the Keras layers, models and functions it defines known to ``keras.saving.load_model`` by their names,
+    registered or not (a class defined in a training script is saved as ``__main__.MyBlock``). Returns their names.
+
+    The user's own code, run because they named it: what ``--trust-model`` allows for a Lambda in the file.
+    """
+    import importlib
+    import importlib.util
+    import inspect
+    import sys
+
+    found = []
+    if specs:
+        from lrfc.common.quiet import import_keras
+
+        import_keras()  # TensorFlow's start-up lines silenced before the user's code imports it
+    for spec in specs or ():
+        path = Path(spec)
+        try:
+            if path.suffix == ".py":
+                if not path.is_file():
+                    raise UserError(f"--custom-objects {spec}: no such file")
+                name = f"lrfc_custom_objects.{path.stem}"
+                module_spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module
+                sys.path.insert(0, str(path.resolve().parent))  # it may import the files beside it
+                module_spec.loader.exec_module(module)
+            else:
+                if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                    sys.path.insert(0, str(Path.cwd()))
+                module = importlib.import_module(spec)
+        except UserError:
+            raise
+        except (Exception, SystemExit) as exc:  # the user's code: any error in it is theirs, in one line
+            raise UserError(f"--custom-objects {spec}: importing it failed: {type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+        import keras
+
+        known = keras.saving.get_custom_objects()
+        for attr, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__ or attr.startswith("_"):
+                continue
+            if (inspect.isclass(obj) and issubclass(obj, keras.layers.Layer)) or inspect.isfunction(obj):
+                known[obj.__name__] = obj
+                found.append(obj.__name__)
+    return found
 
 
 def load_model(path: str | Path, trust: bool = False):

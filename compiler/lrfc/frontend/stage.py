@@ -100,7 +100,7 @@ def load(state) -> None:
     from lrfc.cost.devices import links_for
     from lrfc.frontend.binary import as_two_class, binary_kind, describe, refusal
     from lrfc.frontend.catalogue import describe_model
-    from lrfc.frontend.load import load_flat
+    from lrfc.frontend.load import import_custom_objects, load_flat
     from lrfc.decompose import cp
     from lrfc.search.cache import Cache
     from lrfc.targets import load_profile
@@ -113,6 +113,7 @@ def load(state) -> None:
     for link in state.links:
         if link.url is not None:
             link.describe(state.profile.runtimes[0])  # an unreachable device fails now, not after the search
+    import_custom_objects(opts.custom_objects)
     state.flat = load_flat(opts.model, opts.trust_model, opts.input_shape, log=state.log)
     if len(state.flat.inputs) != 1 or len(state.flat.outputs) != 1:
         raise UserError(f"{opts.model_name}: lrfc build takes a single-input, single-output classifier; this one has "

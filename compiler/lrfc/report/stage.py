@@ -50,6 +50,7 @@ def solutions(state) -> list[dict]:
 
 def build_report(state) -> dict:
     """The ``report.json`` document of a finished build."""
+    from lrfc.frontend.catalogue import CUSTOM_NOTE
     from lrfc.search.stage import rank_multiple
 
     opts = state.options
@@ -61,7 +62,7 @@ def build_report(state) -> dict:
         failed.setdefault(f.layer, []).append(f.method)
     for r in state.rows:
         if not r.methods:
-            if r.macs:  # a convolution/dense-family layer no method takes (depthwise, grouped, ...)
+            if r.macs or r.note == CUSTOM_NOTE:  # a conv/dense-family layer no method takes; the user's own class
                 unfactorized.append({"name": r.name, "type": r.type, "reason": r.note or "no factorization applies"})
             continue
         c = chosen.get(r.name)
