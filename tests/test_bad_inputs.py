@@ -84,6 +84,8 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     conv = keras.layers.Conv2D(4, 3)(inp)
     one = keras.layers.Dense(1, activation="relu")(keras.layers.Flatten()(conv))  # a regression: no sigmoid, no logit
     keras.Model(inp, one).save(root / "one_unit.keras")
+    softmax1 = keras.layers.Dense(1, activation="softmax")(keras.layers.Flatten()(conv))  # always 1.0
+    keras.Model(inp, softmax1).save(root / "softmax_unit.keras")
     logit = keras.layers.Dense(1)(keras.layers.Flatten()(conv))  # a binary classifier's logit
     keras.Model(inp, logit).save(root / "binary_logit.keras")
     keras.Model(inp, keras.layers.Conv2D(10, 1, activation="softmax")(conv)).save(root / "per_pixel.keras")  # segmentation
@@ -124,6 +126,8 @@ CASES = [
     ("build-input-shape-text", lambda f: _build(f, "--input-shape", "28,a"), 2, "--input-shape: received '28,a'"),
     ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2,
      "its output has one unit (shape (None, 1)) after an activation other than a sigmoid"),
+    ("model-softmax-over-one-unit", lambda f: _build(f, model=f.root / "softmax_unit.keras"), 2,
+     "its output is one unit after a softmax (shape (None, 1)), which is 1.0 for every input"),
     ("binary-model-ten-class-data", lambda f: _build(f, model=f.root / "binary_logit.keras"), 2,
      "labels span 0..9; the model has 2 classes"),
     ("model-per-pixel-output", lambda f: _build(f, model=f.root / "per_pixel.keras"), 2,

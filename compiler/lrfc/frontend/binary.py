@@ -73,11 +73,22 @@ def binary_kind(model) -> str | None:
     return LOGIT if act in (None, "linear") or getattr(act, "__name__", None) == "linear" else None
 
 
-def refusal(name: str, shape: tuple) -> str:
-    """The one line for a one-unit output that is neither a sigmoid nor a logit."""
+def refusal(name: str, model) -> str:
+    """The one line for a one-unit output that is neither a sigmoid nor a logit (a softmax over one unit, a classic
+    slip for a binary classifier, is 1 for every input: said so)."""
+    import keras
+
+    shape = tuple(model.outputs[0].shape)
+    layer = _output_layer(model)
+    act = layer.get_config().get("activation") if hasattr(layer, "get_config") else None
+    if isinstance(layer, keras.layers.Softmax) or act == "softmax" or getattr(act, "__name__", None) == "softmax":
+        return (f"{name}: its output is one unit after a softmax (shape {shape}), which is 1.0 for every input, so "
+                "the model tells its classes apart by nothing; a binary classifier ends in Dense(1, "
+                "activation='sigmoid') or in two softmax units")
     return (f"{name}: its output has one unit (shape {shape}) after an activation other than a sigmoid; lrfc build "
             "takes a classifier: one score per class, or one sigmoid unit or logit for two classes (a regression "
             "has no top-1 accuracy for --max-acc-drop to keep)")
+
 
 
 def _head_layer():

@@ -133,7 +133,7 @@ def load(state) -> None:
     if units is not None and int(units) < 2:
         state.binary = binary_kind(state.flat)
         if state.binary is None:
-            raise UserError(refusal(opts.model_name, out_shape))
+            raise UserError(refusal(opts.model_name, state.flat))
         state.flat = as_two_class(state.flat, state.binary)
     methods = set(opts.methods)
     state.targets = [r.name for r in state.rows if methods & set(r.methods)]
