@@ -43,6 +43,16 @@ def test_npz_with_test_split(tmp_path):
     assert ds.x.max() <= 1.0
 
 
+def test_an_npz_in_keras_dataset_layout_x_train_y_train(tmp_path):
+    """Keras' own dataset files (mnist.npz) name the arrays x_train, y_train, x_test, y_test."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y_train=np.arange(30) % 3,
+             x_test=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), y_test=np.arange(12) % 3)
+    ds = load_data(str(tmp_path / "mnist.npz"), (8, 8, 1), num_classes=3)
+    assert ds.x.shape == (30, 8, 8, 1) and ds.y.tolist() == (np.arange(30) % 3).tolist()
+    assert ds.x_test.shape == (12, 8, 8, 1) and ds.y_test.tolist() == (np.arange(12) % 3).tolist()
+
+
 def test_image_folder(keras, tmp_path):
     import tensorflow as tf
 

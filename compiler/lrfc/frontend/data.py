@@ -118,9 +118,12 @@ def _read_npz(path: Path, labels: bool = True):
         arrays = npyfile.arrays(path)
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from exc
+    if "x" not in arrays and "x_train" in arrays:  # Keras' own dataset files (mnist.npz): x_train, y_train, x_test, y_test
+        arrays = {("x" if k == "x_train" else "y" if k == "y_train" else k): v for k, v in arrays.items()}
     for key in ("x", "y") if labels else ("x",):
         if key not in arrays:
-            raise UserError(f"{path}: no array '{key}' (found: {', '.join(arrays) or 'none'}); expected 'x' (samples) and 'y' (labels)")
+            raise UserError(f"{path}: no array '{key}' (found: {', '.join(arrays) or 'none'}); expected 'x' (samples) "
+                            "and 'y' (labels), or Keras' x_train and y_train")
     return arrays["x"], arrays.get("y"), arrays.get("x_test"), arrays.get("y_test")
 
 
