@@ -51,12 +51,13 @@ def test_the_gate_sees_a_flipped_binary_answer_that_an_argmax_cannot():
 @pytest.mark.parametrize("end,kind", [("dense-sigmoid", "sigmoid"), ("activation-sigmoid", "sigmoid"),
                                       ("logit", "logit"), ("relu", None), ("softmax", None)])
 def test_one_unit_as_two_classes_and_back(keras, end, kind):
+    from lrfc.frontend.inspect import inspect_model
     from lrfc.frontend.load import load_flat
 
     keras.utils.set_random_seed(1)
     model = _small(keras, end)
     flat = load_flat(model)
-    assert binary_kind(flat) == kind
+    assert binary_kind(flat) == kind and inspect_model(model)["binary_output"] == kind
     if kind is None:
         return
     x = np.random.default_rng(0).random((32, 12, 12, 1)).astype(np.float32) * 4

@@ -11,9 +11,12 @@ def inspect_model(path: str, trust: bool = False, input_shape: tuple[int, ...] |
     Returns:
         ``{"model", "input_shape", "input", "layers": [{"name", "type",
         "output_shape", "params", "macs", "methods"}...], "total_params",
-        "total_macs", "factorizable_layers"}``; ``input`` is the input
-        contract inferred from the graph (``frontend.contract``).
+        "total_macs", "factorizable_layers", "binary_output"}``; ``input`` is the input
+        contract inferred from the graph (``frontend.contract``); ``binary_output``
+        ``"sigmoid"`` or ``"logit"`` for a binary classifier's one output unit
+        (``frontend.binary``), else None.
     """
+    from lrfc.frontend.binary import binary_kind
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.contract import infer_contract
 
@@ -27,6 +30,7 @@ def inspect_model(path: str, trust: bool = False, input_shape: tuple[int, ...] |
         "total_params": sum(r.params for r in rows),
         "total_macs": sum(r.macs for r in rows),
         "factorizable_layers": sum(1 for r in rows if r.methods),
+        "binary_output": binary_kind(flat) if len(flat.inputs) == 1 and len(flat.outputs) == 1 else None,
     }
 
 
@@ -62,4 +66,8 @@ def render_table(report: dict) -> str:
         from lrfc.frontend.contract import InputContract
 
         lines.append(f"input: {InputContract(**report['input']).describe()}")
+    if report.get("binary_output"):
+        from lrfc.frontend.binary import describe
+
+        lines.append(f"output: {describe(report['binary_output'])}")
     return "\n".join(lines)
