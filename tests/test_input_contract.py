@@ -218,6 +218,34 @@ def test_a_model_built_on_keras_preprocess_input_reads_raw_pixels(keras, tmp_pat
     assert all(a["passed"] and a["reference_accuracy"] > 0.6 for a in report["artifacts"]), report["artifacts"]
 
 
+def test_chance_on_imbalanced_labels_is_the_common_class_share(keras):
+    """95 % negatives: a model that answers class 0 for everything scores 95 %, which the balanced rule (chance 50 %
+    + 5 points) passed, and every compression of it "kept" it. Now chance is the common class's share, a model at it
+    that answers one class is stopped, and the input ranges it could have been fed are compared by balanced accuracy
+    (an all-black input that collapses the model onto class 0 does not look better)."""
+    from lrfc.frontend.sanity import at_chance, balanced_accuracy, chance_level, check_original
+
+    y = np.array([0] * 95 + [1] * 5)
+    assert chance_level(y, 2) == (0.95, "95.0%, the share of class 0, the most common")
+    assert chance_level(np.arange(100) % 10, 10) == (0.1, "10.0%")  # balanced: as before
+    assert chance_level(np.array([0] * 14 + [1] * 6), 2)[0] == 0.5  # 70 %: not 1.5 x 50 %
+    constant, varied = np.zeros(100, int), np.array([0] * 80 + [1] * 20)
+    assert at_chance(0.95, 0.95, 2, constant) and not at_chance(0.96, 0.95, 2, constant)
+    assert not at_chance(0.85, 0.95, 2, varied)  # tells the classes apart, if poorly: weak, not broken
+    assert balanced_accuracy(constant, y) == 0.5 and balanced_accuracy(y, y) == 1.0
+
+    inp = keras.Input((4, 4, 1))
+    model = keras.Model(inp, keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(
+        [1.0, 0.0]))(keras.layers.Flatten()(inp)))  # class 0 for every input
+    x = np.random.default_rng(0).random((200, 4, 4, 1)).astype(np.float32)
+    labels = np.array([0] * 190 + [1] * 10)
+    with pytest.raises(UserError, match=r"scores 95\.0% top-1 .* chance is 95\.0%, the share of class 0, the most "
+                                        r"common\): .*balanced accuracy.* the model predicts class 0 for 100% of samples"):
+        check_original(model, x, labels, InputContract("0-1"))
+    assert check_original(model, x, np.array([0] * 100 + [1] * 100), InputContract("0-1"),
+                          allow_low=True) == pytest.approx(0.5)  # balanced labels: at chance, as before (warned)
+
+
 def test_stating_the_wrong_range_stops_and_names_the_right_one(rescaling_model_path, tmp_path):
     res = run_cli("export", str(rescaling_model_path), "--target", "host", "--precision", "int8", "--data",
                   "fashion-mnist", "--input-range", "0-1", "--out", str(tmp_path / "e"))

@@ -5,8 +5,9 @@ model scored at chance (input values scaled twice, channels swapped, labels
 shifted) makes every later number meaningless, and a "drop of 0.00 points" at
 99 % compression is what it produces. So the original is evaluated on the
 validation split first; if its top-1 is within ``CHANCE_MARGIN`` of chance
-(1 / classes) the run stops with exit status 2 and one line naming the
-likely cause and the flag that fixes it, found by trying the alternatives on
+(1 / classes; on imbalanced labels the most common class's share, as a model
+answering that class for everything scores: ``chance_level``, ``at_chance``)
+the run stops with exit status 2 and one line naming the likely cause and the flag that fixes it, found by trying the alternatives on
 ``PROBE_SAMPLES`` samples (always: a ReLU network without normalisation is
 nearly scale-invariant and may score well above chance on values 255x too
 large, so a clearly better alternative is a warning even then):
@@ -35,7 +36,8 @@ from lrfc.errors import UserError
 from lrfc.frontend.contract import RANGES, InputContract
 from lrfc.frontend.samples import value_span
 
-CHANCE_MARGIN = 0.05   # top-1 below chance + 5 points is "at chance"
+CHANCE_MARGIN = 0.05   # top-1 below chance + 5 points is "at chance" (scaled to the headroom: ``at_chance``)
+IMBALANCED = 1.5       # a class this many times as common as 1/classes sets chance (``chance_level``)
 CLEAR_GAIN = 0.20      # an alternative must beat the data as given by 20 points to be named as the cause
 BETTER_ELSEWHERE = 0.15  # above chance, an alternative this much better on the probe is worth a warning
 PROBE_SAMPLES = 128
@@ -78,32 +80,51 @@ def _alternatives(contract: InputContract, channels: int | None) -> list[InputCo
     return [c for c in out if (c.range, c.mean, c.std, c.channel_order) != same]
 
 
-def _best_relabelling(y: np.ndarray, pred: np.ndarray, classes: int) -> float:
-    """Top-1 under the one-to-one class mapping that agrees most with the labels."""
+def _best_relabelling(y: np.ndarray, pred: np.ndarray, classes: int, balanced: bool = False) -> float:
+    """Top-1 (``balanced``: balanced accuracy) under the one-to-one class mapping that agrees most with the labels."""
     from scipy.optimize import linear_sum_assignment
 
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (y, np.clip(pred, 0, classes - 1)), 1)
     rows, cols = linear_sum_assignment(-confusion)
-    return float(confusion[rows, cols].sum()) / max(1, len(y))
+    if not balanced:
+        return float(confusion[rows, cols].sum()) / max(1, len(y))
+    label_of = np.empty(classes, dtype=np.int64)
+    label_of[cols] = rows  # predicted class -> the label it is mapped to
+    return balanced_accuracy(label_of[np.clip(pred, 0, classes - 1)], y)
 
 
-def probe_contracts(model, x: np.ndarray, y: np.ndarray, contract: InputContract) -> tuple[float, list]:
-    """Top-1 on a few hundred samples as fed, and under each other plausible contract (best first)."""
+def _score(pred: np.ndarray, y: np.ndarray, balanced: bool) -> float:
+    return balanced_accuracy(pred, y) if balanced else float(np.mean(pred == np.asarray(y).reshape(-1)))
+
+
+def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """The mean over the classes in ``y`` of the share of each class's samples answered right: a model that
+    answers one class for everything scores 1 / (classes present), however common that class is."""
+    y = np.asarray(y).reshape(-1)
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)])) if len(y) else 0.0
+
+
+def probe_contracts(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
+                    balanced: bool = False) -> tuple[float, list]:
+    """Top-1 on a few hundred samples as fed, and under each other plausible contract (best first); ``balanced``
+    (imbalanced labels): balanced accuracy instead, so a contract that makes the model answer the common class
+    for everything (all-black inputs) does not look better."""
     shape = tuple(model.inputs[0].shape[1:])
     channels = int(shape[-1]) if len(shape) == 3 else None
     pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]
     unit = contract.unapply(x[pick])
 
     def score(c: InputContract) -> float:
-        return float(np.mean(predict(model, c.apply(unit)).argmax(-1) == y[pick]))
+        return _score(predict(model, c.apply(unit)).argmax(-1), y[pick], balanced)
 
     tried = sorted(((score(alt), alt) for alt in _alternatives(contract, channels)), key=lambda t: -t[0])
     return score(contract), tried
 
 
-def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float, ...]] | None:
-    """Top-1 on ``PROBE_SAMPLES`` samples with BatchNorm on each batch's own statistics, and the momenta.
+def batch_statistics_score(model, x, y: np.ndarray, balanced: bool = False) -> tuple[float, tuple[float, ...]] | None:
+    """Top-1 (``balanced``: balanced accuracy) on ``PROBE_SAMPLES`` samples with BatchNorm on each batch's own
+    statistics, and the momenta.
 
     Training mode, with augmentation, dropout and noise passing their input
     through (``common.training_only``); the moving statistics it updates are
@@ -134,24 +155,51 @@ def batch_statistics_score(model, x, y: np.ndarray) -> tuple[float, tuple[float,
     finally:
         for variable, value in saved:
             variable.assign(value)
-    accuracy = float(np.mean(out.reshape(len(out), -1).argmax(-1) == y[pick]))
+    accuracy = _score(out.reshape(len(out), -1).argmax(-1), y[pick], balanced)
     return accuracy, tuple(sorted({float(bn.momentum) for bn in layers}))
 
 
+def chance_level(y: np.ndarray, classes: int) -> tuple[float, str]:
+    """What a model that tells nothing apart scores on labels ``y``, and how the message says it: ``1 / classes``,
+    or, on labels where one class is at least 1.5 times as common as that, that class's share (a model that
+    always answers it scores so: on 95 % negatives, 95 %)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64).reshape(-1), minlength=classes)
+    share = float(counts.max()) / max(1, int(counts.sum()))
+    if share >= IMBALANCED / classes:
+        return share, f"{100 * share:.1f}%, the share of class {int(counts.argmax())}, the most common"
+    return 1.0 / classes, f"{100 / classes:.1f}%"
+
+
+def at_chance(accuracy: float, chance: float, classes: int, pred: np.ndarray) -> bool:
+    """Within ``CHANCE_MARGIN`` of chance, the margin scaled to the headroom above it (5 points for balanced
+    labels; a quarter of a point above a 95 % majority class). Above ``1 / classes`` (imbalanced labels) the
+    model must also answer one class at least as often as the most common class occurs: a model that tells the
+    classes apart but errs more than the constant answer is weak, not broken (and says so by varying)."""
+    if accuracy >= chance + CHANCE_MARGIN * (1.0 - chance) / (1.0 - 1.0 / classes):
+        return False
+    if chance <= 1.0 / classes:
+        return True
+    top = np.bincount(np.asarray(pred, dtype=np.int64), minlength=classes).max() / max(1, len(pred))
+    return bool(top >= chance)
+
+
 def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, contract: InputContract,
-              tried: list | None, batch_stats: tuple[float, tuple[float, ...]] | None = None) -> str:
-    """The likely cause of a chance-level score, and the flag (or the training fix) that fixes it."""
+              tried: list | None, batch_stats: tuple[float, tuple[float, ...]] | None = None,
+              balanced: bool = False) -> str:
+    """The likely cause of a chance-level score, and the flag (or the training fix) that fixes it. ``balanced``
+    (imbalanced labels): every score here is a balanced accuracy, whose chance is 1 / classes."""
     chance = 1.0 / classes
+    of = " balanced accuracy" if balanced else ""
     if len(y) < MIN_DIAGNOSIS_SAMPLES:
         return (f"with {len(y)} validation samples lrfc cannot tell why; check the input range (--input-range, "
                 "--input-mean/--input-std), the channel order (--channel-order) and the label mapping, or pass more data")
     best = tried[0] if tried else None
     if best and best[0] >= chance + CLEAR_GAIN and best[0] >= accuracy + CLEAR_GAIN:
         return (f"the input values look wrong: lrfc fed {contract.describe()}; with {best[1].flags()} the model "
-                f"scores {100 * best[0]:.1f}% on {PROBE_SAMPLES} samples. Pass {best[1].flags()}")
-    relabelled = _best_relabelling(y, pred, classes)
+                f"scores {100 * best[0]:.1f}%{of} on {PROBE_SAMPLES} samples. Pass {best[1].flags()}")
+    relabelled = _best_relabelling(y, pred, classes, balanced)
     if relabelled >= chance + CLEAR_GAIN and relabelled >= accuracy + CLEAR_GAIN:
-        return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}% with the best "
+        return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}%{of} with the best "
                 "one-to-one relabelling): the label mapping looks wrong (for an image folder, name the class folders "
                 "by the model's output index 0..N-1)")
     counts = np.bincount(pred, minlength=classes)
@@ -159,11 +207,11 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
     if batch_stats and batch_stats[0] >= chance + CLEAR_GAIN and batch_stats[0] >= accuracy + CLEAR_GAIN:
         momenta = "/".join(f"{m:g}" for m in batch_stats[1])
         return (f"the model predicts class {top} for {100 * counts[top] / max(1, len(pred)):.0f}% of samples, yet with "
-                f"BatchNormalization on each batch's own statistics (training mode) it scores {100 * batch_stats[0]:.1f}% "
+                f"BatchNormalization on each batch's own statistics (training mode) it scores {100 * batch_stats[0]:.1f}%{of} "
                 f"on {PROBE_SAMPLES} samples: its BatchNorm moving statistics do not match its weights, as after too "
                 f"few training steps for their momentum ({momenta}). Train it longer or with a lower BatchNorm "
                 "momentum (e.g. 0.9), or re-estimate the moving statistics on your data, then build again")
-    tried_text = (f"no other input range helps (best {100 * best[0]:.1f}% with {best[1].flags()})" if best
+    tried_text = (f"no other input range helps (best {100 * best[0]:.1f}%{of} with {best[1].flags()})" if best
                   else "the data is already normalised, so lrfc could not try other input ranges")
     return (f"{tried_text}, nor does relabelling; the model predicts class {top} for "
             f"{100 * counts[top] / max(1, len(pred)):.0f}% of samples. Check that the model is trained and that "
@@ -204,17 +252,20 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     accuracy = float(np.mean(pred == y))
     if classes < 2:
         return accuracy
-    fed, tried = probe_contracts(model, x, y, contract) if not passthrough else (accuracy, None)
-    if accuracy >= 1.0 / classes + CHANCE_MARGIN:
+    chance, said = chance_level(y, classes)
+    balanced = chance > 1.0 / classes  # imbalanced labels: the probes compare balanced accuracies
+    fed, tried = probe_contracts(model, x, y, contract, balanced) if not passthrough else (accuracy, None)
+    if not at_chance(accuracy, chance, classes, pred):
         if tried and tried[0][0] >= fed + BETTER_ELSEWHERE and log is not None:
-            log(f"lrfc: warning: the original scores {100 * fed:.1f}% on {PROBE_SAMPLES} samples as fed "
-                f"({contract.describe()}) but {100 * tried[0][0]:.1f}% with {tried[0][1].flags()}: if the model was "
-                f"trained that way, pass {tried[0][1].flags()}")
+            of = " balanced accuracy" if balanced else ""
+            log(f"lrfc: warning: the original scores {100 * fed:.1f}%{of} on {PROBE_SAMPLES} samples as fed "
+                f"({contract.describe()}) but {100 * tried[0][0]:.1f}%{of} with {tried[0][1].flags()}: if the model "
+                f"was trained that way, pass {tried[0][1].flags()}")
         return accuracy
-    batch_stats = batch_statistics_score(model, x, y) if len(y) >= MIN_DIAGNOSIS_SAMPLES else None
-    cause = _diagnose(y, pred, accuracy, classes, contract, tried, batch_stats)
+    batch_stats = batch_statistics_score(model, x, y, balanced) if len(y) >= MIN_DIAGNOSIS_SAMPLES else None
+    cause = _diagnose(y, pred, _score(pred, y, balanced), classes, contract, tried, batch_stats, balanced)
     message = (f"the original model scores {100 * accuracy:.1f}% top-1 on {where} ({len(x):,} samples; chance is "
-               f"{100 / classes:.1f}%): {cause}" + (f"; and the data was reshaped: {fit}" if fit else ""))
+               f"{said}): {cause}" + (f"; and the data was reshaped: {fit}" if fit else ""))
     if not allow_low:
         raise UserError(f"{message}; or pass --allow-low-accuracy to go on anyway")
     if log is not None:
