@@ -127,6 +127,10 @@ def test_a_binary_classifier_builds_and_is_published_with_its_one_unit(shirts, k
     pipeline.run_build(opts, log=lines.append)
     report = json.loads((out / "report.json").read_text())
     assert report["binary_output"] == kind
+    from lrfc.report.text import summary_table
+
+    said = f"a binary classifier with one {'sigmoid ' if kind == 'sigmoid' else ''}unit"
+    assert f"output      {said}" in summary_table(report) and f"output: {said}" in (out / "report.html").read_text()
     assert any(line.startswith(f"model: a binary classifier with one {'sigmoid ' if kind == 'sigmoid' else ''}unit")
                for line in lines), lines
     # scored as two classes, not as an argmax over one column (which would be the share of class 0, about half)

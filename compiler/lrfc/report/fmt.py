@@ -111,6 +111,13 @@ def report_contract(report: dict):
     return from_record(report["input"], "the build") if isinstance(report.get("input"), dict) else None
 
 
+def output_line(binary: str) -> str:
+    """A binary classifier's one output unit (``report.json``'s ``binary_output``), as the summary says it."""
+    from lrfc.frontend.binary import describe
+
+    return f"{describe(binary)}; scored as two classes, published with its one unit"
+
+
 def input_line(contract: dict) -> str:
     """What the data's values were and how they reached the model."""
     parts = [f"pixel values {contract['range']}"]

@@ -10,7 +10,7 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
-                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
+                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line, output_line,
                              pct_removed, ranks_text, report_contract, sim_text, splits_line, test_split_line,
                              threads_line)
 from lrfc.report.plot import pareto_png
@@ -46,6 +46,8 @@ def render_html(report: dict) -> str:
         f"<span class=muted>cost: {e(cost_source_line(report))}</span>"
         + (f"<br><span class=muted>data: {e(splits_line(report['splits']))}</span>" if report.get("splits") else "")
         + (f"<br><span class=muted>input: {e(input_line(report['input']))}</span>" if report.get("input") else "")
+        + (f"<br><span class=muted>output: {e(output_line(report['binary_output']))}</span>"
+           if report.get("binary_output") else "")
         + "</p>",
         '<div class="cards">',
         _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),

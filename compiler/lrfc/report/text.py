@@ -8,8 +8,8 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             drop_error, fastest_line, finetune_line, gain_line, input_line, pct_removed, ranks_text,
-                             report_contract, short, sim_text, splits_line, test_split_line, threads_line)
+                             drop_error, fastest_line, finetune_line, gain_line, input_line, output_line, pct_removed,
+                             ranks_text, report_contract, short, sim_text, splits_line, test_split_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -66,6 +66,8 @@ def _footer(report: dict) -> list[str]:
         out.append(f"data        {splits_line(report['splits'])}")
     if report.get("input"):
         out.append(f"input       {input_line(report['input'])}")
+    if report.get("binary_output"):
+        out.append(f"output      {output_line(report['binary_output'])}")
     out.append(f"cost        {cost_source_line(report)}")
     if report.get("finetune"):
         out.append(f"fine-tune   {finetune_line(report['finetune'])}")
