@@ -65,6 +65,11 @@ def test_a_model_with_a_custom_layer_loads_with_the_code_that_defines_it(keras, 
     assert {"name": "scale", "type": "ChannelScale", "reason": "a layer of the model's own class: passed through, not "
             "looked inside (its MACs are not counted)"} in report["unfactorized"], report["unfactorized"]
     assert {layer["name"] for layer in report["layers"] if layer.get("method")} & {"conv1", "conv2", "fc"}
+    from lrfc.report.text import summary_table
+
+    removed = next(line for line in summary_table(report).splitlines() if line.startswith("removed"))
+    assert removed.endswith("of MACs (of the MACs lrfc counts, not those of scale: a layer of the model's own "
+                            "class, whose work it cannot see)"), removed
     assert report["original"]["accuracy"] > 0.5
     assert report["artifacts"] and all(a["passed"] for a in report["artifacts"]), report["artifacts"]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
+from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
                              drop_error, fastest_line, finetune_line, gain_line, input_line, output_line, pct_removed,
@@ -43,8 +44,12 @@ def summary_table(report: dict) -> str:
 def _footer(report: dict) -> list[str]:
     """The lines under the layer table: what was removed and measured, notes, and the accuracy budget last."""
     orig, comp = report["original"], report["compressed"]
+    uncounted = [u["name"] for u in report.get("unfactorized") or [] if u.get("reason") == CUSTOM_NOTE]
     out = [f"removed     {pct_removed(orig['params'], comp['params'])} of params, "
-           f"{pct_removed(orig['macs'], comp['macs'])} of MACs",
+           f"{pct_removed(orig['macs'], comp['macs'])} of MACs"
+           + (f" (of the MACs lrfc counts, not those of {_names(uncounted)}: "
+              f"{'a layer' if len(uncounted) == 1 else 'layers'} of the model's own class, whose work it cannot see)"
+              if uncounted else ""),
            f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'), drop_error(report))} on validation"]
     if orig.get("test_accuracy") is not None:
         test = accuracy_line(orig["test_accuracy"], comp.get("test_accuracy"), comp.get("test_drop_error"))
