@@ -87,6 +87,19 @@ def test_image_folder(keras, tmp_path):
     assert alike.x[0][0].max() == 0.0 and alike.x[0][1:15, 1:15].min() > 0.0
 
 
+def test_a_class_folders_subfolders_are_read_and_hidden_ones_left_out(keras, tmp_path):
+    """``cat/2019/*.png`` belongs to cat, as image_dataset_from_directory reads it; ``.ipynb_checkpoints`` does not."""
+    import tensorflow as tf
+
+    img = tf.io.encode_png(np.full((8, 8, 1), 9, np.uint8))
+    for rel in ("cat/a.png", "cat/2019/b.png", "cat/2019/jan/c.png", "dog/d.png", "dog/.ipynb_checkpoints/e.png",
+                "dog/.f.png", "dog/notes/readme.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(tmp_path / rel), img)
+    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=2, min_samples=4)
+    assert ds.y.tolist() == [0, 0, 0, 1] and ds.classes == ("cat", "dog")
+
+
 def test_image_files_are_scaled_by_their_bit_depth_not_their_own_range(keras, tmp_path):
     """A dark 8-bit image (its brightest pixel 1) stays dark: 1/255, not 1.0, as it was when each file's own range
     chose its scale; a 16-bit PNG is decoded to 8 bits."""

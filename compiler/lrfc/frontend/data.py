@@ -170,6 +170,15 @@ def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
     return path / train[0], [path / n for n in held]
 
 
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    """The image files in ``folder``, sorted; ``recursive``: in its subfolders too (a class folder's images may sit
+    in folders of their own, ``cat/2019/*.jpg``, which ``image_dataset_from_directory`` reads). Hidden files and
+    folders (``.ipynb_checkpoints``) are left out."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
 def _as_8_bit(unit: np.ndarray) -> np.ndarray:
     """A fitted image (unit values) held as 8-bit pixels again: a quarter of float32's memory (4,000 images at
     224x224x3: 0.6 GB, not 2.3), mapped back to unit values as samples are read (``frontend.samples``). A resized
@@ -205,9 +214,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
 
     xs, ys, shapes, small = [], [], {}, {}
     for cls in folders or [""]:
-        for f in sorted((path / cls).iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
+        for f in _image_files(path / cls, recursive=bool(folders)):
             try:
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
             except Exception as exc:
