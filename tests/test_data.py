@@ -100,6 +100,25 @@ def test_a_class_folders_subfolders_are_read_and_hidden_ones_left_out(keras, tmp
     assert ds.y.tolist() == [0, 0, 0, 1] and ds.classes == ("cat", "dog")
 
 
+def test_an_image_that_does_not_decode_is_left_out_and_said(keras, tmp_path):
+    """One damaged file among many (Kaggle's cats and dogs has some) costs that file, with a warning; a folder where
+    nothing decodes is refused."""
+    import tensorflow as tf
+
+    for i in range(10):
+        (tmp_path / "ok" / "0").mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(tmp_path / "ok" / "0" / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)))
+    (tmp_path / "ok" / "0" / "666.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    ds = load_data(str(tmp_path / "ok"), (8, 8, 1), num_classes=1)
+    assert len(ds.x) == 10
+    assert ds.notes[-1].startswith(f"{tmp_path / 'ok'}: 1 of 11 image files do not decode and were left out (first: "
+                                   "0/666.jpg: ")
+    (tmp_path / "bad" / "0").mkdir(parents=True)
+    (tmp_path / "bad" / "0" / "1.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"cannot decode images: none of its 1 image files decodes \(first: 0/1.png: "):
+        load_data(str(tmp_path / "bad"), (8, 8, 1), num_classes=1)
+
+
 def test_image_files_are_scaled_by_their_bit_depth_not_their_own_range(keras, tmp_path):
     """A dark 8-bit image (its brightest pixel 1) stays dark: 1/255, not 1.0, as it was when each file's own range
     chose its scale; a 16-bit PNG is decoded to 8 bits."""

@@ -212,13 +212,14 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
         labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
     import tensorflow as tf
 
-    xs, ys, shapes, small = [], [], {}, {}
+    xs, ys, shapes, small, unreadable = [], [], {}, {}, []
     for cls in folders or [""]:
         for f in _image_files(path / cls, recursive=bool(folders)):
             try:
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
-            except Exception as exc:
-                raise UserError(f"{f}: cannot decode image ({str(exc).strip().splitlines()[0]})") from None
+            except Exception as exc:  # a damaged file among many (Kaggle's cats and dogs has some): left out, said
+                unreadable.append(f"{f.relative_to(path)}: {str(exc).strip().splitlines()[0]}")
+                continue
             shapes[img.shape] = shapes.get(img.shape, 0) + 1
             unit = img[None].astype(np.float32) / np.float32(255)  # decoded to 8 bits: by that depth, not its range
             if _pads(img.shape[:2], input_shape[:2]):  # no larger than the input: kept until the shapes are known
@@ -227,9 +228,15 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
             else:
                 xs.append(_as_8_bit(_fit_image(unit, input_shape, f)[0]))
             ys.append(labels[cls])
+    if not xs and unreadable:
+        raise UserError(f"{path}: cannot decode images: none of its {len(unreadable)} image files decodes (first: "
+                        f"{unreadable[0]})")
     if not xs:
         where = "class subfolders hold" if folders else "holds neither class subfolders nor"
         raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
+    if unreadable:
+        notes = [*(notes or []), f"{path}: {len(unreadable)} of {len(xs) + len(unreadable)} image files do not decode "
+                                 f"and were left out (first: {unreadable[0]})"]
     for i, (unit, f) in small.items():  # one shape: the rule's padding; several: resized like every other image
         xs[i] = _as_8_bit(_fit_image(unit, input_shape, f, pad=len(shapes) == 1)[0])
     if len(shapes) == 1:
@@ -523,8 +530,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             known = {name: i for i, name in enumerate(classes)}
             parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known) for h in held]
             x_test, y_test = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-            notes = [*notes, f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
-                             "the held-out split (halved into validation and test)"]
+            notes = [*notes, *(n for part in parts for n in part[3] or ()),
+                     f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
+                     "the held-out split (halved into validation and test)"]
         elif path.is_dir():
             x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels)
         elif path.suffix.lower() == ".npz":
