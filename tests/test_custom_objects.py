@@ -70,6 +70,7 @@ def test_a_model_with_a_custom_layer_loads_with_the_code_that_defines_it(keras, 
     removed = next(line for line in summary_table(report).splitlines() if line.startswith("removed"))
     assert removed.endswith("of MACs (of the MACs lrfc counts, not those of scale: a layer of the model's own "
                             "class, whose work it cannot see)"), removed
+    assert "removed (not counting layers of the model's own classes)" in (tmp_path / "out" / "report.html").read_text()
     assert report["original"]["accuracy"] > 0.5
     assert report["artifacts"] and all(a["passed"] for a in report["artifacts"]), report["artifacts"]
 

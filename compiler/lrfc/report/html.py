@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from lrfc.benchmark.stage import baseline_of
+from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
@@ -51,7 +52,9 @@ def render_html(report: dict) -> str:
         + "</p>",
         '<div class="cards">',
         _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),
-        _card("MACs", f"{orig['macs']:,} &rarr; {comp['macs']:,}", f"{pct_removed(orig['macs'], comp['macs'])} removed"),
+        _card("MACs", f"{orig['macs']:,} &rarr; {comp['macs']:,}", f"{pct_removed(orig['macs'], comp['macs'])} removed"
+              + (" (not counting layers of the model's own classes)"
+                 if any(u.get("reason") == CUSTOM_NOTE for u in report.get("unfactorized") or []) else "")),
         _card("accuracy", f"{e(acc_text(orig.get('accuracy')))} &rarr; {e(acc_text(comp.get('accuracy')))}",
               e(accuracy_line(orig.get("accuracy"), comp.get("accuracy"), drop_error(report)).partition("(")[2].rstrip(")"))),
         _card("fine-tuning", *map(e, finetune_line(report.get("finetune") or {"mode": "none"}).partition(", ")[::2])),
