@@ -60,6 +60,24 @@ def test_passthrough_layers_say_why(keras):
     assert "causal" in _row(keras, (9, 4), keras.layers.Conv1D(2, 3, padding="causal")).note
 
 
+def test_attention_and_einsum_macs_are_counted_though_passed_through(keras):
+    """A transformer block's attention holds most of its work: left out, MACs removed would look larger than they
+    are (a small ViT's two attentions: 2.2 M of its 3.9 M MACs)."""
+    from lrfc.frontend.catalogue import describe_model
+
+    L = keras.layers
+    q, v = keras.Input((5, 8)), keras.Input((7, 6))
+    attention = L.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4, name="mha")(q, v)
+    rows = {r.name: r for r in describe_model(keras.Model([q, v], attention))}
+    projections = 5 * 8 * 2 * 3 + 7 * 6 * 2 * 3 + 7 * 6 * 2 * 4 + 5 * 2 * 4 * 8  # query, key, value, output
+    assert rows["mha"].macs == projections + 2 * 5 * 7 * (3 + 4) and rows["mha"].methods == ()
+    assert rows["mha"].note.startswith("attention: passed through")
+    inp = keras.Input((10, 8))
+    einsum = L.EinsumDense("abc,cd->abd", output_shape=(None, 12), bias_axes="d", name="ein")(inp)
+    row = next(r for r in describe_model(keras.Model(inp, einsum)) if r.name == "ein")
+    assert row.macs == 10 * 8 * 12 and row.note == "EinsumDense: passed through"
+
+
 def _nested(keras):
     inner = keras.Sequential([keras.Input((8, 8, 6)), keras.layers.Conv2D(6, 3, padding="same", name="inner_conv"),
                               keras.layers.BatchNormalization(name="inner_bn")], name="inner")

@@ -152,10 +152,49 @@ def _separable_info(layer, cfg: dict, out_sp: tuple, channels_last: bool, cout: 
     return macs, of_kind("dense"), geom, "depthwise part kept; pointwise part factorizable"
 
 
+def _attention_macs(layer, node) -> int:
+    """A MultiHeadAttention call's MACs per sample: its query, key, value and output projections and the two
+    products of attention (scores, weighted sum). 0 where a sequence length is unknown."""
+    node = node if node is not None else layer._inbound_nodes[0]
+    args, kwargs = list(node.arguments.args), node.arguments.kwargs
+    query = _shape(args[0])
+    value = _shape(args[1]) if len(args) > 1 else _shape(kwargs.get("value", args[0]))
+    key = _shape(args[2]) if len(args) > 2 else (_shape(kwargs["key"]) if kwargs.get("key") is not None else value)
+    if not (_known(query[1:]) and _known(value[1:]) and _known(key[1:])):
+        return 0
+    cfg = layer.get_config()
+    heads, kd = int(cfg["num_heads"]), int(cfg["key_dim"])
+    vd = int(cfg.get("value_dim") or kd)
+    out = cfg.get("output_shape") or query[-1]
+    d_out = math.prod(out) if isinstance(out, (list, tuple)) else int(out)
+    tq, tv = math.prod(query[1:-1]), math.prod(value[1:-1])
+    return (tq * query[-1] * heads * kd + tv * key[-1] * heads * kd + tv * value[-1] * heads * vd
+            + heads * tq * tv * (kd + vd) + tq * heads * vd * d_out)
+
+
+def _einsum_macs(layer, in_shape: tuple, out_shape: tuple) -> int:
+    """An EinsumDense's MACs per sample: the product of the sizes of every index of its input and kernel but the
+    batch's (``abc,cd->abd`` on (None, 10, 8) with an (8, 12) kernel: 10 x 8 x 12); with an ellipsis, each output
+    element times the kernel dimensions it sums over. 0 where a size is unknown."""
+    spec = layer.get_config()["equation"].replace(" ", "")
+    in_spec, rest = spec.split(",", 1)
+    kernel_spec, out_spec = rest.split("->")
+    kernel = {letter: int(d) for letter, d in zip(kernel_spec, layer.kernel.shape)}
+    if "..." not in in_spec and len(in_spec) == len(in_shape):
+        sizes = {**dict(zip(in_spec[1:], in_shape[1:])), **kernel}  # the first index is the batch's
+        return math.prod(sizes.values()) if _known(sizes.values()) else 0
+    contracted = [d for letter, d in kernel.items() if letter not in out_spec]
+    return math.prod(out_shape[1:]) * math.prod(contracted) if _known(out_shape[1:]) else 0
+
+
 def _kind(layer) -> str | None:
     import keras
 
     L = keras.layers
+    if isinstance(layer, L.MultiHeadAttention):
+        return "attention"
+    if isinstance(layer, L.EinsumDense):
+        return "einsum"
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
         return "separable"
     if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
@@ -196,6 +235,12 @@ def _describe_call(layer, node) -> LayerInfo:
             return LayerInfo(layer.name, type(layer).__name__, out_shape, params, geom.macs, of_kind("dense"), geom)
         return LayerInfo(layer.name, type(layer).__name__, out_shape, params, 0, of_kind("dense"),
                          DenseGeometry(fin, fout, 1, layer.bias is not None), "sequence length unknown: MACs not counted")
+    if kind == "attention":
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, _attention_macs(layer, node), (), None,
+                         "attention: passed through (its projections and products counted)")
+    if kind == "einsum":
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, _einsum_macs(layer, in_shape, out_shape), (),
+                         None, "EinsumDense: passed through")
     if kind is not None:
         macs, methods, geom, note = _conv_info(layer, kind, in_shape, out_shape)
         return LayerInfo(layer.name, type(layer).__name__, out_shape, params, macs, methods, geom, note)
