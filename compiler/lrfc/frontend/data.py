@@ -189,11 +189,11 @@ def _as_8_bit(unit: np.ndarray) -> np.ndarray:
 def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True,
                     labels: dict[str, int] | None = None):
     """Images fitted to ``input_shape`` (8-bit, ``_as_8_bit``), labels, class names by label, notes, how they were
-    fitted, and what
-    the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark image stays dark).
+    fitted, and what the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark
+    image stays dark). A file that does not decode is left out, and a note says how many were.
 
     Without class subfolders and ``labels_needed`` False, the images directly
-    in ``path`` are read, unlabelled: labels, class names and notes are None.
+    in ``path`` are read, unlabelled: labels and class names are None.
     ``labels`` (folder name -> label) is a training folder's, for its held-out
     folder, which may lack a class.
     """
@@ -249,7 +249,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
                "one size for all would be zero-padded where close)")
     values = "8-bit images"  # tf.io.decode_image's uint8 (a 16-bit PNG is scaled down to it)
     if not folders:
-        return np.stack(xs), None, None, None, fit, values
+        return np.stack(xs), None, None, notes, fit, values
     names = [""] * (max(labels.values()) + 1)
     for cls, label in labels.items():
         names[label] = cls
