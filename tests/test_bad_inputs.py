@@ -125,7 +125,7 @@ CASES = [
      "single-input, single-output classifier; this one has 1 input and 2 outputs"),
     ("build-input-shape-text", lambda f: _build(f, "--input-shape", "28,a"), 2, "--input-shape: received '28,a'"),
     ("model-one-output-unit", lambda f: _build(f, model=f.root / "one_unit.keras"), 2,
-     "its output has one unit (shape (None, 1)) after an activation other than a sigmoid"),
+     "its output is one unit (shape (None, 1)) from a Dense with activation 'relu'"),
     ("model-softmax-over-one-unit", lambda f: _build(f, model=f.root / "softmax_unit.keras"), 2,
      "its output is one unit after a softmax (shape (None, 1)), which is 1.0 for every input"),
     ("binary-model-ten-class-data", lambda f: _build(f, model=f.root / "binary_logit.keras"), 2,

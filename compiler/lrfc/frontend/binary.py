@@ -85,10 +85,10 @@ def refusal(name: str, model) -> str:
         return (f"{name}: its output is one unit after a softmax (shape {shape}), which is 1.0 for every input, so "
                 "the model tells its classes apart by nothing; a binary classifier ends in Dense(1, "
                 "activation='sigmoid') or in two softmax units")
-    return (f"{name}: its output has one unit (shape {shape}) after an activation other than a sigmoid; lrfc build "
-            "takes a classifier: one score per class, or one sigmoid unit or logit for two classes (a regression "
-            "has no top-1 accuracy for --max-acc-drop to keep)")
-
+    source = type(layer).__name__ + (f" with activation '{act}'" if isinstance(act, str) else "")
+    return (f"{name}: its output is one unit (shape {shape}) from a {source}; lrfc build takes a classifier: one "
+            "score per class, or for two classes one unit from a sigmoid or from a layer without activation (a "
+            "logit); a regression has no top-1 accuracy for --max-acc-drop to keep")
 
 
 def _head_layer():
