@@ -28,6 +28,9 @@ def _small(keras, end: str):
         out = L.Dense(1)(h)
     elif end == "relu":
         out = L.Dense(1, activation="relu")(h)
+    elif end in ("conv-pool", "sigmoid-conv-pool"):  # a one-channel map averaged: a logit, or an average probability
+        maps = L.Conv2D(6, 3, activation="relu")(inp)
+        out = L.GlobalAveragePooling2D()(L.Conv2D(1, 1, activation="sigmoid" if end[0] == "s" else None)(maps))
     else:  # two softmax units: an ordinary classifier
         out = L.Dense(2, activation="softmax")(h)
     return keras.Model(inp, out)
@@ -49,7 +52,8 @@ def test_the_gate_sees_a_flipped_binary_answer_that_an_argmax_cannot():
 
 
 @pytest.mark.parametrize("end,kind", [("dense-sigmoid", "sigmoid"), ("activation-sigmoid", "sigmoid"),
-                                      ("logit", "logit"), ("relu", None), ("softmax", None)])
+                                      ("logit", "logit"), ("conv-pool", "logit"), ("relu", None),
+                                      ("sigmoid-conv-pool", None), ("softmax", None)])
 def test_one_unit_as_two_classes_and_back(keras, end, kind):
     from lrfc.frontend.inspect import inspect_model
     from lrfc.frontend.load import load_flat

@@ -28,6 +28,13 @@ THRESHOLDS = {SIGMOID: 0.5, LOGIT: 0.0}  # class 1 where the unit's output is ab
 HEAD_NAME = "lrfc_binary_head"
 
 
+def _linear_after_logit() -> tuple:
+    import keras
+
+    L = keras.layers
+    return (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.Dropout)
+
+
 def predicted(outputs: np.ndarray, binary: str | None = None) -> np.ndarray:
     """Each sample's class from a classifier's outputs: the argmax of its scores, or, for one unit
     (``binary``: ``"sigmoid"`` or ``"logit"``), 1 where the unit is above its threshold."""
@@ -56,8 +63,11 @@ def _is_sigmoid(activation) -> bool:
 
 def binary_kind(model) -> str | None:
     """``"sigmoid"`` or ``"logit"`` for a single-output model whose output is one unit per sample (shape (batch, 1))
-    ending in a sigmoid or in a layer without activation; None for anything else."""
+    ending in a sigmoid or in a layer without activation (pooling, flattening or dropout after it included); None
+    for anything else."""
     import keras
+
+    from lrfc.frontend.graph import layer_nodes
 
     shape = tuple(model.outputs[0].shape)
     if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] != 1:
@@ -65,9 +75,18 @@ def binary_kind(model) -> str | None:
     layer = _output_layer(model)
     if isinstance(layer, keras.layers.Activation):
         return SIGMOID if _is_sigmoid(layer.get_config().get("activation")) else None
-    if not hasattr(layer, "activation"):
+    nodes = layer_nodes(model)  # this model's calls (a flattened model shares its layers with the file's)
+    while isinstance(layer, _linear_after_logit()):  # a Conv2D(1) without activation, then pooling: still a logit
+        inputs = nodes[layer.name].input_tensors if layer.name in nodes else ()
+        history = getattr(inputs[0], "_keras_history", None) if len(inputs) == 1 else None
+        if history is None:
+            return None
+        layer = history.operation
+    if not hasattr(layer, "activation") or isinstance(layer, keras.layers.Activation):
         return None
     act = layer.get_config().get("activation")
+    if _is_sigmoid(act) and layer is not _output_layer(model):
+        return None  # an average of probabilities is no logit, and its sigmoid cannot be taken off
     if _is_sigmoid(act):
         return SIGMOID
     return LOGIT if act in (None, "linear") or getattr(act, "__name__", None) == "linear" else None
