@@ -96,8 +96,24 @@ def test_a_class_folders_subfolders_are_read_and_hidden_ones_left_out(keras, tmp
                 "dog/.f.png", "dog/notes/readme.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         tf.io.write_file(str(tmp_path / rel), img)
-    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=2, min_samples=4)
+    seen = []
+
+    class Bar:  # BuildState.progress's shape: a context manager whose update counts files
+        def __init__(self, label, total, transient):
+            seen.append((label, total, transient))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            seen.append(n)
+
+    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=2, min_samples=4, progress=Bar)
     assert ds.y.tolist() == [0, 0, 0, 1] and ds.classes == ("cat", "dog")
+    assert seen == [(f"reading {tmp_path.name}", 4, True), 1, 1, 1, 1]  # a transient bar over the four files
 
 
 def test_an_image_that_does_not_decode_is_left_out_and_said(keras, tmp_path):

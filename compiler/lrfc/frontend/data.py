@@ -38,6 +38,7 @@ Data with NaN/Inf, labels outside the model's classes, or fewer than
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 from dataclasses import dataclass
@@ -187,13 +188,15 @@ def _as_8_bit(unit: np.ndarray) -> np.ndarray:
 
 
 def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True,
-                    labels: dict[str, int] | None = None):
+                    labels: dict[str, int] | None = None, progress=None):
     """Images fitted to ``input_shape`` (8-bit, ``_as_8_bit``), labels, class names by label, notes, how they were
     fitted, and what the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark
     image stays dark). A file that does not decode is left out, and a note says how many were.
 
     Without class subfolders and ``labels_needed`` False, the images directly
     in ``path`` are read, unlabelled: labels and class names are None.
+    ``progress(label, total, transient)`` (``BuildState.progress``) shows the
+    reading on a terminal (25,000 photos: a minute), erased at its end.
     ``labels`` (folder name -> label) is a training folder's, for its held-out
     folder, which may lack a class.
     """
@@ -213,8 +216,12 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     import tensorflow as tf
 
     xs, ys, shapes, small, unreadable = [], [], {}, {}, []
-    for cls in folders or [""]:
-        for f in _image_files(path / cls, recursive=bool(folders)):
+    files = [(cls, f) for cls in folders or [""] for f in _image_files(path / cls, recursive=bool(folders))]
+    with (progress(f"reading {path.name}", len(files), transient=True) if progress and files
+          else contextlib.nullcontext()) as bar:
+        for cls, f in files:
+            if bar is not None:
+                bar.update(1)
             try:
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
             except Exception as exc:  # a damaged file among many (Kaggle's cats and dogs has some): left out, said
@@ -486,7 +493,7 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
-              min_samples: int = 10, labels: bool = True) -> Dataset:
+              min_samples: int = 10, labels: bool = True, progress=None) -> Dataset:
     """Load ``--data`` and map it onto a model input.
 
     Args:
@@ -501,6 +508,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         labels: False accepts unlabelled data (``lrfc export``'s calibration
             samples): an npz without ``y``, a folder of images without class
             subfolders; the Dataset's ``y`` is then None.
+        progress: ``BuildState.progress``, for a folder of images (a
+            transient bar while its files are read).
 
     Returns:
         A ``Dataset`` whose samples (``frontend.samples.Samples``) fit
@@ -526,15 +535,17 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
         if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
-            x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels)
+            x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
+                                                                progress=progress)
             known = {name: i for i, name in enumerate(classes)}
-            parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known) for h in held]
+            parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress) for h in held]
             x_test, y_test = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             notes = [*notes, *(n for part in parts for n in part[3] or ()),
                      f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
                      "the held-out split (halved into validation and test)"]
         elif path.is_dir():
-            x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels)
+            x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels,
+                                                                progress=progress)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path, labels)
         else:

@@ -47,7 +47,7 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     contract = resolve(model, given)
     num_classes = int(model.outputs[0].shape[-1])
     shape = tuple(model.inputs[0].shape[1:])
-    ds = load_data(options.data, shape, num_classes, contract)
+    ds = load_data(options.data, shape, num_classes, contract, progress=progress)
     splits = make_splits(ds, options.calib_samples, options.seed, options.finetune != "none", options.train_samples)
     memory = plan_memory(model, rows, targets, source_bytes(ds.x) + source_bytes(ds.x_test), 4 * math.prod(shape),
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
