@@ -38,8 +38,8 @@ _state = {"verbose": False}
 
 # Options several commands share: one definition each.
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
-DataHelp = ("fashion-mnist, digits, an .npz (x, y; or Keras' x_train, y_train) or a folder of images in class subfolders "
-            "(folder names 0..N-1 are the class indices; other names are sorted).")
+DataHelp = ("fashion-mnist, digits, an .npz (x, y; or Keras' x_train, y_train) or a folder of images in class "
+            "subfolders (folder names 0..N-1 are the class indices; other names are sorted).")
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
 CustomObjects = Annotated[Optional[list[str]], typer.Option(
     "--custom-objects", help="A .py file (or module) that defines the model's custom layers or functions; imported "

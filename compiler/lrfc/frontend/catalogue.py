@@ -239,8 +239,8 @@ def _describe_call(layer, node) -> LayerInfo:
         return LayerInfo(layer.name, type(layer).__name__, out_shape, params, _attention_macs(layer, node), (), None,
                          "attention: passed through (its projections and products counted)")
     if kind == "einsum":
-        return LayerInfo(layer.name, type(layer).__name__, out_shape, params, _einsum_macs(layer, in_shape, out_shape), (),
-                         None, "EinsumDense: passed through")
+        return LayerInfo(layer.name, type(layer).__name__, out_shape, params,
+                         _einsum_macs(layer, in_shape, out_shape), (), None, "EinsumDense: passed through")
     if kind is not None:
         macs, methods, geom, note = _conv_info(layer, kind, in_shape, out_shape)
         return LayerInfo(layer.name, type(layer).__name__, out_shape, params, macs, methods, geom, note)

@@ -119,7 +119,7 @@ def _read_npz(path: Path, labels: bool = True):
         arrays = npyfile.arrays(path)
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from exc
-    if "x" not in arrays and "x_train" in arrays:  # Keras' own dataset files (mnist.npz): x_train, y_train, x_test, y_test
+    if "x" not in arrays and "x_train" in arrays:  # Keras' own dataset files (mnist.npz): x_train, y_train, ...
         arrays = {("x" if k == "x_train" else "y" if k == "y_train" else k): v for k, v in arrays.items()}
     for key in ("x", "y") if labels else ("x",):
         if key not in arrays:

@@ -7,7 +7,8 @@ shifted) makes every later number meaningless, and a "drop of 0.00 points" at
 validation split first; if its top-1 is within ``CHANCE_MARGIN`` of chance
 (1 / classes; on imbalanced labels the most common class's share, as a model
 answering that class for everything scores: ``chance_level``, ``at_chance``)
-the run stops with exit status 2 and one line naming the likely cause and the flag that fixes it, found by trying the alternatives on
+the run stops with exit status 2 and one line naming the likely cause and the
+flag that fixes it, found by trying the alternatives on
 ``PROBE_SAMPLES`` samples (always: a ReLU network without normalisation is
 nearly scale-invariant and may score well above chance on values 255x too
 large, so a clearly better alternative is a warning even then):
@@ -199,15 +200,16 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
                 f"scores {100 * best[0]:.1f}%{of} on {PROBE_SAMPLES} samples. Pass {best[1].flags()}")
     relabelled = _best_relabelling(y, pred, classes, balanced)
     if relabelled >= chance + CLEAR_GAIN and relabelled >= accuracy + CLEAR_GAIN:
-        return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}%{of} with the best "
-                "one-to-one relabelling): the label mapping looks wrong (for an image folder, name the class folders "
-                "by the model's output index 0..N-1)")
+        return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}%{of} with the "
+                "best one-to-one relabelling): the label mapping looks wrong (for an image folder, name the class "
+                "folders by the model's output index 0..N-1)")
     counts = np.bincount(pred, minlength=classes)
     top = int(np.argmax(counts))
     if batch_stats and batch_stats[0] >= chance + CLEAR_GAIN and batch_stats[0] >= accuracy + CLEAR_GAIN:
         momenta = "/".join(f"{m:g}" for m in batch_stats[1])
         return (f"the model predicts class {top} for {100 * counts[top] / max(1, len(pred)):.0f}% of samples, yet with "
-                f"BatchNormalization on each batch's own statistics (training mode) it scores {100 * batch_stats[0]:.1f}%{of} "
+                "BatchNormalization on each batch's own statistics (training mode) it scores "
+                f"{100 * batch_stats[0]:.1f}%{of} "
                 f"on {PROBE_SAMPLES} samples: its BatchNorm moving statistics do not match its weights, as after too "
                 f"few training steps for their momentum ({momenta}). Train it longer or with a lower BatchNorm "
                 "momentum (e.g. 0.9), or re-estimate the moving statistics on your data, then build again")

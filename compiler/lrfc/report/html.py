@@ -11,9 +11,9 @@ from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, baseline_line, budget_line, check_report,
-                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line, output_line,
-                             pct_removed, ranks_text, report_contract, sim_text, splits_line, test_split_line,
-                             threads_line)
+                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
+                             output_line, pct_removed, ranks_text, report_contract, sim_text, splits_line,
+                             test_split_line, threads_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
