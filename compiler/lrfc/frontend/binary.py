@@ -72,7 +72,7 @@ def binary_kind(model) -> str | None:
     shape = tuple(model.outputs[0].shape)
     if len(model.outputs) != 1 or len(shape) != 2 or shape[-1] != 1:
         return None
-    layer = _output_layer(model)
+    layer = last = _output_layer(model)
     if isinstance(layer, keras.layers.Activation):
         return SIGMOID if _is_sigmoid(layer.get_config().get("activation")) else None
     nodes = layer_nodes(model)  # this model's calls (a flattened model shares its layers with the file's)
@@ -85,10 +85,8 @@ def binary_kind(model) -> str | None:
     if not hasattr(layer, "activation") or isinstance(layer, keras.layers.Activation):
         return None
     act = layer.get_config().get("activation")
-    if _is_sigmoid(act) and layer is not _output_layer(model):
-        return None  # an average of probabilities is no logit, and its sigmoid cannot be taken off
-    if _is_sigmoid(act):
-        return SIGMOID
+    if _is_sigmoid(act):  # after pooling: an average of probabilities is no logit, and its sigmoid cannot come off
+        return SIGMOID if layer is last else None
     return LOGIT if act in (None, "linear") or getattr(act, "__name__", None) == "linear" else None
 
 
