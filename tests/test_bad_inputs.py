@@ -47,7 +47,10 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
     y = rng.integers(0, 10, 40)
-    _npz(root / "no_y.npz", x=x)
+    _npz(root / "no_y.npz", x=x)  # random pixels: a trained model answers one class for all of them
+    from lrfc.frontend.data import read_fashion_mnist
+
+    _npz(root / "fashion_no_y.npz", x=read_fashion_mnist()[0][:300])
     _npz(root / "short_y.npz", x=x, y=y[:30])
     _npz(root / "nan.npz", x=np.where(x > 250, np.nan, x.astype(np.float32)), y=y)
     _npz(root / "labels12.npz", x=x, y=np.full(40, 12))
@@ -137,7 +140,11 @@ CASES = [
     # --- the data and how it meets the model
     ("data-missing", lambda f: _build(f, data=str(f.root / "nowhere.npz")), 2, "data not found"),
     ("data-csv", lambda f: _build(f, data=str(f.root / "data.csv")), 2, "unsupported data format '.csv'"),
-    ("npz-without-y", lambda f: _build(f, data=_npzdata(f, "no_y.npz")), 2, "no array 'y'"),
+    ("unlabelled-double-scaling", lambda f: _build(f, "--input-range", "0-1", model=f.rescaling,
+                                                   data=_npzdata(f, "fashion_no_y.npz")), 2,
+     "with --input-range 0-255 its answers vary"),
+    ("unlabelled-noise", lambda f: _build(f, data=_npzdata(f, "no_y.npz")), 2,
+     "the original model answers class"),
     ("npz-length-mismatch", lambda f: _build(f, data=_npzdata(f, "short_y.npz")), 2, "40 samples but 30 labels"),
     ("npz-nan", lambda f: _build(f, data=_npzdata(f, "nan.npz")), 2, "NaN or Inf"),
     ("labels-beyond-outputs", lambda f: _build(f, data=_npzdata(f, "labels12.npz")), 2, "labels span 12..12"),
@@ -148,7 +155,8 @@ CASES = [
     ("wrong-channel-count", lambda f: _build(f, data=_npzdata(f, "five_channels.npz")), 2, "images have 5 channels"),
     ("unmappable-shape", lambda f: _build(f, data=_npzdata(f, "flat7.npz")), 2, "cannot be mapped to the model input"),
     ("tiny-dataset", lambda f: _build(f, data=_npzdata(f, "five_samples.npz")), 2, "5 samples; at least 10"),
-    ("folder-without-classes", lambda f: _build(f, data=str(f.root / "flat_dir")), 2, "no class subfolders"),
+    ("folder-flat-undecodable", lambda f: _build(f, data=str(f.root / "flat_dir")), 2,
+     "none of its 1 image files decodes"),
     ("folder-class-count", lambda f: _build(f, data=str(f.root / "three_classes")), 2, "3 class folders"),
     ("folder-label-beyond", lambda f: _build(f, data=str(f.root / "class12")), 2, "names class 12"),
     ("folder-undecodable", lambda f: _build(f, data=str(f.root / "undecodable")), 2, "cannot decode image"),

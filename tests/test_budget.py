@@ -330,7 +330,7 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=8, max_acc_drop=1.0, max_rounds=6, time_budget=None)
     splits = SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10))
     logs = []
-    state = SimpleNamespace(options=opts, levels=levels, splits=splits, log=logs.append)
+    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=splits, log=logs.append)
     search = contract.BudgetSearch(state)
     proxy = {i: 1.0 + (49 - i) * 0.1 for i in range(50)}  # rises with compression
     monkeypatch.setattr(search, "proxy_drop", lambda i: proxy[i])
@@ -380,7 +380,7 @@ def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rou
         costs = [float(i) for i in range(len(proxy))]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=costs[i]) for i in range(len(proxy))]
     opts = SimpleNamespace(confidence=None, finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
-    state = SimpleNamespace(options=opts, levels=levels, log=print,
+    state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)))
     search = contract.BudgetSearch(state)
     looks = []
@@ -431,7 +431,7 @@ def test_what_a_round_recovers_is_read_at_the_deepest_pass():
     from lrfc.train import contract
 
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 60,
+    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
     assert search._recovery() == contract.RECOVERY and search._goal() == 0.8 * contract.RECOVERY
@@ -463,7 +463,7 @@ def test_the_goal_aims_at_the_whole_budget_only_after_a_measured_pass():
     from lrfc.train import contract
 
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, levels=[SimpleNamespace(label="r", choices={})] * 60,
+    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
 
@@ -567,7 +567,7 @@ def _three_rung_search(choices: list[dict], epochs: int):
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=epochs, max_acc_drop=1.0, max_rounds=3, time_budget=None,
                            allocation="global", min_similarity=0.8, threshold=0.92)
-    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
                             original_right=_right(0.9), enforce_budget=True, mac_totals_of=lambda choices: (0, 1),
                             chosen=None, objective="flops")
@@ -623,7 +623,7 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
     levels = [SimpleNamespace(label="deep", choices={"a": c})]
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None,
                            allocation="threshold", threshold=0.92)
-    state = SimpleNamespace(options=opts, levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=None, level=0, compressed=SimpleNamespace(count_params=lambda: 10),
                             original_accuracy=0.9, original_right=_right(0.9), enforce_budget=True,
                             mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
@@ -776,7 +776,7 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
         opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=max_rounds,
                                time_budget=time_budget)
         logs = []
-        state = SimpleNamespace(options=opts, levels=levels, log=logs.append, original_accuracy=0.9, level=2,
+        state = SimpleNamespace(options=opts, labels="data", levels=levels, log=logs.append, original_accuracy=0.9, level=2,
                                 original_right=_right(0.9),
                                 splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                                 flat=None, enforce_budget=True, mac_totals_of=lambda choices: (0, 1))
@@ -853,7 +853,7 @@ def test_a_look_near_its_goal_scores_more_of_the_validation_split(keras, monkeyp
     models = [_selector(keras, b, blocks) for b in range(blocks)]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=float(i)) for i in range(2)]
     opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, levels=levels, log=print, flat=models[0], ladder="global",
+    state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print, flat=models[0], ladder="global",
                             original_right=np.ones(n, bool),
                             enforce_budget=True, splits=SimpleNamespace(x_val=x, y_val=y))
     search = contract.BudgetSearch(state)

@@ -196,6 +196,3 @@ def test_int8_calibrates_on_unlabelled_data_and_says_what_it_did_not_check(model
                                             else f"{data}, the 40 calibration samples (no others left), unlabelled")
         assert all(a["passed"] and a["top1_agreement"] >= 0.9 and a.get("accuracy") is None for a in doc["artifacts"])
         assert f"{data} has no labels: the original's accuracy is not checked" in captured.err
-    # a build scores accuracy: labels stay required there, in one line
-    assert main(["build", str(model_path), "--data", str(tmp_path / "x_only.npz"), "--out", str(tmp_path / "b")]) == 2
-    assert "no array 'y'" in capsys.readouterr().err

@@ -166,9 +166,10 @@ def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
     held = [n for n in names if n.lower() in HELD_OUT_FOLDERS]
     if len(train) != 1 or not held or len(train) + len(held) != len(names):
         return None
-    if not all(_subfolders(path / n) for n in (*train, *held)):
-        return None  # images directly in them: class folders that happen to be named so
-    return path / train[0], [path / n for n in held]
+    classes = [bool(_subfolders(path / n)) for n in (*train, *held)]
+    if any(classes) and not all(classes):
+        return None  # some hold images directly: class folders that happen to be named so
+    return path / train[0], [path / n for n in held]  # images directly in each: an unlabelled split
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
@@ -506,8 +507,10 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             (``frontend.contract``); None: [0, 1].
         min_samples: fewer samples than this is an error.
         labels: False accepts unlabelled data (``lrfc export``'s calibration
-            samples): an npz without ``y``, a folder of images without class
-            subfolders; the Dataset's ``y`` is then None.
+            samples, ``lrfc build``'s data, which the original labels): an npz
+            without ``y``, a folder of images without class subfolders (or a
+            ``train/`` and a ``val/`` folder of images); the Dataset's ``y``
+            is then None.
         progress: ``BuildState.progress``, for a folder of images (a
             transient bar while its files are read).
 
@@ -537,9 +540,10 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             train, held = split
             x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
                                                                 progress=progress)
-            known = {name: i for i, name in enumerate(classes)}
+            known = None if classes is None else {name: i for i, name in enumerate(classes)}
             parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress) for h in held]
-            x_test, y_test = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            x_test = np.concatenate([p[0] for p in parts])
+            y_test = None if y is None else np.concatenate([p[1] for p in parts])
             notes = [*notes, *(n for part in parts for n in part[3] or ()),
                      f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
                      "the held-out split (halved into validation and test)"]

@@ -24,6 +24,10 @@ large, so a clearly better alternative is a warning even then):
   its training (keras.applications builds its BatchNorm with momentum 0.999,
   so a short training leaves them near their initial values).
 
+Data without labels (``frontend.unlabelled``) has no top-1 to check; there
+the gate stops an original that answers one class for nearly everything
+(``check_unlabelled``), and the build says it could check no more.
+
 ``--allow-low-accuracy`` turns the stop into a warning.
 """
 
@@ -42,6 +46,9 @@ IMBALANCED = 1.5       # a class this many times as common as 1/classes sets cha
 CLEAR_GAIN = 0.20      # an alternative must beat the data as given by 20 points to be named as the cause
 BETTER_ELSEWHERE = 0.15  # above chance, an alternative this much better on the probe is worth a warning
 PROBE_SAMPLES = 128
+COLLAPSED = 0.75         # unlabelled data: an original answering one class this often is stopped (3+ classes)
+COLLAPSED_BINARY = 0.99  # ... two classes (a 95 % majority is real data)
+VARIED = 0.50            # ... and an input contract under which no class takes more is named as the fix
 MIN_DIAGNOSIS_SAMPLES = 50  # fewer validation samples cannot tell one cause from another
 PREDICT_BATCH = 256
 
@@ -221,6 +228,15 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
             "(--channel-order) and label mapping")
 
 
+def _check_finite(out: np.ndarray, x, where: str) -> None:
+    bad = ~np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
+    if bad.any():
+        lo, hi = value_span(x)
+        raise UserError(f"the original model's outputs are not finite on {int(bad.sum())} of {len(x)} samples of "
+                        f"{where} (input values span {lo:.3g}..{hi:.3g}): its layers "
+                        "overflow on this data; check the input range (--input-range, --input-mean/--input-std)")
+
+
 def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract, *, passthrough: bool = False,
                    allow_low: bool = False, where: str = "the validation split", log=None,
                    fit: str | None = None, outputs: np.ndarray | None = None) -> float:
@@ -243,12 +259,7 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     if len(x) == 0:
         raise UserError(f"{where}: no samples to evaluate the original model on")
     out = predict(model, x) if outputs is None else outputs
-    bad = ~np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
-    if bad.any():
-        lo, hi = value_span(x)
-        raise UserError(f"the original model's outputs are not finite on {int(bad.sum())} of {len(x)} samples of "
-                        f"{where} (input values span {lo:.3g}..{hi:.3g}): its layers "
-                        "overflow on this data; check the input range (--input-range, --input-mean/--input-std)")
+    _check_finite(out, x, where)
     classes = int(out.shape[-1])
     pred = out.reshape(len(out), -1).argmax(-1)
     accuracy = float(np.mean(pred == y))
@@ -273,3 +284,60 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     if log is not None:
         log(f"lrfc: warning: {message}; going on (--allow-low-accuracy)")
     return accuracy
+
+
+def top_answer(pred: np.ndarray, classes: int) -> tuple[int, float]:
+    """The class answered most often and the share of the answers it takes."""
+    counts = np.bincount(np.asarray(pred, dtype=np.int64).reshape(-1), minlength=classes)
+    return int(counts.argmax()), float(counts.max()) / max(1, int(counts.sum()))
+
+
+def check_unlabelled(model, x, outputs: np.ndarray, contract: InputContract, *, passthrough: bool = False,
+                     allow_low: bool = False, where: str = "the validation split", log=None,
+                     fit: str | None = None) -> None:
+    """The sanity gate on data without labels (``frontend.unlabelled``), where the original's accuracy cannot be
+    measured: only whether its answers vary.
+
+    A model fed values it was not trained on tends to answer one class for
+    nearly everything: a CNN with its own ``Rescaling(1/255)`` fed values
+    already divided by 255 answered one class for 88 % of 128 Fashion-MNIST
+    images (16 % top-1), and for 79 % of them fed -1..1 (13 %); as trained,
+    no class took more than 15 %. So the run stops (``allow_low``: a
+    warning) when the outputs are not finite, or when one class takes
+    ``COLLAPSED`` of the answers or more (two classes: ``COLLAPSED_BINARY``),
+    naming the input contract under which no class takes more than
+    ``VARIED`` of ``PROBE_SAMPLES`` samples, where one does. What no probe
+    without labels sees: a ReLU network without normalisation fed values 255
+    times too large answers nearly as varied (the tiny baseline: top class
+    17 % as trained, 20 % so, at 64 % top-1 against 66 %).
+
+    Raises:
+        UserError: the outputs are not finite, or the answers collapse and ``allow_low`` is False.
+    """
+    if len(x) == 0:
+        raise UserError(f"{where}: no samples to run the original model on")
+    _check_finite(outputs, x, where)
+    classes = int(outputs.shape[-1])
+    top, share = top_answer(outputs.reshape(len(outputs), -1).argmax(-1), classes)
+    if share < (COLLAPSED if classes > 2 else COLLAPSED_BINARY):
+        return
+    cause = ("check that the model is trained and that the data matches it: input range (--input-range, "
+             "--input-mean/--input-std) and channel order (--channel-order)")
+    if not passthrough:
+        shape = tuple(model.inputs[0].shape[1:])
+        pick = np.random.default_rng(0).permutation(len(x))[:PROBE_SAMPLES]
+        unit = contract.unapply(np.asarray(x[pick]))
+        tried = sorted((top_answer(predict(model, alt.apply(unit)).argmax(-1), classes)[1], i, alt) for i, alt in
+                       enumerate(_alternatives(contract, int(shape[-1]) if len(shape) == 3 else None)))
+        if tried and tried[0][0] <= VARIED:
+            flags = tried[0][2].flags()
+            cause = (f"with {flags} its answers vary (no class above {100 * tried[0][0]:.0f}% of {len(pick)} "
+                     f"samples): if the model was trained on values like that, pass {flags}")
+    message = (f"the original model answers class {top} for {100 * share:.0f}% of {where} ({len(x):,} samples, "
+               f"no labels; fed {contract.describe()}): lrfc takes its answers as the labels, and a model fed values "
+               f"it was not trained on answers one class for nearly everything; {cause}"
+               + (f"; and the data was reshaped: {fit}" if fit else ""))
+    if not allow_low:
+        raise UserError(f"{message}; or, if the data really is mostly one class, pass --allow-low-accuracy")
+    if log is not None:
+        log(f"lrfc: warning: {message}; going on (--allow-low-accuracy)")

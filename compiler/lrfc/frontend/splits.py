@@ -47,11 +47,11 @@ class Splits:
     """
 
     calib: np.ndarray | Path
-    y_calib: np.ndarray
+    y_calib: np.ndarray | None  # None only until the load stage labels unlabelled data (``frontend.unlabelled``)
     x_train: Samples
-    y_train: np.ndarray
+    y_train: np.ndarray | None
     x_val: Samples
-    y_val: np.ndarray
+    y_val: np.ndarray | None
     x_test: Samples | None = None
     y_test: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
@@ -104,13 +104,19 @@ def make_splits(ds, calib_samples: int, seed: int, finetune: bool, train_samples
         half = rng.permutation(len(ds.x_test))
         val, test = half[: len(half) // 2], half[len(half) // 2:]
         x_given = as_samples(ds.x_test)
-        x_val, y_val, x_test, y_test = x_given.subset(val), ds.y_test[val], x_given.subset(test), ds.y_test[test]
+        x_val, y_val = x_given.subset(val), _at(ds.y_test, val)
+        x_test, y_test = x_given.subset(test), _at(ds.y_test, test)
     else:
         n_val = (val_reserve if shrunk else min(VALIDATION_MAX, max(1, len(rest) // 5))) if finetune else \
             (len(rest) if shrunk else min(VALIDATION_MAX, len(rest)))
         val, rest = rest[:n_val], rest[n_val:]
-        x_val, y_val, x_test, y_test = x.subset(val), ds.y[val], None, None
+        x_val, y_val, x_test, y_test = x.subset(val), _at(ds.y, val), None, None
     if train_samples is not None:
         rest = rest[:train_samples]
-    return Splits(x[calib], ds.y[calib], x.subset(rest), ds.y[rest], x_val, y_val, x_test, y_test, tuple(notes),
-                  "test split" if has_test else "held out")
+    return Splits(x[calib], _at(ds.y, calib), x.subset(rest), _at(ds.y, rest), x_val, y_val, x_test, y_test,
+                  tuple(notes), "test split" if has_test else "held out")
+
+
+def _at(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+    """``labels[index]``; None for data without labels (the load stage labels it with the original's answers)."""
+    return None if labels is None else labels[index]

@@ -65,6 +65,14 @@ def accuracy_line(before, after, error: float | None = None) -> str:
     return f"{acc_text(before)} -> {acc_text(after)} ({change}{error_text(error)})"
 
 
+def answers_line(agreement: float | None, error: float | None = None) -> str:
+    """With no labels (``frontend.unlabelled``): the share of the original's answers the compressed model kept."""
+    if agreement is None:
+        return "not evaluated"
+    return (f"{100 * agreement:.2f}% of the original's answers kept ({100 * (1 - agreement):.2f} points changed"
+            f"{error_text(error)})")
+
+
 def drop_error(report: dict) -> float | None:
     """The standard error of the published model's validation drop (None in a report from before it was kept)."""
     return (report.get("accuracy_budget") or {}).get("drop_error")
@@ -144,14 +152,21 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
     error = budget.get("drop_error")
     extra = f", at most {bound:.2f} at {budget['confidence']:.0%} confidence" if bound is not None else ""
     extra += f" (standard error {error:.2f})" if error else ""
-    head, detail = (("met", f"drop {drop:.2f} points{extra} within --max-acc-drop {limit:g}") if budget["met"] else
-                    (f"MISSED by {judged - limit:.2f} points", f"drop {drop:.2f}{extra} against --max-acc-drop {limit:g}"))
+    unlabelled = budget.get("labels") == "original"  # no labels: a drop is the share of the original's answers changed
+
+    def said(points: float, unit: str = "") -> str:
+        return f"{points:.2f} points of the original's answers changed" if unlabelled else f"drop {points:.2f}{unit}"
+
+    if unlabelled:
+        extra += " (no labels: the top-1 drop is at most that)"
+    head, detail = (("met", f"{said(drop, ' points')}{extra} within --max-acc-drop {limit:g}") if budget["met"] else
+                    (f"MISSED by {judged - limit:.2f} points", f"{said(drop)}{extra} against --max-acc-drop {limit:g}"))
     fixed = "" if budget.get("enforced", True) else " (a fixed plan: measured, not enforced)"
     files = budget.get("deliverables") or []
-    each = "; ".join(f"{d['file']} drop {d['drop']:.2f}, {'within' if d['met'] else 'over'}" for d in files)
+    each = "; ".join(f"{d['file']} {said(d['drop'])}, {'within' if d['met'] else 'over'}" for d in files)
     if files and budget["met"] and not all(d["met"] for d in files):
         head, detail = "", (f"MISSED by the {files[0]['precision']} files ({each}) against --max-acc-drop {limit:g}; "
-                            f"the Keras model met it (drop {drop:.2f})")
+                            f"the Keras model met it ({said(drop)})")
     elif files:
         detail += f"; its {files[0]['precision']} files: {each}"
     lead = f"{head}: " if head and verdict else ""

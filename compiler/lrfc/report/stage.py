@@ -27,6 +27,16 @@ def accuracy_budget(options, original: float, compressed: float, validation_samp
             "validation_samples": int(validation_samples), "enforced": bool(enforced)}
 
 
+def _scores(state, validation: float, test: float | None, original: bool = False) -> dict:
+    """A model's top-1 on validation and test; with no labels (``state.labels == "original"``) neither is known:
+    ``accuracy`` is None and the compressed model's ``agreement`` with the original's answers stands in (the
+    original's own is 100 % by construction, so it has none)."""
+    if state.labels == "data":
+        return {"accuracy": round(validation, 6), "test_accuracy": test}
+    return {"accuracy": None, "test_accuracy": None,
+            **({} if original else {"agreement": round(validation, 6), "test_agreement": test})}
+
+
 def solutions(state) -> list[dict]:
     """The rungs timed as whole models, each with its plan, predicted and measured latency and what it scored.
 
@@ -94,15 +104,17 @@ def build_report(state) -> dict:
         "methods": list(opts.methods),
         "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
         "costs": costs,
+        "labels": state.labels,  # "original": no labels given, the original's answers stood in (frontend.unlabelled)
         "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
-                     "accuracy": round(state.original_accuracy, 6), "test_accuracy": state.test_accuracy[0]},
+                     **_scores(state, state.original_accuracy, state.test_accuracy[0], original=True)},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,
-                       "accuracy": round(state.compressed_accuracy, 6), "test_accuracy": state.test_accuracy[1],
+                       **_scores(state, state.compressed_accuracy, state.test_accuracy[1]),
                        "test_drop_error": state.test_drop_error},
         "input": {**state.contract.to_json(), "data_values": state.data_values, "data_fit": state.data_fit},
         "splits": state.splits.to_json(),
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
                                            len(state.splits.x_val), state.enforce_budget, state.drop_error)
+        | {"labels": state.labels}
         | ({"deliverables": state.deliverables} if state.deliverables else {}),
         "budget_search": state.budget.to_json(),
         "sensitivity": state.sensitivity,

@@ -8,9 +8,10 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.verify import percentile_sample
-from lrfc.report.fmt import (accuracy_line, agreement_line, baseline_line, budget_line, check_report, cost_source_line,
-                             drop_error, fastest_line, finetune_line, gain_line, input_line, output_line, pct_removed,
-                             ranks_text, report_contract, short, sim_text, splits_line, test_split_line, threads_line)
+from lrfc.report.fmt import (accuracy_line, agreement_line, answers_line, baseline_line, budget_line, check_report,
+                             cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
+                             output_line, pct_removed, ranks_text, report_contract, short, sim_text, splits_line,
+                             test_split_line, threads_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -51,6 +52,12 @@ def _footer(report: dict) -> list[str]:
               f"{'a layer' if len(uncounted) == 1 else 'layers'} of the model's own class, whose work it cannot see)"
               if uncounted else ""),
            f"accuracy    {accuracy_line(orig.get('accuracy'), comp.get('accuracy'), drop_error(report))} on validation"]
+    if report.get("labels") == "original":  # no labels given: agreement with the original's answers instead
+        out[-1] = (f"agreement   {answers_line(comp.get('agreement'), drop_error(report))} on validation (no labels: "
+                   "neither model's accuracy is known, and its drop is at most the share changed)")
+        if comp.get("test_agreement") is not None:
+            out.append(f"test        {answers_line(comp['test_agreement'], comp.get('test_drop_error'))} on the test "
+                       "split")
     if orig.get("test_accuracy") is not None:
         test = accuracy_line(orig["test_accuracy"], comp.get("test_accuracy"), comp.get("test_drop_error"))
         out.append(f"test        {test} on the test split")

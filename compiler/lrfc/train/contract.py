@@ -652,8 +652,10 @@ class BudgetSearch:
                                  capped, i in self.secured_levels, round(error, 4)))
         bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
                  "confidence" if self.z else "")
-        self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): accuracy "
-                       f"{100 * accuracy:.2f}% (drop {drop:.2f} points{bound}{'' if met else ', over the budget'})")
+        scored = (f"accuracy {100 * accuracy:.2f}% (drop {drop:.2f} points" if self.state.labels == "data" else
+                  f"agreement {100 * accuracy:.2f}% with the original ({drop:.2f} points changed")  # no labels
+        self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): {scored}{bound}"
+                       f"{'' if met else ', over the budget'})")
         if met:
             self.hi_pass = min(self.hi_pass, i)
             if self.best is None or i < self.best[0]:

@@ -266,10 +266,14 @@ def teacher_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     constant that no softmax can see.
     """
     import_keras()
-    out = _predict(model, x, batch_size)
+    return as_teacher(model, _predict(model, x, batch_size))
+
+
+def as_teacher(model, outputs: np.ndarray) -> np.ndarray:
+    """``model``'s outputs as distillation targets: logits as they are, probabilities as log-probabilities."""
     if outputs_probabilities(model):
-        out = np.log(np.clip(out, _EPSILON, 1.0)).astype(np.float32)
-    return out
+        return np.log(np.clip(outputs, _EPSILON, 1.0)).astype(np.float32)
+    return np.asarray(outputs, dtype=np.float32)
 
 
 # ---------------------------------------------------------------- loss and metric

@@ -58,14 +58,16 @@ def score_test_split(state) -> None:
 
 def finetune(state) -> None:
     """One-shot fine-tuning inside the budget search (``train.contract``), or the iterative baseline."""
-    from lrfc.train.finetune import finetune as train, teacher_logits
+    from lrfc.train.finetune import as_teacher, finetune as train, teacher_logits
     from lrfc.train.paired import paired_drop
 
     opts = state.options
     s = state.splits
     teacher = None
-    if opts.finetune != "none" and opts.distill and opts.epochs > 0:
-        teacher = teacher_logits(state.flat, s.x_train)
+    if opts.finetune != "none" and opts.distill and opts.epochs > 0:  # unlabelled data: the load stage ran it
+        teacher = (teacher_logits(state.flat, s.x_train) if state.train_outputs is None
+                   else as_teacher(state.flat, state.train_outputs))
+    state.train_outputs = None  # held for this (ImageNet's 1,000 classes: 4 kB a sample)
     if opts.finetune == "iterative":
         right, seconds = _iterative(state, teacher)
         state.compressed_accuracy = float(right.mean())
