@@ -40,6 +40,13 @@ the test accuracy (reported). Groups:
                 ``TIME_BUDGETS``, the targets' 15 among them) on an emptied
                 cache: what the search reaches when the time, not the rounds,
                 runs out, and whether the whole build stays within it;
+* ``labels``    the contract's build on the same images without their labels
+                (``WORK/fashion-mnist-no-labels.npz``: ``x`` and ``x_test``
+                alone, so the splits are the labelled build's), on an emptied
+                cache: the original's answers stand in for the labels and the
+                budget holds the share of them changed (``frontend.unlabelled``);
+                the row keeps the published model's drop on the true labels of
+                both halves too, measured here after the build;
 * ``data``      what a round's samples buy at about the same cost: one deep
                 rung (``--finetune none --max-acc-drop 3 --objective
                 latency``, the row ``MODEL/data-plan``) fine-tuned once with
@@ -49,7 +56,8 @@ the test accuracy (reported). Groups:
 Results: ``bench/results/budget.json``; ``python -m bench.render`` writes
 them into docs/BENCHMARKS.md.
 
-    python -m bench.budget [--only contract,confidence,time,ablation,claims,finetune,data] [--models vgg,resnet] [--rows NAME,...]
+    python -m bench.budget [--only contract,confidence,time,ablation,claims,finetune,data,labels] [--models vgg,resnet]
+        [--rows NAME,...]
 """
 
 from __future__ import annotations
@@ -64,8 +72,9 @@ from bench.quality import MODELS, headline, run_build
 from bench.results_file import put_row, update_json
 
 RESULTS = Path("bench/results/budget.json")
+NO_LABELS = Path("bench/work/fashion-mnist-no-labels.npz")
 WORK = Path("bench/work/budget")
-GROUPS = ("contract", "confidence", "time", "ablation", "claims", "finetune", "data")
+GROUPS = ("contract", "confidence", "time", "ablation", "claims", "finetune", "data", "labels")
 CONFIDENCES = ("0.9",)  # --confidence: the contract on the drop's one-sided bound (train.paired)
 TIME_BUDGETS = ("8", "10", "15")  # minutes: issue 13's whole-build target, and tighter (8: less than the ResNet-style first round's 2 epochs)
 BASE = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
@@ -127,6 +136,9 @@ def plan(groups: list[str], models: list[str]) -> list[dict]:
                         rows.append({"group": "finetune", "name": f"{model}/{rung}-{variant}-s{seed}", "model": model,
                                      "flags": {**flags, "--plan": str(plan_file), "--max-rounds": "1", "--seed": seed},
                                      "cache": "shared", "rung": rung, "variant": variant, "needs": plan_file})
+        if "labels" in groups:
+            rows.append({"group": "labels", "name": f"{model}/no-labels", "model": model,
+                         "flags": {"--data": str(NO_LABELS)}, "cache": "fresh"})
         if "data" in groups:
             plan_file = WORK / f"{model}-data-plan" / "plan.json"
             rows.append({"group": "data", "name": f"{model}/data-plan", "model": model, "flags": DATA_PLAN,
@@ -151,6 +163,48 @@ def budget_headline(report: dict) -> dict:
             "first_proxy_drop": first.get("proxy_drop"), "first_drop": first.get("drop"),
             "proxy_looks": len(search.get("proxy_drops", {})), "proxy_seconds": search.get("proxy_seconds"),
             "proxy_scored": sum(search["proxy_scored"].values()) if "proxy_scored" in search else None}
+
+
+def write_no_labels() -> None:
+    """Fashion-MNIST's training and test images without their labels (``NO_LABELS``), once."""
+    import numpy as np
+
+    from lrfc.frontend.data import read_fashion_mnist
+
+    if not NO_LABELS.exists():
+        x, _, x_test, _ = read_fashion_mnist()
+        NO_LABELS.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(NO_LABELS, x=x, x_test=x_test)
+
+
+def true_drops(spec: dict, out: Path, report: dict) -> dict:
+    """What an unlabelled build's published model lost on the labels it never saw: the original's and its top-1 on
+    the build's validation and test halves (the same seeded halves the labelled build splits Fashion-MNIST's test
+    images into), and its agreement with the original there, which must be the report's."""
+    import keras
+    import numpy as np
+
+    from lrfc.frontend.contract import from_record
+    from lrfc.frontend.data import load_data
+    from lrfc.frontend.samples import predict
+    from lrfc.frontend.splits import make_splits
+
+    original = keras.saving.load_model(MODELS[spec["model"]])
+    published = keras.saving.load_model(out / "model.keras")
+    data = load_data("fashion-mnist", tuple(original.inputs[0].shape[1:]), 10, from_record(report["input"], "the build"))
+    splits = make_splits(data, 500, int(report["seed"]), True)
+    row = {}
+    for part, x, y in (("validation", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test)):
+        before, after = predict(original, x).argmax(-1), predict(published, x).argmax(-1)
+        row[part] = {"original": round(float(np.mean(before == y)), 6), "published": round(float(np.mean(after == y)),
+                                                                                              6),
+                     "agreement": round(float(np.mean(before == after)), 6),
+                     "drop_points": round(100 * float(np.mean(before == y) - np.mean(after == y)), 4)}
+    if abs(row["validation"]["agreement"] - report["compressed"]["agreement"]) > 1e-6:
+        raise SystemExit(f"{spec['name']}: the published model agrees with the original on "
+                         f"{row['validation']['agreement']} of the validation half, the report says "
+                         f"{report['compressed']['agreement']}: the halves are not the build's")
+    return row
 
 
 def before_drop(spec: dict) -> float | None:
@@ -210,13 +264,17 @@ def main(argv=None) -> None:
         cache_dir = WORK / f"cache-{spec['model']}"
         if spec["cache"] == "fresh":
             shutil.rmtree(cache_dir, ignore_errors=True)
+        if spec["group"] == "labels":
+            write_no_labels()
         args_ = command(spec, WORK / spec["name"].replace("/", "-"), cache_dir)
         report, wall, peak = run_build(args_)
         row = {"group": spec["group"], "model": spec["model"], "flags": spec["flags"], "cache": spec["cache"],
                **{key: spec[key] for key in ("rung", "variant") if key in spec},
                **({"before_drop": before_drop(spec)} if "rung" in spec else {}),
                "command": "lrfc " + " ".join(args_), **stamp(),
-               "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report)}
+               "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report),
+               **({"true_labels": true_drops(spec, WORK / spec["name"].replace("/", "-"), report)}
+                  if spec["group"] == "labels" else {})}
         save(spec["name"], row)
         print(f"{spec['name']}: drop {row['drop_points']} points (met {row['budget']['met']}), "
               f"{row['params_removed_pct']}% params, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s "

@@ -152,7 +152,9 @@ def headline(report: dict) -> dict:
     factorized = [e for e in report["layers"] if e["method"]]
     return {
         "accuracy_before": o["accuracy"], "accuracy_after": c["accuracy"],
-        "drop_points": round(100 * (o["accuracy"] - c["accuracy"]), 2),
+        # without labels (report "labels": "original") neither has an accuracy: the share of answers changed
+        "drop_points": round(report["accuracy_budget"]["drop"] if o["accuracy"] is None
+                             else 100 * (o["accuracy"] - c["accuracy"]), 2),
         "params_before": o["params"], "params_after": c["params"], "macs_before": o["macs"], "macs_after": c["macs"],
         "params_removed_pct": round(100 * (1 - c["params"] / o["params"]), 2),
         "macs_removed_pct": round(100 * (1 - c["macs"] / o["macs"]), 2),

@@ -344,6 +344,39 @@ def data_section(runs: dict) -> list[str]:
     return lines + [""] + _commands({n: r for n, r in _rows(runs, "data").items()})
 
 
+def labels_section(runs: dict) -> list[str]:
+    """The contract's build without labels beside the one with them: what the budget held, what was removed, and
+    what the published model lost on the true labels it never saw."""
+    rows = _rows(runs, "labels")
+    if not rows:
+        return []
+    lines = ["### The same builds without labels", "",
+             "`MODEL/no-labels` builds on Fashion-MNIST's images without their labels (an npz of `x` and `x_test` "
+             "alone, so the splits are the labelled build's): the original's answers stand in for the labels and "
+             "`--max-acc-drop 1` holds the share of them the published model changes, which bounds its top-1 drop "
+             "(`frontend.unlabelled`). After the build, the bench scores both models on the true labels of the same "
+             "validation and test halves. Each beside the labelled default build (`MODEL/default`, its run named).", "",
+             "| build | machine | labels | budget held on | drop held (points) | true drop, validation | "
+             "true drop, test | params removed | MACs removed | rounds | build min |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for model in dict.fromkeys(r["model"] for r in rows.values()):
+        pair = [(n, r) for n, r in runs.items() if r["model"] == model and r["group"] in ("contract", "labels")
+                and (r["group"] == "labels" or RUN not in n)]
+        for n, r in pair:
+            unlabelled = r["group"] == "labels"
+            true = r.get("true_labels") or {}
+            lines.append(
+                f"| {n} | {machine_of(r)} | {'none' if unlabelled else 'given'} | "
+                f"{'answers changed' if unlabelled else 'top-1 drop'} | {_drop(r['drop_points'])} | "
+                f"{_drop(true['validation']['drop_points']) if unlabelled else _drop(r['drop_points'])} | "
+                f"{_drop(true['test']['drop_points']) if unlabelled else _test_drop(r)} | "
+                f"{r['params_removed_pct']:.1f}% | {r['macs_removed_pct']:.1f}% | {len(r.get('rounds') or [])} | "
+                f"{r['wall_s'] / 60:.1f} |")
+    return lines + [""] + _commands({n: r for n, r in runs.items() if r["group"] in ("contract", "labels")
+                                     and (r["group"] == "labels" or RUN not in n)
+                                     and r["model"] in {x["model"] for x in rows.values()}})
+
+
 def budget(record: dict) -> list[str]:
     runs = record["runs"]
     return (["## The accuracy budget as a contract — `python -m bench.budget`", "",
@@ -351,7 +384,8 @@ def budget(record: dict) -> list[str]:
              "test images, the test split (reported) the other half. Shared flags: `"
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
-            + contract_section(runs) + confidence_section(runs) + time_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs))
+            + contract_section(runs) + confidence_section(runs) + time_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs)
+            + labels_section(runs))
 
 
 def _fresh(round_: dict) -> str:
