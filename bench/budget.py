@@ -41,12 +41,15 @@ the test accuracy (reported). Groups:
                 cache: what the search reaches when the time, not the rounds,
                 runs out, and whether the whole build stays within it;
 * ``labels``    the contract's build on the same images without their labels
-                (``WORK/fashion-mnist-no-labels.npz``: ``x`` and ``x_test``
-                alone, so the splits are the labelled build's), on an emptied
-                cache: the original's answers stand in for the labels and the
-                budget holds the share of them changed (``frontend.unlabelled``);
-                the row keeps the published model's drop on the true labels of
-                both halves too, measured here after the build;
+                (``no-labels``: an npz of ``x`` and ``x_test`` alone, so the
+                splits are the labelled build's), on an emptied cache: the
+                original's answers stand in for the labels and the budget
+                holds the share of them changed (``frontend.unlabelled``); the
+                row keeps the published model's drop on the true labels of
+                both halves too, measured here after the build. And with the
+                test images' labels alone (``held-out-labels``: ``y_test``, no
+                ``y``): validation's labels hold the budget, the training
+                images take the original's answers;
 * ``data``      what a round's samples buy at about the same cost: one deep
                 rung (``--finetune none --max-acc-drop 3 --objective
                 latency``, the row ``MODEL/data-plan``) fine-tuned once with
@@ -73,6 +76,7 @@ from bench.results_file import put_row, update_json
 
 RESULTS = Path("bench/results/budget.json")
 NO_LABELS = Path("bench/work/fashion-mnist-no-labels.npz")
+HELD_OUT_LABELS = Path("bench/work/fashion-mnist-test-labels-only.npz")
 WORK = Path("bench/work/budget")
 GROUPS = ("contract", "confidence", "time", "ablation", "claims", "finetune", "data", "labels")
 CONFIDENCES = ("0.9",)  # --confidence: the contract on the drop's one-sided bound (train.paired)
@@ -137,8 +141,9 @@ def plan(groups: list[str], models: list[str]) -> list[dict]:
                                      "flags": {**flags, "--plan": str(plan_file), "--max-rounds": "1", "--seed": seed},
                                      "cache": "shared", "rung": rung, "variant": variant, "needs": plan_file})
         if "labels" in groups:
-            rows.append({"group": "labels", "name": f"{model}/no-labels", "model": model,
-                         "flags": {"--data": str(NO_LABELS)}, "cache": "fresh"})
+            for name, data in (("no-labels", NO_LABELS), ("held-out-labels", HELD_OUT_LABELS)):
+                rows.append({"group": "labels", "name": f"{model}/{name}", "model": model,
+                             "flags": {"--data": str(data)}, "cache": "fresh"})
         if "data" in groups:
             plan_file = WORK / f"{model}-data-plan" / "plan.json"
             rows.append({"group": "data", "name": f"{model}/data-plan", "model": model, "flags": DATA_PLAN,
@@ -166,15 +171,17 @@ def budget_headline(report: dict) -> dict:
 
 
 def write_no_labels() -> None:
-    """Fashion-MNIST's training and test images without their labels (``NO_LABELS``), once."""
+    """Fashion-MNIST's training and test images without their labels (``NO_LABELS``), and with the test images'
+    alone (``HELD_OUT_LABELS``), once."""
     import numpy as np
 
     from lrfc.frontend.data import read_fashion_mnist
 
-    if not NO_LABELS.exists():
-        x, _, x_test, _ = read_fashion_mnist()
+    if not NO_LABELS.exists() or not HELD_OUT_LABELS.exists():
+        x, _, x_test, y_test = read_fashion_mnist()
         NO_LABELS.parent.mkdir(parents=True, exist_ok=True)
         np.savez(NO_LABELS, x=x, x_test=x_test)
+        np.savez(HELD_OUT_LABELS, x=x, x_test=x_test, y_test=y_test)
 
 
 def true_drops(spec: dict, out: Path, report: dict) -> dict:
@@ -274,7 +281,7 @@ def main(argv=None) -> None:
                "command": "lrfc " + " ".join(args_), **stamp(),
                "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), **budget_headline(report),
                **({"true_labels": true_drops(spec, WORK / spec["name"].replace("/", "-"), report)}
-                  if spec["group"] == "labels" else {})}
+                  if report.get("labels") == "original" else {})}
         save(spec["name"], row)
         print(f"{spec['name']}: drop {row['drop_points']} points (met {row['budget']['met']}), "
               f"{row['params_removed_pct']}% params, {row['macs_removed_pct']}% MACs removed, {wall:.0f} s "

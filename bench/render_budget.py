@@ -355,7 +355,9 @@ def labels_section(runs: dict) -> list[str]:
              "alone, so the splits are the labelled build's): the original's answers stand in for the labels and "
              "`--max-acc-drop 1` holds the share of them the published model changes, which bounds its top-1 drop "
              "(`frontend.unlabelled`). After the build, the bench scores both models on the true labels of the same "
-             "validation and test halves. Each beside the labelled default build (`MODEL/default`, its run named).", "",
+             "validation and test halves. `MODEL/held-out-labels` has the test images' labels (`y_test`) and not the "
+             "training images' (`y`): validation's labels hold the budget, the training images take the original's "
+             "answers. Each beside the labelled default build (`MODEL/default`).", "",
              "| build | machine | labels | budget held on | drop held (points) | true drop, validation | "
              "true drop, test | params removed | MACs removed | rounds | build min |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -363,10 +365,11 @@ def labels_section(runs: dict) -> list[str]:
         pair = [(n, r) for n, r in runs.items() if r["model"] == model and r["group"] in ("contract", "labels")
                 and (r["group"] == "labels" or RUN not in n)]
         for n, r in pair:
-            unlabelled = r["group"] == "labels"
+            unlabelled = "true_labels" in r
             true = r.get("true_labels") or {}
+            given = "none" if unlabelled else "test images' only" if r["group"] == "labels" else "given"
             lines.append(
-                f"| {n} | {machine_of(r)} | {'none' if unlabelled else 'given'} | "
+                f"| {n} | {machine_of(r)} | {given} | "
                 f"{'answers changed' if unlabelled else 'top-1 drop'} | {_drop(r['drop_points'])} | "
                 f"{_drop(true['validation']['drop_points']) if unlabelled else _drop(r['drop_points'])} | "
                 f"{_drop(true['test']['drop_points']) if unlabelled else _test_drop(r)} | "

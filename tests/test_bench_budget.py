@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from bench.budget import ABLATIONS, CLAIM_BUDGETS, CLAIMS, CONFIDENCES, GROUPS, NO_LABELS, TIME_BUDGETS, command, plan
+from bench.budget import (ABLATIONS, CLAIM_BUDGETS, CLAIMS, CONFIDENCES, GROUPS, HELD_OUT_LABELS, NO_LABELS, TIME_BUDGETS,
+                          command, plan)
 from bench.render_budget import claims_verdicts, target_misses
 from bench.render_common import as_run
 
@@ -17,7 +18,7 @@ def test_plan_covers_contract_ablation_and_claims_on_both_models():
         mine = [r for r in rows if r["model"] == model]
         assert {r["name"] for r in mine if r["group"] != "claims"} == \
                {f"{model}/default"} | {f"{model}/time-{m}" for m in TIME_BUDGETS} | {f"{model}/{a}" for a in ABLATIONS} \
-               | {f"{model}/confidence-{c}" for c in CONFIDENCES} | {f"{model}/no-labels"}
+               | {f"{model}/confidence-{c}" for c in CONFIDENCES} | {f"{model}/no-labels", f"{model}/held-out-labels"}
         assert {r["name"] for r in mine if r["group"] == "claims"} == \
                {f"{model}/{m}-d{b}" for m in CLAIMS for b in CLAIM_BUDGETS}
     assert all(r["flags"]["--finetune"] == "none" for r in rows if r["group"] == "claims")
@@ -27,7 +28,8 @@ def test_plan_covers_contract_ablation_and_claims_on_both_models():
                          for r in timed)
     assert "15" in TIME_BUDGETS
     unlabelled = [r for r in rows if r["group"] == "labels"]  # the default build on the same images, no labels
-    assert unlabelled and all(r["flags"] == {"--data": str(NO_LABELS)} and r["cache"] == "fresh" for r in unlabelled)
+    assert {r["flags"]["--data"] for r in unlabelled} == {str(NO_LABELS), str(HELD_OUT_LABELS)}
+    assert all(r["cache"] == "fresh" for r in unlabelled)
     held = [r for r in rows if r["group"] == "confidence"]  # the default build on the drop's bound, on an emptied cache
     assert held and all(r["flags"] == {"--confidence": r["name"].rsplit("-", 1)[1]} and r["cache"] == "fresh"
                         for r in held)

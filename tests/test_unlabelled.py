@@ -41,6 +41,9 @@ def test_splits_of_unlabelled_data_are_labelled_with_the_original_answers(tiny_m
         np.testing.assert_array_equal(y, predict(model, x).argmax(-1))
     np.testing.assert_array_equal(val.argmax(-1), labelled.y_val)
     assert train.shape == (len(labelled.x_train), 10)  # the distillation's teacher, not computed twice
+    untrained, _, none = label_with_original(model, splits, train=False)  # no fine-tuning reads the training split
+    assert untrained.y_train is None and none is None
+    np.testing.assert_array_equal(untrained.y_val, labelled.y_val)
     assert len(set(labelled.y_val.tolist())) >= 5  # a trained model's answers vary over the classes
 
 

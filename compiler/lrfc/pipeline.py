@@ -111,7 +111,8 @@ class BuildState:
     splits: Splits | None = None
     original_accuracy: float = 0.0           # top-1 on the validation split (the sanity gate checked it)
     original_right: np.ndarray | None = None  # ... whether it gets each validation sample right (paired drops)
-    labels: str = "data"                     # "original": the data had none, its answers are them (frontend.unlabelled)
+    labels: str = "data"                     # "original": validation had none, the original's answers are them;
+    #                                          "held-out": only validation (and test) had them (frontend.unlabelled)
     train_outputs: np.ndarray | None = None  # ... then its outputs on the training split (the distillation's teacher)
     cache: Cache | None = None
     memory: MemoryPlan | None = None         # the formula's terms and the batch sizes under --memory-budget

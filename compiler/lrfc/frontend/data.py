@@ -160,16 +160,18 @@ def _subfolders(path: Path) -> list[str]:
 
 def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
     """``(train, [held-out...])`` when ``path`` holds a training folder and held-out ones (``DIR/train/<class>/...``,
-    ``DIR/val/<class>/...``, as Keras' and torchvision's image-folder examples lay data out); None otherwise."""
+    ``DIR/val/<class>/...``, as Keras' and torchvision's image-folder examples lay data out; a folder of images
+    without class subfolders is unlabelled, the training folder or every held-out one); None otherwise."""
     names = _subfolders(path)
     train = [n for n in names if n.lower() in TRAIN_FOLDERS]
     held = [n for n in names if n.lower() in HELD_OUT_FOLDERS]
     if len(train) != 1 or not held or len(train) + len(held) != len(names):
         return None
-    classes = [bool(_subfolders(path / n)) for n in (*train, *held)]
+    classes = [bool(_subfolders(path / n)) for n in held]
     if any(classes) and not all(classes):
         return None  # some hold images directly: class folders that happen to be named so
-    return path / train[0], [path / n for n in held]  # images directly in each: an unlabelled split
+    # images directly in a folder: unlabelled (the training folder's alone: labelled held-out images decide the budget)
+    return path / train[0], [path / n for n in held]
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
@@ -206,7 +208,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
     if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
-    if labels is not None:
+    if labels is not None and folders:
         unknown = [f for f in folders if f not in labels]
         if unknown:
             raise UserError(f"{path}: class folder '{unknown[0]}' is not among the training folder's classes "
@@ -541,9 +543,14 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
                                                                 progress=progress)
             known = None if classes is None else {name: i for i, name in enumerate(classes)}
-            parts = [_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress) for h in held]
+            parts = []
+            for h in held:
+                parts.append(_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress))
+                if known is None and parts[-1][2] is not None:  # unlabelled training images, labelled held-out ones:
+                    classes = parts[-1][2]  # the first held-out folder names the classes
+                    known = {name: i for i, name in enumerate(classes)}
             x_test = np.concatenate([p[0] for p in parts])
-            y_test = None if y is None else np.concatenate([p[1] for p in parts])
+            y_test = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
             notes = [*notes, *(n for part in parts for n in part[3] or ()),
                      f"{spec}: '{train.name}' is the training data, {' + '.join(repr(h.name) for h in held)} "
                      "the held-out split (halved into validation and test)"]
@@ -561,7 +568,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
     elif images is not None:  # each file scaled by its bit depth: what they were, not the unit values they became
         values = images
     if x_test is not None:
-        if y_test is None and (labels or y is not None):
+        if y_test is None and labels:
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
         y_test = _check(x_test, y_test, num_classes, 1, f"{spec} (test split)")
         x_test, _ = _to_model(x_test, input_shape, contract, f"{spec} (test split)")

@@ -49,7 +49,7 @@ class Splits:
     calib: np.ndarray | Path
     y_calib: np.ndarray | None  # None only until the load stage labels unlabelled data (``frontend.unlabelled``)
     x_train: Samples
-    y_train: np.ndarray | None
+    y_train: np.ndarray | None  # ... and stays None there without fine-tuning, which alone reads it
     x_val: Samples
     y_val: np.ndarray | None
     x_test: Samples | None = None

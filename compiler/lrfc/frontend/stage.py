@@ -15,8 +15,9 @@ from lrfc.errors import UserError
 
 def load_inputs(options, model, log, rows, targets, progress=None):
     """The input contract, the dataset in the model's units, its splits, the memory plan, whether the original
-    gets each validation sample right (its top-1 is their mean; the budget's paired drops need each one), and its
-    outputs on the training split when the data has no labels (None otherwise).
+    gets each validation sample right (its top-1 is their mean; the budget's paired drops need each one), its
+    outputs on the training split when that has no labels (None otherwise), and where the labels came from
+    (``BuildState.labels``: "data", or ``frontend.unlabelled``'s ``SOURCE`` or ``HELD_OUT``).
 
     Data without labels is labelled with the original's answers
     (``frontend.unlabelled``): the original is then right on every sample by
@@ -44,7 +45,7 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     from lrfc.frontend.sanity import (check_original, check_unlabelled, predict, samples_to_resolve,
                                       validation_resolution)
     from lrfc.frontend.splits import make_splits
-    from lrfc.frontend.unlabelled import label_with_original
+    from lrfc.frontend.unlabelled import HELD_OUT, SOURCE, label_with_original
     from lrfc.search.calibrate import DEFAULT_BUDGET_BYTES
     from lrfc.train.paired import DISAGREE_GUESS, error_guess, samples_for_margin, z_of
 
@@ -60,9 +61,10 @@ def load_inputs(options, model, log, rows, targets, progress=None):
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
     cap_batches(memory.predict_batch)
     passthrough = ds.values.startswith("as given")
-    train_outputs = None
-    if ds.y is None:  # no labels: the original's answers are the labels (frontend.unlabelled)
-        splits, outputs, train_outputs = label_with_original(model, splits, progress)
+    tuned = options.finetune != "none" and options.epochs > 0
+    labels = "data" if ds.y is not None and splits.y_val is not None else SOURCE if splits.y_val is None else HELD_OUT
+    if splits.y_val is None:  # no labels where the budget is judged: the original's answers are (frontend.unlabelled)
+        splits, outputs, train_outputs = label_with_original(model, splits, progress, train=tuned)
         check_unlabelled(model, splits.x_val, outputs, contract, passthrough=passthrough,
                          allow_low=options.allow_low_accuracy, log=log, fit=ds.fit)
         accuracy, scored = 1.0, ("no labels: the original's answers are the labels, so --max-acc-drop holds the "
@@ -74,14 +76,21 @@ def load_inputs(options, model, log, rows, targets, progress=None):
         accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=passthrough,
                                   allow_low=options.allow_low_accuracy, log=log, fit=ds.fit, outputs=outputs)
         scored = f"the original scores {100 * accuracy:.2f}% on validation"
+        train_outputs = None
+        if labels == HELD_OUT:  # labelled held-out images, unlabelled training ones: those take the original's answers
+            splits, _, train_outputs = label_with_original(model, splits, progress, train=tuned)
+            scored += ("; the training samples have no labels: the original's answers are theirs (fine-tuning "
+                       "distils it), and validation's labels hold the budget")
     right = outputs.reshape(len(outputs), -1).argmax(-1) == np.asarray(splits.y_val).reshape(-1)
     del outputs
     log(f"input: {ds.values} -> {contract.describe()}" + (f"; {ds.fit}" if ds.fit else ""))
     log(f"data: {options.data_name}: {splits.describe()}; {scored}")
-    if ds.y is None:
-        log(f"lrfc: warning: {options.data_name} has no labels, so lrfc cannot check that the original works on the "
+    if labels == SOURCE:
+        log(f"lrfc: warning: {options.data_name} has no labels{' on its held-out split' if ds.y is not None else ''}, "
+            "so lrfc cannot check that the original works on the "
             "values it is fed (a wrong input range leaves a model answering, wrongly) and every accuracy below is "
-            "agreement with its answers; labels (class subfolders, an npz 'y') let lrfc check both")
+            "agreement with its answers; labels (class subfolders, an npz 'y'; on the held-out split alone: "
+            "'y_test', DIR/val/<class>/) let lrfc check both")
     log(memory.describe())
     for note in (*ds.notes, *splits.notes, *filter(None, [memory.lowering_warning()])):
         log(f"lrfc: warning: {note}")
@@ -99,7 +108,7 @@ def load_inputs(options, model, log, rows, targets, progress=None):
                 f"differently from the original), {'all' if margin >= options.max_acc_drop else 'half or more'} of "
                 f"--max-acc-drop {options.max_acc_drop:g}; about "
                 f"{samples_for_margin(options.confidence, options.max_acc_drop / 2):,} samples bring it to half")
-    return contract, ds, splits, memory, right, train_outputs
+    return contract, ds, splits, memory, right, train_outputs, labels
 
 
 def _given_plan(options, targets: dict):
@@ -122,7 +131,6 @@ def load(state) -> None:
     from lrfc.frontend.binary import as_two_class, binary_kind, describe, refusal
     from lrfc.frontend.catalogue import describe_model
     from lrfc.frontend.load import import_custom_objects, load_flat
-    from lrfc.frontend.unlabelled import SOURCE
     from lrfc.decompose import cp
     from lrfc.search.cache import Cache
     from lrfc.targets import load_profile
@@ -163,9 +171,8 @@ def load(state) -> None:
         raise UserError(f"{opts.model_name}: nothing to factorize — no layer takes any of the methods {', '.join(opts.methods)}")
     if opts.plan is not None:
         state.given_plan = _given_plan(opts, {r.name: r for r in state.rows if r.name in state.targets})
-    state.contract, dataset, state.splits, state.memory, state.original_right, state.train_outputs = load_inputs(
-        opts, state.flat, state.log, state.rows, state.targets, state.progress)
-    state.labels = "data" if dataset.y is not None else SOURCE
+    (state.contract, dataset, state.splits, state.memory, state.original_right, state.train_outputs,
+     state.labels) = load_inputs(opts, state.flat, state.log, state.rows, state.targets, state.progress)
     state.original_accuracy = float(state.original_right.mean())
     if state.binary is not None:  # said once the data is known to fit it: a refusal before stays one line
         state.log(f"model: {describe(state.binary)}; lrfc scores it as two classes and publishes it with its one unit")

@@ -133,7 +133,7 @@ def lower(state) -> None:
             records = lower_model(user_form(model, state.binary), state.output.staging, precision=precision,
                                   formats=formats,
                                   calibration=s.x_calib, verify_samples=s.x_val,
-                                  verify_labels=s.y_val if state.labels == "data" else None,  # not the original's
+                                  verify_labels=None if state.labels == "original" else s.y_val,  # not its answers
                                   stem=stem + suffix, final_dir=state.output.path,
                                   onnx_int8=onnx_int8_scheme(state.profile.runtimes),
                                   keep_failed=variant is not None or role == "original", onnx_bits=bits,
@@ -155,8 +155,8 @@ def lower(state) -> None:
     for d in state.deliverables:
         state.log(f"{d['file']} ({d['precision']}): " + (
             f"{100 * d['accuracy']:.2f}% on the validation split, drop {d['drop']:.2f} points from the original Keras "
-            "model" if state.labels == "data" else
-            f"the original Keras model's answer on {100 * d['accuracy']:.2f}% of the validation split "
+            "model" if state.labels != "original" else
+            f"agrees with the original Keras model on {100 * d['accuracy']:.2f}% of the validation split "
             f"({d['drop']:.2f} points changed; no labels)"))
 
 

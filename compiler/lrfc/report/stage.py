@@ -31,7 +31,7 @@ def _scores(state, validation: float, test: float | None, original: bool = False
     """A model's top-1 on validation and test; with no labels (``state.labels == "original"``) neither is known:
     ``accuracy`` is None and the compressed model's ``agreement`` with the original's answers stands in (the
     original's own is 100 % by construction, so it has none)."""
-    if state.labels == "data":
+    if state.labels != "original":  # "data", or "held-out": validation's labels are the data's
         return {"accuracy": round(validation, 6), "test_accuracy": test}
     return {"accuracy": None, "test_accuracy": None,
             **({} if original else {"agreement": round(validation, 6), "test_agreement": test})}
@@ -104,7 +104,8 @@ def build_report(state) -> dict:
         "methods": list(opts.methods),
         "cost_source": costs["source"] if costs else ("given plan" if opts.plan else "closed-form"),
         "costs": costs,
-        "labels": state.labels,  # "original": no labels given, the original's answers stood in (frontend.unlabelled)
+        "labels": state.labels,  # "original": validation had none, the original's answers stood in; "held-out":
+        # only validation and test had them, training took the original's answers (frontend.unlabelled)
         "original": {"params": sum(r.params for r in state.rows), "macs": total_macs_before,
                      **_scores(state, state.original_accuracy, state.test_accuracy[0], original=True)},
         "compressed": {"params": int(state.compressed.count_params()), "macs": total_macs_after,

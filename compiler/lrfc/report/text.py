@@ -75,7 +75,9 @@ def _footer(report: dict) -> list[str]:
                    + "".join(f"; round {k}, the last after misses, took a rung whose start already met the budget"
                              for k in secured))
     if report.get("splits"):
-        out.append(f"data        {splits_line(report['splits'])}")
+        out.append(f"data        {splits_line(report['splits'])}"
+                   + ("; the training samples had no labels: the original's answers stood in"
+                      if report.get("labels") == "held-out" else ""))
     if report.get("input"):
         out.append(f"input       {input_line(report['input'])}")
     if report.get("binary_output"):

@@ -652,7 +652,7 @@ class BudgetSearch:
                                  capped, i in self.secured_levels, round(error, 4)))
         bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
                  "confidence" if self.z else "")
-        scored = (f"accuracy {100 * accuracy:.2f}% (drop {drop:.2f} points" if self.state.labels == "data" else
+        scored = (f"accuracy {100 * accuracy:.2f}% (drop {drop:.2f} points" if self.state.labels != "original" else
                   f"agreement {100 * accuracy:.2f}% with the original ({drop:.2f} points changed")  # no labels
         self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): {scored}{bound}"
                        f"{'' if met else ', over the budget'})")
