@@ -144,3 +144,59 @@ def test_a_train_and_val_folder_of_images_without_classes_is_an_unlabelled_split
     np.testing.assert_allclose(np.asarray(ds.x_test)[0], images[0][60] / 255, atol=1e-6)
     with pytest.raises(UserError, match="no class subfolders"):
         load_data(str(tmp_path), (28, 28, 1), 10)  # where labels are needed, one line says what is missing
+
+
+def test_unlabelled_training_images_beside_labelled_held_out_ones_hold_the_budget_on_accuracy(tiny_model_path, keras,
+                                                                                              images, tmp_path, capfd):
+    """An npz of ``x``, ``x_test`` and ``y_test`` (no ``y``): validation keeps its labels, so the sanity gate and
+    the budget are the labelled build's; the training and calibration images take the original's answers."""
+    from lrfc.frontend.data import read_fashion_mnist
+
+    _, _, x_test, y_test = read_fashion_mnist()
+    np.savez(tmp_path / "held_out.npz", x=images[0], x_test=x_test[:1000], y_test=y_test[:1000])
+    out = tmp_path / "out"
+    code = main(["build", str(tiny_model_path), "--data", str(tmp_path / "held_out.npz"), "--objective", "flops",
+                 "--calib-samples", "100", "--epochs", "1", "--bench-runs", "0", "--no-cache", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "the training samples have no labels: the original's answers are theirs" in err
+    assert "has no labels" not in err  # nothing is unchecked: the held-out labels let the gate score the original
+    report = json.loads((out / "report.json").read_text())
+    assert report["labels"] == "held-out"
+    before, after = report["original"]["accuracy"], report["compressed"]["accuracy"]
+    assert 0.5 < before < 0.95 and after is not None and "agreement" not in report["compressed"]  # real top-1s
+    assert report["accuracy_budget"]["drop"] == pytest.approx(100 * (before - after), abs=1e-3)
+    assert report["original"]["test_accuracy"] is not None
+
+
+def test_a_train_folder_without_classes_beside_a_val_folder_with_them(images, tmp_path):
+    """``DIR/train/*.png`` and ``DIR/val/<class>/*.png``: the training images unlabelled, the held-out ones labelled
+    by their folders, which name the classes."""
+    import tensorflow as tf
+
+    from lrfc.frontend.data import load_data
+
+    x, y = images
+    (tmp_path / "train").mkdir()
+    for i in range(40):
+        tf.io.write_file(str(tmp_path / "train" / f"{i:03d}.png"), tf.io.encode_png(x[i]))
+    for i in range(40, 70):
+        (tmp_path / "val" / str(y[i])).mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(tmp_path / "val" / str(y[i]) / f"{i:03d}.png"), tf.io.encode_png(x[i]))
+    ds = load_data(str(tmp_path), (28, 28, 1), 10, labels=False)
+    assert ds.y is None and len(ds.x) == 40
+    order = sorted(range(40, 70), key=lambda i: (str(y[i]), f"{i:03d}"))  # folder by folder, files sorted
+    np.testing.assert_array_equal(ds.y_test, y[order])
+    np.testing.assert_allclose(np.asarray(ds.x_test), x[order] / 255, atol=1e-6)
+
+
+def test_decompose_scores_on_unlabelled_data(tiny_model_path, images, tmp_path, capfd):
+    """`lrfc decompose --data` reads only samples (its similarity is to the original layer's outputs): an npz of
+    ``x`` alone serves (it asked for labels it never read)."""
+    np.savez(tmp_path / "x.npz", x=images[0][:200])
+    code = main(["decompose", str(tiny_model_path), "--method", "svd", "--layers", "fc1", "--rank", "8", "--data",
+                 str(tmp_path / "x.npz"), "-o", str(tmp_path / "d.keras")])
+    said = capfd.readouterr()
+    assert code == 0, said.err
+    similarity = float(said.out.split("similarity ")[1].split()[0])
+    assert 0.5 < similarity < 1.0 and (tmp_path / "d.keras").exists()

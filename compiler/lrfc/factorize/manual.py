@@ -99,7 +99,7 @@ def _similarities(flat, rows: dict, plan: Plan, data: str, data_aware: bool, cal
     from lrfc.search.stage import capture_tasks
 
     contract = resolve(flat, contract)
-    ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]), contract)
+    ds = load_data(data, tuple(flat.inputs[0].shape[1:]), int(flat.outputs[0].shape[-1]), contract, labels=False)
     pick = np.random.default_rng(seed).permutation(len(ds.x))[:calib_samples]
     tasks = capture_tasks(flat, rows, [c.layer for c in plan.choices], ds.x[pick], data_aware)
     cache = Cache(enabled=False)
