@@ -198,7 +198,8 @@ def true_drops(spec: dict, out: Path, report: dict) -> dict:
 
     original = keras.saving.load_model(MODELS[spec["model"]])
     published = keras.saving.load_model(out / "model.keras")
-    data = load_data("fashion-mnist", tuple(original.inputs[0].shape[1:]), 10, from_record(report["input"], "the build"))
+    data = load_data("fashion-mnist", tuple(original.inputs[0].shape[1:]), 10,
+                     from_record(report["input"], "the build"))
     splits = make_splits(data, 500, int(report["seed"]), True)
     row = {}
     for part, x, y in (("validation", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test)):

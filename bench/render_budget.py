@@ -361,10 +361,11 @@ def labels_section(runs: dict) -> list[str]:
              "| build | machine | labels | budget held on | drop held (points) | true drop, validation | "
              "true drop, test | params removed | MACs removed | rounds | build min |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    models = {r["model"] for r in rows.values()}
+    shown = {n: r for n, r in runs.items() if r["model"] in models and (r["group"] == "labels"
+                                                                        or r["group"] == "contract" and RUN not in n)}
     for model in dict.fromkeys(r["model"] for r in rows.values()):
-        pair = [(n, r) for n, r in runs.items() if r["model"] == model and r["group"] in ("contract", "labels")
-                and (r["group"] == "labels" or RUN not in n)]
-        for n, r in pair:
+        for n, r in ((n, r) for n, r in shown.items() if r["model"] == model):
             unlabelled = "true_labels" in r
             true = r.get("true_labels") or {}
             given = "none" if unlabelled else "test images' only" if r["group"] == "labels" else "given"
@@ -375,9 +376,7 @@ def labels_section(runs: dict) -> list[str]:
                 f"{_drop(true['test']['drop_points']) if unlabelled else _test_drop(r)} | "
                 f"{r['params_removed_pct']:.1f}% | {r['macs_removed_pct']:.1f}% | {len(r.get('rounds') or [])} | "
                 f"{r['wall_s'] / 60:.1f} |")
-    return lines + [""] + _commands({n: r for n, r in runs.items() if r["group"] in ("contract", "labels")
-                                     and (r["group"] == "labels" or RUN not in n)
-                                     and r["model"] in {x["model"] for x in rows.values()}})
+    return lines + [""] + _commands(shown)
 
 
 def budget(record: dict) -> list[str]:
@@ -387,8 +386,8 @@ def budget(record: dict) -> list[str]:
              "test images, the test split (reported) the other half. Shared flags: `"
              + " ".join(f"{k} {v}" for k, v in record["base"].items()) + "`. "
              "The quality tables further down predate the contract (issue 13): their builds did not enforce the budget.", ""]
-            + contract_section(runs) + confidence_section(runs) + time_section(runs) + ablation_section(runs) + claims_section(runs) + finetune_section(runs) + data_section(runs)
-            + labels_section(runs))
+            + contract_section(runs) + confidence_section(runs) + time_section(runs) + ablation_section(runs)
+            + claims_section(runs) + finetune_section(runs) + data_section(runs) + labels_section(runs))
 
 
 def _fresh(round_: dict) -> str:

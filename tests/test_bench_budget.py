@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from bench.budget import (ABLATIONS, CLAIM_BUDGETS, CLAIMS, CONFIDENCES, GROUPS, HELD_OUT_LABELS, NO_LABELS, TIME_BUDGETS,
-                          command, plan)
+from bench.budget import (ABLATIONS, CLAIM_BUDGETS, CLAIMS, CONFIDENCES, GROUPS, HELD_OUT_LABELS, NO_LABELS,
+                          TIME_BUDGETS, command, plan)
 from bench.render_budget import claims_verdicts, target_misses
 from bench.render_common import as_run
 

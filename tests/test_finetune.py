@@ -383,3 +383,22 @@ def test_patience_counts_only_epochs_in_the_second_half_of_the_schedule():
     # 3 epochs: as before, epochs 2 and 3 (from 1) count: a best first epoch stops after the third
     assert stopped_at(3, [0.9, 0.8, 0.8]) == 2
     assert stopped_at(8, [0.5 + 0.05 * e for e in range(8)]) is None  # always improving: every epoch runs
+
+
+def test_fine_tuning_passes_the_models_own_augmentation_through(keras):
+    """Fine-tuning trains on the images as given (its distillation targets are the original's outputs on them), so
+    a model's augmentation layers pass their input through while it runs, and augment again after: here the class
+    is which half of the image holds its one bright pixel, which a translation by up to the whole width would
+    scramble (trained through it, the model stays near 50 %)."""
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 8, 1024), rng.integers(0, 8, 1024)
+    x = np.zeros((1024, 8, 8, 1), np.float32)
+    x[np.arange(1024), rows, cols, 0] = 1.0
+    y = (cols < 4).astype(np.int64)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    shift = keras.layers.RandomTranslation(0.0, 1.0, fill_mode="constant")
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(shift(inp))))
+    finetune(model, x[:768], y[:768], FinetuneConfig(epochs=8, distill=False, learning_rate=1e-2, batch_size=64))
+    assert evaluate(model, x[768:], y[768:]) > 0.95
+    assert not np.allclose(np.asarray(shift(x[:64], training=True)), x[:64])  # it augments again

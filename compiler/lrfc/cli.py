@@ -149,8 +149,9 @@ def inspect(
 @app.command()
 def build(
     model: ModelArg,
-    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, images directly in the folder) the "
-                                                "original's answers stand in: --max-acc-drop holds the share changed.")],
+    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, images directly in the folder) "
+                                                "the original's answers stand in: --max-acc-drop holds the share "
+                                                "changed.")],
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = DEFAULT["target"],
     objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = DEFAULT["threshold"],

@@ -6,8 +6,15 @@ batch-statistics diagnosis (``frontend.sanity``). Augmentation inside the
 model (keras' ``Random*`` layers, ``RandAugment``, ``AugMix``, ``CutMix``,
 ``MixUp``), dropout and noise would then change the samples those statistics
 are taken on, away from what the model sees at inference; inside
-``inference_only`` they pass their input through. Fine-tuning keeps them: it
-trains the way the user trained.
+``inference_only`` they pass their input through. Fine-tuning passes the
+augmentation through too (``inference_only(model, noise=False)``; dropout
+acts): its distillation targets are the original's outputs on the images
+unaugmented, and a factorized model recovers the original's function, whose
+invariances its training already taught. Measured (2026-12-06, a fixed plan
+of 84 % of the MACs removed from a CNN with ``RandomFlip``,
+``RandomTranslation`` and ``RandomZoom`` inside, fine-tuned once, two seeds):
+88.4 and 87.6 % on validation with the augmentation passed through against
+86.0 and 84.5 % with it on (docs/LOG.md, 2026-12-06 15:35 UTC).
 
 Measured (2026-12-05, a keras.io-style model: ``RandomFlip``,
 ``RandomRotation(0.1)``, ``RandomZoom(0.1)``, ``RandomContrast(0.3)`` in front
@@ -54,11 +61,12 @@ def _identity(inputs, *args, **kwargs):
 
 
 @contextlib.contextmanager
-def inference_only(model):
+def inference_only(model, noise: bool = True):
     """Within the block, ``model(x, training=True)`` runs its augmentation, dropout and noise layers as identities
-    (its BatchNorm layers still take the batch's statistics); everything is put back on exit."""
+    (its BatchNorm layers still take the batch's statistics); everything is put back on exit. ``noise`` False:
+    augmentation only, dropout and noise layers act (fine-tuning's regularisation stays)."""
     leaves = leaf_layers(model)
-    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if is_noise(layer)
+    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if noise and is_noise(layer)
              for attr in NOISE_ATTRIBUTES if hasattr(layer, attr)]
     augment = [layer for layer in leaves if is_augmentation(layer)]
     try:

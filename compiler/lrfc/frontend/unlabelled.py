@@ -7,7 +7,7 @@ the share of samples whose answer the compressed model changes can, and it
 bounds the accuracy drop: whatever the true labels, the compressed model only
 loses a sample the original got right by answering it differently, so
 ``acc(original) - acc(compressed) <= P(answers differ)``. The load stage
-therefore labels every split with the original's top-1
+therefore labels every split that has none with the original's top-1
 (``label_with_original``) and every later stage reads those as the labels: the
 original scores 100 % by construction, a drop is the share of answers changed,
 and ``--max-acc-drop 1`` holds the compressed model to changing at most 1 % of
@@ -42,7 +42,6 @@ from lrfc.frontend.splits import Splits
 
 SOURCE = "original"      # report.json's ``labels`` when validation had none: the budget is agreement
 HELD_OUT = "held-out"    # ... when only the held-out split had them: the budget is accuracy, training distils
-
 
 
 def label_with_original(model, splits: Splits, progress=None,

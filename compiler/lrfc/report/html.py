@@ -11,9 +11,9 @@ from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, answers_line, baseline_line, budget_line,
-                             check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
-                             output_line, pct_removed, ranks_text, report_contract, sim_text, splits_line,
-                             test_split_line, threads_line)
+                             check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line,
+                             input_line, output_line, pct_removed, ranks_text, report_contract, sim_text,
+                             splits_line, test_split_line, threads_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
@@ -56,7 +56,8 @@ def render_html(report: dict) -> str:
               + (" (not counting layers of the model's own classes)"
                  if any(u.get("reason") == CUSTOM_NOTE for u in report.get("unfactorized") or []) else "")),
         _card("accuracy", f"{e(acc_text(orig.get('accuracy')))} &rarr; {e(acc_text(comp.get('accuracy')))}",
-              e(accuracy_line(orig.get("accuracy"), comp.get("accuracy"), drop_error(report)).partition("(")[2].rstrip(")")))
+              e(accuracy_line(orig.get("accuracy"), comp.get("accuracy"),
+                              drop_error(report)).partition("(")[2].rstrip(")")))
         if report.get("labels") != "original" else  # no labels: the original's answers kept instead
         _card("agreement", e(acc_text(comp.get("agreement"))),
               e(answers_line(comp.get("agreement"), drop_error(report)).partition("(")[2].rstrip(")")

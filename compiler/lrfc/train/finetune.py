@@ -92,6 +92,7 @@ import numpy as np
 
 from lrfc.errors import UserError
 from lrfc.common.quiet import import_keras
+from lrfc.common.training_only import inference_only
 from lrfc.train.fused_bn import fused_batchnorm
 
 # Floor for probabilities before taking their log (Keras' own epsilon for
@@ -390,7 +391,7 @@ def finetune(
     if fitted:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_train_batch_end=_DeadlineFit(epochs, total_steps, per_epoch).on_batch_end))
-    with fused_batchnorm(model):
+    with fused_batchnorm(model), inference_only(trainer, noise=False):  # augmentation off: common.training_only
         if getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray):
             trainer.fit(_streamed(keras, x, targets, config), epochs=config.epochs, verbose=0, callbacks=callbacks,
                         **part)
