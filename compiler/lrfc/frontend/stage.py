@@ -62,7 +62,7 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     cap_batches(memory.predict_batch)
     passthrough = ds.values.startswith("as given")
     tuned = options.finetune != "none" and options.epochs > 0
-    labels = "data" if ds.y is not None and splits.y_val is not None else SOURCE if splits.y_val is None else HELD_OUT
+    labels = SOURCE if splits.y_val is None else "data" if ds.y is not None else HELD_OUT
     if splits.y_val is None:  # no labels where the budget is judged: the original's answers are (frontend.unlabelled)
         splits, outputs, train_outputs = label_with_original(model, splits, progress, train=tuned)
         check_unlabelled(model, splits.x_val, outputs, contract, passthrough=passthrough,
@@ -87,10 +87,9 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     log(f"data: {options.data_name}: {splits.describe()}; {scored}")
     if labels == SOURCE:
         log(f"lrfc: warning: {options.data_name} has no labels{' on its held-out split' if ds.y is not None else ''}, "
-            "so lrfc cannot check that the original works on the "
-            "values it is fed (a wrong input range leaves a model answering, wrongly) and every accuracy below is "
-            "agreement with its answers; labels (class subfolders, an npz 'y'; on the held-out split alone: "
-            "'y_test', DIR/val/<class>/) let lrfc check both")
+            "so lrfc cannot check that the original works on the values it is fed (a wrong input range leaves a "
+            "model answering, wrongly) and every accuracy below is agreement with its answers; labels (class "
+            "subfolders, an npz 'y'; on the held-out split alone: 'y_test', DIR/val/<class>/) let lrfc check both")
     log(memory.describe())
     for note in (*ds.notes, *splits.notes, *filter(None, [memory.lowering_warning()])):
         log(f"lrfc: warning: {note}")
