@@ -66,11 +66,11 @@ def inference_only(model, noise: bool = True):
     (its BatchNorm layers still take the batch's statistics); everything is put back on exit. ``noise`` False:
     augmentation only, dropout and noise layers act (fine-tuning's regularisation stays)."""
     leaves = leaf_layers(model)
-    noise = [(layer, attr, getattr(layer, attr)) for layer in leaves if noise and is_noise(layer)
-             for attr in NOISE_ATTRIBUTES if hasattr(layer, attr)]
+    silenced = [(layer, attr, getattr(layer, attr)) for layer in leaves if noise and is_noise(layer)
+                for attr in NOISE_ATTRIBUTES if hasattr(layer, attr)]
     augment = [layer for layer in leaves if is_augmentation(layer)]
     try:
-        for layer, attr, _ in noise:
+        for layer, attr, _ in silenced:
             setattr(layer, attr, 0.0)
         for layer in augment:
             layer.call = _identity  # an instance attribute over the class's method, deleted on exit
@@ -79,5 +79,5 @@ def inference_only(model, noise: bool = True):
         for layer in augment:
             if "call" in vars(layer):
                 del layer.call
-        for layer, attr, value in noise:
+        for layer, attr, value in silenced:
             setattr(layer, attr, value)
