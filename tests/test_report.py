@@ -631,3 +631,25 @@ def test_the_search_line_says_when_the_last_round_took_a_rung_by_its_start(repor
                     "--max-rounds 3; round 3, the last after misses, took a rung whose start already met the budget")
     report["budget_search"]["rounds"][2]["secured"] = False
     assert next(l for l in summary_table(report).splitlines() if l.startswith("search ")).endswith("--max-rounds 3")
+
+
+def test_without_labels_the_html_titles_no_column_accuracy_or_drop(report):
+    """``"labels": "original"``: no file has a top-1 (the four-way table loses that column) and the whole-model table's
+    proxy and fine-tuned figures are answers changed, titled so."""
+    report["benchmarks"] = {"runs": [_bench_run("litert", 0.413, 0.120, 0.065, 0.093)]}
+    report["whole_model"] = {"status": "measured", "runtime": "litert", "precision": "fp32",
+                             "original": {"measured_ms": 0.413}}
+    report["solutions"] = [{"label": "level 1", "predicted_ms": 0.2, "measured_ms": 0.12, "rung": 1,
+                            "proxy_drop": 3.1, "drop": 0.9}]
+    page = render_html(report)  # labelled: top-1 of every file, drops
+    assert "<th class=n>top-1</th>" in page and "<th class=n>drop after fine-tuning</th>" in page
+    report["labels"] = "original"
+    report["original"]["accuracy"] = report["compressed"]["accuracy"] = None
+    report["compressed"]["agreement"] = 0.991
+    run = report["benchmarks"]["runs"][0]
+    for row in (run["original"], run["compressed"], run["int8"]["original"], run["int8"]["compressed"]):
+        row["accuracy"] = None
+    page = render_html(report)
+    assert "top-1</th>" not in page and ">drop" not in page
+    assert "<th class=n>proxy answers changed</th>" in page and "<th class=n>answers changed after fine-tuning</th>" in page
+    assert "<td class=n>0.90</td>" in page and "<td class=n>1,000</td><td class=n>50.0</td>" in page  # columns aligned

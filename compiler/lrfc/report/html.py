@@ -170,8 +170,9 @@ def _whole_models(report: dict, e) -> list[str]:
     rows = [[s["label"], f"{s['predicted_ms']:.3f}", _num(s["measured_ms"], "{:.3f}"),
              "yes" if s["rung"] is not None else "no", _num(s.get("proxy_drop"), "{:.2f}"),
              _num(s.get("drop"), "{:.2f}")] for s in sols]
-    return out + _table(["rung", "#per-layer sum ms", "#measured ms", "on the ladder", "#proxy drop",
-                         "#drop after fine-tuning"], rows, e)
+    lost = "answers changed" if report.get("labels") == "original" else "drop"  # no labels: the original's answers
+    return out + _table(["rung", "#per-layer sum ms", "#measured ms", "on the ladder", f"#proxy {lost}",
+                         f"#{lost} after fine-tuning"], rows, e)
 
 
 def _four_way(runs, e) -> list[str]:
@@ -194,6 +195,9 @@ def _four_way(runs, e) -> list[str]:
                          f"{row['file_bytes']:,}", _mib(row.get("peak_rss_mb"))])
     if not rows:
         return []
+    scored = any(r[4] != "-" for r in rows)  # no file has a top-1 without labels (their answers are the original's)
+    if not scored:
+        rows = [r[:4] + r[5:] for r in rows]
     swept = any(r[3] != "-" for r in rows)
     if not swept:
         rows = [r[:3] + r[4:] for r in rows]
@@ -205,7 +209,7 @@ def _four_way(runs, e) -> list[str]:
                else "At both precisions")
     return [f"<h3>{heading}</h3>",
             *_table(["runtime", "model", "#p50 ms"] + (["#p50 ms at its fastest thread count (threads)"] if swept else [])
-                    + ["#top-1", "#file bytes", "#peak RSS MiB"], rows, e), *warnings,
+                    + (["#top-1"] if scored else []) + ["#file bytes", "#peak RSS MiB"], rows, e), *warnings,
             *fastest]
 
 
