@@ -54,7 +54,10 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     _npz(root / "short_y.npz", x=x, y=y[:30])
     _npz(root / "nan.npz", x=np.where(x > 250, np.nan, x.astype(np.float32)), y=y)
     _npz(root / "labels12.npz", x=x, y=np.full(40, 12))
-    _npz(root / "labels_text.npz", x=x, y=np.array([str(v) for v in y]))
+    _npz(root / "labels_nine_names.npz", x=x, y=np.array([f"class {v}" for v in np.minimum(y, 8)]))
+    fashion, truth = read_fashion_mnist()[2:]  # Fashion-MNIST's test images, their classes named and sorted by name
+    names = np.array(["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"])
+    _npz(root / "labels_sorted_names.npz", x=fashion[:400], y=names[truth[:400]])
     _npz(root / "labels_3d.npz", x=x, y=np.zeros((40, 2, 5)))
     multi_hot = np.eye(10, dtype=np.uint8)[y]
     multi_hot[3, (y[3] + 1) % 10] = 1  # a second class on one sample: multi-label
@@ -148,7 +151,10 @@ CASES = [
     ("npz-length-mismatch", lambda f: _build(f, data=_npzdata(f, "short_y.npz")), 2, "40 samples but 30 labels"),
     ("npz-nan", lambda f: _build(f, data=_npzdata(f, "nan.npz")), 2, "NaN or Inf"),
     ("labels-beyond-outputs", lambda f: _build(f, data=_npzdata(f, "labels12.npz")), 2, "labels span 12..12"),
-    ("labels-text", lambda f: _build(f, data=_npzdata(f, "labels_text.npz")), 2, "labels have dtype <U1"),
+    ("labels-names-count", lambda f: _build(f, data=_npzdata(f, "labels_nine_names.npz")), 2,
+     "9 class names (class 0, class 1, class 2, class 3, ...) but the model has 10 classes"),
+    ("labels-names-in-another-order", lambda f: _build(f, data=_npzdata(f, "labels_sorted_names.npz")), 2,
+     "with its classes in another order: the labels look numbered in another order than the model's outputs"),
     ("labels-3d", lambda f: _build(f, data=_npzdata(f, "labels_3d.npz")), 2, "labels have shape (40, 2, 5)"),
     ("labels-multi-hot", lambda f: _build(f, data=_npzdata(f, "multi_hot.npz")), 2,
      "label rows (N, 10) are not one-hot: 1 of 40 sum to 2, not 1 (row 3)"),

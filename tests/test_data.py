@@ -235,3 +235,57 @@ def test_refusals(tmp_path):
     (tmp_path / "d.csv").write_text("1,2")
     with pytest.raises(UserError, match="unsupported data format '.csv'"):
         load_data(str(tmp_path / "d.csv"), (4, 4, 1), 3)
+
+
+def test_labels_as_class_names_are_numbered_as_class_folders_are_or_by_class_names(tmp_path):
+    """An npz whose ``y`` holds names: sorted and numbered 0..N-1 (a note shows how), whole numbers written as text
+    are the indices they spell, and ``class_names`` (``--class-names``) numbers them in the model's order."""
+    x = np.random.default_rng(0).integers(0, 256, (12, 4, 4), dtype=np.uint8)
+    names = np.array(["dog", "cat", "eel"] * 4)
+    np.savez(tmp_path / "named.npz", x=x, y=names, x_test=x[:6], y_test=names[:6].astype("S"))  # bytes too
+    ds = load_data(str(tmp_path / "named.npz"), (4, 4, 1), 3)
+    assert ds.y.tolist() == [1, 0, 2] * 4 and ds.y_test.tolist() == [1, 0, 2] * 2 and ds.classes == ("cat", "dog", "eel")
+    assert ds.notes == (f"{tmp_path / 'named.npz'}: labels are class names, numbered 'cat' = 0, 'dog' = 1, 'eel' = 2 "
+                        "(sorted, as class folders are; --class-names gives the model's order)",)
+    given = load_data(str(tmp_path / "named.npz"), (4, 4, 1), 3, class_names=("eel", "dog", "cat"))
+    assert given.y.tolist() == [1, 2, 0] * 4 and given.classes == ("eel", "dog", "cat") and given.notes == ()
+    np.savez(tmp_path / "digits.npz", x=x, y=np.array([str(v) for v in np.arange(12) % 3]))
+    spelled = load_data(str(tmp_path / "digits.npz"), (4, 4, 1), 3)
+    assert spelled.y.tolist() == (np.arange(12) % 3).tolist() and spelled.notes == ()
+    with pytest.raises(UserError, match=r"label '0' is not among --class-names \(b, a, c\)"):  # names, given names
+        load_data(str(tmp_path / "digits.npz"), (4, 4, 1), 3, class_names=("b", "a", "c"))
+    np.savez(tmp_path / "ints.npz", x=x, y=np.arange(12) % 3)  # indices: the names only name them
+    indexed = load_data(str(tmp_path / "ints.npz"), (4, 4, 1), 3, class_names=("b", "a", "c"))
+    assert indexed.y.tolist() == (np.arange(12) % 3).tolist() and indexed.classes == ("b", "a", "c")
+    np.savez(tmp_path / "two.npz", x=x, y=np.array(["dog", "cat"] * 6))
+    with pytest.raises(UserError, match=r"2 class names \(cat, dog\) but the model has 3 classes: sorted names"):
+        load_data(str(tmp_path / "two.npz"), (4, 4, 1), 3)
+    with pytest.raises(UserError, match="--class-names: received 2 names; the model has 3 classes"):
+        load_data(str(tmp_path / "named.npz"), (4, 4, 1), 3, class_names=("cat", "dog"))
+    with pytest.raises(UserError, match="--class-names: 'cat' is given twice"):
+        load_data(str(tmp_path / "named.npz"), (4, 4, 1), 3, class_names=("cat", "dog", "cat"))
+    np.savez(tmp_path / "mixed.npz", x=x, y=names, x_test=x[:6], y_test=np.arange(6) % 3)
+    with pytest.raises(UserError, match=r"\(test split\): labels have dtype int64 beside class names"):
+        load_data(str(tmp_path / "mixed.npz"), (4, 4, 1), 3)
+
+
+def test_a_folders_classes_numbered_by_class_names(keras, tmp_path):
+    import tensorflow as tf
+
+    img = np.random.default_rng(2).integers(0, 256, (8, 8, 1), dtype=np.uint8)
+    for cls in ("cat", "dog", "eel"):
+        (tmp_path / cls).mkdir()
+        tf.io.write_file(str(tmp_path / cls / "0.png"), tf.io.encode_png(img))
+    ds = load_data(str(tmp_path), (8, 8, 1), 3, min_samples=3, class_names=("eel", "cat", "dog"))
+    assert ds.y.tolist() == [1, 2, 0] and ds.classes == ("eel", "cat", "dog")  # files read cat, dog, eel
+    with pytest.raises(UserError, match=r"class folder 'dog' is not among --class-names \(eel, cat, fox\)"):
+        load_data(str(tmp_path), (8, 8, 1), 3, min_samples=3, class_names=("eel", "cat", "fox"))
+
+
+def test_an_npy_file_is_samples_alone(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (15, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    ds = load_data(str(tmp_path / "x.npy"), (6, 6, 1), 10, labels=False)
+    assert ds.y is None and ds.x.shape == (15, 6, 6, 1) and ds.values == "uint8 0..255"
+    with pytest.raises(UserError, match="a .npy file holds samples alone, no labels"):
+        load_data(str(tmp_path / "x.npy"), (6, 6, 1), 10)

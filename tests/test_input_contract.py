@@ -339,3 +339,33 @@ def test_at_chance_from_stale_batchnorm_statistics_the_message_says_so(keras, mo
     assert "BatchNorm moving statistics do not match its weights" in message and "momentum (0.999)" in message
     for bn, before in zip(norms, stale):  # training mode updated the moving statistics: they were put back
         np.testing.assert_array_equal(np.array(bn.moving_mean), before)
+
+
+def test_labels_in_another_order_than_the_outputs_stop_the_run_above_chance(tiny_model_path, keras):
+    """Fashion-MNIST's classes named and sorted by name (as class folders are numbered): the tiny model scores
+    well above chance on them, yet far better under one relabelling. The gate stops it and names the
+    ``--class-names`` that fits; rightly numbered labels pass without a word."""
+    from lrfc.frontend.load import load_flat
+    from lrfc.frontend.sanity import check_original
+
+    model = load_flat(tiny_model_path)
+    names = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+    ds = load_data("fashion-mnist", (28, 28, 1), 10)
+    x, truth = ds.x_test[:1000], ds.y_test[:1000]
+    by_name = np.argsort(np.argsort(names))[truth]  # each image's class numbered in sorted-name order
+    sorted_names = tuple(sorted(names))
+    contract = InputContract("0-1")
+    said = []
+    right = check_original(model, x, truth, contract, log=said.append, class_names=names)
+    assert right > 0.6 and said == []
+    wrong = float(np.mean(model.predict(x, verbose=0).argmax(-1) == by_name))
+    assert 0.15 < wrong < right - 0.3  # above chance: only the relabelling tells
+    with pytest.raises(UserError) as info:
+        check_original(model, x, by_name, contract, class_names=sorted_names)
+    message = str(info.value)
+    relabelled = re.search(r"\(1,000 samples\) but ([0-9.]+)% with its classes in another order", message)
+    assert f"scores {100 * wrong:.1f}% on the validation split" in message
+    assert relabelled and float(relabelled.group(1)) >= round(100 * right, 1)  # at least the right labels' score
+    assert f"its answers fit --class-names {','.join(names)})" in message and "--allow-low-accuracy" in message
+    assert check_original(model, x, by_name, contract, allow_low=True, log=said.append) == pytest.approx(wrong)
+    assert len(said) == 1 and "its answers fit label 0 as output" in said[0] and "(--allow-low-accuracy)" in said[0]

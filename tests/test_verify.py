@@ -237,6 +237,34 @@ def test_a_file_carries_the_class_names_of_an_image_folder(tiny_model_path, tmp_
     assert json.loads(meta["lrfc.input"])["range"] == "0-1"
 
 
+def test_class_folders_named_in_another_order_than_the_outputs_take_class_names(tiny_model_path, tmp_path, capsys):
+    """Class folders named by words whose sorted order is not the model's: export (and verify) refuse, naming the
+    ``--class-names`` the model's answers fit; given it, the files pass and carry the names in the outputs' order."""
+    import tensorflow as tf
+
+    from lrfc.frontend.data import read_fashion_mnist
+
+    names = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+    _, _, x_test, y_test = read_fashion_mnist()
+    for label, name in enumerate(names):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in np.flatnonzero(y_test == label)[:40]:  # 400 images: 144 verify after 256 calibrate
+            tf.io.write_file(str(tmp_path / "imgs" / name / f"{i}.png"), tf.io.encode_png(x_test[i][..., None]))
+    export = ["export", str(tiny_model_path), "--target", "host", "--formats", "onnx", "--data", str(tmp_path / "imgs"),
+              "--out", str(tmp_path / "e")]
+    assert main(export) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"its answers fit --class-names {','.join(names)})" in err, err
+    assert not (tmp_path / "e").exists()
+    assert main([*export, "--class-names", ",".join(names)]) == 0
+    capsys.readouterr()
+    assert json.loads(read_stamp(tmp_path / "e" / "model.onnx")["lrfc.labels"]) == names
+    verify = ["verify", str(tmp_path / "e" / "model.onnx"), "--model", str(tiny_model_path), "--data",
+              str(tmp_path / "imgs")]
+    assert main(verify) == 2 and "--class-names" in capsys.readouterr().err
+    assert main([*verify, "--class-names", ",".join(names)]) == 0
+
+
 def test_an_int8_file_records_its_io_quantization_and_the_8_bit_pixel_rule(tiny_model_path, tmp_path, capsys):
     """A fully-integer .tflite takes q = round(x / scale) + zero point of the Keras model's input x: export.json
     records both numbers, and the line says what 8-bit pixels become; fed that rule's integers straight, the file

@@ -87,26 +87,29 @@ def build(model, data, target: str = "host", *, out: str | Path = "lrfc-out", lo
 
 def export(model, target: str = "host", *, out: str | Path, formats=None, precision: str | None = None, data=None,
            calib_samples: int = 256, seed: int = 0, trust: bool = False, allow_low_accuracy: bool = False,
-           log=stderr_line, **contract) -> dict:
+           log=stderr_line, class_names: tuple[str, ...] | None = None, **contract) -> dict:
     """``lrfc export``: ``model`` as it is, lowered to verified artifacts and export.json in ``out``.
 
     ``contract`` takes ``input_range``, ``input_mean``, ``input_std``,
-    ``channel_order`` (as strings, like the flags). Returns the export.json document.
+    ``channel_order`` (as strings, like the flags); ``class_names`` each output's class, in order (``--class-names``).
+    Returns the export.json document.
     """
     from lrfc.lower.export import export_model
 
     return export_model(model, target, out, formats=formats, precision=precision, data=data,
                         calib_samples=calib_samples, trust=trust, seed=seed, contract=_contract(contract),
-                        allow_low_accuracy=allow_low_accuracy, log=log)
+                        allow_low_accuracy=allow_low_accuracy, log=log, class_names=class_names)
 
 
 def verify(artifact: str | Path, model, *, data=None, precision: str | None = None, seed: int = 0,
-           trust: bool = False, allow_low_accuracy: bool = False, log=stderr_line, **contract):
+           trust: bool = False, allow_low_accuracy: bool = False, log=stderr_line,
+           class_names: tuple[str, ...] | None = None, **contract):
     """``lrfc verify``: the verification gate on an existing artifact; returns its ``ArtifactRecord``."""
     from lrfc.lower.check import verify_artifact
 
     return verify_artifact(str(artifact), model, data=data, precision=precision, seed=seed, trust=trust,
-                           contract=_contract(contract), allow_low_accuracy=allow_low_accuracy, log=log)
+                           contract=_contract(contract), allow_low_accuracy=allow_low_accuracy, log=log,
+                           class_names=class_names)
 
 
 def inspect(model, *, trust: bool = False, input_shape: tuple[int, ...] | None = None) -> dict:

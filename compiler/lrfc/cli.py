@@ -38,8 +38,9 @@ _state = {"verbose": False}
 
 # Options several commands share: one definition each.
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
-DataHelp = ("fashion-mnist, digits, an .npz (x, y; or Keras' x_train, y_train) or a folder of images in class "
-            "subfolders (folder names 0..N-1 are the class indices; other names are sorted).")
+DataHelp = ("fashion-mnist, digits, an .npz (x, y: class indices, one-hot rows or class names; or Keras' x_train, "
+            "y_train), an .npy of samples alone, or a folder of images in class subfolders (folder names 0..N-1 are "
+            "the class indices; other names are sorted, or numbered by --class-names).")
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
 CustomObjects = Annotated[Optional[list[str]], typer.Option(
     "--custom-objects", help="A .py file (or module) that defines the model's custom layers or functions; imported "
@@ -55,6 +56,9 @@ InputStd = Annotated[Optional[str], typer.Option(
     "--input-std", help="Per-channel std divided by after --input-mean, e.g. 0.229,0.224,0.225.")]
 ChannelOrder = Annotated[Optional[str], typer.Option(
     "--channel-order", help="rgb (default) or bgr (Caffe-trained models such as keras.applications ResNet50).")]
+ClassNames = Annotated[Optional[str], typer.Option(
+    "--class-names", help="The model's classes in the order of its outputs, comma-separated (as Keras' class_names): "
+                          "they number the class folders and an npz's class-name labels (default: sorted names).")]
 AllowLow = Annotated[bool, typer.Option(
     "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]
 
@@ -189,6 +193,7 @@ def build(
     input_mean: InputMean = None,
     input_std: InputStd = None,
     channel_order: ChannelOrder = None,
+    class_names: ClassNames = None,
     allow_low_accuracy: AllowLow = DEFAULT["allow_low_accuracy"],
     allocation: Annotated[str, typer.Option(help="global (each candidate's measured end-to-end effect, allocated under one budget) or threshold (the paper's uniform similarity threshold).")] = DEFAULT["allocation"],
     min_similarity: Annotated[float, typer.Option(help="Global allocation: the lowest feature-map similarity a candidate may have.")] = DEFAULT["min_similarity"],
@@ -220,7 +225,7 @@ def build(
         formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
-        allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
+        class_names=_split(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
         time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
         memory_budget=memory_budget, executor=executor, ray_address=ray_address, input_shape=_parse_shape(input_shape),
     )
@@ -307,6 +312,7 @@ def export(
     input_mean: InputMean = None,
     input_std: InputStd = None,
     channel_order: ChannelOrder = None,
+    class_names: ClassNames = None,
     allow_low_accuracy: AllowLow = False,
     trust_model: TrustModel = False,
     custom_objects: CustomObjects = None,
@@ -320,7 +326,7 @@ def export(
     doc = export_model(model, target, out=out, formats=_split(formats), precision=precision, data=data,
                        calib_samples=calib_samples, trust=trust_model, seed=seed, allow_low_accuracy=allow_low_accuracy,
                        log=_warn, input_range=input_range, input_mean=input_mean, input_std=input_std,
-                       channel_order=channel_order)
+                       channel_order=channel_order, class_names=_split(class_names))
     if as_json:
         _emit_json(doc)
     else:
@@ -343,6 +349,7 @@ def verify(
     input_mean: InputMean = None,
     input_std: InputStd = None,
     channel_order: ChannelOrder = None,
+    class_names: ClassNames = None,
     allow_low_accuracy: AllowLow = False,
     trust_model: TrustModel = False,
     custom_objects: CustomObjects = None,
@@ -368,7 +375,8 @@ def verify(
     _import_custom(custom_objects)
     record = verify_artifact(artifact, model, data=data, precision=precision, seed=seed, trust=trust_model,
                              allow_low_accuracy=allow_low_accuracy, log=_warn, input_range=input_range,
-                             input_mean=input_mean, input_std=input_std, channel_order=channel_order)
+                             input_mean=input_mean, input_std=input_std, channel_order=channel_order,
+                             class_names=_split(class_names))
     _emit_json(record.to_json()) if as_json else typer.echo(render_record(record))
     if not record.passed:
         from lrfc.errors import VerificationError

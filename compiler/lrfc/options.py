@@ -66,6 +66,7 @@ class BuildOptions:
     input_mean: str | None = None
     input_std: str | None = None
     channel_order: str | None = None
+    class_names: tuple[str, ...] | None = None  # each output's class name, in order: numbers class folders / label names
     allow_low_accuracy: bool = False   # go on when the original scores at chance on the data (a warning instead)
     allocation: str = "global"         # global (measured end-to-end effect, Lagrangian) or threshold (the paper's)
     min_similarity: float = 0.8        # global allocation: candidates below this feature-map similarity are not offered

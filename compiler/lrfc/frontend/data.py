@@ -5,12 +5,18 @@ Accepted forms:
     10,000 test 28x28 grey images, 10 classes), read from its IDX files;
   * ``digits`` — scikit-learn's bundled 8x8 digits (1,797 images, 10 classes);
   * ``PATH.npz`` with arrays ``x`` and ``y`` (and optionally ``x_test``,
-    ``y_test``);
+    ``y_test``). Labels are class indices, one-hot rows, or class names
+    (strings: sorted and numbered 0..N-1 as class folders are, or the
+    indices themselves when all are whole numbers);
+  * ``PATH.npy``: samples alone, unlabelled (``labels=False``);
   * ``DIR/`` of images in class subfolders (the Keras
     ``image_dataset_from_directory`` convention). Folder names that are all
     whole numbers are the class indices themselves (``DIR/3/`` holds class 3,
     whatever folders are missing); other names are sorted and numbered
-    0..N-1, so there must be exactly one folder per model class.
+    0..N-1, so there must be exactly one folder per model class; or, with
+    ``class_names`` (``--class-names``, Keras' ``class_names``), each name is
+    the class its place in that list gives (a folder or label not in it is
+    refused).
 
 The one mapping rule, applied in this order:
   1. values to *unit* pixel values in [0, 1] (``to_unit``): integers by their
@@ -128,25 +134,95 @@ def _read_npz(path: Path, labels: bool = True):
     return arrays["x"], arrays.get("y"), arrays.get("x_test"), arrays.get("y_test")
 
 
-def _class_labels(path: Path, folders: list[str], num_classes: int | None) -> tuple[dict[str, int], list[str]]:
-    """Folder name -> label, and notes. Whole-number names are the labels; others are numbered in sorted order."""
+def _read_npy(path: Path, labels: bool) -> np.ndarray:
+    if labels:
+        raise UserError(f"{path}: a .npy file holds samples alone, no labels; give an .npz with 'x' (samples) and 'y' "
+                        "(labels)")
+    try:
+        return npyfile.load(path)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable .npy file ({exc})") from exc
+
+
+def _named(y) -> bool:
+    return y is not None and np.asarray(y).dtype.kind in "US"
+
+
+def _name_labels(where: str, y, y_test, num_classes: int | None, class_names: tuple[str, ...] | None = None):
+    """Labels given as class names (strings) -> class indices, numbered as class folders are (``_class_labels``: in
+    sorted order, or the whole numbers they spell; by ``class_names`` when given), with the names by index and a
+    note that shows the numbering."""
+    parts = [None if v is None else np.asarray(v) for v in (y, y_test)]
+    for v, part in zip(parts, ("", " (test split)")):
+        if v is not None and not _named(v):
+            raise UserError(f"{where}{part}: labels have dtype {v.dtype} beside class names (strings) in the other split;"
+                            " give one kind of label for both")
+        if v is not None and v.size != len(v):
+            raise UserError(f"{where}{part}: class names have shape {v.shape}; expected one per sample, (N,)")
+    texts = [None if v is None else v.reshape(len(v)).astype(str) for v in parts]
+    names = sorted(set().union(*(set(t.tolist()) for t in texts if t is not None)))
+    if class_names is not None:
+        index, notes, classes = _given_names(where, names, "label", class_names), [], list(class_names)
+    else:
+        index, notes = _class_labels(Path(where), names, num_classes, kind="class name")
+        classes = [""] * (max(index.values()) + 1)
+        for name, i in index.items():
+            classes[i] = name
+        shown = ", ".join(f"{name!r} = {i}" for name, i in list(index.items())[:4]) + (", ..." if len(index) > 4 else "")
+        if not all(name.isdigit() for name in names):  # whole numbers written as text are the indices they spell
+            notes.append(f"{where}: labels are class names, numbered {shown} (sorted, as class folders are; "
+                         "--class-names gives the model's order)")
+    mapped = [None if t is None else np.asarray([index[n] for n in t], dtype=np.int64) for t in texts]
+    return mapped[0], mapped[1], tuple(classes), notes
+
+
+def _given_names(where, names: list[str], kind: str, class_names: tuple[str, ...]) -> dict[str, int]:
+    """Each of ``names`` (class folders, label names) -> its place in ``--class-names``; one not there is refused."""
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise UserError(f"{where}: {kind} '{unknown[0]}' is not among --class-names "
+                        f"({', '.join(class_names[:4])}{', ...' if len(class_names) > 4 else ''})")
+    return {n: index[n] for n in names}
+
+
+def check_class_names(class_names: tuple[str, ...] | None, num_classes: int | None) -> None:
+    """``--class-names``: one distinct name per model output."""
+    if class_names is None:
+        return
+    repeated = sorted({n for n in class_names if class_names.count(n) > 1})
+    if repeated:
+        raise UserError(f"--class-names: '{repeated[0]}' is given twice; expected one distinct name per class")
+    if num_classes is not None and len(class_names) != max(num_classes, 2):
+        raise UserError(f"--class-names: received {len(class_names)} names; the model has {max(num_classes, 2)} "
+                        "classes, named in the order of its outputs")
+
+
+def _class_labels(path: Path, folders: list[str], num_classes: int | None,
+                  kind: str = "class folder") -> tuple[dict[str, int], list[str]]:
+    """Folder name (or class name, ``kind``) -> label, and notes. Whole-number names are the labels; others are
+    numbered in sorted order."""
     notes = []
     if all(name.isdigit() for name in folders):
         labels = {name: int(name) for name in folders}
         if num_classes is not None:
             beyond = sorted(n for n, v in labels.items() if v >= num_classes)
             if beyond:
-                raise UserError(f"{path}: class folder '{beyond[0]}' names class {labels[beyond[0]]}; the model has "
+                raise UserError(f"{path}: {kind} '{beyond[0]}' names class {labels[beyond[0]]}; the model has "
                                 f"{num_classes} classes (0..{num_classes - 1})")
             missing = [str(v) for v in range(num_classes) if v not in labels.values()]
             if missing:
-                notes.append(f"{path}: no folder for class{'es' * (len(missing) > 1)} {', '.join(missing[:10])}"
+                notes.append(f"{path}: no {'folder' if kind == 'class folder' else 'label'} for class"
+                             f"{'es' * (len(missing) > 1)} {', '.join(missing[:10])}"
                              f"{' ...' if len(missing) > 10 else ''}: accuracy covers the other classes only")
         return labels, notes
     if num_classes is not None and len(folders) != num_classes:
-        raise UserError(f"{path}: {len(folders)} class folders ({', '.join(folders[:4])}{', ...' if len(folders) > 4 else ''}) "
-                        f"but the model has {num_classes} classes: sorted folder names become labels 0..N-1, so a "
-                        "missing or extra folder shifts every label; name the folders by class index (0, 1, ...) instead")
+        fix = ("folder names become labels 0..N-1, so a missing or extra folder shifts every label; name the folders "
+               "by class index (0, 1, ...) instead" if kind == "class folder" else
+               "names become labels 0..N-1, so a missing or extra name shifts every label; give class indices (0, 1, "
+               "...) instead")
+        raise UserError(f"{path}: {len(folders)} {kind}s ({', '.join(folders[:4])}{', ...' if len(folders) > 4 else ''}) "
+                        f"but the model has {num_classes} classes: sorted {fix}")
     return {name: i for i, name in enumerate(folders)}, notes
 
 
@@ -191,7 +267,7 @@ def _as_8_bit(unit: np.ndarray) -> np.ndarray:
 
 
 def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool = True,
-                    labels: dict[str, int] | None = None, progress=None):
+                    labels: dict[str, int] | None = None, progress=None, class_names: tuple[str, ...] | None = None):
     """Images fitted to ``input_shape`` (8-bit, ``_as_8_bit``), labels, class names by label, notes, how they were
     fitted, and what the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark
     image stays dark). A file that does not decode is left out, and a note says how many were.
@@ -201,14 +277,17 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     ``progress(label, total, transient)`` (``BuildState.progress``) shows the
     reading on a terminal (25,000 photos: a minute), erased at its end.
     ``labels`` (folder name -> label) is a training folder's, for its held-out
-    folder, which may lack a class.
+    folder, which may lack a class; ``class_names`` (``--class-names``) number
+    the folders instead of their sorted order.
     """
     folders = _subfolders(path)
     if not folders and labels_needed:
         raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
     if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
-    if labels is not None and folders:
+    if class_names is not None and folders:
+        labels, notes = _given_names(path, folders, "class folder", class_names), []
+    elif labels is not None and folders:
         unknown = [f for f in folders if f not in labels]
         if unknown:
             raise UserError(f"{path}: class folder '{unknown[0]}' is not among the training folder's classes "
@@ -260,7 +339,7 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     values = "8-bit images"  # tf.io.decode_image's uint8 (a 16-bit PNG is scaled down to it)
     if not folders:
         return np.stack(xs), None, None, notes, fit, values
-    names = [""] * (max(labels.values()) + 1)
+    names = list(class_names or [""] * (max(labels.values()) + 1))
     for cls, label in labels.items():
         names[label] = cls
     return np.stack(xs), np.asarray(ys), tuple(names), notes, fit, values
@@ -496,7 +575,8 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
-              min_samples: int = 10, labels: bool = True, progress=None) -> Dataset:
+              min_samples: int = 10, labels: bool = True, progress=None,
+              class_names: tuple[str, ...] | None = None) -> Dataset:
     """Load ``--data`` and map it onto a model input.
 
     Args:
@@ -515,6 +595,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             is then None.
         progress: ``BuildState.progress``, for a folder of images (a
             transient bar while its files are read).
+        class_names: ``--class-names``, the name of each model output in
+            order: class folders and label names are numbered by it (not
+            sorted), and the Dataset's ``classes`` are these.
 
     Returns:
         A ``Dataset`` whose samples (``frontend.samples.Samples``) fit
@@ -522,6 +605,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         values as they are read.
     """
     contract = contract or InputContract(reason="the default")
+    check_class_names(class_names, num_classes)
     x_test = y_test = classes = fit = images = None
     notes: list[str] = []
     if not isinstance(spec, str):  # the Python API: arrays in memory
@@ -541,11 +625,11 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
             x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
-                                                                progress=progress)
+                                                                progress=progress, class_names=class_names)
             known = None if classes is None else {name: i for i, name in enumerate(classes)}
             parts = []
             for h in held:
-                parts.append(_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress))
+                parts.append(_read_image_dir(h, tuple(input_shape), num_classes, labels, known, progress, class_names))
                 if known is None and parts[-1][2] is not None:  # unlabelled training images, labelled held-out ones:
                     classes = parts[-1][2]  # the first held-out folder names the classes
                     known = {name: i for i, name in enumerate(classes)}
@@ -556,11 +640,18 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
                      "the held-out split (halved into validation and test)"]
         elif path.is_dir():
             x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels,
-                                                                progress=progress)
+                                                                progress=progress, class_names=class_names)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path, labels)
+        elif path.suffix.lower() == ".npy":
+            x, y = _read_npy(path, labels), None
         else:
-            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz or a folder of images in class subfolders")
+            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .npy (samples alone) or a "
+                            "folder of images in class subfolders")
+    if images is None and (_named(y) or _named(y_test)):  # arrays whose labels are class names
+        y, y_test, classes, notes = _name_labels(spec, y, y_test, num_classes, class_names)
+    elif images is None and class_names is not None:  # class indices: the names only name them
+        classes = tuple(class_names)
     y = _check(x, y, num_classes, min_samples, spec)
     x, values = _to_model(x, input_shape, contract, spec)
     if spec == "digits":
@@ -572,7 +663,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             raise UserError(f"{spec}: has 'x_test' but no 'y_test'")
         y_test = _check(x_test, y_test, num_classes, 1, f"{spec} (test split)")
         x_test, _ = _to_model(x_test, input_shape, contract, f"{spec} (test split)")
-    if classes is None:  # arrays: one shape, fitted as they are read
+    if images is None:  # arrays: one shape, fitted as they are read
         fit = describe_fit(np.shape(x.source)[1:], input_shape)
     return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes or ()),
                    fit=fit)

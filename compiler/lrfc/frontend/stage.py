@@ -55,7 +55,8 @@ def load_inputs(options, model, log, rows, targets, progress=None):
     contract = resolve(model, given)
     num_classes = int(model.outputs[0].shape[-1])
     shape = tuple(model.inputs[0].shape[1:])
-    ds = load_data(options.data, shape, num_classes, contract, labels=False, progress=progress)
+    ds = load_data(options.data, shape, num_classes, contract, labels=False, progress=progress,
+                   class_names=options.class_names)
     splits = make_splits(ds, options.calib_samples, options.seed, options.finetune != "none", options.train_samples)
     memory = plan_memory(model, rows, targets, source_bytes(ds.x) + source_bytes(ds.x_test), 4 * math.prod(shape),
                          len(splits.x_calib), options.memory_bytes(), DEFAULT_BUDGET_BYTES)
@@ -74,7 +75,8 @@ def load_inputs(options, model, log, rows, targets, progress=None):
               else contextlib.nullcontext()) as bar:
             outputs = predict(model, splits.x_val, progress=bar.update if bar is not None else None)
         accuracy = check_original(model, splits.x_val, splits.y_val, contract, passthrough=passthrough,
-                                  allow_low=options.allow_low_accuracy, log=log, fit=ds.fit, outputs=outputs)
+                                  allow_low=options.allow_low_accuracy, log=log, fit=ds.fit, outputs=outputs,
+                                  class_names=ds.classes)
         scored = f"the original scores {100 * accuracy:.2f}% on validation"
         train_outputs = None
         if labels == HELD_OUT:  # labelled held-out images, unlabelled training ones: those take the original's answers

@@ -55,7 +55,7 @@ def detect_precision(path: str | Path, fmt: str) -> str:
 
 def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, precision: str | None = None,
                     seed: int = 0, trust: bool = False, contract=None, allow_low_accuracy: bool = False,
-                    log=None) -> ArtifactRecord:
+                    log=None, class_names: tuple[str, ...] | None = None) -> ArtifactRecord:
     """The verification gate on an existing file; see the module doc. Never raises on a mismatch."""
     from lrfc.frontend.binary import binary_kind
     from lrfc.frontend.contract import resolve
@@ -85,7 +85,7 @@ def verify_artifact(artifact: str, model_path: str, *, data: str | None = None, 
     model = load_single_io(model_path, trust, "verify")
     contract = resolve(model, contract)
     samples = draw_samples(model, contract, data, CALIBRATION_SAMPLES, seed, allow_low_accuracy=allow_low_accuracy,
-                           log=log)
+                           log=log, class_names=class_names)
     reference = reference_outputs(model, samples.verify)
     record = gate(path, fmt, precision, samples.verify, reference, samples.labels,
                   lambda: float_sensitivity(model, samples.verify, reference), binary_kind(model))

@@ -64,7 +64,7 @@ def load_single_io(model_path: str, trust: bool, command: str):
 
 
 def draw_samples(model, contract, data: str | None, calib_samples: int, seed: int, *,
-                 allow_low_accuracy: bool = False, log=None) -> ExportSamples:
+                 allow_low_accuracy: bool = False, log=None, class_names: tuple[str, ...] | None = None) -> ExportSamples:
     """Seeded calibration samples and disjoint verification samples, in the model's units.
 
     Without ``data``: ``RANDOM_VERIFY_SAMPLES`` uniform unit-pixel inputs
@@ -92,7 +92,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
         return ExportSamples(x, x, None, f"random pixel values mapped as {contract.range}, {RANDOM_VERIFY_SAMPLES} samples")
     out_shape = model.outputs[0].shape
     num_classes = int(out_shape[-1]) if len(out_shape) == 2 and out_shape[-1] else None
-    ds = load_data(data, shape, num_classes, contract, labels=False)
+    ds = load_data(data, shape, num_classes, contract, labels=False, class_names=class_names)
     perm = rng.permutation(len(ds.x))
     calibration = ds.x[perm[:calib_samples]]
     if ds.x_test is not None and len(ds.x_test):
@@ -112,7 +112,7 @@ def draw_samples(model, contract, data: str | None, calib_samples: int, seed: in
                 "with Keras only")
     elif num_classes is not None:
         check_original(model, x, y, contract, passthrough=ds.values.startswith("as given"),
-                       allow_low=allow_low_accuracy, where=described.split(",")[0], log=log)
+                       allow_low=allow_low_accuracy, where=described.split(",")[0], log=log, class_names=ds.classes)
     return ExportSamples(calibration, x, y, described, ds.classes)
 
 
@@ -123,7 +123,7 @@ def _at(labels: np.ndarray | None, index) -> np.ndarray | None:
 def export_model(model_path: str, target: str, out: str | Path, *, formats: tuple[str, ...] | None = None,
                  precision: str | None = None, data: str | None = None, calib_samples: int = CALIBRATION_SAMPLES,
                  trust: bool = False, seed: int = 0, contract=None, allow_low_accuracy: bool = False,
-                 log=None) -> dict:
+                 log=None, class_names: tuple[str, ...] | None = None) -> dict:
     """``lrfc export``: lower a model file, uncompressed, to verified artifacts and ``export.json`` in ``out``.
 
     Args:
@@ -140,6 +140,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         contract: the given ``InputContract``; None: inferred from the model.
         allow_low_accuracy: go on when the original scores at chance on ``data``.
         log: where warnings go.
+        class_names: ``--class-names``, each output's class in order (numbers ``data``'s class folders).
 
     Returns:
         The ``export.json`` document: ``{"model", "target", "precision",
@@ -170,7 +171,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         model = load_single_io(model_path, trust, "export")
         contract = resolve(model, contract)
         samples = draw_samples(model, contract, data, calib_samples, seed, allow_low_accuracy=allow_low_accuracy,
-                               log=log)
+                               log=log, class_names=class_names)
         equalized = None
         if precision == "int8":  # a factorized model's chains (an lrfc model.keras): the same function, less rounding
             from lrfc.factorize.equalize import equalize_chains
