@@ -221,8 +221,11 @@ def test_refusals(tmp_path):
     bad[3, 0, 0, 0] = np.nan
     with pytest.raises(UserError, match="NaN or Inf"):
         load_data(_npz(tmp_path, bad, y), (4, 4, 1), 3)
-    with pytest.raises(UserError, match=r"labels span 0..2; the model has 2 classes"):
+    with pytest.raises(UserError, match=r"labels span 0..2; the model has 2 classes \(0..1\)$"):
         load_data(_npz(tmp_path, x, y), (4, 4, 1), 2)
+    with pytest.raises(UserError, match=r"labels span 1..3; the model has 3 classes \(0..2\); numbered from 1\? give "
+                                        r"them from 0 \(y - 1\)"):
+        load_data(_npz(tmp_path, x, y + 1), (4, 4, 1), 3)
     with pytest.raises(UserError, match="5 samples; at least 10 are needed"):
         load_data(_npz(tmp_path, x[:5], y[:5]), (4, 4, 1), 3)
     with pytest.raises(UserError, match="20 samples but 19 labels"):
@@ -289,3 +292,15 @@ def test_an_npy_file_is_samples_alone(tmp_path):
     assert ds.y is None and ds.x.shape == (15, 6, 6, 1) and ds.values == "uint8 0..255"
     with pytest.raises(UserError, match="a .npy file holds samples alone, no labels"):
         load_data(str(tmp_path / "x.npy"), (6, 6, 1), 10)
+
+
+def test_class_folders_numbered_from_one_are_told_to_start_at_zero(keras, tmp_path):
+    import tensorflow as tf
+
+    img = np.zeros((8, 8, 1), dtype=np.uint8)
+    for cls in ("1", "2", "3"):
+        (tmp_path / cls).mkdir()
+        tf.io.write_file(str(tmp_path / cls / "0.png"), tf.io.encode_png(img))
+    with pytest.raises(UserError, match=r"class folder '3' names class 3; the model has 3 classes \(0..2\); numbered "
+                                        "from 1\\? number them from 0$"):
+        load_data(str(tmp_path), (8, 8, 1), 3, min_samples=3)

@@ -208,8 +208,10 @@ def _class_labels(path: Path, folders: list[str], num_classes: int | None,
         if num_classes is not None:
             beyond = sorted(n for n, v in labels.items() if v >= num_classes)
             if beyond:
+                from_one = min(labels.values()) == 1 and max(labels.values()) == num_classes
                 raise UserError(f"{path}: {kind} '{beyond[0]}' names class {labels[beyond[0]]}; the model has "
-                                f"{num_classes} classes (0..{num_classes - 1})")
+                                f"{num_classes} classes (0..{num_classes - 1})"
+                                + ("; numbered from 1? number them from 0" if from_one else ""))
             missing = [str(v) for v in range(num_classes) if v not in labels.values()]
             if missing:
                 notes.append(f"{path}: no {'folder' if kind == 'class folder' else 'label'} for class"
@@ -524,7 +526,9 @@ def _check(x: np.ndarray, y: np.ndarray | None, num_classes: int | None, min_sam
             raise UserError(f"{where}: labels must be whole class indices; received dtype {y.dtype}")
     y = y.astype(np.int64)
     if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise UserError(f"{where}: labels span {int(y.min())}..{int(y.max())}; the model has {num_classes} classes (0..{num_classes - 1})")
+        from_one = int(y.min()) == 1 and int(y.max()) == num_classes  # MATLAB's and R's numbering
+        raise UserError(f"{where}: labels span {int(y.min())}..{int(y.max())}; the model has {num_classes} classes "
+                        f"(0..{num_classes - 1})" + ("; numbered from 1? give them from 0 (y - 1)" if from_one else ""))
     return y
 
 
