@@ -283,6 +283,11 @@ def test_a_folders_classes_numbered_by_class_names(keras, tmp_path):
     assert ds.y.tolist() == [1, 2, 0] and ds.classes == ("eel", "cat", "dog")  # files read cat, dog, eel
     with pytest.raises(UserError, match=r"class folder 'dog' is not among --class-names \(eel, cat, fox\)"):
         load_data(str(tmp_path), (8, 8, 1), 3, min_samples=3, class_names=("eel", "cat", "fox"))
+    for cls in ("cat", "dog"):  # some of the model's classes (ImageNet's folders, a few of them): numbered the same
+        (tmp_path / "some" / cls).mkdir(parents=True)
+        tf.io.write_file(str(tmp_path / "some" / cls / "0.png"), tf.io.encode_png(img))
+    some = load_data(str(tmp_path / "some"), (8, 8, 1), 3, min_samples=2, class_names=("eel", "cat", "dog"))
+    assert some.y.tolist() == [1, 2] and some.classes == ("eel", "cat", "dog")
 
 
 def test_an_npy_file_is_samples_alone(tmp_path):
@@ -304,3 +309,21 @@ def test_class_folders_numbered_from_one_are_told_to_start_at_zero(keras, tmp_pa
     with pytest.raises(UserError, match=r"class folder '3' names class 3; the model has 3 classes \(0..2\); numbered "
                                         "from 1\\? number them from 0$"):
         load_data(str(tmp_path), (8, 8, 1), 3, min_samples=3)
+
+
+def test_class_names_from_a_list_or_a_file(tmp_path):
+    import json
+
+    from lrfc.frontend.data import read_class_names
+
+    assert read_class_names(None) is None and read_class_names("cat, dog,eel") == ("cat", "dog", "eel")
+    (tmp_path / "names.txt").write_text("cat\n dog\n\neel\n")
+    assert read_class_names(str(tmp_path / "names.txt")) == ("cat", "dog", "eel")
+    index = {str(i): [f"n0{i}", f"name {i}"] for i in range(12)}  # Keras' imagenet_class_index.json: by output index
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    assert read_class_names(str(tmp_path / "index.json")) == tuple(f"n0{i}" for i in range(12))  # 10 after 9
+    (tmp_path / "list.json").write_text(json.dumps(["b", "a"]))
+    assert read_class_names(str(tmp_path / "list.json")) == ("b", "a")
+    (tmp_path / "bad.json").write_text(json.dumps({"first": "cat"}))
+    with pytest.raises(UserError, match="is not a JSON list of class names or an object from output index"):
+        read_class_names(str(tmp_path / "bad.json"))

@@ -57,8 +57,10 @@ InputStd = Annotated[Optional[str], typer.Option(
 ChannelOrder = Annotated[Optional[str], typer.Option(
     "--channel-order", help="rgb (default) or bgr (Caffe-trained models such as keras.applications ResNet50).")]
 ClassNames = Annotated[Optional[str], typer.Option(
-    "--class-names", help="The model's classes in the order of its outputs, comma-separated (as Keras' class_names): "
-                          "they number the class folders and an npz's class-name labels (default: sorted names).")]
+    "--class-names", help="The model's classes in the order of its outputs, comma-separated (as Keras' class_names) "
+                          "or a file of them (one per line; JSON: a list, or index -> name or [id, name] as Keras' "
+                          "imagenet_class_index.json): they number the class folders and an npz's class-name labels "
+                          "(default: sorted names).")]
 AllowLow = Annotated[bool, typer.Option(
     "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]
 
@@ -93,6 +95,12 @@ def _parse_shape(text: Optional[str]) -> tuple[int, ...] | None:
 
 def _split(text: Optional[str]) -> tuple[str, ...] | None:
     return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _class_names(text: Optional[str]) -> tuple[str, ...] | None:
+    from lrfc.frontend.data import read_class_names
+
+    return read_class_names(text)
 
 
 def _devices(urls: Optional[list[str]]):
@@ -225,7 +233,7 @@ def build(
         formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
-        class_names=_split(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
+        class_names=_class_names(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
         time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
         memory_budget=memory_budget, executor=executor, ray_address=ray_address, input_shape=_parse_shape(input_shape),
     )
@@ -326,7 +334,7 @@ def export(
     doc = export_model(model, target, out=out, formats=_split(formats), precision=precision, data=data,
                        calib_samples=calib_samples, trust=trust_model, seed=seed, allow_low_accuracy=allow_low_accuracy,
                        log=_warn, input_range=input_range, input_mean=input_mean, input_std=input_std,
-                       channel_order=channel_order, class_names=_split(class_names))
+                       channel_order=channel_order, class_names=_class_names(class_names))
     if as_json:
         _emit_json(doc)
     else:
@@ -376,7 +384,7 @@ def verify(
     record = verify_artifact(artifact, model, data=data, precision=precision, seed=seed, trust=trust_model,
                              allow_low_accuracy=allow_low_accuracy, log=_warn, input_range=input_range,
                              input_mean=input_mean, input_std=input_std, channel_order=channel_order,
-                             class_names=_split(class_names))
+                             class_names=_class_names(class_names))
     _emit_json(record.to_json()) if as_json else typer.echo(render_record(record))
     if not record.passed:
         from lrfc.errors import VerificationError

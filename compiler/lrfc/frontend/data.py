@@ -186,6 +186,34 @@ def _given_names(where, names: list[str], kind: str, class_names: tuple[str, ...
     return {n: index[n] for n in names}
 
 
+def read_class_names(text: str | None) -> tuple[str, ...] | None:
+    """``--class-names``: comma-separated names, or a file of them: one per line, or JSON, a list of names or an
+    object from output index to a name or a list whose first item is the class's id (Keras' ImageNet
+    ``imagenet_class_index.json``: ``{"0": ["n01440764", "tench"], ...}``, whose ids name ImageNet's folders)."""
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    import json
+
+    try:
+        raw = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--class-names: cannot read {path} ({exc})") from exc
+    if path.suffix.lower() != ".json":
+        return tuple(line.strip() for line in raw.splitlines() if line.strip())
+    try:
+        doc = json.loads(raw)
+        if isinstance(doc, dict):
+            doc = [doc[k] for k in sorted(doc, key=int)]
+        names = tuple(str(v[0] if isinstance(v, list) else v) for v in doc)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise UserError(f"--class-names: {path} is not a JSON list of class names or an object from output index to "
+                        f"a name ({exc})") from exc
+    return names
+
+
 def check_class_names(class_names: tuple[str, ...] | None, num_classes: int | None) -> None:
     """``--class-names``: one distinct name per model output."""
     if class_names is None:
