@@ -369,6 +369,10 @@ def test_labels_in_another_order_than_the_outputs_stop_the_run_above_chance(tiny
     assert f"its answers fit --class-names {','.join(names)})" in message and "--allow-low-accuracy" in message
     assert check_original(model, x, by_name, contract, allow_low=True, log=said.append) == pytest.approx(wrong)
     assert len(said) == 1 and "its answers fit label 0 as output" in said[0] and "(--allow-low-accuracy)" in said[0]
+    shifted = tuple(names[(k - 1) % 10] for k in range(10))  # every class one place on: at chance, the same fix
+    with pytest.raises(UserError) as info:
+        check_original(model, x, (truth + 1) % 10, contract, class_names=shifted)
+    assert "chance is 10.0%" in str(info.value) and f"its answers fit --class-names {','.join(names)})" in str(info.value)
 
 
 def test_many_classes_few_samples_each_are_not_taken_for_labels_in_another_order():

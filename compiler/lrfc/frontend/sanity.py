@@ -206,7 +206,7 @@ def at_chance(accuracy: float, chance: float, classes: int, pred: np.ndarray) ->
 
 def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, contract: InputContract,
               tried: list | None, batch_stats: tuple[float, tuple[float, ...]] | None = None,
-              balanced: bool = False) -> str:
+              balanced: bool = False, class_names: tuple[str, ...] | None = None) -> str:
     """The likely cause of a chance-level score, and the flag (or the training fix) that fixes it. ``balanced``
     (imbalanced labels): every score here is a balanced accuracy, whose chance is 1 / classes."""
     chance = 1.0 / classes
@@ -221,8 +221,7 @@ def _diagnose(y: np.ndarray, pred: np.ndarray, accuracy: float, classes: int, co
     relabelled = _best_relabelling(y, pred, classes, balanced)
     if relabelled >= chance + CLEAR_GAIN and relabelled >= accuracy + CLEAR_GAIN:
         return (f"the predictions match the labels under another class order ({100 * relabelled:.1f}%{of} with the "
-                "best one-to-one relabelling): the label mapping looks wrong (name the classes in the order of the "
-                "model's outputs with --class-names, or the class folders by output index 0..N-1)")
+                f"best one-to-one relabelling): the label mapping looks wrong; {_order_fix(y, pred, classes, class_names)}")
     counts = np.bincount(pred, minlength=classes)
     top = int(np.argmax(counts))
     if batch_stats and batch_stats[0] >= chance + CLEAR_GAIN and batch_stats[0] >= accuracy + CLEAR_GAIN:
@@ -293,7 +292,7 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
         _check_label_order(y, pred, classes, balanced, where, class_names, allow_low, log)
         return accuracy
     batch_stats = batch_statistics_score(model, x, y, balanced) if len(y) >= MIN_DIAGNOSIS_SAMPLES else None
-    cause = _diagnose(y, pred, _score(pred, y, balanced), classes, contract, tried, batch_stats, balanced)
+    cause = _diagnose(y, pred, _score(pred, y, balanced), classes, contract, tried, batch_stats, balanced, class_names)
     message = (f"the original model scores {100 * accuracy:.1f}% top-1 on {where} ({len(x):,} samples; chance is "
                f"{said}): {cause}" + (f"; and the data was reshaped: {fit}" if fit else ""))
     if not allow_low:
@@ -301,6 +300,20 @@ def check_original(model, x: np.ndarray, y: np.ndarray, contract: InputContract,
     if log is not None:
         log(f"lrfc: warning: {message}; going on (--allow-low-accuracy)")
     return accuracy
+
+
+def _order_fix(y: np.ndarray, pred: np.ndarray, classes: int, class_names: tuple[str, ...] | None) -> str:
+    """What to do about labels numbered in another order than the outputs: the ``--class-names`` the answers fit
+    (the order found on every sample), or, without names, which labels the answers fit as which outputs."""
+    output_of = _relabelling(y, pred, classes)
+    if class_names and len(class_names) == classes and not any("," in n for n in class_names):
+        order = [""] * classes
+        for i, o in enumerate(output_of):
+            order[o] = class_names[i]
+        return ("name the classes in the order of the model's outputs with --class-names (its answers fit "
+                f"--class-names {','.join(order)}), or the class folders by output index 0..N-1")
+    moved = [f"label {i} as output {int(o)}" for i, o in enumerate(output_of) if o != i]
+    return f"its answers fit {', '.join(moved[:4])}{', ...' if len(moved) > 4 else ''}: check how the labels were numbered"
 
 
 def _check_label_order(y: np.ndarray, pred: np.ndarray, classes: int, balanced: bool, where: str,
@@ -323,21 +336,10 @@ def _check_label_order(y: np.ndarray, pred: np.ndarray, classes: int, balanced: 
     score, relabelled = _score(pred, y, balanced), _best_relabelling(y, pred, classes, balanced)
     if relabelled < score + RELABEL_GAIN:
         return
-    output_of = _relabelling(y, pred, classes)  # the order to name: found on every sample
     of = " balanced accuracy" if balanced else ""
     message = (f"the original model scores {100 * score:.1f}%{of} on {where} ({len(y):,} samples) but "
                f"{100 * relabelled:.1f}%{of} with its classes in another order: the labels look numbered in another "
-               "order than the model's outputs; ")
-    if class_names and len(class_names) == classes and not any("," in n for n in class_names):
-        order = [""] * classes
-        for i, o in enumerate(output_of):
-            order[o] = class_names[i]
-        message += ("name the classes in the order of the model's outputs with --class-names (its answers fit "
-                    f"--class-names {','.join(order)}), or the class folders by output index 0..N-1")
-    else:
-        moved = [f"label {i} as output {int(o)}" for i, o in enumerate(output_of) if o != i]
-        message += (f"its answers fit {', '.join(moved[:4])}{', ...' if len(moved) > 4 else ''}: check how the "
-                    "labels were numbered")
+               f"order than the model's outputs; {_order_fix(y, pred, classes, class_names)}")
     if not allow_low:
         raise UserError(f"{message}; or pass --allow-low-accuracy to go on anyway")
     if log is not None:
