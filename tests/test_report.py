@@ -391,6 +391,10 @@ def test_the_input_line_says_how_the_datas_shape_was_fitted(report):
             "images fitted to the model's 32x32x3: the channel repeated, zero-padded, centred") in summary_table(report)
     report["input"]["data_fit"] = None  # the data had the input's shape
     assert "fitted" not in summary_table(report)
+    report["input"]["data_values"] = "as given (float32 -3.2..2.9: not pixel values, so fed to the model unchanged)"
+    assert ("input       data as given (float32 -3.2..2.9: not pixel values, so fed to the model unchanged); the "
+            "model's input contract (pixel values 0-255, inferred: the model starts with Rescaling) is not applied to "
+            "it\n") in summary_table(report)
 
 
 def test_a_baseline_that_failed_its_gate_is_flagged_where_it_is_timed(report):

@@ -85,7 +85,8 @@ def load_inputs(options, model, log, rows, targets, progress=None):
                        "distils it), and validation's labels hold the budget")
     right = outputs.reshape(len(outputs), -1).argmax(-1) == np.asarray(splits.y_val).reshape(-1)
     del outputs
-    log(f"input: {ds.values} -> {contract.describe()}" + (f"; {ds.fit}" if ds.fit else ""))
+    log(f"input: {ds.values}" + (f"; the model's input contract ({contract.describe()}) is not applied to it"
+                                  if passthrough else f" -> {contract.describe()}") + (f"; {ds.fit}" if ds.fit else ""))
     log(f"data: {options.data_name}: {splits.describe()}; {scored}")
     if labels == SOURCE:
         log(f"lrfc: warning: {options.data_name} has no labels{' on its held-out split' if ds.y is not None else ''}, "

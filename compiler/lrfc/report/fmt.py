@@ -137,6 +137,9 @@ def input_line(contract: dict) -> str:
     data = f"data {contract['data_values']} -> " if contract.get("data_values") else ""
     why = f": {contract['reason']}" if contract.get("reason") else ""
     fit = f"; {contract['data_fit']}" if contract.get("data_fit") else ""
+    if str(contract.get("data_values", "")).startswith("as given"):  # already normalised: no contract applies to it
+        return (f"data {contract['data_values']}; the model's input contract ({', '.join(parts)}, "
+                f"{contract.get('source', '?')}{why}) is not applied to it{fit}")
     return f"{data}{', '.join(parts)} ({contract.get('source', '?')}{why}){fit}"
 
 
