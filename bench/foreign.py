@@ -47,7 +47,11 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
   then, with the line that says why and what to try;
 * ``mobilenetv3small/npz-int8-qat``: ``--target host-int8 --qat``, that advice taken;
 * ``mobilenetv2-binary/npz-binary``: defaults, on the pair's other 2,000 training images and its 2,000 test
-  images (``npz-binary``).
+  images (``npz-binary``);
+* ``mobilenetv2/png-named``: the ``png`` images with their class folders named by word (tshirt, trouser, ...),
+  numbered in sorted order (bag = 0, ...), not the model's: lrfc should refuse in seconds, naming the
+  ``--class-names`` the model's answers fit (until 2026-12-06 such labels passed the gate above chance);
+* ``mobilenetv2/png-named-classes``: that advice taken, ``--class-names tshirt,trouser,...,boot``.
 
 Each row keeps the command, exit status, wall time and peak RSS; a refused
 row its one line (``refusal``); a build that exits 1 (lrfc's file failed its
@@ -93,6 +97,7 @@ MODELS = {
     "mobilenetv2-binary": ("MobileNetV2 (alpha 0.35) + Rescaling(1/127.5, -1), one sigmoid unit: T-shirt/top "
                            "against shirt", "keras", 6, 10000, 0.9),
 }
+NAMES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")  # by label
 BINARY_PAIR = (0, 6)  # Fashion-MNIST's T-shirt/top and shirt: class 0 and class 1 of the binary rows
 ROWS = {
     "mobilenetv2/png": ("mobilenetv2", "png", []),
@@ -105,6 +110,8 @@ ROWS = {
     "mobilenetv3small/npz-int8": ("mobilenetv3small", "npz", ["--target", "host-int8"]),
     "mobilenetv3small/npz-int8-qat": ("mobilenetv3small", "npz", ["--target", "host-int8", "--qat"]),
     "mobilenetv2-binary/npz-binary": ("mobilenetv2-binary", "npz-binary", []),
+    "mobilenetv2/png-named": ("mobilenetv2", "png-named", []),
+    "mobilenetv2/png-named-classes": ("mobilenetv2", "png-named", ["--class-names", ",".join(NAMES)]),
 }
 
 
@@ -206,7 +213,8 @@ def trained(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> tuple[Pat
 
 
 def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
-    """``png``: the test split as a class-folder of PNGs; ``npz``: 12,000 unused training images and the test split;
+    """``png``: the test split as a class-folder of PNGs (``png-named``: the folders named by the classes' words,
+    whose sorted order is not the labels'); ``npz``: 12,000 unused training images and the test split;
     ``npz-binary``: the binary pair's training images the model did not see, and its test images."""
     x, y, xt, yt = data
     if kind == "npz-binary":
@@ -216,14 +224,15 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
             np.savez(path, x=xb[MODELS["mobilenetv2-binary"][3]:], y=yb[MODELS["mobilenetv2-binary"][3]:],
                      x_test=xtb, y_test=ytb)
         return path
-    if kind == "png":
-        root = WORK / "images"
+    if kind in ("png", "png-named"):
+        root = WORK / ("images" if kind == "png" else "images-named")
         if not (root / "done").exists():
             from PIL import Image
 
             for i, (image, label) in enumerate(zip(xt, yt)):
-                (root / str(label)).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(image).save(root / str(label) / f"{i:05d}.png")
+                folder = root / (str(label) if kind == "png" else NAMES[label])
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(folder / f"{i:05d}.png")
             (root / "done").write_text("")
         return root
     path = WORK / "fashion32.npz"
