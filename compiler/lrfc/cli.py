@@ -233,7 +233,8 @@ def build(
         formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
-        class_names=_class_names(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation, min_similarity=min_similarity,
+        class_names=_class_names(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation,
+        min_similarity=min_similarity,
         time_budget=time_budget, reconstruct=reconstruct, bn_reestimate=bn_reestimate, patience=patience, qat=qat,
         memory_budget=memory_budget, executor=executor, ray_address=ray_address, input_shape=_parse_shape(input_shape),
     )
