@@ -170,7 +170,7 @@ CASES = [
     ("double-scaling", lambda f: _build(f, "--input-range", "0-1", model=f.rescaling), 2,
      "with --input-range 0-255 the model scores"),
     ("wrong-range-above-chance", lambda f: _build(f, "--input-range", "-1-1"), 2,
-     "as fed (pixel values -1-1, given: from the command line), but"),  # names 0-1 or 0-255: both score alike
+     "the input values look wrong. Pass --input-range 0-1"),  # 0-255 scores alike: the inferred 0-1 is named
     ("input-range-unknown", lambda f: _build(f, "--input-range", "0-100"), 2, "--input-range: received '0-100'"),
     ("input-mean-count", lambda f: _build(f, "--input-mean", "0.4,0.4,0.4"), 2, "--input-mean: received 3 values"),
     ("input-std-zero", lambda f: _build(f, "--input-std", "0"), 2, "--input-std: received 0"),
