@@ -51,7 +51,11 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
 * ``mobilenetv2/png-named``: the ``png`` images with their class folders named by word (tshirt, trouser, ...),
   numbered in sorted order (bag = 0, ...), not the model's: lrfc should refuse in seconds, naming the
   ``--class-names`` the model's answers fit (until 2026-12-06 such labels passed the gate above chance);
-* ``mobilenetv2/png-named-classes``: that advice taken, ``--class-names tshirt,trouser,...,boot``.
+* ``mobilenetv2/png-named-classes``: that advice taken, ``--class-names tshirt,trouser,...,boot``;
+* ``mobilenetv2/csv-onehot``: defaults, on the ``png`` images laid out as Kaggle ships image datasets
+  (``csv-onehot``): ``train/<id>.png`` (ids of 8 hex digits, no class in the name or folder), a few unlabelled
+  images in ``test/`` beside it, and ``train.csv`` of ``id`` (the suffix left off) and one 0/1 column per
+  class, headed by its name, in the order of the model's outputs.
 
 Each row keeps the command, exit status, wall time and peak RSS; a refused
 row its one line (``refusal``); a build that exits 1 (lrfc's file failed its
@@ -112,6 +116,7 @@ ROWS = {
     "mobilenetv2-binary/npz-binary": ("mobilenetv2-binary", "npz-binary", []),
     "mobilenetv2/png-named": ("mobilenetv2", "png-named", []),
     "mobilenetv2/png-named-classes": ("mobilenetv2", "png-named", ["--class-names", ",".join(NAMES)]),
+    "mobilenetv2/csv-onehot": ("mobilenetv2", "csv-onehot", []),
 }
 
 
@@ -215,7 +220,8 @@ def trained(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> tuple[Pat
 def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
     """``png``: the test split as a class-folder of PNGs (``png-named``: the folders named by the classes' words,
     whose sorted order is not the labels'); ``npz``: 12,000 unused training images and the test split;
-    ``npz-binary``: the binary pair's training images the model did not see, and its test images."""
+    ``npz-binary``: the binary pair's training images the model did not see, and its test images; ``csv-onehot``:
+    the test split in Kaggle's layout, ``train/<id>.png`` listed with one-hot labels in ``train.csv``."""
     x, y, xt, yt = data
     if kind == "npz-binary":
         path = WORK / "fashion32-binary.npz"
@@ -224,6 +230,21 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
             np.savez(path, x=xb[MODELS["mobilenetv2-binary"][3]:], y=yb[MODELS["mobilenetv2-binary"][3]:],
                      x_test=xtb, y_test=ytb)
         return path
+    if kind == "csv-onehot":
+        root = WORK / "kaggle"
+        if not (root / "done").exists():
+            from PIL import Image
+
+            ids = [f"{v:08x}" for v in np.random.default_rng(0).choice(16**8, len(xt) + 20, replace=False)]
+            for folder, images, names in (("train", xt, ids), ("test", xt[:20], ids[len(xt):])):  # test/: unlabelled
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                for image, name in zip(images, names):
+                    Image.fromarray(image).save(root / folder / f"{name}.png")
+            hot = np.eye(len(NAMES), dtype=int)[yt]
+            lines = ["id," + ",".join(NAMES), *(f"{i}," + ",".join(map(str, row)) for i, row in zip(ids, hot))]
+            (root / "train.csv").write_text("\n".join(lines) + "\n")
+            (root / "done").write_text("")
+        return root / "train.csv"
     if kind in ("png", "png-named"):
         root = WORK / ("images" if kind == "png" else "images-named")
         if not (root / "done").exists():

@@ -67,7 +67,8 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     _npz(root / "five_samples.npz", x=x[:5], y=y[:5])
     _npz(root / "normalised.npz", x=rng.standard_normal((40, 28, 28, 1)).astype(np.float32) * 3, y=y)
     _npz(root / "huge.npz", x=np.full((500, 28, 28, 1), 1e37, np.float32), y=np.arange(500) % 10)
-    (root / "data.csv").write_text("1,2,3\n")
+    (root / "data.csv").write_text("image,label\nflat_dir/a.png,1\nflat_dir/b.png,2\n")  # b.png is not there
+    (root / "data.txt").write_text("1,2,3\n")
     (root / "flat_dir").mkdir()
     (root / "flat_dir" / "a.png").write_bytes(b"")
     for cls in ("cat", "dog", "eel"):
@@ -142,7 +143,9 @@ CASES = [
     ("model-at-chance", lambda f: _build(f, model=f.untrained), 2, "chance is 10.0%"),
     # --- the data and how it meets the model
     ("data-missing", lambda f: _build(f, data=str(f.root / "nowhere.npz")), 2, "data not found"),
-    ("data-csv", lambda f: _build(f, data=str(f.root / "data.csv")), 2, "unsupported data format '.csv'"),
+    ("data-unsupported", lambda f: _build(f, data=str(f.root / "data.txt")), 2, "unsupported data format '.txt'"),
+    ("data-csv-missing-image", lambda f: _build(f, data=str(f.root / "data.csv")), 2,
+     "1 of 2 listed images are not there (first: 'flat_dir/b.png' on line 3"),
     ("unlabelled-double-scaling", lambda f: _build(f, "--input-range", "0-1", model=f.rescaling,
                                                    data=_npzdata(f, "fashion_no_y.npz")), 2,
      "with --input-range 0-255 its answers vary"),

@@ -235,9 +235,9 @@ def test_refusals(tmp_path):
         load_data(str(tmp_path / "nox.npz"), (4, 4, 1), 3)
     with pytest.raises(UserError, match="data not found: nowhere.npz"):
         load_data("nowhere.npz", (4, 4, 1), 3)
-    (tmp_path / "d.csv").write_text("1,2")
-    with pytest.raises(UserError, match="unsupported data format '.csv'"):
-        load_data(str(tmp_path / "d.csv"), (4, 4, 1), 3)
+    (tmp_path / "d.txt").write_text("1,2")
+    with pytest.raises(UserError, match="unsupported data format '.txt'; expected .npz, .npy"):
+        load_data(str(tmp_path / "d.txt"), (4, 4, 1), 3)
 
 
 def test_labels_as_class_names_are_numbered_as_class_folders_are_or_by_class_names(tmp_path):
@@ -327,3 +327,91 @@ def test_class_names_from_a_list_or_a_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"first": "cat"}))
     with pytest.raises(UserError, match="is not a JSON list of class names or an object from output index"):
         read_class_names(str(tmp_path / "bad.json"))
+
+
+def _pngs(folder, names, seed=0):
+    """One 8x8 grey PNG per name (its first pixel the name's index, so which image is which can be checked)."""
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        img = np.full((8, 8, 1), 100, np.uint8)
+        img[0, 0] = i
+        tf.io.write_file(str(folder / name), tf.io.encode_png(img))
+
+
+def test_a_csv_of_image_files_and_labels_kaggle_and_keras_layouts(keras, tmp_path):
+    """Kaggle's labels.csv beside train/ (ids without suffix; test/'s unlabelled images beside it), Keras'
+    flow_from_dataframe columns (filename, class) among others, and one-hot columns in the outputs' order."""
+    ids = [f"im{i:02d}" for i in range(12)]
+    _pngs(tmp_path / "kaggle" / "train", [f"{i}.png" for i in ids])
+    _pngs(tmp_path / "kaggle" / "test", ["other.png"])
+    breeds = ["dingo", "akita", "collie"] * 4
+    (tmp_path / "kaggle" / "labels.csv").write_text("id,breed\n" + "".join(f"{i},{b}\n" for i, b in zip(ids, breeds)))
+    ds = load_data(str(tmp_path / "kaggle" / "labels.csv"), (8, 8, 1), num_classes=3)
+    assert ds.y.tolist() == [2, 0, 1] * 4 and ds.classes == ("akita", "collie", "dingo")  # sorted, as folders are
+    assert [round(float(ds.x[i][0, 0, 0]) * 255) for i in range(3)] == [0, 1, 2]  # the file each line names, in order
+    assert ds.notes[0] == f"{tmp_path / 'kaggle' / 'labels.csv'}: 12 images from column 'id' in train/, '.png' added, " \
+                          "labels from column 'breed'"
+    assert "labels are class names, numbered 'akita' = 0, 'collie' = 1, 'dingo' = 2" in ds.notes[1]
+    given = load_data(str(tmp_path / "kaggle" / "labels.csv"), (8, 8, 1), 3, class_names=("dingo", "akita", "collie"))
+    assert given.y.tolist() == [0, 1, 2] * 4
+
+    _pngs(tmp_path / "keras" / "cats", [f"{i}.png" for i in range(5)])
+    _pngs(tmp_path / "keras" / "dogs", [f"{i}.png" for i in range(5)])
+    lines = [f"{animal}s/{i}.png,{n},{animal},{i % 2}" for n, (animal, i) in
+             enumerate((a, i) for a in ("cat", "dog") for i in range(5))]
+    (tmp_path / "keras" / "frame.csv").write_text("filename,row,class,fold\n" + "\n".join(lines))
+    frame = load_data(str(tmp_path / "keras" / "frame.csv"), (8, 8, 1), num_classes=2)
+    assert frame.y.tolist() == [0] * 5 + [1] * 5 and frame.classes == ("cat", "dog")
+
+    _pngs(tmp_path / "leaves" / "images", [f"Train_{i}.jpg" for i in range(10)])  # PNG bytes: decoded by content
+    hot = ["0,1,0", "1,0,0", "0,0,1"]
+    (tmp_path / "leaves" / "train.csv").write_text(
+        "image_id,healthy,rust,scab\n" + "".join(f"Train_{i},{hot[i % 3]}\n" for i in range(10)))
+    leaves = load_data(str(tmp_path / "leaves" / "train.csv"), (8, 8, 1), num_classes=3)
+    assert leaves.y.tolist() == [1, 0, 2, 1, 0, 2, 1, 0, 2, 1] and leaves.classes == ("healthy", "rust", "scab")
+    assert "labels from 3 one-hot columns (healthy, rust, scab)" in leaves.notes[0]
+    with pytest.raises(UserError, match=r"3 one-hot columns \(healthy, rust, scab\) but the model has 4 classes"):
+        load_data(str(tmp_path / "leaves" / "train.csv"), (8, 8, 1), num_classes=4)
+
+
+def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(keras, tmp_path):
+    _pngs(tmp_path, [f"{i}.png" for i in range(10)])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+
+    def refused(text, match, name="l.csv"):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=match):
+            load_data(str(tmp_path / name), (8, 8, 1), num_classes=2)
+
+    rows = "".join(f"{i}.png,{i % 2}\n" for i in range(10))
+    refused("file,label\n" + rows + "11.png,0\n12.png,1\n", r"2 of 12 listed images are not there \(first: '11.png' on "
+                                                             "line 12, looked for ")
+    refused("file,grade,score\n" + "".join(f"{i}.png,{i % 2},{i}\n" for i in range(10)),
+            r"columns 'grade', 'score' could each be the label; name the label column 'class'")
+    refused("name,a,b\n" + "".join(f"{i}.png,{i % 2},{1 - i % 2}\n" for i in range(9)) + "9.png,1,1\n",
+            "line 11 has 2 classes marked 1 among the 0/1 columns .* single-label classifiers")
+    refused("file,label\n0.png,1\n1.png\n", "line 3 has 1 fields; the header has 2")
+    refused("file,label\n0.png,\n", r"line 2 has no label \(column 'label'\)")
+    refused("0.png,1\n1.png,0\n", "its first line names an image file; the first line is the header")
+    refused("a,b\nx,cat\ny,dog\n", r"no column names an image file \(columns 'a', 'b'; first line's values 'x', 'cat'\)")
+    refused("", "empty; expected a header")
+    # one damaged file among the listed: left out with its label, the rest stay aligned
+    (tmp_path / "ok.csv").write_text("file,label\n" + "".join(f"{i}.png,{i % 2}\n" for i in range(3)) + "broken.png,1\n"
+                                     + "".join(f"{i}.png,{i % 2}\n" for i in range(3, 10)))
+    ds = load_data(str(tmp_path / "ok.csv"), (8, 8, 1), num_classes=2)
+    assert ds.y.tolist() == [i % 2 for i in range(10)] and round(float(ds.x[3][0, 0, 0]) * 255) == 3
+    assert "1 of 11 image files do not decode and were left out (first: broken.png: " in ds.notes[-1]
+
+
+def test_a_folder_of_images_without_classes_points_at_a_csv_beside_it(keras, tmp_path):
+    _pngs(tmp_path / "train", [f"{i}.png" for i in range(10)])
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
+    ds = load_data(str(tmp_path / "train"), (8, 8, 1), num_classes=2, labels=False)
+    assert ds.y is None
+    assert ds.notes[-1] == (f"{tmp_path / 'train'}: images without class subfolders are unlabelled; if labels.csv "
+                            f"labels them, give --data {tmp_path / 'labels.csv'}")
+    with pytest.raises(UserError, match=f"no class subfolders; expected DIR/<class>/<image files>, or a CSV of files "
+                                        f"and labels: --data {tmp_path / 'labels.csv'}$"):
+        load_data(str(tmp_path / "train"), (8, 8, 1), num_classes=2)

@@ -39,8 +39,9 @@ _state = {"verbose": False}
 # Options several commands share: one definition each.
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
 DataHelp = ("fashion-mnist, digits, an .npz (x, y: class indices, one-hot rows or class names; or Keras' x_train, "
-            "y_train), an .npy of samples alone, or a folder of images in class subfolders (folder names 0..N-1 are "
-            "the class indices; other names are sorted, or numbered by --class-names).")
+            "y_train), an .npy of samples alone, a .csv of image files and labels (a file-name column and a label or "
+            "one-hot columns, as Kaggle's labels.csv), or a folder of images in class subfolders (folder names "
+            "0..N-1 are the class indices; other names are sorted, or numbered by --class-names).")
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
 CustomObjects = Annotated[Optional[list[str]], typer.Option(
     "--custom-objects", help="A .py file (or module) that defines the model's custom layers or functions; imported "
@@ -59,7 +60,7 @@ ChannelOrder = Annotated[Optional[str], typer.Option(
 ClassNames = Annotated[Optional[str], typer.Option(
     "--class-names", help="The model's classes in the order of its outputs, comma-separated (as Keras' class_names) "
                           "or a file of them (one per line; JSON: a list, or index -> name or [id, name] as Keras' "
-                          "imagenet_class_index.json): they number the class folders and an npz's class-name labels "
+                          "imagenet_class_index.json): they number the class folders and class-name labels "
                           "(default: sorted names).")]
 AllowLow = Annotated[bool, typer.Option(
     "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]

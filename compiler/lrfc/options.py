@@ -219,10 +219,10 @@ def _bad(flag: str, value, expected: str):
 
 def check_data_spec(spec) -> None:
     """A missing ``--data`` path fails here, before TensorFlow loads (20-30 s), not after (arrays pass)."""
-    from lrfc.frontend.data import BUILTIN
+    from lrfc.frontend.data import BUILTIN, not_found
 
     if isinstance(spec, str) and spec not in BUILTIN and not Path(spec).exists():
-        raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
+        raise not_found(spec)
 
 
 DEFAULT = {f.name: f.default for f in fields(BuildOptions) if f.default is not MISSING}  # the CLI's defaults too

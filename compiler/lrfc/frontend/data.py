@@ -9,6 +9,8 @@ Accepted forms:
     (strings: sorted and numbered 0..N-1 as class folders are, or the
     indices themselves when all are whole numbers);
   * ``PATH.npy``: samples alone, unlabelled (``labels=False``);
+  * ``PATH.csv`` listing image files and their labels (``frontend.labels_csv``:
+    Kaggle's ``labels.csv``, Keras' ``flow_from_dataframe`` columns);
   * ``DIR/`` of images in class subfolders (the Keras
     ``image_dataset_from_directory`` convention). Folder names that are all
     whole numbers are the class indices themselves (``DIR/3/`` holds class 3,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 BUILTIN = ("fashion-mnist", "digits")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_VALUES = "8-bit images"  # what image files hold as tf.io.decode_image reads them (a 16-bit PNG scaled down)
 
 
 @dataclass(frozen=True)
@@ -311,10 +314,11 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     the folders instead of their sorted order.
     """
     folders = _subfolders(path)
+    listing = None if folders else _label_list_beside(path)
     if not folders and labels_needed:
-        raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>")
-    if len(input_shape) != 3 or None in input_shape:
-        raise UserError(f"{path}: a folder of images needs a model with an image input (H, W, C); this model takes {input_shape}")
+        raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>"
+                        + (f", or a CSV of files and labels: --data {listing}" if listing else ""))
+    _check_image_input(path, "a folder of images", input_shape)
     if class_names is not None and folders:
         labels, notes = _given_names(path, folders, "class folder", class_names), []
     elif labels is not None and folders:
@@ -325,19 +329,76 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
         notes = []
     else:
         labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
+    files = [(cls, f) for cls in folders or [""] for f in _image_files(path / cls, recursive=bool(folders))]
+    if not files:
+        where = "class subfolders hold" if folders else "holds neither class subfolders nor"
+        raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
+    x, kept, read_notes, fit = _read_images(path, [f for _, f in files], input_shape, progress)
+    notes = [*(notes or []), *read_notes]
+    if not folders:
+        if listing:  # Kaggle's layout: train/ of images, labels.csv beside it
+            notes.append(f"{path}: images without class subfolders are unlabelled; if {listing.name} labels them, "
+                         f"give --data {listing}")
+        return x, None, None, notes, fit, IMAGE_VALUES
+    names = list(class_names or [""] * (max(labels.values()) + 1))
+    for cls, label in labels.items():
+        names[label] = cls
+    return x, np.asarray([labels[files[i][0]] for i in kept]), tuple(names), notes, fit, IMAGE_VALUES
+
+
+def _read_image_csv(path: Path, input_shape: tuple, num_classes: int | None, progress=None,
+                    class_names: tuple[str, ...] | None = None):
+    """``--data labels.csv`` (``frontend.labels_csv``): its images, read as a folder's are, labelled as an npz's class
+    names or indices are, or by one-hot columns in the order of the model's outputs; ``_read_image_dir``'s results."""
+    from lrfc.frontend import labels_csv
+
+    _check_image_input(path, "a list of image files", input_shape)
+    listed = labels_csv.read(path)
+    notes = [listed.note]
+    if listed.classes is not None and class_names is None:  # one 0/1 column per output, in the outputs' order
+        if num_classes is not None and len(listed.classes) != max(num_classes, 2):
+            raise UserError(f"{path}: {len(listed.classes)} one-hot columns ({', '.join(listed.classes[:4])}"
+                            f"{', ...' if len(listed.classes) > 4 else ''}) but the model has {num_classes} classes; "
+                            "expected one 0/1 column per model output, in the order of its outputs")
+        index = {name: i for i, name in enumerate(listed.classes)}
+        y, classes = np.asarray([index[name] for name in listed.labels], dtype=np.int64), listed.classes
+    else:
+        y, _, classes, named = _name_labels(str(path), np.asarray(listed.labels), None, num_classes, class_names)
+        notes += named
+    x, kept, read_notes, fit = _read_images(listed.root, list(listed.files), input_shape, progress)
+    return x, y[kept], classes, [*notes, *read_notes], fit, IMAGE_VALUES
+
+
+def _check_image_input(path: Path, what: str, input_shape: tuple) -> None:
+    if len(input_shape) != 3 or None in input_shape:
+        raise UserError(f"{path}: {what} needs a model with an image input (H, W, C); this model takes {input_shape}")
+
+
+def _label_list_beside(folder: Path) -> Path | None:
+    """A CSV in ``folder`` or beside it, which may list its images' labels (Kaggle's ``labels.csv``, ``train.csv``)."""
+    for where in (folder, folder.parent):
+        found = sorted(p for p in where.glob("*.csv") if p.is_file())
+        if found:
+            return found[0]
+    return None
+
+
+def _read_images(root: Path, files: list[Path], input_shape: tuple, progress=None):
+    """Decode ``files`` and fit them to ``input_shape`` (``_read_image_dir``'s rule): the 8-bit images, the index in
+    ``files`` of each one read (a file that does not decode is left out, and a note says so), notes, and how they
+    were fitted. ``root`` names the reading and the files in notes."""
     import tensorflow as tf
 
-    xs, ys, shapes, small, unreadable = [], [], {}, {}, []
-    files = [(cls, f) for cls in folders or [""] for f in _image_files(path / cls, recursive=bool(folders))]
-    with (progress(f"reading {path.name}", len(files), transient=True) if progress and files
+    xs, kept, shapes, small, unreadable = [], [], {}, {}, []
+    with (progress(f"reading {root.name}", len(files), transient=True) if progress and files
           else contextlib.nullcontext()) as bar:
-        for cls, f in files:
+        for n, f in enumerate(files):
             if bar is not None:
                 bar.update(1)
             try:
                 img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
             except Exception as exc:  # a damaged file among many (Kaggle's cats and dogs has some): left out, said
-                unreadable.append(f"{f.relative_to(path)}: {str(exc).strip().splitlines()[0]}")
+                unreadable.append(f"{_shown(f, root)}: {str(exc).strip().splitlines()[0]}")
                 continue
             shapes[img.shape] = shapes.get(img.shape, 0) + 1
             unit = img[None].astype(np.float32) / np.float32(255)  # decoded to 8 bits: by that depth, not its range
@@ -346,16 +407,14 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
                 xs.append(None)
             else:
                 xs.append(_as_8_bit(_fit_image(unit, input_shape, f)[0]))
-            ys.append(labels[cls])
-    if not xs and unreadable:
-        raise UserError(f"{path}: cannot decode images: none of its {len(unreadable)} image files decodes (first: "
-                        f"{unreadable[0]})")
+            kept.append(n)
     if not xs:
-        where = "class subfolders hold" if folders else "holds neither class subfolders nor"
-        raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"{root}: cannot decode images: none of its {len(unreadable)} image files decodes (first: "
+                        f"{unreadable[0]})")
+    notes = []
     if unreadable:
-        notes = [*(notes or []), f"{path}: {len(unreadable)} of {len(xs) + len(unreadable)} image files do not decode "
-                                 f"and were left out (first: {unreadable[0]})"]
+        notes.append(f"{root}: {len(unreadable)} of {len(files)} image files do not decode and were left out (first: "
+                     f"{unreadable[0]})")
     for i, (unit, f) in small.items():  # one shape: the rule's padding; several: resized like every other image
         xs[i] = _as_8_bit(_fit_image(unit, input_shape, f, pad=len(shapes) == 1)[0])
     if len(shapes) == 1:
@@ -366,13 +425,14 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
                f"{', ...' if len(common) > 3 else ''}) resized bilinearly to the model's "
                f"{'x'.join(map(str, input_shape))}, each one (as keras.utils.image_dataset_from_directory does; "
                "one size for all would be zero-padded where close)")
-    values = "8-bit images"  # tf.io.decode_image's uint8 (a 16-bit PNG is scaled down to it)
-    if not folders:
-        return np.stack(xs), None, None, notes, fit, values
-    names = list(class_names or [""] * (max(labels.values()) + 1))
-    for cls, label in labels.items():
-        names[label] = cls
-    return np.stack(xs), np.asarray(ys), tuple(names), notes, fit, values
+    return np.stack(xs), kept, notes, fit
+
+
+def _shown(f: Path, root: Path) -> str:
+    try:
+        return str(f.relative_to(root))
+    except ValueError:  # a CSV's absolute name elsewhere
+        return str(f)
 
 
 def unit_rule(x: np.ndarray, where: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
@@ -606,6 +666,11 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
     return Samples(source, mapping), values
 
 
+def not_found(spec: str) -> UserError:
+    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy or .csv file or an image "
+                     "folder)")
+
+
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
               min_samples: int = 10, labels: bool = True, progress=None,
               class_names: tuple[str, ...] | None = None) -> Dataset:
@@ -613,7 +678,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
 
     Args:
         spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``
-            path, a directory of images in class subfolders, or (the Python
+            or ``.npy`` path, a ``.csv`` of image files and labels, a
+            directory of images in class subfolders, or (the Python
             API) arrays: ``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping.
         input_shape: the model input without the batch axis.
         num_classes: the model's number of classes, to validate labels.
@@ -653,7 +719,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
     else:
         path = Path(spec)
         if not path.exists():
-            raise UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz file or an image folder)")
+            raise not_found(spec)
         if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
             x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
@@ -673,13 +739,16 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         elif path.is_dir():
             x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels,
                                                                 progress=progress, class_names=class_names)
+        elif path.suffix.lower() == ".csv":  # image files and their labels
+            x, y, classes, notes, fit, images = _read_image_csv(path, tuple(input_shape), num_classes, progress,
+                                                                class_names)
         elif path.suffix.lower() == ".npz":
             x, y, x_test, y_test = _read_npz(path, labels)
         elif path.suffix.lower() == ".npy":
             x, y = _read_npy(path, labels), None
         else:
-            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .npy (samples alone) or a "
-                            "folder of images in class subfolders")
+            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .npy (samples alone), a "
+                            ".csv of image files and labels or a folder of images in class subfolders")
     if images is None and (_named(y) or _named(y_test)):  # arrays whose labels are class names
         y, y_test, classes, notes = _name_labels(spec, y, y_test, num_classes, class_names)
     elif images is None and class_names is not None:  # class indices: the names only name them

@@ -341,7 +341,8 @@ def _order_fix(y: np.ndarray, pred: np.ndarray, classes: int, class_names: tuple
         for i, o in enumerate(output_of):
             order[o] = class_names[i]
         return ("name the classes in the order of the model's outputs with --class-names (its answers fit "
-                f"--class-names {','.join(order)}), or the class folders by output index 0..N-1")
+                f"--class-names {','.join(order)}), or label the samples by output index 0..N-1 (class folders "
+                "named 0, 1, ...)")
     moved = [f"label {i} as output {int(o)}" for i, o in enumerate(output_of) if o != i]
     return f"its answers fit {', '.join(moved[:4])}{', ...' if len(moved) > 4 else ''}: check how the labels were numbered"
 

@@ -92,7 +92,7 @@ def load_inputs(options, model, log, rows, targets, progress=None):
         log(f"lrfc: warning: {options.data_name} has no labels{' on its held-out split' if ds.y is not None else ''}, "
             "so lrfc cannot check that the original works on the values it is fed (a wrong input range leaves a "
             "model answering, wrongly) and every accuracy below is agreement with its answers; labels (class "
-            "subfolders, an npz 'y'; on the held-out split alone: 'y_test', DIR/val/<class>/) let lrfc check both")
+            "subfolders, an npz 'y', a CSV of files and labels; on the held-out split alone: 'y_test', DIR/val/<class>/) let lrfc check both")
     log(memory.describe())
     for note in (*ds.notes, *splits.notes, *filter(None, [memory.lowering_warning()])):
         log(f"lrfc: warning: {note}")
