@@ -55,7 +55,11 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
 * ``mobilenetv2/csv-onehot``: defaults, on the ``png`` images laid out as Kaggle ships image datasets
   (``csv-onehot``): ``train/<id>.png`` (ids of 8 hex digits, no class in the name or folder), a few unlabelled
   images in ``test/`` beside it, and ``train.csv`` of ``id`` (the suffix left off) and one 0/1 column per
-  class, headed by its name, in the order of the model's outputs.
+  class, headed by its name, in the order of the model's outputs;
+* ``mobilenetv2/tfds``: defaults, on the ``npz`` images as TFDS prepares a dataset (``tfds``): a folder of
+  TFRecord shards, ``fashion_mnist32-train.tfrecord-0000N-of-00004`` (the 12,000 unused training images) and
+  ``...-test.tfrecord-0000N-of-00002`` (the 10,000 test images), each record a ``tf.train.Example`` of a PNG
+  (``image``) and its class index (``label``).
 
 Each row keeps the command, exit status, wall time and peak RSS; a refused
 row its one line (``refusal``); a build that exits 1 (lrfc's file failed its
@@ -117,6 +121,7 @@ ROWS = {
     "mobilenetv2/png-named": ("mobilenetv2", "png-named", []),
     "mobilenetv2/png-named-classes": ("mobilenetv2", "png-named", ["--class-names", ",".join(NAMES)]),
     "mobilenetv2/csv-onehot": ("mobilenetv2", "csv-onehot", []),
+    "mobilenetv2/tfds": ("mobilenetv2", "tfds", []),
 }
 
 
@@ -221,7 +226,8 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
     """``png``: the test split as a class-folder of PNGs (``png-named``: the folders named by the classes' words,
     whose sorted order is not the labels'); ``npz``: 12,000 unused training images and the test split;
     ``npz-binary``: the binary pair's training images the model did not see, and its test images; ``csv-onehot``:
-    the test split in Kaggle's layout, ``train/<id>.png`` listed with one-hot labels in ``train.csv``."""
+    the test split in Kaggle's layout, ``train/<id>.png`` listed with one-hot labels in ``train.csv``; ``tfds``: the
+    ``npz`` images as TFRecord shards of PNGs and labels, split by name as TFDS writes them."""
     x, y, xt, yt = data
     if kind == "npz-binary":
         path = WORK / "fashion32-binary.npz"
@@ -230,6 +236,12 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
             np.savez(path, x=xb[MODELS["mobilenetv2-binary"][3]:], y=yb[MODELS["mobilenetv2-binary"][3]:],
                      x_test=xtb, y_test=ytb)
         return path
+    if kind == "tfds":
+        root = WORK / "tfds" / "fashion_mnist32" / "1.0.0"
+        if not (root / "done").exists():
+            write_tfds(root, "fashion_mnist32", {"train": (x[48000:], y[48000:], 4), "test": (xt, yt, 2)})
+            (root / "done").write_text("")
+        return root
     if kind == "csv-onehot":
         root = WORK / "kaggle"
         if not (root / "done").exists():
@@ -260,6 +272,22 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
     if not path.exists():
         np.savez(path, x=x[48000:], y=y[48000:], x_test=xt, y_test=yt)
     return path
+
+
+def write_tfds(root: Path, name: str, splits: dict) -> None:
+    """TFRecord shards as TFDS prepares a dataset: ``NAME-SPLIT.tfrecord-0000N-of-0000M``, each record a
+    ``tf.train.Example`` of a PNG (``image``) and its class index (``label``)."""
+    import tensorflow as tf
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels, shards) in splits.items():
+        for shard, part in enumerate(np.array_split(np.arange(len(images)), shards)):
+            with tf.io.TFRecordWriter(str(root / f"{name}-{split}.tfrecord-{shard:05d}-of-{shards:05d}")) as w:
+                for i in part:
+                    feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(
+                                   value=[tf.io.encode_png(images[i]).numpy()])),
+                               "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(labels[i])]))}
+                    w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
 def run_row(name: str, data: tuple[np.ndarray, ...], retrain: bool) -> dict:

@@ -58,7 +58,8 @@ def foreign(record: dict) -> list[str]:
              "keras.applications architectures (`weights=None`) trained by `bench/foreign.py` on Fashion-MNIST "
              "padded to 32x32x3, with their own preprocessing layers or with preprocessing outside the model, saved "
              "as a Keras-2-style `.h5` or `.keras`, and built by the CLI with default options from a folder of PNGs, "
-             "an npz of raw uint8 pixels or a Kaggle-style CSV that lists PNGs and their labels; only the flags a row names are added. These models are briefly trained, "
+             "an npz of raw uint8 pixels, a Kaggle-style CSV that lists PNGs and their labels, or TFRecord shards as "
+             "TFDS prepares them; only the flags a row names are added. These models are briefly trained, "
              "so fine-tuning can raise their accuracy: a negative drop there is the fine-tuning's, not a free "
              "compression.", "",
              "| row | model | trained | flags | input lrfc read | outcome |", "|---|---|---|---|---|---|"]

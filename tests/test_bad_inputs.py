@@ -69,6 +69,12 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     _npz(root / "huge.npz", x=np.full((500, 28, 28, 1), 1e37, np.float32), y=np.arange(500) % 10)
     (root / "data.csv").write_text("image,label\nflat_dir/a.png,1\nflat_dir/b.png,2\n")  # b.png is not there
     (root / "data.txt").write_text("1,2,3\n")
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(root / "raw.tfrecord")) as w:  # raw pixels, not an encoded image
+        w.write(tf.train.Example(features=tf.train.Features(feature={
+            "image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(784)])),
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[3]))})).SerializeToString())
     (root / "flat_dir").mkdir()
     (root / "flat_dir" / "a.png").write_bytes(b"")
     for cls in ("cat", "dog", "eel"):
@@ -144,6 +150,9 @@ CASES = [
     # --- the data and how it meets the model
     ("data-missing", lambda f: _build(f, data=str(f.root / "nowhere.npz")), 2, "data not found"),
     ("data-unsupported", lambda f: _build(f, data=str(f.root / "data.txt")), 2, "unsupported data format '.txt'"),
+    ("data-tfrecord-raw-pixels", lambda f: _build(f, data=str(f.root / "raw.tfrecord")), 2,
+     "bytes feature 'image_raw' holds no encoded image (raw or serialized tensors): write the images with "
+     "tf.io.encode_png"),
     ("data-csv-missing-image", lambda f: _build(f, data=str(f.root / "data.csv")), 2,
      "1 of 2 listed images are not there (first: 'flat_dir/b.png' on line 3"),
     ("unlabelled-double-scaling", lambda f: _build(f, "--input-range", "0-1", model=f.rescaling,

@@ -415,3 +415,96 @@ def test_a_folder_of_images_without_classes_points_at_a_csv_beside_it(keras, tmp
     with pytest.raises(UserError, match=f"no class subfolders; expected DIR/<class>/<image files>, or a CSV of files "
                                         f"and labels: --data {tmp_path / 'labels.csv'}$"):
         load_data(str(tmp_path / "train"), (8, 8, 1), num_classes=2)
+
+
+def _example(**features):
+    """A tf.train.Example: bytes, str (as bytes) or int features."""
+    import tensorflow as tf
+
+    def feature(v):
+        if isinstance(v, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
+
+    return tf.train.Example(features=tf.train.Features(feature={k: feature(v) for k, v in features.items()}))
+
+
+def _write_records(path, examples, compressed=False):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path), "GZIP" if compressed else None) as w:
+        for e in examples:
+            w.write(e.SerializeToString())
+
+
+def _png(i):
+    import tensorflow as tf
+
+    img = np.full((8, 8, 1), 100, np.uint8)
+    img[0, 0] = i
+    return tf.io.encode_png(img).numpy()
+
+
+def test_tfrecords_as_tfds_prepares_them_and_as_tf_image_pipelines_write_them(keras, tmp_path):
+    """A TFDS folder (image + label, split by shard name) and a GZIP file in TF's image/encoded convention."""
+    tfds = tmp_path / "fashion_mnist" / "3.0.1"
+    tfds.mkdir(parents=True)
+    for shard, range_ in ((0, range(0, 6)), (1, range(6, 12))):
+        _write_records(tfds / f"fashion_mnist-train.tfrecord-0000{shard}-of-00002",
+                       [_example(image=_png(i), label=i % 3) for i in range_])
+    _write_records(tfds / "fashion_mnist-test.tfrecord-00000-of-00001",
+                   [_example(image=_png(50 + i), label=2) for i in range(4)])
+    (tfds / "features.json").write_text("{}")  # TFDS' metadata beside the shards: not read
+    ds = load_data(str(tfds), (8, 8, 1), num_classes=3)
+    assert ds.y.tolist() == [i % 3 for i in range(12)] and ds.y_test.tolist() == [2] * 4
+    assert [round(float(ds.x[i][0, 0, 0]) * 255) for i in (0, 6, 11)] == [0, 6, 11]  # shards in order
+    assert round(float(ds.x_test[3][0, 0, 0]) * 255) == 53 and ds.values == "8-bit images"
+    assert f"{tfds} (training shards): 12 records from 2 files, images from 'image', labels from 'label'" in ds.notes
+    assert ds.notes[-1] == (f"{tfds}: 2 training shards are the training data, test (1 shard) the held-out split "
+                            "(halved into validation and test)")
+
+    names = ["cat", "dog", "eel"]
+    slim = [_example(**{"image/encoded": _png(i), "image/height": 8, "image/width": 8,
+                        "image/class/text": names[i % 3], "image/format": "png"}) for i in range(10)]
+    _write_records(tmp_path / "pets.tfrecord", slim, compressed=True)
+    pets = load_data(str(tmp_path / "pets.tfrecord"), (8, 8, 1), num_classes=3)  # sizes are not labels: names are
+    assert pets.y.tolist() == [i % 3 for i in range(10)] and pets.classes == ("cat", "dog", "eel")
+    assert pets.x_test is None and "labels from 'image/class/text'" in pets.notes[0]
+    given = load_data(str(tmp_path / "pets.tfrecord"), (8, 8, 1), 3, class_names=("eel", "dog", "cat"))
+    assert given.y.tolist() == [[2, 1, 0][i % 3] for i in range(10)]
+
+    _write_records(tmp_path / "labelled.tfrecord", [_example(**{"image/encoded": _png(i), "image/class/label": i % 2,
+                                                                "image/height": 8}) for i in range(10)])
+    assert load_data(str(tmp_path / "labelled.tfrecord"), (8, 8, 1), 2).y.tolist() == [i % 2 for i in range(10)]
+
+
+def test_tfrecords_unlabelled_damaged_or_not_images_are_said_in_one_line(keras, tmp_path):
+    import tensorflow as tf
+
+    _write_records(tmp_path / "bare.tfrecord", [_example(image=_png(i)) for i in range(10)])
+    bare = load_data(str(tmp_path / "bare.tfrecord"), (8, 8, 1), 2, labels=False)
+    assert bare.y is None and "(no label feature: unlabelled)" in bare.notes[0]
+    with pytest.raises(UserError, match="its records have no label feature"):
+        load_data(str(tmp_path / "bare.tfrecord"), (8, 8, 1), 2)
+    # one damaged image: left out with its label
+    records = [_example(image=_png(i), label=i % 2) for i in range(10)]
+    records.insert(3, _example(image=b"\x89PNG broken", label=1))
+    _write_records(tmp_path / "damaged.tfrecord", records)
+    ds = load_data(str(tmp_path / "damaged.tfrecord"), (8, 8, 1), 2)
+    assert ds.y.tolist() == [i % 2 for i in range(10)] and round(float(ds.x[3][0, 0, 0]) * 255) == 3
+    assert "1 of 11 image files do not decode and were left out (first: record 4: " in ds.notes[-1]
+
+    def refused(name, examples, match):
+        _write_records(tmp_path / name, examples)
+        with pytest.raises(UserError, match=match):
+            load_data(str(tmp_path / name), (8, 8, 1), 2)
+
+    raw = tf.io.serialize_tensor(tf.zeros((8, 8, 1), tf.uint8)).numpy()
+    refused("raw.tfrecord", [_example(image_raw=raw, label=0)] * 10,
+            r"no feature holds an encoded image \(PNG, JPEG, GIF, BMP\) in its first record \(features: image_raw, "
+            r"label\); bytes feature 'image_raw' holds no encoded image .* tf.io.encode_png")
+    refused("gap.tfrecord", [_example(image=_png(0), label=0)] * 2 + [_example(image=_png(0))],
+            "record 3 has no feature 'label', which the first record has")
+    (tmp_path / "junk.tfrecord").write_bytes(b"this is not a TFRecord file at all")
+    with pytest.raises(UserError, match="junk.tfrecord: not a readable TFRecord file"):
+        load_data(str(tmp_path / "junk.tfrecord"), (8, 8, 1), 2)

@@ -11,6 +11,9 @@ Accepted forms:
   * ``PATH.npy``: samples alone, unlabelled (``labels=False``);
   * ``PATH.csv`` listing image files and their labels (``frontend.labels_csv``:
     Kaggle's ``labels.csv``, Keras' ``flow_from_dataframe`` columns);
+  * TFRecord files of ``tf.train.Example`` records, one or a folder of shards
+    (``frontend.tfrecord``: TensorFlow input pipelines, TFDS's prepared
+    datasets, whose ``-train``/``-test`` shards are the two splits);
   * ``DIR/`` of images in class subfolders (the Keras
     ``image_dataset_from_directory`` convention). Folder names that are all
     whole numbers are the class indices themselves (``DIR/3/`` holds class 3,
@@ -369,6 +372,39 @@ def _read_image_csv(path: Path, input_shape: tuple, num_classes: int | None, pro
     return x, y[kept], classes, [*notes, *read_notes], fit, IMAGE_VALUES
 
 
+def _read_tfrecords(path: Path, input_shape: tuple, num_classes: int | None, progress=None,
+                    class_names: tuple[str, ...] | None = None):
+    """``--data`` TFRecords (``frontend.tfrecord``): a file's or a folder's shards' images, decoded as a folder's
+    are, and labels (indices, or class names numbered as an npz's); a folder split by shard names gives the held-out
+    split too. ``x, y, x_test, y_test, classes, notes, fit``."""
+    from lrfc.frontend import tfrecord
+
+    _check_image_input(path, "TFRecords of images", input_shape)
+    train, held, split_note = tfrecord.splits(path)
+    parts, notes, fit = [], [], None
+    for files, where in ((train, f"{path} (training shards)" if held else str(path)),
+                         (held, f"{path} (held-out shards)")):
+        if not files:
+            parts.append((None, None))
+            continue
+        records = tfrecord.read(files, where)
+        x, kept, read_notes, part_fit = _read_images(path, list(records.images), input_shape, progress)
+        labels = None if records.labels is None else [records.labels[i] for i in kept]
+        if labels is not None and not all(isinstance(v, str) for v in labels):
+            labels = np.asarray(labels, dtype=np.int64)
+        parts.append((x, labels))
+        notes += [records.note, *read_notes]
+        fit = fit or part_fit
+    (x, y), (x_test, y_test) = parts
+    classes = tuple(class_names) if class_names is not None else None
+    if isinstance(y, list) or isinstance(y_test, list):  # class names: numbered as an npz's are
+        y, y_test, classes, named = _name_labels(str(path), None if y is None else np.asarray(y),
+                                                 None if y_test is None else np.asarray(y_test), num_classes,
+                                                 class_names)
+        notes += named
+    return x, y, x_test, y_test, classes, [*notes, *filter(None, [split_note])], fit
+
+
 def _check_image_input(path: Path, what: str, input_shape: tuple) -> None:
     if len(input_shape) != 3 or None in input_shape:
         raise UserError(f"{path}: {what} needs a model with an image input (H, W, C); this model takes {input_shape}")
@@ -383,10 +419,11 @@ def _label_list_beside(folder: Path) -> Path | None:
     return None
 
 
-def _read_images(root: Path, files: list[Path], input_shape: tuple, progress=None):
-    """Decode ``files`` and fit them to ``input_shape`` (``_read_image_dir``'s rule): the 8-bit images, the index in
-    ``files`` of each one read (a file that does not decode is left out, and a note says so), notes, and how they
-    were fitted. ``root`` names the reading and the files in notes."""
+def _read_images(root: Path, files: list[Path | bytes], input_shape: tuple, progress=None):
+    """Decode ``files`` (image files, or their bytes: a TFRecord's) and fit them to ``input_shape``
+    (``_read_image_dir``'s rule): the 8-bit images, the index in ``files`` of each one read (one that does not
+    decode is left out, and a note says so), notes, and how they were fitted. ``root`` names the reading and the
+    files in notes."""
     import tensorflow as tf
 
     xs, kept, shapes, small, unreadable = [], [], {}, {}, []
@@ -396,17 +433,19 @@ def _read_images(root: Path, files: list[Path], input_shape: tuple, progress=Non
             if bar is not None:
                 bar.update(1)
             try:
-                img = tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy()
+                content = f if isinstance(f, bytes) else tf.io.read_file(str(f))
+                img = tf.io.decode_image(content, channels=0, expand_animations=False).numpy()
             except Exception as exc:  # a damaged file among many (Kaggle's cats and dogs has some): left out, said
-                unreadable.append(f"{_shown(f, root)}: {str(exc).strip().splitlines()[0]}")
+                shown = f"record {n + 1}" if isinstance(f, bytes) else _shown(f, root)
+                unreadable.append(f"{shown}: {str(exc).strip().splitlines()[0]}")
                 continue
             shapes[img.shape] = shapes.get(img.shape, 0) + 1
             unit = img[None].astype(np.float32) / np.float32(255)  # decoded to 8 bits: by that depth, not its range
             if _pads(img.shape[:2], input_shape[:2]):  # no larger than the input: kept until the shapes are known
-                small[len(xs)] = (unit, f)
+                small[len(xs)] = (unit, root if isinstance(f, bytes) else f)
                 xs.append(None)
             else:
-                xs.append(_as_8_bit(_fit_image(unit, input_shape, f)[0]))
+                xs.append(_as_8_bit(_fit_image(unit, input_shape, root if isinstance(f, bytes) else f)[0]))
             kept.append(n)
     if not xs:
         raise UserError(f"{root}: cannot decode images: none of its {len(unreadable)} image files decodes (first: "
@@ -667,8 +706,8 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def not_found(spec: str) -> UserError:
-    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy or .csv file or an image "
-                     "folder)")
+    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .csv or TFRecord file or "
+                     "an image folder)")
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
@@ -678,8 +717,9 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
 
     Args:
         spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``
-            or ``.npy`` path, a ``.csv`` of image files and labels, a
-            directory of images in class subfolders, or (the Python
+            or ``.npy`` path, a ``.csv`` of image files and labels, TFRecords
+            (a file or a folder of shards), a directory of images in class
+            subfolders, or (the Python
             API) arrays: ``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping.
         input_shape: the model input without the batch axis.
         num_classes: the model's number of classes, to validate labels.
@@ -717,10 +757,19 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         d = load_digits()
         x, y = (d.images / 16.0).astype(np.float32), d.target  # its pixels are 0..16
     else:
+        from lrfc.frontend import tfrecord
+
         path = Path(spec)
         if not path.exists():
             raise not_found(spec)
-        if path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
+        if tfrecord.is_tfrecord(path):  # tf.train.Example records: a file, or a folder of shards (TFDS)
+            x, y, x_test, y_test, classes, notes, fit = _read_tfrecords(path, tuple(input_shape), num_classes, progress,
+                                                                        class_names)
+            images = IMAGE_VALUES
+            if labels and y is None:
+                raise UserError(f"{spec}: its records have no label feature (an integer 'label' or "
+                                "'image/class/label', or a class name in 'image/class/text')")
+        elif path.is_dir() and (split := _split_folders(path)) is not None:  # DIR/train/<class>, DIR/val/<class>
             train, held = split
             x, y, classes, notes, fit, images = _read_image_dir(train, tuple(input_shape), num_classes, labels,
                                                                 progress=progress, class_names=class_names)
@@ -748,7 +797,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             x, y = _read_npy(path, labels), None
         else:
             raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .npy (samples alone), a "
-                            ".csv of image files and labels or a folder of images in class subfolders")
+                            ".csv of image files and labels, a .tfrecord of tf.train.Example records or a folder of "
+                            "images in class subfolders")
     if images is None and (_named(y) or _named(y_test)):  # arrays whose labels are class names
         y, y_test, classes, notes = _name_labels(spec, y, y_test, num_classes, class_names)
     elif images is None and class_names is not None:  # class indices: the names only name them
