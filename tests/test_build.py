@@ -363,7 +363,8 @@ def test_a_model_of_undefined_size_builds_at_the_input_shape_given(keras, tmp_pa
     model.save(path)
     opts = dict(model=str(path), data="fashion-mnist", allow_low_accuracy=True, finetune="none", calib_samples=100,
                 step=25, bench_runs=0, formats=("tflite",), out=str(tmp_path / "out"), cache=False)
-    with pytest.raises(UserError, match="leaves a size undefined; pass --input-shape"):
+    with pytest.raises(UserError, match=r"leaves a size undefined; pass --input-shape with the size to compile it "
+                                        r"for, e.g. --input-shape 28,28,1 \(--data's first sample is 28x28x1\)"):
         pipeline.run_build(BuildOptions(**opts), log=lambda *_: None)
     assert not (tmp_path / "out").exists()
     pipeline.run_build(BuildOptions(**opts, input_shape=(28, 28, 1)), log=lambda *_: None)

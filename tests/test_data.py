@@ -508,3 +508,27 @@ def test_tfrecords_unlabelled_damaged_or_not_images_are_said_in_one_line(keras, 
     (tmp_path / "junk.tfrecord").write_bytes(b"this is not a TFRecord file at all")
     with pytest.raises(UserError, match="junk.tfrecord: not a readable TFRecord file"):
         load_data(str(tmp_path / "junk.tfrecord"), (8, 8, 1), 2)
+
+
+def test_the_first_samples_shape_is_read_cheaply_for_the_input_shape_hint(keras, tmp_path):
+    """``frontend.peek``: a header or one decoded image, whatever the form; None where it cannot tell."""
+    from lrfc.frontend.peek import first_sample_shape
+    from lrfc.frontend.stage import _size_hint
+
+    import tensorflow as tf
+
+    np.savez(tmp_path / "a.npz", x=np.zeros((5, 40, 30, 3), np.uint8), y=np.zeros(5))
+    np.savez_compressed(tmp_path / "k.npz", x_train=np.zeros((5, 3, 20, 24), np.float32))  # PyTorch's (C, H, W)
+    np.save(tmp_path / "g.npy", np.zeros((5, 12, 14), np.uint8))
+    (tmp_path / "cls" / "cat").mkdir(parents=True)
+    tf.io.write_file(str(tmp_path / "cls" / "cat" / "0.jpg"), tf.io.encode_jpeg(np.zeros((50, 60, 3), np.uint8)))
+    (tmp_path / "l.csv").write_text("file,label\ncls/cat/0.jpg,0\n")
+    _write_records(tmp_path / "r.tfrecord", [_example(image=_png(0), label=0)])
+    assert [first_sample_shape(str(tmp_path / n)) for n in ("a.npz", "k.npz", "g.npy", "cls", "l.csv", "r.tfrecord")] \
+        == [(40, 30, 3), (3, 20, 24), (12, 14), (50, 60, 3), (50, 60, 3), (8, 8, 1)]
+    assert first_sample_shape("fashion-mnist") == (28, 28, 1) and first_sample_shape(str(tmp_path / "none")) is None
+    assert first_sample_shape((np.zeros((2, 4, 4)), np.zeros(2))) is None
+    assert _size_hint((None, None, 3), str(tmp_path / "g.npy")) == "e.g. --input-shape 12,14,3 (--data's first " \
+                                                                   "sample is 12x14)"
+    assert _size_hint((None, None, None), str(tmp_path / "k.npz")).startswith("e.g. --input-shape 20,24,3 ")
+    assert _size_hint((None, None, 3), str(tmp_path / "none")) == "e.g. --input-shape 224,224,3"

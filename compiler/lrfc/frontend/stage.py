@@ -154,7 +154,8 @@ def load(state) -> None:
     shape = tuple(state.flat.inputs[0].shape)
     if None in shape[1:]:
         raise UserError(f"{opts.model_name}: its input shape {shape} leaves a size undefined; pass --input-shape with "
-                        "the size to compile it for, e.g. --input-shape 224,224,3 (TFLite and ONNX files have one)")
+                        f"the size to compile it for, {_size_hint(shape[1:], opts.data)} (TFLite and ONNX files have "
+                        "one)")
     state.rows = describe_model(state.flat)
     out_shape = tuple(state.flat.outputs[0].shape)
     if len(out_shape) != 2:
@@ -181,3 +182,19 @@ def load(state) -> None:
     state.data_values, state.data_fit, state.classes = dataset.values, dataset.fit, dataset.classes
     state.cache = Cache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.cache, log=state.log)
     cp.keep_fits_on_disk(state.cache.root / "fits" if state.cache.enabled else None)  # CP fits beside the scores
+
+
+def _size_hint(shape: tuple, data) -> str:
+    """The ``--input-shape`` to suggest for a model input with undefined sizes: ``--data``'s first sample's height
+    and width, with the model's channels where it has them (the data's are converted to those)."""
+    from lrfc.frontend.peek import first_sample_shape
+
+    sample = first_sample_shape(data)
+    if len(shape) != 3 or sample is None or len(sample) not in (2, 3):
+        return "e.g. --input-shape 224,224,3"
+    if len(sample) == 3 and sample[0] in (1, 3, 4) and sample[2] not in (1, 3, 4):  # stored (C, H, W)
+        sample = (*sample[1:], sample[0])
+    size = [sample[0] if shape[0] is None else shape[0], sample[1] if shape[1] is None else shape[1],
+            shape[2] if shape[2] is not None else (sample[2] if len(sample) == 3 else 1)]
+    return (f"e.g. --input-shape {','.join(map(str, size))} (--data's first sample is "
+            f"{'x'.join(map(str, sample))})")

@@ -90,10 +90,8 @@ def read(files: list[Path], where: str) -> Records:
     images, labels = [], []
     image_key = label_key = None
     for f in files:
-        with open(f, "rb") as head:
-            gzipped = head.read(2) == b"\x1f\x8b"
         try:
-            for n, raw in enumerate(tf.data.TFRecordDataset(str(f), "GZIP" if gzipped else "").as_numpy_iterator()):
+            for n, raw in enumerate(_records(f)):
                 example = tf.train.Example.FromString(raw)
                 features = example.features.feature
                 if image_key is None:
@@ -113,6 +111,23 @@ def read(files: list[Path], where: str) -> Records:
     note = (f"{where}: {len(images):,} records from {len(files)} file{'s' * (len(files) > 1)}, images from "
             f"'{image_key}'{kind}" + ("" if label_key is not None else " (no label feature: unlabelled)"))
     return Records(tuple(images), None if label_key is None else tuple(labels), note)
+
+
+def first_image(path: Path) -> bytes:
+    """The first record's encoded image (``frontend.peek``)."""
+    import tensorflow as tf
+
+    features = tf.train.Example.FromString(next(_records(path))).features.feature
+    return features[_keys(features, path)[0]].bytes_list.value[0]
+
+
+def _records(f: Path):
+    """``f``'s serialized records, one at a time (a GZIP-compressed file too)."""
+    import tensorflow as tf
+
+    with open(f, "rb") as head:
+        gzipped = head.read(2) == b"\x1f\x8b"
+    return tf.data.TFRecordDataset(str(f), "GZIP" if gzipped else "").as_numpy_iterator()
 
 
 def _keys(features, f: Path) -> tuple[str, str | None]:

@@ -1,0 +1,68 @@
+"""The shape of ``--data``'s first sample, read cheaply, for messages that name a size the user can pass.
+
+A model whose input size is undefined (``None x None``) is compiled at
+``--input-shape``; when it is missing, the refusal names the size the data has
+(``--data``'s images are 150x150x3), read from a header or one decoded image,
+not the whole source. Anything unreadable gives None: the data's own errors
+come when it is loaded.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+BUILTIN_SHAPES = {"fashion-mnist": (28, 28, 1), "digits": (8, 8, 1)}
+
+
+def first_sample_shape(spec) -> tuple[int, ...] | None:
+    """(H, W[, C]) of one sample of ``spec`` (a ``--data`` string), or None when it cannot be told cheaply."""
+    if not isinstance(spec, str):
+        return None
+    if spec in BUILTIN_SHAPES:
+        return BUILTIN_SHAPES[spec]
+    try:
+        return _first(Path(spec))
+    except Exception:  # noqa: BLE001 - a hint only: the data's own errors come when it is loaded
+        return None
+
+
+def _first(path: Path) -> tuple[int, ...] | None:
+    from lrfc.frontend import labels_csv, tfrecord
+    from lrfc.frontend.data import IMAGE_SUFFIXES
+
+    if tfrecord.is_tfrecord(path):
+        files = tfrecord.splits(path)[0]
+        return _decoded(tfrecord.first_image(files[0]))
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        first = next((f for f in sorted(path.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()), None)
+        return None if first is None else _decoded(first.read_bytes())
+    if suffix == ".csv":
+        return _decoded(labels_csv.read(path).files[0].read_bytes())
+    if suffix == ".npy":
+        return _sample(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+    if suffix == ".npz":
+        with zipfile.ZipFile(path) as archive:
+            names = {Path(n).stem: n for n in archive.namelist()}
+            member = names.get("x") or names.get("x_train")
+            if member is None:
+                return None
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                return _sample(read(f)[0])
+    return None
+
+
+def _sample(shape: tuple) -> tuple[int, ...] | None:
+    """One sample's shape from an array's: (H, W) images get no channel axis; (N, C, H, W) stays as stored."""
+    return tuple(int(v) for v in shape[1:]) if len(shape) in (3, 4) else None
+
+
+def _decoded(content: bytes) -> tuple[int, ...]:
+    import tensorflow as tf
+
+    return tuple(int(v) for v in tf.io.decode_image(content, channels=0, expand_animations=False).shape)
