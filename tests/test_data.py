@@ -532,3 +532,19 @@ def test_the_first_samples_shape_is_read_cheaply_for_the_input_shape_hint(keras,
                                                                    "sample is 12x14)"
     assert _size_hint((None, None, None), str(tmp_path / "k.npz")).startswith("e.g. --input-shape 20,24,3 ")
     assert _size_hint((None, None, 3), str(tmp_path / "none")) == "e.g. --input-shape 224,224,3"
+
+
+def test_tfrecords_in_train_and_val_folders_as_kaggle_ships_them(keras, tmp_path):
+    """``train/*.tfrec`` and ``val/*.tfrec`` with ``class`` and a text ``id``: the two splits; the competition's
+    unlabelled ``test/`` is left out, and said."""
+    for split, count, labelled in (("train", 12, True), ("val", 6, True), ("test", 5, False)):
+        (tmp_path / split).mkdir()
+        records = [_example(image=_png(i), id=f"{split}{i}", **({"class": i % 2} if labelled else {}))
+                   for i in range(count)]
+        _write_records(tmp_path / split / f"00-8x8-{count}.tfrec", records)
+    ds = load_data(str(tmp_path), (8, 8, 1), num_classes=2)
+    assert ds.y.tolist() == [i % 2 for i in range(12)] and ds.y_test.tolist() == [i % 2 for i in range(6)]
+    assert ds.notes[-1] == (f"{tmp_path}: 'train' is the training data, 'val' the held-out split (halved into "
+                            "validation and test); 'test' left out: its records have no labels")
+    only = load_data(str(tmp_path / "train"), (8, 8, 1), num_classes=2)  # one folder of shards: one split
+    assert len(only.x) == 12 and only.x_test is None

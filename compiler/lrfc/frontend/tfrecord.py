@@ -13,8 +13,11 @@ records are unlabelled. GZIP-compressed files are read too.
 A folder of shards named by split (``fashion_mnist-train.tfrecord-00000-of-00001``
 beside ``fashion_mnist-test.tfrecord-...``, as TFDS prepares a dataset;
 ``train-00000-of-01024`` beside ``validation-...``, as TF's ImageNet scripts
-write it) is the training data and the held-out split. This module reads the
-records alone; ``frontend.data`` decodes the images.
+write it) is the training data and the held-out split, as is a folder whose
+``train/`` and ``val/`` (or ``test/``) folders hold shards (Kaggle's TPU
+datasets, ``train/00-224x224-798.tfrec``; an unlabelled ``test/`` beside a
+labelled ``val/`` is left out). This module reads the records alone;
+``frontend.data`` decodes the images.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from lrfc.errors import UserError
 
-SUFFIXES = (".tfrecord", ".tfrecords", ".record", ".records")
+SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec", ".record", ".records")  # .tfrec: Kaggle's TPU datasets
 IMAGE_NAMES = ("image/encoded", "image", "image_raw", "img", "encoded", "image_bytes")
 LABEL_NAMES = ("label", "image/class/label", "labels", "class", "class_id", "label_id", "image/label", "y", "target",
                "category")
@@ -33,7 +36,7 @@ TEXT_NAMES = ("image/class/text", "label", "class", "label_name", "class_name", 
 SIZE_WORDS = ("height", "width", "depth", "channels", "shape", "size", "id", "index")
 MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM")
 _SHARD = re.compile(r"^(?:.*?[-_.])?(train|training|val|valid|validation|test|testing)"
-                    r"(?:\.tfrecords?)?(?:-\d+-of-\d+)?$", re.IGNORECASE)
+                    r"(?:\.tfrec(?:ords?)?|\.records?)?(?:-\d+-of-\d+)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,26 @@ class Records:
 
 
 def is_tfrecord(path: Path) -> bool:
-    """A TFRecord file or a folder of shards (by name: a TFRecord suffix, or ``NAME-SPLIT.tfrecord-N-of-M``)."""
+    """A TFRecord file, a folder of shards (by name: a TFRecord suffix, or ``NAME-SPLIT.tfrecord-N-of-M``), or a
+    folder whose ``train/`` and ``val/`` (or ``test/``) folders hold shards (Kaggle's TPU datasets)."""
     if path.is_dir():
-        return bool(_shards(path))
+        return bool(_shards(path)) or _split_dirs(path) is not None
     return _is_shard(path.name)
+
+
+def _split_dirs(path: Path) -> tuple[Path, list[Path]] | None:
+    """``(train, [held-out...])`` folders of shards in ``path``, named as ``frontend.data``'s image folders are."""
+    from lrfc.frontend.data import HELD_OUT_FOLDERS, TRAIN_FOLDERS
+
+    dirs = [d for d in sorted(path.iterdir()) if d.is_dir() and _shards(d)]
+    train = [d for d in dirs if d.name.lower() in TRAIN_FOLDERS]
+    held = [d for d in dirs if d.name.lower() in HELD_OUT_FOLDERS]
+    return (train[0], held) if len(train) == 1 and held else None
 
 
 def _is_shard(name: str) -> bool:
     lower = name.lower()
-    return lower.endswith(SUFFIXES) or ".tfrecord" in lower or bool(re.search(r"-\d{5}-of-\d{5}$", lower))
+    return lower.endswith(SUFFIXES) or ".tfrec" in lower or bool(re.search(r"-\d{5}-of-\d{5}$", lower))
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -62,10 +76,20 @@ def _shards(folder: Path) -> list[Path]:
 
 
 def splits(path: Path) -> tuple[list[Path], list[Path], str | None]:
-    """The training files, the held-out ones (empty: none) and a note saying which is which, for a folder."""
+    """The training files, the held-out ones (empty: none) and a note saying which is which, for a folder. A held-out
+    folder without labels beside labelled ones (a competition's ``test/``) is left out, and the note says so."""
     if not path.is_dir():
         return [path], [], None
     files = _shards(path)
+    if not files and (dirs := _split_dirs(path)) is not None:
+        train, held = dirs
+        labelled = [d for d in held if _labelled(_shards(d)[0])]
+        dropped = [d.name for d in held if d not in labelled] if labelled else []
+        held = labelled or held
+        note = (f"{path}: '{train.name}' is the training data, {' + '.join(repr(d.name) for d in held)} the held-out "
+                "split (halved into validation and test)" + (f"; {', '.join(repr(n) for n in dropped)} left out: its "
+                                                             "records have no labels" if dropped else ""))
+        return _shards(train), [f for d in held for f in _shards(d)], note
     train, held, other = [], [], []
     for f in files:
         split = _split_of(f.name)
@@ -111,6 +135,17 @@ def read(files: list[Path], where: str) -> Records:
     note = (f"{where}: {len(images):,} records from {len(files)} file{'s' * (len(files) > 1)}, images from "
             f"'{image_key}'{kind}" + ("" if label_key is not None else " (no label feature: unlabelled)"))
     return Records(tuple(images), None if label_key is None else tuple(labels), note)
+
+
+def _labelled(path: Path) -> bool:
+    """Whether ``path``'s first record has a label (one that cannot be read counts as labelled: ``read`` says why)."""
+    import tensorflow as tf
+
+    try:
+        features = tf.train.Example.FromString(next(_records(path))).features.feature
+        return _keys(features, path)[1] is not None
+    except Exception:  # noqa: BLE001 - reading the split names the fault
+        return True
 
 
 def first_image(path: Path) -> bytes:
