@@ -140,6 +140,28 @@ def test_splits_shrink_calibration_instead_of_evaluating_nothing():
         make_splits(Dataset("d", np.zeros((1, 4), np.float32), np.zeros(1, int)), 10, 0, True)
 
 
+def test_samples_that_repeat_a_validation_or_test_sample_are_left_out_of_calibration_and_training():
+    """Web-collected photo sets repeat images; a repeat of a judged sample must not be tuned on."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (400, 6, 6), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (100, 6, 6), dtype=np.uint8)
+    x[:30] = x_test[:30]  # 30 training images that are also test images
+    x[30:40] = x[200]  # and 11 copies of one training image among themselves: not a leak
+    ds = Dataset("d", x, np.arange(400) % 10, x_test=x_test, y_test=np.arange(100) % 10)
+    s = make_splits(ds, calib_samples=100, seed=0, finetune=True)
+    judged = {row.tobytes() for row in x_test}
+    tuned = [row.tobytes() for row in np.asarray(s.x_calib, np.float32)] + [x[i].tobytes() for i in s.x_train.index]
+    assert len(tuned) == 370 and len(s.x_val) + len(s.x_test) == 100
+    assert not judged & {row.tobytes() for row in x[s.x_train.index]}
+    assert not {row.astype(np.float32).tobytes() for row in x_test} & set(tuned[:len(s.x_calib)])  # as mapped
+    assert s.notes == (f"{100 - len(s.x_calib)} calibration and {300 - len(s.x_train)} training samples had the same "
+                       "bytes as a validation or test sample (an image the data repeats) and were left out, so the "
+                       "model is never tuned on a sample it is judged on",)
+    clean = make_splits(Dataset("d", x[30:], np.arange(370) % 10, x_test=x_test, y_test=np.arange(100) % 10), 100, 0,
+                        True)
+    assert clean.notes == () and len(clean.x_calib) == 100 and len(clean.x_train) == 270
+
+
 def test_validation_is_half_the_test_split_the_original_never_saw():
     """A model scores its training samples from memory; the budget is measured on samples it was not trained on."""
     x, x_test = np.arange(100, dtype=np.float32)[:, None], 1000 + np.arange(40, dtype=np.float32)[:, None]

@@ -17,10 +17,18 @@
 When the calibration request would leave no validation or no training data,
 calibration shrinks to leave a fifth of the data to each, and ``notes`` says
 so; nothing is ever evaluated on zero samples.
+
+Disjoint by index is not disjoint by content: photo sets collected from the
+web repeat images (a test image that is also a training image), and an image
+repeated in training and validation lets fine-tuning fit the very samples the
+budget is judged on. A calibration or training sample whose bytes equal a
+validation or test sample's (``_copies_of``) is left out of its split, and
+``notes`` says how many were.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -111,10 +119,41 @@ def make_splits(ds, calib_samples: int, seed: int, finetune: bool, train_samples
             (len(rest) if shrunk else min(VALIDATION_MAX, len(rest)))
         val, rest = rest[:n_val], rest[n_val:]
         x_val, y_val, x_test, y_test = x.subset(val), _at(ds.y, val), None, None
+    calib, rest, copies = _without_copies(x, calib, rest, [x_val, x_test])
+    if copies:
+        notes.append(copies)
     if train_samples is not None:
         rest = rest[:train_samples]
     return Splits(x[calib], _at(ds.y, calib), x.subset(rest), _at(ds.y, rest), x_val, y_val, x_test, y_test,
                   tuple(notes), "test split" if has_test else "held out")
+
+
+def _without_copies(x: Samples, calib: np.ndarray, rest: np.ndarray, held: list) -> tuple[np.ndarray, np.ndarray, str]:
+    """``calib`` and ``rest`` (rows of ``x``) without the samples whose bytes equal a sample of ``held`` (validation,
+    test), and a note saying how many were left out ("" when none; a split that would be emptied keeps its copies:
+    data that is all one sample has nothing else to give it)."""
+    seen = set().union(*(_fingerprints(h) for h in held if h is not None))
+    kept = []
+    for rows in (calib, rest):
+        prints = _fingerprints(x.subset(rows))
+        kept.append(np.asarray([r for r, f in zip(rows, prints) if f not in seen], dtype=rows.dtype))
+    kept = [k if len(k) or not len(rows) else rows for k, rows in zip(kept, (calib, rest))]  # never emptied
+    dropped = len(calib) - len(kept[0]), len(rest) - len(kept[1])
+    if not any(dropped):
+        return calib, rest, ""
+    parts = [f"{n:,} {name}" for n, name in zip(dropped, ("calibration", "training")) if n]
+    return kept[0], kept[1], (f"{' and '.join(parts)} sample{'s' * (sum(dropped) > 1)} had the same bytes as a "
+                              "validation or test sample (an image the data repeats) and were left out, so the "
+                              "model is never tuned on a sample it is judged on")
+
+
+def _fingerprints(x: Samples) -> list[bytes]:
+    """A 64-bit hash of each sample's source bytes (as the data held it: 8-bit pixels, the npz's values)."""
+    out = []
+    for start in range(0, len(x), 512):
+        block = np.ascontiguousarray(x.source[x.index[start:start + 512]])
+        out += [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in block]
+    return out
 
 
 def _at(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
