@@ -359,9 +359,9 @@ def test_a_csv_of_image_files_and_labels_kaggle_and_keras_layouts(keras, tmp_pat
 
     _pngs(tmp_path / "keras" / "cats", [f"{i}.png" for i in range(5)])
     _pngs(tmp_path / "keras" / "dogs", [f"{i}.png" for i in range(5)])
-    lines = [f"{animal}s/{i}.png,{n},{animal},{i % 2}" for n, (animal, i) in
-             enumerate((a, i) for a in ("cat", "dog") for i in range(5))]
-    (tmp_path / "keras" / "frame.csv").write_text("filename,row,class,fold\n" + "\n".join(lines))
+    lines = [f"{animal}s/{i}.png,{n},{animal},{i % 2},https://example.com/{n}.jpg" for n, (animal, i) in
+             enumerate((a, i) for a in ("cat", "dog") for i in range(5))]  # a source URL beside the file: fine
+    (tmp_path / "keras" / "frame.csv").write_text("filename,row,class,fold,url\n" + "\n".join(lines))
     frame = load_data(str(tmp_path / "keras" / "frame.csv"), (8, 8, 1), num_classes=2)
     assert frame.y.tolist() == [0] * 5 + [1] * 5 and frame.classes == ("cat", "dog")
 
@@ -397,6 +397,8 @@ def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(k
     refused("0.png,1\n1.png,0\n", "its first line names an image file; the first line is the header")
     refused("a,b\nx,cat\ny,dog\n", r"no column names an image file \(columns 'a', 'b'; first line's values 'x', 'cat'\)")
     refused("", "empty; expected a header")
+    refused("url,label\nhttps://example.com/a.jpg,cat\n", r"column 'url' holds URLs \(https://example.com/a.jpg\); lrfc "
+            "reads local image files: download them")
     # one damaged file among the listed: left out with its label, the rest stay aligned
     (tmp_path / "ok.csv").write_text("file,label\n" + "".join(f"{i}.png,{i % 2}\n" for i in range(3)) + "broken.png,1\n"
                                      + "".join(f"{i}.png,{i % 2}\n" for i in range(3, 10)))

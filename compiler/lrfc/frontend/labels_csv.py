@@ -119,6 +119,10 @@ def _file_column(path: Path, header: list[str], rows: list[list[str]]) -> tuple[
             best, best_found = (i, *where), found
     if best is not None:
         return best
+    urls = [h for i, h in enumerate(header) if rows[0][i].lower().startswith(("http://", "https://", "gs://", "s3://"))]
+    if urls:  # a source-URL column beside a file column is fine; URLs alone are not images lrfc can read
+        raise UserError(f"{path}: column '{urls[0]}' holds URLs ({rows[0][header.index(urls[0])]}); lrfc reads local "
+                        "image files: download them and list their paths")
     shown = ", ".join(f"'{h}'" for h in header[:6])
     raise UserError(f"{path}: no column names an image file (columns {shown}; first line's values "
                     f"{', '.join(repr(v) for v in rows[0][:6])}); expected file names relative to {base} or one of "
