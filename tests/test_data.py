@@ -526,8 +526,13 @@ def test_the_first_samples_shape_is_read_cheaply_for_the_input_shape_hint(keras,
     tf.io.write_file(str(tmp_path / "cls" / "cat" / "0.jpg"), tf.io.encode_jpeg(np.zeros((50, 60, 3), np.uint8)))
     (tmp_path / "l.csv").write_text("file,label\ncls/cat/0.jpg,0\n")
     _write_records(tmp_path / "r.tfrecord", [_example(image=_png(0), label=0)])
-    assert [first_sample_shape(str(tmp_path / n)) for n in ("a.npz", "k.npz", "g.npy", "cls", "l.csv", "r.tfrecord")] \
-        == [(40, 30, 3), (3, 20, 24), (12, 14), (50, 60, 3), (50, 60, 3), (8, 8, 1)]
+    import h5py
+
+    with h5py.File(tmp_path / "h.h5", "w") as f:
+        f["train_set_x"], f["train_set_y"] = np.zeros((3, 64, 64, 3), np.uint8), np.zeros(3)
+    forms = ("a.npz", "k.npz", "g.npy", "cls", "l.csv", "r.tfrecord", "h.h5")
+    assert [first_sample_shape(str(tmp_path / n)) for n in forms] \
+        == [(40, 30, 3), (3, 20, 24), (12, 14), (50, 60, 3), (50, 60, 3), (8, 8, 1), (64, 64, 3)]
     assert first_sample_shape("fashion-mnist") == (28, 28, 1) and first_sample_shape(str(tmp_path / "none")) is None
     assert first_sample_shape((np.zeros((2, 4, 4)), np.zeros(2))) is None
     assert _size_hint((None, None, 3), str(tmp_path / "g.npy")) == "e.g. --input-shape 12,14,3 (--data's first " \
@@ -550,3 +555,43 @@ def test_tfrecords_in_train_and_val_folders_as_kaggle_ships_them(keras, tmp_path
                             "validation and test); 'test' left out: its records have no labels")
     only = load_data(str(tmp_path / "train"), (8, 8, 1), num_classes=2)  # one folder of shards: one split
     assert len(only.x) == 12 and only.x_test is None
+
+
+def test_arrays_in_an_hdf5_file_as_courses_and_keras_tutorials_hand_them_over(keras, tmp_path):
+    """``train_set_x``/``train_set_y``/``test_set_x``/``test_set_y`` with ``list_classes`` (a course's cat files),
+    an npz's names, labels stored as one row; a Keras model given as data is refused naming the mistake."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    x, xt = rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "cats.h5", "w") as f:
+        f["train_set_x"], f["train_set_y"] = x, np.arange(20) % 2
+        f["test_set_x"], f["test_set_y"] = xt, (np.arange(6) % 2)[None]  # (1, N): one row
+        f["list_classes"] = np.array([b"non-cat", b"cat"])
+    ds = load_data(str(tmp_path / "cats.h5"), (8, 8, 3), 2)
+    assert ds.y.tolist() == [i % 2 for i in range(20)] and ds.y_test.tolist() == [0, 1, 0, 1, 0, 1]
+    assert ds.values == "uint8 0..255" and np.allclose(ds.x[3], x[3] / 255) and len(ds.x_test) == 6
+    with h5py.File(tmp_path / "nested.hdf5", "w") as f:
+        f["data/images"], f["data/labels"] = x, np.array([b"cat", b"dog"] * 10)
+    named = load_data(str(tmp_path / "nested.hdf5"), (8, 8, 3), 2)
+    assert named.y.tolist() == [0, 1] * 10 and named.classes == ("cat", "dog") and named.x_test is None
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["x"], f["images"], f["y"] = x, x, np.zeros(20)
+    with pytest.raises(UserError, match="datasets 'images' and 'x' could both be the samples of the training split"):
+        load_data(str(tmp_path / "two.h5"), (8, 8, 3), 2)
+    with h5py.File(tmp_path / "bare.h5", "w") as f:
+        f["x"] = x
+    assert load_data(str(tmp_path / "bare.h5"), (8, 8, 3), 2, labels=False).y is None
+    with pytest.raises(UserError, match="no dataset of labels beside the samples"):
+        load_data(str(tmp_path / "bare.h5"), (8, 8, 3), 2)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.save(tmp_path / "model.h5")
+    with pytest.raises(UserError, match="model.h5: a Keras model file, not data"):
+        load_data(str(tmp_path / "model.h5"), (8, 8, 3), 2)
+    from lrfc.frontend.load import load_model
+
+    with pytest.raises(UserError, match="cats.h5: holds data \\(arrays of samples\\), not a model; give it as --data"):
+        load_model(str(tmp_path / "cats.h5"))  # the two arguments swapped
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(UserError, match="junk.h5: not a readable HDF5 file"):
+        load_data(str(tmp_path / "junk.h5"), (8, 8, 3), 2)

@@ -39,7 +39,7 @@ _state = {"verbose": False}
 # Options several commands share: one definition each.
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
 DataHelp = ("fashion-mnist, digits, an .npz (x, y: class indices, one-hot rows or class names; or Keras' x_train, "
-            "y_train), an .npy of samples alone, a .csv of image files and labels (a file-name column and a label or "
+            "y_train; an .h5 of such arrays), an .npy of samples alone, a .csv of image files and labels (a file-name column and a label or "
             "one-hot columns, as Kaggle's labels.csv), TFRecords of tf.train.Example (a file, or a folder of shards "
             "as TFDS prepares them: -train and -test shards are the two splits), or a folder of images in class "
             "subfolders (folder names "

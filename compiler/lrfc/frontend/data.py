@@ -9,6 +9,8 @@ Accepted forms:
     (strings: sorted and numbered 0..N-1 as class folders are, or the
     indices themselves when all are whole numbers);
   * ``PATH.npy``: samples alone, unlabelled (``labels=False``);
+  * ``PATH.h5``/``.hdf5`` holding such arrays (``frontend.h5data``: named as
+    an npz's, Keras' ``x_train``, or ``train_set_x``, ``images``/``labels``);
   * ``PATH.csv`` listing image files and their labels (``frontend.labels_csv``:
     Kaggle's ``labels.csv``, Keras' ``flow_from_dataframe`` columns);
   * TFRecord files of ``tf.train.Example`` records, one or a folder of shards
@@ -706,8 +708,8 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def not_found(spec: str) -> UserError:
-    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .csv or TFRecord file or "
-                     "an image folder)")
+    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .h5, .csv or TFRecord file "
+                     "or an image folder)")
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
@@ -795,9 +797,16 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
             x, y, x_test, y_test = _read_npz(path, labels)
         elif path.suffix.lower() == ".npy":
             x, y = _read_npy(path, labels), None
+        elif path.suffix.lower() in (".h5", ".hdf5"):  # arrays in HDF5, named as an npz's or by their words
+            from lrfc.frontend import h5data
+
+            x, y, x_test, y_test = h5data.read(path)
+            if labels and y is None:
+                raise UserError(f"{spec}: no dataset of labels beside the samples; expected 'y' (or 'y_train', "
+                                "'labels', 'train_set_y')")
         else:
-            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .npy (samples alone), a "
-                            ".csv of image files and labels, a .tfrecord of tf.train.Example records or a folder of "
+            raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .h5, .npy (samples alone), "
+                            "a .csv of image files and labels, a .tfrecord of tf.train.Example records or a folder of "
                             "images in class subfolders")
     if images is None and (_named(y) or _named(y_test)):  # arrays whose labels are class names
         y, y_test, classes, notes = _name_labels(spec, y, y_test, num_classes, class_names)

@@ -61,8 +61,19 @@ def _h5_config(path: Path) -> dict:
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
+            weights = "model_weights" in f or "layer_names" in f.attrs or "layers" in f
     except OSError as exc:
         raise UserError(f"{path}: not a readable HDF5 model file ({exc})") from exc
+    if raw is None and not weights:
+        from lrfc.frontend import h5data
+
+        try:
+            h5data.samples_shape(path)
+        except UserError:
+            pass
+        else:  # arrays of samples, not a model: the two arguments swapped?
+            raise UserError(f"{path}: holds data (arrays of samples), not a model; give it as --data and the model "
+                            "as the first argument")
     if raw is None:
         raise UserError(f"{path}: HDF5 file holds weights only (no 'model_config'); save the whole model, not save_weights()")
     if isinstance(raw, bytes):

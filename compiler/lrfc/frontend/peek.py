@@ -42,6 +42,10 @@ def _first(path: Path) -> tuple[int, ...] | None:
         return None if first is None else _decoded(first.read_bytes())
     if suffix == ".csv":
         return _decoded(labels_csv.read(path).files[0].read_bytes())
+    if suffix in (".h5", ".hdf5"):
+        from lrfc.frontend import h5data
+
+        return _sample(h5data.samples_shape(path))
     if suffix == ".npy":
         return _sample(np.load(path, mmap_mode="r", allow_pickle=False).shape)
     if suffix == ".npz":
