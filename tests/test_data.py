@@ -236,7 +236,7 @@ def test_refusals(tmp_path):
     with pytest.raises(UserError, match="data not found: nowhere.npz"):
         load_data("nowhere.npz", (4, 4, 1), 3)
     (tmp_path / "d.txt").write_text("1,2")
-    with pytest.raises(UserError, match="unsupported data format '.txt'; expected .npz, .npy"):
+    with pytest.raises(UserError, match="unsupported data format '.txt'; expected .npz, .h5, .npy"):
         load_data(str(tmp_path / "d.txt"), (4, 4, 1), 3)
 
 
