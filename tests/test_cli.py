@@ -110,7 +110,7 @@ def test_help_shows_every_bracket_its_source_has():
     for path, command in commands(typer.main.get_command(app), []):
         shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=2000, env={"COLUMNS": "2000"}).output
         texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
-        for token in (t for text in texts for t in re.findall(r"\[[^\]\s]*\]", text)):
+        for token in (t for text in texts for t in re.findall(r"\[[^\]]*\]", text)):  # "[id, name]" too
             found.append(token)
             assert token in shown, f"lrfc {' '.join(path)} --help lost {token}"
-    assert "[ray]" in found  # the walk reached the build command's options
+    assert "[ray]" in found and "[id, name]" in found  # the walk reached the build command's options

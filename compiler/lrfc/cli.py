@@ -61,7 +61,7 @@ ChannelOrder = Annotated[Optional[str], typer.Option(
     "--channel-order", help="rgb (default) or bgr (Caffe-trained models such as keras.applications ResNet50).")]
 ClassNames = Annotated[Optional[str], typer.Option(
     "--class-names", help="The model's classes in the order of its outputs, comma-separated (as Keras' class_names) "
-                          "or a file of them (one per line; JSON: a list, or index -> name or [id, name] as Keras' "
+                          "or a file of them (one per line; JSON: a list, or index -> name or \\[id, name] as Keras' "
                           "imagenet_class_index.json): they number the class folders and class-name labels "
                           "(default: sorted names).")]
 AllowLow = Annotated[bool, typer.Option(
