@@ -595,3 +595,29 @@ def test_arrays_in_an_hdf5_file_as_courses_and_keras_tutorials_hand_them_over(ke
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(UserError, match="junk.h5: not a readable HDF5 file"):
         load_data(str(tmp_path / "junk.h5"), (8, 8, 3), 2)
+
+
+def test_a_flat_folder_is_labelled_by_file_names_that_name_the_models_classes(keras, tmp_path):
+    """Kaggle's Dogs vs. Cats (``cat.0.jpg``), the Oxford-IIIT pets (``Abyssinian_1.jpg``, ``american_bulldog_2``);
+    a camera's ``IMG_0001`` or prefixes that are not the model's classes leave the folder unlabelled."""
+    _pngs(tmp_path / "dogs-vs-cats", [f"{a}.{i}.png" for a in ("dog", "cat") for i in range(5)])
+    ds = load_data(str(tmp_path / "dogs-vs-cats"), (8, 8, 1), num_classes=2)  # labels needed: the names give them
+    assert ds.y.tolist() == [0] * 5 + [1] * 5 and ds.classes == ("cat", "dog")  # files read cat.0 .. dog.4
+    assert ds.notes[0] == (f"{tmp_path / 'dogs-vs-cats'}: no class subfolders; labelled by the file names' prefixes, "
+                           "numbered 'cat' = 0, 'dog' = 1 (sorted, as class folders are; --class-names gives the "
+                           "model's order)")
+    pets = ["Abyssinian_1.png", "Abyssinian_12.png", "american_bulldog_3.png", "american_bulldog (4).png",
+            "Bengal_5.png", "Bengal-6.png"]
+    _pngs(tmp_path / "pets", pets)
+    order = ("american_bulldog", "Abyssinian", "Bengal")
+    named = load_data(str(tmp_path / "pets"), (8, 8, 1), 3, min_samples=6, class_names=order)
+    by_file = dict(zip(sorted(pets), named.y.tolist()))
+    assert by_file == {"Abyssinian_1.png": 1, "Abyssinian_12.png": 1, "Bengal-6.png": 2, "Bengal_5.png": 2,
+                       "american_bulldog (4).png": 0, "american_bulldog_3.png": 0}
+    assert load_data(str(tmp_path / "pets"), (8, 8, 1), 4, min_samples=6, labels=False).y is None  # 3 of 4 classes
+    _pngs(tmp_path / "phone", [f"IMG_{i:04d}.png" for i in range(5)] + [f"PXL_{i}.png" for i in range(5)])
+    assert load_data(str(tmp_path / "phone"), (8, 8, 1), 2, labels=False).y is None
+    for split, n in (("train", 6), ("val", 4)):  # flat training and held-out folders: numbered alike
+        _pngs(tmp_path / "split" / split, [f"{a}.{i}.png" for a in ("cat", "dog") for i in range(n // 2)])
+    both = load_data(str(tmp_path / "split"), (8, 8, 1), 2, min_samples=6)
+    assert both.y.tolist() == [0, 0, 0, 1, 1, 1] and both.y_test.tolist() == [0, 0, 1, 1]

@@ -39,11 +39,12 @@ _state = {"verbose": False}
 # Options several commands share: one definition each.
 ModelArg = Annotated[str, typer.Argument(help="A .keras, .h5/.hdf5 file or a SavedModel directory.")]
 DataHelp = ("fashion-mnist, digits, an .npz (x, y: class indices, one-hot rows or class names; or Keras' x_train, "
-            "y_train; an .h5 of such arrays), an .npy of samples alone, a .csv of image files and labels (a file-name column and a label or "
-            "one-hot columns, as Kaggle's labels.csv), TFRecords of tf.train.Example (a file, or a folder of shards "
-            "as TFDS prepares them: -train and -test shards are the two splits), or a folder of images in class "
-            "subfolders (folder names "
-            "0..N-1 are the class indices; other names are sorted, or numbered by --class-names).")
+            "y_train; an .h5 of such arrays), an .npy of samples alone, a .csv of image files and labels (a file-name "
+            "column and a label or one-hot columns, as Kaggle's labels.csv), TFRecords of tf.train.Example (a file, or "
+            "a folder of shards as TFDS prepares them: -train and -test shards are the two splits), or a folder of "
+            "images in class subfolders (folder names 0..N-1 are the class indices; other names are sorted, or "
+            "numbered by --class-names; images directly in it are labelled by file names such as cat.0.jpg where "
+            "those name the model's classes).")
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow layers whose loading runs code stored in the file (Lambda).")]
 CustomObjects = Annotated[Optional[list[str]], typer.Option(
     "--custom-objects", help="A .py file (or module) that defines the model's custom layers or functions; imported "

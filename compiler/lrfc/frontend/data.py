@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -310,8 +311,10 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     fitted, and what the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark
     image stays dark). A file that does not decode is left out, and a note says how many were.
 
-    Without class subfolders and ``labels_needed`` False, the images directly
-    in ``path`` are read, unlabelled: labels and class names are None.
+    Without class subfolders, the images directly in ``path`` are read
+    (``_read_flat_dir``): labelled by their file names where those name the
+    classes, else unlabelled (labels and class names None), which
+    ``labels_needed`` refuses.
     ``progress(label, total, transient)`` (``BuildState.progress``) shows the
     reading on a terminal (25,000 photos: a minute), erased at its end.
     ``labels`` (folder name -> label) is a training folder's, for its held-out
@@ -319,10 +322,8 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     the folders instead of their sorted order.
     """
     folders = _subfolders(path)
-    listing = None if folders else _label_list_beside(path)
-    if not folders and labels_needed:
-        raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>"
-                        + (f", or a CSV of files and labels: --data {listing}" if listing else ""))
+    if not folders:
+        return _read_flat_dir(path, input_shape, num_classes, labels_needed, labels, progress, class_names)
     _check_image_input(path, "a folder of images", input_shape)
     if class_names is not None and folders:
         labels, notes = _given_names(path, folders, "class folder", class_names), []
@@ -333,22 +334,75 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
                             f"({', '.join(list(labels)[:4])}{', ...' if len(labels) > 4 else ''})")
         notes = []
     else:
-        labels, notes = _class_labels(path, folders, num_classes) if folders else ({"": None}, [])
-    files = [(cls, f) for cls in folders or [""] for f in _image_files(path / cls, recursive=bool(folders))]
+        labels, notes = _class_labels(path, folders, num_classes)
+    files = [(cls, f) for cls in folders for f in _image_files(path / cls, recursive=True)]
     if not files:
-        where = "class subfolders hold" if folders else "holds neither class subfolders nor"
-        raise UserError(f"{path}: {where} no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})")
     x, kept, read_notes, fit = _read_images(path, [f for _, f in files], input_shape, progress)
-    notes = [*(notes or []), *read_notes]
-    if not folders:
+    return (x, np.asarray([labels[files[i][0]] for i in kept]), _names_by_label(labels, class_names),
+            [*notes, *read_notes], fit, IMAGE_VALUES)
+
+
+def _names_by_label(labels: dict[str, int], class_names: tuple[str, ...] | None) -> tuple[str, ...]:
+    names = list(class_names or [""] * (max(labels.values()) + 1))
+    for cls, label in labels.items():
+        names[label] = cls
+    return tuple(names)
+
+
+_NUMBERED = re.compile(r"^(.*?[A-Za-z].*?)[ ._-]*\(?\d+\)?$")  # cat.0, Abyssinian_12, american_bulldog_3, dog (2)
+CAMERA_WORDS = ("img", "image", "dsc", "dscn", "dscf", "pxl", "photo", "pic", "picture", "frame", "screenshot", "scan",
+                "vid", "mvimg", "gopr", "imag", "sample", "file")
+
+
+def _read_flat_dir(path: Path, input_shape: tuple, num_classes: int | None, labels_needed: bool,
+                   known: dict[str, int] | None, progress, class_names: tuple[str, ...] | None):
+    """A folder of images without class subfolders (``_read_image_dir``'s results). Labelled by the file names
+    where each is ``<class><separator><number>`` (Kaggle's Dogs vs. Cats ``cat.0.jpg``, the Oxford-IIIT pets'
+    ``Abyssinian_1.jpg``) and those classes are the model's (as many as its outputs, or all among ``--class-names``
+    or, for a held-out folder, ``known``, the training folder's); else unlabelled, and a CSV beside it is named."""
+    files = _image_files(path, recursive=False)
+    named = _file_name_classes(files, num_classes, class_names, known)
+    listing = _label_list_beside(path) if named is None else None
+    if named is None and labels_needed:
+        raise UserError(f"{path}: no class subfolders; expected DIR/<class>/<image files>"
+                        + (f", or a CSV of files and labels: --data {listing}" if listing else ""))
+    _check_image_input(path, "a folder of images", input_shape)
+    if not files:
+        raise UserError(f"{path}: holds neither class subfolders nor images ({', '.join(IMAGE_SUFFIXES)})")
+    x, kept, notes, fit = _read_images(path, files, input_shape, progress)
+    if named is None:
         if listing:  # Kaggle's layout: train/ of images, labels.csv beside it
             notes.append(f"{path}: images without class subfolders are unlabelled; if {listing.name} labels them, "
                          f"give --data {listing}")
         return x, None, None, notes, fit, IMAGE_VALUES
-    names = list(class_names or [""] * (max(labels.values()) + 1))
-    for cls, label in labels.items():
-        names[label] = cls
-    return x, np.asarray([labels[files[i][0]] for i in kept]), tuple(names), notes, fit, IMAGE_VALUES
+    classes, index = named
+    by_label = sorted(index.items(), key=lambda item: item[1])
+    shown = ", ".join(f"{name!r} = {i}" for name, i in by_label[:4]) + (", ..." if len(index) > 4 else "")
+    how = ("by --class-names" if class_names is not None else "as the training folder's" if known is not None
+           else "sorted, as class folders are; --class-names gives the model's order")
+    note = f"{path}: no class subfolders; labelled by the file names' prefixes, numbered {shown} ({how})"
+    return (x, np.asarray([index[classes[i]] for i in kept]), _names_by_label(index, class_names), [note, *notes],
+            fit, IMAGE_VALUES)
+
+
+def _file_name_classes(files: list[Path], num_classes: int | None, class_names: tuple[str, ...] | None,
+                       known: dict[str, int] | None) -> tuple[list[str], dict[str, int]] | None:
+    """Each file's class by its name's prefix, and prefix -> label; None when the names do not name classes
+    (a name without a prefix and number, one class, a camera's ``IMG_0001``, or prefixes that are not the model's)."""
+    matches = [_NUMBERED.match(f.stem) for f in files]
+    if not files or not all(matches):
+        return None
+    classes = [m.group(1) for m in matches]
+    distinct = sorted(set(classes))
+    if len(distinct) < 2 or any(c.lower() in CAMERA_WORDS for c in distinct):
+        return None
+    given = {n: i for i, n in enumerate(class_names)} if class_names is not None else known
+    if given is not None:
+        return (classes, {c: given[c] for c in distinct}) if set(distinct) <= set(given) else None
+    if num_classes is not None and len(distinct) != num_classes:
+        return None
+    return classes, {c: i for i, c in enumerate(distinct)}
 
 
 def _read_image_csv(path: Path, input_shape: tuple, num_classes: int | None, progress=None,
