@@ -165,7 +165,7 @@ def inspect(
 @app.command()
 def build(
     model: ModelArg,
-    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, images directly in the folder) "
+    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, a folder of images that no class folder or file name labels) "
                                                 "the original's answers stand in: --max-acc-drop holds the share "
                                                 "changed.")],
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = DEFAULT["target"],
