@@ -165,9 +165,9 @@ def inspect(
 @app.command()
 def build(
     model: ModelArg,
-    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, a folder of images that no class folder or file name labels) "
-                                                "the original's answers stand in: --max-acc-drop holds the share "
-                                                "changed.")],
+    data: Annotated[str, typer.Option(help=DataHelp + " Without labels (x alone, a folder of images that no class "
+                                                "folder or file name labels) the original's answers stand in: "
+                                                "--max-acc-drop holds the share changed.")],
     target: Annotated[str, typer.Option(help="A profile name (lrfc profiles list), 'jetson', or a .toml path.")] = DEFAULT["target"],
     objective: Annotated[Optional[str], typer.Option(help="latency, flops, params or memory (default: the target's).")] = None,
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = DEFAULT["threshold"],

@@ -38,7 +38,7 @@ def _first(path: Path) -> tuple[int, ...] | None:
         return _decoded(tfrecord.first_image(files[0]))
     suffix = path.suffix.lower()
     if path.is_dir():
-        first = next((f for f in sorted(path.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()), None)
+        first = _first_image(path, IMAGE_SUFFIXES)
         return None if first is None else _decoded(first.read_bytes())
     if suffix == ".csv":
         return _decoded(labels_csv.read(path).files[0].read_bytes())
@@ -58,6 +58,19 @@ def _first(path: Path) -> tuple[int, ...] | None:
                 version = np.lib.format.read_magic(f)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 return _sample(read(f)[0])
+    return None
+
+
+def _first_image(folder: Path, suffixes: tuple[str, ...], depth: int = 3) -> Path | None:
+    """The first image file under ``folder`` in name order, a folder at a time (an ImageNet-sized tree is not
+    listed whole), at most ``depth`` folders down."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for entry in entries:
+        if entry.is_file() and entry.suffix.lower() in suffixes:
+            return entry
+    for entry in entries:
+        if depth and entry.is_dir() and (found := _first_image(entry, suffixes, depth - 1)) is not None:
+            return found
     return None
 
 

@@ -60,7 +60,8 @@ def _split_dirs(path: Path) -> tuple[Path, list[Path]] | None:
     """``(train, [held-out...])`` folders of shards in ``path``, named as ``frontend.data``'s image folders are."""
     from lrfc.frontend.data import HELD_OUT_FOLDERS, TRAIN_FOLDERS
 
-    dirs = [d for d in sorted(path.iterdir()) if d.is_dir() and _shards(d)]
+    named = [d for d in sorted(path.iterdir()) if d.name.lower() in (*TRAIN_FOLDERS, *HELD_OUT_FOLDERS)]
+    dirs = [d for d in named if d.is_dir() and _shards(d)]  # by name first: a class folder's images are not listed
     train = [d for d in dirs if d.name.lower() in TRAIN_FOLDERS]
     held = [d for d in dirs if d.name.lower() in HELD_OUT_FOLDERS]
     return (train[0], held) if len(train) == 1 and held else None
