@@ -621,3 +621,34 @@ def test_a_flat_folder_is_labelled_by_file_names_that_name_the_models_classes(ke
         _pngs(tmp_path / "split" / split, [f"{a}.{i}.png" for a in ("cat", "dog") for i in range(n // 2)])
     both = load_data(str(tmp_path / "split"), (8, 8, 1), 2, min_samples=6)
     assert both.y.tolist() == [0, 0, 0, 1, 1, 1] and both.y_test.tolist() == [0, 0, 1, 1]
+
+
+def test_tiff_webp_and_netpbm_images_are_read_and_kinds_nothing_reads_are_counted(keras, tmp_path):
+    """TIFF (8- and 16-bit, as microscopes and scanners write it) through Pillow, WebP through TensorFlow, a 16-bit
+    TIFF scaled by its depth as a 16-bit PNG is; a float TIFF is left out saying why, a phone's HEIC counted."""
+    from PIL import Image
+
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "a" / "0.tif")
+    Image.fromarray(rgb).save(tmp_path / "a" / "1.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "a" / "2.ppm")
+    deep = np.full((8, 8), 257 * 200, np.uint16)
+    Image.fromarray(deep).save(tmp_path / "a" / "3.tiff")
+    tf.io.write_file(str(tmp_path / "a" / "4.png"), tf.io.encode_png(deep[..., None]))
+    Image.fromarray(rng.random((8, 8)).astype(np.float32)).save(tmp_path / "a" / "5.tif")
+    (tmp_path / "a" / "6.heic").write_bytes(b"not read")
+    (tmp_path / "a" / "7.HEIC").write_bytes(b"not read")
+    ds = load_data(str(tmp_path), (8, 8, 3), num_classes=1, min_samples=5)
+    assert len(ds.x) == 5 and ds.values == "8-bit images"
+    for i in range(3):  # TIFF, lossless WebP, PPM: the same pixels
+        np.testing.assert_allclose(ds.x[i], rgb / np.float32(255), atol=1e-6)
+    np.testing.assert_allclose(ds.x[3], ds.x[4], atol=1e-6)  # 16-bit TIFF and PNG: 200/255 alike
+    assert ds.x[3].max() == pytest.approx(200 / 255)
+    assert ("1 of 6 image files do not decode and were left out (first: a/5.tif: a floating-point image has no "
+            "bit depth to scale by; give its values in an .npz instead)") in ds.notes[-2]
+    assert ds.notes[-1] == (f"{tmp_path}: 2 image files of kinds lrfc cannot decode were not read (.heic: 2); convert "
+                            "them to PNG or JPEG to include them")

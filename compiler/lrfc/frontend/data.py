@@ -64,14 +64,14 @@ import numpy as np
 from lrfc.common import npyfile
 from lrfc.errors import UserError
 from lrfc.frontend.contract import InputContract
+from lrfc.frontend.images import IMAGE_SUFFIXES, UNREAD_SUFFIXES, decode
 
 if TYPE_CHECKING:
     from lrfc.frontend.samples import Samples
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 BUILTIN = ("fashion-mnist", "digits")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-IMAGE_VALUES = "8-bit images"  # what image files hold as tf.io.decode_image reads them (a 16-bit PNG scaled down)
+IMAGE_VALUES = "8-bit images"  # what image files hold as frontend.images decodes them (16-bit ones scaled down)
 
 
 @dataclass(frozen=True)
@@ -289,13 +289,33 @@ def _split_folders(path: Path) -> tuple[Path, list[Path]] | None:
     return path / train[0], [path / n for n in held]
 
 
-def _image_files(folder: Path, recursive: bool) -> list[Path]:
+def _image_files(folder: Path, recursive: bool, unread: dict[str, int] | None = None) -> list[Path]:
     """The image files in ``folder``, sorted; ``recursive``: in its subfolders too (a class folder's images may sit
     in folders of their own, ``cat/2019/*.jpg``, which ``image_dataset_from_directory`` reads). Hidden files and
-    folders (``.ipynb_checkpoints``) are left out."""
+    folders (``.ipynb_checkpoints``) are left out; images of kinds lrfc cannot decode (``images.UNREAD_SUFFIXES``)
+    are counted by suffix in ``unread``."""
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    images = []
+    for f in found:
+        suffix = f.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES and suffix not in UNREAD_SUFFIXES:
+            continue
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
+            continue
+        if suffix in IMAGE_SUFFIXES:
+            images.append(f)
+        elif unread is not None:
+            unread[suffix] = unread.get(suffix, 0) + 1
+    return sorted(images)
+
+
+def _unread_note(path: Path, unread: dict[str, int]) -> list[str]:
+    """What a folder held that was not read: image files of kinds no decoder here reads (a phone's HEIC)."""
+    if not unread:
+        return []
+    kinds = ", ".join(f"{suffix}: {n:,}" for suffix, n in sorted(unread.items(), key=lambda kv: -kv[1]))
+    return [f"{path}: {sum(unread.values()):,} image files of kinds lrfc cannot decode were not read ({kinds}); "
+            "convert them to PNG or JPEG to include them"]
 
 
 def _as_8_bit(unit: np.ndarray) -> np.ndarray:
@@ -335,12 +355,14 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
         notes = []
     else:
         labels, notes = _class_labels(path, folders, num_classes)
-    files = [(cls, f) for cls in folders for f in _image_files(path / cls, recursive=True)]
+    unread: dict[str, int] = {}
+    files = [(cls, f) for cls in folders for f in _image_files(path / cls, recursive=True, unread=unread)]
     if not files:
-        raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})"
+                        + "".join(f"; {n[len(str(path)) + 2:]}" for n in _unread_note(path, unread)))
     x, kept, read_notes, fit = _read_images(path, [f for _, f in files], input_shape, progress)
     return (x, np.asarray([labels[files[i][0]] for i in kept]), _names_by_label(labels, class_names),
-            [*notes, *read_notes], fit, IMAGE_VALUES)
+            [*notes, *read_notes, *_unread_note(path, unread)], fit, IMAGE_VALUES)
 
 
 def _names_by_label(labels: dict[str, int], class_names: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -361,7 +383,8 @@ def _read_flat_dir(path: Path, input_shape: tuple, num_classes: int | None, labe
     where each is ``<class><separator><number>`` (Kaggle's Dogs vs. Cats ``cat.0.jpg``, the Oxford-IIIT pets'
     ``Abyssinian_1.jpg``) and those classes are the model's (as many as its outputs, or all among ``--class-names``
     or, for a held-out folder, ``known``, the training folder's); else unlabelled, and a CSV beside it is named."""
-    files = _image_files(path, recursive=False)
+    unread: dict[str, int] = {}
+    files = _image_files(path, recursive=False, unread=unread)
     named = _file_name_classes(files, num_classes, class_names, known)
     listing = _label_list_beside(path) if named is None else None
     if named is None and labels_needed:
@@ -369,8 +392,10 @@ def _read_flat_dir(path: Path, input_shape: tuple, num_classes: int | None, labe
                         + (f", or a CSV of files and labels: --data {listing}" if listing else ""))
     _check_image_input(path, "a folder of images", input_shape)
     if not files:
-        raise UserError(f"{path}: holds neither class subfolders nor images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"{path}: holds neither class subfolders nor images ({', '.join(IMAGE_SUFFIXES)})"
+                        + "".join(f"; {n[len(str(path)) + 2:]}" for n in _unread_note(path, unread)))
     x, kept, notes, fit = _read_images(path, files, input_shape, progress)
+    notes += _unread_note(path, unread)
     if named is None:
         if listing:  # Kaggle's layout: train/ of images, labels.csv beside it
             notes.append(f"{path}: images without class subfolders are unlabelled; if {listing.name} labels them, "
@@ -480,8 +505,6 @@ def _read_images(root: Path, files: list[Path | bytes], input_shape: tuple, prog
     (``_read_image_dir``'s rule): the 8-bit images, the index in ``files`` of each one read (one that does not
     decode is left out, and a note says so), notes, and how they were fitted. ``root`` names the reading and the
     files in notes."""
-    import tensorflow as tf
-
     xs, kept, shapes, small, unreadable = [], [], {}, {}, []
     with (progress(f"reading {root.name}", len(files), transient=True) if progress and files
           else contextlib.nullcontext()) as bar:
@@ -489,8 +512,7 @@ def _read_images(root: Path, files: list[Path | bytes], input_shape: tuple, prog
             if bar is not None:
                 bar.update(1)
             try:
-                content = f if isinstance(f, bytes) else tf.io.read_file(str(f))
-                img = tf.io.decode_image(content, channels=0, expand_animations=False).numpy()
+                img = decode(f if isinstance(f, bytes) else f.read_bytes())
             except Exception as exc:  # a damaged file among many (Kaggle's cats and dogs has some): left out, said
                 shown = f"record {n + 1}" if isinstance(f, bytes) else _shown(f, root)
                 unreadable.append(f"{shown}: {str(exc).strip().splitlines()[0]}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrfc.errors import UserError
-from lrfc.frontend.data import IMAGE_SUFFIXES
+from lrfc.frontend.images import IMAGE_SUFFIXES
 
 FILE_NAMES = ("filename", "file", "filepath", "file_name", "path", "image", "image_id", "image_name", "img", "id")
 LABEL_NAMES = ("class", "label", "labels", "class_name", "category", "target", "y")

@@ -31,7 +31,7 @@ def first_sample_shape(spec) -> tuple[int, ...] | None:
 
 def _first(path: Path) -> tuple[int, ...] | None:
     from lrfc.frontend import labels_csv, tfrecord
-    from lrfc.frontend.data import IMAGE_SUFFIXES
+    from lrfc.frontend.images import IMAGE_SUFFIXES
 
     if tfrecord.is_tfrecord(path):
         files = tfrecord.splits(path)[0]
@@ -80,6 +80,6 @@ def _sample(shape: tuple) -> tuple[int, ...] | None:
 
 
 def _decoded(content: bytes) -> tuple[int, ...]:
-    import tensorflow as tf
+    from lrfc.frontend.images import decode
 
-    return tuple(int(v) for v in tf.io.decode_image(content, channels=0, expand_animations=False).shape)
+    return tuple(int(v) for v in decode(content).shape)
