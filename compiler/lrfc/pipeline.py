@@ -138,6 +138,7 @@ class BuildState:
     finetune: FinetuneRecord | None = None
     compressed_accuracy: float = 0.0        # the published model's top-1 on the validation split
     drop_error: float = 0.0                  # ... its drop's standard error, in points (train.paired)
+    compressed_right: np.ndarray | None = None  # ... whether it gets each validation sample right (report.classes)
     test_drop_error: float | None = None     # the same on the test split
     test_accuracy: tuple = (None, None)      # original's and published model's top-1 on the data's test split
     # lower, benchmark, report

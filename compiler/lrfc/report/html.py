@@ -10,6 +10,7 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
+from lrfc.report.classes import class_name, classes_line
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, answers_line, baseline_line, budget_line,
                              check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line,
                              input_line, output_line, pct_removed, ranks_text, report_contract, sim_text,
@@ -68,6 +69,7 @@ def render_html(report: dict) -> str:
         *([f"<p><b>{e(gain)}</b></p>"] if gain else []),
         *([f"<p>{e(gap)}</p>"] if gap else []),
         "<h2>Layers</h2>", _layer_table(report, e),
+        *_classes(report, e),
     ]
     skipped = report.get("unfactorized") or []
     if skipped:
@@ -211,6 +213,21 @@ def _four_way(runs, e) -> list[str]:
             *_table(["runtime", "model", "#p50 ms"] + (["#p50 ms at its fastest thread count (threads)"] if swept else [])
                     + (["#top-1"] if scored else []) + ["#file bytes", "#peak RSS MiB"], rows, e), *warnings,
             *fastest]
+
+
+def _classes(report: dict, e) -> list[str]:
+    """Each class's recall (answers kept, without labels) before and after, on the validation split."""
+    recall = report.get("class_recall")
+    if not recall:
+        return []
+    what = "answers kept" if report.get("labels") == "original" else "recall"
+    line = classes_line(recall, report.get("labels"))
+    rows = [[class_name(r), f"{r['samples']:,}", f"{100 * r['original']:.2f}%", f"{100 * r['compressed']:.2f}%",
+             f"{r['drop']:.2f} ± {r['drop_error']:.2f}", "flagged" if r["flagged"] else ""]
+            for r in sorted(recall["classes"], key=lambda r: -r["drop"])]
+    return [f"<h2>Classes ({what} on the validation split, largest loss first)</h2>",
+            *([f"<p>{e(line)}</p>"] if line else []),
+            *_table(["class", "#samples", f"#original {what}", f"#lrfc {what}", "#loss (points)", "note"], rows, e)]
 
 
 def _table(head: list[str], rows: list[list[str]], e) -> list[str]:

@@ -61,6 +61,7 @@ def solutions(state) -> list[dict]:
 def build_report(state) -> dict:
     """The ``report.json`` document of a finished build."""
     from lrfc.frontend.catalogue import CUSTOM_NOTE
+    from lrfc.report.classes import class_recall
     from lrfc.search.stage import rank_multiple
 
     opts = state.options
@@ -117,6 +118,8 @@ def build_report(state) -> dict:
                                            len(state.splits.x_val), state.enforce_budget, state.drop_error)
         | {"labels": state.labels}
         | ({"deliverables": state.deliverables} if state.deliverables else {}),
+        "class_recall": class_recall(state.splits.y_val, state.original_right, state.compressed_right, state.classes,
+                                     opts.max_acc_drop),
         "budget_search": state.budget.to_json(),
         "sensitivity": state.sensitivity,
         "solutions": solutions(state),

@@ -7,6 +7,7 @@ from pathlib import Path
 from lrfc.benchmark.stage import baseline_of
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.frontend.catalogue import CUSTOM_NOTE
+from lrfc.report.classes import classes_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, agreement_line, answers_line, baseline_line, budget_line, check_report,
                              cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
@@ -141,6 +142,9 @@ def _footer(report: dict) -> list[str]:
     if len(groups) > 5:
         rest = sum(len(names) for _, names in groups[5:])
         out.append(f"skipped     ... and {rest} more (see report.html)")
+    recall = classes_line(report.get("class_recall"), report.get("labels"))
+    if recall:
+        out.append(f"classes     {recall}")
     if report.get("accuracy_budget"):
         out.append(f"budget      {budget_line(report['accuracy_budget'])}")
     return out

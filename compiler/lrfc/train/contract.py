@@ -281,6 +281,7 @@ class BudgetSearch:
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
         self.best: tuple[int, object, float, float] | None = None  # (rung, model, accuracy, its drop's error)
+        self.best_right = None  # the best rung's answers on the validation split (report.classes)
         self.secured: dict[int, tuple] = {}          # rung -> (warm source, warm model, fresh share, built model)
         self.secured_levels: set[int] = set()        # rungs a last round took by their start (``_secure_pick``)
         self.rounds: list[Round] = []
@@ -595,9 +596,11 @@ class BudgetSearch:
             drop, error = 100.0 * (original - accuracy), self._error(right)
             met = upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
             capped = round(wanted - (epochs if out_of_time else planned), 2)
-            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error)
+            self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
+                         right)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy, error), "a fixed plan: measured, not enforced"
+                self.best_right = right
                 break
             previous = i
             i = self._next(previous, model)
@@ -644,7 +647,8 @@ class BudgetSearch:
         total = sum(sizes.values())
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
-    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0) -> None:
+    def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0,
+                right=None) -> None:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
@@ -659,7 +663,7 @@ class BudgetSearch:
         if met:
             self.hi_pass = min(self.hi_pass, i)
             if self.best is None or i < self.best[0]:
-                self.best = (i, model, accuracy, error)
+                self.best, self.best_right = (i, model, accuracy, error), right
         else:
             self.lo_fail = max(self.lo_fail, i)
 
@@ -768,10 +772,11 @@ class BudgetSearch:
             state.compressed, state.plan, state.level = apply_plan(state.flat, Plan(())), Plan(()), None
             state.chosen = {n: None for n in state.targets}
             state.compressed_accuracy, state.drop_error = state.original_accuracy, 0.0
+            state.compressed_right = state.original_right  # the original published: its own answers
             return
         i, model, accuracy, error = self.best
         state.level, state.plan, state.compressed, state.compressed_accuracy = i, self.plan(i), model, accuracy
-        state.drop_error = error
+        state.drop_error, state.compressed_right = error, self.best_right
         state.chosen = dict(self.levels[i].choices)
 
     def to_json(self) -> dict:

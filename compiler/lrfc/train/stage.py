@@ -70,7 +70,7 @@ def finetune(state) -> None:
     state.train_outputs = None  # held for this (ImageNet's 1,000 classes: 4 kB a sample)
     if opts.finetune == "iterative":
         right, seconds = _iterative(state, teacher)
-        state.compressed_accuracy = float(right.mean())
+        state.compressed_accuracy, state.compressed_right = float(right.mean()), right
         state.drop_error = paired_drop(state.original_right, right)[1]
         state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None)
         score_test_split(state)
