@@ -68,6 +68,14 @@ def test_report_has_the_documented_keys_and_consistent_numbers(first_build):
     assert report["splits"] == {"calibration": 200, "train": 2000, "validation": 5000, "validation_source": "test split",
                                 "test": 5000}
     assert 0.6 < report["original"]["test_accuracy"] and 0.6 < report["compressed"]["test_accuracy"]  # reported
+    recall = report["class_recall"]  # each class's recall, weighted by its samples, is the top-1 over all of them
+    assert [c["class"] for c in recall["classes"]] == list(range(10))
+    assert sum(c["samples"] for c in recall["classes"]) == 5000
+    for side in ("original", "compressed"):
+        weighted = sum(c[side] * c["samples"] for c in recall["classes"]) / 5000
+        assert weighted == pytest.approx(report[side]["accuracy"], abs=1e-5)
+    assert recall["worst"] is None or recall["classes"][recall["worst"]]["drop"] == max(c["drop"] for c in
+                                                                                       recall["classes"])
     assert (root / "a" / "report.html").read_text().count("<tr") >= 4
     plan = json.loads((root / "a" / "plan.json").read_text())
     assert [c["layer"] for c in plan["layers"]] == [e["name"] for e in factorized]

@@ -10,6 +10,7 @@ import math
 import re
 import struct
 
+import numpy as np
 import pytest
 
 from lrfc.benchmark.stage import fastest
@@ -657,3 +658,45 @@ def test_without_labels_the_html_titles_no_column_accuracy_or_drop(report):
     assert "top-1</th>" not in page and ">drop" not in page
     assert "<th class=n>proxy answers changed</th>" in page and "<th class=n>answers changed after fine-tuning</th>" in page
     assert "<td class=n>0.90</td>" in page and "<td class=n>1,000</td><td class=n>50.0</td>" in page  # columns aligned
+
+
+def test_a_class_that_lost_far_beyond_the_budget_is_flagged_and_noise_is_not():
+    """A rare defect class losing half its recall at a 1-point drop overall is flagged; 1,000 classes of 5 samples
+    with a 5 % flip rate are not (the 95 % confidence is over all classes at once)."""
+    from lrfc.report.classes import class_recall, classes_line
+
+    y = np.r_[np.zeros(4900, int), np.ones(100, int)]
+    before = np.ones(5000, bool)
+    after = before.copy()
+    after[4900:4950] = False  # half the defects missed: 1.0 point over all 5,000 samples
+    recall = class_recall(y, before, after, ("ok", "defect"), 1.0)
+    assert recall["flagged"] == [1] and recall["worst"] == 1
+    assert recall["classes"][1] == {"class": 1, "name": "defect", "samples": 100, "original": 1.0, "compressed": 0.5,
+                                    "drop": 50.0, "drop_error": 5.0252, "flagged": True}
+    line = classes_line(recall)
+    assert line.startswith("worst of 2: 'defect' recall 100.0% -> 50.0% (50.0 ± 5.0 points, 100 samples); warning: "
+                           "'defect' lost over 5 points of recall, beyond the budget at 95% confidence over all 2 ")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(1000), 5)
+    noisy = class_recall(y, before, rng.random(5000) > 0.05, None, 1.0)
+    assert noisy["flagged"] == [] and "warning" not in classes_line(noisy)
+    assert classes_line(class_recall(y, before, before, None, 1.0)) is None  # nothing lost: no line
+    unlabelled = classes_line(recall, labels="original")
+    assert "'defect' answers kept 100.0% -> 50.0%" in unlabelled
+
+
+def test_the_html_and_the_summary_show_each_classs_recall(report):
+    from lrfc.report.classes import class_recall
+
+    y = np.r_[np.zeros(4900, int), np.ones(100, int)]
+    before, after = np.ones(5000, bool), np.r_[np.ones(4950, bool), np.zeros(50, bool)]
+    with_classes = {**report, "class_recall": class_recall(y, before, after, ("ok", "de<fect"), 1.0)}
+    page = render_html(with_classes)
+    table = page.split("<h2>Classes (recall on the validation split, largest loss first)</h2>", 1)[1]
+    assert ("<tr><td>&#x27;de&lt;fect&#x27;</td><td class=n>100</td><td class=n>100.00%</td><td class=n>50.00%</td>"
+            "<td class=n>50.00 ± 5.03</td><td>flagged</td></tr>") in table
+    assert "<h2>Classes" not in render_html(report)  # a report without them (before 2026-12-06): no section
+    with_classes["accuracy_budget"] = {"max_drop": 1.0, "drop": 1.0, "met": True, "validation_samples": 5000}
+    lines = summary_table(with_classes).splitlines()
+    assert lines[-2].startswith("classes     worst of 2: 'de<fect' recall 100.0% -> 50.0%")  # just above the budget
+    assert lines[-1].startswith("budget      met")
