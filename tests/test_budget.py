@@ -327,7 +327,7 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     from lrfc.train import contract
 
     levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(50)]
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=8, max_acc_drop=1.0, max_rounds=6, time_budget=None)
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=8, max_acc_drop=1.0, max_rounds=6, time_budget=None)
     splits = SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10))
     logs = []
     state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=splits, log=logs.append)
@@ -379,7 +379,7 @@ def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rou
         monkeypatch.setattr(contract, "COST_TOLERANCE", 0.0)
         costs = [float(i) for i in range(len(proxy))]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=costs[i]) for i in range(len(proxy))]
-    opts = SimpleNamespace(confidence=None, finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
     state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)))
     search = contract.BudgetSearch(state)
@@ -430,7 +430,7 @@ def test_what_a_round_recovers_is_read_at_the_deepest_pass():
 
     from lrfc.train import contract
 
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
     state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
@@ -462,7 +462,7 @@ def test_the_goal_aims_at_the_whole_budget_only_after_a_measured_pass():
 
     from lrfc.train import contract
 
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
     state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
@@ -565,7 +565,7 @@ def _three_rung_search(choices: list[dict], epochs: int):
 
     levels = [SimpleNamespace(label=label, choices=c) for label, c in zip(("deep", "mid", "shallow"), choices)]
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=epochs, max_acc_drop=1.0, max_rounds=3, time_budget=None,
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=epochs, max_acc_drop=1.0, max_rounds=3, time_budget=None,
                            allocation="global", min_similarity=0.8, threshold=0.92)
     state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
@@ -621,7 +621,7 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
 
     c = SimpleNamespace(layer="a", params=10, method="svd", ranks=(10,), data_aware=False)
     levels = [SimpleNamespace(label="deep", choices={"a": c})]
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None,
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None,
                            allocation="threshold", threshold=0.92)
     state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=None, level=0, compressed=SimpleNamespace(count_params=lambda: 10),
@@ -773,7 +773,7 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
 
     def search_over(start_drop, max_rounds=3, time_budget=None):
         levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(10)]
-        opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=max_rounds,
+        opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=max_rounds,
                                time_budget=time_budget)
         logs = []
         state = SimpleNamespace(options=opts, labels="data", levels=levels, log=logs.append, original_accuracy=0.9, level=2,
@@ -852,7 +852,7 @@ def test_a_look_near_its_goal_scores_more_of_the_validation_split(keras, monkeyp
         x[misses, 10 * block + wrong[misses]] = 1.0
     models = [_selector(keras, b, blocks) for b in range(blocks)]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=float(i)) for i in range(2)]
-    opts = SimpleNamespace(confidence=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
+    opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
     state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print, flat=models[0], ladder="global",
                             original_right=np.ones(n, bool),
                             enforce_budget=True, splits=SimpleNamespace(x_val=x, y_val=y))

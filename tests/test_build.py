@@ -415,3 +415,27 @@ def test_layer_kinds_the_benchmark_models_lack_build_and_lower_whole(keras, tmp_
     for name in ("model.tflite", "original.tflite"):
         delegation = litert_delegation(tmp_path / "out" / name)
         assert delegation["not_delegated"] == {} and delegation["partitions"] == 1, (name, delegation)
+
+
+def test_max_class_drop_holds_every_classs_recall_not_only_the_average(tiny_model_path, tmp_path):
+    """The same --finetune none build twice: by --max-acc-drop alone it publishes a plan under which some class
+    loses more recall than the average; with --max-class-drop that class's loss is over the limit, the round says
+    so, and the published model keeps every class within it."""
+    from lrfc import pipeline
+
+    common = dict(model=str(tiny_model_path), data="fashion-mnist", calib_samples=200, step=10, objective="flops",
+                  methods=("tucker", "tt", "svd", "qr"), finetune="none", cache=False, bench_runs=0,
+                  formats=("tflite",), max_acc_drop=3.0)
+    loose = pipeline.run_build(BuildOptions(**common, out=str(tmp_path / "a")), log=lambda m: None)
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    worst = max(c["drop"] for c in report["class_recall"]["classes"])
+    assert report["accuracy_budget"]["met"] and worst > report["accuracy_budget"]["drop"] + 1.0 and loose.plan.choices
+    assert "max_class_drop" not in report["accuracy_budget"]
+    limit = round(worst / 2, 2)
+    logged = []
+    pipeline.run_build(BuildOptions(**common, out=str(tmp_path / "b"), max_class_drop=limit), log=logged.append)
+    held = json.loads((tmp_path / "b" / "report.json").read_text())
+    budget = held["accuracy_budget"]
+    assert budget["met"] and budget["max_class_drop"] == limit and budget["worst_class"]["drop"] <= limit + 1e-9
+    assert max(c["drop"] for c in held["class_recall"]["classes"]) <= limit + 1e-9
+    assert any(f"points of recall on the validation split, over --max-class-drop {limit:g}" in m for m in logged)

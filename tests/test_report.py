@@ -547,7 +547,7 @@ def test_the_budget_and_accuracy_lines_carry_the_drops_standard_error_and_its_bo
     from lrfc.report.text import summary_table
 
     class Options:
-        max_acc_drop, confidence = 1.0, None
+        max_acc_drop, confidence, max_class_drop = 1.0, None, None
 
     budget = accuracy_budget(Options, 0.9386, 0.9300, 5000, True, error=0.2712)
     assert (budget["drop"], budget["drop_error"], budget["upper_bound"], budget["met"]) == (0.86, 0.2712, None, True)
@@ -559,6 +559,18 @@ def test_the_budget_and_accuracy_lines_carry_the_drops_standard_error_and_its_bo
     assert budget_line(held) == ("MISSED by 0.21 points: drop 0.86, at most 1.21 at 90% confidence (standard error "
                                  "0.27) against --max-acc-drop 1, on 5,000 validation samples")
     assert accuracy_budget(Options, 0.9386, 0.9340, 5000, True, error=0.2)["met"]  # 0.46 + 0.26
+    Options.confidence, Options.max_class_drop = None, 5.0  # --max-class-drop: each class's recall held too
+    recall = {"classes": [{"class": 0, "name": None, "drop": 0.4}, {"class": 6, "name": "shirt", "drop": 7.25}]}
+    by_class = accuracy_budget(Options, 0.9386, 0.9300, 5000, True, error=0.2712, recall=recall)
+    assert not by_class["met"] and by_class["worst_class"] == {"class": 6, "name": "shirt", "drop": 7.25}
+    assert budget_line(by_class) == ("MISSED by 'shirt': drop 0.86 points (standard error 0.27) within --max-acc-drop "
+                                     "1, but 'shirt' lost 7.25 points of recall against --max-class-drop 5, on 5,000 "
+                                     "validation samples")
+    recall["classes"][1]["drop"] = 3.0
+    kept = accuracy_budget(Options, 0.9386, 0.9300, 5000, True, error=0.2712, recall=recall)
+    assert kept["met"] and budget_line(kept).endswith("within --max-acc-drop 1, every class within --max-class-drop "
+                                                      "5 (worst 3.00), on 5,000 validation samples")
+    Options.max_class_drop = None
     assert accuracy_line(0.9386, 0.93, 0.2712) == "93.86% -> 93.00% (drop 0.86 points, standard error 0.27)"
     assert accuracy_line(0.9386, 0.93, None) == accuracy_line(0.9386, 0.93, 0.0) == "93.86% -> 93.00% (drop 0.86 points)"
     report["accuracy_budget"] = budget

@@ -173,6 +173,7 @@ def build(
     threshold: Annotated[float, typer.Option(help="Feature-map cosine similarity each factorized layer must reach.")] = DEFAULT["threshold"],
     max_acc_drop: Annotated[float, typer.Option(help="Largest top-1 drop on the validation split, in points: the published model stays within it (the original, when no plan does).")] = DEFAULT["max_acc_drop"],
     confidence: Annotated[Optional[float], typer.Option(help="Hold --max-acc-drop at this one-sided confidence, e.g. 0.9: the drop plus its standard error (the two models paired on the validation samples) times the normal quantile must stay within it (default: the drop itself).")] = None,
+    max_class_drop: Annotated[Optional[float], typer.Option(help="Also hold each class's recall drop on the validation split within this many points, so a rare class is not given up for the average (default: off; the report shows each class's recall and flags one that lost far beyond the budget).")] = None,
     methods: Annotated[Optional[str], typer.Option(help=f"Comma list of methods to try (default: all of {', '.join(method_names())}).")] = None,
     step: Annotated[float, typer.Option(help="Rank grid step, in percent of the layer's cost.")] = DEFAULT["step"],
     max_sol: Annotated[int, typer.Option(help="Rungs of the ladder timed as whole models beside the original (--objective latency), and solutions kept in the report.")] = DEFAULT["max_sol"],
@@ -229,6 +230,7 @@ def build(
 
     options = dict(
         objective=objective, threshold=threshold, max_acc_drop=max_acc_drop, confidence=confidence,
+        max_class_drop=max_class_drop,
         methods=_split(methods) if methods is not None else method_names(), step=step, max_sol=max_sol,
         calib_samples=calib_samples, epochs=epochs, finetune=finetune, rank_selection=rank_selection, energy=energy,
         seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples or None,

@@ -31,6 +31,7 @@ class BuildOptions:
     threshold: float = 0.92
     max_acc_drop: float = 1.0
     confidence: float | None = None    # hold the drop's one-sided upper bound (train.paired) within max_acc_drop
+    max_class_drop: float | None = None  # also hold each class's recall drop within this (report.classes); None: off
     methods: tuple[str, ...] = field(default_factory=lambda: decompose.names())  # every registered method
     step: float = 2.0
     max_sol: int = 10
@@ -128,6 +129,9 @@ class BuildOptions:
             bad("--max-acc-drop", self.max_acc_drop, "accuracy points in [0, 100]")
         if self.confidence is not None and not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1):
             bad("--confidence", self.confidence, "a probability in [0.5, 1), e.g. 0.9")
+        if self.max_class_drop is not None and not (isinstance(self.max_class_drop, (int, float))
+                                                    and 0 <= self.max_class_drop <= 100):
+            bad("--max-class-drop", self.max_class_drop, "recall points in [0, 100]")
         unknown = [m for m in self.methods if m not in decompose.METHODS]
         if not self.methods or unknown:
             bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(decompose.names())}")

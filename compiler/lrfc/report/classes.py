@@ -11,7 +11,9 @@ error from the same samples) and flags a class whose loss is both large
 (``FLAG_POINTS``) and beyond the budget with 95 % confidence over all the
 classes at once (Bonferroni: with 1,000 classes of 5 samples each, chance
 alone would otherwise flag some), so a number that looks fine overall is
-checked class by class.
+checked class by class. ``--max-class-drop`` makes it part of the contract
+(``train.contract``: a round meets the budget only when every class's recall
+drop is within it).
 Without labels the classes are the original's answers and recall is the
 share of them the published model keeps.
 """
@@ -22,7 +24,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from lrfc.train.paired import paired_drop
+from lrfc.train.paired import class_drops
 
 FLAG_POINTS = 5.0  # a class's recall loss below this is not flagged, however sure
 FAMILY_ALPHA = 0.05  # the chance that any class is flagged by noise alone (split over the classes)
@@ -37,14 +39,12 @@ def class_recall(y, original_right, compressed_right, names: tuple[str, ...] | N
     before, after = np.asarray(original_right, bool), np.asarray(compressed_right, bool)
     if not (len(y) == len(before) == len(after)) or not len(y):
         return None
-    rows, present = [], np.unique(y)
-    z = NormalDist().inv_cdf(1 - FAMILY_ALPHA / len(present))
-    for c in present:
-        mask = y == c
-        drop, error = paired_drop(before[mask], after[mask])
-        label = int(c)
+    rows, drops = [], class_drops(y, before, after)
+    z = NormalDist().inv_cdf(1 - FAMILY_ALPHA / len(drops))
+    for label, (drop, error, samples) in drops.items():
+        mask = y == label
         rows.append({"class": label, "name": names[label] if names and label < len(names) and names[label] else None,
-                     "samples": int(mask.sum()), "original": round(float(before[mask].mean()), 6),
+                     "samples": samples, "original": round(float(before[mask].mean()), 6),
                      "compressed": round(float(after[mask].mean()), 6), "drop": round(drop, 4),
                      "drop_error": round(error, 4),
                      "flagged": bool(drop >= FLAG_POINTS and drop - z * error > max_drop)})
@@ -73,5 +73,6 @@ def classes_line(recall: dict, labels: str | None = None) -> str | None:
                  f"lost over {FLAG_POINTS:g} points of {what}{' each' if len(flagged) > 1 else ''}, beyond the "
                  f"budget at 95% confidence over all {len(rows)} classes: --max-acc-drop holds top-1 over all "
                  "samples, and one class (a rare one above all) can lose far more; check "
-                 f"{'it' if len(flagged) == 1 else 'them'} before deploying, or lower --max-acc-drop")
+                 f"{'it' if len(flagged) == 1 else 'them'} before deploying, or hold every class with "
+                 "--max-class-drop")
     return line

@@ -162,8 +162,18 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
 
     if unlabelled:
         extra += " (no labels: the top-1 drop is at most that)"
-    head, detail = (("met", f"{said(drop, ' points')}{extra} within --max-acc-drop {limit:g}") if budget["met"] else
-                    (f"MISSED by {judged - limit:.2f} points", f"{said(drop)}{extra} against --max-acc-drop {limit:g}"))
+    worst, class_limit = budget.get("worst_class"), budget.get("max_class_drop")
+    if class_limit is not None and worst is not None and worst["drop"] > class_limit + 1e-9 and judged <= limit + 1e-9:
+        name = f"'{worst['name']}'" if worst.get("name") else f"class {worst['class']}"
+        head, detail = (f"MISSED by {name}", f"{said(drop, ' points')}{extra} within --max-acc-drop {limit:g}, but "
+                        f"{name} lost {worst['drop']:.2f} points of recall against --max-class-drop {class_limit:g}")
+    elif budget["met"]:
+        head, detail = "met", f"{said(drop, ' points')}{extra} within --max-acc-drop {limit:g}"
+        if class_limit is not None:
+            detail += (f", every class within --max-class-drop {class_limit:g}"
+                       + (f" (worst {max(worst['drop'], 0.0):.2f})" if worst is not None else ""))
+    else:
+        head, detail = f"MISSED by {judged - limit:.2f} points", f"{said(drop)}{extra} against --max-acc-drop {limit:g}"
     fixed = "" if budget.get("enforced", True) else " (a fixed plan: measured, not enforced)"
     files = budget.get("deliverables") or []
     each = "; ".join(f"{d['file']} {said(d['drop'])}, {'within' if d['met'] else 'over'}" for d in files)

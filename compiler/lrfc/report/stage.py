@@ -6,9 +6,10 @@ import json
 
 
 def accuracy_budget(options, original: float, compressed: float, validation_samples: int, enforced: bool,
-                    error: float = 0.0) -> dict:
+                    error: float = 0.0, recall: dict | None = None) -> dict:
     """``--max-acc-drop`` against the published model's drop: ``{max_drop, drop, drop_error, confidence,
-    upper_bound, met, validation_samples, enforced}``.
+    upper_bound, met, validation_samples, enforced}``; with ``--max-class-drop``, also ``max_class_drop`` and
+    ``worst_class`` (``{class, name, drop}`` of ``recall``, ``report.classes``), and ``met`` holds both.
 
     ``drop_error`` is the drop's standard error in points (paired:
     ``train.paired``); with ``--confidence``, ``upper_bound`` is the drop's
@@ -21,10 +22,17 @@ def accuracy_budget(options, original: float, compressed: float, validation_samp
 
     drop = round(100.0 * (original - compressed), 4)
     bound = None if options.confidence is None else round(upper_bound(drop, error, options.confidence), 4)
+    met = (drop if bound is None else bound) <= options.max_acc_drop + 1e-9
+    held = {}
+    if options.max_class_drop is not None:
+        rows = (recall or {}).get("classes") or []
+        worst = max(rows, key=lambda r: r["drop"]) if rows else None
+        held = {"max_class_drop": options.max_class_drop,
+                "worst_class": None if worst is None else {k: worst[k] for k in ("class", "name", "drop")}}
+        met = met and (worst is None or worst["drop"] <= options.max_class_drop + 1e-9)
     return {"max_drop": options.max_acc_drop, "drop": drop, "drop_error": round(error, 4),
-            "confidence": options.confidence, "upper_bound": bound,
-            "met": (drop if bound is None else bound) <= options.max_acc_drop + 1e-9,
-            "validation_samples": int(validation_samples), "enforced": bool(enforced)}
+            "confidence": options.confidence, "upper_bound": bound, "met": met,
+            "validation_samples": int(validation_samples), "enforced": bool(enforced), **held}
 
 
 def _scores(state, validation: float, test: float | None, original: bool = False) -> dict:
@@ -66,6 +74,8 @@ def build_report(state) -> dict:
 
     opts = state.options
     chosen = {n: c for n, c in state.chosen.items() if c is not None}
+    recall = class_recall(state.splits.y_val, state.original_right, state.compressed_right, state.classes,
+                          opts.max_acc_drop)
 
     layers, unfactorized = [], []
     failed: dict[str, list[str]] = {}
@@ -115,11 +125,10 @@ def build_report(state) -> dict:
         "input": {**state.contract.to_json(), "data_values": state.data_values, "data_fit": state.data_fit},
         "splits": state.splits.to_json(),
         "accuracy_budget": accuracy_budget(opts, state.original_accuracy, state.compressed_accuracy,
-                                           len(state.splits.x_val), state.enforce_budget, state.drop_error)
+                                           len(state.splits.x_val), state.enforce_budget, state.drop_error, recall)
         | {"labels": state.labels}
         | ({"deliverables": state.deliverables} if state.deliverables else {}),
-        "class_recall": class_recall(state.splits.y_val, state.original_right, state.compressed_right, state.classes,
-                                     opts.max_acc_drop),
+        "class_recall": recall,
         "budget_search": state.budget.to_json(),
         "sensitivity": state.sensitivity,
         "solutions": solutions(state),

@@ -99,7 +99,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, z_of
+from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, worst_class, z_of
 
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
 PROXY_Z = 2.0            # ... and more while its drop is within this many standard errors of the goal
@@ -373,6 +373,22 @@ class BudgetSearch:
             self.look_seconds += time.perf_counter() - start
         return side
 
+    def _classes_held(self, right) -> bool:
+        """``--max-class-drop``: whether every class's recall on the validation split dropped by at most that many
+        points (True when it is off). Logged when a class breaks it, so a round "over the budget" at a small drop
+        says why."""
+        limit = self.options.max_class_drop
+        if limit is None:
+            return True
+        worst = worst_class(self.state.splits.y_val, self.state.original_right, right)
+        if worst is None or worst[1] <= limit + 1e-9:
+            return True
+        names = self.state.classes
+        name = f"'{names[worst[0]]}'" if names and worst[0] < len(names) and names[worst[0]] else f"class {worst[0]}"
+        self.state.log(f"{name} lost {worst[1]:.1f} points of recall on the validation split, over --max-class-drop "
+                       f"{limit:g}")
+        return False
+
     def _error(self, right) -> float:
         """One standard error, in points, of the drop of a model with validation answers ``right`` (paired with the
         original's)."""
@@ -594,7 +610,8 @@ class BudgetSearch:
                 right = _answers(model, state.splits.x_val, state.splits.y_val)
             accuracy = float(right.mean())
             drop, error = 100.0 * (original - accuracy), self._error(right)
-            met = upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
+            met = (upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
+                   and self._classes_held(right))
             capped = round(wanted - (epochs if out_of_time else planned), 2)
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
                          right)
@@ -721,7 +738,8 @@ class BudgetSearch:
             accuracy, right = _scored_or_bound(built, state.splits.x_val, state.splits.y_val, floor)
             self.look_seconds += time.perf_counter() - start
             drops[k] = 100.0 * (state.original_accuracy - accuracy)
-            if right is None or upper_bound(drops[k], self._error(right), self.options.confidence) > budget + 1e-9:
+            if (right is None or upper_bound(drops[k], self._error(right), self.options.confidence) > budget + 1e-9
+                    or not self._classes_held(right)):
                 return False
             self.secured = {k: (source, warm_model, fresh, built)}  # the best so far; the others are dropped
             return True

@@ -59,6 +59,27 @@ def paired_drop(original_right, right) -> tuple[float, float]:
     return 100.0 * total / n, paired_error(n, total, squares)
 
 
+def class_drops(y, original_right, right) -> dict[int, tuple[float, float, int]]:
+    """Each class's recall drop in points, its standard error and its sample count: ``paired_drop`` on the
+    samples of each label in ``y`` (the report's per-class table, ``--max-class-drop``)."""
+    y = np.asarray(y).reshape(-1)
+    a, b = np.asarray(original_right, bool), np.asarray(right, bool)
+    out = {}
+    for c in np.unique(y):
+        mask = y == c
+        out[int(c)] = (*paired_drop(a[mask], b[mask]), int(mask.sum()))
+    return out
+
+
+def worst_class(y, original_right, right) -> tuple[int, float] | None:
+    """The class whose recall dropped most, and by how many points; None without samples."""
+    drops = class_drops(y, original_right, right)
+    if not drops:
+        return None
+    c = max(drops, key=lambda k: drops[k][0])
+    return c, drops[c][0]
+
+
 def z_of(confidence: float | None) -> float:
     """The normal quantile a one-sided ``confidence`` bound adds standard errors by: 0 without one."""
     if confidence is None:
