@@ -133,6 +133,16 @@ class Round:
     capped: float = 0     # epochs --time-budget took off the round: those it would have run, less those it ran
     secured: bool = False  # the last round's rung, its starting point already within the budget (``_secure_pick``)
     drop_error: float = 0.0  # one standard error of ``drop``, in points (paired: ``train.paired``)
+    class_drop: float | None = None  # --max-class-drop: the worst class's recall drop, in points; None: not held
+    steer: float | None = None  # ... the drop the search steers by, when the worst class's (scaled) is the larger
+
+    @property
+    def steer_drop(self) -> float:
+        """The drop the search reads recovery and brackets from: ``drop``, or the worst class's drop in the budget's
+        units (``steer``) where ``--max-class-drop`` is what this round missed by. A round that failed only on a
+        class had a drop near 0, which read as "fine-tuning recovers everything" and sent the next pick deeper:
+        on an imbalanced set, four rounds stepped one rung each and all missed (docs/LOG.md, 2026-12-06)."""
+        return self.drop if self.steer is None else self.steer
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -184,9 +194,9 @@ def proxy_between(rounds, lo_fail: int, hi_pass: int, aim: float) -> float | Non
     ok = next((r for r in rounds if r.level == hi_pass), None)
     if fail is None or ok is None or fail.proxy_drop is None or ok.proxy_drop is None:
         return None
-    if fail.proxy_drop <= ok.proxy_drop or fail.drop <= ok.drop:
+    if fail.proxy_drop <= ok.proxy_drop or fail.steer_drop <= ok.steer_drop:
         return None
-    return ok.proxy_drop + (aim - ok.drop) * (fail.proxy_drop - ok.proxy_drop) / (fail.drop - ok.drop)
+    return ok.proxy_drop + (aim - ok.steer_drop) * (fail.proxy_drop - ok.proxy_drop) / (fail.steer_drop - ok.steer_drop)
 
 
 def round_epochs(epochs: int, fresh: float) -> int:
@@ -252,7 +262,7 @@ def forced_stride(rounds, forced: dict[int, int], room: float) -> int:
     """
     streak = 0
     for r in reversed(rounds):
-        if r.level not in forced or not r.met or r.drop > room:
+        if r.level not in forced or not r.met or r.steer_drop > room:
             break
         streak += 1
     return 2 ** streak
@@ -373,14 +383,17 @@ class BudgetSearch:
             self.look_seconds += time.perf_counter() - start
         return side
 
-    def _classes_held(self, right) -> bool:
-        """``--max-class-drop``: whether every class's recall on the validation split dropped by at most that many
-        points (True when it is off). Logged when a class breaks it, so a round "over the budget" at a small drop
-        says why."""
+    def _worst_class(self, right) -> tuple[int, float] | None:
+        """``--max-class-drop``: the class whose recall on the validation split dropped most, and by how many points;
+        None when it is off."""
+        if self.options.max_class_drop is None:
+            return None
+        return worst_class(self.state.splits.y_val, self.state.original_right, right)
+
+    def _classes_held(self, worst: tuple[int, float] | None) -> bool:
+        """Whether ``worst`` (``_worst_class``) is within ``--max-class-drop`` (True when it is off). Logged when a
+        class breaks it, so a round "over the budget" at a small drop says why."""
         limit = self.options.max_class_drop
-        if limit is None:
-            return True
-        worst = worst_class(self.state.splits.y_val, self.state.original_right, right)
         if worst is None or worst[1] <= limit + 1e-9:
             return True
         names = self.state.classes
@@ -426,7 +439,7 @@ class BudgetSearch:
             return RECOVERY
         passed = [r for r in measured if r.met]
         rounds = [min(passed, key=lambda r: r.level)] if passed else measured
-        return max(1.0, statistics.median(r.proxy_drop / max(r.drop, FLOOR_DROP) for r in rounds))
+        return max(1.0, statistics.median(r.proxy_drop / max(r.steer_drop, FLOOR_DROP) for r in rounds))
 
     def _goal(self) -> float:
         """The proxy drop the next rung may have: the budget, or after fine-tuning what one round brings within it.
@@ -464,6 +477,9 @@ class BudgetSearch:
         lo, hi = self.lo_fail, self.hi_pass
         if hi - lo <= 1:
             return None
+        last = self.rounds[-1] if self.rounds else None
+        if not self.tune and last is not None and not last.met and last.steer is not None:
+            return (lo + hi) // 2  # missed on a class the proxy (top-1) cannot see: bisect the bracket itself
         goal = self._goal()
         if not self.tune and lo == -1 and not self.proxy and len(self.levels) > 2:
             if self._within(0, goal):  # the most compressed rung first: it ends the search when it passes
@@ -610,11 +626,12 @@ class BudgetSearch:
                 right = _answers(model, state.splits.x_val, state.splits.y_val)
             accuracy = float(right.mean())
             drop, error = 100.0 * (original - accuracy), self._error(right)
+            worst = self._worst_class(right)
             met = (upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
-                   and self._classes_held(right))
+                   and self._classes_held(worst))
             capped = round(wanted - (epochs if out_of_time else planned), 2)
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
-                         right)
+                         right, worst)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy, error), "a fixed plan: measured, not enforced"
                 self.best_right = right
@@ -665,12 +682,17 @@ class BudgetSearch:
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
     def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0,
-                right=None) -> None:
+                right=None, worst=None) -> None:
         plan_params = int(model.count_params())
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
+        class_drop = steer = None
+        if worst is not None:  # --max-class-drop: the worst class in the budget's units, where it is the larger
+            class_drop = round(worst[1], 4)
+            scaled = worst[1] * self.options.max_acc_drop / max(self.options.max_class_drop, 1e-9)
+            steer = round(scaled, 4) if scaled > drop else None
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
                                  round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4),
-                                 capped, i in self.secured_levels, round(error, 4)))
+                                 capped, i in self.secured_levels, round(error, 4), class_drop, steer))
         bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
                  "confidence" if self.z else "")
         scored = (f"accuracy {100 * accuracy:.2f}% (drop {drop:.2f} points" if self.state.labels != "original" else
@@ -739,7 +761,7 @@ class BudgetSearch:
             self.look_seconds += time.perf_counter() - start
             drops[k] = 100.0 * (state.original_accuracy - accuracy)
             if (right is None or upper_bound(drops[k], self._error(right), self.options.confidence) > budget + 1e-9
-                    or not self._classes_held(right)):
+                    or not self._classes_held(self._worst_class(right))):
                 return False
             self.secured = {k: (source, warm_model, fresh, built)}  # the best so far; the others are dropped
             return True
