@@ -953,3 +953,30 @@ def test_without_fine_tuning_confidence_bisects_on_each_rungs_bound(monkeypatch)
         monkeypatch.setattr(search, "proxy_drop", scored)
         picks[confidence] = search._pick()
     assert proxy[picks[None]] == 1.0 and proxy[picks[0.9]] == 0.6
+
+
+def test_a_round_missed_on_a_class_steers_the_next_pick_by_that_classs_drop():
+    """Under --max-class-drop a round can miss at a drop near 0 (the VGG-style baseline on shirts thinned to 2 %:
+    0.04 points overall, shirts -22): read as such, fine-tuning "recovers everything" and the next goal lies deeper.
+    The class's drop in the budget's units (22 x 1 / 5 = 4.4) is what recovery and brackets read instead."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lrfc.train import contract
+
+    opts = SimpleNamespace(confidence=None, max_class_drop=5.0, finetune="oneshot", epochs=2, max_acc_drop=1.0,
+                           max_rounds=4, time_budget=None)
+    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 40,
+                            splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
+    search = contract.BudgetSearch(state)
+    missed = contract.Round(10, "r", 1, 1, 8.8, 0.949, 0.04, False, 2, 1.0, class_drop=22.0, steer=4.4)
+    search.rounds.append(missed)
+    assert missed.steer_drop == 4.4 and contract.Round(3, "r", 1, 1, 2.0, 0.9, 0.5, True, 2, 1.0).steer_drop == 0.5
+    assert search._recovery() == pytest.approx(8.8 / 4.4)  # not 8.8 / FLOOR_DROP = 35
+    assert search._goal() == pytest.approx(contract.TARGET * 1.0 * 2.0)
+    passed = contract.Round(20, "r", 1, 1, 1.2, 0.95, 0.0, True, 2, 1.0, class_drop=3.0, steer=0.6)  # 3 x 1 / 5
+    search.rounds.append(passed)
+    search.lo_fail, search.hi_pass = 10, 20
+    aim = contract.TARGET * 1.0  # the bracket interpolates the steering drops: 0.6 at the pass, 4.4 at the miss
+    assert contract.proxy_between(search.rounds, 10, 20, aim) == pytest.approx(1.2 + (aim - 0.6) * (8.8 - 1.2) / 3.8)

@@ -103,6 +103,20 @@ def test_early_stopping_never_returns_worse_than_its_start(keras, tiny, data):
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
 
 
+def test_a_score_decides_which_epoch_is_kept_not_the_top1(tiny, data):
+    """``FinetuneConfig.score`` (--max-class-drop's: an epoch that breaks a class ranks below all that keep it):
+    here one that prefers fewer right answers keeps the damaged start over the epochs that repair it."""
+    x, y, x_test, y_test = data
+    model = _damaged(tiny)
+    before, start = evaluate(model, x_test, y_test), [w.copy() for w in model.get_weights()]
+    config = FinetuneConfig(epochs=2, distill=False, patience=2, score=lambda right: -float(np.mean(right)))
+    result = finetune(model, x, y, config, validation=(x_test, y_test))
+    assert max(result.history["val_accuracy"]) > before + 0.05  # the epochs did repair it (history is top-1)
+    assert result.best_epoch == -1 and evaluate(model, x_test, y_test) == before
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
+    assert "score" not in config.to_json()
+
+
 def test_seconds_are_the_training_time_the_start_score_is_not_taken_off_twice(keras, tiny, data, monkeypatch):
     """``seconds`` leaves out the validation scores (the start's, before training, too) and nothing more.
 

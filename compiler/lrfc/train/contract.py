@@ -138,10 +138,11 @@ class Round:
 
     @property
     def steer_drop(self) -> float:
-        """The drop the search reads recovery and brackets from: ``drop``, or the worst class's drop in the budget's
-        units (``steer``) where ``--max-class-drop`` is what this round missed by. A round that failed only on a
-        class had a drop near 0, which read as "fine-tuning recovers everything" and sent the next pick deeper:
-        on an imbalanced set, four rounds stepped one rung each and all missed (docs/LOG.md, 2026-12-06)."""
+        """The drop the search reads recovery and brackets from: ``drop``, or under ``--max-class-drop`` the worst
+        class's drop in the budget's units (``steer``: worst x max_acc_drop / max_class_drop) where that is the
+        larger, so the search aims at whichever limit is nearer. A round that failed only on a class had a drop
+        near 0, which read as "fine-tuning recovers everything" and sent the next pick deeper: on an imbalanced
+        set, four rounds stepped one rung each and all missed (docs/LOG.md, 2026-12-06)."""
         return self.drop if self.steer is None else self.steer
 
     def to_json(self) -> dict:

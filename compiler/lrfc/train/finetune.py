@@ -136,6 +136,9 @@ class FinetuneConfig:
             of a shuffled epoch, the schedule decaying over them): a round of
             the budget search that only that much of an epoch fits in the
             time left (``--time-budget``).
+        score: what early stopping keeps an epoch (or the start) by, from
+            its validation answers, higher better; None: their top-1
+            (``--max-class-drop``: ``train.stage._class_score``).
     """
 
     epochs: int = 10
@@ -150,6 +153,7 @@ class FinetuneConfig:
     in_memory_bytes: int = 2 * 2**30
     deadline: float | None = None
     fraction: float = 1.0
+    score: Callable[[np.ndarray], float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -167,7 +171,7 @@ class FinetuneConfig:
             raise UserError(f"distillation alpha (weight of the hard-label loss) must be within [0, 1]; received {self.alpha}")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "score"}
 
 
 @dataclass(frozen=True)
@@ -551,7 +555,7 @@ class _EpochLog:
             return
         start = time.perf_counter()
         right = right_answers(self.model, *self.validation)
-        self.start = (float(np.mean(right)), -1, self.model.get_weights(), right)
+        self.start = (self._score(right), -1, self.model.get_weights(), right)
         self.validation_seconds += time.perf_counter() - start
 
     def on_epoch_end(self, epoch: int, logs: dict | None) -> None:
@@ -561,12 +565,16 @@ class _EpochLog:
             self.last_right = right_answers(self.model, *self.validation)
             row["val_accuracy"] = float(np.mean(self.last_right))
             self.validation_seconds += time.perf_counter() - start
-            self._early_stop(epoch, row["val_accuracy"])
+            self._early_stop(epoch, self._score(self.last_right))
         self._deadline(epoch)
         for k, v in row.items():
             self.history[k].append(v)
         if self.progress is not None:
             self.progress(epoch, self.epochs, row)
+
+    def _score(self, right: np.ndarray) -> float:
+        """What an epoch is kept by: ``config.score`` of its validation answers, else their top-1."""
+        return float(np.mean(right)) if self.config.score is None else float(self.config.score(right))
 
     def _early_stop(self, epoch: int, accuracy: float) -> None:
         """Keep the best epoch; stop after ``patience`` epochs without a better one in the schedule's second half.
