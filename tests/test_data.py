@@ -503,7 +503,8 @@ def test_tfrecords_unlabelled_damaged_or_not_images_are_said_in_one_line(keras, 
 
     raw = tf.io.serialize_tensor(tf.zeros((8, 8, 1), tf.uint8)).numpy()
     refused("raw.tfrecord", [_example(image_raw=raw, label=0)] * 10,
-            r"no feature holds an encoded image \(PNG, JPEG, GIF, BMP\) in its first record \(features: image_raw, "
+            r"no feature holds an encoded image \(PNG, JPEG, GIF, BMP, WebP, TIFF\) in its first record \(features: "
+            r"image_raw, "
             r"label\); bytes feature 'image_raw' holds no encoded image .* tf.io.encode_png")
     refused("gap.tfrecord", [_example(image=_png(0), label=0)] * 2 + [_example(image=_png(0))],
             "record 3 has no feature 'label', which the first record has")
@@ -652,3 +653,8 @@ def test_tiff_webp_and_netpbm_images_are_read_and_kinds_nothing_reads_are_counte
             "bit depth to scale by; give its values in an .npz instead)") in ds.notes[-2]
     assert ds.notes[-1] == (f"{tmp_path}: 2 image files of kinds lrfc cannot decode were not read (.heic: 2); convert "
                             "them to PNG or JPEG to include them")
+    _write_records(tmp_path / "t.tfrecord", [_example(image=(tmp_path / "a" / name).read_bytes(), label=0)
+                                             for name in ("0.tif", "1.webp") * 5])  # found by their bytes too
+    records = load_data(str(tmp_path / "t.tfrecord"), (8, 8, 3), num_classes=1)
+    np.testing.assert_allclose(records.x[0], rgb / np.float32(255), atol=1e-6)
+    np.testing.assert_allclose(records.x[1], rgb / np.float32(255), atol=1e-6)

@@ -794,8 +794,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
     """Load ``--data`` and map it onto a model input.
 
     Args:
-        spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``
-            or ``.npy`` path, a ``.csv`` of image files and labels, TFRecords
+        spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``,
+            ``.h5`` or ``.npy`` path, a ``.csv`` of image files and labels, TFRecords
             (a file or a folder of shards), a directory of images in class
             subfolders, or (the Python
             API) arrays: ``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping.

@@ -34,7 +34,7 @@ LABEL_NAMES = ("label", "image/class/label", "labels", "class", "class_id", "lab
                "category")
 TEXT_NAMES = ("image/class/text", "label", "class", "label_name", "class_name", "image/class/name")
 SIZE_WORDS = ("height", "width", "depth", "channels", "shape", "size", "id", "index")
-MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM")
+MAGIC = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # ... WebP, TIFF
 _SHARD = re.compile(r"^(?:.*?[-_.])?(train|training|val|valid|validation|test|testing)"
                     r"(?:\.tfrec(?:ords?)?|\.records?)?(?:-\d+-of-\d+)?$", re.IGNORECASE)
 
@@ -176,8 +176,8 @@ def _keys(features, f: Path) -> tuple[str, str | None]:
         why = (f"; bytes feature{'s' * (len(raw) > 1)} {', '.join(repr(k) for k in raw[:3])} hold{'s' * (len(raw) == 1)} "
                "no encoded image (raw or serialized tensors): write the images with tf.io.encode_png or encode_jpeg"
                if raw else "")
-        raise UserError(f"{f}: no feature holds an encoded image (PNG, JPEG, GIF, BMP) in its first record (features: "
-                        f"{shown}){why}")
+        raise UserError(f"{f}: no feature holds an encoded image (PNG, JPEG, GIF, BMP, WebP, TIFF) in its first record "
+                        f"(features: {shown}){why}")
     image = min(encoded, key=lambda k: (k not in IMAGE_NAMES, k))
     ints = [k for k in features if len(features[k].int64_list.value) == 1]
     named = [k for k in LABEL_NAMES if k in ints]
