@@ -148,8 +148,8 @@ def _labels(path: Path, header: list[str], rows: list[list[str]], others: list[i
         several = next((n for n, hot in enumerate(ones, start=2) if len(hot) != 1), None)
         if several is None:
             classes = tuple(header[i] for i in others)
-            return tuple(header[hot[0]] for hot in ones), classes, f"{len(others)} one-hot columns ({', '.join(classes[:4])}" \
-                f"{', ...' if len(classes) > 4 else ''})"
+            what = f"{len(others)} one-hot columns ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})"
+            return tuple(header[hot[0]] for hot in ones), classes, what
         count = len(ones[several - 2])
         raise UserError(f"{path}: line {several} has {count} classes marked 1 among the 0/1 columns "
                         f"({', '.join(header[i] for i in others[:4])}{', ...' if len(others) > 4 else ''}); lrfc "
