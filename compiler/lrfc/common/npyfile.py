@@ -31,6 +31,25 @@ def load(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
+def shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Each array's shape from its header alone (an ``.npz``'s members by name, a ``.npy``'s as ``""``), under the
+    lock: nothing of the data is read (``frontend.peek``)."""
+    import zipfile
+
+    with _LOCK:
+        if not zipfile.is_zipfile(path):
+            return {"": tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)}
+        out = {}
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    out[Path(member).stem] = tuple(read(f)[0])
+        return out
+
+
 def arrays(path: str | Path, names=None) -> dict[str, np.ndarray]:
     """The members ``names`` (every member when None) of an ``.npz`` file, read into memory under the lock."""
     with _LOCK, np.load(path, allow_pickle=False) as archive:

@@ -309,13 +309,13 @@ def _image_files(folder: Path, recursive: bool, unread: dict[str, int] | None = 
     return sorted(images)
 
 
-def _unread_note(path: Path, unread: dict[str, int]) -> list[str]:
-    """What a folder held that was not read: image files of kinds no decoder here reads (a phone's HEIC)."""
+def _unread(unread: dict[str, int]) -> str:
+    """What a folder held that was not read: image files of kinds no decoder here reads (a phone's HEIC); "" if none."""
     if not unread:
-        return []
+        return ""
     kinds = ", ".join(f"{suffix}: {n:,}" for suffix, n in sorted(unread.items(), key=lambda kv: -kv[1]))
-    return [f"{path}: {sum(unread.values()):,} image files of kinds lrfc cannot decode were not read ({kinds}); "
-            "convert them to PNG or JPEG to include them"]
+    return (f"{sum(unread.values()):,} image files of kinds lrfc cannot decode were not read ({kinds}); convert them "
+            "to PNG or JPEG to include them")
 
 
 def _as_8_bit(unit: np.ndarray) -> np.ndarray:
@@ -359,10 +359,10 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     files = [(cls, f) for cls in folders for f in _image_files(path / cls, recursive=True, unread=unread)]
     if not files:
         raise UserError(f"{path}: class subfolders hold no images ({', '.join(IMAGE_SUFFIXES)})"
-                        + "".join(f"; {n[len(str(path)) + 2:]}" for n in _unread_note(path, unread)))
+                        + (f"; {_unread(unread)}" if unread else ""))
     x, kept, read_notes, fit = _read_images(path, [f for _, f in files], input_shape, progress)
     return (x, np.asarray([labels[files[i][0]] for i in kept]), _names_by_label(labels, class_names),
-            [*notes, *read_notes, *_unread_note(path, unread)], fit, IMAGE_VALUES)
+            [*notes, *read_notes, *([f"{path}: {_unread(unread)}"] if unread else [])], fit, IMAGE_VALUES)
 
 
 def _names_by_label(labels: dict[str, int], class_names: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -393,9 +393,9 @@ def _read_flat_dir(path: Path, input_shape: tuple, num_classes: int | None, labe
     _check_image_input(path, "a folder of images", input_shape)
     if not files:
         raise UserError(f"{path}: holds neither class subfolders nor images ({', '.join(IMAGE_SUFFIXES)})"
-                        + "".join(f"; {n[len(str(path)) + 2:]}" for n in _unread_note(path, unread)))
+                        + (f"; {_unread(unread)}" if unread else ""))
     x, kept, notes, fit = _read_images(path, files, input_shape, progress)
-    notes += _unread_note(path, unread)
+    notes += [f"{path}: {_unread(unread)}"] if unread else []
     if named is None:
         if listing:  # Kaggle's layout: train/ of images, labels.csv beside it
             notes.append(f"{path}: images without class subfolders are unlabelled; if {listing.name} labels them, "

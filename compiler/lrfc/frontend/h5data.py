@@ -47,11 +47,17 @@ def _open(path: Path):
         raise UserError(f"{path}: not a readable HDF5 file ({exc})") from exc
 
 
+def keras_file(f) -> bool:
+    """Whether an open HDF5 file is Keras' (a whole model, or weights saved alone), not data."""
+    return any(k in f.attrs for k in ("model_config", "keras_version", "layer_names")) or any(
+        k in f for k in ("model_weights", "layers"))
+
+
 def _datasets(f, path: Path) -> dict[tuple[str, str], str]:
     """Each role's dataset name: ``("x" or "y", "train" or "test")`` -> its path in the file."""
     import h5py
 
-    if "model_config" in f.attrs or "keras_version" in f.attrs or "model_weights" in f:
+    if keras_file(f):
         raise UserError(f"{path}: a Keras model file, not data; give it as the model and the data it was trained on "
                         "as --data")
     found: dict[tuple[str, str], str] = {}

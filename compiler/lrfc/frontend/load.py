@@ -58,15 +58,14 @@ def _keras_config(path: Path) -> dict:
 def _h5_config(path: Path) -> dict:
     import h5py
 
+    from lrfc.frontend import h5data
+
     try:
         with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            weights = "model_weights" in f or "layer_names" in f.attrs or "layers" in f
+            raw, keras_made = f.attrs.get("model_config"), h5data.keras_file(f)
     except OSError as exc:
         raise UserError(f"{path}: not a readable HDF5 model file ({exc})") from exc
-    if raw is None and not weights:
-        from lrfc.frontend import h5data
-
+    if not keras_made:
         try:
             h5data.samples_shape(path)
         except UserError:

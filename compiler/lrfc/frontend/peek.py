@@ -9,10 +9,9 @@ come when it is loaded.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-import numpy as np
+from lrfc.common import npyfile
 
 BUILTIN_SHAPES = {"fashion-mnist": (28, 28, 1), "digits": (8, 8, 1)}
 
@@ -46,18 +45,10 @@ def _first(path: Path) -> tuple[int, ...] | None:
         from lrfc.frontend import h5data
 
         return _sample(h5data.samples_shape(path))
-    if suffix == ".npy":
-        return _sample(np.load(path, mmap_mode="r", allow_pickle=False).shape)
-    if suffix == ".npz":
-        with zipfile.ZipFile(path) as archive:
-            names = {Path(n).stem: n for n in archive.namelist()}
-            member = names.get("x") or names.get("x_train")
-            if member is None:
-                return None
-            with archive.open(member) as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                return _sample(read(f)[0])
+    if suffix in (".npy", ".npz"):
+        found = npyfile.shapes(path)
+        shape = found.get("") or found.get("x") or found.get("x_train")
+        return None if shape is None else _sample(shape)
     return None
 
 

@@ -22,7 +22,7 @@ Disjoint by index is not disjoint by content: photo sets collected from the
 web repeat images (a test image that is also a training image), and an image
 repeated in training and validation lets fine-tuning fit the very samples the
 budget is judged on. A calibration or training sample whose bytes equal a
-validation or test sample's (``_copies_of``) is left out of its split, and
+validation or test sample's (``_without_copies``) is left out of its split, and
 ``notes`` says how many were.
 """
 

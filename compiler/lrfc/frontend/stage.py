@@ -187,12 +187,13 @@ def load(state) -> None:
 def _size_hint(shape: tuple, data) -> str:
     """The ``--input-shape`` to suggest for a model input with undefined sizes: ``--data``'s first sample's height
     and width, with the model's channels where it has them (the data's are converted to those)."""
+    from lrfc.frontend.data import _channels_first
     from lrfc.frontend.peek import first_sample_shape
 
     sample = first_sample_shape(data)
     if len(shape) != 3 or sample is None or len(sample) not in (2, 3):
         return "e.g. --input-shape 224,224,3"
-    if len(sample) == 3 and sample[0] in (1, 3, 4) and sample[2] not in (1, 3, 4):  # stored (C, H, W)
+    if _channels_first(sample, tuple(shape)):  # stored (C, H, W), as the data loader reads it
         sample = (*sample[1:], sample[0])
     size = [sample[0] if shape[0] is None else shape[0], sample[1] if shape[1] is None else shape[1],
             shape[2] if shape[2] is not None else (sample[2] if len(sample) == 3 else 1)]

@@ -6,6 +6,7 @@ import math
 
 from lrfc.benchmark.stage import baseline_of, fastest, fastest_p50
 from lrfc.objectives import cost_key
+from lrfc.train.paired import within_class_limit
 
 
 def cost_source_line(report: dict) -> str:
@@ -163,7 +164,7 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
     if unlabelled:
         extra += " (no labels: the top-1 drop is at most that)"
     worst, class_limit = budget.get("worst_class"), budget.get("max_class_drop")
-    if class_limit is not None and worst is not None and worst["drop"] > class_limit + 1e-9 and judged <= limit + 1e-9:
+    if worst is not None and not within_class_limit(worst["drop"], class_limit) and judged <= limit + 1e-9:
         name = f"'{worst['name']}'" if worst.get("name") else f"class {worst['class']}"
         head, detail = (f"MISSED by {name}", f"{said(drop, ' points')}{extra} within --max-acc-drop {limit:g}, but "
                         f"{name} lost {worst['drop']:.2f} points of recall against --max-class-drop {class_limit:g}")

@@ -18,7 +18,7 @@ def accuracy_budget(options, original: float, compressed: float, validation_samp
     plan (``--plan``, weight-based ranks, the iterative baseline): its budget
     is measured and reported, not held.
     """
-    from lrfc.train.paired import upper_bound
+    from lrfc.train.paired import upper_bound, within_class_limit
 
     drop = round(100.0 * (original - compressed), 4)
     bound = None if options.confidence is None else round(upper_bound(drop, error, options.confidence), 4)
@@ -29,7 +29,7 @@ def accuracy_budget(options, original: float, compressed: float, validation_samp
         worst = max(rows, key=lambda r: r["drop"]) if rows else None
         held = {"max_class_drop": options.max_class_drop,
                 "worst_class": None if worst is None else {k: worst[k] for k in ("class", "name", "drop")}}
-        met = met and (worst is None or worst["drop"] <= options.max_class_drop + 1e-9)
+        met = met and within_class_limit(None if worst is None else worst["drop"], options.max_class_drop)
     return {"max_drop": options.max_acc_drop, "drop": drop, "drop_error": round(error, 4),
             "confidence": options.confidence, "upper_bound": bound, "met": met,
             "validation_samples": int(validation_samples), "enforced": bool(enforced), **held}

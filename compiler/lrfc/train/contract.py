@@ -99,7 +99,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, worst_class, z_of
+from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, within_class_limit, worst_class, z_of
 
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
 PROXY_Z = 2.0            # ... and more while its drop is within this many standard errors of the goal
@@ -291,8 +291,7 @@ class BudgetSearch:
         self.models: dict[int, object] = {}          # rungs built for the proxy, kept until tried
         self.lo_fail, self.hi_pass = -1, len(self.levels)
         self.forced: dict[int, int] = {}             # rung -> stride of the forced step that picked it
-        self.best: tuple[int, object, float, float] | None = None  # (rung, model, accuracy, its drop's error)
-        self.best_right = None  # the best rung's answers on the validation split (report.classes)
+        self.best: tuple | None = None  # (rung, model, accuracy, its drop's error, its validation answers)
         self.secured: dict[int, tuple] = {}          # rung -> (warm source, warm model, fresh share, built model)
         self.secured_levels: set[int] = set()        # rungs a last round took by their start (``_secure_pick``)
         self.rounds: list[Round] = []
@@ -395,7 +394,7 @@ class BudgetSearch:
         """Whether ``worst`` (``_worst_class``) is within ``--max-class-drop`` (True when it is off). Logged when a
         class breaks it, so a round "over the budget" at a small drop says why."""
         limit = self.options.max_class_drop
-        if worst is None or worst[1] <= limit + 1e-9:
+        if worst is None or within_class_limit(worst[1], limit):
             return True
         names = self.state.classes
         name = f"'{names[worst[0]]}'" if names and worst[0] < len(names) and names[worst[0]] else f"class {worst[0]}"
@@ -634,8 +633,7 @@ class BudgetSearch:
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
                          right, worst)
             if not state.enforce_budget:
-                self.best, self.stopped = (i, model, accuracy, error), "a fixed plan: measured, not enforced"
-                self.best_right = right
+                self.best, self.stopped = (i, model, accuracy, error, right), "a fixed plan: measured, not enforced"
                 break
             previous = i
             i = self._next(previous, model)
@@ -703,7 +701,7 @@ class BudgetSearch:
         if met:
             self.hi_pass = min(self.hi_pass, i)
             if self.best is None or i < self.best[0]:
-                self.best, self.best_right = (i, model, accuracy, error), right
+                self.best = (i, model, accuracy, error, right)
         else:
             self.lo_fail = max(self.lo_fail, i)
 
@@ -815,9 +813,9 @@ class BudgetSearch:
             state.compressed_accuracy, state.drop_error = state.original_accuracy, 0.0
             state.compressed_right = state.original_right  # the original published: its own answers
             return
-        i, model, accuracy, error = self.best
+        i, model, accuracy, error, right = self.best
         state.level, state.plan, state.compressed, state.compressed_accuracy = i, self.plan(i), model, accuracy
-        state.drop_error, state.compressed_right = error, self.best_right
+        state.drop_error, state.compressed_right = error, right
         state.chosen = dict(self.levels[i].choices)
 
     def to_json(self) -> dict:

@@ -71,6 +71,11 @@ def class_drops(y, original_right, right) -> dict[int, tuple[float, float, int]]
     return out
 
 
+def within_class_limit(drop: float | None, limit: float | None) -> bool:
+    """Whether a class's recall drop (points; None: no class) is within ``--max-class-drop`` (None: off)."""
+    return limit is None or drop is None or drop <= limit + 1e-9
+
+
 def worst_class(y, original_right, right) -> tuple[int, float] | None:
     """The class whose recall dropped most, and by how many points; None without samples."""
     drops = class_drops(y, original_right, right)

@@ -42,7 +42,7 @@ def _class_score(state):
     2026-12-06). None when the option is off."""
     import numpy as np
 
-    from lrfc.train.paired import worst_class
+    from lrfc.train.paired import within_class_limit, worst_class
 
     limit = state.options.max_class_drop
     if limit is None:
@@ -52,7 +52,7 @@ def _class_score(state):
     def score(right) -> float:
         worst = worst_class(y, original, right)
         accuracy = float(np.mean(right))
-        return accuracy if worst is None or worst[1] <= limit + 1e-9 else accuracy - 1.0
+        return accuracy if within_class_limit(None if worst is None else worst[1], limit) else accuracy - 1.0
 
     return score
 
