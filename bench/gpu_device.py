@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -200,49 +201,52 @@ def main(argv=None) -> int:
             parser.error(f"--groups: the pack has {', '.join(manifest['groups'])}")
         manifest["groups"] = {g: manifest["groups"][g] for g in wanted}
     work = Path(tempfile.mkdtemp(prefix="lrfc-gpu-"))
-    record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": f"python -m bench.gpu_device {pack} OUT --runtime {args.runtime} --runs {args.runs}"
-                         + (f" --groups {args.groups}" if args.groups else ""),
-              "machine": machine(), "runtime": args.runtime, "device": fingerprint(args.runtime),
-              "providers": ort.get_available_providers(),
-              "timing": {"runs": args.runs, "warmup": WARMUP, "rounds": ROUNDS, "batches": list(BATCHES),
-                         "io": modes},
-              "tensorrt": None, "groups": {}}
-    out.mkdir(parents=True, exist_ok=True)
-    for seed, (group, entry) in enumerate(manifest["groups"].items()):
-        files = {}
-        row = {"files": {}, "check": {}, "batches": {}}
-        for role, e in entry.items():
-            files[role] = work / e["file"]
-            drawn = restore(pack / e["file"], files[role], seed)
-            kept = {k: e.get(k) for k in ("source", "source_bytes", "macs", "operators")}
-            row["files"][role] = {**kept, "weights_drawn": drawn}
-            row["check"][role] = against_cpu(files[role], providers)
-            for io in modes[1:]:
-                row["check"][role][io] = placed_against_numpy(files[role], args.runtime, io)
-        if record["tensorrt"] is None:
-            record["tensorrt"] = tensorrt_status(files["original"]) or "started"
-        for io in modes:
-            timed = row["batches"] if io == "host" else row.setdefault("io", {}).setdefault(io, {})
-            for batch in BATCHES:
-                try:
-                    report = bench([str(p) for p in files.values()], runtime=args.runtime, runs=args.runs,
-                                   warmup=WARMUP, rounds=ROUNDS, batch=batch, io=io)
-                except (ValueError, RuntimeError) as exc:  # a mode that does not start on this group: say why
-                    if io == "host":  # the plain way failing is a failure of the run
-                        raise
-                    row.setdefault("io_errors", {})[io] = str(exc).splitlines()[0][:500]
-                    print(group, io, "failed:", row["io_errors"][io], flush=True)
-                    break
-                timed[str(batch)] = {role: {k: r[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_ips",
-                                                             "peak_rss_mb", "file_bytes")}
-                                     for role, r in zip(files, report["results"])}
-                print(group, io, batch, {role: r["p50_ms"] for role, r in timed[str(batch)].items()}, flush=True)
-        record["groups"][group] = row
-        (out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
-    if (pack / "probe" / "probe.json").is_file() and not args.groups:
-        record["probe"] = run_probe(pack / "probe", work / "probe", out, args.runtime)
-        (out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "command": f"python -m bench.gpu_device {pack} OUT --runtime {args.runtime} --runs {args.runs}"
+                             + (f" --groups {args.groups}" if args.groups else ""),
+                  "machine": machine(), "runtime": args.runtime, "device": fingerprint(args.runtime),
+                  "providers": ort.get_available_providers(),
+                  "timing": {"runs": args.runs, "warmup": WARMUP, "rounds": ROUNDS, "batches": list(BATCHES),
+                             "io": modes},
+                  "tensorrt": None, "groups": {}}
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, (group, entry) in enumerate(manifest["groups"].items()):
+            files = {}
+            row = {"files": {}, "check": {}, "batches": {}}
+            for role, e in entry.items():
+                files[role] = work / e["file"]
+                drawn = restore(pack / e["file"], files[role], seed)
+                kept = {k: e.get(k) for k in ("source", "source_bytes", "macs", "operators")}
+                row["files"][role] = {**kept, "weights_drawn": drawn}
+                row["check"][role] = against_cpu(files[role], providers)
+                for io in modes[1:]:
+                    row["check"][role][io] = placed_against_numpy(files[role], args.runtime, io)
+            if record["tensorrt"] is None:
+                record["tensorrt"] = tensorrt_status(files["original"]) or "started"
+            for io in modes:
+                timed = row["batches"] if io == "host" else row.setdefault("io", {}).setdefault(io, {})
+                for batch in BATCHES:
+                    try:
+                        report = bench([str(p) for p in files.values()], runtime=args.runtime, runs=args.runs,
+                                       warmup=WARMUP, rounds=ROUNDS, batch=batch, io=io)
+                    except (ValueError, RuntimeError) as exc:  # a mode that does not start on this group: say why
+                        if io == "host":  # the plain way failing is a failure of the run
+                            raise
+                        row.setdefault("io_errors", {})[io] = str(exc).splitlines()[0][:500]
+                        print(group, io, "failed:", row["io_errors"][io], flush=True)
+                        break
+                    timed[str(batch)] = {role: {k: r[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_ips",
+                                                                 "peak_rss_mb", "file_bytes")}
+                                         for role, r in zip(files, report["results"])}
+                    print(group, io, batch, {role: r["p50_ms"] for role, r in timed[str(batch)].items()}, flush=True)
+            record["groups"][group] = row
+            (out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
+        if (pack / "probe" / "probe.json").is_file() and not args.groups:
+            record["probe"] = run_probe(pack / "probe", work / "probe", out, args.runtime)
+            (out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    finally:  # the restored files are the pack's again: nothing of them stays behind
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
@@ -250,7 +254,6 @@ def run_probe(src: Path, work: Path, out: Path, runtime: str) -> dict:
     """``lrfc profiles probe --export``'s models, weights drawn again, timed by the command its manifest names
     (run in their folder, as a user runs it on a board; on ``runtime``, the dry run's in place of the
     manifest's); ``OUT/probe-results.json`` is what comes back."""
-    import shutil
 
     work.mkdir()
     for path in src.iterdir():

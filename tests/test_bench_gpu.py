@@ -2,6 +2,7 @@
 drawn again, checked against the CPU provider, timed) as its CPU dry run, collect and render."""
 
 import json
+import tempfile
 
 import numpy as np
 import onnx
@@ -42,7 +43,12 @@ def device_run(tmp_path_factory):
                        "stripped": len(stripped), "macs": 1000 if role == "original" else 250,
                        "operators": gpu._operators(pack / f"tiny-{role}.onnx")}
     (pack / "manifest.json").write_text(json.dumps({"groups": {"tiny": entry}}))
-    assert gpu_device.main([str(pack), str(out), "--runtime", "onnxruntime-cpu", "--runs", "6"]) == 0
+    scratch = tmp / "scratch"
+    scratch.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(scratch))
+        assert gpu_device.main([str(pack), str(out), "--runtime", "onnxruntime-cpu", "--runs", "6"]) == 0
+    assert not list(scratch.iterdir())  # its working copies of the pack's files are gone
     return pack, entry, json.loads((out / "gpu.json").read_text())
 
 
