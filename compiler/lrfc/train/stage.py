@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from lrfc.plan import Plan
 
@@ -20,6 +20,8 @@ class FinetuneRecord:
     distill: bool
     round_epochs: tuple[float, ...] = ()  # below 1: the share of one epoch a --time-budget round ran
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
+    balanced: dict[str, int] = field(default_factory=dict)  # --max-class-drop: class -> times an epoch shows each
+    #                                                          of its samples, for the classes repeated
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -31,7 +33,21 @@ def _config(state):
     opts = state.options
     in_memory = state.memory.train_in_memory_bytes if state.memory is not None else FinetuneConfig.in_memory_bytes
     return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed,
-                          patience=opts.patience, qat=opts.qat, in_memory_bytes=in_memory, score=_class_score(state))
+                          patience=opts.patience, qat=opts.qat, in_memory_bytes=in_memory, score=_class_score(state),
+                          balance=opts.max_class_drop is not None)
+
+
+def _balanced(state) -> dict[str, int]:
+    """``FinetuneRecord.balanced``: the classes fine-tuning repeats (``train.finetune.class_repeats``), by name
+    where the model's classes are named."""
+    from lrfc.train.finetune import _labels, class_repeats
+
+    if state.options.max_class_drop is None:
+        return {}
+    y = state.splits.y_train
+    repeats = class_repeats(_labels(y, len(y), "training split"), int(state.flat.outputs[0].shape[-1]))
+    names = state.classes or ()
+    return {(names[c] if c < len(names) and names[c] else str(c)): int(r) for c, r in enumerate(repeats) if r > 1}
 
 
 def _class_score(state):
@@ -95,7 +111,8 @@ def finetune(state) -> None:
         right, seconds = _iterative(state, teacher)
         state.compressed_accuracy, state.compressed_right = float(right.mean()), right
         state.drop_error = paired_drop(state.original_right, right)[1]
-        state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None)
+        state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None,
+                                        balanced=_balanced(state) if opts.epochs > 0 else {})
         score_test_split(state)
         return
     spent, ran = [], []
@@ -119,7 +136,8 @@ def finetune(state) -> None:
     score_test_split(state)
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
-                                    teacher is not None, tuple(ran), qat=bool(opts.qat and spent))
+                                    teacher is not None, tuple(ran), qat=bool(opts.qat and spent),
+                                    balanced=_balanced(state) if spent else {})
 
 
 def _iterative(state, teacher) -> tuple[object, float]:
