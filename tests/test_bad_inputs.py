@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
                                        'memory_budget_mb = 10\nwarp_drive = true\n')
     (root / "report.json").write_text("[1, 2")
     (root / "model.pb").write_bytes(b"x")
+    with zipfile.ZipFile(root / "nested.zip", "w") as z:  # Kaggle's dogs-vs-cats.zip: train.zip, test1.zip
+        z.writestr("train.zip", b"PK\x05\x06" + bytes(18))
+        z.writestr("test1.zip", b"PK\x05\x06" + bytes(18))
     return Files(root, tiny_model_path, untrained_model_path, rescaling_model_path)
 
 
@@ -150,6 +154,8 @@ CASES = [
     # --- the data and how it meets the model
     ("data-missing", lambda f: _build(f, data=str(f.root / "nowhere.npz")), 2, "data not found"),
     ("data-unsupported", lambda f: _build(f, data=str(f.root / "data.txt")), 2, "unsupported data format '.txt'"),
+    ("data-archive-of-archives", lambda f: _build(f, data=str(f.root / "nested.zip")), 2,
+     "holds only other archives (test1.zip, train.zip); extract it and pass the archive (or folder) that holds the data"),
     ("data-tfrecord-raw-pixels", lambda f: _build(f, data=str(f.root / "raw.tfrecord")), 2,
      "bytes feature 'image_raw' holds no encoded image (raw or serialized tensors): write the images with "
      "tf.io.encode_png"),

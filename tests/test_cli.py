@@ -45,7 +45,7 @@ def test_a_missing_data_path_fails_before_tensorflow_loads(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.split() == ["2", "False"], res.stderr
     assert res.stderr.strip().endswith("nowhere.npz (expected fashion-mnist, digits, an .npz, .npy, .h5, .csv or TFRecord "
-                                     "file or an image folder)")
+                                     "file, an image folder, or an archive of one)")
 
 
 def test_help_and_profiles_do_not_import_tensorflow():

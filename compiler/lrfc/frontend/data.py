@@ -784,8 +784,8 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def not_found(spec: str) -> UserError:
-    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .h5, .csv or TFRecord file "
-                     "or an image folder)")
+    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .h5, .csv or TFRecord file, "
+                     "an image folder, or an archive of one)")
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,
@@ -797,7 +797,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         spec: a built-in name (``fashion-mnist``, ``digits``), an ``.npz``,
             ``.h5`` or ``.npy`` path, a ``.csv`` of image files and labels, TFRecords
             (a file or a folder of shards), a directory of images in class
-            subfolders, or (the Python
+            subfolders, an archive of any of these (``frontend.archive``:
+            ``.zip``, ``.tar.gz``, ...; a path inside one), or (the Python
             API) arrays: ``(x, y)``, ``(x, y, x_test, y_test)`` or a mapping.
         input_shape: the model input without the batch axis.
         num_classes: the model's number of classes, to validate labels.
@@ -820,6 +821,11 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         ``input_shape`` in the model's units, mapped from the source's own
         values as they are read.
     """
+    from lrfc.frontend import archive
+
+    if isinstance(spec, str) and spec not in BUILTIN and (packed := archive.split(spec)) is not None:
+        return _from_archive(spec, *packed, input_shape=input_shape, num_classes=num_classes, contract=contract,
+                             min_samples=min_samples, labels=labels, progress=progress, class_names=class_names)
     contract = contract or InputContract(reason="the default")
     check_class_names(class_names, num_classes)
     x_test = y_test = classes = fit = images = None
@@ -882,8 +888,8 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
                                 "'labels', 'train_set_y')")
         else:
             raise UserError(f"{spec}: unsupported data format {path.suffix!r}; expected .npz, .h5, .npy (samples alone), "
-                            "a .csv of image files and labels, a .tfrecord of tf.train.Example records or a folder of "
-                            "images in class subfolders")
+                            "a .csv of image files and labels, a .tfrecord of tf.train.Example records, a folder of "
+                            "images in class subfolders, or an archive of one (.zip, .tar.gz)")
     if images is None and (_named(y) or _named(y_test)):  # arrays whose labels are class names
         y, y_test, classes, notes = _name_labels(spec, y, y_test, num_classes, class_names)
     elif images is None and class_names is not None:  # class indices: the names only name them
@@ -903,3 +909,18 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         fit = describe_fit(np.shape(x.source)[1:], input_shape)
     return Dataset(spec, x, y, x_test, y_test, values=values, contract=contract, classes=classes, notes=tuple(notes or ()),
                    fit=fit)
+
+
+def _from_archive(spec: str, packed: Path, inside: str, **kwargs) -> Dataset:
+    """``load_data`` of what an archive holds (``frontend.archive``), named as the archive's in everything it says."""
+    from dataclasses import replace
+
+    from lrfc.frontend import archive
+
+    with archive.extracted(packed, inside) as (target, root):
+        try:
+            ds = load_data(str(target), **kwargs)
+        except UserError as exc:
+            raise UserError(archive.shown(str(exc), root, packed)) from None
+    return replace(ds, name=spec, notes=tuple(archive.shown(n, root, packed) for n in ds.notes),
+                   fit=None if ds.fit is None else archive.shown(ds.fit, root, packed))

@@ -15,6 +15,7 @@ rather than pass over them in silence.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -29,7 +30,10 @@ def decode(content: bytes) -> np.ndarray:
     if not content.startswith((b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")):
         import tensorflow as tf
 
-        return tf.io.decode_image(content, channels=0, expand_animations=False).numpy()
+        try:
+            return tf.io.decode_image(content, channels=0, expand_animations=False).numpy()
+        except tf.errors.OpError as exc:  # its words, without the kernel's name and the op's ("{{function_node ...}}")
+            raise ValueError(re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", exc.message).strip()) from None
     return _with_pillow(content)
 
 
