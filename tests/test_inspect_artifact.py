@@ -33,7 +33,9 @@ def test_an_int8_file_says_what_it_takes_and_that_it_has_no_float_island(int8_ex
     info = json.loads(capsys.readouterr().out)
     # the tiny baseline: two convolutions, a pooling, two dense layers
     assert info["operators"]["CONV_2D"] == 2 and info["operators"]["FULLY_CONNECTED"] == 2
-    assert info["float_ops"] == {} and info["stamp"]["lrfc.version"] and info["labels"] is None
+    assert info["float_ops"] == {} and info["stamp"]["lrfc.version"]
+    assert info["labels"] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                              "Bag", "Ankle boot"]  # the built-in Fashion-MNIST's class names, carried by the file
     assert info["int8_weights_only"] is False  # int8 activations too: a fully quantized file
     assert main(["inspect", str(int8_export / "model.onnx"), "--json"]) == 0  # QDQ inside, float at its edges
     onnx_info = json.loads(capsys.readouterr().out)

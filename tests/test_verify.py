@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_cli
 from lrfc.cli import main
+from lrfc.frontend.data import FASHION_MNIST_CLASSES
 from lrfc.lower.records import sha256_of
 from lrfc.lower.stamp import read_stamp
 
@@ -182,7 +183,8 @@ def test_a_builds_files_keep_the_input_flags_it_was_given(offset_model_path, tmp
     stamped = json.loads(read_stamp(out / "model.tflite")["lrfc.input"])
     assert stamped["flags"] == "--input-range 0-255 --input-mean 128" and stamped["source"] == "given"
     meta = ort.InferenceSession(str(tmp_path / "e" / "model.onnx")).get_modelmeta().custom_metadata_map
-    assert json.loads(meta["lrfc.input"])["mean"] == [128] and "lrfc.labels" not in meta  # fashion-mnist: no names
+    assert json.loads(meta["lrfc.input"])["mean"] == [128]
+    assert json.loads(meta["lrfc.labels"]) == list(FASHION_MNIST_CLASSES)  # the built-in data's names travel too
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("model.tflite", "model.keras"):

@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from lrfc.frontend.samples import Samples
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")  # by label, as the dataset's README and keras.datasets.fashion_mnist name them
 BUILTIN = ("fashion-mnist", "digits")
 IMAGE_VALUES = "8-bit images"  # what image files hold as frontend.images decodes them (16-bit ones scaled down)
 
@@ -835,6 +837,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         spec = source_name(spec)
     elif spec == "fashion-mnist":
         x, y, x_test, y_test = read_fashion_mnist()
+        classes = FASHION_MNIST_CLASSES  # --class-names, when given, names them instead (below)
     elif spec == "digits":
         from sklearn.datasets import load_digits
 
