@@ -256,7 +256,7 @@ def class_repeats(labels: np.ndarray, classes: int) -> np.ndarray:
     Fine-tuning on data where one class is rare trades it for the average: on Fashion-MNIST with shirts at
     1.8 % of 54,500 training images, a rung whose start lost shirts 12.2 points of recall lost 20.7 after two
     epochs, and 4.9 with shirts repeated 6 times, its top-1 0.04 points higher (weighting the loss by the same
-    factor instead: 7.3 points and 0.55 lower; docs/LOG.md, 2026-12-06 21:34).
+    factor instead: 7.3 points and 0.55 lower; docs/LOG.md, 2026-12-06 21:18).
     """
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
     repeats = np.ones(len(counts), dtype=np.int64)
@@ -460,7 +460,7 @@ def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig, rows: np.nd
 
         def __getitem__(self, i: int):
             batch = self.order[i * config.batch_size:(i + 1) * config.batch_size]
-            return x[batch], targets[batch]
+            return np.asarray(x[batch], dtype=np.float32), targets[batch]  # as the in-memory path casts it
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(rows)
