@@ -223,9 +223,8 @@ def _bad(flag: str, value, expected: str):
 
 def check_data_spec(spec) -> None:
     """A missing ``--data`` path fails here, before TensorFlow loads (20-30 s), not after (arrays pass)."""
-    from lrfc.frontend.data import BUILTIN, not_found
-
     from lrfc.frontend.archive import split
+    from lrfc.frontend.data import BUILTIN, not_found
 
     if isinstance(spec, str) and spec not in BUILTIN and not Path(spec).exists() and split(spec) is None:
         raise not_found(spec)  # a path inside an archive is looked for once it is extracted

@@ -63,6 +63,7 @@ import numpy as np
 
 from lrfc.common import npyfile
 from lrfc.errors import UserError
+from lrfc.frontend import archive
 from lrfc.frontend.contract import InputContract
 from lrfc.frontend.images import IMAGE_SUFFIXES, UNREAD_SUFFIXES, decode
 
@@ -823,8 +824,6 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         ``input_shape`` in the model's units, mapped from the source's own
         values as they are read.
     """
-    from lrfc.frontend import archive
-
     if isinstance(spec, str) and spec not in BUILTIN and (packed := archive.split(spec)) is not None:
         return _from_archive(spec, *packed, input_shape=input_shape, num_classes=num_classes, contract=contract,
                              min_samples=min_samples, labels=labels, progress=progress, class_names=class_names)
@@ -917,8 +916,6 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
 def _from_archive(spec: str, packed: Path, inside: str, **kwargs) -> Dataset:
     """``load_data`` of what an archive holds (``frontend.archive``), named as the archive's in everything it says."""
     from dataclasses import replace
-
-    from lrfc.frontend import archive
 
     with archive.extracted(packed, inside) as (target, root):
         try:
