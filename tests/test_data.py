@@ -531,9 +531,18 @@ def test_the_first_samples_shape_is_read_cheaply_for_the_input_shape_hint(keras,
 
     with h5py.File(tmp_path / "h.h5", "w") as f:
         f["train_set_x"], f["train_set_y"] = np.zeros((3, 64, 64, 3), np.uint8), np.zeros(3)
-    forms = ("a.npz", "k.npz", "g.npy", "cls", "l.csv", "r.tfrecord", "h.h5")
+    import tarfile
+    import zipfile
+
+    with tarfile.open(tmp_path / "t.tgz", "w:gz") as t:  # an archive's first image, read without extracting it
+        t.add(tmp_path / "cls", arcname="photos")
+    with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
+        z.writestr("__MACOSX/photos/._a.png", b"fork")
+        z.write(tmp_path / "cls" / "cat" / "0.jpg", "photos/cat/0.jpg")
+    forms = ("a.npz", "k.npz", "g.npy", "cls", "l.csv", "r.tfrecord", "h.h5", "t.tgz", "z.zip", "z.zip/photos/cat")
     assert [first_sample_shape(str(tmp_path / n)) for n in forms] \
-        == [(40, 30, 3), (3, 20, 24), (12, 14), (50, 60, 3), (50, 60, 3), (8, 8, 1), (64, 64, 3)]
+        == [(40, 30, 3), (3, 20, 24), (12, 14), (50, 60, 3), (50, 60, 3), (8, 8, 1), (64, 64, 3)] + [(50, 60, 3)] * 3
+    assert first_sample_shape(str(tmp_path / "z.zip" / "photos" / "dog")) is None
     assert first_sample_shape("fashion-mnist") == (28, 28, 1) and first_sample_shape(str(tmp_path / "none")) is None
     assert first_sample_shape((np.zeros((2, 4, 4)), np.zeros(2))) is None
     assert _size_hint((None, None, 3), str(tmp_path / "g.npy")) == "e.g. --input-shape 12,14,3 (--data's first " \

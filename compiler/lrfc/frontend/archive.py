@@ -128,6 +128,26 @@ def extracted(archive: Path, inside: str = "") -> Iterator[tuple[Path, Path]]:
         yield target, root
 
 
+def first_image(archive: Path, inside: str = "") -> bytes | None:
+    """The bytes of the archive's first image file under ``inside``, read without extracting it (``frontend.peek``):
+    a zip's first by name, a tar's first as stored (a compressed tar is read only that far); None if it has none."""
+    from lrfc.frontend.images import IMAGE_SUFFIXES
+
+    def wanted(name: str) -> bool:
+        under = not inside or name.startswith(inside.rstrip("/") + "/")
+        return under and _wanted(name) and name.lower().endswith(IMAGE_SUFFIXES)
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            names = sorted(i.filename for i in z.infolist() if not i.is_dir() and wanted(i.filename))
+            return z.read(names[0]) if names else None
+    with tarfile.open(archive) as t:
+        for member in t:
+            if member.isfile() and wanted(member.name):
+                return t.extractfile(member).read()
+    return None
+
+
 def shown(text: str, root: Path, archive: Path) -> str:
     """``text`` with the extraction folder ``root`` named as the archive (``flowers.tgz/flower_photos/...``)."""
     return text.replace(str(root), str(archive))

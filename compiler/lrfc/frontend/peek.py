@@ -29,8 +29,12 @@ def first_sample_shape(spec) -> tuple[int, ...] | None:
 
 
 def _first(path: Path) -> tuple[int, ...] | None:
-    from lrfc.frontend import labels_csv, tfrecord
+    from lrfc.frontend import archive, labels_csv, tfrecord
     from lrfc.frontend.images import IMAGE_SUFFIXES
+
+    if (packed := archive.split(str(path))) is not None:  # an archive's first image, read without extracting it
+        content = archive.first_image(*packed)
+        return None if content is None else _decoded(content)
 
     if tfrecord.is_tfrecord(path):
         files = tfrecord.splits(path)[0]
