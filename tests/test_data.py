@@ -393,6 +393,8 @@ def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(k
     refused("name,a,b\n" + "".join(f"{i}.png,{i % 2},{1 - i % 2}\n" for i in range(9)) + "9.png,1,1\n",
             "line 11 has 2 classes marked 1 among the 0/1 columns .* single-label classifiers")
     refused("file,label\n0.png,1\n1.png\n", "line 3 has 1 fields; the header has 2")
+    refused("file,label\n\n0.png,1\n\n1.png\n", "line 5 has 1 fields")  # blank lines are counted, not read
+    refused("file,label\n" + rows + "\n11.png,0\n", r"1 of 11 listed images are not there \(first: '11.png' on line 13")
     refused("file,label\n0.png,\n", r"line 2 has no label \(column 'label'\)")
     refused("0.png,1\n1.png,0\n", "its first line names an image file; the first line is the header")
     refused("a,b\nx,cat\ny,dog\n", r"no column names an image file \(columns 'a', 'b'; first line's values 'x', 'cat'\)")
@@ -404,6 +406,8 @@ def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(k
                                      + "".join(f"{i}.png,{i % 2}\n" for i in range(3, 10)))
     ds = load_data(str(tmp_path / "ok.csv"), (8, 8, 1), num_classes=2)
     assert ds.y.tolist() == [i % 2 for i in range(10)] and round(float(ds.x[3][0, 0, 0]) * 255) == 3
+    (tmp_path / "sheet.csv").write_text("file,label\n" + rows + ",\n,\n")  # a spreadsheet's empty rows at its end
+    assert load_data(str(tmp_path / "sheet.csv"), (8, 8, 1), num_classes=2).y.tolist() == [i % 2 for i in range(10)]
     assert "1 of 11 image files do not decode and were left out (first: broken.png: " in ds.notes[-1]
 
 

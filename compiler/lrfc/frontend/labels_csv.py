@@ -45,43 +45,50 @@ class ListedImages:
 
 def read(path: Path) -> ListedImages:
     """Read ``path``; anything that does not fit the form is refused in one line naming the line or column."""
-    header, rows = _rows(path)
+    header, rows, lines = _rows(path)
     file_col, root, suffix = _file_column(path, header, rows)
     files = tuple(_resolve(root, row[file_col], suffix) for row in rows)
-    missing = [(n, row[file_col]) for n, (row, f) in enumerate(zip(rows, files), start=2) if not f.is_file()]
+    missing = [i for i, f in enumerate(files) if not f.is_file()]
     if missing:
-        line, name = missing[0]
-        raise UserError(f"{path}: {len(missing):,} of {len(rows):,} listed images are not there (first: '{name}' on "
-                        f"line {line}, looked for {files[line - 2]})")
+        first = missing[0]
+        raise UserError(f"{path}: {len(missing):,} of {len(rows):,} listed images are not there (first: "
+                        f"'{rows[first][file_col]}' on line {lines[first]}, looked for {files[first]})")
     others = [i for i in range(len(header)) if i != file_col]
-    labels, classes, what = _labels(path, header, rows, others)
+    labels, classes, what = _labels(path, header, rows, others, lines)
     where = "" if root == path.parent else f" in {root.name}/"
     added = f", '{suffix}' added" if suffix else ""
     note = (f"{path}: {len(rows):,} images from column '{header[file_col]}'{where}{added}, labels from {what}")
     return ListedImages(files, labels, root, classes, note)
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, each row's stripped values, and each row's line in the file (blank lines, and rows of empty
+    fields as spreadsheets end a sheet with, are left out but counted)."""
     try:
         if path.stat().st_size > MAX_BYTES:
             raise UserError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is not a list of image files and labels")
         text = path.read_text(encoding="utf-8-sig")  # Excel writes a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read it as text ({exc})") from exc
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
         raise UserError(f"{path}: empty; expected a header and one line per image (file name, label)")
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    parsed = list(csv.reader(lines, dialect))
+    reader = csv.reader(text.splitlines(), dialect)
+    parsed, numbers = [], []
+    for row in reader:
+        if any(v.strip() for v in row):
+            parsed.append(row)
+            numbers.append(reader.line_num)  # a quoted field over several lines: the line the row ends on
     header = [h.strip() for h in parsed[0]]
     if len(header) < 2:
         raise UserError(f"{path}: its header has one column ('{header[0]}'); expected a file-name column and a label "
                         "column (or one 0/1 column per class)")
-    rows = [[v.strip() for v in row] for row in parsed[1:]]
-    for n, row in enumerate(rows, start=2):
+    rows, lines = [[v.strip() for v in row] for row in parsed[1:]], numbers[1:]
+    for n, row in zip(lines, rows):
         if len(row) != len(header):
             raise UserError(f"{path}: line {n} has {len(row)} fields; the header has {len(header)}")
     if not rows:
@@ -89,7 +96,7 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
     if any(_resolve(path.parent, h, s).is_file() for h in header for s in ("", *IMAGE_SUFFIXES) if h):
         raise UserError(f"{path}: its first line names an image file; the first line is the header (column names, "
                         "e.g. filename,class)")
-    return header, rows
+    return header, rows, lines
 
 
 def _resolve(root: Path, name: str, suffix: str) -> Path:
@@ -141,17 +148,18 @@ def _place(name: str, roots: list[Path]) -> tuple[Path, str] | None:
     return None
 
 
-def _labels(path: Path, header: list[str], rows: list[list[str]], others: list[int]):
-    """Each row's label (text), one-hot columns' class names, and which column(s) gave them."""
+def _labels(path: Path, header: list[str], rows: list[list[str]], others: list[int], lines: list[int]):
+    """Each row's label (text), one-hot columns' class names, and which column(s) gave them; ``lines``: each row's
+    line in the file, for the refusals."""
     if len(others) > 1 and all(_binary(rows, i) for i in others):
         ones = [[i for i in others if float(row[i]) == 1] for row in rows]
-        several = next((n for n, hot in enumerate(ones, start=2) if len(hot) != 1), None)
+        several = next((i for i, hot in enumerate(ones) if len(hot) != 1), None)
         if several is None:
             classes = tuple(header[i] for i in others)
             what = f"{len(others)} one-hot columns ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})"
             return tuple(header[hot[0]] for hot in ones), classes, what
-        count = len(ones[several - 2])
-        raise UserError(f"{path}: line {several} has {count} classes marked 1 among the 0/1 columns "
+        count = len(ones[several])
+        raise UserError(f"{path}: line {lines[several]} has {count} classes marked 1 among the 0/1 columns "
                         f"({', '.join(header[i] for i in others[:4])}{', ...' if len(others) > 4 else ''}); lrfc "
                         "compiles single-label classifiers: one 1 per line")
     if len(others) == 1:
@@ -163,7 +171,7 @@ def _labels(path: Path, header: list[str], rows: list[list[str]], others: list[i
             raise UserError(f"{path}: columns {shown} could each be the label; name the label column 'class' (as Keras' "
                             "flow_from_dataframe) or 'label', or keep only the file and label columns")
         col = named[0]
-    empty = next((n for n, row in enumerate(rows, start=2) if not row[col]), None)
+    empty = next((n for n, row in zip(lines, rows) if not row[col]), None)
     if empty is not None:
         raise UserError(f"{path}: line {empty} has no label (column '{header[col]}')")
     labels = tuple(row[col] for row in rows)
