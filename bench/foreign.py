@@ -56,6 +56,9 @@ validation and test. Rows (``<model>/<data>[/<flags>]``):
   (``csv-onehot``): ``train/<id>.png`` (ids of 8 hex digits, no class in the name or folder), a few unlabelled
   images in ``test/`` beside it, and ``train.csv`` of ``id`` (the suffix left off) and one 0/1 column per
   class, headed by its name, in the order of the model's outputs;
+* ``mobilenetv2/kaggle-zip``: defaults, on the ``csv-onehot`` layout as Kaggle hands it over, one zip
+  (``kaggle.zip``: ``train.csv``, ``train/``, ``test/`` at its top), read through a path inside it:
+  ``--data kaggle.zip/train.csv``;
 * ``mobilenetv2/tfds``: defaults, on the ``npz`` images as TFDS prepares a dataset (``tfds``): a folder of
   TFRecord shards, ``fashion_mnist32-train.tfrecord-0000N-of-00004`` (the 12,000 unused training images) and
   ``...-test.tfrecord-0000N-of-00002`` (the 10,000 test images), each record a ``tf.train.Example`` of a PNG
@@ -122,6 +125,7 @@ ROWS = {
     "mobilenetv2/png-named-classes": ("mobilenetv2", "png-named", ["--class-names", ",".join(NAMES)]),
     "mobilenetv2/csv-onehot": ("mobilenetv2", "csv-onehot", []),
     "mobilenetv2/tfds": ("mobilenetv2", "tfds", []),
+    "mobilenetv2/kaggle-zip": ("mobilenetv2", "kaggle-zip", []),
 }
 
 
@@ -227,8 +231,20 @@ def write_data(kind: str, data: tuple[np.ndarray, ...]) -> Path:
     whose sorted order is not the labels'); ``npz``: 12,000 unused training images and the test split;
     ``npz-binary``: the binary pair's training images the model did not see, and its test images; ``csv-onehot``:
     the test split in Kaggle's layout, ``train/<id>.png`` listed with one-hot labels in ``train.csv``; ``tfds``: the
-    ``npz`` images as TFRecord shards of PNGs and labels, split by name as TFDS writes them."""
+    ``npz`` images as TFRecord shards of PNGs and labels, split by name as TFDS writes them; ``kaggle-zip``: the
+    ``csv-onehot`` files in one zip, as Kaggle's download, and the path of ``train.csv`` inside it."""
     x, y, xt, yt = data
+    if kind == "kaggle-zip":
+        import zipfile
+
+        listed = write_data("csv-onehot", data)
+        path = WORK / "kaggle.zip"
+        if not path.exists():
+            with zipfile.ZipFile(path, "w") as z:  # stored, as PNGs barely compress
+                for f in sorted(listed.parent.rglob("*")):
+                    if f.is_file() and f.name != "done":
+                        z.write(f, f.relative_to(listed.parent).as_posix())
+        return path / listed.name
     if kind == "npz-binary":
         path = WORK / "fashion32-binary.npz"
         if not path.exists():

@@ -56,4 +56,5 @@ def test_refused_and_built_rows():
 
 def test_every_row_names_a_model_and_the_data_it_writes():
     assert {model for model, _, _ in ROWS.values()} == set(MODELS)
-    assert {data for _, data, _ in ROWS.values()} == {"png", "png-named", "npz", "npz-binary", "csv-onehot", "tfds"}  # write_data's kinds
+    assert {data for _, data, _ in ROWS.values()} == {"png", "png-named", "npz", "npz-binary", "csv-onehot", "tfds",
+                                                     "kaggle-zip"}  # write_data's kinds
