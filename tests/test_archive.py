@@ -124,3 +124,22 @@ def test_archives_that_cannot_be_read_are_refused_in_one_line(tmp_path, scratch,
     with pytest.raises(UserError, match="data not found: .*missing.zip/labels.csv"):
         check_data_spec(str(tmp_path / "missing.zip" / "labels.csv"))
     assert not list(scratch.iterdir())
+
+
+def test_members_that_would_land_outside_the_folder_are_not_extracted(tmp_path, scratch):
+    """A tar's absolute or ``..`` names (and a zip's, which ``ZipFile.extract`` would clean anyway) are left out:
+    nothing of the archive is written outside its temporary folder."""
+    import io
+
+    from lrfc.frontend import archive
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as t:
+        for name in ("../escaped.png", "/abs.png", "data/sub/../../../up.png", "data/ok.png"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            t.addfile(info, io.BytesIO(b"\x89PNG"))
+    assert [name for name, _ in archive._members(evil)] == ["data/ok.png"]
+    with archive.extracted(evil) as (target, root):
+        assert target == root / "data" and [p.name for p in target.iterdir()] == ["ok.png"]
+    assert not list(scratch.iterdir()) and not (tmp_path / "escaped.png").exists() and not (tmp_path / "up.png").exists()

@@ -68,8 +68,9 @@ def _members(archive: Path) -> list[tuple[str, int]]:
 
 
 def _wanted(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return not any(p == JUNK or p.startswith(".") for p in parts)
+    """Not junk, not hidden, and inside the archive's folder (no absolute name, no ``..``: those start with '.')."""
+    path = PurePosixPath(name)
+    return not path.is_absolute() and not any(p == JUNK or p.startswith(".") for p in path.parts)
 
 
 def _extract(archive: Path, members: list[tuple[str, int]], into: Path) -> None:
@@ -79,8 +80,9 @@ def _extract(archive: Path, members: list[tuple[str, int]], into: Path) -> None:
             for name in names:
                 z.extract(name, into)
         return
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python 3.11.4 on; regular files only anyway
     with tarfile.open(archive) as t:  # the 'data' filter refuses paths and links that leave the folder
-        t.extractall(into, members=[m for m in t.getmembers() if m.name in names], filter="data")
+        t.extractall(into, members=[m for m in t.getmembers() if m.name in names], **safe)
 
 
 def _data_root(root: Path, archive: Path) -> Path:
