@@ -411,6 +411,40 @@ def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(k
     assert "1 of 11 image files do not decode and were left out (first: broken.png: " in ds.notes[-1]
 
 
+def test_hugging_face_image_folders_are_read_through_their_metadata_csv_or_jsonl(keras, tmp_path):
+    """``datasets``' ImageFolder layout: ``train/`` and ``test/`` each holding its images and a ``metadata.jsonl``
+    (or ``metadata.csv``) of ``file_name`` and ``label``; the JSON-lines list read as a CSV is, line numbers kept."""
+    import json
+
+    _pngs(tmp_path / "hf" / "train" / "images", [f"{i}.png" for i in range(12)])  # file_name: images/<i>.png
+    (tmp_path / "hf" / "train" / "metadata.jsonl").write_text(
+        "\n".join(json.dumps({"file_name": f"images/{i}.png", "label": ["cat", "dog"][i % 2], "text": "a pet"})
+                  for i in range(12)) + "\n")
+    _pngs(tmp_path / "hf" / "test", [f"{i}.png" for i in range(4)])
+    (tmp_path / "hf" / "test" / "metadata.csv").write_text("file_name,label\n" + "".join(
+        f"{i}.png,{['cat', 'dog'][i % 2]}\n" for i in range(4)))
+    ds = load_data(str(tmp_path / "hf"), (8, 8, 1), num_classes=2)
+    assert ds.y.tolist() == [0, 1] * 6 and ds.y_test.tolist() == [0, 1] * 2 and ds.classes == ("cat", "dog")
+    assert ds.notes[0] == f"{tmp_path / 'hf' / 'train'}: read through its metadata.jsonl (Hugging Face's image-folder " \
+                          "layout)"
+    listed = load_data(str(tmp_path / "hf" / "train" / "metadata.jsonl"), (8, 8, 1), num_classes=2)
+    assert listed.y.tolist() == [0, 1] * 6 and [round(float(listed.x[i][0, 0, 0]) * 255) for i in range(3)] == [0, 1, 2]
+
+    def refused(text, match):
+        (tmp_path / "hf" / "train" / "metadata.jsonl").write_text(text)
+        with pytest.raises(UserError, match=match):
+            load_data(str(tmp_path / "hf" / "train"), (8, 8, 1), num_classes=2)
+
+    refused('{"file_name": "images/0.png", "label": "cat"}\n\n{"file_name": "images/1.png", label}\n',
+            "metadata.jsonl: line 3 is not a JSON object")
+    refused('{"file_name": "images/0.png", "labels": ["cat", "dog"]}\n',
+            "line 1's 'labels' holds lists; lrfc reads one file name and one label per line")
+    _pngs(tmp_path / "captioned", [f"{i}.png" for i in range(12)])  # captions, no labels: an unlabelled build
+    (tmp_path / "captioned" / "metadata.jsonl").write_text(  # reads the folder's images as it would without them
+        "\n".join(json.dumps({"file_name": f"{i}.png", "text": f"photo {i}"}) for i in range(12)))
+    assert load_data(str(tmp_path / "captioned"), (8, 8, 1), 2, labels=False).y is None
+
+
 def test_a_folder_of_images_without_classes_points_at_a_csv_beside_it(keras, tmp_path):
     _pngs(tmp_path / "train", [f"{i}.png" for i in range(10)])
     (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))

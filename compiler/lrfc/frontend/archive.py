@@ -32,7 +32,7 @@ from lrfc.errors import UserError
 
 SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 JUNK = "__MACOSX"  # a zip made by macOS's Finder holds each file's resource fork under it
-DATA_SUFFIXES = (".npz", ".npy", ".h5", ".hdf5", ".csv", ".tfrecord", ".tfrec", ".tfrecords")
+DATA_SUFFIXES = (".npz", ".npy", ".h5", ".hdf5", ".csv", ".jsonl", ".tfrecord", ".tfrec", ".tfrecords")
 SPACE_MARGIN = 1.1  # the free space extraction needs: the listed sizes and this much more
 
 

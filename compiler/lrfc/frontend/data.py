@@ -269,6 +269,7 @@ def _class_labels(path: Path, folders: list[str], num_classes: int | None,
 
 
 TRAIN_FOLDERS = ("train", "training")
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")  # Hugging Face's image folder lists its images' labels so
 HELD_OUT_FOLDERS = ("val", "valid", "validation", "test", "testing")
 
 
@@ -334,6 +335,9 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     fitted, and what the files held (``8-bit images``: each file is divided by 255, not by its own range, so a dark
     image stays dark). A file that does not decode is left out, and a note says how many were.
 
+    A folder that holds Hugging Face's ``metadata.csv`` or ``metadata.jsonl``
+    is read through it (``_read_image_csv``; without labels needed, one whose
+    labels cannot be read leaves the folder to the rules below).
     Without class subfolders, the images directly in ``path`` are read
     (``_read_flat_dir``): labelled by their file names where those name the
     classes, else unlabelled (labels and class names None), which
@@ -344,6 +348,16 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     folder, which may lack a class; ``class_names`` (``--class-names``) number
     the folders instead of their sorted order.
     """
+    metadata = next((path / n for n in METADATA_FILES if (path / n).is_file()), None)
+    if metadata is not None:  # Hugging Face's image folder: its images listed with their labels in it
+        try:
+            x, y, classes, notes, fit, images = _read_image_csv(metadata, input_shape, num_classes, progress,
+                                                                class_names)
+            return x, y, classes, [f"{path}: read through its {metadata.name} (Hugging Face's image-folder layout)",
+                                   *notes], fit, images
+        except UserError:
+            if labels_needed:
+                raise
     folders = _subfolders(path)
     if not folders:
         return _read_flat_dir(path, input_shape, num_classes, labels_needed, labels, progress, class_names)
@@ -874,7 +888,7 @@ def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract
         elif path.is_dir():
             x, y, classes, notes, fit, images = _read_image_dir(path, tuple(input_shape), num_classes, labels,
                                                                 progress=progress, class_names=class_names)
-        elif path.suffix.lower() == ".csv":  # image files and their labels
+        elif path.suffix.lower() in (".csv", ".jsonl"):  # image files and their labels
             x, y, classes, notes, fit, images = _read_image_csv(path, tuple(input_shape), num_classes, progress,
                                                                 class_names)
         elif path.suffix.lower() == ".npz":

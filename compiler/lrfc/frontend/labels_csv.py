@@ -1,4 +1,4 @@
-"""A CSV that lists image files and their labels (``--data labels.csv``).
+"""A CSV that lists image files and their labels (``--data labels.csv``), or the same as JSON lines.
 
 The form Kaggle's image datasets and Keras' ``flow_from_dataframe`` use: a
 header, one column naming each image file and one holding its label::
@@ -15,6 +15,9 @@ in one subfolder of the CSV's folder (Kaggle's ``labels.csv`` beside
 columns, one per class, with a single 1 (one-hot; the headers name the
 classes). Which column is which is found from the values, and from Keras'
 names (``filename``, ``class``) and common ones where the values leave a choice.
+Hugging Face's image folders list theirs as ``metadata.csv`` (read as any
+CSV) or ``metadata.jsonl``, one JSON object per line (``{"file_name":
+"0001.png", "label": 3}``): the first object's keys are the header.
 This module reads the text alone; ``frontend.data`` reads the images.
 """
 
@@ -73,6 +76,8 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     first = next((line for line in text.splitlines() if line.strip()), None)
     if first is None:
         raise UserError(f"{path}: empty; expected a header and one line per image (file name, label)")
+    if path.suffix.lower() == ".jsonl":
+        return _json_lines(path, text)
     try:
         dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
     except csv.Error:
@@ -96,6 +101,37 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     if any(_resolve(path.parent, h, s).is_file() for h in header for s in ("", *IMAGE_SUFFIXES) if h):
         raise UserError(f"{path}: its first line names an image file; the first line is the header (column names, "
                         "e.g. filename,class)")
+    return header, rows, lines
+
+
+def _json_lines(path: Path, text: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """``_rows`` of a JSON-lines list (Hugging Face's ``metadata.jsonl`` beside an image folder): one object per
+    line; the first object's keys are the header, a key a line leaves out is an empty field."""
+    import json
+
+    objects, lines = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: line {n} is not a JSON object ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}: line {n} is not a JSON object (one per line: {{\"file_name\": ..., "
+                            "\"label\": ...}})")
+        objects.append(obj)
+        lines.append(n)
+    header = list(objects[0])
+    if len(header) < 2:
+        raise UserError(f"{path}: its objects have one key ('{header[0] if header else ''}'); expected a file-name key "
+                        "and a label key")
+    for n, obj in zip(lines, objects):
+        several = next((k for k in header if isinstance(obj.get(k), (list, dict))), None)
+        if several is not None:
+            raise UserError(f"{path}: line {n}'s '{several}' holds {type(obj[several]).__name__}s; lrfc reads one "
+                            "file name and one label per line")
+    rows = [["" if obj.get(k) is None else str(obj[k]).strip() for k in header] for obj in objects]
     return header, rows, lines
 
 

@@ -43,7 +43,7 @@ def _first(path: Path) -> tuple[int, ...] | None:
     if path.is_dir():
         first = _first_image(path, IMAGE_SUFFIXES)
         return None if first is None else _decoded(first.read_bytes())
-    if suffix == ".csv":
+    if suffix in (".csv", ".jsonl"):
         return _decoded(labels_csv.read(path).files[0].read_bytes())
     if suffix in (".h5", ".hdf5"):
         from lrfc.frontend import h5data
