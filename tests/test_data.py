@@ -399,6 +399,7 @@ def test_a_csv_that_does_not_fit_the_form_is_refused_naming_the_line_or_column(k
     refused("0.png,1\n1.png,0\n", "its first line names an image file; the first line is the header")
     refused("a,b\nx,cat\ny,dog\n", r"no column names an image file \(columns 'a', 'b'; first line's values 'x', 'cat'\)")
     refused("", "empty; expected a header")
+    refused(",,\n,,\n", "empty; expected a header")  # a spreadsheet saved with nothing in it
     refused("url,label\nhttps://example.com/a.jpg,cat\n", r"column 'url' holds URLs \(https://example.com/a.jpg\); lrfc "
             "reads local image files: download them")
     # one damaged file among the listed: left out with its label, the rest stay aligned

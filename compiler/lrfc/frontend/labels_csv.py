@@ -88,6 +88,8 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         if any(v.strip() for v in row):
             parsed.append(row)
             numbers.append(reader.line_num)  # a quoted field over several lines: the line the row ends on
+    if not parsed:  # rows of empty fields alone
+        raise UserError(f"{path}: empty; expected a header and one line per image (file name, label)")
     header = [h.strip() for h in parsed[0]]
     if len(header) < 2:
         raise UserError(f"{path}: its header has one column ('{header[0]}'); expected a file-name column and a label "
