@@ -134,6 +134,8 @@ def _npzdata(f: Files, name: str) -> str:
 CASES = [
     # --- the model
     ("model-missing", lambda f: _build(f, model=f.root / "nowhere.keras"), 2, "model not found"),
+    ("model-url", lambda f: _build(f, model="https://example.com/models/mobilenet.keras"), 2,
+     "model is a URL (https://example.com/models/mobilenet.keras); lrfc reads local files: download it"),
     ("model-bad-suffix", lambda f: _build(f, model=f.root / "model.txt"), 2, "unsupported model format '.txt'"),
     ("model-corrupt-archive", lambda f: _build(f, model=f.root / "corrupt.keras"), 2, "not a readable .keras model archive"),
     ("model-weights-only-h5", lambda f: _build(f, model=f.root / "weights_only.h5"), 2, "holds weights only"),
@@ -153,6 +155,10 @@ CASES = [
     ("model-at-chance", lambda f: _build(f, model=f.untrained), 2, "chance is 10.0%"),
     # --- the data and how it meets the model
     ("data-missing", lambda f: _build(f, data=str(f.root / "nowhere.npz")), 2, "data not found"),
+    ("data-url", lambda f: _build(f, data="https://storage.googleapis.com/download.tensorflow.org/example_images/"
+                                          "flower_photos.tgz"), 2,
+     "data is a URL (https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz); lrfc "
+     "reads local files: download it (curl -LO"),
     ("data-unsupported", lambda f: _build(f, data=str(f.root / "data.txt")), 2, "unsupported data format '.txt'"),
     ("data-archive-of-archives", lambda f: _build(f, data=str(f.root / "nested.zip")), 2,
      "holds only other archives (test1.zip, train.zip); extract it and pass the archive (or folder) that holds the data"),

@@ -165,6 +165,8 @@ def test_bad_files_are_clear_errors(keras, tmp_path):
 
     with pytest.raises(UserError, match="model not found"):
         load_model(tmp_path / "missing.keras")
+    with pytest.raises(UserError, match=r"model is a URL \(hf://org/model.keras\); lrfc reads local files"):
+        load_model("hf://org/model.keras")  # the API, past the CLI's preflight: the URL as given
     (tmp_path / "junk.keras").write_bytes(b"not a zip at all")
     with pytest.raises(UserError, match="not a readable .keras model archive"):
         load_model(tmp_path / "junk.keras")

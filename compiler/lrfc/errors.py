@@ -10,6 +10,16 @@ class UserError(Exception):
     """
 
 
+def not_found(what: str, spec, expected: str = "") -> UserError:
+    """``what`` (``model``, ``data``) at ``spec`` is not there; a URL is told that lrfc reads local files."""
+    import re
+
+    if re.match(r"[a-z][a-z0-9+.-]*://", str(spec), re.IGNORECASE):
+        return UserError(f"{what} is a URL ({spec}); lrfc reads local files: download it (curl -LO '{spec}') and "
+                         "give its path")
+    return UserError(f"{what} not found: {spec}{f' ({expected})' if expected else ''}")
+
+
 class VerificationError(Exception):
     """An exported artifact disagreed with its Keras model beyond the tolerance of its precision.
 

@@ -202,7 +202,9 @@ class BuildOptions:
         if self.identity_file is not None and not Path(self.identity_file).is_file():
             raise UserError(f"--identity-file: no such file: {self.identity_file}")
         if isinstance(self.model, (str, Path)) and not Path(self.model).exists():
-            raise UserError(f"model not found: {self.model}")
+            from lrfc.errors import not_found
+
+            raise not_found("model", self.model)
         if not isinstance(self.model, (str, Path)) and not hasattr(self.model, "inputs"):
             raise UserError(f"model: received a {type(self.model).__name__}; expected a path or a keras.Model")
         check_data_spec(self.data)

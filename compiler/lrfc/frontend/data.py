@@ -801,8 +801,10 @@ def _to_model(x: np.ndarray, input_shape: tuple, contract: InputContract, where:
 
 
 def not_found(spec: str) -> UserError:
-    return UserError(f"data not found: {spec} (expected {', '.join(BUILTIN)}, an .npz, .npy, .h5, .csv or TFRecord file, "
-                     "an image folder, or an archive of one)")
+    from lrfc.errors import not_found as missing
+
+    return missing("data", spec, f"expected {', '.join(BUILTIN)}, an .npz, .npy, .h5, .csv or TFRecord file, an image "
+                                 "folder, or an archive of one")
 
 
 def load_data(spec, input_shape: tuple, num_classes: int | None = None, contract: InputContract | None = None,

@@ -160,9 +160,11 @@ def load_model(path: str | Path, trust: bool = False):
     Returns:
         The loaded ``keras.Model`` (uncompiled).
     """
+    if not Path(path).exists():
+        from lrfc.errors import not_found
+
+        raise not_found("model", path)  # as given: a URL's '//' would not survive Path
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"model not found: {path}")
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
             raise UserError(f"{path}: a directory, but not a SavedModel (no saved_model.pb)")
