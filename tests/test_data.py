@@ -428,6 +428,10 @@ def test_hugging_face_image_folders_are_read_through_their_metadata_csv_or_jsonl
     assert ds.y.tolist() == [0, 1] * 6 and ds.y_test.tolist() == [0, 1] * 2 and ds.classes == ("cat", "dog")
     assert ds.notes[0] == f"{tmp_path / 'hf' / 'train'}: read through its metadata.jsonl (Hugging Face's image-folder " \
                           "layout)"
+    (tmp_path / "hf" / "test" / "metadata.csv").write_text("file_name,label\n" + "".join(f"{i}.png,dog\n" for i in
+                                                                                         range(4)))
+    only_dogs = load_data(str(tmp_path / "hf"), (8, 8, 1), num_classes=2)  # numbered by the training split's classes
+    assert only_dogs.y_test.tolist() == [1] * 4 and only_dogs.classes == ("cat", "dog")
     listed = load_data(str(tmp_path / "hf" / "train" / "metadata.jsonl"), (8, 8, 1), num_classes=2)
     assert listed.y.tolist() == [0, 1] * 6 and [round(float(listed.x[i][0, 0, 0]) * 255) for i in range(3)] == [0, 1, 2]
 

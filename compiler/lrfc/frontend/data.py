@@ -350,9 +350,9 @@ def _read_image_dir(path: Path, input_shape: tuple, num_classes: int | None, lab
     """
     metadata = next((path / n for n in METADATA_FILES if (path / n).is_file()), None)
     if metadata is not None:  # Hugging Face's image folder: its images listed with their labels in it
-        try:
-            x, y, classes, notes, fit, images = _read_image_csv(metadata, input_shape, num_classes, progress,
-                                                                class_names)
+        named = class_names if class_names is not None or labels is None else _names_by_label(labels, None)
+        try:  # a held-out folder's labels numbered as the training folder's (``labels``), not sorted anew
+            x, y, classes, notes, fit, images = _read_image_csv(metadata, input_shape, num_classes, progress, named)
             return x, y, classes, [f"{path}: read through its {metadata.name} (Hugging Face's image-folder layout)",
                                    *notes], fit, images
         except UserError:
