@@ -63,6 +63,25 @@ def test_help_and_profiles_do_not_import_tensorflow():
     assert res.stdout.strip() == "[]"
 
 
+def test_version_names_lrfc_and_the_packages_it_lowers_with_without_tensorflow():
+    """`lrfc --version`, as every tool a user knows has it: lrfc's version (pyproject.toml's), then the converters'
+    and runtimes' versions a bug report needs; read from package metadata, so TensorFlow is not imported."""
+    import tomllib
+    from importlib import metadata
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    code = ("import sys\nfrom lrfc.cli import main\ncode = main(['--version'])\n"
+            "print([m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime') if m in sys.modules], code)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    first, packages, loaded = res.stdout.strip().splitlines()
+    assert first == f"lrfc {project['version']}"
+    for name in ("tensorflow-cpu", "keras", "tf2onnx", "onnxruntime", "ai-edge-litert"):
+        assert f"{name} {metadata.version(name)}" in packages
+    assert packages.endswith(f"; Python {sys.version.split()[0]}") and loaded == "[] 0"
+
+
 def test_profiles_json():
     res = run_cli("profiles", "list", "--json")
     names = [p["name"] for p in json.loads(res.stdout)]

@@ -44,6 +44,8 @@ def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_p
     doc = json.loads((out / "export.json").read_text())
     assert doc["target"] == "host" and doc["precision"] == "int8" and doc["model"] == str(model_path)
     assert doc["formats"] == ["tflite", "onnx"] and doc["calibration_samples"] == 256
+    assert doc["provenance"]["command"] == (f"lrfc export {model_path} --target host --precision int8 --data digits "
+                                            f"--out {out}")
     assert "int8_equalization" not in doc  # no factorized chains: nothing to equalize
     assert doc["verification_data"] == "digits, 512 samples disjoint from calibration"
     for art, fmt in zip(doc["artifacts"], ("tflite", "onnx")):

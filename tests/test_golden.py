@@ -70,3 +70,24 @@ def test_report_keeps_every_key_it_had(golden_build):
     before = set(json.loads((GOLDEN / "report_keys.json").read_text()))
     missing = sorted(before - key_paths(report))
     assert not missing, f"report keys lost: {missing}"
+
+
+def test_report_says_what_made_it(golden_build):
+    """report.json's ``provenance``: the command as run, lrfc's and the packages' versions, when, and where."""
+    import time
+    from importlib import metadata
+
+    from lrfc import __version__
+
+    out, report = golden_build
+    made = report["provenance"]
+    assert made["lrfc"] == __version__
+    assert made["command"].startswith("lrfc build ") and made["command"].endswith(f"--out {out} --cache-dir "
+                                                                                    f"{out.parent / 'cache'} --json")
+    assert made["packages"]["keras"] == metadata.version("keras")
+    assert made["packages"]["tf2onnx"] == metadata.version("tf2onnx") and "onnxruntime" in made["packages"]
+    assert made["machine"]["cores"] >= 1 and made["machine"]["cpu"]
+    made_at = time.mktime(time.strptime(made["created_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert abs(made_at - time.time()) < 3600  # written by this run, in UTC
+    page = (out / "report.html").read_text()
+    assert f"made by: lrfc {__version__}, {made['created_at']} on " in page

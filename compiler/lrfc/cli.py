@@ -69,8 +69,19 @@ AllowLow = Annotated[bool, typer.Option(
     "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from lrfc.provenance import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks, other libraries' warnings and progress detail.")] = False):
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks, other libraries' warnings and progress detail.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print lrfc's version and the packages it lowers and times with, "
+                                                     "then exit.")] = False):
     from lrfc.common.quiet import set_verbose
 
     _state["verbose"] = verbose
@@ -561,7 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     from lrfc.errors import Interrupted, VerificationError
+    from lrfc.provenance import record_command
 
+    record_command(sys.argv[1:] if argv is None else argv)  # report.json and export.json say what was run
     handled = (signal.SIGINT, signal.SIGTERM)
     try:
         previous = {s: signal.signal(s, _on_signal) for s in handled}
@@ -597,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        record_command(None)  # a Python API call after this one ran no command
     return status if isinstance(status, int) else 0
 
 

@@ -160,6 +160,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.frontend.contract import resolve
     from lrfc.frontend.recorded import with_recorded
     from lrfc.lower.artifacts import lower, onnx_int8_scheme, onnx_weight_bits, require_passed
+    from lrfc.provenance import provenance
     from lrfc.lower.stamp import stamp_entries
 
     profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
@@ -184,7 +185,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                                    if precision == "int8" and "onnx" in formats else 8),
                         stamp=stamp_entries(contract, samples.classes), xnnpack=not profile.requires_full_int8,
                         binary=binary_kind(model))
-        doc = {"model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
+        doc = {"provenance": provenance(), "model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}
         if equalized is not None and equalized.links:

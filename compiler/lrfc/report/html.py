@@ -10,6 +10,7 @@ from lrfc.benchmark.stage import baseline_of
 from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
+from lrfc.provenance import provenance_line
 from lrfc.report.classes import class_name, classes_line
 from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, answers_line, baseline_line, budget_line,
                              check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line,
@@ -50,6 +51,8 @@ def render_html(report: dict) -> str:
         + (f"<br><span class=muted>input: {e(input_line(report['input']))}</span>" if report.get("input") else "")
         + (f"<br><span class=muted>output: {e(output_line(report['binary_output']))}</span>"
            if report.get("binary_output") else "")
+        + (f"<br><span class=muted>made by: {e(provenance_line(report['provenance']))}</span>"
+           if report.get("provenance") else "")
         + "</p>",
         '<div class="cards">',
         _card("parameters", f"{orig['params']:,} &rarr; {comp['params']:,}", f"{pct_removed(orig['params'], comp['params'])} removed"),

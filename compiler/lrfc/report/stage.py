@@ -69,6 +69,7 @@ def solutions(state) -> list[dict]:
 def build_report(state) -> dict:
     """The ``report.json`` document of a finished build."""
     from lrfc.frontend.catalogue import CUSTOM_NOTE
+    from lrfc.provenance import provenance
     from lrfc.report.classes import class_recall
     from lrfc.search.stage import rank_multiple
 
@@ -107,6 +108,7 @@ def build_report(state) -> dict:
     total_macs_before, total_macs_after = state.mac_totals()
     costs = state.pricer.info.to_json() if state.pricer is not None else None
     return {
+        "provenance": provenance(),  # lrfc's version, the command, when, the packages, the machine
         "model": opts.model_name, "data": opts.data_name, "target": state.profile.name, "objective": state.objective,
         "binary_output": state.binary,  # "sigmoid"/"logit": one output unit read at its threshold (frontend.binary)
         "threshold": opts.threshold, "layer_thresholds": {n: round(t, 6) for n, t in state.thresholds.items()},
