@@ -59,6 +59,7 @@ def test_export_int8_writes_verified_artifacts_and_export_json(model_path, tmp_p
     seven = saturates_int8(fingerprint("onnxruntime-cpu"))
     assert (doc["artifacts"][1].get("note") == ONNX_7_BITS_NOTE) == seven, doc["artifacts"][1]
     assert doc["artifacts"][0].get("note") is None
+    assert doc["onnx_opset"] == 17 and doc["artifacts"][1]["opset"] == 17 and "opset" not in doc["artifacts"][0]
     lines = printed.splitlines()
     assert lines[0].split() == ["format", "precision", "size", "max_abs_diff", "top1_agreement", "passed"]
     assert lines[2].startswith("tflite") and lines[2].endswith("yes") and lines[3].startswith("onnx")
@@ -211,3 +212,26 @@ def test_int8_calibrates_on_unlabelled_data_and_says_what_it_did_not_check(model
                                             else f"{data}, the 40 calibration samples (no others left), unlabelled")
         assert all(a["passed"] and a["top1_agreement"] >= 0.9 and a.get("accuracy") is None for a in doc["artifacts"])
         assert f"{data} has no labels: the original's accuracy is not checked" in captured.err
+
+
+def test_onnx_files_are_written_at_the_target_s_opset(model_path, tmp_path, capsys):
+    """jetson-nano's TensorRT 8.2 reads ONNX up to opset 13 (its profile's onnx_opset): its file declares 13 (IR
+    version 7, which older ONNX Runtimes read too) and passes the gate; ``--opset`` sets it for any target, int8's
+    per-channel QDQ included."""
+    from lrfc.lower.opset import declared
+
+    out = tmp_path / "nano"
+    assert main(["export", str(model_path), "--target", "jetson-nano", "--formats", "onnx", "--out", str(out),
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (art,) = doc["artifacts"]
+    assert doc["onnx_opset"] == 13 and art["opset"] == 13 and art["passed"]
+    assert declared(out / "model.onnx") == (13, 7)
+    out = tmp_path / "int8"
+    assert main(["export", str(model_path), "--target", "host", "--precision", "int8", "--data", "digits",
+                 "--formats", "onnx", "--opset", "13", "--out", str(out), "--json"]) == 0
+    (art,) = json.loads(capsys.readouterr().out)["artifacts"]
+    assert art["precision"] == "int8" and art["opset"] == 13 and art["passed"] and art["top1_agreement"] >= 0.9
+    assert declared(out / "model.onnx")[0] == 13
+    assert main(["inspect", str(out / "model.onnx")]) == 0
+    assert "onnx      opset 13, IR version 7" in capsys.readouterr().out.splitlines()[1]

@@ -221,13 +221,13 @@ def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, t
     stored, runs = {}, iter([[0.60, 0.30, 0.70], [0.55, 0.40, 0.45]])  # original first; two measurements
     pricer = SimpleNamespace(recall=lambda sigs, precision: dict(stored),
                              remember=lambda rows, precision, replace: stored.update({r[0]: r[1] for r in rows}))
-    state = SimpleNamespace(pricer=pricer, binary=None, profile=SimpleNamespace(precision="fp32", threads=2, runtimes=("litert",)),
+    state = SimpleNamespace(pricer=pricer, binary=None, profile=SimpleNamespace(precision="fp32", threads=2, runtimes=("litert",), onnx_opset=17),
                             link=object(),
                             flat=SimpleNamespace(to_json=lambda: "{}"), splits=SimpleNamespace(x_calib=np.zeros((4, 2))),
                             original_ms={"a": 0.5}, progress=lambda *a: contextlib.nullcontext(SimpleNamespace(update=lambda *a: None)))
     exported = []
 
-    def export_file(model, fmt, path, precision, calib, onnx_int8="u8s8"):
+    def export_file(model, fmt, path, precision, calib, onnx_int8="u8s8", opset=17):
         exported.append(path.name)
         path.write_bytes(b"lowered")
         return path

@@ -277,3 +277,32 @@ def test_host_ranks_follow_the_measured_multiple_under_latency_only():
 ])
 def test_bad_rank_multiple_is_one_clear_error(tmp_path, table, words):
     assert words in load_error(tmp_path, VALID + "\n[rank_multiple]\n" + table + "\n")
+
+
+def test_onnx_opset_is_the_device_runtime_s_limit_with_its_source():
+    """A Jetson Nano's last JetPack has TensorRT 8.2, which reads ONNX up to opset 13: its files are written at 13;
+    a profile that names no limit gets lrfc's default, 17, and ``--opset`` replaces either, saying so."""
+    from lrfc.targets import with_opset
+
+    nano = load_profile("jetson-nano")
+    assert nano.onnx_opset == 13 and "TensorRT 8.2 supports operators up to Opset 13" in nano.onnx_opset_source
+    assert {load_profile(n).onnx_opset for n in ("jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin")} == {17}
+    host = load_profile("host")
+    assert (host.onnx_opset, host.onnx_opset_source) == (17, "")
+    assert profile_to_dict(nano)["onnx_opset"]["value"] == 13
+    assert profile_to_dict(host)["onnx_opset"] == {"value": 17, "source": None}
+    forced = with_opset(nano, 17)
+    assert (forced.onnx_opset, forced.onnx_opset_source, forced.name) == (17, "--opset 17", "jetson-nano")
+    assert with_opset(nano, None) is nano
+    with pytest.raises(UserError, match=r"--opset: received 19, expected 13 to 18"):
+        with_opset(host, 19)
+
+
+@pytest.mark.parametrize("table, words", [
+    ('value = 12\nsource = "x"', "key 'onnx_opset.value': received 12, expected 13 to 18"),
+    ('value = "13"\nsource = "x"', "key 'onnx_opset.value': received '13', expected an integer from 13 to 18"),
+    ('value = 13', "key 'onnx_opset': received"),
+    ('value = 13\nsource = ""', "key 'onnx_opset.source'"),
+])
+def test_bad_onnx_opset_is_one_clear_error(tmp_path, table, words):
+    assert words in load_error(tmp_path, VALID + "\n[onnx_opset]\n" + table + "\n")

@@ -87,18 +87,19 @@ def build(model, data, target: str = "host", *, out: str | Path = "lrfc-out", lo
 
 def export(model, target: str = "host", *, out: str | Path, formats=None, precision: str | None = None, data=None,
            calib_samples: int = 256, seed: int = 0, trust: bool = False, allow_low_accuracy: bool = False,
-           log=stderr_line, class_names: tuple[str, ...] | None = None, **contract) -> dict:
+           log=stderr_line, class_names: tuple[str, ...] | None = None, opset: int | None = None,
+           **contract) -> dict:
     """``lrfc export``: ``model`` as it is, lowered to verified artifacts and export.json in ``out``.
 
     ``contract`` takes ``input_range``, ``input_mean``, ``input_std``,
-    ``channel_order`` (as strings, like the flags); ``class_names`` each output's class, in order (``--class-names``).
-    Returns the export.json document.
+    ``channel_order`` (as strings, like the flags); ``class_names`` each output's class, in order (``--class-names``);
+    ``opset`` the ONNX file's opset in place of the target's (``--opset``). Returns the export.json document.
     """
     from lrfc.lower.export import export_model
 
     return export_model(model, target, out, formats=formats, precision=precision, data=data,
                         calib_samples=calib_samples, trust=trust, seed=seed, contract=_contract(contract),
-                        allow_low_accuracy=allow_low_accuracy, log=log, class_names=class_names)
+                        allow_low_accuracy=allow_low_accuracy, log=log, class_names=class_names, opset=opset)
 
 
 def verify(artifact: str | Path, model, *, data=None, precision: str | None = None, seed: int = 0,

@@ -65,6 +65,9 @@ ClassNames = Annotated[Optional[str], typer.Option(
                           "or a file of them (one per line; JSON: a list, or index -> name or \\[id, name] as Keras' "
                           "imagenet_class_index.json): they number the class folders and class-name labels "
                           "(default: sorted names).")]
+Opset = Annotated[Optional[int], typer.Option(
+    "--opset", help="The ONNX opset of the .onnx files, 13 to 18 (default: the target's onnx_opset, e.g. 13 for "
+                    "jetson-nano, whose TensorRT 8.2 reads up to 13; else 17).")]
 AllowLow = Annotated[bool, typer.Option(
     "--allow-low-accuracy", help="Go on (with a warning) when the original model scores at chance on the data.")]
 
@@ -206,6 +209,7 @@ def build(
     trust_model: TrustModel = DEFAULT["trust_model"],
     custom_objects: CustomObjects = None,
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
+    opset: Opset = None,
     device: Annotated[Optional[list[str]], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated). Repeat it for a farm: devices measure in parallel, one measurement per device at a time; every chain is timed on each distinct board (fingerprint), and the plan is priced for the first --device's.")] = None,
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = DEFAULT["device_python"],
     identity_file: Annotated[Optional[str], typer.Option(help="ssh private key for --device.")] = None,
@@ -247,7 +251,7 @@ def build(
         seed=seed, cache=not no_cache, cache_dir=cache_dir, plan=plan, train_samples=train_samples or None,
         max_rounds=max_rounds, distill=distill, fit=data_aware, batch_size=batch_size, trust_model=trust_model,
         custom_objects=tuple(custom_objects or ()),
-        formats=_split(formats), device=_devices(device), device_python=device_python, identity_file=identity_file,
+        formats=_split(formats), opset=opset, device=_devices(device), device_python=device_python, identity_file=identity_file,
         ssh_options=tuple(ssh_option or ()), cost_db=cost_db, bench_runs=bench_runs, int8_baseline=int8_baseline,
         input_range=input_range, input_mean=input_mean, input_std=input_std, channel_order=channel_order,
         class_names=_class_names(class_names), allow_low_accuracy=allow_low_accuracy, allocation=allocation,
@@ -331,6 +335,7 @@ def export(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")],
     formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: the target's).")] = None,
+    opset: Opset = None,
     data: Annotated[Optional[str], typer.Option(help=EXPORT_DATA_HELP)] = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples drawn from --data (at most 256).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sample draws.")] = 0,
@@ -352,7 +357,7 @@ def export(
     doc = export_model(model, target, out=out, formats=_split(formats), precision=precision, data=data,
                        calib_samples=calib_samples, trust=trust_model, seed=seed, allow_low_accuracy=allow_low_accuracy,
                        log=_warn, input_range=input_range, input_mean=input_mean, input_std=input_std,
-                       channel_order=channel_order, class_names=_class_names(class_names))
+                       channel_order=channel_order, class_names=_class_names(class_names), opset=opset)
     if as_json:
         _emit_json(doc)
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lrfc import decompose
 from lrfc.errors import UserError
+from lrfc.lower.opset import problem as opset_problem
 from lrfc.objectives import OBJECTIVES
 
 FINETUNE_MODES = ("oneshot", "iterative", "none")
@@ -56,6 +57,7 @@ class BuildOptions:
     trust_model: bool = False
     custom_objects: tuple[str, ...] = ()  # .py files or modules defining the model's custom layers, imported in load
     formats: tuple[str, ...] | None = None  # None: the target's runtimes decide (litert -> tflite, onnxruntime-* -> onnx)
+    opset: int | None = None           # the ONNX files' opset; None: the target's (``onnx_opset``, else 17)
     device: str | tuple[str, ...] | None = None  # "local", "ssh://user@host[:port]", or several (a farm); None: host is local, others estimated
     device_python: str = "python3"
     identity_file: str | None = None
@@ -132,6 +134,8 @@ class BuildOptions:
         if self.max_class_drop is not None and not (isinstance(self.max_class_drop, (int, float))
                                                     and 0 <= self.max_class_drop <= 100):
             bad("--max-class-drop", self.max_class_drop, "recall points in [0, 100]")
+        if self.opset is not None and opset_problem(self.opset):
+            raise UserError(f"--opset: {opset_problem(self.opset)}")
         unknown = [m for m in self.methods if m not in decompose.METHODS]
         if not self.methods or unknown:
             bad("--methods", ",".join(self.methods), f"a comma list of {', '.join(decompose.names())}")

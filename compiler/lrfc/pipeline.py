@@ -203,10 +203,10 @@ def preflight(options: BuildOptions, log):
     from lrfc.cost.costdb import check_cost_db
     from lrfc.cost.devices import HOST_PROFILES
     from lrfc.search.cache import check_cache_dir, default_cache_dir
-    from lrfc.targets import load_profile
+    from lrfc.targets import load_profile, with_opset
 
     options.validate()
-    profile = load_profile(options.target)
+    profile = with_opset(load_profile(options.target), options.opset)
     if options.qat and profile.precision != "int8":
         from lrfc.errors import UserError
 

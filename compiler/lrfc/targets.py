@@ -41,6 +41,10 @@ accepted)::
                                   # steps; ``lrfc profiles probe`` measures
                                   # it); a runtime or precision not named: 1
 
+    [onnx_opset]                  # optional: the newest ONNX opset the
+    value = 13                    # device's ONNX runtime reads (an integer,
+    source = "TensorRT 8.2 ..."   # 13 to 18); absent: 17 (``lower.opset``)
+
     [op_overhead_us]              # optional: what one more operator costs
     value = 6.5                   # however small (microseconds; a GPU's
     source = "measured on ..."    # launch), added per operator to roofline
@@ -61,6 +65,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lrfc.errors import UserError
+from lrfc.lower.opset import DEFAULT as DEFAULT_OPSET, problem as opset_problem
 from lrfc.objectives import OBJECTIVES
 from runtime_bench.runners import RUNNERS
 
@@ -73,7 +78,7 @@ ALIASES = {"jetson": DEFAULT_JETSON}
 
 _REQUIRED = ("description", "runtimes", "precision", "threads", "memory_budget_mb",
              "peak_gflops", "memory_bandwidth_gbps")
-_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple", "op_overhead_us")
+_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple", "op_overhead_us", "onnx_opset")
 _FIGURE_KEYS = ("value", "source")
 
 
@@ -108,6 +113,8 @@ class Profile:
     rank_multiple: Mapping[str, Mapping[str, int]] = field(default_factory=dict, hash=False)
     rank_multiple_source: str = ""
     op_overhead_us: Figure | None = None
+    onnx_opset: int = DEFAULT_OPSET
+    onnx_opset_source: str = ""   # where the device's limit is published; "--opset N" when the command set it
 
     def __post_init__(self) -> None:
         # The rules that tie keys together live here, so that a profile made
@@ -191,6 +198,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "rank_multiple": {r: dict(m) for r, m in profile.rank_multiple.items()},
         "rank_multiple_source": profile.rank_multiple_source or None,
         "op_overhead_us": None if profile.op_overhead_us is None else _figure_to_dict(profile.op_overhead_us),
+        "onnx_opset": {"value": profile.onnx_opset, "source": profile.onnx_opset_source or None},
         "path": None if profile.path is None else str(profile.path),
     }
 
@@ -228,6 +236,7 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
     if not isinstance(description, str) or not description.strip():
         raise _error(label, "description", _show(description), _expected("description"))
     multiples, multiple_source = _multiples(data.get("rank_multiple", {}), label)
+    opset, opset_source = _opset(data["onnx_opset"], label) if "onnx_opset" in data else (DEFAULT_OPSET, "")
     return Profile(
         name=name,
         description=description.strip(),
@@ -244,6 +253,8 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
         rank_multiple_source=multiple_source,
         op_overhead_us=(_figure(data["op_overhead_us"], label, "op_overhead_us") if "op_overhead_us" in data
                         else None),
+        onnx_opset=opset,
+        onnx_opset_source=opset_source,
     )
 
 
@@ -349,6 +360,31 @@ def _figure(value: Any, label: str, key: str) -> Figure:
     if not isinstance(source, str) or not source.strip():
         raise _error(label, f"{key}.source", _show(source), "a non-empty string naming the public source")
     return Figure(value=float(number), source=source.strip())
+
+
+def _opset(value: Any, label: str) -> tuple[int, str]:
+    """``[onnx_opset]``: the newest opset the device's ONNX runtime reads (``lower.opset``) and where that is said."""
+    if not isinstance(value, dict) or set(value) != set(_FIGURE_KEYS):
+        raise _error(label, "onnx_opset", _show(value), "a table with value (an opset) and source (string)")
+    why = opset_problem(value["value"])
+    if why:
+        raise UserError(f"{label}: key 'onnx_opset.value': {why}")
+    source = value["source"]
+    if not isinstance(source, str) or not source.strip():
+        raise _error(label, "onnx_opset.source", _show(source), "a non-empty string naming the public source")
+    return value["value"], source.strip()
+
+
+def with_opset(profile: Profile, opset: int | None) -> Profile:
+    """``profile`` with ``--opset`` in place of its own ONNX opset (unchanged for None)."""
+    if opset is None:
+        return profile
+    why = opset_problem(opset)
+    if why:
+        raise UserError(f"--opset: {why}")
+    from dataclasses import replace
+
+    return replace(profile, onnx_opset=opset, onnx_opset_source=f"--opset {opset}")
 
 
 def _figure_to_dict(figure: Figure) -> dict[str, Any]:

@@ -245,7 +245,7 @@ def timed_ms(state, models, fmt: str, runtime: str, work: Path, floor: list[floa
                 if profile.precision == "int8" and plan.choices:  # as the lower stage will publish it
                     equalize_chains(model, calibration, {c.layer for c in plan.choices})
                 export_file(user_form(model, state.binary), fmt, path, profile.precision, calibration,
-                            onnx_int8_scheme(profile.runtimes))
+                            onnx_int8_scheme(profile.runtimes), profile.onnx_opset)
                 del model
                 bar.update(1, f"{len(plan.choices)} layers factorized")
     rows = time_files(state.link, paths, runtime, profile.threads, sum(state.original_ms.values()))

@@ -274,6 +274,8 @@ def profile_toml(base, measured: Probe) -> str:
     elif base.op_overhead_us is not None and "fp32" not in measured.peak_gops:  # not probed: the base's stays
         lines += ["", "[op_overhead_us]", f"value = {base.op_overhead_us.value}",
                   f"source = {_q(base.op_overhead_us.source)}"]
+    if base.onnx_opset_source:  # the device's runtime reads what it read before the probe (not probed)
+        lines += ["", "[onnx_opset]", f"value = {base.onnx_opset}", f"source = {_q(base.onnx_opset_source)}"]
     multiples = {**{r: dict(m) for r, m in base.rank_multiple.items()}, measured.runtime: dict(measured.multiples)}
     lines += ["", "[rank_multiple]", f"source = {_q(source + ': 1x1 conv output channels swept')}"]
     lines += [f"{_q(r)} = {{ {', '.join(f'{p} = {m}' for p, m in table.items())} }}" for r, table in multiples.items()]

@@ -1,7 +1,7 @@
 """Lowering: Keras models to deployable files, one module and one entry function per format.
 
 * ``tflite.export_tflite``: TFLite (LiteRT) at fp32, fp16 or full int8;
-* ``onnx.export_onnx`` / ``onnx.quantize_onnx_int8``: ONNX (opset 17) and
+* ``onnx.export_onnx`` / ``onnx.quantize_onnx_int8``: ONNX (opset 17, or the target's: ``opset``) and
   its ONNX Runtime QDQ int8 form;
 * ``twin.converter_twin``: what both convert (``static_shapes``: fixed-shape
   ``Flatten``/``Reshape`` and ``Dense`` on maps with constant reshapes;

@@ -33,7 +33,8 @@ def artifact_info(path: str | Path) -> dict:
     file; None for others) the ones whose outputs are float32; ``int8_weights_only``: a dynamic-range TFLite file
     (int8 weights, every activation float32); ``delegation``: a TFLite file's ``runtime_bench.delegation`` summary
     (None for ONNX, or without LiteRT); ``refused``: why a quantized TFLite file does not load and run once in a
-    child process (``runtime_bench.sandbox``: LiteRT can abort on one), else None."""
+    child process (``runtime_bench.sandbox``: LiteRT can abort on one), else None; ``onnx_versions``: an ONNX
+    file's declared opset and IR version (None for TFLite)."""
     from lrfc.lower.check import artifact_format
     from lrfc.lower.io_spec import artifact_io
     from lrfc.lower.records import sha256_of
@@ -57,7 +58,13 @@ def artifact_info(path: str | Path) -> dict:
         refused = first_run_refused(path, fmt, "int8" if quantized else "fp32")
         delegation = None if refused else litert_delegation(path)
     contract = json.loads(stamp["lrfc.input"]) if "lrfc.input" in stamp else None
-    return {"file": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
+    versions = None
+    if fmt == "onnx":  # what a runtime checks before anything else: an older one may refuse a newer opset
+        from lrfc.lower.opset import declared
+
+        opset, ir = declared(path)
+        versions = {"opset": opset, "ir_version": ir}
+    return {"file": str(path), "format": fmt, "onnx_versions": versions, "bytes": path.stat().st_size, "sha256": sha256_of(path), "io": io,
             "stamp": stamp, "contract": contract, "labels": json.loads(stamp["lrfc.labels"]) if "lrfc.labels" in stamp
             else None, "operators": dict(operators.most_common()),
             "float_ops": dict(float_ops.most_common()) if quantized else None,
@@ -111,6 +118,8 @@ def render_artifact_info(info: dict) -> str:
 
     contract = from_record(info["contract"], "the file") if info["contract"] else None
     lines = [f"{Path(info['file']).name}: {info['format']}, {info['bytes']:,} bytes, sha256 {info['sha256']}"]
+    if info.get("onnx_versions"):
+        lines.append(f"onnx      opset {info['onnx_versions']['opset']}, IR version {info['onnx_versions']['ir_version']}")
     inputs = info["io"]["inputs"]
     for role, tensors in (("input", inputs), ("output", info["io"]["outputs"])):
         for t in tensors:

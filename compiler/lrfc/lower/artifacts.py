@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lrfc.errors import VerificationError, first_line
+from lrfc.lower.opset import DEFAULT as DEFAULT_OPSET
 from lrfc.lower.records import ArtifactRecord
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -108,7 +109,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
           verify_samples: np.ndarray | None = None, verify_labels: np.ndarray | None = None, stem: str = "model",
           final_dir: str | Path | None = None, onnx_int8: str = "u8s8", keep_failed: bool = False,
           onnx_bits: int = 8, stamp: dict[str, str] | None = None, xnnpack: bool = True,
-          binary: str | None = None) -> list[ArtifactRecord]:
+          binary: str | None = None, onnx_opset: int = DEFAULT_OPSET) -> list[ArtifactRecord]:
     """Export ``model`` to each format at ``precision`` into ``out_dir`` and run each file through the gate.
 
     A file that fails the gate (or whose export fails, or that its runtime
@@ -144,6 +145,7 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
             the class names), so the verified file is the one that carries them.
         binary: ``"sigmoid"`` or ``"logit"`` for a binary classifier's one output unit (``frontend.binary``):
             the gate reads its top-1 at the unit's threshold.
+        onnx_opset: the opset of an ONNX file (``lower.opset``: the target's ``onnx_opset`` or ``--opset``).
 
     Returns:
         One ``ArtifactRecord`` per format, in order.
@@ -175,14 +177,14 @@ def lower(model, out_dir: str | Path, *, precision: str, formats, calibration: n
         with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
             records.append(_lower_one(model, fmt, out_dir / f"{stem}.{fmt}", final_dir / f"{stem}.{fmt}", precision,
                                       calibration, Path(work), x_verify, reference, y_verify, onnx_int8,
-                                      keep_failed, sensitivity, onnx_bits, stamp, xnnpack, binary))
+                                      keep_failed, sensitivity, onnx_bits, stamp, xnnpack, binary, onnx_opset))
     return records
 
 
 def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, work, x_verify, reference,
                y_verify, onnx_int8: str = "u8s8", keep_failed: bool = False, sensitivity=None,
                onnx_bits: int = 8, entries: dict[str, str] | None = None, xnnpack: bool = True,
-               binary: str | None = None) -> ArtifactRecord:
+               binary: str | None = None, opset: int = DEFAULT_OPSET) -> ArtifactRecord:
     """Export one format, stamp it with ``entries`` and gate it; a failed file is removed and its record says why."""
     from lrfc.common.memory import release
     from lrfc.lower.stamp import stamp
@@ -193,7 +195,7 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     start = time.perf_counter()
     try:
         artifact_precision, note = _EXPORTERS[fmt](model, staged, precision, calibration, work, onnx_int8=onnx_int8,
-                                                   reduce_range=onnx_bits == 7, xnnpack=xnnpack)
+                                                   reduce_range=onnx_bits == 7, xnnpack=xnnpack, opset=opset)
         if entries:
             stamp(staged, fmt, entries)
     except Exception as exc:  # a converter that gives up: this format fails, the others go on
@@ -206,12 +208,12 @@ def _lower_one(model, fmt, staged: Path, final: Path, precision, calibration, wo
     record = gate(staged, fmt, artifact_precision, x_verify, reference, y_verify, sensitivity)
     if not record.passed and (fmt, artifact_precision) == ("onnx", "int8") and onnx_bits == 8:
         record, again = _onnx_int8_on_7_bits(model, staged, calibration, work, x_verify, reference, y_verify, record,
-                                             onnx_int8, entries, gate)
+                                             onnx_int8, entries, gate, opset)
         note = "; ".join(n for n in (note, again) if n) or None  # the exporter's note (TensorRT's scheme) stays
     if not record.passed and artifact_precision == "int8" and record.top1_agreement is not None:
         record, again = _int8_percentile_ranges(model, fmt, staged, calibration, work, x_verify, reference, y_verify,
                                                 record, entries, xnnpack, onnx_int8, onnx_bits == 7 or saturates_here(),
-                                                gate)
+                                                gate, opset)
         note = "; ".join(n for n in (note, again) if n) or None
     record.path, record.seconds = str(final), round(time.perf_counter() - start, 3)
     record.note = "; ".join(n for n in (note, record.note) if n) or None
@@ -231,7 +233,8 @@ def saturates_here() -> bool:
 
 def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Path, x_verify, reference, y_verify,
                             first, entries: dict[str, str] | None = None, xnnpack: bool = True,
-                            onnx_int8: str = "u8s8", reduce_range: bool = False, gate=None):
+                            onnx_int8: str = "u8s8", reduce_range: bool = False, gate=None,
+                            opset: int = DEFAULT_OPSET):
     """An int8 file that ran but failed the gate, its activation ranges set again to a percentile of the
     calibration samples' per-sample extremes (``int8_ranges``), and gated again: ``(record, note)``.
 
@@ -251,7 +254,7 @@ def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Pa
     second = work / f"percentile.{staged.name}"
     try:
         _, exporter_note = _EXPORTERS[fmt](model, second, "int8", calibration, work, reduce_range=reduce_range,
-                                           onnx_int8=onnx_int8, xnnpack=xnnpack, ranges="percentile")
+                                           onnx_int8=onnx_int8, xnnpack=xnnpack, ranges="percentile", opset=opset)
         if entries:
             stamp(second, fmt, entries)
     except Exception:  # noqa: BLE001 - the first failure stands
@@ -269,7 +272,8 @@ def _int8_percentile_ranges(model, fmt: str, staged: Path, calibration, work: Pa
 
 
 def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify, reference, y_verify, first,
-                         onnx_int8: str = "u8s8", entries: dict[str, str] | None = None, gate=None):
+                         onnx_int8: str = "u8s8", entries: dict[str, str] | None = None, gate=None,
+                         opset: int = DEFAULT_OPSET):
     """An int8 ONNX file that failed the gate, quantized again with 7-bit weights and gated again: ``(record, note)``.
 
     ONNX Runtime runs int8 convolutions on x86 as u8 x s8 products summed in
@@ -296,7 +300,7 @@ def _onnx_int8_on_7_bits(model, staged: Path, calibration, work: Path, x_verify,
 
     gate = gate or gate_any
     try:
-        _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8)
+        _export_onnx(model, staged, "int8", calibration, work, reduce_range=True, onnx_int8=onnx_int8, opset=opset)
         if entries:
             stamp(staged, "onnx", entries)
     except Exception:  # the first failure stands
@@ -324,8 +328,8 @@ def require_passed(records) -> None:
 
 def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
                    reduce_range: bool = False, onnx_int8: str = "u8s8", xnnpack: bool = True,
-                   ranges: str = "minmax") -> tuple[str, str | None]:
-    """``reduce_range`` and ``onnx_int8`` are ONNX's (``_EXPORTERS`` share one signature)."""
+                   ranges: str = "minmax", opset: int = DEFAULT_OPSET) -> tuple[str, str | None]:
+    """``reduce_range``, ``onnx_int8`` and ``opset`` are ONNX's (``_EXPORTERS`` share one signature)."""
     from lrfc.lower.tflite import export_tflite
 
     export_tflite(model, path, precision, representative=calibration if precision == "int8" else None,
@@ -335,14 +339,14 @@ def _export_tflite(model, path: Path, precision: str, calibration: np.ndarray, w
 
 def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, work: Path,
                  reduce_range: bool = False, onnx_int8: str = "u8s8", xnnpack: bool = True,
-                 ranges: str = "minmax") -> tuple[str, str | None]:
+                 ranges: str = "minmax", opset: int = DEFAULT_OPSET) -> tuple[str, str | None]:
     """``xnnpack`` is TFLite's (``_EXPORTERS`` share one signature)."""
     from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
 
     if precision != "int8":
-        export_onnx(model, path)
+        export_onnx(model, path, opset)
         return "fp32", ONNX_FP16_NOTE if precision == "fp16" else None
-    fp32 = export_onnx(model, work / f"fp32.{path.name}")
+    fp32 = export_onnx(model, work / f"fp32.{path.name}", opset)
     quantize_onnx_int8(fp32, path, calibration, reduce_range=reduce_range, scheme=onnx_int8, ranges=ranges)
     fp32.unlink()
     notes = [ONNX_SYMMETRIC_NOTE if onnx_int8 == "symmetric" else "", ONNX_7_BITS_NOTE if reduce_range else ""]
@@ -352,10 +356,11 @@ def _export_onnx(model, path: Path, precision: str, calibration: np.ndarray, wor
 _EXPORTERS = {"tflite": _export_tflite, "onnx": _export_onnx}
 
 
-def export_file(model, fmt: str, path: Path, precision: str, calibration: np.ndarray, onnx_int8: str = "u8s8") -> Path:
+def export_file(model, fmt: str, path: Path, precision: str, calibration: np.ndarray, onnx_int8: str = "u8s8",
+                opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` to ``path`` in ``fmt`` at ``precision``, with no gate: for timing, never for publishing."""
     with tempfile.TemporaryDirectory(prefix="lrfc-export-") as work:
-        _EXPORTERS[fmt](model, Path(path), precision, calibration, Path(work), onnx_int8=onnx_int8)
+        _EXPORTERS[fmt](model, Path(path), precision, calibration, Path(work), onnx_int8=onnx_int8, opset=opset)
     return Path(path)
 FORMATS = tuple(_EXPORTERS)
 """The formats lrfc writes, one exporter each; which runtime runs a format is runtime_bench's registry's business."""

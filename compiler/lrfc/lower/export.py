@@ -123,7 +123,7 @@ def _at(labels: np.ndarray | None, index) -> np.ndarray | None:
 def export_model(model_path: str, target: str, out: str | Path, *, formats: tuple[str, ...] | None = None,
                  precision: str | None = None, data: str | None = None, calib_samples: int = CALIBRATION_SAMPLES,
                  trust: bool = False, seed: int = 0, contract=None, allow_low_accuracy: bool = False,
-                 log=None, class_names: tuple[str, ...] | None = None) -> dict:
+                 log=None, class_names: tuple[str, ...] | None = None, opset: int | None = None) -> dict:
     """``lrfc export``: lower a model file, uncompressed, to verified artifacts and ``export.json`` in ``out``.
 
     Args:
@@ -141,6 +141,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         allow_low_accuracy: go on when the original scores at chance on ``data``.
         log: where warnings go.
         class_names: ``--class-names``, each output's class in order (numbers ``data``'s class folders).
+        opset: ``--opset``, the ONNX file's opset in place of the target's ``onnx_opset`` (``lower.opset``).
 
     Returns:
         The ``export.json`` document: ``{"model", "target", "precision",
@@ -163,7 +164,7 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     from lrfc.provenance import provenance
     from lrfc.lower.stamp import stamp_entries
 
-    profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples)
+    profile, precision, formats = _checked(model_path, target, formats, precision, data, calib_samples, opset)
     output = OutputDir(out)
     output.prepare(log)
     try:
@@ -184,8 +185,9 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
                         onnx_bits=(onnx_weight_bits(profile, links_for(profile, None))
                                    if precision == "int8" and "onnx" in formats else 8),
                         stamp=stamp_entries(contract, samples.classes), xnnpack=not profile.requires_full_int8,
-                        binary=binary_kind(model))
+                        binary=binary_kind(model), onnx_opset=profile.onnx_opset)
         doc = {"provenance": provenance(), "model": str(model_path) if isinstance(model_path, (str, Path)) else model.name, "target": profile.name, "precision": precision, "formats": list(formats),
+               **({"onnx_opset": profile.onnx_opset} if "onnx" in formats else {}),
                "input": contract.to_json(), "calibration_samples": len(samples.calibration) if precision == "int8" else 0,
                "verification_data": samples.described, "artifacts": [r.to_json() for r in records]}
         if equalized is not None and equalized.links:
@@ -201,12 +203,12 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
     return doc
 
 
-def _checked(model_path, target: str, formats, precision, data, calib_samples: int):
+def _checked(model_path, target: str, formats, precision, data, calib_samples: int, opset: int | None = None):
     """The profile, precision and formats of an export, every option checked before anything loads."""
     from lrfc.options import check_data_spec
-    from lrfc.targets import load_profile
+    from lrfc.targets import load_profile, with_opset
 
-    profile = load_profile(target)
+    profile = with_opset(load_profile(target), opset)
     precision = precision or profile.precision
     if precision not in PRECISIONS:
         raise UserError(f"--precision: received {precision!r}; expected one of {', '.join(PRECISIONS)}")

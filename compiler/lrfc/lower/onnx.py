@@ -45,7 +45,7 @@ import numpy as np
 
 from lrfc.common.atomic import atomic_path
 
-MAX_OPSET = 18  # tf2onnx 1.17 refuses newer opsets
+from lrfc.lower.opset import DEFAULT as DEFAULT_OPSET, problem as opset_problem
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
@@ -55,19 +55,19 @@ SMALL_CONSTANT = 64    # initializers up to this many elements (shape vectors) k
 SNAPSHOT_SWITCH = "TF2ONNX_CATCH_ERRORS"  # set (to anything): tf2onnx's optimizers run without graph snapshots
 
 
-def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
+def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """Convert a single-input Keras model to a checked ``.onnx`` file, written atomically.
 
     Args:
         model: a built Keras 3 model with one input.
         path: the file to write; its directory is created if needed.
-        opset: the ONNX opset, at most ``MAX_OPSET``.
+        opset: the ONNX opset (``lower.opset``: 13 to 18).
 
     Returns:
         ``path``.
     """
-    if not 7 <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be in 7..{MAX_OPSET} (the range tf2onnx 1.17 converts to), received {opset}")
+    if opset_problem(opset):
+        raise ValueError(f"opset: {opset_problem(opset)}")
     if len(model.inputs) != 1:
         raise ValueError(f"export_onnx takes a model with one input, received {len(model.inputs)} inputs")
     from lrfc.common.quiet import import_keras, silenced_stderr

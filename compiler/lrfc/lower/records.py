@@ -46,6 +46,7 @@ class ArtifactRecord:
     variant: str | None = None        # "int8 baseline": lowered to be measured beside, not the build's deliverable
     io: dict | None = None            # its inputs and outputs: name, shape, dtype; scale and zero point if quantized
     delegation: dict | None = None    # TFLite: the operators LiteRT's XNNPACK takes (runtime_bench.delegation)
+    opset: int | None = None          # ONNX: the opset the file declares (lower.opset: the target's, or --opset)
 
     @property
     def name(self) -> str:

@@ -138,7 +138,8 @@ def lower(state) -> None:
                                   onnx_int8=onnx_int8_scheme(state.profile.runtimes),
                                   keep_failed=variant is not None or role == "original", onnx_bits=bits,
                                   stamp=stamp_entries(state.contract, state.classes),
-                                  xnnpack=not state.profile.requires_full_int8, binary=state.binary)
+                                  xnnpack=not state.profile.requires_full_int8, binary=state.binary,
+                                  onnx_opset=state.profile.onnx_opset)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     state.artifacts = [with_advice(state, r) for r in state.artifacts]
     for r in state.artifacts:

@@ -285,6 +285,10 @@ def gate(path: str | Path, fmt: str, precision: str, x: np.ndarray, reference: n
         record.io = None
     if fmt == "tflite":  # which operators XNNPACK runs: an int8 file it splits can run slower than its fp32 twin
         record.delegation = litert_delegation(path)
+    else:  # the opset it declares: a runtime older than that may refuse it (lower.opset)
+        from lrfc.lower.opset import declared
+
+        record.opset = declared(path)[0]
     record.quantile_abs_diff = result.get("quantile_abs_diff")
     if labels is not None and len(labels) == len(x):
         y = np.asarray(labels).reshape(len(x))
