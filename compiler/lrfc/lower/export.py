@@ -144,9 +144,9 @@ def export_model(model_path: str, target: str, out: str | Path, *, formats: tupl
         opset: ``--opset``, the ONNX file's opset in place of the target's ``onnx_opset`` (``lower.opset``).
 
     Returns:
-        The ``export.json`` document: ``{"model", "target", "precision",
+        The ``export.json`` document: ``{"provenance", "model", "target", "precision",
         "formats", "input", "calibration_samples", "verification_data",
-        "artifacts"}`` (+ ``"notes"``; + ``"int8_equalization"`` when int8 equalized a factorized model's chains,
+        "artifacts"}`` (+ ``"onnx_opset"`` with an ONNX file; + ``"notes"``; + ``"int8_equalization"`` when int8 equalized a factorized model's chains,
         ``factorize.equalize``).
 
     Raises:
