@@ -16,6 +16,7 @@ stay importable on a device without TensorFlow (a test checks it).
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
@@ -248,6 +249,32 @@ def _ort_version() -> str:
 CUDA_GRAPH_OPTION = {"CUDAExecutionProvider": "enable_cuda_graph", "TensorrtExecutionProvider": "trt_cuda_graph_enable"}
 
 
+_NEWER_OPSET = re.compile(r"Opset (\d+) is under development.*?domain ai\.onnx is till opset (\d+)", re.S)
+OLDEST_OPSET_WRITTEN = 13  # lrfc's lower.opset.MIN (this package does not import lrfc)
+
+
+def version_refusal(path, message: str, version: str) -> Optional[str]:
+    """One line for an ONNX Runtime that refused ``path`` as newer than it reads, from its own ``message``; None for
+    any other failure.
+
+    ONNX Runtime 1.10 and 1.11 refuse a file that declares a newer opset than they implement ("Opset 17 is under
+    development ... Current official support for domain ai.onnx is till opset 16"), 1.9 and older one of IR
+    version 8 ("Unknown model file format version"): the words of 1.8.1-1.11.1 (docs/LOG.md, 2026-12-07). A board
+    that keeps an old runtime (a Jetson Nano on JetPack 4.6) is told which opset to lower at instead.
+    """
+    match = _NEWER_OPSET.search(message)
+    if match:
+        declared, newest = int(match.group(1)), int(match.group(2))
+        fix = (f"lower it at opset {newest} or older (lrfc build/export --opset {newest})" if newest >= OLDEST_OPSET_WRITTEN
+               else f"lrfc writes opset {OLDEST_OPSET_WRITTEN} at the oldest: update ONNX Runtime on the device")
+        return f"{path}: onnxruntime {version} reads ONNX opsets up to {newest}, and the file declares {declared}: {fix}"
+    if "Unknown model file format version" in message:
+        return (f"{path}: onnxruntime {version} does not know the file's IR version (tf2onnx writes opset 15 and "
+                f"newer at IR version 8): lower it at opset {OLDEST_OPSET_WRITTEN} (IR version 7: lrfc build/export "
+                f"--opset {OLDEST_OPSET_WRITTEN})")
+    return None
+
+
 def check_io(runtime: str, io: str, modes: Tuple[str, ...]) -> None:
     """ValueError unless ``io`` is one of ``modes``, the ones ``runtime`` offers."""
     if io not in modes:
@@ -269,7 +296,13 @@ def _ort_load(name: str, providers: Tuple[str, ...], io_modes: Tuple[str, ...]) 
         chosen: list = list(providers)
         if io == "graph":
             chosen[0] = (providers[0], {CUDA_GRAPH_OPTION[providers[0]]: "1"})
-        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as exc:  # a file newer than this runtime reads is refused, not a crash: one line says why
+            why = version_refusal(path, str(exc), ort.__version__)
+            if why is None:
+                raise
+            raise ValueError(why) from None
         if session.get_providers()[0] != providers[0]:
             # ORT falls back to CPU silently when a GPU provider fails to initialise.
             raise RuntimeError(f"{path}: onnxruntime did not start {providers[0]} "

@@ -404,3 +404,55 @@ def test_lifetimes_keep_each_files_lowest_median(onnx_models, monkeypatch):
     monkeypatch.undo()  # for real: two lifetimes of fresh workers, every row says so
     rows = bench([small, big], runs=4, warmup=1, rounds=2, lifetimes=2)["results"]
     assert all(r["lifetimes"] == 2 and r["runs"] == 4 and r["p50_ms"] > 0 for r in rows)
+
+
+# What ONNX Runtime 1.11.1 and 1.8.1 (PyPI, x86, Python 3.8) said, word for word, when given lrfc's opset-17 file
+# (docs/LOG.md, 2026-12-07): the board-side runtime of a Jetson Nano is of that age.
+ORT_1_11_OPSET = ("[ONNXRuntimeError] : 1 : FAIL : Load model from /x/model.onnx failed:/onnxruntime_src/onnxruntime/"
+                  "core/graph/model_load_utils.h:47 void onnxruntime::model_load_utils::ValidateOpsetForDomain(const "
+                  "std::unordered_map<std::basic_string<char>, int>&, const onnxruntime::logging::Logger&, bool, const "
+                  "string&, int) ONNX Runtime only *guarantees* support for models stamped with official released onnx "
+                  "opset versions. Opset 17 is under development and support for this is limited. The operator schemas "
+                  "and or other functionality may change before next ONNX release and in this case ONNX Runtime will "
+                  "not guarantee backward compatibility. Current official support for domain ai.onnx is till opset 16.\n")
+ORT_1_8_IR = ("[ONNXRuntimeError] : 1 : FAIL : Load model from /x/model.onnx failed:/onnxruntime_src/onnxruntime/core/"
+              "graph/model.cc:111 onnxruntime::Model::Model(onnx::ModelProto&&, const PathString&, const "
+              "IOnnxRuntimeOpSchemaRegistryList*, const onnxruntime::logging::Logger&) Unknown model file format "
+              "version.\n")
+
+
+def test_an_older_onnx_runtime_s_refusal_says_which_opset_to_lower_at():
+    from runtime_bench.runners import version_refusal
+
+    assert version_refusal("/x/model.onnx", ORT_1_11_OPSET, "1.11.1") == (
+        "/x/model.onnx: onnxruntime 1.11.1 reads ONNX opsets up to 16, and the file declares 17: lower it at opset 16 "
+        "or older (lrfc build/export --opset 16)")
+    assert version_refusal("/x/model.onnx", ORT_1_8_IR, "1.8.1").endswith(
+        "lower it at opset 13 (IR version 7: lrfc build/export --opset 13)")
+    older = ORT_1_11_OPSET.replace("till opset 16", "till opset 12")  # no opset lrfc writes is that old
+    assert version_refusal("m.onnx", older, "1.5.3").endswith("update ONNX Runtime on the device")
+    assert version_refusal("m.onnx", "[ONNXRuntimeError] : 10 : INVALID_GRAPH : bad node", "1.32.0") is None
+
+
+def test_the_onnx_loader_turns_that_refusal_into_a_refused_file(monkeypatch, tmp_path):
+    """The worker names a file the runtime refused (a ValueError) and times the rest: an old runtime's version
+    refusal is that, in one line, where any other load failure stays what it was."""
+    import onnxruntime as ort
+    import pytest
+
+    from runtime_bench.runners import get_runner
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(ORT_1_11_OPSET)
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    with pytest.raises(ValueError, match=r"model.onnx: onnxruntime \S+ reads ONNX opsets up to 16, and the file "
+                                         r"declares 17: lower it at opset 16"):
+        get_runner("onnxruntime-cpu").load(tmp_path / "model.onnx", 1)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : out of memory")
+
+    monkeypatch.setattr(ort, "InferenceSession", crash)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        get_runner("onnxruntime-cpu").load(tmp_path / "model.onnx", 1)
