@@ -179,7 +179,7 @@ def test_the_measure_stages_int8_rungs_are_equalized_and_the_original_left_alone
     plan = Plan(tuple(LayerChoice(n, "tt", (2, 2, 2)) for n in ("stem", "inner_conv")))
     spreads = {}
 
-    def export_file(model, fmt, path, precision, calibration, onnx_int8="u8s8"):
+    def export_file(model, fmt, path, precision, calibration, onnx_int8="u8s8", opset=17):
         links = chain_links(model)
         ranges = channel_ranges(model, [t for _, _, t in links], x) if links else []
         live = [m[m > m.max() / MAX_SCALE] for m in ranges]  # a dead channel stays dead
@@ -191,7 +191,7 @@ def test_the_measure_stages_int8_rungs_are_equalized_and_the_original_left_alone
     monkeypatch.setattr(measure, "time_files", lambda link, paths, runtime, threads, guess: [
         {"p50_ms": 1.0, "p90_ms": 1.0, "runs": 10} for _ in paths])
     pricer = SimpleNamespace(recall=lambda sigs, precision: {}, remember=lambda rows, precision, replace: None)
-    state = SimpleNamespace(pricer=pricer, binary=None, profile=SimpleNamespace(precision="int8", threads=2, runtimes=("litert",)),
+    state = SimpleNamespace(pricer=pricer, binary=None, profile=SimpleNamespace(precision="int8", threads=2, runtimes=("litert",), onnx_opset=17),
                             link=object(), flat=original, splits=SimpleNamespace(x_calib=x), original_ms={"a": 0.5},
                             progress=lambda *a: contextlib.nullcontext(SimpleNamespace(update=lambda *a: None)))
     measure.timed_ms(state, [(Plan(()), lambda: original), (plan, lambda: rung)], "tflite", "litert", tmp_path)
