@@ -92,12 +92,17 @@ def test_second_build_is_deterministic_and_served_by_the_cache(first_build, tiny
 
 
 def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
+    """A plan rebuilt without a search, lowered for an older ONNX runtime (``--opset 13``: its file says so)."""
+    from lrfc.lower.opset import declared
+
     root, cache, report = first_build
     res = run_cli("build", str(tiny_model_path), "--data", "fashion-mnist", "--plan", str(root / "a" / "plan.json"),
-                  "--finetune", "none", "--calib-samples", "200", "--bench-runs", "0", "--formats", "tflite",
-                  "--out", str(root / "c"), "--cache-dir", str(cache), "--json")
+                  "--finetune", "none", "--calib-samples", "200", "--bench-runs", "0", "--formats", "onnx",
+                  "--opset", "13", "--out", str(root / "c"), "--cache-dir", str(cache), "--json")
     assert res.returncode == 0, res.stderr
     rebuilt = json.loads(res.stdout)
+    lrfc_onnx = next(a for a in rebuilt["artifacts"] if a["model"] == "compressed")
+    assert lrfc_onnx["passed"] and lrfc_onnx["opset"] == 13 and declared(root / "c" / "model.onnx") == (13, 7)
     assert json.loads((root / "c" / "plan.json").read_text()) == json.loads((root / "a" / "plan.json").read_text())
     assert rebuilt["compressed"]["params"] == report["compressed"]["params"]
     assert rebuilt["finetune"] == {"mode": "none", "rounds": 0, "epochs": 0, "seconds": 0.0, "distill": False,

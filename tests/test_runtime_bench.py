@@ -422,7 +422,10 @@ ORT_1_8_IR = ("[ONNXRuntimeError] : 1 : FAIL : Load model from /x/model.onnx fai
 
 
 def test_an_older_onnx_runtime_s_refusal_says_which_opset_to_lower_at():
-    from runtime_bench.runners import version_refusal
+    from lrfc.lower.opset import MIN
+    from runtime_bench.runners import OLDEST_OPSET_WRITTEN, version_refusal
+
+    assert OLDEST_OPSET_WRITTEN == MIN  # runtime_bench does not import lrfc: the one number kept twice
 
     assert version_refusal("/x/model.onnx", ORT_1_11_OPSET, "1.11.1") == (
         "/x/model.onnx: onnxruntime 1.11.1 reads ONNX opsets up to 16, and the file declares 17: lower it at opset 16 "
