@@ -18,20 +18,15 @@ FAMILIES = ("EPYC", "Xeon", "Ryzen", "Core", "Graviton", "Neoverse")
 def machine() -> dict:
     """The CPU (model name and vector extensions: two machines both called "AMD EPYC" ran 1.3-1.7x apart), cores and
     the pinned versions."""
-    from importlib import metadata
-
     import numpy as np
 
+    from lrfc.provenance import package_versions
     from runtime_bench.device import cpu_flags, cpu_name, vector_isa
 
     isa = vector_isa()
     isa = "AVX2, no AVX-512" if isa == "AVX2" else isa
-    versions = {}
-    for dist in ("tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx", "tensorly"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+    pinned = ("tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx", "tensorly")
+    versions = {dist: v for dist, v in package_versions().items() if dist in pinned}
     return {"cpu": cpu_name(), "isa": isa, "amx": "amx_tile" in cpu_flags(), "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__, "versions": versions}
 

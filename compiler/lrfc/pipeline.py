@@ -203,10 +203,10 @@ def preflight(options: BuildOptions, log):
     from lrfc.cost.costdb import check_cost_db
     from lrfc.cost.devices import HOST_PROFILES
     from lrfc.search.cache import check_cache_dir, default_cache_dir
-    from lrfc.targets import load_profile, with_opset
+    from lrfc.targets import build_profile
 
     options.validate()
-    profile = with_opset(load_profile(options.target), options.opset)
+    profile = build_profile(options)
     if options.qat and profile.precision != "int8":
         from lrfc.errors import UserError
 

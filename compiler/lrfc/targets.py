@@ -375,6 +375,12 @@ def _opset(value: Any, label: str) -> tuple[int, str]:
     return value["value"], source.strip()
 
 
+def build_profile(options) -> Profile:
+    """The profile a build compiles for: its ``--target``, with ``--opset`` in place of the profile's own opset.
+    Preflight and the frontend stage both take it from here, so they cannot disagree."""
+    return with_opset(load_profile(options.target), options.opset)
+
+
 def with_opset(profile: Profile, opset: int | None) -> Profile:
     """``profile`` with ``--opset`` in place of its own ONNX opset (unchanged for None)."""
     if opset is None:

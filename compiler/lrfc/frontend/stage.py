@@ -135,10 +135,10 @@ def load(state) -> None:
     from lrfc.frontend.load import import_custom_objects, load_flat
     from lrfc.decompose import cp
     from lrfc.search.cache import Cache
-    from lrfc.targets import load_profile, with_opset
+    from lrfc.targets import build_profile
 
     opts = state.options
-    state.profile = with_opset(load_profile(opts.target), opts.opset)  # as preflight checked it
+    state.profile = build_profile(opts)  # the one preflight checked
     state.objective = opts.objective or state.profile.objective
     state.links = links_for(state.profile, opts.devices, opts.device_python, opts.identity_file, opts.ssh_options)
     state.link = state.links[0] if state.links else None
