@@ -237,6 +237,9 @@ def test_onnx_int8_is_per_channel_qdq_and_checked(functional, digits, tmp_path):
     assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in scales), "weights are not quantized per channel"
     assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["output"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "q.onnx"]
+    # standard operators only, so the default domain only (the quantizer had declared eight more, tf2onnx ai.onnx.ml)
+    for path in (fp32, q):
+        assert [(o.domain, o.version) for o in onnx.load(str(path)).opset_import] == [("", 17)], path
     record = gate(q, "onnx", "int8", x_val, reference_outputs(functional, x_val))
     assert record.passed and record.top1_agreement >= 0.9, record
     with pytest.raises(ValueError, match="received an empty array"):
@@ -773,3 +776,52 @@ def test_a_transpose_and_reshape_back_that_move_no_value_are_dropped_together(tm
     model, path, x, before = _round_trip_graph(tmp_path, [2, 3], [-1, 2, 3], [0, 2, 1], transpose_first=True)
     assert _drop_identity_reshapes(model) == 0 and len(model.graph.node) == 4
     assert not np.array_equal(np.maximum(x, 0), before)  # it moves values: the check above tests something
+
+
+def test_lowering_leaves_no_autograph_file_behind_a_process_killed_after_it(tmp_path):
+    """A build killed after lowering (SIGKILL, an out-of-memory kill) must leave nothing in the temp folder.
+
+    TensorFlow's autograph writes each function it converts to a
+    ``__autograph_generated_file*.py`` there, which only a clean exit deletes;
+    the exporters trace with autograph off, so there is none to leave. The
+    child ends with ``os._exit`` (no exit handlers, as a killed process) after
+    writing both formats."""
+    import subprocess
+    import sys
+
+    child = (
+        "import os\n"
+        "from lrfc.common.quiet import import_keras\n"
+        "keras = import_keras()\n"
+        "from lrfc.lower.onnx import export_onnx\n"
+        "from lrfc.lower.tflite import export_tflite\n"
+        "inp = keras.Input((8, 8, 1))\n"
+        "x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation='relu')(inp))\n"
+        "m = keras.Model(inp, keras.layers.Dense(3)(x))\n"
+        f"export_tflite(m, {str(tmp_path / 'm.tflite')!r})\n"
+        f"export_onnx(m, {str(tmp_path / 'm.onnx')!r})\n"
+        "os._exit(0)\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "TMPDIR": str(scratch)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "m.tflite").is_file() and (tmp_path / "m.onnx").is_file()
+    assert sorted(p.name for p in scratch.glob("__autograph_generated_file*")) == []
+
+
+def test_drop_unused_domains_keeps_the_default_and_what_a_node_uses_even_inside_a_subgraph():
+    from onnx import TensorProto, helper
+
+    from lrfc.lower.opset import drop_unused_domains
+
+    branch = helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], "b", [],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    ids = [("", 17), ("ai.onnx.ml", 3), ("com.microsoft", 1), ("org.pytorch.aten", 1)]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in ids])
+    assert drop_unused_domains(model) == ["ai.onnx.ml", "org.pytorch.aten"]
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17), ("com.microsoft", 1)]
+    assert drop_unused_domains(model) == []

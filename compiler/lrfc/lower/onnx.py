@@ -45,7 +45,7 @@ import numpy as np
 
 from lrfc.common.atomic import atomic_path
 
-from lrfc.lower.opset import DEFAULT as DEFAULT_OPSET, problem as opset_problem
+from lrfc.lower.opset import DEFAULT as DEFAULT_OPSET, drop_unused_domains, problem as opset_problem
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
@@ -85,7 +85,9 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     model = converter_twin(model)
     inp = model.inputs[0]
     spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=INPUT_NAME)
-    fn = tf.function(lambda t: model(t, training=False))
+    # autograph off, as Keras traces its own functions: nothing in the lambda to convert (Keras is never converted),
+    # and converting it writes a /tmp/__autograph_generated_file*.py that only a clean exit deletes
+    fn = tf.function(lambda t: model(t, training=False), autograph=False)
     captured = _captured_constants(fn.get_concrete_function(spec))
     try:
         with _without_optimizer_snapshots():
@@ -97,6 +99,7 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     _fold_scale_and_shift(proto.graph)
     _name_outputs(proto.graph)
     _name_batch_dim(proto.graph)
+    drop_unused_domains(proto)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(proto.SerializeToString())
@@ -210,6 +213,9 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                         weight_type=QuantType.QInt8, reduce_range=reduce_range, extra_options=options or None)
+        quantized = onnx.load(str(tmp), load_external_data=False)
+        if drop_unused_domains(quantized):  # the quantizer declares every domain its build knows
+            onnx.save(quantized, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
     return out_path
 

@@ -38,3 +38,37 @@ def declared(path) -> tuple[int | None, int]:
     model = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return opset, int(model.ir_version)
+
+
+def drop_unused_domains(model) -> list[str]:
+    """Remove the opset imports of domains no node of ``model`` (an ``onnx.ModelProto``) uses; the names removed.
+
+    ONNX Runtime's quantizer stamps every domain its own build registers
+    (``com.microsoft``, ``com.microsoft.nchwc``, ``org.pytorch.aten``,
+    ``ai.onnx.training``...; tf2onnx adds ``ai.onnx.ml``) on files of standard
+    operators only. A runtime checks each declared domain's version when it
+    loads a file, used or not: ONNX Runtime refuses one newer than it knows
+    ("Opset 3 is under development ... Current official support for domain
+    ai.onnx.ml is till opset 2", microsoft/onnxruntime-inference-examples#345),
+    and a runtime built without contrib operators knows none of Microsoft's.
+    The default domain is always kept.
+    """
+    used = {"", "ai.onnx"}
+
+    def walk(graph):
+        for node in graph.node:
+            used.add(node.domain)
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    walk(sub)
+
+    walk(model.graph)
+    for function in model.functions:
+        used.add(function.domain)
+        used.update(node.domain for node in function.node)
+    kept = [o for o in model.opset_import if o.domain in used]
+    dropped = [o.domain for o in model.opset_import if o.domain not in used]
+    if dropped:
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return dropped
