@@ -28,11 +28,12 @@ def put_row(runs: dict, name: str, row: dict) -> None:
 
     old = runs.get(name)
     runs[name] = row
-    if old is not None and old.get("date") and machine_of(old) != row.get("machine", machine_of(old)):
+    date = old and (old.get("date") or old.get("measured_at"))  # bench.scale's rows stamp ``measured_at``
+    if date and machine_of(old) != row.get("machine", machine_of(old)):
         kept = {}  # the kept row right after the new one, before the earlier runs of that name
         for key, value in runs.items():
             kept[key] = value
             if key == name:
-                kept[f"{name}{RUN}{old['date'].removesuffix(' UTC')}"] = old
+                kept[f"{name}{RUN}{date.removesuffix(' UTC')}"] = old
         runs.clear()
         runs.update(kept)

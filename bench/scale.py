@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from bench.machine import note_machine, stamp
-from bench.results_file import update_json
+from bench.results_file import put_row, update_json
 
 RESULTS = Path("bench/results/scale.json")
 WORK = Path("bench/work/scale")
@@ -164,7 +164,7 @@ def main(argv=None) -> None:
         row["until"] = args.until
         row.update(stamp("measured_at"))
         print(f"{name}{args.tag}: {json.dumps({k: row.get(k) for k in ('wall_s', 'run_peak_mb', 'error')})}", flush=True)
-        update_json(RESULTS, lambda doc: (doc.setdefault("rows", {}).__setitem__(name + args.tag, row),
+        update_json(RESULTS, lambda doc: (put_row(doc.setdefault("rows", {}), name + args.tag, row),
                                           note_machine(doc)))
 
 

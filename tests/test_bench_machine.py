@@ -41,3 +41,12 @@ def test_a_row_from_another_machine_does_not_replace_the_old_one():
                           "resnet/default"]  # the kept row beside the new one
     put_row(runs, "vgg/default", {"date": "2026-12-04 04:00 UTC", "machine": "EPYC (AVX2)", "drop": 0.5})
     assert runs["vgg/default"]["drop"] == 0.5 and len(runs) == 4  # the same machine: replaced
+
+
+def test_a_scale_row_stamped_measured_at_is_kept_too():
+    """bench.scale's rows carry ``measured_at``, not ``date``: another machine's row of one name stays all the same."""
+    runs = {"resnet50-224": {"measured_at": "2026-12-05 03:10 UTC", "machine": "Xeon (AVX-512, AMX)", "wall_s": 768.8}}
+    put_row(runs, "resnet50-224", {"measured_at": "2026-12-07 03:03 UTC", "machine": "EPYC (AVX-512)", "wall_s": 552.8})
+    assert runs == {"resnet50-224": {"measured_at": "2026-12-07 03:03 UTC", "machine": "EPYC (AVX-512)", "wall_s": 552.8},
+                    "resnet50-224, run of 2026-12-05 03:10": {"measured_at": "2026-12-05 03:10 UTC",
+                                                              "machine": "Xeon (AVX-512, AMX)", "wall_s": 768.8}}
