@@ -182,7 +182,7 @@ def _frozen_inference_function(tf, model):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name=model.inputs[0].name)
-    traced = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)  # lower.onnx
+    traced = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)  # as export_onnx
     return convert_variables_to_constants_v2(traced.get_concrete_function())
 
 
