@@ -786,6 +786,7 @@ def test_lowering_leaves_no_autograph_file_behind_a_process_killed_after_it(tmp_
     the exporters trace with autograph off, so there is none to leave. The
     child ends with ``os._exit`` (no exit handlers, as a killed process) after
     writing both formats."""
+    import os
     import subprocess
     import sys
 
@@ -804,7 +805,7 @@ def test_lowering_leaves_no_autograph_file_behind_a_process_killed_after_it(tmp_
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "TMPDIR": str(scratch)})
+                         env={**os.environ, "TMPDIR": str(scratch)})
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "m.tflite").is_file() and (tmp_path / "m.onnx").is_file()
     assert sorted(p.name for p in scratch.glob("__autograph_generated_file*")) == []
