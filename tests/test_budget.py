@@ -3,12 +3,17 @@ the end-to-end effect of a candidate."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from lrfc.decompose import Cost
 from lrfc.search.allocate import front, hull, lagrangian_levels, threshold_levels
 from lrfc.search.select import Candidate
+
+
+FP32 = SimpleNamespace(precision="fp32")  # a float target: the Keras model is what runs
 
 
 def cand(layer, method, ranks, cost, sim, **kw) -> Candidate:
@@ -330,7 +335,7 @@ def test_the_search_strides_past_passes_the_proxy_did_not_predict(monkeypatch):
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=8, max_acc_drop=1.0, max_rounds=6, time_budget=None)
     splits = SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10))
     logs = []
-    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=splits, log=logs.append)
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, splits=splits, log=logs.append)
     search = contract.BudgetSearch(state)
     proxy = {i: 1.0 + (49 - i) * 0.1 for i in range(50)}  # rises with compression
     monkeypatch.setattr(search, "proxy_drop", lambda i: proxy[i])
@@ -380,7 +385,7 @@ def _search_with_proxy(monkeypatch, proxy, finetune="oneshot", epochs=3, max_rou
         costs = [float(i) for i in range(len(proxy))]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=costs[i]) for i in range(len(proxy))]
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune=finetune, epochs=epochs, max_acc_drop=1.0, max_rounds=max_rounds, time_budget=None)
-    state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print,
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, log=print,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)))
     search = contract.BudgetSearch(state)
     looks = []
@@ -431,7 +436,7 @@ def test_what_a_round_recovers_is_read_at_the_deepest_pass():
     from lrfc.train import contract
 
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
     assert search._recovery() == contract.RECOVERY and search._goal() == 0.8 * contract.RECOVERY
@@ -463,7 +468,7 @@ def test_the_goal_aims_at_the_whole_budget_only_after_a_measured_pass():
     from lrfc.train import contract
 
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 60,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
 
@@ -567,7 +572,7 @@ def _three_rung_search(choices: list[dict], epochs: int):
     flat = SimpleNamespace(get_layer=lambda n: SimpleNamespace(count_params=lambda: {"fc": 500}[n]))
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=epochs, max_acc_drop=1.0, max_rounds=3, time_budget=None,
                            allocation="global", min_similarity=0.8, threshold=0.92)
-    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=flat, level=2, compressed=None, original_accuracy=0.9,
                             original_right=_right(0.9), enforce_budget=True, mac_totals_of=lambda choices: (0, 1),
                             chosen=None, objective="flops")
@@ -623,7 +628,7 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
     levels = [SimpleNamespace(label="deep", choices={"a": c})]
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=3, max_acc_drop=1.0, max_rounds=2, time_budget=None,
                            allocation="threshold", threshold=0.92)
-    state = SimpleNamespace(options=opts, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                             log=lambda m: None, flat=None, level=0, compressed=SimpleNamespace(count_params=lambda: 10),
                             original_accuracy=0.9, original_right=_right(0.9), enforce_budget=True,
                             mac_totals_of=lambda choices: (0, 1), chosen=None, objective="flops")
@@ -771,12 +776,12 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
 
     from lrfc.train import contract
 
-    def search_over(start_drop, max_rounds=3, time_budget=None):
+    def search_over(start_drop, max_rounds=3, time_budget=None, files_lose=None):
         levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(10)]
         opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=1, max_acc_drop=1.0, max_rounds=max_rounds,
                                time_budget=time_budget)
         logs = []
-        state = SimpleNamespace(options=opts, labels="data", levels=levels, log=logs.append, original_accuracy=0.9, level=2,
+        state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, log=logs.append, original_accuracy=0.9, level=2,
                                 original_right=_right(0.9),
                                 splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)),
                                 flat=None, enforce_budget=True, mac_totals_of=lambda choices: (0, 1))
@@ -802,8 +807,27 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
             clock[0] += 100.0
             return epochs, 100.0, _right(tuned.get(m.level, 0.9 - start_drop(m.level) / 100)), False
 
+        judged = []
+        if files_lose is not None:  # an int8 target whose files lose that many points more than their Keras model
+            import contextlib
+
+            import lrfc.lower.judge
+
+            search.judged, state.timer = "int8", SimpleNamespace(stage=lambda name: contextlib.nullcontext())
+            accuracy = lambda k: 0.9 - (start_drop(k) + files_lose) / 100  # noqa: E731
+            monkeypatch.setattr(lrfc.lower.judge, "judge_files", lambda st, m, layers: (
+                judged.append(m.level), lrfc.lower.judge.FilesJudged({"tflite": accuracy(m.level)},
+                                                                     _right(accuracy(m.level)), 1.0))[1])
         search.run(tune)
-        return search, built, looks, logs
+        return (search, built, looks, logs) if files_lose is None else (search, looks, judged)
+
+    # an int8 target: rung 6's start meets the budget on its Keras model (0.90) but not in its files (1.20), so
+    # the last round takes rung 7, whose files do (0.90); only starts whose Keras model met it were lowered
+    search, looks, judged = search_over(lambda k: (9 - k) * 0.3, files_lose=0.3)
+    assert [r.level for r in search.rounds] == [2, 4, 7] and [r.met for r in search.rounds] == [False, False, True]
+    assert search.rounds[-1].secured and search.rounds[-1].drop == pytest.approx(0.9)
+    assert search.rounds[-1].model_drop == pytest.approx(0.6)
+    assert looks == [9, 6, 7] and judged == [9, 6, 7, 7]  # the round judges rung 7's tuned weights once more
 
     search, built, looks, logs = search_over(lambda k: (9 - k) * 0.3)  # starts within 1 point from rung 6 up
     assert [r.level for r in search.rounds] == [2, 4, 6] and [r.met for r in search.rounds] == [False, False, True]
@@ -853,7 +877,7 @@ def test_a_look_near_its_goal_scores_more_of_the_validation_split(keras, monkeyp
     models = [_selector(keras, b, blocks) for b in range(blocks)]
     levels = [SimpleNamespace(label=f"rung {i}", choices={}, cost=float(i)) for i in range(2)]
     opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=2, max_acc_drop=1.0, max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, labels="data", levels=levels, log=print, flat=models[0], ladder="global",
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, log=print, flat=models[0], ladder="global",
                             original_right=np.ones(n, bool),
                             enforce_budget=True, splits=SimpleNamespace(x_val=x, y_val=y))
     search = contract.BudgetSearch(state)
@@ -967,7 +991,7 @@ def test_a_round_missed_on_a_class_steers_the_next_pick_by_that_classs_drop():
 
     opts = SimpleNamespace(confidence=None, max_class_drop=5.0, finetune="oneshot", epochs=2, max_acc_drop=1.0,
                            max_rounds=4, time_budget=None)
-    state = SimpleNamespace(options=opts, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 40,
+    state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=[SimpleNamespace(label="r", choices={})] * 40,
                             splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), log=print)
     search = contract.BudgetSearch(state)
     missed = contract.Round(10, "r", 1, 1, 8.8, 0.949, 0.04, False, 2, 1.0, class_drop=22.0, steer=4.4)
@@ -980,3 +1004,66 @@ def test_a_round_missed_on_a_class_steers_the_next_pick_by_that_classs_drop():
     search.lo_fail, search.hi_pass = 10, 20
     aim = contract.TARGET * 1.0  # the bracket interpolates the steering drops: 0.6 at the pass, 4.4 at the miss
     assert contract.proxy_between(search.rounds, 10, 20, aim) == pytest.approx(1.2 + (aim - 0.6) * (8.8 - 1.2) / 3.8)
+
+
+def test_an_int8_targets_rounds_are_judged_on_the_files_it_would_publish(monkeypatch):
+    """For an int8 target the Keras model is not what runs (session 52's ResNet-style host-int8 build met the budget
+    at 0.96 points on its Keras model and published int8 files 1.10 and 1.06 down): a round whose Keras model
+    meets the budget is lowered and its files scored; it meets the budget only if every file does, and its drop is
+    the worst file's. A round whose Keras model misses is not lowered. The published accuracy stays the Keras
+    model's (the lower stage reports the files)."""
+    import contextlib
+
+    import lrfc.lower.judge
+    from lrfc.lower.judge import FilesJudged
+
+    search, state, model = _three_rung_search([{"a": _rung("a", 100)}, {"a": _rung("a", 400)}, {"a": _rung("a", 900)}],
+                                              epochs=1)
+    logs = []
+    state.log, state.timer = logs.append, SimpleNamespace(stage=lambda name: contextlib.nullcontext())
+    state.ladder = "global"
+    state.profile = SimpleNamespace(precision="int8")
+    search.judged = "int8"
+    state.compressed = model(2)
+    picks = iter([0, 1])
+    monkeypatch.setattr(search, "_pick", lambda: next(picks))
+    monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
+    keras = {"model-2": 0.895, "model-1": 0.895, "model-0": 0.85}  # 0.5, 0.5 and 5 points down
+    files = {"model-2": {"tflite": 0.894, "onnx": 0.893}, "model-1": {"tflite": 0.892, "onnx": 0.888}}
+    judged = []
+
+    def judge(state_, m, layers):
+        judged.append((m.name, layers))
+        accuracy = files[m.name]
+        return FilesJudged(accuracy, _right(min(accuracy.values())), 1.5)
+
+    monkeypatch.setattr(lrfc.lower.judge, "judge_files", judge)
+    search.run(lambda m, epochs, deadline: (epochs, 1.0, _right(keras[m.name]), False))
+    r = search.rounds
+    assert [x.level for x in r] == [2, 0, 1] and [x.met for x in r] == [True, False, False]
+    assert judged == [("model-2", ["a"]), ("model-1", ["a"])]  # the Keras miss (model-0) was not lowered
+    assert (r[0].drop, r[0].model_drop, r[0].files) == (pytest.approx(0.7), pytest.approx(0.5),
+                                                        {"tflite": pytest.approx(0.6), "onnx": pytest.approx(0.7)})
+    assert (r[2].drop, r[2].model_drop) == (pytest.approx(1.2), pytest.approx(0.5))  # the ONNX file's, over
+    assert r[1].model_drop is None and r[1].files is None and r[1].drop == pytest.approx(5.0)
+    assert "drop 0.50 points; its int8 files: model.tflite 0.80, model.onnx 1.20 points, over the budget" in logs[-1]
+    assert search.judge_seconds == 3.0 and search.to_json()["judged"] == "int8 files"
+    # published: the shallow rung, its Keras model's accuracy and error (the files' are the lower stage's to report)
+    assert state.level == 2 and state.compressed_accuracy == 0.895
+    assert state.drop_error == pytest.approx(search._error(_right(0.895)))
+
+
+def test_without_fine_tuning_the_bisection_aims_under_the_budget_by_what_judged_files_lost(monkeypatch):
+    """--finetune none bisects on the Keras models' drops: once a rung's int8 files lost more than its Keras model,
+    the goal is the budget less the largest such gap, so the next pick is one whose files are likely to meet it
+    rather than the next rung up."""
+    from lrfc.train.contract import Round
+
+    search, _ = _search_with_proxy(monkeypatch, [3.0, 1.0, 0.8, 0.5, 0.2, 0.0], finetune="none")
+    assert search._goal() == 1.0
+    search.rounds.append(Round(1, "rung 1", 1, 1, 1.0, 0.89, 1.3, False, 0, 0.0, model_drop=0.9,
+                               files={"tflite": 1.3}))
+    search.rounds.append(Round(2, "rung 2", 1, 1, 0.8, 0.89, 0.9, True, 0, 0.0, model_drop=0.8, files={"tflite": 0.9}))
+    assert search._files_gap() == pytest.approx(0.4) and search._goal() == pytest.approx(0.6)
+    search.lo_fail = 1
+    assert search._pick() == 3  # the most compressed rung whose Keras drop (0.5) is within 0.6

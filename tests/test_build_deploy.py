@@ -251,6 +251,12 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
     assert abs(deliverable["original_accuracy"] - arts[("original", None)]["accuracy"]) < 0.08
     last = res.stdout.strip().splitlines()[-1]  # the summary ends with the budget, the int8 file's drop in it
     assert last.startswith("budget      ") and f"model.tflite drop {deliverable['drop']:.2f}" in last, last
+    # the budget search judged that file before publishing it (lower.judge): the same drop, from the same numbers
+    search = report["budget_search"]
+    (published,) = [r for r in search["rounds"] if r["level"] == search["published_level"]]
+    assert search["judged"] == "int8 files" and search["judge_seconds"] > 0 and published["met"]
+    assert published["files"] == {"tflite": deliverable["drop"]} and published["drop"] == deliverable["drop"]
+    assert published["model_drop"] == round(100 * (report["original"]["accuracy"] - report["compressed"]["accuracy"]), 4)
 
 
 def test_a_baseline_that_fails_its_gate_is_timed_and_marked_but_never_published(tiny_model_path, small_fashion_mnist,

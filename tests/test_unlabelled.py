@@ -76,7 +76,10 @@ def test_a_build_on_a_folder_without_labels_holds_the_share_of_answers_changed(t
                                                                                tmp_path, capfd):
     """A flat folder of real images, an int8 target: the budget is the share of the original's answers the published
     model changes, every file is scored so, the report calls none of it accuracy, and on the true labels (which the
-    build never saw) the drop is within that share."""
+    build never saw) the drop is within that share. The budget is judged on the int8 files (``lower.judge``): on
+    these 180 validation images the factorized model's files changed 5 answers (2.78 points) where its Keras model
+    changed 0 or 1 and the original's int8 file 1, so at --max-acc-drop 2 the original was published; 4 leaves a
+    factorized plan within it."""
     import tensorflow as tf
 
     from lrfc.frontend.data import load_data
@@ -91,7 +94,7 @@ def test_a_build_on_a_folder_without_labels_holds_the_share_of_answers_changed(t
         tf.io.write_file(str(folder / f"{i:04d}.png"), tf.io.encode_png(image))
     out = tmp_path / "out"
     code = main(["build", str(tiny_model_path), "--data", str(folder), "--target", "host-int8", "--objective",
-                 "flops", "--calib-samples", "100", "--epochs", "1", "--max-acc-drop", "2", "--bench-runs", "0",
+                 "flops", "--calib-samples", "100", "--epochs", "1", "--max-acc-drop", "4", "--bench-runs", "0",
                  "--no-cache", "--out", str(out)])
     err = capfd.readouterr().err
     assert code == 0, err
@@ -102,7 +105,8 @@ def test_a_build_on_a_folder_without_labels_holds_the_share_of_answers_changed(t
     assert report["original"]["accuracy"] is None and report["compressed"]["accuracy"] is None
     agreement, budget = report["compressed"]["agreement"], report["accuracy_budget"]
     assert budget["labels"] == "original" and budget["drop"] == pytest.approx(100 * (1 - agreement), abs=1e-3)
-    assert budget["met"] and budget["drop"] <= 2.0
+    assert budget["met"] and budget["drop"] <= 4.0
+    assert all(d["met"] and d["drop"] <= 4.0 for d in budget["deliverables"])
     assert any(layer.get("method") for layer in report["layers"]), report["layers"]
     assert report["accuracy_budget"]["deliverables"], report["accuracy_budget"]  # the int8 files, scored the same way
     for d in report["accuracy_budget"]["deliverables"]:

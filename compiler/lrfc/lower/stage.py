@@ -110,20 +110,38 @@ def with_advice(state, record):
     return replace(record, error=f"{record.error} ({advice})") if advice else record
 
 
+def build_formats(state) -> tuple[str, ...]:
+    """The formats the build writes: ``--formats``, else the target's runtimes' (``artifacts.formats_for``)."""
+    from lrfc.lower.artifacts import formats_for
+
+    return tuple(state.options.formats) if state.options.formats else formats_for(state.profile)
+
+
+def file_options(state, int8: bool = True) -> dict:
+    """The options every file of the build is lowered with (``artifacts.lower``'s keywords but the precision,
+    stem and folders): the ``lower`` stage's, and the budget search's judge of a rung's files (``lower.judge``).
+    ``int8``: whether an int8 ONNX file will be among them (only then are the devices asked for its weights' bits)."""
+    from lrfc.lower.artifacts import onnx_int8_scheme, onnx_weight_bits
+
+    s, profile = state.splits, state.profile
+    formats = build_formats(state)
+    bits = onnx_weight_bits(profile, state.links) if int8 and "onnx" in formats else 8
+    return dict(formats=formats, calibration=s.x_calib, verify_samples=s.x_val,
+                verify_labels=None if state.labels == "original" else s.y_val,  # not its answers
+                onnx_int8=onnx_int8_scheme(profile.runtimes), onnx_bits=bits,
+                xnnpack=not profile.requires_full_int8, binary=state.binary, onnx_opset=profile.onnx_opset)
+
+
 def lower(state) -> None:
     """Lower, verify and stage the compressed and the original model in the target's formats."""
     from lrfc.frontend.binary import user_form
-    from lrfc.lower.artifacts import formats_for, lower as lower_model, onnx_int8_scheme, onnx_weight_bits
+    from lrfc.lower.artifacts import lower as lower_model
     from lrfc.lower.stamp import stamp_entries
 
-    opts = state.options
-    formats = tuple(opts.formats) if opts.formats else formats_for(state.profile)
-    s = state.splits
     state.artifacts = []
     runs = [(state.profile.precision, None, "")]
     other = baseline_precision(state)
-    int8_onnx = "onnx" in formats and "int8" in (state.profile.precision, other)
-    bits = onnx_weight_bits(state.profile, state.links) if int8_onnx else 8  # asks the devices only then
+    options = file_options(state, int8="int8" in (state.profile.precision, other))
     if other is not None:
         runs.append((other, baseline_variant(other), f".{other}"))
     if any(precision == "int8" for precision, _, _ in runs):
@@ -131,15 +149,9 @@ def lower(state) -> None:
     for precision, variant, suffix in runs:
         for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
             records = lower_model(user_form(model, state.binary), state.output.staging, precision=precision,
-                                  formats=formats,
-                                  calibration=s.x_calib, verify_samples=s.x_val,
-                                  verify_labels=None if state.labels == "original" else s.y_val,  # not its answers
                                   stem=stem + suffix, final_dir=state.output.path,
-                                  onnx_int8=onnx_int8_scheme(state.profile.runtimes),
-                                  keep_failed=variant is not None or role == "original", onnx_bits=bits,
-                                  stamp=stamp_entries(state.contract, state.classes),
-                                  xnnpack=not state.profile.requires_full_int8, binary=state.binary,
-                                  onnx_opset=state.profile.onnx_opset)
+                                  keep_failed=variant is not None or role == "original",
+                                  stamp=stamp_entries(state.contract, state.classes), **options)
             state.artifacts += [replace(r, model=role, variant=variant) for r in records]
     state.artifacts = [with_advice(state, r) for r in state.artifacts]
     for r in state.artifacts:

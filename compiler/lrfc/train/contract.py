@@ -66,6 +66,18 @@ least. The search over it:
    whole epochs that end by then (at least one), its learning-rate schedule
    decaying over them (``finetune.FinetuneConfig.deadline``).
 
+**What is judged.** For an int8 or fp16 target the Keras model is not what
+runs: each round whose Keras model meets the budget is lowered as the build
+will publish it and its files are scored on the validation split
+(``lower.judge``); the round's ``drop`` (and error) is then the worst file's,
+``model_drop`` the Keras model's, and it meets the budget only if every file
+does (a round whose Keras model misses is not lowered). The last round's
+secured start is judged the same way, and ``--finetune none``, which bisects
+on the Keras models' drops, aims under the budget by the largest gap a judged
+rung showed (``_files_gap``). The published accuracy stays the Keras model's;
+the ``lower`` stage scores the files again for the report (``deliverables``),
+from the same weights and samples, so the same numbers.
+
 Every measured drop keeps its standard error (the original's and the
 rung's answers paired on the same validation samples: ``train.paired``),
 and ``Round.drop_error`` reports it. With ``--confidence P`` a rung meets the
@@ -135,6 +147,9 @@ class Round:
     drop_error: float = 0.0  # one standard error of ``drop``, in points (paired: ``train.paired``)
     class_drop: float | None = None  # --max-class-drop: the worst class's recall drop, in points; None: not held
     steer: float | None = None  # ... the drop the search steers by, when the worst class's (scaled) is the larger
+    model_drop: float | None = None  # an int8/fp16 target whose files were judged: the Keras model's drop (``drop``
+    #                                  and ``drop_error`` are then the worst file's)
+    files: dict | None = None  # ... each format's drop in points
 
     @property
     def steer_drop(self) -> float:
@@ -296,6 +311,10 @@ class BudgetSearch:
         self.secured_levels: set[int] = set()        # rungs a last round took by their start (``_secure_pick``)
         self.rounds: list[Round] = []
         self.stopped = ""
+        from lrfc.lower.judge import judged_precision
+
+        self.judged = judged_precision(state)        # int8/fp16: the files are judged too (``lower.judge``)
+        self.judge_seconds = 0.0                     # lowering and scoring them
 
     # ------------------------------------------------------------------ building and measuring
 
@@ -407,6 +426,25 @@ class BudgetSearch:
         original's)."""
         return paired_drop(self.state.original_right, right)[1]
 
+    def _judge_files(self, i: int, model):
+        """An int8 or fp16 target: rung ``i``'s ``model`` lowered as the build would publish it and its files scored
+        on the validation split (``lower.judge.FilesJudged``); None when no file at that precision could be scored
+        (the Keras model's numbers stand)."""
+        from lrfc.lower.judge import judge_files
+
+        with self.state.timer.stage("lower"):  # lowering, as the stage after the search does
+            files = judge_files(self.state, model, [n for n, c in self.levels[i].choices.items() if c is not None])
+        self.judge_seconds += files.seconds
+        for fmt, why in files.unscored.items():
+            self.state.log(f"{self.levels[i].label}: its {fmt} file could not be scored ({why})")
+        return files if files.right is not None else None
+
+    def _files_meet(self, files) -> tuple[float, float, bool]:
+        """The worst file's drop, its standard error and whether it keeps the budget."""
+        drop = 100.0 * (self.state.original_accuracy - float(files.right.mean()))
+        error = self._error(files.right)
+        return drop, error, upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
+
     def _margin(self, i: int) -> float:
         """``--finetune none``: what ``--confidence`` adds to rung ``i``'s drop for its upper bound (0 without it,
         and for a rung dropped early: over the budget already)."""
@@ -459,14 +497,20 @@ class BudgetSearch:
         points with 92.5 % / 90.5 % of params / MACs removed, against the old
         aim's 48 -> 45 -> 43 -> 39 at 0.88 points, 91.7 % / 89.2 %.
         """
-        if not self.tune:
-            return self.options.max_acc_drop  # compared with each rung's drop plus its ``_margin``
+        if not self.tune:  # compared with each rung's drop plus its ``_margin``
+            return self.options.max_acc_drop - self._files_gap()
         budget = self._budget()
         bracket = proxy_between(self.rounds, self.lo_fail, self.hi_pass, TARGET * budget)
         if bracket is not None:
             return bracket
         passed = any(r.met for r in self._measured())
         return (budget if passed else TARGET * budget) * self._recovery()
+
+    def _files_gap(self) -> float:
+        """The most a rung's judged files lost beyond its Keras model, in points, over the rounds judged so far (0
+        before any): ``--finetune none`` bisects on the Keras models' drops, so it aims that much under the budget
+        once a rung's files have shown they lose more, instead of stepping up one rung per miss."""
+        return max([0.0, *(r.drop - r.model_drop for r in self.rounds if r.model_drop is not None)])
 
     def _measured(self) -> list[Round]:
         """The rounds whose proxy drop is large enough to read a recovery ratio from."""
@@ -629,9 +673,10 @@ class BudgetSearch:
             worst = self._worst_class(right)
             met = (upper_bound(drop, error, self.options.confidence) <= self.options.max_acc_drop + 1e-9
                    and self._classes_held(worst))
+            files = self._judge_files(i, model) if met and self.judged else None  # a miss already: not lowered
             capped = round(wanted - (epochs if out_of_time else planned), 2)
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
-                         right, worst)
+                         right, worst, files)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy, error, right), "a fixed plan: measured, not enforced"
                 break
@@ -681,8 +726,17 @@ class BudgetSearch:
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
     def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0,
-                right=None, worst=None) -> None:
+                right=None, worst=None, files=None) -> None:
+        """Round ``i`` measured: ``accuracy``, ``drop``, ``error`` and ``right`` are the Keras model's (what the
+        build publishes as its accuracy), ``files`` (``_judge_files``) what its int8/fp16 files gave: then the
+        round's drop is the worst file's, and it meets the budget only if every file does."""
         plan_params = int(model.count_params())
+        model_drop, model_error, file_drops, files_said = drop, error, None, ""
+        if files is not None:
+            original = self.state.original_accuracy
+            file_drops = {f: round(100.0 * (original - a), 4) for f, a in files.accuracy.items()}
+            drop, error, met = self._files_meet(files)
+            files_said = f"; its {self.judged} files: {files.describe(original)}"
         macs = self.state.mac_totals_of(self.levels[i].choices)[1]
         class_drop = steer = None
         if worst is not None:  # --max-class-drop: the worst class in the budget's units, where it is the larger
@@ -691,17 +745,18 @@ class BudgetSearch:
             steer = round(scaled, 4) if scaled > drop else None
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
                                  round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4),
-                                 capped, i in self.secured_levels, round(error, 4), class_drop, steer))
+                                 capped, i in self.secured_levels, round(error, 4), class_drop, steer,
+                                 None if files is None else round(model_drop, 4), file_drops))
         bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
                  "confidence" if self.z else "")
-        scored = (f"accuracy {100 * accuracy:.2f}% (drop {drop:.2f} points" if self.state.labels != "original" else
-                  f"agreement {100 * accuracy:.2f}% with the original ({drop:.2f} points changed")  # no labels
-        self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): {scored}{bound}"
-                       f"{'' if met else ', over the budget'})")
+        scored = (f"accuracy {100 * accuracy:.2f}% (drop {model_drop:.2f} points" if self.state.labels != "original"
+                  else f"agreement {100 * accuracy:.2f}% with the original ({model_drop:.2f} points changed")
+        self.state.log(f"round {len(self.rounds)}: {self.levels[i].label} ({plan_params:,} params): {scored}"
+                       f"{files_said}{bound}{'' if met else ', over the budget'})")
         if met:
             self.hi_pass = min(self.hi_pass, i)
             if self.best is None or i < self.best[0]:
-                self.best = (i, model, accuracy, error, right)
+                self.best = (i, model, accuracy, model_error, right)
         else:
             self.lo_fail = max(self.lo_fail, i)
 
@@ -761,6 +816,9 @@ class BudgetSearch:
             drops[k] = 100.0 * (state.original_accuracy - accuracy)
             if (right is None or upper_bound(drops[k], self._error(right), self.options.confidence) > budget + 1e-9
                     or not self._classes_held(self._worst_class(right))):
+                return False
+            files = self._judge_files(k, built) if self.judged else None
+            if files is not None and not self._files_meet(files)[2]:
                 return False
             self.secured = {k: (source, warm_model, fresh, built)}  # the best so far; the others are dropped
             return True
@@ -829,4 +887,6 @@ class BudgetSearch:
                 "proxy_scored": {str(k): t[0] for k, t in sorted(self.tally.items())},
                 "proxy_seconds": round(self.look_seconds, 2),
                 "proxy_bounded": sorted(self.bounded),
+                "judged": f"{self.judged} files" if self.judged else "keras model",
+                "judge_seconds": round(self.judge_seconds, 2),
                 "rounds": [r.to_json() for r in self.rounds]}
