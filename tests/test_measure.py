@@ -244,3 +244,39 @@ def test_timing_again_keeps_each_files_lower_median_and_stores_it(monkeypatch, t
     assert timed and again == [0.55, 0.30, 0.45]            # each file's lower of its two measurements
     assert sorted(stored.values()) == sorted(again)         # and that is what the cost database keeps
     assert len(exported) == 3                               # timed again from the files already lowered
+
+
+def test_stored_timings_with_an_inversion_are_timed_afresh(monkeypatch):
+    """A build on a loaded machine stored rungs slower than the original beside one deeper rung faster than all; the
+    next build read them back and published the same shallow plan. Numbers read back are believed only without an
+    inversion: with one, every file is timed afresh (``recall=False``), and the frontier is drawn from those."""
+    from types import SimpleNamespace
+
+    import lrfc.cost.devices
+    import lrfc.cost.measure as measure
+
+    levels = [SimpleNamespace(label=f"rung {i}", cost=1.0 - i / 10, choices={}, to_json=lambda: {"choices": {}})
+              for i in range(4)]
+    logs = []
+    state = SimpleNamespace(levels=levels, options=SimpleNamespace(max_sol=4), original_ms={"a": 0.3}, link=object(),
+                            profile=SimpleNamespace(precision="int8", runtimes=("litert",)), log=logs.append)
+    monkeypatch.setattr(lrfc.cost.devices, "measured_runtimes", lambda profile, link: (["litert"], {}))
+    stored = [0.22, 0.12, 0.25, 0.26, 0.21]   # original first: rungs 0, 2 and 3 slower than the least compressed (3)
+    idle = [0.22, 0.10, 0.11, 0.13, 0.16]     # what the files run in fact: faster with every rung down the ladder
+    calls = []
+
+    def timed_ms(state_, models, fmt, runtime, work, floor=None, recall=True):
+        calls.append((recall, floor))
+        if recall and floor is None:
+            return list(stored), False
+        return list(idle) if floor is None else [min(a, b) for a, b in zip(idle, floor)], True
+
+    monkeypatch.setattr(measure, "timed_ms", timed_ms)
+    whole = measure.measure_ladder(state)
+    assert calls == [(True, None), (False, None)]  # read back, then timed afresh; no inversion left: done
+    assert whole.ladder == (0, 1, 2, 3) and [t.measured_ms for t in whole.rungs] == idle[1:]
+    assert logs == ["measure: the cost database's timings of these models have a rung slower than a less compressed "
+                    "one; timing them afresh"]
+    calls.clear()
+    stored = list(idle)  # read back without an inversion: believed, not timed
+    assert measure.measure_ladder(state).ladder == (0, 1, 2, 3) and calls == [(True, None)]

@@ -11,7 +11,9 @@
 * ``xnnpack_int8``: int8 operators XNNPACK leaves out (an unfused RELU, HARD_SWISH) rewritten as ones it takes;
 * ``verify``: the gate that runs an artifact in its runtime against Keras;
 * ``artifacts.lower``: export + gate per format (the formats are independent);
-* ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage).
+* ``export`` (``lrfc export``), ``check`` (``lrfc verify``), ``stage`` (the build's lower stage);
+* ``judge``: a rung's files at an int8/fp16 target's precision, lowered as ``stage`` would and scored on
+  validation, for the budget search (``train.contract``).
 
 Submodules are imported on use: importing this package loads no TensorFlow.
 """

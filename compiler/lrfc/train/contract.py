@@ -111,6 +111,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from lrfc.lower.judge import judged_precision
 from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, within_class_limit, worst_class, z_of
 
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
@@ -311,8 +312,6 @@ class BudgetSearch:
         self.secured_levels: set[int] = set()        # rungs a last round took by their start (``_secure_pick``)
         self.rounds: list[Round] = []
         self.stopped = ""
-        from lrfc.lower.judge import judged_precision
-
         self.judged = judged_precision(state)        # int8/fp16: the files are judged too (``lower.judge``)
         self.judge_seconds = 0.0                     # lowering and scoring them
 
