@@ -8,8 +8,9 @@ points on its Keras model and published int8 files 1.10 (TFLite) and 1.06
 budget search (``train.contract``) hands every rung whose Keras model meets the
 budget to ``judge_files``, which lowers it exactly as the ``lower`` stage will
 (``lower.stage.file_options``: the same exporters, calibration samples, gate
-with its fallbacks, the chains equalized first at int8 unless ``--qat``
-trained through them) into a scratch folder, runs every file at the target's
+with its fallbacks, the chains equalized first whenever the stage will
+equalize them: an int8 target, or an fp16 one timed beside its int8 baseline,
+unless ``--qat`` trained through them) into a scratch folder, runs every file at the target's
 precision on the whole validation split, and gives back the worst file's
 answers: the rung meets the budget only if every file does. The gate (how
 closely a file follows its Keras model) stays the ``lower`` stage's to
@@ -66,7 +67,7 @@ def judge_files(state, model, layers) -> FilesJudged:
     from lrfc.factorize.equalize import equalize_chains
     from lrfc.frontend.binary import predicted, user_form
     from lrfc.lower.artifacts import lower
-    from lrfc.lower.stage import DELIVERABLE_BATCH, file_options
+    from lrfc.lower.stage import DELIVERABLE_BATCH, baseline_precision, file_options
     from lrfc.lower.verify import run_artifact
 
     start = time.perf_counter()
@@ -74,11 +75,12 @@ def judge_files(state, model, layers) -> FilesJudged:
     y = np.asarray(s.y_val).reshape(-1)
     weights = model.get_weights()
     try:
-        if precision == "int8" and not state.options.qat and layers:  # as ``lower.stage.equalize``
+        int8 = "int8" in (precision, baseline_precision(state))  # as ``lower.stage.lower`` decides
+        if int8 and not state.options.qat and layers:  # as ``lower.stage.equalize``
             equalize_chains(model, s.x_calib, set(layers))
         with tempfile.TemporaryDirectory(prefix="judged-", dir=state.output.scratch) as work:
             records = lower(user_form(model, state.binary), work, precision=precision, stem="model",
-                            keep_failed=True, **file_options(state))
+                            keep_failed=True, **file_options(state, int8=int8))
             accuracy, unscored, worst = {}, {}, None
             for r in records:
                 if r.precision != precision:  # ONNX "at fp16" stays an fp32 file: the Keras model's numbers
