@@ -363,6 +363,11 @@ def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fash
     assert not (tmp_path / "costs.sqlite").exists()  # nothing measured, nothing stored
     assert report["whole_model"]["status"] == "estimated" and report["solutions"]
     assert all(s["measured_ms"] is None and s["rung"] == s["level"] for s in report["solutions"])
+    # the budget of an fp16 target is judged on the fp16 file it publishes (lower.judge), and reported from it
+    search, (deliverable,) = report["budget_search"], report["accuracy_budget"]["deliverables"]
+    assert search["judged"] == "fp16 files" and deliverable["precision"] == "fp16"
+    (published,) = [r for r in search["rounds"] if r["level"] == search["published_level"]]
+    assert published["met"] and published["files"] == {"tflite": deliverable["drop"]}
 
 
 def test_bad_device_url_is_one_line_exit_2(tiny_model_path, tmp_path):
