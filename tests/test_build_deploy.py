@@ -257,6 +257,11 @@ def test_an_int8_target_times_both_models_at_fp32_beside_its_own(tiny_model_path
     assert search["judged"] == "int8 files" and search["judge_seconds"] > 0 and published["met"]
     assert published["files"] == {"tflite": deliverable["drop"]} and published["drop"] == deliverable["drop"]
     assert published["model_drop"] == round(100 * (report["original"]["accuracy"] - report["compressed"]["accuracy"]), 4)
+    line = next(l for l in res.stdout.splitlines() if l.startswith("search      "))
+    judged = sum(1 for r in search["rounds"] if r["files"])
+    assert judged >= 1 and line.endswith(f"; judged on its int8 files: {judged} round{'s' * (judged != 1)} that met "
+                                         f"the budget on the Keras model lowered and scored "
+                                         f"({search['judge_seconds']:.0f} s)"), line
 
 
 def test_a_baseline_that_fails_its_gate_is_timed_and_marked_but_never_published(tiny_model_path, small_fashion_mnist,

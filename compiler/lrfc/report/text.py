@@ -70,11 +70,14 @@ def _footer(report: dict) -> list[str]:
     search = report.get("budget_search") or {}
     if search.get("rounds"):
         secured = [k for k, r in enumerate(search["rounds"], 1) if r.get("secured")]
+        judged = sum(1 for r in search["rounds"] if r.get("files"))  # an int8/fp16 target's rounds (lower.judge)
         out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
                    f"{search['levels']} levels ({search['allocation']} allocation): published {search['published']}"
                    f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}"
                    + "".join(f"; round {k}, the last after misses, took a rung whose start already met the budget"
-                             for k in secured))
+                             for k in secured)
+                   + (f"; judged on its {search['judged']}: {judged} round{'s' * (judged != 1)} that met the budget "
+                      f"on the Keras model lowered and scored ({search.get('judge_seconds', 0):.0f} s)" if judged else ""))
     if report.get("splits"):
         out.append(f"data        {splits_line(report['splits'])}"
                    + ("; the training samples had no labels: the original's answers stood in"
