@@ -65,22 +65,19 @@ def judge_files(state, model, layers) -> FilesJudged:
     """Lower ``model`` (a rung; ``layers`` its factorized layers) as the ``lower`` stage will, into a scratch
     folder, and score each file at the target's precision on the validation split (module doc)."""
     from lrfc.factorize.equalize import equalize_chains
-    from lrfc.frontend.binary import predicted, user_form
+    from lrfc.frontend.binary import user_form
     from lrfc.lower.artifacts import lower
-    from lrfc.lower.stage import DELIVERABLE_BATCH, baseline_precision, file_options
-    from lrfc.lower.verify import run_artifact
+    from lrfc.lower.stage import file_answers, file_options, lowers_int8
 
     start = time.perf_counter()
     precision, s = state.profile.precision, state.splits
-    y = np.asarray(s.y_val).reshape(-1)
     weights = model.get_weights()
     try:
-        int8 = "int8" in (precision, baseline_precision(state))  # as ``lower.stage.lower`` decides
-        if int8 and not state.options.qat and layers:  # as ``lower.stage.equalize``
+        if lowers_int8(state) and not state.options.qat and layers:  # as ``lower.stage.equalize``
             equalize_chains(model, s.x_calib, set(layers))
         with tempfile.TemporaryDirectory(prefix="judged-", dir=state.output.scratch) as work:
             records = lower(user_form(model, state.binary), work, precision=precision, stem="model",
-                            keep_failed=True, **file_options(state, int8=int8))
+                            keep_failed=True, **file_options(state))
             accuracy, unscored, worst = {}, {}, None
             for r in records:
                 if r.precision != precision:  # ONNX "at fp16" stays an fp32 file: the Keras model's numbers
@@ -88,8 +85,7 @@ def judge_files(state, model, layers) -> FilesJudged:
                 if not (Path(work) / f"model.{r.format}").is_file():  # not written, or its runtime refused it
                     unscored[r.format] = r.error or "not written"
                     continue
-                outs = run_artifact(Path(work) / f"model.{r.format}", r.format, s.x_val, chunk=DELIVERABLE_BATCH)
-                right = predicted(outs, state.binary) == y
+                right = file_answers(state, Path(work) / f"model.{r.format}", r.format)
                 accuracy[r.format] = float(np.mean(right))
                 if worst is None or accuracy[r.format] < float(np.mean(worst)):
                     worst = right

@@ -117,15 +117,20 @@ def build_formats(state) -> tuple[str, ...]:
     return tuple(state.options.formats) if state.options.formats else formats_for(state.profile)
 
 
-def file_options(state, int8: bool = True) -> dict:
+def lowers_int8(state) -> bool:
+    """Whether the build writes int8 files (its target's precision or its baseline's): then its chains are
+    equalized first (``equalize``) and an int8 ONNX file's weight bits asked of the devices."""
+    return "int8" in (state.profile.precision, baseline_precision(state))
+
+
+def file_options(state) -> dict:
     """The options every file of the build is lowered with (``artifacts.lower``'s keywords but the precision,
-    stem and folders): the ``lower`` stage's, and the budget search's judge of a rung's files (``lower.judge``).
-    ``int8``: whether an int8 ONNX file will be among them (only then are the devices asked for its weights' bits)."""
+    stem and folders): the ``lower`` stage's, and the budget search's judge of a rung's files (``lower.judge``)."""
     from lrfc.lower.artifacts import onnx_int8_scheme, onnx_weight_bits
 
     s, profile = state.splits, state.profile
     formats = build_formats(state)
-    bits = onnx_weight_bits(profile, state.links) if int8 and "onnx" in formats else 8
+    bits = onnx_weight_bits(profile, state.links) if lowers_int8(state) and "onnx" in formats else 8
     return dict(formats=formats, calibration=s.x_calib, verify_samples=s.x_val,
                 verify_labels=None if state.labels == "original" else s.y_val,  # not its answers
                 onnx_int8=onnx_int8_scheme(profile.runtimes), onnx_bits=bits,
@@ -141,10 +146,10 @@ def lower(state) -> None:
     state.artifacts = []
     runs = [(state.profile.precision, None, "")]
     other = baseline_precision(state)
-    options = file_options(state, int8="int8" in (state.profile.precision, other))
+    options = file_options(state)
     if other is not None:
         runs.append((other, baseline_variant(other), f".{other}"))
-    if any(precision == "int8" for precision, _, _ in runs):
+    if lowers_int8(state):
         equalize(state)
     for precision, variant, suffix in runs:
         for role, model, stem in (("compressed", state.compressed, "model"), ("original", state.flat, "original")):
@@ -188,6 +193,17 @@ def equalize(state) -> None:
                   f"spread {e.median_spread:.3g}:1 at the median; largest scale {e.max_scale:.3g})")
 
 
+def file_answers(state, path: Path, fmt: str) -> np.ndarray:
+    """Whether the file at ``path`` (format ``fmt``) gets each validation sample right, run in its runtime: how the
+    report's ``deliverables`` and the budget search's judge (``lower.judge``) score a file, the same way."""
+    from lrfc.frontend.binary import predicted
+    from lrfc.lower.verify import run_artifact
+
+    s = state.splits
+    outs = run_artifact(path, fmt, s.x_val, chunk=DELIVERABLE_BATCH)
+    return predicted(outs, state.binary) == np.asarray(s.y_val).reshape(-1)
+
+
 def deliverables(state) -> list[dict]:
     """lrfc's verified files at a non-fp32 target precision, each scored on the whole validation split.
 
@@ -200,20 +216,17 @@ def deliverables(state) -> list[dict]:
         original's file at the same precision (None where it failed its
         gate). Empty for an fp32 target.
     """
-    from lrfc.frontend.binary import predicted
-    from lrfc.lower.verify import run_artifact
+    from lrfc.lower.judge import judged_precision
     from lrfc.train.paired import paired_drop, upper_bound
 
-    precision, s = state.profile.precision, state.splits
-    if precision == "fp32" or s.y_val is None or not len(s.x_val):
+    precision = judged_precision(state)
+    if precision is None:
         return []
-    y = np.asarray(s.y_val).reshape(-1)
     scored = {}
     for r in state.artifacts:
         if r.variant is None and r.passed and r.precision == precision:
             staged = state.output.staging / Path(r.path).name
-            outs = run_artifact(staged, r.format, s.x_val, chunk=DELIVERABLE_BATCH)
-            scored[(r.model, r.format)] = (Path(r.path).name, predicted(outs, state.binary) == y)
+            scored[(r.model, r.format)] = (Path(r.path).name, file_answers(state, staged, r.format))
     rows = []
     for (role, fmt), (name, right) in scored.items():
         if role == "compressed":
