@@ -16,7 +16,11 @@ two sets of fresh workers. Rows:
                        benchmark's "original"), against which lrfc int8 is judged
                        (builds since 2026-12-03 time both models at fp32 beside
                        them: whether int8 pays at all);
-* ``<model>/int8-qat`` the same with ``--qat`` (quantization-aware fine-tuning).
+* ``<model>/int8-qat`` the same with ``--qat`` (quantization-aware fine-tuning);
+* ``<model>/int8-onnx`` ``--target host-int8 --formats onnx``: the build for a
+                       user who deploys on ONNX Runtime, priced (chains at fp32,
+                       as ONNX chains always are: cost.latency), measured and
+                       benchmarked there (``targets.with_formats``).
 
 Each report also gives the per-layer cost model's error against the whole
 models (``whole_model.cost_model_error``, latency rows). Results:
@@ -27,7 +31,7 @@ After a latency or flops row, the two rows' published fp32 models and the
 original are timed once more side by side (``side_by_side``), the fair
 comparison of the two objectives.
 
-    python -m bench.speed [--models vgg,resnet] [--rows latency,flops,int8,int8-qat] [--time-budget MINUTES]
+    python -m bench.speed [--models vgg,resnet] [--rows latency,flops,int8,int8-qat,int8-onnx] [--time-budget MINUTES]
     python -m bench.speed --models vgg --side-by-side
     python -m bench.speed --rows latency --no-side-by-side   (the pair's other row built with other settings)
     python -m bench.speed --refresh
@@ -48,7 +52,8 @@ WORK = Path("bench/work/speed")
 BASE = {"--data": "fashion-mnist", "--target": "host", "--max-acc-drop": "1.0", "--bench-runs": "100"}
 ROWS = {"latency": {"--objective": "latency"}, "flops": {"--objective": "flops"},
         "int8": {"--target": "host-int8", "--objective": "latency"},
-        "int8-qat": {"--target": "host-int8", "--objective": "latency", "--qat": None}}
+        "int8-qat": {"--target": "host-int8", "--objective": "latency", "--qat": None},
+        "int8-onnx": {"--target": "host-int8", "--objective": "latency", "--formats": "onnx"}}
 
 
 def latency_table(report: dict) -> dict:
@@ -186,10 +191,10 @@ def main(argv=None) -> None:
                 results["base"] = BASE
 
             update_json(RESULTS, change)
-            lite = row["latency"].get("litert", {})
-            pairs = ", ".join(f"{p} {lite[f'original {p}']['p50_ms']} -> {lite[f'lrfc {p}']['p50_ms']} ms"
-                              for p in ("fp32", "int8") if f"original {p}" in lite and f"lrfc {p}" in lite)
-            print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, litert "
+            runtime, timed = next(iter(row["latency"].items()), ("no runtime", {}))  # the build's first
+            pairs = ", ".join(f"{p} {timed[f'original {p}']['p50_ms']} -> {timed[f'lrfc {p}']['p50_ms']} ms"
+                              for p in ("fp32", "int8") if f"original {p}" in timed and f"lrfc {p}" in timed)
+            print(f"{name}: drop {row['drop_points']} points, {row['macs_removed_pct']}% MACs removed, {runtime} "
                   f"{pairs}, {wall:.0f} s", flush=True)
         if args.side_by_side or ({"latency", "flops"} & set(rows) and not args.no_side_by_side):  # a row changed
             timed = side_by_side(model)

@@ -376,9 +376,36 @@ def _opset(value: Any, label: str) -> tuple[int, str]:
 
 
 def build_profile(options) -> Profile:
-    """The profile a build compiles for: its ``--target``, with ``--opset`` in place of the profile's own opset.
-    Preflight and the frontend stage both take it from here, so they cannot disagree."""
-    return with_opset(load_profile(options.target), options.opset)
+    """The profile a build compiles for: its ``--target``, with ``--opset`` in place of the profile's own opset and
+    only the runtimes that run ``--formats`` (``with_formats``). Preflight and the frontend stage both take it from
+    here, so they cannot disagree."""
+    return with_formats(with_opset(load_profile(options.target), options.opset), options.formats)
+
+
+def with_formats(profile: Profile, formats) -> Profile:
+    """``profile`` keeping only the runtimes whose files ``--formats`` asks for, in the profile's order (None:
+    unchanged).
+
+    A build prices, measures and benchmarks on its target's first runtime
+    that can run, and rounds ranks to that runtime's multiple; without this,
+    ``--target host --formats onnx`` chose its plan by LiteRT's timings and
+    published only the ONNX file, which ONNX Runtime runs with other kernels
+    (docs/LOG.md, 2026-12-07).
+    """
+    if not formats:
+        return profile
+    from lrfc.lower.artifacts import format_of
+
+    kept = tuple(runtime for runtime in profile.runtimes if format_of(runtime) in formats)
+    if not kept:
+        raise UserError(f"--formats {','.join(formats)}: target {profile.name} runs none of them "
+                        f"(its runtimes: {', '.join(profile.runtimes)}, which run "
+                        f"{', '.join(dict.fromkeys(format_of(r) for r in profile.runtimes))})")
+    if kept == profile.runtimes:
+        return profile
+    from dataclasses import replace
+
+    return replace(profile, runtimes=kept)
 
 
 def with_opset(profile: Profile, opset: int | None) -> Profile:
