@@ -232,6 +232,8 @@ CASES = [
     ("target", lambda f: _build(f, "--target", "jetson-tx9"), 2, "unknown profile 'jetson-tx9'"),
     ("target-toml-unknown-key", lambda f: _build(f, "--target", str(f.root / "profile.toml")), 2, "warp_drive"),
     ("formats", lambda f: _build(f, "--formats", "tflite,pb"), 2, "--formats: received 'tflite,pb'"),
+    ("formats-the-target-cannot-run", lambda f: _build(f, "--target", "coral-edgetpu", "--formats", "onnx"), 2,
+     "--formats onnx: target coral-edgetpu runs none of them (its runtimes: litert, which run tflite)"),
     ("opset-too-old", lambda f: _build(f, "--opset", "11"), 2,
      "--opset: received 11, expected 13 to 18 (int8 files need opset 13's per-channel QuantizeLinear"),
     ("calib-samples", lambda f: _build(f, "--calib-samples", "0"), 2, "--calib-samples: received 0"),

@@ -360,6 +360,24 @@ def test_an_int8_target_whose_original_fails_its_gate_still_builds_and_times_it(
     assert str(failure.value) == mine.error
 
 
+def test_formats_choose_the_runtime_the_build_is_measured_on(tiny_model_path, small_fashion_mnist, tmp_path):
+    """``--formats onnx`` on a target whose first runtime is LiteRT: the files are ONNX Runtime's, so the chains are
+    priced (at int8, as the files), the ranks rounded and the files benchmarked there (``targets.with_formats``),
+    never on LiteRT."""
+    res = run_cli("build", str(tiny_model_path), "--data", str(small_fashion_mnist), "--target", "host-int8",
+                  "--objective", "latency", "--finetune", "none", "--calib-samples", "64", "--methods", "tucker,svd",
+                  "--formats", "onnx", "--bench-runs", "10", "--out", str(tmp_path / "o"),
+                  "--cache-dir", str(tmp_path / "cache"), "--cost-db", str(tmp_path / "costs.sqlite"), timeout=600)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    costs = report["costs"]
+    assert costs["runtime"] == "onnxruntime-cpu" and costs["precision"] == "int8"  # chains as the files: int8 QDQ
+    assert costs["measured"] > 0 and costs["threads"] == 2
+    assert report["rank_multiple"] == 32  # host-int8's multiple for ONNX Runtime int8 (LiteRT's is 16)
+    assert [(r["runtime"], r["precision"]) for r in report["benchmarks"]["runs"]] == [("onnxruntime-cpu", "int8")]
+    assert {Path(a["path"]).suffix for a in report["artifacts"]} == {".onnx"}
+
+
 def test_unreachable_target_is_estimated_and_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
     """An unreachable board is priced by roofline estimates, and every place that shows a cost says so. The board
     is the Orin Nano's profile without its nominal per-operator overhead: with it, the tiny model's layers cost
@@ -407,10 +425,10 @@ def test_a_chain_that_does_not_lower_drops_its_candidate_not_the_build(tiny_mode
 
     real = latency.lower_chain
 
-    def lower_chain(chain, path, precision):
+    def lower_chain(chain, path, precision, *rest):
         if any(stage.kind == "depthwise" for stage in chain.stages):
             raise ValueError("the converter refused a DEPTHWISE_CONV_2D here")
-        return real(chain, path, precision)
+        return real(chain, path, precision, *rest)
 
     monkeypatch.setattr(latency, "lower_chain", lower_chain)
     logged = []

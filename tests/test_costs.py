@@ -81,7 +81,7 @@ def test_gpu_prices_are_timed_on_the_device_and_keyed_apart(tmp_path, monkeypatc
             seen.update(options)
             return {"device": {"id": "gpu"}, "results": [{"min_ms": 0.1} for _ in paths]}
 
-    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: path)
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision, *rest: path)
     latency.time_chains(Link(), "onnxruntime-cuda", "fp32", 8, ["chain"])
     assert seen["io"] == "device" and seen["runtime"] == "onnxruntime-cuda"
     latency.time_chains(Link(), "onnxruntime-cpu", "fp32", 8, ["chain"])

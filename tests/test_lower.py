@@ -297,6 +297,37 @@ def test_onnx_runtime_runs_the_int8_residual_model_integer_throughout(functional
     assert not {"Conv", "Add", "MatMul", "Gemm", "Relu"} & set(ops), ops
 
 
+def test_an_int8_target_prices_its_onnx_chains_as_it_publishes_them(tmp_path):
+    """A chain priced for an int8 target on ONNX Runtime is the QDQ int8 file the lower stage writes, run integer
+    throughout (``cost.latency.lower_chain``; it was fp32 until 2026-12-07), symmetric for TensorRT; fp16 targets'
+    ONNX chains stay fp32, as their published file is."""
+    import onnx
+
+    from lrfc.cost.latency import Chain, chain_precision, lower_chain
+    from lrfc.decompose.base import Stage
+
+    rng = np.random.default_rng(0)
+    chain = Chain((8, 8, 16), [Stage("conv", (rng.standard_normal((1, 1, 16, 4)).astype(np.float32),)),
+                               Stage("conv", (rng.standard_normal((3, 3, 4, 4)).astype(np.float32),), (3, 3),
+                                     padding="same"),
+                               Stage("conv", (rng.standard_normal((1, 1, 4, 16)).astype(np.float32),
+                                              np.zeros(16, np.float32)), use_bias=True)], 2)
+    q = lower_chain(chain, tmp_path / "chain.onnx", "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.onnx"]  # the fp32 file it was quantized from is gone
+    ops = onnx_runtime_ops(q, tmp_path)
+    assert ops.get("QLinearConv") == 3 and ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
+    assert "Conv" not in ops, ops
+    fp32 = {n.op_type for n in onnx.load(lower_chain(chain, tmp_path / "f.onnx", "fp32")).graph.node}
+    assert "Conv" in fp32 and not {"QuantizeLinear", "DequantizeLinear"} & fp32, fp32
+    symmetric = onnx.load(lower_chain(chain, tmp_path / "s.onnx", "int8", "symmetric"))
+    points = [init for init in symmetric.graph.initializer if init.name.endswith("zero_point")]
+    assert points and all(not onnx.numpy_helper.to_array(p).any() for p in points)
+    assert all(onnx.numpy_helper.to_array(p).dtype == np.int8 for p in points)
+    assert [chain_precision(r, p) for r, p in (("onnxruntime-cpu", "int8"), ("onnxruntime-cpu", "fp16"),
+                                               ("litert", "fp16"), ("onnxruntime-tensorrt", "fp32"))] == \
+        ["int8", "fp32", "fp16", "fp32"]
+
+
 # The fingerprint of the AVX2-only AMD EPYC the saturation was measured on (runtime_bench.device), and of the Xeon.
 AVX2_EPYC = {"machine": "x86_64", "cpu": "AMD EPYC", "isa": "AVX2", "cores": 2}
 VNNI_XEON = {"machine": "x86_64", "cpu": "Intel(R) Xeon(R) Processor", "isa": "AVX-512 VNNI", "cores": 2}

@@ -268,6 +268,26 @@ def test_host_ranks_follow_the_measured_multiple_under_latency_only():
         assert rank_multiple(SimpleNamespace(profile=host, link=None, objective=objective)) == 1
 
 
+def test_formats_keep_the_runtimes_that_run_them_in_the_profile_s_order():
+    """A build with ``--formats`` prices, measures, benchmarks and rounds ranks on the runtimes of its files."""
+    from types import SimpleNamespace
+
+    from lrfc.targets import build_profile
+
+    def built(target, formats):
+        return build_profile(SimpleNamespace(target=target, opset=None, formats=formats))
+
+    onnx = built("host-int8", ("onnx",))
+    assert onnx.runtimes == ("onnxruntime-cpu",) and onnx.multiple_for(onnx.runtimes[0]) == 32
+    assert onnx.name == "host-int8" and onnx.precision == "int8"
+    assert built("host-int8", None) == built("host-int8", ("onnx", "tflite")) == load_profile("host-int8")
+    assert built("jetson-orin-nano", ("onnx",)).runtimes == ("onnxruntime-tensorrt", "onnxruntime-cuda",
+                                                             "onnxruntime-cpu")
+    assert built("jetson-orin-nano", ("tflite",)).runtimes == ("litert",)
+    with pytest.raises(UserError, match=r"^--formats onnx: target coral-edgetpu runs none of them"):
+        built("coral-edgetpu", ("onnx",))
+
+
 @pytest.mark.parametrize("table, words", [
     ('source = "x"\nlitert = { fp32 = 0 }', "rank_multiple.litert.fp32"),
     ('source = "x"\nlitert = { fp32 = 8.0 }', "an integer from 1 to 256"),

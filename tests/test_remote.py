@@ -249,7 +249,7 @@ def test_files_the_device_refuses_are_named_by_the_callers_paths(sshd, keras, tm
     assert _workdirs() == before
 
     files = [fine, refused[0], fine]
-    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: shutil.copy(files[chain], path))
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision, *rest: shutil.copy(files[chain], path))
     link = DeviceLink(sshd.url, sys.executable, sshd.identity, tuple(sshd.ssh_options))
     result = latency.time_chains(link, "litert", "int8", 1, [0, 1, 2])
     assert [r is None for r in result["results"]] == [False, True, False]

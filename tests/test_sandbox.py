@@ -128,7 +128,7 @@ def test_the_files_the_runtime_will_not_load_are_named_at_once_and_the_others_ar
         assert str(err.value).endswith(" (and 1 more file refused)")
 
     files = [fine, refused, fine, again]
-    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision: shutil.copy(files[chain], path))
+    monkeypatch.setattr(latency, "lower_chain", lambda chain, path, precision, *rest: shutil.copy(files[chain], path))
     runs = []
     timed = DeviceLink.bench
     monkeypatch.setattr(DeviceLink, "bench", lambda self, paths, **kw: runs.append(len(paths)) or timed(self, paths, **kw))

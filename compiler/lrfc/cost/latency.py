@@ -160,10 +160,7 @@ class Pricer:
             raise UserError(f"target {profile.name}: none of its runtimes {', '.join(profile.runtimes)} can run on "
                             f"{link.label} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
         self.info.runtime = usable[0]
-        from lrfc.lower.artifacts import format_of
-
-        if format_of(self.info.runtime) == "onnx":
-            self.info.precision = "fp32"  # what lower_chain writes for ONNX Runtime (see there)
+        self.info.precision = chain_precision(self.info.runtime, profile.precision)
         from lrfc.cost.costdb import default_path, user_path
 
         mine = user_path(db_path) is None
@@ -273,13 +270,12 @@ def _farm_device(index: int, link, profile) -> FarmDevice:
     """A further ``--device`` of the farm: the profile's first runtime that runs on it, and its fingerprint."""
     from lrfc.cost.devices import measured_runtimes
     from lrfc.errors import UserError
-    from lrfc.lower.artifacts import format_of
 
     usable, skipped = measured_runtimes(profile, link)
     if not usable:
         raise UserError(f"target {profile.name}: none of its runtimes {', '.join(profile.runtimes)} can run on "
                         f"{link.label} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
-    precision = "fp32" if format_of(usable[0]) == "onnx" else profile.precision  # as the primary's (lower_chain)
+    precision = chain_precision(usable[0], profile.precision)
     fingerprint = link.fingerprint(usable[0])
     fingerprint.pop("workdir", None)
     return FarmDevice(index, link, usable[0], precision, fingerprint)
@@ -304,7 +300,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
 
     from lrfc.common.quiet import import_keras
     from lrfc.errors import UserError, first_line
-    from lrfc.lower.artifacts import format_of
+    from lrfc.lower.artifacts import format_of, onnx_int8_scheme
 
     import_keras()  # quiet, and once per worker process
     fmt = format_of(runtime)
@@ -313,7 +309,7 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
         with _LOWERING:
             for i, c in enumerate(chains):
                 try:
-                    paths[i] = lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", precision)
+                    paths[i] = lower_chain(c, Path(tmp) / f"chain{i}.{fmt}", precision, onnx_int8_scheme((runtime,)))
                 except (MemoryError, UserError):
                     raise
                 except Exception as exc:  # this chain only: its candidate is dropped (module doc)
@@ -341,40 +337,58 @@ def time_chains(link, runtime: str, precision: str, threads: int, chains: list) 
             "busy": busy}
 
 
-def lower_chain(chain: Chain, path: Path, precision: str) -> Path:
-    """A stand-alone model of one chain, lowered to ``path`` (``.tflite`` or ``.onnx``).
+def chain_precision(runtime: str, precision: str) -> str:
+    """The precision a chain is lowered and priced at on ``runtime`` for a target of ``precision``: the target's,
+    except fp16 on an ONNX runtime, whose fp16 artifact is an fp32 file too (``lower.artifacts``)."""
+    from lrfc.lower.artifacts import format_of
 
-    TFLite gets the profile's precision (int8 calibrated on random inputs:
-    the values do not change the kernels that run, only the scales), the
-    chain's inner channels equalized first as the lower stage equalizes the
-    published model's (``factorize.equalize``). Without that, XNNPACK would not
-    prepare some int8 chains at all: an inner channel far wider than the rest,
-    which the next stage all but ignores, sets that tensor's int8 step, and
-    the next convolution's requantization scale passes the 256 XNNPACK takes.
+    return "fp32" if precision == "fp16" and format_of(runtime) == "onnx" else precision
+
+
+def lower_chain(chain: Chain, path: Path, precision: str, onnx_scheme: str = "u8s8") -> Path:
+    """A stand-alone model of one chain, lowered to ``path`` (``.tflite`` or ``.onnx``) at ``precision``
+    (``chain_precision``).
+
+    An int8 chain is calibrated on random inputs (the values do not change
+    the kernels that run, only the scales), its inner channels equalized
+    first as the lower stage equalizes the published model's
+    (``factorize.equalize``). Without that, XNNPACK would not prepare some
+    int8 chains at all: an inner channel far wider than the rest, which the
+    next stage all but ignores, sets that tensor's int8 step, and the next
+    convolution's requantization scale passes the 256 XNNPACK takes.
     keras.applications ResNet50V2 (untrained, 32x32, data-aware fits at
     ``host-int8``): 25 of 689 candidate chains refused, every one a
     Tensor-Train (conv1_conv at ranks [2, 16, 32]: 2.1e3), and none once
     equalized (one-off, docs/LOG.md 2026-12-06); the price stage had dropped
-    those candidates although the published model, equalized, would run them. ONNX
-    chains are fp32 whatever the profile says: the fp16 artifact is an fp32
-    file too (``lower.artifacts``), and static int8 quantization of hundreds
-    of one-layer ONNX files would cost more than the search it informs; the
-    pricing record says ``fp32`` so the cost database never mixes them up.
+    those candidates although the published model, equalized, would run them.
+    An int8 ONNX chain is quantized as the published file is
+    (``lower.onnx.quantize_onnx_int8``, QDQ with per-channel weights;
+    ``onnx_scheme`` ``symmetric`` for TensorRT). Until 2026-12-07 ONNX chains
+    were priced at fp32 whatever the target's precision, and for the
+    ResNet-style ``host-int8 --formats onnx`` build their sum predicted the
+    most compressed rung 2.9x faster than the original where ONNX Runtime
+    ran the int8 files 1.35x faster (docs/LOG.md).
     """
     import numpy as np
 
     from lrfc.decompose.chain import chain_model
 
     model = chain_model(tuple(chain.input_shape), chain.stages, chain.spatial_rank, name="chain")
-    if path.suffix == ".tflite":
+    rep = None
+    if precision == "int8":
         from lrfc.factorize.equalize import equalize_chains
+
+        rep = np.random.default_rng(0).standard_normal((8, *chain.input_shape)).astype(np.float32)
+        equalize_chains(model, rep)
+    if path.suffix == ".tflite":
         from lrfc.lower.tflite import export_tflite
 
-        rep = None
-        if precision == "int8":
-            rep = np.random.default_rng(0).standard_normal((8, *chain.input_shape)).astype(np.float32)
-            equalize_chains(model, rep)
         return export_tflite(model, path, precision, representative=rep)
-    from lrfc.lower.onnx import export_onnx
+    from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
 
-    return export_onnx(model, path)
+    if rep is None:
+        return export_onnx(model, path)
+    fp32 = export_onnx(model, path.with_name(f"{path.stem}.fp32.onnx"))
+    quantize_onnx_int8(fp32, path, rep, scheme=onnx_scheme)
+    fp32.unlink()
+    return path
