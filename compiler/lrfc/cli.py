@@ -208,7 +208,7 @@ def build(
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache directory (default: $LRFC_CACHE_DIR or ~/.cache/lrfc).")] = None,
     trust_model: TrustModel = DEFAULT["trust_model"],
     custom_objects: CustomObjects = None,
-    formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes).")] = None,
+    formats: Annotated[Optional[str], typer.Option(help="Comma list of tflite, onnx (default: the target's runtimes). The build prices, measures and benchmarks on the target's runtimes that run them: --target host --formats onnx works for ONNX Runtime.")] = None,
     opset: Opset = None,
     device: Annotated[Optional[list[str]], typer.Option(help="Where to measure latency: ssh://user@host[:port], or 'local' (default: this machine for --target host, else estimated). Repeat it for a farm: devices measure in parallel, one measurement per device at a time; every chain is timed on each distinct board (fingerprint), and the plan is priced for the first --device's.")] = None,
     device_python: Annotated[str, typer.Option(help="Python on the --device that runs runtime_bench.")] = DEFAULT["device_python"],

@@ -366,7 +366,7 @@ def lower_chain(chain: Chain, path: Path, precision: str, onnx_scheme: str = "u8
     ``onnx_scheme`` ``symmetric`` for TensorRT). Until 2026-12-07 ONNX chains
     were priced at fp32 whatever the target's precision, and for the
     ResNet-style ``host-int8 --formats onnx`` build their sum predicted the
-    most compressed rung 2.9x faster than the original where ONNX Runtime
+    most compressed rung 2.85x faster than the original where ONNX Runtime
     ran the int8 files 1.35x faster (docs/LOG.md).
     """
     import numpy as np
