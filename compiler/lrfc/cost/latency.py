@@ -372,6 +372,7 @@ def lower_chain(chain: Chain, path: Path, precision: str, onnx_scheme: str = "u8
     import numpy as np
 
     from lrfc.decompose.chain import chain_model
+    from lrfc.lower.artifacts import export_file
 
     model = chain_model(tuple(chain.input_shape), chain.stages, chain.spatial_rank, name="chain")
     rep = None
@@ -380,15 +381,4 @@ def lower_chain(chain: Chain, path: Path, precision: str, onnx_scheme: str = "u8
 
         rep = np.random.default_rng(0).standard_normal((8, *chain.input_shape)).astype(np.float32)
         equalize_chains(model, rep)
-    if path.suffix == ".tflite":
-        from lrfc.lower.tflite import export_tflite
-
-        return export_tflite(model, path, precision, representative=rep)
-    from lrfc.lower.onnx import export_onnx, quantize_onnx_int8
-
-    if rep is None:
-        return export_onnx(model, path)
-    fp32 = export_onnx(model, path.with_name(f"{path.stem}.fp32.onnx"))
-    quantize_onnx_int8(fp32, path, rep, scheme=onnx_scheme)
-    fp32.unlink()
-    return path
+    return export_file(model, path.suffix.lstrip("."), path, precision, rep, onnx_scheme)
