@@ -18,8 +18,8 @@ two sets of fresh workers. Rows:
                        them: whether int8 pays at all);
 * ``<model>/int8-qat`` the same with ``--qat`` (quantization-aware fine-tuning);
 * ``<model>/int8-onnx`` ``--target host-int8 --formats onnx``: the build for a
-                       user who deploys on ONNX Runtime, priced (chains at fp32,
-                       as ONNX chains always are: cost.latency), measured and
+                       user who deploys on ONNX Runtime, priced (its chains as
+                       int8 QDQ files: cost.latency.lower_chain), measured and
                        benchmarked there (``targets.with_formats``).
 
 Each report also gives the per-layer cost model's error against the whole
