@@ -113,6 +113,10 @@ def files(tmp_path_factory, tiny_model_path, untrained_model_path, rescaling_mod
     (root / "plan_bad_ranks.json").write_text(json.dumps({"layers": [{"layer": "fc1", "method": "svd", "ranks": [999]}]}))
     (root / "profile.toml").write_text('description = "x"\nruntimes = ["litert"]\nprecision = "fp32"\nthreads = 1\n'
                                        'memory_budget_mb = 10\nwarp_drive = true\n')
+    (root / "gpu.toml").write_text(  # a GPU board whose profile says nothing of its CPU
+        'description = "x"\nruntimes = ["onnxruntime-cuda", "litert"]\nprecision = "fp32"\nthreads = 1\n'
+        'memory_budget_mb = 4096\n[peak_gflops.fp32]\nvalue = 1000\nsource = "s"\n'
+        '[memory_bandwidth_gbps]\nvalue = 100\nsource = "s"\n')
     (root / "report.json").write_text("[1, 2")
     (root / "model.pb").write_bytes(b"x")
     with zipfile.ZipFile(root / "nested.zip", "w") as z:  # Kaggle's dogs-vs-cats.zip: train.zip, test1.zip
@@ -234,6 +238,10 @@ CASES = [
     ("formats", lambda f: _build(f, "--formats", "tflite,pb"), 2, "--formats: received 'tflite,pb'"),
     ("formats-the-target-cannot-run", lambda f: _build(f, "--target", "coral-edgetpu", "--formats", "onnx"), 2,
      "--formats onnx: target coral-edgetpu runs none of them (its runtimes: litert, which run tflite)"),
+    ("formats-on-a-cpu-the-profile-does-not-describe",
+     lambda f: _build(f, "--target", str(f.root / "gpu.toml"), "--formats", "tflite", "--objective", "latency"), 2,
+     "--formats tflite: target gpu runs litert on its CPU, but its figures are its GPU's and it has no [cpu] "
+     "figures to estimate the CPU from; pass --device to measure it, --objective flops, or add a [cpu] table"),
     ("opset-too-old", lambda f: _build(f, "--opset", "11"), 2,
      "--opset: received 11, expected 13 to 18 (int8 files need opset 13's per-channel QuantizeLinear"),
     ("calib-samples", lambda f: _build(f, "--calib-samples", "0"), 2, "--calib-samples: received 0"),

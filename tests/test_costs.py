@@ -221,6 +221,24 @@ def test_every_gpu_profile_pays_a_launch_per_operator():
     assert paid[1] > paid[0]
 
 
+def test_a_build_for_the_orin_s_cpu_is_estimated_with_its_cpu_not_its_gpu():
+    """``--target jetson-orin-nano --formats tflite`` (LiteRT on the six Cortex-A78AE): the estimates read the
+    [cpu] figures, which the basis names, and pay no GPU launch per operator, so the chain that saves 2.7x of
+    the layer's MACs is cheaper there, where the GPU's figures priced it dearer (the test above)."""
+    from lrfc.cost.latency import Pricer
+    from lrfc.targets import load_profile, with_formats
+
+    board = load_profile("jetson-orin-nano")
+    cpu = with_formats(board, ("tflite",))
+    basis = Pricer(cpu, None).info.basis
+    assert basis == "roofline from jetson-orin-nano's CPU peak 144 GOP/s fp16 and 68 GB/s"
+    assert Pricer(board, None).info.basis.startswith("roofline from jetson-orin-nano's GPU peak 10000 GOP/s fp16")
+    layer, chain = [conv(128, 128)], [conv(128, 32, k=1), conv(32, 32), conv(32, 128, k=1)]
+    args = (cpu.peak.value, cpu.memory_bandwidth_gbps.value, "fp16")
+    times = [estimate_ms((8, 8, 128), c, *args) for c in (layer, chain)]
+    assert times[1] < times[0] / 2 and times[0] == pytest.approx(2 * 8 * 8 * 9 * 128 * 128 / 144e9 * 1e3, rel=0.05)
+
+
 def test_lrfcs_own_cost_database_is_set_aside_when_corrupt_and_a_users_is_not(tmp_path):
     from lrfc.cost.costdb import CostDB
     from lrfc.errors import UserError

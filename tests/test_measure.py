@@ -113,6 +113,33 @@ def test_a_probe_reading_above_a_data_sheet_ceiling_keeps_the_ceiling(tmp_path):
     assert load_profile(str(path)).memory_bandwidth_gbps.value == 5933.19
 
 
+def test_probing_a_gpu_board_s_cpu_runtime_writes_the_cpu_s_figures(tmp_path):
+    """``lrfc profiles probe --target jetson-orin-nano --runtime litert`` measures the board's CPU: its figures
+    go to [cpu] (what a --formats tflite build estimates with), the GPU's stay as published; probing the GPU
+    keeps the published [cpu] table."""
+    from lrfc.targets import load_profile, with_formats
+
+    base = load_profile("jetson-orin-nano")
+    measured = Probe({"cpu": "Cortex-A78AE", "transport": "ssh://nv@orin"}, "litert", 6, "2026-12-07",
+                     peak_gops={"fp32": 61.2, "fp16": 60.8}, bandwidth_gbps=31.5, op_overhead_us=2.4,
+                     multiples={"fp32": 4, "fp16": 4})
+    path = tmp_path / "orin-cpu.toml"
+    path.write_text(profile_toml(base, measured))
+    p = load_profile(str(path))
+    assert p.peak_gflops == base.peak_gflops and p.memory_bandwidth_gbps == base.memory_bandwidth_gbps
+    assert p.op_overhead_us == base.op_overhead_us and p.onnx_opset == base.onnx_opset
+    assert p.cpu.peak_gflops["fp16"].value == 60.8 and "Measured on Cortex-A78AE" in p.cpu.peak_gflops["fp16"].source
+    assert p.cpu.peak_gflops["int8"] == base.cpu.peak_gflops["int8"]  # not probed: the published figure stays
+    assert (p.cpu.memory_bandwidth_gbps.value, p.cpu.op_overhead_us.value) == (31.5, 2.4)
+    assert p.multiple_for("litert") == 4 and p.cpu.description == base.cpu.description
+    cpu = with_formats(p, ("tflite",))
+    assert (cpu.peak.value, cpu.memory_bandwidth_gbps.value, cpu.op_overhead_us.value) == (60.8, 31.5, 2.4)
+    gpu_probe = Probe({"gpu": "Orin"}, "onnxruntime-cuda", 6, "2026-12-07", peak_gops={"fp32": 900.0})
+    path.write_text(profile_toml(base, gpu_probe))
+    p = load_profile(str(path))
+    assert p.peak_gflops["fp32"].value == 900.0 and p.cpu == base.cpu
+
+
 @pytest.mark.parametrize("args, words", [
     (["--out", "{tmp}/board.txt"], "; expected a .toml file"),
     (["--out", "{tmp}/nowhere/board.toml"], "/nowhere' does not exist"),

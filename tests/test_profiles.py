@@ -288,6 +288,57 @@ def test_formats_keep_the_runtimes_that_run_them_in_the_profile_s_order():
         built("coral-edgetpu", ("onnx",))
 
 
+@pytest.mark.parametrize("name, cpu_peak, threads", [
+    ("jetson-orin-nano", 144.0, 6), ("jetson-agx-orin", 422.4, 12), ("jetson-nano", 45.8, 4),
+    ("jetson-xavier-nx", 134.4, 6)])
+def test_formats_that_leave_a_cpu_runtime_first_estimate_with_the_cpu_s_figures(name, cpu_peak, threads):
+    """``--target jetson-* --formats tflite`` runs LiteRT on the board's CPU: estimates use its [cpu] figures
+    (cores x clock x FLOP/cycle; an fp16 file computes in fp32 there), not the GPU's, and no GPU launch overhead;
+    the memory is the one the GPU shares. ``--formats onnx`` keeps a GPU runtime first and the GPU's figures."""
+    from lrfc.targets import estimates_problem, with_formats
+
+    board = load_profile(name)
+    assert board.figures_of == "gpu" and board.op_overhead_us is not None and board.peak.value > 200
+    cpu = with_formats(board, ("tflite",))
+    assert cpu.runtimes == ("litert",) and cpu.figures_of == "cpu" and cpu.threads == threads
+    assert cpu.peak.value == cpu_peak == cpu.peak_gflops["fp32"].value  # fp16 on the CPU: the fp32 rate
+    assert "dequantize" in cpu.peak.source and "GHz" in cpu.peak.source
+    assert cpu.memory_bandwidth_gbps == board.memory_bandwidth_gbps and cpu.op_overhead_us is None
+    assert cpu.description.endswith(f"figures: its CPU, {board.cpu.description}") and cpu.cpu is None
+    assert estimates_problem(cpu) is None
+    gpu = with_formats(board, ("onnx",))
+    assert gpu.figures_of == "gpu" and gpu.peak == board.peak and estimates_problem(gpu) is None
+    assert profile_to_dict(board)["cpu"]["peak_gflops"]["fp16"]["value"] == cpu_peak
+    assert profile_to_dict(cpu)["cpu"] is None and profile_to_dict(cpu)["figures_of"] == "cpu"
+
+
+GPU_FIRST = VALID.replace('runtimes = ["litert", "onnxruntime-cpu"]', 'runtimes = ["onnxruntime-cuda", "litert"]')
+CPU_TABLE = '\n[cpu]\ndescription = "4x Cortex-A76"\n[cpu.peak_gflops.fp32]\nvalue = 100\nsource = "derived"\n'
+
+
+def test_a_gpu_profile_s_cpu_table_is_read_and_checked(tmp_path):
+    """A user's GPU profile: its [cpu] figures take the GPU's place when --formats leaves LiteRT first; without
+    them the narrowed profile says it cannot be estimated (the build stops there: test_bad_inputs); a [cpu]
+    table on a CPU profile, one without the profile's precision, or an unknown key is one clear error."""
+    from lrfc.targets import estimates_problem, with_formats
+
+    bare = load_profile(str(write(tmp_path, GPU_FIRST)))
+    assert bare.cpu is None and bare.figures_of == "gpu" and estimates_problem(bare) is None
+    narrowed = with_formats(bare, ("tflite",))
+    assert narrowed.figures_of == "gpu" and narrowed.peak == bare.peak
+    assert estimates_problem(narrowed).startswith("target board runs litert on its CPU, but its figures are its GPU's")
+    board = load_profile(str(write(tmp_path, GPU_FIRST + CPU_TABLE
+                                   + '[cpu.memory_bandwidth_gbps]\nvalue = 17\nsource = "brief"\n')))
+    on_cpu = with_formats(board, ("tflite",))
+    assert (on_cpu.peak.value, on_cpu.memory_bandwidth_gbps.value, on_cpu.figures_of) == (100.0, 17.0, "cpu")
+    assert ("key 'cpu': received a [cpu] table, expected none: the first runtime, litert, runs on the CPU"
+            in load_error(tmp_path, VALID + CPU_TABLE))
+    assert "cpu.peak_gflops.fp32" in load_error(tmp_path, GPU_FIRST + CPU_TABLE.replace("fp32", "int8"))
+    assert "'cpu.clock': not a [cpu] key" in load_error(tmp_path, GPU_FIRST + CPU_TABLE.replace(
+        "[cpu.peak", "clock = 2\n[cpu.peak", 1))
+    assert "cpu.description" in load_error(tmp_path, GPU_FIRST + CPU_TABLE.replace('description = "4x Cortex-A76"\n', ""))
+
+
 @pytest.mark.parametrize("table, words", [
     ('source = "x"\nlitert = { fp32 = 0 }', "rank_multiple.litert.fp32"),
     ('source = "x"\nlitert = { fp32 = 8.0 }', "an integer from 1 to 256"),

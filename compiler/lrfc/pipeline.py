@@ -216,6 +216,14 @@ def preflight(options: BuildOptions, log):
         check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
     check_cost_db(options.cost_db)
     priced = (options.objective or profile.objective) == "latency" and options.plan is None
+    if priced and not options.devices and profile.name not in HOST_PROFILES:  # roofline estimates: right figures?
+        from lrfc.targets import estimates_problem
+
+        problem = estimates_problem(profile)
+        if problem:
+            from lrfc.errors import UserError
+
+            raise UserError(f"--formats {','.join(options.formats)}: {problem}")
     lanes = (len(options.devices) or int(profile.name in HOST_PROFILES)) if priced else 0  # devices that measure
     executor = make_executor(options.executor, options.ray_address, lanes)  # a Ray cluster is reached now
     try:

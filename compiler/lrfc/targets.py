@@ -50,6 +50,20 @@ accepted)::
     source = "measured on ..."    # launch), added per operator to roofline
                                   # estimates; absent: nothing added
 
+    [cpu]                         # optional, only where the first runtime
+    description = "6x Cortex-A78AE, 1.5 GHz"  # runs on a GPU: the device's
+    [cpu.peak_gflops.fp16]        # CPU, for estimates on the runtimes that
+    value = 288.0                 # run there (litert, onnxruntime-cpu);
+    source = "..."                # peak_gflops must hold the precision;
+    # [cpu.memory_bandwidth_gbps] # optional (absent: the profile's, memory
+    # [cpu.op_overhead_us]        # shared with the GPU), both as above
+
+The top-level figures describe the processor the first runtime runs on.
+When ``--formats`` leaves a CPU runtime first on a GPU profile
+(``--target jetson-orin-nano --formats tflite``: LiteRT on the Orin's CPU),
+the ``[cpu]`` figures take their place (``with_formats``); a profile without
+them cannot estimate that build (``estimates_problem``).
+
 Every error is a ``UserError`` whose one-line message names the file and the
 key, the value received and what was expected.
 """
@@ -78,7 +92,8 @@ ALIASES = {"jetson": DEFAULT_JETSON}
 
 _REQUIRED = ("description", "runtimes", "precision", "threads", "memory_budget_mb",
              "peak_gflops", "memory_bandwidth_gbps")
-_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple", "op_overhead_us", "onnx_opset")
+_OPTIONAL = ("objective", "requires_full_int8", "rank_multiple", "op_overhead_us", "onnx_opset", "cpu")
+_CPU_KEYS = ("description", "peak_gflops", "memory_bandwidth_gbps", "op_overhead_us")
 _FIGURE_KEYS = ("value", "source")
 
 
@@ -88,6 +103,24 @@ class Figure:
 
     value: float
     source: str
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """A GPU device's CPU (``[cpu]``): the figures estimates use on the runtimes that run there.
+
+    ``memory_bandwidth_gbps`` None: the profile's (a Jetson's CPU and GPU share one memory).
+    """
+
+    description: str
+    peak_gflops: Mapping[str, Figure] = field(hash=False)
+    memory_bandwidth_gbps: Figure | None = None
+    op_overhead_us: Figure | None = None
+
+
+def on_gpu(runtime: str) -> bool:
+    """Whether ``runtime`` runs on an NVIDIA GPU (runtime_bench's registry says)."""
+    return RUNNERS[runtime].gpu
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,8 @@ class Profile:
     op_overhead_us: Figure | None = None
     onnx_opset: int = DEFAULT_OPSET
     onnx_opset_source: str = ""   # where the device's limit is published; "--opset N" when the command set it
+    cpu: Cpu | None = None        # [cpu]: a GPU profile's CPU figures
+    figures_of: str = ""          # the processor the figures describe ("gpu" | "cpu"): the first runtime's when read
 
     def __post_init__(self) -> None:
         # The rules that tie keys together live here, so that a profile made
@@ -122,9 +157,18 @@ class Profile:
         object.__setattr__(self, "runtimes", tuple(self.runtimes))
         object.__setattr__(self, "peak_gflops", dict(self.peak_gflops))
         label = str(self.path) if self.path is not None else self.name
+        if not self.figures_of:
+            object.__setattr__(self, "figures_of", "gpu" if on_gpu(self.runtimes[0]) else "cpu")
         if self.precision not in self.peak_gflops:
             raise _error(label, f"peak_gflops.{self.precision}", "nothing (the table is missing)",
                          f"the peak for the profile's precision {self.precision}")
+        if self.cpu is not None:
+            if self.figures_of != "gpu":
+                raise _error(label, "cpu", "a [cpu] table", f"none: the first runtime, {self.runtimes[0]}, runs on "
+                             "the CPU, so the profile's own figures are the CPU's")
+            if self.precision not in self.cpu.peak_gflops:
+                raise _error(label, f"cpu.peak_gflops.{self.precision}", "nothing (the table is missing)",
+                             f"the CPU's peak for the profile's precision {self.precision}")
         if self.requires_full_int8:
             why = "requires_full_int8 = true: the device runs fully int8-quantized TFLite models only"
             if self.precision != "int8":
@@ -136,6 +180,12 @@ class Profile:
     def peak(self) -> Figure:
         """The peak figure at the profile's own precision."""
         return self.peak_gflops[self.precision]
+
+    @property
+    def figures_elsewhere(self) -> bool:
+        """Whether the figures describe another processor than the first runtime runs on (a GPU profile narrowed
+        to a CPU runtime, without ``[cpu]`` figures to take their place)."""
+        return self.figures_of != ("gpu" if on_gpu(self.runtimes[0]) else "cpu")
 
     def multiple_for(self, runtime: str, precision: str | None = None) -> int:
         """The channel multiple ranks are rounded to on ``runtime`` at ``precision`` (the profile's own): 1 if none."""
@@ -199,8 +249,18 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "rank_multiple_source": profile.rank_multiple_source or None,
         "op_overhead_us": None if profile.op_overhead_us is None else _figure_to_dict(profile.op_overhead_us),
         "onnx_opset": {"value": profile.onnx_opset, "source": profile.onnx_opset_source or None},
+        "cpu": None if profile.cpu is None else _cpu_to_dict(profile.cpu),
+        "figures_of": profile.figures_of,
         "path": None if profile.path is None else str(profile.path),
     }
+
+
+def _cpu_to_dict(cpu: Cpu) -> dict[str, Any]:
+    return {"description": cpu.description,
+            "peak_gflops": {p: _figure_to_dict(cpu.peak_gflops[p]) for p in PRECISIONS if p in cpu.peak_gflops},
+            "memory_bandwidth_gbps": (None if cpu.memory_bandwidth_gbps is None
+                                      else _figure_to_dict(cpu.memory_bandwidth_gbps)),
+            "op_overhead_us": None if cpu.op_overhead_us is None else _figure_to_dict(cpu.op_overhead_us)}
 
 
 def _builtin_dir():
@@ -255,6 +315,7 @@ def _parse(data: Mapping[str, Any], *, label: str, name: str, path: Path | None)
                         else None),
         onnx_opset=opset,
         onnx_opset_source=opset_source,
+        cpu=_cpu(data["cpu"], label) if "cpu" in data else None,
     )
 
 
@@ -307,14 +368,33 @@ def _boolean(value: Any, label: str, key: str) -> bool:
     return value
 
 
-def _peaks(value: Any, label: str) -> dict[str, Figure]:
+def _peaks(value: Any, label: str, key: str = "peak_gflops") -> dict[str, Figure]:
     if not isinstance(value, dict):
-        raise _error(label, "peak_gflops", _show(value), _expected("peak_gflops"))
+        raise _error(label, key, _show(value), _expected("peak_gflops"))
     for precision in value:
         if precision not in PRECISIONS:
-            raise UserError(f"{label}: key 'peak_gflops.{precision}': not a precision, "
+            raise UserError(f"{label}: key '{key}.{precision}': not a precision, "
                             f"expected one of {', '.join(PRECISIONS)}")
-    return {p: _figure(value[p], label, f"peak_gflops.{p}") for p in PRECISIONS if p in value}
+    return {p: _figure(value[p], label, f"{key}.{p}") for p in PRECISIONS if p in value}
+
+
+def _cpu(value: Any, label: str) -> Cpu:
+    """``[cpu]``: a GPU profile's CPU (``Cpu``); the precision rule is the profile's (``Profile.__post_init__``)."""
+    if not isinstance(value, dict):
+        raise _error(label, "cpu", _show(value), "a table with description, peak_gflops and optionally "
+                     "memory_bandwidth_gbps and op_overhead_us")
+    for key in value:
+        if key not in _CPU_KEYS:
+            raise UserError(f"{label}: key 'cpu.{key}': not a [cpu] key, expected one of {', '.join(_CPU_KEYS)}")
+    description = value.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise _error(label, "cpu.description", _show(description) if description is not None
+                     else "nothing (the key is missing)", "a non-empty string")
+    if "peak_gflops" not in value:
+        raise _error(label, "cpu.peak_gflops", "nothing (the key is missing)", _expected("peak_gflops"))
+    return Cpu(description.strip(), _peaks(value["peak_gflops"], label, "cpu.peak_gflops"),
+               *(_figure(value[k], label, f"cpu.{k}") if k in value else None
+                 for k in ("memory_bandwidth_gbps", "op_overhead_us")))
 
 
 def _multiples(value: Any, label: str) -> tuple[dict[str, dict[str, int]], str]:
@@ -390,7 +470,12 @@ def with_formats(profile: Profile, formats) -> Profile:
     that can run, and rounds ranks to that runtime's multiple; without this,
     ``--target host --formats onnx`` chose its plan by LiteRT's timings and
     published only the ONNX file, which ONNX Runtime runs with other kernels
-    (docs/LOG.md, 2026-12-07).
+    (docs/LOG.md, 2026-12-07). When that leaves a CPU runtime first on a GPU
+    profile (``--target jetson-orin-nano --formats tflite``: LiteRT on the
+    Orin's Cortex-A78AE cores), the profile's ``[cpu]`` figures replace the
+    GPU's: estimates had priced LiteRT on the CPU at the GPU's 10 TOPS fp16
+    and paid a GPU launch per operator. Without a ``[cpu]`` table the figures
+    stay the GPU's and ``estimates_problem`` says so.
     """
     if not formats:
         return profile
@@ -405,7 +490,23 @@ def with_formats(profile: Profile, formats) -> Profile:
         return profile
     from dataclasses import replace
 
-    return replace(profile, runtimes=kept)
+    narrowed = replace(profile, runtimes=kept)
+    if not (narrowed.figures_elsewhere and profile.cpu is not None):
+        return narrowed
+    cpu = profile.cpu  # the first runtime left runs on the CPU: its figures are the ones estimates use
+    return replace(narrowed, description=f"{profile.description}; figures: its CPU, {cpu.description}",
+                   peak_gflops=cpu.peak_gflops, memory_bandwidth_gbps=cpu.memory_bandwidth_gbps or
+                   profile.memory_bandwidth_gbps, op_overhead_us=cpu.op_overhead_us, cpu=None, figures_of="cpu")
+
+
+def estimates_problem(profile: Profile) -> str | None:
+    """Why roofline estimates on ``profile``'s first runtime would be wrong, or None: its figures are another
+    processor's (a GPU profile narrowed to a CPU runtime, without ``[cpu]`` figures)."""
+    if not profile.figures_elsewhere:
+        return None
+    return (f"target {profile.name} runs {profile.runtimes[0]} on its CPU, but its figures are its GPU's and it has "
+            "no [cpu] figures to estimate the CPU from; pass --device to measure it, --objective flops, or add a "
+            "[cpu] table to a copy of the profile")
 
 
 def with_opset(profile: Profile, opset: int | None) -> Profile:

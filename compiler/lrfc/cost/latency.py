@@ -148,8 +148,9 @@ class Pricer:
         self._db = None
         if link is None:
             overhead = profile.op_overhead_us
-            self.info.basis = (f"roofline from {profile.name}'s peak {profile.peak.value:g} GOP/s "
-                               f"{profile.precision} and {profile.memory_bandwidth_gbps.value:g} GB/s"
+            self.info.basis = (f"roofline from {profile.name}'s {profile.figures_of.upper()} peak "
+                               f"{profile.peak.value:g} GOP/s {profile.precision} and "
+                               f"{profile.memory_bandwidth_gbps.value:g} GB/s"
                                + (f", {overhead.value:g} us per operator" if overhead else ""))
             return
         usable, skipped = measured_runtimes(profile, link)

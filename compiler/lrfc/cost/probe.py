@@ -244,7 +244,14 @@ def import_probe(folder: Path) -> Probe:
 
 
 def profile_toml(base, measured: Probe) -> str:
-    """The profile ``base`` with the measured figures in place of its published ones, as TOML."""
+    """The profile ``base`` with the measured figures in place of its published ones, as TOML.
+
+    The figures go where the probed runtime runs: the top-level ones, or a GPU profile's ``[cpu]`` table when
+    the runtime probed runs on its CPU (``--target jetson-orin-nano --runtime litert``); the other set stays
+    as published.
+    """
+    from lrfc.targets import Cpu, on_gpu
+
     source = f"Measured on {measured.where}, {measured.date}, by lrfc profiles probe"
     lines = [f"# Written by `lrfc profiles probe` from the {base.name} profile on {measured.date}.",
              f"# Op overhead measured: {measured.op_overhead_us} us per operator (one more tiny add).",
@@ -254,32 +261,48 @@ def profile_toml(base, measured: Probe) -> str:
              f"memory_budget_mb = {base.memory_budget_mb}", f"objective = {_q(base.objective)}"]
     if base.requires_full_int8:
         lines.append("requires_full_int8 = true")
-    for precision in ("fp32", "fp16", "int8"):
-        if precision in measured.peak_gops:
-            value, where = _believed(measured.peak_gops[precision], f"{source}: a 3x3 conv, 256 -> 256 channels, "
-                                     "28x28", base.peak_gflops.get(precision), "the conv's arithmetic")
-        elif precision in base.peak_gflops:
-            value, where = base.peak_gflops[precision].value, base.peak_gflops[precision].source
-        else:
-            continue
-        lines += ["", f"[peak_gflops.{precision}]", f"value = {value}", f"source = {_q(where)}"]
-    bandwidth, where = (_believed(measured.bandwidth_gbps, f"{source}: element-wise adds over 64 MiB",
-                                  base.memory_bandwidth_gbps, "a cache that holds most of the 64 MiB tensor")
-                        if measured.bandwidth_gbps else
-                        (base.memory_bandwidth_gbps.value, base.memory_bandwidth_gbps.source))
-    lines += ["", "[memory_bandwidth_gbps]", f"value = {bandwidth}", f"source = {_q(where)}"]
-    if measured.op_overhead_us > 0:  # a figure is > 0; none measured adds nothing to estimates either way
-        lines += ["", "[op_overhead_us]", f"value = {measured.op_overhead_us}",
-                  f"source = {_q(source + ': one more add on a 1x8 tensor')}"]
-    elif base.op_overhead_us is not None and "fp32" not in measured.peak_gops:  # not probed: the base's stays
-        lines += ["", "[op_overhead_us]", f"value = {base.op_overhead_us.value}",
-                  f"source = {_q(base.op_overhead_us.source)}"]
+    on_cpu = base.figures_of == "gpu" and not on_gpu(measured.runtime)  # the GPU's figures stay as published
+    cpu = (base.cpu or Cpu("the device's CPU", {})) if on_cpu else base.cpu
+    top = (base.peak_gflops, base.memory_bandwidth_gbps, base.op_overhead_us)
+    lines += _figure_lines("", *top, None if on_cpu else measured, source)
     if base.onnx_opset_source:  # the device's runtime reads what it read before the probe (not probed)
         lines += ["", "[onnx_opset]", f"value = {base.onnx_opset}", f"source = {_q(base.onnx_opset_source)}"]
     multiples = {**{r: dict(m) for r, m in base.rank_multiple.items()}, measured.runtime: dict(measured.multiples)}
     lines += ["", "[rank_multiple]", f"source = {_q(source + ': 1x1 conv output channels swept')}"]
     lines += [f"{_q(r)} = {{ {', '.join(f'{p} = {m}' for p, m in table.items())} }}" for r, table in multiples.items()]
+    if cpu is not None:  # last: a TOML table's keys end where the next table starts
+        lines += ["", "[cpu]", f"description = {_q(cpu.description)}"]
+        lines += _figure_lines("cpu.", cpu.peak_gflops, cpu.memory_bandwidth_gbps, cpu.op_overhead_us,
+                               measured if on_cpu else None, source)
     return "\n".join(lines) + "\n"
+
+
+def _figure_lines(prefix: str, peaks, bandwidth, overhead, measured: Probe | None, source: str) -> list[str]:
+    """TOML tables ``{prefix}peak_gflops.*``, ``{prefix}memory_bandwidth_gbps`` and ``{prefix}op_overhead_us``:
+    ``measured``'s figures where it has them (None: all as published), the published ones elsewhere."""
+    lines, measured = [], measured or Probe({}, "", 0, "")
+    for precision in ("fp32", "fp16", "int8"):
+        if precision in measured.peak_gops:
+            value, where = _believed(measured.peak_gops[precision], f"{source}: a 3x3 conv, 256 -> 256 channels, "
+                                     "28x28", peaks.get(precision), "the conv's arithmetic")
+        elif precision in peaks:
+            value, where = peaks[precision].value, peaks[precision].source
+        else:
+            continue
+        lines += ["", f"[{prefix}peak_gflops.{precision}]", f"value = {value}", f"source = {_q(where)}"]
+    if measured.bandwidth_gbps:
+        value, where = _believed(measured.bandwidth_gbps, f"{source}: element-wise adds over 64 MiB", bandwidth,
+                                 "a cache that holds most of the 64 MiB tensor")
+    elif bandwidth is not None:
+        value, where = bandwidth.value, bandwidth.source
+    if measured.bandwidth_gbps or bandwidth is not None:
+        lines += ["", f"[{prefix}memory_bandwidth_gbps]", f"value = {value}", f"source = {_q(where)}"]
+    if measured.op_overhead_us > 0:  # a figure is > 0; none measured adds nothing to estimates either way
+        lines += ["", f"[{prefix}op_overhead_us]", f"value = {measured.op_overhead_us}",
+                  f"source = {_q(source + ': one more add on a 1x8 tensor')}"]
+    elif overhead is not None and "fp32" not in measured.peak_gops:  # not probed: the published one stays
+        lines += ["", f"[{prefix}op_overhead_us]", f"value = {overhead.value}", f"source = {_q(overhead.source)}"]
+    return lines
 
 
 def _believed(value: float, where: str, published, what: str) -> tuple[float, str]:
