@@ -53,7 +53,7 @@ accepted)::
     [cpu]                         # optional, only where the first runtime
     description = "6x Cortex-A78AE, 1.5 GHz"  # runs on a GPU: the device's
     [cpu.peak_gflops.fp16]        # CPU, for estimates on the runtimes that
-    value = 288.0                 # run there (litert, onnxruntime-cpu);
+    value = 144.0                 # run there (litert, onnxruntime-cpu);
     source = "..."                # peak_gflops must hold the precision;
     # [cpu.memory_bandwidth_gbps] # optional (absent: the profile's, memory
     # [cpu.op_overhead_us]        # shared with the GPU), both as above
