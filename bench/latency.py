@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from bench.machine import note_machine, stamp
+from bench.results_file import put_row
 
 RESULTS = Path("bench/results/latency.json")
 WORK = Path("bench/work/latency")
@@ -310,11 +311,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     for name in args.only.split(","):
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
-        if name == "searched-side-by-side":
-            results["searched_side_by_side"] = searched_side_by_side(args.runs)
+        if name == "searched-side-by-side":  # another machine's run stays beside this one's (put_row)
+            put_row(results, "searched_side_by_side", searched_side_by_side(args.runs))
         else:
             row = objective_row(args.runs) if name == "objective" else model_row(name, args.runs)
-            results.setdefault("models", {})[name] = row
+            put_row(results.setdefault("models", {}), name, row)
         note_machine(results)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.render_common import as_run, machine_line, pyplot, save_figure
+from bench.render_common import RUN, as_run, machine_line, machine_of, pyplot, save_figure
 
 SEARCHED = ("resnet50-searched", "resnet50-searched-latency")  # bench.latency.SEARCHED's rows, in table order
 
@@ -12,7 +12,8 @@ SEARCHED = ("resnet50-searched", "resnet50-searched-latency")  # bench.latency.S
 def latency(record: dict) -> list[str]:
     order = ("vgg", "resnet", "mobilenetv2", "mobilenetv2-plan", "resnet50", "resnet50-plan", "resnet50-searched",
              "resnet50-searched-latency")
-    models = dict(sorted(record.get("models", {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+    models = dict(sorted(record.get("models", {}).items(),
+                         key=lambda kv: order.index(kv[0].split(RUN)[0]) if kv[0].split(RUN)[0] in order else 99))
     lines = [
         "## Real latency: original vs compressed (LiteRT and ONNX Runtime CPU, fp32 and int8)",
         "",
@@ -20,20 +21,21 @@ def latency(record: dict) -> list[str]:
         "timed side by side in one runtime_bench run: one worker process per file, warm-up, then alternating "
         "rounds; p50 over all timed runs. Ratios are original / compressed. Peak RSS is the worker's VmHWM.",
         "",
-        "| model | runtime | precision | p50 ms original → compressed | latency ratio | MAC ratio | latency / MAC | peak RSS MB | file bytes |",
-        "|---|---|---|---|---:|---:|---:|---|---|",
+        "| model | machine | runtime | precision | p50 ms original → compressed | latency ratio | MAC ratio | latency / MAC | peak RSS MB | file bytes |",
+        "|---|---|---|---|---|---:|---:|---:|---|---|",
     ]
     for name, m in models.items():
         for run in m.get("runs", []):
             o, c, r = run["original"], run["compressed"], run["ratios"]
             mac = r.get("macs") or m.get("mac_ratio")
-            lines.append(f"| {name} | {run['runtime']} | {run['precision']} | {o['p50_ms']:.3f} → {c['p50_ms']:.3f} | "
+            lines.append(f"| {name} | {machine_of(m)} | {run['runtime']} | {run['precision']} | "
+                         f"{o['p50_ms']:.3f} → {c['p50_ms']:.3f} | "
                          f"{r['latency_p50']:.2f}x | {mac:.2f}x | {r['latency_p50'] / mac:.2f} | "
                          f"{o['peak_rss_mb']:.0f} → {c['peak_rss_mb']:.0f} | {o['file_bytes']:,} → {c['file_bytes']:,} |")
     for name, m in models.items():
         for f in m.get("failures", []):
-            lines.append(f"| {name} | {f['runtime']} | {f['precision']} | {f['model']} model refused by the "
-                         f"verification gate: {f['error']} | | | | | |")
+            lines.append(f"| {name} | {machine_of(m)} | {f['runtime']} | {f['precision']} | {f['model']} model refused "
+                         f"by the verification gate: {f['error']} | | | | | |")
     measured = [(name, run) for name, m in models.items() for run in m.get("runs", [])]
     if measured:
         fidelity = sorted(((run["ratios"]["latency_p50"] / (run["ratios"].get("macs") or models[n]["mac_ratio"]), n, run)
@@ -44,7 +46,8 @@ def latency(record: dict) -> list[str]:
                   f"goal of a latency reduction within 0.8 of the MAC reduction. Fidelity (latency ratio / MAC ratio) "
                   f"ranges from {lo[0]:.2f} ({lo[1]}, {lo[2]['runtime']} {lo[2]['precision']}) to {hi[0]:.2f} "
                   f"({hi[1]}, {hi[2]['runtime']} {hi[2]['precision']})."]
-        lines += ["", *_latency_reading(models, record.get("searched_side_by_side"))]
+        timed = [v for k, v in record.items() if k.split(RUN)[0] == "searched_side_by_side" and v]
+        lines += ["", *_latency_reading(models, timed)]
     lines += ["", "![latency ratio against MAC ratio](latency_vs_macs.png)", ""]
     for name, m in models.items():
         if "runs" not in m:
@@ -102,8 +105,23 @@ def _int8_rate(models: dict) -> str:
             "on 2 vCPUs")
 
 
-def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
-    """The search's own ResNet50 plans under a MAC budget (issue 14's target: latency cut / MAC cut >= 0.85 on LiteRT)."""
+def _searched_reading(models: dict, timed: list[dict] = ()) -> list[str]:
+    """The search's own ResNet50 plans under a MAC budget (issue 14's target: latency cut / MAC cut >= 0.85 on LiteRT),
+    each machine's rows (the newest under the plain names, the others kept as ``"<name>, run of <date>"``) and
+    its side-by-side run of both plans."""
+    lines, rows = [], {}
+    for key, m in models.items():
+        name = key.split(RUN)[0]
+        if name in SEARCHED:
+            rows.setdefault(machine_of(m), {})[name] = m
+    for machine, built in rows.items():
+        lines += _searched_rows(machine, built,
+                                next((t for t in timed if machine_of(t) == machine), None))
+    return lines
+
+
+def _searched_rows(machine: str, models: dict, timed: dict | None) -> list[str]:
+    """``_searched_reading`` for one machine's rows (``models``: name -> row) and side-by-side run."""
     lines = []
     for name in SEARCHED:
         m = models.get(name)
@@ -114,13 +132,18 @@ def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
         verdict = "meets" if fidelity >= 0.85 else "misses"
         objective = m.get("objective", "flops")
         chooser = ("its fewest MACs" if objective == "flops" else
-                   "the candidate measured fastest on this machine (ranks on the profile's channel multiple)")
-        lines.append(f"- **The search's own plan under a MAC budget, `--objective {objective}`.** ResNet50 with the "
+                   "the candidate measured fastest on that machine (ranks on the profile's channel multiple)")
+        onnx = next((r for r in m.get("runs", []) if r["runtime"] == "onnxruntime-cpu" and r["precision"] == "fp32"),
+                    None)
+        onnx_said = (f"{onnx['ratios']['latency_p50']:.2f}x for {onnx['ratios']['macs']:.2f}x fewer MACs"
+                     if onnx else "n/a")
+        lines.append(f"- **The search's own plan under a MAC budget, `--objective {objective}`** ({machine}, "
+                     f"{m['date']}). ResNet50 with the "
                      f"paper's threshold allocation, each layer taking {chooser}, at the highest threshold whose plan "
                      f"keeps at most 1/{m['mac_budget']:g} of the MACs ({m['threshold']:.4f}, read off a first build's "
                      f"scored candidates): {m['mac_ratio']:.2f}x fewer MACs, LiteRT {run['ratios']['latency_p50']:.2f}x "
                      f"faster: latency cut / MAC cut {fidelity:.2f}, which {verdict} the 0.85 target (ONNX Runtime "
-                     f"{_fidelity(models, name, 'onnxruntime-cpu', 'fp32')}).")
+                     f"{onnx_said}).")
     macs = {m.get("objective", "flops"): m["mac_ratio"] for m in (models.get(n) for n in SEARCHED) if m}
     built = max((m.get("date") or "" for m in (models.get(n) for n in SEARCHED) if m), default="")
     if timed and set(macs) == {"flops", "latency"} and timed["date"] < built:
@@ -133,7 +156,7 @@ def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
                              f"(latency cut / MAC cut {r['p50_ms']['original'] / r['p50_ms'][o] / macs[o]:.3f})"
                              for o in ("flops", "latency"))
 
-        lines.append(f"- Side by side in one run ({timed['date']}), p50 original / `--objective flops` plan / "
+        lines.append(f"- Side by side in one run ({machine}, {timed['date']}), p50 original / `--objective flops` plan / "
                      "`--objective latency` plan: "
                      + "; ".join(f"{runtime}: {r['p50_ms']['original']:.2f} / {r['p50_ms']['flops']:.2f} / "
                                  f"{r['p50_ms']['latency']:.2f} ms, {plans(r)}, latency plan {r['latency_vs_flops']:.2f}x "
@@ -143,7 +166,7 @@ def _searched_reading(models: dict, timed: dict | None = None) -> list[str]:
     return lines
 
 
-def _latency_reading(models: dict, timed: dict | None = None) -> list[str]:
+def _latency_reading(models: dict, timed: list[dict] = ()) -> list[str]:
     """What the table says, in words; every figure is read from the results."""
     f = lambda *k: _fidelity(models, *k)  # noqa: E731
     sums = (models.get("resnet") or {}).get("layer_latency_sum") or {}
