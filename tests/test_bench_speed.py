@@ -99,21 +99,31 @@ def test_threshold_for_a_mac_budget_under_latency_takes_the_fastest_priced_candi
 
 
 def test_searched_reading_judges_each_objective_and_quotes_the_side_by_side_run_of_the_same_builds():
+    """Each machine's searched rows are read with that machine's side-by-side run: the newest under the plain
+    names, another machine's kept as ``"<name>, run of <date>"`` (``put_row``), each line naming its machine."""
     from bench.render_latency import _searched_reading
 
-    def row(objective, mac_ratio, litert):
+    def row(objective, mac_ratio, litert, machine="EPYC (AVX-512)", date="2026-11-30 21:00 UTC"):
         run = {"runtime": "litert", "precision": "fp32", "ratios": {"latency_p50": litert, "macs": mac_ratio}}
-        return {"objective": objective, "mac_ratio": mac_ratio, "mac_budget": 4.0, "threshold": 0.998, "runs": [run]}
+        return {"objective": objective, "mac_ratio": mac_ratio, "mac_budget": 4.0, "threshold": 0.998, "runs": [run],
+                "machine": machine, "date": date}
 
     models = {"resnet50-searched": row("flops", 5.0, 3.1), "resnet50-searched-latency": row("latency", 4.7, 4.1)}
-    timed = {"date": "2026-11-30 22:00 UTC", "runtimes": {"litert": {
-        "p50_ms": {"original": 40.0, "flops": 13.0, "latency": 9.5}, "latency_vs_flops": 1.3684, "command": "python -m x"}}}
+    timed = [{"date": "2026-11-30 22:00 UTC", "machine": "EPYC (AVX-512)", "runtimes": {"litert": {
+        "p50_ms": {"original": 40.0, "flops": 13.0, "latency": 9.5}, "latency_vs_flops": 1.3684, "command": "python -m x"}}}]
     flops, latency, side = _searched_reading(models, timed)
-    assert "`--objective flops`" in flops and "latency cut / MAC cut 0.62, which misses the 0.85 target" in flops
+    assert "`--objective flops`** (EPYC (AVX-512), 2026-11-30 21:00 UTC)" in flops
+    assert "latency cut / MAC cut 0.62, which misses the 0.85 target" in flops
     assert "`--objective latency`" in latency and "latency cut / MAC cut 0.87, which meets the 0.85 target" in latency
     assert "litert: 40.00 / 13.00 / 9.50 ms, flops plan 3.08x for 5.00x fewer MACs (latency cut / MAC cut 0.615), " \
            "latency plan 4.21x for 4.70x fewer MACs (latency cut / MAC cut 0.896), latency plan 1.37x the flops plan" in side
+    assert side.startswith("- Side by side in one run (EPYC (AVX-512), 2026-11-30 22:00 UTC)")
     assert _searched_reading({}, timed) == []  # no rows, nothing to compare
+    xeon = {f"{k}, run of 2026-11-29 10:00": row(m["objective"], m["mac_ratio"], 2.0, "Xeon (AVX-512, AMX)")
+            for k, m in models.items()}
+    both = _searched_reading({**models, **xeon}, timed)
+    assert len(both) == 5 and both[:3] == [flops, latency, side]  # the Xeon's rows: no side-by-side run of its own
+    assert "(Xeon (AVX-512, AMX), 2026-11-30 21:00 UTC)" in both[3] and "LiteRT 2.00x faster" in both[3]
     models["resnet50-searched-latency"]["date"] = "2026-12-03 04:45 UTC"  # re-built after the side-by-side run
     stale = _searched_reading(models, timed)[2]
     assert "predates a row above (2026-12-03 04:45 UTC)" in stale and "MAC cut" not in stale
