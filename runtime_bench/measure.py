@@ -34,6 +34,11 @@ from runtime_bench.device import fingerprint
 from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_runner, runtime_for
 
 MIB = 2 ** 20
+# Untimed inferences at the start of each turn (``worker.WARM_S``): with a worker per file, long
+# enough for the last worker's spinning threads to stop and this one's to spread over the cores;
+# many micro-benchmarks in one worker (``memory=False``: a build's chain prices, the probe) keep
+# 10 ms, where 100 would add about 40 s to the ResNet-style model's 456 turns of pricing.
+WARM_MS, WARM_MS_SHARED = 100.0, 10.0
 
 
 def parse_threads(text: str):
@@ -183,7 +188,8 @@ def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory
                    [[i for i, (_, r, n) in enumerate(pairs) if (r, n) == kind] for kind in kinds])
         for indices in members:  # one by one: a failed start leaves none behind
             _, runtime, threads = pairs[indices[0]]
-            worker = _Worker(runtime, [paths[i] for i in indices], threads, batch, timeout, io)
+            worker = _Worker(runtime, [paths[i] for i in indices], threads, batch, timeout, io,
+                             warm_ms=WARM_MS if memory else WARM_MS_SHARED)
             workers.append(worker)
             for k, i in enumerate(indices):
                 slots[i] = (worker, k)
@@ -260,13 +266,14 @@ class _Worker:
     """The parent's handle on one worker process: JSON line requests with a deadline."""
 
     def __init__(self, runtime: str, paths: List[str], threads: Optional[int], batch: int, timeout: float,
-                 io: str = "host"):
+                 io: str = "host", warm_ms: float = 100.0):
         self.paths = paths
         self.timeout = timeout
         self.rusage = None
         self._buffer = b""
         self._stderr = tempfile.TemporaryFile()
-        cmd = [sys.executable, "-m", "runtime_bench.worker", "--runtime", runtime, "--batch", str(batch), "--io", io]
+        cmd = [sys.executable, "-m", "runtime_bench.worker", "--runtime", runtime, "--batch", str(batch), "--io", io,
+               "--warm-ms", f"{warm_ms:g}"]
         if threads is not None:
             cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen([*cmd, "--", *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

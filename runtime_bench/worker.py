@@ -45,8 +45,14 @@ TURN_PAUSE_S = 0.005
 # After the pause the threads are asleep, and the first inferences of a turn run as if on one
 # thread until the scheduler has spread them again. Measured here (LiteRT, 2 threads, a 0.56 ms
 # model among 11 workers): turns of 10 inferences after one untimed one read 1.10-1.26 ms, the
-# single-thread time; with untimed inferences for WARM_S first they read 0.56 ms.
-WARM_S = 0.01
+# single-thread time; with untimed inferences for 10 ms first they read 0.56 ms. 10 ms was not
+# always enough where each file has its own worker: ONNX Runtime's pool threads spin for about
+# 38 ms of CPU after a run (2 threads, the AMD EPYC, 2026-12-07), and a 2-thread worker whose
+# turn followed another 2-thread worker's read its one-thread time for the whole turn in about a
+# third of the turns (the demo's int8 ONNX model: 0.165 ms against 0.108 in 3 of 6 runs); with
+# 100 ms it read 0.108-0.110 in 6 of 6 (docs/LOG.md). ``--warm-ms`` sets it per worker
+# (``measure._Worker``: 100 ms with a worker per file, 10 ms for many micro-benchmarks in one).
+WARM_S = 0.1
 
 
 def status_mb(field: str) -> Optional[float]:
@@ -67,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--io", default="host")
+    parser.add_argument("--warm-ms", type=float, default=1e3 * WARM_S)
     args = parser.parse_args(argv)
 
     sys.stdout.flush()
@@ -80,7 +87,7 @@ def main(argv=None) -> int:
     loaded = _load(args, reply)
     if loaded is None:
         return 1
-    return _serve(args.paths, *loaded, reply)
+    return _serve(args.paths, *loaded, reply, args.warm_ms / 1e3)
 
 
 def _load(args, reply):
@@ -119,7 +126,7 @@ def _load(args, reply):
     return sessions, feeds
 
 
-def _serve(paths, sessions, feeds, reply) -> int:
+def _serve(paths, sessions, feeds, reply, warm_s: float = WARM_S) -> int:
     """Answer ``run I N`` with N timed inferences of file I, ``quit`` with the peak memory."""
     while True:
         line = sys.stdin.readline()
@@ -135,15 +142,15 @@ def _serve(paths, sessions, feeds, reply) -> int:
             continue
         index, count = int(words[1]), int(words[2])
         try:
-            reply({"ms": _timed(sessions[index], feeds[index], count)})
+            reply({"ms": _timed(sessions[index], feeds[index], count, warm_s)})
         except Exception as exc:
             reply({"error": f"{paths[index]}: {type(exc).__name__}: {exc}"})
 
 
-def _timed(session, x, count: int) -> list:
-    """Milliseconds of ``count`` inferences, after a pause and ``WARM_S`` (at least one inference) untimed."""
+def _timed(session, x, count: int, warm_s: float = WARM_S) -> list:
+    """Milliseconds of ``count`` inferences, after a pause and ``warm_s`` (at least one inference) untimed."""
     time.sleep(TURN_PAUSE_S)  # let the thread pools of the artifact that ran before park
-    warm_until = time.perf_counter() + WARM_S
+    warm_until = time.perf_counter() + warm_s
     session.run(x)  # untimed: the first inferences of a turn pay for caches evicted and threads asleep
     while time.perf_counter() < warm_until:
         session.run(x)

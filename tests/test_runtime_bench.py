@@ -199,6 +199,43 @@ def test_bench_without_memory_shares_one_worker(onnx_models):
         assert r["runs"] == 3 * math.ceil(7 / 3) and r["rounds"] == 3
 
 
+def test_a_turn_is_timed_after_its_warm_up_and_a_worker_per_file_warms_longer(onnx_models, monkeypatch):
+    """A turn runs untimed inferences for the worker's warm-up first (100 ms with a worker per file: another
+    worker's ONNX Runtime threads spin for about 38 ms after its turn, and this one's spread over the cores
+    only after that; 10 ms where many micro-benchmarks share one worker), then the timed ones."""
+    import time
+
+    from runtime_bench import measure, worker
+
+    session = get_runner("onnxruntime-cpu").load(onnx_models[0], 1)
+    feeds = session.place(random_feeds(session.inputs))
+    calls = []
+
+    class Counting:
+        def run(self, x):
+            calls.append(time.perf_counter())
+            session.run(x)
+
+    start = time.perf_counter()
+    assert len(worker._timed(Counting(), feeds, 5, 0.05)) == 5
+    assert time.perf_counter() - start >= 0.05 + worker.TURN_PAUSE_S and len(calls) > 6
+    assert calls[-5] - calls[0] >= 0.05  # the five timed runs came after the warm-up
+    calls.clear()
+    assert len(worker._timed(Counting(), feeds, 5, 0.0)) == 5 and len(calls) == 6  # one untimed run at least
+    warmed = []
+
+    class Recording(measure._Worker):
+        def __init__(self, *args, warm_ms, **kwargs):
+            warmed.append(warm_ms)
+            super().__init__(*args, warm_ms=warm_ms, **kwargs)
+            assert self.proc.args[self.proc.args.index("--warm-ms") + 1] == f"{warm_ms:g}"
+
+    monkeypatch.setattr(measure, "_Worker", Recording)
+    bench(list(onnx_models), runs=2, warmup=0, rounds=1)
+    bench(list(onnx_models), runs=2, warmup=0, rounds=1, memory=False)
+    assert warmed == [measure.WARM_MS] * len(onnx_models) + [measure.WARM_MS_SHARED] == [100.0, 100.0, 10.0]
+
+
 def test_bench_tflite_at_batch_2_with_threads(tflite_model):
     report = bench([tflite_model], batch=2, threads=1, **FAST)
     r = report["results"][0]
