@@ -36,8 +36,9 @@ from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_r
 MIB = 2 ** 20
 # Untimed inferences at the start of each turn (``worker.WARM_S``): with a worker per file, long
 # enough for the last worker's spinning threads to stop and this one's to spread over the cores;
-# many micro-benchmarks in one worker (``memory=False``: a build's chain prices, the probe) keep
-# 10 ms, where 100 would add about 40 s to the ResNet-style model's 456 turns of pricing.
+# a one-thread worker has nothing to spread (10 ms), and many micro-benchmarks in one worker
+# (``memory=False``: a build's chain prices, the probe) keep 10 ms too, where 100 would add about
+# 40 s to the ResNet-style model's 456 turns of pricing.
 WARM_MS, WARM_MS_SHARED = 100.0, 10.0
 
 
@@ -189,7 +190,7 @@ def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory
         for indices in members:  # one by one: a failed start leaves none behind
             _, runtime, threads = pairs[indices[0]]
             worker = _Worker(runtime, [paths[i] for i in indices], threads, batch, timeout, io,
-                             warm_ms=WARM_MS if memory else WARM_MS_SHARED)
+                             warm_ms=WARM_MS if memory and threads != 1 else WARM_MS_SHARED)
             workers.append(worker)
             for k, i in enumerate(indices):
                 slots[i] = (worker, k)

@@ -51,7 +51,7 @@ TURN_PAUSE_S = 0.005
 # turn followed another 2-thread worker's read its one-thread time for the whole turn in about a
 # third of the turns (the demo's int8 ONNX model: 0.165 ms against 0.108 in 3 of 6 runs); with
 # 100 ms it read 0.108-0.110 in 6 of 6 (docs/LOG.md). ``--warm-ms`` sets it per worker
-# (``measure._Worker``: 100 ms with a worker per file, 10 ms for many micro-benchmarks in one).
+# (``measure.WARM_MS``: 100 ms with a worker per file and more than one thread, else 10 ms).
 WARM_S = 0.1
 
 

@@ -202,7 +202,7 @@ def test_bench_without_memory_shares_one_worker(onnx_models):
 def test_a_turn_is_timed_after_its_warm_up_and_a_worker_per_file_warms_longer(onnx_models, monkeypatch):
     """A turn runs untimed inferences for the worker's warm-up first (100 ms with a worker per file: another
     worker's ONNX Runtime threads spin for about 38 ms after its turn, and this one's spread over the cores
-    only after that; 10 ms where many micro-benchmarks share one worker), then the timed ones."""
+    only after that; 10 ms at one thread, or where many micro-benchmarks share one worker), then the timed ones."""
     import time
 
     from runtime_bench import measure, worker
@@ -231,9 +231,10 @@ def test_a_turn_is_timed_after_its_warm_up_and_a_worker_per_file_warms_longer(on
             assert self.proc.args[self.proc.args.index("--warm-ms") + 1] == f"{warm_ms:g}"
 
     monkeypatch.setattr(measure, "_Worker", Recording)
-    bench(list(onnx_models), runs=2, warmup=0, rounds=1)
+    bench(list(onnx_models), runs=2, warmup=0, rounds=1, threads=2)
     bench(list(onnx_models), runs=2, warmup=0, rounds=1, memory=False)
-    assert warmed == [measure.WARM_MS] * len(onnx_models) + [measure.WARM_MS_SHARED] == [100.0, 100.0, 10.0]
+    bench([onnx_models[0]], runs=2, warmup=0, rounds=1, threads=1)  # one thread: nothing to spread
+    assert warmed == [measure.WARM_MS] * 2 + [measure.WARM_MS_SHARED] * 2 == [100.0, 100.0, 10.0, 10.0]
 
 
 def test_bench_tflite_at_batch_2_with_threads(tflite_model):
