@@ -49,8 +49,8 @@ TURN_PAUSE_S = 0.005
 # always enough where each file has its own worker: ONNX Runtime's pool threads spin for about
 # 38 ms of CPU after a run (2 threads, the AMD EPYC, 2026-12-07), and a 2-thread worker whose
 # turn followed another 2-thread worker's read its one-thread time for the whole turn in about a
-# third of the turns (the demo's int8 ONNX model: 0.165 ms against 0.108 in 3 of 6 runs); with
-# 100 ms it read 0.108-0.110 in 6 of 6 (docs/LOG.md). ``--warm-ms`` sets it per worker
+# third of the turns (the demo's int8 ONNX model: 0.165 ms against 0.108 in 4 of 10 runs); with
+# 100 ms it read 0.108-0.110 in 10 of 10 (docs/LOG.md). ``--warm-ms`` sets it per worker
 # (``measure.WARM_MS``: 100 ms with a worker per file and more than one thread, else 10 ms).
 WARM_S = 0.1
 
