@@ -133,17 +133,13 @@ def _searched_rows(machine: str, models: dict, timed: dict | None) -> list[str]:
         objective = m.get("objective", "flops")
         chooser = ("its fewest MACs" if objective == "flops" else
                    "the candidate measured fastest on that machine (ranks on the profile's channel multiple)")
-        onnx = next((r for r in m.get("runs", []) if r["runtime"] == "onnxruntime-cpu" and r["precision"] == "fp32"),
-                    None)
-        onnx_said = (f"{onnx['ratios']['latency_p50']:.2f}x for {onnx['ratios']['macs']:.2f}x fewer MACs"
-                     if onnx else "n/a")
         lines.append(f"- **The search's own plan under a MAC budget, `--objective {objective}`** ({machine}, "
                      f"{m['date']}). ResNet50 with the "
                      f"paper's threshold allocation, each layer taking {chooser}, at the highest threshold whose plan "
                      f"keeps at most 1/{m['mac_budget']:g} of the MACs ({m['threshold']:.4f}, read off a first build's "
                      f"scored candidates): {m['mac_ratio']:.2f}x fewer MACs, LiteRT {run['ratios']['latency_p50']:.2f}x "
                      f"faster: latency cut / MAC cut {fidelity:.2f}, which {verdict} the 0.85 target (ONNX Runtime "
-                     f"{onnx_said}).")
+                     f"{_fidelity(models, name, 'onnxruntime-cpu', 'fp32')}).")
     macs = {m.get("objective", "flops"): m["mac_ratio"] for m in (models.get(n) for n in SEARCHED) if m}
     built = max((m.get("date") or "" for m in (models.get(n) for n in SEARCHED) if m), default="")
     if timed and set(macs) == {"flops", "latency"} and timed["date"] < built:

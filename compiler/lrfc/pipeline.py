@@ -216,7 +216,7 @@ def preflight(options: BuildOptions, log):
         check_cache_dir(Path(options.cache_dir) if options.cache_dir else default_cache_dir())
     check_cost_db(options.cost_db)
     priced = (options.objective or profile.objective) == "latency" and options.plan is None
-    if priced and not options.devices and profile.name not in HOST_PROFILES:  # roofline estimates: right figures?
+    if priced and not options.devices:  # roofline estimates: are the figures the first runtime's processor's?
         from lrfc.targets import estimates_problem
 
         problem = estimates_problem(profile)
