@@ -30,6 +30,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from runtime_bench import cores
 from runtime_bench.device import fingerprint
 from runtime_bench.runners import FileRefused, UnavailableError, check_io, get_runner, runtime_for
 
@@ -40,6 +41,8 @@ MIB = 2 ** 20
 # (``memory=False``: a build's chain prices, the probe) keep 10 ms too, where 100 would add about
 # 40 s to the ResNet-style model's 456 turns of pricing.
 WARM_MS, WARM_MS_SHARED = 100.0, 10.0
+# Rounds run with the cores far apart (``cores``) are run again, up to this many times the rounds asked for.
+MAX_ROUNDS_FACTOR = 3
 
 
 def parse_threads(text: str):
@@ -83,7 +86,14 @@ def bench(paths, *, runtime: Optional[str] = None, threads=None, runs: int = 50,
         runs: timed inferences per artifact, spread over the rounds (the
             count actually timed is ``rounds * ceil(runs / rounds)``).
         warmup: untimed inferences per artifact before the first round.
-        rounds: passes over the artifacts (at most ``runs``), alternating order.
+        rounds: passes over the artifacts (at most ``runs``), alternating order. With ``memory`` and a
+            file on more than one thread, the cores' distance is probed before and after every round
+            (``runtime_bench.cores``); a round during which two cores were far apart is run again (up to
+            ``MAX_ROUNDS_FACTOR`` times the rounds in all) and the files' times come from at most
+            ``rounds`` near ones (``runs`` counts what was kept; where none was near, from the rounds whose
+            probes read lowest); each row says how many rounds ran with the cores far apart
+            (``rounds_far``), whether its times come from them (``cores_far``) and the range of the probes
+            around the rounds it kept (``core_round_trip_us``, microseconds; None where nothing was probed).
         batch: the batch every input is fixed to.
         memory: True gives every artifact its own worker (at most
             ``max_workers`` alive at once) and reports its peak memory;
@@ -142,11 +152,17 @@ def bench(paths, *, runtime: Optional[str] = None, threads=None, runs: int = 50,
     groups = [pairs[i:i + max_workers] for i in range(0, len(pairs), max_workers)] if memory else [pairs]
     order = [k * len(paths) + i for i in range(len(paths)) for k in range(len(counts))]
     results: List[dict] = []
-    for _ in range(lifetimes):
-        timed = [row for group in groups for row in _bench_group(group, **plan)]
-        fresh = [timed[j] for j in order]
-        results = fresh if not results else [new if new["p50_ms"] < old["p50_ms"] else old
-                                             for old, new in zip(results, fresh)]
+    probe = _core_probe(pairs, memory)
+    try:
+        for _ in range(lifetimes):
+            timed = [row for group in groups
+                     for row in _bench_group(group, probe=probe if _threaded(group) else None, **plan)]
+            fresh = [timed[j] for j in order]
+            results = fresh if not results else [new if new["p50_ms"] < old["p50_ms"] else old
+                                                 for old, new in zip(results, fresh)]
+    finally:
+        if probe is not None:
+            probe.close()
     for r in results:
         r["lifetimes"] = lifetimes
     prints = {name: fingerprint(name) for name in dict.fromkeys(runtimes)}
@@ -172,7 +188,57 @@ def _schedule(n: int, rounds: int) -> List[List[int]]:
     return [forward if r % 2 == 0 else forward[::-1] for r in range(rounds)]
 
 
-def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory, timeout, io) -> List[dict]:
+def _threaded(pairs: List[tuple]) -> bool:
+    """Whether some ``(path, runtime, threads)`` runs on several CPU threads (None: the runtime's default)."""
+    return any(threads != 1 and not get_runner(runtime).gpu for _, runtime, threads in pairs)
+
+
+def _core_probe(pairs: List[tuple], memory: bool) -> Optional[cores.Probe]:
+    """A probe of the cores' distance for whole-model timing (``memory``: a worker per file) where some file
+    runs on several CPU threads of a machine with several cores; else None. Many micro-benchmarks in one
+    worker (a build's chain prices) are estimates, and are not held up."""
+    return cores.Probe() if memory and cores.usable_cores() >= 2 and _threaded(pairs) else None
+
+
+def _timed_rounds(slots: List[tuple], rounds: int, per_round: int, probe: Optional[cores.Probe]):
+    """Run the alternating rounds; with a probe, run more while fewer than ``rounds`` ran with the cores near
+    (at most ``MAX_ROUNDS_FACTOR * rounds`` in all), and keep the near ones: at most ``rounds`` (fewer where
+    fewer were near: times of both states together would make two files' ratio depend on when each ran);
+    where none was near, the ``rounds`` whose probes read lowest.
+
+    Returns each file's times from the rounds kept, the count of rounds run with the cores far apart,
+    whether the rounds kept are those (none was near), and the lowest and highest probe around the rounds
+    kept (None: no probe).
+    """
+    probes = [probe.round_trip_us()] if probe is not None else []
+    ran: List[List[List[float]]] = []  # per round, per file
+    limit = rounds * (MAX_ROUNDS_FACTOR if probe is not None else 1)
+    while len(ran) < limit:
+        order = _schedule(len(slots), len(ran) + 1)[-1]
+        times: List[List[float]] = [[] for _ in slots]
+        for a in order:
+            worker, index = slots[a]
+            times[a] = worker.run(index, per_round)
+        ran.append(times)
+        if probe is None:
+            continue
+        probes.append(probe.round_trip_us())
+        if len(ran) - sum(cores.far_rounds(probes, probe.lowest)) >= rounds:
+            break
+    if probe is None:
+        return [[t for times in ran for t in times[a]] for a in range(len(slots))], 0, False, None
+    far = cores.far_rounds(probes, probe.lowest)
+    highest = [max((p for p in probes[r:r + 2] if p is not None), default=0.0) for r in range(len(ran))]
+    kept = sorted(range(len(ran)), key=lambda r: (far[r], highest[r], r))[:rounds]
+    if not far[kept[0]]:
+        kept = [r for r in kept if not far[r]]
+    merged = [[t for r in kept for t in ran[r][a]] for a in range(len(slots))]
+    around = [p for r in kept for p in probes[r:r + 2] if p is not None]
+    return merged, sum(far), far[kept[0]], [min(around), max(around)] if around else None
+
+
+def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory, timeout, io,
+                 probe: Optional[cores.Probe] = None) -> List[dict]:
     """Load ``(path, runtime, threads)`` entries into workers, warm up, run the alternating rounds, quit and reap.
 
     With ``memory`` every entry has its own worker (of its own runtime and
@@ -205,18 +271,15 @@ def _bench_group(pairs: List[tuple], *, warmup, rounds, per_round, batch, memory
         for worker, index in slots:
             if warmup:
                 worker.run(index, warmup)
-        times: List[List[float]] = [[] for _ in paths]
-        for order in _schedule(len(paths), rounds):
-            for a in order:
-                worker, index = slots[a]
-                times[a].extend(worker.run(index, per_round))
+        times, far, far_kept, spread = _timed_rounds(slots, rounds, per_round, probe)
         peaks = {id(w): w.close() for w in workers}
     finally:
         for worker in workers:
             worker.kill()
 
-    return [_result(path, runtime, times[a], ready[id(worker)], index, peaks[id(worker)] if memory else None,
-                    threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory, io=io)
+    return [{**_result(path, runtime, times[a], ready[id(worker)], index, peaks[id(worker)] if memory else None,
+                       threads=threads, batch=batch, warmup=warmup, rounds=rounds, memory=memory, io=io),
+             "rounds_far": far, "cores_far": far_kept, "core_round_trip_us": spread}
             for a, ((path, runtime, threads), (worker, index)) in enumerate(zip(pairs, slots))]
 
 
@@ -401,7 +464,23 @@ def format_table(report: dict) -> str:
     for row in rows:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:], widths[2:])]
         lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    far = cores_note(report["results"])
+    return "\n".join(lines + ([far] if far else []))
+
+
+def cores_note(rows: List[dict]) -> Optional[str]:
+    """One line on rounds run with the machine's cores far apart (``runtime_bench.cores``), or None."""
+    far = [r for r in rows if r.get("cores_far") and r.get("threads") != 1]
+    if far:
+        return (f"no round ran with the cores near (runtime_bench.cores; core round trip "
+                f"{min(r['core_round_trip_us'][0] for r in far):.2f}-{max(r['core_round_trip_us'][1] for r in far):.2f}"
+                f" us): the times of {', '.join(sorted({r['name'] for r in far}))} on several threads may read "
+                "slower than this machine runs them with its cores near")
+    dropped = max((r.get("rounds_far") or 0 for r in rows), default=0)
+    if dropped:
+        return (f"{dropped} round{'s' if dropped > 1 else ''} with the cores far apart left out "
+                "(runtime_bench.cores): the times come from rounds with the cores near")
+    return None
 
 
 def size_text(n: int) -> str:

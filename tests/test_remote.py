@@ -186,7 +186,9 @@ def test_bench_remote_onnx_returns_the_callers_paths_and_cleans_up(sshd, models)
     assert [r["name"] for r in report["results"]] == ["model.onnx", "model.onnx"]
     assert report["results"][0]["file_bytes"] < report["results"][1]["file_bytes"]
     for r in report["results"]:
-        assert r["runs"] == 4 and r["min_ms"] > 0 and r["peak_rss_mb"] > r["load_rss_mb"] > 20
+        # 4 runs in 2 rounds; on several threads, a round run with the cores far apart is left out (runtime_bench.cores)
+        assert r["runs"] in ((2, 4) if r["core_round_trip_us"] else (4,)) and r["min_ms"] > 0
+        assert r["peak_rss_mb"] > r["load_rss_mb"] > 20
 
 
 def test_bench_remote_sweeps_threads_with_the_callers_paths(sshd, models):

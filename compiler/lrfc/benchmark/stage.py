@@ -296,6 +296,7 @@ def benchmark(state) -> None:
 
 
 def _benchmark(state) -> None:
+    from runtime_bench.measure import cores_note
     from runtime_bench.runners import FileRefused
 
     from lrfc.cost.devices import measured_runtimes
@@ -333,5 +334,9 @@ def _benchmark(state) -> None:
                   f"(speed-up {run.ratios['latency_p50']:.2f}x)" + (
                       f"; {run.baseline['precision']} {run.baseline['original']['p50_ms']:.3f} -> "
                       f"{run.baseline['compressed']['p50_ms']:.3f} ms" if run.baseline else ""))
+        far = cores_note([run.original, run.compressed] + ([run.baseline["original"], run.baseline["compressed"]]
+                                                            if run.baseline else []))
+        if far:
+            state.log(f"{runtime}: {far}")
     state.benchmarks = Benchmarks("measured" if runs else "not measured: no runtime of the target could run",
                                   tuple(runs), device, skipped)
