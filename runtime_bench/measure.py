@@ -103,9 +103,8 @@ def bench(paths, *, runtime: Optional[str] = None, threads=None, runs: int = 50,
         timeout: seconds a worker may take to load, or to answer one batch of runs.
         lifetimes: how many times the whole measurement runs, each with fresh
             workers; each file keeps its row from the one where its median
-            was lowest. On a busy machine one worker's thread placement can
-            slow it for its whole life (up to 1.8x measured here), which more
-            runs within that life cannot undo.
+            was lowest: a later set of workers is another chance where a
+            whole run met the cores far apart (``rounds``) or a busy machine.
         io: how inputs and outputs meet each run (``runners.IO_MODES``): ``host`` numpy in and out, ``device``
             placed in the runtime's memory once (a GPU's copies not timed), ``graph`` that and a CUDA graph
             replayed; the runtime must offer it (``Runner.io_modes``).

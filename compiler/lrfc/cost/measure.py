@@ -11,8 +11,10 @@ the ``measure`` stage closes the loop on the whole model:
    target's first runtime at the profile's precision, beside the original;
 2. all of them are timed in one runtime_bench run (alternating rounds, one
    worker each), twice with fresh workers, and each file keeps the lower of its
-   two medians: on a busy 2-core machine one worker's thread placement can
-   slow it by up to 1.8x for its whole life (ONNX Runtime, measured);
+   two medians: a VM's two cores can sit far apart on the host for seconds to
+   minutes, slowing multi-thread runs up to 2x (ONNX Runtime; runtime_bench
+   leaves out the rounds it sees run so, ``runtime_bench.cores``, and a second
+   set of workers is a second chance where a whole run was);
 3. the measured rungs that are faster, by ``MARGIN``, than the original and
    than every less compressed rung kept make the frontier; the ladder becomes
    the frontier plus the unmeasured rungs lying between two neighbouring

@@ -51,7 +51,7 @@ MULTIPLES = (2, 4, 8, 16, 32)
 FREE_SHARE = 0.25           # rounding up may cost this share of its proportional cost and still count as free,
 FREE_MAX = 0.02             # and at most this much (median): about the noise of one p50 here
 RUNS, ROUNDS = 60, 3
-LIFETIMES = 3               # fresh workers each time; a file keeps its lowest median (ONNX Runtime reads bimodal)
+LIFETIMES = 3               # fresh workers each time; a file keeps its lowest median (the cores' distance: bimodal)
 
 
 @dataclass
@@ -149,7 +149,8 @@ def lower_models(runtime: str, precisions, work: Path, log=print) -> dict:
 
 def bench_options(threads: int, runtime: str) -> dict:
     """How the probe's models are timed: one worker for all (one per model read noisier here), several
-    lifetimes (an ONNX Runtime worker can read up to 2x slow for its whole life); each model keeps its fastest
+    lifetimes (a VM's cores can sit far apart for a whole run, and ONNX Runtime then reads up to 2x slow on several
+    threads: ``runtime_bench.cores``; the probe's one worker is not held up by it); each model keeps its fastest
     run (load only adds time, and the sweep looks for steps of a few percent, as the cost database's prices).
 
     On a GPU runtime the inputs stay on the device and the outputs are left there (``devices.timing_io``): the
