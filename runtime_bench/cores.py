@@ -12,12 +12,15 @@ one benchmark the flips hit some rounds and not others, so two files' ratio depe
 
 The probe: a partner process spins on one shared cache line and echoes every value this process writes to
 another; the median of many such round trips, each timed alone (a round trip that waited for the
-scheduler is an outlier, not the state). Only the standard library; the partner lives as long as the
+scheduler is an outlier, not the state). Both ends are pinned to two CPUs. Near and far are relative:
+a probe reading ``FAR`` times the lowest round trip read on this machine since it booted (kept in the
+temporary folder, ``memory_path``) is far. Only the standard library; the partner lives as long as the
 ``Probe`` and sleeps on a pipe between probes.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import statistics
@@ -30,7 +33,7 @@ from typing import List, Optional
 
 PROBE_S = 0.01        # spent ping-ponging per probe
 SETTLE_S = 0.05       # idle before a probe: the last runtime's threads stop spinning (ONNX Runtime's spin ~38 ms)
-FAR = 1.4             # a probe this many times the lowest one of the run: the cores were far apart
+FAR = 1.4             # a probe this many times the lowest read since boot: the cores were far apart
 GIVE_UP_S = 0.5       # a partner that echoes nothing for this long: no probe (a machine with one free core)
 
 _SLOT = struct.Struct("q")
@@ -58,6 +61,50 @@ for line in sys.stdin:
     sys.stdout.write("done\n")
     sys.stdout.flush()
 """
+
+
+def memory_path() -> str:
+    """Where the lowest round trip read since the machine booted is kept, for later processes (a run that
+    starts and ends with the cores far apart cannot tell by itself)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"runtime_bench_cores_{uid}.json")
+
+
+def _boot_id() -> Optional[str]:
+    """This boot's id (Linux); None elsewhere, where nothing is kept between processes."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def remembered(pair) -> Optional[float]:
+    """The lowest round trip a probe of ``pair`` read since this boot, or None."""
+    boot = _boot_id()
+    try:
+        with open(memory_path()) as f:
+            kept = json.load(f)
+        if boot is not None and kept["boot"] == boot and kept["pair"] == list(pair or ()):
+            return float(kept["lowest_us"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def remember(pair, lowest: float) -> None:
+    """Keep ``lowest`` for later processes (written whole, then renamed; a failure keeps nothing)."""
+    boot = _boot_id()
+    if boot is None:
+        return
+    path = memory_path()
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), prefix=".runtime_bench_cores_",
+                                         delete=False) as f:
+            json.dump({"boot": boot, "pair": list(pair or ()), "lowest_us": lowest}, f)
+        os.replace(f.name, path)
+    except OSError:
+        pass
 
 
 def usable_cores() -> int:
@@ -88,8 +135,10 @@ class Probe:
             self._shared = mmap.mmap(handle, mmap.PAGESIZE)
         finally:
             os.close(handle)
-        self.lowest: Optional[float] = min(_lowest_seen, default=None)  # the lowest round trip read in this process
         self._pair = _pair()
+        # the lowest round trip read in this process or, since this boot, in another
+        self.lowest: Optional[float] = min(_lowest_seen + [v for v in [remembered(self._pair)] if v is not None],
+                                           default=None)
         partner_cpu = "-" if self._pair is None else str(self._pair[1])
         self._partner = subprocess.Popen([sys.executable, "-c", _PARTNER, self._path, partner_cpu], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
@@ -136,8 +185,10 @@ class Probe:
         if len(trips) < 10:
             return None
         us = round(statistics.median(trips) / 1e3, 4)
-        self.lowest = us if self.lowest is None else min(self.lowest, us)
-        _lowest_seen[:] = [self.lowest]
+        if self.lowest is None or us < self.lowest:
+            self.lowest = us
+            _lowest_seen[:] = [us]
+            remember(self._pair, us)
         return us
 
     def close(self) -> None:

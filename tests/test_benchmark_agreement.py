@@ -92,3 +92,36 @@ def test_a_runtime_the_search_did_not_time_on_is_benchmarked_once(two_models, tm
     run, _ = _run(state, "litert", "tflite", records)
     assert run.agreement is None and "agreement" not in run.to_json()
     assert run.original["lifetimes"] == 2 and not logged
+
+
+def test_files_timed_with_the_cores_far_apart_throughout_are_timed_again(two_models, tmp_path):
+    """Real LiteRT runs at 1 and 2 threads; the first run's rows say every round met the cores far apart (as a
+    VM's two vCPUs on distant host cores do for seconds to minutes: runtime_bench.cores). No search timing on
+    this runtime: the files are timed once more all the same, each keeping its lower median."""
+    logged = []
+    state, records = _state(tmp_path, two_models, None, logged)
+    state.profile.threads = 2
+    calls = []
+    real = state.link.bench
+
+    def flagged(*args, **kwargs):  # the first run's rows on several threads say far; real runs all the same
+        report = real(*args, **kwargs)
+        calls.append(kwargs["threads"])
+        if len(calls) == 1:
+            report["results"] = [dict(r, cores_far=r["threads"] != 1) for r in report["results"]]
+        else:
+            report["results"] = [dict(r, cores_far=True) for r in report["results"]] if kwargs["threads"] == 1 \
+                else report["results"]
+        return report
+
+    state.link = SimpleNamespace(bench=flagged)
+    run, _ = _run(state, "litert", "tflite", records)
+    assert calls == [[1, 2], [1, 2]] and run.agreement is None
+    assert run.original["lifetimes"] == run.compressed["lifetimes"] == 4
+    assert any("cores far apart throughout" in line and "timing the files once more" in line for line in logged)
+    # one thread hands no work over: a far flag on one-thread rows times nothing again
+    calls.clear()
+    logged.clear()
+    state.profile.threads = 1
+    run, _ = _run(state, "litert", "tflite", records)
+    assert calls == [1] and run.original["lifetimes"] == 2 and not logged

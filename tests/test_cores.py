@@ -8,7 +8,10 @@ the round selection is checked with a scripted probe, since no test can order th
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from test_runtime_bench import write_onnx
@@ -31,8 +34,10 @@ def test_a_round_is_far_when_a_probe_around_it_reads_well_above_the_lowest():
 
 
 @TWO_CORES
-def test_a_probe_reads_a_round_trip_and_leaves_nothing_behind(monkeypatch):
+def test_a_probe_reads_a_round_trip_and_leaves_nothing_behind(monkeypatch, tmp_path):
+    memory = str(tmp_path / "cores.json")
     monkeypatch.setattr(cores, "_lowest_seen", [])
+    monkeypatch.setattr(cores, "memory_path", lambda: memory)
     probe = cores.Probe()
     partner, path = probe._partner, probe._path
     mask = os.sched_getaffinity(0)
@@ -53,6 +58,19 @@ def test_a_probe_reads_a_round_trip_and_leaves_nothing_behind(monkeypatch):
         assert later.lowest == min(got)
     finally:
         later.close()
+    if cores._boot_id() is None:
+        return
+    # so does one in another process, since this boot: a run that meets the cores far apart throughout can tell
+    code = ("import sys; from runtime_bench import cores; cores.memory_path = lambda: sys.argv[1]; "
+            "p = cores.Probe(); print(p.lowest); p.close()")
+    out = subprocess.run([sys.executable, "-c", code, memory], capture_output=True, text=True, check=True)
+    assert float(out.stdout) == min(got)
+    # another boot's lowest, or another pair of CPUs', is not this one's
+    with open(memory, "w") as f:
+        json.dump({"boot": "another", "pair": list(probe._pair), "lowest_us": 0.1}, f)
+    assert cores.remembered(probe._pair) is None
+    cores.remember((5, 7), 0.2)
+    assert cores.remembered((5, 7)) == 0.2 and cores.remembered(probe._pair) is None
 
 
 class _Scripted:
