@@ -5,10 +5,11 @@ two of them can sit on distant ones (another chiplet of an AMD EPYC) for seconds
 thread's speed does not change, independent processes' throughput does not either, but every hand-off
 between a runtime's threads costs more: measured on the 2-core AMD EPYC (2026-12-07, docs/LOG.md), the
 Fashion-MNIST ResNet-style model factorized, int8 on ONNX Runtime at 2 threads, ran 0.207 ms while this
-probe read 0.8 us and 0.41 ms (slower than on one thread, 0.262) while it read 1.5 us, flipping between the
-two every few seconds to minutes; LiteRT's 2-thread run of the demo's original 0.555 and 0.582 ms. Within
-one benchmark the flips hit some rounds and not others, so two files' ratio depends on when each ran.
-``measure.bench`` probes between rounds and times again the rounds that ran with the cores far apart.
+probe read 0.42-0.58 us and 0.41 ms (slower than on one thread, 0.262) while it read 0.73-0.98 us, flipping
+between the two every few seconds to minutes; the demo's original on LiteRT 0.555 and 0.582 ms. Within one
+benchmark the flips hit some rounds and not others, so two files' ratio depends on when each ran.
+``measure.bench`` probes between rounds, runs more rounds where some ran with the cores far apart, and
+leaves those out.
 
 The probe: a partner process spins on one shared cache line and echoes every value this process writes to
 another; the median of many such round trips, each timed alone (a round trip that waited for the
@@ -140,8 +141,9 @@ class Probe:
         self.lowest: Optional[float] = min(_lowest_seen + [v for v in [remembered(self._pair)] if v is not None],
                                            default=None)
         partner_cpu = "-" if self._pair is None else str(self._pair[1])
-        self._partner = subprocess.Popen([sys.executable, "-c", _PARTNER, self._path, partner_cpu], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self._partner = subprocess.Popen([sys.executable, "-c", _PARTNER, self._path, partner_cpu],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True, bufsize=1)
 
     def round_trip_us(self, seconds: float = PROBE_S, settle: float = SETTLE_S) -> Optional[float]:
         """The median round trip in microseconds over ``seconds`` of ping-pong, after ``settle`` idle; None where

@@ -84,7 +84,8 @@ def bench(paths, *, runtime: Optional[str] = None, threads=None, runs: int = 50,
             the Fashion-MNIST ResNet-style model factorized on the Xeon, 0.113 ms on one LiteRT thread and
             0.162 on two, its original 1.119 and 0.612.
         runs: timed inferences per artifact, spread over the rounds (the
-            count actually timed is ``rounds * ceil(runs / rounds)``).
+            count kept is ``rounds * ceil(runs / rounds)``, fewer where
+            rounds run with the cores far apart are left out: ``rounds``).
         warmup: untimed inferences per artifact before the first round.
         rounds: passes over the artifacts (at most ``runs``), alternating order. With ``memory`` and a
             file on more than one thread, the cores' distance is probed before and after every round
