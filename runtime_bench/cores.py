@@ -14,8 +14,8 @@ leaves those out.
 The probe: a partner process spins on one shared cache line and echoes every value this process writes to
 another; the median of many such round trips, each timed alone (a round trip that waited for the
 scheduler is an outlier, not the state). Both ends are pinned to two CPUs. Near and far are relative:
-a probe reading ``FAR`` times the lowest round trip read on this machine since it booted (kept in the
-temporary folder, ``memory_path``) is far. Only the standard library; the partner lives as long as the
+a probe reading ``FAR`` times the lowest round trip read on this machine since it booted (kept in a
+cache folder, ``memory_path``) is far. Only the standard library; the partner lives as long as the
 ``Probe`` and sleeps on a pipe between probes.
 """
 
@@ -66,9 +66,11 @@ for line in sys.stdin:
 
 def memory_path() -> str:
     """Where the lowest round trip read since the machine booted is kept, for later processes (a run that
-    starts and ends with the cores far apart cannot tell by itself)."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return os.path.join(tempfile.gettempdir(), f"runtime_bench_cores_{uid}.json")
+    starts and ends with the cores far apart cannot tell by itself): ``cores.json`` in
+    ``$RUNTIME_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/runtime_bench``, else ``~/.cache/runtime_bench``."""
+    folder = os.environ.get("RUNTIME_BENCH_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "runtime_bench")
+    return os.path.join(folder, "cores.json")
 
 
 def _boot_id() -> Optional[str]:
@@ -100,7 +102,8 @@ def remember(pair, lowest: float) -> None:
         return
     path = memory_path()
     try:
-        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), prefix=".runtime_bench_cores_",
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), prefix=".cores_", suffix=".partial",
                                          delete=False) as f:
             json.dump({"boot": boot, "pair": list(pair or ()), "lowest_us": lowest}, f)
         os.replace(f.name, path)

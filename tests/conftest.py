@@ -24,6 +24,9 @@ onednn.enable()  # as every build has it, whichever test imports TensorFlow firs
 os.environ["LRFC_CACHE_DIR"] = tempfile.mkdtemp(prefix="lrfc-test-cache-")
 os.environ.pop("LRFC_COST_DB", None)
 atexit.register(shutil.rmtree, os.environ["LRFC_CACHE_DIR"], ignore_errors=True)
+# runtime_bench keeps the lowest core round trip read since boot (runtime_bench.cores): per test session here
+os.environ["RUNTIME_BENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="runtime-bench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["RUNTIME_BENCH_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
