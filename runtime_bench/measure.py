@@ -212,11 +212,10 @@ def _timed_rounds(slots: List[tuple], rounds: int, per_round: int, probe: Option
     """
     probes = [probe.round_trip_us()] if probe is not None else []
     ran: List[List[List[float]]] = []  # per round, per file
-    limit = rounds * (MAX_ROUNDS_FACTOR if probe is not None else 1)
-    while len(ran) < limit:
-        order = _schedule(len(slots), len(ran) + 1)[-1]
+    schedule = _schedule(len(slots), rounds * (MAX_ROUNDS_FACTOR if probe is not None else 1))
+    while len(ran) < len(schedule):
         times: List[List[float]] = [[] for _ in slots]
-        for a in order:
+        for a in schedule[len(ran)]:
             worker, index = slots[a]
             times[a] = worker.run(index, per_round)
         ran.append(times)
