@@ -3,9 +3,8 @@
 Each runtime of the ``host`` profile is probed at fp32 and int8 by the real
 CLI (``lrfc profiles probe --runtime R --precisions fp32,int8 --json``,
 writing a profile under ``bench/work/probe``); the row keeps what it
-measured, keyed ``<machine>/<runtime>`` (``xeon``, ``epyc``: the CPU's
-maker), so one machine's re-run replaces its own rows and leaves the other
-machines'. Run it on a quiet machine: the probe times synthetic models, and
+measured, keyed ``<machine>/<runtime>`` (``machine_key``), so one
+machine's re-run replaces its own rows and leaves the other machines'. Run it on a quiet machine: the probe times synthetic models, and
 a build beside it moves every figure.
 
 Results: ``bench/results/probe.json``; ``python -m bench.render`` writes
@@ -31,11 +30,14 @@ RUNTIMES = ("litert", "onnxruntime-cpu")
 
 
 def machine_key() -> str:
-    """``xeon``, ``epyc`` or the CPU's first word, lower case: the rows' prefix."""
-    from runtime_bench.device import cpu_name
+    """The rows' prefix: the machine's label (``bench.machine.label``) in lower case, ``epyc-avx-512`` or
+    ``xeon-avx-512-amx``: two machines both called "AMD EPYC" (AVX2 only, and AVX-512) are two machines. Rows
+    from before 2026-12-07 are keyed by the CPU's maker alone (``xeon``, ``epyc``: the AVX2 EPYC)."""
+    import re
 
-    name = cpu_name().lower()
-    return next((k for k in ("xeon", "epyc") if k in name), name.split()[0] if name.split() else "cpu")
+    from bench.machine import label, machine
+
+    return re.sub(r"[^a-z0-9]+", "-", label(machine()).lower()).strip("-") or "cpu"
 
 
 def probe_command(runtime: str) -> list[str]:

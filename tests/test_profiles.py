@@ -268,7 +268,7 @@ def test_host_ranks_follow_the_measured_multiple_under_latency_only():
         assert rank_multiple(SimpleNamespace(profile=host, link=None, objective=objective)) == 1
 
 
-def test_formats_keep_the_runtimes_that_run_them_in_the_profile_s_order():
+def test_formats_keep_the_runtimes_that_run_them_in_the_profile_s_order(tmp_path):
     """A build with ``--formats`` prices, measures, benchmarks and rounds ranks on the runtimes of its files."""
     from types import SimpleNamespace
 
@@ -278,7 +278,15 @@ def test_formats_keep_the_runtimes_that_run_them_in_the_profile_s_order():
         return build_profile(SimpleNamespace(target=target, opset=None, formats=formats))
 
     onnx = built("host-int8", ("onnx",))
-    assert onnx.runtimes == ("onnxruntime-cpu",) and onnx.multiple_for(onnx.runtimes[0]) == 32
+    assert onnx.runtimes == ("onnxruntime-cpu",) and onnx.multiple_for(onnx.runtimes[0]) == 16
+    # the multiple is the runtime's own: host-int8 with ONNX Runtime's int8 at 32 (as before 2026-12-07)
+    text = (Path(__file__).parents[1] / "profiles" / "host-int8.toml").read_text()
+    assert "onnxruntime-cpu = { fp32 = 16, int8 = 16 }" in text
+    (tmp_path / "board.toml").write_text(text.replace("onnxruntime-cpu = { fp32 = 16, int8 = 16 }",
+                                                      "onnxruntime-cpu = { fp32 = 16, int8 = 32 }"))
+    board = built(str(tmp_path / "board.toml"), ("onnx",))
+    assert board.multiple_for(board.runtimes[0]) == 32 and built(str(tmp_path / "board.toml"), None).multiple_for(
+        "litert") == 16
     assert onnx.name == "host-int8" and onnx.precision == "int8"
     assert built("host-int8", None) == built("host-int8", ("onnx", "tflite")) == load_profile("host-int8")
     assert built("jetson-orin-nano", ("onnx",)).runtimes == ("onnxruntime-tensorrt", "onnxruntime-cuda",
