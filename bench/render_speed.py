@@ -226,6 +226,18 @@ def speed(record: dict) -> list[str]:
     return lines
 
 
+def _multiple(run: dict, precision: str) -> str:
+    """A probe row's channel multiple by today's rule, with the one its run recorded in brackets where they differ."""
+    from lrfc.cost.probe import channel_multiple
+
+    sweep = run.get("sweep_ms", {}).get(precision)
+    recorded = run.get("multiples", {}).get(precision)
+    if not sweep:
+        return str(recorded if recorded is not None else "-")
+    today = channel_multiple({int(c): ms for c, ms in sweep.items()})
+    return str(today) if recorded in (None, today) else f"{today} ({recorded})"
+
+
 def probe(record: dict) -> list[str]:
     """`lrfc profiles probe` on this machine (bench/results/probe.json): the measured figures per runtime."""
     runs = record.get("runs") or {}
@@ -235,17 +247,21 @@ def probe(record: dict) -> list[str]:
              "What the probe measured per runtime (2 threads; each synthetic model's fastest run over 3 sets of "
              "fresh workers): peak compute of a 3x3 conv (256 -> 256 channels, 28x28), memory bandwidth from "
              "element-wise adds over 64 MiB, the cost of one more tiny operator, and the channel multiple where a "
-             "1x1 conv's latency steps (output channels 33-64 swept).", "",
+             "1x1 conv's latency steps (output channels 33-64 swept). The multiples are read off each sweep by "
+             "today's rule (`lrfc.cost.probe.channel_multiple`: a coarser multiple judged against the finer grid it "
+             "replaces); where the run read another with the rule of its day, that one follows in brackets (until "
+             "2026-12-07 a coarse grid was judged against every count, and ONNX Runtime's slow counts off a multiple "
+             "of 4 made 32 look free).", "",
              "| machine | runtime | version | peak fp32 GFLOP/s | peak int8 GOP/s | bandwidth GB/s | op overhead us | "
              "multiple fp32 | multiple int8 | date |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for p in runs.values():
         machine = " ".join(v for v in (p["device"].get("cpu"), p["device"].get("isa")) if v)
+        multiples = [_multiple(p, precision) for precision in ("fp32", "int8")]
         lines.append(f"| {machine} | {RUNTIMES.get(p['runtime'], p['runtime'])} | "
                      f"{p['device'].get('runtime_version', '?')} | "
                      f"{p['peak_gops'].get('fp32', '-')} | {p['peak_gops'].get('int8', '-')} | {p['bandwidth_gbps']} | "
-                     f"{p['op_overhead_us']} | {p['multiples'].get('fp32', '-')} | {p['multiples'].get('int8', '-')} | "
-                     f"{p['date']} |")
+                     f"{p['op_overhead_us']} | {multiples[0]} | {multiples[1]} | {p['date']} |")
     lines.append("")
     for name, p in runs.items():
         for precision, sweep in p.get("sweep_ms", {}).items():

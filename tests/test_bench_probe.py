@@ -25,3 +25,27 @@ def test_a_rerun_replaces_this_machines_rows_and_keeps_the_others(tmp_path, monk
                                              "--precisions fp32,int8 --out bench/work/probe/host-litert.toml --json")
     with pytest.raises(SystemExit, match="'tensorrt' is not one of"):
         probe.main(["--runtimes", "tensorrt"])
+
+
+def test_two_machines_of_one_maker_get_their_own_rows(monkeypatch):
+    """The AVX2 EPYC and the AVX-512 EPYC are both "AMD EPYC": the key is the machine's label, ISA included."""
+    import bench.machine
+
+    for isa, amx, key in (("AVX2, no AVX-512", False, "epyc-avx2"), ("AVX-512 VNNI", False, "epyc-avx-512")):
+        monkeypatch.setattr(bench.machine, "machine", lambda isa=isa, amx=amx: {"cpu": "AMD EPYC", "isa": isa, "amx": amx})
+        assert probe.machine_key() == key
+    monkeypatch.setattr(bench.machine, "machine", lambda: {"cpu": "Intel(R) Xeon(R) Processor", "isa": "AVX-512",
+                                                           "amx": True})
+    assert probe.machine_key() == "xeon-avx-512-amx"
+
+
+def test_the_table_reads_each_sweep_by_todays_rule_and_shows_what_its_run_read():
+    from bench.render_speed import probe as render
+
+    # ONNX Runtime int8 on the AVX2 EPYC, 2026-11-30 (rounded): multiples of 4 fast, steps at 48 -> 49
+    sweep = {str(c): 0.100 + (0.02 if c > 48 else 0.0) + (0.015 if c % 4 else 0.0) for c in range(33, 65)}
+    run = {"device": {"cpu": "AMD EPYC", "runtime_version": "1.32.0"}, "runtime": "onnxruntime-cpu",
+           "peak_gops": {"int8": 832.1}, "bandwidth_gbps": 60.8, "op_overhead_us": 0.37, "date": "2026-11-30",
+           "multiples": {"fp32": 16, "int8": 32}, "sweep_ms": {"int8": sweep}}
+    row = next(line for line in render({"runs": {"epyc/onnxruntime-cpu": run}}) if line.startswith("| AMD EPYC"))
+    assert row.split(" | ")[-3:] == ["16", "16 (32)", "2026-11-30 |"]
