@@ -179,8 +179,10 @@ def test_benchmark_compares_original_and_compressed_side_by_side(latency_builds)
     for run in bench["runs"]:
         o, c = run["original"], run["compressed"]
         assert o["name"] == f"original.{run['format']}" and c["name"] == f"model.{run['format']}"
-        # 20 runs in 5 rounds, less the rounds run with the cores far apart where others were near (runtime_bench.cores)
-        assert o["runs"] == c["runs"] and o["runs"] in (4, 8, 12, 16, 20)
+        # 20 runs in 5 rounds, less the rounds run with the cores far apart where others were near (runtime_bench.cores);
+        # each file's row comes from whichever of the stage's two runs read it lower (benchmark.stage), so the two
+        # files may have kept different rounds
+        assert o["runs"] in (4, 8, 12, 16, 20) and c["runs"] in (4, 8, 12, 16, 20)
         assert run["ratios"]["latency_p50"] == pytest.approx(o["p50_ms"] / c["p50_ms"], rel=1e-3)
         assert run["ratios"]["file_bytes"] == pytest.approx(o["file_bytes"] / c["file_bytes"], rel=1e-3)
         assert run["ratios"]["macs"] == pytest.approx(report["original"]["macs"] / report["compressed"]["macs"], rel=1e-3)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from runtime_bench.device import fingerprint
-from runtime_bench.measure import _schedule, bench, format_table
+from runtime_bench.measure import _schedule, bench, cores_note, format_table
 from runtime_bench.runners import RUNNERS, UnavailableError, get_runner, random_feeds, runtime_for
 
 RESULT_KEYS = {"path", "name", "runtime", "runtime_version", "threads", "batch", "runs", "warmup", "rounds",
@@ -264,7 +264,10 @@ def test_a_thread_sweep_times_every_file_at_each_count_in_one_run(onnx_models, t
     assert all(_kept(r, 6, 2) and r["p50_ms"] > 0 and r["peak_rss_mb"] > 20 for r in rows)
     table = format_table(report)
     assert table.splitlines()[1].split()[:3] == ["name", "runtime", "threads"]
-    assert [line.split()[2] for line in table.splitlines()[2:]] == ["1", "2", "1", "2"]
+    lines = table.splitlines()
+    assert [line.split()[2] for line in lines[2:2 + len(rows)]] == ["1", "2", "1", "2"]
+    note = cores_note(rows)  # a last line only where rounds run with the cores far apart were left out
+    assert lines[2 + len(rows):] == ([note] if note else [])
     # two workers at a time: a group per count (both files at one count side by side), rows still file by file
     grouped = bench([onnx_models[0], tflite_model], threads=[1, 2], max_workers=2, **FAST)["results"]
     assert [(r["name"], r["threads"]) for r in grouped] == [(r["name"], r["threads"]) for r in rows]
