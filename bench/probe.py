@@ -4,8 +4,9 @@ Each runtime of the ``host`` profile is probed at fp32 and int8 by the real
 CLI (``lrfc profiles probe --runtime R --precisions fp32,int8 --json``,
 writing a profile under ``bench/work/probe``); the row keeps what it
 measured, keyed ``<machine>/<runtime>`` (``machine_key``), so one
-machine's re-run replaces its own rows and leaves the other machines'. Run it on a quiet machine: the probe times synthetic models, and
-a build beside it moves every figure.
+machine's re-run replaces its own rows and leaves the other machines'. Run
+it on a quiet machine: the probe times synthetic models, and a build beside
+it moves every figure.
 
 Results: ``bench/results/probe.json``; ``python -m bench.render`` writes
 them into docs/BENCHMARKS.md.

@@ -10,7 +10,7 @@ import pytest
 from lrfc.benchmark.stage import _run, disagrees, merge_rows, search_expectation
 from lrfc.cost.devices import DeviceLink
 from lrfc.cost.measure import Timed, WholeModel
-from lrfc.report.fmt import agreement_line
+from lrfc.report.fmt import agreement_line, timed_again_line
 
 
 def _whole(status="measured", runtime="litert", rungs=((0, 0.2), (8, 0.25), (15, 0.3))):
@@ -79,6 +79,7 @@ def test_a_benchmark_far_from_the_searchs_timing_is_timed_again(two_models, tmp_
     assert a["final"] == run.ratios["latency_p50"] == pytest.approx(
         run.original["p50_ms"] / run.compressed["p50_ms"], rel=1e-3)
     assert run.original["lifetimes"] == run.compressed["lifetimes"] == 4  # both runs' workers
+    assert run.timed_again == "strayed" and run.to_json()["timed_again"] == "strayed"
     assert run.original["runs"] >= 20 and run.original["accuracy"] == 0.9 and device["cores"] >= 1
     assert any("timing the files once more" in line for line in logged)
     line = agreement_line(run.to_json())
@@ -90,7 +91,7 @@ def test_a_runtime_the_search_did_not_time_on_is_benchmarked_once(two_models, tm
     logged = []
     state, records = _state(tmp_path, two_models, _claiming_100x("onnxruntime-cpu"), logged)
     run, _ = _run(state, "litert", "tflite", records)
-    assert run.agreement is None and "agreement" not in run.to_json()
+    assert run.agreement is None and "agreement" not in run.to_json() and "timed_again" not in run.to_json()
     assert run.original["lifetimes"] == 2 and not logged
 
 
@@ -118,6 +119,11 @@ def test_files_timed_with_the_cores_far_apart_throughout_are_timed_again(two_mod
     run, _ = _run(state, "litert", "tflite", records)
     assert calls == [[1, 2], [1, 2]] and run.agreement is None
     assert run.original["lifetimes"] == run.compressed["lifetimes"] == 4
+    # report.json says why (no search timing on this runtime to hold an ``agreement``), and so does the summary
+    assert run.to_json()["timed_again"] == "cores_far"
+    assert timed_again_line(run.to_json()) == (
+        "litert: timed once more, as a file on several threads met this machine's cores far apart in every round "
+        "(runtime_bench.cores); each file keeps the lower median of its two timings")
     assert any("cores far apart throughout" in line and "timing the files once more" in line for line in logged)
     # one thread hands no work over: a far flag on one-thread rows times nothing again
     calls.clear()

@@ -624,6 +624,12 @@ def test_a_benchmark_timed_again_says_so_in_the_summary_and_the_page(report):
     litert["agreement"].update(retimed=False, first=4.0, final=4.0)  # within the search's timing: nothing to say
     assert not any(l.startswith("check ") for l in summary_table(report).splitlines())
     assert "Timed again" not in render_html(report)
+    # a runtime the search did not time on, timed again because the cores were far apart throughout
+    ort["timed_again"] = "cores_far"
+    (line,) = [l for l in summary_table(report).splitlines() if l.startswith("check ")]
+    assert line.startswith("check       onnxruntime-cpu: timed once more, as a file on several threads met this "
+                           "machine's cores far apart in every round")
+    assert "<b>Timed again</b>: onnxruntime-cpu: timed once more" in render_html(report)
 
 
 def test_a_latency_ratio_of_a_model_with_nothing_factorized_says_it_is_noise(report):

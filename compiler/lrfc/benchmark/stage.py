@@ -54,6 +54,9 @@ from pathlib import Path
 WARMUP, ROUNDS = 10, 5
 AGREEMENT = 1.15   # the final speed-up may stray this factor outside the search's whole-model timing before a re-time
 RUNTIME_KEYS = ("runtime", "runtime_version", "id", "workdir")  # per run; the rest describes the machine
+TIMED_AGAIN = {"strayed": "the speed-up strayed from the search's whole-model timing",
+               "cores_far": "a file on several threads met this machine's cores far apart in every round "
+                            "(runtime_bench.cores)"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class BenchmarkRun:
     ratios: dict
     baseline: dict | None = None      # {"precision", "original", "compressed", "ratios"}: the other precision
     agreement: dict | None = None     # against the search's whole-model timing (``_run``, ``search_expectation``)
+    timed_again: str | None = None    # why the files were timed once more (``TIMED_AGAIN``); None: once
 
     def to_json(self) -> dict:
         out = {"runtime": self.runtime, "runtime_version": self.runtime_version, "device_id": self.device_id,
@@ -77,6 +81,8 @@ class BenchmarkRun:
                "compressed": self.compressed, "ratios": self.ratios}
         if self.agreement is not None:
             out["agreement"] = self.agreement
+        if self.timed_again is not None:
+            out["timed_again"] = self.timed_again
         from lrfc.lower.stage import other_precision
 
         out[other_precision(self.precision)] = None if self.baseline is None else {k: v for k, v in self.baseline.items() if k != "precision"}
@@ -255,10 +261,11 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
             f"where the search timed the published plan at {expected[0]:.2f}-{expected[1]:.2f}x" if retimed else
             "timed with this machine's cores far apart throughout (runtime_bench.cores)") +
             ": timing the files once more")
+        why = "strayed" if retimed else "cores_far"
         retimed = True
         result = _time(state, runtime, records, counts)
         rows = merge_rows(rows, result["results"])
-        run = _assemble(state, runtime, fmt, records, by_file(rows, counts), result["device"])
+        run = replace(_assemble(state, runtime, fmt, records, by_file(rows, counts), result["device"]), timed_again=why)
     if expected is None:
         return run, result["device"]
     agreement = {"search": [round(expected[0], 4), round(expected[1], 4)], "first": first, "retimed": retimed,

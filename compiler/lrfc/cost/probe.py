@@ -24,12 +24,15 @@ model's fastest run over ``LIFETIMES`` fresh workers), and reads off:
   median of ``t(round_up(c, m)) / t(c) - 1`` staying below ``FREE_SHARE`` of
   what the extra channels would cost if latency grew in proportion (the
   median of ``round_up(c, m) / c - 1``) and below ``FREE_MAX`` outright. The
-  multiple is the last one accepted. Ranks rounded to it (``search.grid``)
-  give away no speed. (Judged against every count instead, a runtime whose
+  multiple is the last one accepted; ranks are rounded to it
+  (``search.grid``). (Judged against every count instead, a runtime whose
   odd counts run slow makes any coarse grid look free: ONNX Runtime's int8
   1x1 convs here, whose counts off a multiple of 4 read up to 25 % slow, read
   32, where its whole models step at 16: the ResNet-style model with every
-  conv as CP at rank 16 runs 12 % faster than at 32, docs/LOG.md, session 57.)
+  conv as CP at rank 16 runs 12 % faster than at 32, docs/LOG.md, session
+  57.) One 1x1 conv is not a whole model: on that machine the sweep reads
+  ONNX Runtime's int8 multiple 8 where whole models put rank 8 behind 16, so
+  the ``host`` profiles' multiples are the ones whole models agree with.
 
 The profile written starts from ``--target``'s (runtimes, precision,
 threads, memory budget, objective) and replaces its figures with the

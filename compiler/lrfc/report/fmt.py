@@ -328,6 +328,19 @@ def threads_line(run: dict) -> str | None:
             f"{run['precision']} ({run['ratios']['latency_p50']:.2f}x both on {profile}, the profile's)")
 
 
+def timed_again_line(run: dict) -> str | None:
+    """Why a run's files were timed twice (``benchmark.stage``), for the summary's ``check`` line and the page; None
+    when they were timed once."""
+    from lrfc.benchmark.stage import TIMED_AGAIN
+
+    if (run.get("agreement") or {}).get("retimed"):
+        return agreement_line(run)
+    if run.get("timed_again"):
+        return (f"{run['runtime']}: timed once more, as {TIMED_AGAIN.get(run['timed_again'], run['timed_again'])}; "
+                "each file keeps the lower median of its two timings")
+    return None
+
+
 def agreement_line(run: dict) -> str:
     """How the final speed-up compares with the search's whole-model timing of the same plan, once re-timed."""
     a = run["agreement"]

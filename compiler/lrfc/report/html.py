@@ -12,10 +12,10 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.objectives import cost_key
 from lrfc.provenance import provenance_line
 from lrfc.report.classes import class_name, classes_line
-from lrfc.report.fmt import (acc_text, accuracy_line, agreement_line, answers_line, baseline_line, budget_line,
+from lrfc.report.fmt import (acc_text, accuracy_line, answers_line, baseline_line, budget_line,
                              check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line,
                              input_line, output_line, pct_removed, ranks_text, report_contract, sim_text,
-                             splits_line, test_split_line, threads_line)
+                             splits_line, test_split_line, threads_line, timed_again_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
@@ -149,8 +149,7 @@ def _deployment(report: dict, e) -> list[str]:
             if not any(layer.get("method") is not None for layer in report["layers"]):
                 parts.append("<p><b>Nothing was factorized</b>: the same model timed twice, so these ratios are the "
                              "timing's noise</p>")
-            parts += [f"<p><b>Timed again</b>: {e(agreement_line(run))}</p>" for run in bench["runs"]
-                      if (run.get("agreement") or {}).get("retimed")]
+            parts += [f"<p><b>Timed again</b>: {e(line)}</p>" for line in map(timed_again_line, bench["runs"]) if line]
             parts += _four_way(bench["runs"], e)
         if bench.get("status") and bench["status"] != "measured":
             parts.append(f"<p>{e(bench['status'])}</p>")

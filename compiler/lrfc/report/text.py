@@ -9,10 +9,10 @@ from lrfc.lower.io_spec import quantized_io_line
 from lrfc.frontend.catalogue import CUSTOM_NOTE
 from lrfc.report.classes import classes_line
 from lrfc.lower.verify import percentile_sample
-from lrfc.report.fmt import (accuracy_line, agreement_line, answers_line, baseline_line, budget_line, check_report,
+from lrfc.report.fmt import (accuracy_line, answers_line, baseline_line, budget_line, check_report,
                              cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
                              output_line, pct_removed, ranks_text, report_contract, short, sim_text, splits_line,
-                             test_split_line, threads_line)
+                             test_split_line, threads_line, timed_again_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -105,8 +105,9 @@ def _footer(report: dict) -> list[str]:
         out.append(f"latency     {_bench_line(run)}"
                    + (" (nothing was factorized: the same model timed twice, so this ratio is the timing's noise)"
                       if same else ""))
-        if (run.get("agreement") or {}).get("retimed"):
-            out.append(f"check       {agreement_line(run)}")
+        again = timed_again_line(run)
+        if again:
+            out.append(f"check       {again}")
         other = baseline_of(run)
         if other:
             out.append(f"{other[0]:<12}{_baseline_pair_line(run, *other)}")
