@@ -41,23 +41,25 @@ _SLOT = struct.Struct("q")
 _lowest_seen: List[float] = []  # the lowest round trip any probe of this process has read: later runs judge by it
 _PING, _PONG = 0, 64  # two cache lines apart: the writer of each owns it
 
-# The partner: pinned to the CPU its second argument names (where the platform pins), blocks on stdin for "go",
+# The partner: pinned to the CPU its second argument names (where the platform pins; the slots' offsets are its
+# third and fourth: _PING, _PONG), blocks on stdin for "go",
 # echoes the ping slot into the pong slot until it reads -1, answers "done"; exits when stdin closes.
 _PARTNER = r"""
 import mmap, os, struct, sys
 if sys.argv[2] != "-":
     os.sched_setaffinity(0, {int(sys.argv[2])})
 slot = struct.Struct("q")
+PING, PONG = int(sys.argv[3]), int(sys.argv[4])
 with open(sys.argv[1], "r+b") as f:
     shared = mmap.mmap(f.fileno(), 4096)
 for line in sys.stdin:
     last = 0
     while True:
-        value = slot.unpack_from(shared, 0)[0]
+        value = slot.unpack_from(shared, PING)[0]
         if value < 0:
             break
         if value != last:
-            slot.pack_into(shared, 64, value)
+            slot.pack_into(shared, PONG, value)
             last = value
     sys.stdout.write("done\n")
     sys.stdout.flush()
@@ -144,7 +146,8 @@ class Probe:
         self.lowest: Optional[float] = min(_lowest_seen + [v for v in [remembered(self._pair)] if v is not None],
                                            default=None)
         partner_cpu = "-" if self._pair is None else str(self._pair[1])
-        self._partner = subprocess.Popen([sys.executable, "-c", _PARTNER, self._path, partner_cpu],
+        self._partner = subprocess.Popen([sys.executable, "-c", _PARTNER, self._path, partner_cpu,
+                                          str(_PING), str(_PONG)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          text=True, bufsize=1)
 

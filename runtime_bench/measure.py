@@ -467,9 +467,15 @@ def format_table(report: dict) -> str:
     return "\n".join(lines + ([far] if far else []))
 
 
+def far_throughout(rows: List[dict]) -> List[dict]:
+    """The rows on several threads whose every round ran with the machine's cores far apart (``cores``): their
+    times may read slower than the machine runs them with its cores near."""
+    return [r for r in rows if r.get("cores_far") and r.get("threads") != 1]
+
+
 def cores_note(rows: List[dict]) -> Optional[str]:
     """One line on rounds run with the machine's cores far apart (``runtime_bench.cores``), or None."""
-    far = [r for r in rows if r.get("cores_far") and r.get("threads") != 1]
+    far = far_throughout(rows)
     if far:
         return (f"no round ran with the cores near (runtime_bench.cores; core round trip "
                 f"{min(r['core_round_trip_us'][0] for r in far):.2f}-{max(r['core_round_trip_us'][1] for r in far):.2f}"

@@ -43,7 +43,7 @@ cores, where a runtime's threads hand work over slower). ``agreement`` in the
 run's record keeps both readings; the summary prints a ``check`` line when the
 files were timed again. The files are timed once more on any runtime, too, when
 a file on several threads ran with the cores far apart in every round
-(``cores_far``).
+(``timed_again`` says which).
 """
 
 from __future__ import annotations
@@ -224,12 +224,6 @@ def disagrees(ratio: float | None, expected: tuple[float, float], factor: float 
     return ratio is not None and not expected[0] / factor <= ratio <= expected[1] * factor
 
 
-def cores_far(rows: list[dict]) -> bool:
-    """Whether some row on several threads was timed with the machine's cores far apart in every round
-    (``runtime_bench.cores``): its multi-thread times may read slow, and a ratio with it may mislead."""
-    return any(r.get("cores_far") and r.get("threads") != 1 for r in rows)
-
-
 def merge_rows(first: list[dict], again: list[dict]) -> list[dict]:
     """Each file's row from the run where its median was lower (what ``bench`` does across lifetimes), with the
     lifetimes of both runs counted."""
@@ -242,8 +236,10 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
 
     ``records``: original and compressed, then (the baseline) both at the other precision. On the runtime and
     precision the search timed whole models on, a speed-up that strays from that timing is timed once more
-    (``AGREEMENT``), and so are files timed with the cores far apart throughout (``cores_far``).
+    (``AGREEMENT``), and so are files timed on several threads with the cores far apart throughout
+    (``runtime_bench.measure.far_throughout``: a ratio with such a file may mislead).
     """
+    from runtime_bench.measure import far_throughout
     from runtime_bench.runners import get_runner
 
     # a GPU's work is not its CPU threads': timed at the profile's count alone there
@@ -255,20 +251,20 @@ def _run(state, runtime: str, fmt: str, records: list) -> tuple[BenchmarkRun, di
     expected = (search_expectation(whole, state.level)
                 if whole is not None and (whole.runtime, whole.precision) == (runtime, records[0].precision) else None)
     first = run.ratios["latency_p50"]
-    retimed = expected is not None and disagrees(first, expected)
-    if retimed or cores_far(rows):
+    strayed = expected is not None and disagrees(first, expected)
+    if strayed or far_throughout(rows):
         state.log(f"{runtime}: speed-up {first:.2f}x, " + (
-            f"where the search timed the published plan at {expected[0]:.2f}-{expected[1]:.2f}x" if retimed else
+            f"where the search timed the published plan at {expected[0]:.2f}-{expected[1]:.2f}x" if strayed else
             "timed with this machine's cores far apart throughout (runtime_bench.cores)") +
             ": timing the files once more")
-        why = "strayed" if retimed else "cores_far"
-        retimed = True
         result = _time(state, runtime, records, counts)
         rows = merge_rows(rows, result["results"])
-        run = replace(_assemble(state, runtime, fmt, records, by_file(rows, counts), result["device"]), timed_again=why)
+        run = replace(_assemble(state, runtime, fmt, records, by_file(rows, counts), result["device"]),
+                      timed_again="strayed" if strayed else "cores_far")
     if expected is None:
         return run, result["device"]
-    agreement = {"search": [round(expected[0], 4), round(expected[1], 4)], "first": first, "retimed": retimed,
+    agreement = {"search": [round(expected[0], 4), round(expected[1], 4)], "first": first,
+                 "retimed": run.timed_again is not None,
                  "final": run.ratios["latency_p50"], "agrees": not disagrees(run.ratios["latency_p50"], expected)}
     return replace(run, agreement=agreement), result["device"]
 
