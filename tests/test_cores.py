@@ -150,8 +150,14 @@ def test_bench_probes_where_a_file_runs_on_several_threads(tmp_path):
     path = str(tmp_path / "m.onnx")
     write_onnx(path)
     two, one = measure.bench([path], threads=[2, 1], runs=4, warmup=1, rounds=2)["results"]
-    lo, hi = two["core_round_trip_us"]
-    assert 0 < lo <= hi < 100 and isinstance(two["rounds_far"], int) and isinstance(two["cores_far"], bool)
+    assert isinstance(two["rounds_far"], int) and isinstance(two["cores_far"], bool)
+    if two["core_round_trip_us"] is None:
+        # no probe answered: the partner found no free core (a busy machine: the suite beside a busy loop, where
+        # 10 ms of ping-pong got under 10 round trips); such probes judge nothing, and every round is kept
+        assert (two["rounds_far"], two["cores_far"], two["runs"]) == (0, False, 4)
+    else:
+        lo, hi = two["core_round_trip_us"]
+        assert 0 < lo <= hi < 100
     assert two["runs"] in (2, 4) and two["rounds"] == 2
     # the one-thread worker ran in the same group (the same rounds kept): it carries the group's probes too
     assert one["core_round_trip_us"] == two["core_round_trip_us"] and one["runs"] == two["runs"]
