@@ -152,9 +152,10 @@ def test_bench_probes_where_a_file_runs_on_several_threads(tmp_path):
     two, one = measure.bench([path], threads=[2, 1], runs=4, warmup=1, rounds=2)["results"]
     assert isinstance(two["rounds_far"], int) and isinstance(two["cores_far"], bool)
     if two["core_round_trip_us"] is None:
-        # no probe answered: the partner found no free core (a busy machine: the suite beside a busy loop, where
-        # 10 ms of ping-pong got under 10 round trips); such probes judge nothing, and every round is kept
-        assert (two["rounds_far"], two["cores_far"], two["runs"]) == (0, False, 4)
+        # no probe around the rounds kept answered: the partner found no free core (a busy machine: the suite beside
+        # a busy loop, where 10 ms of ping-pong got under 10 round trips); such probes judge nothing, so the rounds
+        # kept are near ones, and where no other probe read far either, every round is kept
+        assert two["cores_far"] is False and (two["rounds_far"] > 0 or two["runs"] == 4)
     else:
         lo, hi = two["core_round_trip_us"]
         assert 0 < lo <= hi < 100
