@@ -658,6 +658,74 @@ def test_the_search_line_says_when_the_last_round_took_a_rung_by_its_start(repor
     assert next(l for l in summary_table(report).splitlines() if l.startswith("search ")).endswith("--max-rounds 3")
 
 
+def _round(level: int, params: int, macs: int, drop: float, met: bool, error: float = 0.29, **extra) -> dict:
+    return {"level": level, "label": f"lambda {level}", "params": params, "macs": macs, "drop": drop, "met": met,
+            "drop_error": error, "secured": False, "class_drop": None, **extra}
+
+
+def test_the_next_rung_line_names_the_least_compressed_miss_past_the_published_rung(report):
+    """Rounds at levels 9 (published), 4 and 6 (both missed, past it) and 12 (missed, before it: a shallower rung
+    that does not bound anything the user could have had): the line names level 6, with what it would have removed."""
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.64, "met": True, "validation_samples": 5000,
+                                 "drop_error": 0.26}
+    report["budget_search"] = {"levels": 15, "allocation": "global", "published": "lambda 9", "published_level": 9,
+                               "stopped": "--max-rounds 4",
+                               "rounds": [_round(12, 300_000, 3_000_000, 1.4, False), _round(9, 100_000, 1_000_000,
+                                                                                             0.64, True),
+                                          _round(4, 42_164, 424_115, 1.06, False), _round(6, 84_328, 848_230, 1.02,
+                                                                                          False)]}
+    lines = summary_table(report).splitlines()
+    line = next(l for l in lines if l.startswith("next rung "))
+    assert line == ("next rung   round 4's lambda 6 (80.0% of params and 80.0% of MACs removed) missed: drop 1.02 "
+                    "points (standard error 0.29), 0.02 over --max-acc-drop 1, within one standard error")
+    assert lines.index(line) == 1 + next(i for i, l in enumerate(lines) if l.startswith("search "))
+    assert "; the next rung: round 4&#x27;s lambda 6 (80.0% of params" in render_html(report)
+    report["budget_search"]["rounds"][3]["drop"] = 1.5  # a miss by more than one standard error is not called close
+    assert next(l for l in summary_table(report).splitlines() if l.startswith("next rung ")).endswith(
+        "drop 1.50 points (standard error 0.29), 0.50 over --max-acc-drop 1")
+
+
+def test_the_next_rung_line_says_what_missed_when_the_drop_was_within_the_budget(report):
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.3, "met": True, "validation_samples": 5000,
+                                 "confidence": 0.9, "upper_bound": 0.63, "drop_error": 0.26}
+    report["budget_search"] = {"levels": 15, "allocation": "global", "published": "lambda 9", "published_level": 9,
+                               "rounds": [_round(9, 100_000, 1_000_000, 0.3, True), _round(5, 84_328, 848_230, 0.8,
+                                                                                          False)]}
+    line = next(l for l in summary_table(report).splitlines() if l.startswith("next rung "))
+    assert line.endswith("drop 0.80 points (standard error 0.29) within --max-acc-drop 1, but it missed on the drop's "
+                         "90% bound (--confidence)"), line
+    del report["accuracy_budget"]["confidence"], report["accuracy_budget"]["upper_bound"]
+    report["budget_search"]["rounds"][1]["class_drop"] = {"class": 6, "drop": 4.2}
+    line = next(l for l in summary_table(report).splitlines() if l.startswith("next rung "))
+    assert line.endswith("but it missed on a class's recall (--max-class-drop)"), line
+
+
+def test_no_next_rung_line_when_every_round_past_the_published_rung_met_it(report):
+    """Every round met the budget (the published rung is the deepest tried), or only shallower rounds missed, or
+    there was no search (a fixed plan): nothing past the published rung is known to miss, so no line."""
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.64, "met": True, "validation_samples": 5000}
+    report["budget_search"] = {"levels": 15, "allocation": "global", "published": "lambda 4", "published_level": 4,
+                               "rounds": [_round(9, 100_000, 1_000_000, 0.5, True), _round(12, 300_000, 3_000_000,
+                                                                                          1.4, False),
+                                          _round(4, 84_328, 848_230, 0.64, True)]}
+    assert not any(l.startswith("next rung ") for l in summary_table(report).splitlines())
+    assert "the next rung" not in render_html(report)
+    report["budget_search"]["rounds"] = []
+    assert not any(l.startswith("next rung ") for l in summary_table(report).splitlines())
+
+
+def test_when_nothing_met_the_budget_the_next_rung_is_the_least_compressed_miss(report):
+    """The original published (``published_level`` None): every missed round is past it; the least compressed names
+    how close the search came."""
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.0, "met": True, "validation_samples": 5000}
+    report["budget_search"] = {"levels": 15, "allocation": "global", "published": "original", "published_level": None,
+                               "rounds": [_round(3, 42_164, 424_115, 2.5, False), _round(11, 210_821, 2_120_576,
+                                                                                         1.2, False)]}
+    line = next(l for l in summary_table(report).splitlines() if l.startswith("next rung "))
+    assert line.startswith("next rung   round 2's lambda 11 (50.0% of params and 50.0% of MACs removed) missed: drop "
+                           "1.20 points"), line
+
+
 def test_without_labels_the_html_titles_no_column_accuracy_or_drop(report):
     """``"labels": "original"``: no file has a top-1 (the four-way table loses that column) and the whole-model table's
     proxy and fine-tuned figures are answers changed, titled so."""

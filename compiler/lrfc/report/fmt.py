@@ -189,6 +189,40 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
     return f"{lead}{detail}{fixed}, on {budget['validation_samples']:,} validation samples"
 
 
+def missed_rung_line(report: dict) -> str | None:
+    """The least compressed rung past the published one whose round missed the budget: what it would have removed
+    and by how much it missed; None when no round past the published rung missed (or the search ran none).
+
+    A user deciding whether a little more budget (or fine-tuning) is worth it
+    reads this: the default ResNet-style build run with ``--max-rounds 6`` on
+    the AVX-512 EPYC (2026-12-07, docs/LOG.md) published 88.9 % of the params
+    removed at 0.64 points, where its rounds 5 and 6 had reached 92.7 % and
+    91.6 % and missed by 0.06 and 0.02 points, within one standard error
+    (0.29). The ladder runs from the most compressed rung (level 0) up, so
+    "past" is a lower level.
+    """
+    search, budget = report.get("budget_search") or {}, report.get("accuracy_budget") or {}
+    published = search.get("published_level")
+    missed = [(k, r) for k, r in enumerate(search.get("rounds") or [], 1)
+              if not r.get("met") and (published is None or r["level"] < published)]
+    if not missed or budget.get("max_drop") is None:
+        return None
+    k, r = max(missed, key=lambda kr: kr[1]["level"])
+    orig, limit, drop, error = report["original"], budget["max_drop"], r["drop"], r.get("drop_error")
+    removed = (f"{pct_removed(orig['params'], r['params'])} of params and {pct_removed(orig['macs'], r['macs'])} of "
+               f"MACs removed")
+    said = f"drop {drop:.2f} points" + (f" (standard error {error:.2f})" if error else "")
+    if drop > limit + 1e-9:
+        how = f"{said}, {drop - limit:.2f} over --max-acc-drop {limit:g}"
+        if error and drop - limit <= error:
+            how += ", within one standard error"
+    else:
+        why = (f"on the drop's {budget['confidence']:.0%} bound (--confidence)" if budget.get("confidence") else
+               "on a class's recall (--max-class-drop)" if r.get("class_drop") is not None else "")
+        how = f"{said} within --max-acc-drop {limit:g}, but it missed{' ' + why if why else ''}"
+    return f"round {k}'s {r['label']} ({removed}) missed: {how}"
+
+
 GAIN_ERRORS = 2.0  # a gain over the original larger than this many standard errors of the validation split is said
 
 

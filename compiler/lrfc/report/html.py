@@ -14,8 +14,8 @@ from lrfc.provenance import provenance_line
 from lrfc.report.classes import class_name, classes_line
 from lrfc.report.fmt import (acc_text, accuracy_line, answers_line, baseline_line, budget_line,
                              check_report, cost_source_line, drop_error, fastest_line, finetune_line, gain_line,
-                             input_line, output_line, pct_removed, ranks_text, report_contract, sim_text,
-                             splits_line, test_split_line, threads_line, timed_again_line)
+                             input_line, missed_rung_line, output_line, pct_removed, ranks_text, report_contract,
+                             sim_text, splits_line, test_split_line, threads_line, timed_again_line)
 from lrfc.report.plot import pareto_png
 from runtime_bench.delegation import delegation_line
 
@@ -67,7 +67,8 @@ def render_html(report: dict) -> str:
               e(answers_line(comp.get("agreement"), drop_error(report)).partition("(")[2].rstrip(")")
                 + "; no labels: neither model's accuracy is known")),
         _card("fine-tuning", *map(e, finetune_line(report.get("finetune") or {"mode": "none"}).partition(", ")[::2])),
-        *([_budget_card(report["accuracy_budget"], e)] if report.get("accuracy_budget") else []),
+        *([_budget_card(report["accuracy_budget"], e, missed_rung_line(report))] if report.get("accuracy_budget")
+          else []),
         "</div>",
         *([f"<p><b>{e(gain)}</b></p>"] if gain else []),
         *([f"<p>{e(gap)}</p>"] if gap else []),
@@ -261,10 +262,12 @@ def _card(title: str, value: str, sub: str) -> str:
     return f'<div class="card"><span class=muted>{html.escape(title)}</span><b>{value}</b><span class=muted>{sub}</span></div>'
 
 
-def _budget_card(budget: dict, e) -> str:
-    """Met only when the Keras model and every file of a non-fp32 target met it; the line without its verdict word."""
+def _budget_card(budget: dict, e, missed: str | None = None) -> str:
+    """Met only when the Keras model and every file of a non-fp32 target met it; the line without its verdict word,
+    then the least compressed rung past the published one that missed (``fmt.missed_rung_line``), if one did."""
     met = budget["met"] and all(d["met"] for d in budget.get("deliverables") or [])
-    return _card("accuracy budget", "met" if met else "missed", e(budget_line(budget, verdict=False)))
+    sub = budget_line(budget, verdict=False) + (f"; the next rung: {missed}" if missed else "")
+    return _card("accuracy budget", "met" if met else "missed", e(sub))
 
 
 def _layer_table(report: dict, e) -> str:

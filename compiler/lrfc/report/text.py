@@ -11,8 +11,8 @@ from lrfc.report.classes import classes_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, answers_line, baseline_line, budget_line, check_report,
                              cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
-                             output_line, pct_removed, ranks_text, report_contract, short, sim_text, splits_line,
-                             test_split_line, threads_line, timed_again_line)
+                             missed_rung_line, output_line, pct_removed, ranks_text, report_contract, short, sim_text,
+                             splits_line, test_split_line, threads_line, timed_again_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -78,6 +78,9 @@ def _footer(report: dict) -> list[str]:
                              for k in secured)
                    + (f"; judged on its {search['judged']}: {judged} round{'s' * (judged != 1)} that met the budget "
                       f"on the Keras model lowered and scored ({search.get('judge_seconds', 0):.0f} s)" if judged else ""))
+    missed = missed_rung_line(report)
+    if missed:
+        out.append(f"next rung   {missed}")
     if report.get("splits"):
         out.append(f"data        {splits_line(report['splits'])}"
                    + ("; the training samples had no labels: the original's answers stood in"
