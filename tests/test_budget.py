@@ -847,6 +847,48 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
     assert looks == [9, 5, 7, 6] and search.stopped == "--time-budget 4 minutes"
 
 
+def test_under_a_time_budget_the_rounds_are_not_limited_unless_max_rounds_is_given(monkeypatch):
+    """Without ``--max-rounds`` a build runs 4 rounds; given ``--time-budget`` it runs rounds until the minutes run
+    out (the user named the resource that binds), and ``--max-rounds`` given beside it still caps them. Every round
+    here passes one rung deeper than the last, 100 s each, with 1,000 s for rounds under the time budget."""
+    import math
+
+    from lrfc.options import ROUNDS, round_limit
+    from lrfc.train import contract
+
+    assert (round_limit(None, None), round_limit(None, 15.0), round_limit(6, 15.0), round_limit(2, None)) == (
+        ROUNDS, math.inf, 6, 2)
+
+    def rounds_run(max_rounds, time_budget):
+        levels = [SimpleNamespace(label=f"rung {i}", choices={}) for i in range(20)]
+        opts = SimpleNamespace(confidence=None, max_class_drop=None, finetune="oneshot", epochs=1, max_acc_drop=1.0,
+                               max_rounds=max_rounds, time_budget=time_budget)
+        state = SimpleNamespace(options=opts, profile=FP32, labels="data", levels=levels, log=[].append,
+                                original_accuracy=0.9, level=19, original_right=_right(0.9),
+                                splits=SimpleNamespace(x_val=np.zeros((10, 2)), y_val=np.zeros(10)), flat=None,
+                                enforce_budget=True, mac_totals_of=lambda choices: (0, 1))
+        search = contract.BudgetSearch(state)
+        model = lambda k: SimpleNamespace(name=f"model-{k}", level=k, count_params=lambda: 1)  # noqa: E731
+        state.compressed = model(19)
+        monkeypatch.setattr(search, "_pick", lambda: search.hi_pass - 1)  # one rung past the deepest pass
+        monkeypatch.setattr(search, "_build", lambda k, warm=None: model(k))
+        clock = [0.0]
+        monkeypatch.setattr(search, "_seconds_left", lambda: 1000.0 - clock[0])
+        monkeypatch.setattr(search, "_round_unit", lambda: 100.0)
+
+        def tune(m, epochs, deadline):
+            clock[0] += 100.0
+            return epochs, 100.0, _right(0.9), False  # the original's accuracy: every round passes
+
+        search.run(tune)
+        return len(search.rounds), search.stopped
+
+    assert rounds_run(None, None) == (ROUNDS, f"--max-rounds {ROUNDS}")
+    assert rounds_run(None, 17.0) == (10, "--time-budget 17 minutes")  # 10 rounds of 100 s in 1,000 s
+    assert rounds_run(6, 17.0) == (6, "--max-rounds 6")
+    assert rounds_run(12, None) == (12, "--max-rounds 12")
+
+
 def _selector(keras, block: int, blocks: int):
     """A real Keras model whose logits are block ``block`` of its input's ``blocks`` blocks of 10 columns."""
     kernel = np.zeros((10 * blocks, 10), np.float32)

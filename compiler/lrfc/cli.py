@@ -199,7 +199,7 @@ def build(
     data_aware: Annotated[str, typer.Option(help="on (fit factors to each layer's outputs on the calibration data), auto (also fit to the weights alone and keep the better per rank: twice the score time) or off.")] = DEFAULT["fit"],
     distill: Annotated[bool, typer.Option("--distill/--no-distill", help="Distil from the original model's logits while fine-tuning (on by default; docs/BENCHMARKS.md, 'Fine-tuning alone').")] = DEFAULT["distill"],
     train_samples: Annotated[Optional[int], typer.Option(help="Use at most this many training samples per fine-tuning round (0: all).")] = DEFAULT["train_samples"],
-    max_rounds: Annotated[int, typer.Option(help="Fine-tuning rounds of the budget search, at most.")] = DEFAULT["max_rounds"],
+    max_rounds: Annotated[Optional[int], typer.Option(help="Fine-tuning rounds of the budget search, at most (default 4; with --time-budget, as many as its minutes allow).")] = DEFAULT["max_rounds"],
     batch_size: Annotated[int, typer.Option(help="Fine-tuning batch size.")] = DEFAULT["batch_size"],
     seed: Annotated[int, typer.Option(help="Seed of splits, factorizations and training.")] = DEFAULT["seed"],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (its results are replaced as one set at the end).")] = DEFAULT["out"],

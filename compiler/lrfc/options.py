@@ -15,6 +15,7 @@ from lrfc.objectives import OBJECTIVES
 FINETUNE_MODES = ("oneshot", "iterative", "none")
 RANK_SELECTIONS = ("similarity", "vbmf", "energy")
 ALLOCATIONS = ("global", "threshold")
+ROUNDS = 4  # the budget search's fine-tuning rounds without --max-rounds or --time-budget (``round_limit``)
 FITS = ("auto", "on", "off")  # --data-aware; a choice's own data_aware is a bool
 
 
@@ -49,7 +50,7 @@ class BuildOptions:
     plan: str | None = None
     train_samples: int | None = 60000  # fine-tuning samples per round, at most (None: all); 3 epochs over 60k beat 8 over
                                        # 20k at about the same cost (bench.budget --only data; train.finetune docstring)
-    max_rounds: int = 4
+    max_rounds: int | None = None      # None: ROUNDS, or under --time-budget no limit (the time decides: round_limit)
     distill: bool = True               # it paid at 8 x 20,000 (train.finetune docstring), not re-measured at 3 x 60,000
     fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
                                        # (weights); auto won 8 of 848 candidates and no plan, at twice the score time (bench.fits)
@@ -159,10 +160,12 @@ class BuildOptions:
         if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
             bad("--time-budget", self.time_budget, "minutes, a positive number")
         for flag, value, low in (("--max-sol", self.max_sol, 1), ("--calib-samples", self.calib_samples, 1),
-                                 ("--epochs", self.epochs, 0), ("--max-rounds", self.max_rounds, 1),
-                                 ("--batch-size", self.batch_size, 1), ("--patience", self.patience, 1)):
+                                 ("--epochs", self.epochs, 0), ("--batch-size", self.batch_size, 1),
+                                 ("--patience", self.patience, 1)):
             if not isinstance(value, int) or value < low:
                 bad(flag, value, f"an integer >= {low}")
+        if self.max_rounds is not None and (not isinstance(self.max_rounds, int) or self.max_rounds < 1):
+            bad("--max-rounds", self.max_rounds, "an integer >= 1")
         if not isinstance(self.bench_runs, int) or self.bench_runs < 0:
             bad("--bench-runs", self.bench_runs, "an integer >= 0 (0 skips the benchmark)")
         if self.formats is not None:
@@ -221,6 +224,16 @@ class BuildOptions:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             _bad("--out", self.out, "a directory (it exists as a file)")
+
+
+def round_limit(max_rounds: int | None, time_budget: float | None) -> float:
+    """The budget search's fine-tuning rounds, at most: ``--max-rounds``; when it is not given, ``ROUNDS``, or under
+    ``--time-budget`` none (``math.inf``): the minutes the user named decide, and the search stops when they run out
+    or its bracket closes. (With a fixed four, the VGG-style build given ``--time-budget 10`` on the AVX2 EPYC
+    stopped on ``--max-rounds 4`` after 9.0 of its 10 minutes, 2026-12-05.)"""
+    if max_rounds is not None:
+        return max_rounds
+    return math.inf if time_budget is not None else ROUNDS
 
 
 def _bad(flag: str, value, expected: str):

@@ -55,7 +55,9 @@ least. The search over it:
    the proxy's pick as before; a first round (``--max-rounds 1``) is too.
 4. It stops when the bracket between the most compressed failure and the
    least compressed success is closed, after ``--max-rounds`` fine-tuning
-   rounds, or when ``--time-budget`` leaves no room for another epoch, and
+   rounds (4 when not given; under ``--time-budget`` none unless given:
+   ``options.round_limit``), or when ``--time-budget`` leaves no room for
+   another epoch, and
    publishes the best rung that met the budget. Under ``--time-budget`` a
    round runs the epochs that fit in what is left (``epochs_that_fit``: the
    last round's seconds per epoch, ``RESERVE`` of the budget kept for the
@@ -112,6 +114,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from lrfc.lower.judge import judged_precision
+from lrfc.options import round_limit
 from lrfc.train.paired import error_guess, paired_drop, paired_error, upper_bound, within_class_limit, worst_class, z_of
 
 PROXY_SAMPLES = 1000     # validation samples a look scores at a time (the first: all a look far from its goal scores)
@@ -314,6 +317,12 @@ class BudgetSearch:
         self.stopped = ""
         self.judged = judged_precision(state)        # int8/fp16: the files are judged too (``lower.judge``)
         self.judge_seconds = 0.0                     # lowering and scoring them
+
+    @property
+    def round_limit(self) -> float:
+        """Fine-tuning rounds, at most (``options.round_limit``: ``--max-rounds``, else 4, or none under
+        ``--time-budget``)."""
+        return round_limit(self.options.max_rounds, self.options.time_budget)
 
     # ------------------------------------------------------------------ building and measuring
 
@@ -619,7 +628,7 @@ class BudgetSearch:
 
     def _first_of_several(self) -> bool:
         """Whether the next round is the first and more may follow it (rounds, and rungs, left)."""
-        return not self.rounds and self.tune and self.options.max_rounds > 1 and len(self.levels) > 1
+        return not self.rounds and self.tune and self.round_limit > 1 and len(self.levels) > 1
 
     def _round_unit(self) -> float:
         """The seconds one more epoch takes, the last round's (deeper rungs train faster, so after a step deeper
@@ -769,8 +778,8 @@ class BudgetSearch:
             self.stopped = (f"converged within {COST_TOLERANCE:.0%} of the cost ({n} rung{'s' * (n > 1)} between the "
                             "last failure and the pass not looked at)")
             return None
-        if self.tune and len(self.rounds) >= self.options.max_rounds:
-            self.stopped = f"--max-rounds {self.options.max_rounds}"
+        if self.tune and len(self.rounds) >= self.round_limit:
+            self.stopped = f"--max-rounds {self.round_limit}"
             return None
         if not self._fit_epochs(1):  # not one more epoch (or rung) before the reserve: no looks either
             self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
@@ -788,7 +797,7 @@ class BudgetSearch:
         if not (self.tune and self.rounds and self.hi_pass == len(self.levels)):
             return False
         timed_out = self.options.time_budget is not None and self._seconds_left() < 2 * self._round_unit()
-        return timed_out or len(self.rounds) == self.options.max_rounds - 1
+        return timed_out or len(self.rounds) == self.round_limit - 1
 
     def _secure_pick(self, previous: int | None = None, model=None) -> int | None:
         """The most compressed rung past the last failure whose starting point meets the budget on the whole
