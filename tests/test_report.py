@@ -726,6 +726,38 @@ def test_when_nothing_met_the_budget_the_next_rung_is_the_least_compressed_miss(
                            "1.20 points"), line
 
 
+def test_the_search_line_says_when_the_rounds_ran_out_with_rungs_left_to_try(report):
+    """Stopped on --max-rounds with rungs untried between the published one and the nearest miss past it (or past
+    it at all, when nothing missed): the line says more rounds or --time-budget would search on. Not when the
+    nearest miss is the next rung (the search had closed), nor when it stopped for another reason."""
+    report["accuracy_budget"] = {"max_drop": 1.0, "drop": 0.64, "met": True, "validation_samples": 5000}
+    search = report["budget_search"] = {"levels": 15, "allocation": "global", "published": "lambda 9",
+                                        "published_level": 9, "stopped": "--max-rounds 4",
+                                        "rounds": [_round(12, 300_000, 3_000_000, 0.3, True),
+                                                   _round(9, 100_000, 1_000_000, 0.64, True)]}
+
+    def line():
+        return next(l for l in summary_table(report).splitlines() if l.startswith("search "))
+
+    assert line().endswith("stopped: --max-rounds 4, with rungs past the published one untried (more rounds, or "
+                           "--time-budget, would search on)"), line()
+    search["rounds"].append(_round(6, 84_328, 848_230, 1.02, False))
+    assert line().endswith("stopped: --max-rounds 4, with rungs between the published one and the nearest miss "
+                           "untried (more rounds, or --time-budget, would search on)"), line()
+    search["rounds"].append(_round(8, 90_000, 900_000, 1.1, False))  # rung 8 missed: nothing left between 8 and 9
+    assert line().endswith("stopped: --max-rounds 4"), line()
+    search["rounds"].pop()
+    search["stopped"] = "--time-budget 15 minutes"
+    assert line().endswith("stopped: --time-budget 15 minutes"), line()
+    # nothing met the budget (the original published): the rungs less compressed than the nearest miss were untried
+    search.update(published="original", published_level=None, stopped="--max-rounds 2",
+                  rounds=[_round(3, 42_164, 424_115, 2.5, False), _round(11, 210_821, 2_120_576, 1.2, False)])
+    assert line().endswith("between the published one and the nearest miss untried (more rounds, or --time-budget, "
+                           "would search on)"), line()
+    search["rounds"][1]["level"] = 14  # the least compressed rung missed: nothing left to try
+    assert line().endswith("stopped: --max-rounds 2"), line()
+
+
 def test_without_labels_the_html_titles_no_column_accuracy_or_drop(report):
     """``"labels": "original"``: no file has a top-1 (the four-way table loses that column) and the whole-model table's
     proxy and fine-tuned figures are answers changed, titled so."""

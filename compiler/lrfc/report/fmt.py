@@ -204,7 +204,7 @@ def missed_rung_line(report: dict) -> str | None:
     search, budget = report.get("budget_search") or {}, report.get("accuracy_budget") or {}
     published = search.get("published_level")
     missed = [(k, r) for k, r in enumerate(search.get("rounds") or [], 1)
-              if not r.get("met") and (published is None or r["level"] < published)]
+              if not r.get("met") and "level" in r and "drop" in r and (published is None or r["level"] < published)]
     if not missed or budget.get("max_drop") is None:
         return None
     k, r = max(missed, key=lambda kr: kr[1]["level"])
@@ -221,6 +221,24 @@ def missed_rung_line(report: dict) -> str | None:
                "on a class's recall (--max-class-drop)" if r.get("class_drop") is not None else "")
         how = f"{said} within --max-acc-drop {limit:g}, but it missed{' ' + why if why else ''}"
     return f"round {k}'s {r['label']} ({removed}) missed: {how}"
+
+
+def left_open(search: dict) -> str | None:
+    """What a budget search that stopped on its rounds left untried: the rungs between the published one (the
+    original: one past the ladder's last) and the least compressed that missed past it, or every rung past it when
+    none did; None when it stopped for another reason or nothing was left. The ladder runs from the most compressed
+    rung (level 0) up."""
+    if "published_level" not in search or not str(search.get("stopped", "")).startswith("--max-rounds"):
+        return None  # (a report from before the published level was kept: nothing to compare with)
+    published = search["published_level"]
+    if published is None:
+        published = search.get("levels", 0)
+    missed = [r["level"] for r in search.get("rounds") or []
+              if not r.get("met") and r.get("level", published) < published]
+    if published - max(missed, default=-1) <= 1:
+        return None
+    where = "between the published one and the nearest miss" if missed else "past the published one"
+    return f"rungs {where} untried (more rounds, or --time-budget, would search on)"
 
 
 GAIN_ERRORS = 2.0  # a gain over the original larger than this many standard errors of the validation split is said

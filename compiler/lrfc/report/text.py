@@ -11,8 +11,8 @@ from lrfc.report.classes import classes_line
 from lrfc.lower.verify import percentile_sample
 from lrfc.report.fmt import (accuracy_line, answers_line, baseline_line, budget_line, check_report,
                              cost_source_line, drop_error, fastest_line, finetune_line, gain_line, input_line,
-                             missed_rung_line, output_line, pct_removed, ranks_text, report_contract, short, sim_text,
-                             splits_line, test_split_line, threads_line, timed_again_line)
+                             left_open, missed_rung_line, output_line, pct_removed, ranks_text, report_contract, short,
+                             sim_text, splits_line, test_split_line, threads_line, timed_again_line)
 from runtime_bench.delegation import delegation_line
 
 
@@ -74,6 +74,7 @@ def _footer(report: dict) -> list[str]:
         out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
                    f"{search['levels']} levels ({search['allocation']} allocation): published {search['published']}"
                    f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}"
+                   + (f", with {left_open(search)}" if left_open(search) else "")
                    + "".join(f"; round {k}, the last after misses, took a rung whose start already met the budget"
                              for k in secured)
                    + (f"; judged on its {search['judged']}: {judged} round{'s' * (judged != 1)} that met the budget "
