@@ -96,9 +96,10 @@ def time_section(runs: dict) -> list[str]:
             "that still fit at the last round's seconds per epoch, or the share of one that fits (at least half), a "
             "tenth of the budget (at least a minute) kept for what follows the search; the first round may take half the "
             "time left, so that a deeper round fits after it: it times its first steps and runs the whole epochs that "
-            "end by then (at least one), its learning rate decaying over them; the search stops when not half an epoch fits, "
-            "or when its bracket closes. Since commit 9f2738a (2026-12-07 19:16 UTC) the rounds are not limited under `--time-budget` "
-            "(no `--max-rounds` given); the rows before stopped after 4 at most (`stopped`: `--max-rounds 4`). The "
+            "end by then (at least one), its learning rate decaying over them; the search stops when not half an "
+            "epoch fits, or when its bracket closes. Since commit 9f2738a (2026-12-07 19:16 UTC) the rounds are not "
+            "limited under `--time-budget` (no `--max-rounds` given); the rows before stopped after 4 at most "
+            "(`stopped`: `--max-rounds 4`). The "
             "targets are the default build's; `--time-budget` is not a default, so these rows show what a user who "
             "sets it gets, not the targets met.", ""] + _build_table(rows) + [within_time(n, r) for n, r in rows.items()] + [""]
 

@@ -189,25 +189,39 @@ def budget_line(budget: dict, verdict: bool = True) -> str:
     return f"{lead}{detail}{fixed}, on {budget['validation_samples']:,} validation samples"
 
 
+def nearest_miss(search: dict) -> tuple[int, int, dict] | tuple[int, None, None] | None:
+    """``(published, k, round)``: the published rung's level (the original's: one past the ladder's last) and the
+    least compressed round past it that missed the budget, the ``k``-th, or ``(published, None, None)`` when none
+    did; None for a report from before the published level was kept. The ladder runs from the most compressed
+    rung (level 0) up, so "past" is a lower level."""
+    if "published_level" not in search:
+        return None
+    published = search["published_level"]
+    if published is None:
+        published = search.get("levels", 0)
+    missed = [(k, r) for k, r in enumerate(search.get("rounds") or [], 1)
+              if not r.get("met") and "level" in r and "drop" in r and r["level"] < published]
+    if not missed:
+        return published, None, None
+    return (published, *max(missed, key=lambda kr: kr[1]["level"]))
+
+
 def missed_rung_line(report: dict) -> str | None:
-    """The least compressed rung past the published one whose round missed the budget: what it would have removed
-    and by how much it missed; None when no round past the published rung missed (or the search ran none).
+    """The least compressed rung past the published one whose round missed the budget (``nearest_miss``): what it
+    would have removed and by how much it missed; None when no round past the published rung missed.
 
     A user deciding whether a little more budget (or fine-tuning) is worth it
     reads this: the default ResNet-style build run with ``--max-rounds 6`` on
     the AVX-512 EPYC (2026-12-07, docs/LOG.md) published 88.9 % of the params
     removed at 0.64 points, where its rounds 5 and 6 had reached 92.7 % and
     91.6 % and missed by 0.06 and 0.02 points, within one standard error
-    (0.29). The ladder runs from the most compressed rung (level 0) up, so
-    "past" is a lower level.
+    (0.29).
     """
-    search, budget = report.get("budget_search") or {}, report.get("accuracy_budget") or {}
-    published = search.get("published_level")
-    missed = [(k, r) for k, r in enumerate(search.get("rounds") or [], 1)
-              if not r.get("met") and "level" in r and "drop" in r and (published is None or r["level"] < published)]
-    if not missed or budget.get("max_drop") is None:
+    budget = report.get("accuracy_budget") or {}
+    nearest = nearest_miss(report.get("budget_search") or {})
+    if nearest is None or nearest[2] is None or budget.get("max_drop") is None:
         return None
-    k, r = max(missed, key=lambda kr: kr[1]["level"])
+    _, k, r = nearest
     orig, limit, drop, error = report["original"], budget["max_drop"], r["drop"], r.get("drop_error")
     removed = (f"{pct_removed(orig['params'], r['params'])} of params and {pct_removed(orig['macs'], r['macs'])} of "
                f"MACs removed")
@@ -224,20 +238,16 @@ def missed_rung_line(report: dict) -> str | None:
 
 
 def left_open(search: dict) -> str | None:
-    """What a budget search that stopped on its rounds left untried: the rungs between the published one (the
-    original: one past the ladder's last) and the least compressed that missed past it, or every rung past it when
-    none did; None when it stopped for another reason or nothing was left. The ladder runs from the most compressed
-    rung (level 0) up."""
-    if "published_level" not in search or not str(search.get("stopped", "")).startswith("--max-rounds"):
-        return None  # (a report from before the published level was kept: nothing to compare with)
-    published = search["published_level"]
-    if published is None:
-        published = search.get("levels", 0)
-    missed = [r["level"] for r in search.get("rounds") or []
-              if not r.get("met") and r.get("level", published) < published]
-    if published - max(missed, default=-1) <= 1:
+    """What a budget search that stopped on its rounds left untried: the rungs between the published one and the
+    nearest miss past it (``nearest_miss``), or every rung past it when none missed; None when it stopped for
+    another reason or nothing was left."""
+    nearest = nearest_miss(search)
+    if nearest is None or not str(search.get("stopped", "")).startswith("--max-rounds"):
         return None
-    where = "between the published one and the nearest miss" if missed else "past the published one"
+    published, _, r = nearest
+    if published - (-1 if r is None else r["level"]) <= 1:
+        return None
+    where = "past the published one" if r is None else "between the published one and the nearest miss"
     return f"rungs {where} untried (more rounds, or --time-budget, would search on)"
 
 
