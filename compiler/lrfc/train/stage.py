@@ -22,6 +22,7 @@ class FinetuneRecord:
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
     balanced: dict[str, int] = field(default_factory=dict)  # --max-class-drop: class -> times an epoch shows each
     #                                                          of its samples, for the classes repeated
+    round_rates: tuple[float, ...] = ()  # each round's factor on the peak learning rate (train.contract.round_rate)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -115,11 +116,13 @@ def finetune(state) -> None:
                                         balanced=_balanced(state) if opts.epochs > 0 else {})
         score_test_split(state)
         return
-    spent, ran = [], []
+    spent, ran, rates = [], [], []
 
-    def tune_one(model, epochs: float, deadline: float | None) -> tuple[float, float, object, bool]:
+    def tune_one(model, epochs: float, deadline: float | None, rate: float) -> tuple[float, float, object, bool]:
         whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (--time-budget)
-        config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole))
+        config = _config(state)
+        config = replace(config, epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole),
+                         learning_rate=rate * config.learning_rate)
         with state.progress("finetune", whole) as bar:
             def on_epoch(epoch, total, logs):
                 bar.total = total  # a deadline may have fitted the run to fewer epochs than it started with
@@ -130,6 +133,7 @@ def finetune(state) -> None:
         done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
         ran.append(done)
+        rates.append(rate)
         return done, result.seconds, result.val_right, result.out_of_time
 
     state.budget.run(tune_one)
@@ -137,7 +141,7 @@ def finetune(state) -> None:
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
                                     teacher is not None, tuple(ran), qat=bool(opts.qat and spent),
-                                    balanced=_balanced(state) if spent else {})
+                                    balanced=_balanced(state) if spent else {}, round_rates=tuple(rates))
 
 
 def _iterative(state, teacher) -> tuple[object, float]:
