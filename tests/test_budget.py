@@ -603,8 +603,9 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     monkeypatch.setattr(contract, "_answers", lambda model, x, y: _right(0.895))  # every rung passes: 0.5 points
     ran = []
     search.run(lambda m, epochs, deadline, rate: (ran.append((m.name, epochs, rate)), (epochs, 1.0, None, False))[1])
-    # the warm rounds, a third as long as the cold one, train at twice its peak rate (round_rate's cap)
-    assert ran == [("model-2", 3, 1.0), ("model-1", 1, 2.0), ("model-0", 1, 2.0)]
+    # the warm rounds, a third as long as the cold one, train the layers that changed at twice its peak rate
+    # (round_rate's cap), the rest at the rate
+    assert ran == [("model-2", 3, ()), ("model-1", 1, (("a", 2.0),)), ("model-0", 1, (("a", 2.0), ("fc", 2.0)))]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
     assert [r.rate for r in search.rounds] == [1.0, 2.0, 2.0]  # report.json's
     assert [r.fresh for r in search.rounds] == [1.0, round(400 / 1200, 4), round(150 / 450, 4)]  # report.json's

@@ -102,7 +102,7 @@ def finetune_line(ft: dict) -> str:
             said = f"round{'s' * (len(raised) > 1)} {', '.join(map(str, raised))} at {next(iter(raised.values())):g}x"
         else:
             said = ", ".join(f"round {k} at {r:g}x" for k, r in raised.items())
-        parts.append(f"{said} the peak learning rate (warm-started, shorter)")
+        parts.append(f"{said} the peak learning rate on the layers that start fresh (warm-started, shorter)")
     if ft.get("qat"):
         parts.append("quantization-aware (int8 fake quantization)")
     if ft.get("distill"):

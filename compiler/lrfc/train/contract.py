@@ -128,7 +128,7 @@ RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benc
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 COST_TOLERANCE = 0.01   # --finetune none: the bisection ends once the rungs it has not settled save less than this share of the cost
-WARM_RATE_MAX = 2.0     # a warm round shorter than a cold one: its peak rate at most this many times the cold rounds' (``round_rate``)
+WARM_RATE_MAX = 2.0     # a warm round shorter than a cold one: its fresh layers' peak rate at most this many times the cold rounds' (``round_rate``)
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class Round:
     model_drop: float | None = None  # an int8/fp16 target whose files were judged: the Keras model's drop (``drop``
     #                                  and ``drop_error`` are then the worst file's)
     files: dict | None = None  # ... each format's drop in points
-    rate: float = 1.0  # the factor on the cold rounds' peak learning rate (``round_rate``: 2 for a warm round of one epoch)
+    rate: float = 1.0  # the factor on the peak learning rate of the layers that start fresh (``round_rate``)
 
     @property
     def steer_drop(self) -> float:
@@ -238,21 +238,22 @@ def round_epochs(epochs: int, fresh: float) -> int:
 
 
 def round_rate(epochs: int, wanted: int) -> float:
-    """The factor on the peak learning rate of a round of ``wanted`` epochs where a cold round runs ``epochs``:
-    ``epochs / wanted``, at most ``WARM_RATE_MAX`` (1 for a round as long as a cold one).
+    """The factor on the peak learning rate of the layers that start fresh in a warm round of ``wanted`` epochs,
+    where a cold round runs ``epochs``: ``epochs / wanted``, at most ``WARM_RATE_MAX`` (1 for a round as long as
+    a cold one). The layers carried over from the round before keep the rate.
 
-    A warm round of one epoch where a cold round runs two then takes as long
-    a walk down its cosine schedule (the rate summed over its steps) as the
-    cold round, in half the steps. At the cold rounds' rate it did not go far
-    enough: on the ResNet-style baseline, rung 59 warm-started from rung 69
-    (fine-tuned 2 epochs), one epoch at a peak of 1e-3 left 1.10, 1.50, 1.32,
-    1.20 and 1.46 points (seeds 0-4) on validation, at 2e-3 0.72, 1.18, 0.86,
-    0.98 and 1.02, at 3e-3 0.76 and 1.06 (seeds 0-1), at 3e-4 1.52 and 1.92.
-    On the VGG-style baseline (rung 42 from rung 50) the doubled rate changed
-    nothing beyond the seeds' noise (1.16, 1.20 at 1e-3; 1.36, 1.14 at
-    2e-3), and a cold round of two epochs gains nothing from it either
-    (ResNet-style rung 59: 0.72, 0.90 at 1e-3; 0.76, 0.96 at 2e-3): only the
-    shortened round's rate is raised. docs/LOG.md, session 59.
+    A warm round of one epoch where a cold round runs two walks half as far
+    down its cosine schedule (the rate summed over its steps), and its fresh
+    layers did not go far enough: on the ResNet-style baseline, rung 59
+    warm-started from rung 69 (fine-tuned 2 epochs), one epoch at a peak of
+    1e-3 for every layer left 1.10, 1.50, 1.32, 1.20 and 1.46 points (seeds
+    0-4) on validation, at 2e-3 for every layer 0.72, 1.18, 0.86, 0.98 and
+    1.02. But every layer at 2e-3 hurt where little changed: the VGG-style
+    default build's third round (5 % of the rung's parameters fresh) missed
+    at 1.14 points where the same round at 1e-3 passed at 0.76; and a cold
+    round of two epochs gains nothing from 2e-3 (ResNet-style rung 59: 0.72,
+    0.90 at 1e-3; 0.76, 0.96 at 2e-3). So only the fresh layers' rate is
+    raised. docs/LOG.md, session 59.
     """
     return min(WARM_RATE_MAX, epochs / wanted) if 0 < wanted < epochs else 1.0
 
@@ -672,10 +673,11 @@ class BudgetSearch:
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
 
-        ``tune_one(model, epochs, deadline, rate) -> (epochs run, seconds, validation answers or None, out of
-        time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
-        ``--epochs``, a warm-started one for ``round_epochs`` of them at ``rate`` times the peak learning rate
-        (``round_rate``), fewer where ``--time-budget`` leaves room for fewer; ``deadline`` (a
+        ``tune_one(model, epochs, deadline, layer_rates) -> (epochs run, seconds, validation answers or None,
+        out of time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
+        ``--epochs``, a warm-started one for ``round_epochs`` of them, its fresh layers at ``round_rate`` times
+        the peak learning rate (``layer_rates``: ``(layer, factor)`` pairs, empty for one rate), fewer epochs
+        where ``--time-budget`` leaves room for fewer; ``deadline`` (a
         ``time.perf_counter()`` value, or None) shortens it to the epochs that end before it, and says so. The answers (a bool per sample, the top-1 their mean) are the weights
         it kept, on the whole validation split, which fine-tuning scores after every epoch; None: the search
         scores them itself. A round meets the budget when its drop (with ``--confidence``, its upper bound at
@@ -686,10 +688,10 @@ class BudgetSearch:
         original = state.original_accuracy
         fresh = 1.0  # the share of the rung that starts fresh: all of it in the first round
         wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
-        rate = 1.0
+        rate, raised = 1.0, ()
         while i is not None:
             start, first = time.perf_counter(), self._first_of_several()
-            epochs, _, right, out_of_time = (tune_one(model, planned, self._deadline(first), rate) if self.tune
+            epochs, _, right, out_of_time = (tune_one(model, planned, self._deadline(first), raised) if self.tune
                                              else (0, 0.0, None, False))
             if out_of_time:
                 room = "in half the time left, the rest kept for a deeper round" if first else "in time"
@@ -720,6 +722,7 @@ class BudgetSearch:
                 source, warm_model, fresh = secured[:3] if secured else self._warm_source(i, previous, model)
                 wanted = round_epochs(self.options.epochs, fresh)
                 rate = round_rate(self.options.epochs, wanted)  # by the round's own length, not what the time cut
+                raised = self._fresh_layers(source, i, rate)
                 planned = self._fit_epochs(wanted)
                 if not planned:  # the pick's looks used the last of the time
                     self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
@@ -744,6 +747,14 @@ class BudgetSearch:
             if from_best < fresh:
                 return self.best[0], self.best[1], from_best
         return previous, model, fresh
+
+    def _fresh_layers(self, before: int, after: int, rate: float) -> tuple[tuple[str, float], ...]:
+        """``(layer, rate)`` for each layer of rung ``after`` whose choice differs from rung ``before``'s: the layers
+        that start fresh in a round warm-started from ``before`` (none when ``rate`` is 1)."""
+        if rate == 1.0:
+            return ()
+        old, new = self.levels[before].choices, self.levels[after].choices
+        return tuple((name, rate) for name, choice in new.items() if old.get(name) != choice)
 
     def _fresh_share(self, before: int, after: int) -> float:
         """The share of rung ``after``'s target-layer parameters in layers whose choice differs from rung ``before``'s."""

@@ -22,7 +22,7 @@ class FinetuneRecord:
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
     balanced: dict[str, int] = field(default_factory=dict)  # --max-class-drop: class -> times an epoch shows each
     #                                                          of its samples, for the classes repeated
-    round_rates: tuple[float, ...] = ()  # each round's factor on the peak learning rate (train.contract.round_rate)
+    round_rates: tuple[float, ...] = ()  # each round's factor on its fresh layers' peak rate (train.contract.round_rate)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -118,11 +118,10 @@ def finetune(state) -> None:
         return
     spent, ran, rates = [], [], []
 
-    def tune_one(model, epochs: float, deadline: float | None, rate: float) -> tuple[float, float, object, bool]:
+    def tune_one(model, epochs: float, deadline: float | None, layer_rates) -> tuple[float, float, object, bool]:
         whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (--time-budget)
-        config = _config(state)
-        config = replace(config, epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole),
-                         learning_rate=rate * config.learning_rate)
+        config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole),
+                         layer_rates=tuple(layer_rates))
         with state.progress("finetune", whole) as bar:
             def on_epoch(epoch, total, logs):
                 bar.total = total  # a deadline may have fitted the run to fewer epochs than it started with
@@ -133,7 +132,7 @@ def finetune(state) -> None:
         done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
         ran.append(done)
-        rates.append(rate)
+        rates.append(max((f for _, f in layer_rates), default=1.0))
         return done, result.seconds, result.val_right, result.out_of_time
 
     state.budget.run(tune_one)
