@@ -586,9 +586,6 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
 
     assert [contract.round_epochs(3, f) for f in (1.0, 0.915, 0.617, 0.34, 0.212, 0.057, 0.0)] == [3, 3, 2, 2, 1, 1, 1]
     assert contract.round_epochs(8, 0.25) == 2 and contract.round_epochs(1, 0.9) == 1
-    # a warm round shorter than a cold one: the peak rate by how much shorter, at most 2x; as long: the cold rate
-    assert [contract.round_rate(2, w) for w in (2, 1)] == [1.0, 2.0]
-    assert [contract.round_rate(3, w) for w in (3, 2, 1)] == [1.0, 1.5, 2.0] and contract.round_rate(1, 1) == 1.0
 
     keep_b = _rung("b", 300)
     search, state, model = _three_rung_search([{"a": _rung("a", 100), "b": keep_b, "fc": _rung("fc", 50)},
@@ -602,12 +599,9 @@ def test_a_warm_round_trains_in_proportion_to_what_starts_fresh(monkeypatch):
     monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
     monkeypatch.setattr(contract, "_answers", lambda model, x, y: _right(0.895))  # every rung passes: 0.5 points
     ran = []
-    search.run(lambda m, epochs, deadline, rate: (ran.append((m.name, epochs, rate)), (epochs, 1.0, None, False))[1])
-    # the warm rounds, a third as long as the cold one, train the layers that changed at twice its peak rate
-    # (round_rate's cap), the rest at the rate
-    assert ran == [("model-2", 3, ()), ("model-1", 1, (("a", 2.0),)), ("model-0", 1, (("a", 2.0), ("fc", 2.0)))]
+    search.run(lambda m, epochs, deadline: (ran.append((m.name, epochs)), (epochs, 1.0, None, False))[1])
+    assert ran == [("model-2", 3), ("model-1", 1), ("model-0", 1)]
     assert [r.epochs for r in search.rounds] == [3, 1, 1] and state.level == 0
-    assert [r.rate for r in search.rounds] == [1.0, 2.0, 2.0]  # report.json's
     assert [r.fresh for r in search.rounds] == [1.0, round(400 / 1200, 4), round(150 / 450, 4)]  # report.json's
     # the deepest rung passed with room: the stop says so and names what bounds the ladder (a MobileNetV2 under
     # --objective latency stopped there at 21 % of its MACs, 3.95 points under its budget, and said "converged")
@@ -645,7 +639,7 @@ def test_a_round_whose_fine_tuning_scored_its_weights_is_not_scored_again(monkey
         search = contract.BudgetSearch(state)
         monkeypatch.setattr(search, "_publish", lambda: None)  # what is published is not what this test is about
         answers = None if returned is None else _right(returned)
-        search.run(lambda m, epochs, deadline, rate: (epochs, 1.0, answers, False))
+        search.run(lambda m, epochs, deadline: (epochs, 1.0, answers, False))
         r = search.rounds[0]
         assert (r.accuracy, round(r.drop, 6), r.met) == (accuracy, drop, met)
         assert scored == ([] if returned is not None else [state.compressed])
@@ -672,7 +666,7 @@ def test_stepping_back_after_a_failure_warm_starts_from_the_pass_it_shares_more_
     monkeypatch.setattr(search, "plan", lambda i: f"plan-{i}")
     accuracy = {"model-2": 0.899, "model-0": 0.88, "model-1": 0.895}  # 0.1 and 0.5 points pass, 2 fails
     ran = []
-    search.run(lambda m, epochs, deadline, rate: (ran.append((m.name, epochs)), (epochs, 1.0, _right(accuracy[m.name]), False))[1])
+    search.run(lambda m, epochs, deadline: (ran.append((m.name, epochs)), (epochs, 1.0, _right(accuracy[m.name]), False))[1])
     assert warmed == [(0, "model-2", "plan-2"), (1, "model-2", "plan-2")]  # not from model-0, the last round's
     # mid from shallow: only fc changed (100 of 800 params) -> 2 x 0.125 -> 1 epoch; from deep all would have (2)
     assert search._fresh_share(2, 1) == 100 / 800 and search._fresh_share(0, 1) == 1.0
@@ -715,7 +709,7 @@ def test_a_time_budget_caps_a_round_to_the_epochs_that_fit(monkeypatch):
         monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
         monkeypatch.setattr(contract, "_answers", lambda model, x, y: _right(0.895))  # every rung passes
 
-        def tune(m, epochs, deadline, rate):  # 50 s an epoch; after one, stops when another would pass the deadline
+        def tune(m, epochs, deadline):  # 50 s an epoch; after one, stops when another would pass the deadline
             run = epochs if epochs < 1 else 0
             clock[0] += 50.0 * run
             while run < epochs:
@@ -809,7 +803,7 @@ def test_the_last_round_after_misses_takes_the_deepest_rung_whose_start_already_
         monkeypatch.setattr(search, "_seconds_left", lambda: 240.0 - clock[0])
         monkeypatch.setattr(search, "_round_unit", lambda: 100.0)
 
-        def tune(m, epochs, deadline, rate):
+        def tune(m, epochs, deadline):
             clock[0] += 100.0
             return epochs, 100.0, _right(tuned.get(m.level, 0.9 - start_drop(m.level) / 100)), False
 
@@ -882,7 +876,7 @@ def test_under_a_time_budget_the_rounds_are_not_limited_unless_max_rounds_is_giv
         monkeypatch.setattr(search, "_seconds_left", lambda: 1000.0 - clock[0])
         monkeypatch.setattr(search, "_round_unit", lambda: 100.0)
 
-        def tune(m, epochs, deadline, rate):
+        def tune(m, epochs, deadline):
             clock[0] += 100.0
             return epochs, 100.0, _right(0.9), False  # the original's accuracy: every round passes
 
@@ -993,7 +987,7 @@ def test_with_confidence_a_round_meets_the_budget_only_when_its_drops_bound_does
     monkeypatch.setattr(search, "_pick", lambda: next(picks))
     monkeypatch.setattr(search, "_build", lambda i, warm=None: model(i))
     accuracy = {"model-2": 0.895, "model-1": 0.892, "model-0": 0.85}
-    search.run(lambda m, epochs, deadline, rate: (epochs, 1.0, _right(accuracy[m.name]), False))
+    search.run(lambda m, epochs, deadline: (epochs, 1.0, _right(accuracy[m.name]), False))
     r = search.rounds
     assert [x.level for x in r] == [2, 1] and [x.met for x in r] == [True, False]  # adjacent: the search has converged
     assert [x.drop_error for x in r] == [pytest.approx(0.2232, abs=1e-4), pytest.approx(0.2819, abs=1e-4)]
@@ -1086,7 +1080,7 @@ def test_an_int8_targets_rounds_are_judged_on_the_files_it_would_publish(monkeyp
         return FilesJudged(accuracy, _right(min(accuracy.values())), 1.5)
 
     monkeypatch.setattr(lrfc.lower.judge, "judge_files", judge)
-    search.run(lambda m, epochs, deadline, rate: (epochs, 1.0, _right(keras[m.name]), False))
+    search.run(lambda m, epochs, deadline: (epochs, 1.0, _right(keras[m.name]), False))
     r = search.rounds
     assert [x.level for x in r] == [2, 0, 1] and [x.met for x in r] == [True, False, False]
     assert judged == [("model-2", ["a"]), ("model-1", ["a"])]  # the Keras miss (model-0) was not lowered

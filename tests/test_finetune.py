@@ -322,26 +322,6 @@ def test_same_seed_gives_the_same_weights(tiny, data):
     assert max(float(np.abs(a - c).max()) for a, c in zip(first, other)) > 1e-3
 
 
-def test_layer_rates_scale_the_named_layers_and_their_factors_only(tiny, data):
-    """``layer_rates`` (a warm round's fresh layers, ``train.contract.round_rate``): the named layer's factors
-    (``conv1__*``) step at that factor times the rate, every other layer at the rate. At factor 0 they stay put
-    exactly while the rest trains; at factor 4 they move further than at 1 from the same start and seed."""
-    x, y, *_ = data
-
-    def moved(factor):
-        model = _damaged(tiny)
-        start = {v.path: v.numpy().copy() for v in model.trainable_variables}
-        finetune(model, x[:512], y[:512], FinetuneConfig(epochs=1, distill=False, layer_rates=(("conv1", factor),)))
-        return {p: float(np.abs(v.numpy() - start[v.path]).max()) for v in model.trainable_variables
-                for p in [v.path]}
-
-    frozen, plain, raised = moved(0.0), moved(1.0), moved(4.0)
-    named = [p for p in frozen if p.split("/")[0].startswith("conv1__")]
-    assert named and all(frozen[p] == 0.0 for p in named)
-    assert all(frozen[p] > 0.0 for p in frozen if p not in named and "kernel" in p)
-    assert sum(raised[p] for p in named) > 2 * sum(plain[p] for p in named)
-
-
 def test_a_model_with_dropout_fine_tunes_the_same_whatever_state_its_generator_was_built_with(keras, data, monkeypatch):
     """Two copies of one model whose Dropout layers were built without a seed, as a load or a rewrite builds
     them, so each drew its own generator state (the VGG-style baseline's read 249485432 in one process,

@@ -96,13 +96,6 @@ def finetune_line(ft: dict) -> str:
         parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} of {'+'.join(map(str, ran))} epochs"]
     else:
         parts = [ft["mode"], f"{rounds} round{'s' * (rounds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"]
-    raised = {k: r for k, r in enumerate(ft.get("round_rates") or (), 1) if r != 1}
-    if raised:  # warm rounds shorter than a cold one (train.contract.round_rate)
-        if len(set(raised.values())) == 1:
-            said = f"round{'s' * (len(raised) > 1)} {', '.join(map(str, raised))} at {next(iter(raised.values())):g}x"
-        else:
-            said = ", ".join(f"round {k} at {r:g}x" for k, r in raised.items())
-        parts.append(f"{said} the peak learning rate on the layers that start fresh (warm-started, shorter)")
     if ft.get("qat"):
         parts.append("quantization-aware (int8 fake quantization)")
     if ft.get("distill"):

@@ -128,7 +128,6 @@ RESERVE_MIN_S = 60.0    # ... and at least this: those took 20-60 s for the benc
 MIN_SHARE = 0.5         # --time-budget: the least share of one epoch a round may train when a whole one does not fit
 FIRST_SHARE = 0.5       # --time-budget: the most of the search's time a first round may take when more may follow (the log says "half")
 COST_TOLERANCE = 0.01   # --finetune none: the bisection ends once the rungs it has not settled save less than this share of the cost
-WARM_RATE_MAX = 2.0     # a warm round shorter than a cold one: its fresh layers' peak rate at most this many times the cold rounds' (``round_rate``)
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,6 @@ class Round:
     model_drop: float | None = None  # an int8/fp16 target whose files were judged: the Keras model's drop (``drop``
     #                                  and ``drop_error`` are then the worst file's)
     files: dict | None = None  # ... each format's drop in points
-    rate: float = 1.0  # the factor on the peak learning rate of the layers that start fresh (``round_rate``)
 
     @property
     def steer_drop(self) -> float:
@@ -235,27 +233,6 @@ def round_epochs(epochs: int, fresh: float) -> int:
     on the ResNet-style build they saved about a minute of 18.
     """
     return max(1, min(epochs, math.ceil(epochs * fresh - 1e-9)))
-
-
-def round_rate(epochs: int, wanted: int) -> float:
-    """The factor on the peak learning rate of the layers that start fresh in a warm round of ``wanted`` epochs,
-    where a cold round runs ``epochs``: ``epochs / wanted``, at most ``WARM_RATE_MAX`` (1 for a round as long as
-    a cold one). The layers carried over from the round before keep the rate.
-
-    A warm round of one epoch where a cold round runs two walks half as far
-    down its cosine schedule (the rate summed over its steps), and its fresh
-    layers did not go far enough: on the ResNet-style baseline, rung 59
-    warm-started from rung 69 (fine-tuned 2 epochs), one epoch at a peak of
-    1e-3 for every layer left 1.10, 1.50, 1.32, 1.20 and 1.46 points (seeds
-    0-4) on validation, at 2e-3 for every layer 0.72, 1.18, 0.86, 0.98 and
-    1.02. But every layer at 2e-3 hurt where little changed: the VGG-style
-    default build's third round (5 % of the rung's parameters fresh) missed
-    at 1.14 points where the same round at 1e-3 passed at 0.76; and a cold
-    round of two epochs gains nothing from 2e-3 (ResNet-style rung 59: 0.72,
-    0.90 at 1e-3; 0.76, 0.96 at 2e-3). So only the fresh layers' rate is
-    raised. docs/LOG.md, session 59.
-    """
-    return min(WARM_RATE_MAX, epochs / wanted) if 0 < wanted < epochs else 1.0
 
 
 def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> float:
@@ -673,12 +650,11 @@ class BudgetSearch:
     def run(self, tune_one) -> None:
         """Try rungs until the bracket closes, the rounds or the time run out; publish the best (or the original).
 
-        ``tune_one(model, epochs, deadline, layer_rates) -> (epochs run, seconds, validation answers or None,
-        out of time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
-        ``--epochs``, a warm-started one for ``round_epochs`` of them, its fresh layers at ``round_rate`` times
-        the peak learning rate (``layer_rates``: ``(layer, factor)`` pairs, empty for one rate), fewer epochs
-        where ``--time-budget`` leaves room for fewer; ``deadline`` (a
-        ``time.perf_counter()`` value, or None) shortens it to the epochs that end before it, and says so. The answers (a bool per sample, the top-1 their mean) are the weights
+        ``tune_one(model, epochs, deadline) -> (epochs run, seconds, validation answers or None, out of
+        time)`` fine-tunes a model in place (not called with ``--finetune none``): a cold round for
+        ``--epochs``, a warm-started one for ``round_epochs`` of them, fewer where ``--time-budget`` leaves
+        room for fewer; ``deadline`` (a ``time.perf_counter()`` value, or None) shortens it to the epochs that
+        end before it, and says so. The answers (a bool per sample, the top-1 their mean) are the weights
         it kept, on the whole validation split, which fine-tuning scores after every epoch; None: the search
         scores them itself. A round meets the budget when its drop (with ``--confidence``, its upper bound at
         the paired standard error) is within ``--max-acc-drop``.
@@ -688,10 +664,9 @@ class BudgetSearch:
         original = state.original_accuracy
         fresh = 1.0  # the share of the rung that starts fresh: all of it in the first round
         wanted = planned = round_epochs(self.options.epochs, fresh)  # the first round: only its deadline caps it
-        rate, raised = 1.0, ()
         while i is not None:
             start, first = time.perf_counter(), self._first_of_several()
-            epochs, _, right, out_of_time = (tune_one(model, planned, self._deadline(first), raised) if self.tune
+            epochs, _, right, out_of_time = (tune_one(model, planned, self._deadline(first)) if self.tune
                                              else (0, 0.0, None, False))
             if out_of_time:
                 room = "in half the time left, the rest kept for a deeper round" if first else "in time"
@@ -709,7 +684,7 @@ class BudgetSearch:
             files = self._judge_files(i, model) if met and self.judged else None  # a miss already: not lowered
             capped = round(wanted - (epochs if out_of_time else planned), 2)
             self._record(i, model, accuracy, drop, met, epochs, time.perf_counter() - start, fresh, capped, error,
-                         right, worst, files, rate)
+                         right, worst, files)
             if not state.enforce_budget:
                 self.best, self.stopped = (i, model, accuracy, error, right), "a fixed plan: measured, not enforced"
                 break
@@ -721,8 +696,6 @@ class BudgetSearch:
                 secured = self.secured.pop(i, None)
                 source, warm_model, fresh = secured[:3] if secured else self._warm_source(i, previous, model)
                 wanted = round_epochs(self.options.epochs, fresh)
-                rate = round_rate(self.options.epochs, wanted)  # by the round's own length, not what the time cut
-                raised = self._fresh_layers(source, i, rate)
                 planned = self._fit_epochs(wanted)
                 if not planned:  # the pick's looks used the last of the time
                     self.stopped = f"--time-budget {self.options.time_budget:g} minutes"
@@ -748,14 +721,6 @@ class BudgetSearch:
                 return self.best[0], self.best[1], from_best
         return previous, model, fresh
 
-    def _fresh_layers(self, before: int, after: int, rate: float) -> tuple[tuple[str, float], ...]:
-        """``(layer, rate)`` for each layer of rung ``after`` whose choice differs from rung ``before``'s: the layers
-        that start fresh in a round warm-started from ``before`` (none when ``rate`` is 1)."""
-        if rate == 1.0:
-            return ()
-        old, new = self.levels[before].choices, self.levels[after].choices
-        return tuple((name, rate) for name, choice in new.items() if old.get(name) != choice)
-
     def _fresh_share(self, before: int, after: int) -> float:
         """The share of rung ``after``'s target-layer parameters in layers whose choice differs from rung ``before``'s."""
         old, new = self.levels[before].choices, self.levels[after].choices
@@ -769,7 +734,7 @@ class BudgetSearch:
         return sum(v for n, v in sizes.items() if old.get(n) != new[n]) / total if total else 1.0
 
     def _record(self, i, model, accuracy, drop, met, epochs, seconds, fresh=1.0, capped=0, error=0.0,
-                right=None, worst=None, files=None, rate=1.0) -> None:
+                right=None, worst=None, files=None) -> None:
         """Round ``i`` measured: ``accuracy``, ``drop``, ``error`` and ``right`` are the Keras model's (what the
         build publishes as its accuracy), ``files`` (``_judge_files``) what its int8/fp16 files gave: then the
         round's drop is the worst file's, and it meets the budget only if every file does."""
@@ -789,7 +754,7 @@ class BudgetSearch:
         self.rounds.append(Round(i, self.levels[i].label, plan_params, macs, self.proxy.get(i), round(accuracy, 6),
                                  round(drop, 4), met, epochs, round(seconds, 2), self.forced.get(i, 0), round(fresh, 4),
                                  capped, i in self.secured_levels, round(error, 4), class_drop, steer,
-                                 None if files is None else round(model_drop, 4), file_drops, rate))
+                                 None if files is None else round(model_drop, 4), file_drops))
         bound = (f", {upper_bound(drop, error, self.options.confidence):.2f} at {self.options.confidence:.0%} "
                  "confidence" if self.z else "")
         scored = (f"accuracy {100 * accuracy:.2f}% (drop {model_drop:.2f} points" if self.state.labels != "original"

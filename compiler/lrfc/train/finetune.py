@@ -144,10 +144,6 @@ class FinetuneConfig:
             than the largest class, so that each class is seen about as often
             (``class_repeats``; ``--max-class-drop``). Balanced classes: no
             change.
-        layer_rates: ``(layer name, factor)`` pairs: the variables of layer
-            ``n`` and of its factors (``n__*``) train at ``factor`` times the
-            rate, every other variable at the rate (a warm round's fresh
-            layers: ``train.contract.round_rate``). Empty: one rate for all.
     """
 
     epochs: int = 10
@@ -164,7 +160,6 @@ class FinetuneConfig:
     fraction: float = 1.0
     score: Callable[[np.ndarray], float] | None = field(default=None, compare=False, repr=False)
     balance: bool = False
-    layer_rates: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -492,34 +487,9 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None,
     else:
         trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
     reseed_random_layers(trainer, config.seed)  # the twin's layers are the model's (QAT: wrapped, not copied)
-    trainer.compile(optimizer=_adam(keras, schedule, config.layer_rates), loss=_loss_fn(config, outputs_probabilities(model)),
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_fn(config, outputs_probabilities(model)),
                     metrics=[_accuracy_metric(keras)])
     return trainer, total
-
-
-def _adam(keras, schedule, layer_rates: tuple[tuple[str, float], ...]):
-    """Adam on ``schedule``; with ``layer_rates``, the named layers' variables (a layer ``n`` and its factors
-    ``n__*``, by the layer names in the variable's path) step at their factor times the scheduled rate."""
-    factors = {name: float(f) for name, f in layer_rates if f != 1.0}
-    if not factors:
-        return keras.optimizers.Adam(schedule)
-
-    def factor(variable) -> float:
-        for part in variable.path.split("/")[:-1]:  # the layer's name, under any scope the rewrite created it in
-            if part in factors or part.split("__")[0] in factors:
-                return factors.get(part, factors.get(part.split("__")[0]))
-        return 1.0
-
-    class LayerRateAdam(keras.optimizers.Adam):
-        def build(self, var_list):
-            super().build(var_list)
-            self._factors = [factor(v) for v in var_list]  # by the Keras variables: the step sees the backend's
-
-        def update_step(self, gradient, variable, learning_rate):
-            f = self._factors[self._get_variable_index(variable)]  # traced once per variable: a graph constant
-            return super().update_step(gradient, variable, learning_rate * f if f != 1.0 else learning_rate)
-
-    return LayerRateAdam(schedule)
 
 
 def reseed_random_layers(model, seed: int) -> int:

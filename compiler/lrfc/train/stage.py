@@ -22,7 +22,6 @@ class FinetuneRecord:
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
     balanced: dict[str, int] = field(default_factory=dict)  # --max-class-drop: class -> times an epoch shows each
     #                                                          of its samples, for the classes repeated
-    round_rates: tuple[float, ...] = ()  # each round's factor on its fresh layers' peak rate (train.contract.round_rate)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -116,12 +115,11 @@ def finetune(state) -> None:
                                         balanced=_balanced(state) if opts.epochs > 0 else {})
         score_test_split(state)
         return
-    spent, ran, rates = [], [], []
+    spent, ran = [], []
 
-    def tune_one(model, epochs: float, deadline: float | None, layer_rates) -> tuple[float, float, object, bool]:
+    def tune_one(model, epochs: float, deadline: float | None) -> tuple[float, float, object, bool]:
         whole = max(1, math.ceil(epochs))  # below one: that share of one epoch (--time-budget)
-        config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole),
-                         layer_rates=tuple(layer_rates))
+        config = replace(_config(state), epochs=whole, deadline=deadline, fraction=min(1.0, epochs / whole))
         with state.progress("finetune", whole) as bar:
             def on_epoch(epoch, total, logs):
                 bar.total = total  # a deadline may have fitted the run to fewer epochs than it started with
@@ -132,7 +130,6 @@ def finetune(state) -> None:
         done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
         ran.append(done)
-        rates.append(max((f for _, f in layer_rates), default=1.0))
         return done, result.seconds, result.val_right, result.out_of_time
 
     state.budget.run(tune_one)
@@ -140,7 +137,7 @@ def finetune(state) -> None:
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
                                     teacher is not None, tuple(ran), qat=bool(opts.qat and spent),
-                                    balanced=_balanced(state) if spent else {}, round_rates=tuple(rates))
+                                    balanced=_balanced(state) if spent else {})
 
 
 def _iterative(state, teacher) -> tuple[object, float]:
