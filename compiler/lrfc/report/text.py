@@ -71,10 +71,11 @@ def _footer(report: dict) -> list[str]:
     if search.get("rounds"):
         secured = [k for k, r in enumerate(search["rounds"], 1) if r.get("secured")]
         judged = sum(1 for r in search["rounds"] if r.get("files"))  # an int8/fp16 target's rounds (lower.judge)
+        untried = left_open(search)
         out.append(f"search      {len(search['rounds'])} round{'s' * (len(search['rounds']) != 1)} over "
                    f"{search['levels']} levels ({search['allocation']} allocation): published {search['published']}"
                    f"{'; stopped: ' + search['stopped'] if search.get('stopped') else ''}"
-                   + (f", with {left_open(search)}" if left_open(search) else "")
+                   + (f", with {untried}" if untried else "")
                    + "".join(f"; round {k}, the last after misses, took a rung whose start already met the budget"
                              for k in secured)
                    + (f"; judged on its {search['judged']}: {judged} round{'s' * (judged != 1)} that met the budget "
