@@ -84,7 +84,8 @@ TIME_BUDGETS = ("8", "10", "15")  # minutes: issue 13's whole-build target, and 
 BASE = {"--data": "fashion-mnist", "--target": "host", "--objective": "flops", "--max-acc-drop": "1.0",
         "--formats": "tflite", "--bench-runs": "0"}
 ABLATIONS = {"all-on": {}, "no-reconstruct": {"--no-reconstruct": None}, "no-bn": {"--no-bn-reestimate": None},
-             "threshold-allocation": {"--allocation": "threshold"}, "no-distill": {"--no-distill": None}}
+             "threshold-allocation": {"--allocation": "threshold"}, "no-distill": {"--no-distill": None},
+             "feature-maps": {"--distill-features": "1"}}  # on where the default is off (train.features)
 # (before 2026-11-30 18:16 UTC distillation was off by default and its row was "distill", on: the VGG rows of then)
 ENERGIES = ("0.9", "0.95", "0.98", "0.99")  # the energy rule has one knob: at matched accuracy, its best setting counts
 CLAIMS = {"hybrid": {}, "tucker": {"--methods": "tucker"}, "cp": {"--methods": "cp"}, "tt": {"--methods": "tt"},

@@ -191,7 +191,9 @@ def ablation_section(runs: dict) -> list[str]:
              "'before' is the proxy's drop at that rung, 'after' the validation drop after fine-tuning. A row's command "
              "spells out the fine-tuning defaults of its date where they differ from today's. Rows from different "
              "machines ran on different baselines (the preamble): compare rows of one model and machine. "
-             "Distillation is on unless the row says `no-distill`.", "",
+             "Distillation is on unless the row says `no-distill`; `feature-maps` turns on what the default leaves "
+             "off, feature-map distillation (`--distill-features 1`: each factorized layer's output held near the "
+             "original layer's, the original run inside every training step).", "",
              "| build | machine | rung: params removed | rung: MACs removed | drop before fine-tuning | drop after | "
              "met | fine-tune s | build s |",
              "|---|---|---:|---:|---:|---:|---|---:|---:|"]

@@ -162,6 +162,18 @@ def test_the_budget_is_a_contract_searched_along_the_ladder(tiny_model_path, sma
     assert "retracing" not in res.stderr.lower() and "Warning" not in res.stderr  # lrfc's own lines only
 
 
+def test_feature_map_distillation_runs_in_the_build_and_the_report_says_so(tiny_model_path, small_fashion_mnist, tmp_path):
+    """``--distill-features``: the round trains with the feature-map term (``train.features``); report.json's
+    ``finetune.features`` and the fine-tune line carry its weight."""
+    res = run_cli("build", str(tiny_model_path), *small(small_fashion_mnist), "--max-rounds", "1",
+                  "--distill-features", "0.5", "--out", str(tmp_path / "f"), "--cache-dir", str(tmp_path / "cache"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert report["finetune"]["features"] == 0.5 and report["finetune"]["rounds"] == 1
+    assert re.search(r"^fine-tune +oneshot, 1 round x 1 epoch, distillation, feature maps \(weight 0\.5\), ",
+                     res.stdout, re.M), res.stdout
+
+
 def test_without_fine_tuning_the_contract_backs_off_on_validation(tiny_model_path, tmp_path):
     # the built-in data: its 5,000 test images make the test split's passes (0.3 s) long beside what a stall in the
     # finetune stage's few milliseconds could add under load (on 1,000 images they took 0.07 s)

@@ -465,10 +465,65 @@ def test_a_class_limit_turns_balance_on_and_the_record_names_the_classes_repeate
     inp = keras.Input((4,))
     y = np.concatenate([np.zeros(600, int), np.ones(590, int), np.full(100, 2), np.full(290, 3)])
     state = SimpleNamespace(options=SimpleNamespace(max_class_drop=5.0, epochs=2, batch_size=32, distill=True, seed=0,
-                                                    patience=2, qat=False),
+                                                    patience=2, qat=False, distill_features=0.0),
                             memory=None, splits=SimpleNamespace(y_train=np.eye(4)[y], y_val=y[:10]),
                             original_right=np.ones(10, bool), flat=keras.Model(inp, keras.layers.Dense(4)(inp)),
                             classes=("tshirt", "trouser", "shirt", ""))
     assert _config(state).balance and _balanced(state) == {"shirt": 6, "3": 2}  # one-hot labels read too
     state.options.max_class_drop = None
     assert not _config(state).balance and _balanced(state) == {}
+
+
+def _map_gaps(keras, model, original, pairs, x) -> list[float]:
+    """Each pair's mean squared difference over the original map's variance, as ``train.features`` measures it."""
+    from lrfc.train.features import _output
+
+    ours = keras.Model(model.inputs, [_output(model, a) for a, _ in pairs])(x, training=False)
+    theirs = keras.Model(original.inputs, [_output(original, b) for _, b in pairs])(x, training=False)
+    return [float(np.mean((np.asarray(a) - np.asarray(b)) ** 2) / np.var(np.asarray(b))) for a, b in zip(ours, theirs)]
+
+
+def test_the_feature_term_pulls_each_chain_towards_the_original_layers_output(keras, tiny, data):
+    """``FinetuneConfig.features``: every factorized layer's chain is compared with the original layer at its place
+    (the chain's last stage: the activation included). Chains at full rank whose last factor was damaged go back
+    towards the original layers' maps far faster on that term than on the labels alone; the original is run, never
+    changed."""
+    from lrfc.factorize.rewrite import apply_plan
+    from lrfc.train.features import feature_pairs
+
+    x, y, x_test, _ = data
+    full = Plan((LayerChoice("conv2", "tucker", (8, 16)), LayerChoice("fc1", "svd", (32,))))
+
+    def damaged():
+        model = apply_plan(tiny, full)
+        for name in ("conv2__2", "fc1__1"):
+            layer = model.get_layer(name)
+            kernel, *rest = layer.get_weights()
+            noise = np.random.default_rng(0).normal(0, float(np.std(kernel)), kernel.shape).astype(np.float32)
+            layer.set_weights([kernel + noise, *rest])
+        return model
+
+    pairs = feature_pairs(damaged(), tiny)
+    assert pairs == [("conv2__2", "conv2"), ("fc1__1", "fc1")]
+    weights = [w.copy() for w in tiny.get_weights()]
+    start = _map_gaps(keras, damaged(), tiny, pairs, x_test[:500])
+    gaps, losses = {}, {}
+    for weight in (0.0, 10.0):
+        model = damaged()
+        result = finetune(model, x[:3000], y[:3000], FinetuneConfig(epochs=1, distill=False, features=weight),
+                          original=tiny)
+        gaps[weight], losses[weight] = _map_gaps(keras, model, tiny, pairs, x_test[:500]), result.history["loss"][0]
+    assert all(np.array_equal(a, b) for a, b in zip(weights, tiny.get_weights()))
+    assert all(layer.trainable for layer in tiny.layers)  # frozen only while it trained
+    assert losses[10.0] > losses[0.0]  # the term is part of the loss
+    assert all(g1 < 0.5 * g0 and g1 < 0.5 * s for g1, g0, s in zip(gaps[10.0], gaps[0.0], start)), (start, gaps)
+
+
+def test_the_feature_term_is_refused_without_the_original_with_qat_or_below_zero(tiny, data):
+    x, y, _, _ = data
+    with pytest.raises(UserError, match="needs the original model"):
+        finetune(_damaged(tiny), x[:256], y[:256], FinetuneConfig(epochs=1, distill=False, features=1.0))
+    with pytest.raises(UserError, match="0 or more"):
+        FinetuneConfig(features=-1.0)
+    with pytest.raises(UserError, match="do not go together"):
+        FinetuneConfig(features=1.0, qat=True)

@@ -131,6 +131,8 @@ def test_summary_table_totals_and_percentages(report):
     assert finetune_line({**warm, "round_epochs": [3, 3]}) == "oneshot, 4 rounds x 3 epochs, distillation, 770.2s"
     assert (finetune_line({**warm, "balanced": {"shirt": 6}}) ==  # --max-class-drop on data with few shirts
             "oneshot, 4 rounds of 3+2+1+1 epochs, distillation, rarer classes repeated (shirt x6), 770.2s")
+    assert (finetune_line({**warm, "features": 1.0}) ==  # --distill-features 1
+            "oneshot, 4 rounds of 3+2+1+1 epochs, distillation, feature maps (weight 1), 770.2s")
     assert "memory      peak 1894 MiB resident, in score" in lines
     conv = next(l for l in lines if l.startswith("block<1>/conv"))
     assert re.search(r"Conv2D\s+tucker\*\s+8x16\s+0\.9426\s+18,496 ->\s+2,496\s+3,612,672 -> 476,672$", conv)

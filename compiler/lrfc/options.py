@@ -52,6 +52,7 @@ class BuildOptions:
                                        # 20k at about the same cost (bench.budget --only data; train.finetune docstring)
     max_rounds: int | None = None      # None: ROUNDS, or under --time-budget no limit (the time decides: round_limit)
     distill: bool = True               # it paid at 8 x 20,000 (train.finetune docstring), not re-measured at 3 x 60,000
+    distill_features: float = 0.0      # weight of the feature-map term (train.features); 0: off
     fit: str = "on"                    # --data-aware: on (fit to the layer's outputs), auto (the better of both per rank), off
                                        # (weights); auto won 8 of 848 candidates and no plan, at twice the score time (bench.fits)
     batch_size: int = 128
@@ -147,6 +148,11 @@ class BuildOptions:
         if self.qat and (self.finetune == "none" or self.epochs == 0):
             bad("--qat", f"with --finetune {self.finetune} --epochs {self.epochs}",
                 "fine-tuning to train through int8 rounding in")
+        if not (isinstance(self.distill_features, (int, float)) and 0 <= self.distill_features < math.inf):
+            bad("--distill-features", self.distill_features, "a weight >= 0 (0: off)")
+        if self.distill_features and self.qat:
+            raise UserError("--distill-features and --qat do not go together: the feature-map term compares float maps, "
+                            "quantization-aware training rounds them; drop one")
         if self.rank_selection not in RANK_SELECTIONS:
             bad("--rank-selection", self.rank_selection, f"one of {', '.join(RANK_SELECTIONS)}")
         if self.fit not in FITS:

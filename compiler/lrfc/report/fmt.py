@@ -100,6 +100,8 @@ def finetune_line(ft: dict) -> str:
         parts.append("quantization-aware (int8 fake quantization)")
     if ft.get("distill"):
         parts.append("distillation")
+    if ft.get("features"):
+        parts.append(f"feature maps (weight {ft['features']:g})")
     if ft.get("balanced"):  # --max-class-drop
         parts.append("rarer classes repeated (" + ", ".join(f"{c} x{r}" for c, r in ft["balanced"].items()) + ")")
     parts.append(f"{ft.get('seconds', 0.0):.1f}s")

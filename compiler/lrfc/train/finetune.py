@@ -144,6 +144,10 @@ class FinetuneConfig:
             than the largest class, so that each class is seen about as often
             (``class_repeats``; ``--max-class-drop``). Balanced classes: no
             change.
+        features: the weight of the feature-map term (``train.features``:
+            each factorized layer's output against the original layer's,
+            the original run inside every step; needs ``original`` in
+            ``finetune``); 0: off.
     """
 
     epochs: int = 10
@@ -160,6 +164,7 @@ class FinetuneConfig:
     fraction: float = 1.0
     score: Callable[[np.ndarray], float] | None = field(default=None, compare=False, repr=False)
     balance: bool = False
+    features: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -175,6 +180,10 @@ class FinetuneConfig:
             raise UserError(f"distillation temperature must be positive; received {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"distillation alpha (weight of the hard-label loss) must be within [0, 1]; received {self.alpha}")
+        if not self.features >= 0:
+            raise UserError(f"the feature-map term's weight must be 0 or more; received {self.features}")
+        if self.features and self.qat:
+            raise UserError("the feature-map term and quantization-aware fine-tuning do not go together; drop one")
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "score"}
@@ -372,6 +381,7 @@ def finetune(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Progress | None = None,
     calibration: np.ndarray | None = None,
+    original=None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place with Adam (see the module docstring for the loss).
 
@@ -398,6 +408,8 @@ def finetune(
             validation data, ``val_accuracy``.
         calibration: samples whose layer outputs give the activation ranges
             of quantization-aware training (``config.qat``).
+        original: the unfactorized model, whose layers' outputs the
+            feature-map term compares with the chains' (``config.features``).
 
     Returns:
         The epochs run, the training time, the per-epoch history and, with
@@ -410,6 +422,8 @@ def finetune(
         raise UserError("quantization-aware fine-tuning needs calibration samples for its activation ranges")
     if config.distill and teacher is None:
         raise UserError("fine-tuning with distillation needs the original model's outputs (teacher_logits); pass teacher= or set distill=False")
+    if config.features and original is None:
+        raise UserError("the feature-map term needs the original model; pass original= or set features=0")
     classes = int(model.outputs[0].shape[-1])
     targets = _targets(y, teacher if config.distill else None, len(x), classes)
     order = None  # the samples of one epoch, by index, when some are repeated (``config.balance``)
@@ -421,7 +435,7 @@ def finetune(
     per_epoch = batches if config.fraction >= 1.0 else max(1, math.ceil(config.fraction * batches))
     fitted = config.deadline is not None and config.epochs > 1 and per_epoch > PROBE_BATCHES + 1
     trainer, total_steps = _trainer(keras, model, config, steps=config.epochs * per_epoch, calibration=calibration,
-                                    fitted=fitted)
+                                    fitted=fitted, original=original)
     part = {} if per_epoch == batches else {"steps_per_epoch": per_epoch}  # a shuffled epoch's first batches
     epochs = _EpochLog(model, trainer, config, validation, progress)
     start = time.perf_counter()  # before the start's score: validation_seconds holds it too, and is taken off
@@ -430,7 +444,7 @@ def finetune(
     if fitted:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_train_batch_end=_DeadlineFit(epochs, total_steps, per_epoch).on_batch_end))
-    with fused_batchnorm(model), inference_only(trainer, noise=False):  # augmentation off: common.training_only
+    with fused_batchnorm(model), inference_only(trainer, noise=False), _frozen(original, config):  # augmentation off
         # repeated samples are taken batch by batch, not copied into a larger split first
         if order is not None or (getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray)):
             trainer.fit(_streamed(keras, x, targets, config, order), epochs=config.epochs, verbose=0,
@@ -468,12 +482,24 @@ def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig, rows: np.nd
     return Batches()
 
 
-def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None, fitted: bool = False):
+def _frozen(original, config: FinetuneConfig):
+    """The original's layers frozen while the feature-map term runs them inside the training steps."""
+    import contextlib
+
+    from lrfc.train.features import frozen
+
+    return frozen(original) if config.features and original is not None else contextlib.nullcontext()
+
+
+def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None, fitted: bool = False, original=None):
     """A compiled twin of ``model`` (same variables, own compile state), seeded, with a cosine-decayed Adam, and the
     schedule's total steps as a variable when ``fitted`` (a deadline may shorten it once training is timed), else None.
 
-    With ``config.qat`` the twin computes through int8 fake quantization (``train.qat``).
+    With ``config.qat`` the twin computes through int8 fake quantization (``train.qat``); with
+    ``config.features`` its loss adds the feature-map term against ``original`` (``train.features``).
     """
+    from lrfc.train.features import feature_pairs, feature_trainer
+
     keras.utils.set_random_seed(config.seed)
     total = keras.Variable(float(steps), trainable=False, dtype="float32", name="schedule_steps") if fitted else None
     schedule = (_fitted_cosine(keras, config.learning_rate, total) if fitted
@@ -484,6 +510,8 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None,
 
         equalize_chains(model, calibration)
         trainer, _ = qat_twin(model, calibration)
+    elif config.features and (pairs := feature_pairs(model, original)):
+        trainer = feature_trainer(keras, model, original, config.features, pairs)
     else:
         trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_finetune")
     reseed_random_layers(trainer, config.seed)  # the twin's layers are the model's (QAT: wrapped, not copied)

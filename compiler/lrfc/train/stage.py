@@ -22,6 +22,7 @@ class FinetuneRecord:
     qat: bool = False  # the rounds trained through int8 fake quantization (--qat)
     balanced: dict[str, int] = field(default_factory=dict)  # --max-class-drop: class -> times an epoch shows each
     #                                                          of its samples, for the classes repeated
+    features: float = 0.0  # --distill-features: the feature-map term's weight (0: off)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -34,7 +35,7 @@ def _config(state):
     in_memory = state.memory.train_in_memory_bytes if state.memory is not None else FinetuneConfig.in_memory_bytes
     return FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, distill=opts.distill, seed=opts.seed,
                           patience=opts.patience, qat=opts.qat, in_memory_bytes=in_memory, score=_class_score(state),
-                          balance=opts.max_class_drop is not None)
+                          balance=opts.max_class_drop is not None, features=opts.distill_features)
 
 
 def _balanced(state) -> dict[str, int]:
@@ -112,7 +113,8 @@ def finetune(state) -> None:
         state.compressed_accuracy, state.compressed_right = float(right.mean()), right
         state.drop_error = paired_drop(state.original_right, right)[1]
         state.finetune = FinetuneRecord("iterative", 1, opts.epochs, round(seconds, 2), teacher is not None,
-                                        balanced=_balanced(state) if opts.epochs > 0 else {})
+                                        balanced=_balanced(state) if opts.epochs > 0 else {},
+                                        features=opts.distill_features if opts.epochs > 0 else 0.0)
         score_test_split(state)
         return
     spent, ran = [], []
@@ -126,7 +128,7 @@ def finetune(state) -> None:
                 bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float)))
 
             result = train(model, s.x_train, s.y_train, config, teacher=teacher, validation=(s.x_val, s.y_val),
-                           progress=on_epoch, calibration=s.x_calib)
+                           progress=on_epoch, calibration=s.x_calib, original=state.flat)
         done = result.epochs if config.fraction == 1.0 else epochs
         spent.append(result.seconds)
         ran.append(done)
@@ -137,7 +139,8 @@ def finetune(state) -> None:
     tuned = opts.finetune == "oneshot" and opts.epochs > 0
     state.finetune = FinetuneRecord(opts.finetune, len(spent), opts.epochs if tuned else 0, round(sum(spent), 2),
                                     teacher is not None, tuple(ran), qat=bool(opts.qat and spent),
-                                    balanced=_balanced(state) if spent else {})
+                                    balanced=_balanced(state) if spent else {},
+                                    features=opts.distill_features if spent else 0.0)
 
 
 def _iterative(state, teacher) -> tuple[object, float]:
@@ -154,7 +157,8 @@ def _iterative(state, teacher) -> tuple[object, float]:
         for choice in state.plan.choices:
             model = apply_plan(model, Plan((choice,)), stats)
             if state.options.epochs > 0:
-                result = finetune(model, s.x_train, s.y_train, _config(state), teacher=teacher, calibration=s.x_calib)
+                result = finetune(model, s.x_train, s.y_train, _config(state), teacher=teacher, calibration=s.x_calib,
+                                  original=state.flat)
                 seconds += result.seconds
             bar.update(1, choice.layer)
     state.compressed = model

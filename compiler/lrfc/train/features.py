@@ -1,0 +1,103 @@
+"""Feature-map distillation: each factorized layer's output held near the original layer's during fine-tuning.
+
+Logit distillation (``train.finetune``) tells the factorized model what the
+original answers; this term also tells each factorized layer what the
+original layer computed at its place, on the inputs the factorized prefix
+gives it (the fit reconstruction made on calibration data, kept as a soft
+constraint over the training split):
+
+    features * mean over layers of  mean((chain(x) - original_layer(x_orig))^2) / var(original_layer(x_orig))
+
+where ``chain`` is the layer's factorized chain (its last stage's output, the
+activation included), both sides see the same image, and each layer's error is
+scaled by the variance of the original's map over the batch, so layers weigh alike
+whatever their scale. The original cannot
+be run once ahead (its maps for 60,000 images do not fit: the VGG-style
+model's first map is 100 KB a sample), so its forward pass to the deepest
+matched layer runs inside every training step, in inference mode, its
+weights frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def feature_pairs(model, original) -> list[tuple[str, str]]:
+    """``(chain's last layer in model, layer in original)`` for each factorized layer both call once with one
+    output of the same shape: what the term compares."""
+    from lrfc.decompose.chain import stage_of
+    from lrfc.frontend.graph import layer_calls
+
+    last: dict[str, tuple[int, str]] = {}
+    for layer in model.layers:
+        parsed = stage_of(layer.name)
+        if parsed is not None and (parsed[0] not in last or parsed[1] > last[parsed[0]][0]):
+            last[parsed[0]] = (parsed[1], layer.name)
+    ours, theirs = layer_calls(model), layer_calls(original)
+    pairs = []
+    for name, (_, chain_end) in sorted(last.items()):
+        if ours.get(chain_end) != 1 or theirs.get(name) != 1:
+            continue  # not in the original, or called more than once: no one output to compare
+        if _shape(model, chain_end) == _shape(original, name):
+            pairs.append((chain_end, name))
+    return pairs
+
+
+def _output(model, name: str):
+    """Layer ``name``'s output tensor in *this* model (a layer shared with another model has a node in each)."""
+    from lrfc.frontend.graph import layer_nodes
+
+    tensors = layer_nodes(model)[name].outputs
+    if len(tensors) != 1:
+        raise ValueError(f"layer {name!r} has {len(tensors)} outputs")
+    return tensors[0]
+
+
+def _shape(model, name: str) -> tuple | None:
+    try:
+        return tuple(_output(model, name).shape[1:])
+    except ValueError:
+        return None
+
+
+def _gap_layer(keras, weight: float, count: int):
+    """A layer on ``[logits, ours..., theirs...]`` that adds the term as a loss and passes the logits through."""
+    from keras import ops
+
+    class FeatureGap(keras.layers.Layer):
+        def call(self, inputs):
+            logits, ours, theirs = inputs[0], inputs[1:1 + count], inputs[1 + count:]
+            total = 0.0
+            for a, b in zip(ours, theirs):
+                b = ops.stop_gradient(ops.cast(b, a.dtype))
+                total = total + ops.mean(ops.square(a - b)) / (ops.var(b) + 1e-6)
+            self.add_loss(weight * total / count)
+            return logits
+
+    return FeatureGap(name="feature_gap")
+
+
+@contextlib.contextmanager
+def frozen(model):
+    """``model``'s layers not trainable inside the block, as they were after it."""
+    was = [(layer, layer.trainable) for layer in model.layers]
+    try:
+        for layer, _ in was:
+            layer.trainable = False
+        yield model
+    finally:
+        for layer, flag in was:
+            layer.trainable = flag
+
+
+def feature_trainer(keras, model, original, weight: float, pairs: list[tuple[str, str]]):
+    """A training twin of ``model`` (its layers, its output) whose loss adds the feature term over ``pairs``; the
+    original's part it runs is a sub-model of ``original``'s layers (call it under ``frozen(original)``)."""
+    ours = [_output(model, a) for a, _ in pairs]
+    teacher = keras.Model(original.inputs, [_output(original, b) for _, b in pairs],
+                          name=f"{original.name}_maps")
+    theirs = teacher(model.inputs[0] if len(model.inputs) == 1 else model.inputs, training=False)
+    theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
+    out = _gap_layer(keras, weight, len(pairs))([model.outputs[0], *ours, *theirs])
+    return keras.Model(model.inputs, out, name=f"{model.name}_finetune")
