@@ -444,7 +444,8 @@ def finetune(
     if fitted:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_train_batch_end=_DeadlineFit(epochs, total_steps, per_epoch).on_batch_end))
-    with fused_batchnorm(model), inference_only(trainer, noise=False), _frozen(original, config):  # augmentation off
+    # augmentation off (common.training_only); the original frozen while the feature-map term runs it
+    with fused_batchnorm(model), inference_only(trainer, noise=False), _frozen(original, config):
         # repeated samples are taken batch by batch, not copied into a larger split first
         if order is not None or (getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray)):
             trainer.fit(_streamed(keras, x, targets, config, order), epochs=config.epochs, verbose=0,
