@@ -106,7 +106,7 @@ def test_plan_rebuilds_without_searching(first_build, tiny_model_path):
     assert json.loads((root / "c" / "plan.json").read_text()) == json.loads((root / "a" / "plan.json").read_text())
     assert rebuilt["compressed"]["params"] == report["compressed"]["params"]
     assert rebuilt["finetune"] == {"mode": "none", "rounds": 0, "epochs": 0, "seconds": 0.0, "distill": False,
-                                   "round_epochs": [], "qat": False, "balanced": {}}
+                                   "round_epochs": [], "qat": False, "balanced": {}, "features": 0.0}
 
 
 @pytest.mark.parametrize("failing", ["lower", "report"])
