@@ -476,10 +476,11 @@ def test_a_class_limit_turns_balance_on_and_the_record_names_the_classes_repeate
 
 def _map_gaps(keras, model, original, pairs, x) -> list[float]:
     """Each pair's mean squared difference over the original map's variance, as ``train.features`` measures it."""
-    from lrfc.train.features import _output
+    from lrfc.train.features import single_outputs
 
-    ours = keras.Model(model.inputs, [_output(model, a) for a, _ in pairs])(x, training=False)
-    theirs = keras.Model(original.inputs, [_output(original, b) for _, b in pairs])(x, training=False)
+    mine, yours = single_outputs(model), single_outputs(original)
+    ours = keras.Model(model.inputs, [mine[a] for a, _ in pairs])(x, training=False)
+    theirs = keras.Model(original.inputs, [yours[b] for _, b in pairs])(x, training=False)
     return [float(np.mean((np.asarray(a) - np.asarray(b)) ** 2) / np.var(np.asarray(b))) for a, b in zip(ours, theirs)]
 
 

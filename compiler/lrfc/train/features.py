@@ -35,38 +35,25 @@ def feature_pairs(model, original) -> list[tuple[str, str]]:
     """``(chain's last layer in model, layer in original)`` for each factorized layer both call once with one
     output of the same shape: what the term compares."""
     from lrfc.decompose.chain import stage_of
-    from lrfc.frontend.graph import layer_calls
 
     last: dict[str, tuple[int, str]] = {}
     for layer in model.layers:
         parsed = stage_of(layer.name)
         if parsed is not None and (parsed[0] not in last or parsed[1] > last[parsed[0]][0]):
             last[parsed[0]] = (parsed[1], layer.name)
-    ours, theirs = layer_calls(model), layer_calls(original)
-    pairs = []
-    for name, (_, chain_end) in sorted(last.items()):
-        if ours.get(chain_end) != 1 or theirs.get(name) != 1:
-            continue  # not in the original, or called more than once: no one output to compare
-        if _shape(model, chain_end) == _shape(original, name):
-            pairs.append((chain_end, name))
-    return pairs
+    ours, theirs = single_outputs(model), single_outputs(original)
+    return [(chain_end, name) for name, (_, chain_end) in sorted(last.items())
+            if chain_end in ours and name in theirs and ours[chain_end].shape[1:] == theirs[name].shape[1:]]
 
 
-def _output(model, name: str):
-    """Layer ``name``'s output tensor in *this* model (a layer shared with another model has a node in each)."""
-    from lrfc.frontend.graph import layer_nodes
+def single_outputs(model) -> dict[str, object]:
+    """``{layer name: its output tensor}`` for each layer *this* model calls once and that has one output (a layer
+    shared with another model has a node in each; one called more than once has no one output to compare)."""
+    from lrfc.frontend.graph import layer_calls, layer_nodes
 
-    tensors = layer_nodes(model)[name].outputs
-    if len(tensors) != 1:
-        raise ValueError(f"layer {name!r} has {len(tensors)} outputs")
-    return tensors[0]
-
-
-def _shape(model, name: str) -> tuple | None:
-    try:
-        return tuple(_output(model, name).shape[1:])
-    except ValueError:
-        return None
+    calls = layer_calls(model)
+    return {name: node.outputs[0] for name, node in layer_nodes(model).items()
+            if calls.get(name) == 1 and len(node.outputs) == 1}
 
 
 def _gap_layer(keras, weight: float, count: int):
@@ -102,10 +89,9 @@ def frozen(model):
 def feature_trainer(keras, model, original, weight: float, pairs: list[tuple[str, str]]):
     """A training twin of ``model`` (its layers, its output) whose loss adds the feature term over ``pairs``; the
     original's part it runs is a sub-model of ``original``'s layers (call it under ``frozen(original)``)."""
-    ours = [_output(model, a) for a, _ in pairs]
-    teacher = keras.Model(original.inputs, [_output(original, b) for _, b in pairs],
-                          name=f"{original.name}_maps")
+    ours, theirs = single_outputs(model), single_outputs(original)
+    teacher = keras.Model(original.inputs, [theirs[b] for _, b in pairs], name=f"{original.name}_maps")
     theirs = teacher(model.inputs[0] if len(model.inputs) == 1 else model.inputs, training=False)
     theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
-    out = _gap_layer(keras, weight, len(pairs))([model.outputs[0], *ours, *theirs])
+    out = _gap_layer(keras, weight, len(pairs))([model.outputs[0], *(ours[a] for a, _ in pairs), *theirs])
     return keras.Model(model.inputs, out, name=f"{model.name}_finetune")

@@ -83,6 +83,7 @@ against 0.58 and 1.10 with 3.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -93,6 +94,7 @@ import numpy as np
 from lrfc.errors import UserError
 from lrfc.common.quiet import import_keras
 from lrfc.common.training_only import inference_only
+from lrfc.train.features import feature_pairs, feature_trainer, frozen
 from lrfc.train.fused_bn import fused_batchnorm
 
 # Floor for probabilities before taking their log (Keras' own epsilon for
@@ -445,7 +447,8 @@ def finetune(
         callbacks.append(keras.callbacks.LambdaCallback(
             on_train_batch_end=_DeadlineFit(epochs, total_steps, per_epoch).on_batch_end))
     # augmentation off (common.training_only); the original frozen while the feature-map term runs it
-    with fused_batchnorm(model), inference_only(trainer, noise=False), _frozen(original, config):
+    held = frozen(original) if config.features else contextlib.nullcontext()
+    with fused_batchnorm(model), inference_only(trainer, noise=False), held:
         # repeated samples are taken batch by batch, not copied into a larger split first
         if order is not None or (getattr(x, "nbytes", 0) > config.in_memory_bytes and not isinstance(x, np.ndarray)):
             trainer.fit(_streamed(keras, x, targets, config, order), epochs=config.epochs, verbose=0,
@@ -483,15 +486,6 @@ def _streamed(keras, x, targets: np.ndarray, config: FinetuneConfig, rows: np.nd
     return Batches()
 
 
-def _frozen(original, config: FinetuneConfig):
-    """The original's layers frozen while the feature-map term runs them inside the training steps."""
-    import contextlib
-
-    from lrfc.train.features import frozen
-
-    return frozen(original) if config.features and original is not None else contextlib.nullcontext()
-
-
 def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None, fitted: bool = False, original=None):
     """A compiled twin of ``model`` (same variables, own compile state), seeded, with a cosine-decayed Adam, and the
     schedule's total steps as a variable when ``fitted`` (a deadline may shorten it once training is timed), else None.
@@ -499,8 +493,6 @@ def _trainer(keras, model, config: FinetuneConfig, steps: int, calibration=None,
     With ``config.qat`` the twin computes through int8 fake quantization (``train.qat``); with
     ``config.features`` its loss adds the feature-map term against ``original`` (``train.features``).
     """
-    from lrfc.train.features import feature_pairs, feature_trainer
-
     keras.utils.set_random_seed(config.seed)
     total = keras.Variable(float(steps), trainable=False, dtype="float32", name="schedule_steps") if fitted else None
     schedule = (_fitted_cosine(keras, config.learning_rate, total) if fitted
