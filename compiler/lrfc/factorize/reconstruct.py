@@ -17,19 +17,6 @@ solved on the calibration samples the search captured; the bias is refit only
 where the layer has one. Layers whose chain ends otherwise (TT-matrix) are
 left as they are.
 
-**A warm start refits toward the warm model.** A later round of the budget
-search starts from an earlier round's fine-tuned model (``factorize.stage.
-warm_start``): its unchanged layers carry fine-tuned weights, which learned
-to read the fine-tuned response of each changed layer, not the original's.
-So with ``toward`` (the warm model) a changed layer's ``Y`` is the warm
-model's linear response for that layer on the same samples (its chain's last
-stage, or the layer itself where it was kept), each computed from the warm
-model's own inputs to it. On the VGG-style baseline, from its default
-build's first round (rung 50 fine-tuned, 0.50 points), the starts of rungs
-45, 44, 42 and 40 lost 1.78, 2.12, 2.70 and 3.74 points before fine-tuning
-against 2.28, 2.36, 3.82 and 5.06 refit toward the original (docs/LOG.md,
-session 61).
-
 One forward pass, not one per layer. The layers are refit in graph order
 (``frontend.graph.layer_nodes``: a topological order), and the graph is cut
 just before each refit stage: the *frontier* there is every tensor computed
@@ -51,22 +38,16 @@ RIDGE = 1e-6
 FRONTIER_BYTES = 1 << 30  # the frontier's values held at once, at most; beyond that, one prefix pass per layer
 
 
-def _chain(model, layer: str) -> list:
-    """``layer``'s chain in ``model``, its stages in order; empty where ``model`` keeps the layer whole."""
-    from lrfc.decompose.chain import stage_of
-
-    stages = [(stage[1], l) for l in model.layers if (stage := stage_of(l.name)) and stage[0] == layer]
-    return [l for _, l in sorted(stages, key=lambda item: item[0])]
-
-
 def _last_stage(model, layer: str):
     """The last layer of ``layer``'s chain in the compressed model, or None when it cannot be refit."""
     import keras
 
-    stages = _chain(model, layer)
+    from lrfc.decompose.chain import stage_of
+
+    stages = [(stage[1], l.name) for l in model.layers if (stage := stage_of(l.name)) and stage[0] == layer]
     if len(stages) < 2:
         return None  # a one-stage chain (TT-matrix): nothing between the input and the last stage to fit against
-    last = stages[-1]
+    last = model.get_layer(max(stages)[1])
     if isinstance(last, keras.layers.Dense) or (isinstance(last, (keras.layers.Conv1D, keras.layers.Conv2D))
                                                and all(k == 1 for k in last.kernel_size)
                                                and not isinstance(last, keras.layers.DepthwiseConv2D)):
@@ -106,7 +87,7 @@ def solve_last_factor(z: np.ndarray, y: np.ndarray, with_bias: bool, seed: int =
     return (w[:-1], w[-1]) if with_bias else (w, None)
 
 
-def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray, toward=None) -> list[str]:
+def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray) -> list[str]:
     """Refit, in graph order, the last factor of each named factorized layer; returns the layers refit.
 
     Args:
@@ -116,9 +97,6 @@ def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray, toward=Non
             ``reference`` the original's linear response to them.
         layers: the factorized layers to refit.
         x_calib: the calibration samples.
-        toward: a model fine-tuned earlier that ``compressed`` was warm-started
-            from: each layer is refit to its response for that layer instead of
-            the original's (module doc); None: the original's.
     """
     from lrfc.frontend.graph import layer_nodes
 
@@ -129,10 +107,8 @@ def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray, toward=Non
         return []
     counts = {name: len(tasks[name].inputs) for name, _ in stages}
     x = np.asarray(x_calib[:max(counts.values())], dtype=np.float32)
-    frontier = FRONTIER_BYTES if toward is None else FRONTIER_BYTES // 2  # two walks at once: half each
-    walk = _segments(compressed, [last for _, last in stages], len(x), frontier)
+    walk = _segments(compressed, [last for _, last in stages], len(x))
     stop_inputs = walk(x) if walk is not None else None
-    targets = responses(toward, [name for name, _ in stages], x, frontier) if toward is not None else None
     done = []
     for name, last in stages:
         if stop_inputs is not None:  # the next segment runs now, with every refit so far in place
@@ -140,10 +116,7 @@ def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray, toward=Non
         else:  # one prefix pass per layer
             z = _inputs_of(compressed, last, x[:counts[name]])
         task = tasks[name]
-        if targets is not None:
-            y = next(targets)[:counts[name]]
-        else:
-            y = task.reference + (0.0 if task.weights.bias is None else task.weights.bias)
+        y = task.reference + (0.0 if task.weights.bias is None else task.weights.bias)
         weights = last.get_weights()
         kernel, bias = solve_last_factor(z, y, with_bias=len(weights) > 1)
         new = [kernel.reshape(weights[0].shape).astype(np.float32)]
@@ -154,40 +127,7 @@ def reconstruct(compressed, tasks: dict, layers, x_calib: np.ndarray, toward=Non
     return done
 
 
-def output_stage(model, layer: str):
-    """The Keras layer whose output is ``layer``'s response in ``model``: its chain's last stage, or the layer
-    itself where ``model`` keeps it whole."""
-    stages = _chain(model, layer)
-    return stages[-1] if stages else model.get_layer(layer)
-
-
-def linear_response(layer, z: np.ndarray, batch: int = 256) -> np.ndarray:
-    """``layer`` applied to its input ``z`` without its activation: a copy of it whose activation is linear (a
-    layer with no activation of its own, as it is)."""
-    from lrfc.frontend.samples import batch_for
-
-    config = dict(layer.get_config(), name=f"{layer.name}_linear")
-    if "activation" in config:
-        config["activation"] = "linear"
-    linear = type(layer).from_config(config)
-    linear.build(z.shape)
-    linear.set_weights(layer.get_weights())
-    batch = batch_for(batch)
-    return np.concatenate([np.asarray(linear(z[i:i + batch])) for i in range(0, len(z), batch)])
-
-
-def responses(model, layers, x: np.ndarray, frontier: int = FRONTIER_BYTES):
-    """Yield, for each of ``layers`` in turn, ``model``'s linear response for that layer on ``x`` (one at a time:
-    a whole model's would be every layer's maps at once). One forward pass when the layers' output stages are in
-    graph order (``_segments``, holding at most ``frontier`` bytes), else a prefix pass per layer."""
-    stops = [output_stage(model, name) for name in layers]
-    walk = _segments(model, stops, len(x), frontier)
-    inputs = walk(x) if walk is not None else (_inputs_of(model, stop, x) for stop in stops)
-    for stop, z in zip(stops, inputs):
-        yield linear_response(stop, z)
-
-
-def _segments(model, stops, samples: int, frontier: int = FRONTIER_BYTES):
+def _segments(model, stops, samples: int):
     """A generator function over ``x``: yields each stop layer's input, in order, after the caller refit the last one.
 
     One forward pass cut before each stop (``frontend.graph.frontier_walk``);
@@ -196,7 +136,7 @@ def _segments(model, stops, samples: int, frontier: int = FRONTIER_BYTES):
     """
     from lrfc.frontend.graph import frontier_walk, layer_nodes
 
-    walk = frontier_walk(model, [stop.name for stop in stops], samples, frontier)
+    walk = frontier_walk(model, [stop.name for stop in stops], samples, FRONTIER_BYTES)
     if walk is None:
         return None
     nodes = layer_nodes(model)

@@ -4,10 +4,10 @@
 the budget search, ``train.contract``): the plan applied to the original with
 the search's prepared factorizations, the weights of an earlier fine-tuned
 model carried over for the layers whose choice did not change (warm start),
-then the changed layers' last factors refit to the original's outputs, or
-to the warm model's where there is one (``factorize.reconstruct``), and the BatchNorm statistics re-estimated
+then the changed layers' last factors refit to the original's outputs
+(``factorize.reconstruct``) and the BatchNorm statistics re-estimated
 (``train.bn``), both on the calibration samples, before any gradient step.
-The stage itself picks the first rung to try (``train.contract.BudgetSearch.start``).
+The stage itself picks the first rung to try (``train.contract.first_level``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def build_level(state, plan, warm=None):
     changed = [c.layer for c in plan.choices] if warm is None else warm_start(model, *warm, plan)
     order = [r.name for r in state.rows if r.name in set(changed) and r.name in plan.by_layer()]
     if state.options.reconstruct and order:
-        reconstruct(model, state.tasks, order, state.splits.x_calib, toward=None if warm is None else warm[0])
+        reconstruct(model, state.tasks, order, state.splits.x_calib)
     if state.options.bn_reestimate:
         reestimate_bn(model, state.splits.x_calib)
     release()  # reconstruction's tap models, in reference cycles: a rung's worth of traced graphs

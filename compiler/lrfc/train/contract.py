@@ -34,8 +34,7 @@ least. The search over it:
    more compression; one that misses it moves to less. Later rounds start
    from fine-tuned weights for every layer whose choice did not change
    (warm start: the last round's, or the best pass's when fewer of the
-   rung's parameters start fresh from those, ``_warm_source``; the changed
-   layers refit toward that model's responses, ``factorize.reconstruct``), and run
+   rung's parameters start fresh from those, ``_warm_source``), and run
    ``--epochs`` times the share of the rung's parameters that start fresh,
    at least one (``round_epochs``): the end-game's one-layer steps (the
    VGG-style baseline: 6 % and 10 % of the rung's parameters) train one
