@@ -7,7 +7,7 @@ model carried over for the layers whose choice did not change (warm start),
 then the changed layers' last factors refit to the original's outputs
 (``factorize.reconstruct``) and the BatchNorm statistics re-estimated
 (``train.bn``), both on the calibration samples, before any gradient step.
-The stage itself picks the first rung to try (``train.contract.first_level``).
+The stage itself picks the first rung to try (``train.contract.BudgetSearch.start``).
 """
 
 from __future__ import annotations
