@@ -19,12 +19,11 @@ training step, in inference mode, its weights frozen.
 Off by default (``--distill-features 0``). Measured (docs/LOG.md, session 60:
 one cold round of 2 epochs, paired seeds, the Fashion-MNIST baselines): at
 W = 1 the VGG-style rungs moved within the seeds' own spread (validation drop
--0.32 to +0.36 points against logits alone, with all 59,500 training samples
+-0.30 to +0.36 points against logits alone, with all 59,500 training samples
 or with 5,000, and at W = 5), the ResNet-style rung 59 lost 0.30 and 0.32 points
-(its first round's rung in a build: level, 0.44 against 0.46), and a round
+(a build's one round at its first rung: 0.44 against 0.46), and a round
 trained 1.5-1.9x (VGG-style) and 1.7-3.1x (ResNet-style) as long.
 """
-
 
 from __future__ import annotations
 
